@@ -1,0 +1,3 @@
+from mosn.cli import main
+
+raise SystemExit(main())

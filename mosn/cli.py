@@ -1,0 +1,125 @@
+"""The ``mosn`` command: start, validate, plugins list, version."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from mosn import __version__
+from mosn.config import ConfigError, LoadedConfig, load
+from mosn.plugins import PluginHost
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return args.func(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mosn", description=__doc__)
+    sub = parser.add_subparsers(metavar="COMMAND")
+
+    start = sub.add_parser("start", help="run the proxy on a config file",
+                           description="Validate the config, bind every listener, then serve.")
+    start.add_argument("-c", "--config", required=True, metavar="FILE", help="YAML or JSON config")
+    start.add_argument("--workers", default="1", metavar="N|auto",
+                       help="worker processes sharing the listeners (default 1; auto = one per CPU)")
+    start.add_argument("--log-level", default=None, metavar="LEVEL",
+                       help="DEBUG, INFO, WARN or ERROR (default: the config's, else INFO)")
+    start.set_defaults(func=_start)
+
+    validate = sub.add_parser("validate", help="check a config file and exit",
+                              description="Print every error with its path; exit 1 if any.")
+    validate.add_argument("-c", "--config", required=True, metavar="FILE")
+    validate.add_argument("--strict", action="store_true", help="treat warnings as errors")
+    validate.set_defaults(func=_validate)
+
+    plugins = sub.add_parser("plugins", help="installed plugins")
+    psub = plugins.add_subparsers(metavar="COMMAND")
+    plist = psub.add_parser("list", help="each plugin: name, distribution, version, "
+                                         "what it registers, enabled")
+    plist.add_argument("-c", "--config", metavar="FILE",
+                       help="apply this config's plugins: section")
+    plist.add_argument("--json", action="store_true", help="machine-readable output")
+    plist.set_defaults(func=_plugins_list)
+    plugins.set_defaults(func=lambda args: plugins.print_help() or 2)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=lambda args: print(f"mosn {__version__}") or 0)
+    return parser
+
+
+def _load(path: str) -> LoadedConfig | None:
+    try:
+        loaded = load(path)
+    except ConfigError as exc:
+        print(f"{path}: invalid config ({len(exc.errors)} error"
+              f"{'s' if len(exc.errors) != 1 else ''}):", file=sys.stderr)
+        for line in exc.errors:
+            print(f"  {line}", file=sys.stderr)
+        return None
+    for line in loaded.warnings:
+        print(f"{path}: warning: {line}", file=sys.stderr)
+    return loaded
+
+
+def _validate(args: argparse.Namespace) -> int:
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    if args.strict and loaded.warnings:
+        return 1
+    print(f"{args.config}: ok")
+    return 0
+
+
+def _start(args: argparse.Namespace) -> int:
+    from mosn import server
+
+    try:
+        workers = server.worker_count(args.workers)
+    except ValueError as exc:
+        print(f"mosn start: {exc}", file=sys.stderr)
+        return 2
+    loaded = _load(args.config)
+    if loaded is None:
+        return 1
+    first = loaded.config.servers[0] if loaded.config.servers else None
+    server.configure_logging(args.log_level or (first and first.default_log_level) or "INFO",
+                             first.default_log_path if first else "")
+    try:
+        return server.run(loaded, workers)
+    except server.StartError as exc:
+        print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _plugins_list(args: argparse.Namespace) -> int:
+    if args.config:
+        loaded = _load(args.config)
+        if loaded is None:
+            return 1
+        host = loaded.plugins
+    else:
+        host = PluginHost().load()
+    if args.json:
+        print(json.dumps([p.as_dict() for p in host.plugins], indent=2))
+        return 1 if host.errors else 0
+    rows = [("NAME", "DISTRIBUTION", "VERSION", "ENABLED", "REGISTERS")]
+    for p in host.plugins:
+        registers = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in p.registers.items())
+        if p.error:
+            registers = f"ERROR {p.error}"
+        rows.append((p.name, p.distribution, p.version, "yes" if p.enabled else "no",
+                     registers or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    for err in host.errors:
+        print(f"error: {err}", file=sys.stderr)
+    return 1 if host.errors else 0

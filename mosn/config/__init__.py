@@ -1,0 +1,31 @@
+"""Config models and the loader (YAML or JSON in MOSN's shape)."""
+
+from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
+from mosn.config.models import (
+    ClusterConfig,
+    FilterConfig,
+    HostConfig,
+    ListenerConfig,
+    Model,
+    MosnConfig,
+)
+from mosn.config.types import Address, Duration, parse_address, parse_duration
+
+__all__ = [
+    "Address",
+    "ClusterConfig",
+    "ConfigError",
+    "Duration",
+    "FilterConfig",
+    "HostConfig",
+    "ListenerConfig",
+    "LoadedConfig",
+    "Model",
+    "MosnConfig",
+    "dump",
+    "load",
+    "parse_address",
+    "parse_duration",
+    "read_file",
+    "validate",
+]

@@ -1,0 +1,171 @@
+"""Load a config file, load the plugins it asks for, and validate everything.
+
+Every error is collected with its path (``servers[0].listeners[1].address: ...``)
+before anything is refused, so one run of ``mosn validate`` shows them all.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
+from mosn.plugins import PluginHost
+
+
+class ConfigError(Exception):
+    """The config was refused; ``errors`` holds one ``path: reason`` line per error."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors
+
+
+@dataclass
+class LoadedConfig:
+    config: MosnConfig
+    plugins: PluginHost
+    source: str = "<memory>"
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The document in a YAML or JSON file (JSON is read as JSON for exact errors)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError([f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: invalid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: the top level must be a mapping"])
+    return data
+
+
+def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
+    """Read and validate ``path``; raise :class:`ConfigError` with every error found."""
+    loaded = validate(read_file(path), plugins)
+    loaded.source = str(path)
+    return loaded
+
+
+def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedConfig:
+    errors: list[str] = []
+    if plugins is None:
+        try:
+            wanted = PluginsConfig.model_validate(raw.get("plugins") or {})
+        except ValidationError as exc:
+            raise ConfigError(_pydantic_errors(exc, "plugins")) from None
+        plugins = PluginHost(enable=wanted.enable, disable=wanted.disable).load()
+        errors += [f"plugins: {e}" for e in plugins.errors]
+    try:
+        config = MosnConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(errors + _pydantic_errors(exc)) from None
+    errors += _check_extensions(config, plugins)
+    errors += _check_names(config)
+    if errors:
+        raise ConfigError(errors)
+    warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+    return LoadedConfig(config, plugins, warnings=warnings)
+
+
+def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
+    errors: list[str] = []
+    for path, listener in config.listeners():
+        chains = [(f"{path}.filter_chains[{i}].filters", fc.filters)
+                  for i, fc in enumerate(listener.filter_chains)]
+        chains.append((f"{path}.listener_filters", listener.listener_filters))
+        chains.append((f"{path}.stream_filters", listener.stream_filters))
+        for base, filters in chains:
+            kind = ("listener_filter" if base.endswith("listener_filters")
+                    else "stream_filter" if base.endswith("stream_filters")
+                    else "network_filter")
+            for i, flt in enumerate(filters):
+                errors += _check_filter(f"{base}[{i}]", kind, flt, plugins, config)
+    for i, cluster in enumerate(config.cluster_manager.clusters):
+        base = f"cluster_manager.clusters[{i}]"
+        if plugins.get("cluster_type", cluster.type) is None:
+            errors.append(f"{base}.type: unknown cluster type {cluster.type!r}"
+                          f"{_known(plugins, 'cluster_type')}")
+        if plugins.get("load_balancer", cluster.lb_type) is None:
+            errors.append(f"{base}.lb_type: unknown load balancer {cluster.lb_type!r}"
+                          f"{_known(plugins, 'load_balancer')}")
+    return errors
+
+
+def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
+                  config: MosnConfig) -> list[str]:
+    ext = plugins.get(kind, flt.type)
+    if ext is None:
+        return [f"{path}.type: unknown {kind.replace('_', ' ')} {flt.type!r}{_known(plugins, kind)}"]
+    if ext.config_model is None:
+        return []
+    try:
+        parsed = ext.config_model.model_validate(flt.config)
+    except ValidationError as exc:
+        return _pydantic_errors(exc, f"{path}.config")
+    flt._parsed = parsed
+    check = getattr(parsed, "cross_check", None)
+    if check is None:
+        return []
+    return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config)]
+
+
+def _check_names(config: MosnConfig) -> list[str]:
+    errors = []
+    clusters = Counter(c.name for c in config.cluster_manager.clusters)
+    for i, cluster in enumerate(config.cluster_manager.clusters):
+        if clusters[cluster.name] > 1:
+            errors.append(f"cluster_manager.clusters[{i}].name: duplicate cluster name {cluster.name!r}")
+    listeners = list(config.listeners())
+    names = Counter(lc.name for _, lc in listeners if lc.name)
+    addresses = Counter(str(lc.address) for _, lc in listeners if lc.address.port or lc.address.is_unix)
+    for path, lc in listeners:
+        if lc.name and names[lc.name] > 1:
+            errors.append(f"{path}.name: duplicate listener name {lc.name!r}")
+        if addresses[str(lc.address)] > 1:
+            errors.append(f"{path}.address: {lc.address} is used by another listener")
+    return errors
+
+
+def _known(plugins: PluginHost, kind: str) -> str:
+    names = plugins.names(kind)
+    return f" (known: {', '.join(names)})" if names else " (no plugin registers one)"
+
+
+def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[str]:
+    lines = []
+    for err in exc.errors():
+        path = _path(err["loc"], prefix)
+        msg = err["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}" if path else msg)
+    return lines
+
+
+def _path(loc: Iterable[Any], prefix: str = "") -> str:
+    out = prefix
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def dump(config: BaseModel) -> dict[str, Any]:
+    """The effective config as JSON-ready data (for ``/config_dump``)."""
+    return config.model_dump(mode="json", by_alias=True)

@@ -1,0 +1,289 @@
+"""The ``tcp_proxy`` network filter: each downstream connection is paired with one
+upstream connection to a host of the chosen cluster, and bytes flow both ways.
+
+As in Envoy and MOSN: the downstream is not read until the upstream is connected; a
+failed connect tries another host (``max_connect_attempts``); a half-close is passed
+on (each side's EOF becomes a ``write_eof`` on the other); when either side closes,
+the other is closed after what it has queued is flushed. Each side's write buffer
+back-pressures the other side's reads.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from typing import Any, Iterable
+
+from pydantic import Field, model_validator
+
+from mosn.config.models import Model, MosnConfig
+from mosn.config.types import Duration
+from mosn.network.connection import Connection
+from mosn.network.filter import (
+    CloseType,
+    ConnectionCallbacks,
+    ConnectionEvent,
+    FilterStatus,
+    ReadFilter,
+)
+from mosn.plugins import BuildContext, Extension, hookimpl
+from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
+
+DEFAULT_IDLE_TIMEOUT = 3600.0
+"""Seconds without traffic before a proxied pair is closed (Envoy's default); 0 = never."""
+
+_STOP = FilterStatus.STOP
+
+
+# -- config --------------------------------------------------------------------------------
+
+
+class CidrRange(Model):
+    address: str
+    length: int = Field(default=32, ge=0, le=128)
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(f"{self.address}/{self.length}", strict=False)
+
+
+class StreamRoute(Model):
+    """A route of MOSN's ``StreamProxy``: connections matching every given field go to ``cluster``."""
+
+    cluster: str
+    source_addrs: list[CidrRange] = Field(default_factory=list, alias="sourceaddrs")
+    destination_addrs: list[CidrRange] = Field(default_factory=list, alias="destinationaddrs")
+    source_port: str = Field(default="", alias="sourceport")
+    destination_port: str = Field(default="", alias="destinationport")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _snake_case_too(cls, data: Any) -> Any:
+        # MOSN's StreamRoute has no JSON tags (Go matches "SourceAddrs" without case),
+        # but snake_case is what a YAML user writes.
+        if isinstance(data, dict):
+            data = {k.replace("_", "") if isinstance(k, str) else k: v for k, v in data.items()}
+        return data
+
+    @model_validator(mode="after")
+    def _check_ports(self) -> "StreamRoute":
+        for port in (self.source_port, self.destination_port):
+            if port:
+                _port_range(port)
+        return self
+
+
+class WeightedCluster(Model):
+    name: str
+    weight: int = Field(ge=1)
+
+
+class WeightedClusters(Model):
+    clusters: list[WeightedCluster] = Field(min_length=1)
+
+
+class TcpProxyConfig(Model):
+    stat_prefix: str = ""
+    cluster: str = ""
+    weighted_clusters: WeightedClusters | None = None
+    routes: list[StreamRoute] = Field(default_factory=list)
+    idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
+    max_connect_attempts: int | None = Field(default=None, ge=1)
+    """Hosts tried before giving up; default: every host of the cluster once."""
+
+    @model_validator(mode="after")
+    def _has_a_cluster(self) -> "TcpProxyConfig":
+        if not (self.cluster or self.weighted_clusters or self.routes):
+            raise ValueError("set one of cluster, weighted_clusters or routes")
+        return self
+
+    def cross_check(self, root: MosnConfig) -> Iterable[tuple[str, str]]:
+        known = {c.name for c in root.cluster_manager.clusters}
+        refs = [("cluster", self.cluster)] if self.cluster else []
+        refs += [(f"routes[{i}].cluster", r.cluster) for i, r in enumerate(self.routes)]
+        if self.weighted_clusters:
+            refs += [(f"weighted_clusters.clusters[{i}].name", w.name)
+                     for i, w in enumerate(self.weighted_clusters.clusters)]
+        for path, name in refs:
+            if name not in known:
+                yield path, f"unknown cluster {name!r}"
+
+
+def _port_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    if not low.isdigit() or (high and not high.isdigit()):
+        raise ValueError(f"port {text!r} is not 'N' or 'N-M'")
+    return int(low), int(high or low)
+
+
+# -- runtime -------------------------------------------------------------------------------
+
+
+class _Route:
+    def __init__(self, route: StreamRoute, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.sources = [c.network() for c in route.source_addrs]
+        self.destinations = [c.network() for c in route.destination_addrs]
+        self.source_ports = _port_range(route.source_port) if route.source_port else None
+        self.destination_ports = (_port_range(route.destination_port)
+                                  if route.destination_port else None)
+
+    def matches(self, source: Any, destination: Any) -> bool:
+        return (_addr_in(source, self.sources, self.source_ports)
+                and _addr_in(destination, self.destinations, self.destination_ports))
+
+
+def _addr_in(sockaddr: Any, networks: list[Any], ports: tuple[int, int] | None) -> bool:
+    if not networks and ports is None:
+        return True
+    if not isinstance(sockaddr, tuple):  # a Unix socket has no IP or port
+        return False
+    if networks and not any(ipaddress.ip_address(sockaddr[0]) in n for n in networks):
+        return False
+    return ports is None or ports[0] <= sockaddr[1] <= ports[1]
+
+
+class TcpProxy:
+    """Built once per filter chain; ``install`` runs for each new connection."""
+
+    def __init__(self, config: TcpProxyConfig, clusters: ClusterManager) -> None:
+        def get(name: str) -> Cluster:
+            cluster = clusters.get(name)
+            assert cluster is not None, "cross_check refuses unknown clusters"
+            return cluster
+
+        self.routes = [_Route(r, get(r.cluster)) for r in config.routes]
+        self.default = get(config.cluster) if config.cluster else None
+        self.weighted: list[tuple[Cluster, int]] = []
+        if config.weighted_clusters:
+            self.weighted = [(get(w.name), w.weight) for w in config.weighted_clusters.clusters]
+        self.idle_timeout = config.idle_timeout
+        self.max_connect_attempts = config.max_connect_attempts
+
+    def install(self, conn: Connection) -> None:
+        session = Session(self, conn)
+        conn.add_read_filter(session)
+        conn.add_callbacks(session)
+        if self.idle_timeout:
+            conn.set_idle_timeout(self.idle_timeout)
+
+    def pick_cluster(self, conn: Connection) -> Cluster | None:
+        if self.routes:
+            source, destination = conn.remote_address, conn.local_address
+            for route in self.routes:
+                if route.matches(source, destination):
+                    return route.cluster
+        if self.weighted:
+            clusters, weights = zip(*self.weighted)
+            return random.choices(clusters, weights)[0]
+        return self.default
+
+
+class Session(ReadFilter, ConnectionCallbacks):
+    """One proxied pair: this object is the downstream's read filter and callbacks."""
+
+    __slots__ = ("proxy", "downstream", "upstream", "cluster", "tried", "_upstream_side")
+
+    def __init__(self, proxy: TcpProxy, downstream: Connection) -> None:
+        self.proxy = proxy
+        self.downstream = downstream
+        self.upstream: UpstreamConnection | None = None
+        self.cluster: Cluster | None = None
+        self.tried: list[Host] = []
+        self._upstream_side = _UpstreamSide(self)
+
+    # downstream read filter
+
+    def on_new_connection(self) -> FilterStatus:
+        self.cluster = self.proxy.pick_cluster(self.downstream)
+        if self.cluster is None:
+            self.downstream.close(CloseType.NO_FLUSH)
+            return _STOP
+        self.downstream.read_disable(True)  # until the upstream is connected
+        self._connect()
+        return _STOP
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        self.upstream.write(data)  # type: ignore[union-attr]
+        return _STOP
+
+    def on_eof(self) -> bool:
+        if self.upstream is not None:
+            self.upstream.write_eof()
+        return True
+
+    # downstream callbacks
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and self.upstream is not None:
+            self.upstream.close(CloseType.FLUSH_WRITE)
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        if self.upstream is not None:
+            self.upstream.read_disable(True)
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        if self.upstream is not None:
+            self.upstream.read_disable(False)
+
+    # upstream
+
+    def _connect(self) -> None:
+        cluster = self.cluster
+        assert cluster is not None
+        attempts = self.proxy.max_connect_attempts or max(1, len(cluster.hosts))
+        host = cluster.choose_host(self.tried) if len(self.tried) < attempts else None
+        if host is None:
+            self.upstream = None
+            self.downstream.close(CloseType.NO_FLUSH)
+            return
+        self.tried.append(host)
+        upstream = self.upstream = cluster.connect(host)
+        upstream.add_read_filter(self._upstream_side)
+        upstream.add_callbacks(self._upstream_side)
+        upstream.start()
+
+    def on_upstream_event(self, event: ConnectionEvent) -> None:
+        if event is ConnectionEvent.CONNECTED:
+            self.downstream.read_disable(False)
+        elif event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
+            if not self.downstream.closed:
+                self._connect()
+        else:
+            self.downstream.close(CloseType.FLUSH_WRITE)
+
+
+class _UpstreamSide(ReadFilter, ConnectionCallbacks):
+    """The upstream connection's read filter and callbacks, feeding the downstream."""
+
+    __slots__ = ("session", "downstream")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.downstream = session.downstream
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        self.downstream.write(data)
+        return _STOP
+
+    def on_eof(self) -> bool:
+        self.downstream.write_eof()
+        return True
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        self.session.on_upstream_event(event)
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        self.downstream.read_disable(True)
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        self.downstream.read_disable(False)
+
+
+def build(config: TcpProxyConfig, context: BuildContext) -> Any:
+    return TcpProxy(config, context.cluster_manager).install
+
+
+@hookimpl
+def mosn_network_filters() -> list[Extension]:
+    return [Extension("tcp_proxy", build, TcpProxyConfig,
+                      description="forward each connection's bytes to a cluster")]

@@ -1,0 +1,140 @@
+"""Hook specifications: every way a plugin extends mosn.
+
+A plugin is a module (or object) with functions named after these specs and marked
+with ``mosn.hookimpl``. Each hook is called once, when the plugin host loads the
+plugins, and returns a list of :class:`mosn.plugins.Extension` objects: a name, the
+pydantic model of its ``config``, and a factory. The request path never calls a hook;
+it calls the objects the factories built (a pluggy call costs microseconds).
+
+The config refers to an extension as ``{type: NAME, config: {...}}`` (filters) or by
+name in a field (``lb_type``, a cluster's ``type``). Two extensions of one kind with
+the same name are refused, naming both plugins.
+
+Kinds whose machinery is not built yet (protocols, stream filters, routers, health
+checkers, xprotocol codecs) are declared here so plugins can be written against one
+stable list; the core refuses a config that uses a kind it cannot run yet.
+"""
+
+from __future__ import annotations
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("mosn")
+
+
+# -- network (L4) -------------------------------------------------------------------
+
+
+@hookspec
+def mosn_network_filters():
+    """Network filters for ``filter_chains[].filters[]``.
+
+    Called once at load time. Returns a list of ``Extension``. The factory is called
+    once per filter chain as ``factory(config, context)`` with the validated config
+    and a :class:`mosn.plugins.BuildContext`; it returns a callable that is invoked
+    for every new connection as ``install(connection)`` and adds read/write filters
+    to it (see :mod:`mosn.network.filter`). Examples: ``tcp_proxy``, ``proxy``.
+    """
+
+
+@hookspec
+def mosn_listener_filters():
+    """Listener filters for ``listeners[].listener_filters[]``, run on accept.
+
+    Returns a list of ``Extension``; the factory gets ``(config, context)`` and
+    returns a callable run on each accepted socket before a filter chain is chosen
+    (it may read the first bytes or the original destination). Examples:
+    ``original_dst``, ``tls_inspector``.
+    """
+
+
+# -- protocols and streams (L7) -----------------------------------------------------
+
+
+@hookspec
+def mosn_protocols():
+    """Protocols the ``proxy`` network filter can speak (``downstream_protocol``).
+
+    Returns a list of ``Extension`` whose factory returns a protocol object with a
+    ``name``, a ``match(first_bytes)`` matcher (match / no match / need more bytes,
+    used by ``downstream_protocol: Auto``) and server and client stream connection
+    factories built on sans-IO codecs. Examples: ``Http1``, ``Http2``, ``bolt``.
+    """
+
+
+@hookspec
+def mosn_xprotocol_codecs():
+    """Frame codecs for the multiplexed RPC engine (MOSN's X-protocol).
+
+    Returns a list of ``Extension`` whose factory returns a sans-IO frame codec:
+    decode, encode, request id get/set, request/response/oneway/heartbeat tests,
+    heartbeat and error replies, routing headers. Examples: ``bolt``, ``dubbo``.
+    """
+
+
+@hookspec
+def mosn_stream_filters():
+    """Stream filters for ``listeners[].stream_filters[]``.
+
+    Returns a list of ``Extension``; the factory gets ``(config, context)`` and
+    returns a per-stream filter factory. Each filter declares its phase (before
+    route, after route, after choosing a host) and answers continue, stop, or a
+    direct reply. Examples: ``fault``, ``rate_limit``, ``mirror``.
+    """
+
+
+@hookspec
+def mosn_route_handlers():
+    """Route matchers and route actions for ``routers[]``.
+
+    Returns a list of ``Extension``; each factory builds a matcher (request headers
+    -> match or not) or an action (a matched route -> cluster choice). Examples:
+    header and path matchers, subset selection by metadata.
+    """
+
+
+# -- upstream -----------------------------------------------------------------------
+
+
+@hookspec
+def mosn_load_balancers():
+    """Load balancers, named by MOSN's ``lb_type`` (``LB_ROUNDROBIN`` ...).
+
+    Returns a list of ``Extension``; the factory is called as
+    ``factory(hosts, config)`` whenever a cluster's host set is built and returns
+    an object with ``choose_host(exclude=()) -> Host | None``.
+    """
+
+
+@hookspec
+def mosn_cluster_types():
+    """Cluster types (host discovery), named by a cluster's ``type``.
+
+    Returns a list of ``Extension``; the factory is called as
+    ``factory(cluster_config, context)`` and returns the cluster's initial list of
+    :class:`mosn.upstream.Host`. Examples: ``SIMPLE``/``STATIC``, ``STRICT_DNS``,
+    ``zookeeper``.
+    """
+
+
+@hookspec
+def mosn_health_checkers():
+    """Active health checkers, named by a cluster's ``health_check.protocol``.
+
+    Returns a list of ``Extension``; the factory builds a checker that probes one
+    host and reports healthy or not. Examples: ``tcp``, ``http``, ``bolt``.
+    """
+
+
+KINDS: dict[str, str] = {
+    "network_filter": "mosn_network_filters",
+    "listener_filter": "mosn_listener_filters",
+    "protocol": "mosn_protocols",
+    "xprotocol_codec": "mosn_xprotocol_codecs",
+    "stream_filter": "mosn_stream_filters",
+    "route_handler": "mosn_route_handlers",
+    "load_balancer": "mosn_load_balancers",
+    "cluster_type": "mosn_cluster_types",
+    "health_checker": "mosn_health_checkers",
+}
+"""Extension kind -> the hook that registers it."""

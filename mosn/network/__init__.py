@@ -1,0 +1,32 @@
+"""The network layer: listeners, connections, filter chains. The only layer that
+touches sockets."""
+
+from mosn.network.connection import (
+    DEFAULT_BUFFER_LIMIT,
+    ClientConnection,
+    Connection,
+)
+from mosn.network.filter import (
+    CloseType,
+    ConnectionCallbacks,
+    ConnectionEvent,
+    FilterStatus,
+    ReadFilter,
+    WriteFilter,
+)
+from mosn.network.listener import Listener, ServerConnection, bind
+
+__all__ = [
+    "DEFAULT_BUFFER_LIMIT",
+    "ClientConnection",
+    "CloseType",
+    "Connection",
+    "ConnectionCallbacks",
+    "ConnectionEvent",
+    "FilterStatus",
+    "Listener",
+    "ReadFilter",
+    "ServerConnection",
+    "WriteFilter",
+    "bind",
+]

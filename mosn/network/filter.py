@@ -1,0 +1,76 @@
+"""The contracts between a connection and the filters installed on it (Envoy's and
+MOSN's network filter API, in Python)."""
+
+from __future__ import annotations
+
+import enum
+
+
+class FilterStatus(enum.Enum):
+    CONTINUE = "continue"
+    """Pass the data (or the new connection) on to the next filter."""
+    STOP = "stop"
+    """This filter took it; the filters after it do not see it."""
+
+
+class ConnectionEvent(enum.Enum):
+    CONNECTED = "connected"
+    CONNECT_FAILED = "connect_failed"
+    CONNECT_TIMEOUT = "connect_timeout"
+    REMOTE_CLOSE = "remote_close"
+    """The peer closed (or reset) the connection."""
+    LOCAL_CLOSE = "local_close"
+    """This side closed it: ``close()``, an idle timeout, or shutdown."""
+
+    @property
+    def is_close(self) -> bool:
+        return self is not ConnectionEvent.CONNECTED
+
+
+class CloseType(enum.Enum):
+    FLUSH_WRITE = "flush_write"
+    """Send what is buffered, then close (bounded by ``DELAYED_CLOSE_TIMEOUT``)."""
+    NO_FLUSH = "no_flush"
+    """Drop what is buffered and reset the connection."""
+
+
+class ReadFilter:
+    """Sees a connection's bytes as they arrive, in installation order."""
+
+    __slots__ = ()
+
+    def on_new_connection(self) -> FilterStatus:
+        """The connection is ready (for a downstream one: just accepted)."""
+        return FilterStatus.CONTINUE
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        return FilterStatus.CONTINUE
+
+    def on_eof(self) -> bool:
+        """The peer will send no more (a half-close). Return True to keep the
+        connection open for writing; if no filter does, it is closed."""
+        return False
+
+
+class WriteFilter:
+    """Sees bytes on their way out; returns them (possibly changed) or None to drop."""
+
+    __slots__ = ()
+
+    def on_write(self, data: bytes) -> bytes | None:
+        return data
+
+
+class ConnectionCallbacks:
+    """What a connection tells those who watch it (Envoy's ConnectionCallbacks)."""
+
+    __slots__ = ()
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        pass
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        """The connection's write buffer is full: stop feeding it."""
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        """The write buffer drained: feeding it may resume."""

@@ -1,0 +1,5 @@
+"""Stats (and, later, access logs and tracing)."""
+
+from mosn.observability.stats import Scope, StatsStore
+
+__all__ = ["Scope", "StatsStore"]

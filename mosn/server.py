@@ -1,0 +1,277 @@
+"""Run a validated config: bind, fork the workers, serve, drain on a signal.
+
+Order matters and is the same for one process or many: everything that can fail
+(the config, the plugins, binding each listener and the admin port) happens before
+anything serves. Then, with ``--workers N``, the parent forks N workers that inherit
+the bound sockets and the shared stats, and keeps the admin API for itself; with one
+worker the single process does both.
+
+Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
+for up to ``graceful_timeout``; a second one closes them at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+import socket
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+
+from mosn import __version__
+from mosn.admin.server import Admin
+from mosn.config import LoadedConfig
+from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
+from mosn.network.filter import CloseType
+from mosn.network.listener import Listener, bind
+from mosn.observability.stats import LISTENER_STATS, StatsStore
+from mosn.plugins import BuildContext
+from mosn.upstream.cluster import ClusterManager
+
+log = logging.getLogger("mosn")
+
+WORKER_POLL_INTERVAL = 0.2
+"""Seconds between the parent's checks that its workers are alive."""
+DRAIN_POLL_INTERVAL = 0.1
+"""Seconds between checks that draining connections are gone."""
+_PR_SET_PDEATHSIG = 1
+
+
+class StartError(Exception):
+    """The proxy cannot start (a port in use ...); the message says where and why."""
+
+
+def worker_count(value: str | int) -> int:
+    if value == "auto":
+        return len(os.sched_getaffinity(0))
+    n = int(value)
+    if n < 1:
+        raise ValueError("--workers must be at least 1 or 'auto'")
+    return n
+
+
+@dataclass
+class Runtime:
+    """Everything a worker serves, built (and its stats registered) before any fork."""
+
+    loaded: LoadedConfig
+    store: StatsStore = field(default_factory=StatsStore)
+    clusters: ClusterManager = field(init=False)
+    listeners: list[Listener] = field(default_factory=list)
+    admin_sock: socket.socket | None = None
+    graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+
+    def __post_init__(self) -> None:
+        config, plugins = self.loaded.config, self.loaded.plugins
+        self.clusters = ClusterManager(config, plugins, self.store)
+        context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store)
+        if config.servers:
+            self.graceful_timeout = config.servers[0].graceful_timeout
+        try:
+            for path, lc in config.listeners():
+                name = lc.name or str(lc.address)
+                installs = []
+                for fc in lc.filter_chains:
+                    for flt in fc.filters:
+                        ext = plugins.get("network_filter", flt.type)
+                        assert ext is not None, "the loader checks filter types"
+                        installs.append(ext.factory(flt.parsed, context))
+                sock = self._bind(path, lc.address, lc.reuseport)
+                self.listeners.append(Listener(
+                    name, sock, self.store, self.store.scope(f"listener.{name}", LISTENER_STATS),
+                    _chain(installs),
+                    max_connections=lc.max_connections,
+                    idle_timeout=lc.connection_idle_timeout,
+                    buffer_limit=lc.per_connection_buffer_limit_bytes,
+                ))
+            self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+        except StartError:
+            self.close_sockets()
+            raise
+
+    def _bind(self, path: str, address: Any, reuseport: bool) -> socket.socket:
+        try:
+            return bind(address, reuseport)
+        except OSError as exc:
+            raise StartError(f"{path}: cannot listen on {address}: {exc.strerror or exc}") from None
+
+    def close_sockets(self) -> None:
+        for lst in self.listeners:
+            lst.sock.close()
+        if self.admin_sock is not None:
+            self.admin_sock.close()
+
+
+def _chain(installs: list[Any]) -> Any:
+    if len(installs) == 1:
+        return installs[0]
+
+    def install(conn: Any) -> None:
+        for one in installs:
+            one(conn)
+
+    return install
+
+
+def run(loaded: LoadedConfig, workers: int = 1) -> int:
+    """Serve until a signal; returns the process exit code."""
+    runtime = Runtime(loaded)
+    runtime.store.allocate(workers)
+    admin = Admin(loaded, runtime.store, runtime.clusters)
+    pid_file = loaded.config.pid
+    if pid_file:
+        with open(pid_file, "w") as f:
+            f.write(f"{os.getpid()}\n")
+    try:
+        for lst in runtime.listeners:
+            log.info("listener %s on %s", lst.name, _sockname(lst.sock))
+        log.info("admin on %s", _sockname(runtime.admin_sock))
+        if workers == 1:
+            return anyio.run(_serve, runtime, admin, **_backend())
+        children = [_fork_worker(runtime, i) for i in range(workers)]
+        for lst in runtime.listeners:
+            lst.sock.close()  # the workers hold them now
+        return anyio.run(_supervise, runtime, admin, children, **_backend())
+    finally:
+        if pid_file:
+            try:
+                os.unlink(pid_file)
+            except OSError:
+                pass
+
+
+def _backend() -> dict[str, Any]:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return {}
+    return {"backend_options": {"use_uvloop": True}}
+
+
+def _sockname(sock: socket.socket | None) -> str:
+    if sock is None:
+        return "-"
+    name = sock.getsockname()
+    return f"unix:{name}" if isinstance(name, str) else f"{name[0]}:{name[1]}"
+
+
+async def _serve(runtime: Runtime, admin: Admin | None) -> int:
+    """One worker's life (the whole process's, with one worker)."""
+    for lst in runtime.listeners:
+        await lst.start()
+    log.info("mosn %s serving (pid %d)", __version__, os.getpid())
+    signals = (signal.SIGTERM,) if admin is None else (signal.SIGTERM, signal.SIGINT)
+    async with anyio.create_task_group() as tg:
+        if admin is not None:
+            tg.start_soon(admin.serve, runtime.admin_sock)
+        with anyio.open_signal_receiver(*signals) as received:
+            draining = False
+            async for _ in received:
+                if draining:
+                    break
+                draining = True
+                if admin is not None:
+                    admin.draining = True
+                tg.start_soon(_drain, runtime, tg.cancel_scope)
+        tg.cancel_scope.cancel()
+    for lst in runtime.listeners:
+        for conn in list(lst.connections):
+            conn.close(CloseType.NO_FLUSH)
+    return 0
+
+
+async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
+    log.info("draining: no new connections; waiting up to %gs for open ones",
+             runtime.graceful_timeout)
+    for lst in runtime.listeners:
+        lst.stop_accepting()
+    with anyio.move_on_after(runtime.graceful_timeout):
+        while any(lst.connections for lst in runtime.listeners):
+            await anyio.sleep(DRAIN_POLL_INTERVAL)
+    scope.cancel()
+
+
+def _fork_worker(runtime: Runtime, index: int) -> int:
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        _die_with_parent()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
+        if runtime.admin_sock is not None:
+            runtime.admin_sock.close()
+        runtime.store.use_row(index)
+        code = anyio.run(_serve, runtime, None, **_backend())
+    except BaseException:
+        log.exception("worker %d failed", index)
+    finally:
+        logging.shutdown()
+        os._exit(code)
+
+
+def _die_with_parent() -> None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+async def _supervise(runtime: Runtime, admin: Admin, children: list[int]) -> int:
+    """The parent with workers: admin API, worker watch, signal forwarding."""
+    alive = set(children)
+    exit_code = 0
+    log.info("mosn %s: %d workers %s", __version__, len(children), sorted(children))
+
+    def forward(sig: int) -> None:
+        for pid in alive:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+
+    async def watch() -> None:
+        nonlocal exit_code
+        while alive:
+            await anyio.sleep(WORKER_POLL_INTERVAL)
+            for pid in list(alive):
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if not done:
+                    continue
+                alive.discard(pid)
+                if not admin.draining:
+                    log.error("worker %d exited unexpectedly (status %d); stopping", pid, status)
+                    exit_code = 1
+                    admin.draining = True
+                    forward(signal.SIGTERM)
+        tg.cancel_scope.cancel()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(admin.serve, runtime.admin_sock)
+        tg.start_soon(watch)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
+            async for _ in received:
+                admin.draining = True
+                forward(signal.SIGTERM)  # a second signal makes the workers stop at once
+    return exit_code
+
+
+def configure_logging(level: str, path: str = "") -> None:
+    level = {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(level.upper(), level.upper())
+    if path in ("", "stderr"):
+        handler: logging.Handler = logging.StreamHandler(sys.stderr)
+    elif path == "stdout":
+        handler = logging.StreamHandler(sys.stdout)
+    else:
+        handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)s [%(name)s] %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
