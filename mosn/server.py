@@ -81,7 +81,7 @@ class Runtime:
                         ext = plugins.get("network_filter", flt.type)
                         assert ext is not None, "the loader checks filter types"
                         installs.append(ext.factory(flt.parsed, context))
-                sock = self._bind(path, lc.address, lc.reuseport)
+                sock = self._bind(f"{path}.address", lc.address, lc.reuseport)
                 self.listeners.append(Listener(
                     name, sock, self.store, self.store.scope(f"listener.{name}", LISTENER_STATS),
                     _chain(installs),

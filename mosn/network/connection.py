@@ -68,6 +68,7 @@ class Connection(asyncio.Protocol):
         self._rx = rx_index
         self._tx = tx_index
         self._read_disabled = 0
+        self._held: list[bytes] = []
         self._local_close = False
         self._eof_received = False
         self._eof_sent = False
@@ -106,12 +107,22 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._active = True
         self._stats[self._rx] += len(data)
+        if self._read_disabled:
+            # A loop may deliver one read after pause_reading (uvloop starts reading
+            # after connection_made): hold it until reading is enabled again.
+            self._held.append(data)
+            return
         for f in self.read_filters:
             if f.on_data(data) is _STOP:
                 return
 
     def eof_received(self) -> bool:
         self._eof_received = True
+        if self._read_disabled:
+            return True  # delivered by read_disable(False)
+        return self._deliver_eof()
+
+    def _deliver_eof(self) -> bool:
         keep = False
         for f in self.read_filters:
             keep = f.on_eof() or keep
@@ -164,9 +175,23 @@ class Connection(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        if disable and self._read_disabled == 1:
-            transport.pause_reading()
-        elif not disable and self._read_disabled == 0:
+        if disable:
+            if self._read_disabled == 1:
+                transport.pause_reading()
+            return
+        if self._read_disabled:
+            return
+        while self._held and not self._read_disabled:
+            data = self._held.pop(0)
+            for f in self.read_filters:
+                if f.on_data(data) is _STOP:
+                    break
+        if self._read_disabled or self.closed:
+            return
+        if self._eof_received:
+            if not self._deliver_eof():
+                self.close(CloseType.FLUSH_WRITE)
+        else:
             transport.resume_reading()
 
     def close(self, how: CloseType = CloseType.FLUSH_WRITE) -> None:

@@ -1,0 +1,415 @@
+"""tcp_proxy end to end: real mosn processes, real sockets on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import socket
+import struct
+import threading
+import time
+from contextlib import closing
+
+import pytest
+
+from conftest import free_port, tcp_proxy_config, wait_for_port
+
+
+def echo_once(port: int, payload: bytes, timeout: float = 5) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        s.shutdown(socket.SHUT_WR)
+        return recv_all(s)
+
+
+def recv_all(s: socket.socket) -> bytes:
+    chunks = []
+    while chunk := s.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def closed_by_peer(s: socket.socket, timeout: float = 5) -> bool:
+    """True once the peer closed (EOF or reset) within ``timeout``."""
+    s.settimeout(timeout)
+    try:
+        while s.recv(65536):
+            pass
+    except ConnectionResetError:
+        pass
+    except TimeoutError:
+        return False
+    return True
+
+
+def test_echo_and_half_close(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    # The client half-closes; the echo still comes back through the proxy.
+    assert echo_once(port, b"hello mosn\n") == b"hello mosn\n"
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    assert stats["listener.proxy.downstream_cx_total"] == 1
+    assert stats["listener.proxy.downstream_cx_rx_bytes_total"] == 11
+    assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == 11
+    assert stats["cluster.backend.upstream_cx_rx_bytes_total"] == 11
+    assert stats["listener.proxy.downstream_cx_tx_bytes_total"] == 11
+
+
+def test_256_mib_with_checksum(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    total = 256 * 1024 * 1024
+    block = os.urandom(1024 * 1024)
+
+    async def run() -> tuple[str, str, int]:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        sent_hash = hashlib.sha256()
+
+        async def send() -> None:
+            for i in range(total // len(block)):
+                chunk = block[i % 7:] + block[:i % 7]  # vary the data per block
+                sent_hash.update(chunk)
+                writer.write(chunk)
+                await writer.drain()
+            writer.write_eof()
+
+        async def receive() -> tuple[str, int]:
+            got, n = hashlib.sha256(), 0
+            while data := await reader.read(1 << 20):
+                got.update(data)
+                n += len(data)
+            return got.hexdigest(), n
+
+        sender = asyncio.create_task(send())
+        got_hash, n = await asyncio.wait_for(receive(), 120)
+        await sender
+        writer.close()
+        return sent_hash.hexdigest(), got_hash, n
+
+    sent, got, n = asyncio.run(run())
+    assert n == total
+    assert got == sent
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == total
+    assert stats["listener.proxy.downstream_cx_tx_bytes_total"] == total
+
+
+def test_1000_concurrent_connections(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    n = 1000
+
+    async def one(i: int, opened: asyncio.Barrier) -> bool:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        payload = f"connection {i}\n".encode() * 10
+        await opened.wait()  # every connection is open at once
+        writer.write(payload)
+        got = await reader.readexactly(len(payload))
+        writer.close()
+        await writer.wait_closed()
+        return got == payload
+
+    async def run() -> list[bool]:
+        opened = asyncio.Barrier(n)
+        return await asyncio.wait_for(asyncio.gather(*(one(i, opened) for i in range(n))), 60)
+
+    assert all(asyncio.run(run()))
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    assert stats["listener.proxy.downstream_cx_total"] == n
+    assert stats["cluster.backend.upstream_cx_total"] == n
+
+
+def test_upstream_refusing_closes_downstream_and_is_counted(start_mosn, echo_server):
+    port, dead = free_port(), free_port()  # nothing listens on `dead`
+    config = tcp_proxy_config(port, [f"127.0.0.1:{dead}"])
+    good_port = free_port()
+    config["servers"][0]["listeners"].append(
+        tcp_proxy_config(good_port, [f"127.0.0.1:{echo_server}"], cluster="good")
+        ["servers"][0]["listeners"][0] | {"name": "good"})
+    config["cluster_manager"]["clusters"].append(
+        {"name": "good", "hosts": [{"address": f"127.0.0.1:{echo_server}"}]})
+    mosn = start_mosn(config)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        assert closed_by_peer(s)
+    stats = mosn.wait_stat("cluster.backend.upstream_cx_connect_fail", 1)
+    assert stats["cluster.backend.upstream_cx_connect_fail"] == 1
+    assert stats[f"cluster.backend.host.127.0.0.1:{dead}.cx_connect_fail"] == 1
+    # The proxy keeps serving.
+    assert echo_once(good_port, b"still here") == b"still here"
+
+
+def test_failed_connect_moves_on_to_the_next_host(start_mosn, echo_server):
+    port, dead = free_port(), free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{dead}", f"127.0.0.1:{echo_server}"]))
+    for _ in range(4):  # round robin starts at each host in turn
+        assert echo_once(port, b"ping") == b"ping"
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    assert stats["cluster.backend.upstream_cx_connect_fail"] >= 1
+    assert stats[f"cluster.backend.host.127.0.0.1:{echo_server}.cx_total"] == 4
+
+
+def _resetting_server(port: int, after: int, ready: threading.Event) -> None:
+    """Accept one connection, read ``after`` bytes, then reset it (RST, not FIN)."""
+    with closing(socket.socket()) as srv:
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("127.0.0.1", port))
+        srv.listen()
+        ready.set()
+        conn, _ = srv.accept()
+        got = 0
+        while got < after:
+            got += len(conn.recv(65536))
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        conn.close()
+
+
+def test_upstream_reset_mid_stream(start_mosn, echo_server):
+    port, upstream = free_port(), free_port()
+    ready = threading.Event()
+    t = threading.Thread(target=_resetting_server, args=(upstream, 1000, ready), daemon=True)
+    t.start()
+    ready.wait(5)
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{upstream}"]))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"x" * 1000)
+        assert closed_by_peer(s)
+    stats = mosn.wait_stat("cluster.backend.upstream_cx_destroy_with_error", 1)
+    assert stats["cluster.backend.upstream_cx_destroy_with_error"] == 1
+    assert stats["cluster.backend.upstream_cx_destroy_remote"] == 1
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    assert stats["listener.proxy.downstream_cx_active"] == 0
+    t.join(5)
+
+
+def test_downstream_reset_closes_upstream(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"abc")
+    assert s.recv(3) == b"abc"
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    s.close()
+    stats = mosn.wait_stat("cluster.backend.upstream_cx_active", 0)
+    assert stats["cluster.backend.upstream_cx_active"] == 0
+    assert stats["listener.proxy.downstream_cx_active"] == 0
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def test_slow_reader_keeps_memory_bounded(start_mosn, echo_server):
+    """A client that sends but never reads: the proxy stops reading it instead of
+    buffering, so what the client manages to send stays small and the proxy's memory
+    does not grow with it."""
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    before = _rss_kib(mosn.proc.pid)
+    s = socket.create_connection(("127.0.0.1", port))
+    s.setblocking(False)
+    sent, block, idle_since = 0, b"z" * 65536, None
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            sent += s.send(block)
+            idle_since = None
+        except BlockingIOError:
+            idle_since = idle_since or time.monotonic()
+            if time.monotonic() - idle_since > 1.0:
+                break  # back-pressured all the way to this socket
+            time.sleep(0.01)
+    grown = _rss_kib(mosn.proc.pid) - before
+    s.close()
+    # Kernel socket buffers on four sockets plus the proxy's two 1 MiB write limits.
+    assert sent < 64 * 1024 * 1024, f"the proxy kept reading: {sent} bytes sent"
+    assert grown < 16 * 1024, f"proxy RSS grew {grown} KiB"
+
+
+def test_idle_timeout_closes_the_pair(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"],
+                                       filter_config={"idle_timeout": "400ms"}))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"x")
+        assert s.recv(1) == b"x"
+        started = time.monotonic()
+        assert closed_by_peer(s, timeout=3)
+        assert 0.35 < time.monotonic() - started < 1.5
+    stats = mosn.wait_stat("cluster.backend.upstream_cx_active", 0)
+    assert stats["cluster.backend.upstream_cx_active"] == 0
+
+
+def test_listener_connection_limit(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"],
+                                       listener={"max_connections": 2}))
+    kept = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    for s in kept:
+        s.sendall(b"ok")
+        assert s.recv(2) == b"ok"
+    with socket.create_connection(("127.0.0.1", port)) as extra:
+        assert closed_by_peer(extra)
+    assert mosn.wait_stat("listener.proxy.downstream_cx_overflow", 1)[
+        "listener.proxy.downstream_cx_overflow"] == 1
+    for s in kept:  # the admitted ones are undisturbed
+        s.sendall(b"still")
+        assert s.recv(5) == b"still"
+        s.close()
+
+
+def test_connect_timeout(start_mosn):
+    """A host whose accept queue is full never completes the handshake."""
+    port = free_port()
+    with closing(socket.socket()) as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        target = full.getsockname()[1]
+        fillers = []
+        for _ in range(8):  # fill the queue so later SYNs are dropped
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", target))
+            fillers.append(f)
+        time.sleep(0.2)
+        mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{target}"],
+                                           cluster_extra={"connect_timeout": "300ms"}))
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            assert closed_by_peer(s, timeout=5)
+        stats = mosn.wait_stat("cluster.backend.upstream_cx_connect_timeout", 1)
+        for f in fillers:
+            f.close()
+    assert stats["cluster.backend.upstream_cx_connect_timeout"] == 1
+
+
+def test_unix_socket_listener_and_upstream(start_mosn, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ECHO, stop
+
+    upstream = tmp_path / "echo.sock"
+    proc = subprocess.Popen([sys.executable, str(ECHO), "--unix", str(upstream)],
+                            stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().startswith(b"listening")
+        listen = tmp_path / "mosn.sock"
+        config = tcp_proxy_config(0, [f"unix:{upstream}"])
+        config["servers"][0]["listeners"][0]["address"] = f"unix:{listen}"
+        start_mosn(config)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(listen))
+            s.sendall(b"over unix")
+            s.shutdown(socket.SHUT_WR)
+            assert recv_all(s) == b"over unix"
+    finally:
+        stop(proc)
+
+
+def test_weighted_clusters(start_mosn, echo_server):
+    port = free_port()
+    config = tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"], cluster="a")
+    config["cluster_manager"]["clusters"].append(
+        {"name": "b", "hosts": [{"address": f"127.0.0.1:{echo_server}"}]})
+    config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"] = {
+        "weighted_clusters": {"clusters": [{"name": "a", "weight": 3}, {"name": "b", "weight": 1}]}}
+    mosn = start_mosn(config)
+    n = 400
+    for _ in range(n):
+        assert echo_once(port, b".") == b"."
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_active", 0)
+    a, b = stats["cluster.a.upstream_cx_total"], stats["cluster.b.upstream_cx_total"]
+    assert a + b == n
+    assert 0.65 < a / n < 0.85  # 0.75 expected; the bound is > 4 standard deviations
+
+
+def test_workers_share_the_listener_and_sum_stats(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]), "--workers", "2")
+    children = _children(mosn.proc.pid)
+    assert len(children) == 2
+    n = 200
+    for i in range(n):
+        assert echo_once(port, b"%d" % i) == b"%d" % i
+    stats = mosn.wait_stat("listener.proxy.downstream_cx_total", n)
+    assert stats["listener.proxy.downstream_cx_total"] == n
+    assert stats["cluster.backend.upstream_cx_total"] == n
+    assert mosn.stop() == 0
+    assert not any(os.path.exists(f"/proc/{pid}") and _state(pid) != "Z" for pid in children)
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as f:
+        return [int(p) for p in f.read().split()]
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+def test_graceful_shutdown_drains_open_connections(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(b"a")
+    assert s.recv(1) == b"a"
+    mosn.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert mosn.admin("/ready").status_code == 503  # draining
+    s.sendall(b"b")  # the open connection still works while draining
+    assert s.recv(1) == b"b"
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    s.close()
+    assert mosn.proc.wait(5) == 0
+
+
+def test_port_in_use_is_refused_before_anything_listens(tmp_path, echo_server):
+    import subprocess
+    import sys
+
+    import yaml
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    first = free_port()
+    config = tcp_proxy_config(first, [f"127.0.0.1:{echo_server}"])
+    second = dict(config["servers"][0]["listeners"][0], name="second",
+                  address=f"127.0.0.1:{busy.getsockname()[1]}")
+    config["servers"][0]["listeners"].append(second)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = subprocess.run([sys.executable, "-m", "mosn", "start", "-c", str(path)],
+                         capture_output=True, text=True, timeout=30)
+    busy.close()
+    assert out.returncode == 1
+    assert "servers[0].listeners[1].address: cannot listen on" in out.stderr
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", first), timeout=1).close()
+
+
+def test_admin_endpoints(start_mosn, echo_server):
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    assert mosn.admin("/ready").text == "LIVE\n"
+    dump = mosn.admin("/config_dump").json()
+    assert dump["cluster_manager"]["clusters"][0]["name"] == "backend"
+    clusters = mosn.admin("/clusters").json()["clusters"]
+    assert clusters[0]["hosts"][0]["address"] == f"127.0.0.1:{echo_server}"
+    listeners = mosn.admin("/listeners").json()["listeners"]
+    assert listeners == [{"name": "proxy", "address": f"127.0.0.1:{port}",
+                          "filters": ["tcp_proxy"]}]
+    plugins = {p["name"]: p for p in mosn.admin("/plugins").json()["plugins"]}
+    assert plugins["tcp_proxy"]["registers"] == {"network_filter": ["tcp_proxy"]}
+    assert "listener.proxy.downstream_cx_total: 0" in mosn.admin("/stats").text
+    assert mosn.admin("/nope").status_code == 404
