@@ -7,7 +7,8 @@ import json
 import sys
 
 from mosn import __version__
-from mosn.config import ConfigError, LoadedConfig, load
+from mosn.config import ConfigError, LoadedConfig, load, read_file
+from mosn.config.loader import load_plugins
 from mosn.plugins import PluginHost
 
 
@@ -100,13 +101,11 @@ def _start(args: argparse.Namespace) -> int:
 
 
 def _plugins_list(args: argparse.Namespace) -> int:
-    if args.config:
-        loaded = _load(args.config)
-        if loaded is None:
-            return 1
-        host = loaded.plugins
-    else:
-        host = PluginHost().load()
+    try:
+        host = load_plugins(read_file(args.config)) if args.config else PluginHost().load()
+    except ConfigError as exc:
+        print("\n".join(exc.errors), file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps([p.as_dict() for p in host.plugins], indent=2))
         return 1 if host.errors else 0

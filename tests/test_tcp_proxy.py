@@ -413,3 +413,22 @@ def test_admin_endpoints(start_mosn, echo_server):
     assert plugins["tcp_proxy"]["registers"] == {"network_filter": ["tcp_proxy"]}
     assert "listener.proxy.downstream_cx_total: 0" in mosn.admin("/stats").text
     assert mosn.admin("/nope").status_code == 404
+
+
+def test_routes_pick_the_cluster_by_destination_port(start_mosn, echo_server):
+    routed, other = free_port(), free_port()
+    config = tcp_proxy_config(routed, [f"127.0.0.1:{echo_server}"], cluster="fallback")
+    config["cluster_manager"]["clusters"].append(
+        {"name": "routed", "hosts": [{"address": f"127.0.0.1:{echo_server}"}]})
+    first = config["servers"][0]["listeners"][0]
+    first["filter_chains"][0]["filters"][0]["config"]["routes"] = [
+        {"cluster": "routed", "destination_port": str(routed),
+         "source_addrs": [{"address": "127.0.0.0", "length": 8}]}]
+    config["servers"][0]["listeners"].append(dict(first, name="other",
+                                                  address=f"127.0.0.1:{other}"))
+    mosn = start_mosn(config)
+    assert echo_once(routed, b"1") == b"1"
+    assert echo_once(other, b"2") == b"2"
+    stats = mosn.wait_stat("listener.other.downstream_cx_active", 0)
+    assert stats["cluster.routed.upstream_cx_total"] == 1
+    assert stats["cluster.fallback.upstream_cx_total"] == 1

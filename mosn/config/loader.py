@@ -65,11 +65,7 @@ def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
 def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedConfig:
     errors: list[str] = []
     if plugins is None:
-        try:
-            wanted = PluginsConfig.model_validate(raw.get("plugins") or {})
-        except ValidationError as exc:
-            raise ConfigError(_pydantic_errors(exc, "plugins")) from None
-        plugins = PluginHost(enable=wanted.enable, disable=wanted.disable).load()
+        plugins = load_plugins(raw)
         errors += [f"plugins: {e}" for e in plugins.errors]
     try:
         config = MosnConfig.model_validate(raw)
@@ -81,6 +77,15 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedCo
         raise ConfigError(errors)
     warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
     return LoadedConfig(config, plugins, warnings=warnings)
+
+
+def load_plugins(raw: dict[str, Any]) -> PluginHost:
+    """The plugins the config's ``plugins:`` section asks for, loaded (errors kept)."""
+    try:
+        wanted = PluginsConfig.model_validate(raw.get("plugins") or {})
+    except ValidationError as exc:
+        raise ConfigError(_pydantic_errors(exc, "plugins")) from None
+    return PluginHost(enable=wanted.enable, disable=wanted.disable).load()
 
 
 def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:

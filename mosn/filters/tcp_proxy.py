@@ -46,22 +46,26 @@ class CidrRange(Model):
         return ipaddress.ip_network(f"{self.address}/{self.length}", strict=False)
 
 
+_GO_ROUTE_KEYS = {"sourceaddrs": "source_addrs", "destinationaddrs": "destination_addrs",
+                  "sourceport": "source_port", "destinationport": "destination_port"}
+
+
 class StreamRoute(Model):
     """A route of MOSN's ``StreamProxy``: connections matching every given field go to ``cluster``."""
 
     cluster: str
-    source_addrs: list[CidrRange] = Field(default_factory=list, alias="sourceaddrs")
-    destination_addrs: list[CidrRange] = Field(default_factory=list, alias="destinationaddrs")
-    source_port: str = Field(default="", alias="sourceport")
-    destination_port: str = Field(default="", alias="destinationport")
+    source_addrs: list[CidrRange] = Field(default_factory=list)
+    destination_addrs: list[CidrRange] = Field(default_factory=list)
+    source_port: str = ""
+    destination_port: str = ""
 
     @model_validator(mode="before")
     @classmethod
-    def _snake_case_too(cls, data: Any) -> Any:
-        # MOSN's StreamRoute has no JSON tags (Go matches "SourceAddrs" without case),
-        # but snake_case is what a YAML user writes.
+    def _go_field_names(cls, data: Any) -> Any:
+        # MOSN's StreamRoute has no JSON tags, so Go reads "SourceAddrs" (any case).
         if isinstance(data, dict):
-            data = {k.replace("_", "") if isinstance(k, str) else k: v for k, v in data.items()}
+            data = {_GO_ROUTE_KEYS.get(k.lower(), k) if isinstance(k, str) else k: v
+                    for k, v in data.items()}
         return data
 
     @model_validator(mode="after")
