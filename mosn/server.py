@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import resource
 import signal
 import socket
 import sys
@@ -118,8 +119,17 @@ def _chain(installs: list[Any]) -> Any:
     return install
 
 
+def raise_fd_limit() -> None:
+    """Allow as many open sockets as the hard limit permits (a proxy holds two per
+    connection); the soft default of 1024 is too few."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
 def run(loaded: LoadedConfig, workers: int = 1) -> int:
     """Serve until a signal; returns the process exit code."""
+    raise_fd_limit()
     runtime = Runtime(loaded)
     runtime.store.allocate(workers)
     admin = Admin(loaded, runtime.store, runtime.clusters)

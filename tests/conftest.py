@@ -16,9 +16,13 @@ import httpx
 import pytest
 import yaml
 
+from mosn.server import raise_fd_limit
+
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "echo_upstream.py"
 START_TIMEOUT = 15.0  # seconds for a server to come up on a loaded CI machine
+
+raise_fd_limit()  # the tests open a thousand connections at once
 
 
 def free_port() -> int:
