@@ -32,6 +32,7 @@ AUTOLOAD_ENV = "MOSN_DISABLE_PLUGIN_AUTOLOAD"
 
 BUILTIN_PLUGINS: dict[str, str] = {
     "tcp_proxy": "mosn.filters.tcp_proxy",
+    "proxy": "mosn.proxy.filter",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
 }
@@ -89,6 +90,10 @@ class BuildContext:
     host: "PluginHost"
     cluster_manager: Any = None
     stats: Any = None
+    routers: Any = None
+    """:class:`mosn.router.Routers`: every router configuration, by name."""
+    stream_filters: tuple[Any, ...] = ()
+    """The listener's stream filter factories (each makes a filter per stream)."""
 
 
 class PluginHost:

@@ -19,7 +19,7 @@ import resource
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -32,6 +32,7 @@ from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
 from mosn.observability.stats import LISTENER_STATS, StatsStore
 from mosn.plugins import BuildContext
+from mosn.router import Routers
 from mosn.upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosn")
@@ -70,18 +71,20 @@ class Runtime:
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
         self.clusters = ClusterManager(config, plugins, self.store)
-        context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store)
+        context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
+                               routers=Routers(r for _, r in config.routers()))
         if config.servers:
             self.graceful_timeout = config.servers[0].graceful_timeout
         try:
             for path, lc in config.listeners():
                 name = lc.name or str(lc.address)
-                installs = []
-                for fc in lc.filter_chains:
-                    for flt in fc.filters:
-                        ext = plugins.get("network_filter", flt.type)
-                        assert ext is not None, "the loader checks filter types"
-                        installs.append(ext.factory(flt.parsed, context))
+                stream_filters = tuple(
+                    _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
+                    for flt in lc.stream_filters)
+                chain_context = replace(context, stream_filters=stream_filters)
+                installs = [
+                    _extension(plugins, "network_filter", flt).factory(flt.parsed, chain_context)
+                    for fc in lc.filter_chains for flt in fc.filters]
                 sock = self._bind(f"{path}.address", lc.address, lc.reuseport)
                 self.listeners.append(Listener(
                     name, sock, self.store, self.store.scope(f"listener.{name}", LISTENER_STATS),
@@ -106,6 +109,12 @@ class Runtime:
             lst.sock.close()
         if self.admin_sock is not None:
             self.admin_sock.close()
+
+
+def _extension(plugins: Any, kind: str, flt: Any) -> Any:
+    ext = plugins.get(kind, flt.type)
+    assert ext is not None, "the loader checks filter types"
+    return ext
 
 
 def _chain(installs: list[Any]) -> Any:

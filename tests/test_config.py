@@ -88,7 +88,7 @@ def test_model_errors_name_their_path(mutate, expected):
 @pytest.mark.parametrize("mutate, expected", [
     (lambda r: listener(r)["filter_chains"][0]["filters"][0].update(type="nope"),
      "servers[0].listeners[0].filter_chains[0].filters[0].type: unknown network filter 'nope' "
-     "(known: tcp_proxy)"),
+     "(known: proxy, tcp_proxy)"),
     (lambda r: listener(r)["filter_chains"][0]["filters"][0].update(config={}),
      "servers[0].listeners[0].filter_chains[0].filters[0].config: "
      "set one of cluster, weighted_clusters or routes"),

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
+from mosn.config.routers import check_references
 from mosn.plugins import PluginHost
 
 
@@ -73,6 +74,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedCo
         raise ConfigError(errors + _pydantic_errors(exc)) from None
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
+    errors += _check_routers(config)
     if errors:
         raise ConfigError(errors)
     warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
@@ -127,7 +129,7 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
     check = getattr(parsed, "cross_check", None)
     if check is None:
         return []
-    return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config)]
+    return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config, plugins)]
 
 
 def _check_names(config: MosnConfig) -> list[str]:
@@ -144,6 +146,20 @@ def _check_names(config: MosnConfig) -> list[str]:
             errors.append(f"{path}.name: duplicate listener name {lc.name!r}")
         if addresses[str(lc.address)] > 1:
             errors.append(f"{path}.address: {lc.address} is used by another listener")
+    return errors
+
+
+def _check_routers(config: MosnConfig) -> list[str]:
+    errors = []
+    seen: dict[str, str] = {}
+    clusters = {c.name for c in config.cluster_manager.clusters}
+    for path, router in config.routers():
+        name = router.router_config_name
+        if name in seen:
+            errors.append(f"{path}.router_config_name: {name!r} is already used by {seen[name]}")
+        seen.setdefault(name, path)
+        errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
+                   for sub, msg in check_references([router], clusters)]
     return errors
 
 

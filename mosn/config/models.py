@@ -14,67 +14,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Iterator
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
+from mosn.config.base import Model, Unsupported
+from mosn.config.routers import RouterConfiguration
 from mosn.config.types import Address, AddressField, Duration, unix_path
 
 DEFAULT_ADMIN_PORT = 34901  # MOSN's admin port
 DEFAULT_CONNECT_TIMEOUT = 3.0  # seconds; MOSN's default for upstream connects
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to drain connections on shutdown (MOSN: 30s)
 MAX_HOST_WEIGHT = 128  # MOSN's bound for a host weight (pkg/config/v2 MaxHostWeight)
-
-
-def _is_empty(value: Any) -> bool:
-    if isinstance(value, dict):
-        return all(_is_empty(v) for v in value.values())
-    if isinstance(value, list):
-        return all(_is_empty(v) for v in value)
-    return value in (None, False, "", 0)
-
-
-def _unset(value: Any) -> Any:
-    if not _is_empty(value):
-        raise ValueError("not supported by mosn yet; remove it (or leave it empty)")
-    return value
-
-
-Unsupported = Annotated[Any, AfterValidator(_unset)]
-"""A MOSN field whose feature mosn does not run yet: allowed only when empty."""
-
-
-class Model(BaseModel):
-    """Base of every config model: case-insensitive keys, unknown keys kept for warnings."""
-
-    model_config = ConfigDict(extra="allow", populate_by_name=True)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _match_keys_without_case(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        names = {}
-        for name, info in cls.model_fields.items():
-            names[name.lower()] = info.alias or name
-        out = {}
-        for key, value in data.items():
-            canonical = names.get(key.lower(), key) if isinstance(key, str) else key
-            out.setdefault(canonical, value)
-        return out
-
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        """Paths of every ignored key in this model and the models below it."""
-        for key in self.model_extra or {}:
-            yield f"{path}.{key}" if path else key
-        for name in type(self).model_fields:
-            yield from _unknown_in(getattr(self, name), f"{path}.{name}" if path else name)
-
-
-def _unknown_in(value: Any, path: str) -> Iterator[str]:
-    if isinstance(value, Model):
-        yield from value.unknown_fields(path)
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            yield from _unknown_in(item, f"{path}[{i}]")
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -142,8 +91,7 @@ class ServerConfig(Model):
     default_log_level: str = ""
     graceful_timeout: Duration = DEFAULT_GRACEFUL_TIMEOUT
     listeners: list[ListenerConfig] = Field(default_factory=list)
-    routers: list[dict[str, Any]] = Field(default_factory=list)
-    """Kept as written; the L7 router validates and uses them."""
+    routers: list[RouterConfiguration] = Field(default_factory=list)
 
 
 # -- upstream ------------------------------------------------------------------------------
@@ -221,6 +169,12 @@ class MosnConfig(Model):
     tracing: Unsupported = None
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
+
+    def routers(self) -> Iterator[tuple[str, RouterConfiguration]]:
+        """Every router configuration with its config path."""
+        for si, server in enumerate(self.servers):
+            for ri, router in enumerate(server.routers):
+                yield f"servers[{si}].routers[{ri}]", router
 
     def listeners(self) -> Iterator[tuple[str, ListenerConfig]]:
         """Every listener with its config path."""

@@ -100,7 +100,7 @@ class TcpProxyConfig(Model):
             raise ValueError("set one of cluster, weighted_clusters or routes")
         return self
 
-    def cross_check(self, root: MosnConfig) -> Iterable[tuple[str, str]]:
+    def cross_check(self, root: MosnConfig, plugins: Any) -> Iterable[tuple[str, str]]:
         known = {c.name for c in root.cluster_manager.clusters}
         refs = [("cluster", self.cluster)] if self.cluster else []
         refs += [(f"routes[{i}].cluster", r.cluster) for i, r in enumerate(self.routes)]

@@ -4,7 +4,7 @@ Pure logic (no IO): ``Routers(parse_routers(raw))["name"].route(RouteRequest(...
 gives the matched :class:`Route`, or None.
 """
 
-from mosn.router.config import (
+from mosn.config.routers import (
     RouteConfig,
     RouterConfiguration,
     VirtualHostConfig,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Callable, Mapping
 
-from mosn.router.config import (
+from mosn.config.routers import (
     HeaderMatcherConfig,
     QueryParameterMatcherConfig,
     RouteMatchConfig,

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Mapping, MutableMapping
 
-from mosn.router.config import (
+from mosn.config.routers import (
     HeaderMutationsConfig,
     HeaderValueOption,
     RetryPolicyConfig,
@@ -136,7 +136,7 @@ class Route:
     __slots__ = (
         "virtual_host", "timeout", "retry_policy", "metadata_match", "metadata",
         "direct_response", "redirect", "mirror_policies", "hash_policy",
-        "upstream_protocol", "per_filter_config",
+        "upstream_protocol", "per_filter_config", "max_request_bytes",
         "_path_test", "_headers", "_query", "_cluster", "_cluster_header",
         "_weighted_names", "_cum_weights", "_weighted_metadata",
         "_matched_prefix", "_prefix_rewrite", "_case_sensitive", "_host_rewrite",
@@ -180,6 +180,7 @@ class Route:
         self.retry_policy = _retry_policy(action.retry_policy) if action.retry_policy else None
         self.hash_policy: tuple[dict[str, Any], ...] = tuple(action.hash_policy)
         self.upstream_protocol = action.upstream_protocol
+        self.max_request_bytes: int | None = action.max_request_bytes
         self._prefix_rewrite = action.prefix_rewrite
         self._host_rewrite = action.host_rewrite
         self._host_rewrite_header = action.auto_host_rewrite_header.lower()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
-from mosn.router.config import RouterConfiguration, VirtualHostConfig
+from mosn.config.routers import RouterConfiguration, VirtualHostConfig
 from mosn.router.route import HeaderMutation, Route, RouteRequest, header_mutations
 
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Collection, Iterable, Sequence
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 
-from mosn.config.models import Model, Unsupported
+from mosn.config.base import Model, Unsupported
 from mosn.config.types import Duration
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones MOSN and Envoy accept
@@ -253,6 +253,9 @@ class RouteActionConfig(HeaderMutationsConfig):
     auto_host_rewrite_header: str = ""
     hash_policy: list[dict[str, Any]] = Field(default_factory=list)
     """Kept as written for the load balancer."""
+    max_request_bytes: int | None = Field(default=None, ge=0)
+    """mosn's own: a request body larger than this is answered 413 (default: the
+    proxy filter's ``max_request_bytes``)."""
 
     @model_validator(mode="after")
     def _one_cluster(self) -> "RouteActionConfig":

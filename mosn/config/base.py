@@ -1,0 +1,60 @@
+"""The base of every config model: MOSN's key matching, warnings, unsupported fields."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Iterator
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+
+def _is_empty(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_is_empty(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_is_empty(v) for v in value)
+    return value in (None, False, "", 0)
+
+
+def _unset(value: Any) -> Any:
+    if not _is_empty(value):
+        raise ValueError("not supported by mosn yet; remove it (or leave it empty)")
+    return value
+
+
+Unsupported = Annotated[Any, AfterValidator(_unset)]
+"""A MOSN field whose feature mosn does not run yet: allowed only when empty."""
+
+
+class Model(BaseModel):
+    """Base of every config model: case-insensitive keys, unknown keys kept for warnings."""
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _match_keys_without_case(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = {}
+        for name, info in cls.model_fields.items():
+            names[name.lower()] = info.alias or name
+        out = {}
+        for key, value in data.items():
+            canonical = names.get(key.lower(), key) if isinstance(key, str) else key
+            out.setdefault(canonical, value)
+        return out
+
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        """Paths of every ignored key in this model and the models below it."""
+        for key in self.model_extra or {}:
+            yield f"{path}.{key}" if path else key
+        for name in type(self).model_fields:
+            yield from _unknown_in(getattr(self, name), f"{path}.{name}" if path else name)
+
+
+def _unknown_in(value: Any, path: str) -> Iterator[str]:
+    if isinstance(value, Model):
+        yield from value.unknown_fields(path)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _unknown_in(item, f"{path}[{i}]")

@@ -1,0 +1,47 @@
+"""The ``proxy`` network filter's config: MOSN's ``Proxy`` (``pkg/config/v2/proxy.go``)."""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from pydantic import Field
+
+from mosn.config.base import Model, Unsupported
+from mosn.config.types import Duration
+
+AUTO = "Auto"
+"""``downstream_protocol: Auto``: pick the protocol by its first bytes."""
+DEFAULT_ROUTE_TIMEOUT = 15.0
+"""Seconds from a complete request to a complete response when the route sets no
+``timeout`` (Envoy's default)."""
+DEFAULT_MAX_REQUEST_BYTES = None
+"""No request body limit unless the proxy or the route sets one."""
+
+
+class ProxyConfig(Model):
+    name: str = ""
+    downstream_protocol: str = AUTO
+    upstream_protocol: str = ""
+    """Empty: the protocol the downstream spoke."""
+    router_config_name: str
+    router_handler_name: str = ""
+    fallback_for_unknown_protocol: Unsupported = None
+    extend_config: dict[str, Any] = Field(default_factory=dict)
+    """Kept as written; protocol plugins may read it."""
+    timeout: Duration = DEFAULT_ROUTE_TIMEOUT
+    """mosn's own: the route timeout for routes that set none."""
+    max_request_bytes: int | None = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=0)
+    """mosn's own: a request body larger than this is answered 413."""
+
+    def cross_check(self, root: Any, plugins: Any) -> Iterable[tuple[str, str]]:
+        names = {r.router_config_name for _, r in root.routers()}
+        if self.router_config_name not in names:
+            yield "router_config_name", f"no router configuration named {self.router_config_name!r}"
+        known = plugins.names("protocol")
+        for field in ("downstream_protocol", "upstream_protocol"):
+            value = getattr(self, field)
+            if value and value != AUTO and value not in known:
+                listed = ", ".join(known) if known else "none installed"
+                yield field, f"unknown protocol {value!r} (known: {AUTO}, {listed})"
+        if self.upstream_protocol == AUTO:
+            yield "upstream_protocol", f"{AUTO} is for downstream_protocol only"

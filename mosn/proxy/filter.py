@@ -1,0 +1,118 @@
+"""The ``proxy`` network filter: an L7 protocol's server codec on each downstream
+connection, a :class:`DownstreamStream` for each request.
+
+With ``downstream_protocol: Auto`` the first bytes choose the protocol among the
+installed protocol plugins' matchers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+from mosn.network.connection import Connection
+from mosn.network.filter import CloseType, FilterStatus, ReadFilter
+from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
+from mosn.proxy.config import AUTO, ProxyConfig
+from mosn.proxy.stream import DownstreamStream
+from mosn.proxy.stream_filter import StreamFilter
+from mosn.router import Route, Routers
+from mosn.stream.pool import ConnectionPool
+from mosn.stream.types import MatchResult, Protocol
+
+MAX_DETECT_BYTES = 64
+"""Bytes read to recognise a protocol under Auto before giving up (every known
+protocol's magic or method token is far shorter)."""
+
+
+class ProxyContext:
+    """What every stream of one ``proxy`` filter shares (one per filter chain and worker)."""
+
+    def __init__(self, config: ProxyConfig, context: BuildContext) -> None:
+        plugins: PluginHost = context.host
+        self.protocols: dict[str, Protocol] = {}
+        for name in plugins.names("protocol"):
+            ext = plugins.get("protocol", name)
+            assert ext is not None
+            self.protocols[name] = ext.factory(_protocol_config(ext, config))
+        self.downstream_protocol = config.downstream_protocol
+        self.upstream_protocol_name = config.upstream_protocol
+        self.clusters = context.cluster_manager
+        self.route_table = context.routers[config.router_config_name]
+        self.timeout = config.timeout
+        self.max_request_bytes = config.max_request_bytes
+        self.stream_filters: list[Callable[[], StreamFilter]] = list(context.stream_filters)
+        self._pools: dict[tuple[int, str], ConnectionPool] = {}
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def upstream_protocol(self, route: Route, downstream: str) -> Protocol:
+        """The route's choice, else the proxy's, else what the client spoke."""
+        return self.protocols[route.upstream_protocol or self.upstream_protocol_name or downstream]
+
+    def pool(self, cluster: Any, host: Any, protocol: Protocol) -> ConnectionPool:
+        key = (id(host), protocol.name)
+        pool = self._pools.get(key)
+        if pool is None:
+            pool = self._pools[key] = ConnectionPool(cluster, host, protocol)
+        return pool
+
+    def install(self, conn: Connection) -> None:
+        if self.downstream_protocol == AUTO:
+            conn.add_read_filter(ProtocolDetector(self, conn))
+        else:
+            self.serve(conn, self.protocols[self.downstream_protocol])
+
+    def serve(self, conn: Connection, protocol: Protocol) -> None:
+        name = protocol.name
+        protocol.server(conn, lambda stream: DownstreamStream(self, conn, stream, name))
+
+
+def _protocol_config(ext: Extension, config: ProxyConfig) -> Any:
+    """A protocol plugin's config model, filled from the proxy's ``extend_config``."""
+    if ext.config_model is None:
+        return None
+    return ext.config_model.model_validate(config.extend_config.get(ext.name, {}))
+
+
+class ProtocolDetector(ReadFilter):
+    """Holds the first bytes until one protocol's matcher claims them."""
+
+    __slots__ = ("ctx", "conn", "buffer")
+
+    def __init__(self, ctx: ProxyContext, conn: Connection) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.buffer = b""
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        self.buffer += data
+        undecided = False
+        for protocol in self.ctx.protocols.values():
+            result = protocol.match(self.buffer)
+            if result is MatchResult.MATCH:
+                self._hand_over(protocol)
+                return FilterStatus.STOP
+            undecided = undecided or result is MatchResult.NEED_MORE
+        if not undecided or len(self.buffer) >= MAX_DETECT_BYTES:
+            self.conn.close(CloseType.NO_FLUSH)  # no installed protocol speaks this
+        return FilterStatus.STOP
+
+    def _hand_over(self, protocol: Protocol) -> None:
+        conn = self.conn
+        conn.read_filters.remove(self)
+        self.ctx.serve(conn, protocol)
+        for f in list(conn.read_filters):
+            if f.on_data(self.buffer) is FilterStatus.STOP:
+                break
+
+
+def build(config: ProxyConfig, context: BuildContext) -> Callable[[Connection], None]:
+    return ProxyContext(config, context).install
+
+
+@hookimpl
+def mosn_network_filters() -> list[Extension]:
+    return [Extension("proxy", build, ProxyConfig,
+                      description="L7 proxy: protocol codec, router, clusters")]

@@ -1,0 +1,674 @@
+"""One request's way through the proxy, and back.
+
+downstream stream -> stream filters -> route -> cluster -> host -> pool -> upstream
+request, with per-route timeouts, retries (only while the request can be replayed),
+direct responses, redirects, header rules and mirroring. Every downstream request
+ends in a response or a reset; ``response_flags`` records why (Envoy's flags, for the
+access log).
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from mosn.network.filter import FilterStatus
+from mosn.proxy.stream_filter import Phase, StreamFilter
+from mosn.router import Route, RouteRequest
+from mosn.stream.types import (
+    ClientStream,
+    Headers,
+    RequestHead,
+    ResponseHead,
+    ServerStream,
+    StreamResetReason,
+)
+
+if TYPE_CHECKING:
+    from mosn.proxy.filter import ProxyContext
+    from mosn.stream.pool import PendingRequest, PoolClient
+    from mosn.upstream.cluster import Cluster, Host
+
+# Envoy's response flags.
+NO_ROUTE = "NR"
+NO_CLUSTER = "NC"
+NO_HEALTHY_UPSTREAM = "UH"
+UPSTREAM_CONNECTION_FAILURE = "UF"
+UPSTREAM_OVERFLOW = "UO"
+UPSTREAM_REQUEST_TIMEOUT = "UT"
+UPSTREAM_CONNECTION_TERMINATION = "UC"
+UPSTREAM_REMOTE_RESET = "UR"
+RETRY_LIMIT_EXCEEDED = "URX"
+DOWNSTREAM_CONNECTION_TERMINATION = "DC"
+DOWNSTREAM_PROTOCOL_ERROR = "DPE"
+
+BODY_BUFFER_LIMIT = 1024 * 1024
+"""Request body bytes held while the upstream stream is not ready yet, before the
+client is no longer read (Envoy's per-connection buffer limit)."""
+RETRY_BUFFER_LIMIT = 1024 * 1024
+"""Request body bytes kept for a retry; a larger request is not retried (Envoy: the
+connection buffer limit)."""
+RETRY_BACKOFF_BASE = 0.025
+"""Seconds of the first retry backoff, doubled per retry, with full jitter (Envoy's)."""
+
+HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
+    "upgrade", "trailer", "proxy-authenticate", "proxy-authorization",
+})
+"""Connection-specific fields (RFC 9110 7.6.1) a proxy must not forward."""
+
+RETRY_ON = {
+    "connect-failure": frozenset({"connect-failure", "5xx", "gateway-error"}),
+    "reset": frozenset({"reset", "5xx", "gateway-error"}),
+    "per-try-timeout": frozenset({"reset", "5xx", "gateway-error"}),
+    "5xx": frozenset({"5xx"}),
+    "gateway-error": frozenset({"5xx", "gateway-error"}),
+    "retriable-status-codes": frozenset({"retriable-status-codes"}),
+}
+"""What went wrong -> the ``retry_on`` conditions that retry it (Envoy's semantics:
+``5xx`` also covers connect failures, resets and timeouts; ``gateway-error`` is
+502/503/504 and the same failures)."""
+
+_STOP = FilterStatus.STOP
+
+
+def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
+    items = headers.items()
+    named = {name.strip().lower() for k, v in items if k == "connection" for name in v.split(",")}
+    drop = HOP_BY_HOP | named
+    if keep_upgrade:
+        drop = drop - {"connection", "upgrade"}
+    if any(k in drop for k, _ in items):
+        headers._items = [(k, v) for k, v in items if k not in drop]
+
+
+class DownstreamStream:
+    """A request from a client; the proxy's ``RequestHandler`` for the server codec,
+    and what stream filters see."""
+
+    __slots__ = (
+        "ctx", "conn", "server_stream", "request", "request_complete", "route", "cluster",
+        "host", "upstream", "response_flags", "response_started", "done", "upgrade",
+        "_filters", "_filter_index", "_phase", "_body", "_body_size", "_retry_body",
+        "_retry_ok", "_request_bytes", "_max_request_bytes", "_retries_left", "_tried",
+        "_timer", "_read_disabled", "_shadows", "_trailers", "protocol",
+    )
+
+    def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
+                 protocol: str) -> None:
+        self.ctx = ctx
+        self.protocol = protocol
+        self.conn = conn
+        self.server_stream = server_stream
+        self.request: RequestHead | None = None
+        self.request_complete = False
+        self.route: Route | None = None
+        self.cluster: Cluster | None = None
+        self.host: Host | None = None
+        self.upstream: UpstreamRequest | None = None
+        self.response_flags: list[str] = []
+        self.response_started = False
+        self.done = False
+        self.upgrade = False
+        self._filters: list[StreamFilter] = [make() for make in ctx.stream_filters]
+        self._filter_index = 0
+        self._phase = Phase.BEFORE_ROUTE
+        self._body: list[bytes] = []  # request body waiting for the upstream stream
+        self._body_size = 0
+        self._retry_body: list[bytes] = []  # the whole request body, for a retry
+        self._retry_ok = True
+        self._request_bytes = 0
+        self._max_request_bytes = ctx.max_request_bytes
+        self._retries_left = 0
+        self._tried: list[Host] = []
+        self._timer: Any = None
+        self._read_disabled = False
+        self._shadows: list[ShadowRequest] = []
+        self._trailers: Headers | None = None
+
+    # -- RequestHandler (the server codec calls these) ---------------------------------
+
+    def on_headers(self, head: RequestHead, end_stream: bool) -> None:
+        self.request = head
+        self.request_complete = end_stream
+        headers = head.headers
+        self.upgrade = "upgrade" in headers
+        strip_hop_by_hop(headers, self.upgrade)
+        if "x-request-id" not in headers:
+            headers.add("x-request-id", str(uuid.uuid4()))
+        peer = self.conn.remote_address
+        if isinstance(peer, tuple):
+            xff = headers.get("x-forwarded-for")
+            headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
+        headers.setdefault("x-forwarded-proto", head.scheme)
+        self.continue_request()
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        if self.done:
+            return
+        self._request_bytes += len(data)
+        limit = self._max_request_bytes
+        if limit is not None and self._request_bytes > limit and not self.upgrade:
+            self.send_local_reply(413, "request body too large\n")
+            return
+        if self._retry_ok and self._retries_left:
+            self._retry_body.append(data)
+            if self._request_bytes > RETRY_BUFFER_LIMIT:
+                self._retry_ok = False
+                self._retry_body = []
+        if end_stream:
+            self.request_complete = True
+        upstream = self.upstream
+        if upstream is not None and upstream.stream is not None:
+            upstream.stream.send_data(data, end_stream)
+        else:
+            self._body.append(data)
+            self._body_size += len(data)
+            if self._body_size > BODY_BUFFER_LIMIT and not self._read_disabled:
+                self._read_disabled = True
+                self.server_stream.read_disable(True)
+        for shadow in self._shadows:
+            shadow.send_data(data, end_stream)
+        if end_stream and self._timer is None and self.upstream is not None:
+            self._start_timer()
+
+    def on_trailers(self, trailers: Headers) -> None:
+        self.request_complete = True
+        upstream = self.upstream
+        if upstream is not None and upstream.stream is not None:
+            upstream.stream.send_trailers(trailers)
+        else:
+            self._trailers = trailers
+
+    def on_reset(self, reason: StreamResetReason) -> None:
+        """The client went away (or broke the protocol) before the stream ended."""
+        if self.done:
+            return
+        self.response_flags.append(DOWNSTREAM_PROTOCOL_ERROR if reason is
+                                   StreamResetReason.PROTOCOL_ERROR
+                                   else DOWNSTREAM_CONNECTION_TERMINATION)
+        self._finish(reset_upstream=True)
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        upstream = self.upstream
+        if upstream is not None and upstream.stream is not None:
+            upstream.stream.read_disable(True)
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        upstream = self.upstream
+        if upstream is not None and upstream.stream is not None:
+            upstream.stream.read_disable(False)
+
+    # -- the request's way: filters, route, host, upstream -----------------------------
+
+    def continue_request(self) -> None:
+        """Run the filters of each phase and the steps between them; a filter that
+        returned STOP calls this again to go on."""
+        filters = self._filters
+        while not self.done:
+            while self._filter_index < len(filters):
+                f = filters[self._filter_index]
+                if f.phase is not self._phase:
+                    break
+                self._filter_index += 1
+                if f.on_request(self) is _STOP or self.done:
+                    return
+            if self._phase is Phase.BEFORE_ROUTE:
+                if not self._route():
+                    return
+                self._phase = Phase.AFTER_ROUTE
+            elif self._phase is Phase.AFTER_ROUTE:
+                if not self._choose_host():
+                    return
+                self._phase = Phase.AFTER_CHOOSE_HOST
+            else:
+                self._send_upstream()
+                return
+
+    def _route(self) -> bool:
+        head = self.request
+        assert head is not None
+        table = self.ctx.route_table
+        route = table.route(RouteRequest(head.authority, head.path, head.method,
+                                         head.headers, head.scheme))
+        if route is None:
+            self.response_flags.append(NO_ROUTE)
+            self.send_local_reply(404, "no route\n")
+            return False
+        self.route = route
+        if route.direct_response is not None:
+            self.send_local_reply(route.direct_response.status, route.direct_response.body,
+                                  content_type="text/plain; charset=utf-8")
+            return False
+        if route.redirect is not None:
+            location = route.redirect.location(RouteRequest(
+                head.authority, head.path, head.method, head.headers, head.scheme))
+            self.send_local_reply(route.redirect.code, "", [("location", location)])
+            return False
+        self.cluster = self.ctx.clusters.get(route.cluster_name(head.headers))
+        if self.cluster is None:
+            self.response_flags.append(NO_CLUSTER)
+            self.send_local_reply(503, "no cluster\n")
+            return False
+        route.apply_request_headers(head.headers)
+        head.path = route.rewrite_path(head.path)
+        head.authority = route.rewrite_host(head.authority, head.headers)
+        if route.max_request_bytes is not None:
+            self._max_request_bytes = route.max_request_bytes
+            if self._request_bytes > route.max_request_bytes:
+                self.send_local_reply(413, "request body too large\n")
+                return False
+        policy = route.retry_policy
+        if policy is not None and not self.upgrade:
+            self._retries_left = policy.num_retries
+        return True
+
+    def _choose_host(self) -> bool:
+        assert self.cluster is not None
+        host = self.cluster.choose_host(self._tried)
+        if host is None and self._tried:
+            host = self.cluster.choose_host()  # every host was tried: any will do
+        if host is None:
+            self.response_flags.append(NO_HEALTHY_UPSTREAM)
+            self.send_local_reply(503, "no healthy upstream\n")
+            return False
+        self.host = host
+        return True
+
+    def _send_upstream(self) -> None:
+        assert self.cluster is not None and self.host is not None and self.route is not None
+        self._tried.append(self.host)
+        protocol = self.ctx.upstream_protocol(self.route, self.protocol)
+        pool = self.ctx.pool(self.cluster, self.host, protocol)
+        upstream = self.upstream = UpstreamRequest(self)
+        policy = self.route.retry_policy
+        if policy is not None and policy.per_try_timeout and not self.upgrade:
+            upstream.try_timer = self.ctx.loop().call_later(
+                policy.per_try_timeout, self._on_timeout, True)
+        upstream.pending = pool.new_stream(upstream, upstream)
+        if self.request_complete and self._timer is None and not self.done:
+            self._start_timer()
+        if self.route.mirror_policies and not self._shadows and not self.upgrade:
+            self._start_shadows()
+
+    # -- upstream events -----------------------------------------------------------------
+
+    def on_upstream_ready(self, upstream: "UpstreamRequest") -> None:
+        head = self.request
+        assert head is not None and upstream.stream is not None
+        body, self._body = self._body, []
+        self._body_size = 0
+        stream = upstream.stream
+        stream.send_headers(head, self.request_complete and not body and self._trailers is None)
+        for i, chunk in enumerate(body):
+            last = i == len(body) - 1 and self.request_complete and self._trailers is None
+            stream.send_data(chunk, last)
+        if self._trailers is not None:
+            stream.send_trailers(self._trailers)
+        if self._read_disabled:
+            self._read_disabled = False
+            self.server_stream.read_disable(False)
+
+    def on_upstream_failure(self, upstream: "UpstreamRequest", reason: StreamResetReason,
+                            flag: str, status: int) -> None:
+        """The upstream request ended before its response began."""
+        if upstream is not self.upstream or self.done:
+            return
+        condition = ("connect-failure" if reason is StreamResetReason.CONNECTION_FAILURE
+                     else "reset")
+        if reason is not StreamResetReason.OVERFLOW and self._retry(condition):
+            return
+        self.response_flags.append(flag)
+        self.send_local_reply(status, "upstream connect error or disconnect/reset before headers\n")
+
+    def on_upstream_headers(self, upstream: "UpstreamRequest", head: ResponseHead,
+                            end_stream: bool) -> None:
+        if upstream is not self.upstream or self.done:
+            return
+        policy = self.route.retry_policy if self.route else None
+        if policy is not None:
+            if head.status in policy.retriable_status_codes:
+                condition = "retriable-status-codes"
+            elif head.status >= 500:
+                condition = "gateway-error" if head.status in (502, 503, 504) else "5xx"
+            else:
+                condition = ""
+            if condition and self._retry(condition):
+                upstream.reset()
+                return
+        self.response_started = True
+        if head.status != 101:
+            strip_hop_by_hop(head.headers, False)
+        elif self._timer is not None:
+            self._timer.cancel()  # a tunnel has no response end to wait for
+            self._timer = None
+        if self.route is not None:
+            self.route.apply_response_headers(head.headers)
+        for f in self._filters:
+            f.on_response(self, head)
+        self.server_stream.send_headers(head, end_stream)
+        if end_stream:
+            self._finish(reset_upstream=False)
+
+    def on_upstream_data(self, data: bytes, end_stream: bool) -> None:
+        if self.done:
+            return
+        self.server_stream.send_data(data, end_stream)
+        if end_stream:
+            self._finish(reset_upstream=False)
+
+    def on_upstream_trailers(self, trailers: Headers) -> None:
+        if self.done:
+            return
+        self.server_stream.send_trailers(trailers)
+        self._finish(reset_upstream=False)
+
+    def on_upstream_reset(self, upstream: "UpstreamRequest", reason: StreamResetReason) -> None:
+        if upstream is not self.upstream or self.done:
+            return
+        if not self.response_started:
+            flag = (UPSTREAM_REMOTE_RESET if reason is StreamResetReason.REMOTE_RESET
+                    else UPSTREAM_CONNECTION_TERMINATION)
+            self.on_upstream_failure(upstream, reason, flag, 502)
+            return
+        self.response_flags.append(UPSTREAM_CONNECTION_TERMINATION)
+        self.server_stream.reset(reason)
+        self._finish(reset_upstream=False)
+
+    # -- retries and timeouts ------------------------------------------------------------
+
+    def _retry(self, condition: str) -> bool:
+        """Start a retry if the policy covers ``condition`` and the request can be replayed."""
+        policy = self.route.retry_policy if self.route else None
+        if policy is None or self.response_started or not self._retry_ok:
+            return False
+        if not RETRY_ON[condition] & policy.retry_on:
+            return False
+        if self._retries_left <= 0:
+            self.response_flags.append(RETRY_LIMIT_EXCEEDED)
+            return False
+        self._retries_left -= 1
+        attempt = policy.num_retries - self._retries_left
+        old = self.upstream
+        self.upstream = None
+        if old is not None:
+            old.detach()
+        delay = random.uniform(0, RETRY_BACKOFF_BASE * (2 ** (attempt - 1)))
+        self.ctx.loop().call_later(delay, self._do_retry)
+        return True
+
+    def _do_retry(self) -> None:
+        if self.done:
+            return
+        self._body = list(self._retry_body)
+        self._body_size = sum(len(b) for b in self._body)
+        if self._choose_host():
+            self._send_upstream()
+
+    def _start_timer(self) -> None:
+        """The route timeout: from the complete request to the complete response."""
+        route = self.route
+        timeout = route.timeout if route is not None and route.timeout else self.ctx.timeout
+        if timeout and not self.upgrade:
+            self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
+
+    def _on_timeout(self, per_try: bool) -> None:
+        if self.done:
+            return
+        if per_try:
+            if self.upstream is not None:
+                self.upstream.reset()
+            if self._retry("per-try-timeout"):
+                return
+        else:
+            self._timer = None
+        self.response_flags.append(UPSTREAM_REQUEST_TIMEOUT)
+        if self.response_started:
+            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
+            self._finish(reset_upstream=True)
+        else:
+            self.send_local_reply(504, "upstream request timeout\n")
+
+    # -- mirroring -------------------------------------------------------------------------
+
+    def _start_shadows(self) -> None:
+        assert self.route is not None and self.request is not None
+        for policy in self.route.mirror_policies:
+            if not policy.sampled():
+                continue
+            cluster = self.ctx.clusters.get(policy.cluster)
+            host = cluster.choose_host() if cluster is not None else None
+            if host is None:
+                continue
+            head = self.request
+            shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
+                                      head.scheme, head.headers.copy(), head.version)
+            shadow = ShadowRequest(shadow_head, self.request_complete)
+            pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
+            shadow.pending = pool.new_stream(shadow, shadow)
+            if not shadow.abandoned:
+                self._shadows.append(shadow)
+
+    # -- answering and ending ------------------------------------------------------------
+
+    def send_local_reply(self, status: int, body: str | bytes = b"",
+                         headers: list[tuple[str, str]] | None = None,
+                         content_type: str = "text/plain") -> None:
+        """Answer the client from the proxy (an error, a direct response, a redirect)."""
+        if self.done:
+            return
+        if self.response_started:
+            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
+            self._finish(reset_upstream=True)
+            return
+        data = body.encode() if isinstance(body, str) else body
+        fields = [("content-type", content_type), ("content-length", str(len(data)))]
+        if not self.request_complete:
+            fields.append(("connection", "close"))  # the rest of the request is not read
+        fields += headers or []
+        self.response_started = True
+        head = ResponseHead(status, Headers(fields))
+        for f in self._filters:
+            f.on_response(self, head)
+        self.server_stream.send_headers(head, not data)
+        if data:
+            self.server_stream.send_data(data, True)
+        self._finish(reset_upstream=True)
+
+    def _finish(self, reset_upstream: bool) -> None:
+        if self.done:
+            return
+        self.done = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        upstream = self.upstream
+        if upstream is not None:
+            if reset_upstream:
+                upstream.reset()
+            upstream.detach()
+        for shadow in self._shadows:
+            shadow.release()
+        if self._read_disabled:
+            self._read_disabled = False
+            self.server_stream.read_disable(False)
+
+
+def _shadow_authority(authority: str) -> str:
+    """Envoy marks mirrored requests by appending ``-shadow`` to the host."""
+    host, sep, port = authority.rpartition(":")
+    if sep and port.isdigit():
+        return f"{host}-shadow:{port}"
+    return f"{authority}-shadow"
+
+
+class UpstreamRequest:
+    """One try of a request upstream: the pool's callbacks and the client codec's
+    ``ResponseHandler``, reporting to its downstream stream."""
+
+    __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer")
+
+    def __init__(self, downstream: DownstreamStream) -> None:
+        self.downstream: DownstreamStream | None = downstream
+        self.stream: ClientStream | None = None
+        self.pending: PendingRequest | None = None
+        self.client: PoolClient | None = None
+        self.ended = False
+        self.try_timer: Any = None
+
+    # pool callbacks
+
+    def on_pool_ready(self, stream: ClientStream, client: "PoolClient") -> None:
+        self.pending = None
+        self.stream = stream
+        self.client = client
+        if self.downstream is None:
+            self.reset()
+            return
+        self.downstream.on_upstream_ready(self)
+
+    def on_pool_failure(self, reason: StreamResetReason) -> None:
+        self.pending = None
+        if self.downstream is not None:
+            flag = UPSTREAM_OVERFLOW if reason is StreamResetReason.OVERFLOW \
+                else UPSTREAM_CONNECTION_FAILURE
+            self.downstream.on_upstream_failure(self, reason, flag, 503)
+
+    # ResponseHandler
+
+    def on_headers(self, head: ResponseHead, end_stream: bool) -> None:
+        if end_stream:
+            self.ended = True
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        if self.downstream is not None:
+            self.downstream.on_upstream_headers(self, head, end_stream)
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        if end_stream:
+            self.ended = True
+        if self.downstream is not None:
+            self.downstream.on_upstream_data(data, end_stream)
+
+    def on_trailers(self, trailers: Headers) -> None:
+        self.ended = True
+        if self.downstream is not None:
+            self.downstream.on_upstream_trailers(trailers)
+
+    def on_reset(self, reason: StreamResetReason) -> None:
+        self.ended = True
+        if self.downstream is not None:
+            self.downstream.on_upstream_reset(self, reason)
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        if self.downstream is not None:
+            self.downstream.server_stream.read_disable(True)
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        if self.downstream is not None:
+            self.downstream.server_stream.read_disable(False)
+
+    # the downstream's controls
+
+    def reset(self) -> None:
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        if self.stream is not None and not self.ended:
+            self.ended = True
+            self.stream.reset(StreamResetReason.LOCAL_RESET)
+
+    def detach(self) -> None:
+        """Stop reporting to the downstream (it ended, or this try was replaced)."""
+        self.downstream = None
+        if self.try_timer is not None:
+            self.try_timer.cancel()
+            self.try_timer = None
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+
+
+class ShadowRequest:
+    """A mirrored copy of a request: sent to the shadow cluster, its response dropped.
+    It never holds up the original: if it cannot keep up it is abandoned."""
+
+    __slots__ = ("head", "stream", "pending", "body", "size", "complete", "abandoned",
+                 "released")
+
+    def __init__(self, head: RequestHead, complete: bool) -> None:
+        self.head = head
+        self.stream: ClientStream | None = None
+        self.pending: PendingRequest | None = None
+        self.body: list[bytes] = []
+        self.size = 0
+        self.complete = complete
+        self.abandoned = False
+        self.released = False
+
+    def send_data(self, data: bytes, end_stream: bool) -> None:
+        if self.abandoned:
+            return
+        if end_stream:
+            self.complete = True
+        if self.stream is not None:
+            self.stream.send_data(data, end_stream)
+            return
+        self.body.append(data)
+        self.size += len(data)
+        if self.size > BODY_BUFFER_LIMIT:
+            self.abandon()
+
+    def abandon(self) -> None:
+        self.abandoned = True
+        self.body = []
+        if self.pending is not None:
+            self.pending.cancel()
+            self.pending = None
+        if self.stream is not None:
+            self.stream.reset(StreamResetReason.LOCAL_RESET)
+            self.stream = None
+
+    def release(self) -> None:
+        """The original ended; an incomplete copy is abandoned, a complete one finishes."""
+        self.released = True
+        if not self.complete:
+            self.abandon()
+
+    # pool callbacks and ResponseHandler: the response is read and dropped
+
+    def on_pool_ready(self, stream: ClientStream, client: Any) -> None:
+        self.pending = None
+        if self.abandoned:
+            stream.reset(StreamResetReason.LOCAL_RESET)
+            return
+        self.stream = stream
+        body, self.body = self.body, []
+        stream.send_headers(self.head, self.complete and not body)
+        for i, chunk in enumerate(body):
+            stream.send_data(chunk, self.complete and i == len(body) - 1)
+
+    def on_pool_failure(self, reason: StreamResetReason) -> None:
+        self.pending = None
+        self.abandoned = True
+
+    def on_headers(self, head: ResponseHead, end_stream: bool) -> None:
+        pass
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        pass
+
+    def on_trailers(self, trailers: Headers) -> None:
+        pass
+
+    def on_reset(self, reason: StreamResetReason) -> None:
+        self.stream = None
+        self.abandoned = True
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        self.abandon()
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        pass

@@ -1,0 +1,46 @@
+"""Stream filters: per-request plugins that run at a phase of the proxy's work.
+
+A ``mosn_stream_filters`` extension's factory is called once per listener as
+``factory(config, context)`` and returns a callable that makes a filter for each
+stream (a stateless filter may return the same object every time).
+
+``on_request(stream)`` runs at the filter's phase and returns
+- ``FilterStatus.CONTINUE``: go on with the next filter and the request;
+- ``FilterStatus.STOP``: the filter holds the request; it later calls
+  ``stream.continue_request()`` or answers with ``stream.send_local_reply(...)``.
+A filter may answer at once too: ``send_local_reply`` then return STOP.
+``on_response(stream, head)`` may change a response's headers before they are sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from mosn.network.filter import FilterStatus
+from mosn.stream.types import ResponseHead
+
+if TYPE_CHECKING:
+    from mosn.proxy.stream import DownstreamStream
+
+
+class Phase(enum.IntEnum):
+    BEFORE_ROUTE = 0
+    """The request head is known; no route yet (may change what routing sees)."""
+    AFTER_ROUTE = 1
+    """``stream.route`` and ``stream.cluster`` are set."""
+    AFTER_CHOOSE_HOST = 2
+    """``stream.host`` is set, just before the request goes upstream."""
+
+
+class StreamFilter:
+    phase: Phase = Phase.BEFORE_ROUTE
+
+    def on_request(self, stream: "DownstreamStream") -> FilterStatus:
+        return FilterStatus.CONTINUE
+
+    def on_response(self, stream: "DownstreamStream", head: ResponseHead) -> None:
+        pass
+
+
+__all__ = ["FilterStatus", "Phase", "StreamFilter"]

@@ -1,0 +1,248 @@
+"""The stream layer's vocabulary: heads, headers, and the contracts between a
+protocol's stream connections and the proxy.
+
+A protocol plugin turns a connection's bytes into *streams* (one request and its
+response) and back. The proxy never sees bytes of an L7 protocol, only these calls:
+
+downstream (server side)                      upstream (client side)
+  codec -> RequestHandler.on_headers/...        proxy -> ClientStream.send_headers/...
+  proxy -> ServerStream.send_headers/...        codec -> ResponseHandler.on_headers/...
+
+Every ``on_*``/``send_*`` call that ends the message passes ``end_stream=True``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Protocol as TypingProtocol
+
+
+class Headers:
+    """An ordered multi-map of header fields with lower-case names.
+
+    Built by codecs from the wire (names lowered there, once); ``get`` returns the
+    first value, ``get_all`` every value, ``set`` replaces, ``add`` appends.
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = list(items)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        for k, v in self._items:
+            if k == name:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        return [v for k, v in self._items if k == name]
+
+    def __getitem__(self, name: str) -> str:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __setitem__(self, name: str, value: str) -> None:
+        self.set(name, value)
+
+    def __delitem__(self, name: str) -> None:
+        self.remove(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(k == name for k, _ in self._items)
+
+    def __iter__(self) -> Iterator[str]:
+        seen = set()
+        for k, _ in self._items:
+            if k not in seen:
+                seen.add(k)
+                yield k
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Headers) and self._items == other._items
+
+    def __repr__(self) -> str:
+        return f"Headers({self._items!r})"
+
+    def set(self, name: str, value: str) -> None:
+        items = [(k, v) for k, v in self._items if k != name]
+        items.append((name, value))
+        self._items = items
+
+    def add(self, name: str, value: str) -> None:
+        self._items.append((name, value))
+
+    def remove(self, name: str) -> None:
+        self._items = [(k, v) for k, v in self._items if k != name]
+
+    def setdefault(self, name: str, value: str) -> str:
+        current = self.get(name)
+        if current is None:
+            self._items.append((name, value))
+            return value
+        return current
+
+    def pop(self, name: str, default: str | None = None) -> str | None:
+        value = self.get(name, default)
+        self.remove(name)
+        return value
+
+    def items(self) -> list[tuple[str, str]]:
+        """Every field in order, repeated names included."""
+        return self._items
+
+    def keys(self) -> Iterator[str]:
+        return iter(self)
+
+    def copy(self) -> "Headers":
+        return Headers(self._items)
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request's first part. ``path`` is the request target with its query string;
+    ``authority`` is Host (HTTP/1) or ``:authority`` (HTTP/2). ``headers`` holds the
+    regular fields only (no pseudo-headers, no Host)."""
+
+    method: str
+    path: str
+    authority: str = ""
+    scheme: str = "http"
+    headers: Headers = field(default_factory=Headers)
+    version: str = "1.1"
+    """``"1.0"``, ``"1.1"`` or ``"2"``: what the peer spoke."""
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    status: int
+    headers: Headers = field(default_factory=Headers)
+    reason: str = ""
+
+
+class StreamResetReason(enum.Enum):
+    CONNECTION_FAILURE = "connection_failure"
+    """The upstream connection could not be made."""
+    CONNECTION_TERMINATION = "connection_termination"
+    """The connection under the stream closed before the stream ended."""
+    LOCAL_RESET = "local_reset"
+    REMOTE_RESET = "remote_reset"
+    """The peer reset the stream (HTTP/2 RST_STREAM)."""
+    PROTOCOL_ERROR = "protocol_error"
+    """The peer sent something the codec could not parse."""
+    OVERFLOW = "overflow"
+
+
+class CodecError(Exception):
+    """The peer broke the protocol. ``status`` is what to answer (HTTP-like: 400,
+    431, 413 ...); after it the codec closes the connection."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+# -- contracts -------------------------------------------------------------------------
+# Python Protocols (structural types) for documentation and type checking; the
+# codec and proxy classes implement them without inheriting.
+
+
+class RequestHandler(TypingProtocol):
+    """The proxy's side of a downstream stream: what the server codec calls."""
+
+    def on_headers(self, head: RequestHead, end_stream: bool) -> None: ...
+    def on_data(self, data: bytes, end_stream: bool) -> None: ...
+    def on_trailers(self, trailers: Headers) -> None: ...
+    def on_reset(self, reason: StreamResetReason) -> None: ...
+    def on_above_write_buffer_high_watermark(self) -> None:
+        """The client reads slower than the response is produced: stop feeding it."""
+    def on_below_write_buffer_low_watermark(self) -> None: ...
+
+
+class ServerStream(TypingProtocol):
+    """A server codec's stream: how the proxy answers one request."""
+
+    def send_headers(self, head: ResponseHead, end_stream: bool) -> None: ...
+    def send_data(self, data: bytes, end_stream: bool) -> None: ...
+    def send_trailers(self, trailers: Headers) -> None: ...
+    def reset(self, reason: StreamResetReason) -> None:
+        """Abandon the stream (HTTP/1: close the connection after what is sent)."""
+    def read_disable(self, disable: bool) -> None:
+        """Stop (or resume) reading this request's body; counted like the connection's."""
+
+
+class ResponseHandler(TypingProtocol):
+    """The proxy's side of an upstream stream: what the client codec calls."""
+
+    def on_headers(self, head: ResponseHead, end_stream: bool) -> None: ...
+    def on_data(self, data: bytes, end_stream: bool) -> None: ...
+    def on_trailers(self, trailers: Headers) -> None: ...
+    def on_reset(self, reason: StreamResetReason) -> None: ...
+    def on_above_write_buffer_high_watermark(self) -> None:
+        """The upstream takes the request body slower than it comes: stop reading it."""
+    def on_below_write_buffer_low_watermark(self) -> None: ...
+
+
+class ClientStream(TypingProtocol):
+    """A client codec's stream: how the proxy sends one request upstream."""
+
+    def send_headers(self, head: RequestHead, end_stream: bool) -> None: ...
+    def send_data(self, data: bytes, end_stream: bool) -> None: ...
+    def send_trailers(self, trailers: Headers) -> None: ...
+    def reset(self, reason: StreamResetReason) -> None: ...
+    def read_disable(self, disable: bool) -> None:
+        """Stop (or resume) reading this response's body."""
+
+
+class ServerCodec(TypingProtocol):
+    """Installed on a downstream connection by ``Protocol.server``."""
+
+    def go_away(self) -> None:
+        """Finish the streams in flight, accept no new ones, then close."""
+
+
+class ClientCodec(TypingProtocol):
+    """Built on an upstream connection by ``Protocol.client``; the pool drives it."""
+
+    multiplexed: bool
+    """True when many streams share the connection at once (HTTP/2, RPC)."""
+
+    def new_stream(self, handler: ResponseHandler) -> ClientStream: ...
+    def active_streams(self) -> int: ...
+    def reusable(self) -> bool:
+        """True when the connection may carry another stream now (HTTP/1: the last
+        response ended cleanly and neither side said ``Connection: close``)."""
+
+
+class MatchResult(enum.Enum):
+    MATCH = "match"
+    NO_MATCH = "no_match"
+    NEED_MORE = "need_more"
+
+
+NewStream = Callable[["ServerStream"], "RequestHandler"]
+
+
+class Protocol(TypingProtocol):
+    """What a ``mosn_protocols`` extension's factory returns.
+
+    ``server(conn, new_stream)`` installs a server codec on a downstream connection
+    (as its read filter and callbacks); for every request it calls
+    ``new_stream(server_stream)`` and feeds the returned handler.
+    ``client(conn, on_idle)`` builds a client codec on a connected upstream
+    connection; the codec calls ``on_idle()`` each time a stream ends (response
+    complete, or reset) while the connection stays open, and the pool then asks
+    ``reusable()`` to decide whether to give it another stream or close it.
+    """
+
+    name: str
+
+    def match(self, data: bytes) -> MatchResult: ...
+    def server(self, conn: Any, new_stream: NewStream) -> ServerCodec: ...
+    def client(self, conn: Any, on_idle: Callable[[], None]) -> ClientCodec: ...
