@@ -33,6 +33,7 @@ AUTOLOAD_ENV = "MOSN_DISABLE_PLUGIN_AUTOLOAD"
 BUILTIN_PLUGINS: dict[str, str] = {
     "tcp_proxy": "mosn.filters.tcp_proxy",
     "proxy": "mosn.proxy.filter",
+    "fault": "mosn.filters.fault",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
 }

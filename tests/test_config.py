@@ -100,8 +100,13 @@ def test_model_errors_name_their_path(mutate, expected):
         idle_timeout="soon"),
      "servers[0].listeners[0].filter_chains[0].filters[0].config.idle_timeout: "
      "invalid duration 'soon'"),
-    (lambda r: listener(r).update(stream_filters=[{"type": "fault"}]),
-     "servers[0].listeners[0].stream_filters[0].type: unknown stream filter 'fault'"),
+    (lambda r: listener(r).update(stream_filters=[{"type": "nope"}]),
+     "servers[0].listeners[0].stream_filters[0].type: unknown stream filter 'nope' "
+     "(known: fault)"),
+    (lambda r: listener(r).update(stream_filters=[{"type": "fault",
+                                                   "config": {"abort": {"status": 99}}}]),
+     "servers[0].listeners[0].stream_filters[0].config.abort.status: "
+     "Input should be greater than or equal to 200"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(lb_type="LB_MAGIC"),
      "cluster_manager.clusters[0].lb_type: unknown load balancer 'LB_MAGIC' (known: "
      "LB_RANDOM, LB_ROUNDROBIN, LB_WEIGHTED_ROUNDROBIN)"),

@@ -1,0 +1,46 @@
+"""Registers the ``Http1`` protocol with mosn."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from mosn.plugins import Extension, hookimpl
+from mosn.stream.types import MatchResult, NewStream
+from mosn_http1 import matcher
+from mosn_http1.codec import ClientConnection, ServerConnection
+from mosn_http1.config import Http1Config, Limits
+
+PROTOCOL_NAME = "Http1"
+"""MOSN's name for the protocol (``downstream_protocol: Http1``)."""
+
+
+class Http1Protocol:
+    """What the ``proxy`` filter and the upstream pools build codecs with."""
+
+    __slots__ = ("name", "limits")
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.name = PROTOCOL_NAME
+        self.limits = limits
+
+    def match(self, data: bytes) -> MatchResult:
+        return matcher.match(data)
+
+    def server(self, conn: Any, new_stream: NewStream) -> ServerConnection:
+        return ServerConnection(conn, new_stream, self.limits)
+
+    def client(self, conn: Any, on_idle: Callable[[], None]) -> ClientConnection:
+        return ClientConnection(conn, on_idle, self.limits)
+
+    def __repr__(self) -> str:
+        return f"<Http1Protocol {self.limits}>"
+
+
+def build(config: Http1Config | None = None) -> Http1Protocol:
+    return Http1Protocol((config or Http1Config()).limits())
+
+
+@hookimpl
+def mosn_protocols() -> list[Extension]:
+    return [Extension(PROTOCOL_NAME, build, Http1Config,
+                      description="HTTP/1.1 and HTTP/1.0 on httptools (llhttp)")]

@@ -1,0 +1,168 @@
+"""An in-memory stand-in for mosn's Connection and a handler that records calls,
+for the codec unit tests (pure logic, no IO)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosn.network.filter import CloseType, ConnectionEvent
+from mosn.stream.types import StreamResetReason
+from mosn_http1 import ClientConnection, Limits, ServerConnection
+
+
+class FakeLoop:
+    """``call_soon`` kept until the test runs the loop's next turn with ``run()``."""
+
+    def __init__(self) -> None:
+        self.soon: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def call_soon(self, callback: Any, *args: Any) -> None:
+        self.soon.append((callback, args))
+
+    def run(self) -> None:
+        soon, self.soon = self.soon, []
+        for callback, args in soon:
+            callback(*args)
+
+
+class FakeConnection:
+    """What the codecs use of mosn's Connection, with its counted read_disable and
+    its delivery of the bytes held while reading was disabled."""
+
+    def __init__(self) -> None:
+        self.read_filters: list[Any] = []
+        self.callbacks: list[Any] = []
+        self.writes: list[bytes] = []
+        self.closed: CloseType | None = None
+        self.eof_sent = False
+        self.disabled = 0
+        self.held: list[bytes] = []
+        self.transport = None
+        self.loop = FakeLoop()
+
+    def add_read_filter(self, f: Any) -> None:
+        self.read_filters.append(f)
+
+    def add_callbacks(self, cb: Any) -> None:
+        self.callbacks.append(cb)
+
+    def write(self, data: bytes) -> None:
+        if self.closed is None:
+            self.writes.append(bytes(data))
+
+    def write_eof(self) -> None:
+        self.eof_sent = True
+
+    def close(self, how: CloseType = CloseType.FLUSH_WRITE) -> None:
+        if self.closed is None:
+            self.closed = how
+
+    def read_disable(self, disable: bool) -> None:
+        self.disabled += 1 if disable else -1
+        assert self.disabled >= 0, "read_disable(False) without a matching True"
+        while self.held and not self.disabled:
+            self.receive(self.held.pop(0))
+
+    # -- the test's side ------------------------------------------------------------
+
+    def receive(self, data: bytes) -> None:
+        if self.disabled:
+            self.held.append(data)
+            return
+        for f in self.read_filters:
+            f.on_data(data)
+
+    def receive_eof(self) -> bool:
+        return any([f.on_eof() for f in self.read_filters])
+
+    def lose(self, event: ConnectionEvent = ConnectionEvent.REMOTE_CLOSE) -> None:
+        """The connection is gone (after close(), or reset by the peer)."""
+        for cb in self.callbacks:
+            cb.on_event(event)
+
+    def above(self) -> None:
+        for cb in self.callbacks:
+            cb.on_above_write_buffer_high_watermark()
+
+    def below(self) -> None:
+        for cb in self.callbacks:
+            cb.on_below_write_buffer_low_watermark()
+
+    def take(self) -> bytes:
+        """Everything written since the last take."""
+        out = b"".join(self.writes)
+        self.writes.clear()
+        return out
+
+
+class Recorder:
+    """A RequestHandler / ResponseHandler that keeps every call."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+        self.events: list[tuple[Any, ...]] = []
+
+    def on_headers(self, head: Any, end_stream: bool) -> None:
+        self.events.append(("headers", head, end_stream))
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        self.events.append(("data", data, end_stream))
+
+    def on_trailers(self, trailers: Any) -> None:
+        self.events.append(("trailers", trailers))
+
+    def on_reset(self, reason: StreamResetReason) -> None:
+        self.events.append(("reset", reason))
+
+    def on_above_write_buffer_high_watermark(self) -> None:
+        self.events.append(("above",))
+
+    def on_below_write_buffer_low_watermark(self) -> None:
+        self.events.append(("below",))
+
+    @property
+    def head(self) -> Any:
+        return next(e[1] for e in self.events if e[0] == "headers")
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(e[1] for e in self.events if e[0] == "data")
+
+    @property
+    def ended(self) -> bool:
+        last = self.events[-1] if self.events else ()
+        return (last[:1] == ("trailers",)
+                or (last[:1] in (("data",), ("headers",)) and last[2] is True))
+
+    def kinds(self) -> list[str]:
+        return [e[0] for e in self.events]
+
+
+class Server:
+    """A server codec on a fake connection; ``handlers`` in request order."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.conn = FakeConnection()
+        self.handlers: list[Recorder] = []
+        self.codec = ServerConnection(self.conn, self._new_stream, limits)
+
+    def _new_stream(self, stream: Any) -> Recorder:
+        handler = Recorder(stream)
+        self.handlers.append(handler)
+        return handler
+
+
+class Client:
+    """A client codec on a fake connection; ``idle`` counts on_idle calls."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.conn = FakeConnection()
+        self.idle = 0
+        self.codec = ClientConnection(self.conn, self._on_idle, limits)
+
+    def _on_idle(self) -> None:
+        self.idle += 1
+
+    def request(self) -> tuple[Any, Recorder]:
+        handler = Recorder()
+        return self.codec.new_stream(handler), handler
