@@ -3,7 +3,6 @@ uvicorn (examples/http_upstream.py) as the backend, real sockets on 127.0.0.1.""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import socket
@@ -13,7 +12,6 @@ import threading
 import time
 import uuid
 from contextlib import closing
-from pathlib import Path
 from typing import Any, Iterator
 
 import httpx

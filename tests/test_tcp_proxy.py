@@ -14,7 +14,7 @@ from contextlib import closing
 
 import pytest
 
-from conftest import free_port, tcp_proxy_config, wait_for_port
+from conftest import free_port, tcp_proxy_config
 
 
 def echo_once(port: int, payload: bytes, timeout: float = 5) -> bytes:

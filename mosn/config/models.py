@@ -12,7 +12,7 @@ it with the model its plugin registered.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterator
+from typing import Any, Iterator
 
 from pydantic import Field, PrivateAttr, model_validator
 

@@ -16,7 +16,7 @@ from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
-from mosn.router import Route, Routers
+from mosn.router import Route
 from mosn.stream.pool import ConnectionPool
 from mosn.stream.types import MatchResult, Protocol
 

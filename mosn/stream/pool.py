@@ -52,44 +52,43 @@ class PendingRequest:
 class PoolClient(ConnectionCallbacks):
     """One upstream connection and its codec, as the pool sees it."""
 
-    __slots__ = ("pool", "conn", "codec", "streams", "idle_handle", "connected")
+    __slots__ = ("pool", "conn", "codec", "streams", "connected", "ready", "idle_since")
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
         self.conn = pool.cluster.connect(pool.host)
         self.codec: Any = None
         self.streams = 0
-        self.idle_handle: asyncio.TimerHandle | None = None
         self.connected = False
+        self.ready = False
+        """In the pool's ready list."""
+        self.idle_since = 0.0
         self.conn.add_callbacks(self)
 
     def on_event(self, event: ConnectionEvent) -> None:
         if event is ConnectionEvent.CONNECTED:
             self.connected = True
+            self.pool.connecting -= 1
             self.codec = self.pool.protocol.client(self.conn, self.on_idle)
-            self.pool.on_connected(self)
+            self.pool.on_client_free(self)
         else:
-            self.pool.on_closed(self, event)
+            self.pool.on_closed(self)
 
     def on_idle(self) -> None:
-        """The codec finished a stream and may take another."""
+        """The codec finished a stream."""
         self.streams -= 1
-        self.pool.on_client_idle(self)
+        self.pool.on_client_free(self)
 
     def has_capacity(self) -> bool:
-        if not self.connected or not self.codec.reusable():
+        if not self.codec.reusable():
             return False
         if self.codec.multiplexed:
             return self.streams < self.pool.max_streams_per_connection
         return self.streams == 0
 
     def attach(self, request: PendingRequest) -> None:
-        if self.idle_handle is not None:
-            self.idle_handle.cancel()
-            self.idle_handle = None
         self.streams += 1
-        stream = self.codec.new_stream(request.handler)
-        request.callbacks.on_pool_ready(stream, self)
+        request.callbacks.on_pool_ready(self.codec.new_stream(request.handler), self)
 
 
 class ConnectionPool:
@@ -105,8 +104,12 @@ class ConnectionPool:
         self.max_pending = max_pending
         self.max_streams_per_connection = max_streams_per_connection
         self.idle_timeout = idle_timeout
-        self.clients: list[PoolClient] = []
+        self.clients: set[PoolClient] = set()
+        self.connecting = 0
+        self.ready: list[PoolClient] = []
+        """Connected clients that can take a stream now; the most recently used last."""
         self.pending: collections.deque[PendingRequest] = collections.deque()
+        self._sweep: asyncio.TimerHandle | None = None
 
     def new_stream(self, handler: ResponseHandler,
                    callbacks: PoolCallbacks) -> PendingRequest | None:
@@ -114,56 +117,72 @@ class ConnectionPool:
         returns the pending request, to cancel); ``on_pool_failure`` on overflow or when
         no connection can be made."""
         request = PendingRequest(self, handler, callbacks)
-        for client in reversed(self.clients):  # the most recently used first: warm
+        ready = self.ready
+        while ready:
+            client = ready.pop()
+            client.ready = False
             if client.has_capacity():
+                if client.codec.multiplexed \
+                        and client.streams + 1 < self.max_streams_per_connection:
+                    client.ready = True
+                    ready.append(client)
                 client.attach(request)
                 return None
         if len(self.pending) >= self.max_pending:
             callbacks.on_pool_failure(StreamResetReason.OVERFLOW)
             return None
         self.pending.append(request)
-        connecting = sum(1 for c in self.clients if not c.connected)
-        if connecting < len(self.pending) and len(self.clients) < self.max_connections:
-            self.clients.append(PoolClient(self))
-            self.clients[-1].conn.start()
+        if self.connecting < len(self.pending) and len(self.clients) < self.max_connections:
+            client = PoolClient(self)
+            self.clients.add(client)
+            self.connecting += 1
+            client.conn.start()
         return request
 
-    def on_connected(self, client: PoolClient) -> None:
-        self._serve_pending(client)
-        if client.streams == 0:
-            self._park(client)
-
-    def on_client_idle(self, client: PoolClient) -> None:
-        if not client.codec.reusable():
-            client.conn.close(CloseType.FLUSH_WRITE)
+    def on_client_free(self, client: PoolClient) -> None:
+        """A client connected or finished a stream: give it work, or keep it ready."""
+        if client.conn.closed:
             return
-        self._serve_pending(client)
-        if client.streams == 0:
-            self._park(client)
-
-    def _serve_pending(self, client: PoolClient) -> None:
+        if not client.codec.reusable():
+            if client.streams == 0:
+                client.conn.close(CloseType.FLUSH_WRITE)
+            return
         while self.pending and client.has_capacity():
             client.attach(self.pending.popleft())
+        if client.has_capacity() and not client.ready:
+            client.ready = True
+            self.ready.append(client)
+        if client.streams == 0 and self.idle_timeout:
+            client.idle_since = client.conn.loop.time()
+            if self._sweep is None:
+                self._sweep = client.conn.loop.call_later(self.idle_timeout, self._close_idle)
 
-    def _park(self, client: PoolClient) -> None:
-        # Keep the warm connections at the end of the list, where new_stream looks first.
-        self.clients.remove(client)
-        self.clients.append(client)
-        if self.idle_timeout:
-            client.idle_handle = client.conn.loop.call_later(
-                self.idle_timeout, client.conn.close, CloseType.FLUSH_WRITE)
+    def _close_idle(self) -> None:
+        """Close connections unused for ``idle_timeout`` (one timer per pool, not per use)."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() - self.idle_timeout  # type: ignore[operator]
+        waiting = False
+        for client in list(self.ready):
+            if client.streams == 0:
+                if client.idle_since <= deadline:
+                    client.conn.close(CloseType.FLUSH_WRITE)
+                else:
+                    waiting = True
+        if waiting:
+            self._sweep = loop.call_later(self.idle_timeout / 4, self._close_idle)  # type: ignore[operator]
 
-    def on_closed(self, client: PoolClient, event: ConnectionEvent) -> None:
-        if client.idle_handle is not None:
-            client.idle_handle.cancel()
-        if client in self.clients:
-            self.clients.remove(client)
+    def on_closed(self, client: PoolClient) -> None:
+        self.clients.discard(client)
+        if client.ready:
+            client.ready = False
+            self.ready.remove(client)
         if client.connected:
             return  # its streams learn of it from their codec
         # A connect failed: fail as many waiting requests as this connection was for,
         # unless other connections are still on their way for them.
-        connecting = sum(1 for c in self.clients if not c.connected)
-        while len(self.pending) > connecting:
+        self.connecting -= 1
+        while len(self.pending) > self.connecting:
             self.pending.pop().callbacks.on_pool_failure(StreamResetReason.CONNECTION_FAILURE)
 
     def close(self) -> None:
