@@ -23,6 +23,7 @@ from mosn.config.types import Address, AddressField, Duration, unix_path
 DEFAULT_ADMIN_PORT = 34901  # MOSN's admin port
 DEFAULT_CONNECT_TIMEOUT = 3.0  # seconds; MOSN's default for upstream connects
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to drain connections on shutdown (MOSN: 30s)
+DEFAULT_MAX_REQUEST_PER_CONN = 1024  # MOSN's default
 MAX_HOST_WEIGHT = 128  # MOSN's bound for a host weight (pkg/config/v2 MaxHostWeight)
 
 
@@ -118,7 +119,12 @@ class ClusterConfig(Model):
     hosts: list[HostConfig] = Field(default_factory=list)
     connect_timeout: Duration = DEFAULT_CONNECT_TIMEOUT
     conn_buffer_limit_bytes: int | None = Field(default=None, ge=1024)
-    max_request_per_conn: int | None = None
+    max_request_per_conn: int = Field(default=DEFAULT_MAX_REQUEST_PER_CONN, ge=1)
+    """Requests in flight on one connection of a multiplexed protocol (MOSN's)."""
+    connections_per_host: int = Field(default=1, ge=1, le=1024)
+    """mosn's own: connections a multiplexed protocol's pool spreads requests over."""
+    idle_timeout: Duration | None = None
+    """Close an upstream connection unused for this long (default 1h, Envoy's)."""
     circuit_breakers: Unsupported = None
     health_check: Unsupported = None
     lb_subset_config: Unsupported = None

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.types import Duration
 
 AUTO = "Auto"
 """``downstream_protocol: Auto``: pick the protocol by its first bytes."""
+X = "X"
+"""MOSN's older form for RPC: ``downstream_protocol: X`` with
+``extend_config: {sub_protocol: bolt}``."""
 DEFAULT_ROUTE_TIMEOUT = 15.0
 """Seconds from a complete request to a complete response when the route sets no
 ``timeout`` (Envoy's default)."""
@@ -32,6 +35,16 @@ class ProxyConfig(Model):
     """mosn's own: the route timeout for routes that set none."""
     max_request_bytes: int | None = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=0)
     """mosn's own: a request body larger than this is answered 413."""
+
+    @model_validator(mode="after")
+    def _x_sub_protocol(self) -> "ProxyConfig":
+        sub = self.extend_config.get("sub_protocol")
+        for field in ("downstream_protocol", "upstream_protocol"):
+            if getattr(self, field) == X:
+                if not isinstance(sub, str) or not sub:
+                    raise ValueError(f"{field}: {X} needs extend_config.sub_protocol")
+                setattr(self, field, sub)
+        return self
 
     def cross_check(self, root: Any, plugins: Any) -> Iterable[tuple[str, str]]:
         names = {r.router_config_name for _, r in root.routers()}

@@ -17,7 +17,7 @@ from mosn.proxy.config import AUTO, ProxyConfig
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
-from mosn.stream.pool import ConnectionPool
+from mosn.stream.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool
 from mosn.stream.types import MatchResult, Protocol
 
 MAX_DETECT_BYTES = 64
@@ -55,7 +55,13 @@ class ProxyContext:
         key = (id(host), protocol.name)
         pool = self._pools.get(key)
         if pool is None:
-            pool = self._pools[key] = ConnectionPool(cluster, host, protocol)
+            cc = cluster.config
+            pool = self._pools[key] = ConnectionPool(
+                cluster, host, protocol,
+                max_streams_per_connection=cc.max_request_per_conn,
+                connections_per_host=cc.connections_per_host,
+                idle_timeout=cc.idle_timeout if cc.idle_timeout is not None
+                else DEFAULT_IDLE_TIMEOUT)
         return pool
 
     def install(self, conn: Connection) -> None:

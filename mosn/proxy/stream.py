@@ -132,6 +132,11 @@ class DownstreamStream:
     def on_headers(self, head: RequestHead, end_stream: bool) -> None:
         self.request = head
         self.request_complete = end_stream
+        if head.frame is None:
+            self._http_request_headers(head)
+        self.continue_request()
+
+    def _http_request_headers(self, head: RequestHead) -> None:
         headers = head.headers
         self.upgrade = "upgrade" in headers
         strip_hop_by_hop(headers, self.upgrade)
@@ -142,7 +147,6 @@ class DownstreamStream:
             xff = headers.get("x-forwarded-for")
             headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
         headers.setdefault("x-forwarded-proto", head.scheme)
-        self.continue_request()
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
@@ -338,7 +342,9 @@ class DownstreamStream:
                 upstream.reset()
                 return
         self.response_started = True
-        if head.status != 101:
+        if head.frame is not None:
+            pass  # an RPC response is forwarded as its frame
+        elif head.status != 101:
             strip_hop_by_hop(head.headers, False)
         elif self._timer is not None:
             self._timer.cancel()  # a tunnel has no response end to wait for
@@ -410,6 +416,9 @@ class DownstreamStream:
         """The route timeout: from the complete request to the complete response."""
         route = self.route
         timeout = route.timeout if route is not None and route.timeout else self.ctx.timeout
+        asked = self.request.timeout if self.request is not None else None
+        if asked and (not timeout or asked < timeout):
+            timeout = asked
         if timeout and not self.upgrade:
             self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
 

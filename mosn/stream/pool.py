@@ -96,7 +96,8 @@ class ConnectionPool:
                  max_connections: int = DEFAULT_MAX_CONNECTIONS,
                  max_pending: int = DEFAULT_MAX_PENDING,
                  max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION,
-                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT) -> None:
+                 idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
+                 connections_per_host: int = 1) -> None:
         self.cluster = cluster
         self.host = host
         self.protocol = protocol
@@ -104,9 +105,12 @@ class ConnectionPool:
         self.max_pending = max_pending
         self.max_streams_per_connection = max_streams_per_connection
         self.idle_timeout = idle_timeout
+        self.connections_per_host = connections_per_host
+        self.multiplexed = protocol.multiplexed
+        """Connections a multiplexed pool opens before it spreads streams over them."""
         self.clients: set[PoolClient] = set()
         self.connecting = 0
-        self.ready: list[PoolClient] = []
+        self.ready: collections.deque[PoolClient] = collections.deque()
         """Connected clients that can take a stream now; the most recently used last."""
         self.pending: collections.deque[PendingRequest] = collections.deque()
         self._sweep: asyncio.TimerHandle | None = None
@@ -118,21 +122,27 @@ class ConnectionPool:
         no connection can be made."""
         request = PendingRequest(self, handler, callbacks)
         ready = self.ready
-        while ready:
+        while ready and len(self.clients) - self.connecting >= self.connections_per_host:
             client = ready.pop()
             client.ready = False
             if client.has_capacity():
                 if client.codec.multiplexed \
                         and client.streams + 1 < self.max_streams_per_connection:
                     client.ready = True
-                    ready.append(client)
+                    ready.appendleft(client)  # round robin over the connections
                 client.attach(request)
                 return None
         if len(self.pending) >= self.max_pending:
             callbacks.on_pool_failure(StreamResetReason.OVERFLOW)
             return None
         self.pending.append(request)
-        if self.connecting < len(self.pending) and len(self.clients) < self.max_connections:
+        if self.multiplexed:
+            per_connection = self.max_streams_per_connection
+            wanted = max(-(-len(self.pending) // per_connection),
+                         self.connections_per_host - (len(self.clients) - self.connecting))
+        else:
+            wanted = len(self.pending)
+        if self.connecting < wanted and len(self.clients) < self.max_connections:
             client = PoolClient(self)
             self.clients.add(client)
             self.connecting += 1

@@ -117,6 +117,12 @@ class RequestHead:
     headers: Headers = field(default_factory=Headers)
     version: str = "1.1"
     """``"1.0"``, ``"1.1"`` or ``"2"``: what the peer spoke."""
+    timeout: float | None = None
+    """Seconds the client says it will wait (gRPC's ``grpc-timeout``, bolt's timeout
+    field); the proxy's timeout is the shorter of this and the route's."""
+    frame: Any = None
+    """An RPC protocol's decoded frame (:class:`mosn.rpc.Frame`), forwarded as it is
+    when both sides speak that protocol; None for HTTP."""
 
 
 @dataclass(slots=True)
@@ -124,6 +130,8 @@ class ResponseHead:
     status: int
     headers: Headers = field(default_factory=Headers)
     reason: str = ""
+    frame: Any = None
+    """An RPC protocol's response frame; None for HTTP and for the proxy's own replies."""
 
 
 class StreamResetReason(enum.Enum):
@@ -242,6 +250,8 @@ class Protocol(TypingProtocol):
     """
 
     name: str
+    multiplexed: bool
+    """True when a connection carries many streams at once (the pool opens fewer)."""
 
     def match(self, data: bytes) -> MatchResult: ...
     def server(self, conn: Any, new_stream: NewStream) -> ServerCodec: ...

@@ -18,6 +18,7 @@ class Http1Protocol:
     """What the ``proxy`` filter and the upstream pools build codecs with."""
 
     __slots__ = ("name", "limits")
+    multiplexed = False
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME
