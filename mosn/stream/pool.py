@@ -18,8 +18,10 @@ from mosn.stream.types import ClientStream, Protocol, ResponseHandler, StreamRes
 
 DEFAULT_MAX_CONNECTIONS = 1024
 """Connections per host per worker (Envoy's default circuit breaker)."""
-DEFAULT_MAX_PENDING = 1024
-"""Requests waiting for a connection per host per worker (Envoy's default)."""
+DEFAULT_MAX_PENDING = 65536
+"""Requests waiting for a connection per host per worker. MOSN sets no limit and
+Envoy 1024; a multiplexed client can have thousands in flight at once, so the bound
+is high, but there is one: an unreachable host must not grow memory without end."""
 DEFAULT_MAX_STREAMS_PER_CONNECTION = 1024
 """Concurrent streams on one multiplexed connection before another is opened."""
 DEFAULT_IDLE_TIMEOUT = 3600.0

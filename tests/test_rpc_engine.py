@@ -1,0 +1,294 @@
+"""The multiplexed RPC engine, end to end, with a minimal codec plugin (minirpc)
+installed as a real distribution, a minirpc backend, and mosn in between."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from conftest import ROOT, Mosn, free_port, stop, wait_for_port
+
+SITE: Path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Path]:
+    target = tmp_path_factory.mktemp("site-minirpc")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                    "--no-build-isolation", "--target", str(target),
+                    str(ROOT / "tests" / "plugins" / "minirpc")], check=True, capture_output=True)
+    sys.path.insert(0, str(target))
+    yield target
+    sys.path.remove(str(target))
+
+
+@pytest.fixture(scope="module")
+def codec_module(site):
+    import mosn_minirpc.codec as codec
+
+    return codec
+
+
+def env_for(site: Path) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+@pytest.fixture
+def backend(site) -> Iterator[Any]:
+    procs = []
+
+    def start(*args: str) -> tuple[int, subprocess.Popen]:
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "minirpc_server.py"),
+                                 "--port", str(port), *args], env=env_for(site),
+                                stdout=subprocess.DEVNULL)
+        procs.append(proc)
+        wait_for_port(port)
+        return port, proc
+
+    yield start
+    for proc in procs:
+        stop(proc)
+
+
+@pytest.fixture
+def rpc_mosn(site, tmp_path) -> Iterator[Any]:
+    started = []
+
+    def start(backend_port: int, **cluster: Any) -> tuple[int, Mosn]:
+        port = free_port()
+        config = {
+            "servers": [{
+                "routers": [{"router_config_name": "rpc", "virtual_hosts": [{
+                    "name": "rpc", "domains": ["*"], "routers": [
+                        {"match": {"headers": [{"name": "service", "value": "^(echo|slow|silent|count)$",
+                                                "regex": True}]},
+                         "route": {"cluster_name": "backend", "timeout": "1s"}}]}]}],
+                "listeners": [{
+                    "name": "rpc", "address": f"127.0.0.1:{port}",
+                    "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                        "downstream_protocol": "minirpc", "router_config_name": "rpc"}}]}],
+                }],
+            }],
+            "cluster_manager": {"clusters": [{
+                "name": "backend", "hosts": [{"address": f"127.0.0.1:{backend_port}"}],
+                **cluster}]},
+        }
+        mosn = Mosn(config, tmp_path, env=env_for(site))
+        started.append(mosn)
+        return port, mosn
+
+    yield start
+    for m in started:
+        m.stop()
+
+
+class Client:
+    """A minirpc client: many requests in flight on one connection."""
+
+    def __init__(self, codec: Any, reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.codec, self.reader, self.writer = codec, reader, writer
+        self.waiting: dict[int, asyncio.Future] = {}
+        self.task = asyncio.create_task(self._read())
+
+    @classmethod
+    async def connect(cls, codec: Any, port: int) -> "Client":
+        return cls(codec, *await asyncio.open_connection("127.0.0.1", port))
+
+    async def _read(self) -> None:
+        decoder, buffer = self.codec.MiniRpcCodec(), bytearray()
+        while data := await self.reader.read(65536):
+            buffer += data
+            while (frame := decoder.decode(buffer)) is not None:
+                future = self.waiting.pop(frame.request_id, None)
+                if future is not None and not future.done():
+                    future.set_result(frame)
+        for future in self.waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("closed"))
+
+    def send(self, kind: Any, request_id: int, service: str, body: bytes = b"") -> asyncio.Future:
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[request_id] = future
+        self.writer.write(self.codec.encode(kind, request_id, service, body))
+        return future
+
+    async def call(self, request_id: int, service: str, body: bytes = b"") -> Any:
+        from mosn.rpc import FrameKind
+
+        return await asyncio.wait_for(self.send(FrameKind.REQUEST, request_id, service, body), 10)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+def test_10000_in_flight_requests_over_few_connections(codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, _ = rpc_mosn(backend()[0])
+    n, conns = 10_000, 4
+
+    async def main() -> int:
+        clients = [await Client.connect(codec_module, port) for _ in range(conns)]
+        futures = []
+        for i in range(n):
+            # The same ids on every connection: mosn must remap them upstream.
+            c = clients[i % conns]
+            futures.append((i, c.send(FrameKind.REQUEST, i // conns + 1, "echo", b"req-%d" % i)))
+        good = 0
+        for i, fut in futures:
+            frame = await asyncio.wait_for(fut, 30)
+            good += codec_module.body_of(frame) == b"echo:req-%d" % i and frame.status == 0
+        for c in clients:
+            c.close()
+        return good
+
+    assert run(main()) == n
+
+
+def test_no_route_gets_the_protocols_error_reply(codec_module, backend, rpc_mosn):
+    port, _ = rpc_mosn(backend()[0])
+
+    async def main() -> Any:
+        c = await Client.connect(codec_module, port)
+        frame = await c.call(7, "unknown.Service")
+        c.close()
+        return frame
+
+    frame = run(main())
+    assert (frame.request_id, frame.status) == (7, codec_module.NO_ROUTE)
+
+
+def test_heartbeat_is_answered_by_mosn(codec_module, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, _ = rpc_mosn(free_port())  # no backend at all
+
+    async def main() -> Any:
+        c = await Client.connect(codec_module, port)
+        frame = await asyncio.wait_for(c.send(FrameKind.HEARTBEAT, 9, ""), 5)
+        c.close()
+        return frame
+
+    frame = run(main())
+    assert (frame.kind, frame.request_id) == (FrameKind.HEARTBEAT_REPLY, 9)
+
+
+def test_timeout_gets_the_timeout_status_and_a_late_reply_is_dropped(codec_module, backend,
+                                                                     rpc_mosn):
+    port, _ = rpc_mosn(backend()[0])
+
+    async def main() -> tuple[Any, Any]:
+        c = await Client.connect(codec_module, port)
+        late = await c.call(1, "slow", b"1.5")  # the route's timeout is 1s
+        await asyncio.sleep(0.8)  # the late response arrives at mosn and is dropped
+        after = await c.call(2, "echo", b"x")
+        c.close()
+        return late, after
+
+    late, after = run(main())
+    assert late.status == codec_module.TIMEOUT
+    assert (after.request_id, codec_module.body_of(after)) == (2, b"echo:x")
+
+
+def test_no_backend_is_unavailable(codec_module, rpc_mosn):
+    port, _ = rpc_mosn(free_port())
+
+    async def main() -> Any:
+        c = await Client.connect(codec_module, port)
+        frame = await c.call(3, "echo")
+        c.close()
+        return frame
+
+    assert run(main()).status == codec_module.UNAVAILABLE
+
+
+def test_backend_killed_mid_flight_answers_every_caller(codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    backend_port, proc = backend()
+    port, _ = rpc_mosn(backend_port)
+
+    async def main() -> list[Any]:
+        c = await Client.connect(codec_module, port)
+        assert (await c.call(1, "echo")).status == 0
+        futures = [c.send(FrameKind.REQUEST, 100 + i, "silent") for i in range(50)]
+        await asyncio.sleep(0.3)
+        proc.kill()
+        frames = [await asyncio.wait_for(f, 5) for f in futures]
+        c.close()
+        return frames
+
+    frames = run(main())
+    assert sorted(f.request_id for f in frames) == list(range(100, 150))
+    assert {f.status for f in frames} == {codec_module.UPSTREAM_LOST}
+
+
+def test_oneway_requests_are_forwarded_without_a_reply(codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, _ = rpc_mosn(backend()[0])
+
+    async def main() -> bytes:
+        c = await Client.connect(codec_module, port)
+        for i in range(5):
+            c.writer.write(codec_module.encode(FrameKind.ONEWAY, i + 1, "echo", b"o"))
+        await asyncio.sleep(0.3)
+        frame = await c.call(99, "count")
+        c.close()
+        return codec_module.body_of(frame)
+
+    assert run(main()) == b"5"
+
+
+def test_goaway_moves_new_requests_to_a_new_connection(codec_module, backend, rpc_mosn):
+    port, mosn = rpc_mosn(backend("--goaway-after", "3")[0])
+
+    async def main() -> list[int]:
+        c = await Client.connect(codec_module, port)
+        statuses = [(await c.call(i + 1, "echo", b"%d" % i)).status for i in range(8)]
+        c.close()
+        return statuses
+
+    assert run(main()) == [0] * 8
+    # Each backend connection says GOAWAY after its third request: 3 + 3 + 2.
+    assert mosn.stats()["cluster.backend.upstream_cx_total"] == 3
+
+
+def test_connections_per_host_spreads_requests(codec_module, backend, rpc_mosn):
+    port, mosn = rpc_mosn(backend()[0], connections_per_host=3)
+
+    async def main() -> None:
+        c = await Client.connect(codec_module, port)
+        await asyncio.gather(*(c.call(i + 1, "echo") for i in range(30)))
+        c.close()
+
+    run(main())
+    assert mosn.stats()["cluster.backend.upstream_cx_total"] == 3
+
+
+def test_malformed_frame_closes_only_that_connection(codec_module, backend, rpc_mosn):
+    port, _ = rpc_mosn(backend()[0])
+
+    async def main() -> tuple[bytes, Any]:
+        good = await Client.connect(codec_module, port)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"MR\xff" + b"\x00" * 20)
+        closed = await asyncio.wait_for(reader.read(), 5)
+        frame = await good.call(5, "echo", b"fine")
+        good.close()
+        return closed, frame
+
+    closed, frame = run(main())
+    assert closed == b""
+    assert codec_module.body_of(frame) == b"echo:fine"
