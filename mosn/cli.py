@@ -50,6 +50,31 @@ def _parser() -> argparse.ArgumentParser:
     plist.set_defaults(func=_plugins_list)
     plugins.set_defaults(func=lambda args: plugins.print_help() or 2)
 
+    bench = sub.add_parser("bench", help="load-test an RPC endpoint with any installed codec",
+                           description="Keep requests in flight on many connections; print "
+                                       "req/s and latency percentiles.")
+    bench.add_argument("--protocol", required=True, help="an installed RPC codec (bolt ...)")
+    bench.add_argument("--target", required=True, metavar="HOST:PORT")
+    bench.add_argument("--connections", type=int, default=50)
+    bench.add_argument("--concurrency", type=int, default=1, help="requests in flight per connection")
+    bench.add_argument("--payload", type=int, default=1024, metavar="BYTES")
+    bench.add_argument("--duration", type=float, default=10.0, metavar="SECONDS")
+    bench.add_argument("--warmup", type=float, default=1.0, metavar="SECONDS")
+    bench.add_argument("--service", default="com.example.EchoService:1.0")
+    bench.add_argument("--method", default="echo")
+    bench.add_argument("--json", action="store_true", help="print the result as JSON")
+    bench.set_defaults(func=_bench)
+
+    mock = sub.add_parser("mock", help="mock peers for an installed RPC codec")
+    msub = mock.add_subparsers(metavar="COMMAND")
+    mserver = msub.add_parser("server", help="answer every request with a success response")
+    mserver.add_argument("--protocol", required=True)
+    mserver.add_argument("--listen", required=True, metavar="HOST:PORT")
+    mserver.add_argument("--delay", type=float, default=0.0, metavar="SECONDS")
+    mserver.add_argument("--response-bytes", type=int, default=0)
+    mserver.set_defaults(func=_mock_server)
+    mock.set_defaults(func=lambda args: mock.print_help() or 2)
+
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda args: print(f"mosn {__version__}") or 0)
     return parser
@@ -122,3 +147,57 @@ def _plugins_list(args: argparse.Namespace) -> int:
     for err in host.errors:
         print(f"error: {err}", file=sys.stderr)
     return 1 if host.errors else 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import anyio
+
+    from mosn.config import parse_address
+    from mosn.rpc import tools
+
+    try:
+        codec = tools.codec_named(args.protocol)
+    except LookupError as exc:
+        print(f"mosn bench: {exc}", file=sys.stderr)
+        return 2
+    result = anyio.run(lambda: tools.bench(
+        codec, parse_address(args.target), connections=args.connections,
+        concurrency=args.concurrency, payload=args.payload, duration=args.duration,
+        warmup=args.warmup, service=args.service, method=args.method), **_uvloop())
+    if args.json:
+        print(json.dumps({"requests": result.requests, "errors": result.errors,
+                          "seconds": result.seconds, "rate": result.rate,
+                          **{f"p{p:g}_us": result.percentile(p) for p in tools.PERCENTILES}}))
+    else:
+        print(result.report())
+    return 0 if result.requests else 1
+
+
+def _mock_server(args: argparse.Namespace) -> int:
+    import anyio
+
+    from mosn.config import parse_address
+    from mosn.rpc import tools
+
+    try:
+        codec = tools.codec_named(args.protocol)
+    except LookupError as exc:
+        print(f"mosn mock: {exc}", file=sys.stderr)
+        return 2
+    listen = parse_address(args.listen)
+
+    def ready(server) -> None:
+        print(f"mock {args.protocol} server listening on {listen}", flush=True)
+
+    try:
+        anyio.run(lambda: tools.serve_mock(codec, listen, args.delay, args.response_bytes, ready),
+                  **_uvloop())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _uvloop() -> dict:
+    from mosn.server import anyio_backend
+
+    return anyio_backend()

@@ -151,11 +151,11 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
             log.info("listener %s on %s", lst.name, _sockname(lst.sock))
         log.info("admin on %s", _sockname(runtime.admin_sock))
         if workers == 1:
-            return anyio.run(_serve, runtime, admin, **_backend())
+            return anyio.run(_serve, runtime, admin, **anyio_backend())
         children = [_fork_worker(runtime, i) for i in range(workers)]
         for lst in runtime.listeners:
             lst.sock.close()  # the workers hold them now
-        return anyio.run(_supervise, runtime, admin, children, **_backend())
+        return anyio.run(_supervise, runtime, admin, children, **anyio_backend())
     finally:
         if pid_file:
             try:
@@ -164,7 +164,7 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
                 pass
 
 
-def _backend() -> dict[str, Any]:
+def anyio_backend() -> dict[str, Any]:
     try:
         import uvloop  # noqa: F401
     except ImportError:
@@ -226,7 +226,7 @@ def _fork_worker(runtime: Runtime, index: int) -> int:
         if runtime.admin_sock is not None:
             runtime.admin_sock.close()
         runtime.store.use_row(index)
-        code = anyio.run(_serve, runtime, None, **_backend())
+        code = anyio.run(_serve, runtime, None, **anyio_backend())
     except BaseException:
         log.exception("worker %d failed", index)
     finally:

@@ -4,6 +4,7 @@ installed as a real distribution, a minirpc backend, and mosn in between."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -292,3 +293,35 @@ def test_malformed_frame_closes_only_that_connection(codec_module, backend, rpc_
     closed, frame = run(main())
     assert closed == b""
     assert codec_module.body_of(frame) == b"echo:fine"
+
+
+def test_mosn_bench_and_mock_through_the_proxy(site, rpc_mosn):
+    env = env_for(site)
+    mock_port = free_port()
+    mock = subprocess.Popen([sys.executable, "-m", "mosn", "mock", "server", "--protocol",
+                             "minirpc", "--listen", f"127.0.0.1:{mock_port}",
+                             "--response-bytes", "16"], env=env, stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(mock_port)
+        port, mosn = rpc_mosn(mock_port)
+        out = subprocess.run(
+            [sys.executable, "-m", "mosn", "bench", "--protocol", "minirpc", "--target",
+             f"127.0.0.1:{port}", "--connections", "4", "--concurrency", "8", "--duration", "1",
+             "--warmup", "0.2", "--service", "echo", "--json"],
+            env=env, capture_output=True, text=True, timeout=30)
+    finally:
+        stop(mock)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout)
+    assert result["requests"] > 100
+    assert result["errors"] == 0
+    assert 0 < result["p50_us"] <= result["p99_us"]
+    assert mosn.stats()["cluster.backend.upstream_cx_total"] == 1  # multiplexed
+
+
+def test_mosn_bench_names_the_codecs_it_knows(site):
+    out = subprocess.run([sys.executable, "-m", "mosn", "bench", "--protocol", "nope",
+                          "--target", "127.0.0.1:1"], env=env_for(site), capture_output=True,
+                         text=True)
+    assert out.returncode == 2
+    assert "no RPC codec named 'nope' (known: " in out.stderr and "minirpc" in out.stderr

@@ -89,6 +89,14 @@ class FrameCodec(TypingProtocol):
     def http_status(self, status: int) -> int:
         """An HTTP-like status for a response status (200 for success)."""
 
+    # For the tools (``mosn bench``, ``mosn mock``): frames made from scratch.
+
+    def request(self, service: str, method: str, body: bytes) -> bytes:
+        """A request frame with id 0 carrying ``body`` as its payload, as it is."""
+
+    def response(self, request: Frame, body: bytes) -> bytes:
+        """A success response to ``request`` carrying ``body``."""
+
 
 class FrameError(CodecError):
     """Bytes that cannot be a frame. ``reply`` is the error response to send before

@@ -69,6 +69,12 @@ class MiniRpcCodec:
     def http_status(self, status: int) -> int:
         return 200 if status == OK else 500
 
+    def request(self, service: str, method: str, body: bytes) -> bytes:
+        return encode(FrameKind.REQUEST, 0, service, body)
+
+    def response(self, request: Frame, body: bytes) -> bytes:
+        return encode(FrameKind.RESPONSE, request.request_id, request.headers["service"], body)
+
 
 def body_of(frame: Frame) -> bytes:
     return frame.data[HEADER.size + len(frame.headers.get("service", "").encode()):]
