@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pydantic import Field, PrivateAttr, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.routers import RouterConfiguration
@@ -25,6 +25,17 @@ DEFAULT_CONNECT_TIMEOUT = 3.0  # seconds; MOSN's default for upstream connects
 DEFAULT_GRACEFUL_TIMEOUT = 30.0  # seconds to drain connections on shutdown (MOSN: 30s)
 DEFAULT_MAX_REQUEST_PER_CONN = 1024  # MOSN's default
 MAX_HOST_WEIGHT = 128  # MOSN's bound for a host weight (pkg/config/v2 MaxHostWeight)
+DEFAULT_HEALTH_CHECKER = "tcp"  # MOSN's: a TCP connect when no protocol checker applies
+DEFAULT_HEALTH_CHECK_TIMEOUT = 1.0  # MOSN's DefaultTimeout
+DEFAULT_HEALTH_CHECK_INTERVAL = 15.0  # MOSN's DefaultInterval
+DEFAULT_HEALTH_CHECK_JITTER = 0.005  # MOSN's DefaultIntervalJitter
+DEFAULT_HEALTH_CHECK_INITIAL_DELAY = 1.0  # MOSN's first check after 1s
+DEFAULT_DNS_REFRESH_RATE = 5.0  # MOSN's DefaultRefreshInterval for STRICT_DNS
+DEFAULT_MAX_HOSTS = 64
+"""Host slots reserved per cluster when ``max_hosts`` is not set (and the config lists
+fewer hosts): room for a discovered service of a few dozen instances; each slot costs
+a few dozen bytes per worker."""
+MAX_HOSTS_LIMIT = 65536  # a sanity bound on max_hosts
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -112,6 +123,184 @@ class HostConfig(Model):
         return dict(nested) if isinstance(nested, dict) else dict(self.metadata)
 
 
+class ThresholdsConfig(Model):
+    """One circuit breaker threshold set (MOSN's ``Thresholds``); 0 means no limit (MOSN's)."""
+
+    max_connections: int = Field(default=0, ge=0)
+    max_pending_requests: int = Field(default=0, ge=0)
+    max_requests: int = Field(default=0, ge=0)
+    max_retries: int = Field(default=0, ge=0)
+
+
+class CircuitBreakersConfig(Model):
+    """MOSN writes ``circuit_breakers`` as the list of thresholds itself; Envoy as
+    ``{thresholds: [...]}``. Both are accepted; like MOSN, only the first set is used
+    (there are no priorities)."""
+
+    thresholds: list[ThresholdsConfig] = Field(default_factory=list, max_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_list(cls, data: Any) -> Any:
+        if data is None:
+            return {}
+        return {"thresholds": data} if isinstance(data, list) else data
+
+    @property
+    def limits(self) -> ThresholdsConfig:
+        return self.thresholds[0] if self.thresholds else ThresholdsConfig()
+
+
+class HealthCheckConfig(Model):
+    """MOSN's ``HealthCheckConfig``; a 0 or empty field takes MOSN's default."""
+
+    protocol: str = ""
+    """The health checker (a ``mosn_health_checkers`` extension); empty: ``tcp``."""
+    timeout: Duration = DEFAULT_HEALTH_CHECK_TIMEOUT
+    interval: Duration = DEFAULT_HEALTH_CHECK_INTERVAL
+    interval_jitter: Duration = DEFAULT_HEALTH_CHECK_JITTER
+    initial_delay_seconds: Duration = DEFAULT_HEALTH_CHECK_INITIAL_DELAY
+    """A duration, despite its name (MOSN's ``DurationConfig``)."""
+    healthy_threshold: int = Field(default=1, ge=0)
+    unhealthy_threshold: int = Field(default=1, ge=0)
+    service_name: str = ""
+    check_config: dict[str, Any] = Field(default_factory=dict)
+    """The checker's own settings, validated by its plugin's model."""
+    event_log_path: Unsupported = None
+    common_callbacks: Unsupported = None
+    _parsed: Any = PrivateAttr(default=None)
+
+    @model_validator(mode="after")
+    def _mosn_defaults(self) -> "HealthCheckConfig":
+        self.protocol = self.protocol or DEFAULT_HEALTH_CHECKER
+        if not self.timeout:
+            self.timeout = DEFAULT_HEALTH_CHECK_TIMEOUT
+        if not self.interval:
+            self.interval = DEFAULT_HEALTH_CHECK_INTERVAL
+        if not self.interval_jitter:
+            self.interval_jitter = DEFAULT_HEALTH_CHECK_JITTER
+        if not self.initial_delay_seconds:
+            self.initial_delay_seconds = DEFAULT_HEALTH_CHECK_INITIAL_DELAY
+        self.healthy_threshold = self.healthy_threshold or 1
+        self.unhealthy_threshold = self.unhealthy_threshold or 1
+        return self
+
+    @property
+    def parsed(self) -> Any:
+        """``check_config`` validated by the checker's model (set by the loader)."""
+        return self._parsed
+
+
+FALLBACK_POLICIES = ("NO_FALLBACK", "ANY_ENDPOINT", "DEFAULT_SUBSET")
+"""MOSN's ``fall_back_policy`` numbers 0, 1, 2 are these (Envoy's names)."""
+
+
+class LbSubsetConfig(Model):
+    """MOSN's ``lb_subset_config``: subsets of hosts by metadata, picked by a route's
+    ``metadata_match``."""
+
+    fall_back_policy: str = "NO_FALLBACK"
+    default_subset: dict[str, str] = Field(default_factory=dict)
+    subset_selectors: list[list[str]] = Field(default_factory=list)
+
+    @field_validator("fall_back_policy", mode="before")
+    @classmethod
+    def _policy(cls, value: Any) -> Any:
+        if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 3:
+            return FALLBACK_POLICIES[value]
+        if isinstance(value, str) and value.upper() in FALLBACK_POLICIES:
+            return value.upper()
+        raise ValueError(f"fall_back_policy is 0, 1, 2 or one of {', '.join(FALLBACK_POLICIES)}")
+
+    @field_validator("subset_selectors")
+    @classmethod
+    def _selectors(cls, value: list[list[str]]) -> list[list[str]]:
+        if any(not keys for keys in value):
+            raise ValueError("a subset selector needs at least one key")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.subset_selectors) or self.fall_back_policy != "NO_FALLBACK"
+
+
+class SlowStartConfig(Model):
+    """MOSN's ``slow_start``: a new (or newly healthy) host's weight ramps up over
+    ``slow_start_duration`` as ``max(min_weight_percent, (t/duration) ** (1/aggression))``."""
+
+    mode: str = ""
+    """``duration`` turns it on; empty: off."""
+    slow_start_duration: Duration = 0.0
+    aggression: float = 1.0
+    min_weight_percent: float = Field(default=0.10, ge=0, le=1)
+    """A fraction, as in MOSN (0.10 is 10%)."""
+
+    @model_validator(mode="after")
+    def _check(self) -> "SlowStartConfig":
+        if self.mode not in ("", "duration"):
+            raise ValueError(f"mode {self.mode!r}: only 'duration' (or empty) is known")
+        if self.aggression <= 0:
+            self.aggression = 1.0  # MOSN: a non-positive aggression means the default
+        if not self.min_weight_percent:
+            self.min_weight_percent = 0.10
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "duration" and self.slow_start_duration > 0
+
+
+class LbConfig(Model):
+    """MOSN's ``lbconfig`` (least request) and Envoy's ring hash sizes."""
+
+    choice_count: int = Field(default=2, ge=1)
+    """Hosts sampled per pick by ``LB_LEAST_REQUEST`` (power of two choices)."""
+    active_request_bias: float = Field(default=1.0, ge=0)
+    """How strongly active requests lower a host's weight when weights differ."""
+    minimum_ring_size: int = Field(default=1024, ge=1, le=8 * 1024 * 1024)
+    maximum_ring_size: int = Field(default=8 * 1024 * 1024, ge=1, le=8 * 1024 * 1024)
+    client_error_bias: Unsupported = None
+    server_error_bias: Unsupported = None
+
+
+class OutlierDetectionConfig(Model):
+    """Envoy's ``outlier_detection`` (passive health checking), mosn's own key on a cluster."""
+
+    consecutive_5xx: int = Field(default=5, ge=0)
+    consecutive_gateway_failure: int = Field(default=5, ge=0)
+    interval: Duration = 10.0
+    base_ejection_time: Duration = 30.0
+    max_ejection_time: Duration = 300.0
+    max_ejection_percent: int = Field(default=10, ge=0, le=100)
+    enforcing_consecutive_5xx: int = Field(default=100, ge=0, le=100)
+    enforcing_consecutive_gateway_failure: int = Field(default=0, ge=0, le=100)
+    enforcing_success_rate: int = Field(default=100, ge=0, le=100)
+    success_rate_minimum_hosts: int = Field(default=5, ge=1)
+    success_rate_request_volume: int = Field(default=100, ge=1)
+    success_rate_stdev_factor: int = Field(default=1900, ge=0)
+    """Hosts below mean - stdev * factor / 1000 are ejected (Envoy's)."""
+
+
+class DnsResolversConfig(Model):
+    """MOSN's ``dns_resolvers``: the DNS servers a ``STRICT_DNS`` cluster asks."""
+
+    servers: list[str] = Field(default_factory=list)
+    port: str = "53"
+    timeout: int = Field(default=5, ge=0)
+    """Seconds per query (MOSN's)."""
+    attempts: int = Field(default=2, ge=0)
+    search: Unsupported = None
+    ndots: Unsupported = None
+
+    @field_validator("port", mode="before")
+    @classmethod
+    def _port(cls, value: Any) -> Any:
+        text = str(value) if value not in (None, "") else "53"
+        if not text.isdigit() or not 0 < int(text) < 65536:
+            raise ValueError(f"port {value!r} is not a port number")
+        return text
+
+
 class ClusterConfig(Model):
     name: str = Field(min_length=1)
     type: str = "SIMPLE"
@@ -125,10 +314,52 @@ class ClusterConfig(Model):
     """mosn's own: connections a multiplexed protocol's pool spreads requests over."""
     idle_timeout: Duration | None = None
     """Close an upstream connection unused for this long (default 1h, Envoy's)."""
-    circuit_breakers: Unsupported = None
-    health_check: Unsupported = None
-    lb_subset_config: Unsupported = None
+    circuit_breakers: CircuitBreakersConfig = Field(default_factory=CircuitBreakersConfig)
+    health_check: HealthCheckConfig | None = None
+    lb_subset_config: LbSubsetConfig = Field(default_factory=LbSubsetConfig)
+    slow_start: SlowStartConfig = Field(default_factory=SlowStartConfig)
+    lbconfig: LbConfig = Field(default_factory=LbConfig)
+    outlier_detection: OutlierDetectionConfig | None = None
+    """mosn's own (Envoy's shape): passive health checking; absent: off."""
+    max_hosts: int | None = Field(default=None, ge=1, le=MAX_HOSTS_LIMIT)
+    """mosn's own: hosts the cluster can hold at once (slots for their stats and
+    health, reserved in shared memory before the workers start)."""
+    dns_refresh_rate: Duration = DEFAULT_DNS_REFRESH_RATE
+    respect_dns_ttl: bool = False
+    dns_lookup_family: str = ""
+    dns_resolvers: DnsResolversConfig = Field(default_factory=DnsResolversConfig)
+    dns_resolver_file: str = ""
+    dns_resolver_port: str = ""
     tls_context: Unsupported = None
+
+    @field_validator("health_check", "outlier_detection", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        # MOSN writes an unset struct as {} (or leaves it out).
+        return None if value == {} else value
+
+    @field_validator("circuit_breakers", "lb_subset_config", "slow_start", "lbconfig",
+                     "dns_resolvers", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "ClusterConfig":
+        if self.dns_lookup_family not in ("", "V4_ONLY", "V6_ONLY", "ALL"):
+            raise ValueError("dns_lookup_family is V4_ONLY, V6_ONLY or ALL")
+        if self.max_hosts is not None and self.max_hosts < len(self.hosts):
+            raise ValueError(f"max_hosts {self.max_hosts} is less than the {len(self.hosts)} hosts listed")
+        if not self.dns_refresh_rate:
+            self.dns_refresh_rate = DEFAULT_DNS_REFRESH_RATE
+        return self
+
+    @property
+    def host_slots(self) -> int:
+        """Hosts reserved in shared memory for this cluster."""
+        if self.max_hosts is not None:
+            return self.max_hosts
+        return max(len(self.hosts), DEFAULT_MAX_HOSTS)
 
 
 class ClusterManagerConfig(Model):

@@ -235,6 +235,57 @@ class RetryPolicyConfig(Model):
         return frozenset({"connect-failure", "reset", "retriable-status-codes" if codes else "5xx"})
 
 
+class HeaderHashConfig(Model):
+    """MOSN's ``{key}`` or Envoy's ``{header_name}``."""
+
+    key: str = ""
+    header_name: str = ""
+
+    @model_validator(mode="after")
+    def _one_name(self) -> "HeaderHashConfig":
+        if bool(self.key) == bool(self.header_name):
+            raise ValueError("set one of key (MOSN) or header_name (Envoy)")
+        return self
+
+    @property
+    def name(self) -> str:
+        return (self.key or self.header_name).lower()
+
+
+class CookieHashConfig(Model):
+    name: str = Field(min_length=1)
+    path: str = ""
+    ttl: Unsupported = None
+    """Envoy generates the cookie when ``ttl`` is set; mosn does not (yet)."""
+
+
+class ConnectionPropertiesConfig(Model):
+    source_ip: bool = False
+
+
+class HashPolicyConfig(Model):
+    """One way to make the hash key of ``LB_RING_HASH`` and ``LB_MAGLEV``: MOSN's
+    ``{header: {key}}``, ``{cookie: {name}}``, ``{source_ip: {}}``, or Envoy's
+    ``{header: {header_name}}``, ``{connection_properties: {source_ip: true}}``,
+    with ``terminal``."""
+
+    header: HeaderHashConfig | None = None
+    cookie: CookieHashConfig | None = None
+    source_ip: dict[str, Any] | None = None
+    connection_properties: ConnectionPropertiesConfig | None = None
+    terminal: bool = False
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> "HashPolicyConfig":
+        kinds = [k for k in ("header", "cookie", "source_ip", "connection_properties")
+                 if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError("set exactly one of header, cookie, source_ip, connection_properties")
+        if self.connection_properties is not None and not self.connection_properties.source_ip:
+            raise ValueError("connection_properties needs source_ip: true")
+        return self
+
+
 class RouteActionConfig(HeaderMutationsConfig):
     """Where a request goes: exactly one of ``cluster_name``, ``cluster_header``, ``weighted_clusters``."""
 
@@ -251,8 +302,9 @@ class RouteActionConfig(HeaderMutationsConfig):
     host_rewrite: str = ""
     auto_host_rewrite: Unsupported = None
     auto_host_rewrite_header: str = ""
-    hash_policy: list[dict[str, Any]] = Field(default_factory=list)
-    """Kept as written for the load balancer."""
+    hash_policy: Annotated[list[HashPolicyConfig], BeforeValidator(_one_or_many)] = Field(
+        default_factory=list)
+    """How ``LB_RING_HASH`` and ``LB_MAGLEV`` key a request; tried in order, combined."""
     max_request_bytes: int | None = Field(default=None, ge=0)
     """mosn's own: a request body larger than this is answered 413 (default: the
     proxy filter's ``max_request_bytes``)."""

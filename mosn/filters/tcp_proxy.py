@@ -6,6 +6,11 @@ failed connect tries another host (``max_connect_attempts``); a half-close is pa
 on (each side's EOF becomes a ``write_eof`` on the other); when either side closes,
 the other is closed after what it has queued is flushed. Each side's write buffer
 back-pressures the other side's reads.
+
+Each proxied pair counts as an active request on its host (for ``LB_LEAST_REQUEST``);
+the cluster's ``max_connections`` circuit breaker closes a new client at once when
+it is full (``upstream_cx_overflow``); connect failures and successes feed the
+cluster's outlier detection.
 """
 
 from __future__ import annotations
@@ -185,7 +190,7 @@ class TcpProxy:
 class Session(ReadFilter, ConnectionCallbacks):
     """One proxied pair: this object is the downstream's read filter and callbacks."""
 
-    __slots__ = ("proxy", "downstream", "upstream", "cluster", "tried", "_upstream_side")
+    __slots__ = ("proxy", "downstream", "upstream", "cluster", "tried", "_upstream_side", "host")
 
     def __init__(self, proxy: TcpProxy, downstream: Connection) -> None:
         self.proxy = proxy
@@ -194,6 +199,8 @@ class Session(ReadFilter, ConnectionCallbacks):
         self.cluster: Cluster | None = None
         self.tried: list[Host] = []
         self._upstream_side = _UpstreamSide(self)
+        self.host: Host | None = None
+        """The host counted as having this session active."""
 
     # downstream read filter
 
@@ -218,8 +225,15 @@ class Session(ReadFilter, ConnectionCallbacks):
     # downstream callbacks
 
     def on_event(self, event: ConnectionEvent) -> None:
-        if event.is_close and self.upstream is not None:
-            self.upstream.close(CloseType.FLUSH_WRITE)
+        if event.is_close:
+            self._release()
+            if self.upstream is not None:
+                self.upstream.close(CloseType.FLUSH_WRITE)
+
+    def _release(self) -> None:
+        if self.host is not None:
+            self.host.active_requests -= 1
+            self.host = None
 
     def on_above_write_buffer_high_watermark(self) -> None:
         if self.upstream is not None:
@@ -236,11 +250,17 @@ class Session(ReadFilter, ConnectionCallbacks):
         assert cluster is not None
         attempts = self.proxy.max_connect_attempts or max(1, len(cluster.hosts))
         host = cluster.choose_host(self.tried) if len(self.tried) < attempts else None
+        if host is not None and not cluster.can_connect():
+            cluster.count(cluster.more.upstream_cx_overflow)
+            host = None
+        self._release()
         if host is None:
             self.upstream = None
             self.downstream.close(CloseType.NO_FLUSH)
             return
         self.tried.append(host)
+        self.host = host
+        host.active_requests += 1
         upstream = self.upstream = cluster.connect(host)
         upstream.add_read_filter(self._upstream_side)
         upstream.add_callbacks(self._upstream_side)
@@ -248,8 +268,14 @@ class Session(ReadFilter, ConnectionCallbacks):
 
     def on_upstream_event(self, event: ConnectionEvent) -> None:
         if event is ConnectionEvent.CONNECTED:
+            outlier = self.upstream.host.outlier  # type: ignore[union-attr]
+            if outlier is not None:
+                outlier.put_success()
             self.downstream.read_disable(False)
         elif event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
+            outlier = self.upstream.host.outlier  # type: ignore[union-attr]
+            if outlier is not None:
+                outlier.put_gateway_failure()
             if not self.downstream.closed:
                 self._connect()
         else:

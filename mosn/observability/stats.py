@@ -33,17 +33,56 @@ CLUSTER_STATS = (
     "upstream_cx_rx_bytes_total",
     "upstream_cx_tx_bytes_total",
 )
-HOST_STATS = ("cx_total", "cx_active", "cx_connect_fail")
-GAUGES = frozenset({"downstream_cx_active", "upstream_cx_active", "cx_active"})
+UPSTREAM_STATS = (
+    "upstream_cx_connecting",
+    "upstream_cx_overflow",
+    "upstream_rq_total",
+    "upstream_rq_active",
+    "upstream_rq_pending_active",
+    "upstream_rq_pending_overflow",
+    "upstream_rq_retry",
+    "upstream_rq_retry_active",
+    "upstream_rq_retry_overflow",
+    "upstream_rq_5xx",
+    "lb_subsets_selected",
+    "lb_subsets_fallback",
+    "health_check.attempt",
+    "health_check.success",
+    "health_check.failure",
+    "health_check.network_failure",
+    "health_check.healthy",
+    "outlier_detection.ejections_enforced_total",
+    "outlier_detection.ejections_active",
+    "outlier_detection.ejections_overflow",
+    "outlier_detection.ejections_enforced_consecutive_5xx",
+    "outlier_detection.ejections_enforced_consecutive_gateway_failure",
+    "outlier_detection.ejections_enforced_success_rate",
+    "outlier_detection.ejections_returned_total",
+    "membership_change",
+    "dns_resolution_failure",
+)
+"""More per-cluster stats: requests, circuit breakers, subsets, health and outlier
+checks, host-set changes (Envoy's names where Envoy has one)."""
+HOST_STATS = ("cx_total", "cx_active", "cx_connect_fail", "rq_total", "rq_active", "rq_error",
+              "outlier_ejections", "outlier_ejected")
+GAUGES = frozenset({
+    "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
+    "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
+    "health_check.healthy", "outlier_detection.ejections_active", "rq_active",
+    "outlier_ejected",
+})
 
 
 class Scope:
-    """The indices of one scope's stats, as attributes: ``scope.upstream_cx_total``."""
+    """The indices of one scope's stats, as attributes: ``scope.upstream_cx_total``
+    (a dotted name such as ``health_check.attempt`` becomes ``health_check_attempt``)."""
 
     def __init__(self, store: "StatsStore", prefix: str, names: Iterable[str]) -> None:
         self.prefix = prefix
+        self.indices: dict[str, int] = {}
         for name in names:
-            setattr(self, name, store.register(f"{prefix}.{name}"))
+            index = self.indices[name] = store.register(f"{prefix}.{name}")
+            setattr(self, name.replace(".", "_"), index)
 
 
 class StatsStore:
@@ -54,6 +93,10 @@ class StatsStore:
         self._mem: mmap.mmap | None = None
         self.values: memoryview | None = None
         """This process's row; the only one it writes."""
+        self._display: dict[int, str | None] = {}
+        """Names of relabelled stats (host slots); None hides a stat."""
+        self._baseline: dict[int, int] = {}
+        """Counts a reused slot had before its current owner; subtracted when shown."""
 
     def register(self, name: str) -> int:
         if self._mem is not None:
@@ -65,6 +108,29 @@ class StatsStore:
 
     def scope(self, prefix: str, names: Iterable[str]) -> Scope:
         return Scope(self, prefix, names)
+
+    def slot_scopes(self, prefix: str, names: Iterable[str], count: int) -> list[Scope]:
+        """``count`` scopes registered now, for owners known only later (hosts that a
+        cluster discovers after the workers started); hidden until :meth:`label`."""
+        names = tuple(names)
+        scopes = [Scope(self, f"{prefix}#{i}", names) for i in range(count)]
+        for scope in scopes:
+            for index in scope.indices.values():
+                self._display[index] = None
+        return scopes
+
+    def label(self, scope: Scope, prefix: str | None) -> None:
+        """Show ``scope``'s stats as ``prefix.NAME`` (None: hide them). A scope that
+        had another owner keeps counting from where it was; the owner's share is what
+        is shown (its gauges start wherever the last owner left them, zero once that
+        owner's connections are gone)."""
+        for name, index in scope.indices.items():
+            if prefix is None:
+                self._display[index] = None
+                continue
+            self._display[index] = f"{prefix}.{name}"
+            if self._mem is not None and name not in GAUGES:
+                self._baseline[index] = self.total(index)
 
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
@@ -95,4 +161,16 @@ class StatsStore:
             row = every[r * n:(r + 1) * n]
             for i in range(n):
                 totals[i] += row[i]
-        return dict(zip(self.names, totals))
+        if not self._display:
+            return dict(zip(self.names, totals))
+        display, baseline = self._display, self._baseline
+        out = {}
+        for i, name in enumerate(self.names):
+            if i in display:
+                shown = display[i]
+                if shown is None:
+                    continue
+                out[shown] = totals[i] - baseline.get(i, 0)
+            else:
+                out[name] = totals[i]
+        return out

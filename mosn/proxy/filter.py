@@ -42,7 +42,10 @@ class ProxyContext:
         self.timeout = config.timeout
         self.max_request_bytes = config.max_request_bytes
         self.stream_filters: list[Callable[[], StreamFilter]] = list(context.stream_filters)
-        self._pools: dict[tuple[int, str], ConnectionPool] = {}
+        self._pools: dict[tuple[Any, str], ConnectionPool] = {}
+        """By (host, protocol name); the host object itself, so a removed host's key
+        can never be taken by a new one."""
+        self._watched: set[str] = set()
 
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
@@ -52,9 +55,12 @@ class ProxyContext:
         return self.protocols[route.upstream_protocol or self.upstream_protocol_name or downstream]
 
     def pool(self, cluster: Any, host: Any, protocol: Protocol) -> ConnectionPool:
-        key = (id(host), protocol.name)
+        key = (host, protocol.name)
         pool = self._pools.get(key)
         if pool is None:
+            if cluster.name not in self._watched:
+                self._watched.add(cluster.name)
+                cluster.on_hosts_removed.append(self._drain_hosts)
             cc = cluster.config
             pool = self._pools[key] = ConnectionPool(
                 cluster, host, protocol,
@@ -63,6 +69,12 @@ class ProxyContext:
                 idle_timeout=cc.idle_timeout if cc.idle_timeout is not None
                 else DEFAULT_IDLE_TIMEOUT)
         return pool
+
+    def _drain_hosts(self, hosts: list[Any]) -> None:
+        """Hosts left a cluster: their pools finish what they hold and are dropped."""
+        gone = set(hosts)
+        for key in [k for k in self._pools if k[0] in gone]:
+            self._pools.pop(key).drain()
 
     def install(self, conn: Connection) -> None:
         if self.downstream_protocol == AUTO:

@@ -5,6 +5,10 @@ request, with per-route timeouts, retries (only while the request can be replaye
 direct responses, redirects, header rules and mirroring. Every downstream request
 ends in a response or a reset; ``response_flags`` records why (Envoy's flags, for the
 access log).
+
+Each try upstream is counted while it is in flight (per host for least request, per
+cluster for the ``max_requests`` and ``max_retries`` circuit breakers), and its
+outcome is reported to the cluster's outlier detection.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from mosn.network.filter import FilterStatus
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
+from mosn.upstream.lb import LbContext
 from mosn.stream.types import (
     ClientStream,
     Headers,
@@ -92,7 +97,8 @@ class DownstreamStream:
         "host", "upstream", "response_flags", "response_started", "done", "upgrade",
         "_filters", "_filter_index", "_phase", "_body", "_body_size", "_retry_body",
         "_retry_ok", "_request_bytes", "_max_request_bytes", "_retries_left", "_tried",
-        "_timer", "_read_disabled", "_shadows", "_trailers", "protocol",
+        "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
+        "_retrying",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -126,6 +132,8 @@ class DownstreamStream:
         self._read_disabled = False
         self._shadows: list[ShadowRequest] = []
         self._trailers: Headers | None = None
+        self._lb_context: LbContext | None = None
+        self._retrying = False
 
     # -- RequestHandler (the server codec calls these) ---------------------------------
 
@@ -255,6 +263,11 @@ class DownstreamStream:
             self.response_flags.append(NO_CLUSTER)
             self.send_local_reply(503, "no cluster\n")
             return False
+        criteria = route.metadata_match_for(self.cluster.name)
+        if route.hash_policy is not None or criteria:
+            key = (route.hash_policy.hash_key(head.headers, self.conn.remote_address)
+                   if route.hash_policy is not None else None)
+            self._lb_context = LbContext(key, criteria or None)
         route.apply_request_headers(head.headers)
         head.path = route.rewrite_path(head.path)
         head.authority = route.rewrite_host(head.authority, head.headers)
@@ -270,9 +283,10 @@ class DownstreamStream:
 
     def _choose_host(self) -> bool:
         assert self.cluster is not None
-        host = self.cluster.choose_host(self._tried)
+        context = self._lb_context
+        host = self.cluster.choose_host(self._tried, context)
         if host is None and self._tried:
-            host = self.cluster.choose_host()  # every host was tried: any will do
+            host = self.cluster.choose_host((), context)  # every host was tried: any will do
         if host is None:
             self.response_flags.append(NO_HEALTHY_UPSTREAM)
             self.send_local_reply(503, "no healthy upstream\n")
@@ -281,11 +295,18 @@ class DownstreamStream:
         return True
 
     def _send_upstream(self) -> None:
-        assert self.cluster is not None and self.host is not None and self.route is not None
-        self._tried.append(self.host)
+        cluster, host = self.cluster, self.host
+        assert cluster is not None and host is not None and self.route is not None
+        self._tried.append(host)
+        if cluster.max_requests and cluster.store.total(
+                cluster.more.upstream_rq_active) >= cluster.max_requests:
+            cluster.count(cluster.more.upstream_rq_pending_overflow)
+            self.response_flags.append(UPSTREAM_OVERFLOW)
+            self.send_local_reply(503, _FAILURE_BODY + "overflow\n")
+            return
         protocol = self.ctx.upstream_protocol(self.route, self.protocol)
-        pool = self.ctx.pool(self.cluster, self.host, protocol)
-        upstream = self.upstream = UpstreamRequest(self)
+        pool = self.ctx.pool(cluster, host, protocol)
+        upstream = self.upstream = UpstreamRequest(self, cluster, host, self._retrying)
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
             upstream.try_timer = self.ctx.loop().call_later(
@@ -324,12 +345,17 @@ class DownstreamStream:
         if reason is not StreamResetReason.OVERFLOW and self._retry(condition):
             return
         self.response_flags.append(flag)
-        self.send_local_reply(status, "upstream connect error or disconnect/reset before headers\n")
+        self.send_local_reply(status, _FAILURE_BODY + reason.value + "\n")
 
     def on_upstream_headers(self, upstream: "UpstreamRequest", head: ResponseHead,
                             end_stream: bool) -> None:
         if upstream is not self.upstream or self.done:
             return
+        if head.status >= 500:
+            upstream.count_5xx()
+        outlier = upstream.host.outlier
+        if outlier is not None:
+            outlier.put_status(head.status)
         policy = self.route.retry_policy if self.route else None
         if policy is not None:
             if head.status in policy.retriable_status_codes:
@@ -394,6 +420,15 @@ class DownstreamStream:
         if self._retries_left <= 0:
             self.response_flags.append(RETRY_LIMIT_EXCEEDED)
             return False
+        cluster = self.cluster
+        if cluster is not None:
+            more = cluster.more
+            if cluster.max_retries and cluster.store.total(
+                    more.upstream_rq_retry_active) >= cluster.max_retries:
+                cluster.count(more.upstream_rq_retry_overflow)
+                return False
+            cluster.count(more.upstream_rq_retry)
+        self._retrying = True
         self._retries_left -= 1
         attempt = policy.num_retries - self._retries_left
         old = self.upstream
@@ -425,6 +460,8 @@ class DownstreamStream:
     def _on_timeout(self, per_try: bool) -> None:
         if self.done:
             return
+        if self.upstream is not None and not self.response_started:
+            self.upstream.timed_out()
         if per_try:
             if self.upstream is not None:
                 self.upstream.reset()
@@ -504,6 +541,10 @@ class DownstreamStream:
             self.server_stream.read_disable(False)
 
 
+_FAILURE_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
+"""Envoy's words for a failure before the response began, followed by the reason."""
+
+
 def _shadow_authority(authority: str) -> str:
     """Envoy marks mirrored requests by appending ``-shadow`` to the host."""
     host, sep, port = authority.rpartition(":")
@@ -514,17 +555,64 @@ def _shadow_authority(authority: str) -> str:
 
 class UpstreamRequest:
     """One try of a request upstream: the pool's callbacks and the client codec's
-    ``ResponseHandler``, reporting to its downstream stream."""
+    ``ResponseHandler``, reporting to its downstream stream. Counted as active (on its
+    host and cluster) from creation until it ends or is abandoned."""
 
-    __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer")
+    __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer",
+                 "cluster", "host", "retry", "live")
 
-    def __init__(self, downstream: DownstreamStream) -> None:
+    def __init__(self, downstream: DownstreamStream, cluster: "Cluster", host: "Host",
+                 retry: bool = False) -> None:
         self.downstream: DownstreamStream | None = downstream
         self.stream: ClientStream | None = None
         self.pending: PendingRequest | None = None
         self.client: PoolClient | None = None
         self.ended = False
         self.try_timer: Any = None
+        self.cluster = cluster
+        self.host = host
+        self.retry = retry
+        self.live = True
+        host.active_requests += 1
+        v, more, hs = cluster.store.values, cluster.more, host.stats
+        v[cluster.more.upstream_rq_total] += 1  # type: ignore[index]
+        v[more.upstream_rq_active] += 1  # type: ignore[index]
+        v[hs.rq_total] += 1  # type: ignore[index, union-attr]
+        v[hs.rq_active] += 1  # type: ignore[index, union-attr]
+        if retry:
+            v[more.upstream_rq_retry_active] += 1  # type: ignore[index]
+
+    def release(self) -> None:
+        """No longer in flight (ended, failed, reset or abandoned); once."""
+        if not self.live:
+            return
+        self.live = False
+        host, cluster = self.host, self.cluster
+        host.active_requests -= 1
+        v, more = cluster.store.values, cluster.more
+        v[more.upstream_rq_active] -= 1  # type: ignore[index]
+        v[host.stats.rq_active] -= 1  # type: ignore[index, union-attr]
+        if self.retry:
+            v[more.upstream_rq_retry_active] -= 1  # type: ignore[index]
+
+    def count_5xx(self) -> None:
+        v = self.cluster.store.values
+        v[self.cluster.more.upstream_rq_5xx] += 1  # type: ignore[index]
+        v[self.host.stats.rq_error] += 1  # type: ignore[index, union-attr]
+
+    def _failed(self, reason: StreamResetReason) -> None:
+        """A failure before any response: a gateway failure for outlier detection."""
+        if reason is StreamResetReason.OVERFLOW or reason is StreamResetReason.LOCAL_RESET:
+            return
+        v = self.cluster.store.values
+        v[self.host.stats.rq_error] += 1  # type: ignore[index, union-attr]
+        outlier = self.host.outlier
+        if outlier is not None:
+            outlier.put_gateway_failure()
+
+    def timed_out(self) -> None:
+        if self.live:
+            self._failed(StreamResetReason.CONNECTION_TERMINATION)
 
     # pool callbacks
 
@@ -539,6 +627,8 @@ class UpstreamRequest:
 
     def on_pool_failure(self, reason: StreamResetReason) -> None:
         self.pending = None
+        self._failed(reason)
+        self.release()
         if self.downstream is not None:
             flag = UPSTREAM_OVERFLOW if reason is StreamResetReason.OVERFLOW \
                 else UPSTREAM_CONNECTION_FAILURE
@@ -549,25 +639,33 @@ class UpstreamRequest:
     def on_headers(self, head: ResponseHead, end_stream: bool) -> None:
         if end_stream:
             self.ended = True
+            self.release()
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None
         if self.downstream is not None:
             self.downstream.on_upstream_headers(self, head, end_stream)
+        elif self.host.outlier is not None:
+            self.host.outlier.put_status(head.status)
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if end_stream:
             self.ended = True
+            self.release()
         if self.downstream is not None:
             self.downstream.on_upstream_data(data, end_stream)
 
     def on_trailers(self, trailers: Headers) -> None:
         self.ended = True
+        self.release()
         if self.downstream is not None:
             self.downstream.on_upstream_trailers(trailers)
 
     def on_reset(self, reason: StreamResetReason) -> None:
         self.ended = True
+        if self.live:
+            self._failed(reason)
+        self.release()
         if self.downstream is not None:
             self.downstream.on_upstream_reset(self, reason)
 
@@ -588,9 +686,11 @@ class UpstreamRequest:
         if self.stream is not None and not self.ended:
             self.ended = True
             self.stream.reset(StreamResetReason.LOCAL_RESET)
+        self.release()
 
     def detach(self) -> None:
         """Stop reporting to the downstream (it ended, or this try was replaced)."""
+        self.release()
         self.downstream = None
         if self.try_timer is not None:
             self.try_timer.cancel()

@@ -12,6 +12,7 @@ from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Mapping, MutableMapping
 
 from mosn.config.routers import (
+    HashPolicyConfig,
     HeaderMutationsConfig,
     HeaderValueOption,
     RetryPolicyConfig,
@@ -25,6 +26,8 @@ from mosn.router.match import (
     header_matchers,
     path_test,
 )
+
+from mosn.upstream.hashing import combine, hash64
 
 if TYPE_CHECKING:
     from mosn.router.table import VirtualHost
@@ -178,7 +181,8 @@ class Route:
         self.metadata_match: dict[str, str] = dict(action.metadata_match)
         self.timeout: float | None = action.timeout or None
         self.retry_policy = _retry_policy(action.retry_policy) if action.retry_policy else None
-        self.hash_policy: tuple[dict[str, Any], ...] = tuple(action.hash_policy)
+        self.hash_policy: HashPolicy | None = (HashPolicy(action.hash_policy)
+                                                if action.hash_policy else None)
         self.upstream_protocol = action.upstream_protocol
         self.max_request_bytes: int | None = action.max_request_bytes
         self._prefix_rewrite = action.prefix_rewrite
@@ -242,6 +246,57 @@ class Route:
     def apply_response_headers(self, headers: MutableMapping[str, str]) -> None:
         for mutation in self._response_mutations:
             mutation.apply(headers)
+
+
+class HashPolicy:
+    """A route's ``hash_policy``: the request's hash key for consistent-hash load
+    balancers. Each policy that finds its value is folded in (Envoy's rule); a
+    ``terminal`` one that found a value ends the list."""
+
+    __slots__ = ("_parts",)
+
+    _HEADER, _COOKIE, _SOURCE_IP = 0, 1, 2
+
+    def __init__(self, configs: list[HashPolicyConfig]) -> None:
+        parts = []
+        for c in configs:
+            if c.header is not None:
+                parts.append((self._HEADER, c.header.name, c.terminal))
+            elif c.cookie is not None:
+                parts.append((self._COOKIE, c.cookie.name, c.terminal))
+            else:
+                parts.append((self._SOURCE_IP, "", c.terminal))
+        self._parts = tuple(parts)
+
+    def hash_key(self, headers: Mapping[str, str], source: Any) -> int | None:
+        """The key, or None when no policy found a value (the LB then picks at random).
+
+        ``source`` is the client's socket address (a tuple for IP, else anything)."""
+        key: int | None = None
+        for kind, name, terminal in self._parts:
+            if kind == self._HEADER:
+                value = headers.get(name)
+            elif kind == self._COOKIE:
+                value = _cookie(headers.get("cookie"), name)
+            else:
+                value = source[0] if isinstance(source, tuple) else None
+            if value is None:
+                continue
+            h = hash64(value)
+            key = h if key is None else combine(key, h)
+            if terminal:
+                break
+        return key
+
+
+def _cookie(header: str | None, name: str) -> str | None:
+    if not header:
+        return None
+    for part in header.split(";"):
+        k, sep, v = part.strip().partition("=")
+        if sep and k == name:
+            return v
+    return None
 
 
 def _retry_policy(config: RetryPolicyConfig) -> RetryPolicy:

@@ -5,6 +5,14 @@ stream at once, or queues it and opens a connection (up to ``max_connections``).
 multiplexed codec (HTTP/2, RPC) takes up to ``max_streams_per_connection`` streams at
 once; a ping-pong codec (HTTP/1) one at a time, reused when its codec says so. Idle
 connections are closed after ``idle_timeout``.
+
+The cluster's circuit breakers are applied here (summed over every worker, as
+Envoy's are over its threads): ``max_pending_requests`` fails a request that would
+have to wait (``upstream_rq_pending_overflow``); ``max_connections`` stops new
+connections (``upstream_cx_overflow``) and the request waits for one of this host's
+connections, unless the pool has none at all (a request never waits for nothing).
+When its host leaves the cluster a pool drains: what it holds finishes, idle
+connections close, nothing new comes.
 """
 
 from __future__ import annotations
@@ -45,10 +53,12 @@ class PendingRequest:
         self.callbacks = callbacks
 
     def cancel(self) -> None:
+        pool = self.pool
         try:
-            self.pool.pending.remove(self)
+            pool.pending.remove(self)
         except ValueError:
-            pass
+            return
+        pool.pending_done(1)
 
 
 class PoolClient(ConnectionCallbacks):
@@ -116,6 +126,10 @@ class ConnectionPool:
         """Connected clients that can take a stream now; the most recently used last."""
         self.pending: collections.deque[PendingRequest] = collections.deque()
         self._sweep: asyncio.TimerHandle | None = None
+        self.draining = False
+        stats = getattr(cluster, "more", None)
+        self._values = cluster.store.values if stats is not None else None
+        self._pending_index = stats.upstream_rq_pending_active if stats is not None else 0
 
     def new_stream(self, handler: ResponseHandler,
                    callbacks: PoolCallbacks) -> PendingRequest | None:
@@ -134,10 +148,17 @@ class ConnectionPool:
                     ready.appendleft(client)  # round robin over the connections
                 client.attach(request)
                 return None
-        if len(self.pending) >= self.max_pending:
+        cluster = self.cluster
+        limit = getattr(cluster, "max_pending_requests", 0)
+        if len(self.pending) >= self.max_pending or (limit and cluster.store.total(
+                self._pending_index) >= limit):
+            if limit:
+                cluster.count(cluster.more.upstream_rq_pending_overflow)
             callbacks.on_pool_failure(StreamResetReason.OVERFLOW)
             return None
         self.pending.append(request)
+        if self._values is not None:
+            self._values[self._pending_index] += 1
         if self.multiplexed:
             per_connection = self.max_streams_per_connection
             wanted = max(-(-len(self.pending) // per_connection),
@@ -145,11 +166,23 @@ class ConnectionPool:
         else:
             wanted = len(self.pending)
         if self.connecting < wanted and len(self.clients) < self.max_connections:
-            client = PoolClient(self)
-            self.clients.add(client)
-            self.connecting += 1
-            client.conn.start()
+            if self.clients and not self._cluster_can_connect():
+                cluster.count(cluster.more.upstream_cx_overflow)
+            else:
+                client = PoolClient(self)
+                self.clients.add(client)
+                self.connecting += 1
+                client.conn.start()
         return request
+
+    def _cluster_can_connect(self) -> bool:
+        can = getattr(self.cluster, "can_connect", None)
+        return can is None or can()
+
+    def pending_done(self, n: int) -> None:
+        """``n`` requests left the pending queue (served, failed or cancelled)."""
+        if self._values is not None:
+            self._values[self._pending_index] -= n
 
     def on_client_free(self, client: PoolClient) -> None:
         """A client connected or finished a stream: give it work, or keep it ready."""
@@ -160,7 +193,12 @@ class ConnectionPool:
                 client.conn.close(CloseType.FLUSH_WRITE)
             return
         while self.pending and client.has_capacity():
+            self.pending_done(1)
             client.attach(self.pending.popleft())
+        if self.draining:
+            if client.streams == 0:
+                client.conn.close(CloseType.FLUSH_WRITE)
+            return
         if client.has_capacity() and not client.ready:
             client.ready = True
             self.ready.append(client)
@@ -195,7 +233,20 @@ class ConnectionPool:
         # unless other connections are still on their way for them.
         self.connecting -= 1
         while len(self.pending) > self.connecting:
+            self.pending_done(1)
             self.pending.pop().callbacks.on_pool_failure(StreamResetReason.CONNECTION_FAILURE)
+
+    def drain(self) -> None:
+        """The host left its cluster: close idle connections now and the others once
+        their streams are done; requests already waiting here are still served."""
+        self.draining = True
+        for client in list(self.ready):
+            if client.streams == 0:
+                client.conn.close(CloseType.FLUSH_WRITE)
+
+    @property
+    def idle(self) -> bool:
+        return not self.clients and not self.pending
 
     def close(self) -> None:
         for client in list(self.clients):

@@ -2,21 +2,43 @@
 
 A cluster is a named set of hosts with a load balancer and the settings for
 connecting to them. Its hosts come from its cluster type (a plugin): ``SIMPLE`` and
-``STATIC`` (MOSN's names) take them from the config as written.
+``STATIC`` (MOSN's names) take them from the config as written; ``STRICT_DNS``
+(:mod:`mosn.upstream.dns`) resolves them again and again.
+
+Each cluster reserves ``max_hosts`` host *slots* before the workers are forked: a
+row of stats per slot in the shared stats and a health byte per slot in
+:class:`SharedHealth`. A host takes a free slot when it joins and gives it back when it
+leaves, so hosts discovered later (DNS now, registries and xDS later) have shared
+stats and shared health like the configured ones.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import inspect
+import logging
+import mmap
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Iterable
 
 from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, ClientConnection
 from mosn.network.filter import ConnectionEvent
-from mosn.observability.stats import CLUSTER_STATS, HOST_STATS, Scope, StatsStore
+from mosn.observability.stats import CLUSTER_STATS, HOST_STATS, UPSTREAM_STATS, Scope, StatsStore
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
+
+log = logging.getLogger("mosn.upstream")
+
+FAILED_ACTIVE_HC = 1
+"""Health flag: the active health check failed the host."""
+FAILED_OUTLIER_CHECK = 2
+"""Health flag: outlier detection ejected the host (in this worker)."""
+HEALTH_SYNC_INTERVAL = 0.1
+"""Seconds between a worker's looks at the shared health bytes (a single generation
+word is read; the bytes only when it changed)."""
 
 
 @dataclass(eq=False, slots=True)
@@ -26,10 +48,54 @@ class Host:
     hostname: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
     healthy: bool = True
+    """What load balancers read: no health flag is set."""
     stats: Scope | None = None
+    health_flags: int = 0
+    active_requests: int = 0
+    """Requests in flight to this host from this worker (least request reads it)."""
+    slot: int = -1
+    """The host's slot in its cluster (stats row and shared health byte)."""
+    healthy_since: float = 0.0
+    """``time.monotonic()`` when it joined a running cluster or turned healthy again
+    (slow start ramps from then); 0: not ramping."""
+    outlier: Any = None
+    """Its outlier detection state in this worker, when the cluster has detection."""
 
     def __str__(self) -> str:
         return str(self.address)
+
+    def set_health_flag(self, flag: int, on: bool) -> bool:
+        """Set or clear one flag; True when the host's health changed."""
+        flags = self.health_flags | flag if on else self.health_flags & ~flag
+        if flags == self.health_flags:
+            return False
+        was = self.healthy
+        self.health_flags = flags
+        self.healthy = flags == 0
+        if self.healthy and not was:
+            self.healthy_since = time.monotonic()
+        return self.healthy != was
+
+
+class SharedHealth:
+    """One byte of health flags per host slot, in shared memory made before the fork:
+    written by the process that runs the active health checks (the parent when there
+    are workers), read by every worker. A generation word tells readers that
+    something changed, so a worker's periodic look is one read."""
+
+    def __init__(self, slots: int) -> None:
+        self._mem = mmap.mmap(-1, 8 + max(1, slots))
+        self._generation = memoryview(self._mem)[:8].cast("q")
+        self.flags = memoryview(self._mem)[8:]
+
+    @property
+    def generation(self) -> int:
+        return self._generation[0]
+
+    def set(self, slot: int, flags: int) -> None:
+        if self.flags[slot] != flags:
+            self.flags[slot] = flags
+            self._generation[0] += 1  # after the byte: a reader seeing it sees the byte
 
 
 class UpstreamConnection(ClientConnection):
@@ -47,6 +113,7 @@ class UpstreamConnection(ClientConnection):
         self.cluster = cluster
         self.host = host
         self._stats[s.upstream_cx_total] += 1
+        self._stats[cluster.more.upstream_cx_connecting] += 1
         self._stats[host.stats.cx_total] += 1  # type: ignore[union-attr]
 
     def start(self) -> "UpstreamConnection":
@@ -54,18 +121,21 @@ class UpstreamConnection(ClientConnection):
         return self
 
     def on_connected(self) -> None:
+        self._stats[self.cluster.more.upstream_cx_connecting] -= 1
         self._stats[self.cluster.stats.upstream_cx_active] += 1
         self._stats[self.host.stats.cx_active] += 1  # type: ignore[union-attr]
 
     def on_closed(self, event: ConnectionEvent) -> None:
         v, s, hs = self._stats, self.cluster.stats, self.host.stats
         if event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
+            v[self.cluster.more.upstream_cx_connecting] -= 1
             v[s.upstream_cx_connect_fail] += 1
             v[hs.cx_connect_fail] += 1  # type: ignore[union-attr]
             if event is ConnectionEvent.CONNECT_TIMEOUT:
                 v[s.upstream_cx_connect_timeout] += 1
             return
         if self.transport is None:  # closed by us before it connected
+            v[self.cluster.more.upstream_cx_connecting] -= 1
             return
         v[s.upstream_cx_active] -= 1
         v[hs.cx_active] -= 1  # type: ignore[union-attr]
@@ -77,31 +147,184 @@ class UpstreamConnection(ClientConnection):
             v[s.upstream_cx_destroy_with_error] += 1
 
 
+def _with_context(lb: Any) -> Any:
+    """``lb`` if its ``choose_host`` takes a context, else an adapter that drops it
+    (load balancer plugins written before contexts existed keep working)."""
+    try:
+        params = inspect.signature(lb.choose_host).parameters
+    except (TypeError, ValueError):
+        return lb
+    if "context" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        return lb
+    return _ContextFree(lb)
+
+
+class _ContextFree:
+    __slots__ = ("lb",)
+
+    def __init__(self, lb: Any) -> None:
+        self.lb = lb
+
+    def choose_host(self, exclude: Any = (), context: Any = None) -> Host | None:
+        return self.lb.choose_host(exclude)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.lb, name)
+
+
 class Cluster:
     def __init__(self, config: ClusterConfig, hosts: list[Host], plugins: PluginHost,
-                 store: StatsStore) -> None:
+                 store: StatsStore, health: SharedHealth | None = None,
+                 slot_base: int = 0) -> None:
         self.name = config.name
         self.config = config
         self.store = store
         self.stats = store.scope(f"cluster.{config.name}", CLUSTER_STATS)
+        self.more = store.scope(f"cluster.{config.name}", UPSTREAM_STATS)
+        """The rest of the cluster's stats (requests, breakers, health, outliers)."""
         self.connect_timeout = config.connect_timeout
         self.buffer_limit = config.conn_buffer_limit_bytes or DEFAULT_BUFFER_LIMIT
+        limits = config.circuit_breakers.limits
+        self.max_connections = limits.max_connections
+        self.max_pending_requests = limits.max_pending_requests
+        self.max_requests = limits.max_requests
+        self.max_retries = limits.max_retries
         lb = plugins.get("load_balancer", config.lb_type)
         assert lb is not None, "the loader checks lb_type"
         self._lb_factory = lb.factory
+        self.slots = config.host_slots
+        self.health = health if health is not None else SharedHealth(self.slots)
+        self.slot_base = slot_base
+        self._host_stats = store.slot_scopes(f"cluster.{config.name}.host", HOST_STATS, self.slots)
+        self._free_slots: collections.deque[int] = collections.deque(range(self.slots))
         self.hosts: list[Host] = []
         self.lb: Any = None
+        self.outlier: Any = None
+        """This worker's outlier detector (:mod:`mosn.upstream.outlier`), if configured."""
+        self.on_hosts_removed: list[Callable[[list[Host]], None]] = []
+        """Called with the hosts an update removed (connection pools drain theirs)."""
+        self.on_hosts_changed: list[Callable[["Cluster"], None]] = []
+        self._started = False
+        if config.outlier_detection is not None:
+            from mosn.upstream.outlier import OutlierDetector
+            self.outlier = OutlierDetector(self, config.outlier_detection)
         self.set_hosts(hosts)
+        self._started = True
 
-    def set_hosts(self, hosts: list[Host]) -> None:
-        for host in hosts:
-            if host.stats is None:
-                host.stats = self.store.scope(f"cluster.{self.name}.host.{host.address}", HOST_STATS)
-        self.hosts = list(hosts)
-        self.lb = self._lb_factory(self.hosts, self.config)
+    # -- the host set -------------------------------------------------------------------
 
-    def choose_host(self, exclude: Any = ()) -> Host | None:
-        host = self.lb.choose_host(exclude)
+    def set_hosts(self, hosts: Iterable[Host]) -> None:
+        """Replace the host set without dropping anything in flight.
+
+        A host already present (same address) is kept, with its connections, counts
+        and health, and takes the new weight and metadata; a new host takes a free
+        slot (or the one it brings, from the process that assigned it); a removed host
+        gives its slot back and its connection pools drain: requests already on it
+        finish, new ones go to the remaining hosts. The load balancer is rebuilt.
+        """
+        current = {h.address: h for h in self.hosts}
+        wanted: dict[Address, Host] = {}
+        for h in hosts:
+            wanted.setdefault(h.address, h)
+        removed = [h for a, h in current.items() if a not in wanted]
+        for h in removed:
+            self._free_slots.append(h.slot)
+            if h.outlier is not None and self.outlier is not None:
+                self.outlier.forget(h)
+            self.store.label(h.stats, None)  # type: ignore[arg-type]
+        result: list[Host] = []
+        added: list[Host] = []
+        now = time.monotonic()
+        for address, h in wanted.items():
+            old = current.get(address)
+            if old is not None:
+                old.weight, old.hostname, old.metadata = h.weight, h.hostname, h.metadata
+                result.append(old)
+                continue
+            if not self._take_slot(h):
+                log.error("cluster %s: no free host slot for %s (max_hosts is %d); not added",
+                          self.name, address, self.slots)
+                continue
+            h.stats = self._host_stats[h.slot]
+            self.store.label(h.stats, f"cluster.{self.name}.host.{address}")
+            h.health_flags = self.health.flags[self.slot_base + h.slot] & FAILED_ACTIVE_HC
+            h.healthy = h.health_flags == 0
+            if self._started:
+                h.healthy_since = now
+            if self.outlier is not None:
+                self.outlier.track(h)
+            result.append(h)
+            added.append(h)
+        self.hosts = result
+        self.rebuild_lb()
+        if self._started and self.store.values is not None and (added or removed):
+            self.store.values[self.more.membership_change] += 1
+        if removed:
+            for callback in self.on_hosts_removed:
+                callback(removed)
+        for changed in self.on_hosts_changed:
+            changed(self)
+
+    def _take_slot(self, host: Host) -> bool:
+        if 0 <= host.slot < self.slots:
+            try:
+                self._free_slots.remove(host.slot)
+            except ValueError:
+                return False
+            return True
+        if not self._free_slots:
+            return False
+        host.slot = self._free_slots.popleft()
+        return True
+
+    def rebuild_lb(self) -> None:
+        config = self.config
+        if config.lb_subset_config.enabled:
+            from mosn.upstream.lb import SubsetLoadBalancer
+            self.lb = SubsetLoadBalancer(self.hosts, config, self._build_lb,
+                                         self._count(self.more.lb_subsets_selected),
+                                         self._count(self.more.lb_subsets_fallback))
+        else:
+            self.lb = self._build_lb(self.hosts, config)
+
+    def _build_lb(self, hosts: list[Host], config: ClusterConfig) -> Any:
+        return _with_context(self._lb_factory(hosts, config))
+
+    def _count(self, index: int) -> Callable[[], None]:
+        def count() -> None:
+            self.store.values[index] += 1  # type: ignore[index]
+        return count
+
+    # -- health -------------------------------------------------------------------------
+
+    def set_active_health(self, host: Host, healthy: bool) -> None:
+        """The active health check's verdict (in the process that runs the checks)."""
+        flags = 0 if healthy else FAILED_ACTIVE_HC
+        self.health.set(self.slot_base + host.slot, flags)
+        if host.set_health_flag(FAILED_ACTIVE_HC, not healthy):
+            self.health_changed()
+
+    def sync_health(self) -> None:
+        """Take the shared health bytes into this worker's hosts."""
+        changed = False
+        flags = self.health.flags
+        base = self.slot_base
+        for host in self.hosts:
+            failed = bool(flags[base + host.slot] & FAILED_ACTIVE_HC)
+            if host.set_health_flag(FAILED_ACTIVE_HC, failed):
+                changed = True
+        if changed:
+            self.health_changed()
+
+    def health_changed(self) -> None:
+        hook = getattr(self.lb, "on_health_change", None)
+        if hook is not None:
+            hook()
+
+    # -- the request path ------------------------------------------------------------------
+
+    def choose_host(self, exclude: Any = (), context: Any = None) -> Host | None:
+        host = self.lb.choose_host(exclude, context)
         if host is None:
             self.store.values[self.stats.upstream_cx_none_healthy] += 1  # type: ignore[index]
         return host
@@ -110,19 +333,67 @@ class Cluster:
         """A new connection to ``host``; add callbacks, then ``start()`` it."""
         return UpstreamConnection(self, host)
 
+    def can_connect(self) -> bool:
+        """The ``max_connections`` circuit breaker, over every worker."""
+        if not self.max_connections:
+            return True
+        store = self.store
+        return (store.total(self.stats.upstream_cx_active)
+                + store.total(self.more.upstream_cx_connecting)) < self.max_connections
+
+    def count(self, index: int) -> None:
+        """One more of a counter of this worker (a circuit breaker overflow ...)."""
+        self.store.values[index] += 1  # type: ignore[index]
+
+    def start_worker(self) -> None:
+        """In each serving process, once its loop runs: per-worker timers."""
+        if self.outlier is not None:
+            self.outlier.start()
+
 
 class ClusterManager:
     def __init__(self, config: MosnConfig, plugins: PluginHost, store: StatsStore) -> None:
         self.clusters: dict[str, Cluster] = {}
+        self.plugins = plugins
+        self.discovery: dict[str, Any] = {}
+        """Cluster name -> its cluster type's discovery object (hosts that change)."""
+        slots = sum(cc.host_slots for cc in config.cluster_manager.clusters)
+        self.health = SharedHealth(slots)
+        self._last_generation = -1
         context = BuildContext(host=plugins, stats=store)
+        base = 0
         for cc in config.cluster_manager.clusters:
             ctype = plugins.get("cluster_type", cc.type)
             assert ctype is not None, "the loader checks cluster types"
-            hosts = ctype.factory(cc, context)
-            self.clusters[cc.name] = Cluster(cc, hosts, plugins, store)
+            made = ctype.factory(cc, context)
+            if isinstance(made, list):
+                hosts = made
+            else:
+                hosts = list(made.hosts)
+                self.discovery[cc.name] = made
+            self.clusters[cc.name] = Cluster(cc, hosts, plugins, store, self.health, base)
+            base += cc.host_slots
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
+
+    def sync_health(self) -> None:
+        generation = self.health.generation
+        if generation != self._last_generation:
+            self._last_generation = generation
+            for cluster in self.clusters.values():
+                cluster.sync_health()
+
+    async def run_worker(self, follow_health: bool) -> None:
+        """A serving process's upstream duties: per-worker timers and, when another
+        process runs the health checks, following their results."""
+        for cluster in self.clusters.values():
+            cluster.start_worker()
+        if not follow_health:
+            return
+        while True:
+            self.sync_health()
+            await asyncio.sleep(HEALTH_SYNC_INTERVAL)
 
 
 def static_hosts(config: ClusterConfig, context: BuildContext) -> list[Host]:
