@@ -1,0 +1,49 @@
+"""Registers the bolt codecs with the RPC engine and the bolt protocols with the proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosn.plugins import Extension, hookimpl
+from mosn_sofarpc.codec import BoltCodec, BoltV2Codec
+from mosn_sofarpc.config import SofaRpcConfig
+
+
+def bolt_codec(config: SofaRpcConfig | None = None, *_: Any) -> BoltCodec:
+    return BoltCodec((config or SofaRpcConfig()).max_frame_size)
+
+
+def boltv2_codec(config: SofaRpcConfig | None = None, *_: Any) -> BoltV2Codec:
+    return BoltV2Codec((config or SofaRpcConfig()).max_frame_size)
+
+
+def bolt_protocol(config: SofaRpcConfig | None = None, *_: Any) -> Any:
+    from mosn.rpc.engine import rpc_protocol  # the engine loads after the plugins
+
+    return rpc_protocol(bolt_codec(config))
+
+
+def boltv2_protocol(config: SofaRpcConfig | None = None, *_: Any) -> Any:
+    from mosn.rpc.engine import rpc_protocol
+
+    return rpc_protocol(boltv2_codec(config))
+
+
+@hookimpl
+def mosn_xprotocol_codecs() -> list[Extension]:
+    return [
+        Extension("bolt", bolt_codec, SofaRpcConfig,
+                  description="SOFARPC bolt v1 frames (and v2 on the same connection)"),
+        Extension("boltv2", boltv2_codec, SofaRpcConfig,
+                  description="SOFARPC bolt v2 frames with CRC32 (and v1 on the same connection)"),
+    ]
+
+
+@hookimpl
+def mosn_protocols() -> list[Extension]:
+    return [
+        Extension("bolt", bolt_protocol, SofaRpcConfig,
+                  description="SOFARPC bolt v1 on the multiplexed RPC engine"),
+        Extension("boltv2", boltv2_protocol, SofaRpcConfig,
+                  description="SOFARPC bolt v2 on the multiplexed RPC engine"),
+    ]
