@@ -237,8 +237,9 @@ class RingHash:
     """Consistent hashing on a ring (Envoy's ``RING_HASH``): each host owns points on
     a 64-bit ring in proportion to its weight; a request goes to the owner of the
     first point at or after its hash key, skipping unhealthy and excluded hosts.
-    Adding one host to N moves about 1/(N+1) of the keys. Ring size: ``lbconfig``'s
-    ``minimum_ring_size`` and ``maximum_ring_size`` (Envoy's 1024 and 8M)."""
+    Adding one host to N moves about 1/(N+1) of the keys. Ring size: at least
+    ``lbconfig.minimum_ring_size`` points, at most ``maximum_ring_size`` (Envoy's 1024
+    and 8M)."""
 
     def __init__(self, hosts: Sequence[Host], config: Any = None) -> None:
         self.hosts = list(hosts)
@@ -247,17 +248,16 @@ class RingHash:
         max_size = lbc.maximum_ring_size if lbc is not None else 8 * 1024 * 1024
         points: list[tuple[int, int]] = []
         if self.hosts:
+            # weight x P points per host, P a power of two: the ring has at least
+            # minimum_ring_size points, and adding or removing a host changes no other
+            # host's points unless P itself has to change (the total halves or doubles).
             total = sum(h.weight for h in self.hosts)
-            shares = [h.weight / total for h in self.hosts]
-            smallest = min(shares)
-            scale = min(math.ceil(smallest * min_size) / smallest, max_size)
-            current = 0.0
-            for i, (host, share) in enumerate(zip(self.hosts, shares)):
-                target = current + share * scale
-                count = int(target) - int(current)
-                current = target
+            per_weight = 1 << max(0, math.ceil(math.log2(min_size / total)))
+            while per_weight > 1 and per_weight * total > max_size:
+                per_weight >>= 1
+            for i, host in enumerate(self.hosts):
                 name = str(host.address)
-                for n in range(count):
+                for n in range(host.weight * per_weight):
                     points.append((hash64(f"{name}_{n}"), i))
         points.sort()
         self._hashes = [p[0] for p in points]
