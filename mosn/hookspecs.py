@@ -10,9 +10,9 @@ The config refers to an extension as ``{type: NAME, config: {...}}`` (filters) o
 name in a field (``lb_type``, a cluster's ``type``). Two extensions of one kind with
 the same name are refused, naming both plugins.
 
-Kinds whose machinery is not built yet (protocols, stream filters, routers, health
-checkers, xprotocol codecs) are declared here so plugins can be written against one
-stable list; the core refuses a config that uses a kind it cannot run yet.
+Kinds whose machinery is not built yet (routers) are declared here so plugins can be
+written against one stable list; the core refuses a config that uses a kind it
+cannot run yet.
 """
 
 from __future__ import annotations
@@ -101,8 +101,15 @@ def mosn_load_balancers():
     """Load balancers, named by MOSN's ``lb_type`` (``LB_ROUNDROBIN`` ...).
 
     Returns a list of ``Extension``; the factory is called as
-    ``factory(hosts, config)`` whenever a cluster's host set is built and returns
-    an object with ``choose_host(exclude=()) -> Host | None``.
+    ``factory(hosts, cluster_config)`` whenever a cluster's host set is built or
+    changes (and once per subset with ``lb_subset_config``), and returns an object
+    with ``choose_host(exclude=(), context=None) -> Host | None``: a host whose
+    ``healthy`` is true and that is not in ``exclude``. ``context`` is a
+    :class:`mosn.upstream.lb.LbContext` (``hash_key``: the route's ``hash_policy``
+    result or None; ``metadata_match``) or None. ``host.active_requests`` and
+    ``host.weight`` are there to read. An optional ``on_health_change()`` is called
+    when a host's health changes. A ``choose_host(exclude)`` without ``context``
+    still works. This runs per request: keep it cheap.
     """
 
 
@@ -111,9 +118,14 @@ def mosn_cluster_types():
     """Cluster types (host discovery), named by a cluster's ``type``.
 
     Returns a list of ``Extension``; the factory is called as
-    ``factory(cluster_config, context)`` and returns the cluster's initial list of
-    :class:`mosn.upstream.Host`. Examples: ``SIMPLE``/``STATIC``, ``STRICT_DNS``,
-    ``zookeeper``.
+    ``factory(cluster_config, context)`` while the config is loaded (before any
+    worker starts) and returns either the cluster's list of
+    :class:`mosn.upstream.Host` (fixed), or a discovery object with ``hosts`` (the
+    initial list) and ``async run(update, count_failure)``: run once per process tree
+    (in the parent when there are workers), it calls ``update(hosts)`` with each new
+    host set (the cluster keeps hosts whose address stays, drains the removed ones
+    and sends the set to the workers) and ``count_failure(n)`` for failed look-ups.
+    Examples: ``SIMPLE``/``STATIC``, ``STRICT_DNS``, ``zookeeper``.
     """
 
 
@@ -121,8 +133,16 @@ def mosn_cluster_types():
 def mosn_health_checkers():
     """Active health checkers, named by a cluster's ``health_check.protocol``.
 
-    Returns a list of ``Extension``; the factory builds a checker that probes one
-    host and reports healthy or not. Examples: ``tcp``, ``http``, ``bolt``.
+    Returns a list of ``Extension`` whose ``config_model`` (or None) validates
+    ``health_check.check_config``. The factory is called once per cluster as
+    ``factory(check_config, cluster_config)`` with the validated model (or None)
+    and returns an object with ``async check(host) -> bool``: one probe of
+    ``host.address``, True when healthy. It runs in the process that runs the health
+    checks (the parent when there are workers), bounded by ``health_check.timeout``;
+    raising ``OSError`` or ``TimeoutError`` counts as a network failure, raising
+    :class:`mosn.upstream.health.HealthCheckFailed` as a failed answer. The interval,
+    jitter and thresholds are applied around it. Built in: ``tcp``, ``http`` (and
+    MOSN's name ``Http1``); an RPC plugin adds its heartbeat (``bolt``).
     """
 
 

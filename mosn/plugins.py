@@ -36,6 +36,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "fault": "mosn.filters.fault",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
+    "strict_dns_cluster": "mosn.upstream.dns",
+    "health_checkers": "mosn.upstream.health",
 }
 """Built-in plugin name -> module, registered like any installed plugin."""
 

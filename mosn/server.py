@@ -3,8 +3,10 @@
 Order matters and is the same for one process or many: everything that can fail
 (the config, the plugins, binding each listener and the admin port) happens before
 anything serves. Then, with ``--workers N``, the parent forks N workers that inherit
-the bound sockets and the shared stats, and keeps the admin API for itself; with one
-worker the single process does both.
+the bound sockets and the shared stats, and keeps the admin API, the active health
+checks and host discovery for itself (with a stats row of its own); with one worker
+the single process does all of it. The workers follow health through shared memory
+and get host-set changes over a socket pair per worker (one JSON line per change).
 
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
 for up to ``graceful_timeout``; a second one closes them at once.
@@ -12,7 +14,9 @@ for up to ``graceful_timeout``; a second one closes them at once.
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
+import json
 import logging
 import os
 import resource
@@ -41,6 +45,9 @@ WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
 DRAIN_POLL_INTERVAL = 0.1
 """Seconds between checks that draining connections are gone."""
+MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
+"""Bytes of one host-set message from the parent to a worker (a cluster of thousands
+of hosts with metadata fits)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -140,7 +147,7 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
     """Serve until a signal; returns the process exit code."""
     raise_fd_limit()
     runtime = Runtime(loaded)
-    runtime.store.allocate(workers)
+    runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters)
     pid_file = loaded.config.pid
     if pid_file:
@@ -152,10 +159,15 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         log.info("admin on %s", _sockname(runtime.admin_sock))
         if workers == 1:
             return anyio.run(_serve, runtime, admin, **anyio_backend())
-        children = [_fork_worker(runtime, i) for i in range(workers)]
+        pairs = [socket.socketpair() for _ in range(workers)]
+        children = [_fork_worker(runtime, i, pairs) for i in range(workers)]
         for lst in runtime.listeners:
             lst.sock.close()  # the workers hold them now
-        return anyio.run(_supervise, runtime, admin, children, **anyio_backend())
+        for _, theirs in pairs:
+            theirs.close()
+        runtime.store.use_row(workers)
+        channels = [WorkerChannel(ours) for ours, _ in pairs]
+        return anyio.run(_supervise, runtime, admin, children, channels, **anyio_backend())
     finally:
         if pid_file:
             try:
@@ -179,15 +191,20 @@ def _sockname(sock: socket.socket | None) -> str:
     return f"unix:{name}" if isinstance(name, str) else f"{name[0]}:{name[1]}"
 
 
-async def _serve(runtime: Runtime, admin: Admin | None) -> int:
+async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket | None = None,
+                 ) -> int:
     """One worker's life (the whole process's, with one worker)."""
     for lst in runtime.listeners:
         await lst.start()
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
     signals = (signal.SIGTERM,) if admin is None else (signal.SIGTERM, signal.SIGINT)
     async with anyio.create_task_group() as tg:
+        tg.start_soon(runtime.clusters.run_worker, admin is None)
         if admin is not None:
             tg.start_soon(admin.serve, runtime.admin_sock)
+            tg.start_soon(runtime.clusters.run_control)
+        if control is not None:
+            tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
             draining = False
             async for _ in received:
@@ -215,7 +232,59 @@ async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
     scope.cancel()
 
 
-def _fork_worker(runtime: Runtime, index: int) -> int:
+async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
+    """A worker: apply the host sets the parent sends."""
+    reader, writer = await asyncio.open_connection(sock=control, limit=MAX_CONTROL_MESSAGE)
+    try:
+        while line := await reader.readline():
+            try:
+                runtime.clusters.apply(json.loads(line))
+            except Exception:
+                log.exception("worker %d: a host update failed", os.getpid())
+    finally:
+        writer.close()
+
+
+class WorkerChannel:
+    """The parent's end of one worker's socket pair: JSON lines, never blocking the
+    parent (what the socket does not take now is sent when it can)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        sock.setblocking(False)
+        self.buffer = bytearray()
+        self._waiting = False
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.sock.fileno() < 0:
+            return
+        self.buffer += json.dumps(message).encode() + b"\n"
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            sent = self.sock.send(self.buffer)
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the worker is gone
+            self.buffer.clear()
+            self.sock.close()
+            return
+        del self.buffer[:sent]
+        loop = asyncio.get_running_loop()
+        if self.buffer and not self._waiting:
+            self._waiting = True
+            loop.add_writer(self.sock.fileno(), self._writable)
+        elif not self.buffer and self._waiting:
+            self._waiting = False
+            loop.remove_writer(self.sock.fileno())
+
+    def _writable(self) -> None:
+        self._flush()
+
+
+def _fork_worker(runtime: Runtime, index: int,
+                 pairs: list[tuple[socket.socket, socket.socket]]) -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -225,8 +294,12 @@ def _fork_worker(runtime: Runtime, index: int) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
         if runtime.admin_sock is not None:
             runtime.admin_sock.close()
+        for i, (ours, theirs) in enumerate(pairs):
+            ours.close()
+            if i != index:
+                theirs.close()
         runtime.store.use_row(index)
-        code = anyio.run(_serve, runtime, None, **anyio_backend())
+        code = anyio.run(_serve, runtime, None, pairs[index][1], **anyio_backend())
     except BaseException:
         log.exception("worker %d failed", index)
     finally:
@@ -242,8 +315,11 @@ def _die_with_parent() -> None:
         pass
 
 
-async def _supervise(runtime: Runtime, admin: Admin, children: list[int]) -> int:
-    """The parent with workers: admin API, worker watch, signal forwarding."""
+async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
+                     channels: list[WorkerChannel] = ()) -> int:  # type: ignore[assignment]
+    """The parent with workers: admin API, health checks and discovery, worker watch,
+    signal forwarding."""
+    runtime.clusters.publishers = [channel.send for channel in channels]
     alive = set(children)
     exit_code = 0
     log.info("mosn %s: %d workers %s", __version__, len(children), sorted(children))
@@ -273,6 +349,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int]) -> int
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(admin.serve, runtime.admin_sock)
+        tg.start_soon(runtime.clusters.run_control)
         tg.start_soon(watch)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
             async for _ in received:

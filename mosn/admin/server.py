@@ -20,6 +20,7 @@ from anyio.abc import SocketListener, SocketStream
 from mosn import __version__
 from mosn.config import LoadedConfig, dump
 from mosn.observability.stats import StatsStore
+from mosn.upstream.cluster import FAILED_ACTIVE_HC
 
 log = logging.getLogger("mosn.admin")
 
@@ -118,21 +119,36 @@ class Admin:
             hosts = []
             for host in cluster.hosts:
                 hp = f"{prefix}host.{host.address}."
+                failed_hc = bool(host.health_flags & FAILED_ACTIVE_HC)
+                ejected = values.get(hp + "outlier_ejected", 0)
                 hosts.append({
                     "address": str(host.address),
                     "hostname": host.hostname,
                     "weight": host.weight,
                     "metadata": host.metadata,
-                    "healthy": host.healthy,
+                    "healthy": not failed_hc and not ejected,
+                    "health_flags": (["failed_active_hc"] if failed_hc else [])
+                    + (["failed_outlier_check"] if ejected else []),
+                    "active_requests": values.get(hp + "rq_active", 0),
+                    "rq_total": values.get(hp + "rq_total", 0),
+                    "rq_error": values.get(hp + "rq_error", 0),
+                    "ejections": values.get(hp + "outlier_ejections", 0),
+                    "ejected_in_workers": ejected,
                     "cx_active": values.get(hp + "cx_active", 0),
                     "cx_total": values.get(hp + "cx_total", 0),
                     "cx_connect_fail": values.get(hp + "cx_connect_fail", 0),
                 })
+            config = cluster.config
+            limits = config.circuit_breakers.limits
             out.append({
                 "name": cluster.name,
-                "type": cluster.config.type,
-                "lb_type": cluster.config.lb_type,
+                "type": config.type,
+                "lb_type": config.lb_type,
                 "connect_timeout": f"{cluster.connect_timeout:g}s",
+                "max_hosts": cluster.slots,
+                "circuit_breakers": limits.model_dump(),
+                "health_check": config.health_check.protocol if config.health_check else None,
+                "outlier_detection": config.outlier_detection is not None,
                 "hosts": hosts,
             })
         return _json({"clusters": out})

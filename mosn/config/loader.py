@@ -111,6 +111,8 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
         if plugins.get("load_balancer", cluster.lb_type) is None:
             errors.append(f"{base}.lb_type: unknown load balancer {cluster.lb_type!r}"
                           f"{_known(plugins, 'load_balancer')}")
+        if cluster.health_check is not None:
+            errors += _check_health_check(f"{base}.health_check", cluster.health_check, plugins)
     return errors
 
 
@@ -130,6 +132,20 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
     if check is None:
         return []
     return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config, plugins)]
+
+
+def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:
+    ext = plugins.get("health_checker", hc.protocol)
+    if ext is None:
+        return [f"{path}.protocol: unknown health checker {hc.protocol!r}"
+                f"{_known(plugins, 'health_checker')}"]
+    if ext.config_model is None:
+        return []
+    try:
+        hc._parsed = ext.config_model.model_validate(hc.check_config)
+    except ValidationError as exc:
+        return _pydantic_errors(exc, f"{path}.check_config")
+    return []
 
 
 def _check_names(config: MosnConfig) -> list[str]:

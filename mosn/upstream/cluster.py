@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import inspect
 import logging
 import mmap
@@ -23,8 +24,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import anyio
+
 from mosn.config.models import ClusterConfig, MosnConfig
-from mosn.config.types import Address
+from mosn.config.types import Address, parse_address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, ClientConnection
 from mosn.network.filter import ConnectionEvent
 from mosn.observability.stats import CLUSTER_STATS, HOST_STATS, UPSTREAM_STATS, Scope, StatsStore
@@ -204,6 +207,8 @@ class Cluster:
         self.on_hosts_removed: list[Callable[[list[Host]], None]] = []
         """Called with the hosts an update removed (connection pools drain theirs)."""
         self.on_hosts_changed: list[Callable[["Cluster"], None]] = []
+        self.controls_health = False
+        """This process runs the health checks: it resets a reused slot's health."""
         self._started = False
         if config.outlier_detection is not None:
             from mosn.upstream.outlier import OutlierDetector
@@ -247,6 +252,8 @@ class Cluster:
                 continue
             h.stats = self._host_stats[h.slot]
             self.store.label(h.stats, f"cluster.{self.name}.host.{address}")
+            if self.controls_health:
+                self.health.set(self.slot_base + h.slot, 0)  # new hosts start healthy
             h.health_flags = self.health.flags[self.slot_base + h.slot] & FAILED_ACTIVE_HC
             h.healthy = h.health_flags == 0
             if self._started:
@@ -373,9 +380,53 @@ class ClusterManager:
                 self.discovery[cc.name] = made
             self.clusters[cc.name] = Cluster(cc, hosts, plugins, store, self.health, base)
             base += cc.host_slots
+        self.publishers: list[Callable[[dict[str, Any]], None]] = []
+        """Where host-set changes go besides this process (the workers' channels)."""
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
+
+    # -- once per process tree: health checks and discovery --------------------------------
+
+    async def run_control(self) -> None:
+        """Run every cluster's active health checks and host discovery until cancelled
+        (in the parent when there are workers, else in the one process)."""
+        from mosn.upstream.health import build_checker
+
+        for cluster in self.clusters.values():
+            cluster.controls_health = True
+        async with anyio.create_task_group() as tg:
+            for cluster in self.clusters.values():
+                checker = build_checker(cluster, self.plugins)
+                if checker is not None:
+                    tg.start_soon(checker.run)
+                discovery = self.discovery.get(cluster.name)
+                if discovery is not None and hasattr(discovery, "run"):
+                    tg.start_soon(discovery.run, functools.partial(self.update_hosts, cluster.name),
+                                  functools.partial(self._count_failures, cluster))
+
+    def update_hosts(self, name: str, hosts: list[Host]) -> None:
+        """A cluster's new host set, from discovery (xDS and registries will call this
+        too): applied here, then sent to the workers with the slots assigned here."""
+        cluster = self.clusters[name]
+        cluster.set_hosts(hosts)
+        if self.publishers:
+            message = {"cluster": name, "hosts": [_host_dict(h) for h in cluster.hosts]}
+            for publish in self.publishers:
+                publish(message)
+
+    def _count_failures(self, cluster: Cluster, n: int = 1) -> None:
+        cluster.store.values[cluster.more.dns_resolution_failure] += n  # type: ignore[index]
+
+    def apply(self, message: dict[str, Any]) -> None:
+        """A host set sent by the process that runs discovery (in a worker)."""
+        cluster = self.clusters.get(message.get("cluster", ""))
+        if cluster is None:
+            return
+        cluster.set_hosts([
+            Host(parse_address(d["address"]), weight=d["weight"], hostname=d["hostname"],
+                 metadata=d["metadata"], slot=d["slot"])
+            for d in message["hosts"]])
 
     def sync_health(self) -> None:
         generation = self.health.generation
@@ -394,6 +445,11 @@ class ClusterManager:
         while True:
             self.sync_health()
             await asyncio.sleep(HEALTH_SYNC_INTERVAL)
+
+
+def _host_dict(host: Host) -> dict[str, Any]:
+    return {"address": str(host.address), "weight": host.weight, "hostname": host.hostname,
+            "metadata": host.metadata, "slot": host.slot}
 
 
 def static_hosts(config: ClusterConfig, context: BuildContext) -> list[Host]:
