@@ -1,0 +1,33 @@
+"""Registers the dubbo codec with the RPC engine, the dubbo protocol with the proxy,
+and the ``zookeeper`` cluster type (Dubbo's ZooKeeper registry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosn.plugins import Extension, hookimpl
+from mosn_dubbo.codec import DubboCodec
+from mosn_dubbo.config import DubboConfig
+
+
+def dubbo_codec(config: DubboConfig | None = None, *_: Any) -> DubboCodec:
+    config = config or DubboConfig()
+    return DubboCodec(config.max_body_size, config.attachments)
+
+
+def dubbo_protocol(config: DubboConfig | None = None, *_: Any) -> Any:
+    from mosn.rpc.engine import rpc_protocol  # the engine loads after the plugins
+
+    return rpc_protocol(dubbo_codec(config))
+
+
+@hookimpl
+def mosn_xprotocol_codecs() -> list[Extension]:
+    return [Extension("dubbo", dubbo_codec, DubboConfig,
+                      description="Dubbo 2 frames; hessian2 bodies read for routing")]
+
+
+@hookimpl
+def mosn_protocols() -> list[Extension]:
+    return [Extension("dubbo", dubbo_protocol, DubboConfig,
+                      description="Dubbo 2 on the multiplexed RPC engine")]
