@@ -46,6 +46,8 @@ _U16 = struct.Struct(">H")
 _I32 = struct.Struct(">i")
 _CONTINUATION = bytes(range(0x80, 0xC0))
 _NOT_FOUR_BYTE_LEAD = bytes(b for b in range(256) if not 0xF0 <= b <= 0xF7)
+_SEQUENCE_LENGTH = (1,) * 8 + (0,) * 4 + (2, 2, 3, 4)
+"""UTF-8 sequence length by the lead byte's high nibble (0: a stray continuation byte)."""
 
 # Fixed-size values: tag -> bytes after the tag.
 _FIXED: dict[int, int] = {
@@ -151,6 +153,11 @@ class Reader:
             cur = stop
         while cur < end and 0x80 <= data[cur] <= 0xBF:  # the last character's tail
             cur += 1
+        lead = cur - 1
+        while lead > start and 0x80 <= data[lead] <= 0xBF:
+            lead -= 1
+        if cur > start and cur - lead != _SEQUENCE_LENGTH[data[lead] >> 4]:
+            raise HessianError("hessian2: the body ends inside a character")
         return cur
 
     def _string_chunks(self, first_tag: int, keep: bool) -> str | None:
