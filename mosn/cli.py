@@ -73,7 +73,37 @@ def _parser() -> argparse.ArgumentParser:
     mserver.add_argument("--delay", type=float, default=0.0, metavar="SECONDS")
     mserver.add_argument("--response-bytes", type=int, default=0)
     mserver.set_defaults(func=_mock_server)
+    mclient = msub.add_parser("client", help="send requests and print each response's status",
+                              description="Send --count requests on one connection; print "
+                                          "each response's status; exit 1 unless all succeed.")
+    mclient.add_argument("--protocol", required=True, help="an installed RPC codec (bolt ...)")
+    mclient.add_argument("--protocol-config", metavar="FILE",
+                         help="YAML or JSON for the codec's config (what the proxy's "
+                              "extend_config.<protocol> holds)")
+    mclient.add_argument("--target", required=True, metavar="HOST:PORT")
+    mclient.add_argument("--service", required=True)
+    mclient.add_argument("--method", default="echo")
+    mclient.add_argument("--count", type=int, default=1)
+    mclient.add_argument("--concurrency", type=int, default=1, help="requests in flight")
+    mclient.add_argument("--payload", type=int, default=16, metavar="BYTES")
+    mclient.add_argument("--timeout", type=float, default=5.0, metavar="SECONDS",
+                         help="for all the responses")
+    mclient.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                         help="keep trying to connect this long (a target still starting)")
+    mclient.add_argument("--json", action="store_true", help="one JSON object per response")
+    mclient.set_defaults(func=_mock_client)
     mock.set_defaults(func=lambda args: mock.print_help() or 2)
+
+    plugin = sub.add_parser("plugin", help="write plugins")
+    plsub = plugin.add_subparsers(metavar="COMMAND")
+    pnew = plsub.add_parser("new", help="scaffold a protocol plugin distribution",
+                            description="Write DIR/NAME: the distribution mosn-plugin-NAME with "
+                                        "a working length-prefixed RPC codec, a README and "
+                                        "tests on the conformance suite.")
+    pnew.add_argument("name", metavar="NAME", help="lower case, e.g. acme")
+    pnew.add_argument("--dir", default=".", metavar="DIR", help="where to put NAME/ (default .)")
+    pnew.set_defaults(func=_plugin_new)
+    plugin.set_defaults(func=lambda args: plugin.print_help() or 2)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda args: print(f"mosn {__version__}") or 0)
@@ -194,6 +224,64 @@ def _mock_server(args: argparse.Namespace) -> int:
                   **_uvloop())
     except KeyboardInterrupt:
         pass
+    return 0
+
+
+def _mock_client(args: argparse.Namespace) -> int:
+    import anyio
+
+    from mosn.config import parse_address
+    from mosn.rpc import tools
+
+    if args.count < 1:
+        print("mosn mock client: --count must be at least 1", file=sys.stderr)
+        return 2
+    try:
+        config = read_file(args.protocol_config) if args.protocol_config else None
+        codec = tools.codec_named(args.protocol, config=config)
+    except ConfigError as exc:
+        print(f"mosn mock client: {'; '.join(exc.errors)}", file=sys.stderr)
+        return 2
+    except (LookupError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        print(f"mosn mock client: {exc}", file=sys.stderr)
+        return 2
+    try:
+        results = anyio.run(lambda: tools.call(
+            codec, parse_address(args.target), service=args.service, method=args.method,
+            body=b"x" * args.payload, count=args.count, concurrency=args.concurrency,
+            timeout=args.timeout, wait=args.wait), **_uvloop())
+    except OSError as exc:
+        print(f"mosn mock client: cannot connect to {args.target}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
+    for r in results:
+        if args.json:
+            print(json.dumps({"request_id": r.request_id, "ok": r.ok,
+                              "status": r.frame.status if r.frame else None,
+                              "http_status": r.http_status or None, "seconds": r.seconds,
+                              "bytes": len(r.frame.data) if r.frame else 0,
+                              "error": r.error or None}))
+        elif r.frame is not None:
+            print(f"request {r.request_id}: status {r.frame.status} (http {r.http_status}), "
+                  f"{len(r.frame.data)} bytes in {r.seconds * 1000:.1f} ms")
+        else:
+            print(f"request {r.request_id}: {r.error}")
+    ok = sum(r.ok for r in results)
+    if not args.json:
+        print(f"{len(results)} requests: {ok} succeeded, {len(results) - ok} failed")
+    return 0 if ok == len(results) else 1
+
+
+def _plugin_new(args: argparse.Namespace) -> int:
+    from mosn.testing import scaffold
+
+    try:
+        root = scaffold.create(args.name, args.dir)
+    except scaffold.ScaffoldError as exc:
+        print(f"mosn plugin new: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {root}: the distribution mosn-plugin-{args.name} (package mosn_{args.name})")
+    print(f"next: pytest {root}  then  pip install {root}  then  mosn plugins list")
     return 0
 
 

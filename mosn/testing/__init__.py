@@ -1,0 +1,42 @@
+"""The plugin author's kit: a conformance suite for frame codecs, pytest fixtures
+that run mosn and mock peers for real on 127.0.0.1, and ``mosn plugin new``'s
+scaffold. See docs/plugins.md.
+
+``CodecConformance`` (from :mod:`mosn.testing.conformance`) needs pytest, and its
+fuzz tests hypothesis; the names are imported on first use, so ``mosn plugin new``
+works without either.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CodecConformance": "mosn.testing.conformance",
+    "check_decode": "mosn.testing.conformance",
+    "decode_whole": "mosn.testing.conformance",
+    "MockServer": "mosn.testing.mock",
+    "call": "mosn.testing.mock",
+    "MosnProcess": "mosn.testing.process",
+    "env_with_path": "mosn.testing.process",
+    "free_port": "mosn.testing.process",
+    "rpc_proxy_config": "mosn.testing.process",
+    "stop_process": "mosn.testing.process",
+    "wait_for_port": "mosn.testing.process",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mosn.testing' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,181 @@
+"""Real processes on 127.0.0.1 for tests: mosn started on a config, free ports, waits.
+
+A test gives a config as a dict; :class:`MosnProcess` writes it to a file, runs
+``python -m mosn start -c FILE`` (the same interpreter as the tests), waits until the
+admin API answers ``/ready`` and stops the process (SIGTERM, then SIGKILL) when asked.
+The admin API is put on a free port unless the config names one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+START_TIMEOUT = 15.0
+"""Seconds for a server to come up on a loaded CI machine."""
+STOP_TIMEOUT = 10.0
+"""Seconds a process gets to exit after SIGTERM before it is killed."""
+POLL_INTERVAL = 0.05
+"""Seconds between readiness probes."""
+ADMIN_TIMEOUT = 5.0
+"""Seconds an admin API request may take."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port nothing listens on right now (the kernel's choice)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = START_TIMEOUT) -> None:
+    """Return once something accepts connections on ``host:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(POLL_INTERVAL)
+    raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
+                 timeout: float = STOP_TIMEOUT) -> int:
+    """Send ``sig`` and wait; kill the process if it outlives ``timeout``."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+@dataclass(frozen=True)
+class AdminResponse:
+    """What the admin API answered (the attributes an ``httpx.Response`` offers)."""
+
+    status_code: int
+    text: str
+
+    def json(self) -> Any:
+        return json.loads(self.text)
+
+
+class MosnProcess:
+    """A mosn process started on ``config``; ``admin(path)`` queries its admin API.
+
+    ``args`` go after ``start -c FILE`` (``--workers 2`` ...); ``env`` replaces the
+    environment (pass ``{**os.environ, "PYTHONPATH": ...}`` to add a plugin's site).
+    """
+
+    def __init__(self, config: dict[str, Any], workdir: Path, args: Iterable[str] = (),
+                 env: dict[str, str] | None = None, wait: bool = True) -> None:
+        admin = config.setdefault("admin", {"address": {"socket_address": {
+            "address": "127.0.0.1", "port_value": free_port()}}})
+        self.admin_port: int = admin["address"]["socket_address"]["port_value"]
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.config_path = workdir / f"mosn-{self.admin_port}.yaml"
+        self.config_path.write_text(yaml.safe_dump(config))
+        self.log_path = workdir / f"mosn-{self.admin_port}.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 (open while mosn runs)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mosn", "start", "-c", str(self.config_path), *args],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
+        """Return once ``/ready`` says 200; raise with mosn's output if it exits first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"mosn exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if self.admin("/ready", timeout=0.5).status_code == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(POLL_INTERVAL)
+        raise TimeoutError(f"mosn not ready after {timeout}s:\n{self.output()}")
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.admin_port}{path}"
+
+    def admin(self, path: str, timeout: float = ADMIN_TIMEOUT) -> AdminResponse:
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=timeout) as r:
+                return AdminResponse(r.status, r.read().decode())
+        except urllib.error.HTTPError as exc:
+            return AdminResponse(exc.code, exc.read().decode())
+
+    def stats(self) -> dict[str, int]:
+        return self.admin("/stats?format=json").json()["stats"]
+
+    def wait_stat(self, name: str, value: int, timeout: float = 5.0) -> dict[str, int]:
+        """Stats once ``name`` reached ``value`` (or after ``timeout``: counters are
+        updated asynchronously)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            stats = self.stats()
+            if stats.get(name) == value or time.monotonic() > deadline:
+                return stats
+            time.sleep(POLL_INTERVAL)
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text()
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        code = stop_process(self.proc, sig)
+        self.log.close()
+        return code
+
+
+def env_with_path(*paths: str | os.PathLike[str]) -> dict[str, str]:
+    """This environment with ``paths`` put first on ``PYTHONPATH`` (for a plugin
+    installed with ``pip install --target``)."""
+    current = os.environ.get("PYTHONPATH")
+    parts = [str(p) for p in paths] + ([current] if current else [])
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
+
+
+def rpc_proxy_config(listen_port: int, protocol: str, upstreams: Iterable[str], *,
+                     service: str = ".*", timeout: str = "3s",
+                     extend_config: dict[str, Any] | None = None,
+                     cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A one-listener config in MOSN's shape: ``protocol`` on ``listen_port``, requests
+    whose ``service`` matches the regex ``service`` routed to the hosts ``upstreams``."""
+    proxy: dict[str, Any] = {"downstream_protocol": protocol, "router_config_name": "rpc"}
+    if extend_config:
+        proxy["extend_config"] = extend_config
+    return {
+        "servers": [{
+            "graceful_timeout": "2s",
+            "routers": [{"router_config_name": "rpc", "virtual_hosts": [{
+                "name": "rpc", "domains": ["*"], "routers": [{
+                    "match": {"headers": [{"name": "service", "value": service, "regex": True}]},
+                    "route": {"cluster_name": "backend", "timeout": timeout}}]}]}],
+            "listeners": [{
+                "name": "rpc", "address": f"127.0.0.1:{listen_port}", "bind_port": True,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": proxy}]}],
+            }],
+        }],
+        "cluster_manager": {"clusters": [{
+            "name": "backend", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": a} for a in upstreams], **(cluster or {})}]},
+    }
