@@ -31,3 +31,11 @@ def mosn_xprotocol_codecs() -> list[Extension]:
 def mosn_protocols() -> list[Extension]:
     return [Extension("dubbo", dubbo_protocol, DubboConfig,
                       description="Dubbo 2 on the multiplexed RPC engine")]
+
+
+@hookimpl
+def mosn_cluster_types() -> list[Extension]:
+    from mosn_dubbo.zookeeper import ZookeeperClusterConfig, zookeeper_cluster
+
+    return [Extension("zookeeper", zookeeper_cluster, ZookeeperClusterConfig,
+                      description="Dubbo providers registered in ZooKeeper, followed by a watch")]

@@ -25,6 +25,7 @@ from dubbo_peers import (
     node_missing,
     start_provider,
 )
+from dubbo_zk import ZooKeeper, zookeeper_missing
 
 MOSN_START_TIMEOUT = 15.0  # seconds for mosn to report ready on a loaded CI machine
 
@@ -122,3 +123,14 @@ def start_mosn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..
     yield start
     for m in started:
         m.stop()
+
+
+@pytest.fixture(scope="module")
+def zookeeper(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZooKeeper]:
+    """A real ZooKeeper on a free port (Debian's package, installed when missing)."""
+    reason = zookeeper_missing()
+    if reason:
+        pytest.skip(f"ZooKeeper: {reason}")
+    zk = ZooKeeper(tmp_path_factory.mktemp("zookeeper"), free_port())
+    yield zk
+    zk.stop()

@@ -46,7 +46,7 @@ def test_match(data: bytes, result: MatchResult) -> None:
     assert match(data) is result
 
 
-def test_plugin_registers_codec_and_protocol() -> None:
+def test_plugin_registers_codec_protocol_and_cluster_type() -> None:
     host = PluginHost(autoload=True).load()
     assert not [e for e in host.errors if "dubbo" in e]
     codec = host.get("xprotocol_codec", "dubbo")
@@ -56,6 +56,7 @@ def test_plugin_registers_codec_and_protocol() -> None:
     assert (made.max_body_size, made.attachments) == (100000, False)
     protocol = host.get("protocol", "dubbo").factory(DubboConfig())
     assert protocol.name == "dubbo" and protocol.multiplexed
+    assert host.get("cluster_type", "zookeeper") is not None
 
 
 def test_config_limits() -> None:
