@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.types import Duration
@@ -58,3 +58,31 @@ class ProxyConfig(Model):
                 yield field, f"unknown protocol {value!r} (known: {AUTO}, {listed})"
         if self.upstream_protocol == AUTO:
             yield "upstream_protocol", f"{AUTO} is for downstream_protocol only"
+        yield from self._check_protocol_configs(root, plugins, known)
+
+    def _check_protocol_configs(self, root: Any, plugins: Any,
+                                known: list[str]) -> Iterable[tuple[str, str]]:
+        """Each protocol's config, as the proxy will build it from ``extend_config.<name>``,
+        validated now rather than when the listener starts; a protocol this proxy names
+        may also refuse the config through its model's ``cross_check``."""
+        naming = {}
+        for field in ("upstream_protocol", "downstream_protocol"):
+            value = getattr(self, field)
+            if value and value != AUTO:
+                naming[value] = field
+        for name in known:
+            ext = plugins.get("protocol", name)
+            if ext is None or ext.config_model is None or (
+                    name not in self.extend_config and name not in naming):
+                continue
+            try:
+                parsed = ext.config_model.model_validate(self.extend_config.get(name) or {})
+            except ValidationError as exc:
+                for err in exc.errors():
+                    loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
+                    yield f"extend_config.{name}{loc}", err["msg"].removeprefix("Value error, ")
+                continue
+            check = getattr(parsed, "cross_check", None)
+            if check is not None and name in naming:
+                for loc, message in check(root, plugins):
+                    yield (f"extend_config.{name}.{loc}" if loc else naming[name]), message
