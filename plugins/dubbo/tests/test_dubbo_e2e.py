@@ -18,6 +18,13 @@ from mosn.rpc.codec import FrameKind
 from mosn_dubbo import DubboCodec, Status
 from mosn_dubbo.frames import FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_SIZE, build_frame
 from mosn_dubbo.hessian2 import NULL, Reader
+from dubbo_fixtures import (  # noqa: F401 (fixtures)
+    node_peers,
+    provider,
+    provider_b,
+    python3_dubbo,
+    start_mosn,
+)
 from dubbo_peers import (
     PEERS,
     SERVICE,

@@ -18,6 +18,7 @@ import pytest
 from mosn.config.models import ClusterConfig
 from mosn_dubbo.registry import parse_provider, provider_url, providers_path
 from mosn_dubbo.zookeeper import ZookeeperDiscovery, build_hosts, cluster_config
+from dubbo_fixtures import node_peers, start_mosn, zookeeper  # noqa: F401 (fixtures)
 from dubbo_peers import (
     SERVICE,
     VERSION,

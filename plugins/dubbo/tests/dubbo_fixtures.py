@@ -1,5 +1,10 @@
 """Fixtures: the real Dubbo peers (installed on first use), mosn processes, and a
-ZooKeeper server (see dubbo_zk.py)."""
+ZooKeeper server (see dubbo_zk.py).
+
+Test modules import the fixtures they use from here. This is not a conftest.py: the
+core's tests import their own ``conftest`` by that name, and a second conftest.py
+outside a package would take its place in ``sys.modules`` in a full-repo run.
+"""
 
 from __future__ import annotations
 
