@@ -1,0 +1,55 @@
+"""Registers the declarative codec (protocol and RPC codec ``xprotocol``) and the
+no-unpack tunnel filters (``tunnel_entry``, ``tunnel_exit``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mosn.plugins import Extension, hookimpl
+from mosn.stream.types import MatchResult
+from mosn_xprotocol.codec import PROTOCOL_NAME, DeclarativeCodec
+from mosn_xprotocol.config import XProtocolConfig
+
+
+def xprotocol_codec(config: XProtocolConfig | None = None, *_: Any) -> DeclarativeCodec:
+    if config is None or config.codec is None:
+        raise ValueError("xprotocol needs a codec description (extend_config.xprotocol.codec, "
+                         "or --protocol-config FILE holding {codec: {...}})")
+    return DeclarativeCodec(config.codec)
+
+
+class UndeclaredProtocol:
+    """What a proxy without ``extend_config.xprotocol.codec`` holds for xprotocol:
+    it matches nothing under ``Auto``; naming it is refused by the config check."""
+
+    name = PROTOCOL_NAME
+    multiplexed = True
+
+    def match(self, data: bytes) -> MatchResult:
+        return MatchResult.NO_MATCH
+
+    def server(self, conn: Any, new_stream: Any) -> Any:
+        raise RuntimeError("xprotocol without a codec description")
+
+    def client(self, conn: Any, on_idle: Any) -> Any:
+        raise RuntimeError("xprotocol without a codec description")
+
+
+def xprotocol_protocol(config: XProtocolConfig | None = None, *_: Any) -> Any:
+    if config is None or config.codec is None:
+        return UndeclaredProtocol()
+    from mosn.rpc.engine import rpc_protocol  # the engine loads after the plugins
+
+    return rpc_protocol(DeclarativeCodec(config.codec))
+
+
+@hookimpl
+def mosn_xprotocol_codecs() -> list[Extension]:
+    return [Extension(PROTOCOL_NAME, xprotocol_codec, XProtocolConfig,
+                      description="a private RPC protocol declared in config")]
+
+
+@hookimpl
+def mosn_protocols() -> list[Extension]:
+    return [Extension(PROTOCOL_NAME, xprotocol_protocol, XProtocolConfig,
+                      description="a private RPC protocol declared in extend_config.xprotocol")]
