@@ -44,6 +44,18 @@ def xprotocol_protocol(config: XProtocolConfig | None = None, *_: Any) -> Any:
 
 
 @hookimpl
+def mosn_network_filters() -> list[Extension]:
+    from mosn_xprotocol.tunnel import TunnelEntryConfig, TunnelExitConfig, build_entry, build_exit
+
+    return [
+        Extension("tunnel_entry", build_entry, TunnelEntryConfig,
+                  description="no-unpack forwarding into a tunnel naming the far cluster"),
+        Extension("tunnel_exit", build_exit, TunnelExitConfig,
+                  description="no-unpack forwarding out of a tunnel to the cluster it names"),
+    ]
+
+
+@hookimpl
 def mosn_xprotocol_codecs() -> list[Extension]:
     return [Extension(PROTOCOL_NAME, xprotocol_codec, XProtocolConfig,
                       description="a private RPC protocol declared in config")]
