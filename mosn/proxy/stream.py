@@ -307,6 +307,7 @@ class DownstreamStream:
         protocol = self.ctx.upstream_protocol(self.route, self.protocol)
         pool = self.ctx.pool(cluster, host, protocol)
         upstream = self.upstream = UpstreamRequest(self, cluster, host, self._retrying)
+        self._retrying = False
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
             upstream.try_timer = self.ctx.loop().call_later(
@@ -428,7 +429,10 @@ class DownstreamStream:
                 cluster.count(more.upstream_rq_retry_overflow)
                 return False
             cluster.count(more.upstream_rq_retry)
-        self._retrying = True
+            # Held from now (Envoy's retry budget counts scheduled retries); the retry's
+            # upstream request takes it over, or _finish gives it back.
+            cluster.store.values[more.upstream_rq_retry_active] += 1  # type: ignore[index]
+            self._retrying = True
         self._retries_left -= 1
         attempt = policy.num_retries - self._retries_left
         old = self.upstream
@@ -526,6 +530,9 @@ class DownstreamStream:
         if self.done:
             return
         self.done = True
+        if self._retrying and self.cluster is not None:  # a retry never started
+            self._retrying = False
+            self.cluster.store.values[self.cluster.more.upstream_rq_retry_active] -= 1
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -556,7 +563,8 @@ def _shadow_authority(authority: str) -> str:
 class UpstreamRequest:
     """One try of a request upstream: the pool's callbacks and the client codec's
     ``ResponseHandler``, reporting to its downstream stream. Counted as active (on its
-    host and cluster) from creation until it ends or is abandoned."""
+    host and cluster) from creation until it ends or is abandoned; a retry also holds
+    its place in the ``max_retries`` circuit breaker until then."""
 
     __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer",
                  "cluster", "host", "retry", "live")
@@ -579,8 +587,6 @@ class UpstreamRequest:
         v[more.upstream_rq_active] += 1  # type: ignore[index]
         v[hs.rq_total] += 1  # type: ignore[index, union-attr]
         v[hs.rq_active] += 1  # type: ignore[index, union-attr]
-        if retry:
-            v[more.upstream_rq_retry_active] += 1  # type: ignore[index]
 
     def release(self) -> None:
         """No longer in flight (ended, failed, reset or abandoned); once."""
