@@ -197,3 +197,21 @@ def test_heartbeats_are_answered_by_mosn(acme_port: int) -> None:
 
     reply = run(go())
     assert (reply["kind"], reply["request_id"], reply["status"]) == (ACME_HEARTBEAT_REPLY, 77, 0)
+
+
+def test_mosn_mock_client_speaks_a_declared_protocol(acme_port: int, tmp_path: Path) -> None:
+    """The codec description a proxy holds serves the tools too (--protocol-config)."""
+    description = tmp_path / "acme.yaml"
+    description.write_text(yaml.safe_dump({"codec": yaml.safe_load(ACME)}))
+    done = subprocess.run(
+        [sys.executable, "-m", "mosn", "mock", "client", "--protocol", "xprotocol",
+         "--protocol-config", str(description), "--target", f"127.0.0.1:{acme_port}",
+         "--service", "com.acme.Orders", "--count", "3"],
+        capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "3 requests: 3 succeeded, 0 failed" in done.stdout
+    refused = subprocess.run(
+        [sys.executable, "-m", "mosn", "mock", "client", "--protocol", "xprotocol",
+         "--target", f"127.0.0.1:{acme_port}", "--service", "com.acme.Orders"],
+        capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "needs a codec description" in refused.stderr
