@@ -1,0 +1,171 @@
+"""Clusters without IO: host-set updates, slots and their stats, shared health,
+outlier detection rules, the DNS codec, config validation."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from mosn.config import ConfigError, validate
+from mosn.config.models import ClusterConfig, MosnConfig
+from mosn.config.types import Address
+from mosn.observability.stats import StatsStore
+from mosn.plugins import PluginHost
+from mosn.upstream.cluster import FAILED_ACTIVE_HC, ClusterManager, Host
+from mosn.upstream.dns import TYPE_A, decode_answer, encode_query
+from mosn.upstream.outlier import OutlierDetector
+
+PLUGINS = PluginHost(autoload=False).load()
+
+
+def manager(**cluster: object) -> tuple[ClusterManager, StatsStore]:
+    config = MosnConfig.model_validate({"cluster_manager": {"clusters": [{
+        "name": "c", "hosts": [{"address": "10.0.0.1:80"}, {"address": "10.0.0.2:80"}],
+        **cluster}]}})
+    store = StatsStore()
+    cm = ClusterManager(config, PLUGINS, store)
+    store.allocate(1)
+    return cm, store
+
+
+def host(ip: str, **kw: object) -> Host:
+    return Host(Address(ip, 80), **kw)  # type: ignore[arg-type]
+
+
+def test_set_hosts_keeps_known_hosts_and_reuses_slots():
+    cm, store = manager(max_hosts=3)
+    c = cm.get("c")
+    first, second = c.hosts
+    first.active_requests = 5
+    removed: list[list[Host]] = []
+    c.on_hosts_removed.append(removed.append)
+    c.set_hosts([host("10.0.0.1", weight=7), host("10.0.0.3")])
+    kept, new = c.hosts
+    assert kept is first and kept.weight == 7 and kept.active_requests == 5
+    assert removed == [[second]]
+    assert new.slot == 2 and new.healthy_since > 0  # a new host ramps (slow start)
+    stats = store.snapshot()
+    assert "cluster.c.host.10.0.0.3:80.cx_total" in stats
+    assert "cluster.c.host.10.0.0.2:80.cx_total" not in stats
+    # The freed slot is taken next; its old counts are not the new host's.
+    store.values[second.stats.rq_total] += 4  # type: ignore[index, union-attr]
+    c.set_hosts([*c.hosts, host("10.0.0.4")])
+    assert c.hosts[-1].slot == second.slot
+    assert store.snapshot()["cluster.c.host.10.0.0.4:80.rq_total"] == 0
+
+
+def test_set_hosts_beyond_max_hosts_keeps_the_first():
+    cm, _ = manager(max_hosts=2)
+    c = cm.get("c")
+    c.set_hosts([host("10.0.0.1"), host("10.0.0.2"), host("10.0.0.3")])
+    assert [str(h) for h in c.hosts] == ["10.0.0.1:80", "10.0.0.2:80"]
+
+
+def test_shared_health_reaches_other_processes_hosts():
+    cm, _ = manager()
+    c = cm.get("c")
+    # What the process that runs the checks writes ...
+    c.health.set(c.slot_base + c.hosts[1].slot, FAILED_ACTIVE_HC)
+    # ... a worker takes on its next look.
+    cm.sync_health()
+    assert [h.healthy for h in c.hosts] == [True, False]
+    assert c.choose_host() is c.hosts[0]
+    c.health.set(c.slot_base + c.hosts[1].slot, 0)
+    cm.sync_health()
+    assert c.hosts[1].healthy and c.hosts[1].healthy_since > 0
+
+
+def test_host_sets_travel_with_their_slots():
+    control, _ = manager()
+    worker, _ = manager()
+    sent = []
+    control.publishers.append(sent.append)
+    control.update_hosts("c", [host("10.0.0.2"), host("10.0.0.9")])
+    worker.apply(sent[0])
+    assert [(str(h), h.slot) for h in worker.get("c").hosts] == \
+        [(str(h), h.slot) for h in control.get("c").hosts] == [("10.0.0.2:80", 1), ("10.0.0.9:80", 2)]
+
+
+def test_consecutive_gateway_failures_and_max_ejection_percent():
+    cm, store = manager(outlier_detection={"consecutive_gateway_failure": 2,
+                                           "enforcing_consecutive_gateway_failure": 100,
+                                           "max_ejection_percent": 10})
+    c = cm.get("c")
+    a, b = c.hosts
+    a.outlier.put_gateway_failure()
+    a.outlier.put_status(502)
+    assert not a.healthy
+    b.outlier.put_gateway_failure()
+    b.outlier.put_gateway_failure()
+    assert b.healthy  # one of two is already more than 10%
+    stats = store.snapshot()
+    assert stats["cluster.c.outlier_detection.ejections_enforced_consecutive_gateway_failure"] == 1
+    assert stats["cluster.c.outlier_detection.ejections_overflow"] == 1
+
+
+def test_success_rate_ejects_the_outlier():
+    hosts = [{"address": f"10.0.0.{i}:80"} for i in range(1, 6)]
+    cm, store = manager(hosts=hosts, outlier_detection={
+        "success_rate_minimum_hosts": 5, "success_rate_request_volume": 10,
+        "consecutive_5xx": 0, "max_ejection_percent": 50})
+    c = cm.get("c")
+    for i, h in enumerate(c.hosts):
+        for n in range(20):
+            h.outlier.put_status(500 if i == 4 and n % 2 else 200)
+    c.outlier.check(now=0.0)
+    assert [h.healthy for h in c.hosts] == [True, True, True, True, False]
+    assert store.snapshot()["cluster.c.outlier_detection.ejections_enforced_success_rate"] == 1
+
+
+def test_ejection_time_grows_with_each_ejection():
+    cm, _ = manager(outlier_detection={"consecutive_5xx": 1, "base_ejection_time": "10s",
+                                       "max_ejection_percent": 100})
+    c = cm.get("c")
+    d: OutlierDetector = c.outlier
+    h = c.hosts[0]
+    h.outlier.put_status(500)
+    start = h.outlier.ejected_at
+    d.check(start + 9)
+    assert not h.healthy
+    d.check(start + 10)
+    assert h.healthy
+    h.outlier.put_status(500)
+    start = h.outlier.ejected_at
+    d.check(start + 19)
+    assert not h.healthy  # second ejection: 2 x 10 s
+    d.check(start + 20)
+    assert h.healthy
+
+
+def test_dns_codec_round_trip():
+    query = encode_query("svc.example.com", TYPE_A, 0x1234)
+    assert query[12:29] == b"\x03svc\x07example\x03com\x00"
+    answer = (struct.pack("!HHHHHH", 0x1234, 0x8180, 1, 2, 0, 0) + query[12:]
+              + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + bytes([10, 0, 0, 1])
+              + b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 10, 4) + bytes([10, 0, 0, 2]))
+    assert decode_answer(answer, 0x1234) == (["10.0.0.1", "10.0.0.2"], 10)
+    nxdomain = struct.pack("!HHHHHH", 0x1234, 0x8183, 1, 0, 0, 0) + query[12:]
+    assert decode_answer(nxdomain, 0x1234) == ([], 0)
+
+
+def test_config_refuses_unknown_health_checkers_and_bad_check_config():
+    def errors(hc: dict[str, object]) -> list[str]:
+        raw = {"cluster_manager": {"clusters": [{"name": "c", "health_check": hc}]}}
+        with pytest.raises(ConfigError) as exc:
+            validate(raw, PLUGINS)
+        return exc.value.errors
+
+    assert errors({"protocol": "smtp"})[0].startswith(
+        "cluster_manager.clusters[0].health_check.protocol: unknown health checker 'smtp'")
+    assert errors({"protocol": "http", "check_config": {"http_check_config": {"codes": [{"start": 99}]}}})[0] \
+        .startswith("cluster_manager.clusters[0].health_check.check_config.http_check_config.codes[0]")
+
+
+def test_cluster_config_defaults_follow_mosn():
+    c = ClusterConfig.model_validate({"name": "c", "health_check": {"protocol": ""},
+                                     "circuit_breakers": None, "slow_start": {"aggression": 0}})
+    assert c.health_check.protocol == "tcp" and c.health_check.interval == 15.0
+    assert c.circuit_breakers.limits.max_requests == 0  # no limit
+    assert c.slow_start.aggression == 1.0 and not c.slow_start.enabled
+    assert ClusterConfig.model_validate({"name": "c", "health_check": {}}).health_check is None
