@@ -13,6 +13,7 @@ import yaml
 
 from conftest import ROOT, free_port, tcp_proxy_config
 from mosn.config import ConfigError, load, parse_address, parse_duration, validate
+from mosn.plugins import PluginHost
 
 DATA = ROOT / "tests" / "data"
 
@@ -87,7 +88,7 @@ def test_model_errors_name_their_path(mutate, expected):
 @pytest.mark.parametrize("mutate, expected", [
     (lambda r: listener(r)["filter_chains"][0]["filters"][0].update(type="nope"),
      "servers[0].listeners[0].filter_chains[0].filters[0].type: unknown network filter 'nope' "
-     "(known: proxy, tcp_proxy)"),
+     f"(known: {', '.join(PluginHost().load().names('network_filter'))})"),  # with installed plugins
     (lambda r: listener(r)["filter_chains"][0]["filters"][0].update(config={}),
      "servers[0].listeners[0].filter_chains[0].filters[0].config: "
      "set one of cluster, weighted_clusters or routes"),
