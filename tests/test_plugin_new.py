@@ -14,7 +14,8 @@ from mosn.cli import main
 from mosn.testing import scaffold
 
 
-def mosn(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def mosn(*args: str, env: dict[str, str] | None = None,
+         cwd: Path | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "mosn", *args], capture_output=True, text=True,
                           env=env, cwd=cwd, timeout=120)
 

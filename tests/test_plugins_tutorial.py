@@ -26,8 +26,6 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
 from conftest import ROOT, free_port
 
 DOC = ROOT / "docs" / "plugins.md"
@@ -82,7 +80,8 @@ def edit_command(path: Path, text: str) -> str:
                "for line in new.splitlines():\n"
                "    name = re.match(r'([A-Za-z_][A-Za-z0-9_]*)\\s*=', line)\n"
                "    if not name: continue\n"
-               "    source, n = re.subn(r'(?m)^' + name.group(1) + r'\\s*=.*$', lambda m: line, source)\n"
+               "    pattern = r'(?m)^' + name.group(1) + r'\\s*=.*$'\n"
+               "    source, n = re.subn(pattern, lambda m: line, source)\n"
                "    assert n == 1, f'{name.group(1)} is assigned {n} times in {path}'\n"
                "open(path, 'w').write(source)\n")
     return f"python -c {shlex.quote(program)} {shlex.quote(str(path))} {shlex.quote(text)}"
@@ -93,7 +92,8 @@ def sandbox(root: Path) -> dict[str, str]:
     and ``pytest`` commands; the environment to run the tutorial in."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True)
     purelib = Path(subprocess.run(
-        [str(root / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        [str(root / "bin" / "python"), "-c",
+         "import sysconfig; print(sysconfig.get_path('purelib'))"],
         check=True, capture_output=True, text=True).stdout.strip())
     mosn_site = sysconfig.get_path("purelib")
     (purelib / "mosn-tutorial-base.pth").write_text(
@@ -103,7 +103,8 @@ def sandbox(root: Path) -> dict[str, str]:
         shim.write_text(f'#!/bin/sh\nexec "{root}/bin/python" -m {module} "$@"\n')
         shim.chmod(0o755)
     return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))},
+        **{k: v for k, v in os.environ.items()
+           if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV"))},
         "PATH": f"{root / 'bin'}{os.pathsep}{os.environ['PATH']}",
         "VIRTUAL_ENV": str(root),
         "PIP_NO_INDEX": "1",

@@ -254,6 +254,8 @@ async def call(codec: FrameCodec, target: Address, *, service: str, method: str 
     and return one result per request, in the order sent. ``timeout`` bounds the whole
     exchange; ``wait`` is how long to keep trying to connect (for a target that is
     still starting)."""
+    if count < 1:
+        raise ValueError("count must be at least 1")
     loop = asyncio.get_running_loop()
     done: asyncio.Future[None] = loop.create_future()
     template = codec.request(service, method, body)

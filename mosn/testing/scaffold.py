@@ -106,8 +106,8 @@ in `tests/` tells you what the engine needs that your changes broke.
 | file | what it holds |
 |---|---|
 | `mosn_${name}/frames.py` | the wire format: header layout, kinds, statuses, `encode()` |
-| `mosn_${name}/codec.py` | `${Name}Codec`: decode, patch a request id, replies, builders for the tools |
-| `mosn_${name}/matcher.py` | recognises a `${name}` connection by its first bytes (`downstream_protocol: Auto`) |
+| `mosn_${name}/codec.py` | `${Name}Codec`: decode, patch an id, replies, frames for the tools |
+| `mosn_${name}/matcher.py` | knows a `${name}` connection by its first bytes (for `Auto`) |
 | `mosn_${name}/mapping.py` | the proxy's failures as `${name}` statuses, and back |
 | `mosn_${name}/config.py` | `${Name}Config`, what `extend_config: {${name}: {...}}` may set |
 | `mosn_${name}/plugin.py` | registers the codec and the protocol with mosn |

@@ -313,7 +313,8 @@ class CodecConfig(Strict):
         fixed: list[tuple[str, int, int]] = []
         if self.magic is not None:
             fixed.append(("magic", self.magic.offset, self.magic.end))
-        fixed += [(f"length.fields[{i}]", f.offset, f.end) for i, f in enumerate(self.length.fields)]
+        fixed += [(f"length.fields[{i}]", f.offset, f.end)
+                  for i, f in enumerate(self.length.fields)]
         fixed += [("request_id", self.request_id.offset, self.request_id.end),
                   ("kind", self.kind.offset, self.kind.end),
                   ("status", self.status.offset, self.status.end)]
@@ -321,13 +322,15 @@ class CodecConfig(Strict):
             fixed.append(("timeout", self.timeout.offset, self.timeout.end))
         for name, key in self.routing.items():
             if key.fixed:
-                fixed.append((f"routing.{name}", key.offset or 0, (key.offset or 0) + (key.size or 0)))
+                start = key.offset or 0
+                fixed.append((f"routing.{name}", start, start + (key.size or 0)))
             elif key.length_field is not None:
                 fixed.append((f"routing.{name}.length_field", key.length_field.offset,
                               key.length_field.end))
         for name, start, end in fixed:
             if end > self.header_size:
-                yield f"{name} (bytes {start}-{end - 1}) is outside the {self.header_size}-byte header"
+                yield (f"{name} (bytes {start}-{end - 1}) is outside the "
+                       f"{self.header_size}-byte header")
         # Status and timeout may share bytes: one is read in responses, the other in
         # requests (bolt's layout). Routing keys and string lengths may be read twice.
         exclusive = [f for f in fixed if not f[0].startswith("routing.")]
@@ -350,7 +353,8 @@ class CodecConfig(Strict):
                            "string (one with length_prefix or length_field)")
                     break
                 if current.after in chain:
-                    yield f"routing.{name}.after: the strings {' -> '.join(chain)} go round in a circle"
+                    yield (f"routing.{name}.after: the strings {' -> '.join(chain)} "
+                           "go round in a circle")
                     break
                 chain.append(current.after)
                 current = strings[current.after]
@@ -375,4 +379,5 @@ class XProtocolConfig(Model):
     def cross_check(self, root: Any, plugins: Any) -> Iterable[tuple[str, str]]:
         """Called when the proxy speaks ``xprotocol``: it needs a codec."""
         if self.codec is None:
-            yield "codec", "describe the protocol: a proxy speaking xprotocol needs extend_config.xprotocol.codec"
+            yield "codec", ("describe the protocol: a proxy speaking xprotocol needs "
+                            "extend_config.xprotocol.codec")

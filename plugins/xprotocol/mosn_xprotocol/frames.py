@@ -161,7 +161,8 @@ class Layout:
             return
         prefix = None
         if key.length_prefix is not None:
-            prefix = struct.Struct((">" if key_order == "big" else "<") + _FORMATS[key.length_prefix])
+            endian = ">" if key_order == "big" else "<"
+            prefix = struct.Struct(endian + _FORMATS[key.length_prefix])
         length_field = Slot.of(key.length_field, order) if key.length_field is not None else None
         self.string_keys.append(StringKey(name, key.offset, key.after, prefix, length_field,
                                           key.encoding))

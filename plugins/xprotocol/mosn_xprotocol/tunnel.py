@@ -47,7 +47,8 @@ class TunnelHeaderError(ValueError):
 def encode_tunnel_header(cluster: str) -> bytes:
     name = cluster.encode()
     if not 1 <= len(name) <= MAX_CLUSTER_NAME:
-        raise TunnelHeaderError(f"a cluster name in a tunnel header is 1 to {MAX_CLUSTER_NAME} bytes")
+        raise TunnelHeaderError(
+            f"a cluster name in a tunnel header is 1 to {MAX_CLUSTER_NAME} bytes")
     return TUNNEL_MAGIC + bytes([TUNNEL_VERSION, len(name)]) + name
 
 
