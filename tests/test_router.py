@@ -470,3 +470,26 @@ def test_matching_never_raises(host: str, path: str, method: str, headers: dict[
         assert isinstance(route.cluster_name(headers), str)
         route.apply_request_headers(dict(headers))
         assert isinstance(route.rewrite_path(path), str)
+
+
+def test_large_tables_are_indexed_by_first_segment_and_keep_config_order():
+    routes = [{"match": {"prefix": f"/svc{i}/"}, "route": {"cluster_name": f"c{i}"}}
+              for i in range(50)]
+    routes.insert(10, {"match": {"prefix": "/svc3"}, "route": {"cluster_name": "early"}})
+    routes.insert(20, {"match": {"path": "/svc7/exact"}, "route": {"cluster_name": "exact"}})
+    routes.append({"match": {"regex": "^/svc9/.*x$"}, "route": {"cluster_name": "regex"}})
+    routes.append({"match": {"prefix": "/"}, "route": {"cluster_name": "fallback"}})
+    table = Routers(parse_routers([{"router_config_name": "big", "virtual_hosts": [
+        {"name": "all", "domains": ["*"], "routers": routes}]}]))["big"]
+
+    def cluster(path: str) -> str:
+        return table.route(RouteRequest(host="a", path=path)).cluster_name()
+
+    assert cluster("/svc1/a") == "c1"
+    assert cluster("/svc3/a") == "c3"         # /svc3/ comes before the /svc3 prefix route
+    assert cluster("/svc30/a") == "early"     # /svc3 (no slash) is tried for every path
+    assert cluster("/svc7/exact") == "c7"     # /svc7/ is listed before the exact route
+    assert cluster("/svc9x") == "fallback"
+    assert cluster("/other") == "fallback"
+    assert cluster("/") == "fallback"
+    assert cluster("/svc49/q?x=1") == "c49"
