@@ -13,7 +13,6 @@ from typing import Any, Callable, Iterator
 
 import httpx
 import pytest
-
 from conftest import free_port
 
 # -- backends ---------------------------------------------------------------------------
@@ -97,7 +96,7 @@ class DnsServer(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: Any) -> None:
         self.queries += 1
-        qid, _, qd = struct.unpack_from("!HHH", data)
+        (qid,) = struct.unpack_from("!H", data)
         end = data.index(b"\0", 12) + 5  # the question: name, type, class
         question = data[12:end]
         answers = b"".join(
@@ -406,7 +405,7 @@ def test_max_connections_and_pending_requests(start_mosn, loop_thread):
             # One on the only connection, one waiting for it, one too many.
             return list(await asyncio.gather(one(0), one(0.1), one(0.2)))
 
-    (s1, t1), (s2, t2), (s3, t3) = asyncio.run(run())
+    (s1, _), (s2, t2), (s3, t3) = asyncio.run(run())
     assert (s1, s2, s3) == (200, 200, 503)
     assert t2 > 0.8  # waited for the first to finish on the one connection
     assert t3 < 0.3

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 from mosn.network.filter import FilterStatus
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
-from mosn.upstream.lb import LbContext
 from mosn.stream.types import (
     ClientStream,
     Headers,
@@ -29,6 +28,7 @@ from mosn.stream.types import (
     ServerStream,
     StreamResetReason,
 )
+from mosn.upstream.lb import LbContext
 
 if TYPE_CHECKING:
     from mosn.proxy.filter import ProxyContext

@@ -1,5 +1,15 @@
-"""Upstream: hosts, clusters, the cluster manager and load balancers."""
+"""Upstream: hosts, clusters, the cluster manager, load balancers, health checking,
+outlier detection, circuit breakers and host discovery (see docs/upstream.md)."""
 
 from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
+from mosn.upstream.health import HealthCheckFailed
+from mosn.upstream.lb import LbContext
 
-__all__ = ["Cluster", "ClusterManager", "Host", "UpstreamConnection"]
+__all__ = [
+    "Cluster",
+    "ClusterManager",
+    "HealthCheckFailed",
+    "Host",
+    "LbContext",
+    "UpstreamConnection",
+]

@@ -30,7 +30,13 @@ from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address, parse_address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, ClientConnection
 from mosn.network.filter import ConnectionEvent
-from mosn.observability.stats import CLUSTER_STATS, HOST_STATS, UPSTREAM_STATS, Scope, StatsStore
+from mosn.observability.stats import (
+    CLUSTER_STATS,
+    HOST_STATS,
+    UPSTREAM_STATS,
+    Scope,
+    StatsStore,
+)
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 
 log = logging.getLogger("mosn.upstream")

@@ -17,6 +17,7 @@ The first resolution happens while the config is loaded, before anything serves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import random
@@ -169,7 +170,7 @@ class Resolver:
             for server in self.servers:
                 query_id = random.getrandbits(16)
                 transport, protocol = await loop.create_datagram_endpoint(
-                    lambda: _Datagram(query_id), remote_addr=server)
+                    functools.partial(_Datagram, query_id), remote_addr=server)
                 try:
                     transport.sendto(encode_query(name, qtype, query_id))
                     data = await asyncio.wait_for(protocol.answer, self.timeout)
