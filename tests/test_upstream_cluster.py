@@ -37,6 +37,7 @@ def test_set_hosts_keeps_known_hosts_and_reuses_slots():
     cm, store = manager(max_hosts=3)
     c = cm.get("c")
     first, second = c.hosts
+    second_slot = second.slot
     first.active_requests = 5
     removed: list[list[Host]] = []
     c.on_hosts_removed.append(removed.append)
@@ -51,7 +52,7 @@ def test_set_hosts_keeps_known_hosts_and_reuses_slots():
     # The freed slot is taken next; its old counts are not the new host's.
     store.values[second.stats.rq_total] += 4  # type: ignore[index, union-attr]
     c.set_hosts([*c.hosts, host("10.0.0.4")])
-    assert c.hosts[-1].slot == second.slot
+    assert c.hosts[-1].slot == second_slot and second.slot == -1
     assert store.snapshot()["cluster.c.host.10.0.0.4:80.rq_total"] == 0
 
 

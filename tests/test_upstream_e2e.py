@@ -439,7 +439,9 @@ def test_max_retries_overflow(start_mosn, loop_thread):
 def test_strict_dns_host_set_changes_under_load_lose_no_request(start_mosn, loop_thread):
     dns, dns_port = loop_thread.dns()
     backend_port = free_port()
-    backends = {ip: Backend(loop_thread, ip, host=ip, port=backend_port).start()
+    # Each request takes 20 ms, so every change finds requests in flight on the hosts
+    # it removes.
+    backends = {ip: Backend(loop_thread, ip, host=ip, port=backend_port, delay=0.02).start()
                 for ip in ("127.0.0.2", "127.0.0.3", "127.0.0.4")}
     dns.addresses = ["127.0.0.2", "127.0.0.3"]
     port = free_port()

@@ -240,6 +240,7 @@ class Cluster:
         removed = [h for a, h in current.items() if a not in wanted]
         for h in removed:
             self._free_slots.append(h.slot)
+            h.slot = -1  # a late verdict about it must not land on the slot's next host
             if h.outlier is not None and self.outlier is not None:
                 self.outlier.forget(h)
             self.store.label(h.stats, None)  # type: ignore[arg-type]
@@ -312,6 +313,8 @@ class Cluster:
 
     def set_active_health(self, host: Host, healthy: bool) -> None:
         """The active health check's verdict (in the process that runs the checks)."""
+        if host.slot < 0:
+            return  # removed while it was being probed
         flags = 0 if healthy else FAILED_ACTIVE_HC
         self.health.set(self.slot_base + host.slot, flags)
         if host.set_health_flag(FAILED_ACTIVE_HC, not healthy):
@@ -446,7 +449,7 @@ class ClusterManager:
         process runs the health checks, following their results."""
         for cluster in self.clusters.values():
             cluster.start_worker()
-        if not follow_health:
+        if not follow_health or not any(c.config.health_check for c in self.clusters.values()):
             return
         while True:
             self.sync_health()

@@ -212,7 +212,7 @@ class ClusterHealthChecker:
 
     def _record(self, host: Any, ok: bool) -> None:
         counts = self._counts.get(host)
-        if counts is None:  # removed meanwhile
+        if counts is None or host.slot < 0:  # removed meanwhile
             return
         failed = bool(host.health_flags & FAILED_ACTIVE_HC)
         config = self.config
