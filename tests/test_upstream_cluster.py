@@ -170,3 +170,13 @@ def test_cluster_config_defaults_follow_mosn():
     assert c.circuit_breakers.limits.max_requests == 0  # no limit
     assert c.slow_start.aggression == 1.0 and not c.slow_start.enabled
     assert ClusterConfig.model_validate({"name": "c", "health_check": {}}).health_check is None
+
+
+def test_strict_dns_resolves_with_the_system_resolver_before_serving():
+    cm, _ = manager(type="STRICT_DNS", hosts=[{"address": "localhost:8080", "weight": 3},
+                                              {"address": "127.0.0.9:81"}])
+    hosts = {str(h.address): h for h in cm.get("c").hosts}
+    assert hosts["127.0.0.1:8080"].hostname == "localhost"
+    assert hosts["127.0.0.1:8080"].weight == 3
+    assert "127.0.0.9:81" in hosts  # an IP literal is its own answer
+    assert "c" in cm.discovery
