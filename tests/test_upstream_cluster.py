@@ -180,3 +180,53 @@ def test_strict_dns_resolves_with_the_system_resolver_before_serving():
     assert hosts["127.0.0.1:8080"].weight == 3
     assert "127.0.0.9:81" in hosts  # an IP literal is its own answer
     assert "c" in cm.discovery
+
+
+def test_health_checker_contract_and_thresholds():
+    import anyio
+
+    from mosn.upstream.health import ClusterHealthChecker, HealthCheckFailed
+
+    cm, store = manager(health_check={
+        "interval": "0.01s", "interval_jitter": "1ms", "initial_delay_seconds": "0.01s",
+        "timeout": "0.05s", "unhealthy_threshold": 2, "healthy_threshold": 3})
+    c = cm.get("c")
+    a = c.hosts[0]
+    script = [False, True, False, "slow", "wrong", True, True, True]
+    verdicts: list[bool] = []
+    set_active_health = c.set_active_health
+
+    def record(host: Host, healthy: bool) -> None:
+        verdicts.append(healthy)
+        set_active_health(host, healthy)
+
+    c.set_active_health = record  # type: ignore[method-assign]
+
+    class Scripted:  # what a plugin's checker looks like
+        async def check(self, host: Host) -> bool:
+            if host is not a or not script:
+                return True
+            answer = script.pop(0)
+            if answer == "slow":
+                await anyio.sleep(1)
+            if answer == "wrong":
+                raise HealthCheckFailed("bad answer")
+            return bool(answer)
+
+    async def run() -> None:
+        with anyio.move_on_after(2):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(ClusterHealthChecker(c, Scripted()).run)
+                while script:
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.05)
+                tg.cancel_scope.cancel()
+
+    anyio.run(run)
+    # Unhealthy after the 2nd failure in a row, healthy after the 3rd success in a row.
+    assert verdicts == [False, True]
+    assert a.healthy
+    stats = store.snapshot()
+    assert stats["cluster.c.health_check.network_failure"] == 1  # the slow one
+    assert stats["cluster.c.health_check.failure"] == 4
+    assert stats["cluster.c.health_check.healthy"] == 2
