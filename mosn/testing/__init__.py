@@ -1,5 +1,6 @@
 """The plugin author's kit: a conformance suite for frame codecs, pytest fixtures
-that run mosn and mock peers for real on 127.0.0.1, and ``mosn plugin new``'s
+that run mosn and mock peers for real on 127.0.0.1, helpers that run real peers
+(other implementations of a protocol) for interop tests, and ``mosn plugin new``'s
 scaffold. See docs/plugins.md.
 
 ``CodecConformance`` (from :mod:`mosn.testing.conformance`) needs pytest, and its
@@ -18,6 +19,15 @@ _EXPORTS = {
     "decode_whole": "mosn.testing.conformance",
     "MockServer": "mosn.testing.mock",
     "call": "mosn.testing.mock",
+    "Peer": "mosn.testing.peers",
+    "Recording": "mosn.testing.peers",
+    "Relay": "mosn.testing.peers",
+    "ensure_node_modules": "mosn.testing.peers",
+    "ensure_venv": "mosn.testing.peers",
+    "json_lines": "mosn.testing.peers",
+    "node_missing": "mosn.testing.peers",
+    "node_package_version": "mosn.testing.peers",
+    "node_version": "mosn.testing.peers",
     "MosnProcess": "mosn.testing.process",
     "env_with_path": "mosn.testing.process",
     "free_port": "mosn.testing.process",

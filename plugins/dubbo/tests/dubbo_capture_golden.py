@@ -12,16 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from mosn.testing import Relay, ensure_node_modules, free_port  # noqa: E402
 from dubbo_peers import (  # noqa: E402
     DATA,
     PEERS,
     SERVICE,
     UNKNOWN_SERVICE,
-    Relay,
     call,
-    ensure_node_modules,
     ensure_python3_dubbo,
-    free_port,
     python3_dubbo_call,
     split_frames,
     start_provider,
@@ -51,7 +49,7 @@ def save(name: str, frame: bytes) -> None:
 
 
 def main() -> None:
-    ensure_node_modules()
+    ensure_node_modules(PEERS)
     python = ensure_python3_dubbo()
     DATA.mkdir(exist_ok=True)
     provider = start_provider(free_port(), "golden")

@@ -22,14 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from dubbo_peers import (
-    Peer,
-    ensure_node_modules,
-    ensure_python3_dubbo,
-    free_port,
-    node_missing,
-    start_provider,
-)
+from mosn.testing import Peer, ensure_node_modules, free_port, node_missing
+from dubbo_peers import PEERS, ensure_python3_dubbo, start_provider
 from dubbo_zk import ZooKeeper, zookeeper_missing
 
 MOSN_START_TIMEOUT = 15.0  # seconds for mosn to report ready on a loaded CI machine
@@ -41,7 +35,7 @@ def node_peers() -> None:
     reason = node_missing()
     if reason:
         pytest.skip(f"Node.js peers: {reason}")
-    ensure_node_modules()
+    ensure_node_modules(PEERS)
 
 
 @pytest.fixture(scope="session")

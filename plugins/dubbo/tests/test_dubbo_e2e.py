@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from mosn.rpc.codec import FrameKind
+from mosn.testing import Peer, free_port
 from mosn_dubbo import DubboCodec, Status
 from mosn_dubbo.frames import FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_SIZE, build_frame
 from mosn_dubbo.hessian2 import NULL, Reader
@@ -30,11 +31,9 @@ from dubbo_peers import (
     SERVICE,
     UNKNOWN_SERVICE,
     VERSION,
-    Peer,
     call,
     calls,
     exchange,
-    free_port,
     python3_dubbo_call,
 )
 

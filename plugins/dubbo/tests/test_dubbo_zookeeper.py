@@ -16,15 +16,14 @@ from urllib.parse import quote
 import pytest
 
 from mosn.config.models import ClusterConfig
+from mosn.testing import Peer, free_port
 from mosn_dubbo.registry import parse_provider, provider_url, providers_path
 from mosn_dubbo.zookeeper import ZookeeperDiscovery, build_hosts, cluster_config
 from dubbo_fixtures import node_peers, start_mosn, zookeeper  # noqa: F401 (fixtures)
 from dubbo_peers import (
     SERVICE,
     VERSION,
-    Peer,
     calls,
-    free_port,
     start_provider,
     start_traffic,
     traffic_summary,

@@ -15,20 +15,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from collections.abc import Callable
 
+from mosn.testing import (
+    Recording,
+    Relay,
+    ensure_node_modules,
+    free_port,
+    node_package_version,
+    node_version,
+)
 from sofarpc_peers import (
     DATA,
     ECHO_SERVICE,
+    PEERS,
     UNKNOWN_SERVICE,
-    Recording,
-    Relay,
     anthunder,
     bolt_steps,
     ensure_anthunder,
-    ensure_node_modules,
-    free_port,
     hessian_string,
-    node_package_version,
-    node_version,
     rpc_call,
     split_frames,
     start_anthunder_server,
@@ -74,11 +77,11 @@ def all_ok(results: object) -> bool:
 
 
 def main() -> int:
-    ensure_node_modules()
+    ensure_node_modules(PEERS)
     python = ensure_anthunder()
     DATA.mkdir(exist_ok=True)
-    rpc_node = f"sofa-rpc-node {node_package_version('sofa-rpc-node')}"
-    bolt_node = f"sofa-bolt-node {node_package_version('sofa-bolt-node')}"
+    rpc_node = f"sofa-rpc-node {node_package_version(PEERS, 'sofa-rpc-node')}"
+    bolt_node = f"sofa-bolt-node {node_package_version(PEERS, 'sofa-bolt-node')}"
     anthunder_version = next(line.split("==")[1] for line in
                              (Path(__file__).parent / "peers" / "requirements-anthunder.txt")
                              .read_text().splitlines() if line.startswith("anthunder=="))

@@ -16,15 +16,8 @@ from collections.abc import Callable, Iterator
 import pytest
 import yaml
 
-from .sofarpc_peers import (
-    Peer,
-    ensure_anthunder,
-    ensure_node_modules,
-    free_port,
-    node_missing,
-    start_anthunder_server,
-    start_node_server,
-)
+from mosn.testing import Peer, ensure_node_modules, free_port, node_missing
+from .sofarpc_peers import PEERS, ensure_anthunder, start_anthunder_server, start_node_server
 
 MOSN_START_TIMEOUT = 15.0  # seconds for mosn to report ready on a loaded CI machine
 
@@ -35,7 +28,7 @@ def node_peers() -> None:
     reason = node_missing()
     if reason:
         pytest.skip(f"Node.js peers: {reason}")
-    ensure_node_modules()
+    ensure_node_modules(PEERS)
 
 
 @pytest.fixture(scope="session")

@@ -15,16 +15,15 @@ from collections.abc import Callable
 import pytest
 
 from mosn.rpc.codec import FrameKind
+from mosn.testing import Peer, free_port
+from mosn.testing.process import START_TIMEOUT
 from mosn_sofarpc import BoltCodec, BoltV2Codec, ResponseStatus
 from mosn_sofarpc.frames import CmdCode, build_request, encode_header_map
 from .sofarpc_peers import (
     ECHO_SERVICE,
-    START_TIMEOUT,
     UNKNOWN_SERVICE,
-    Peer,
     anthunder,
     bolt_steps,
-    free_port,
     hessian_string,
     rpc_call,
 )

@@ -12,11 +12,11 @@ from collections.abc import Iterator
 import pytest
 
 from mosn.rpc.codec import FrameKind
+from mosn.testing import Peer
+from mosn.testing.process import START_TIMEOUT
 from mosn_sofarpc import BoltCodec, ResponseStatus
 from .sofarpc_peers import (
     ECHO_SERVICE,
-    START_TIMEOUT,
-    Peer,
     anthunder,
     bolt_steps,
     hessian_string,
