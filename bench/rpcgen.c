@@ -1,29 +1,43 @@
-/* Bolt v1 server and load generator of bench/rpc.py, in one process and one epoll loop
- * (like bench/loadgen.c for bench/tcp.py): a Python client capped near haproxy's rate in
- * the TCP benchmark, too slow to tell fast proxies apart.
+/* Bolt v1 or Dubbo server and load generator of bench/rpc.py, in one process and one
+ * epoll loop (like bench/loadgen.c for bench/tcp.py): a Python client capped near
+ * haproxy's rate in the TCP benchmark, too slow to tell fast proxies apart.
  *
- *   rpcgen REQUEST_FILE RESPONSE_FILE
- *       REQUEST_FILE holds one whole bolt v1 request frame and RESPONSE_FILE one whole
- *       bolt v1 success response (bench/rpc.py builds both with the sofarpc plugin's
- *       BoltCodec). Starts a bolt server on 127.0.0.1 and prints "bolt PORT"; then reads
- *       commands on stdin, one at a time, and exits at the end of stdin.
+ *   rpcgen [--protocol bolt|dubbo] REQUEST_FILE RESPONSE_FILE
+ *       --protocol (default bolt) says which frames are spoken (see "Frames" below).
+ *       REQUEST_FILE holds one whole two-way request frame and RESPONSE_FILE one whole
+ *       success response (bench/rpc.py builds both with the protocol plugin's codec:
+ *       the sofarpc plugin's BoltCodec, the dubbo plugin's DubboCodec). Starts the
+ *       server on 127.0.0.1 and prints "PROTOCOL PORT" ("bolt PORT", "dubbo PORT");
+ *       then reads commands on stdin, one at a time, and exits at the end of stdin.
  *
- *   The server reads bolt v1 frames (22-byte request header, then class name, header
- *   map and content, their lengths at offsets 14, 16 and 18) and answers each request
- *   with RESPONSE_FILE's frame, the request's id patched in at offset 5, and each
- *   heartbeat with a heartbeat reply (status SUCCESS, nothing after the header). Oneway
- *   requests and anything else that is bolt v1 get no answer; a connection whose bytes
- *   are not bolt v1, or whose frame is over MAX_FRAME, is closed.
+ *   The server reads whole frames and answers each two-way request with RESPONSE_FILE's
+ *   frame, the request's id patched in, and each heartbeat with a heartbeat reply.
+ *   Oneway requests and any other frame of the protocol get no answer; a connection
+ *   whose bytes are not the protocol's frames, or whose frame is over MAX_FRAME, is
+ *   closed.
  *
  *   pingpong PORT CONNECTIONS WARMUP SECONDS
  *       each connection sends REQUEST_FILE's frame with its next id (1, 2, ...), reads
- *       the whole response (20-byte response header: class, header map and content
- *       lengths at offsets 12, 14 and 16), records the latency, and sends the next.
+ *       the whole response, records the latency, and sends the next.
  *       Prints "start" once WARMUP seconds have passed, then after SECONDS:
  *       "rt COUNT ELAPSED_NS P50_NS P99_NS CPU_NS ERRORS". ERRORS counts responses,
- *       over the warm-up and the window, that are not a SUCCESS response (command code
- *       2, status 0) with the id of the request they answer; the run carries on past
- *       them. Bytes that are not a bolt v1 response end the run with "error WHAT".
+ *       over the warm-up and the window, that are not a success response with the id
+ *       of the request they answer; the run carries on past them. Bytes that are not a
+ *       response of the protocol end the run with "error WHAT".
+ *
+ * Frames (struct protocol; big-endian):
+ *   bolt v1 (the sofarpc plugin's frames.py): a 22-byte request header, then class
+ *       name, header map and content, their lengths at offsets 14, 16 and 18; a 20-byte
+ *       response header, the lengths at 12, 14 and 16. The id is a u32 at offset 5. A
+ *       heartbeat is command code 0 in a request or oneway; its reply is a response
+ *       header with status SUCCESS and nothing after it. A success response has
+ *       command code 2 and status 0.
+ *   dubbo (the dubbo plugin's frames.py): a 16-byte header (magic 0xdabb; flag at
+ *       offset 2: bit 7 request, bit 6 two-way, bit 5 event, bits 0-4 serialization;
+ *       status at 3; the id a u64 at 4; the body's length a u32 at 12), then the body.
+ *       A heartbeat is a two-way request event; its reply is the same frame as a
+ *       response event with status OK (20), as the dubbo plugin answers one. A success
+ *       response is a response that is not an event, with status OK.
  *
  * CPU_NS is this process's user + system time over the measured window: the server's
  * and the clients' together, the whole load side. A run whose connection fails prints
@@ -51,17 +65,31 @@
 #define RESPONSE_BUFFER (64 * 1024) /* a client's whole response must fit */
 #define MAX_CLIENTS 1024          /* connections of one command */
 
+/* bolt v1 */
 #define PROTOCOL_V1 0x01
 #define TYPE_RESPONSE 0
 #define TYPE_REQUEST 1
 #define CMD_HEARTBEAT 0
 #define CMD_REQUEST 1
 #define CMD_RESPONSE 2
-#define REQUEST_HEADER 22
-#define RESPONSE_HEADER 20
-#define ID_OFFSET 5
-#define CODEC_OFFSET 9
-#define STATUS_OFFSET 10
+#define BOLT_REQUEST_HEADER 22
+#define BOLT_RESPONSE_HEADER 20
+#define BOLT_ID_OFFSET 5
+#define BOLT_CODEC_OFFSET 9
+#define BOLT_STATUS_OFFSET 10
+
+/* dubbo */
+#define DUBBO_MAGIC "\xda\xbb"
+#define DUBBO_HEADER 16
+#define DUBBO_FLAG_OFFSET 2
+#define DUBBO_STATUS_OFFSET 3
+#define DUBBO_ID_OFFSET 4
+#define DUBBO_LENGTH_OFFSET 12
+#define FLAG_REQUEST 0x80
+#define FLAG_TWO_WAY 0x40
+#define FLAG_EVENT 0x20
+#define SERIALIZATION_MASK 0x1f
+#define DUBBO_OK 20
 
 enum kind { LISTENER, SERVER, COMMAND, CLIENT };
 
@@ -72,7 +100,7 @@ struct conn {
     size_t in_len, in_cap;
     char *out; /* server: replies the peer has not taken yet */
     size_t out_len, out_cap;
-    uint32_t id; /* client: the id of the request in flight */
+    uint64_t id; /* client: the id of the request in flight */
     uint64_t sent_at;
 };
 
@@ -85,6 +113,22 @@ static struct {
     double seconds;
 } run;
 
+enum frame_kind { FRAME_OTHER, FRAME_REQUEST, FRAME_HEARTBEAT }; /* to the server */
+
+/* What the server and the clients need to know of a protocol's frames. */
+struct protocol {
+    const char *name, *frames; /* --protocol's word; the frames' name in messages */
+    size_t id_offset, id_size; /* the request id: big-endian, at the same place in every frame */
+    /* The size of the whole frame starting at p (avail bytes there), 0 if its header is
+     * not all there yet, -1 if it is not one of the protocol's frames. */
+    long (*frame_size)(const char *p, size_t avail);
+    enum frame_kind (*kind)(const char *frame); /* a two-way request, a heartbeat, or neither */
+    int (*is_response)(const char *frame);
+    int (*is_success)(const char *response); /* a success response to a request */
+    void (*heartbeat_reply)(struct conn *c, const char *heartbeat, size_t size); /* queues it on c */
+};
+
+static const struct protocol *proto;
 static int epoll;
 static char *request, *response; /* the templates */
 static size_t request_len, response_len;
@@ -117,24 +161,16 @@ static uint32_t get32(const char *p) {
     return (uint32_t)u[0] << 24 | (uint32_t)u[1] << 16 | (uint32_t)u[2] << 8 | u[3];
 }
 
-static void put32(char *p, uint32_t v) {
-    p[0] = (char)(v >> 24);
-    p[1] = (char)(v >> 16);
-    p[2] = (char)(v >> 8);
-    p[3] = (char)v;
+static uint64_t get_id(const char *frame) {
+    uint64_t id = 0;
+    for (size_t i = 0; i < proto->id_size; i++)
+        id = id << 8 | (unsigned char)frame[proto->id_offset + i];
+    return id;
 }
 
-/* The size of the whole frame starting at p (avail bytes there), 0 if its header is not
- * all there yet, -1 if it is not bolt v1. */
-static long frame_size(const char *p, size_t avail) {
-    if (avail < 2)
-        return avail && p[0] != PROTOCOL_V1 ? -1 : 0;
-    if (p[0] != PROTOCOL_V1 || (unsigned char)p[1] > 2)
-        return -1;
-    size_t header = p[1] == TYPE_RESPONSE ? RESPONSE_HEADER : REQUEST_HEADER;
-    if (avail < header)
-        return 0;
-    return (long)(header + get16(p + header - 8) + get16(p + header - 6) + get32(p + header - 4));
+static void put_id(char *frame, uint64_t id) {
+    for (size_t i = proto->id_size; i--; id >>= 8)
+        frame[proto->id_offset + i] = (char)id;
 }
 
 static void set_events(struct conn *c, uint32_t events, int op) {
@@ -171,6 +207,12 @@ static void reserve(char **buf, size_t *cap, size_t want) {
     *cap = n;
 }
 
+static void queue(struct conn *c, const char *data, size_t len) {
+    reserve(&c->out, &c->out_cap, c->out_len + len);
+    memcpy(c->out + c->out_len, data, len);
+    c->out_len += len;
+}
+
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f)
@@ -182,6 +224,85 @@ static char *read_file(const char *path, size_t *len) {
     fclose(f);
     return data;
 }
+
+/* --- protocols ------------------------------------------------------------------- */
+
+static long bolt_frame_size(const char *p, size_t avail) {
+    if (avail < 2)
+        return avail && p[0] != PROTOCOL_V1 ? -1 : 0;
+    if (p[0] != PROTOCOL_V1 || (unsigned char)p[1] > 2)
+        return -1;
+    size_t header = p[1] == TYPE_RESPONSE ? BOLT_RESPONSE_HEADER : BOLT_REQUEST_HEADER;
+    if (avail < header)
+        return 0;
+    return (long)(header + get16(p + header - 8) + get16(p + header - 6) + get32(p + header - 4));
+}
+
+static enum frame_kind bolt_kind(const char *frame) {
+    if (frame[1] == TYPE_REQUEST && get16(frame + 2) == CMD_REQUEST)
+        return FRAME_REQUEST;
+    if (frame[1] != TYPE_RESPONSE && get16(frame + 2) == CMD_HEARTBEAT)
+        return FRAME_HEARTBEAT;
+    return FRAME_OTHER;
+}
+
+static int bolt_is_response(const char *frame) {
+    return frame[1] == TYPE_RESPONSE;
+}
+
+static int bolt_is_success(const char *response) {
+    return get16(response + 2) == CMD_RESPONSE && get16(response + BOLT_STATUS_OFFSET) == 0;
+}
+
+static void bolt_heartbeat_reply(struct conn *c, const char *heartbeat, size_t size) {
+    (void)size;
+    /* proto, type response, cmdcode heartbeat, ver2, id, codec, status 0, no lengths */
+    char ack[BOLT_RESPONSE_HEADER] = {PROTOCOL_V1, TYPE_RESPONSE, 0, CMD_HEARTBEAT, 1};
+    memcpy(ack + BOLT_ID_OFFSET, heartbeat + BOLT_ID_OFFSET, 4);
+    ack[BOLT_CODEC_OFFSET] = heartbeat[BOLT_CODEC_OFFSET];
+    queue(c, ack, sizeof ack);
+}
+
+static long dubbo_frame_size(const char *p, size_t avail) {
+    if (memcmp(p, DUBBO_MAGIC, avail < 2 ? avail : 2))
+        return -1;
+    if (avail < DUBBO_HEADER)
+        return 0;
+    return (long)(DUBBO_HEADER + get32(p + DUBBO_LENGTH_OFFSET));
+}
+
+static enum frame_kind dubbo_kind(const char *frame) {
+    unsigned char flag = frame[DUBBO_FLAG_OFFSET];
+    if (!(flag & FLAG_REQUEST) || !(flag & FLAG_TWO_WAY))
+        return FRAME_OTHER;
+    return flag & FLAG_EVENT ? FRAME_HEARTBEAT : FRAME_REQUEST;
+}
+
+static int dubbo_is_response(const char *frame) {
+    return !(frame[DUBBO_FLAG_OFFSET] & FLAG_REQUEST);
+}
+
+static int dubbo_is_success(const char *response) {
+    return !(response[DUBBO_FLAG_OFFSET] & FLAG_EVENT)
+           && (unsigned char)response[DUBBO_STATUS_OFFSET] == DUBBO_OK;
+}
+
+/* The heartbeat's own frame turned into a response event with status OK, carrying what
+ * the heartbeat carried (hessian2 null from a Dubbo client), as the dubbo plugin's
+ * heartbeat_reply() answers. */
+static void dubbo_heartbeat_reply(struct conn *c, const char *heartbeat, size_t size) {
+    queue(c, heartbeat, size);
+    char *ack = c->out + c->out_len - size;
+    ack[DUBBO_FLAG_OFFSET] = (char)(FLAG_EVENT | (heartbeat[DUBBO_FLAG_OFFSET] & SERIALIZATION_MASK));
+    ack[DUBBO_STATUS_OFFSET] = DUBBO_OK;
+}
+
+static const struct protocol protocols[] = {
+    {"bolt", "bolt v1", BOLT_ID_OFFSET, 4, bolt_frame_size, bolt_kind, bolt_is_response,
+     bolt_is_success, bolt_heartbeat_reply},
+    {"dubbo", "dubbo", DUBBO_ID_OFFSET, 8, dubbo_frame_size, dubbo_kind, dubbo_is_response,
+     dubbo_is_success, dubbo_heartbeat_reply},
+};
 
 /* --- server ---------------------------------------------------------------------- */
 
@@ -214,20 +335,15 @@ static int flush(struct conn *c) {
     return 0;
 }
 
-static void reply(struct conn *c, const char *frame) {
-    if (frame[1] == TYPE_REQUEST && get16(frame + 2) == CMD_REQUEST) {
-        reserve(&c->out, &c->out_cap, c->out_len + response_len);
-        memcpy(c->out + c->out_len, response, response_len);
-        memcpy(c->out + c->out_len + ID_OFFSET, frame + ID_OFFSET, 4);
-        c->out_len += response_len;
-    } else if (frame[1] != TYPE_RESPONSE && get16(frame + 2) == CMD_HEARTBEAT) {
-        /* proto, type response, cmdcode heartbeat, ver2, id, codec, status 0, no lengths */
-        char ack[RESPONSE_HEADER] = {PROTOCOL_V1, TYPE_RESPONSE, 0, CMD_HEARTBEAT, 1};
-        memcpy(ack + ID_OFFSET, frame + ID_OFFSET, 4);
-        ack[CODEC_OFFSET] = frame[CODEC_OFFSET];
-        reserve(&c->out, &c->out_cap, c->out_len + sizeof ack);
-        memcpy(c->out + c->out_len, ack, sizeof ack);
-        c->out_len += sizeof ack;
+static void reply(struct conn *c, const char *frame, size_t size) {
+    switch (proto->kind(frame)) {
+    case FRAME_REQUEST:
+        queue(c, response, response_len);
+        memcpy(c->out + c->out_len - response_len + proto->id_offset, frame + proto->id_offset,
+               proto->id_size);
+        break;
+    case FRAME_HEARTBEAT: proto->heartbeat_reply(c, frame, size); break;
+    case FRAME_OTHER: break;
     }
 }
 
@@ -253,14 +369,14 @@ static void serve(struct conn *c, uint32_t events) {
     c->in_len += n;
     size_t off = 0;
     for (;;) {
-        long size = frame_size(c->in + off, c->in_len - off);
+        long size = proto->frame_size(c->in + off, c->in_len - off);
         if (size < 0 || size > MAX_FRAME) {
             drop(c);
             return;
         }
         if (!size || (size_t)size > c->in_len - off)
             break;
-        reply(c, c->in + off);
+        reply(c, c->in + off, size);
         off += size;
     }
     memmove(c->in, c->in + off, c->in_len - off);
@@ -287,7 +403,7 @@ static void fail(const char *what) {
 
 static void send_request(struct conn *c) {
     c->id++;
-    put32(request + ID_OFFSET, c->id); /* one template: each write takes it whole at once */
+    put_id(request, c->id); /* one template: each write takes it whole at once */
     if (write(c->fd, request, request_len) != (ssize_t)request_len) /* fits: nothing else is queued */
         fail("write");
 }
@@ -303,10 +419,12 @@ static void exchange(struct conn *c) {
         return;
     }
     c->in_len += n;
-    long size = frame_size(c->in, c->in_len);
+    long size = proto->frame_size(c->in, c->in_len);
     errno = 0;
-    if (size < 0 || (size && c->in[1] != TYPE_RESPONSE)) {
-        fail("not a bolt v1 response");
+    if (size < 0 || (size && !proto->is_response(c->in))) {
+        char what[64];
+        snprintf(what, sizeof what, "not a %s response", proto->frames);
+        fail(what);
         return;
     }
     if (size > (long)c->in_cap) {
@@ -320,8 +438,7 @@ static void exchange(struct conn *c) {
         return;
     }
     uint64_t done = now_ns(), took = done - c->sent_at;
-    if (get16(c->in + 2) != CMD_RESPONSE || get32(c->in + ID_OFFSET) != c->id
-        || get16(c->in + STATUS_OFFSET) != 0)
+    if (!proto->is_success(c->in) || get_id(c->in) != c->id)
         run.errors++;
     if (run.count == run.cap) {
         run.cap *= 2;
@@ -410,20 +527,36 @@ static int tick(void) {
     return (int)(((run.end ? run.end : run.start) - t) / 1000000) + 1;
 }
 
-/* The templates must be whole bolt v1 frames: a request (two-way) and a SUCCESS response. */
+/* The templates must be whole frames of the protocol: a two-way request and a success
+ * response. */
 static void check_templates(void) {
+    char what[64];
     errno = 0;
-    if (frame_size(request, request_len) != (long)request_len || request[1] != TYPE_REQUEST
-        || get16(request + 2) != CMD_REQUEST)
-        die("REQUEST_FILE is not one bolt v1 request frame");
-    if (frame_size(response, response_len) != (long)response_len || response[1] != TYPE_RESPONSE
-        || get16(response + 2) != CMD_RESPONSE || get16(response + STATUS_OFFSET) != 0)
-        die("RESPONSE_FILE is not one bolt v1 success response frame");
+    if (proto->frame_size(request, request_len) != (long)request_len
+        || proto->kind(request) != FRAME_REQUEST) {
+        snprintf(what, sizeof what, "REQUEST_FILE is not one %s request frame", proto->frames);
+        die(what);
+    }
+    if (proto->frame_size(response, response_len) != (long)response_len
+        || !proto->is_response(response) || !proto->is_success(response)) {
+        snprintf(what, sizeof what, "RESPONSE_FILE is not one %s success response frame",
+                 proto->frames);
+        die(what);
+    }
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: rpcgen REQUEST_FILE RESPONSE_FILE\n");
+    proto = &protocols[0];
+    if (argc == 5 && !strcmp(argv[1], "--protocol")) {
+        proto = NULL;
+        for (size_t i = 0; i < sizeof protocols / sizeof *protocols; i++)
+            if (!strcmp(argv[2], protocols[i].name))
+                proto = &protocols[i];
+        argc -= 2;
+        argv += 2;
+    }
+    if (argc != 3 || !proto) {
+        fprintf(stderr, "usage: rpcgen [--protocol bolt|dubbo] REQUEST_FILE RESPONSE_FILE\n");
         return 2;
     }
     request = read_file(argv[1], &request_len);
@@ -432,7 +565,7 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN); /* a peer gone mid-write is an error return, not a kill */
     if ((epoll = epoll_create1(0)) < 0)
         die("epoll_create1");
-    printf("bolt %d\n", listener());
+    printf("%s %d\n", proto->name, listener());
     fflush(stdout);
     watch(STDIN_FILENO, COMMAND, EPOLLIN);
     char line[256];

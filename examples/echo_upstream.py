@@ -59,12 +59,15 @@ def main() -> None:
     parser.add_argument("--address", default="127.0.0.1:20000",
                         help="HOST:PORT to listen on (port 0: any free port)")
     parser.add_argument("--unix", help="listen on this unix socket path instead")
+    parser.add_argument("--uvloop", action="store_true",
+                        help="run on uvloop (default: the standard asyncio loop, which is "
+                             "all an example upstream needs)")
     args = parser.parse_args()
-    try:
+    run = asyncio.run
+    if args.uvloop:
         import uvloop
-    except ImportError:
-        uvloop = None
-    run = uvloop.run if uvloop else asyncio.run
+
+        run = uvloop.run
     try:
         run(serve(args.address, args.unix))
     except KeyboardInterrupt:
