@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import TYPE_CHECKING
 
 from mosn import __version__
 from mosn.config import ConfigError, LoadedConfig, load, read_file
 from mosn.config.loader import load_plugins
 from mosn.plugins import PluginHost
+
+if TYPE_CHECKING:
+    from mosn.rpc.codec import FrameCodec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -179,16 +183,29 @@ def _plugins_list(args: argparse.Namespace) -> int:
     return 1 if host.errors else 0
 
 
+def _codec(command: str, protocol: str, config_path: str | None = None) -> FrameCodec | None:
+    """The installed codec named ``protocol``, built from the config in ``config_path``
+    if given; None once why it cannot be had is printed (prefixed with ``command``)."""
+    from mosn.rpc import tools
+
+    try:
+        config = read_file(config_path) if config_path else None
+        return tools.codec_named(protocol, config=config)
+    except ConfigError as exc:
+        print(f"{command}: {'; '.join(exc.errors)}", file=sys.stderr)
+    except (LookupError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        print(f"{command}: {exc}", file=sys.stderr)
+    return None
+
+
 def _bench(args: argparse.Namespace) -> int:
     import anyio
 
     from mosn.config import parse_address
     from mosn.rpc import tools
 
-    try:
-        codec = tools.codec_named(args.protocol)
-    except LookupError as exc:
-        print(f"mosn bench: {exc}", file=sys.stderr)
+    codec = _codec("mosn bench", args.protocol)
+    if codec is None:
         return 2
     result = anyio.run(lambda: tools.bench(
         codec, parse_address(args.target), connections=args.connections,
@@ -209,10 +226,8 @@ def _mock_server(args: argparse.Namespace) -> int:
     from mosn.config import parse_address
     from mosn.rpc import tools
 
-    try:
-        codec = tools.codec_named(args.protocol)
-    except LookupError as exc:
-        print(f"mosn mock: {exc}", file=sys.stderr)
+    codec = _codec("mosn mock", args.protocol)
+    if codec is None:
         return 2
     listen = parse_address(args.listen)
 
@@ -236,14 +251,8 @@ def _mock_client(args: argparse.Namespace) -> int:
     if args.count < 1:
         print("mosn mock client: --count must be at least 1", file=sys.stderr)
         return 2
-    try:
-        config = read_file(args.protocol_config) if args.protocol_config else None
-        codec = tools.codec_named(args.protocol, config=config)
-    except ConfigError as exc:
-        print(f"mosn mock client: {'; '.join(exc.errors)}", file=sys.stderr)
-        return 2
-    except (LookupError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
-        print(f"mosn mock client: {exc}", file=sys.stderr)
+    codec = _codec("mosn mock client", args.protocol, args.protocol_config)
+    if codec is None:
         return 2
     try:
         results = anyio.run(lambda: tools.call(

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from mosn.rpc.codec import FrameKind
-from mosn.testing import Peer, free_port
+from mosn.testing import MosnProcess, Peer, free_port
 from mosn_dubbo import DubboCodec, Status
 from mosn_dubbo.frames import FLAG_EVENT, FLAG_REQUEST, FLAG_TWO_WAY, HEADER_SIZE, build_frame
 from mosn_dubbo.hessian2 import NULL, Reader
@@ -24,7 +24,6 @@ from dubbo_fixtures import (  # noqa: F401 (fixtures)
     provider,
     provider_b,
     python3_dubbo,
-    start_mosn,
 )
 from dubbo_peers import (
     PEERS,
@@ -96,10 +95,13 @@ def dubbo_config(port: int, a: int, b: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def via_mosn(start_mosn: Callable[..., Any], provider: Peer, provider_b: Peer) -> int:
+def via_mosn(tmp_path_factory: pytest.TempPathFactory, provider: Peer,
+             provider_b: Peer) -> Iterator[int]:
     port = free_port()
-    start_mosn(dubbo_config(port, provider.port, provider_b.port))
-    return port
+    mosn = MosnProcess(dubbo_config(port, provider.port, provider_b.port),
+                       tmp_path_factory.mktemp("mosn"))
+    yield port
+    mosn.stop()
 
 
 def raw_call(port: int, service: str, method: str, body: bytes = b"x"):

@@ -19,7 +19,7 @@ from mosn.config.models import ClusterConfig
 from mosn.testing import Peer, free_port
 from mosn_dubbo.registry import parse_provider, provider_url, providers_path
 from mosn_dubbo.zookeeper import ZookeeperDiscovery, build_hosts, cluster_config
-from dubbo_fixtures import node_peers, start_mosn, zookeeper  # noqa: F401 (fixtures)
+from dubbo_fixtures import node_peers, zookeeper  # noqa: F401 (fixtures)
 from dubbo_peers import (
     SERVICE,
     VERSION,
@@ -163,7 +163,7 @@ def zk_config(port: int, zk: ZooKeeper, **cluster: Any) -> dict[str, Any]:
 
 
 def cluster_hosts(mosn: Any) -> set[str]:
-    (cluster,) = mosn.admin("/clusters")["clusters"]
+    (cluster,) = mosn.admin("/clusters").json()["clusters"]
     return {h["address"] for h in cluster["hosts"]}
 
 

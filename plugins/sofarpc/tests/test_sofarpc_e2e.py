@@ -10,12 +10,12 @@ import importlib.util
 import socket
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from mosn.rpc.codec import FrameKind
-from mosn.testing import Peer, free_port
+from mosn.testing import MosnProcess, Peer, free_port
 from mosn.testing.process import START_TIMEOUT
 from mosn_sofarpc import BoltCodec, BoltV2Codec, ResponseStatus
 from mosn_sofarpc.frames import CmdCode, build_request, encode_header_map
@@ -72,11 +72,12 @@ def bolt_config(listen_port: int, server_port: int, *, proxy: dict[str, Any] | N
 
 
 @pytest.fixture(scope="module")
-def via_mosn(start_mosn: Callable[..., Any], node_server: Peer) -> int:
+def via_mosn(tmp_path_factory: pytest.TempPathFactory, node_server: Peer) -> Iterator[int]:
     """mosn's bolt listener in front of sofa-rpc-node's server; yields its port."""
     port = free_port()
-    start_mosn(bolt_config(port, node_server.port))
-    return port
+    mosn = MosnProcess(bolt_config(port, node_server.port), tmp_path_factory.mktemp("mosn"))
+    yield port
+    mosn.stop()
 
 
 def exchange(port: int, frame: bytes, codec: BoltCodec = CODEC) -> Any:
