@@ -4,6 +4,7 @@ tools, peer configs rendered from bench/peers/, medians and the printed tables."
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import os
 import resource
@@ -258,3 +259,44 @@ def table(rows: dict, first: str, columns, fmt=None) -> str:
         cells = ((fmt or form).format(row[key]) if key in row else "-" for key, _, form in columns)
         lines.append(f"{name:<16}" + "".join(f"{cell:>11}" for cell in cells))
     return "\n".join(lines)
+
+
+LOAD_CPU_SATURATED = 95  # % of the load CPU above which the load side may cap a peer's rate
+OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
+
+
+def peer_arguments(parser: argparse.ArgumentParser, peers: list[str], rounds: int,
+                   per: str = "peer") -> None:
+    """The options every harness takes: --duration, --only, --rounds, --json."""
+    parser.add_argument("--duration", type=float, default=10.0,
+                        help=f"seconds measured per {per}, over all rounds (default 10)")
+    parser.add_argument("--only", help=f"comma-separated peers among {','.join(peers)}")
+    parser.add_argument("--rounds", type=int, default=rounds,
+                        help=f"windows per {per}, --duration split among them (default {rounds})")
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+
+
+def wanted_peers(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                 peers: list[str]) -> list[str]:
+    """The peers --only names (all by default); refuses unknown names and --rounds < 1."""
+    wanted = [p.strip() for p in args.only.split(",")] if args.only else list(peers)
+    if unknown := set(wanted) - set(peers):
+        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    return wanted
+
+
+def print_notes(results: dict, bad: dict, load_cpu: int, load_side: str) -> None:
+    """Notes under a table: flagged peers, a saturated load side, noisy rounds."""
+    for name, why in bad.items():
+        print(f"note: {name} is flagged: {why}; its figures are not of requests served, and it has no ratios")
+    for name, row in results.items():
+        if name != "direct" and row["load_cpu_pct"] >= LOAD_CPU_SATURATED:
+            print(f"note: {load_side} kept CPU {load_cpu} {row['load_cpu_pct']:.0f}% busy during {name}: "
+                  f"its rate may be partly the load side's; compare the CPU figures")
+        others = row["rounds"]["others_cpu_pct"]
+        if noisy := sorted(pct for pct in others if pct >= OTHERS_CPU_NOISY):
+            span = f"{noisy[0]}%" if len(noisy) == 1 else f"{noisy[0]}-{noisy[-1]}%"
+            print(f"note: other processes on this machine used {span} of a CPU in {len(noisy)} of "
+                  f"{name}'s {len(others)} rounds: their rates and latencies are noisy")

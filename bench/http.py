@@ -91,11 +91,14 @@ from common import (
     free_port,
     install_mosn,
     median_of,
+    peer_arguments,
     pip_install,
+    print_notes,
     raise_fd_limit,
     render,
     table,
     version,
+    wanted_peers,
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
@@ -110,8 +113,6 @@ WARMUP = 1  # seconds of load per peer before the first round (wrk takes whole s
 START_TIMEOUT = 30.0  # seconds for a peer to answer GET / (envoy takes ~1 s)
 GET_TIMEOUT = 5.0  # seconds for one readiness GET
 WRK_GRACE = 30.0  # seconds wrk may run past its duration before it is taken as hung
-LOAD_CPU_SATURATED = 95  # % of CPU 1 used by wrk and the backend above which they may cap a peer
-OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
 COUNTS = ("requests", "non_2xx", "socket_errors")  # summed over rounds; the other figures are medians
 
 
@@ -355,18 +356,9 @@ def interrupted(signum, frame):
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds measured per peer, over all rounds (default 10)")
-    parser.add_argument("--only", help=f"comma-separated peers among {','.join(PEERS)}")
-    parser.add_argument("--rounds", type=int, default=ROUNDS,
-                        help=f"windows per peer, --duration split among them (default {ROUNDS})")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    peer_arguments(parser, PEERS, ROUNDS)
     args = parser.parse_args()
-    wanted = [p.strip() for p in args.only.split(",")] if args.only else list(PEERS)
-    if unknown := set(wanted) - set(PEERS):
-        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    wanted = wanted_peers(parser, args, PEERS)
     window = max(1, round(args.duration / args.rounds))
     if window * args.rounds != args.duration:
         print(f"warning: wrk runs whole seconds: {args.rounds} rounds of {window} s per peer")
@@ -406,17 +398,7 @@ def main() -> int:
     if ratio:
         print()
         print(table(ratio, "ratio", COLUMNS[:len(FIGURES)], "{:.2f}"))
-    for name, why in bad.items():
-        print(f"note: {name} is flagged: {why}; its figures are not of requests served, and it has no ratios")
-    for name, row in results.items():
-        if name != "direct" and row["load_cpu_pct"] >= LOAD_CPU_SATURATED:
-            print(f"note: wrk and the backend kept CPU {cpus[1]} {row['load_cpu_pct']:.0f}% busy during "
-                  f"{name}: its rate may be partly theirs; compare the CPU figures")
-        others = row["rounds"]["others_cpu_pct"]
-        if noisy := sorted(pct for pct in others if pct >= OTHERS_CPU_NOISY):
-            span = f"{noisy[0]}%" if len(noisy) == 1 else f"{noisy[0]}-{noisy[-1]}%"
-            print(f"note: other processes on this machine used {span} of a CPU in {len(noisy)} of "
-                  f"{name}'s {len(others)} rounds: their rates and latencies are noisy")
+    print_notes(results, bad, cpus[1], "wrk and the backend")
     for name, text in versions.items():
         print(f"{name}: {text}")
     for name, reason in skipped.items():

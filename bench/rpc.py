@@ -100,6 +100,7 @@ from pathlib import Path
 
 from common import (
     BIN,
+    OTHERS_CPU_NOISY,
     STOP_TIMEOUT,
     CpuWindow,
     Processes,
@@ -107,10 +108,13 @@ from common import (
     free_port,
     install_mosn,
     median_of,
+    peer_arguments,
     pip_install,
+    print_notes,
     render,
     table,
     version,
+    wanted_peers,
 )
 
 RPCGEN_SOURCE = Path(__file__).resolve().parent / "rpcgen.c"
@@ -130,8 +134,6 @@ START_TIMEOUT = 30.0  # seconds for a peer to answer its check (envoy takes ~1 s
 CHECK_TIMEOUT = 5.0  # seconds for one check's answers
 STEP_TIMEOUT = 120.0  # bound on waiting for a reply of the generator
 GRACE = 30.0  # seconds mosn bench may run past its duration before it is taken as hung
-LOAD_CPU_SATURATED = 95  # % of CPU 1 used by the load side above which it may cap a peer
-OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
 TARGET_RATE = 0.5  # issues 4 (bolt) and 8 (Dubbo): mosn's req/s at least this times haproxy's ...
 TARGET_P99 = 3.0  # ... and, for bolt (issue 4), its p99 at most this times haproxy's
 COUNTS = ("requests", "errors")  # summed over rounds; the other figures are medians
@@ -534,20 +536,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--protocol", choices=sorted(PROTOCOLS), default="bolt",
                         help="the RPC protocol spoken end to end (default bolt)")
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds measured per peer, over all rounds (default 10)")
-    parser.add_argument("--only", help=f"comma-separated peers among {','.join(PEERS)}")
-    parser.add_argument("--rounds", type=int, default=ROUNDS,
-                        help=f"windows per peer, --duration split among them (default {ROUNDS})")
+    peer_arguments(parser, PEERS, ROUNDS)
     parser.add_argument("--reference", type=float, default=REFERENCE,
                         help=f"seconds of each mosn bench reference run (default {REFERENCE:g}; 0: none)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    wanted = [p.strip() for p in args.only.split(",")] if args.only else list(PEERS)
-    if unknown := set(wanted) - set(PEERS):
-        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
+    wanted = wanted_peers(parser, args, PEERS)
     args.request_bytes = args.response_bytes = 0  # known once the templates are built
 
     cpus = sorted(os.sched_getaffinity(0))
@@ -605,17 +598,7 @@ def main() -> int:
               f"C/Python = rpcgen's req/s above over mosn bench's\n")
         print(table({name: row for name, row in reference.items() if "failed" not in row},
                     "mosn bench to", REFERENCE_COLUMNS))
-    for name, why in bad.items():
-        print(f"note: {name} is flagged: {why}; its figures are not of requests served, and it has no ratios")
-    for name, row in results.items():
-        if name != "direct" and row["load_cpu_pct"] >= LOAD_CPU_SATURATED:
-            print(f"note: rpcgen kept CPU {cpus[1]} {row['load_cpu_pct']:.0f}% busy during {name}: "
-                  f"its rate may be partly the generator's; compare the CPU figures")
-        others = row["rounds"]["others_cpu_pct"]
-        if noisy := sorted(pct for pct in others if pct >= OTHERS_CPU_NOISY):
-            span = f"{noisy[0]}%" if len(noisy) == 1 else f"{noisy[0]}-{noisy[-1]}%"
-            print(f"note: other processes on this machine used {span} of a CPU in {len(noisy)} of "
-                  f"{name}'s {len(others)} rounds: their rates and latencies are noisy")
+    print_notes(results, bad, cpus[1], "rpcgen")
     for name, row in reference.items():
         if row.get("others_cpu_pct", 0) >= OTHERS_CPU_NOISY:
             print(f"note: other processes used {row['others_cpu_pct']}% of a CPU during the mosn bench "

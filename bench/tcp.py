@@ -70,6 +70,8 @@ from pathlib import Path
 
 from common import (
     BIN,
+    LOAD_CPU_SATURATED,
+    OTHERS_CPU_NOISY,
     STOP_TIMEOUT,
     CpuWindow,
     Processes,
@@ -77,12 +79,14 @@ from common import (
     free_port,
     install_mosn,
     median_of,
+    peer_arguments,
     pip_install,
     raise_fd_limit,
     render,
     rss_kib,
     table,
     version,
+    wanted_peers,
 )
 
 LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen.c"
@@ -101,8 +105,6 @@ WARMUP = 0.5  # seconds of load before each measured window
 SETTLE = 1.0  # seconds between opening the idle pairs and reading RSS
 START_TIMEOUT = 30.0  # seconds for a proxy to accept connections (envoy takes ~1 s)
 STEP_TIMEOUT = 120.0  # bound on opening the idle pairs and on waiting for a loadgen reply
-LOAD_CPU_SATURATED = 95  # % of CPU 1 used by the load generator above which it may cap a peer
-OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
 
 
 # --- setup -------------------------------------------------------------------
@@ -445,18 +447,11 @@ async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--duration", type=float, default=10.0,
-                        help="seconds measured per peer and test, over all rounds (default 10)")
-    parser.add_argument("--only", help=f"comma-separated peers among {','.join(PEERS)}")
+    peer_arguments(parser, PEERS, ROUNDS, per="peer and test")
     parser.add_argument("--idle", type=int, default=IDLE_PAIRS,
                         help=f"idle pairs for the memory figure (default {IDLE_PAIRS})")
-    parser.add_argument("--rounds", type=int, default=ROUNDS,
-                        help=f"windows per peer and test, --duration split among them (default {ROUNDS})")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
-    wanted = [p.strip() for p in args.only.split(",")] if args.only else list(PEERS)
-    if unknown := set(wanted) - set(PEERS):
-        parser.error(f"unknown peers: {', '.join(sorted(unknown))}")
+    wanted = wanted_peers(parser, args, PEERS)
 
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
