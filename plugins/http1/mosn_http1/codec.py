@@ -80,6 +80,29 @@ def _reraise(exc: httptools.HttpParserCallbackError) -> None:
 # -- server side ---------------------------------------------------------------------
 
 
+def _write_uncorked(stream: Any, conn: Any, data: bytes) -> None:
+    """Write ``data`` after the head held back for it (``stream.corked``), joined
+    into one write when small."""
+    corked = stream.corked
+    if corked is not None:
+        stream.corked = None
+        if len(data) <= CORK_JOIN_LIMIT:
+            data = corked + data
+        else:
+            conn.write(corked)
+    conn.write(data)
+
+
+def _read_disable(stream: Any, disable: bool) -> None:
+    """A stream's read_disable: counted, so it only releases what it asked for."""
+    if disable:
+        stream.disabled += 1
+        stream.codec.conn.read_disable(True)
+    elif stream.disabled:
+        stream.disabled -= 1
+        stream.codec.conn.read_disable(False)
+
+
 class ServerStream:
     """One request of a downstream connection and the way to answer it."""
 
@@ -207,28 +230,15 @@ class ServerStream:
         codec._response_done(self)
 
     def read_disable(self, disable: bool) -> None:
-        if self.released:
-            return
-        if disable:
-            self.disabled += 1
-            self.codec.conn.read_disable(True)
-        elif self.disabled:
-            self.disabled -= 1
-            self.codec.conn.read_disable(False)
+        if not self.released:
+            _read_disable(self, disable)
 
     # -- internal -----------------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         codec = self.codec
         if codec._active is self:
-            corked = self.corked
-            if corked is not None:
-                self.corked = None
-                if len(data) <= CORK_JOIN_LIMIT:
-                    data = corked + data
-                else:
-                    codec.conn.write(corked)
-            codec.conn.write(data)
+            _write_uncorked(self, codec.conn, data)
             return
         # An earlier response is still being sent: keep this one for its turn.
         if self.held is None:
@@ -793,24 +803,11 @@ class ClientStream:
         codec._close(CloseType.NO_FLUSH)
 
     def read_disable(self, disable: bool) -> None:
-        if self.dead:
-            return
-        if disable:
-            self.disabled += 1
-            self.codec.conn.read_disable(True)
-        elif self.disabled:
-            self.disabled -= 1
-            self.codec.conn.read_disable(False)
+        if not self.dead:
+            _read_disable(self, disable)
 
     def _write(self, data: bytes) -> None:
-        corked = self.corked
-        if corked is not None:
-            self.corked = None
-            if len(data) <= CORK_JOIN_LIMIT:
-                data = corked + data
-            else:
-                self.codec.conn.write(corked)
-        self.codec.conn.write(data)
+        _write_uncorked(self, self.codec.conn, data)
 
     def _uncork(self) -> None:
         corked = self.corked
