@@ -97,6 +97,9 @@ class BuildContext:
     """:class:`mosn.router.Routers`: every router configuration, by name."""
     stream_filters: tuple[Any, ...] = ()
     """The listener's stream filter factories (each makes a filter per stream)."""
+    observers: tuple[Any, ...] = ()
+    """The listener's :class:`mosn.proxy.observer.StreamObserver` objects (stats,
+    access logs, tracing), told of every L7 stream."""
 
 
 class PluginHost:

@@ -1,7 +1,9 @@
 """The L7 proxy: the ``proxy`` network filter, downstream streams, stream filters."""
 
 from mosn.proxy.config import ProxyConfig
+from mosn.proxy.observer import StreamObserver
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import FilterStatus, Phase, StreamFilter
 
-__all__ = ["DownstreamStream", "FilterStatus", "Phase", "ProxyConfig", "StreamFilter"]
+__all__ = ["DownstreamStream", "FilterStatus", "Phase", "ProxyConfig", "StreamFilter",
+           "StreamObserver"]

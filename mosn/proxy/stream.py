@@ -14,6 +14,7 @@ outcome is reported to the cluster's outlier detection.
 from __future__ import annotations
 
 import random
+import time
 from typing import TYPE_CHECKING, Any
 
 from mosn.network.filter import FilterStatus
@@ -109,7 +110,8 @@ class DownstreamStream:
         "_filters", "_filter_index", "_phase", "_body", "_body_size", "_retry_body",
         "_retry_ok", "_request_bytes", "_max_request_bytes", "_retries_left", "_tried",
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
-        "_retrying",
+        "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
+        "response_code", "bytes_sent",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -145,6 +147,20 @@ class DownstreamStream:
         self._trailers: Headers | None = None
         self._lb_context: LbContext | None = None
         self._retrying = False
+        self.observers = ctx.observers
+        self.start_time = time.time()
+        """Wall-clock seconds when the stream began (for the access log)."""
+        self.start_monotonic = time.monotonic()
+        self.end_monotonic = 0.0
+        self.response_code = 0
+        """The status sent downstream (HTTP-like for RPC); 0 until a response began."""
+        self.bytes_sent = 0
+        """Response body bytes sent downstream."""
+
+    @property
+    def bytes_received(self) -> int:
+        """Request body bytes received from downstream."""
+        return self._request_bytes
 
     # -- RequestHandler (the server codec calls these) ---------------------------------
 
@@ -153,6 +169,8 @@ class DownstreamStream:
         self.request_complete = end_stream
         if head.frame is None:
             self._http_request_headers(head)
+        for observer in self.observers:
+            observer.on_request(self)
         self.continue_request()
 
     def _http_request_headers(self, head: RequestHead) -> None:
@@ -319,6 +337,8 @@ class DownstreamStream:
         pool = self.ctx.pool(cluster, host, protocol)
         upstream = self.upstream = UpstreamRequest(self, cluster, host, self._retrying)
         self._retrying = False
+        for observer in self.observers:
+            observer.on_upstream_request(self, upstream)
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
             upstream.try_timer = self.ctx.loop().call_later(
@@ -391,6 +411,7 @@ class DownstreamStream:
             self.route.apply_response_headers(head.headers)
         for f in self._filters:
             f.on_response(self, head)
+        self.response_code = head.status
         self.server_stream.send_headers(head, end_stream)
         if end_stream:
             self._finish(reset_upstream=False)
@@ -398,6 +419,7 @@ class DownstreamStream:
     def on_upstream_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        self.bytes_sent += len(data)
         self.server_stream.send_data(data, end_stream)
         if end_stream:
             self._finish(reset_upstream=False)
@@ -532,6 +554,8 @@ class DownstreamStream:
         head = ResponseHead(status, Headers(fields))
         for f in self._filters:
             f.on_response(self, head)
+        self.response_code = status
+        self.bytes_sent += len(data)
         self.server_stream.send_headers(head, not data)
         if data:
             self.server_stream.send_data(data, True)
@@ -557,6 +581,9 @@ class DownstreamStream:
         if self._read_disabled:
             self._read_disabled = False
             self.server_stream.read_disable(False)
+        self.end_monotonic = time.monotonic()
+        for observer in self.observers:
+            observer.on_stream_end(self)
 
 
 _FAILURE_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -578,7 +605,8 @@ class UpstreamRequest:
     its place in the ``max_retries`` circuit breaker until then."""
 
     __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer",
-                 "cluster", "host", "retry", "live")
+                 "cluster", "host", "retry", "live", "start_monotonic", "response_code",
+                 "span")
 
     def __init__(self, downstream: DownstreamStream, cluster: "Cluster", host: "Host",
                  retry: bool = False) -> None:
@@ -592,6 +620,11 @@ class UpstreamRequest:
         self.host = host
         self.retry = retry
         self.live = True
+        self.start_monotonic = time.monotonic()
+        self.response_code = 0
+        """The status this try got from upstream; 0 until (unless) it got one."""
+        self.span: Any = None
+        """A tracer's span for this try, if one is kept."""
         host.active_requests += 1
         v, more, hs = cluster.store.values, cluster.more, host.stats
         v[cluster.more.upstream_rq_total] += 1  # type: ignore[index]
@@ -611,6 +644,10 @@ class UpstreamRequest:
         v[host.stats.rq_active] -= 1  # type: ignore[index, union-attr]
         if self.retry:
             v[more.upstream_rq_retry_active] -= 1  # type: ignore[index]
+        downstream = self.downstream
+        if downstream is not None:
+            for observer in downstream.observers:
+                observer.on_upstream_end(downstream, self)
 
     def count_5xx(self) -> None:
         v = self.cluster.store.values
@@ -654,6 +691,7 @@ class UpstreamRequest:
     # ResponseHandler
 
     def on_headers(self, head: ResponseHead, end_stream: bool) -> None:
+        self.response_code = head.status
         if end_stream:
             self.ended = True
             self.release()

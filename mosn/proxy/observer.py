@@ -1,0 +1,38 @@
+"""Stream observers: what stats, access logs and tracing learn of each L7 stream.
+
+An observer is a plain object built once per listener (before any worker forks) and
+handed to the ``proxy`` filter through :class:`mosn.plugins.BuildContext`. The
+proxy calls it at four points of every downstream stream (HTTP, HTTP/2, gRPC and
+RPC alike); it must be cheap and must not raise. Every method has a default that
+does nothing, so an observer overrides only what it needs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from mosn.proxy.stream import DownstreamStream, UpstreamRequest
+
+
+class StreamObserver:
+    def on_request(self, stream: "DownstreamStream") -> None:
+        """The request head arrived (``stream.request``), before any stream filter or
+        route ran; the headers may still be changed (a tracer reads or adds its
+        context here)."""
+
+    def on_upstream_request(self, stream: "DownstreamStream",
+                            upstream: "UpstreamRequest") -> None:
+        """A try upstream is about to start (the first, or a retry): ``stream.host``
+        is chosen and ``stream.request`` is what will be sent."""
+
+    def on_upstream_end(self, stream: "DownstreamStream", upstream: "UpstreamRequest") -> None:
+        """A try upstream ended (response complete, failed, reset, or replaced by a
+        retry); ``upstream.response_code`` is the status it got, 0 if none."""
+
+    def on_stream_end(self, stream: "DownstreamStream") -> None:
+        """The downstream stream ended (``stream.response_code``, ``.response_flags``,
+        ``.start_time``, ``.bytes_received``, ``.bytes_sent`` are final)."""
+
+
+__all__ = ["StreamObserver"]
