@@ -35,6 +35,7 @@ from mosn.config import LoadedConfig
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
+from mosn.observability.runtime import Observability, ObservabilityError
 from mosn.observability.stats import LISTENER_STATS, StatsStore
 from mosn.plugins import BuildContext
 from mosn.router import Routers
@@ -75,9 +76,11 @@ class Runtime:
     listeners: list[Listener] = field(default_factory=list)
     admin_sock: socket.socket | None = None
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
+    observability: Observability = field(init=False)
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
+        self.observability = Observability(config)
         self.clusters = ClusterManager(config, plugins, self.store)
         context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
                                routers=Routers(r for _, r in config.routers()))
@@ -89,7 +92,12 @@ class Runtime:
                 stream_filters = tuple(
                     _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
                     for flt in lc.stream_filters)
-                chain_context = replace(context, stream_filters=stream_filters)
+                try:
+                    observers = self.observability.observers(path, lc)
+                except ObservabilityError as exc:
+                    raise StartError(str(exc)) from None
+                chain_context = replace(context, stream_filters=stream_filters,
+                                        observers=context.observers + observers)
                 installs = [
                     _extension(plugins, "network_filter", flt).factory(flt.parsed, chain_context)
                     for fc in lc.filter_chains for flt in fc.filters]
@@ -230,6 +238,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     for lst in runtime.listeners:
         for conn in list(lst.connections):
             conn.close(CloseType.NO_FLUSH)
+    runtime.observability.close()  # queued access log lines written, spans exported
     return 0
 
 

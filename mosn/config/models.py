@@ -61,6 +61,34 @@ class FilterChainConfig(Model):
     filters: list[FilterConfig] = Field(min_length=1)
 
 
+class AccessLogConfig(Model):
+    """MOSN's ``AccessLog``: a listener's access log file and format."""
+
+    log_path: str = Field(min_length=1)
+    """A file (appended to, created if missing), or ``stdout`` / ``/dev/stdout``."""
+    log_format: str = ""
+    """MOSN's ``%variable%`` template (empty: MOSN's default format), or ``json``."""
+    json_format: dict[str, str] | None = None
+    """mosn's own: one JSON object a line, each key's value a template."""
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_variables(cls, value: str) -> str:
+        from mosn.observability.accesslog import compile_format
+
+        compile_format(value)  # an unknown variable is refused, with this field's path
+        return value
+
+    @field_validator("json_format")
+    @classmethod
+    def _known_json_variables(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        from mosn.observability.accesslog import compile_format
+
+        if value:
+            compile_format("", value)
+        return value
+
+
 class ListenerConfig(Model):
     name: str = ""
     address: AddressField
@@ -68,7 +96,7 @@ class ListenerConfig(Model):
     bind_port: bool | None = None
     reuseport: bool = False
     use_original_dst: Unsupported = None
-    access_logs: Unsupported = None
+    access_logs: list[AccessLogConfig] = Field(default_factory=list)
     inspector: Unsupported = None
     listener_filters: list[FilterConfig] = Field(default_factory=list)
     filter_chains: list[FilterChainConfig] = Field(min_length=1, max_length=1)
@@ -395,6 +423,68 @@ class PluginsConfig(Model):
     disable: list[str] = Field(default_factory=list)
 
 
+OTEL_DRIVERS = ("opentelemetry", "otel")
+"""``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
+TRACE_EXPORTERS = ("otlp", "console", "none")
+DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
+"""The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default)."""
+DEFAULT_BATCH_DELAY = 5.0
+"""Seconds between span exports (OpenTelemetry's ``OTEL_BSP_SCHEDULE_DELAY``)."""
+DEFAULT_EXPORT_TIMEOUT = 10.0
+"""Seconds an export may take (OpenTelemetry's ``OTEL_EXPORTER_OTLP_TIMEOUT``)."""
+
+
+class OpenTelemetryConfig(Model):
+    """mosn's OpenTelemetry tracer, the ``config`` of ``tracing``."""
+
+    service_name: str = "mosn"
+    exporter: str = "otlp"
+    """``otlp`` (OTLP over HTTP/protobuf), ``console`` (JSON on stdout) or ``none``."""
+    endpoint: str = DEFAULT_OTLP_ENDPOINT
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Sent with every OTLP export (an API key ...)."""
+    sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
+    """The share of new traces recorded (by trace id, as ``TraceIdRatioBased``)."""
+    parent_based: bool = True
+    """A request with a parent follows the parent's sampled flag; the ratio applies
+    to requests that start a trace."""
+    batch_delay: Duration = DEFAULT_BATCH_DELAY
+    export_timeout: Duration = DEFAULT_EXPORT_TIMEOUT
+
+    @model_validator(mode="after")
+    def _check(self) -> "OpenTelemetryConfig":
+        self.exporter = self.exporter.lower()
+        if self.exporter not in TRACE_EXPORTERS:
+            raise ValueError(f"exporter {self.exporter!r}: use one of {', '.join(TRACE_EXPORTERS)}")
+        return self
+
+
+class TracingConfig(Model):
+    """MOSN's ``TracingConfig``: ``{enable, driver, config}``."""
+
+    enable: bool = False
+    driver: str = "opentelemetry"
+    tracer: Unsupported = None
+    """MOSN's deprecated name for ``driver``."""
+    config: OpenTelemetryConfig = Field(default_factory=OpenTelemetryConfig)
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _null_is_default(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @model_validator(mode="after")
+    def _check(self) -> "TracingConfig":
+        if self.enable:
+            if self.driver.lower() not in OTEL_DRIVERS:
+                raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
+                                 "OpenTelemetry (driver: opentelemetry)")
+            from mosn.observability.tracing import check_installed
+
+            check_installed(self.config)
+        return self
+
+
 class MosnConfig(Model):
     servers: list[ServerConfig] = Field(default_factory=list)
     cluster_manager: ClusterManagerConfig = Field(default_factory=ClusterManagerConfig)
@@ -403,9 +493,14 @@ class MosnConfig(Model):
     pid: str = ""
     dynamic_resources: Unsupported = None
     static_resources: Unsupported = None
-    tracing: Unsupported = None
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
+
+    @field_validator("tracing", mode="before")
+    @classmethod
+    def _no_tracing(cls, value: Any) -> Any:
+        return {} if value is None else value
 
     def routers(self) -> Iterator[tuple[str, RouterConfiguration]]:
         """Every router configuration with its config path."""

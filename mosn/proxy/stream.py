@@ -111,7 +111,7 @@ class DownstreamStream:
         "_retry_ok", "_request_bytes", "_max_request_bytes", "_retries_left", "_tried",
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
         "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
-        "response_code", "bytes_sent",
+        "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -155,7 +155,13 @@ class DownstreamStream:
         self.response_code = 0
         """The status sent downstream (HTTP-like for RPC); 0 until a response began."""
         self.bytes_sent = 0
-        """Response body bytes sent downstream."""
+        """Response body bytes sent downstream (an RPC response: its frame)."""
+        self.response_monotonic = 0.0
+        """``time.monotonic()`` when the response began (for the access log)."""
+        self.response_headers: Headers | None = None
+        """The response's headers as sent downstream; None until a response began."""
+        self.span: Any = None
+        """A tracer's span for this stream, if one is kept."""
 
     @property
     def bytes_received(self) -> int:
@@ -401,7 +407,7 @@ class DownstreamStream:
                 return
         self.response_started = True
         if head.frame is not None:
-            pass  # an RPC response is forwarded as its frame
+            self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
         elif head.status != 101:
             strip_hop_by_hop(head.headers, False)
         elif self._timer is not None:
@@ -412,6 +418,8 @@ class DownstreamStream:
         for f in self._filters:
             f.on_response(self, head)
         self.response_code = head.status
+        self.response_headers = head.headers
+        self.response_monotonic = time.monotonic()
         self.server_stream.send_headers(head, end_stream)
         if end_stream:
             self._finish(reset_upstream=False)
@@ -555,6 +563,8 @@ class DownstreamStream:
         for f in self._filters:
             f.on_response(self, head)
         self.response_code = status
+        self.response_headers = head.headers
+        self.response_monotonic = time.monotonic()
         self.bytes_sent += len(data)
         self.server_stream.send_headers(head, not data)
         if data:

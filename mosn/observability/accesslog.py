@@ -1,0 +1,472 @@
+"""Access logs: one line per downstream stream, in MOSN's ``%variable%`` template or
+as JSON, written off the request path.
+
+A template is compiled once, when the config is validated, into a ``%``-format
+string and one getter per variable; at the end of each stream the line is made
+with a single ``fmt % values`` and appended to the log's in-memory queue. A writer
+thread per log file (started in each process on its first line) takes what is
+queued every ``FLUSH_INTERVAL`` and writes it with one ``write()`` per batch of
+whole lines on a file opened with ``O_APPEND``: worker processes sharing a file
+never split each other's lines (on a local file system each ``write()`` of an
+``O_APPEND`` file lands whole at the end). When the queue holds
+``MAX_PENDING_LINES`` new lines are dropped and counted, never blocking the proxy;
+the count is logged. Closing a log (on shutdown) writes what is queued.
+
+The variables are MOSN's (``pkg/proxy/var.go``, ``pkg/types``); where mosn's value
+differs from MOSN's the docs (``docs/access_log.md``) say so.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable
+
+from mosn.proxy.observer import StreamObserver
+
+if TYPE_CHECKING:
+    from mosn.proxy.stream import DownstreamStream
+
+log = logging.getLogger("mosn.accesslog")
+
+MAX_PENDING_LINES = 65536
+"""Lines a log holds in memory per process before new ones are dropped: a few
+seconds of a busy worker, about 16 MiB at 256 bytes a line; a stuck disk or a
+blocked stdout must not grow the proxy's memory without bound."""
+FLUSH_INTERVAL = 1.0
+"""Seconds between the writer's writes: lines reach the file within this, and a
+busy proxy pays one system call per interval, not one per request (Envoy waits
+10 s by default; a second keeps ``tail -f`` lively)."""
+MAX_WRITE_BYTES = 1024 * 1024
+"""Bytes of whole lines per ``write()``: large enough to drain a full queue in a few
+calls, small enough that one call does not hold a shared file for long."""
+CLOSE_TIMEOUT = 5.0
+"""Seconds shutdown waits for the writer to finish the last batch."""
+STDOUT_PATHS = ("stdout", "/dev/stdout")
+"""Paths meaning the process's standard output (inherited by every worker)."""
+
+DEFAULT_FORMAT = (
+    "%start_time% %request_received_duration% %response_received_duration% %bytes_sent%"
+    " %bytes_received% %protocol% %response_code% %duration% %response_flag% %response_code%"
+    " %upstream_local_address% %downstream_local_address% %downstream_remote_address%"
+    " %upstream_host%"
+)
+"""MOSN's ``DefaultAccessLogFormat`` (``pkg/types``), used when ``log_format`` is empty."""
+JSON_FORMAT = "json"
+"""``log_format: json``: one JSON object a line with every variable of the default format."""
+REQUEST_HEADER_PREFIX = "request_header_"
+RESPONSE_HEADER_PREFIX = "response_header_"
+NOT_FOUND = "-"
+"""What a variable shows when its value does not exist (no upstream, no header ...)."""
+
+_VARIABLE = re.compile(r"%([A-Za-z0-9_.\-]+)%")
+
+
+# -- values --------------------------------------------------------------------------------
+
+
+def go_duration(seconds: float) -> str:
+    """A duration as Go's ``time.Duration.String()`` writes it (``"1.234567ms"``,
+    ``"2.5s"``, ``"1m30s"``), MOSN's form for its duration variables."""
+    ns = round(seconds * 1e9)
+    if ns <= 0:
+        return "0s"
+    if ns < 1000:
+        return f"{ns}ns"
+    if ns < 1_000_000:
+        return _decimal(ns, 1000, 3) + "µs"
+    if ns < 1_000_000_000:
+        return _decimal(ns, 1_000_000, 6) + "ms"
+    whole, frac = divmod(ns, 1_000_000_000)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = _decimal(secs * 1_000_000_000 + frac, 1_000_000_000, 9) + "s"
+    if hours:
+        return f"{hours}h{minutes}m{text}"
+    return f"{minutes}m{text}" if minutes else text
+
+
+def _decimal(value: int, unit: int, digits: int) -> str:
+    whole, frac = divmod(value, unit)
+    if not frac:
+        return str(whole)
+    return f"{whole}.{frac:0{digits}d}".rstrip("0")
+
+
+class _StartTime:
+    """``start_time`` in MOSN's layout (``2006/01/02 15:04:05.000``, local time); the
+    date and time part is made once per second."""
+
+    __slots__ = ("second", "prefix")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.prefix = ""
+
+    def __call__(self, s: "DownstreamStream") -> str:
+        t = s.start_time
+        second = int(t)
+        if second != self.second:
+            self.second = second
+            self.prefix = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(second))
+        return f"{self.prefix}.{int((t - second) * 1000):03d}"
+
+
+def _address(addr: Any) -> str | None:
+    if isinstance(addr, tuple):
+        host = addr[0]
+        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return f"unix:{addr}" if addr else None
+
+
+def _since_start(s: "DownstreamStream", at: float) -> float | None:
+    return at - s.start_monotonic if at else None
+
+
+def _request_received(s: "DownstreamStream") -> float | None:
+    upstream = s.upstream
+    return upstream.start_monotonic - s.start_monotonic if upstream is not None else None
+
+
+def _bytes_received(s: "DownstreamStream") -> int:
+    head = s.request
+    if head is not None and head.frame is not None:
+        return len(head.frame.data)  # an RPC request is its frame
+    return s.bytes_received
+
+
+def _upstream_local(s: "DownstreamStream") -> str | None:
+    upstream = s.upstream
+    client = upstream.client if upstream is not None else None
+    return _address(client.conn.local_address) if client is not None else None
+
+
+def _trace_id(s: "DownstreamStream") -> str | None:
+    span = s.span
+    if span is None:
+        return None
+    return f"{span.get_span_context().trace_id:032x}"
+
+
+@dataclass(frozen=True, slots=True)
+class Variable:
+    """A built-in variable: ``get`` reads the stream at its end (None: not there);
+    ``duration``: the value is seconds, written as a Go duration (text) or a
+    number of seconds (JSON)."""
+
+    get: Callable[["DownstreamStream"], Any]
+    meaning: str
+    duration: bool = False
+
+
+VARIABLES: dict[str, Variable] = {
+    "start_time": Variable(_StartTime(), "when the request began (local time, ms)"),
+    "request_received_duration": Variable(
+        _request_received, "from the start until the request went upstream (its last try)",
+        True),
+    "response_received_duration": Variable(
+        lambda s: _since_start(s, s.response_monotonic),
+        "from the start until the response began (from upstream, or the proxy's own)", True),
+    "request_finished_duration": Variable(
+        lambda s: _since_start(s, s.end_monotonic), "from the start until the stream ended", True),
+    "duration": Variable(
+        lambda s: _since_start(s, s.end_monotonic), "the stream's whole duration", True),
+    "bytes_sent": Variable(lambda s: s.bytes_sent, "response body bytes sent downstream"),
+    "bytes_received": Variable(_bytes_received, "request body bytes received from downstream"),
+    "protocol": Variable(lambda s: s.protocol, "the downstream protocol (Http1, bolt ...)"),
+    "response_code": Variable(lambda s: s.response_code or None, "the status sent downstream"),
+    "response_flag": Variable(lambda s: ",".join(s.response_flags) or None,
+                              "Envoy's response flags (NR, UH, UF, UT ...), comma-separated"),
+    "response_flags": Variable(lambda s: ",".join(s.response_flags) or None,
+                               "the same as response_flag"),
+    "upstream_local_address": Variable(_upstream_local,
+                                       "the proxy's address on the upstream connection"),
+    "downstream_local_address": Variable(lambda s: _address(s.conn.local_address),
+                                         "the listener address the client reached"),
+    "downstream_remote_address": Variable(lambda s: _address(s.conn.remote_address),
+                                          "the client's address"),
+    "upstream_host": Variable(lambda s: str(s.host) if s.host is not None else None,
+                              "the upstream host's address (the last try's)"),
+    "upstream_cluster": Variable(lambda s: s.cluster.name if s.cluster is not None else None,
+                                 "the cluster the route chose"),
+    "request_method": Variable(lambda s: s.request.method if s.request is not None else None,
+                               "the request method (RPC: the method header)"),
+    "request_path": Variable(lambda s: s.request.path if s.request is not None else None,
+                             "the request target with its query (RPC: empty)"),
+    "trace_id": Variable(_trace_id, "mosn's own: the stream's trace id when tracing is on"),
+}
+"""Every built-in variable by name (the header variables are prefixes, below)."""
+
+
+def _request_header(name: str) -> Callable[["DownstreamStream"], Any]:
+    lowered = name.lower()
+
+    def get(s: "DownstreamStream") -> Any:
+        head = s.request
+        if head is None:
+            return None
+        value = head.headers.get(lowered)
+        return head.headers.get(name) if value is None else value  # RPC keys keep their case
+
+    return get
+
+
+def _response_header(name: str) -> Callable[["DownstreamStream"], Any]:
+    lowered = name.lower()
+
+    def get(s: "DownstreamStream") -> Any:
+        headers = s.response_headers
+        if headers is None:
+            return None
+        value = headers.get(lowered)
+        return headers.get(name) if value is None else value
+
+    return get
+
+
+def variable(name: str) -> Variable:
+    """The variable ``name`` (built-in or a header one); ValueError if unknown."""
+    known = VARIABLES.get(name)
+    if known is not None:
+        return known
+    for prefix, make, what in ((REQUEST_HEADER_PREFIX, _request_header, "request"),
+                               (RESPONSE_HEADER_PREFIX, _response_header, "response")):
+        if name.startswith(prefix) and len(name) > len(prefix):
+            header = name[len(prefix):]
+            return Variable(make(header), f"the {what} header {header}")
+    raise ValueError(f"unknown access log variable %{name}% (known: "
+                     f"{', '.join(f'%{n}%' for n in VARIABLES)}, "
+                     f"%{REQUEST_HEADER_PREFIX}NAME%, %{RESPONSE_HEADER_PREFIX}NAME%)")
+
+
+def _text(var: Variable) -> Callable[["DownstreamStream"], str]:
+    get = var.get
+    if var.duration:
+        def duration(s: "DownstreamStream") -> str:
+            value = get(s)
+            return NOT_FOUND if value is None else go_duration(value)
+        return duration
+
+    def text(s: "DownstreamStream") -> str:
+        value = get(s)
+        return NOT_FOUND if value is None or value == "" else str(value)
+    return text
+
+
+def _json_value(var: Variable) -> Callable[["DownstreamStream"], Any]:
+    get = var.get
+    if var.duration:
+        def seconds(s: "DownstreamStream") -> Any:
+            value = get(s)
+            return None if value is None else round(value, 6)
+        return seconds
+    return get
+
+
+# -- formats -------------------------------------------------------------------------------
+
+
+class Formatter:
+    """A compiled ``%variable%`` template: ``format(stream)`` is the line."""
+
+    __slots__ = ("fmt", "getters")
+
+    def __init__(self, template: str) -> None:
+        parts: list[str] = []
+        self.getters: tuple[Callable[["DownstreamStream"], str], ...] = ()
+        getters = []
+        pos = 0
+        for m in _VARIABLE.finditer(template):
+            parts.append(template[pos:m.start()].replace("%", "%%"))
+            parts.append("%s")
+            getters.append(_text(variable(m.group(1))))
+            pos = m.end()
+        parts.append(template[pos:].replace("%", "%%"))
+        self.fmt = "".join(parts).replace("\n", " ") + "\n"
+        self.getters = tuple(getters)
+
+    def format(self, s: "DownstreamStream") -> str:
+        return self.fmt % tuple([g(s) for g in self.getters])
+
+
+class JsonFormatter:
+    """One JSON object a line: ``fields`` maps a key to a template; a template that
+    is one variable keeps its type (numbers stay numbers, missing is null)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, str]) -> None:
+        compiled: list[tuple[str, Callable[["DownstreamStream"], Any]]] = []
+        for key, template in fields.items():
+            m = _VARIABLE.fullmatch(template)
+            if m is not None:
+                compiled.append((key, _json_value(variable(m.group(1)))))
+            else:
+                text = Formatter(template)
+                compiled.append((key, lambda s, f=text: f.format(s)[:-1]))
+        self.fields = tuple(compiled)
+
+    def format(self, s: "DownstreamStream") -> str:
+        return json.dumps({key: get(s) for key, get in self.fields},
+                          ensure_ascii=False, separators=(",", ":")) + "\n"
+
+
+def default_json_fields() -> dict[str, str]:
+    """``log_format: json``: the variables of MOSN's default format, each under its name."""
+    names = dict.fromkeys(m.group(1) for m in _VARIABLE.finditer(DEFAULT_FORMAT))
+    return {name: f"%{name}%" for name in names}
+
+
+def compile_format(log_format: str, json_format: dict[str, str] | None = None
+                   ) -> Formatter | JsonFormatter:
+    """The formatter for a log's config; ValueError naming an unknown variable."""
+    if json_format:
+        return JsonFormatter(json_format)
+    if log_format.strip().lower() == JSON_FORMAT:
+        return JsonFormatter(default_json_fields())
+    return Formatter(log_format or DEFAULT_FORMAT)
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+def open_log(path: str) -> int:
+    """A file descriptor for ``path``, opened for appending (created if missing)."""
+    if path in STDOUT_PATHS:
+        return os.dup(1)
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+class LogWriter:
+    """One log file's queue and writer thread, in one process.
+
+    ``append`` is called on the event loop; the thread is started by the first line
+    in each process (a forked worker starts its own) and writes batches of whole
+    lines. ``dropped`` counts lines refused while the queue was full.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self.fd = fd
+        self.queue: collections.deque[str] = collections.deque()
+        self.dropped = 0
+        self._reported = 0
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._stop = False
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        # The parent's thread does not exist in a child: start afresh, with nothing
+        # of the parent's queued (the parent writes its own lines).
+        self._thread = None
+        self._wake = threading.Event()
+        self._stop = False
+        self.queue.clear()
+
+    def append(self, line: str) -> None:
+        queue = self.queue
+        if len(queue) >= MAX_PENDING_LINES:
+            self.dropped += 1
+            return
+        queue.append(line)
+        if self._thread is None:
+            self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name=f"accesslog {self.path}",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            self._wake.wait(FLUSH_INTERVAL)
+            self.flush()
+
+    def flush(self) -> None:
+        """Write every queued line (from the writer thread, or at close)."""
+        queue = self.queue
+        while queue:
+            batch: list[str] = []
+            size = 0
+            while queue and size < MAX_WRITE_BYTES:
+                line = queue.popleft()
+                batch.append(line)
+                size += len(line)
+            self._write("".join(batch).encode("utf-8", "replace"))
+        if self.dropped != self._reported:
+            log.warning("access log %s: %d lines dropped (the queue of %d was full)",
+                        self.path, self.dropped - self._reported, MAX_PENDING_LINES)
+            self._reported = self.dropped
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.fd, view)
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                log.error("access log %s: write failed: %s", self.path, exc.strerror or exc)
+                return
+            view = view[written:]
+
+    def close(self) -> None:
+        """Write what is queued and stop the thread (at shutdown)."""
+        thread = self._thread
+        if thread is not None:
+            self._stop = True
+            self._wake.set()
+            thread.join(CLOSE_TIMEOUT)
+        self.flush()
+        self._thread = None
+
+
+class AccessLog(StreamObserver):
+    """A listener's access log: a line per stream, queued to its file's writer."""
+
+    __slots__ = ("format", "writer")
+
+    def __init__(self, formatter: Formatter | JsonFormatter, writer: LogWriter) -> None:
+        self.format = formatter.format
+        self.writer = writer
+
+    def on_stream_end(self, stream: "DownstreamStream") -> None:
+        try:
+            line = self.format(stream)
+        except Exception:  # an observer must not raise into the proxy
+            log.exception("access log: a line could not be formatted")
+            return
+        self.writer.append(line)
+
+
+class AccessLogs:
+    """Every log file of the config, opened once and shared by the listeners (and
+    the worker processes) writing to it."""
+
+    def __init__(self) -> None:
+        self.writers: dict[str, LogWriter] = {}
+
+    def observer(self, path: str, log_format: str,
+                 json_format: dict[str, str] | None = None) -> AccessLog:
+        """Raises OSError if the file cannot be opened."""
+        key = "stdout" if path in STDOUT_PATHS else os.path.abspath(path)
+        writer = self.writers.get(key)
+        if writer is None:
+            writer = self.writers[key] = LogWriter(path, open_log(path))
+        return AccessLog(compile_format(log_format, json_format), writer)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+
+
+__all__ = ["DEFAULT_FORMAT", "MAX_PENDING_LINES", "VARIABLES", "AccessLog", "AccessLogs",
+           "Formatter", "JsonFormatter", "LogWriter", "compile_format", "go_duration",
+           "variable"]

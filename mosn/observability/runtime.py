@@ -1,0 +1,44 @@
+"""The access logs and the tracer a config asks for: each listener's stream observers,
+and their shutdown (queued lines written, spans exported)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from mosn.observability.accesslog import AccessLogs
+
+if TYPE_CHECKING:
+    from mosn.config.models import ListenerConfig, MosnConfig
+
+
+class ObservabilityError(Exception):
+    """An access log file cannot be opened; the message says which and why."""
+
+
+class Observability:
+    def __init__(self, config: "MosnConfig") -> None:
+        self.access_logs = AccessLogs()
+        self.tracing: Any = None
+        if config.tracing.enable:
+            from mosn.observability.tracing import Tracing
+
+            self.tracing = Tracing(config.tracing.config)
+
+    def observers(self, path: str, listener: "ListenerConfig") -> tuple[Any, ...]:
+        """The listener's observers: the tracer first (its span is there for the
+        access log's ``%trace_id%``), then its access logs."""
+        observers: list[Any] = [self.tracing] if self.tracing is not None else []
+        for i, config in enumerate(listener.access_logs):
+            try:
+                observers.append(self.access_logs.observer(
+                    config.log_path, config.log_format, config.json_format))
+            except OSError as exc:
+                raise ObservabilityError(
+                    f"{path}.access_logs[{i}].log_path: cannot open {config.log_path}: "
+                    f"{exc.strerror or exc}") from None
+        return tuple(observers)
+
+    def close(self) -> None:
+        if self.tracing is not None:
+            self.tracing.close()
+        self.access_logs.close()
