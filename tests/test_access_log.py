@@ -41,9 +41,9 @@ def backend() -> Iterator[int]:
 
 def http_config(port: int, backend: int, access_logs: list[dict[str, Any]],
                 **tracing: Any) -> dict[str, Any]:
-    """A listener with four routes: /slow (a 0.3 s timeout), /dead (a cluster whose
-    host refuses connections), /empty (a cluster without hosts) and / (the backend);
-    only paths under those prefixes match, /none/ matches nothing."""
+    """A listener with these routes: /slow/ (a 0.3 s timeout), /dead/ (a cluster whose
+    host refuses connections), /empty/ (a cluster without hosts), /ok/ (the backend)
+    and /retry/KEY (one retry of a 503); /none/ matches nothing."""
     dead = free_port()
     routes = [
         {"match": {"prefix": "/slow/"}, "route": {"cluster_name": "backend", "timeout": "0.3s",
@@ -51,6 +51,9 @@ def http_config(port: int, backend: int, access_logs: list[dict[str, Any]],
         {"match": {"prefix": "/dead/"}, "route": {"cluster_name": "dead"}},
         {"match": {"prefix": "/empty/"}, "route": {"cluster_name": "empty"}},
         {"match": {"prefix": "/ok/"}, "route": {"cluster_name": "backend", "prefix_rewrite": "/"}},
+        {"match": {"prefix": "/retry/"}, "route": {
+            "cluster_name": "backend", "prefix_rewrite": "/fail-then-ok/",
+            "retry_policy": {"retry_on": "5xx", "num_retries": 1}}},
     ]
     config: dict[str, Any] = {
         "servers": [{

@@ -89,6 +89,10 @@ class FrameCodec(TypingProtocol):
     def http_status(self, status: int) -> int:
         """An HTTP-like status for a response status (200 for success)."""
 
+    # Optional: ``with_headers(frame, updates: dict[str, str]) -> bytes``, the frame
+    # re-encoded with header fields set (what a tracer needs to carry its context
+    # upstream). A codec without it forwards frames unchanged even with tracing on.
+
     # For the tools (``mosn bench``, ``mosn mock``): frames made from scratch.
 
     def request(self, service: str, method: str, body: bytes) -> bytes:

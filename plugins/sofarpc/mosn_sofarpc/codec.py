@@ -42,6 +42,7 @@ from mosn_sofarpc.frames import (
     decode_header_map,
     encode_header_map,
     has_crc,
+    replace_header_map,
 )
 
 MAX_REQUEST_ID = 0xFFFFFFFF
@@ -193,6 +194,19 @@ class _SofaRpcCodec:
         sofa-bolt, sofa-bolt-node and MOSN send)."""
         return _reply(heartbeat.data, heartbeat.request_id, ResponseStatus.SUCCESS,
                       CmdCode.HEARTBEAT)
+
+    def with_headers(self, frame: Frame, updates: dict[str, str]) -> bytes:
+        """``frame`` re-encoded with ``updates`` set in its header map (a tracer's
+        context): the map as received (without the routing keys added on decode),
+        each key of ``updates`` replaced or appended."""
+        data = frame.data
+        protocol = data[0]
+        layout = LAYOUTS[protocol, data[TYPE_OFFSET[protocol]] != CmdType.RESPONSE]
+        fields = layout.struct.unpack_from(data)
+        start = layout.size + fields[-3]
+        headers = decode_header_map(memoryview(data)[start:start + fields[-2]])
+        headers.update(updates)
+        return replace_header_map(data, encode_header_map(headers.items()))
 
     def error_reply(self, request: Frame, status: int, message: str) -> bytes:
         """A response with ``status`` and nothing else, as MOSN's hijack replies

@@ -233,6 +233,24 @@ def build_response(
     return _finish(head + class_name + header + content, protocol, ver1, switch)
 
 
+def replace_header_map(data: bytes, header: bytes) -> bytes:
+    """The request or response frame ``data`` with ``header`` as its header map: the
+    header-length field rewritten, the class name and content copied, a v2 CRC
+    trailer recomputed."""
+    protocol = data[0]
+    layout = LAYOUTS[protocol, data[TYPE_OFFSET[protocol]] != CmdType.RESPONSE]
+    fields = list(layout.struct.unpack_from(data))
+    class_len, header_len, content_len = fields[-3:]
+    start = layout.size + class_len
+    body_end = start + header_len + content_len
+    fields[-2] = len(header)
+    frame = (layout.struct.pack(*fields) + data[layout.size:start] + header
+             + data[start + header_len:body_end])
+    if protocol == PROTOCOL_CODE_V1:
+        return frame
+    return _finish(frame, protocol, fields[1], fields[7])
+
+
 def _finish(frame: bytes, protocol: int, ver1: int, switch: int) -> bytes:
     if protocol == PROTOCOL_CODE_V2 and has_crc(ver1, switch):
         return frame + _U32.pack(crc32(frame))
