@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -285,3 +286,46 @@ def test_unwritable_log_refused_at_start(start_mosn, backend, tmp_path):
 def test_go_durations():
     assert [go_duration(s) for s in (0, 5e-7, 0.000123, 0.0012345, 1.5, 90.25, 3725)] == [
         "0s", "500ns", "123µs", "1.2345ms", "1.5s", "1m30.25s", "1h2m5s"]
+
+
+# -- TCP -------------------------------------------------------------------------------------
+
+
+def test_tcp_sessions_logged(start_mosn, echo_server, tmp_path):
+    from conftest import tcp_proxy_config
+
+    log = tmp_path / "access.log"
+    port, dead_port = free_port(), free_port()
+    config = tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"], listener={"access_logs": [{
+        "log_path": str(log), "log_format": ("%protocol% %bytes_received% %bytes_sent% "
+                                             "%upstream_host% %response_flag% "
+                                             "%downstream_local_address% %upstream_local_address%")}]})
+    dead = tcp_proxy_config(dead_port, [f"127.0.0.1:{free_port()}"])
+    config["servers"][0]["listeners"].append({**dead["servers"][0]["listeners"][0],
+                                              "name": "dead", "access_logs": [{
+                                                  "log_path": str(log),
+                                                  "log_format": "%protocol% %response_flag%"}]})
+    config["servers"][0]["listeners"][1]["filter_chains"][0]["filters"][0]["config"][
+        "cluster"] = "dead"
+    config["cluster_manager"]["clusters"].append({**dead["cluster_manager"]["clusters"][0],
+                                                  "name": "dead"})
+    start_mosn(config)
+    for size in (5, 70000):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(b"z" * size)
+            s.shutdown(socket.SHUT_WR)
+            echoed = b""
+            while chunk := s.recv(65536):
+                echoed += chunk
+            assert len(echoed) == size
+    with socket.create_connection(("127.0.0.1", dead_port), timeout=5) as s:
+        assert s.recv(1) == b""  # closed: nothing to connect to
+    lines = read_lines(log, 3)
+    assert len(lines) == 3 and "TCP UF" in lines
+    sessions = sorted((line for line in lines if line != "TCP UF"),
+                      key=lambda line: int(line.split(" ")[1]))
+    for line, size in zip(sessions, (5, 70000)):
+        protocol, received, sent, host, flag, local, upstream_local = line.split(" ")
+        assert (protocol, int(received), int(sent)) == ("TCP", size, size)
+        assert (host, flag, local) == (f"127.0.0.1:{echo_server}", "-", f"127.0.0.1:{port}")
+        assert re.fullmatch(r"127\.0\.0\.1:\d+", upstream_local)

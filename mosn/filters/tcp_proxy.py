@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+import time
 from typing import Any, Iterable
 
 from pydantic import Field, model_validator
@@ -31,7 +32,9 @@ from mosn.network.filter import (
     FilterStatus,
     ReadFilter,
 )
+from mosn.observability.accesslog import AccessLog, ConnectionRecord
 from mosn.plugins import BuildContext, Extension, hookimpl
+from mosn.proxy.stream import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
 from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
 
 DEFAULT_IDLE_TIMEOUT = 3600.0
@@ -154,7 +157,8 @@ def _addr_in(sockaddr: Any, networks: list[Any], ports: tuple[int, int] | None) 
 class TcpProxy:
     """Built once per filter chain; ``install`` runs for each new connection."""
 
-    def __init__(self, config: TcpProxyConfig, clusters: ClusterManager) -> None:
+    def __init__(self, config: TcpProxyConfig, clusters: ClusterManager,
+                 access_logs: tuple[AccessLog, ...] = ()) -> None:
         def get(name: str) -> Cluster:
             cluster = clusters.get(name)
             assert cluster is not None, "cross_check refuses unknown clusters"
@@ -167,9 +171,11 @@ class TcpProxy:
             self.weighted = [(get(w.name), w.weight) for w in config.weighted_clusters.clusters]
         self.idle_timeout = config.idle_timeout
         self.max_connect_attempts = config.max_connect_attempts
+        self.access_logs = access_logs
+        self._session = LoggedSession if access_logs else Session
 
     def install(self, conn: Connection) -> None:
-        session = Session(self, conn)
+        session = self._session(self, conn)
         conn.add_read_filter(session)
         conn.add_callbacks(session)
         if self.idle_timeout:
@@ -282,6 +288,43 @@ class Session(ReadFilter, ConnectionCallbacks):
             self.downstream.close(CloseType.FLUSH_WRITE)
 
 
+class LoggedSession(Session):
+    """A session of a listener with access logs: its bytes, host and outcome are
+    recorded, and a line is logged when the downstream connection closes (MOSN logs
+    TCP proxy sessions too). Sessions of listeners without logs pay nothing."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, proxy: TcpProxy, downstream: Connection) -> None:
+        super().__init__(proxy, downstream)
+        self._upstream_side = _LoggedUpstreamSide(self)
+        self.record = ConnectionRecord(downstream)
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        self.record.bytes_received += len(data)
+        return super().on_data(data)
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        super().on_event(event)
+        if event.is_close:
+            record = self.record
+            record.cluster = self.cluster
+            record.end_monotonic = time.monotonic()
+            for access_log in self.proxy.access_logs:
+                access_log.on_stream_end(record)  # type: ignore[arg-type]
+
+    def _connect(self) -> None:
+        super()._connect()
+        if self.upstream is None and not self.record.response_flags:
+            self.record.response_flags.append(
+                UPSTREAM_CONNECTION_FAILURE if self.tried else NO_HEALTHY_UPSTREAM)
+
+    def on_upstream_event(self, event: ConnectionEvent) -> None:
+        if event is ConnectionEvent.CONNECTED and self.upstream is not None:
+            self.record.connected(self.upstream.host, self.upstream)
+        super().on_upstream_event(event)
+
+
 class _UpstreamSide(ReadFilter, ConnectionCallbacks):
     """The upstream connection's read filter and callbacks, feeding the downstream."""
 
@@ -309,8 +352,17 @@ class _UpstreamSide(ReadFilter, ConnectionCallbacks):
         self.downstream.read_disable(False)
 
 
+class _LoggedUpstreamSide(_UpstreamSide):
+    __slots__ = ()
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        self.session.record.bytes_sent += len(data)  # type: ignore[attr-defined]
+        return super().on_data(data)
+
+
 def build(config: TcpProxyConfig, context: BuildContext) -> Any:
-    return TcpProxy(config, context.cluster_manager).install
+    access_logs = tuple(o for o in context.observers if isinstance(o, AccessLog))
+    return TcpProxy(config, context.cluster_manager, access_logs).install
 
 
 @hookimpl

@@ -446,6 +446,64 @@ class AccessLog(StreamObserver):
         self.writer.append(line)
 
 
+class _Addresses:
+    """A connection's two addresses, kept while it is open (a closed transport may no
+    longer tell them)."""
+
+    __slots__ = ("remote_address", "local_address")
+
+    def __init__(self, conn: Any) -> None:
+        self.remote_address = conn.remote_address
+        self.local_address = conn.local_address
+
+
+class _UpstreamConnection:
+    """A TCP session's upstream connection, read by the variables the way a stream's
+    last try is (``upstream.start_monotonic``, ``upstream.client.conn``)."""
+
+    __slots__ = ("start_monotonic", "conn")
+
+    def __init__(self, start_monotonic: float, conn: Any) -> None:
+        self.start_monotonic = start_monotonic
+        self.conn = _Addresses(conn)
+
+    @property
+    def client(self) -> "_UpstreamConnection":
+        return self
+
+
+class ConnectionRecord:
+    """What the access log reads of one ``tcp_proxy`` session, under the names a
+    stream has: ``protocol`` is ``TCP``, the bytes are the connection's, there is no
+    response code or header, and ``request_received_duration`` is the time until the
+    upstream connection was up."""
+
+    __slots__ = ("start_time", "start_monotonic", "end_monotonic", "bytes_sent",
+                 "bytes_received", "conn", "host", "cluster", "upstream", "response_flags")
+    protocol = "TCP"
+    request = None
+    response_headers = None
+    response_code = 0
+    response_monotonic = 0.0
+    span = None
+
+    def __init__(self, conn: Any) -> None:
+        self.start_time = time.time()
+        self.start_monotonic = time.monotonic()
+        self.end_monotonic = 0.0
+        self.bytes_sent = 0
+        self.bytes_received = 0
+        self.conn = _Addresses(conn)
+        self.host: Any = None
+        self.cluster: Any = None
+        self.upstream: _UpstreamConnection | None = None
+        self.response_flags: list[str] = []
+
+    def connected(self, host: Any, upstream: Any) -> None:
+        self.host = host
+        self.upstream = _UpstreamConnection(time.monotonic(), upstream)
+
+
 class AccessLogs:
     """Every log file of the config, opened once and shared by the listeners (and
     the worker processes) writing to it."""
@@ -468,5 +526,6 @@ class AccessLogs:
 
 
 __all__ = ["DEFAULT_FORMAT", "MAX_PENDING_LINES", "VARIABLES", "AccessLog", "AccessLogs",
+           "ConnectionRecord",
            "Formatter", "JsonFormatter", "LogWriter", "compile_format", "go_duration",
            "variable"]

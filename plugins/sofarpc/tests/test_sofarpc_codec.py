@@ -298,3 +298,23 @@ def test_a_tool_response_answers_the_request(codec) -> None:
     response = codec.decode(bytearray(codec.response(frame, b"result")))
     assert (response.kind, response.request_id, response.status) == (FrameKind.RESPONSE, 41, 0)
     assert response.data.endswith(b"result")
+
+
+@pytest.mark.parametrize("codec, extra", [
+    (BoltCodec(), {}),
+    (BoltV2Codec(), {"protocol": 0x02, "ver1": 0x02, "switch": 0x01}),  # with a CRC trailer
+])
+def test_with_headers_re_encodes_the_header_map(codec, extra) -> None:
+    original = build_request(9, class_name=b"com.example.Req", timeout_ms=700,
+                             header=header_map(("sofa_head_target_service", "a:1"),
+                                               ("x", "old")),
+                             content=b"the content", **extra)
+    frame = codec.decode(bytearray(original))
+    data = codec.with_headers(frame, {"x": "new", "traceparent": "00-ab-cd-01"})
+    again = codec.decode(bytearray(data))  # a v2 CRC is checked here
+    assert again.headers == {"sofa_head_target_service": "a:1", "x": "new",
+                             "traceparent": "00-ab-cd-01", "service": "a:1",
+                             "class": "com.example.Req"}
+    assert (again.request_id, again.timeout, again.kind) == (9, 0.7, FrameKind.REQUEST)
+    assert data.endswith(b"the content" + (data[-4:] if extra else b""))
+    assert codec.with_headers(again, {}) == data  # the routing keys are not written back
