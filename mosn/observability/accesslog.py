@@ -255,7 +255,12 @@ def _text(var: Variable) -> Callable[["DownstreamStream"], str]:
 
     def text(s: "DownstreamStream") -> str:
         value = get(s)
-        return NOT_FOUND if value is None or value == "" else str(value)
+        if value is None or value == "":
+            return NOT_FOUND
+        value = str(value)
+        if "\n" in value or "\r" in value:  # an RPC header value could end the line early
+            return value.replace("\n", " ").replace("\r", " ")
+        return value
     return text
 
 

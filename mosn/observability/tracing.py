@@ -253,7 +253,10 @@ class Tracing(StreamObserver):
         if inject is None:
             return  # this protocol's codec cannot add header fields: the context stops here
         try:
-            head.frame = replace(head.frame, data=inject(head.frame, updates))
+            frame = head.frame
+            # The new frame's headers list the keys it now has: a retry replaces them.
+            head.frame = replace(frame, data=inject(frame, updates),
+                                 headers={**frame.headers, **updates})
         except Exception:  # a frame the codec cannot re-encode goes on unchanged
             log.exception("tracing: could not add the trace context to a %s frame",
                           stream.protocol)

@@ -198,13 +198,19 @@ class _SofaRpcCodec:
     def with_headers(self, frame: Frame, updates: dict[str, str]) -> bytes:
         """``frame`` re-encoded with ``updates`` set in its header map (a tracer's
         context): the map as received (without the routing keys added on decode),
-        each key of ``updates`` replaced or appended."""
+        each key of ``updates`` replaced or appended. Keys the frame does not have
+        are appended to the map's bytes as they are (the common case, without
+        decoding the map again)."""
         data = frame.data
         protocol = data[0]
         layout = LAYOUTS[protocol, data[TYPE_OFFSET[protocol]] != CmdType.RESPONSE]
         fields = layout.struct.unpack_from(data)
         start = layout.size + fields[-3]
-        headers = decode_header_map(memoryview(data)[start:start + fields[-2]])
+        end = start + fields[-2]
+        present = frame.headers
+        if not any(key in present for key in updates):
+            return replace_header_map(data, data[start:end] + encode_header_map(updates.items()))
+        headers = decode_header_map(memoryview(data)[start:end])
         headers.update(updates)
         return replace_header_map(data, encode_header_map(headers.items()))
 

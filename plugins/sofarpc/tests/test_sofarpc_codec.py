@@ -318,3 +318,11 @@ def test_with_headers_re_encodes_the_header_map(codec, extra) -> None:
     assert (again.request_id, again.timeout, again.kind) == (9, 0.7, FrameKind.REQUEST)
     assert data.endswith(b"the content" + (data[-4:] if extra else b""))
     assert codec.with_headers(again, {}) == data  # the routing keys are not written back
+
+
+def test_with_headers_twice_replaces_rather_than_repeats() -> None:
+    frame = decode(build_request(3, header=header_map(("service", "a:1")), content=b"c"))
+    once = CODEC.decode(bytearray(CODEC.with_headers(frame, {"traceparent": "one"})))
+    twice = CODEC.with_headers(once, {"traceparent": "two"})
+    assert twice.count(b"traceparent") == 1
+    assert decode(twice).headers["traceparent"] == "two"
