@@ -269,3 +269,15 @@ def test_sofa_trace_id_mapping():
     assert sofa_trace_id("0" * 30) not in (0, sofa_trace_id("not-hex-at-all"))
     assert sofa_trace_id("f" * 40) < 2 ** 128  # longer than an OpenTelemetry id: hashed
     assert sofa_span_id("t", "0.1") != sofa_span_id("t", "0.2")
+
+
+def test_console_exporter_prints_spans(start_mosn, backend):  # noqa: F811
+    port = free_port()
+    mosn = start_mosn(http_config(port, backend, [], **tracing(exporter="console")))
+    trace_id, caller_span = new_ids()
+    httpx.get(f"http://127.0.0.1:{port}/ok/echo", timeout=5,
+              headers={"traceparent": f"00-{trace_id:032x}-{caller_span:016x}-01"})
+    mosn.stop()
+    output = mosn.log_path.read_text()
+    assert output.count(f'"trace_id": "0x{trace_id:032x}"') == 2  # the server and client spans
+    assert '"kind": "SpanKind.SERVER"' in output and '"kind": "SpanKind.CLIENT"' in output
