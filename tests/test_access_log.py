@@ -22,6 +22,7 @@ from mosn.config.loader import ConfigError, validate
 from mosn.observability.accesslog import DEFAULT_FORMAT, go_duration
 from mosn.testing.mock import call
 from mosn.testing.process import rpc_proxy_config
+from test_upstream_e2e import http_config as proxy_config
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 LINE_WAIT = 5.0
@@ -56,24 +57,12 @@ def http_config(port: int, backend: int, access_logs: list[dict[str, Any]],
             "cluster_name": "backend", "prefix_rewrite": "/fail-then-ok/",
             "retry_policy": {"retry_on": "5xx", "num_retries": 1}}},
     ]
-    config: dict[str, Any] = {
-        "servers": [{
-            "graceful_timeout": "3s",
-            "routers": [{"router_config_name": "main", "virtual_hosts": [
-                {"name": "all", "domains": ["*"], "routers": routes}]}],
-            "listeners": [{
-                "name": "http", "address": f"127.0.0.1:{port}",
-                "access_logs": access_logs,
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": "Http1", "router_config_name": "main"}}]}],
-            }],
-        }],
-        "cluster_manager": {"clusters": [
-            {"name": "backend", "hosts": [{"address": f"127.0.0.1:{backend}"}]},
-            {"name": "dead", "hosts": [{"address": f"127.0.0.1:{dead}"}]},
-            {"name": "empty", "hosts": []},
-        ]},
-    }
+    config = proxy_config(port, [
+        {"name": "backend", "hosts": [{"address": f"127.0.0.1:{backend}"}]},
+        {"name": "dead", "hosts": [{"address": f"127.0.0.1:{dead}"}]},
+        {"name": "empty", "hosts": []},
+    ], routes)
+    config["servers"][0]["listeners"][0]["access_logs"] = access_logs
     if tracing:
         config["tracing"] = tracing
     return config

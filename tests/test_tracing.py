@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import random
 import socket
-import threading
 import uuid
 from typing import Any, Iterator
 
@@ -174,39 +173,6 @@ def test_tracing_config_errors(backend):  # noqa: F811
 # -- bolt ------------------------------------------------------------------------------------
 
 
-class RecordingBoltServer:
-    """A bolt backend that answers every request and keeps its header map."""
-
-    def __init__(self) -> None:
-        from mosn_sofarpc import BoltCodec
-
-        self.codec = BoltCodec()
-        self.headers: list[dict[str, str]] = []
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn: socket.socket) -> None:
-        buffer = bytearray()
-        with conn:
-            while data := conn.recv(65536):
-                buffer += data
-                while (frame := self.codec.decode(buffer)) is not None:
-                    self.headers.append(dict(frame.headers))
-                    conn.sendall(self.codec.response(frame, b"ok"))
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 def bolt_call(port: int, headers: list[tuple[str, str]]) -> Any:
     from mosn_sofarpc import BoltCodec
     from mosn_sofarpc.frames import Serialization, build_request, encode_header_map
@@ -223,24 +189,22 @@ def bolt_call(port: int, headers: list[tuple[str, str]]) -> Any:
     return reply
 
 
-def test_bolt_joins_the_sofa_trace_and_carries_it_on(start_mosn, receiver):
+def test_bolt_joins_the_sofa_trace_and_carries_it_on(start_mosn, mock_rpc_server, receiver):
     from mosn.testing.process import rpc_proxy_config
+    from mosn_sofarpc import BoltCodec
 
-    server = RecordingBoltServer()
-    try:
-        port = free_port()
-        config = rpc_proxy_config(port, "bolt", [f"127.0.0.1:{server.port}"])
-        config["tracing"] = tracing(receiver)
-        mosn = start_mosn(config)
-        sofa = "0a1fe0c51518659590447100137474"  # SOFA tracer's form: IP, ms time, seq, pid
-        service = [("service", "com.example.Echo:1.0"), ("sofa_head_method_name", "hello")]
-        joined = bolt_call(port, service + [(SOFA_TRACE_ID, sofa), (SOFA_RPC_ID, "0.1")])
-        fresh = bolt_call(port, service)
-        assert joined.status == 0 and fresh.status == 0
-        mosn.stop()
-    finally:
-        server.close()
-    got_joined, got_fresh = server.headers
+    server = mock_rpc_server(BoltCodec())
+    port = free_port()
+    config = rpc_proxy_config(port, "bolt", [server.address])
+    config["tracing"] = tracing(receiver)
+    mosn = start_mosn(config)
+    sofa = "0a1fe0c51518659590447100137474"  # SOFA tracer's form: IP, ms time, seq, pid
+    service = [("service", "com.example.Echo:1.0"), ("sofa_head_method_name", "hello")]
+    joined = bolt_call(port, service + [(SOFA_TRACE_ID, sofa), (SOFA_RPC_ID, "0.1")])
+    fresh = bolt_call(port, service)
+    assert joined.status == 0 and fresh.status == 0
+    mosn.stop()
+    got_joined, got_fresh = (frame.headers for frame in server.requests)
     servers = by_kind(receiver.spans, KIND_SERVER)
     clients = by_kind(receiver.spans, KIND_CLIENT)
     assert len(servers) == len(clients) == 2

@@ -204,24 +204,14 @@ VARIABLES: dict[str, Variable] = {
 """Every built-in variable by name (the header variables are prefixes, below)."""
 
 
-def _request_header(name: str) -> Callable[["DownstreamStream"], Any]:
+def _header(name: str, headers_of: Callable[["DownstreamStream"], Any]
+            ) -> Callable[["DownstreamStream"], Any]:
+    """A header variable: the lower-case name (HTTP), else the name as written (an
+    RPC header map keeps its keys' case)."""
     lowered = name.lower()
 
     def get(s: "DownstreamStream") -> Any:
-        head = s.request
-        if head is None:
-            return None
-        value = head.headers.get(lowered)
-        return head.headers.get(name) if value is None else value  # RPC keys keep their case
-
-    return get
-
-
-def _response_header(name: str) -> Callable[["DownstreamStream"], Any]:
-    lowered = name.lower()
-
-    def get(s: "DownstreamStream") -> Any:
-        headers = s.response_headers
+        headers = headers_of(s)
         if headers is None:
             return None
         value = headers.get(lowered)
@@ -230,16 +220,24 @@ def _response_header(name: str) -> Callable[["DownstreamStream"], Any]:
     return get
 
 
+def _request_headers(s: "DownstreamStream") -> Any:
+    return s.request.headers if s.request is not None else None
+
+
+def _response_headers(s: "DownstreamStream") -> Any:
+    return s.response_headers
+
+
 def variable(name: str) -> Variable:
     """The variable ``name`` (built-in or a header one); ValueError if unknown."""
     known = VARIABLES.get(name)
     if known is not None:
         return known
-    for prefix, make, what in ((REQUEST_HEADER_PREFIX, _request_header, "request"),
-                               (RESPONSE_HEADER_PREFIX, _response_header, "response")):
+    for prefix, headers_of, what in ((REQUEST_HEADER_PREFIX, _request_headers, "request"),
+                                     (RESPONSE_HEADER_PREFIX, _response_headers, "response")):
         if name.startswith(prefix) and len(name) > len(prefix):
             header = name[len(prefix):]
-            return Variable(make(header), f"the {what} header {header}")
+            return Variable(_header(header, headers_of), f"the {what} header {header}")
     raise ValueError(f"unknown access log variable %{name}% (known: "
                      f"{', '.join(f'%{n}%' for n in VARIABLES)}, "
                      f"%{REQUEST_HEADER_PREFIX}NAME%, %{RESPONSE_HEADER_PREFIX}NAME%)")

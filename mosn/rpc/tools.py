@@ -289,10 +289,12 @@ async def call(codec: FrameCodec, target: Address, *, service: str, method: str 
 
 
 class _MockConnection(asyncio.Protocol):
-    def __init__(self, codec: FrameCodec, delay: float, body: bytes) -> None:
+    def __init__(self, codec: FrameCodec, delay: float, body: bytes,
+                 received: list[Frame] | None = None) -> None:
         self.codec = codec
         self.delay = delay
         self.body = body
+        self.received = received
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
 
@@ -307,6 +309,8 @@ class _MockConnection(asyncio.Protocol):
                 if frame.kind is FrameKind.HEARTBEAT:
                     self._write(codec.heartbeat_reply(frame))
                 elif frame.kind is FrameKind.REQUEST:
+                    if self.received is not None:
+                        self.received.append(frame)
                     reply = codec.response(frame, self.body)
                     if self.delay:
                         asyncio.get_running_loop().call_later(self.delay, self._write, reply)
@@ -324,12 +328,14 @@ class _MockConnection(asyncio.Protocol):
 
 
 async def serve_mock(codec: FrameCodec, listen: Address, delay: float = 0.0,
-                     response_bytes: int = 0, ready: Any = None) -> None:
+                     response_bytes: int = 0, ready: Any = None,
+                     received: list[Frame] | None = None) -> None:
     """Answer every request with a success response of ``response_bytes`` bytes
-    (after ``delay`` seconds) and every heartbeat with its reply."""
+    (after ``delay`` seconds) and every heartbeat with its reply; each request frame
+    is also appended to ``received`` when given (a test reads what it was sent)."""
     loop = asyncio.get_running_loop()
     body = b"y" * response_bytes
-    factory = lambda: _MockConnection(codec, delay, body)  # noqa: E731
+    factory = lambda: _MockConnection(codec, delay, body, received)  # noqa: E731
     if listen.is_unix:
         server = await loop.create_unix_server(factory, listen.path)
     else:

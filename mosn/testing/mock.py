@@ -10,20 +10,22 @@ from typing import Any
 
 from mosn.config.types import Address, parse_address
 from mosn.rpc import tools
-from mosn.rpc.codec import FrameCodec
+from mosn.rpc.codec import Frame, FrameCodec
 from mosn.testing.process import START_TIMEOUT
 
 
 class MockServer:
     """A mock RPC server on ``127.0.0.1`` (a free port unless given) answering every
     request with a success response of ``response_bytes`` bytes after ``delay``
-    seconds, and every heartbeat with its reply. ``stop()`` closes it."""
+    seconds, and every heartbeat with its reply; ``requests`` holds every request
+    frame it got, in order. ``stop()`` closes it."""
 
     def __init__(self, codec: FrameCodec, *, port: int = 0, delay: float = 0.0,
                  response_bytes: int = 0) -> None:
         self.codec = codec
         self.port = port
         self._args = (delay, response_bytes)
+        self.requests: list[Frame] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._task: asyncio.Task[Any] | None = None
         self._ready = threading.Event()
@@ -63,7 +65,7 @@ class MockServer:
         async def serve() -> None:
             self._task = asyncio.current_task()
             await tools.serve_mock(self.codec, Address("127.0.0.1", self.port), *self._args,
-                                   ready=ready)
+                                   ready=ready, received=self.requests)
 
         try:
             loop.run_until_complete(serve())
