@@ -5,6 +5,7 @@ as backends; the log file read back."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import subprocess
@@ -19,7 +20,13 @@ import pytest
 
 from conftest import ROOT, free_port, stop, wait_for_port
 from mosn.config.loader import ConfigError, validate
-from mosn.observability.accesslog import DEFAULT_FORMAT, go_duration
+from mosn.observability.accesslog import (
+    DEFAULT_FORMAT,
+    MAX_PENDING_LINES,
+    LogWriter,
+    go_duration,
+    open_log,
+)
 from mosn.testing.mock import call
 from mosn.testing.process import rpc_proxy_config
 from test_upstream_e2e import http_config as proxy_config
@@ -318,3 +325,29 @@ def test_tcp_sessions_logged(start_mosn, echo_server, tmp_path):
         assert (protocol, int(received), int(sent)) == ("TCP", size, size)
         assert (host, flag, local) == (f"127.0.0.1:{echo_server}", "-", f"127.0.0.1:{port}")
         assert re.fullmatch(r"127\.0\.0\.1:\d+", upstream_local)
+
+
+# -- the writer (pure logic over a real file) ----------------------------------------------
+
+
+class HeldWriter(LogWriter):
+    """A writer whose thread never starts: lines stay queued until ``flush``."""
+
+    def _start(self) -> None:
+        pass
+
+
+def test_a_full_queue_drops_and_counts_lines(tmp_path, caplog):
+    path = tmp_path / "access.log"
+    writer = HeldWriter(str(path), open_log(str(path)))
+    for i in range(MAX_PENDING_LINES + 7):
+        writer.append(f"{i}\n")
+    assert writer.dropped == 7 and len(writer.queue) == MAX_PENDING_LINES
+    with caplog.at_level(logging.WARNING, logger="mosn.accesslog"):
+        writer.close()
+    lines = path.read_text().splitlines()
+    assert lines == [str(i) for i in range(MAX_PENDING_LINES)]  # the oldest kept, in order
+    assert f"{path}: 7 lines dropped" in caplog.text
+    writer.append("again\n")  # room again once written
+    writer.flush()
+    assert path.read_text().endswith("again\n") and writer.dropped == 7
