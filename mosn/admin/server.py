@@ -38,10 +38,12 @@ MAX_REQUEST_BYTES = 64 * 1024
 REQUEST_TIMEOUT = 10.0
 """Seconds an admin client may take to send its request."""
 SECRET_KEYS = ("private_key", "password", "passwd", "passphrase", "secret", "token",
-               "credential", "api_key", "apikey", "authorization", "cookie")
+               "credential", "api_key", "apikey")
 """Parts of key names whose values the config dumps replace with ``[redacted]``, at
-any depth; also the ``value`` of a ``{key|name: ..., value: ...}`` pair (a header to
-add) whose key or name holds one of them."""
+any depth (MOSN redacts TLS private keys; passwords and tokens leak the same way)."""
+SECRET_HEADERS = SECRET_KEYS + ("authorization", "cookie", "x-api-key")
+"""Parts of header names whose ``value`` is redacted in a ``{key|name: H, value: V}``
+pair (a header a route adds)."""
 REDACTED = "[redacted]"
 QUANTILES = (0.5, 0.9, 0.99)
 """Quantiles ``/stats`` estimates from each histogram's buckets (Envoy shows P50..P100)."""
@@ -315,16 +317,18 @@ def _json(data: Any, status: int = 200) -> Response:
     return status, "application/json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
 
 
-def _secret(key: Any) -> bool:
+def _secret(key: Any, parts: tuple[str, ...] = SECRET_KEYS) -> bool:
     key = str(key).lower()
-    return any(s in key for s in SECRET_KEYS)
+    return any(s in key for s in parts)
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
         named = value.get("key", value.get("name"))
-        pair = isinstance(named, str) and _secret(named) and "value" in value
-        return {k: REDACTED if v and (_secret(k) or (pair and k == "value")) else _redact(v)
+        pair = isinstance(named, str) and _secret(named, SECRET_HEADERS) and "value" in value
+        # numbers and flags are never secrets ("max_tokens" of a token bucket)
+        return {k: REDACTED if v and not isinstance(v, (bool, int, float))
+                and (_secret(k) or (pair and k == "value")) else _redact(v)
                 for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v) for v in value]
