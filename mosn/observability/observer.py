@@ -35,9 +35,6 @@ if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
 
 _BOUNDS = HISTOGRAM_BUCKETS_MS
-_UPSTREAM_CLASS = ("", "upstream_rq_1xx", "upstream_rq_2xx", "upstream_rq_3xx",
-                   "upstream_rq_4xx", "")
-"""Status class -> cluster stat; 5xx is left out: the proxy counts it already."""
 _HOST_CLASS = ("", "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx")
 _CLIENT_RESET_FLAGS = frozenset({"DC", "DPE"})
 """Response flags of a stream that the client ended (Envoy's downstream_rq_rx_reset)."""
@@ -64,6 +61,21 @@ class _Downstream:
         self.time_sum = histogram.sum
 
 
+class _Upstream:
+    """One cluster's indices: status classes 1xx to 4xx (the proxy counts
+    ``upstream_rq_5xx`` as the response head arrives) and ``upstream_rq_time``."""
+
+    __slots__ = ("classes", "time_base", "time_sum")
+
+    def __init__(self, store: StatsStore, cluster: Any) -> None:
+        more = cluster.more
+        self.classes = (-1, more.upstream_rq_1xx, more.upstream_rq_2xx, more.upstream_rq_3xx,
+                        more.upstream_rq_4xx)
+        histogram = store.histogram(f"cluster.{cluster.name}.upstream_rq_time")
+        self.time_base = histogram.base
+        self.time_sum = histogram.sum
+
+
 class StatsObserver(StreamObserver):
     """Counts the streams of the listener ``listener`` (see the module's docstring)."""
 
@@ -72,9 +84,7 @@ class StatsObserver(StreamObserver):
         self.store = store
         self.listener = _Downstream(store, f"listener.{listener}")
         self.protocols = {name: _Downstream(store, f"protocol.{name}") for name in protocols}
-        self.upstream_time = {
-            cluster: store.histogram(f"cluster.{cluster.name}.upstream_rq_time")
-            for cluster in clusters}
+        self.upstream = {cluster: _Upstream(store, cluster) for cluster in clusters}
 
     def on_request(self, stream: "DownstreamStream") -> None:
         v = self.store.values
@@ -92,17 +102,18 @@ class StatsObserver(StreamObserver):
             return
         v = self.store.values
         k = code // 100
-        cluster = upstream.cluster
+        if 1 <= k <= 5:
+            hs = upstream.host.stats
+            if hs is not None:
+                v[hs.indices[_HOST_CLASS[k]]] += 1  # type: ignore[index]
+        u = self.upstream.get(upstream.cluster)
+        if u is None:
+            return
         if 1 <= k <= 4:
-            v[cluster.more.indices[_UPSTREAM_CLASS[k]]] += 1  # type: ignore[index]
-        hs = upstream.host.stats
-        if hs is not None and 1 <= k <= 5:
-            v[hs.indices[_HOST_CLASS[k]]] += 1  # type: ignore[index]
-        h = self.upstream_time.get(cluster)
-        if h is not None:
-            ms = (time.monotonic() - upstream.start_monotonic) * 1000.0
-            v[h.base + bisect_left(_BOUNDS, ms)] += 1  # type: ignore[index]
-            v[h.sum] += int(ms * 1000.0)  # type: ignore[index]
+            v[u.classes[k]] += 1  # type: ignore[index]
+        ms = (time.monotonic() - upstream.start_monotonic) * 1000.0
+        v[u.time_base + bisect_left(_BOUNDS, ms)] += 1  # type: ignore[index]
+        v[u.time_sum] += int(ms * 1000.0)  # type: ignore[index]
 
     def on_stream_end(self, stream: "DownstreamStream") -> None:
         if stream.request is None:

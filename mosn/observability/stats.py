@@ -1,16 +1,16 @@
-"""Counters and gauges in shared memory, one row per worker process.
+"""Counters, gauges and histograms in shared memory, one row per worker process.
 
 Every stat is registered by name before the workers start; each then has a fixed
-index. The values live in one anonymous shared mapping (``mmap``, inherited over
-``fork``) holding a row of signed 64-bit integers per worker: a worker only ever
-writes its own row, so the hot path is a plain ``values[i] += n`` with no lock, and
-the admin API (in the parent) sums the rows.
+index (a histogram is a run of counters, one per bucket, and their sum). The values
+live in one anonymous shared mapping (``mmap``, inherited over ``fork``) holding a
+row of signed 64-bit integers per worker: a worker only ever writes its own row, so
+the hot path is a plain ``values[i] += n`` with no lock, and the admin API (in the
+parent) sums the rows.
 """
 
 from __future__ import annotations
 
 import mmap
-from bisect import bisect_left
 from typing import Iterable
 
 LISTENER_STATS = (
@@ -104,7 +104,9 @@ class Histogram:
     """The indices of one histogram: ``len(HISTOGRAM_BUCKETS_MS) + 1`` bucket counters
     from ``base`` (not cumulative: each counts the values that fall in it) and the sum
     of every value in microseconds at ``sum``. Kept as plain counters so the workers'
-    rows add up exactly, like every other stat."""
+    rows add up exactly, like every other stat. A value ``ms`` is counted with
+    ``values[base + bisect_left(HISTOGRAM_BUCKETS_MS, ms)] += 1`` and
+    ``values[sum] += int(ms * 1000)``."""
 
     __slots__ = ("name", "base", "sum")
 
@@ -112,11 +114,6 @@ class Histogram:
         self.name = name
         self.base = base
         self.sum = sum_index
-
-    def record(self, values: memoryview, ms: float) -> None:
-        """Count one value (the observer inlines this on its hot path)."""
-        values[self.base + bisect_left(HISTOGRAM_BUCKETS_MS, ms)] += 1
-        values[self.sum] += int(ms * 1000.0)
 
 
 class Scope:
