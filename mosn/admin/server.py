@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 from importlib import resources
@@ -368,3 +369,6 @@ def set_log_levels(levels: dict[str, int]) -> None:
     process and, sent by it, in each worker."""
     for name, level in levels.items():
         logging.getLogger(None if name == "root" else name).setLevel(level)
+    shown = ", ".join(f"{name}={logging.getLevelName(level).lower()}"
+                      for name, level in sorted(levels.items()))
+    log.warning("log levels set (pid %d): %s", os.getpid(), shown)
