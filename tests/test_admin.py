@@ -3,7 +3,6 @@ the config dumps, /logging, /healthcheck/fail and /ok, the index page."""
 
 from __future__ import annotations
 
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -12,6 +11,7 @@ from typing import Any
 import pytest
 
 from conftest import free_port, tcp_proxy_config
+from test_tcp_proxy import echo_once
 from mosn.admin.server import _redact, quantile
 from mosn.testing.process import AdminResponse, MosnProcess
 
@@ -31,16 +31,6 @@ def pids_saying(mosn: MosnProcess, levels: str) -> set[str]:
             if "log levels set" in line and line.endswith(levels)}
 
 
-def echo(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port)) as s:
-        s.sendall(data)
-        s.shutdown(socket.SHUT_WR)
-        got = b""
-        while chunk := s.recv(65536):
-            got += chunk
-        return got
-
-
 @pytest.fixture
 def tcp_mosn(start_mosn, echo_server) -> tuple[MosnProcess, int, str]:
     port = free_port()
@@ -50,7 +40,7 @@ def tcp_mosn(start_mosn, echo_server) -> tuple[MosnProcess, int, str]:
 
 def test_mosn_api_v1_stats_shape(tcp_mosn):
     mosn, port, host = tcp_mosn
-    assert echo(port, b"12345") == b"12345"
+    assert echo_once(port, b"12345") == b"12345"
     mosn.wait_stat("listener.proxy.downstream_cx_destroy", 1)
     shown = mosn.admin("/api/v1/stats").json()
     assert set(shown) == {"downstream", "upstream"}
@@ -155,7 +145,7 @@ def test_logging_lists_and_changes_levels(start_mosn, echo_server, workers):
     assert post(mosn, "/logging?level=loud").status_code == 400
     assert post(mosn, "/logging?no.such.logger=debug").status_code == 404
     assert post(mosn, "/logging").status_code == 400
-    assert echo(port, b"still serving") == b"still serving"
+    assert echo_once(port, b"still serving") == b"still serving"
     # the parent and each worker say they took the change (the workers a moment later)
     processes = int(workers) + (workers != "1")
     deadline = time.monotonic() + 5
@@ -171,7 +161,7 @@ def test_healthcheck_fail_makes_ready_503_until_ok(tcp_mosn):
     assert mosn.admin("/healthcheck/fail").status_code == 405  # changes need a POST
     assert post(mosn, "/healthcheck/fail").status_code == 200
     assert mosn.admin("/ready").status_code == 503
-    assert echo(port, b"draining, not closed") == b"draining, not closed"
+    assert echo_once(port, b"draining, not closed") == b"draining, not closed"
     assert post(mosn, "/healthcheck/ok").status_code == 200
     assert mosn.admin("/ready").text == "LIVE\n"
 

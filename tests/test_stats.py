@@ -4,7 +4,6 @@ read back through ``/stats/prometheus`` with prometheus-client's parser."""
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections import Counter
@@ -15,6 +14,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, free_port, stop, tcp_proxy_config, wait_for_port
+from test_tcp_proxy import echo_once
+from test_upstream_e2e import http_config as one_listener_http_config
 from mosn.observability.stats import HISTOGRAM_BUCKETS_MS
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
@@ -39,26 +40,16 @@ def http_upstream() -> Iterator[int]:
 
 
 def http_config(port: int, upstream: int) -> dict[str, Any]:
+    """Listener ``http``: ``/status/`` to the cluster ``backend`` (the upstream), ``/old``
+    redirected by mosn, anything else no route."""
     routes = [
         {"match": {"prefix": "/status/"}, "route": {"cluster_name": "backend"}},
         {"match": {"prefix": "/old"}, "redirect": {"path_redirect": "/new",
                                                    "response_code": 308}},
     ]
-    return {
-        "servers": [{
-            "graceful_timeout": "1s",
-            "routers": [{"router_config_name": "main", "virtual_hosts": [
-                {"name": "all", "domains": ["*"], "routers": routes}]}],
-            "listeners": [{
-                "name": "http", "address": f"127.0.0.1:{port}",
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": "Http1", "router_config_name": "main"}}]}],
-            }],
-        }],
-        "cluster_manager": {"clusters": [{
-            "name": "backend", "lb_type": "LB_ROUNDROBIN",
-            "hosts": [{"address": f"127.0.0.1:{upstream}"}]}]},
-    }
+    backend = {"name": "backend", "lb_type": "LB_ROUNDROBIN",
+               "hosts": [{"address": f"127.0.0.1:{upstream}"}]}
+    return one_listener_http_config(port, [backend], routes)
 
 
 def send_http(port: int) -> Counter[int]:
@@ -158,14 +149,7 @@ def test_tcp_connections_and_bytes(start_mosn, echo_server, workers):
     mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]), "--workers", workers)
     sizes = [1, 100, 1000, 10_000, 65_536, 7, 300, 5000]
     for size in sizes:
-        payload = bytes(size)
-        with socket.create_connection(("127.0.0.1", port)) as s:
-            s.sendall(payload)
-            s.shutdown(socket.SHUT_WR)
-            got = b""
-            while chunk := s.recv(65536):
-                got += chunk
-            assert got == payload
+        assert echo_once(port, bytes(size)) == bytes(size)
     n, total = len(sizes), sum(sizes)
     stats = mosn.wait_stat("listener.proxy.downstream_cx_destroy", n)
     assert stats["listener.proxy.downstream_cx_total"] == n
