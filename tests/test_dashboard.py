@@ -92,7 +92,9 @@ def test_dashboard_follows_live_traffic(start_mosn, http_upstream, browser_page,
     finally:
         stop.set()
         sender.join()
-    assert 0 < rate < 2 / REQUEST_INTERVAL  # cannot be above what was sent
+    # at most one request per REQUEST_INTERVAL was sent; the page's one-second
+    # intervals jitter, so allow some slack above that, but not an order of magnitude
+    assert 0 < rate < 3 / REQUEST_INTERVAL
     listeners = page.locator("#listeners tbody tr")
     assert listeners.count() == 1
     assert listeners.first.locator("td").nth(0).text_content() == "http"
