@@ -4,6 +4,8 @@ read back through ``/stats/prometheus`` with prometheus-client's parser."""
 
 from __future__ import annotations
 
+import socket
+import struct
 import subprocess
 import sys
 from collections import Counter
@@ -187,3 +189,20 @@ def test_timeouts_and_retries(start_mosn, http_upstream):
     assert stats["cluster.backend.upstream_rq_total"] == 3  # the timed out try, 503, 200
     assert stats["cluster.backend.upstream_rq_5xx"] == 1
     assert stats["cluster.backend.upstream_rq_2xx"] == 1
+
+
+def test_client_gone_before_the_response_is_a_rx_reset(start_mosn, http_upstream):
+    port = free_port()
+    config = http_config(port, http_upstream)
+    config["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0]["match"]["prefix"] = "/"
+    mosn = start_mosn(config)
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(b"GET /delay/0.5 HTTP/1.1\r\nhost: x\r\n\r\n")
+        mosn.wait_stat("listener.http.downstream_rq_active", 1)
+        # closed with a reset (a FIN alone is a half-close: the response would still go)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    stats = mosn.wait_stat("listener.http.downstream_rq_rx_reset", 1)
+    assert stats["listener.http.downstream_rq_rx_reset"] == 1
+    assert stats["listener.http.downstream_rq_active"] == 0
+    assert stats["listener.http.downstream_rq_tx_reset"] == 0
+    assert sum(stats[f"listener.http.downstream_rq_{k}xx"] for k in range(1, 6)) == 0
