@@ -6,7 +6,6 @@ from __future__ import annotations
 import time
 import urllib.error
 import urllib.request
-from typing import Any
 
 import pytest
 
@@ -142,6 +141,8 @@ def test_logging_lists_and_changes_levels(start_mosn, echo_server, workers):
     post(mosn, "/logging?level=warning")
     levels = mosn.admin("/logging?format=json").json()["loggers"]
     assert set(levels.values()) == {"warning"}
+    post(mosn, "/logging?mosn.network=off")
+    assert mosn.admin("/logging?format=json").json()["loggers"]["mosn.network"] == "off"
     assert post(mosn, "/logging?level=loud").status_code == 400
     assert post(mosn, "/logging?no.such.logger=debug").status_code == 404
     assert post(mosn, "/logging").status_code == 400

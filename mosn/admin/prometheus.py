@@ -16,7 +16,7 @@ Prometheus histograms in milliseconds (``_bucket{le=...}``, ``_sum``, ``_count``
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -45,12 +45,12 @@ class StatsCollector:
     """A prometheus-client collector over a stats store (``collect`` is called per
     scrape by ``generate_latest``)."""
 
-    def __init__(self, store: StatsStore, names: Callable[[], StatNames]) -> None:
+    def __init__(self, store: StatsStore, names: StatNames) -> None:
         self.store = store
         self.names = names
 
     def collect(self) -> Iterator[Metric]:
-        names = self.names()
+        names = self.names
         families: dict[str, Any] = {}
         for full, value in sorted(self.store.snapshot().items()):
             split = names.split(full)
@@ -74,7 +74,7 @@ class StatsCollector:
         yield from families.values()
 
 
-def exposition(store: StatsStore, names: Callable[[], StatNames]) -> bytes:
+def exposition(store: StatsStore, names: StatNames) -> bytes:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(StatsCollector(store, names))  # type: ignore[arg-type]
     return generate_latest(registry)

@@ -197,7 +197,7 @@ class Admin:
         return _text(200, "".join(sorted(lines)))
 
     def prometheus(self, query: dict[str, list[str]]) -> Response:
-        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, lambda: self.names)
+        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names)
 
     def mosn_stats(self, query: dict[str, list[str]]) -> Response:
         if len(query) > 1 or (query and "key" not in query):
@@ -220,7 +220,7 @@ class Admin:
         return _json(_redact(dump(self.loaded.config)))
 
     def loggers(self, query: dict[str, list[str]]) -> Response:
-        levels = {name: logging.getLevelName(logger.getEffectiveLevel()).lower()
+        levels = {name: _level_name(logger.getEffectiveLevel())
                   for name, logger in _loggers().items()}
         if query.get("format") == ["json"]:
             return _json({"loggers": levels})
@@ -355,6 +355,10 @@ def quantile(buckets: list[list[Any]], q: float) -> float | None:
     return lower
 
 
+def _level_name(level: int) -> str:
+    return "off" if level > logging.CRITICAL else logging.getLevelName(level).lower()
+
+
 def _loggers() -> dict[str, logging.Logger]:
     """The root logger and mosn's (and its plugins') loggers, by name."""
     found = {"root": logging.getLogger()}
@@ -369,6 +373,6 @@ def set_log_levels(levels: dict[str, int]) -> None:
     process and, sent by it, in each worker."""
     for name, level in levels.items():
         logging.getLogger(None if name == "root" else name).setLevel(level)
-    shown = ", ".join(f"{name}={logging.getLevelName(level).lower()}"
+    shown = ", ".join(f"{name}={_level_name(level)}"
                       for name, level in sorted(levels.items()))
     log.warning("log levels set (pid %d): %s", os.getpid(), shown)
