@@ -7,7 +7,7 @@ const POLL_MS = 1000;          // how often the stats are read (they are cheap t
 const HISTORY_POINTS = 60;     // one minute of points on the charts
 const CHART_PADDING = { left: 48, right: 10, top: 10, bottom: 22 };  // px for the axes
 
-const series = { rate: [], mean: [], p99: [] };
+const series = { rate: [], connections: [], mean: [], p99: [] };
 let previous = null;  // the last stats sample: {time, stats, histograms}
 
 function el(tag, text, className) {
@@ -146,10 +146,12 @@ function color(name) {
 
 function render(listeners, clusters, stats, histograms, seconds) {
   let rate = 0;
+  let connections = 0;
   fill("listeners", listeners.map((l) => {
     const prefix = `listener.${l.name}.`;
     const rps = perSecond(prefix + "downstream_rq_total", stats, seconds);
     rate += rps;
+    connections += perSecond(prefix + "downstream_cx_total", stats, seconds);
     return [l.name, l.address, l.filters.join(", "), num(stats[prefix + "downstream_cx_active"] ?? 0),
             num(stats[prefix + "downstream_rq_total"] ?? 0), num(rps.toFixed(1)),
             num(stats[prefix + "downstream_rq_2xx"] ?? 0), num(stats[prefix + "downstream_rq_4xx"] ?? 0),
@@ -173,6 +175,7 @@ function render(listeners, clusters, stats, histograms, seconds) {
   const latency = intervalLatency(listeners, histograms);
   if (previous) {
     push(series.rate, rate);
+    push(series.connections, connections);
     push(series.mean, latency.mean);
     push(series.p99, latency.p99);
   }
@@ -180,7 +183,8 @@ function render(listeners, clusters, stats, histograms, seconds) {
   document.getElementById("latency").textContent = latency.mean === null ? "–"
     : `mean ${latency.mean.toFixed(2)} · p99 ${latency.p99.toFixed(2)}`;
   drawChart(document.getElementById("rate-chart"),
-            [{ values: series.rate, color: color("--rate") }]);
+            [{ values: series.rate, color: color("--rate") },
+             { values: series.connections, color: color("--cx") }]);
   drawChart(document.getElementById("latency-chart"),
             [{ values: series.mean, color: color("--mean") },
              { values: series.p99, color: color("--p99") }]);
