@@ -30,11 +30,12 @@ from typing import Any
 import anyio
 
 from mosn import __version__
-from mosn.admin.server import Admin
+from mosn.admin.server import Admin, set_log_levels
 from mosn.config import LoadedConfig
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
+from mosn.observability.observer import StatsObserver
 from mosn.observability.runtime import Observability, ObservabilityError
 from mosn.observability.stats import LISTENER_STATS, StatsStore
 from mosn.plugins import BuildContext
@@ -93,11 +94,13 @@ class Runtime:
                     _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
                     for flt in lc.stream_filters)
                 try:
-                    observers = self.observability.observers(path, lc)
+                    logged = self.observability.observers(path, lc)
                 except ObservabilityError as exc:
                     raise StartError(str(exc)) from None
+                observers = (StatsObserver(self.store, name, plugins.names("protocol"),
+                                           self.clusters.clusters.values()), *logged)
                 chain_context = replace(context, stream_filters=stream_filters,
-                                        observers=context.observers + observers)
+                                        observers=observers)
                 installs = [
                     _extension(plugins, "network_filter", flt).factory(flt.parsed, chain_context)
                     for fc in lc.filter_chains for flt in fc.filters]
@@ -254,14 +257,18 @@ async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
 
 
 async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
-    """A worker: apply the host sets the parent sends."""
+    """A worker: apply the host sets and log levels the parent sends."""
     reader, writer = await asyncio.open_connection(sock=control, limit=MAX_CONTROL_MESSAGE)
     try:
         while line := await reader.readline():
             try:
-                runtime.clusters.apply(json.loads(line))
+                message = json.loads(line)
+                if "log_levels" in message:
+                    set_log_levels(message["log_levels"])
+                else:
+                    runtime.clusters.apply(message)
             except Exception:
-                log.exception("worker %d: a host update failed", os.getpid())
+                log.exception("worker %d: a message from the parent failed", os.getpid())
     finally:
         writer.close()
 
@@ -340,7 +347,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                      channels: list[WorkerChannel] = ()) -> int:  # type: ignore[assignment]
     """The parent with workers: admin API, health checks and discovery, worker watch,
     signal forwarding."""
-    runtime.clusters.publishers = [channel.send for channel in channels]
+    runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
     alive = set(children)
     exit_code = 0
     log.info("mosn %s: %d workers %s", __version__, len(children), sorted(children))

@@ -300,6 +300,8 @@ def test_http_health_check_takes_a_dead_host_out_and_back(start_mosn, loop_threa
     stats = mosn.stats()
     assert stats["cluster.c.health_check.failure"] >= unhealthy
     assert stats["cluster.c.health_check.network_failure"] >= unhealthy
+    assert stats["cluster.c.health_check.turned_unhealthy"] == 1  # the flips, out and back
+    assert stats["cluster.c.health_check.turned_healthy"] == 1
 
 
 def test_tcp_health_check_for_the_tcp_proxy(start_mosn, loop_thread):

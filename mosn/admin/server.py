@@ -1,15 +1,21 @@
 """The admin API: a small HTTP/1.1 server (h11 over anyio) on 127.0.0.1:34901.
 
-Endpoints: ``/ready``, ``/stats`` (text, or ``?format=json``), ``/config_dump``,
-``/clusters``, ``/listeners``, ``/plugins``. It runs once per process tree (in the
-parent when there are workers) and reads stats summed over every worker.
+Endpoints (``/`` lists them): ``/ready``, ``/stats`` (text, ``?format=json``),
+``/stats/prometheus``, ``/api/v1/stats`` and ``/api/v1/config_dump`` (MOSN's
+shapes), ``/config_dump``, ``/clusters``, ``/listeners``, ``/plugins``, ``/logging``,
+``/healthcheck/fail`` and ``/healthcheck/ok``, ``/dashboard``. It runs once per
+process tree (in the parent when there are workers) and reads stats summed over
+every worker; a log level set here is sent on to the workers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import re
 import socket
+from importlib import resources
 from typing import Any, Callable
 from urllib.parse import parse_qs, urlsplit
 
@@ -18,6 +24,10 @@ import h11
 from anyio.abc import SocketListener, SocketStream
 
 from mosn import __version__
+from mosn.admin import mosn_api
+from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from mosn.admin.prometheus import exposition
+from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
 from mosn.observability.stats import StatsStore
 from mosn.upstream.cluster import FAILED_ACTIVE_HC
@@ -28,10 +38,27 @@ MAX_REQUEST_BYTES = 64 * 1024
 """An admin request larger than this is refused (they are all small GETs)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds an admin client may take to send its request."""
-SECRET_KEYS = ("private_key", "password", "secret", "token")
-"""Keys whose values ``/config_dump`` replaces with ``[redacted]``."""
+SECRET_KEYS = ("private_key", "password", "passwd", "passphrase", "secret", "token",
+               "credential", "api_key", "apikey")
+"""Parts of key names whose values the config dumps replace with ``[redacted]``, at
+any depth (MOSN redacts TLS private keys; passwords and tokens leak the same way)."""
+SECRET_HEADERS = SECRET_KEYS + ("authorization", "cookie", "x-api-key")
+"""Parts of header names whose ``value`` is redacted in a ``{key|name: H, value: V}``
+pair (a header a route adds)."""
+REDACTED = "[redacted]"
+QUANTILES = (0.5, 0.9, 0.99)
+"""Quantiles ``/stats`` estimates from each histogram's buckets (Envoy shows P50..P100)."""
+LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
+              "warning": logging.WARNING, "warn": logging.WARNING, "error": logging.ERROR,
+              "critical": logging.CRITICAL, "off": logging.CRITICAL + 10}
+"""Envoy's level names for ``/logging`` (Python has no trace: it is debug)."""
+LOGGER_PREFIXES = ("mosn",)
+"""Loggers ``/logging`` lists besides the root: mosn's and its plugins' (``mosn_*``)."""
+STATIC = "mosn.admin.static"
 
 Response = tuple[int, str, bytes]
+Handler = Callable[[dict[str, list[str]]], Response]
+GET, POST = ("GET", "HEAD"), ("POST", "PUT")
 
 
 class Admin:
@@ -40,13 +67,32 @@ class Admin:
         self.store = store
         self.clusters = clusters
         self.draining = False
-        self.routes: dict[str, Callable[[dict[str, list[str]]], Response]] = {
-            "/ready": self.ready,
-            "/stats": self.stats,
-            "/config_dump": self.config_dump,
-            "/clusters": self.cluster_list,
-            "/listeners": self.listener_list,
-            "/plugins": self.plugin_list,
+        """SIGTERM arrived: the listeners are closing."""
+        self.health_failed = False
+        """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
+        self.publishers: list[Callable[[dict[str, Any]], None]] = []
+        """The workers' channels (with ``--workers``): log levels set here go there too."""
+        config = loaded.config
+        self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
+                               loaded.plugins.names("protocol"),
+                               (cc.name for cc in config.cluster_manager.clusters))
+        html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/": _on(GET, self.index),
+            "/ready": _on(GET, self.ready),
+            "/stats": _on(GET, self.stats),
+            "/stats/prometheus": _on(GET, self.prometheus),
+            "/api/v1/stats": _on(GET, self.mosn_stats),
+            "/api/v1/config_dump": _on(GET, self.mosn_config_dump),
+            "/config_dump": _on(GET, self.config_dump),
+            "/clusters": _on(GET, self.cluster_list),
+            "/listeners": _on(GET, self.listener_list),
+            "/plugins": _on(GET, self.plugin_list),
+            "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
+            "/healthcheck/fail": _on(POST, self.healthcheck_fail),
+            "/healthcheck/ok": _on(POST, self.healthcheck_ok),
+            "/dashboard": _on(GET, _static("dashboard.html", html)),
+            "/dashboard.js": _on(GET, _static("dashboard.js", js)),
         }
 
     async def serve(self, sock: socket.socket) -> None:
@@ -64,12 +110,15 @@ class Admin:
             except (TimeoutError, h11.RemoteProtocolError, anyio.EndOfStream,
                     anyio.BrokenResourceError):
                 return
-            status, ctype, body = self.respond(request.method.decode(), request.target.decode())
+            method = request.method.decode()
+            status, ctype, body = self.respond(method, request.target.decode())
             headers = [("content-type", ctype), ("content-length", str(len(body))),
-                       ("connection", "close"), ("server", f"mosn/{__version__}")]
+                       ("connection", "close"), ("server", f"mosn/{__version__}"),
+                       ("cache-control", "no-store")]
             try:
                 await stream.send(conn.send(h11.Response(status_code=status, headers=headers)))
-                await stream.send(conn.send(h11.Data(data=body)))
+                if method != "HEAD":
+                    await stream.send(conn.send(h11.Data(data=body)))
                 await stream.send(conn.send(h11.EndOfMessage()))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
@@ -86,30 +135,118 @@ class Admin:
 
     def respond(self, method: str, target: str) -> Response:
         url = urlsplit(target)
-        handler = self.routes.get(url.path.rstrip("/") or "/")
-        if handler is None:
+        route = self.routes.get(url.path.rstrip("/") or "/")
+        if route is None:
             return _text(404, "not found; try: " + " ".join(sorted(self.routes)) + "\n")
-        if method not in ("GET", "HEAD"):
-            return _text(405, "method not allowed\n")
+        handler = route.get(method)
+        if handler is None:
+            return _text(405, f"method not allowed; use {' or '.join(route)}\n")
         try:
-            return handler(parse_qs(url.query))
+            return handler(parse_qs(url.query, keep_blank_values=True))
         except Exception:  # an admin bug must not take the proxy down
             log.exception("admin %s failed", url.path)
             return _text(500, "internal error\n")
 
     # -- endpoints ------------------------------------------------------------------------
 
+    def index(self, query: dict[str, list[str]]) -> Response:
+        links = "".join(f'<li><a href="{path}">{path}</a> {" ".join(methods)}</li>'
+                        for path, methods in sorted(self.routes.items()) if path != "/")
+        page = (f"<!doctype html><title>mosn admin</title><h1>mosn {__version__} admin</h1>"
+                f'<p><a href="/dashboard">dashboard</a></p><ul>{links}</ul>\n')
+        return 200, "text/html; charset=utf-8", page.encode()
+
     def ready(self, query: dict[str, list[str]]) -> Response:
-        return _text(503, "DRAINING\n") if self.draining else _text(200, "LIVE\n")
+        if self.draining or self.health_failed:
+            return _text(503, "DRAINING\n")
+        return _text(200, "LIVE\n")
+
+    def healthcheck_fail(self, query: dict[str, list[str]]) -> Response:
+        self.health_failed = True
+        log.warning("admin: /healthcheck/fail: /ready answers 503 until /healthcheck/ok")
+        return _text(200, "OK\n")
+
+    def healthcheck_ok(self, query: dict[str, list[str]]) -> Response:
+        self.health_failed = False
+        log.warning("admin: /healthcheck/ok: /ready answers 200 again")
+        return _text(200, "OK\n")
 
     def stats(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/stats``: ``?format=json``, ``?filter=REGEX``, ``?usedonly``."""
         values = self.store.snapshot()
+        histograms = self.store.histogram_totals()
+        if "filter" in query:
+            try:
+                pattern = re.compile(query["filter"][0])
+            except re.error as exc:
+                return _text(400, f"filter: {exc}\n")
+            values = {k: v for k, v in values.items() if pattern.search(k)}
+            histograms = {k: h for k, h in histograms.items() if pattern.search(k)}
+        if "usedonly" in query:
+            values = {k: v for k, v in values.items() if v}
+            histograms = {k: h for k, h in histograms.items() if h["count"]}
+        for h in histograms.values():
+            h["quantiles"] = {f"p{q * 100:g}": quantile(h["buckets"], q) for q in QUANTILES}
         if query.get("format") == ["json"]:
-            return _json({"stats": values})
-        return _text(200, "".join(f"{k}: {v}\n" for k, v in sorted(values.items())))
+            return _json({"stats": values, "histograms": histograms})
+        lines = [f"{k}: {v}\n" for k, v in values.items()]
+        for name, h in histograms.items():
+            shown = " ".join(f"{q}={v:g}" if v is not None else f"{q}=nan"
+                             for q, v in h["quantiles"].items())
+            lines.append(f"{name}: count={h['count']} sum_ms={h['sum_ms']:g} {shown}\n")
+        return _text(200, "".join(sorted(lines)))
+
+    def prometheus(self, query: dict[str, list[str]]) -> Response:
+        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names)
+
+    def mosn_stats(self, query: dict[str, list[str]]) -> Response:
+        if len(query) > 1 or (query and "key" not in query):
+            return _text(400, "only one parameter: key=<type>.<namespace>\n")
+        key = query["key"][0] if query else None
+        shown = mosn_api.stats(self.store.snapshot(), self.names, key)
+        if key is not None and not shown:
+            return _text(200, f"no metrics key: {key}\n")
+        return _json(shown)
+
+    def mosn_config_dump(self, query: dict[str, list[str]]) -> Response:
+        if len(query) > 1:
+            return _text(400, "only one parameter\n")
+        part = mosn_api.config_dump(_redact(dump(self.loaded.config)), query)
+        if part is None:
+            return _json({"error": "unknown part or name"}, 404)
+        return _json(part)
 
     def config_dump(self, query: dict[str, list[str]]) -> Response:
         return _json(_redact(dump(self.loaded.config)))
+
+    def loggers(self, query: dict[str, list[str]]) -> Response:
+        levels = {name: _level_name(logger.getEffectiveLevel())
+                  for name, logger in _loggers().items()}
+        if query.get("format") == ["json"]:
+            return _json({"loggers": levels})
+        return _text(200, "active loggers:\n" + "".join(
+            f"  {name}: {level}\n" for name, level in sorted(levels.items())))
+
+    def set_log_levels(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``POST /logging?level=L`` (every logger) or ``?<logger>=L``."""
+        if not query:
+            return _text(400, "say which: ?level=<level> or ?<logger>=<level>\n")
+        known = _loggers()
+        levels: dict[str, int] = {}
+        for name, values in query.items():
+            level = LOG_LEVELS.get(values[0].lower())
+            if level is None:
+                return _text(400, f"unknown level {values[0]!r}; one of {', '.join(LOG_LEVELS)}\n")
+            if name == "level":
+                levels.update(dict.fromkeys(known, level))
+            elif name in known:
+                levels[name] = level
+            else:
+                return _text(404, f"unknown logger {name!r}\n")
+        set_log_levels(levels)
+        for publish in self.publishers:
+            publish({"log_levels": levels})
+        return self.loggers({})
 
     def cluster_list(self, query: dict[str, list[str]]) -> Response:
         values = self.store.snapshot()
@@ -163,18 +300,79 @@ class Admin:
         return _json({"plugins": [p.as_dict() for p in self.loaded.plugins.plugins]})
 
 
+def _on(methods: tuple[str, ...], handler: Handler) -> dict[str, Handler]:
+    return dict.fromkeys(methods, handler)
+
+
+def _static(name: str, content_type: str) -> Handler:
+    """A file of the package's ``static`` folder, read once."""
+    body = resources.files(STATIC).joinpath(name).read_bytes()
+    return lambda query: (200, content_type, body)
+
+
 def _text(status: int, body: str) -> Response:
     return status, "text/plain; charset=utf-8", body.encode()
 
 
-def _json(data: Any) -> Response:
-    return 200, "application/json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+def _json(data: Any, status: int = 200) -> Response:
+    return status, "application/json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+
+
+def _secret(key: Any, parts: tuple[str, ...] = SECRET_KEYS) -> bool:
+    key = str(key).lower()
+    return any(s in key for s in parts)
 
 
 def _redact(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: "[redacted]" if any(s in str(k).lower() for s in SECRET_KEYS) and v
-                else _redact(v) for k, v in value.items()}
+        named = value.get("key", value.get("name"))
+        pair = isinstance(named, str) and _secret(named, SECRET_HEADERS) and "value" in value
+        # numbers and flags are never secrets ("max_tokens" of a token bucket)
+        return {k: REDACTED if v and not isinstance(v, (bool, int, float))
+                and (_secret(k) or (pair and k == "value")) else _redact(v)
+                for k, v in value.items()}
     if isinstance(value, list):
         return [_redact(v) for v in value]
     return value
+
+
+def quantile(buckets: list[list[Any]], q: float) -> float | None:
+    """The ``q`` quantile estimated from cumulative ``[upper bound, count]`` buckets,
+    linearly within the bucket it falls in (as Prometheus' ``histogram_quantile``);
+    the last finite bound if it falls in the overflow bucket; None without values."""
+    total = buckets[-1][1]
+    if not total:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound is None:
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, count
+    return lower
+
+
+def _level_name(level: int) -> str:
+    return "off" if level > logging.CRITICAL else logging.getLevelName(level).lower()
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    """The root logger and mosn's (and its plugins') loggers, by name."""
+    found = {"root": logging.getLogger()}
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        if isinstance(logger, logging.Logger) and name.startswith(LOGGER_PREFIXES):
+            found[name] = logger
+    return found
+
+
+def set_log_levels(levels: dict[str, int]) -> None:
+    """Set loggers' levels by name (``root`` is the root logger); in the admin's
+    process and, sent by it, in each worker."""
+    for name, level in levels.items():
+        logging.getLogger(None if name == "root" else name).setLevel(level)
+    shown = ", ".join(f"{name}={_level_name(level)}"
+                      for name, level in sorted(levels.items()))
+    log.warning("log levels set (pid %d): %s", os.getpid(), shown)

@@ -1,4 +1,4 @@
-"""Stats (and, later, access logs and tracing)."""
+"""Stats, the stats observer, access logs and tracing."""
 
 from mosn.observability.stats import Scope, StatsStore
 

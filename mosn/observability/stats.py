@@ -1,10 +1,11 @@
-"""Counters and gauges in shared memory, one row per worker process.
+"""Counters, gauges and histograms in shared memory, one row per worker process.
 
 Every stat is registered by name before the workers start; each then has a fixed
-index. The values live in one anonymous shared mapping (``mmap``, inherited over
-``fork``) holding a row of signed 64-bit integers per worker: a worker only ever
-writes its own row, so the hot path is a plain ``values[i] += n`` with no lock, and
-the admin API (in the parent) sums the rows.
+index (a histogram is a run of counters, one per bucket, and their sum). The values
+live in one anonymous shared mapping (``mmap``, inherited over ``fork``) holding a
+row of signed 64-bit integers per worker: a worker only ever writes its own row, so
+the hot path is a plain ``values[i] += n`` with no lock, and the admin API (in the
+parent) sums the rows.
 """
 
 from __future__ import annotations
@@ -43,7 +44,12 @@ UPSTREAM_STATS = (
     "upstream_rq_retry",
     "upstream_rq_retry_active",
     "upstream_rq_retry_overflow",
+    "upstream_rq_1xx",
+    "upstream_rq_2xx",
+    "upstream_rq_3xx",
+    "upstream_rq_4xx",
     "upstream_rq_5xx",
+    "upstream_rq_timeout",
     "lb_subsets_selected",
     "lb_subsets_fallback",
     "health_check.attempt",
@@ -51,6 +57,8 @@ UPSTREAM_STATS = (
     "health_check.failure",
     "health_check.network_failure",
     "health_check.healthy",
+    "health_check.turned_unhealthy",
+    "health_check.turned_healthy",
     "outlier_detection.ejections_enforced_total",
     "outlier_detection.ejections_active",
     "outlier_detection.ejections_overflow",
@@ -64,13 +72,48 @@ UPSTREAM_STATS = (
 """More per-cluster stats: requests, circuit breakers, subsets, health and outlier
 checks, host-set changes (Envoy's names where Envoy has one)."""
 HOST_STATS = ("cx_total", "cx_active", "cx_connect_fail", "rq_total", "rq_active", "rq_error",
+              "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx", "rq_timeout",
               "outlier_ejections", "outlier_ejected")
+DOWNSTREAM_RQ_STATS = (
+    "downstream_rq_total",
+    "downstream_rq_active",
+    "downstream_rq_1xx",
+    "downstream_rq_2xx",
+    "downstream_rq_3xx",
+    "downstream_rq_4xx",
+    "downstream_rq_5xx",
+    "downstream_rq_rx_reset",
+    "downstream_rq_tx_reset",
+)
+"""Per listener with an L7 proxy (``listener.<name>.``) and per protocol
+(``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
     "health_check.healthy", "outlier_detection.ejections_active", "rq_active",
-    "outlier_ejected",
+    "outlier_ejected", "downstream_rq_active",
 })
+HISTOGRAM_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
+                        30000, 60000, 300000, 600000, 1800000, 3600000)
+"""Upper bounds (milliseconds, inclusive) of the request time histograms' buckets:
+Envoy's default buckets, so dashboards built for Envoy read them alike; one more
+bucket holds everything above the last bound."""
+
+
+class Histogram:
+    """The indices of one histogram: ``len(HISTOGRAM_BUCKETS_MS) + 1`` bucket counters
+    from ``base`` (not cumulative: each counts the values that fall in it) and the sum
+    of every value in microseconds at ``sum``. Kept as plain counters so the workers'
+    rows add up exactly, like every other stat. A value ``ms`` is counted with
+    ``values[base + bisect_left(HISTOGRAM_BUCKETS_MS, ms)] += 1`` and
+    ``values[sum] += int(ms * 1000)``."""
+
+    __slots__ = ("name", "base", "sum")
+
+    def __init__(self, name: str, base: int, sum_index: int) -> None:
+        self.name = name
+        self.base = base
+        self.sum = sum_index
 
 
 class Scope:
@@ -97,6 +140,7 @@ class StatsStore:
         """Names of relabelled stats (host slots); None hides a stat."""
         self._baseline: dict[int, int] = {}
         """Counts a reused slot had before its current owner; subtracted when shown."""
+        self.histograms: dict[str, Histogram] = {}
 
     def register(self, name: str) -> int:
         if self._mem is not None:
@@ -108,6 +152,35 @@ class StatsStore:
 
     def scope(self, prefix: str, names: Iterable[str]) -> Scope:
         return Scope(self, prefix, names)
+
+    def histogram(self, name: str) -> Histogram:
+        """A histogram registered now (or the one already registered as ``name``); its
+        counters are left out of :meth:`snapshot` and read by :meth:`histogram_totals`."""
+        if name in self.histograms:
+            return self.histograms[name]
+        indices = [self.register(f"{name}:le_{bound:g}") for bound in HISTOGRAM_BUCKETS_MS]
+        indices.append(self.register(f"{name}:le_inf"))
+        indices.append(self.register(f"{name}:sum_us"))
+        for index in indices:
+            self._display[index] = None
+        made = self.histograms[name] = Histogram(name, indices[0], indices[-1])
+        return made
+
+    def histogram_totals(self) -> dict[str, dict[str, object]]:
+        """Every histogram summed over every worker: ``count``, ``sum_ms`` and
+        ``buckets``, a list of ``[upper bound in ms, cumulative count]`` ending with
+        ``[None, count]`` for the overflow bucket (``+Inf``)."""
+        out: dict[str, dict[str, object]] = {}
+        n = len(HISTOGRAM_BUCKETS_MS) + 1
+        for name, h in self.histograms.items():
+            running, buckets = 0, []
+            for i in range(n):
+                running += self.total(h.base + i)
+                bound = HISTOGRAM_BUCKETS_MS[i] if i < n - 1 else None
+                buckets.append([bound, running])
+            out[name] = {"count": running, "sum_ms": self.total(h.sum) / 1000.0,
+                         "buckets": buckets}
+        return out
 
     def slot_scopes(self, prefix: str, names: Iterable[str], count: int) -> list[Scope]:
         """``count`` scopes registered now, for owners known only later (hosts that a

@@ -223,6 +223,7 @@ class ClusterHealthChecker:
                 if counts[0] >= config.healthy_threshold:
                     counts[0] = 0
                     log.info("cluster %s: host %s is healthy again", self.cluster.name, host)
+                    self.cluster.count(self.stats.health_check_turned_healthy)
                     self.cluster.set_active_health(host, True)
                     self._update_healthy()
         else:
@@ -233,6 +234,7 @@ class ClusterHealthChecker:
                     counts[1] = 0
                     log.warning("cluster %s: host %s failed its health check", self.cluster.name,
                                 host)
+                    self.cluster.count(self.stats.health_check_turned_unhealthy)
                     self.cluster.set_active_health(host, False)
                     self._update_healthy()
 
