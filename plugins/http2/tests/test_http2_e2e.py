@@ -4,6 +4,7 @@ hypercorn as the HTTP/2 upstream, real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,3 +105,37 @@ def test_http2_downstream_to_http1_upstream(h1_upstream, h2_proxy):
     assert headers["x-keep"] == "yes" and headers["cookie"] == "a=1"
     assert big.status_code == 200 and len(big.content) == 300000
     assert "transfer-encoding" not in big.headers and "connection" not in big.headers
+
+
+# -- h2c upgrade ----------------------------------------------------------------------
+
+
+def test_curl_h2c_upgrade_from_http1(h2_upstream, h2_proxy):
+    """curl --http2 on cleartext asks ``Upgrade: h2c``: answered 101, the request
+    served as stream 1 over HTTP/2, and the next requests on the same connection too."""
+    port, _ = h2_proxy(h2_upstream, downstream="Auto")
+    url = f"http://127.0.0.1:{port}/echo"
+    out = curl("--http2", "-v", "-w", "\n%{http_version}\n", url, url)
+    assert out.returncode == 0, out.stderr
+    assert "101 Switching Protocols" in out.stderr
+    assert out.stderr.count("Connected to") == 1  # both over the one upgraded connection
+    bodies = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    versions = [line for line in out.stdout.splitlines() if line in ("1.1", "2")]
+    assert versions == ["2", "2"]
+    for body in bodies:
+        headers = dict(json.loads(body)["headers"])
+        assert not {"upgrade", "http2-settings", "connection"} & set(headers)
+    assert len(bodies) == 2
+
+
+def test_h2c_upgrade_without_settings_is_plain_http1(h2_upstream, h2_proxy):
+    """An upgrade request without HTTP2-Settings is not upgraded (RFC 7540 3.2.1)."""
+    port, _ = h2_proxy(h2_upstream, downstream="Http1")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: h2c\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b'"upgrade"' not in data
