@@ -429,13 +429,20 @@ class _Codec(ReadFilter, ConnectionCallbacks):
     def _stream_closed(self, s: _Stream) -> None:
         raise NotImplementedError
 
+    def _close_connection(self) -> None:
+        """Close once what h2 has queued (a last response, a GOAWAY) is written; the
+        close event then resets whatever streams are left."""
+        data = self.h2.data_to_send()
+        if data:
+            self.conn.write(data)
+        self.conn.close(_FLUSH)
+
     def _fail(self) -> None:
         """The peer broke the protocol: every stream is reset, the GOAWAY h2 queued is
         sent, and the connection closed."""
-        self._flush()
         self._closed = True
         self._drop_all(StreamResetReason.PROTOCOL_ERROR)
-        self.conn.close(_FLUSH)
+        self._close_connection()
 
     _HANDLERS: dict[type, Callable[[Any, Any], None]] = {}
 
@@ -510,7 +517,7 @@ class ServerConnection(_Codec):
         self._flush()
         self.conn.write(GoAwayFrame(0, last_stream_id=self._last_stream_id).serialize())
         if not self.streams:
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     # -- events -----------------------------------------------------------------------
 
@@ -534,7 +541,7 @@ class ServerConnection(_Codec):
         """The client will open no more streams; those open finish first."""
         self._going_away = True
         if event.error_code or not self.streams:
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     _HANDLERS = {
         ev.RequestReceived: _on_request,
@@ -556,7 +563,7 @@ class ServerConnection(_Codec):
 
     def _stream_closed(self, s: _Stream) -> None:
         if self._going_away and not self.streams and not self._closed:
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     def on_above_write_buffer_high_watermark(self) -> None:
         # The client is not reading what it asked for: read no more from it either
@@ -698,8 +705,7 @@ class ClientConnection(_Codec):
         for s in refused:
             self._drop(s, _REMOTE_RESET)
         if not self.streams and not self._closed:
-            self._closed = True
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     _HANDLERS = {
         ev.ResponseReceived: _on_response,
@@ -727,5 +733,4 @@ class ClientConnection(_Codec):
         self._open_waiting()
         self.on_idle()
         if self._going_away and not self.streams and not self._closed:
-            self._closed = True
-            self.conn.close(_FLUSH)
+            self._close_connection()

@@ -42,7 +42,7 @@ def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
                  upstream: str = "", routes: list[dict[str, Any]] | None = None,
                  extend_config: dict[str, Any] | None = None,
                  cluster: dict[str, Any] | None = None, timeout: str = "15s",
-                 ) -> dict[str, Any]:
+                 graceful_timeout: str = "1s") -> dict[str, Any]:
     """One listener on ``port`` proxying everything to ``127.0.0.1:upstream_port``."""
     proxy: dict[str, Any] = {"downstream_protocol": downstream, "router_config_name": "main",
                              "timeout": timeout}
@@ -52,7 +52,7 @@ def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
         proxy["extend_config"] = extend_config
     return {
         "servers": [{
-            "graceful_timeout": "1s",
+            "graceful_timeout": graceful_timeout,
             "routers": [{"router_config_name": "main", "virtual_hosts": [{
                 "name": "all", "domains": ["*"],
                 "routers": routes or [{"match": {"prefix": "/"},

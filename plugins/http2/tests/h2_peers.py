@@ -153,6 +153,17 @@ class StreamResult:
     trailers: dict[bytes, bytes] = field(default_factory=dict)
 
 
+class _TolerantConnection(h2.connection.H2Connection):
+    """h2 refuses every frame after a GOAWAY; a client must still read the streams
+    the GOAWAY let finish (RFC 9113 6.8)."""
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        state = self.state_machine.state
+        result = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state
+        return result
+
+
 class RawClient:
     """A blocking h2c client on a socket: opens streams, reads events, and acknowledges
     received data only when told (``auto_ack``), so a test controls the windows."""
@@ -160,7 +171,7 @@ class RawClient:
     def __init__(self, port: int, auto_ack: bool = True, window: int = 65535) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config)
+        self.conn = _TolerantConnection(config)
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.conn.initiate_connection()

@@ -10,6 +10,7 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -105,6 +106,28 @@ def test_upstream_goaway_finishes_stream_then_uses_new_connection(h2_proxy):
         finally:
             client.close()
         assert upstream.connections == 2
+
+
+def test_drain_sends_goaway_and_finishes_streams_in_flight(h2_upstream, h2_proxy):
+    """SIGTERM: mosn sends GOAWAY (NO_ERROR) naming the stream in flight, finishes it,
+    and closes the connection then, not at the end of the graceful timeout."""
+    port, mosn = h2_proxy(h2_upstream, graceful_timeout="20s")
+    client = RawClient(port)
+    try:
+        sid = client.request("/delay/0.5")
+        client.pump(lambda: client.conn.highest_outbound_stream_id == sid
+                    and client.conn.remote_settings.max_concurrent_streams > 0)
+        time.sleep(0.1)
+        started = time.monotonic()
+        mosn.proc.send_signal(signal.SIGTERM)
+        client.pump(lambda: client.goaway is not None)
+        assert client.goaway.error_code == 0 and client.goaway.last_stream_id == sid
+        client.pump(lambda: client.closed, timeout=TIMEOUT)
+        assert client.results[sid].ended and client.results[sid].status == 200
+        assert mosn.proc.wait(TIMEOUT) == 0
+        assert time.monotonic() - started < TIMEOUT
+    finally:
+        client.close()
 
 
 def test_slow_reader_throttles_upstream(h2_proxy):
