@@ -27,6 +27,8 @@ class ScriptedUpstream:
     ``/reset-mid-body``     headers and 64 KiB of body, then RST_STREAM (INTERNAL_ERROR)
     ``/goaway``             headers, GOAWAY naming this stream, then the 64 KiB body
                             and the connection closed once the stream is done
+    ``/trailers``           once the request's trailers came: 200 "t" and those trailers
+                            back as the response's trailers
     ``/bytes/N``            N bytes, sent only as the peer's flow-control windows allow;
                             ``sent`` counts what went out
     """
@@ -72,6 +74,7 @@ class ScriptedUpstream:
         writer.write(conn.data_to_send())
         tasks = []
         window_opened = asyncio.Event()
+        request_trailers: dict[int, asyncio.Future[list[Any]]] = {}
 
         def flush() -> None:
             data = conn.data_to_send()
@@ -87,6 +90,14 @@ class ScriptedUpstream:
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
                 conn.send_data(stream_id, text, end_stream=True)
+                flush()
+                return
+            if path == "/trailers":
+                trailers = await request_trailers.setdefault(
+                    stream_id, asyncio.get_running_loop().create_future())
+                conn.send_headers(stream_id, [(":status", "200")])
+                conn.send_data(stream_id, b"t")
+                conn.send_headers(stream_id, trailers, end_stream=True)
                 flush()
                 return
             conn.send_headers(stream_id, [(":status", "200")])
@@ -136,6 +147,10 @@ class ScriptedUpstream:
                     elif isinstance(event, (h2.events.WindowUpdated,
                                             h2.events.RemoteSettingsChanged)):
                         window_opened.set()
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        request_trailers.setdefault(
+                            event.stream_id, asyncio.get_running_loop().create_future(),
+                        ).set_result(event.headers)
                     elif isinstance(event, h2.events.StreamReset):
                         self.resets_received.append(event.stream_id)
                 flush()
@@ -197,6 +212,10 @@ class RawClient:
         self.results[sid] = StreamResult()
         self._send()
         return sid
+
+    def trailers(self, sid: int, fields: list[tuple[str, str]]) -> None:
+        self.conn.send_headers(sid, fields, end_stream=True)
+        self._send()
 
     def reset(self, sid: int) -> None:
         self.conn.reset_stream(sid, error_code=8)  # CANCEL

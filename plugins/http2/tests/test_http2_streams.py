@@ -56,6 +56,22 @@ def test_h2load(h2_upstream, h2_proxy):
     assert re.search(r"status codes: 400 2xx", out.stdout)
 
 
+def test_trailers_both_ways(h2_proxy):
+    """Request trailers reach the upstream; its response trailers reach the client."""
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            sid = client.request("/trailers", body=b"body", end=False)
+            client.trailers(sid, [("x-checksum", "abc"), ("x-count", "1")])
+            client.pump(lambda: client.done(sid))
+            result = client.results[sid]
+            assert result.status == 200 and result.body == b"t"
+            assert result.trailers == {b"x-checksum": b"abc", b"x-count": b"1"}
+        finally:
+            client.close()
+
+
 def test_client_reset_resets_upstream_stream(h2_proxy):
     """RST_STREAM from the client mid-body reaches the upstream as RST_STREAM; the
     client's other streams on the same connection go on."""
