@@ -12,31 +12,17 @@ import h2.settings
 import pytest
 from pydantic import ValidationError
 
-from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
+from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead
+from mosn.testing.streams import FakeLoop, Recorder
 from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
 from mosn_http2 import frames
-
-
-class Loop:
-    """What the codecs use of an event loop: call_soon, run by ``run()``."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-
-    def call_soon(self, fn: Any, *args: Any) -> None:
-        self.calls.append((fn, args))
-
-    def run(self) -> None:
-        while self.calls:
-            fn, args = self.calls.pop(0)
-            fn(*args)
 
 
 class MemoryConnection:
     """A connection that keeps what is written; ``feed`` delivers bytes to its filters."""
 
     def __init__(self) -> None:
-        self.loop = Loop()
+        self.loop = FakeLoop()
         self.written = bytearray()
         self.read_filters: list[Any] = []
         self.callbacks: list[Any] = []
@@ -66,31 +52,6 @@ class MemoryConnection:
 
     def read_disable(self, disable: bool) -> None:
         pass
-
-
-class Recorder:
-    """A RequestHandler / ResponseHandler that records what it is told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-
-    def on_headers(self, head: Any, end_stream: bool) -> None:
-        self.events.append(("headers", head, end_stream))
-
-    def on_data(self, data: bytes, end_stream: bool) -> None:
-        self.events.append(("data", data, end_stream))
-
-    def on_trailers(self, trailers: Headers) -> None:
-        self.events.append(("trailers", trailers))
-
-    def on_reset(self, reason: StreamResetReason) -> None:
-        self.events.append(("reset", reason))
-
-    def on_above_write_buffer_high_watermark(self) -> None:
-        self.events.append(("above",))
-
-    def on_below_write_buffer_low_watermark(self) -> None:
-        self.events.append(("below",))
 
 
 def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:

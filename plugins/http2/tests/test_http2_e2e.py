@@ -13,6 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from mosn.testing.process import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[3]

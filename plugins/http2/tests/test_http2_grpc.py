@@ -11,6 +11,7 @@ import grpc
 import httpx
 import pytest
 
+from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from mosn.testing.process import free_port
 
 SERVICE = "test.Echo"

@@ -1,5 +1,7 @@
 """Fixtures for the Http2 plugin's end-to-end tests: a real HTTP/2 upstream (hypercorn
-serving the example app) and mosn configs in MOSN's shape."""
+serving the example app) and mosn configs in MOSN's shape. Imported by the test
+modules that use them (a conftest.py here would take the name of tests/conftest.py,
+which the core's tests import from)."""
 
 from __future__ import annotations
 
