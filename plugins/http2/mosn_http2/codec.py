@@ -64,6 +64,11 @@ UNLIMITED_STREAMS = 2**31 - 1
 """h2's own inbound stream limit: out of the way, see ``_start``."""
 PROTOCOL_DEFAULT_WINDOW = 65535
 """The connection window every HTTP/2 connection starts with (RFC 9113 6.9.2)."""
+PREMATURE_RESET_MIN_STREAMS = 500
+"""Streams a client opens before its share of streams reset before their response
+began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
+the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
+an upstream request per stream while no stream stays open)."""
 
 
 class _H2Connection(H2Connection):
@@ -438,8 +443,8 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self.conn.close(_FLUSH)
 
     def _fail(self) -> None:
-        """The peer broke the protocol: every stream is reset, the GOAWAY h2 queued is
-        sent, and the connection closed."""
+        """The peer broke the protocol (or abused it): every stream is reset, the GOAWAY
+        h2 queued is sent, and the connection closed."""
         self._closed = True
         self._drop_all(StreamResetReason.PROTOCOL_ERROR)
         self._close_connection()
@@ -480,7 +485,8 @@ class ServerStream(_Stream):
 class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
-    __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused")
+    __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused", "_opened",
+                 "_premature")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -492,6 +498,9 @@ class ServerConnection(_Codec):
         self._scheme = "https" if tls else "http"
         self._last_stream_id = UNLIMITED_STREAMS
         self._read_paused = False
+        self._opened = 0
+        self._premature = 0
+        """Streams the client reset before their response began."""
         if upgrade is None:
             self._start()
             return
@@ -528,6 +537,7 @@ class ServerConnection(_Codec):
             self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
             return
         head = frames.request_head(event.headers, self._scheme)
+        self._opened += 1
         s = ServerStream(self, sid)
         end = event.stream_ended is not None
         s.remote_done = end
@@ -543,12 +553,24 @@ class ServerConnection(_Codec):
         if event.error_code or not self.streams:
             self._close_connection()
 
+    def _on_client_reset(self, event: ev.StreamReset) -> None:
+        s = self.streams.get(event.stream_id)
+        if s is None:
+            return
+        if not s.headers_sent:
+            self._premature += 1
+            if self._opened >= PREMATURE_RESET_MIN_STREAMS and self._premature * 2 > self._opened:
+                self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+                self._fail()
+                return
+        self._drop(s, _REMOTE_RESET)
+
     _HANDLERS = {
         ev.RequestReceived: _on_request,
         ev.DataReceived: _Codec._on_data,
         ev.TrailersReceived: _Codec._on_trailers,
         ev.StreamEnded: _Codec._on_stream_ended,
-        ev.StreamReset: _Codec._on_stream_reset,
+        ev.StreamReset: _on_client_reset,
         ev.WindowUpdated: _Codec._on_window_updated,
         ev.RemoteSettingsChanged: _Codec._on_settings,
         ev.ConnectionTerminated: _on_goaway,

@@ -261,3 +261,27 @@ def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
     if conn.closed:
         assert GOAWAY in frame_types(out) or any(
             len(c) >= 9 and c[3] == GOAWAY for c in chunks)
+
+
+def test_rapid_reset_closes_the_connection():
+    """A client resetting most of its streams before their response (CVE-2023-44487):
+    GOAWAY ENHANCE_YOUR_CALM once enough streams were seen; a well-behaved burst of the
+    same size is not."""
+    for reset_all in (True, False):
+        conn, client, streams = server_pair()
+        for i in range(600):
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                      (":authority", "a"), (":path", "/")], end_stream=True)
+            if reset_all:
+                client.reset_stream(sid)
+            else:
+                conn.feed(client.data_to_send())
+                streams[-1][0].send_headers(ResponseHead(204), True)
+                client.receive_data(conn.take())
+            conn.feed(client.data_to_send())
+        assert conn.closed is reset_all
+        if reset_all:
+            goaway = [e for e in client.receive_data(conn.take())
+                      if isinstance(e, h2.events.ConnectionTerminated)]
+            assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM
