@@ -37,6 +37,7 @@ class ScriptedUpstream:
         self.loop = asyncio.new_event_loop()
         self.connections = 0
         self.resets_received: list[int] = []
+        self.requests_received: list[str] = []
         self.sent = 0
         self._server: asyncio.AbstractServer | None = None
         sock = socket.socket()
@@ -143,6 +144,7 @@ class ScriptedUpstream:
                 for event in events:
                     if isinstance(event, h2.events.RequestReceived):
                         path = dict(event.headers)[b":path"].decode()
+                        self.requests_received.append(path)
                         tasks.append(asyncio.ensure_future(respond(event.stream_id, path)))
                     elif isinstance(event, (h2.events.WindowUpdated,
                                             h2.events.RemoteSettingsChanged)):

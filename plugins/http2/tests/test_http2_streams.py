@@ -14,7 +14,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -24,6 +24,13 @@ from h2_peers import RawClient, ScriptedUpstream
 from mosn_http2 import PREFACE
 
 TIMEOUT = 10.0  # seconds any one exchange may take on a loaded CI machine
+
+
+def wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
 
 
 @pytest.fixture
@@ -86,14 +93,12 @@ def test_client_reset_resets_upstream_stream(scripted):
     client's other streams on the same connection go on."""
     upstream, client = scripted
     sid = client.request("/slow", body=b"partial", end=False)
-    time.sleep(0.1)
+    wait_until(lambda: upstream.requests_received == ["/slow"])
     client.reset(sid)
     other = client.request("/ok")
     client.pump(lambda: client.done(other))
     assert client.results[other].body == b"ok"
-    deadline = time.monotonic() + TIMEOUT
-    while not upstream.resets_received and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_until(lambda: upstream.resets_received)
     assert len(upstream.resets_received) == 1
 
 
