@@ -15,7 +15,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-from hyperframe.frame import DataFrame
+from hyperframe.frame import GoAwayFrame
 
 BODY_CHUNK = 16384  # one DATA frame's worth at the default SETTINGS_MAX_FRAME_SIZE
 
@@ -118,14 +118,14 @@ class ScriptedUpstream:
                     await writer.drain()
                 return
             if path == "/goaway":
-                conn.close_connection(last_stream_id=stream_id)  # after the headers
+                # Written as raw bytes: h2 would close its state machine on its own
+                # GOAWAY and neither send the rest of this stream nor read anything.
                 flush()
-                # h2 sends nothing after its own GOAWAY: the body goes as raw frames.
+                writer.write(GoAwayFrame(0, last_stream_id=stream_id).serialize())
                 for i in range(0, len(body), BODY_CHUNK):
-                    frame = DataFrame(stream_id, data=body[i:i + BODY_CHUNK])
-                    if i + BODY_CHUNK >= len(body):
-                        frame.flags.add("END_STREAM")
-                    writer.write(frame.serialize())
+                    last = i + BODY_CHUNK >= len(body)
+                    conn.send_data(stream_id, body[i:i + BODY_CHUNK], end_stream=last)
+                    flush()
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.2)
                 writer.close()
