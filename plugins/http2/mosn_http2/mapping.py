@@ -21,15 +21,5 @@ cancelled (CANCEL, which gRPC clients read as CANCELLED); one that never reached
 upstream is refused (REFUSED_STREAM: not processed, safe to retry, RFC 9113 8.7)."""
 
 
-def http_status(status: int) -> int:
-    """The HTTP-like status a response of this protocol means to the proxy."""
-    return status
-
-
-def protocol_status(http_status: int) -> int:
-    """The status a proxy outcome (an HTTP-like status) is answered with."""
-    return http_status
-
-
 def reset_code(reason: StreamResetReason) -> int:
     return RESET_CODES.get(reason, ErrorCodes.INTERNAL_ERROR)
