@@ -1,6 +1,7 @@
 """Statuses and resets. HTTP/2 carries HTTP statuses as they are (``:status``), so the
 proxy's HTTP-like statuses need no translation; what needs one is a stream reset:
-mosn's :class:`StreamResetReason` <-> RST_STREAM error codes (RFC 9113 7)."""
+mosn's :class:`StreamResetReason` -> the RST_STREAM error code (RFC 9113 7). A reset
+received is ``REMOTE_RESET`` whatever its code."""
 
 from __future__ import annotations
 
