@@ -1,0 +1,314 @@
+"""The Http2 codecs without sockets: h2 client and server objects talk to them
+through an in-memory connection; bytes in, events and bytes out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+import pytest
+from hpack import Encoder
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
+from mosn.testing.streams import FakeLoop, Recorder
+from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
+from mosn_http2 import frames
+
+
+class MemoryConnection:
+    """A connection that keeps what is written; ``feed`` delivers bytes to its filters."""
+
+    def __init__(self) -> None:
+        self.loop = FakeLoop()
+        self.written = bytearray()
+        self.read_filters: list[Any] = []
+        self.callbacks: list[Any] = []
+        self.closed = False
+        self.transport = None
+
+    def add_read_filter(self, f: Any) -> None:
+        self.read_filters.append(f)
+
+    def add_callbacks(self, cb: Any) -> None:
+        self.callbacks.append(cb)
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def take(self) -> bytes:
+        self.loop.run()
+        data, self.written = bytes(self.written), bytearray()
+        return data
+
+    def feed(self, data: bytes) -> None:
+        for f in self.read_filters:
+            f.on_data(data)
+
+    def close(self, how: Any = None) -> None:
+        self.closed = True
+
+    def read_disable(self, disable: bool) -> None:
+        pass
+
+
+def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+    conn = MemoryConnection()
+    streams: list[Any] = []
+
+    def new_stream(stream: Any) -> Recorder:
+        recorder = Recorder()
+        streams.append((stream, recorder))
+        return recorder
+
+    ServerConnection(conn, new_stream)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    conn.feed(client.data_to_send())
+    client.receive_data(conn.take())
+    conn.feed(client.data_to_send())
+    return conn, client, streams
+
+
+def test_matcher():
+    assert match(PREFACE + b"\x00") is MatchResult.MATCH
+    assert match(PREFACE[:10]) is MatchResult.NEED_MORE
+    assert match(b"GET / HTTP/1.1\r\n") is MatchResult.NO_MATCH
+
+
+def test_request_head_from_pseudo_headers():
+    head = frames.request_head([(b":method", b"POST"), (b":scheme", b"http"),
+                                (b":authority", b"svc:80"), (b":path", b"/a?b=1"),
+                                (b"cookie", b"a=1"), (b"x-y", b"z"), (b"cookie", b"b=2")], "http")
+    assert (head.method, head.path, head.authority, head.version) == ("POST", "/a?b=1", "svc:80", "2")
+    assert head.headers.items() == [("x-y", "z"), ("cookie", "a=1; b=2")]  # RFC 9113 8.2.3
+
+
+def test_request_fields_drop_connection_specific_and_map_host():
+    head = RequestHead("GET", "/p", "", "http", Headers([
+        ("host", "h.example"), ("connection", "keep-alive"), ("keep-alive", "5"),
+        ("transfer-encoding", "chunked"), ("te", "gzip"), ("x-a", "1")]))
+    fields = frames.request_fields(head)
+    assert fields == [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/p"),
+                      (b":authority", b"h.example"), (b"x-a", b"1")]
+    connect = frames.request_fields(RequestHead("CONNECT", "", "h:443"))
+    assert connect == [(b":method", b"CONNECT"), (b":authority", b"h:443")]  # RFC 9113 8.5
+
+
+def test_server_stream_request_response_and_trailers():
+    conn, client, streams = server_pair()
+    client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/x"), ("content-type", "application/grpc")])
+    client.send_data(1, b"body")
+    client.send_headers(1, [("x-trailer", "t")], end_stream=True)
+    conn.feed(client.data_to_send())
+    stream, recorder = streams[0]
+    assert [e[0] for e in recorder.events] == ["headers", "data", "trailers"]
+    assert recorder.events[0][1].path == "/x" and recorder.events[0][2] is False
+    assert recorder.events[2][1].items() == [("x-trailer", "t")]
+    stream.send_headers(ResponseHead(200, Headers([("content-type", "application/grpc")])), False)
+    stream.send_data(b"reply", False)
+    stream.send_trailers(Headers([("grpc-status", "0")]))
+    events = client.receive_data(conn.take())
+    kinds = [type(e) for e in events]
+    assert h2.events.ResponseReceived in kinds and h2.events.TrailersReceived in kinds
+    trailers = next(e for e in events if isinstance(e, h2.events.TrailersReceived))
+    assert dict(trailers.headers)["grpc-status"] == "0"
+
+
+def test_server_refuses_streams_over_the_limit():
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder(),
+                     Http2Config(max_concurrent_streams=2).limits())
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    for sid in (1, 3, 5):
+        client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                  (":authority", "a"), (":path", "/")])
+    conn.feed(client.data_to_send())
+    events = client.receive_data(conn.take())
+    resets = [e for e in events if isinstance(e, h2.events.StreamReset)]
+    assert [(e.stream_id, e.error_code) for e in resets] == [(5, 7)]  # REFUSED_STREAM
+    assert not conn.closed
+
+
+def test_garbage_after_preface_is_goaway_protocol_error():
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder())
+    conn.feed(PREFACE + b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")  # window 0
+    assert conn.closed
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    events = client.receive_data(conn.take())
+    goaway = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == 1  # PROTOCOL_ERROR
+
+
+def test_client_waits_for_a_free_stream_slot():
+    conn = MemoryConnection()
+    idle: list[int] = []
+    codec = ClientConnection(conn, lambda: idle.append(1))
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8"))
+    server.initiate_connection()
+    server.update_settings({h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: 1})
+    server.receive_data(conn.take())
+    conn.feed(server.data_to_send())
+    handlers = [Recorder(), Recorder()]
+    streams = [codec.new_stream(h) for h in handlers]
+    for s in streams:
+        s.send_headers(RequestHead("GET", "/", "a"), True)
+    events = server.receive_data(conn.take())
+    assert [e.stream_id for e in events if isinstance(e, h2.events.RequestReceived)] == [1]
+    server.send_headers(1, [(":status", "200")])
+    server.send_data(1, b"x" * 1000, end_stream=True)
+    conn.feed(server.data_to_send())
+    assert handlers[0].events[-1] == ("data", b"x" * 1000, True)
+    assert idle == [1]  # the first stream is over: the second went out in its place
+    events = server.receive_data(conn.take())
+    assert [e.stream_id for e in events if isinstance(e, h2.events.RequestReceived)] == [3]
+
+
+def test_config_rejects_out_of_range_settings():
+    with pytest.raises(ValidationError):
+        Http2Config(max_frame_size=1024)
+    with pytest.raises(ValidationError):
+        Http2Config(initial_stream_window_size=2**31)
+
+
+FRAME_TYPES = st.integers(0, 10)
+GOAWAY = 7
+
+
+def frame_types(data: bytes) -> list[int]:
+    """The type of each frame in ``data`` (9-byte headers, RFC 9113 4.1)."""
+    types, i = [], 0
+    while i + 9 <= len(data):
+        types.append(data[i + 3])
+        i += 9 + int.from_bytes(data[i:i + 3], "big")
+    return types
+
+
+def _headers(stream_id: int, fields: list[tuple[str, str]], end: bool) -> bytes:
+    frame = HeadersFrame(stream_id, data=Encoder().encode(fields), flags=["END_HEADERS"])
+    if end:
+        frame.flags.add("END_STREAM")
+    return frame.serialize()
+
+
+_REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
+VALID_FRAMES = [
+    _headers(1, _REQUEST, False), _headers(1, _REQUEST, True), _headers(3, _REQUEST, False),
+    _headers(1, [("x-t", "1")], True),
+    DataFrame(1, data=b"abc").serialize(), DataFrame(1, data=b"z", flags=["END_STREAM"]).serialize(),
+    DataFrame(3, data=b"q", flags=["END_STREAM"]).serialize(),
+    RstStreamFrame(1, error_code=8).serialize(), RstStreamFrame(3, error_code=0).serialize(),
+    WindowUpdateFrame(0, window_increment=1000).serialize(),
+    WindowUpdateFrame(1, window_increment=1000).serialize(),
+    PingFrame(0, opaque_data=b"12345678").serialize(),
+    SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 10}).serialize(),
+]
+"""Frames a client could send, for the fuzzer to mix with garbage in any order."""
+
+
+@st.composite
+def frame_bytes(draw: Any) -> bytes:
+    """A frame a client could send, one with a well-formed 9-byte header (random type,
+    flags and stream) and a random payload, or plain random bytes."""
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        return draw(st.sampled_from(VALID_FRAMES))
+    payload = draw(st.binary(max_size=64))
+    if kind == 1:
+        return payload
+    return (len(payload).to_bytes(3, "big") + bytes([draw(FRAME_TYPES), draw(st.integers(0, 255))])
+            + draw(st.integers(0, 7)).to_bytes(4, "big") + payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frame_bytes(), max_size=8))
+def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
+    """Whatever follows the preface, the codec never raises: the connection carries
+    on, or it is closed after a GOAWAY (sent, or received from the peer)."""
+    conn = MemoryConnection()
+    handlers: list[Recorder] = []
+
+    def new_stream(stream: Any) -> Recorder:
+        handlers.append(Recorder(stream))
+        return handlers[-1]
+
+    ServerConnection(conn, new_stream)
+    conn.take()
+    conn.feed(PREFACE)
+    for chunk in chunks:
+        conn.feed(chunk)
+    for handler in handlers:
+        handler.stream.send_headers(ResponseHead(200), True)
+    out = conn.take()
+    if conn.closed:
+        assert GOAWAY in frame_types(out) or any(
+            len(c) >= 9 and c[3] == GOAWAY for c in chunks)
+
+
+def test_rapid_reset_closes_the_connection():
+    """A client resetting most of its streams before their response (CVE-2023-44487):
+    GOAWAY ENHANCE_YOUR_CALM once enough streams were seen; a well-behaved burst of the
+    same size is not."""
+    for reset_all in (True, False):
+        conn, client, streams = server_pair()
+        for i in range(600):
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                      (":authority", "a"), (":path", "/")], end_stream=True)
+            if reset_all:
+                client.reset_stream(sid)
+            else:
+                conn.feed(client.data_to_send())
+                streams[-1][0].send_headers(ResponseHead(204), True)
+                client.receive_data(conn.take())
+            conn.feed(client.data_to_send())
+        assert conn.closed is reset_all
+        if reset_all:
+            goaway = [e for e in client.receive_data(conn.take())
+                      if isinstance(e, h2.events.ConnectionTerminated)]
+            assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM
+
+
+def test_oversized_frame_refused_from_its_header():
+    """A frame announced larger than SETTINGS_MAX_FRAME_SIZE is a connection error as
+    soon as its header is read, not once megabytes of it were buffered."""
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder())
+    conn.take()
+    conn.feed(PREFACE + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+    assert conn.closed
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    goaway = [e for e in client.receive_data(conn.take())
+              if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == 6  # FRAME_SIZE_ERROR
+
+
+def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol():
+    conn = MemoryConnection()
+    idle: list[int] = []
+    codec = ClientConnection(conn, lambda: idle.append(1))
+    handler = Recorder()
+    codec.new_stream(handler).send_headers(RequestHead("GET", "/", "a"), True)
+    conn.take()
+    conn.feed(b"HTTP/1.1 200 OK\r\n\r\n")  # not HTTP/2
+    assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
+    assert conn.closed and not codec.reusable() and idle == []
