@@ -83,6 +83,26 @@ def test_http_context_propagated_through_the_backend(start_mosn, backend, receiv
     assert server.status != STATUS_ERROR and client_span.status != STATUS_ERROR
 
 
+def test_http2_context_propagated_to_an_http1_backend(start_mosn, backend, receiver):  # noqa: F811
+    port = free_port()
+    config = http_config(port, backend, [], **tracing(receiver))
+    proxy = config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
+    proxy.update(downstream_protocol="Http2", upstream_protocol="Http1")
+    mosn = start_mosn(config)
+    trace_id, caller_span = new_ids()
+    with httpx.Client(http1=False, http2=True, timeout=5) as client:
+        r = client.get(f"http://127.0.0.1:{port}/ok/echo", headers={
+            "traceparent": f"00-{trace_id:032x}-{caller_span:016x}-01"})
+    assert r.http_version == "HTTP/2" and r.status_code == 200
+    seen_trace, seen_parent, _ = upstream_traceparent(r)
+    mosn.stop()
+    (server,) = by_kind(receiver.spans, KIND_SERVER)
+    (client_span,) = by_kind(receiver.spans, KIND_CLIENT)
+    assert seen_trace == server.trace_id == client_span.trace_id == trace_id
+    assert server.parent_id == caller_span and client_span.parent_id == server.span_id
+    assert seen_parent == client_span.span_id
+
+
 def test_a_request_without_context_starts_a_trace(start_mosn, backend, receiver):  # noqa: F811
     port = free_port()
     mosn = start_mosn(http_config(port, backend, [], **tracing(receiver)))
