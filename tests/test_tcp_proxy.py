@@ -10,8 +10,8 @@ import socket
 import struct
 import threading
 import time
-from pathlib import Path
 from contextlib import closing
+from pathlib import Path
 
 import pytest
 
