@@ -71,7 +71,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -79,24 +78,27 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from common import (
     BIN,
-    CpuWindow,
+    Peer,
     Processes,
     apt_install,
-    cpu_seconds,
     free_port,
     install_mosn,
-    median_of,
+    interrupted,
+    nginx_command,
     peer_arguments,
     pip_install,
     print_notes,
     raise_fd_limit,
+    ratios,
     render,
+    run_load,
+    summarise,
     table,
+    take_turns,
     version,
     wanted_peers,
 )
@@ -143,13 +145,6 @@ def mosn_routes() -> str:
     decoys = [{"match": {"prefix": f"/svc{n}/"}, "route": {"cluster_name": "decoy"}}
               for n in range(DECOY_ROUTES)]
     return json.dumps([*decoys, {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"}}])
-
-
-def nginx_command(name: str, workdir: Path, template: str, **values) -> list[str]:
-    """nginx in the foreground with its own prefix (pid file, temp dirs) under workdir."""
-    prefix = workdir / name
-    prefix.mkdir()
-    return ["nginx", "-p", f"{prefix}/", "-e", "stderr", "-c", render(template, workdir, **values)]
 
 
 def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> list[str]:
@@ -223,40 +218,18 @@ def parse_wrk(out: str) -> dict:
             "socket_errors": sum(map(int, sock.groups())) if sock else 0}
 
 
-def children_cpu() -> float:
-    """utime + stime of this process's children that have been waited for (wrk, once it exits)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pid: int) -> dict:
     """One wrk run against port; its figures, with the CPU the proxy, the load side (wrk and
     the backend) and everything else spent meanwhile."""
-    argv = ["taskset", "-c", str(cpu), "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s",
-            "--latency", f"http://127.0.0.1:{port}/"]
-    wrk_before, backend_before = children_cpu(), cpu_seconds(backend_pid)
-    window = CpuWindow(proxy_pid, reaped=True)
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=seconds + WRK_GRACE, check=False)
-    window.stop()
-    load = children_cpu() - wrk_before + cpu_seconds(backend_pid) - backend_before
-    if done.returncode:
-        output = (done.stdout + done.stderr).strip()
-        raise RuntimeError(f"wrk exited with status {done.returncode}: {output[-200:]}")
-    result = parse_wrk(done.stdout)
+    argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"]
+    run = run_load(argv, cpu, seconds + WRK_GRACE, proxy_pid, [backend_pid])
+    result = parse_wrk(run.output)
     if not result["requests"]:
         raise RuntimeError("no request completed")
-    result |= {"load_cpu_pct": round(load * 100 / window.elapsed), "others_cpu_pct": window.others_pct}
+    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
     if proxy_pid:
-        result["cpu_us_per_req"] = round(window.proxy * 1e6 / result["requests"], 2)
+        result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
     return result
-
-
-@dataclass
-class Peer:
-    name: str
-    port: int  # where wrk sends its requests
-    proxy: subprocess.Popen | None = None  # None for direct
 
 
 def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
@@ -273,49 +246,16 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
         proxy = procs.start(name, peer_command(name, procs.logs, listen, backend_port), cpus[0])
         peers.append(Peer(name, listen, proxy))
 
-    def attempt(peer: Peer, step, *step_args):
-        """Run one step for a peer; on failure, report it, stop the peer and drop it."""
-        try:
-            result = step(*step_args)
-            if peer.proxy and peer.proxy.poll() is not None:
-                raise RuntimeError(f"exited: {procs.log_tail(peer.proxy)}")
-            if backend.poll() is not None:
-                raise RuntimeError(f"the backend exited: {procs.log_tail(backend)}")
-            return result
-        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-            skipped[peer.name] = f"failed: {exc}"
-            print(f"  {peer.name}: {skipped[peer.name]}", flush=True)
-            peers.remove(peer)
-            if peer.proxy:
-                procs.stop(peer.proxy)
-            return None
-
-    print("starting proxies and warming up ...", flush=True)
-    for peer in peers.copy():
+    def prepare(peer: Peer) -> None:
         if peer.proxy:
-            attempt(peer, wait_ready, procs, peer.proxy, peer.port)
-        if peer in peers:
-            attempt(peer, run_wrk, peer.port, WARMUP, cpus[1], None, backend.pid)
-    # Rounds, each peer's turn rotating, so a spell of noise on the machine hits one round
-    # of several peers rather than all of one; each figure is the median over rounds.
-    print(f"{args.rounds} rounds of {window} s per peer ...", flush=True)
-    rounds: dict[str, list[dict]] = {peer.name: [] for peer in peers}
-    for n in range(args.rounds):
-        if not peers:
-            break
-        for peer in peers[n % len(peers):] + peers[:n % len(peers)]:
-            pid = peer.proxy.pid if peer.proxy else None
-            if (result := attempt(peer, run_wrk, peer.port, window, cpus[1], pid, backend.pid)):
-                rounds[peer.name].append(result)
-    results = {}
-    for peer in peers:
-        runs = rounds[peer.name]
-        results[peer.name] = median_of([{k: v for k, v in r.items() if k not in COUNTS} for r in runs])
-        results[peer.name] |= {key: sum(r[key] for r in runs) for key in COUNTS}
-        results[peer.name]["rounds"] = {key: [r[key] for r in runs]
-                                        for key in ("req_per_s", "others_cpu_pct")}
-        print(f"  {peer.name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
-    return results
+            wait_ready(procs, peer.proxy, peer.port)
+        run_wrk(peer.port, WARMUP, cpus[1], None, backend.pid)
+
+    def run(peer: Peer, pid: int | None) -> dict:
+        return run_wrk(peer.port, window, cpus[1], pid, backend.pid)
+
+    print(f"warming up each peer, then {args.rounds} rounds of {window} s per peer ...", flush=True)
+    return summarise(take_turns(peers, procs, [backend], skipped, args.rounds, prepare, run), COUNTS)
 
 
 # --- report ------------------------------------------------------------------
@@ -339,19 +279,8 @@ def flagged(results: dict) -> dict[str, str]:
             for name, row in results.items() if row["non_2xx"] or row["socket_errors"]}
 
 
-def ratios(results: dict, bad: dict) -> dict:
-    pairs = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
-    pairs += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
-    out = {}
-    for a, b, keys in pairs:
-        if a in results and b in results and a not in bad and b not in bad:
-            out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
-                               if results[a].get(key) and results[b].get(key)}
-    return out
-
-
-def interrupted(signum, frame):
-    raise KeyboardInterrupt
+PAIRS = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
+PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 
 
 def main() -> int:
@@ -389,7 +318,7 @@ def main() -> int:
 
     versions = {name: version(name) for name in ("wrk", "nginx", *results) if name != "direct"}
     bad = flagged(results)
-    ratio = ratios(results, bad)
+    ratio = ratios(results, bad, PAIRS)
     print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
           f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
           f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")
