@@ -1,0 +1,82 @@
+"""Registers the ``Http2`` protocol with mosn."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any, Callable
+
+from mosn.plugins import Extension, hookimpl
+from mosn.stream.types import MatchResult, NewStream, RequestHead
+from mosn_http2 import matcher
+from mosn_http2.codec import ClientConnection, ServerConnection
+from mosn_http2.config import Http2Config, Limits
+
+PROTOCOL_NAME = "Http2"
+"""MOSN's name for the protocol (``downstream_protocol: Http2``)."""
+SWITCHING_PROTOCOLS = (b"HTTP/1.1 101 Switching Protocols\r\n"
+                       b"connection: Upgrade\r\nupgrade: h2c\r\n\r\n")
+_UPGRADE_FIELDS = frozenset({"upgrade", "http2-settings", "connection"})
+
+
+class Http2Protocol:
+    """What the ``proxy`` filter and the upstream pools build codecs with."""
+
+    __slots__ = ("name", "limits")
+    multiplexed = True
+    alpn = "h2"
+    """The TLS ALPN protocol id (RFC 9113 3.2): a TLS listener offering it hands the
+    connection to ``server`` once the handshake chose it (TLS is not built yet)."""
+    upgrade_token = "h2c"
+    """The HTTP/1.1 ``Upgrade`` token that switches a connection to this protocol."""
+
+    def __init__(self, limits: Limits = Limits()) -> None:
+        self.name = PROTOCOL_NAME
+        self.limits = limits
+
+    def match(self, data: bytes) -> MatchResult:
+        return matcher.match(data)
+
+    def server(self, conn: Any, new_stream: NewStream) -> ServerConnection:
+        return ServerConnection(conn, new_stream, self.limits)
+
+    def client(self, conn: Any, on_idle: Callable[[], None]) -> ClientConnection:
+        return ClientConnection(conn, on_idle, self.limits)
+
+    def upgrade(self, conn: Any, new_stream: NewStream, head: RequestHead,
+                data: bytes) -> bool:
+        """Take over an HTTP/1.1 connection whose request ``head`` (read in full)
+        asked for ``Upgrade: h2c``: answer 101, then serve that request as stream 1
+        and ``data`` (what followed it) as HTTP/2. False, untouched, when the request
+        does not carry exactly one valid ``HTTP2-Settings`` (RFC 7540 3.2.1)."""
+        values = head.headers.get_all("http2-settings")
+        if len(values) != 1:
+            return False
+        token = values[0].strip()
+        try:
+            settings = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        if len(settings) % 6:
+            return False  # six bytes a setting (RFC 9113 6.5.1)
+        head.headers._items = [(k, v) for k, v in head.headers.items()
+                               if k not in _UPGRADE_FIELDS]
+        conn.write(SWITCHING_PROTOCOLS)
+        codec = ServerConnection(conn, new_stream, self.limits,
+                                 upgrade=(head, base64.urlsafe_b64encode(settings)))
+        if data:
+            codec.on_data(data)
+        return True
+
+    def __repr__(self) -> str:
+        return f"<Http2Protocol {self.limits}>"
+
+
+def build(config: Http2Config | None = None) -> Http2Protocol:
+    return Http2Protocol((config or Http2Config()).limits())
+
+
+@hookimpl
+def mosn_protocols() -> list[Extension]:
+    return [Extension(PROTOCOL_NAME, build, Http2Config,
+                      description="HTTP/2 (h2c prior knowledge and upgrade) and gRPC on h2")]

@@ -1,0 +1,78 @@
+"""Fixtures for the Http2 plugin's end-to-end tests: a real HTTP/2 upstream (hypercorn
+serving the example app) and mosn configs in MOSN's shape."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from mosn.testing.process import free_port, stop_process, wait_for_port
+
+HERE = Path(__file__).resolve().parent
+H2_UPSTREAM = HERE / "h2_upstream.py"
+
+
+def start_upstream(name: str = "h2", max_streams: int = 100) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(H2_UPSTREAM), "--port", str(port),
+                             "--name", name, "--max-streams", str(max_streams)])
+    try:
+        wait_for_port(port)
+    except Exception:
+        stop_process(proc)
+        raise
+    return proc, port
+
+
+@pytest.fixture(scope="module")
+def h2_upstream() -> Iterator[int]:
+    """hypercorn on a free port (HTTP/2 cleartext and HTTP/1.1); yields the port."""
+    proc, port = start_upstream()
+    try:
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
+                 upstream: str = "", routes: list[dict[str, Any]] | None = None,
+                 extend_config: dict[str, Any] | None = None,
+                 cluster: dict[str, Any] | None = None, timeout: str = "15s",
+                 ) -> dict[str, Any]:
+    """One listener on ``port`` proxying everything to ``127.0.0.1:upstream_port``."""
+    proxy: dict[str, Any] = {"downstream_protocol": downstream, "router_config_name": "main",
+                             "timeout": timeout}
+    if upstream:
+        proxy["upstream_protocol"] = upstream
+    if extend_config:
+        proxy["extend_config"] = extend_config
+    return {
+        "servers": [{
+            "graceful_timeout": "1s",
+            "routers": [{"router_config_name": "main", "virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routers": routes or [{"match": {"prefix": "/"},
+                                       "route": {"cluster_name": "backend"}}]}]}],
+            "listeners": [{
+                "name": "h2", "address": f"127.0.0.1:{port}", "bind_port": True,
+                "filter_chains": [{"filters": [{"type": "proxy", "config": proxy}]}],
+            }],
+        }],
+        "cluster_manager": {"clusters": [{
+            "name": "backend", "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN",
+            "hosts": [{"address": f"127.0.0.1:{upstream_port}"}], **(cluster or {})}]},
+    }
+
+
+@pytest.fixture
+def h2_proxy(start_mosn: Callable[..., Any]) -> Callable[..., tuple[int, Any]]:
+    """Start mosn proxying to an upstream port; returns (listener port, mosn)."""
+    def start(upstream_port: int, **kwargs: Any) -> tuple[int, Any]:
+        port = free_port()
+        mosn = start_mosn(proxy_config(port, upstream_port, **kwargs))
+        return port, mosn
+    return start
