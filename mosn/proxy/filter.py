@@ -8,6 +8,7 @@ installed protocol plugins' matchers.
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import Any, Callable
 
 from mosn.network.connection import Connection
@@ -36,6 +37,7 @@ class ProxyContext:
             ext = plugins.get("protocol", name)
             assert ext is not None
             self.protocols[name] = ext.factory(_protocol_config(ext, config))
+        self._offer_upgrades()
         self.downstream_protocol = config.downstream_protocol
         self.upstream_protocol_name = config.upstream_protocol
         self.clusters = context.cluster_manager
@@ -85,8 +87,25 @@ class ProxyContext:
             self.serve(conn, self.protocols[self.downstream_protocol])
 
     def serve(self, conn: Connection, protocol: Protocol) -> None:
-        name = protocol.name
-        protocol.server(conn, lambda stream: DownstreamStream(self, conn, stream, name))
+        protocol.server(conn, self._new_stream(conn, protocol.name))
+
+    def _new_stream(self, conn: Connection, name: str) -> Callable[[Any], DownstreamStream]:
+        return lambda stream: DownstreamStream(self, conn, stream, name)
+
+    def _offer_upgrades(self) -> None:
+        """HTTP/1.1 ``Upgrade`` to another installed protocol (``h2c``): a protocol
+        with an ``upgrades`` table (Http1) gets a hand-over for each protocol with an
+        ``upgrade_token`` (Http2), which takes the connection and the request over."""
+        targets = [p for p in self.protocols.values() if getattr(p, "upgrade_token", "")]
+        for protocol in self.protocols.values():
+            table = getattr(protocol, "upgrades", None)
+            if isinstance(table, dict):
+                for target in targets:
+                    if target is not protocol:
+                        table[target.upgrade_token] = functools.partial(self._upgrade, target)
+
+    def _upgrade(self, protocol: Any, conn: Connection, head: Any, data: bytes) -> bool:
+        return protocol.upgrade(conn, self._new_stream(conn, protocol.name), head, data)
 
 
 def _protocol_config(ext: Extension, config: ProxyConfig) -> Any:

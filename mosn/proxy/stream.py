@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mosn.network.filter import FilterStatus
+from mosn.proxy import grpc
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
 from mosn.stream.types import (
@@ -61,7 +62,8 @@ HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
     "upgrade", "trailer", "proxy-authenticate", "proxy-authorization",
 })
-"""Connection-specific fields (RFC 9110 7.6.1) a proxy must not forward."""
+"""Connection-specific fields (RFC 9110 7.6.1) a proxy must not forward; ``te:
+trailers`` excepted (see ``strip_hop_by_hop``)."""
 
 RETRY_ON = {
     "connect-failure": frozenset({"connect-failure", "5xx", "gateway-error"}),
@@ -76,6 +78,7 @@ RETRY_ON = {
 502/503/504 and the same failures)."""
 
 _STOP = FilterStatus.STOP
+_EXHAUSTED = grpc.RESOURCE_EXHAUSTED
 
 
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -97,7 +100,10 @@ def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
     if keep_upgrade:
         drop = drop - {"connection", "upgrade"}
     if any(k in drop for k, _ in items):
-        headers._items = [(k, v) for k, v in items if k not in drop]
+        # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
+        # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
+        headers._items = [(k, v) for k, v in items
+                          if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
 
 
 class DownstreamStream:
@@ -184,6 +190,9 @@ class DownstreamStream:
             xff = headers.get("x-forwarded-for")
             headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
         headers.setdefault("x-forwarded-proto", head.scheme)
+        grpc_timeout = headers.get("grpc-timeout")
+        if grpc_timeout is not None and head.timeout is None:
+            head.timeout = grpc.parse_timeout(grpc_timeout)
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
@@ -191,7 +200,7 @@ class DownstreamStream:
         self._request_bytes += len(data)
         limit = self._max_request_bytes
         if limit is not None and self._request_bytes > limit and not self.upgrade:
-            self.send_local_reply(413, "request body too large\n")
+            self.send_local_reply(413, "request body too large\n", grpc_status=_EXHAUSTED)
             return
         if self._retry_ok and self._retries_left:
             self._retry_body.append(data)
@@ -303,7 +312,7 @@ class DownstreamStream:
         if route.max_request_bytes is not None:
             self._max_request_bytes = route.max_request_bytes
             if self._request_bytes > route.max_request_bytes:
-                self.send_local_reply(413, "request body too large\n")
+                self.send_local_reply(413, "request body too large\n", grpc_status=_EXHAUSTED)
                 return False
         policy = route.retry_policy
         if policy is not None and not self.upgrade:
@@ -511,7 +520,8 @@ class DownstreamStream:
             self.server_stream.reset(StreamResetReason.LOCAL_RESET)
             self._finish(reset_upstream=True)
         else:
-            self.send_local_reply(504, "upstream request timeout\n")
+            self.send_local_reply(504, "upstream request timeout\n",
+                                  grpc_status=grpc.DEADLINE_EXCEEDED)
 
     # -- mirroring -------------------------------------------------------------------------
 
@@ -537,8 +547,11 @@ class DownstreamStream:
 
     def send_local_reply(self, status: int, body: str | bytes = b"",
                          headers: list[tuple[str, str]] | None = None,
-                         content_type: str = "text/plain") -> None:
-        """Answer the client from the proxy (an error, a direct response, a redirect)."""
+                         content_type: str = "text/plain",
+                         grpc_status: int | None = None) -> None:
+        """Answer the client from the proxy (an error, a direct response, a redirect).
+        A gRPC request gets it as a gRPC status instead: ``grpc_status``, or the one
+        ``status`` maps to, with the body as its message."""
         if self.done:
             return
         if self.response_started:
@@ -546,7 +559,15 @@ class DownstreamStream:
             self._finish(reset_upstream=True)
             return
         data = body.encode() if isinstance(body, str) else body
-        fields = [("content-type", content_type), ("content-length", str(len(data)))]
+        head = self.request
+        if head is not None and head.frame is None and grpc.is_grpc(head.headers):
+            if grpc_status is None:
+                grpc_status = grpc.grpc_status(status)
+            message = data.decode("utf-8", "replace").strip()
+            fields = grpc.trailers_only(grpc_status, message)
+            status, data = 200, b""
+        else:
+            fields = [("content-type", content_type), ("content-length", str(len(data)))]
         if not self.request_complete:
             fields.append(("connection", "close"))  # the rest of the request is not read
         fields += headers or []

@@ -247,6 +247,14 @@ class Protocol(TypingProtocol):
     connection; the codec calls ``on_idle()`` each time a stream ends (response
     complete, or reset) while the connection stays open, and the pool then asks
     ``reusable()`` to decide whether to give it another stream or close it.
+
+    Optional, for HTTP/1.1 ``Upgrade`` between installed protocols (RFC 9110 7.8):
+    a protocol that can take a connection over has ``upgrade_token`` (``"h2c"``) and
+    ``upgrade(conn, new_stream, head, data) -> bool`` (answer the upgrade request
+    ``head`` on the taken-over connection, then read ``data`` and on; False leaves
+    the connection untouched); a protocol that can hand one over has an ``upgrades``
+    dict, which the proxy fills with a hand-over per token. A protocol offered on TLS
+    by ALPN names its protocol id in ``alpn`` (``"h2"``).
     """
 
     name: str

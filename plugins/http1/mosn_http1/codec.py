@@ -12,7 +12,10 @@ HTTP/1 cannot end one stream alone: resetting a stream closes its connection, an
 response that ends before its request closes the connection after it (the rest of the
 request cannot be told from the next one; Envoy does the same). An upgrade (``101``,
 or ``2xx`` to ``CONNECT``) turns the connection into a byte tunnel: the request's and
-the response's bodies are then the raw bytes of each direction, ended by EOF.
+the response's bodies are then the raw bytes of each direction, ended by EOF. An
+upgrade to a protocol the proxy speaks itself (``Upgrade: h2c`` with the Http2 plugin
+installed) is not tunnelled: the connection is handed over to that protocol's codec
+with the request (see ``ServerConnection._upgrade_to``).
 
 Header names are lower-cased once, here; values are the wire's bytes as Latin-1 text.
 """
@@ -65,6 +68,11 @@ _NOT_STARTED, _STARTED, _DONE = 0, 1, 2
 _IDENTITY, _CHUNKED, _NO_BODY = 0, 1, 2
 # Events of a request parsed while the pipeline was full, replayed when its turn comes.
 _HEADERS, _DATA, _TRAILERS = 0, 1, 2
+
+
+TakeOver = Callable[[Any, RequestHead, bytes], bool]
+"""Hands a connection and its upgrade request (read in full) over to another protocol,
+with the bytes read after the request; False if that protocol declines the request."""
 
 
 class _Stop(Exception):
@@ -267,13 +275,19 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         "_max_pipelined", "_max_held", "_streams", "_active", "_current", "_deferred",
         "_fields", "_url", "_authority", "_expect", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
-        "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer",
+        "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
+        "_switch",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
-                 limits: Limits = Limits()) -> None:
+                 limits: Limits = Limits(), upgrades: dict[str, TakeOver] | None = None,
+                 ) -> None:
         self.conn = conn
         self.new_stream = new_stream
+        self._upgrades = upgrades or {}
+        """Upgrade token -> the hand-over to the protocol that speaks it."""
+        self._switch: tuple[TakeOver, RequestHead] | None = None
+        """The hand-over to make, and its request, once that request is read in full."""
         self._parser = httptools.HttpRequestParser(self)
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
@@ -439,6 +453,16 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._head_bytes = 0
         self._in_head = False
         upgrade = parser.should_upgrade()
+        if upgrade and self._upgrades:
+            take_over = self._upgrade_to(fields)
+            if take_over is not None:
+                head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
+                                   self._scheme, Headers(fields), version)
+                self._url = b""
+                self._authority = None
+                self._expect = False
+                self._switch = (take_over, head)
+                return  # handed over when llhttp stops at the request's end
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
         s.head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
                              self._scheme, Headers(fields), version)
@@ -508,7 +532,10 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             except httptools.HttpParserCallbackError as exc:
                 _reraise(exc)
         except httptools.HttpParserUpgrade as exc:
-            self._tunnel_data(data[exc.args[0]:])
+            if self._switch is not None:
+                self._switch_protocol(data[exc.args[0]:])
+            else:
+                self._tunnel_data(data[exc.args[0]:])
             return
         except _Stop:
             self._reading = False
@@ -529,6 +556,48 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             self._partial += len(data)
             if self._partial > self._max_head:
                 self._protocol_error(431)
+
+    def _upgrade_to(self, fields: list[tuple[str, str]]) -> TakeOver | None:
+        """The hand-over for an ``Upgrade`` token this request offers (RFC 9110 7.8),
+        if the connection can be handed over: nothing else in flight on it, and no
+        request body (which would come in HTTP/1.1 framing first)."""
+        if self._streams or self._current is not None:
+            return None
+        found = None
+        for name, value in fields:
+            if name == "upgrade":
+                for token in value.split(","):
+                    found = found or self._upgrades.get(token.strip().lower())
+            elif (name == "content-length" and value.strip() != "0") \
+                    or name == "transfer-encoding":
+                return None
+        return found
+
+    def _switch_protocol(self, rest: bytes) -> None:
+        """Hand the connection and its request over. Declined (the other protocol
+        found the request unfit), the request is answered as plain HTTP/1.1, the last
+        one on this connection (llhttp reads nothing after an upgrade)."""
+        take_over, head = self._switch  # type: ignore[misc]
+        self._switch = None
+        self._reading = False
+        rest += b"".join(self._unparsed)
+        self._unparsed.clear()
+        conn = self.conn
+        conn.read_filters.remove(self)
+        conn.callbacks.remove(self)
+        if take_over(conn, head, rest):
+            self._closed = True
+            return
+        conn.add_read_filter(self)
+        conn.add_callbacks(self)
+        head.headers._items = [(k, v) for k, v in head.headers.items()
+                               if k not in ("upgrade", "connection")]
+        s = ServerStream(self, head.method, False, False, False)
+        s.head = head
+        s.request_done = True
+        self._streams.append(s)
+        self._active = s
+        self._dispatch(s, True)
 
     def _protocol_error(self, status: int) -> None:
         """Answer what could not be read with ``status`` (after the responses before

@@ -7,7 +7,7 @@ from typing import Any, Callable
 from mosn.plugins import Extension, hookimpl
 from mosn.stream.types import MatchResult, NewStream
 from mosn_http1 import matcher
-from mosn_http1.codec import ClientConnection, ServerConnection
+from mosn_http1.codec import ClientConnection, ServerConnection, TakeOver
 from mosn_http1.config import Http1Config, Limits
 
 PROTOCOL_NAME = "Http1"
@@ -17,18 +17,21 @@ PROTOCOL_NAME = "Http1"
 class Http1Protocol:
     """What the ``proxy`` filter and the upstream pools build codecs with."""
 
-    __slots__ = ("name", "limits")
+    __slots__ = ("name", "limits", "upgrades")
     multiplexed = False
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME
         self.limits = limits
+        self.upgrades: dict[str, TakeOver] = {}
+        """Upgrade token -> hand-over to the protocol speaking it, filled by the proxy
+        with the installed protocols that have an ``upgrade_token`` (Http2: ``h2c``)."""
 
     def match(self, data: bytes) -> MatchResult:
         return matcher.match(data)
 
     def server(self, conn: Any, new_stream: NewStream) -> ServerConnection:
-        return ServerConnection(conn, new_stream, self.limits)
+        return ServerConnection(conn, new_stream, self.limits, self.upgrades)
 
     def client(self, conn: Any, on_idle: Callable[[], None]) -> ClientConnection:
         return ClientConnection(conn, on_idle, self.limits)

@@ -4,11 +4,18 @@ hypercorn as the HTTP/2 upstream, real sockets on 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import shutil
+import socket
 import subprocess
+import sys
+from pathlib import Path
+from typing import Iterator
 
 import httpx
 import pytest
+
+from mosn.testing.process import free_port, stop_process, wait_for_port
+
+ROOT = Path(__file__).resolve().parents[3]
 
 TIMEOUT = 10.0  # seconds any one exchange may take on a loaded CI machine
 
@@ -32,3 +39,103 @@ def test_curl_prior_knowledge(h2_upstream, h2_proxy):
     assert headers["x-test"] == "one"
     assert headers["host"] == f"127.0.0.1:{port}"
     assert "x-request-id" in headers
+
+
+# -- protocol conversion ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def h1_upstream() -> Iterator[int]:
+    """The example upstream on uvicorn: HTTP/1.1 only."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "http_upstream.py"),
+                             "--port", str(port), "--name", "h1"])
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        stop_process(proc)
+
+
+def test_http1_downstream_to_http2_upstream(h2_upstream, h2_proxy):
+    port, _ = h2_proxy(h2_upstream, downstream="Http1", upstream="Http2")
+    body = b"x" * 100_000
+
+    def chunks() -> Iterator[bytes]:
+        for i in range(0, len(body), 30_000):
+            yield body[i:i + 30_000]
+
+    with httpx.Client(timeout=TIMEOUT) as client:
+        r = client.post(f"http://127.0.0.1:{port}/upload-echo", content=chunks(),
+                        headers={"host": "api.example.com", "keep-alive": "timeout=5",
+                                 "x-keep": "yes", "te": "trailers"})
+    assert r.status_code == 200 and r.http_version == "HTTP/1.1"
+    info = r.json()
+    assert info["http_version"] == "2"
+    assert info["body_size"] == len(body)  # chunked on the way in, DATA frames out
+    headers = dict(info["headers"])
+    assert headers["host"] == "api.example.com"  # Host -> :authority
+    assert headers["x-keep"] == "yes" and headers["te"] == "trailers"
+    assert not {"connection", "keep-alive", "transfer-encoding"} & set(headers)
+    # The response had a content-length; a body streamed without one becomes chunked.
+    with httpx.Client(timeout=TIMEOUT) as client:
+        r = client.get(f"http://127.0.0.1:{port}/bytes/200000")
+    assert len(r.content) == 200000
+    assert r.headers.get("transfer-encoding") == "chunked"
+
+
+def test_http2_downstream_to_http1_upstream(h1_upstream, h2_proxy):
+    port, _ = h2_proxy(h1_upstream, downstream="Http2", upstream="Http1")
+
+    def chunks() -> Iterator[bytes]:
+        yield b"a" * 1000
+        yield b"b" * 1000
+
+    with httpx.Client(http1=False, http2=True, timeout=TIMEOUT) as client:
+        r = client.post(f"http://127.0.0.1:{port}/echo", content=chunks(),
+                        headers={"x-keep": "yes", "cookie": "a=1"})
+        assert r.http_version == "HTTP/2"
+        info = r.json()
+        big = client.get(f"http://127.0.0.1:{port}/bytes/300000")
+    assert info["http_version"] == "1.1"
+    assert info["body_size"] == 2000  # no content-length: sent chunked upstream
+    headers = dict(info["headers"])
+    assert headers["host"] == f"127.0.0.1:{port}"  # :authority -> Host
+    assert headers["transfer-encoding"] == "chunked"
+    assert headers["x-keep"] == "yes" and headers["cookie"] == "a=1"
+    assert big.status_code == 200 and len(big.content) == 300000
+    assert "transfer-encoding" not in big.headers and "connection" not in big.headers
+
+
+# -- h2c upgrade ----------------------------------------------------------------------
+
+
+def test_curl_h2c_upgrade_from_http1(h2_upstream, h2_proxy):
+    """curl --http2 on cleartext asks ``Upgrade: h2c``: answered 101, the request
+    served as stream 1 over HTTP/2, and the next requests on the same connection too."""
+    port, _ = h2_proxy(h2_upstream, downstream="Auto")
+    url = f"http://127.0.0.1:{port}/echo"
+    out = curl("--http2", "-v", "-w", "\n%{http_version}\n", url, url)
+    assert out.returncode == 0, out.stderr
+    assert "101 Switching Protocols" in out.stderr
+    assert out.stderr.count("Connected to") == 1  # both over the one upgraded connection
+    bodies = [line for line in out.stdout.splitlines() if line.startswith("{")]
+    versions = [line for line in out.stdout.splitlines() if line in ("1.1", "2")]
+    assert versions == ["2", "2"]
+    for body in bodies:
+        headers = dict(json.loads(body)["headers"])
+        assert not {"upgrade", "http2-settings", "connection"} & set(headers)
+    assert len(bodies) == 2
+
+
+def test_h2c_upgrade_without_settings_is_plain_http1(h2_upstream, h2_proxy):
+    """An upgrade request without HTTP2-Settings is not upgraded (RFC 7540 3.2.1)."""
+    port, _ = h2_proxy(h2_upstream, downstream="Http1")
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\n"
+                     b"Upgrade: h2c\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ")
+    assert b'"upgrade"' not in data

@@ -1,0 +1,235 @@
+"""Small HTTP/2 peers on h2 for the cases a real server cannot be told to produce: an
+upstream that resets a stream mid-body or sends GOAWAY with streams in flight, and a
+raw client that controls its own flow-control window and resets."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.settings
+from hyperframe.frame import DataFrame
+
+BODY_CHUNK = 16384  # one DATA frame's worth at the default SETTINGS_MAX_FRAME_SIZE
+
+
+class ScriptedUpstream:
+    """An h2c server in a thread. Paths:
+    ``/ok``                 200 "ok"
+    ``/slow``               200 "slow" after 0.3 s
+    ``/reset-mid-body``     headers and 64 KiB of body, then RST_STREAM (INTERNAL_ERROR)
+    ``/goaway``             headers, GOAWAY naming this stream, then the 64 KiB body
+                            and the connection closed once the stream is done
+    ``/bytes/N``            N bytes, sent only as the peer's flow-control windows allow;
+                            ``sent`` counts what went out
+    """
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.connections = 0
+        self.resets_received: list[int] = []
+        self.sent = 0
+        self._server: asyncio.AbstractServer | None = None
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        self.port = sock.getsockname()[1]
+        self._sock = sock
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "ScriptedUpstream":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self._server = self.loop.run_until_complete(
+            asyncio.start_server(self._serve, sock=self._sock))
+        self.loop.run_forever()
+        # Ended here, in this thread: nothing of this loop is left for the garbage
+        # collector to finalize later, in the middle of another thread's work.
+        self._server.close()
+        pending = asyncio.all_tasks(self.loop)
+        for task in pending:
+            task.cancel()
+        self.loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        self.loop.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
+        conn.initiate_connection()
+        writer.write(conn.data_to_send())
+        tasks = []
+        window_opened = asyncio.Event()
+
+        def flush() -> None:
+            data = conn.data_to_send()
+            if data:
+                writer.write(data)
+
+        async def respond(stream_id: int, path: str) -> None:
+            body = b"z" * (4 * BODY_CHUNK)
+            if path == "/slow":
+                await asyncio.sleep(0.3)
+            if path in ("/ok", "/slow"):
+                text = path[1:].encode()
+                conn.send_headers(stream_id, [(":status", "200"),
+                                              ("content-length", str(len(text)))])
+                conn.send_data(stream_id, text, end_stream=True)
+                flush()
+                return
+            conn.send_headers(stream_id, [(":status", "200")])
+            if path.startswith("/bytes/"):
+                remaining = int(path.rsplit("/", 1)[1])
+                while remaining:
+                    n = min(remaining, conn.local_flow_control_window(stream_id),
+                            conn.max_outbound_frame_size)
+                    if n <= 0:
+                        window_opened.clear()
+                        await window_opened.wait()
+                        continue
+                    remaining -= n
+                    conn.send_data(stream_id, b"b" * n, end_stream=not remaining)
+                    self.sent += n
+                    flush()
+                    await writer.drain()
+                return
+            if path == "/goaway":
+                conn.close_connection(last_stream_id=stream_id)  # after the headers
+                flush()
+                # h2 sends nothing after its own GOAWAY: the body goes as raw frames.
+                for i in range(0, len(body), BODY_CHUNK):
+                    frame = DataFrame(stream_id, data=body[i:i + BODY_CHUNK])
+                    if i + BODY_CHUNK >= len(body):
+                        frame.flags.add("END_STREAM")
+                    writer.write(frame.serialize())
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)
+                writer.close()
+                return
+            for i in range(0, len(body), BODY_CHUNK):
+                conn.send_data(stream_id, body[i:i + BODY_CHUNK])
+            conn.reset_stream(stream_id, error_code=2)
+            flush()
+
+        try:
+            while data := await reader.read(65536):
+                try:
+                    events = conn.receive_data(data)
+                except Exception:
+                    break
+                for event in events:
+                    if isinstance(event, h2.events.RequestReceived):
+                        path = dict(event.headers)[b":path"].decode()
+                        tasks.append(asyncio.ensure_future(respond(event.stream_id, path)))
+                    elif isinstance(event, (h2.events.WindowUpdated,
+                                            h2.events.RemoteSettingsChanged)):
+                        window_opened.set()
+                    elif isinstance(event, h2.events.StreamReset):
+                        self.resets_received.append(event.stream_id)
+                flush()
+                await writer.drain()
+        finally:
+            writer.close()
+
+
+@dataclass
+class StreamResult:
+    status: int = 0
+    body: bytearray = field(default_factory=bytearray)
+    ended: bool = False
+    reset: int | None = None
+    trailers: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class RawClient:
+    """A blocking h2c client on a socket: opens streams, reads events, and acknowledges
+    received data only when told (``auto_ack``), so a test controls the windows."""
+
+    def __init__(self, port: int, auto_ack: bool = True, window: int = 65535) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        config = h2.config.H2Configuration(client_side=True, header_encoding=None)
+        self.conn = h2.connection.H2Connection(config)
+        self.conn.local_settings = h2.settings.Settings(
+            client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
+        self.conn.initiate_connection()
+        self.auto_ack = auto_ack
+        self.results: dict[int, StreamResult] = {}
+        self.goaway: h2.events.ConnectionTerminated | None = None
+        self.closed = False
+        self._send()
+
+    def _send(self) -> None:
+        data = self.conn.data_to_send()
+        if data:
+            self.sock.sendall(data)
+
+    def request(self, path: str, headers: list[tuple[str, str]] = (), body: bytes | None = None,
+                end: bool = True) -> int:
+        sid = self.conn.get_next_available_stream_id()
+        fields = [(":method", "POST" if body is not None else "GET"), (":scheme", "http"),
+                  (":authority", "test"), (":path", path), *headers]
+        self.conn.send_headers(sid, fields, end_stream=body is None and end)
+        if body is not None:
+            self.conn.send_data(sid, body, end_stream=end)
+        self.results[sid] = StreamResult()
+        self._send()
+        return sid
+
+    def reset(self, sid: int) -> None:
+        self.conn.reset_stream(sid, error_code=8)  # CANCEL
+        self._send()
+
+    def ack(self, sid: int, size: int) -> None:
+        self.conn.acknowledge_received_data(size, sid)
+        self._send()
+
+    def pump(self, until: Any, timeout: float = 10.0) -> None:
+        """Read and handle events until ``until()`` is true (or the connection ends)."""
+        deadline = time.monotonic() + timeout
+        while not until() and not self.closed:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no progress")
+            self.sock.settimeout(remaining)
+            data = self.sock.recv(65536)
+            if not data:
+                self.closed = True
+                break
+            for event in self.conn.receive_data(data):
+                self._handle(event)
+            self._send()
+
+    def _handle(self, event: Any) -> None:
+        r = self.results.get(getattr(event, "stream_id", 0))
+        if isinstance(event, h2.events.ResponseReceived) and r is not None:
+            r.status = int(dict(event.headers)[b":status"])
+        elif isinstance(event, h2.events.DataReceived) and r is not None:
+            r.body += event.data
+            if self.auto_ack:
+                self.conn.acknowledge_received_data(event.flow_controlled_length, event.stream_id)
+        elif isinstance(event, h2.events.TrailersReceived) and r is not None:
+            r.trailers = dict(event.headers)
+        elif isinstance(event, h2.events.StreamEnded) and r is not None:
+            r.ended = True
+        elif isinstance(event, h2.events.StreamReset) and r is not None:
+            r.reset = event.error_code
+        elif isinstance(event, h2.events.ConnectionTerminated):
+            self.goaway = event
+
+    def done(self, *sids: int) -> bool:
+        return all(self.results[s].ended or self.results[s].reset is not None for s in sids)
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,182 @@
+"""Streams through mosn's Http2 codecs under stress and failure: many at once, resets
+both ways, an upstream GOAWAY, a slow reader, SETTINGS limits and garbage frames.
+Clients: httpx, h2load and a raw h2 client (h2_peers.RawClient); upstreams: hypercorn
+and a scripted h2 server (h2_peers.ScriptedUpstream) for what hypercorn won't do."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import re
+import shutil
+import socket
+import subprocess
+import time
+
+import httpx
+import pytest
+
+from h2_peers import RawClient, ScriptedUpstream
+from mosn_http2 import PREFACE
+
+TIMEOUT = 10.0  # seconds any one exchange may take on a loaded CI machine
+
+
+def test_thousand_concurrent_streams_over_few_connections(h2_upstream, h2_proxy):
+    """1,000 requests at once from httpx over HTTP/2, multiplexed by mosn onto
+    upstream connections that take 100 streams each (hypercorn's limit)."""
+    port, mosn = h2_proxy(h2_upstream)
+
+    async def run() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=4)
+        async with httpx.AsyncClient(http1=False, http2=True, limits=limits,
+                                     timeout=30) as client:
+            return await asyncio.gather(*(
+                client.get(f"http://127.0.0.1:{port}/echo", params={"i": i})
+                for i in range(1000)))
+
+    responses = asyncio.run(run())
+    assert all(r.status_code == 200 and r.http_version == "HTTP/2" for r in responses)
+    assert [r.json()["query"] for r in responses] == [f"i={i}" for i in range(1000)]
+    stats = mosn.stats()
+    opened = sum(v for k, v in stats.items() if k.endswith("upstream_cx_total"))
+    assert 1 <= opened <= 20  # streams shared connections: not one connection each
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) missing")
+def test_h2load(h2_upstream, h2_proxy):
+    port, _ = h2_proxy(h2_upstream)
+    out = subprocess.run(["h2load", "-n", "400", "-c", "4", "-m", "20",
+                          f"http://127.0.0.1:{port}/echo"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert re.search(r"requests: 400 total, 400 started, 400 done, 400 succeeded", out.stdout)
+    assert re.search(r"status codes: 400 2xx", out.stdout)
+
+
+def test_client_reset_resets_upstream_stream(h2_proxy):
+    """RST_STREAM from the client mid-body reaches the upstream as RST_STREAM; the
+    client's other streams on the same connection go on."""
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            sid = client.request("/slow", body=b"partial", end=False)
+            time.sleep(0.1)
+            client.reset(sid)
+            other = client.request("/ok")
+            client.pump(lambda: client.done(other))
+            assert client.results[other].body == b"ok"
+            deadline = time.monotonic() + TIMEOUT
+            while not upstream.resets_received and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert len(upstream.resets_received) == 1
+        finally:
+            client.close()
+
+
+def test_upstream_reset_reaches_client_other_streams_unaffected(h2_proxy):
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            broken = client.request("/reset-mid-body")
+            fine = client.request("/slow")
+            client.pump(lambda: client.done(broken, fine))
+            assert client.results[broken].reset is not None
+            assert client.results[broken].status == 200  # it had begun
+            assert client.results[fine].ended and client.results[fine].body == b"slow"
+        finally:
+            client.close()
+
+
+def test_upstream_goaway_finishes_stream_then_uses_new_connection(h2_proxy):
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            first = client.request("/goaway")
+            client.pump(lambda: client.done(first))
+            assert client.results[first].ended and len(client.results[first].body) == 65536
+            second = client.request("/ok")
+            client.pump(lambda: client.done(second))
+            assert client.results[second].body == b"ok"
+        finally:
+            client.close()
+        assert upstream.connections == 2
+
+
+def test_slow_reader_throttles_upstream(h2_proxy):
+    """A client that stops acknowledging DATA: the upstream, which sends only as its
+    windows allow, is held to a few windows' worth by the proxy's own acknowledgements
+    (hypercorn would buffer without bound, so a scripted upstream sends here); once
+    the client reads, the whole body arrives."""
+    size = 16 * 1024 * 1024
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port, auto_ack=False)
+        try:
+            sid = client.request(f"/bytes/{size}")
+            result = client.results[sid]
+            client.pump(lambda: len(result.body) >= 65535 - 16384)
+            time.sleep(1.0)  # unthrottled, all 16 MiB would be sent in this time
+            assert upstream.sent < 2 * 1024 * 1024
+            client.auto_ack = True
+            client.ack(sid, len(result.body))
+            client.pump(lambda: client.done(sid), timeout=60)
+            assert result.ended and len(result.body) == size
+            assert upstream.sent == size
+        finally:
+            client.close()
+
+
+def test_settings_limits_enforced(h2_upstream, h2_proxy):
+    port, _ = h2_proxy(h2_upstream, extend_config={"Http2": {
+        "max_concurrent_streams": 4, "max_header_list_size": 2048}})
+    client = RawClient(port)
+    try:
+        # Five at once, before the client has read the proxy's SETTINGS (as clients do).
+        sids = [client.request("/delay/0.3") for _ in range(5)]
+        client.pump(lambda: client.done(*sids))
+        refused = [s for s in sids if client.results[s].reset is not None]
+        assert [client.results[s].reset for s in refused] == [7]  # REFUSED_STREAM
+        assert all(client.results[s].status == 200 for s in sids if s not in refused)
+        big = client.request("/echo", headers=[("x-big", "v" * 4096)])
+        client.pump(lambda: client.goaway is not None or client.done(big))
+        assert client.goaway is not None and client.goaway.error_code != 0
+    finally:
+        client.close()
+    r = httpx.Client(http1=False, http2=True).get(f"http://127.0.0.1:{port}/echo")
+    assert r.status_code == 200  # a new connection is served as before
+
+
+def test_garbage_frames_leave_other_connections_unharmed(h2_upstream, h2_proxy):
+    port, mosn = h2_proxy(h2_upstream)
+    good = RawClient(port)
+    try:
+        in_flight = good.request("/delay/0.5")
+        rng = random.Random(7)
+        for i in range(60):
+            with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+                junk = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 400)))
+                if i % 3 == 0:
+                    # a well-formed frame header with a random type/flags/stream and body
+                    junk = (len(junk).to_bytes(3, "big") + bytes([rng.randint(0, 12)])
+                            + bytes([rng.getrandbits(8)]) + rng.getrandbits(31).to_bytes(4, "big")
+                            + junk)
+                try:
+                    sock.sendall(PREFACE + junk)
+                    sock.shutdown(socket.SHUT_WR)
+                    while sock.recv(65536):
+                        pass
+                except OSError:
+                    pass  # reset by the proxy: fine
+        good.pump(lambda: good.done(in_flight))
+        assert good.results[in_flight].status == 200 and good.results[in_flight].ended
+        again = good.request("/echo")
+        good.pump(lambda: good.done(again))
+        assert json.loads(good.results[again].body)["path"] == "/echo"
+    finally:
+        good.close()
+    assert mosn.proc.poll() is None
