@@ -42,6 +42,13 @@ SHORT_COOKIE = 20
 """Cookie values shorter than this are never indexed (guessable; h2's threshold)."""
 
 NEVER_INDEXED_NAMES = frozenset({b"authorization", b"proxy-authorization"})
+PER_REQUEST_NAMES = frozenset({
+    b"x-request-id", b"traceparent", b"x-b3-traceid", b"x-b3-spanid", b"x-b3-parentspanid",
+    b"uber-trace-id", b"sw8", b"x-amzn-trace-id", b"x-cloud-trace-context",
+})
+"""Fields whose value is new on every request (ids; mosn adds x-request-id to each):
+sent without indexing and coded without the cache, so they push neither the other
+fields out of the table nor the other strings out of the cache."""
 
 _STATIC: dict[tuple[bytes, bytes], int] = {}
 _STATIC_NAMES: dict[bytes, int] = {}
@@ -64,15 +71,19 @@ def _integer(value: int, prefix_bits: int, flags: int) -> bytes:
     return bytes(field)
 
 
-def _string(text: bytes) -> bytes:
+def _coded(text: bytes) -> bytes:
     """A string literal (RFC 7541 5.2): Huffman-coded when that is shorter."""
+    huffman = _huffman(text)
+    if len(huffman) < len(text):
+        return _integer(len(huffman), 7, 0x80) + huffman
+    return _integer(len(text), 7, 0) + text
+
+
+def _string(text: bytes) -> bytes:
+    """``_coded(text)``, from the cache when it is there."""
     coded = _strings.get(text)
     if coded is None:
-        huffman = _huffman(text)
-        if len(huffman) < len(text):
-            coded = _integer(len(huffman), 7, 0x80) + huffman
-        else:
-            coded = _integer(len(text), 7, 0) + text
+        coded = _coded(text)
         if len(text) <= STRING_CACHE_MAX_LENGTH:
             if len(_strings) >= STRING_CACHE_SIZE:
                 _strings.clear()
@@ -149,6 +160,10 @@ class Encoder:
             name_index = _STATIC_NAMES.get(name)
             if name_index is None and (number := names.get(name)) is not None:
                 name_index = _DYNAMIC_BASE + self._newest - number
+            if name in PER_REQUEST_NAMES:  # literal without indexing (RFC 7541 6.2.2)
+                prefix = _integer(name_index, 4, 0) if name_index else b"\x00" + _string(name)
+                out.append(prefix + _coded(value))
+                continue
             sensitive = (name in NEVER_INDEXED_NAMES
                          or (name == b"cookie" and len(value) < SHORT_COOKIE)
                          or (isinstance(field, HeaderTuple) and not field.indexable))

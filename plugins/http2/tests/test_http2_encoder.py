@@ -50,3 +50,11 @@ def test_credentials_are_never_indexed():
     for _ in range(2):
         assert decoded(decoder, encoder.encode(block)) == [tuple(f) for f in block]
     assert not decoder.header_table.dynamic_entries  # none entered the dynamic table
+
+
+def test_request_ids_stay_out_of_the_table():
+    encoder, decoder = Encoder(), Decoder()
+    for n in range(3):
+        block = [(b":method", b"GET"), (b"x-request-id", b"%036d" % n), (b"x-forwarded-for", b"127.0.0.1")]
+        assert decoded(decoder, encoder.encode(block)) == block
+    assert [n for n, _ in decoder.header_table.dynamic_entries] == [b"x-forwarded-for"]
