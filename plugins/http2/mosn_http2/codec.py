@@ -50,7 +50,7 @@ from mosn.stream.types import (
 )
 from mosn_http2 import frames
 from mosn_http2.config import Limits
-from mosn_http2.encoder import Encoder
+from mosn_http2.compression import Decoder, Encoder
 from mosn_http2.mapping import reset_code
 
 _STOP = FilterStatus.STOP
@@ -73,13 +73,15 @@ class _H2Connection(H2Connection):
     """h2's connection with three changes: a GOAWAY, sent or received, no longer
     closes its state machine. h2 refuses every frame after one, while RFC 9113 6.8
     has the streams it covers run to completion; the codecs refuse new streams
-    themselves. Header blocks are encoded by ``encoder.Encoder``, several times
-    faster than hpack's. And h2 no longer counts its open streams on every new one
-    (see ``_open_streams``)."""
+    themselves. Header blocks are encoded and decoded by ``compression``, several
+    times faster than by hpack alone. And h2 no longer counts its open streams on
+    every new one (see ``_open_streams``)."""
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
         self.encoder = Encoder()  # type: ignore[assignment]
+        self.decoder = Decoder()
+        self.decoder.max_header_list_size = self.DEFAULT_MAX_HEADER_LIST_SIZE
         self._sweep_at = STREAM_SWEEP_MIN
 
     def _open_streams(self, remainder: int) -> int:

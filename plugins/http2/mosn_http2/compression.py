@@ -1,18 +1,23 @@
-"""An HPACK encoder (RFC 7541) for h2's connections, in place of hpack's ``Encoder``.
+"""HPACK (RFC 7541) for h2's connections: an encoder in place of hpack's, and
+hpack's decoder with a fast path.
 
 hpack's encoder searches its dynamic table entry by entry and Huffman-codes every
 literal again; on a proxy's response path it was about a tenth of the CPU per
-request. This one keeps the same dynamic table (incremental indexing, eviction by
+request. ``Encoder`` keeps the same dynamic table (incremental indexing, eviction by
 size) with two dicts over it, so a field sent before is one lookup and one cached
-byte string, and caches the coded form of short strings.
-
-h2 uses an encoder through ``encode(headers)`` and the ``header_table_size`` setter
-(the peer's SETTINGS_HEADER_TABLE_SIZE); that is all this provides.
+byte string, and caches the coded form of short strings. h2 uses an encoder through
+``encode(headers)`` and the ``header_table_size`` setter (the peer's
+SETTINGS_HEADER_TABLE_SIZE); that is all it provides.
 
 As h2 does when it normalises outbound headers (which the codecs turn off), the
 credentials in ``authorization``, ``proxy-authorization`` and short ``cookie`` values
 are never indexed (RFC 7541 7.1.3), so they never enter a compression context that
 other requests' fields could probe.
+
+``Decoder`` is hpack's with the loop over a block rewritten: a field indexed in one
+byte (most fields, once a connection is warm) is read from the table in place and
+handed back as a plain tuple of bytes; every other representation, and every error,
+goes through hpack's own methods.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Iterable
 
+from hpack import Decoder as HpackDecoder
 from hpack import HeaderTuple
+from hpack.exceptions import HPACKDecodingError, OversizedHeaderListError
 from hpack.hpack import encode_integer
 from hpack.huffman import HuffmanEncoder
 from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
@@ -55,7 +62,9 @@ _STATIC_NAMES: dict[bytes, int] = {}
 for _index, (_name, _value) in enumerate(HeaderTable.STATIC_TABLE, 1):
     _STATIC.setdefault((_name, _value), _index)
     _STATIC_NAMES.setdefault(_name, _index)
-_DYNAMIC_BASE = len(HeaderTable.STATIC_TABLE) + 1
+_STATIC_TABLE = HeaderTable.STATIC_TABLE
+_STATIC_LENGTH = len(_STATIC_TABLE)
+_DYNAMIC_BASE = _STATIC_LENGTH + 1
 """The index of the dynamic table's newest entry (RFC 7541 2.3.3)."""
 
 _huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH).encode
@@ -189,3 +198,47 @@ class Encoder:
         self._size += size
         self._exact[(name, value)] = self._newest
         self._names[name] = self._newest
+
+
+class Decoder(HpackDecoder):
+    """One connection's HPACK decoding context."""
+
+    def decode(self, data: bytes, raw: bool = False) -> list[tuple[bytes, bytes]]:  # type: ignore[override]
+        if not raw:
+            return super().decode(data, raw)  # h2 asks for bytes (header_encoding None)
+        dynamic = self.header_table.dynamic_entries
+        view = memoryview(data)
+        limit = self.max_header_list_size
+        headers: list[tuple[bytes, bytes]] = []
+        size = 0
+        i, end = 0, len(data)
+        while i < end:
+            first = data[i]
+            if first & 0x80:
+                index = first & 0x7F
+                if 0 < index <= _STATIC_LENGTH:
+                    field = _STATIC_TABLE[index - 1]
+                    i += 1
+                elif _STATIC_LENGTH < index < 0x7F and index - _DYNAMIC_BASE < len(dynamic):
+                    field = dynamic[index - _DYNAMIC_BASE]
+                    i += 1
+                else:  # a longer index, or an invalid one: hpack's way
+                    field, consumed = self._decode_indexed(view[i:])
+                    field = (bytes(field[0]), bytes(field[1]))
+                    i += consumed
+            elif first & 0x20 and not first & 0x40:
+                if headers:
+                    raise HPACKDecodingError("Table size update not at the start of the block")
+                i += self._update_encoding_context(view[i:])
+                continue
+            else:
+                literal = self._decode_literal_index if first & 0x40 else self._decode_literal_no_index
+                field, consumed = literal(view[i:])
+                field = field.__class__(bytes(field[0]), bytes(field[1]))
+                i += consumed
+            headers.append(field)
+            size += len(field[0]) + len(field[1]) + ENTRY_OVERHEAD
+            if size > limit:
+                raise OversizedHeaderListError(f"A header list larger than {limit} has been received")
+        self._assert_valid_table_size()
+        return headers
