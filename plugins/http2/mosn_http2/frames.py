@@ -45,6 +45,10 @@ _REGULAR_NAME = re.compile(rb"[!-9;-@\[-~]+").fullmatch
 """RFC 9113 8.2.1: no control, space, upper-case, DEL or non-ASCII byte, and no colon."""
 _BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z").search
 """RFC 9113 8.2.1: no NUL, CR or LF, no leading or trailing space or tab."""
+VALID_FIELDS_CACHE_SIZE = 4096
+"""(name, value) pairs known to be valid, so a field that comes again (most do: the
+HPACK table hands back the same pairs) is one set lookup; emptied when full."""
+_valid_fields: set[tuple[bytes, bytes]] = set()
 
 
 class MalformedFields(ValueError):
@@ -58,20 +62,30 @@ def _check_fields(header_list: Iterable[tuple[bytes, bytes]], pseudo_allowed: fr
     pseudo-header fields by name."""
     pseudo: dict[bytes, bytes] = {}
     regular = False
-    for name, value in header_list:
+    for field in header_list:
+        name = field[0]
         if name[:1] == b":":
             if regular or name in pseudo or name not in pseudo_allowed:
                 raise MalformedFields(f"pseudo-header field {name!r} repeated, unknown or after a regular one")
-            pseudo[name] = value
+            pseudo[name] = field[1]
         else:
             regular = True
-            if _REGULAR_NAME(name) is None:
-                raise MalformedFields(f"invalid field name {name!r}")
-            if name in FORBIDDEN_RECEIVED or (name == b"te" and value.lower() != b"trailers"):
-                raise MalformedFields(f"connection-specific field {name!r}")
-        if value and _BAD_VALUE(value) is not None:
-            raise MalformedFields(f"invalid value of {name!r}")
+        if field not in _valid_fields:
+            _check_field(name, field[1])
+            if len(_valid_fields) >= VALID_FIELDS_CACHE_SIZE:
+                _valid_fields.clear()
+            _valid_fields.add(field)
     return pseudo
+
+
+def _check_field(name: bytes, value: bytes) -> None:
+    if name[:1] != b":":
+        if _REGULAR_NAME(name) is None:
+            raise MalformedFields(f"invalid field name {name!r}")
+        if name in FORBIDDEN_RECEIVED or (name == b"te" and value.lower() != b"trailers"):
+            raise MalformedFields(f"connection-specific field {name!r}")
+    if value and _BAD_VALUE(value) is not None:
+        raise MalformedFields(f"invalid value of {name!r}")
 
 
 def _text(value: bytes) -> str:
