@@ -67,6 +67,11 @@ PROTOCOL_DEFAULT_WINDOW = 65535
 """The connection window every HTTP/2 connection starts with (RFC 9113 6.9.2)."""
 STREAM_SWEEP_MIN = 64
 """Streams h2 may hold, closed ones included, before it first drops the closed ones."""
+PREMATURE_RESET_MIN_STREAMS = 500
+"""Streams a client opens before its share of streams reset before their response
+began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
+the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
+an upstream request per stream while no stream stays open)."""
 
 
 class _H2Connection(H2Connection):
@@ -470,13 +475,20 @@ class _Codec(ReadFilter, ConnectionCallbacks):
     def _stream_closed(self, s: _Stream) -> None:
         raise NotImplementedError
 
+    def _close_connection(self) -> None:
+        """Close once what h2 has queued (a last response, a GOAWAY) is written; the
+        close event then resets whatever streams are left."""
+        data = self.h2.data_to_send()
+        if data:
+            self.conn.write(data)
+        self.conn.close(_FLUSH)
+
     def _fail(self) -> None:
-        """The peer broke the protocol: every stream is reset, the GOAWAY h2 queued is
-        sent, and the connection closed."""
-        self._flush()
+        """The peer broke the protocol (or abused it): every stream is reset, the GOAWAY
+        h2 queued is sent, and the connection closed."""
         self._closed = True
         self._drop_all(StreamResetReason.PROTOCOL_ERROR)
-        self.conn.close(_FLUSH)
+        self._close_connection()
 
     _HANDLERS: dict[type, Callable[[Any, Any], None]] = {}
 
@@ -514,7 +526,8 @@ class ServerStream(_Stream):
 class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
-    __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused")
+    __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused", "_opened",
+                 "_premature")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -526,6 +539,9 @@ class ServerConnection(_Codec):
         self._scheme = "https" if tls else "http"
         self._last_stream_id = UNLIMITED_STREAMS
         self._read_paused = False
+        self._opened = 0
+        self._premature = 0
+        """Streams the client reset before their response began."""
         if upgrade is None:
             self._start()
             return
@@ -551,7 +567,7 @@ class ServerConnection(_Codec):
         self._flush()
         self.conn.write(GoAwayFrame(0, last_stream_id=self._last_stream_id).serialize())
         if not self.streams:
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     # -- events -----------------------------------------------------------------------
 
@@ -566,6 +582,7 @@ class ServerConnection(_Codec):
         except frames.MalformedFields:
             self.h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1
             return
+        self._opened += 1
         s = ServerStream(self, sid)
         end = event.stream_ended is not None
         s.remote_done = end
@@ -579,14 +596,26 @@ class ServerConnection(_Codec):
         """The client will open no more streams; those open finish first."""
         self._going_away = True
         if event.error_code or not self.streams:
-            self.conn.close(_FLUSH)
+            self._close_connection()
+
+    def _on_client_reset(self, event: ev.StreamReset) -> None:
+        s = self.streams.get(event.stream_id)
+        if s is None:
+            return
+        if not s.headers_sent:
+            self._premature += 1
+            if self._opened >= PREMATURE_RESET_MIN_STREAMS and self._premature * 2 > self._opened:
+                self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+                self._fail()
+                return
+        self._drop(s, _REMOTE_RESET)
 
     _HANDLERS = {
         ev.RequestReceived: _on_request,
         ev.DataReceived: _Codec._on_data,
         ev.TrailersReceived: _Codec._on_trailers,
         ev.StreamEnded: _Codec._on_stream_ended,
-        ev.StreamReset: _Codec._on_stream_reset,
+        ev.StreamReset: _on_client_reset,
         ev.WindowUpdated: _Codec._on_window_updated,
         ev.RemoteSettingsChanged: _Codec._on_settings,
         ev.ConnectionTerminated: _on_goaway,
@@ -601,7 +630,7 @@ class ServerConnection(_Codec):
 
     def _stream_closed(self, s: _Stream) -> None:
         if self._going_away and not self.streams and not self._closed:
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     def on_above_write_buffer_high_watermark(self) -> None:
         # The client is not reading what it asked for: read no more from it either
@@ -748,8 +777,7 @@ class ClientConnection(_Codec):
         for s in refused:
             self._drop(s, _REMOTE_RESET)
         if not self.streams and not self._closed:
-            self._closed = True
-            self.conn.close(_FLUSH)
+            self._close_connection()
 
     _HANDLERS = {
         ev.ResponseReceived: _on_response,
@@ -777,5 +805,4 @@ class ClientConnection(_Codec):
         self._open_waiting()
         self.on_idle()
         if self._going_away and not self.streams and not self._closed:
-            self._closed = True
-            self.conn.close(_FLUSH)
+            self._close_connection()

@@ -15,7 +15,7 @@ import h2.config
 import h2.connection
 import h2.events
 import h2.settings
-from hyperframe.frame import DataFrame
+from hyperframe.frame import GoAwayFrame
 
 BODY_CHUNK = 16384  # one DATA frame's worth at the default SETTINGS_MAX_FRAME_SIZE
 
@@ -27,6 +27,8 @@ class ScriptedUpstream:
     ``/reset-mid-body``     headers and 64 KiB of body, then RST_STREAM (INTERNAL_ERROR)
     ``/goaway``             headers, GOAWAY naming this stream, then the 64 KiB body
                             and the connection closed once the stream is done
+    ``/trailers``           once the request's trailers came: 200 "t" and those trailers
+                            back as the response's trailers
     ``/bytes/N``            N bytes, sent only as the peer's flow-control windows allow;
                             ``sent`` counts what went out
     """
@@ -35,6 +37,7 @@ class ScriptedUpstream:
         self.loop = asyncio.new_event_loop()
         self.connections = 0
         self.resets_received: list[int] = []
+        self.requests_received: list[str] = []
         self.sent = 0
         self._server: asyncio.AbstractServer | None = None
         sock = socket.socket()
@@ -72,6 +75,7 @@ class ScriptedUpstream:
         writer.write(conn.data_to_send())
         tasks = []
         window_opened = asyncio.Event()
+        request_trailers: dict[int, asyncio.Future[list[Any]]] = {}
 
         def flush() -> None:
             data = conn.data_to_send()
@@ -87,6 +91,14 @@ class ScriptedUpstream:
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
                 conn.send_data(stream_id, text, end_stream=True)
+                flush()
+                return
+            if path == "/trailers":
+                trailers = await request_trailers.setdefault(
+                    stream_id, asyncio.get_running_loop().create_future())
+                conn.send_headers(stream_id, [(":status", "200")])
+                conn.send_data(stream_id, b"t")
+                conn.send_headers(stream_id, trailers, end_stream=True)
                 flush()
                 return
             conn.send_headers(stream_id, [(":status", "200")])
@@ -106,14 +118,14 @@ class ScriptedUpstream:
                     await writer.drain()
                 return
             if path == "/goaway":
-                conn.close_connection(last_stream_id=stream_id)  # after the headers
+                # Written as raw bytes: h2 would close its state machine on its own
+                # GOAWAY and neither send the rest of this stream nor read anything.
                 flush()
-                # h2 sends nothing after its own GOAWAY: the body goes as raw frames.
+                writer.write(GoAwayFrame(0, last_stream_id=stream_id).serialize())
                 for i in range(0, len(body), BODY_CHUNK):
-                    frame = DataFrame(stream_id, data=body[i:i + BODY_CHUNK])
-                    if i + BODY_CHUNK >= len(body):
-                        frame.flags.add("END_STREAM")
-                    writer.write(frame.serialize())
+                    last = i + BODY_CHUNK >= len(body)
+                    conn.send_data(stream_id, body[i:i + BODY_CHUNK], end_stream=last)
+                    flush()
                     await asyncio.sleep(0.01)
                 await asyncio.sleep(0.2)
                 writer.close()
@@ -132,10 +144,15 @@ class ScriptedUpstream:
                 for event in events:
                     if isinstance(event, h2.events.RequestReceived):
                         path = dict(event.headers)[b":path"].decode()
+                        self.requests_received.append(path)
                         tasks.append(asyncio.ensure_future(respond(event.stream_id, path)))
                     elif isinstance(event, (h2.events.WindowUpdated,
                                             h2.events.RemoteSettingsChanged)):
                         window_opened.set()
+                    elif isinstance(event, h2.events.TrailersReceived):
+                        request_trailers.setdefault(
+                            event.stream_id, asyncio.get_running_loop().create_future(),
+                        ).set_result(event.headers)
                     elif isinstance(event, h2.events.StreamReset):
                         self.resets_received.append(event.stream_id)
                 flush()
@@ -153,6 +170,17 @@ class StreamResult:
     trailers: dict[bytes, bytes] = field(default_factory=dict)
 
 
+class _TolerantConnection(h2.connection.H2Connection):
+    """h2 refuses every frame after a GOAWAY; a client must still read the streams
+    the GOAWAY let finish (RFC 9113 6.8)."""
+
+    def _receive_goaway_frame(self, frame: Any) -> Any:
+        state = self.state_machine.state
+        result = super()._receive_goaway_frame(frame)
+        self.state_machine.state = state
+        return result
+
+
 class RawClient:
     """A blocking h2c client on a socket: opens streams, reads events, and acknowledges
     received data only when told (``auto_ack``), so a test controls the windows."""
@@ -160,7 +188,7 @@ class RawClient:
     def __init__(self, port: int, auto_ack: bool = True, window: int = 65535) -> None:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         config = h2.config.H2Configuration(client_side=True, header_encoding=None)
-        self.conn = h2.connection.H2Connection(config)
+        self.conn = _TolerantConnection(config)
         self.conn.local_settings = h2.settings.Settings(
             client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window})
         self.conn.initiate_connection()
@@ -186,6 +214,10 @@ class RawClient:
         self.results[sid] = StreamResult()
         self._send()
         return sid
+
+    def trailers(self, sid: int, fields: list[tuple[str, str]]) -> None:
+        self.conn.send_headers(sid, fields, end_stream=True)
+        self._send()
 
     def reset(self, sid: int) -> None:
         self.conn.reset_stream(sid, error_code=8)  # CANCEL

@@ -10,33 +10,30 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
+from hpack import Encoder
+from hyperframe.frame import (
+    DataFrame,
+    HeadersFrame,
+    PingFrame,
+    RstStreamFrame,
+    SettingsFrame,
+    WindowUpdateFrame,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
+from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead
+from mosn.testing.streams import FakeLoop, Recorder
 from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
 from mosn_http2 import frames
-
-
-class Loop:
-    """What the codecs use of an event loop: call_soon, run by ``run()``."""
-
-    def __init__(self) -> None:
-        self.calls: list[Any] = []
-
-    def call_soon(self, fn: Any, *args: Any) -> None:
-        self.calls.append((fn, args))
-
-    def run(self) -> None:
-        while self.calls:
-            fn, args = self.calls.pop(0)
-            fn(*args)
 
 
 class MemoryConnection:
     """A connection that keeps what is written; ``feed`` delivers bytes to its filters."""
 
     def __init__(self) -> None:
-        self.loop = Loop()
+        self.loop = FakeLoop()
         self.written = bytearray()
         self.read_filters: list[Any] = []
         self.callbacks: list[Any] = []
@@ -66,31 +63,6 @@ class MemoryConnection:
 
     def read_disable(self, disable: bool) -> None:
         pass
-
-
-class Recorder:
-    """A RequestHandler / ResponseHandler that records what it is told."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[str, Any]] = []
-
-    def on_headers(self, head: Any, end_stream: bool) -> None:
-        self.events.append(("headers", head, end_stream))
-
-    def on_data(self, data: bytes, end_stream: bool) -> None:
-        self.events.append(("data", data, end_stream))
-
-    def on_trailers(self, trailers: Headers) -> None:
-        self.events.append(("trailers", trailers))
-
-    def on_reset(self, reason: StreamResetReason) -> None:
-        self.events.append(("reset", reason))
-
-    def on_above_write_buffer_high_watermark(self) -> None:
-        self.events.append(("above",))
-
-    def on_below_write_buffer_low_watermark(self) -> None:
-        self.events.append(("below",))
 
 
 def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
@@ -215,3 +187,101 @@ def test_config_rejects_out_of_range_settings():
         Http2Config(max_frame_size=1024)
     with pytest.raises(ValidationError):
         Http2Config(initial_stream_window_size=2**31)
+
+
+FRAME_TYPES = st.integers(0, 10)
+GOAWAY = 7
+
+
+def frame_types(data: bytes) -> list[int]:
+    """The type of each frame in ``data`` (9-byte headers, RFC 9113 4.1)."""
+    types, i = [], 0
+    while i + 9 <= len(data):
+        types.append(data[i + 3])
+        i += 9 + int.from_bytes(data[i:i + 3], "big")
+    return types
+
+
+def _headers(stream_id: int, fields: list[tuple[str, str]], end: bool) -> bytes:
+    frame = HeadersFrame(stream_id, data=Encoder().encode(fields), flags=["END_HEADERS"])
+    if end:
+        frame.flags.add("END_STREAM")
+    return frame.serialize()
+
+
+_REQUEST = [(":method", "POST"), (":scheme", "http"), (":authority", "a"), (":path", "/")]
+VALID_FRAMES = [
+    _headers(1, _REQUEST, False), _headers(1, _REQUEST, True), _headers(3, _REQUEST, False),
+    _headers(1, [("x-t", "1")], True),
+    DataFrame(1, data=b"abc").serialize(), DataFrame(1, data=b"z", flags=["END_STREAM"]).serialize(),
+    DataFrame(3, data=b"q", flags=["END_STREAM"]).serialize(),
+    RstStreamFrame(1, error_code=8).serialize(), RstStreamFrame(3, error_code=0).serialize(),
+    WindowUpdateFrame(0, window_increment=1000).serialize(),
+    WindowUpdateFrame(1, window_increment=1000).serialize(),
+    PingFrame(0, opaque_data=b"12345678").serialize(),
+    SettingsFrame(0, settings={SettingsFrame.INITIAL_WINDOW_SIZE: 10}).serialize(),
+]
+"""Frames a client could send, for the fuzzer to mix with garbage in any order."""
+
+
+@st.composite
+def frame_bytes(draw: Any) -> bytes:
+    """A frame a client could send, one with a well-formed 9-byte header (random type,
+    flags and stream) and a random payload, or plain random bytes."""
+    kind = draw(st.integers(0, 2))
+    if kind == 0:
+        return draw(st.sampled_from(VALID_FRAMES))
+    payload = draw(st.binary(max_size=64))
+    if kind == 1:
+        return payload
+    return (len(payload).to_bytes(3, "big") + bytes([draw(FRAME_TYPES), draw(st.integers(0, 255))])
+            + draw(st.integers(0, 7)).to_bytes(4, "big") + payload)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(frame_bytes(), max_size=8))
+def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
+    """Whatever follows the preface, the codec never raises: the connection carries
+    on, or it is closed after a GOAWAY (sent, or received from the peer)."""
+    conn = MemoryConnection()
+    handlers: list[Recorder] = []
+
+    def new_stream(stream: Any) -> Recorder:
+        handlers.append(Recorder(stream))
+        return handlers[-1]
+
+    ServerConnection(conn, new_stream)
+    conn.take()
+    conn.feed(PREFACE)
+    for chunk in chunks:
+        conn.feed(chunk)
+    for handler in handlers:
+        handler.stream.send_headers(ResponseHead(200), True)
+    out = conn.take()
+    if conn.closed:
+        assert GOAWAY in frame_types(out) or any(
+            len(c) >= 9 and c[3] == GOAWAY for c in chunks)
+
+
+def test_rapid_reset_closes_the_connection():
+    """A client resetting most of its streams before their response (CVE-2023-44487):
+    GOAWAY ENHANCE_YOUR_CALM once enough streams were seen; a well-behaved burst of the
+    same size is not."""
+    for reset_all in (True, False):
+        conn, client, streams = server_pair()
+        for i in range(600):
+            sid = client.get_next_available_stream_id()
+            client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
+                                      (":authority", "a"), (":path", "/")], end_stream=True)
+            if reset_all:
+                client.reset_stream(sid)
+            else:
+                conn.feed(client.data_to_send())
+                streams[-1][0].send_headers(ResponseHead(204), True)
+                client.receive_data(conn.take())
+            conn.feed(client.data_to_send())
+        assert conn.closed is reset_all
+        if reset_all:
+            goaway = [e for e in client.receive_data(conn.take())
+                      if isinstance(e, h2.events.ConnectionTerminated)]
+            assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM

@@ -13,6 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
+from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from mosn.testing.process import free_port, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -139,3 +140,17 @@ def test_h2c_upgrade_without_settings_is_plain_http1(h2_upstream, h2_proxy):
             data += chunk
     assert data.startswith(b"HTTP/1.1 200 ")
     assert b'"upgrade"' not in data
+
+
+def test_route_chooses_http2_upstream(h2_upstream, h2_proxy):
+    """A route's upstream_protocol wins over the downstream's protocol."""
+    routes = [
+        {"match": {"prefix": "/two/"}, "route": {"cluster_name": "backend",
+                                                 "upstream_protocol": "Http2"}},
+        {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"}},
+    ]
+    port, _ = h2_proxy(h2_upstream, downstream="Http1", routes=routes)
+    with httpx.Client(timeout=TIMEOUT) as client:
+        two = client.get(f"http://127.0.0.1:{port}/two/echo").json()
+        one = client.get(f"http://127.0.0.1:{port}/one/echo").json()
+    assert two["http_version"] == "2" and one["http_version"] == "1.1"

@@ -11,6 +11,7 @@ import grpc
 import httpx
 import pytest
 
+from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from mosn.testing.process import free_port
 
 SERVICE = "test.Echo"
@@ -176,16 +177,18 @@ def test_upstream_down_is_unavailable(channel):
     assert "connection_failure" in info.value.details()
 
 
-def test_grpc_timeout_header_bounds_the_proxy_wait(channel):
-    """A client's grpc-timeout shorter than the route's (the canary route has none, so
-    15 s): the proxy answers DEADLINE_EXCEEDED itself when it runs out. Read with
-    httpx, which has no deadline of its own."""
+def test_grpc_timeout_header_bounds_the_proxy_wait(h2_upstream, h2_proxy):
+    """A client's grpc-timeout shorter than the route's (15 s): the proxy answers
+    DEADLINE_EXCEEDED itself when it runs out. The upstream is hypercorn, which (unlike
+    a gRPC server) does not enforce grpc-timeout itself; read with httpx, which has no
+    deadline of its own."""
+    port, _ = h2_proxy(h2_upstream)
     with httpx.Client(http1=False, http2=True, timeout=CALL_TIMEOUT) as client:
         started = time.monotonic()
-        r = client.post(f"http://127.0.0.1:{channel.port}/{SERVICE}/Slow",
+        r = client.post(f"http://127.0.0.1:{port}/delay/{SLOW_SECONDS}",
                         content=b"\x00\x00\x00\x00\x01x",
                         headers={"content-type": "application/grpc", "te": "trailers",
-                                 "grpc-timeout": "200m", "x-canary": "1"})
+                                 "grpc-timeout": "200m"})
         elapsed = time.monotonic() - started
     assert r.status_code == 200
     assert r.headers["grpc-status"] == "4"

@@ -10,17 +10,39 @@ import json
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import time
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
+from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from h2_peers import RawClient, ScriptedUpstream
 from mosn_http2 import PREFACE
 
 TIMEOUT = 10.0  # seconds any one exchange may take on a loaded CI machine
+
+
+def wait_until(condition: Any) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+@pytest.fixture
+def scripted(h2_proxy) -> Iterator[tuple[ScriptedUpstream, RawClient]]:
+    """The scripted upstream behind mosn, and a raw client connected to mosn."""
+    with ScriptedUpstream() as upstream:
+        port, _ = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            yield upstream, client
+        finally:
+            client.close()
 
 
 def test_thousand_concurrent_streams_over_few_connections(h2_upstream, h2_proxy):
@@ -55,80 +77,92 @@ def test_h2load(h2_upstream, h2_proxy):
     assert re.search(r"status codes: 400 2xx", out.stdout)
 
 
-def test_client_reset_resets_upstream_stream(h2_proxy):
+def test_trailers_both_ways(scripted):
+    """Request trailers reach the upstream; its response trailers reach the client."""
+    _, client = scripted
+    sid = client.request("/trailers", body=b"body", end=False)
+    client.trailers(sid, [("x-checksum", "abc"), ("x-count", "1")])
+    client.pump(lambda: client.done(sid))
+    result = client.results[sid]
+    assert result.status == 200 and result.body == b"t"
+    assert result.trailers == {b"x-checksum": b"abc", b"x-count": b"1"}
+
+
+def test_client_reset_resets_upstream_stream(scripted):
     """RST_STREAM from the client mid-body reaches the upstream as RST_STREAM; the
     client's other streams on the same connection go on."""
-    with ScriptedUpstream() as upstream:
-        port, _ = h2_proxy(upstream.port)
-        client = RawClient(port)
-        try:
-            sid = client.request("/slow", body=b"partial", end=False)
-            time.sleep(0.1)
-            client.reset(sid)
-            other = client.request("/ok")
-            client.pump(lambda: client.done(other))
-            assert client.results[other].body == b"ok"
-            deadline = time.monotonic() + TIMEOUT
-            while not upstream.resets_received and time.monotonic() < deadline:
-                time.sleep(0.02)
-            assert len(upstream.resets_received) == 1
-        finally:
-            client.close()
+    upstream, client = scripted
+    sid = client.request("/slow", body=b"partial", end=False)
+    wait_until(lambda: upstream.requests_received == ["/slow"])
+    client.reset(sid)
+    other = client.request("/ok")
+    client.pump(lambda: client.done(other))
+    assert client.results[other].body == b"ok"
+    wait_until(lambda: upstream.resets_received)
+    assert len(upstream.resets_received) == 1
 
 
-def test_upstream_reset_reaches_client_other_streams_unaffected(h2_proxy):
-    with ScriptedUpstream() as upstream:
-        port, _ = h2_proxy(upstream.port)
-        client = RawClient(port)
-        try:
-            broken = client.request("/reset-mid-body")
-            fine = client.request("/slow")
-            client.pump(lambda: client.done(broken, fine))
-            assert client.results[broken].reset is not None
-            assert client.results[broken].status == 200  # it had begun
-            assert client.results[fine].ended and client.results[fine].body == b"slow"
-        finally:
-            client.close()
+def test_upstream_reset_reaches_client_other_streams_unaffected(scripted):
+    _, client = scripted
+    broken = client.request("/reset-mid-body")
+    fine = client.request("/slow")
+    client.pump(lambda: client.done(broken, fine))
+    assert client.results[broken].reset is not None
+    assert client.results[broken].status == 200  # it had begun
+    assert client.results[fine].ended and client.results[fine].body == b"slow"
 
 
-def test_upstream_goaway_finishes_stream_then_uses_new_connection(h2_proxy):
-    with ScriptedUpstream() as upstream:
-        port, _ = h2_proxy(upstream.port)
-        client = RawClient(port)
-        try:
-            first = client.request("/goaway")
-            client.pump(lambda: client.done(first))
-            assert client.results[first].ended and len(client.results[first].body) == 65536
-            second = client.request("/ok")
-            client.pump(lambda: client.done(second))
-            assert client.results[second].body == b"ok"
-        finally:
-            client.close()
-        assert upstream.connections == 2
+def test_upstream_goaway_finishes_stream_then_uses_new_connection(scripted):
+    upstream, client = scripted
+    first = client.request("/goaway")
+    client.pump(lambda: client.done(first))
+    assert client.results[first].ended and len(client.results[first].body) == 65536
+    second = client.request("/ok")
+    client.pump(lambda: client.done(second))
+    assert client.results[second].body == b"ok"
+    assert upstream.connections == 2
 
 
-def test_slow_reader_throttles_upstream(h2_proxy):
+def test_drain_sends_goaway_and_finishes_streams_in_flight(h2_upstream, h2_proxy):
+    """SIGTERM: mosn sends GOAWAY (NO_ERROR) naming the stream in flight, finishes it,
+    and closes the connection then, not at the end of the graceful timeout."""
+    port, mosn = h2_proxy(h2_upstream, graceful_timeout="20s")
+    client = RawClient(port)
+    try:
+        sid = client.request("/delay/0.5")
+        client.pump(lambda: client.conn.highest_outbound_stream_id == sid
+                    and client.conn.remote_settings.max_concurrent_streams > 0)
+        time.sleep(0.1)
+        started = time.monotonic()
+        mosn.proc.send_signal(signal.SIGTERM)
+        client.pump(lambda: client.goaway is not None)
+        assert client.goaway.error_code == 0 and client.goaway.last_stream_id == sid
+        client.pump(lambda: client.closed, timeout=TIMEOUT)
+        assert client.results[sid].ended and client.results[sid].status == 200
+        assert mosn.proc.wait(TIMEOUT) == 0
+        assert time.monotonic() - started < TIMEOUT
+    finally:
+        client.close()
+
+
+def test_slow_reader_throttles_upstream(scripted):
     """A client that stops acknowledging DATA: the upstream, which sends only as its
     windows allow, is held to a few windows' worth by the proxy's own acknowledgements
     (hypercorn would buffer without bound, so a scripted upstream sends here); once
     the client reads, the whole body arrives."""
+    upstream, client = scripted
     size = 16 * 1024 * 1024
-    with ScriptedUpstream() as upstream:
-        port, _ = h2_proxy(upstream.port)
-        client = RawClient(port, auto_ack=False)
-        try:
-            sid = client.request(f"/bytes/{size}")
-            result = client.results[sid]
-            client.pump(lambda: len(result.body) >= 65535 - 16384)
-            time.sleep(1.0)  # unthrottled, all 16 MiB would be sent in this time
-            assert upstream.sent < 2 * 1024 * 1024
-            client.auto_ack = True
-            client.ack(sid, len(result.body))
-            client.pump(lambda: client.done(sid), timeout=60)
-            assert result.ended and len(result.body) == size
-            assert upstream.sent == size
-        finally:
-            client.close()
+    client.auto_ack = False
+    sid = client.request(f"/bytes/{size}")
+    result = client.results[sid]
+    client.pump(lambda: len(result.body) >= 65535 - 16384)
+    time.sleep(1.0)  # unthrottled, all 16 MiB would be sent in this time
+    assert upstream.sent < 2 * 1024 * 1024
+    client.auto_ack = True
+    client.ack(sid, len(result.body))
+    client.pump(lambda: client.done(sid), timeout=60)
+    assert result.ended and len(result.body) == size
+    assert upstream.sent == size
 
 
 def test_settings_limits_enforced(h2_upstream, h2_proxy):

@@ -1,5 +1,7 @@
 """Fixtures for the Http2 plugin's end-to-end tests: a real HTTP/2 upstream (hypercorn
-serving the example app) and mosn configs in MOSN's shape."""
+serving the example app) and mosn configs in MOSN's shape. Imported by the test
+modules that use them (a conftest.py here would take the name of tests/conftest.py,
+which the core's tests import from)."""
 
 from __future__ import annotations
 
@@ -42,7 +44,7 @@ def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
                  upstream: str = "", routes: list[dict[str, Any]] | None = None,
                  extend_config: dict[str, Any] | None = None,
                  cluster: dict[str, Any] | None = None, timeout: str = "15s",
-                 ) -> dict[str, Any]:
+                 graceful_timeout: str = "1s") -> dict[str, Any]:
     """One listener on ``port`` proxying everything to ``127.0.0.1:upstream_port``."""
     proxy: dict[str, Any] = {"downstream_protocol": downstream, "router_config_name": "main",
                              "timeout": timeout}
@@ -52,7 +54,7 @@ def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
         proxy["extend_config"] = extend_config
     return {
         "servers": [{
-            "graceful_timeout": "1s",
+            "graceful_timeout": graceful_timeout,
             "routers": [{"router_config_name": "main", "virtual_hosts": [{
                 "name": "all", "domains": ["*"],
                 "routers": routes or [{"match": {"prefix": "/"},
