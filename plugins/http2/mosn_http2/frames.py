@@ -45,10 +45,12 @@ _REGULAR_NAME = re.compile(rb"[!-9;-@\[-~]+").fullmatch
 """RFC 9113 8.2.1: no control, space, upper-case, DEL or non-ASCII byte, and no colon."""
 _BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z").search
 """RFC 9113 8.2.1: no NUL, CR or LF, no leading or trailing space or tab."""
-VALID_FIELDS_CACHE_SIZE = 4096
-"""(name, value) pairs known to be valid, so a field that comes again (most do: the
-HPACK table hands back the same pairs) is one set lookup; emptied when full."""
-_valid_fields: set[tuple[bytes, bytes]] = set()
+KNOWN_FIELDS_CACHE_SIZE = 4096
+"""Received (name, value) pairs already checked, with their text: a field that comes
+again (most do: the HPACK table hands back the same pairs) is one dict lookup;
+emptied when full."""
+_known_fields: dict[tuple[bytes, bytes], tuple[str, str]] = {}
+_HOST_OR_COOKIE = frozenset({b"host", b"cookie"})
 
 
 class MalformedFields(ValueError):
@@ -56,29 +58,34 @@ class MalformedFields(ValueError):
     PROTOCOL_ERROR."""
 
 
-def _check_fields(header_list: Iterable[tuple[bytes, bytes]], pseudo_allowed: frozenset[bytes],
-                  ) -> dict[bytes, bytes]:
+def _checked(header_list: Iterable[tuple[bytes, bytes]], pseudo_allowed: frozenset[bytes],
+             ) -> tuple[dict[bytes, str], list[tuple[str, str]], bool]:
     """Check every field of a received block (RFC 9113 8.2.1, 8.2.2, 8.3); return its
-    pseudo-header fields by name."""
-    pseudo: dict[bytes, bytes] = {}
-    regular = False
+    pseudo-header fields (name -> text), its regular fields as text, and whether a
+    host or cookie field is among them."""
+    pseudo: dict[bytes, str] = {}
+    regular: list[tuple[str, str]] = []
+    host_or_cookie = False
     for field in header_list:
+        text = _known_fields.get(field)  # type: ignore[call-overload]
+        if text is None:
+            text = _check_field(field[0], field[1])
+            if len(_known_fields) >= KNOWN_FIELDS_CACHE_SIZE:
+                _known_fields.clear()
+            _known_fields[field] = text  # type: ignore[index]
         name = field[0]
         if name[:1] == b":":
             if regular or name in pseudo or name not in pseudo_allowed:
                 raise MalformedFields(f"pseudo-header field {name!r} repeated, unknown or after a regular one")
-            pseudo[name] = field[1]
+            pseudo[name] = text[1]
         else:
-            regular = True
-        if field not in _valid_fields:
-            _check_field(name, field[1])
-            if len(_valid_fields) >= VALID_FIELDS_CACHE_SIZE:
-                _valid_fields.clear()
-            _valid_fields.add(field)
-    return pseudo
+            regular.append(text)
+            if name in _HOST_OR_COOKIE:
+                host_or_cookie = True
+    return pseudo, regular, host_or_cookie
 
 
-def _check_field(name: bytes, value: bytes) -> None:
+def _check_field(name: bytes, value: bytes) -> tuple[str, str]:
     if name[:1] != b":":
         if _REGULAR_NAME(name) is None:
             raise MalformedFields(f"invalid field name {name!r}")
@@ -86,6 +93,7 @@ def _check_field(name: bytes, value: bytes) -> None:
             raise MalformedFields(f"connection-specific field {name!r}")
     if value and _BAD_VALUE(value) is not None:
         raise MalformedFields(f"invalid value of {name!r}")
+    return _text(name), _text(value)
 
 
 def _text(value: bytes) -> str:
@@ -133,64 +141,50 @@ def trailer_fields(trailers: Headers) -> HeaderList:
 
 def request_head(header_list: Iterable[tuple[bytes, bytes]], scheme: str) -> RequestHead:
     """A received request's head; MalformedFields if RFC 9113 8.1.1 calls it malformed."""
-    pseudo = _check_fields(header_list, REQUEST_PSEUDO)
-    connect = pseudo.get(b":method") == b"CONNECT"
-    if b":method" not in pseudo:
+    pseudo, fields, host_or_cookie = _checked(header_list, REQUEST_PSEUDO)
+    method = pseudo.get(b":method")
+    if method is None:
         raise MalformedFields("no :method")
-    if connect and b":protocol" not in pseudo:
+    path = pseudo.get(b":path", "")
+    if method == "CONNECT" and b":protocol" not in pseudo:
         if b":scheme" in pseudo or b":path" in pseudo:
             raise MalformedFields("CONNECT with :scheme or :path")  # 8.5
-    elif not pseudo.get(b":path") or b":scheme" not in pseudo:
+    elif not path or b":scheme" not in pseudo:
         raise MalformedFields("no :scheme, or no or an empty :path")  # 8.3.1
     elif b":protocol" in pseudo:
         raise MalformedFields(":protocol without CONNECT")  # RFC 8441 4
-    method = path = authority = ""
-    fields: list[tuple[str, str]] = []
-    cookies: list[str] = []
+    authority = pseudo.get(b":authority", "")
     host = ""
-    for name, value in header_list:
-        if name[:1] == b":":
-            if name == b":method":
-                method = _text(value)
-            elif name == b":path":
-                path = _text(value)
-            elif name == b":authority":
-                authority = _text(value)
-            elif name == b":scheme":
-                scheme = _text(value)
-        elif name == b"host":
-            host = _text(value)  # 8.3.1: :authority wins when both are there
-        elif name == b"cookie":
-            cookies.append(_text(value))
-        else:
-            fields.append((_text(name), _text(value)))
-    if cookies:
-        # 8.2.3: split cookie fields are joined with "; " before any HTTP/1 hop.
-        fields.append(("cookie", "; ".join(cookies)))
-    if authority and host and authority != host:
-        raise MalformedFields(":authority and host differ")  # 8.3.1
+    if host_or_cookie:
+        regular, cookies = [], []
+        for name, value in fields:
+            if name == "host":
+                host = value  # 8.3.1: :authority wins when both are there
+            elif name == "cookie":
+                cookies.append(value)
+            else:
+                regular.append((name, value))
+        if cookies:
+            # 8.2.3: split cookie fields are joined with "; " before any HTTP/1 hop.
+            regular.append(("cookie", "; ".join(cookies)))
+        fields = regular
+        if authority and host and authority != host:
+            raise MalformedFields(":authority and host differ")  # 8.3.1
     if not authority and not host:
         raise MalformedFields("no :authority and no host")
-    return RequestHead(method, path, authority or host, scheme, Headers(fields), VERSION)
+    return RequestHead(method, path, authority or host, pseudo.get(b":scheme", scheme), Headers(fields),
+                       VERSION)
 
 
 def response_head(header_list: Iterable[tuple[bytes, bytes]]) -> ResponseHead:
     """A received response's head; MalformedFields if RFC 9113 8.1.1 calls it malformed."""
-    if b":status" not in _check_fields(header_list, RESPONSE_PSEUDO):
-        raise MalformedFields("no :status")
-    status = 0
-    fields: list[tuple[str, str]] = []
-    for name, value in header_list:
-        if name[:1] != b":":
-            fields.append((_text(name), _text(value)))
-        elif name == b":status":
-            if len(value) != 3 or not value.isdigit():
-                raise MalformedFields(f"invalid :status {value!r}")  # RFC 9110 15
-            status = int(value)
-    return ResponseHead(status, Headers(fields))
+    pseudo, fields, _ = _checked(header_list, RESPONSE_PSEUDO)
+    status = pseudo.get(b":status")
+    if status is None or len(status) != 3 or not (status.isascii() and status.isdigit()):
+        raise MalformedFields(f"no or an invalid :status {status!r}")  # RFC 9110 15
+    return ResponseHead(int(status), Headers(fields))
 
 
 def trailers(header_list: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Received trailers; MalformedFields if RFC 9113 8.1.1 calls them malformed."""
-    _check_fields(header_list, frozenset())  # 8.1: no pseudo-header field in trailers
-    return Headers([(_text(n), _text(v)) for n, v in header_list])
+    return Headers(_checked(header_list, frozenset())[1])  # 8.1: no pseudo-header field in trailers

@@ -42,6 +42,7 @@ def test_valid_request_is_mapped():
     [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/"), (b":authority", b"a"),
      (b":protocol", b"websocket")],  # :protocol without CONNECT
     [(b":method", b"CONNECT"), (b":authority", b"a:443"), (b":path", b"/")],
+    [(b":method", b"CONNECT"), (b":authority", b"a:443"), (b":path", b"")],
 ])
 def test_malformed_request_is_refused(block):
     with pytest.raises(frames.MalformedFields):
@@ -66,6 +67,7 @@ def test_valid_response_is_mapped():
     RESPONSE[1:],
     [(b":status", b"20x"), *RESPONSE[1:]],
     [(b":status", b"2000")],
+    [(b":status", b"2\xb20")],  # a digit outside ASCII once read as Latin-1
     [*RESPONSE, (b":status", b"204")],
     [(b":status", b"200"), (b":path", b"/")],
     [*RESPONSE, (b"keep-alive", b"timeout=5")],
@@ -80,3 +82,11 @@ def test_trailers_with_a_pseudo_header_are_refused():
     assert frames.trailers([(b"grpc-status", b"0")]).items() == [("grpc-status", "0")]
     with pytest.raises(frames.MalformedFields):
         frames.trailers([(b":status", b"200"), (b"grpc-status", b"0")])
+
+
+def test_host_and_split_cookies():
+    block = [f for f in REQUEST if f[0] != b":authority"] + [
+        (b"host", b"example.com"), (b"cookie", b"a=1"), (b"cookie", b"b=2")]
+    head = frames.request_head(block, "http")
+    assert head.authority == "example.com"
+    assert head.headers.items() == [("user-agent", "h2load"), ("te", "trailers"), ("cookie", "a=1; b=2")]
