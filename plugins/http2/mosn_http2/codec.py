@@ -22,6 +22,7 @@ loop turn when the other side of the proxy made it.
 
 from __future__ import annotations
 
+import struct
 from collections import deque
 from typing import Any, Callable
 
@@ -31,7 +32,7 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import GoAwayFrame
+from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame
 
 from mosn.network.filter import (
     CloseType,
@@ -74,13 +75,22 @@ the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the pr
 an upstream request per stream while no stream stays open)."""
 
 
+_PLAIN_FRAME_TYPES = {DataFrame: 0x0, HeadersFrame: 0x1, ContinuationFrame: 0x9}
+"""Frames the codecs send that carry only their data (RFC 9113 6.1, 6.2, 6.10)..."""
+_PLAIN_FLAGS = {"END_STREAM": 0x1, "END_HEADERS": 0x4}
+"""... as long as no flag but these is set (no PADDED, no PRIORITY)."""
+_FRAME_HEADER = struct.Struct(">HBBBL")
+"""Length (24 bits, split 16 + 8), type, flags, stream id (RFC 9113 4.1)."""
+
+
 class _H2Connection(H2Connection):
-    """h2's connection with three changes: a GOAWAY, sent or received, no longer
+    """h2's connection with four changes: a GOAWAY, sent or received, no longer
     closes its state machine. h2 refuses every frame after one, while RFC 9113 6.8
     has the streams it covers run to completion; the codecs refuse new streams
     themselves. Header blocks are encoded and decoded by ``compression``, several
-    times faster than by hpack alone. And h2 no longer counts its open streams on
-    every new one (see ``_open_streams``)."""
+    times faster than by hpack alone. h2 no longer counts its open streams on every
+    new one (see ``_open_streams``). And plain HEADERS, DATA and CONTINUATION frames
+    are written without hyperframe's ``serialize`` (see ``_prepare_for_sending``)."""
 
     def __init__(self, config: H2Configuration) -> None:
         super().__init__(config)
@@ -101,6 +111,33 @@ class _H2Connection(H2Connection):
             super()._open_streams(remainder)
             self._sweep_at = max(2 * len(self.streams), STREAM_SWEEP_MIN)
         return 0
+
+    def _prepare_for_sending(self, frames: list[Any]) -> None:
+        # hyperframe's serialize() builds padding and priority fields, joins them, and
+        # asks each frame's Flags set about every flag its type defines: three frames a
+        # request spent about a tenth of the proxy's CPU there. The frames h2 builds
+        # for the codecs' headers and data have no padding and no priority, so their
+        # 9-byte header is packed here and their data follows as it is; any other
+        # frame goes through serialize().
+        out = bytearray()
+        for frame in frames:
+            kind = _PLAIN_FRAME_TYPES.get(frame.__class__)
+            bits = 0
+            if kind is not None and not getattr(frame, "pad_length", 0):
+                for flag in frame.flags:
+                    bit = _PLAIN_FLAGS.get(flag)
+                    if bit is None:
+                        kind = None
+                        break
+                    bits |= bit
+            if kind is None:
+                out += frame.serialize()
+                continue
+            data = frame.data
+            n = frame.body_len = len(data)
+            out += _FRAME_HEADER.pack(n >> 8, n & 0xFF, kind, bits, frame.stream_id & 0x7FFFFFFF)
+            out += data
+        self._data_to_send += out
 
     def _receive_goaway_frame(self, frame: Any) -> Any:
         state = self.state_machine.state
