@@ -68,6 +68,8 @@ PROTOCOL_DEFAULT_WINDOW = 65535
 """The connection window every HTTP/2 connection starts with (RFC 9113 6.9.2)."""
 STREAM_SWEEP_MIN = 64
 """Streams h2 may hold, closed ones included, before it first drops the closed ones."""
+FRAME_HEADER_SIZE = 9
+"""Bytes of a frame's header: length (3), type, flags, stream id (4) (RFC 9113 4.1)."""
 PREMATURE_RESET_MIN_STREAMS = 500
 """Streams a client opens before its share of streams reset before their response
 began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
@@ -295,6 +297,10 @@ class _Codec(ReadFilter, ConnectionCallbacks):
             except ProtocolError:
                 self._fail()  # h2 has queued the GOAWAY with the error's code
                 return _STOP
+            if self._oversized_frame_coming():
+                self.h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
+                self._fail()
+                return _STOP
             handlers = self._HANDLERS
             for event in events:
                 handle = handlers.get(type(event))
@@ -307,6 +313,15 @@ class _Codec(ReadFilter, ConnectionCallbacks):
 
     def on_eof(self) -> bool:
         return False  # the peer is gone: close, and every open stream is reset
+
+    def _oversized_frame_coming(self) -> bool:
+        """h2 checks a frame's length against SETTINGS_MAX_FRAME_SIZE only once the
+        whole frame is in its buffer, so a peer announcing 16 MiB would be buffered
+        that far first: the header of the frame being read is checked here, as soon
+        as it is in (RFC 9113 4.2: FRAME_SIZE_ERROR)."""
+        pending = self.h2.incoming_buffer._data
+        return len(pending) >= FRAME_HEADER_SIZE and \
+            int.from_bytes(pending[:3], "big") > self.h2.max_inbound_frame_size
 
     # -- ConnectionCallbacks ---------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Statuses and resets. HTTP/2 carries HTTP statuses as they are (``:status``), so the
 proxy's HTTP-like statuses need no translation; what needs one is a stream reset:
-mosn's :class:`StreamResetReason` <-> RST_STREAM error codes (RFC 9113 7)."""
+mosn's :class:`StreamResetReason` -> the RST_STREAM error code (RFC 9113 7). A reset
+received is ``REMOTE_RESET`` whatever its code."""
 
 from __future__ import annotations
 
@@ -19,16 +20,6 @@ RESET_CODES: dict[StreamResetReason, int] = {
 """The RST_STREAM code a reset is sent with. A stream the other side abandoned is
 cancelled (CANCEL, which gRPC clients read as CANCELLED); one that never reached an
 upstream is refused (REFUSED_STREAM: not processed, safe to retry, RFC 9113 8.7)."""
-
-
-def http_status(status: int) -> int:
-    """The HTTP-like status a response of this protocol means to the proxy."""
-    return status
-
-
-def protocol_status(http_status: int) -> int:
-    """The status a proxy outcome (an HTTP-like status) is answered with."""
-    return http_status
 
 
 def reset_code(reason: StreamResetReason) -> int:

@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead
+from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
 from mosn.testing.streams import FakeLoop, Recorder
 from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
 from mosn_http2 import frames
@@ -285,3 +285,30 @@ def test_rapid_reset_closes_the_connection():
             goaway = [e for e in client.receive_data(conn.take())
                       if isinstance(e, h2.events.ConnectionTerminated)]
             assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM
+
+
+def test_oversized_frame_refused_from_its_header():
+    """A frame announced larger than SETTINGS_MAX_FRAME_SIZE is a connection error as
+    soon as its header is read, not once megabytes of it were buffered."""
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder())
+    conn.take()
+    conn.feed(PREFACE + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+    assert conn.closed
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    goaway = [e for e in client.receive_data(conn.take())
+              if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == 6  # FRAME_SIZE_ERROR
+
+
+def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol():
+    conn = MemoryConnection()
+    idle: list[int] = []
+    codec = ClientConnection(conn, lambda: idle.append(1))
+    handler = Recorder()
+    codec.new_stream(handler).send_headers(RequestHead("GET", "/", "a"), True)
+    conn.take()
+    conn.feed(b"HTTP/1.1 200 OK\r\n\r\n")  # not HTTP/2
+    assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
+    assert conn.closed and not codec.reusable() and idle == []
