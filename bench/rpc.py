@@ -107,11 +107,12 @@ from common import (
     apt_install,
     free_port,
     install_mosn,
-    median_of,
     peer_arguments,
     pip_install,
     print_notes,
+    ratios,
     render,
+    summarise,
     table,
     version,
     wanted_peers,
@@ -453,14 +454,7 @@ async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes
             pid = peer.proxy.pid if peer.proxy else None
             if (result := await attempt(peer, gen.pingpong(peer.port, window, pid))):
                 rounds[peer.name].append(result)
-    results = {}
-    for peer in peers:
-        runs = rounds[peer.name]
-        results[peer.name] = median_of([{k: v for k, v in r.items() if k not in COUNTS} for r in runs])
-        results[peer.name] |= {key: sum(r[key] for r in runs) for key in COUNTS}
-        results[peer.name]["rounds"] = {key: [r[key] for r in runs]
-                                        for key in ("req_per_s", "others_cpu_pct")}
-        print(f"  {peer.name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
+    results = summarise({peer.name: rounds[peer.name] for peer in peers}, COUNTS)
 
     upstream, reference = {}, {}
     mosn = next((peer for peer in peers if peer.name == "mosn"), None)
@@ -511,15 +505,8 @@ def flagged(results: dict) -> dict[str, str]:
             for name, row in results.items() if row["errors"]}
 
 
-def ratios(results: dict, bad: dict) -> dict:
-    pairs = [("mosn", peer, FIGURES) for peer in ("haproxy", "envoy")]
-    pairs += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
-    out = {}
-    for a, b, keys in pairs:
-        if a in results and b in results and a not in bad and b not in bad:
-            out[f"{a}/{b}"] = {key: round(results[a][key] / results[b][key], 3) for key in keys
-                               if results[a].get(key) and results[b].get(key)}
-    return out
+PAIRS = [("mosn", peer, FIGURES) for peer in ("haproxy", "envoy")]
+PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 
 
 def target(ratio: dict, protocol: Protocol) -> dict | None:
@@ -569,7 +556,7 @@ def main() -> int:
 
     versions = {name: version(name) for name in results if name != "direct"}
     bad = flagged(results)
-    ratio = ratios(results, bad)
+    ratio = ratios(results, bad, PAIRS)
     goal = target(ratio, protocol)
     for name, row in reference.items():
         if name in results and "req_per_s" in row:
