@@ -24,6 +24,7 @@ from types import SimpleNamespace
 from mosn.config.models import OpenTelemetryConfig
 from mosn.config.types import Address
 from mosn.observability.accesslog import DEFAULT_FORMAT, AccessLogs
+from mosn.proxy.observer import ObserverHooks
 from mosn.proxy.stream import DownstreamStream, UpstreamRequest
 from mosn.stream.types import Headers, RequestHead, ResponseHead
 from mosn.upstream.cluster import Host
@@ -38,7 +39,7 @@ class _Store:
 
 
 def _stand_ins() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
-    ctx = SimpleNamespace(stream_filters=(), max_request_bytes=None, observers=(),
+    ctx = SimpleNamespace(stream_filters=(), max_request_bytes=None, observers=ObserverHooks(()),
                           protocols={})
     conn = SimpleNamespace(remote_address=("127.0.0.1", 50000),
                            local_address=("127.0.0.1", 2045))

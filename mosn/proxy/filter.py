@@ -15,7 +15,7 @@ from mosn.network.connection import Connection
 from mosn.network.filter import CloseType, FilterStatus, ReadFilter
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
-from mosn.proxy.observer import StreamObserver
+from mosn.proxy.observer import ObserverHooks
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
@@ -45,7 +45,7 @@ class ProxyContext:
         self.timeout = config.timeout
         self.max_request_bytes = config.max_request_bytes
         self.stream_filters: list[Callable[[], StreamFilter]] = list(context.stream_filters)
-        self.observers: tuple[StreamObserver, ...] = tuple(context.observers)
+        self.observers = ObserverHooks(context.observers)
         self._pools: dict[tuple[Any, str], ConnectionPool] = {}
         """By (host, protocol name); the host object itself, so a removed host's key
         can never be taken by a new one."""

@@ -9,7 +9,7 @@ does nothing, so an observer overrides only what it needs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
@@ -35,4 +35,20 @@ class StreamObserver:
         ``.start_time``, ``.bytes_received``, ``.bytes_sent`` are final)."""
 
 
-__all__ = ["StreamObserver"]
+class ObserverHooks:
+    """A listener's observers' methods by point, each tuple holding only the observers
+    that override that method: the proxy calls these, and a point no observer uses
+    costs a request nothing (a call to a method that does nothing costs ~0.1 µs)."""
+
+    __slots__ = ("request", "upstream_request", "upstream_end", "stream_end")
+
+    def __init__(self, observers: "Iterable[StreamObserver]") -> None:
+        observers = tuple(observers)
+        for point in self.__slots__:
+            name = f"on_{point}"
+            base = getattr(StreamObserver, name)
+            setattr(self, point, tuple(getattr(o, name) for o in observers
+                                       if getattr(type(o), name) is not base))
+
+
+__all__ = ["ObserverHooks", "StreamObserver"]

@@ -181,8 +181,8 @@ class DownstreamStream:
         self.request_complete = end_stream
         if head.frame is None:
             self._http_request_headers(head)
-        for observer in self.observers:
-            observer.on_request(self)
+        for hook in self.observers.request:
+            hook(self)
         self.continue_request()
 
     def _http_request_headers(self, head: RequestHead) -> None:
@@ -352,8 +352,8 @@ class DownstreamStream:
         pool = self.ctx.pool(cluster, host, protocol)
         upstream = self.upstream = UpstreamRequest(self, cluster, host, self._retrying)
         self._retrying = False
-        for observer in self.observers:
-            observer.on_upstream_request(self, upstream)
+        for hook in self.observers.upstream_request:
+            hook(self, upstream)
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
             upstream.try_timer = self.ctx.loop().call_later(
@@ -613,8 +613,8 @@ class DownstreamStream:
             self._read_disabled = False
             self.server_stream.read_disable(False)
         self.end_monotonic = time.monotonic()
-        for observer in self.observers:
-            observer.on_stream_end(self)
+        for hook in self.observers.stream_end:
+            hook(self)
 
 
 _FAILURE_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "
@@ -677,8 +677,8 @@ class UpstreamRequest:
             v[more.upstream_rq_retry_active] -= 1  # type: ignore[index]
         downstream = self.downstream
         if downstream is not None:
-            for observer in downstream.observers:
-                observer.on_upstream_end(downstream, self)
+            for hook in downstream.observers.upstream_end:
+                hook(downstream, self)
 
     def count_5xx(self) -> None:
         v = self.cluster.store.values
