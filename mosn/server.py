@@ -94,7 +94,7 @@ class Runtime:
                     _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
                     for flt in lc.stream_filters)
                 try:
-                    logged = self.observability.observers(path, lc)
+                    logged = self.observability.observers(path, lc, name, self.store)
                 except ObservabilityError as exc:
                     raise StartError(str(exc)) from None
                 observers = (StatsObserver(self.store, name, plugins.names("protocol"),

@@ -13,6 +13,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Iterator
 
 import httpx
@@ -23,10 +24,13 @@ from mosn.config.loader import ConfigError, validate
 from mosn.observability.accesslog import (
     DEFAULT_FORMAT,
     MAX_PENDING_LINES,
+    AccessLog,
     LogWriter,
+    compile_format,
     go_duration,
     open_log,
 )
+from mosn.observability.stats import StatsStore
 from mosn.testing.mock import call
 from mosn.testing.process import rpc_proxy_config
 from test_upstream_e2e import http_config as proxy_config
@@ -351,3 +355,17 @@ def test_a_full_queue_drops_and_counts_lines(tmp_path, caplog):
     writer.append("again\n")  # room again once written
     writer.flush()
     assert path.read_text().endswith("again\n") and writer.dropped == 7
+
+
+def test_dropped_lines_are_counted_in_the_listener_stat(tmp_path):
+    path = tmp_path / "access.log"
+    store = StatsStore()
+    dropped = store.register("listener.http.access_log_dropped")
+    store.allocate(1)
+    writer = HeldWriter(str(path), open_log(str(path)))
+    access_log = AccessLog(compile_format("%response_code%"), writer, store, dropped)
+    stream = SimpleNamespace(response_code=200)
+    for _ in range(MAX_PENDING_LINES + 3):
+        access_log.on_stream_end(stream)  # type: ignore[arg-type]
+    assert store.snapshot()["listener.http.access_log_dropped"] == 3
+    writer.close()

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from mosn.proxy.observer import StreamObserver
 
 if TYPE_CHECKING:
+    from mosn.observability.stats import StatsStore
     from mosn.proxy.stream import DownstreamStream
 
 log = logging.getLogger("mosn.accesslog")
@@ -373,14 +374,16 @@ class LogWriter:
         self._stop = False
         self.queue.clear()
 
-    def append(self, line: str) -> None:
+    def append(self, line: str) -> bool:
+        """Queue ``line``; False if it was dropped (the queue is full)."""
         queue = self.queue
         if len(queue) >= MAX_PENDING_LINES:
             self.dropped += 1
-            return
+            return False
         queue.append(line)
         if self._thread is None:
             self._start()
+        return True
 
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"accesslog {self.path}",
@@ -432,13 +435,18 @@ class LogWriter:
 
 
 class AccessLog(StreamObserver):
-    """A listener's access log: a line per stream, queued to its file's writer."""
+    """A listener's access log: a line per stream, queued to its file's writer. A
+    line dropped because the queue is full is counted in the stat ``dropped`` of
+    ``store`` (the listener's ``access_log_dropped``), when one is given."""
 
-    __slots__ = ("format", "writer")
+    __slots__ = ("format", "writer", "store", "dropped")
 
-    def __init__(self, formatter: Formatter | JsonFormatter, writer: LogWriter) -> None:
+    def __init__(self, formatter: Formatter | JsonFormatter, writer: LogWriter,
+                 store: "StatsStore | None" = None, dropped: int = -1) -> None:
         self.format = formatter.format
         self.writer = writer
+        self.store = store
+        self.dropped = dropped
 
     def on_stream_end(self, stream: "DownstreamStream") -> None:
         try:
@@ -446,7 +454,8 @@ class AccessLog(StreamObserver):
         except Exception:  # an observer must not raise into the proxy
             log.exception("access log: a line could not be formatted")
             return
-        self.writer.append(line)
+        if not self.writer.append(line) and self.store is not None:
+            self.store.values[self.dropped] += 1  # type: ignore[index]
 
 
 class _Addresses:
@@ -515,13 +524,14 @@ class AccessLogs:
         self.writers: dict[str, LogWriter] = {}
 
     def observer(self, path: str, log_format: str,
-                 json_format: dict[str, str] | None = None) -> AccessLog:
+                 json_format: dict[str, str] | None = None,
+                 store: "StatsStore | None" = None, dropped: int = -1) -> AccessLog:
         """Raises OSError if the file cannot be opened."""
         key = "stdout" if path in STDOUT_PATHS else os.path.abspath(path)
         writer = self.writers.get(key)
         if writer is None:
             writer = self.writers[key] = LogWriter(path, open_log(path))
-        return AccessLog(compile_format(log_format, json_format), writer)
+        return AccessLog(compile_format(log_format, json_format), writer, store, dropped)
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -9,6 +9,7 @@ from mosn.observability.accesslog import AccessLogs
 
 if TYPE_CHECKING:
     from mosn.config.models import ListenerConfig, MosnConfig
+    from mosn.observability.stats import StatsStore
 
 
 class ObservabilityError(Exception):
@@ -24,14 +25,18 @@ class Observability:
 
             self.tracing = Tracing(config.tracing.config)
 
-    def observers(self, path: str, listener: "ListenerConfig") -> tuple[Any, ...]:
-        """The listener's observers: the tracer first (its span is there for the
-        access log's ``%trace_id%``), then its access logs."""
+    def observers(self, path: str, listener: "ListenerConfig", name: str,
+                  store: "StatsStore") -> tuple[Any, ...]:
+        """The listener ``name``'s observers: the tracer first (its span is there for
+        the access log's ``%trace_id%``), then its access logs, which count the lines
+        they drop in ``listener.<name>.access_log_dropped``."""
         observers: list[Any] = [self.tracing] if self.tracing is not None else []
+        dropped = store.register(f"listener.{name}.access_log_dropped") \
+            if listener.access_logs else -1
         for i, config in enumerate(listener.access_logs):
             try:
                 observers.append(self.access_logs.observer(
-                    config.log_path, config.log_format, config.json_format))
+                    config.log_path, config.log_format, config.json_format, store, dropped))
             except OSError as exc:
                 raise ObservabilityError(
                     f"{path}.access_logs[{i}].log_path: cannot open {config.log_path}: "
