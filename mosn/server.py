@@ -9,7 +9,10 @@ the single process does all of it. The workers follow health through shared memo
 and get host-set changes over a socket pair per worker (one JSON line per change).
 
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
-for up to ``graceful_timeout``; a second one closes them at once.
+for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (with
+workers) reloads the config file: the parent builds the new config on the listening
+sockets it kept, forks new workers, then drains the old ones; their stats carry over
+by name (:meth:`StatsStore.follow`).
 """
 
 from __future__ import annotations
@@ -28,16 +31,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
+import anyio.abc
 
 from mosn import __version__
 from mosn.admin.server import Admin, set_log_levels
-from mosn.config import LoadedConfig
+from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
 from mosn.observability.observer import StatsObserver
 from mosn.observability.runtime import Observability, ObservabilityError
-from mosn.observability.stats import LISTENER_STATS, StatsStore
+from mosn.observability.stats import LISTENER_STATS, SERVER_STATS, StatsStore
 from mosn.plugins import BuildContext
 from mosn.router import Routers
 from mosn.upstream.cluster import ClusterManager
@@ -48,6 +52,11 @@ WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
 DRAIN_POLL_INTERVAL = 0.1
 """Seconds between checks that draining connections are gone."""
+FIRST_REQUEST_WAIT = 0.1
+"""Seconds a draining worker waits between accepting no more and asking its
+connections to go away: one accepted just before has its first request on the way
+(a client writes right after connecting, and on a reload the other workers go on
+accepting), and an HTTP/1 connection asked while idle closes without reading it."""
 MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
 """Bytes of one host-set message from the parent to a worker (a cluster of thousands
 of hosts with metadata fits)."""
@@ -78,9 +87,14 @@ class Runtime:
     admin_sock: socket.socket | None = None
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
+    sockets: dict[str, socket.socket] = field(default_factory=dict)
+    """Listening sockets of the config before a reload, by address: taken over, not
+    bound again, so the port never stops accepting."""
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
+        self._bound: list[socket.socket] = []
+        self.server_stats = self.store.scope("server", SERVER_STATS)
         self.observability = Observability(config)
         self.clusters = ClusterManager(config, plugins, self.store)
         context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
@@ -112,22 +126,30 @@ class Runtime:
                     idle_timeout=lc.connection_idle_timeout,
                     buffer_limit=lc.per_connection_buffer_limit_bytes,
                 ))
-            self.admin_sock = self._bind("admin.address", config.admin.bind, False)
-        except StartError:
+            if self.admin_sock is None:
+                self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+        except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
             raise
 
     def _bind(self, path: str, address: Any, reuseport: bool) -> socket.socket:
+        if str(address) in self.sockets:
+            return self.sockets[str(address)]
         try:
-            return bind(address, reuseport)
+            sock = bind(address, reuseport)
         except OSError as exc:
             raise StartError(f"{path}: cannot listen on {address}: {exc.strerror or exc}") from None
+        self._bound.append(sock)
+        return sock
+
+    def listener_sockets(self) -> dict[str, socket.socket]:
+        return {str(lc.address): lst.sock
+                for (_, lc), lst in zip(self.loaded.config.listeners(), self.listeners)}
 
     def close_sockets(self) -> None:
-        for lst in self.listeners:
-            lst.sock.close()
-        if self.admin_sock is not None:
-            self.admin_sock.close()
+        """Close the sockets this runtime bound (not those it took over)."""
+        for sock in self._bound:
+            sock.close()
 
 
 def _extension(plugins: Any, kind: str, flt: Any) -> Any:
@@ -171,14 +193,9 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         log.info("admin on %s", _sockname(runtime.admin_sock))
         if workers == 1:
             return anyio.run(_serve, runtime, admin, **anyio_backend())
-        pairs = [socket.socketpair() for _ in range(workers)]
-        children = [_fork_worker(runtime, i, pairs) for i in range(workers)]
-        for lst in runtime.listeners:
-            lst.sock.close()  # the workers hold them now
-        for _, theirs in pairs:
-            theirs.close()
-        runtime.store.use_row(workers)
-        channels = [WorkerChannel(ours) for ours, _ in pairs]
+        # The parent keeps the listening sockets open: a config reload hands them to
+        # the next workers, so the ports never stop accepting.
+        children, channels = _start_workers(runtime, workers)
         return anyio.run(_supervise, runtime, admin, children, channels, **anyio_backend())
     finally:
         if pid_file:
@@ -220,7 +237,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     # show as millisecond pauses in the tail latency.
     gc.freeze()
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
-    signals = (signal.SIGTERM,) if admin is None else (signal.SIGTERM, signal.SIGINT)
+    signals = ((signal.SIGTERM,) if admin is None
+               else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         if admin is not None:
@@ -230,7 +248,11 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
             draining = False
-            async for _ in received:
+            async for sig in received:
+                if sig == signal.SIGHUP:
+                    log.warning("config reload needs --workers N (N >= 2: a parent that "
+                                "supervises workers); still serving the config started with")
+                    continue
                 if draining:
                     break
                 draining = True
@@ -250,6 +272,9 @@ async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
              runtime.graceful_timeout)
     for lst in runtime.listeners:
         lst.stop_accepting()
+    if any(lst.connections for lst in runtime.listeners):
+        await anyio.sleep(FIRST_REQUEST_WAIT)
+    for lst in runtime.listeners:
         for conn in list(lst.connections):
             _go_away(conn)
     with anyio.move_on_after(runtime.graceful_timeout):
@@ -322,18 +347,56 @@ class WorkerChannel:
     def _writable(self) -> None:
         self._flush()
 
+    def close(self) -> None:
+        """The worker is gone (its runtime was replaced by a reload)."""
+        if self._waiting and self.sock.fileno() >= 0:
+            asyncio.get_running_loop().remove_writer(self.sock.fileno())
+        self._waiting = False
+        self.buffer.clear()
+        self.sock.close()
+
+
+def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socket, ...] = (),
+                   ) -> tuple[list[int], list[WorkerChannel]]:
+    """Fork ``workers`` workers serving ``runtime``; the parent then writes the last
+    stats row. ``inherited``: the parent's sockets a worker must not keep open."""
+    pairs = [socket.socketpair() for _ in range(workers)]
+    children: list[int] = []
+    try:
+        for i in range(workers):
+            children.append(_fork_worker(runtime, i, pairs, inherited))
+    except OSError:  # no fork (out of memory, process limit): no half set of workers
+        for pid in children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        for pair in pairs:
+            for sock in pair:
+                sock.close()
+        raise
+    for _, theirs in pairs:
+        theirs.close()
+    runtime.store.use_row(workers)
+    return children, [WorkerChannel(ours) for ours, _ in pairs]
+
 
 def _fork_worker(runtime: Runtime, index: int,
-                 pairs: list[tuple[socket.socket, socket.socket]]) -> int:
+                 pairs: list[tuple[socket.socket, socket.socket]],
+                 inherited: tuple[socket.socket, ...] = ()) -> int:
     pid = os.fork()
     if pid:
         return pid
     code = 1
     try:
         _die_with_parent()
+        # Forked from the parent's running event loop (a reload): its signal handlers
+        # and wakeup fd are the parent's; this process sets up its own.
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
-        if runtime.admin_sock is not None:
-            runtime.admin_sock.close()
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the parent's
+        for sock in (*inherited, runtime.admin_sock):
+            if sock is not None:
+                sock.close()
         for i, (ours, theirs) in enumerate(pairs):
             ours.close()
             if i != index:
@@ -356,20 +419,40 @@ def _die_with_parent() -> None:
 
 
 async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel] = ()) -> int:  # type: ignore[assignment]
+                     channels: list[WorkerChannel]) -> int:
     """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding."""
+    signal forwarding, config reload on SIGHUP."""
+    workers = len(children)
     runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
     alive = set(children)
+    retiring: list[tuple[Runtime, set[int], list[WorkerChannel]]] = []
+    """Runtimes replaced by a reload, oldest first, with their draining workers."""
     exit_code = 0
     log.info("mosn %s: %d workers %s", __version__, len(children), sorted(children))
 
-    def forward(sig: int) -> None:
-        for pid in alive:
+    def forward(sig: int, pids: Any = None) -> None:
+        for pid in alive if pids is None else pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
+
+    def retire() -> None:
+        """Release the stats and sockets of replaced runtimes whose workers are gone
+        (in order, so a newer store never freezes an older one still counting)."""
+        while retiring and not retiring[0][1]:
+            old, _, old_channels = retiring.pop(0)
+            (retiring[0][0] if retiring else runtime).store.release(old.store)
+            for channel in old_channels:
+                channel.close()
+            in_use = {id(lst.sock) for rt in (runtime, *(r for r, _, _ in retiring))
+                      for lst in rt.listeners}
+            for lst in old.listeners:
+                if id(lst.sock) not in in_use:
+                    lst.sock.close()
+            old.observability.close()
+            log.info("the workers of the config before a reload stopped; their counters "
+                     "and histograms kept")
 
     async def watch() -> None:
         nonlocal exit_code
@@ -380,22 +463,101 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                 if not done:
                     continue
                 alive.discard(pid)
+                if any(pid in pids for _, pids, _ in retiring):
+                    for _, pids, _ in retiring:
+                        pids.discard(pid)
+                    continue
                 if not admin.draining:
                     log.error("worker %d exited unexpectedly (status %d); stopping", pid, status)
                     exit_code = 1
                     admin.draining = True
                     forward(signal.SIGTERM)
+            retire()
         tg.cancel_scope.cancel()
+
+    async def reload() -> None:
+        nonlocal runtime, children, channels, control
+        failed = runtime.server_stats.reload_failed
+        try:
+            loaded = load(runtime.loaded.source)
+        except ConfigError as exc:
+            for line in exc.errors:
+                log.error("config reload refused, still serving the old config: %s", line)
+            runtime.store.values[failed] += 1  # type: ignore[index]
+            return
+        try:
+            new = Runtime(loaded, sockets=runtime.listener_sockets(),
+                          admin_sock=runtime.admin_sock)
+        except StartError as exc:
+            log.error("config reload refused, still serving the old config: %s", exc)
+            runtime.store.values[failed] += 1  # type: ignore[index]
+            return
+        except Exception:
+            log.exception("config reload failed, still serving the old config")
+            runtime.store.values[failed] += 1  # type: ignore[index]
+            return
+        if str(loaded.config.admin.bind) != str(runtime.loaded.config.admin.bind):
+            log.warning("config reload: the admin API stays on %s (a new admin address "
+                        "needs a restart)", _sockname(runtime.admin_sock))
+        new.store.allocate(workers + 1)
+        new.store.follow(runtime.store)
+        kept = {id(s) for s in new.listener_sockets().values()}
+        gone = tuple(lst.sock for lst in runtime.listeners if id(lst.sock) not in kept)
+        others = tuple(ch.sock for ch in channels) + tuple(
+            ch.sock for _, _, old_channels in retiring for ch in old_channels)
+        try:
+            new_children, new_channels = _start_workers(new, workers, gone + others)
+        except OSError:
+            log.exception("config reload failed, still serving the old config")
+            new.close_sockets()
+            runtime.store.values[failed] += 1  # type: ignore[index]
+            return
+        alive.update(new_children)
+        # From here the new workers accept on the same sockets; the old ones finish
+        # what they have (go away) within graceful_timeout.
+        forward(signal.SIGTERM, children)
+        retiring.append((runtime, set(children), channels))
+        control.cancel()
+        runtime.store.zero_gauges()
+        runtime, children, channels = new, new_children, new_channels
+        runtime.clusters.publishers = admin.publishers = [ch.send for ch in channels]
+        admin.switch(loaded, runtime.store, runtime.clusters)
+        control = await tg.start(_control, runtime)
+        runtime.store.values[runtime.server_stats.reload_success] += 1  # type: ignore[index]
+        for lst in runtime.listeners:
+            log.info("listener %s on %s", lst.name, _sockname(lst.sock))
+        log.info("config reloaded from %s: workers %s (draining the old ones)",
+                 loaded.source, sorted(children))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(admin.serve, runtime.admin_sock)
-        tg.start_soon(runtime.clusters.run_control)
+        control = await tg.start(_control, runtime)
         tg.start_soon(watch)
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as received:
-            async for _ in received:
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                        signal.SIGHUP) as received:
+            async for sig in received:
+                if sig == signal.SIGHUP:
+                    if not admin.draining:
+                        await reload()
+                    continue
                 admin.draining = True
+                # The listening sockets kept for a reload close here too, so that once
+                # the workers stop accepting a new connection is refused, not queued.
+                for rt in (runtime, *(r for r, _, _ in retiring)):
+                    for lst in rt.listeners:
+                        lst.sock.close()
                 forward(signal.SIGTERM)  # a second signal makes the workers stop at once
     return exit_code
+
+
+async def _control(runtime: Runtime, *,
+                   task_status: anyio.abc.TaskStatus[anyio.CancelScope] = anyio.TASK_STATUS_IGNORED,
+                   ) -> None:
+    """The parent's health checks and discovery for ``runtime``, until a reload
+    cancels them."""
+    with anyio.CancelScope() as scope:
+        task_status.started(scope)
+        await runtime.clusters.run_control()
 
 
 def configure_logging(level: str, path: str = "") -> None:

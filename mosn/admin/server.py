@@ -72,10 +72,7 @@ class Admin:
         """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
         self.publishers: list[Callable[[dict[str, Any]], None]] = []
         """The workers' channels (with ``--workers``): log levels set here go there too."""
-        config = loaded.config
-        self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
-                               loaded.plugins.names("protocol"),
-                               (cc.name for cc in config.cluster_manager.clusters))
+        self.switch(loaded, store, clusters)
         html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
         self.routes: dict[str, dict[str, Handler]] = {
             "/": _on(GET, self.index),
@@ -94,6 +91,14 @@ class Admin:
             "/dashboard": _on(GET, _static("dashboard.html", html)),
             "/dashboard.js": _on(GET, _static("dashboard.js", js)),
         }
+
+    def switch(self, loaded: LoadedConfig, store: StatsStore, clusters: Any) -> None:
+        """Show ``loaded`` (the config now served, after a reload too)."""
+        self.loaded, self.store, self.clusters = loaded, store, clusters
+        config = loaded.config
+        self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
+                               loaded.plugins.names("protocol"),
+                               (cc.name for cc in config.cluster_manager.clusters))
 
     async def serve(self, sock: socket.socket) -> None:
         listener = await SocketListener.from_socket(sock)

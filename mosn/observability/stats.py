@@ -87,6 +87,8 @@ DOWNSTREAM_RQ_STATS = (
 )
 """Per listener with an L7 proxy (``listener.<name>.``) and per protocol
 (``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""
+SERVER_STATS = ("reload_success", "reload_failed")
+"""The process's own stats (``server.``): config reloads on SIGHUP, by outcome."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
@@ -98,6 +100,11 @@ HISTOGRAM_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 
 """Upper bounds (milliseconds, inclusive) of the request time histograms' buckets:
 Envoy's default buckets, so dashboards built for Envoy read them alike; one more
 bucket holds everything above the last bound."""
+
+
+def is_gauge(name: str) -> bool:
+    """Whether the stat ``name`` (``listener.http.downstream_cx_active``) is a gauge."""
+    return any(name == g or name.endswith(f".{g}") for g in GAUGES)
 
 
 class Histogram:
@@ -141,6 +148,11 @@ class StatsStore:
         self._baseline: dict[int, int] = {}
         """Counts a reused slot had before its current owner; subtracted when shown."""
         self.histograms: dict[str, Histogram] = {}
+        self._carried: dict[int, int] = {}
+        """Counts a config reload carried over from the stores before this one."""
+        self._previous: list[tuple[StatsStore, dict[int, int]]] = []
+        """Stores of a config before a reload whose workers still drain, with our
+        index to theirs for the stats both have: read live."""
 
     def register(self, name: str) -> int:
         if self._mem is not None:
@@ -218,11 +230,40 @@ class StatsStore:
         self.values = memoryview(self._mem)[row * width:(row + 1) * width].cast("q")
 
     def total(self, index: int) -> int:
-        """One stat summed over every worker."""
+        """One stat summed over every worker (with what a config reload carried)."""
         assert self._mem is not None
         n = len(self.names)
         every = memoryview(self._mem).cast("q")
-        return sum(every[r * n + index] for r in range(self._rows))
+        own = sum(every[r * n + index] for r in range(self._rows)) + self._carried.get(index, 0)
+        return own + sum(old.total(pairs[index]) for old, pairs in self._previous
+                         if index in pairs)
+
+    def follow(self, old: "StatsStore") -> None:
+        """Continue ``old``'s stats (a config reload): every stat both stores have by
+        name adds ``old``'s live value until :meth:`release`. Host slots are left out:
+        slot ``#i`` may belong to another host in the new config."""
+        theirs = old._index
+        pairs = {i: theirs[name] for i, name in enumerate(self.names)
+                 if name in theirs and "#" not in name}
+        self._previous.append((old, pairs))
+
+    def release(self, old: "StatsStore") -> None:
+        """``old``'s workers are gone: keep its final counters and histogram buckets,
+        not its gauges (what they counted is closed), and stop reading its mapping."""
+        for store, pairs in self._previous:
+            if store is old:
+                for ours, theirs in pairs.items():
+                    if not is_gauge(self.names[ours]):
+                        self._carried[ours] = self._carried.get(ours, 0) + old.total(theirs)
+        self._previous = [(s, p) for s, p in self._previous if s is not old]
+
+    def zero_gauges(self) -> None:
+        """Set this process's gauges to 0 (a runtime that stopped, so its parent row
+        does not add to the gauges of the one that replaced it)."""
+        assert self.values is not None
+        for i, name in enumerate(self.names):
+            if is_gauge(name):
+                self.values[i] = 0
 
     def snapshot(self) -> dict[str, int]:
         """Every stat by name, summed over every worker."""
@@ -234,6 +275,11 @@ class StatsStore:
             row = every[r * n:(r + 1) * n]
             for i in range(n):
                 totals[i] += row[i]
+        for i, carried in self._carried.items():
+            totals[i] += carried
+        for old, pairs in self._previous:
+            for ours, theirs in pairs.items():
+                totals[ours] += old.total(theirs)
         if not self._display:
             return dict(zip(self.names, totals))
         display, baseline = self._display, self._baseline
