@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 
 from mosn.server import raise_fd_limit
-from mosn.testing.process import MosnProcess, free_port, stop_process, wait_for_port
+from mosn.testing.process import MosnProcess, free_port, serving, stop_process, wait_for_port
 
 ROOT = Path(__file__).resolve().parent.parent
 ECHO = ROOT / "examples" / "echo_upstream.py"
@@ -28,14 +28,9 @@ stop = stop_process
 @pytest.fixture
 def echo_server() -> Iterator[int]:
     """The example echo upstream on a free port; yields the port."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ECHO), "--address", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(lambda port: [sys.executable, str(ECHO), "--address", f"127.0.0.1:{port}"],
+                 stdout=subprocess.DEVNULL) as port:
         yield port
-    finally:
-        stop(proc)
 
 
 def tcp_proxy_config(listen_port: int, hosts: list[str], *, cluster: str = "backend",

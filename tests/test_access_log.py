@@ -8,7 +8,6 @@ import json
 import logging
 import re
 import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, free_port, stop, wait_for_port
+from conftest import ROOT, free_port
 from mosn.config.loader import ConfigError, validate
 from mosn.observability.accesslog import (
     DEFAULT_FORMAT,
@@ -32,7 +31,7 @@ from mosn.observability.accesslog import (
 )
 from mosn.observability.stats import StatsStore
 from mosn.testing.mock import call
-from mosn.testing.process import rpc_proxy_config
+from mosn.testing.process import rpc_proxy_config, serving
 from test_upstream_e2e import http_config as proxy_config
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
@@ -42,14 +41,9 @@ LINE_WAIT = 5.0
 
 @pytest.fixture(scope="module")
 def backend() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
-                             "--name", "blue"])
-    try:
-        wait_for_port(port)
+    with serving(lambda port: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
+                               "--name", "blue"]) as port:
         yield port
-    finally:
-        stop(proc)
 
 
 def http_config(port: int, backend: int, access_logs: list[dict[str, Any]],

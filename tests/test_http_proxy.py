@@ -3,6 +3,7 @@ uvicorn (examples/http_upstream.py) as the backend, real sockets on 127.0.0.1.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import socket
@@ -19,7 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ROOT, free_port, stop, wait_for_port
+from conftest import ROOT, free_port, wait_for_port
+from mosn.testing.process import serving
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 
@@ -27,19 +29,11 @@ HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 @pytest.fixture(scope="module")
 def upstreams() -> Iterator[dict[str, int]]:
     """Three named HTTP upstreams: blue, green and shadow."""
-    ports, procs = {}, []
-    for name in ("blue", "green", "shadow"):
-        port = free_port()
-        procs.append(subprocess.Popen(
-            [sys.executable, str(HTTP_UPSTREAM), "--port", str(port), "--name", name]))
-        ports[name] = port
-    try:
-        for port in ports.values():
-            wait_for_port(port)
-        yield ports
-    finally:
-        for proc in procs:
-            stop(proc)
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
+                                     "--name", name]))
+            for name in ("blue", "green", "shadow")}
 
 
 def cluster(name: str, *ports: int, **extra: Any) -> dict[str, Any]:

@@ -15,10 +15,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import ROOT, free_port, stop, tcp_proxy_config, wait_for_port
+from conftest import ROOT, free_port, tcp_proxy_config
 from test_tcp_proxy import echo_once
 from test_upstream_e2e import http_config as one_listener_http_config
 from mosn.observability.stats import HISTOGRAM_BUCKETS_MS
+from mosn.testing.process import serving
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 UPSTREAM_STATUSES = [200] * 7 + [404] * 3 + [503] * 2
@@ -31,14 +32,9 @@ REDIRECTS = 2
 
 @pytest.fixture(scope="module")
 def http_upstream() -> Iterator[int]:
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(HTTP_UPSTREAM), "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_for_port(port)
+    with serving(lambda port: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port)],
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as port:
         yield port
-    finally:
-        stop(proc)
 
 
 def http_config(port: int, upstream: int) -> dict[str, Any]:

@@ -34,6 +34,7 @@ _EXPORTS = {
     "env_with_path": "mosn.testing.process",
     "free_port": "mosn.testing.process",
     "rpc_proxy_config": "mosn.testing.process",
+    "serving": "mosn.testing.process",
     "stop_process": "mosn.testing.process",
     "wait_for_port": "mosn.testing.process",
 }

@@ -8,6 +8,7 @@ The admin API is put on a free port unless the config names one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
@@ -63,6 +64,20 @@ def stop_process(proc: subprocess.Popen[Any], sig: int = signal.SIGTERM,
             proc.kill()
             proc.wait()
     return proc.returncode
+
+
+@contextlib.contextmanager
+def serving(command: Callable[[int], Sequence[str]], **popen: Any) -> Iterator[int]:
+    """A server process on a free port: ``command(port)`` is its argv (``popen``
+    goes to :class:`subprocess.Popen`). Yields the port once it accepts
+    connections; the process is stopped on leaving."""
+    port = free_port()
+    proc = subprocess.Popen(list(command(port)), **popen)
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        stop_process(proc)
 
 
 @dataclass(frozen=True)

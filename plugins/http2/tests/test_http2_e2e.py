@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
-from mosn.testing.process import free_port, stop_process, wait_for_port
+from mosn.testing.process import serving
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -48,14 +48,9 @@ def test_curl_prior_knowledge(h2_upstream, h2_proxy):
 @pytest.fixture(scope="module")
 def h1_upstream() -> Iterator[int]:
     """The example upstream on uvicorn: HTTP/1.1 only."""
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "http_upstream.py"),
-                             "--port", str(port), "--name", "h1"])
-    try:
-        wait_for_port(port)
+    with serving(lambda port: [sys.executable, str(ROOT / "examples" / "http_upstream.py"),
+                               "--port", str(port), "--name", "h1"]) as port:
         yield port
-    finally:
-        stop_process(proc)
 
 
 def test_http1_downstream_to_http2_upstream(h2_upstream, h2_proxy):

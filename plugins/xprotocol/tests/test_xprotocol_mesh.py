@@ -8,6 +8,7 @@ protocol's own statuses, heartbeats answered by mosn."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import sys
 import time
@@ -17,7 +18,7 @@ from typing import Any, Iterator
 import pytest
 import yaml
 
-from mosn.testing import free_port, stop_process, wait_for_port
+from mosn.testing import free_port, serving
 from xprotocol_examples import (
     ACME,
     ACME_HEARTBEAT,
@@ -35,19 +36,11 @@ ROUTE_TIMEOUT = "500ms"
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, int]]:
     """Three ACME backends by name -> port."""
-    procs, ports = [], {}
-    for name in ("a", "b", "vip"):
-        port = free_port()
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "acme_backend.py"),
-                                       "--port", str(port), "--name", name]))
-        ports[name] = port
-    try:
-        for port in ports.values():
-            wait_for_port(port)
-        yield ports
-    finally:
-        for proc in procs:
-            stop_process(proc)
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HERE / "acme_backend.py"),
+                                     "--port", str(port), "--name", name]))
+            for name in ("a", "b", "vip")}
 
 
 def acme_mosn_config(port: int, backends: dict[str, int]) -> dict[str, Any]:

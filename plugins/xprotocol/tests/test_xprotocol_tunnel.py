@@ -6,15 +6,15 @@ the far mosn routes and balances without decoding a frame."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from mosn.testing import free_port, stop_process, wait_for_port
+from mosn.testing import free_port, serving
 from mosn_xprotocol.tunnel import (
     TunnelHeaderError,
     decode_tunnel_header,
@@ -27,18 +27,11 @@ HERE = Path(__file__).parent
 
 @pytest.fixture(scope="module")
 def backends() -> Iterator[dict[str, int]]:
-    procs, ports = [], {}
-    for name in ("a", "b", "vip"):
-        ports[name] = free_port()
-        procs.append(subprocess.Popen([sys.executable, str(HERE / "acme_backend.py"),
-                                       "--port", str(ports[name]), "--name", name]))
-    try:
-        for port in ports.values():
-            wait_for_port(port)
-        yield ports
-    finally:
-        for proc in procs:
-            stop_process(proc)
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HERE / "acme_backend.py"),
+                                     "--port", str(port), "--name", name]))
+            for name in ("a", "b", "vip")}
 
 
 def listener(name: str, port: int, filter_type: str, config: dict[str, Any]) -> dict[str, Any]:
