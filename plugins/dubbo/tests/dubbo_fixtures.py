@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mosn.testing import Peer, ensure_node_modules, free_port, node_missing
+from mosn.testing import Peer, ensure_node_modules, free_port
 from dubbo_peers import PEERS, ensure_python3_dubbo, start_provider
 from dubbo_zk import ZooKeeper, zookeeper_missing
 
@@ -22,9 +22,6 @@ from dubbo_zk import ZooKeeper, zookeeper_missing
 @pytest.fixture(scope="session")
 def node_peers() -> None:
     """sofa-rpc-node, dubbo-remoting, apache-dubbo-js, dubbo2.js (``npm ci``)."""
-    reason = node_missing()
-    if reason:
-        pytest.skip(f"Node.js peers: {reason}")
     ensure_node_modules(PEERS)
 
 

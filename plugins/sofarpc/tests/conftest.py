@@ -8,16 +8,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from mosn.testing import Peer, ensure_node_modules, free_port, node_missing
+from mosn.testing import Peer, ensure_node_modules, free_port
 from .sofarpc_peers import PEERS, ensure_anthunder, start_anthunder_server, start_node_server
 
 
 @pytest.fixture(scope="session")
 def node_peers() -> None:
     """sofa-rpc-node and sofa-bolt-node installed (``npm ci``) under tests/peers/."""
-    reason = node_missing()
-    if reason:
-        pytest.skip(f"Node.js peers: {reason}")
     ensure_node_modules(PEERS)
 
 
