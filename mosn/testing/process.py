@@ -172,12 +172,15 @@ def env_with_path(*paths: str | os.PathLike[str]) -> dict[str, str]:
 def rpc_proxy_config(listen_port: int, protocol: str, upstreams: Iterable[str], *,
                      service: str = ".*", timeout: str = "3s",
                      extend_config: dict[str, Any] | None = None,
-                     cluster: dict[str, Any] | None = None) -> dict[str, Any]:
+                     cluster: dict[str, Any] | None = None,
+                     proxy_fields: dict[str, Any] | None = None) -> dict[str, Any]:
     """A one-listener config in MOSN's shape: ``protocol`` on ``listen_port``, requests
-    whose ``service`` matches the regex ``service`` routed to the hosts ``upstreams``."""
+    whose ``service`` matches the regex ``service`` routed to the hosts ``upstreams``;
+    ``proxy_fields`` adds to (or overrides) the ``proxy`` filter's config."""
     proxy: dict[str, Any] = {"downstream_protocol": protocol, "router_config_name": "rpc"}
     if extend_config:
         proxy["extend_config"] = extend_config
+    proxy.update(proxy_fields or {})
     return {
         "servers": [{
             "graceful_timeout": "2s",

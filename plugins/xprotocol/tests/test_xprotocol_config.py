@@ -10,22 +10,14 @@ import yaml
 
 from mosn.config import ConfigError
 from mosn.config.loader import validate
+from mosn.testing import rpc_proxy_config
 from xprotocol_examples import ACME
 
 FILTER = "servers[0].listeners[0].filter_chains[0].filters[0].config"
 
 
 def config(proxy: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "servers": [{
-            "routers": [{"router_config_name": "r", "virtual_hosts": [{
-                "name": "v", "domains": ["*"],
-                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "c"}}]}]}],
-            "listeners": [{"name": "l", "address": "127.0.0.1:0", "filter_chains": [
-                {"filters": [{"type": "proxy", "config": {"router_config_name": "r", **proxy}}]}]}],
-        }],
-        "cluster_manager": {"clusters": [{"name": "c", "hosts": [{"address": "127.0.0.1:1"}]}]},
-    }
+    return rpc_proxy_config(0, "Auto", ["127.0.0.1:1"], proxy_fields=proxy)
 
 
 def errors(proxy: dict[str, Any]) -> list[str]:
