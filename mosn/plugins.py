@@ -213,6 +213,12 @@ class PluginHost:
     def names(self, kind: str) -> list[str]:
         return sorted(self._extensions[kind])
 
+    def plugin_of(self, kind: str, name: str) -> str:
+        """The name of the plugin that registered extension ``name`` of ``kind`` (for
+        log lines that must say whose code failed); empty if none did."""
+        entry = self._extensions[kind].get(name)
+        return entry[1] if entry else ""
+
 
 def _installed(dist: str) -> bool:
     try:

@@ -39,6 +39,7 @@ from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
+from mosn.network.overload import OverloadManager
 from mosn.observability.observer import StatsObserver
 from mosn.observability.runtime import Observability, ObservabilityError
 from mosn.observability.stats import LISTENER_STATS, SERVER_STATS, StatsStore
@@ -87,6 +88,7 @@ class Runtime:
     admin_sock: socket.socket | None = None
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
+    overload: OverloadManager = field(init=False)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
     """Listening sockets of the config before a reload, by address: taken over, not
     bound again, so the port never stops accepting."""
@@ -128,6 +130,7 @@ class Runtime:
                 ))
             if self.admin_sock is None:
                 self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+            self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
         except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
             raise
@@ -232,6 +235,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     """One worker's life (the whole process's, with one worker)."""
     for lst in runtime.listeners:
         await lst.start()
+    runtime.overload.start()
     # What is built by now (config models, route tables, plugins) lives as long as the
     # process: keep it out of the garbage collector's full passes, which otherwise
     # show as millisecond pauses in the tail latency.
@@ -260,6 +264,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                     admin.draining = True
                 tg.start_soon(_drain, runtime, tg.cancel_scope)
         tg.cancel_scope.cancel()
+    runtime.overload.stop()
     for lst in runtime.listeners:
         for conn in list(lst.connections):
             conn.close(CloseType.NO_FLUSH)

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -62,19 +65,21 @@ def backend(site) -> Iterator[Any]:
 def rpc_mosn(site, tmp_path) -> Iterator[Any]:
     started = []
 
-    def start(backend_port: int, **cluster: Any) -> tuple[int, Mosn]:
+    def start(backend_port: int, *, protocol: str = "minirpc", timeout: str = "1s",
+              services: str = "echo|slow|silent|count", **cluster: Any) -> tuple[int, Mosn]:
         port = free_port()
         config = {
             "servers": [{
                 "routers": [{"router_config_name": "rpc", "virtual_hosts": [{
                     "name": "rpc", "domains": ["*"], "routers": [
-                        {"match": {"headers": [{"name": "service", "value": "^(echo|slow|silent|count)$",
+                        {"match": {"headers": [{"name": "service", "value": f"^({services})$",
                                                 "regex": True}]},
-                         "route": {"cluster_name": "backend", "timeout": "1s"}}]}]}],
+                         "route": {"cluster_name": "backend", "timeout": timeout}}]}]}],
                 "listeners": [{
                     "name": "rpc", "address": f"127.0.0.1:{port}",
                     "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                        "downstream_protocol": "minirpc", "router_config_name": "rpc"}}]}],
+                        "downstream_protocol": protocol, "upstream_protocol": "minirpc",
+                        "router_config_name": "rpc"}}]}],
                 }],
             }],
             "cluster_manager": {"clusters": [{
@@ -136,7 +141,9 @@ def run(coro: Any) -> Any:
 def test_10000_in_flight_requests_over_few_connections(codec_module, backend, rpc_mosn):
     from mosn.rpc import FrameKind
 
-    port, _ = rpc_mosn(backend()[0])
+    # A timeout far above what 10,000 requests take through a Python backend on a
+    # loaded 2-core machine: this test is about ids, not about time.
+    port, _ = rpc_mosn(backend()[0], timeout="20s")
     n, conns = 10_000, 4
 
     async def main() -> int:
@@ -325,3 +332,173 @@ def test_mosn_bench_names_the_codecs_it_knows(site):
                          text=True)
     assert out.returncode == 2
     assert "no RPC codec named 'nope' (known: " in out.stderr and "minirpc" in out.stderr
+
+
+# -- robustness: bad bytes, broken codecs, clients and hosts that do not read ---------
+
+
+READ_TIMEOUT = 10.0
+"""Seconds a test waits for mosn's answer before failing."""
+STALL = 2.0
+"""Seconds without progress after which a writing client counts as blocked (mosn no
+longer reads it): far above a loop turn, far below the time to send what it has."""
+
+
+def call(codec_module: Any, sock: socket.socket, request_id: int, service: str,
+         body: bytes = b"") -> Any:
+    """One request on a blocking socket; the frame answered, or None if mosn closed."""
+    from mosn.rpc import FrameKind
+
+    sock.sendall(codec_module.encode(FrameKind.REQUEST, request_id, service, body))
+    frames = read_frames(codec_module, sock, 1)
+    return frames[0] if frames else None
+
+
+def read_frames(codec_module: Any, sock: socket.socket, count: int | None = None) -> list[Any]:
+    """Frames read until ``count`` of them came, or (``count`` None) until mosn closes."""
+    decoder, buffer, frames = codec_module.MiniRpcCodec(), bytearray(), []
+    sock.settimeout(READ_TIMEOUT)
+    while count is None or len(frames) < count:
+        data = sock.recv(65536)
+        if not data:
+            break
+        buffer += data
+        while (frame := decoder.decode(buffer)) is not None:
+            frames.append(frame)
+    return frames
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT)
+
+
+def test_requests_before_a_malformed_frame_are_answered_before_the_close(
+        codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, mosn = rpc_mosn(backend()[0])
+    encode = codec_module.encode
+    with connect(port) as sock:
+        sock.sendall(encode(FrameKind.REQUEST, 1, "echo", b"a")
+                     + encode(FrameKind.REQUEST, 2, "echo", b"b")
+                     + b"MR\xff" + b"\x00" * 20 + encode(FrameKind.REQUEST, 3, "echo", b"c"))
+        frames = read_frames(codec_module, sock)  # up to the close
+    assert sorted((f.request_id, codec_module.body_of(f)) for f in frames) == [
+        (1, b"echo:a"), (2, b"echo:b")]
+    stats = mosn.wait_stat("protocol.minirpc.downstream_cx_protocol_error", 1)
+    assert stats["protocol.minirpc.downstream_cx_protocol_error"] == 1
+
+
+def test_a_codec_raising_in_decode_answers_what_came_before_and_closes_only_that_connection(
+        codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, mosn = rpc_mosn(backend()[0], protocol="faultyrpc", services="echo|boom-decode")
+    encode = codec_module.encode
+    with connect(port) as other, connect(port) as sock:
+        assert codec_module.body_of(call(codec_module, other, 1, "echo", b"before")) == \
+            b"echo:before"
+        sock.sendall(encode(FrameKind.REQUEST, 1, "echo", b"x")
+                     + encode(FrameKind.REQUEST, 2, "boom-decode")
+                     + encode(FrameKind.REQUEST, 3, "echo", b"y"))
+        frames = read_frames(codec_module, sock)
+        after = call(codec_module, other, 2, "echo", b"after")
+    assert [(f.request_id, codec_module.body_of(f)) for f in frames] == [(1, b"echo:x")]
+    assert codec_module.body_of(after) == b"echo:after"
+    assert mosn.wait_stat("protocol.faultyrpc.codec_error", 1)["protocol.faultyrpc.codec_error"] \
+        == 1
+    log = mosn.output()
+    assert "protocol faultyrpc (plugin minirpc): the codec raised RuntimeError in decode" in log
+    assert "Fatal error" not in log  # nothing reached the event loop's handler
+
+
+def test_a_codec_raising_on_a_response_answers_that_request_with_the_error_status(
+        codec_module, backend, rpc_mosn):
+    port, mosn = rpc_mosn(backend()[0], protocol="faultyrpc", services="echo|boom-id")
+    with connect(port) as sock:
+        failed = call(codec_module, sock, 1, "boom-id")
+        after = call(codec_module, sock, 2, "echo", b"same connection")
+    assert (failed.request_id, failed.status) == (1, codec_module.BAD_FRAME)
+    assert codec_module.body_of(after) == b"echo:same connection"
+    assert mosn.wait_stat("protocol.faultyrpc.codec_error", 1)["protocol.faultyrpc.codec_error"] \
+        == 1
+
+
+def test_a_codec_that_cannot_make_an_error_reply_closes_that_connection(
+        codec_module, backend, rpc_mosn):
+    port, mosn = rpc_mosn(backend()[0], protocol="faultyrpc")
+    with connect(port) as other, connect(port) as sock:
+        assert call(codec_module, sock, 1, "boom-reply") is None  # no route: closed
+        assert codec_module.body_of(call(codec_module, other, 1, "echo")) == b"echo:"
+    assert mosn.wait_stat("protocol.faultyrpc.codec_error", 1)["protocol.faultyrpc.codec_error"] \
+        == 1
+
+
+def test_codec_failures_are_each_counted_but_not_each_logged(codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, mosn = rpc_mosn(backend()[0], protocol="faultyrpc")
+    failures = 30
+    for _ in range(failures):
+        with connect(port) as sock:
+            sock.sendall(codec_module.encode(FrameKind.REQUEST, 1, "boom-decode"))
+            assert read_frames(codec_module, sock) == []
+    stats = mosn.wait_stat("protocol.faultyrpc.codec_error", failures)
+    assert stats["protocol.faultyrpc.codec_error"] == failures
+    lines = mosn.output().count("the codec raised RuntimeError in decode")
+    assert 1 <= lines < failures
+
+
+def write_until_blocked(sock: socket.socket, chunk: bytes, total: int) -> int:
+    """Write ``chunk`` over and over, up to ``total`` bytes or until the peer stops
+    reading (no progress for ``STALL`` seconds); the bytes written in whole chunks."""
+    sock.settimeout(STALL)
+    written = 0
+    try:
+        while written < total:
+            sock.sendall(chunk)
+            written += len(chunk)
+    except (TimeoutError, socket.timeout):
+        pass
+    return written
+
+
+REQUESTS_BYTES = 200 * 1024 * 1024
+"""What a client tries to send without reading: far more than mosn may hold."""
+HELD_BOUND = 32 * 1024 * 1024
+"""What mosn may buffer for such a client: its write buffer's limit and one read of
+requests per request in flight, well under ``REQUESTS_BYTES``."""
+
+
+def test_a_client_that_never_reads_its_responses_is_no_longer_read(
+        codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, mosn = rpc_mosn(backend()[0], timeout="30s")
+    chunk = codec_module.encode(FrameKind.REQUEST, 1, "echo", b"x" * 16384) * 64
+    with connect(port) as sock:
+        written = write_until_blocked(sock, chunk, REQUESTS_BYTES)
+        held = mosn.stats().get("overload.buffered_bytes")
+    assert written < REQUESTS_BYTES // 2
+    assert held < HELD_BOUND
+    assert mosn.wait_stat("overload.buffered_bytes", 0)["overload.buffered_bytes"] == 0
+
+
+def test_clients_feeding_a_host_that_never_reads_are_no_longer_read(
+        codec_module, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    with socket.create_server(("127.0.0.1", 0)) as host:  # accepts, never reads
+        held_connections: list[socket.socket] = []
+        accepting = threading.Thread(
+            target=lambda: held_connections.append(host.accept()[0]), daemon=True)
+        accepting.start()
+        port, mosn = rpc_mosn(host.getsockname()[1], timeout="30s")
+        chunk = codec_module.encode(FrameKind.REQUEST, 1, "echo", b"x" * 16384) * 64
+        with connect(port) as sock:
+            written = write_until_blocked(sock, chunk, REQUESTS_BYTES)
+            held = mosn.stats().get("overload.buffered_bytes")
+        for conn in held_connections:
+            conn.close()
+    assert written < REQUESTS_BYTES // 2
+    assert held < HELD_BOUND

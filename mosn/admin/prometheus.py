@@ -28,7 +28,7 @@ from prometheus_client.core import (
 from prometheus_client.exposition import generate_latest
 
 from mosn.admin.stat_names import StatNames
-from mosn.observability.stats import GAUGES, StatsStore
+from mosn.observability.stats import StatsStore, is_gauge
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The classic text format, which every Prometheus server reads (``generate_latest``
@@ -57,7 +57,7 @@ class StatsCollector:
             name = metric_name(split.kind, split.stat)
             family = families.get(name)
             if family is None:
-                kind = GaugeMetricFamily if split.stat in GAUGES else CounterMetricFamily
+                kind = GaugeMetricFamily if is_gauge(split.stat) else CounterMetricFamily
                 family = families[name] = kind(name, f"{split.stat} per {split.kind or 'mosn'}",
                                                labels=[k for k, _ in split.labels])
             family.add_metric([v for _, v in split.labels], value)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from pydantic import Field, PrivateAttr, field_validator, model_validator
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.routers import RouterConfiguration
@@ -36,6 +36,15 @@ DEFAULT_MAX_HOSTS = 64
 fewer hosts): room for a discovered service of a few dozen instances; each slot costs
 a few dozen bytes per worker."""
 MAX_HOSTS_LIMIT = 65536  # a sanity bound on max_hosts
+DEFAULT_MAX_BUFFERED_BYTES = 256 * 1024 * 1024
+"""Bytes a worker may hold in buffers before the overload manager acts: a sidecar's
+memory is counted in hundreds of MiB, and healthy traffic buffers far less (a write
+buffer of 1 MiB per slow peer, frames of up to 16 MiB while they arrive)."""
+MIN_MAX_BUFFERED_BYTES = 1024 * 1024  # below one connection's write buffer: no sense
+DEFAULT_STOP_ACCEPTING = 0.8  # of the budget: accepting pauses first ...
+DEFAULT_SHED = 0.95  # ... and the connections holding the most are closed last
+DEFAULT_OVERLOAD_REFRESH = 0.25  # seconds; the refresh_interval of Envoy's examples
+MAX_OVERLOAD_REFRESH = 60.0  # a sanity bound: a budget read less often protects nothing
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -485,6 +494,44 @@ class TracingConfig(Model):
         return self
 
 
+class StrictModel(Model):
+    """A model of mosn's own (not MOSN's shape): an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class OverloadActionsConfig(StrictModel):
+    """Each action's threshold, a fraction of ``max_buffered_bytes`` (Envoy's action names)."""
+
+    stop_accepting_connections: float = Field(default=DEFAULT_STOP_ACCEPTING, gt=0, le=1)
+    shed_high_memory_connections: float = Field(default=DEFAULT_SHED, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> "OverloadActionsConfig":
+        if self.shed_high_memory_connections < self.stop_accepting_connections:
+            raise ValueError("shed_high_memory_connections must be at least "
+                             "stop_accepting_connections (shedding is the last resort)")
+        return self
+
+
+class OverloadManagerConfig(StrictModel):
+    """The buffer budget of each worker and what is done as it fills
+    (docs/operations.md, "Overload and limits")."""
+
+    refresh_interval: Duration = DEFAULT_OVERLOAD_REFRESH
+    max_buffered_bytes: int = Field(default=DEFAULT_MAX_BUFFERED_BYTES,
+                                    ge=MIN_MAX_BUFFERED_BYTES)
+    actions: OverloadActionsConfig = Field(default_factory=OverloadActionsConfig)
+
+    @field_validator("refresh_interval")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if not 0 < value <= MAX_OVERLOAD_REFRESH:
+            raise ValueError(f"refresh_interval must be more than 0s and at most "
+                             f"{MAX_OVERLOAD_REFRESH:g}s")
+        return value
+
+
 class MosnConfig(Model):
     servers: list[ServerConfig] = Field(default_factory=list)
     cluster_manager: ClusterManagerConfig = Field(default_factory=ClusterManagerConfig)
@@ -494,6 +541,7 @@ class MosnConfig(Model):
     dynamic_resources: Unsupported = None
     static_resources: Unsupported = None
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    overload_manager: OverloadManagerConfig = Field(default_factory=OverloadManagerConfig)
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
 

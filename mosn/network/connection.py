@@ -5,6 +5,12 @@ The data path is callbacks all the way (DESIGN.md: asyncio Protocols on uvloop r
 filters; ``write`` passes it through the write filters to the transport. Backpressure
 is the transport's: above ``buffer_limit`` queued bytes it calls ``pause_writing``,
 which is passed on to the connection's callbacks so whoever feeds it stops reading.
+
+Every byte a connection buffers (its write buffer, and what its codec holds through
+``hold``) counts against the process's buffer budget (:mod:`mosn.network.budget`). A
+read filter that raises is reported to the connection's callbacks (``on_filter_error``);
+unhandled, the connection is reset and the failure logged, never left to the event
+loop (which would log a traceback per failure and reset without a word).
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ import socket
 from typing import Any, Callable
 
 from mosn.config.types import Address
+from mosn.network.budget import BUDGET, SHED_MIN_BYTES
 from mosn.network.filter import (
     CloseType,
     ConnectionCallbacks,
@@ -24,8 +31,10 @@ from mosn.network.filter import (
     ReadFilter,
     WriteFilter,
 )
+from mosn.observability.ratelimit import RateLimitedLog
 
 log = logging.getLogger("mosn.network")
+_filter_errors = RateLimitedLog(log)
 
 DEFAULT_BUFFER_LIMIT = 1024 * 1024
 """Bytes a connection queues for writing before it asks its source to stop
@@ -76,6 +85,10 @@ class Connection(asyncio.Protocol):
         self._idle_handle: asyncio.TimerHandle | None = None
         self._idle_checks = 0
         self._close_timer: asyncio.TimerHandle | None = None
+        self.buffered = 0
+        """Bytes this connection holds: its write buffer and what ``hold`` added."""
+        self._write_buffered = 0
+        self._holder = False
 
     # -- building -----------------------------------------------------------------------
 
@@ -112,9 +125,12 @@ class Connection(asyncio.Protocol):
             # after connection_made): hold it until reading is enabled again.
             self._held.append(data)
             return
-        for f in self.read_filters:
-            if f.on_data(data) is _STOP:
-                return
+        try:
+            for f in self.read_filters:
+                if f.on_data(data) is _STOP:
+                    return
+        except Exception as exc:
+            self._filter_failed(exc)
 
     def eof_received(self) -> bool:
         self._eof_received = True
@@ -124,16 +140,35 @@ class Connection(asyncio.Protocol):
 
     def _deliver_eof(self) -> bool:
         keep = False
-        for f in self.read_filters:
-            keep = f.on_eof() or keep
+        try:
+            for f in self.read_filters:
+                keep = f.on_eof() or keep
+        except Exception as exc:
+            self._filter_failed(exc)
+            return True  # the handler closes (or has closed) the connection
         # Both directions finished: let the transport close.
         return keep and not self._eof_sent
+
+    def _filter_failed(self, exc: Exception) -> None:
+        """A read filter (or something it called) raised: its callbacks may handle it
+        (the proxy answers in the protocol and counts it); else reset the connection."""
+        try:
+            for cb in list(self.callbacks):
+                handle = getattr(cb, "on_filter_error", None)
+                if handle is not None and handle(exc):
+                    return
+        except Exception as again:
+            exc = again
+        _filter_errors.log(logging.ERROR, "connection %s: a read filter raised %s; "
+                           "connection reset", self, type(exc).__name__, exc_info=exc)
+        self.close(CloseType.NO_FLUSH)
 
     def pause_writing(self) -> None:
         for cb in self.callbacks:
             cb.on_above_write_buffer_high_watermark()
 
     def resume_writing(self) -> None:
+        self.refresh_write_buffer()
         for cb in self.callbacks:
             cb.on_below_write_buffer_low_watermark()
 
@@ -157,7 +192,82 @@ class Connection(asyncio.Protocol):
             return
         self._active = True
         self._stats[self._tx] += len(data)
-        self.transport.write(data)  # type: ignore[union-attr]
+        transport = self.transport
+        transport.write(data)  # type: ignore[union-attr]
+        size = transport.get_write_buffer_size()  # type: ignore[union-attr]
+        if size != self._write_buffered:
+            self._account_write(size)
+
+    # -- the buffer budget --------------------------------------------------------------
+
+    def hold(self, delta: int) -> None:
+        """``delta`` bytes more (fewer, if negative) held for this connection by its
+        codec or the proxy: a partial frame, requests in flight, a body waiting. They
+        count against the process's buffer budget until released or the connection
+        closes (which releases the connection's whole share)."""
+        if self.closed:
+            return
+        n = self.buffered = self.buffered + delta
+        budget = BUDGET
+        used = budget.used = budget.used + delta
+        if used > budget.high or used < budget.low:
+            budget.changed()
+        if (n >= SHED_MIN_BYTES) is not self._holder:
+            self._holder = not self._holder
+            if self._holder:
+                budget.holders.add(self)
+            else:
+                budget.holders.discard(self)
+
+    def _account_write(self, size: int) -> None:
+        delta = size - self._write_buffered
+        self._write_buffered = size
+        if size:
+            BUDGET.writing.add(self)
+        else:
+            BUDGET.writing.discard(self)
+        self.hold(delta)
+
+    def refresh_write_buffer(self) -> None:
+        """Read the write buffer's size again (it shrinks as the peer reads, unseen)."""
+        transport = self.transport
+        size = 0 if transport is None or self.closed else transport.get_write_buffer_size()
+        if size != self._write_buffered:
+            self._account_write(size)
+
+    def _release_budget(self) -> None:
+        budget = BUDGET
+        budget.used -= self.buffered
+        self.buffered = self._write_buffered = 0
+        budget.writing.discard(self)
+        if self._holder:
+            self._holder = False
+            budget.holders.discard(self)
+
+    @property
+    def closing(self) -> bool:
+        """Closed, or closing once what is buffered is written."""
+        return self.closed or self._local_close
+
+    def shed(self) -> None:
+        """Close to free what the connection holds (the overload manager): each read
+        filter's ``on_shed`` answers what its protocol can (an RPC codec: the requests
+        in flight, with the protocol's overload status); what was written is flushed
+        unless the write buffer is itself the problem. Its share leaves the budget now."""
+        if self.closing:
+            return
+        for f in list(self.read_filters):
+            on_shed = getattr(f, "on_shed", None)
+            if on_shed is not None:
+                try:
+                    on_shed()
+                except Exception as exc:
+                    _filter_errors.log(logging.ERROR, "connection %s: on_shed raised %s", self,
+                                       type(exc).__name__, exc_info=exc)
+        transport = self.transport
+        drop = transport is None or transport.get_write_buffer_size() > self.buffer_limit
+        self._release_budget()
+        self.close(CloseType.NO_FLUSH if drop else CloseType.FLUSH_WRITE)
 
     def write_eof(self) -> None:
         """Half-close: nothing more will be written (the peer reads EOF)."""
@@ -181,11 +291,14 @@ class Connection(asyncio.Protocol):
             return
         if self._read_disabled:
             return
-        while self._held and not self._read_disabled:
+        while self._held and not self._read_disabled and not self.closing:
             data = self._held.pop(0)
-            for f in self.read_filters:
-                if f.on_data(data) is _STOP:
-                    break
+            try:
+                for f in self.read_filters:
+                    if f.on_data(data) is _STOP:
+                        break
+            except Exception as exc:
+                self._filter_failed(exc)
         if self._read_disabled or self.closed:
             return
         if self._eof_received:
@@ -242,8 +355,19 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.close_event = event
         self.on_closed(event)
-        for cb in self.callbacks:
-            cb.on_event(event)
+        try:
+            for cb in self.callbacks:
+                cb.on_event(event)
+        finally:
+            self._release_budget()
+            # Nothing is delivered to a closed connection: dropping its filters breaks
+            # the reference cycles through them (codec -> connection -> codec), so what
+            # they hold (a partial frame of megabytes) is freed now, not at the next
+            # garbage collection.
+            self._held = []
+            self.read_filters = []
+            self.write_filters = []
+            self.callbacks = []
 
     def on_closed(self, event: ConnectionEvent) -> None:
         """Called once when the connection is gone (for stats and bookkeeping)."""

@@ -51,6 +51,11 @@ class ReadFilter:
         connection open for writing; if no filter does, it is closed."""
         return False
 
+    def on_shed(self) -> None:
+        """The overload manager is about to close the connection to free memory
+        (``Connection.shed``): answer what the protocol can (requests in flight, with
+        its overload status); the connection closes right after."""
+
 
 class WriteFilter:
     """Sees bytes on their way out; returns them (possibly changed) or None to drop."""
@@ -74,3 +79,10 @@ class ConnectionCallbacks:
 
     def on_below_write_buffer_low_watermark(self) -> None:
         """The write buffer drained: feeding it may resume."""
+
+    def on_filter_error(self, error: Exception) -> bool:
+        """A read filter raised ``error`` out of ``on_data`` or ``on_eof`` (a bug in
+        it or in what it called). Return True when handled (answered in the protocol,
+        counted, the connection closed or closing); if no callback handles it the
+        connection logs it and resets."""
+        return False

@@ -3,13 +3,23 @@
 Sockets are bound by :func:`bind` before any worker starts (so a port in use is
 reported before anything listens, and workers inherit the sockets over ``fork``);
 each worker then serves them with :meth:`Listener.start`.
+
+A listener runs its own accept loop (the event loop's would hide failures: uvloop
+resets clients silently when the process is out of descriptors, and closes the
+server on other accept errors): a failed accept is counted
+(``downstream_cx_accept_error``) and logged, and accepting pauses for
+``ACCEPT_RETRY_DELAY`` while the connections already open are served; the clients
+waiting meanwhile stay in the kernel's backlog and are taken once descriptors free up.
+The overload manager pauses accepting the same way while the buffer budget is tight.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
+import resource
 import socket
 import stat
 from typing import Callable
@@ -17,12 +27,26 @@ from typing import Callable
 from mosn.config.types import Address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, Connection
 from mosn.network.filter import ConnectionEvent, FilterStatus
+from mosn.observability.ratelimit import RateLimitedLog
 from mosn.observability.stats import Scope, StatsStore
 
 log = logging.getLogger("mosn.network")
 
 LISTEN_BACKLOG = 4096
 """Pending accepts the kernel may queue per listener (capped by net.core.somaxconn)."""
+ACCEPT_BATCH = 128
+"""Connections accepted per wake-up before other work runs: many at once under a
+connection storm, but a bound so one busy listener does not starve the others."""
+ACCEPT_RETRY_DELAY = 1.0
+"""Seconds accepting pauses after an accept failed for want of resources (asyncio's
+delay): long enough not to spin, short enough to resume soon after descriptors free up."""
+RESOURCE_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+"""Accept failures that mean the process (or the system) is out of descriptors or memory."""
+
+PAUSE_ERROR = "accept_error"
+PAUSE_OVERLOAD = "overload"
+PAUSE_DRAIN = "drain"
+"""Reasons a listener does not accept; it accepts again once every reason is gone."""
 
 ConnectionInstaller = Callable[[Connection], None]
 
@@ -104,21 +128,88 @@ class Listener:
         self.buffer_limit = buffer_limit or DEFAULT_BUFFER_LIMIT
         self.connections: set[ServerConnection] = set()
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
-        self._server: asyncio.base_events.Server | None = None
+        self._paused: set[str] = {PAUSE_DRAIN}
+        self._reading = False
+        self._retry: asyncio.TimerHandle | None = None
+        self._accept_log = RateLimitedLog(log)
+        self._overflow_log = RateLimitedLog(log)
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
-        if self.sock.family == socket.AF_UNIX:
-            self._server = await self.loop.create_unix_server(
-                lambda: ServerConnection(self), sock=self.sock, backlog=LISTEN_BACKLOG)
-        else:
-            self._server = await self.loop.create_server(
-                lambda: ServerConnection(self), sock=self.sock, backlog=LISTEN_BACKLOG)
+        self.resume_accepting(PAUSE_DRAIN)
 
     def stop_accepting(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        """Accept no more (draining) and close this process's copy of the socket, so
+        that once no process serves it a new connection is refused, not queued."""
+        self.pause_accepting(PAUSE_DRAIN)
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        self.sock.close()
+
+    def pause_accepting(self, reason: str) -> None:
+        self._paused.add(reason)
+        self._update()
+
+    def resume_accepting(self, reason: str) -> None:
+        self._paused.discard(reason)
+        self._update()
+
+    @property
+    def accepting(self) -> bool:
+        return not self._paused
+
+    def _update(self) -> None:
+        want = not self._paused and self.loop is not None and self.sock.fileno() >= 0
+        if want is self._reading:
+            return
+        self._reading = want
+        if want:
+            self.loop.add_reader(self.sock.fileno(), self._accept)
+        else:
+            self.loop.remove_reader(self.sock.fileno())
+
+    def _accept(self) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while queued
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            self.loop.create_task(self._serve(sock))
+            if not self._reading:
+                return
+
+    async def _serve(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.connect_accepted_socket(lambda: ServerConnection(self), sock)
+        except OSError as exc:  # the client left before it could be set up
+            log.debug("listener %s: an accepted connection failed: %s", self.name, exc)
+            sock.close()
+
+    def _accept_failed(self, exc: OSError) -> None:
+        self.store.values[self.stats.downstream_cx_accept_error] += 1  # type: ignore[index]
+        if exc.errno in RESOURCE_ERRORS:
+            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+            self._accept_log.log(
+                logging.ERROR, "listener %s: cannot accept connections: %s (open file limit "
+                "%d, %d connections open here); serving the open ones, accepting again in %gs",
+                self.name, os.strerror(exc.errno or 0), limit, len(self.connections),
+                ACCEPT_RETRY_DELAY)
+        else:
+            self._accept_log.log(logging.ERROR, "listener %s: accept failed: %s; accepting "
+                                 "again in %gs", self.name, exc, ACCEPT_RETRY_DELAY)
+        self.pause_accepting(PAUSE_ERROR)
+        if self._retry is None:
+            self._retry = self.loop.call_later(ACCEPT_RETRY_DELAY, self._retry_accepting)
+
+    def _retry_accepting(self) -> None:
+        self._retry = None
+        self.resume_accepting(PAUSE_ERROR)
 
     def on_accept(self, conn: ServerConnection) -> None:
         values, s = self.store.values, self.stats
@@ -126,6 +217,9 @@ class Listener:
         if self.max_connections is not None and \
                 self.store.total(s.downstream_cx_active) >= self.max_connections:
             values[s.downstream_cx_overflow] += 1
+            self._overflow_log.log(
+                logging.WARNING, "listener %s: at max_connections (%d): new connections are "
+                "closed at once (downstream_cx_overflow)", self.name, self.max_connections)
             conn.closed = True  # never counted as active, so never "destroyed"
             conn.transport.abort()  # type: ignore[union-attr]
             return

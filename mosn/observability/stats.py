@@ -18,6 +18,7 @@ LISTENER_STATS = (
     "downstream_cx_active",
     "downstream_cx_destroy",
     "downstream_cx_overflow",
+    "downstream_cx_accept_error",
     "downstream_cx_idle_timeout",
     "downstream_cx_rx_bytes_total",
     "downstream_cx_tx_bytes_total",
@@ -93,7 +94,7 @@ GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
     "health_check.healthy", "outlier_detection.ejections_active", "rq_active",
-    "outlier_ejected", "downstream_rq_active",
+    "outlier_ejected", "downstream_rq_active", "buffered_bytes", "active",
 })
 HISTOGRAM_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
                         30000, 60000, 300000, 600000, 1800000, 3600000)

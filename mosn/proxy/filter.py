@@ -15,10 +15,12 @@ from mosn.network.connection import Connection
 from mosn.network.filter import CloseType, FilterStatus, ReadFilter
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
+from mosn.proxy.guard import GuardedProtocol
 from mosn.proxy.observer import ObserverHooks
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
+from mosn.stream.errors import ProtocolErrors
 from mosn.stream.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool
 from mosn.stream.types import MatchResult, Protocol
 
@@ -36,7 +38,13 @@ class ProxyContext:
         for name in plugins.names("protocol"):
             ext = plugins.get("protocol", name)
             assert ext is not None
-            self.protocols[name] = ext.factory(_protocol_config(ext, config))
+            protocol = ext.factory(_protocol_config(ext, config))
+            errors = ProtocolErrors(name, plugins.plugin_of("protocol", name), context.stats)
+            if hasattr(protocol, "errors"):
+                protocol.errors = errors  # it answers its codec's failures itself (RPC)
+            else:
+                protocol = GuardedProtocol(protocol, errors)
+            self.protocols[name] = protocol
         self._offer_upgrades()
         self.downstream_protocol = config.downstream_protocol
         self.upstream_protocol_name = config.upstream_protocol
@@ -129,7 +137,12 @@ class ProtocolDetector(ReadFilter):
         self.buffer += data
         undecided = False
         for protocol in self.ctx.protocols.values():
-            result = protocol.match(self.buffer)
+            try:
+                result = protocol.match(self.buffer)
+            except Exception as exc:
+                protocol.errors.codec_error(exc, "match", "the connection is closed")
+                self.conn.close(CloseType.NO_FLUSH)
+                return FilterStatus.STOP
             if result is MatchResult.MATCH:
                 self._hand_over(protocol)
                 return FilterStatus.STOP

@@ -8,6 +8,21 @@ and matches responses back by id. A response travels back the same way, its id
 patched to the one the client used. The proxy's own failures (no route, timeout,
 lost connection ...) become the protocol's error replies through the codec's status
 mapping. Bodies are never decoded.
+
+What the engine guarantees a codec (docs/rpc.md):
+- Frames decoded before bytes that cannot be a frame are served and answered; then
+  the codec's error reply (``FrameError.reply``) is written and the connection closed.
+  Nothing after the bad bytes is read.
+- An exception from any codec method (a bug, not a ``FrameError``) never escapes: it
+  is counted (``protocol.<name>.codec_error``) and logged at most once per interval
+  with the plugin's name; a request it concerns gets the protocol's error reply when
+  the codec can still make one, and a connection whose bytes it cannot decode is
+  closed once the requests read before are answered. Other connections go on.
+- Backpressure: a client whose responses pile up (its connection above the write
+  buffer's high watermark) is not read until they drain; the clients feeding an
+  upstream connection above its high watermark are not read until it drains.
+- Bytes held (a partial frame, every request until it is answered) count against the
+  process's buffer budget (:mod:`mosn.network.budget`).
 """
 
 from __future__ import annotations
@@ -17,6 +32,7 @@ from typing import Any, Callable
 from mosn.network.filter import CloseType, ConnectionCallbacks, ConnectionEvent, FilterStatus, \
     ReadFilter
 from mosn.rpc.codec import Frame, FrameCodec, FrameError, FrameKind
+from mosn.stream.errors import ProtocolErrors
 from mosn.stream.types import (
     Headers,
     MatchResult,
@@ -29,9 +45,18 @@ from mosn.stream.types import (
 
 _STOP = FilterStatus.STOP
 _REQUEST = FrameKind.REQUEST
+_ONEWAY = FrameKind.ONEWAY
 _RESPONSE = FrameKind.RESPONSE
+_HEARTBEAT = FrameKind.HEARTBEAT
 _ONEWAY_DONE = ResponseHead(200)
 """What the client side reports for a oneway request once it is sent."""
+CODEC_FAILURE_STATUS = 500
+"""The proxy's status for a request whose response the codec failed on (mapped to the
+protocol's status by ``error_status``, as every failure the proxy answers)."""
+OVERLOAD_STATUS = 503
+OVERLOAD_FLAG = "OM"
+"""How a request is answered when the overload manager sheds its connection: 503 with
+Envoy's flag for the overload manager (codecs map it to their "busy" status)."""
 
 
 def rpc_protocol(codec: FrameCodec) -> "RpcProtocol":
@@ -44,72 +69,154 @@ class RpcProtocol:
         self.codec = codec
         self.name = codec.name
         self.multiplexed = codec.multiplexed
+        self.errors = ProtocolErrors(codec.name)
+        """Where the engine reports the codec's failures; the proxy sets one that
+        counts them and names the plugin (a protocol with ``errors`` answers its
+        codec's exceptions itself)."""
 
     def match(self, data: bytes) -> MatchResult:
         return self.codec.match(data)
 
     def server(self, conn: Any, new_stream: NewStream) -> "RpcServerConnection":
-        return RpcServerConnection(self.codec, conn, new_stream)
+        return RpcServerConnection(self, conn, new_stream)
 
     def client(self, conn: Any, on_idle: Callable[[], None]) -> "RpcClientConnection":
-        return RpcClientConnection(self.codec, conn, on_idle)
+        return RpcClientConnection(self, conn, on_idle)
 
 
-def _decode_all(codec: FrameCodec, buffer: bytearray, data: bytes) -> list[Frame]:
-    buffer += data
-    frames = []
-    while buffer:
-        frame = codec.decode(buffer)
-        if frame is None:
-            break
-        frames.append(frame)
-    return frames
+def _decode(codec: FrameCodec, buffer: bytearray, frames: list[Frame]) -> Exception | None:
+    """Decode every whole frame in ``buffer`` into ``frames``; what stopped the
+    decoding if not the end of the bytes (a ``FrameError``, or whatever the codec raised)."""
+    try:
+        while buffer:
+            frame = codec.decode(buffer)
+            if frame is None:
+                return None
+            frames.append(frame)
+    except Exception as exc:
+        return exc
+    return None
 
 
 # -- server side (downstream) ---------------------------------------------------------
 
 
 class RpcServerConnection(ReadFilter, ConnectionCallbacks):
-    __slots__ = ("codec", "conn", "new_stream", "buffer", "streams", "closed")
+    """The server side of one client connection. States: reading; failing (bytes that
+    are not a frame came, or the codec broke: nothing more is read, the requests read
+    before are answered, then the last reply is written and the connection closed);
+    closed."""
 
-    def __init__(self, codec: FrameCodec, conn: Any, new_stream: NewStream) -> None:
-        self.codec = codec
+    __slots__ = ("codec", "conn", "new_stream", "errors", "buffer", "held", "streams",
+                 "closed", "failing", "above")
+
+    def __init__(self, protocol: RpcProtocol, conn: Any, new_stream: NewStream) -> None:
+        self.codec = protocol.codec
+        self.errors = protocol.errors
         self.conn = conn
         self.new_stream = new_stream
         self.buffer = bytearray()
+        self.held = 0
+        """Bytes of ``buffer`` (a partial frame) held against the budget."""
         self.streams: set[RpcServerStream] = set()
         self.closed = False
+        self.failing: bytes | None = None
+        """Once failing: the reply to write before closing (empty: none)."""
+        self.above = False
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
     def on_data(self, data: bytes) -> FilterStatus:
-        try:
-            frames = _decode_all(self.codec, self.buffer, data)
-        except FrameError as exc:
-            self._protocol_error(exc)
-            return _STOP
+        if self.failing is not None or self.closed:
+            return _STOP  # nothing after a bad frame is read
+        buffer = self.buffer
+        buffer += data
+        frames: list[Frame] = []
+        failure = _decode(self.codec, buffer, frames)
         for frame in frames:
+            if self.closed:
+                return _STOP
             kind = frame.kind
-            if kind is _REQUEST or kind is FrameKind.ONEWAY:
+            if kind is _REQUEST or kind is _ONEWAY:
                 self._request(frame)
-            elif kind is FrameKind.HEARTBEAT:
-                self.conn.write(self.codec.heartbeat_reply(frame))
+            elif kind is _HEARTBEAT:
+                self._heartbeat(frame)
             # Responses, heartbeat replies and goaways from a client mean nothing here.
+        if failure is not None:
+            self._decode_failed(failure)
+        elif len(buffer) != self.held:
+            self.conn.hold(len(buffer) - self.held)
+            self.held = len(buffer)
         return _STOP
 
     def _request(self, frame: Frame) -> None:
         stream = RpcServerStream(self, frame)
         self.streams.add(stream)
+        self.conn.hold(len(frame.data))
         stream.handler = self.new_stream(stream)
         headers = frame.headers
         head = RequestHead(headers.get("method", ""), "", headers.get("service", ""), "",
                            Headers(headers.items()), "", frame.timeout, frame)
         stream.handler.on_headers(head, True)
 
-    def _protocol_error(self, exc: FrameError) -> None:
-        if exc.reply:
-            self.conn.write(exc.reply)
+    def _heartbeat(self, frame: Frame) -> None:
+        try:
+            reply = self.codec.heartbeat_reply(frame)
+        except Exception as exc:
+            self.errors.codec_error(exc, "heartbeat_reply", _CLOSING)
+            self._fail(b"")
+            return
+        self.conn.write(reply)
+
+    def _decode_failed(self, exc: Exception) -> None:
+        if isinstance(exc, FrameError):
+            self.errors.protocol_error(True, exc)
+            self._fail(exc.reply or b"")
+        else:
+            self.errors.codec_error(exc, "decode", _CLOSING)
+            self._fail(b"")
+
+    def _fail(self, reply: bytes) -> None:
+        """Read no more; close once the requests read are answered, after ``reply``."""
+        if self.failing is not None or self.closed:
+            return
+        self.failing = reply
+        self._release_buffer()
+        self.conn.read_disable(True)
+        if not self.streams:
+            self._close_failed()
+
+    def _close_failed(self) -> None:
+        if self.failing:
+            self.conn.write(self.failing)
         self.conn.close(CloseType.FLUSH_WRITE)
+
+    def _release_buffer(self) -> None:
+        self.buffer = bytearray()
+        if self.held:
+            self.conn.hold(-self.held)
+            self.held = 0
+
+    def stream_done(self, stream: "RpcServerStream") -> None:
+        self.streams.discard(stream)
+        self.conn.hold(-len(stream.request.data))
+        if self.failing is not None and not self.streams and not self.closed:
+            self._close_failed()
+
+    def on_filter_error(self, exc: Exception) -> bool:
+        """Something under ``on_data`` raised out of it (the codec in a call not
+        guarded above, or the proxy): handled like a codec that cannot decode."""
+        self.errors.codec_error(exc, "handling a client's bytes", _CLOSING)
+        self._fail(b"")
+        return True
+
+    def on_shed(self) -> None:
+        """The overload manager closes this connection: each request read and not yet
+        answered gets the protocol's overload status first."""
+        self._release_buffer()
+        for stream in list(self.streams):
+            if stream.request.kind is _REQUEST:
+                stream.error(OVERLOAD_STATUS, (OVERLOAD_FLAG,), "mosn: overloaded")
 
     def on_eof(self) -> bool:
         return False
@@ -117,51 +224,79 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
     def on_event(self, event: ConnectionEvent) -> None:
         if event.is_close and not self.closed:
             self.closed = True
+            self.buffer = bytearray()
             for stream in list(self.streams):
                 stream.lost()
 
     def on_above_write_buffer_high_watermark(self) -> None:
-        for stream in list(self.streams):
-            if stream.handler is not None:
-                stream.handler.on_above_write_buffer_high_watermark()
+        """The client does not read its responses: read no more of its requests."""
+        if not self.above:
+            self.above = True
+            self.conn.read_disable(True)
 
     def on_below_write_buffer_low_watermark(self) -> None:
-        for stream in list(self.streams):
-            if stream.handler is not None:
-                stream.handler.on_below_write_buffer_low_watermark()
+        if self.above:
+            self.above = False
+            self.conn.read_disable(False)
+
+
+_CLOSING = "the connection is closed once the requests read before are answered"
 
 
 class RpcServerStream:
     """One request from a client; the proxy answers it through here."""
 
-    __slots__ = ("owner", "request", "handler", "answered")
+    __slots__ = ("owner", "request", "handler", "answered", "disabled")
 
     def __init__(self, owner: RpcServerConnection, request: Frame) -> None:
         self.owner = owner
         self.request = request
         self.handler: Any = None
         self.answered = False
+        self.disabled = 0
+        """``read_disable(True)`` calls not yet undone (an upstream connection above its
+        high watermark); undone when the stream ends."""
 
     def send_headers(self, head: ResponseHead, end_stream: bool) -> None:
         if self.answered:
             return
-        self._done()
-        if self.request.kind is FrameKind.ONEWAY:
-            return
         owner = self.owner
         frame = head.frame
         if frame is not None and frame.kind is _RESPONSE:
-            data = bytearray(frame.data)
-            owner.codec.set_request_id(data, self.request.request_id)
-            owner.conn.write(data)
-            return
-        self._error(head.status)
+            if self.request.kind is not _ONEWAY and not owner.closed:
+                self._respond(frame)
+        elif self.request.kind is not _ONEWAY:
+            self.error(head.status, tuple(getattr(self.handler, "response_flags", ())),
+                       f"mosn: {head.status}")
+        self._done()
 
-    def _error(self, http_status: int) -> None:
-        codec = self.owner.codec
-        flags = tuple(getattr(self.handler, "response_flags", ()))
-        status = codec.error_status(http_status, flags)
-        self.owner.conn.write(codec.error_reply(self.request, status, f"mosn: {http_status}"))
+    def _respond(self, frame: Frame) -> None:
+        owner = self.owner
+        data = bytearray(frame.data)
+        try:
+            owner.codec.set_request_id(data, self.request.request_id)
+        except Exception as exc:
+            owner.errors.codec_error(exc, "set_request_id", "the request is answered with "
+                                     "the protocol's error status")
+            self.error(CODEC_FAILURE_STATUS, (), "mosn: codec error")
+            return
+        owner.conn.write(data)
+
+    def error(self, http_status: int, flags: tuple[str, ...], message: str) -> None:
+        """Write the protocol's error reply for ``http_status``; if the codec cannot
+        make one, close the connection (after what was written)."""
+        owner = self.owner
+        if owner.closed:
+            return
+        codec = owner.codec
+        try:
+            reply = codec.error_reply(self.request, codec.error_status(http_status, flags),
+                                      message)
+        except Exception as exc:
+            owner.errors.codec_error(exc, "error_reply", "the connection is closed")
+            owner.conn.close(CloseType.FLUSH_WRITE)
+            return
+        owner.conn.write(reply)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
         """An RPC response is whole in its head; the body of a local reply is text
@@ -174,23 +309,38 @@ class RpcServerStream:
         """Multiplexed: one stream cannot be reset, so the caller gets an error reply."""
         if self.answered:
             return
+        if self.request.kind is not _ONEWAY:
+            status = 504 if reason is StreamResetReason.LOCAL_RESET else 502
+            self.error(status, tuple(getattr(self.handler, "response_flags", ())),
+                       f"mosn: {status}")
         self._done()
-        if self.request.kind is not FrameKind.ONEWAY and not self.owner.closed:
-            self._error(504 if reason is StreamResetReason.LOCAL_RESET else 502)
 
     def read_disable(self, disable: bool) -> None:
-        """A request is read whole; there is no body to pause."""
+        """Counted per stream, so the stream releases only what it asked for."""
+        if self.answered:
+            return
+        if disable:
+            self.disabled += 1
+            self.owner.conn.read_disable(True)
+        elif self.disabled:
+            self.disabled -= 1
+            self.owner.conn.read_disable(False)
 
     def lost(self) -> None:
         """The client's connection closed before the answer."""
         if not self.answered:
+            handler = self.handler
             self._done()
-            if self.handler is not None:
-                self.handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
+            if handler is not None:
+                handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
 
     def _done(self) -> None:
         self.answered = True
-        self.owner.streams.discard(self)
+        self.handler = None  # no cycle through the proxy's stream: freed as it ends
+        while self.disabled:
+            self.disabled -= 1
+            self.owner.conn.read_disable(False)
+        self.owner.stream_done(self)
 
 
 # -- client side (upstream) -----------------------------------------------------------
@@ -201,19 +351,24 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
     separate callbacks of one loop turn; they are written together at the end of it
     (one system call for many requests instead of one each)."""
 
-    __slots__ = ("codec", "conn", "on_idle", "multiplexed", "buffer", "streams", "next_id",
-                 "going_away", "closed", "_outgoing")
+    __slots__ = ("codec", "conn", "on_idle", "errors", "multiplexed", "buffer", "held",
+                 "streams", "next_id", "going_away", "closed", "above", "_outgoing")
 
-    def __init__(self, codec: FrameCodec, conn: Any, on_idle: Callable[[], None]) -> None:
-        self.codec = codec
+    def __init__(self, protocol: RpcProtocol, conn: Any, on_idle: Callable[[], None]) -> None:
+        self.codec = protocol.codec
+        self.errors = protocol.errors
         self.conn = conn
         self.on_idle = on_idle
-        self.multiplexed = codec.multiplexed
+        self.multiplexed = self.codec.multiplexed
         self.buffer = bytearray()
+        self.held = 0
         self.streams: dict[int, RpcClientStream] = {}
         self.next_id = 0
         self.going_away = False
         self.closed = False
+        self.above = False
+        """Above the write buffer's high watermark: the callers of new streams are not
+        read until it drains."""
         self._outgoing: list[bytes | bytearray] = []
         conn.add_read_filter(self)
         conn.add_callbacks(self)
@@ -251,22 +406,44 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
     # the connection
 
     def on_data(self, data: bytes) -> FilterStatus:
-        try:
-            frames = _decode_all(self.codec, self.buffer, data)
-        except FrameError:
-            self.conn.close(CloseType.NO_FLUSH)  # its streams are reset by on_event
+        if self.closed:
             return _STOP
+        buffer = self.buffer
+        buffer += data
+        frames: list[Frame] = []
+        failure = _decode(self.codec, buffer, frames)
         for frame in frames:
             kind = frame.kind
             if kind is _RESPONSE:
                 stream = self.streams.pop(frame.request_id, None)
                 if stream is not None:  # else: its caller gave up (timeout, reset)
                     stream.respond(frame)
-            elif kind is FrameKind.HEARTBEAT:
-                self.conn.write(self.codec.heartbeat_reply(frame))
+            elif kind is _HEARTBEAT:
+                try:
+                    reply = self.codec.heartbeat_reply(frame)
+                except Exception as exc:
+                    failure = failure or exc
+                    break
+                self.conn.write(reply)
             elif kind is FrameKind.GOAWAY:
                 self.going_away = True  # in-flight requests finish; no new ones
+        if failure is not None:
+            if isinstance(failure, FrameError):
+                self.errors.protocol_error(False, failure)
+            else:
+                self.errors.codec_error(failure, "decoding a response",
+                                        "the upstream connection is closed")
+            self.buffer = bytearray()
+            self.conn.close(CloseType.NO_FLUSH)  # its streams are reset by on_event
+        elif len(buffer) != self.held:
+            self.conn.hold(len(buffer) - self.held)
+            self.held = len(buffer)
         return _STOP
+
+    def on_filter_error(self, exc: Exception) -> bool:
+        self.errors.codec_error(exc, "handling a host's bytes", "the upstream connection is closed")
+        self.conn.close(CloseType.NO_FLUSH)
+        return True
 
     def on_eof(self) -> bool:
         return False
@@ -274,54 +451,82 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
     def on_event(self, event: ConnectionEvent) -> None:
         if event.is_close and not self.closed:
             self.closed = True
+            self.buffer = bytearray()
+            self._outgoing = []
             streams, self.streams = self.streams, {}
             for stream in streams.values():
+                stream.end()
                 stream.handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
 
     def on_above_write_buffer_high_watermark(self) -> None:
+        self.above = True
         for stream in list(self.streams.values()):
-            stream.handler.on_above_write_buffer_high_watermark()
+            stream.pause(True)
 
     def on_below_write_buffer_low_watermark(self) -> None:
+        self.above = False
         for stream in list(self.streams.values()):
-            stream.handler.on_below_write_buffer_low_watermark()
+            stream.pause(False)
 
 
 class RpcClientStream:
-    __slots__ = ("owner", "handler", "request_id", "ended")
+    __slots__ = ("owner", "handler", "request_id", "ended", "paused")
 
     def __init__(self, owner: RpcClientConnection, handler: ResponseHandler) -> None:
         self.owner = owner
         self.handler = handler
         self.request_id = 0
         self.ended = False
+        self.paused = False
+        """This stream asked its caller to stop reading (the connection is above its
+        high watermark); asked to go on when it drains or the stream ends."""
 
     def send_headers(self, head: RequestHead, end_stream: bool) -> None:
         owner = self.owner
         frame = head.frame
         if frame is None or owner.closed:
             # An HTTP request cannot become an RPC frame without a converter.
-            self.ended = True
-            self.handler.on_reset(StreamResetReason.PROTOCOL_ERROR)
-            self._idle()
+            self._fail()
             return
         data = bytearray(frame.data)
-        if frame.kind is FrameKind.ONEWAY:
-            owner.codec.set_request_id(data, owner.allocate_id())
+        oneway = frame.kind is _ONEWAY
+        request_id = owner.allocate_id()
+        try:
+            owner.codec.set_request_id(data, request_id)
+        except Exception as exc:
+            owner.errors.codec_error(exc, "set_request_id",
+                                     "the request is answered with the protocol's error status")
+            self._fail()
+            return
+        if oneway:
             owner.send(data)
             self.ended = True
             self.handler.on_headers(_ONEWAY_DONE, True)
             self._idle()
             return
-        self.request_id = owner.allocate_id()
-        owner.codec.set_request_id(data, self.request_id)
-        owner.streams[self.request_id] = self
+        self.request_id = request_id
+        owner.streams[request_id] = self
         owner.send(data)
+        if owner.above:
+            self.pause(True)
+
+    def _fail(self) -> None:
+        self.ended = True
+        self.handler.on_reset(StreamResetReason.PROTOCOL_ERROR)
+        self._idle()
 
     def respond(self, frame: Frame) -> None:
-        self.ended = True
-        head = ResponseHead(self.owner.codec.http_status(frame.status),
-                            Headers(frame.headers.items()), "", frame)
+        owner = self.owner
+        try:
+            status = owner.codec.http_status(frame.status)
+        except Exception as exc:
+            owner.errors.codec_error(exc, "http_status", "the response is answered as 502")
+            self.end()
+            self.handler.on_reset(StreamResetReason.PROTOCOL_ERROR)
+            self._idle()
+            return
+        head = ResponseHead(status, Headers(frame.headers.items()), "", frame)
+        self.end()
         self.handler.on_headers(head, True)
         self._idle()
 
@@ -334,12 +539,27 @@ class RpcClientStream:
     def reset(self, reason: StreamResetReason) -> None:
         """The caller gave up: forget the id (a late response is dropped)."""
         if not self.ended:
-            self.ended = True
+            self.end()
             self.owner.streams.pop(self.request_id, None)
             self._idle()
 
     def read_disable(self, disable: bool) -> None:
         pass
+
+    def pause(self, pause: bool) -> None:
+        if pause is not self.paused and not self.ended:
+            self.paused = pause
+            if pause:
+                self.handler.on_above_write_buffer_high_watermark()
+            else:
+                self.handler.on_below_write_buffer_low_watermark()
+
+    def end(self) -> None:
+        """No more to this stream: give back the pause it holds."""
+        if self.paused:
+            self.paused = False
+            self.handler.on_below_write_buffer_low_watermark()
+        self.ended = True
 
     def _idle(self) -> None:
         if not self.owner.closed:

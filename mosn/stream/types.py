@@ -209,7 +209,14 @@ class ClientStream(TypingProtocol):
 
 
 class ServerCodec(TypingProtocol):
-    """Installed on a downstream connection by ``Protocol.server``."""
+    """Installed on a downstream connection by ``Protocol.server``.
+
+    Optional: ``on_codec_error()``, called (once) after the codec raised an exception
+    it did not mean to (a bug, not a ``CodecError``): answer what can be answered with
+    the protocol's internal error (HTTP/1: 500 after the responses before it; HTTP/2:
+    GOAWAY INTERNAL_ERROR) and close. A codec without it is closed cleanly. Either
+    way the failure is counted and logged by the proxy (:mod:`mosn.proxy.guard`).
+    """
 
     def go_away(self) -> None:
         """Finish the streams in flight, accept no new ones, then close."""

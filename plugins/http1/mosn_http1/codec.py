@@ -335,6 +335,11 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             if not self._streams:
                 self._close()
 
+    def on_codec_error(self) -> None:
+        """This codec raised (a bug): the request being read is answered 500 after the
+        responses before it, then the connection closes (as for a protocol error)."""
+        self._protocol_error(500)
+
     # -- ReadFilter ---------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> FilterStatus:

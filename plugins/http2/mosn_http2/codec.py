@@ -621,6 +621,12 @@ class ServerConnection(_Codec):
         if not self.streams:
             self._close_connection()
 
+    def on_codec_error(self) -> None:
+        """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
+        reset, and the connection closed."""
+        self.h2.close_connection(ErrorCodes.INTERNAL_ERROR)
+        self._fail()
+
     # -- events -----------------------------------------------------------------------
 
     def _on_request(self, event: ev.RequestReceived) -> None:

@@ -78,3 +78,30 @@ class MiniRpcCodec:
 
 def body_of(frame: Frame) -> bytes:
     return frame.data[HEADER.size + len(frame.headers.get("service", "").encode()):]
+
+
+class FaultyMiniRpcCodec(MiniRpcCodec):
+    """minirpc with bugs on purpose, for the engine's codec-failure tests: ``decode``
+    raises on a frame for service ``boom-decode``, ``set_request_id`` on a frame for
+    ``boom-id``, ``error_reply`` on a request for ``boom-reply``. Auto never picks it."""
+
+    name = "faultyrpc"
+
+    def match(self, data: bytes) -> MatchResult:
+        return MatchResult.NO_MATCH
+
+    def decode(self, buffer: bytearray) -> Frame | None:
+        frame = super().decode(buffer)
+        if frame is not None and frame.headers.get("service") == "boom-decode":
+            raise RuntimeError("faultyrpc: decode fails on purpose")
+        return frame
+
+    def set_request_id(self, data: bytearray, request_id: int) -> None:
+        if b"boom-id" in data:
+            raise RuntimeError("faultyrpc: set_request_id fails on purpose")
+        super().set_request_id(data, request_id)
+
+    def error_reply(self, request: Frame, status: int, message: str) -> bytes:
+        if request.headers.get("service") == "boom-reply":
+            raise RuntimeError("faultyrpc: error_reply fails on purpose")
+        return super().error_reply(request, status, message)

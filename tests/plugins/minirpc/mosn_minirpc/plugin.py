@@ -1,5 +1,5 @@
 from mosn.plugins import Extension, hookimpl
-from mosn_minirpc.codec import MiniRpcCodec
+from mosn_minirpc.codec import FaultyMiniRpcCodec, MiniRpcCodec
 
 
 @hookimpl
@@ -11,4 +11,5 @@ def mosn_xprotocol_codecs():
 def mosn_protocols():
     from mosn.rpc.engine import rpc_protocol
 
-    return [Extension("minirpc", lambda config: rpc_protocol(MiniRpcCodec()))]
+    return [Extension("minirpc", lambda config: rpc_protocol(MiniRpcCodec())),
+            Extension("faultyrpc", lambda config: rpc_protocol(FaultyMiniRpcCodec()))]

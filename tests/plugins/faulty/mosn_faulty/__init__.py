@@ -1,0 +1,1 @@
+"""A test plugin whose codecs raise on purpose (see plugin.py)."""
