@@ -18,7 +18,11 @@ from __future__ import annotations
 from mosn_dubbo.frames import Status
 
 OVERFLOW_FLAG = "UO"
-"""Envoy's upstream overflow flag (circuit breaker or pool limit)."""
+"""Envoy's upstream overflow flag (circuit breaker or pool limit), MOSN's 503."""
+OVERLOAD_FLAG = "OM"
+"""Envoy's overload manager flag: a request answered as its connection was shed."""
+BUSY_FLAGS = frozenset({OVERFLOW_FLAG, OVERLOAD_FLAG})
+"""A 503 with one of these means the proxy is too busy, not that no host is there."""
 
 _BY_HTTP_STATUS: dict[int, Status] = {
     200: Status.OK,
@@ -51,7 +55,7 @@ STATUS_TEXT: dict[int, str] = {s: s.name.lower().replace("_", " ") for s in Stat
 
 def error_status(http_status: int, flags: tuple[str, ...] = ()) -> int:
     """The Dubbo status a failure the proxy answered itself is replied with."""
-    if http_status == 503 and OVERFLOW_FLAG in flags:
+    if http_status == 503 and not BUSY_FLAGS.isdisjoint(flags):
         return Status.SERVER_THREADPOOL_EXHAUSTED
     return _BY_HTTP_STATUS.get(http_status, OTHER_STATUS)
 

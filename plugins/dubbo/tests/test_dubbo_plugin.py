@@ -15,6 +15,7 @@ from mosn_dubbo.config import DubboConfig
     (503, ("UH",), Status.SERVICE_NOT_FOUND),
     (503, ("UF",), Status.SERVICE_NOT_FOUND),
     (503, ("UO",), Status.SERVER_THREADPOOL_EXHAUSTED),
+    (503, ("OM",), Status.SERVER_THREADPOOL_EXHAUSTED),  # shed by the overload manager
     (504, ("UT",), Status.SERVER_TIMEOUT),
     (502, ("UC",), Status.SERVER_ERROR),
     (400, (), Status.BAD_REQUEST),

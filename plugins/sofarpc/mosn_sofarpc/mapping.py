@@ -15,6 +15,10 @@ from mosn_sofarpc.frames import ResponseStatus
 
 OVERFLOW_FLAG = "UO"
 """Envoy's upstream overflow flag (circuit breaker or pool limit), MOSN's 503."""
+OVERLOAD_FLAG = "OM"
+"""Envoy's overload manager flag: a request answered as its connection was shed."""
+BUSY_FLAGS = frozenset({OVERFLOW_FLAG, OVERLOAD_FLAG})
+"""A 503 with one of these means the proxy is too busy, not that no host is there."""
 
 _BY_HTTP_STATUS: dict[int, ResponseStatus] = {
     200: ResponseStatus.SUCCESS,
@@ -38,7 +42,7 @@ OTHER_HTTP_STATUS = 500
 
 def error_status(http_status: int, flags: tuple[str, ...] = ()) -> int:
     """The bolt status a failure the proxy answered itself is replied with."""
-    if http_status == 503 and OVERFLOW_FLAG in flags:
+    if http_status == 503 and not BUSY_FLAGS.isdisjoint(flags):
         return ResponseStatus.SERVER_THREADPOOL_BUSY
     return _BY_HTTP_STATUS.get(http_status, ResponseStatus.UNKNOWN)
 

@@ -20,6 +20,7 @@ from mosn.testing.process import START_TIMEOUT
 from mosn_sofarpc import BoltCodec, BoltV2Codec, ResponseStatus
 from mosn_sofarpc.frames import CmdCode, build_request, encode_header_map
 from .sofarpc_peers import (
+    DATA,
     ECHO_SERVICE,
     UNKNOWN_SERVICE,
     anthunder,
@@ -215,6 +216,32 @@ def test_a_bad_frame_is_answered_codec_exception_and_closed(via_mosn: int) -> No
             received += data
     answer = CODEC.decode(bytearray(received))
     assert (answer.request_id, answer.status) == (9, ResponseStatus.CODEC_EXCEPTION)
+
+
+def test_requests_before_a_bad_frame_are_answered_first(start_mosn: Callable[..., Any],
+                                                         node_server: Peer) -> None:
+    """Two calls of sofa-rpc-node's and a bad frame in one write: the calls reach the
+    server and are answered, then the bad frame gets CODEC_EXCEPTION and the close."""
+    port = free_port()
+    mosn = start_mosn(bolt_config(port, node_server.port))
+    calls = []
+    for request_id in (1, 2):
+        call = bytearray((DATA / "v1_request_hessian2.bin").read_bytes())
+        CODEC.set_request_id(call, request_id)
+        calls.append(bytes(call))
+    bad = build_request(9, cmd_code=CmdCode.RESPONSE)  # a request type with a response code
+    with socket.create_connection(("127.0.0.1", port), timeout=START_TIMEOUT) as s:
+        s.sendall(b"".join(calls) + bad)
+        received = bytearray()
+        while data := s.recv(RECV):
+            received += data
+    answers = []
+    while (answer := CODEC.decode(received)) is not None:
+        answers.append((answer.request_id, answer.status))
+    assert sorted(answers[:2]) == [(1, ResponseStatus.SUCCESS), (2, ResponseStatus.SUCCESS)]
+    assert answers[2:] == [(9, ResponseStatus.CODEC_EXCEPTION)]
+    stats = mosn.wait_stat("protocol.bolt.downstream_cx_protocol_error", 1)
+    assert stats["protocol.bolt.downstream_cx_protocol_error"] == 1
 
 
 # -- other listener forms and servers -------------------------------------------------

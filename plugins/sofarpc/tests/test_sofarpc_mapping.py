@@ -17,6 +17,7 @@ S = ResponseStatus
     (503, ("UF",), S.NO_PROCESSOR),                   # upstream connection failure
     (503, ("UO",), S.SERVER_THREADPOOL_BUSY),         # overflow
     (503, ("UF", "UO"), S.SERVER_THREADPOOL_BUSY),
+    (503, ("OM",), S.SERVER_THREADPOOL_BUSY),         # shed by the overload manager
     (502, ("UR",), S.NO_PROCESSOR),                   # upstream reset: MOSN's NoHealthUpstreamCode
     (502, ("UC",), S.NO_PROCESSOR),                   # connection lost
     (504, ("UT",), S.TIMEOUT),

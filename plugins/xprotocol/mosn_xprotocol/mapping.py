@@ -7,7 +7,11 @@ from __future__ import annotations
 from mosn_xprotocol.config import StatusField
 
 OVERFLOW_FLAG = "UO"
-"""Envoy's upstream overflow flag (circuit breaker or pool limit)."""
+"""Envoy's upstream overflow flag (circuit breaker or pool limit), MOSN's 503."""
+OVERLOAD_FLAG = "OM"
+"""Envoy's overload manager flag: a request answered as its connection was shed."""
+BUSY_FLAGS = frozenset({OVERFLOW_FLAG, OVERLOAD_FLAG})
+"""A 503 with one of these means the proxy is too busy, not that no host is there."""
 
 _FAILURE_HTTP_STATUS = {
     "bad_frame": 400,
@@ -43,7 +47,8 @@ class StatusMapping:
                 self.to_http.setdefault(code, http)
 
     def error_status(self, http_status: int, flags: tuple[str, ...] = ()) -> int:
-        if http_status == 503 and OVERFLOW_FLAG in flags and self.overflow is not None:
+        if http_status == 503 and not BUSY_FLAGS.isdisjoint(flags) \
+                and self.overflow is not None:
             return self.overflow
         return self.by_http.get(http_status, self.error)
 

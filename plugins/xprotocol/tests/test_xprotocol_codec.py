@@ -132,6 +132,7 @@ def test_acme_replies_keep_the_bits_outside_the_kind_mask() -> None:
     assert (reply["request_id"], reply["status"], reply["tenant"]) == (9, 429, 3)
     assert (reply["service"], reply["method"], reply["body"]) == ("s", "m", b"")
     assert acme.http_status(429) == 503 and acme.http_status(777) == 500
+    assert acme.error_status(503, ("OM",)) == 429  # shed by the overload manager: busy
 
 
 def test_an_oversized_request_is_answered_bad_frame() -> None:

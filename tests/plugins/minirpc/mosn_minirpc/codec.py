@@ -61,7 +61,7 @@ class MiniRpcCodec:
                       message.encode(), status)
 
     def error_status(self, http_status: int, flags: tuple[str, ...]) -> int:
-        if "UO" in flags:
+        if "UO" in flags or "OM" in flags:
             return BUSY
         return {404: NO_ROUTE, 503: UNAVAILABLE, 504: TIMEOUT, 502: UPSTREAM_LOST}.get(
             http_status, BAD_FRAME)
