@@ -29,6 +29,8 @@ from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from mosn.admin.prometheus import exposition
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
+from mosn.network.listener import ACCEPT_RETRY_DELAY
+from mosn.observability.ratelimit import RateLimitedLog
 from mosn.observability.stats import StatsStore
 from mosn.upstream.cluster import FAILED_ACTIVE_HC
 
@@ -102,7 +104,17 @@ class Admin:
 
     async def serve(self, sock: socket.socket) -> None:
         listener = await SocketListener.from_socket(sock)
-        await listener.serve(self._handle)
+        failed = RateLimitedLog(log)
+        async with anyio.create_task_group() as tg:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # out of descriptors: the proxy must not stop
+                    failed.log(logging.ERROR, "admin API: cannot accept a connection: %s; "
+                               "trying again in %gs", exc, ACCEPT_RETRY_DELAY)
+                    await anyio.sleep(ACCEPT_RETRY_DELAY)
+                    continue
+                tg.start_soon(self._handle, stream)
 
     # -- HTTP ---------------------------------------------------------------------------
 

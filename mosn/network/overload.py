@@ -78,7 +78,7 @@ class OverloadManager:
         self._peak = 0
         """The most buffered since the heap was last trimmed."""
         self._trim = _malloc_trim()
-        self._log = RateLimitedLog(log)
+        self._stop_log, self._resume_log, self._shed_log = (RateLimitedLog(log) for _ in range(3))
 
     def start(self) -> None:
         """Begin watching this worker's budget (call in the worker, once it serves)."""
@@ -118,7 +118,6 @@ class OverloadManager:
         used = BUDGET.used
         values, s = self.store.values, self.stats
         assert values is not None
-        values[s.buffered_bytes] = used
         stop = used >= self.stop_at
         if stop is not self.stopped:
             self.stopped = stop
@@ -130,15 +129,16 @@ class OverloadManager:
                     listener.resume_accepting(PAUSE_OVERLOAD)
             if stop:
                 values[getattr(s, f"{STOP_ACCEPTING}_triggered")] += 1
-            self._log.log(logging.WARNING if stop else logging.INFO,
-                          "overload: %d bytes buffered (%s at %d): %s", used, STOP_ACCEPTING,
-                          self.stop_at, "not accepting connections" if stop
-                          else "accepting connections again")
+            (self._stop_log if stop else self._resume_log).log(
+                logging.WARNING if stop else logging.INFO,
+                "overload: %d bytes buffered (%s at %d): %s", used, STOP_ACCEPTING, self.stop_at,
+                "not accepting connections" if stop else "accepting connections again")
         if used >= self.shed_at:
             self._shed(used)
         elif self.shedding:
             self.shedding = False
             values[getattr(s, f"{SHED}_active")] = 0
+        values[s.buffered_bytes] = BUDGET.used
         self._band()
 
     def _shed(self, used: int) -> None:
@@ -160,11 +160,11 @@ class OverloadManager:
         values[getattr(s, f"{SHED}_shed")] += shed
         values[getattr(s, f"{SHED}_shed_bytes")] += freed
         if shed:
-            self._log.log(logging.WARNING, "overload: %d bytes buffered (%s at %d): closed "
+            self._shed_log.log(logging.WARNING, "overload: %d bytes buffered (%s at %d): closed "
                           "the %d connections holding the most, %d bytes", used, SHED,
                           self.shed_at, shed, freed)
         else:
-            self._log.log(logging.WARNING, "overload: %d bytes buffered (%s at %d): no "
+            self._shed_log.log(logging.WARNING, "overload: %d bytes buffered (%s at %d): no "
                           "connection holds enough to be worth closing", used, SHED,
                           self.shed_at)
 

@@ -1,0 +1,235 @@
+"""Overload and limits: the buffer budget and the overload manager, memory freed
+when a connection closes, and a process out of file descriptors.
+
+The attacks are the ones that broke mosn before: clients each holding a partial bolt
+frame of megabytes, and more clients than the process has descriptors for."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import resource
+import socket
+import struct
+import time
+import urllib.request
+import weakref
+from typing import Any, Callable
+
+import pytest
+
+from conftest import Mosn, free_port
+from mosn.config.types import Address
+from mosn.network import Listener, bind
+from mosn.observability.stats import LISTENER_STATS, StatsStore
+from mosn.rpc.engine import rpc_protocol
+from mosn_sofarpc import BoltCodec
+from mosn_sofarpc.frames import build_request
+
+MIB = 1024 * 1024
+FRAME = 16 * MIB - 64
+"""The content a partial frame announces: just under bolt's default max_frame_size."""
+DEADLINE = 10.0
+"""Seconds a test waits for a condition before failing."""
+POLL = 0.02
+
+
+def partial_bolt_frame(sent: int) -> bytes:
+    """The first ``sent`` bytes of a bolt request announcing ``FRAME`` bytes of content."""
+    header = build_request(1)  # 22 bytes: no class, header map or content
+    header = header[:18] + struct.pack(">I", FRAME)
+    return header + b"\0" * (sent - len(header))
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not after {timeout}s: {what}")
+        time.sleep(POLL)
+    return value
+
+
+# -- memory is freed when a connection closes ----------------------------------------
+
+
+async def until(condition: Callable[[], Any], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not after {DEADLINE}s: {what}")
+        await asyncio.sleep(POLL)
+
+
+def test_a_closed_connection_frees_its_partial_frame_without_the_garbage_collector() -> None:
+    """The codec and the connection refer to each other; if nothing breaks that cycle
+    on close, a partial frame of megabytes stays until a garbage collection runs."""
+    held = 4 * MIB
+
+    async def main() -> weakref.ref[Any]:
+        store = StatsStore()
+        stats = store.scope("listener.t", LISTENER_STATS)
+        store.allocate(1)
+        protocol = rpc_protocol(BoltCodec())
+        listener = Listener("t", bind(Address("127.0.0.1", 0)), store, stats,
+                            lambda conn: protocol.server(conn, lambda stream: None))
+        await listener.start()
+        _, writer = await asyncio.open_connection(*listener.sock.getsockname())
+        writer.write(partial_bolt_frame(held))
+        await until(lambda: store.total(stats.downstream_cx_rx_bytes_total) >= held,
+                    "mosn read the partial frame")
+        (conn,) = listener.connections
+        ref = weakref.ref(conn)
+        del conn
+        writer.close()
+        await until(lambda: not listener.connections, "the connection closed")
+        await until(lambda: ref() is None, "the closed connection freed")
+        listener.stop_accepting()
+        return ref
+
+    gc.disable()  # what is freed must be freed by reference counting alone
+    try:
+        asyncio.run(main())
+    finally:
+        gc.enable()
+    from mosn.network.budget import BUDGET
+
+    assert BUDGET.used == 0  # and its share of the buffer budget given back
+
+
+# -- the buffer budget -----------------------------------------------------------------
+
+
+def bolt_listener_config(port: int, overload: dict[str, Any]) -> dict[str, Any]:
+    """A bolt listener routing everything to a host that listens nowhere (the frames
+    under test never complete, and the heartbeats are answered by mosn itself)."""
+    return {
+        "servers": [{
+            "graceful_timeout": "1s",
+            "routers": [{"router_config_name": "bolt", "virtual_hosts": [{
+                "name": "bolt", "domains": ["*"], "routers": [
+                    {"match": {"headers": [{"name": "service", "value": ".*", "regex": True}]},
+                     "route": {"cluster_name": "nowhere"}}]}]}],
+            "listeners": [{
+                "name": "bolt", "address": f"127.0.0.1:{port}",
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                    "downstream_protocol": "bolt", "router_config_name": "bolt"}}]}],
+            }],
+        }],
+        "cluster_manager": {"clusters": [
+            {"name": "nowhere", "hosts": [{"address": f"127.0.0.1:{free_port()}"}]}]},
+        "overload_manager": overload,
+    }
+
+
+def heartbeat(sock: socket.socket) -> Any:
+    """Send a bolt heartbeat; the frame answered."""
+    codec = BoltCodec()
+    sock.sendall(build_request(77, cmd_code=0))
+    buffer = bytearray()
+    while (frame := codec.decode(buffer)) is None:
+        data = sock.recv(65536)
+        assert data, "closed without an answer"
+        buffer += data
+    return frame
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    sock.settimeout(DEADLINE)
+    try:
+        return sock.recv(65536) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_partial_frames_past_the_budget_stop_accepting_then_the_largest_are_shed(
+        start_mosn: Callable[..., Mosn]) -> None:
+    port = free_port()
+    mosn = start_mosn(bolt_listener_config(port, {
+        "max_buffered_bytes": 64 * MIB,
+        "actions": {"stop_accepting_connections": 0.5, "shed_high_memory_connections": 0.75}}))
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(10)]
+    mosn.wait_stat("listener.bolt.downstream_cx_active", 10)
+    sent = []
+    for i, sock in enumerate(clients):  # 6 MiB each (of 16 MiB frames): 60 MiB in all
+        try:
+            sock.sendall(partial_bolt_frame(6 * MIB - i))
+            sent.append(sock)
+        except OSError:  # shed while sending
+            pass
+    stats = wait_for(lambda: (s := mosn.stats())["overload.shed_high_memory_connections.shed"]
+                     >= 2 and s["overload.buffered_bytes"] < 48 * MIB and s,
+                     "connections shed until under the shedding threshold")
+    assert stats["overload.stop_accepting_connections.triggered"] >= 1
+    assert stats["overload.stop_accepting_connections.active"] == 1
+    shed = stats["overload.shed_high_memory_connections.shed"]
+    assert stats["overload.shed_high_memory_connections.shed_bytes"] >= shed * 5 * MIB
+    # A new client waits in the backlog while accepting is off ...
+    waiting = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    for sock in clients:
+        sock.close()
+    # ... and is served once the budget is free again.
+    assert heartbeat(waiting).request_id == 77
+    waiting.close()
+    stats = mosn.wait_stat("overload.buffered_bytes", 0)
+    assert stats["overload.buffered_bytes"] == 0
+    assert stats["overload.stop_accepting_connections.active"] == 0
+    log = mosn.output()
+    assert "not accepting connections" in log and "accepting connections again" in log
+    assert "connections holding the most" in log
+
+
+def test_the_connection_shed_is_the_one_holding_the_most(
+        start_mosn: Callable[..., Mosn]) -> None:
+    port = free_port()
+    mosn = start_mosn(bolt_listener_config(port, {
+        "max_buffered_bytes": 16 * MIB,
+        "actions": {"stop_accepting_connections": 0.9, "shed_high_memory_connections": 0.9}}))
+    small = socket.create_connection(("127.0.0.1", port))
+    small.sendall(partial_bolt_frame(MIB))
+    wait_for(lambda: mosn.stats()["overload.buffered_bytes"] >= MIB, "the small one held")
+    large = socket.create_connection(("127.0.0.1", port))
+    try:
+        large.sendall(partial_bolt_frame(15 * MIB))
+    except OSError:
+        pass  # shed before it finished sending
+    assert closed_by_peer(large)
+    stats = mosn.stats()
+    assert stats["overload.shed_high_memory_connections.shed"] == 1
+    assert stats["overload.shed_high_memory_connections.shed_bytes"] > 12 * MIB  # not small's
+    assert stats["listener.bolt.downstream_cx_active"] == 1
+    small.close()
+    large.close()
+
+
+# -- out of file descriptors -----------------------------------------------------------
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_out_of_descriptors_is_logged_and_counted_and_mosn_recovers(
+        start_mosn: Callable[..., Mosn]) -> None:
+    port = free_port()
+    mosn = start_mosn(bolt_listener_config(port, {}))
+    first = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    assert heartbeat(first).request_id == 77
+    pid = mosn.proc.pid
+    limit = open_fds(pid) + 3  # three more clients, then no descriptor is left
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (limit, limit))
+    more = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+    wait_for(lambda: "cannot accept connections: Too many open files" in mosn.output(),
+             "the accept failure logged")
+    with pytest.raises(OSError):  # the admin API is out of descriptors too, and lives on
+        urllib.request.urlopen(mosn.url("/ready"), timeout=1)
+    assert heartbeat(first).request_id == 77  # the connections it has are served
+    for sock in more:
+        sock.close()
+    later = socket.create_connection(("127.0.0.1", port), timeout=DEADLINE)
+    assert heartbeat(later).request_id == 77  # served once descriptors are free
+    later.close()
+    first.close()
+    assert mosn.stats()["listener.bolt.downstream_cx_accept_error"] >= 1
+    assert mosn.proc.poll() is None
