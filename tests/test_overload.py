@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import re
 import resource
 import socket
 import struct
@@ -18,8 +19,10 @@ import weakref
 from typing import Any, Callable
 
 import pytest
+import yaml
 
-from conftest import Mosn, free_port
+from conftest import ROOT, Mosn, free_port
+from mosn.config import ConfigError, validate
 from mosn.config.types import Address
 from mosn.network import Listener, bind
 from mosn.observability.stats import LISTENER_STATS, StatsStore
@@ -233,3 +236,38 @@ def test_out_of_descriptors_is_logged_and_counted_and_mosn_recovers(
     first.close()
     assert mosn.stats()["listener.bolt.downstream_cx_accept_error"] >= 1
     assert mosn.proc.poll() is None
+
+
+# -- the config -------------------------------------------------------------------------
+
+
+def operations_yaml_blocks() -> list[str]:
+    """The YAML blocks of docs/operations.md's "Overload and limits" section."""
+    text = (ROOT / "docs" / "operations.md").read_text()
+    section = text.split("## Overload and limits", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```yaml\n(.*?)```", section, re.S)
+
+
+def test_the_documented_overload_config_loads_as_written() -> None:
+    (block,) = operations_yaml_blocks()
+    config = validate(yaml.safe_load(block)).config.overload_manager
+    assert (config.refresh_interval, config.max_buffered_bytes) == (0.25, 256 * MIB)
+    assert config.actions.stop_accepting_connections == 0.8
+    assert config.actions.shed_high_memory_connections == 0.95
+
+
+@pytest.mark.parametrize("overload, error", [
+    ({"max_buffered_bytes": 1024}, "overload_manager.max_buffered_bytes"),
+    ({"refresh_interval": "0s"}, "overload_manager.refresh_interval"),
+    ({"actions": {"stop_accepting": 0.5}}, "overload_manager.actions.stop_accepting"),
+    ({"budget": 1}, "overload_manager.budget"),
+    ({"actions": {"stop_accepting_connections": 0.9, "shed_high_memory_connections": 0.5}},
+     "overload_manager.actions"),
+    ({"actions": {"shed_high_memory_connections": 1.5}},
+     "overload_manager.actions.shed_high_memory_connections"),
+])
+def test_a_bad_overload_config_is_refused_with_its_path(overload: dict[str, Any],
+                                                        error: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        validate({"overload_manager": overload})
+    assert any(line.startswith(error) for line in refused.value.errors), refused.value.errors
