@@ -7,21 +7,24 @@ frame of megabytes, and more clients than the process has descriptors for."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import gc
 import os
 import re
 import resource
 import socket
 import struct
+import sys
 import time
 import urllib.request
 import weakref
 from typing import Any, Callable
 
+import httpx
 import pytest
 import yaml
 
-from conftest import ROOT, Mosn, free_port
+from conftest import ROOT, Mosn, free_port, serving
 from mosn.config import ConfigError, validate
 from mosn.config.types import Address
 from mosn.network import Listener, bind
@@ -204,6 +207,37 @@ def test_the_connection_shed_is_the_one_holding_the_most(
     assert stats["listener.bolt.downstream_cx_active"] == 1
     small.close()
     large.close()
+
+
+def test_an_http_request_body_kept_for_a_retry_counts_until_the_request_ends(
+        start_mosn: Callable[..., Mosn]) -> None:
+    body = b"x" * (512 * 1024)
+    with serving(lambda p: [sys.executable, str(ROOT / "examples" / "http_upstream.py"),
+                            "--port", str(p), "--name", "slow"]) as upstream:
+        port = free_port()
+        mosn = start_mosn({
+            "servers": [{
+                "routers": [{"router_config_name": "web", "virtual_hosts": [{
+                    "name": "web", "domains": ["*"], "routers": [{
+                        "match": {"prefix": "/"},
+                        "route": {"cluster_name": "slow", "timeout": "30s", "retry_policy": {
+                            "retry_on": "5xx", "num_retries": 1}}}]}]}],
+                "listeners": [{
+                    "name": "web", "address": f"127.0.0.1:{port}",
+                    "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                        "downstream_protocol": "Http1", "router_config_name": "web"}}]}],
+                }],
+            }],
+            "cluster_manager": {"clusters": [
+                {"name": "slow", "hosts": [{"address": f"127.0.0.1:{upstream}"}]}]},
+        })
+        with httpx.Client(timeout=DEADLINE) as client:
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                answer = pool.submit(client.post, f"http://127.0.0.1:{port}/delay/2", content=body)
+                wait_for(lambda: mosn.stats()["overload.buffered_bytes"] >= len(body),
+                         "the body held while the request is in flight")
+                assert answer.result().text == "late\n"
+        assert mosn.wait_stat("overload.buffered_bytes", 0)["overload.buffered_bytes"] == 0
 
 
 # -- out of file descriptors -----------------------------------------------------------

@@ -68,6 +68,7 @@ class GuardedProtocol:
         guard = ServerGuard(self.errors, conn)
         taken = self.protocol.upgrade(conn, guard.streams(new_stream), head, data)
         if taken:
+            guard.codec = conn.read_filters[-1]  # the server codec the protocol installed
             conn.add_callbacks(guard)
         return taken
 
@@ -94,6 +95,8 @@ class ServerGuard(ConnectionCallbacks):
         return lambda stream: new_stream(GuardedStream(stream, self))
 
     def on_filter_error(self, error: Exception) -> bool:
+        if self.codec not in self.conn.read_filters:
+            return False  # handed over to another protocol (an HTTP/1.1 upgrade)
         self.fail(error, "on_data")
         return True
 

@@ -118,6 +118,7 @@ class DownstreamStream:
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
         "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
+        "_held",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -143,6 +144,8 @@ class DownstreamStream:
         self._body_size = 0
         self._retry_body: list[bytes] = []  # the whole request body, for a retry
         self._retry_ok = True
+        self._held = 0
+        """Bytes of ``_body`` and ``_retry_body`` held against the buffer budget."""
         self._request_bytes = 0
         self._max_request_bytes = ctx.max_request_bytes
         self._retries_left = 0
@@ -210,8 +213,10 @@ class DownstreamStream:
             return
         if self._retry_ok and self._retries_left:
             self._retry_body.append(data)
+            self._hold(len(data))
             if self._request_bytes > RETRY_BUFFER_LIMIT:
                 self._retry_ok = False
+                self._hold(-sum(len(b) for b in self._retry_body))
                 self._retry_body = []
         if end_stream:
             self.request_complete = True
@@ -221,6 +226,7 @@ class DownstreamStream:
         else:
             self._body.append(data)
             self._body_size += len(data)
+            self._hold(len(data))
             if self._body_size > BODY_BUFFER_LIMIT and not self._read_disabled:
                 self._read_disabled = True
                 self.server_stream.read_disable(True)
@@ -255,6 +261,12 @@ class DownstreamStream:
         upstream = self.upstream
         if upstream is not None and upstream.stream is not None:
             upstream.stream.read_disable(False)
+
+    def _hold(self, delta: int) -> None:
+        """Request body bytes held here (waiting for the upstream, or kept for a retry:
+        a chunk in both counts twice) count against the worker's buffer budget."""
+        self._held += delta
+        self.conn.hold(delta)
 
     # -- the request's way: filters, route, host, upstream -----------------------------
 
@@ -370,6 +382,7 @@ class DownstreamStream:
         head = self.request
         assert head is not None and upstream.stream is not None
         body, self._body = self._body, []
+        self._hold(-self._body_size)
         self._body_size = 0
         stream = upstream.stream
         stream.send_headers(head, self.request_complete and not body and self._trailers is None)
@@ -496,8 +509,10 @@ class DownstreamStream:
     def _do_retry(self) -> None:
         if self.done:
             return
+        self._hold(-self._body_size)
         self._body = list(self._retry_body)
         self._body_size = sum(len(b) for b in self._body)
+        self._hold(self._body_size)
         if self._choose_host():
             self._send_upstream()
 
@@ -612,6 +627,8 @@ class DownstreamStream:
         if self._read_disabled:
             self._read_disabled = False
             self.server_stream.read_disable(False)
+        if self._held:
+            self._hold(-self._held)
         self.end_monotonic = time.monotonic()
         for hook in self.observers.stream_end:
             hook(self)

@@ -144,7 +144,7 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
             # Responses, heartbeat replies and goaways from a client mean nothing here.
         if failure is not None:
             self._decode_failed(failure)
-        elif len(buffer) != self.held:
+        elif len(buffer) != self.held and buffer is self.buffer:  # not dropped meanwhile
             self.conn.hold(len(buffer) - self.held)
             self.held = len(buffer)
         return _STOP
@@ -435,7 +435,7 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
                                         "the upstream connection is closed")
             self.buffer = bytearray()
             self.conn.close(CloseType.NO_FLUSH)  # its streams are reset by on_event
-        elif len(buffer) != self.held:
+        elif len(buffer) != self.held and not self.closed:
             self.conn.hold(len(buffer) - self.held)
             self.held = len(buffer)
         return _STOP
