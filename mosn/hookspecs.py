@@ -59,6 +59,12 @@ def mosn_protocols():
     ``name``, a ``match(first_bytes)`` matcher (match / no match / need more bytes,
     used by ``downstream_protocol: Auto``) and server and client stream connection
     factories built on sans-IO codecs. Examples: ``Http1``, ``Http2``, ``bolt``.
+
+    An exception a protocol's codec raises is counted (``protocol.<name>.codec_error``),
+    logged with the plugin's name and answered in the protocol by the proxy
+    (:mod:`mosn.proxy.guard`). A protocol object with an ``errors`` attribute answers
+    its codec's exceptions itself (the RPC engine's do); the proxy sets ``errors`` to
+    the :class:`mosn.stream.errors.ProtocolErrors` to report them to.
     """
 
 

@@ -456,7 +456,8 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
             streams, self.streams = self.streams, {}
             for stream in streams.values():
                 stream.end()
-                stream.handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
+                handler, stream.handler = stream.handler, None
+                handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
 
     def on_above_write_buffer_high_watermark(self) -> None:
         self.above = True
@@ -474,7 +475,7 @@ class RpcClientStream:
 
     def __init__(self, owner: RpcClientConnection, handler: ResponseHandler) -> None:
         self.owner = owner
-        self.handler = handler
+        self.handler: Any = handler
         self.request_id = 0
         self.ended = False
         self.paused = False
@@ -562,5 +563,6 @@ class RpcClientStream:
         self.ended = True
 
     def _idle(self) -> None:
+        self.handler = None  # no cycle through the proxy's request: freed as it ends
         if not self.owner.closed:
             self.owner.on_idle()
