@@ -6,8 +6,9 @@ What is counted, per connection (``Connection.buffered``):
 - its write buffer: bytes written that the peer has not taken yet (read after each
   write, and again every refresh while it is not empty);
 - what its codec and the proxy hold for it through ``Connection.hold``: a partial
-  frame, requests in flight (an RPC request is kept whole until answered), a request
-  body waiting for an upstream or kept for a retry.
+  frame, requests in flight (an RPC request is kept whole until answered, and counted
+  with an estimate of the objects it keeps), a request body waiting for an upstream
+  or kept for a retry.
 
 A connection's share leaves the budget when it closes. Each worker process has its own
 budget (its own memory); there is no lock because only the event loop's thread touches it.

@@ -47,9 +47,12 @@ OVERLOAD_STATS = (
     f"{SHED}.shed_bytes",
 )
 """The overload manager's stats, under ``overload.``."""
-TRIM_BYTES = 32 * 1024 * 1024
-"""A fall of the budget since the last trim that is worth a ``malloc_trim`` (it walks
-the whole heap: a few milliseconds for hundreds of MiB, so not for small change)."""
+TRIM_BYTES = 4 * 1024 * 1024
+"""A fall of the budget since the last trim that is worth a ``malloc_trim``: it walks
+the heap's free chunks (well under a millisecond for a heap of hundreds of MiB with
+large buffers freed; it runs at most once per refresh), and the buffers' neighbours
+(each request's objects) are freed with them, so the process gives back several
+times the fall."""
 
 
 def _malloc_trim() -> Any:

@@ -21,8 +21,8 @@ What the engine guarantees a codec (docs/rpc.md):
 - Backpressure: a client whose responses pile up (its connection above the write
   buffer's high watermark) is not read until they drain; the clients feeding an
   upstream connection above its high watermark are not read until it drains.
-- Bytes held (a partial frame, every request until it is answered) count against the
-  process's buffer budget (:mod:`mosn.network.budget`).
+- Bytes held (a partial frame, every request until it is answered, with the objects
+  it keeps) count against the process's buffer budget (:mod:`mosn.network.budget`).
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ _ONEWAY_DONE = ResponseHead(200)
 CODEC_FAILURE_STATUS = 500
 """The proxy's status for a request whose response the codec failed on (mapped to the
 protocol's status by ``error_status``, as every failure the proxy answers)."""
+REQUEST_OVERHEAD = 3 * 1024
+"""Bytes a request in flight keeps beside its frame (its streams on both sides, head,
+headers, upstream try), counted with the frame against the buffer budget so that a
+flood of small requests is bounded too: 20,000 bolt requests of 164 bytes in flight
+to a host that never answers grew the process by 63 MiB, 3.2 KiB each."""
 OVERLOAD_STATUS = 503
 OVERLOAD_FLAG = "OM"
 """How a request is answered when the overload manager sheds its connection: 503 with
@@ -152,7 +157,7 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
     def _request(self, frame: Frame) -> None:
         stream = RpcServerStream(self, frame)
         self.streams.add(stream)
-        self.conn.hold(len(frame.data))
+        self.conn.hold(len(frame.data) + REQUEST_OVERHEAD)
         stream.handler = self.new_stream(stream)
         headers = frame.headers
         head = RequestHead(headers.get("method", ""), "", headers.get("service", ""), "",
@@ -199,7 +204,7 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
 
     def stream_done(self, stream: "RpcServerStream") -> None:
         self.streams.discard(stream)
-        self.conn.hold(-len(stream.request.data))
+        self.conn.hold(-len(stream.request.data) - REQUEST_OVERHEAD)
         if self.failing is not None and not self.streams and not self.closed:
             self._close_failed()
 
