@@ -155,10 +155,6 @@ class Listener:
         self._paused.discard(reason)
         self._update()
 
-    @property
-    def accepting(self) -> bool:
-        return not self._paused
-
     def _update(self) -> None:
         want = not self._paused and self.loop is not None and self.sock.fileno() >= 0
         if want is self._reading:
@@ -178,8 +174,9 @@ class Listener:
             except ConnectionAbortedError:
                 continue  # the client gave up while queued
             except OSError as exc:
-                self._accept_failed(exc)
-                return
+                if self._accept_failed(exc):
+                    return
+                continue
             self.loop.create_task(self._serve(sock))
             if not self._reading:
                 return
@@ -190,22 +187,28 @@ class Listener:
         except OSError as exc:  # the client left before it could be set up
             log.debug("listener %s: an accepted connection failed: %s", self.name, exc)
             sock.close()
+        except Exception as exc:
+            self._accept_log.log(logging.ERROR, "listener %s: setting up an accepted "
+                                 "connection failed: %r", self.name, exc, exc_info=exc)
+            sock.close()
 
-    def _accept_failed(self, exc: OSError) -> None:
+    def _accept_failed(self, exc: OSError) -> bool:
+        """Count and log a failed accept; True if accepting pauses (out of resources:
+        trying again at once would fail the same way)."""
         self.store.values[self.stats.downstream_cx_accept_error] += 1  # type: ignore[index]
-        if exc.errno in RESOURCE_ERRORS:
-            limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-            self._accept_log.log(
-                logging.ERROR, "listener %s: cannot accept connections: %s (open file limit "
-                "%d, %d connections open here); serving the open ones, accepting again in %gs",
-                self.name, os.strerror(exc.errno or 0), limit, len(self.connections),
-                ACCEPT_RETRY_DELAY)
-        else:
-            self._accept_log.log(logging.ERROR, "listener %s: accept failed: %s; accepting "
-                                 "again in %gs", self.name, exc, ACCEPT_RETRY_DELAY)
+        if exc.errno not in RESOURCE_ERRORS:
+            self._accept_log.log(logging.ERROR, "listener %s: accept failed: %s", self.name, exc)
+            return False
+        limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self._accept_log.log(
+            logging.ERROR, "listener %s: cannot accept connections: %s (open file limit %d, "
+            "%d connections open here); serving the open ones, accepting again in %gs",
+            self.name, os.strerror(exc.errno or 0), limit, len(self.connections),
+            ACCEPT_RETRY_DELAY)
         self.pause_accepting(PAUSE_ERROR)
         if self._retry is None:
             self._retry = self.loop.call_later(ACCEPT_RETRY_DELAY, self._retry_accepting)
+        return True
 
     def _retry_accepting(self) -> None:
         self._retry = None
