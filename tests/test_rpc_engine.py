@@ -65,7 +65,8 @@ def rpc_mosn(site, tmp_path) -> Iterator[Any]:
     started = []
 
     def start(backend_port: int, *, protocol: str = "minirpc", timeout: str = "1s",
-              services: str = "echo|slow|silent|count", **cluster: Any) -> tuple[int, Mosn]:
+              services: str = "echo|slow|silent|count", overload: dict[str, Any] | None = None,
+              **cluster: Any) -> tuple[int, Mosn]:
         port = free_port()
         config = {
             "servers": [{
@@ -85,6 +86,8 @@ def rpc_mosn(site, tmp_path) -> Iterator[Any]:
                 "name": "backend", "hosts": [{"address": f"127.0.0.1:{backend_port}"}],
                 **cluster}]},
         }
+        if overload is not None:
+            config["overload_manager"] = overload
         mosn = Mosn(config, tmp_path, env=env_for(site))
         started.append(mosn)
         return port, mosn
@@ -501,3 +504,21 @@ def test_clients_feeding_a_host_that_never_reads_are_no_longer_read(
             conn.close()
     assert written < REQUESTS_BYTES // 2
     assert held < HELD_BOUND
+
+
+def test_a_shed_client_gets_the_busy_status_for_its_requests_in_flight(
+        codec_module, backend, rpc_mosn):
+    from mosn.rpc import FrameKind
+
+    port, mosn = rpc_mosn(backend()[0], timeout="30s", overload={
+        "max_buffered_bytes": 4 * 1024 * 1024,
+        "actions": {"stop_accepting_connections": 0.9, "shed_high_memory_connections": 0.9}})
+    body = b"x" * (100 * 1024)  # 40 of them in flight pass the shedding threshold
+    with connect(port) as sock:
+        sock.sendall(b"".join(codec_module.encode(FrameKind.REQUEST, i + 1, "silent", body)
+                              for i in range(40)))
+        frames = read_frames(codec_module, sock)  # up to the close
+    assert frames, "closed without answering the requests in flight"
+    assert {f.status for f in frames} == {codec_module.BUSY}
+    assert len({f.request_id for f in frames}) == len(frames)
+    assert mosn.stats()["overload.shed_high_memory_connections.shed"] == 1
