@@ -268,6 +268,7 @@ def test_listener_connection_limit(start_mosn, echo_server):
         assert closed_by_peer(extra)
     assert mosn.wait_stat("listener.proxy.downstream_cx_overflow", 1)[
         "listener.proxy.downstream_cx_overflow"] == 1
+    assert "listener proxy: at max_connections (2)" in mosn.output()
     for s in kept:  # the admitted ones are undisturbed
         s.sendall(b"still")
         assert s.recv(5) == b"still"
