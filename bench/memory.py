@@ -27,7 +27,6 @@ import subprocess
 import tempfile
 import threading
 import time
-import urllib.request
 from pathlib import Path
 
 from common import ROOT, free_port
@@ -38,6 +37,17 @@ STALL = 3.0  # seconds without progress after which attack 1's client counts as 
 SEND_TIMEOUT = 5.0  # seconds a client of attack 2 may make no progress
 SETTLE = 3.0  # seconds after the clients leave before RSS is read again
 SERVICE = b"com.example.EchoService:1.0"
+
+
+def admin_stats(port: int) -> dict[str, int]:
+    """The stats from mosn's admin API (a plain socket: this directory's http.py hides
+    the standard library's http package from the scripts run here)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        sock.sendall(b"GET /stats?format=json HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    return json.loads(data.partition(b"\r\n\r\n")[2])["stats"]
 
 
 def rss_mib(pid: int) -> int:
@@ -145,9 +155,11 @@ def main() -> None:
     with open(work / "mosn.log", "w") as log:
         mock = subprocess.Popen([python, "-m", "mosn", "mock", "server", "--protocol", "bolt",
                                  "--listen", f"127.0.0.1:{upstream}", "--response-bytes", "1024"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)
+        # Run from the temporary directory: `-m mosn` from this checkout would import
+        # this checkout's mosn, whatever --tree says.
         mosn = subprocess.Popen([python, "-m", "mosn", "start", "-c", str(work / "mosn.json")],
-                                stdout=log, stderr=log)
+                                stdout=log, stderr=log, cwd=work)
         try:
             wait_port(upstream)
             wait_port(port)
@@ -156,9 +168,7 @@ def main() -> None:
             attack_unread(port, mosn.pid, peak)
             attack_partial(port, mosn.pid, peak)
             peak.stop()
-            with urllib.request.urlopen(f"http://127.0.0.1:{admin}/stats?format=json") as r:
-                stats = json.loads(r.read())["stats"]
-            print({k: v for k, v in stats.items() if k.startswith("overload.")})
+            print({k: v for k, v in admin_stats(admin).items() if k.startswith("overload.")})
         finally:
             for proc in (mosn, mock):
                 proc.terminate()
