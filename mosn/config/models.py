@@ -18,6 +18,7 @@ from pydantic import Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.routers import RouterConfiguration
+from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
 
 DEFAULT_ADMIN_PORT = 34901  # MOSN's admin port
@@ -56,9 +57,37 @@ class FilterConfig(Model):
 
 class FilterChainConfig(Model):
     match: str = ""
-    tls_context: Unsupported = None
-    tls_context_set: Unsupported = None
+    tls_context: TlsContextConfig | None = None
+    tls_context_set: list[TlsContextConfig] = Field(default_factory=list)
+    """Several certificates, chosen by the SNI of each handshake (the first is the
+    default); takes the place of ``tls_context``."""
     filters: list[FilterConfig] = Field(min_length=1)
+
+    @field_validator("tls_context", mode="before")
+    @classmethod
+    def _empty_tls(cls, value: Any) -> Any:
+        return None if value == {} else value
+
+    @field_validator("tls_context_set", mode="before")
+    @classmethod
+    def _null_set(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> "FilterChainConfig":
+        if self.tls_context_set and self.tls_context is not None and self.tls_context.status:
+            raise ValueError("set tls_context or tls_context_set, not both")
+        return self
+
+    def server_contexts(self) -> list[TlsContextConfig]:
+        """The chain's certificates: the set, else the one context (if any)."""
+        if self.tls_context_set:
+            return list(self.tls_context_set)
+        return [self.tls_context] if self.tls_context is not None else []
+
+    def enabled_tls(self) -> list[TlsContextConfig]:
+        """The chain's certificates whose ``status`` is on (none: plaintext)."""
+        return [t for t in self.server_contexts() if t.status]
 
 
 class AccessLogConfig(Model):
@@ -97,7 +126,9 @@ class ListenerConfig(Model):
     reuseport: bool = False
     use_original_dst: Unsupported = None
     access_logs: list[AccessLogConfig] = Field(default_factory=list)
-    inspector: Unsupported = None
+    inspector: bool = False
+    """MOSN's: TLS and plaintext clients share the port (the TLS inspector tells them
+    apart by the first byte); without it a TLS chain takes TLS only."""
     listener_filters: list[FilterConfig] = Field(default_factory=list)
     filter_chains: list[FilterChainConfig] = Field(min_length=1, max_length=1)
     stream_filters: list[FilterConfig] = Field(default_factory=list)
@@ -358,9 +389,10 @@ class ClusterConfig(Model):
     dns_resolvers: DnsResolversConfig = Field(default_factory=DnsResolversConfig)
     dns_resolver_file: str = ""
     dns_resolver_port: str = ""
-    tls_context: Unsupported = None
+    tls_context: TlsContextConfig | None = None
+    """Upstream TLS (per host: ``tls_disable``)."""
 
-    @field_validator("health_check", "outlier_detection", mode="before")
+    @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # MOSN writes an unset struct as {} (or leaves it out).
