@@ -12,9 +12,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator
 
-from pydantic import Field, field_validator, model_validator
+from typing import Annotated
 
-from mosn.config.base import Model, Unsupported
+from pydantic import AfterValidator, Field, field_validator, model_validator
+
+from mosn.config.base import Model, is_empty
 from mosn.config.types import Duration
 from mosn.tls import (
     DEFAULT_HANDSHAKE_TIMEOUT,
@@ -24,6 +26,18 @@ from mosn.tls import (
     curve_name,
     tls_version,
 )
+
+
+def refused(reason: str) -> Any:
+    """A MOSN field mosn cannot honour: allowed only when empty; else refused with
+    ``reason``."""
+
+    def check(value: Any) -> Any:
+        if not is_empty(value):
+            raise ValueError(f"not supported: {reason}")
+        return value
+
+    return Annotated[Any, AfterValidator(check)]
 
 
 class StringMatcher(Model):
@@ -72,8 +86,8 @@ class TlsContextConfig(Model):
 
     status: bool = False
     """TLS is on only when true (MOSN's switch)."""
-    type: Unsupported = None
-    """MOSN's extension point for Go config hooks; mosn has no Go hooks."""
+    type: refused("MOSN's extension point for Go config hooks (pkg/mtls ConfigHooks); "
+                  "mosn has no such hooks") = None
     server_name: str = ""
     """Client: the SNI sent and the name the server certificate must carry.
     Server (in ``tls_context_set``): the name this certificate is chosen for (its
@@ -91,17 +105,16 @@ class TlsContextConfig(Model):
     max_version: str = ""
     alpn: str = ""
     """Comma-separated ALPN protocols (``h2,http/1.1``)."""
-    ticket: Unsupported = None
-    """MOSN's session ticket key: Python's ssl cannot set ticket keys (each context
-    makes its own; workers share the keys of the context made before they fork)."""
+    ticket: refused("Python's ssl cannot set session ticket keys; workers share the "
+                    "keys of the context made before they fork") = None
     fall_back: bool = False
     """A certificate that cannot be loaded turns TLS off (with a warning) instead of
     refusing the config (MOSN's)."""
-    extend_verify: Unsupported = None
-    """Arguments of MOSN's Go verification hooks; use match_typed_subject_alt_names."""
-    callbacks: Unsupported = None
-    sds_source: Unsupported = None
-    """Secrets from a control plane arrive with xDS (not built yet)."""
+    extend_verify: refused("arguments of MOSN's Go verification hooks; use "
+                           "match_typed_subject_alt_names") = None
+    callbacks: refused("MOSN's Go TLS context callbacks; mosn has no such hooks") = None
+    sds_source: refused("secrets from a control plane (SDS) come with xDS, which mosn "
+                        "does not have yet") = None
     match_typed_subject_alt_names: list[SanMatcherConfig] = Field(default_factory=list)
     """Envoy's: the peer certificate must have a SAN accepted by one of these."""
     handshake_timeout: Duration = DEFAULT_HANDSHAKE_TIMEOUT

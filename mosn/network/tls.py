@@ -340,3 +340,51 @@ def client_layer(conn: Any, tls: Any, stats: TlsStats, alpn: tuple[str, ...], ho
 
     return TlsLayer(conn, sslobj, incoming, outgoing, stats, tls.san_matcher, on_established,
                     server_side=False, on_closed=keep)
+
+
+TLS_VARIABLES: dict[str, Callable[[TlsLayer], str]] = {
+    "downstream_peer_uri_san": lambda t: t.peer_uri_san,
+    "downstream_peer_dns_san": lambda t: t.peer_dns_san,
+    "downstream_peer_subject": lambda t: t.peer_subject,
+    "downstream_tls_version": lambda t: t.version,
+    "downstream_tls_cipher": lambda t: t.cipher,
+    "downstream_alpn": lambda t: t.alpn,
+    "requested_server_name": lambda t: t.server_name,
+}
+"""Variables of a downstream connection's TLS (Envoy's access log names, in MOSN's
+lower case), read by access logs (``%downstream_peer_uri_san%``) and by route header
+matchers named ``%downstream_peer_uri_san%``."""
+
+
+def tls_variable(tls: TlsLayer | None, name: str) -> str | None:
+    """The TLS variable ``name`` of a connection; None when it has no TLS or no value."""
+    if tls is None:
+        return None
+    return TLS_VARIABLES[name](tls) or None
+
+
+class WithTlsVariables:
+    """Request headers that also answer ``%name%`` with the connection's TLS
+    variables: what route header matchers read on a TLS connection."""
+
+    __slots__ = ("headers", "tls")
+
+    def __init__(self, headers: Any, tls: TlsLayer) -> None:
+        self.headers = headers
+        self.tls = tls
+
+    def get(self, name: str, default: Any = None) -> Any:
+        if name[:1] == "%" and name[-1:] == "%":
+            read = TLS_VARIABLES.get(name[1:-1])
+            if read is not None:
+                return read(self.tls) or default
+        return self.headers.get(name, default)
+
+    def __getitem__(self, name: str) -> Any:
+        value = self.get(name)
+        if value is None:
+            raise KeyError(name)
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and self.get(name) is not None

@@ -15,6 +15,7 @@ from mosn.tls.context import (
     check_context,
     name_matches,
 )
+from mosn.tls.context import describe as describe_certificates
 from mosn.tls.identity import San, SanMatcher, sans_of_der, sans_of_peercert, subject_of_der
 from mosn.tls.options import TlsError, alpn_protocols, cipher_string, curve_name, tls_version
 from mosn.tls.watch import ROTATION_POLL_INTERVAL, CertificateWatcher
@@ -34,6 +35,7 @@ __all__ = [
     "alpn_protocols",
     "build_context",
     "check_context",
+    "describe_certificates",
     "cipher_string",
     "curve_name",
     "inspect",
