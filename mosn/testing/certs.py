@@ -8,11 +8,12 @@ issues, with DNS, IP and URI (SPIFFE) names, a chosen key type and validity wind
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -100,12 +101,14 @@ class CertificateAuthority:
                       self.cert_pem)
 
 
+@contextlib.contextmanager
 def rpc_tls_hop(protocol: str, upstream_port: int, workdir: Path,
-                service: str = ".*") -> tuple[int, list[Any]]:
+                service: str = ".*") -> Iterator[tuple[int, Any, Any]]:
     """Two mosn processes for an RPC protocol with mutual TLS between them, the way
     a mesh carries a peer that speaks no TLS itself:
     client -> mosn (plaintext in, TLS out) -> mosn (TLS in, plaintext out) -> server.
-    Returns the client side's port and both processes (stop them when done)."""
+    Yields the client side's port, the server side and the client side processes;
+    stops them on leaving."""
     from mosn.testing.process import MosnProcess, free_port, rpc_proxy_config
 
     ca = CertificateAuthority()
@@ -125,5 +128,9 @@ def rpc_tls_hop(protocol: str, upstream_port: int, workdir: Path,
                                        "private_key": client["key"],
                                        "server_name": "localhost"}})
     started = [MosnProcess(server_side, workdir / "server-side")]
-    started.append(MosnProcess(client_side, workdir / "client-side"))
-    return outer, started
+    try:
+        started.append(MosnProcess(client_side, workdir / "client-side"))
+        yield outer, started[0], started[1]
+    finally:
+        for process in started:
+            process.stop()

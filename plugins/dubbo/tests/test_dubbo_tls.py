@@ -4,9 +4,7 @@ them over TLS, as sidecars do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
+from pathlib import Path
 
 from mosn.testing import Peer
 from mosn.testing.certs import rpc_tls_hop
@@ -14,16 +12,8 @@ from dubbo_fixtures import node_peers, provider  # noqa: F401 (fixtures)
 from dubbo_peers import call
 
 
-@pytest.fixture(scope="module")
-def through_tls(tmp_path_factory: pytest.TempPathFactory, provider: Peer) -> Iterator[tuple]:
-    port, processes = rpc_tls_hop("dubbo", provider.port, tmp_path_factory.mktemp("tls"))
-    yield port, processes
-    for process in processes:
-        process.stop()
-
-
-def test_call_over_tls(through_tls: tuple) -> None:
-    port, (server_side, client_side) = through_tls
-    assert call("sofa", port, "echo", "over tls") == {"ok": True, "result": "over tls"}
-    assert client_side.stats()["cluster.backend.ssl.handshake"] >= 1
-    assert server_side.stats()["listener.rpc.ssl.handshake"] >= 1
+def test_call_over_tls(tmp_path: Path, provider: Peer) -> None:
+    with rpc_tls_hop("dubbo", provider.port, tmp_path) as (port, server_side, client_side):
+        assert call("sofa", port, "echo", "over tls") == {"ok": True, "result": "over tls"}
+        assert client_side.stats()["cluster.backend.ssl.handshake"] >= 1
+        assert server_side.stats()["listener.rpc.ssl.handshake"] >= 1

@@ -4,28 +4,19 @@ them over TLS, as sidecars do."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
+from pathlib import Path
 
 from mosn.testing import Peer
 from mosn.testing.certs import rpc_tls_hop
 from .sofarpc_peers import hessian_string, rpc_call
 
 
-@pytest.fixture(scope="module")
-def through_tls(tmp_path_factory: pytest.TempPathFactory, node_server: Peer) -> Iterator[tuple]:
-    port, processes = rpc_tls_hop("bolt", node_server.port, tmp_path_factory.mktemp("tls"))
-    yield port, processes
-    for process in processes:
-        process.stop()
-
-
-def test_hessian2_and_protobuf_calls_over_tls(through_tls: tuple) -> None:
-    port, (server_side, client_side) = through_tls
-    assert rpc_call(port, "hessian2", "echo", [hessian_string("over tls")]) == {
-        "ok": True, "result": "over tls"}
-    result = rpc_call(port, "protobuf", "echoObj", [{"name": "mosn", "group": "B"}])
-    assert result["ok"] is True
-    assert client_side.stats()["cluster.backend.ssl.handshake"] >= 1
-    assert server_side.stats()["listener.rpc.ssl.handshake"] >= 1
+def test_hessian2_and_protobuf_calls_over_tls(tmp_path: Path, node_server: Peer) -> None:
+    with rpc_tls_hop("bolt", node_server.port, tmp_path) as (port, server_side, client_side):
+        assert rpc_call(port, "hessian2", "echo", [hessian_string("over tls")]) == {
+            "ok": True, "result": "over tls"}
+        result = rpc_call(port, "protobuf", "echoObj", [{"name": "mosn", "group": "B"}])
+        assert result == {"ok": True, "result": {"code": 200,
+                                                 "message": "hello mosn, you are in B"}}
+        assert client_side.stats()["cluster.backend.ssl.handshake"] >= 1
+        assert server_side.stats()["listener.rpc.ssl.handshake"] >= 1
