@@ -123,6 +123,8 @@ PATH = "servers[0].listeners[0].filter_chains[0].tls_context"
      f"{PATH}.cipher_suites: unknown cipher 'NOT-A-CIPHER'"),
     (lambda p: {"cipher_suites": "AES128-GCM-SHA256"},
      f"{PATH}.cipher_suites: AES128-GCM-SHA256 is a TLS 1.3 suite"),
+    (lambda p: {"cipher_suites": "TLS_SM4_GCM_SM3"},
+     f"{PATH}.cipher_suites: TLS_SM4_GCM_SM3 (ShangMi, RFC 8998) is not available"),
     (lambda p: {"ecdh_curves": "P256,X25519"}, f"{PATH}.ecdh_curves: several curves at once"),
     (lambda p: {"min_version": "TLSv1_4"}, f"{PATH}.min_version: unknown TLS version"),
     (lambda p: {"alpn": "h3"}, f"{PATH}.alpn: ALPN protocol 'h3' is not one MOSN knows"),

@@ -54,6 +54,10 @@ TLS13_SUITES = frozenset({
     "TLS_AES_256_GCM_SHA384", "TLS_AES_128_GCM_SHA256", "TLS_CHACHA20_POLY1305_SHA256",
 })
 """TLS 1.3 suites: OpenSSL enables all of them and Python's ssl has no call to choose."""
+GUOMI_SUITES = frozenset({"TLS_SM4_GCM_SM3", "TLS_SM4_CCM_SM3"})
+"""RFC 8998's ShangMi suites, which MOSN has through its own Go TLS and cgo SM4. The
+OpenSSL under Python's ssl (3.0 here) has SM2, SM3 and SM4 as algorithms but no TLS
+suite, group or signature scheme built on them, and no TLCP (GB/T 38636)."""
 
 
 def tls_version(name: str) -> ssl.TLSVersion | None:
@@ -98,6 +102,10 @@ def cipher_string(suites: str) -> str:
     names = [s.strip() for s in suites.split(":") if s.strip()]
     out = []
     for name in names:
+        if name.upper() in GUOMI_SUITES:
+            raise TlsError("cipher_suites", f"{name} (ShangMi, RFC 8998) is not available: the "
+                                            "OpenSSL under Python's ssl has no SM4 TLS suites "
+                                            "(see docs/tls.md, Guomi)")
         if name in TLS13_SUITES or name.upper() in TLS13_SUITES:
             raise TlsError("cipher_suites", f"{name} is a TLS 1.3 suite: Python's ssl cannot "
                                             "choose TLS 1.3 suites (OpenSSL enables all three)")
