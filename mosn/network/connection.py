@@ -364,7 +364,13 @@ class ClientConnection(Connection):
             transport.close()
             return
         if self.tls_setup is not None:
-            layer, timeout = self.tls_setup(self)
+            try:
+                layer, timeout = self.tls_setup(self)
+            except (ValueError, OSError) as exc:  # no name to verify the peer by ...
+                log.error("%r: cannot start TLS: %s", self, exc)
+                self._fail(ConnectionEvent.CONNECT_FAILED, exc)
+                transport.abort()
+                return
             self.start_tls(layer, timeout)
             return
         self.established(self)

@@ -207,10 +207,11 @@ class TlsLayer:
 
     def receive(self, data: bytes) -> bytes:
         """Ciphertext in, plaintext out (b"" while the handshake runs)."""
+        if self.failed:
+            return b""  # closing: what else the peer sends is dropped
         self.incoming.write(data)
-        if not self.established:
-            if self.failed or not self._handshake():
-                return b""
+        if not self.established and not self._handshake():
+            return b""
         sslobj = self.sslobj
         incoming = self.incoming
         out = b""
