@@ -210,11 +210,21 @@ def test_client_certificate_required(start_mosn, pki, backend):
     stranger = curl("--cacert", ca, "--cert", pki["stranger"]["cert"], "--key",
                     pki["stranger"]["key"], url)
     assert stranger.returncode != 0
-    stats = wait_stat(mosn, "listener.https.ssl.fail_verify_error")
+    expired = pki["ca"].issue(uris=[SPIFFE_FRONTEND], not_before_days=-10,
+                              not_after_days=-1).write(pki["dir"] / "expired-client")
+    assert curl("--cacert", ca, "--cert", expired["cert"], "--key", expired["key"],
+                url).returncode != 0
+    # a client that trusts another CA refuses mosn's certificate: mosn reads its alert
+    assert curl("--cacert", pki["stranger"]["ca"], url).returncode != 0
+    stats = wait_stat(mosn, "listener.https.ssl.fail_verify_error", 2)
     assert stats["listener.https.ssl.fail_verify_no_cert"] == 1
-    assert stats["listener.https.ssl.fail_verify_error"] == 1
-    out = wait_log(mosn, "not verified")
+    assert stats["listener.https.ssl.fail_verify_error"] == 2
+    assert wait_stat(mosn, "listener.https.ssl.connection_error")[
+        "listener.https.ssl.connection_error"] == 1
+    out = wait_log(mosn, "UNKNOWN_CA")
     assert "TLS handshake failed: no client certificate" in out
+    assert "peer certificate not verified: certificate has expired" in out
+    assert "TLS handshake failed: TLSV1_ALERT_UNKNOWN_CA" in out
     assert re.search(r"peer certificate not verified: .*unknown ca|unable to get local issuer",
                      out, re.IGNORECASE), out
 
@@ -420,6 +430,20 @@ def test_tls_health_check(start_mosn, pki, backend):
     assert stats["cluster.blue.health_check.healthy"] == 1
     assert stats["cluster.distrust.health_check.network_failure"] >= 1
     assert stats["cluster.distrust.health_check.success"] == 0
+
+
+def test_strict_dns_cluster_over_tls_verifies_the_host_name(start_mosn, pki, backend):
+    """A discovered host is connected to with its cluster's TLS, and its DNS name is
+    the name its certificate must carry."""
+    up_port, port = free_port(), free_port()
+    start_mosn(http_config(up_port, backend, server_tls(pki)))
+    mosn = start_mosn(http_config(port, backend, clusters=[{
+        "name": "blue", "type": "STRICT_DNS", "dns_lookup_family": "V4_ONLY",
+        "hosts": [{"address": f"localhost:{up_port}"}],
+        "tls_context": {"status": True, "ca_cert": pki["server"]["ca"]}}]))
+    done = curl(f"http://127.0.0.1:{port}/echo")
+    assert json.loads(done.stdout)["server"] == "blue", done.stdout + done.stderr
+    assert mosn.stats()["cluster.blue.ssl.handshake"] == 1
 
 
 def test_tls_disable_per_host(start_mosn, pki, backend):

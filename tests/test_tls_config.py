@@ -242,3 +242,48 @@ def test_wildcard_names():
     assert not name_matches("*.example.com", "a.b.example.com")
     assert not name_matches("*.example.com", "example.com")
     assert name_matches("example.com", "example.com")
+
+
+def _served_certificate(server: Any, ca_pem: bytes) -> bytes:
+    """One handshake between a client SSLObject and ``server`` (a ServerTls) over
+    memory BIOs; the DER certificate the client got."""
+    client_ctx = ssl.create_default_context(cadata=ca_pem.decode())
+    c_in, c_out, s_in, s_out = (ssl.MemoryBIO() for _ in range(4))
+    client = client_ctx.wrap_bio(c_in, c_out, server_hostname="localhost")
+    served = server.wrap(s_in, s_out)
+    for _ in range(10):
+        for side in (client, served):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    der = client.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_secrets_pushed_through_update_serve_new_handshakes(pem):
+    """The seam a control plane (SDS) uses: new TLS configs with inline PEM."""
+    from mosn.config.tls import TlsContextConfig
+    from mosn.tls import ServerTls
+
+    ca = CertificateAuthority()
+    first, second = ca.issue(dns=["localhost"]), ca.issue(dns=["localhost"])
+
+    def config(issued: Any) -> TlsContextConfig:
+        return TlsContextConfig(status=True, cert_chain=issued.cert_pem.decode(),
+                                private_key=issued.key_pem.decode())
+
+    server = ServerTls([config(first)])
+    assert _served_certificate(server, ca.cert_pem) == ssl.PEM_cert_to_DER_cert(
+        first.cert_pem.decode())
+    server.update([config(second)])
+    assert _served_certificate(server, ca.cert_pem) == ssl.PEM_cert_to_DER_cert(
+        second.cert_pem.decode())
+    with pytest.raises(Exception):
+        server.update([TlsContextConfig(status=True, cert_chain=first.cert_pem.decode(),
+                                        private_key=second.key_pem.decode())])
+    assert _served_certificate(server, ca.cert_pem) == ssl.PEM_cert_to_DER_cert(
+        second.cert_pem.decode())  # a bad push keeps what was served
