@@ -14,6 +14,7 @@ who the peer is, as plain attributes.
 
 from __future__ import annotations
 
+import functools
 import logging
 import ssl
 from typing import Any, Callable
@@ -79,13 +80,15 @@ class TlsLayer:
     __slots__ = ("conn", "sslobj", "incoming", "outgoing", "stats", "san_matcher",
                  "on_established", "server_side", "established", "failed", "_timer",
                  "_pending", "_names", "_sans", "alpn", "server_name", "version", "cipher",
-                 "session_reused", "peer_certificate", "peer_verified", "_on_closed")
+                 "session_reused", "peer_certificate", "peer_verified", "_keep_session")
 
     def __init__(self, conn: Any, sslobj: ssl.SSLObject, incoming: ssl.MemoryBIO,
                  outgoing: ssl.MemoryBIO, stats: TlsStats, san_matcher: SanMatcher,
                  on_established: Callable[[Any], None], server_side: bool,
-                 names: Any = None, on_closed: Callable[["TlsLayer"], None] | None = None,
-                 ) -> None:
+                 names: Any = None,
+                 keep_session: Callable[[ssl.SSLSession], None] | None = None) -> None:
+        """``keep_session`` (a client's): called once with the session to resume,
+        as soon as it can be resumed (TLS 1.3: once a ticket arrived)."""
         self.conn = conn
         self.sslobj = sslobj
         self.incoming = incoming
@@ -100,7 +103,7 @@ class TlsLayer:
         self._pending: list[bytes] = []
         self._names = names
         self._sans: tuple[San, ...] | None = None
-        self._on_closed = on_closed
+        self._keep_session = keep_session
         self.alpn = ""
         self.server_name = ""
         self.version = ""
@@ -163,6 +166,8 @@ class TlsLayer:
             stats.count(stats.session_reused)
         stats.count_name(f"ssl.versions.{self.version}")
         stats.count_name(f"ssl.ciphers.{self.cipher}")
+        if self._keep_session is not None:
+            self._offer_session()
         self.on_established(self.conn)
         if self._pending and not self.conn.closed:
             pending, self._pending = self._pending, []
@@ -233,7 +238,18 @@ class TlsLayer:
             return b""
         if self.outgoing.pending:  # post-handshake messages (a key update's answer)
             self.conn.write_raw(self.outgoing.read())
+        if self._keep_session is not None:
+            self._offer_session()
         return out
+
+    def _offer_session(self) -> None:
+        """A client keeps its session once it can be resumed: at once in TLS 1.2, when
+        the server's ticket arrived in TLS 1.3 (after the handshake). Kept then, not
+        at the close, so a connection opened while this one lives resumes."""
+        session = self.sslobj.session
+        if session is not None and session.has_ticket:
+            keep, self._keep_session = self._keep_session, None
+            keep(session)  # type: ignore[misc]
 
     def send(self, data: Any) -> bytes:
         """Plaintext in, ciphertext out (held until the handshake is done)."""
@@ -274,8 +290,10 @@ class TlsLayer:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._on_closed is not None:
-            self._on_closed(self)
+        if self._keep_session is not None and self.established:
+            session = self.sslobj.session  # no ticket: a session id may still resume
+            if session is not None:
+                self._keep_session(session)
         if not self.established and not self.failed:
             self.failed = True
             self.stats.count(self.stats.connection_error)
@@ -330,17 +348,13 @@ def server_layer(conn: Any, tls: Any, stats: TlsStats,
 
 def client_layer(conn: Any, tls: Any, stats: TlsStats, alpn: tuple[str, ...], host_name: str,
                  session_key: Any, on_established: Callable[[Any], None]) -> TlsLayer:
-    """A client-side layer for an upstream connection, from a ``ClientTls``; the
-    session is kept for the next connection to the same host when this one closes."""
+    """A client-side layer for an upstream connection, from a ``ClientTls``; its
+    session is kept for the next connection to the same host."""
     incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
     sslobj = tls.wrap(incoming, outgoing, alpn, host_name, session_key)
-
-    def keep(layer: TlsLayer) -> None:
-        if layer.established:
-            tls.keep_session(session_key, layer.sslobj.session)
-
     return TlsLayer(conn, sslobj, incoming, outgoing, stats, tls.san_matcher, on_established,
-                    server_side=False, on_closed=keep)
+                    server_side=False,
+                    keep_session=functools.partial(tls.keep_session, session_key))
 
 
 TLS_VARIABLES: dict[str, Callable[[TlsLayer], str]] = {
