@@ -2,11 +2,18 @@
 asyncio Protocol (what mosn/network/tls.py does) against uvloop's own TLS transport
 (``create_server(ssl=...)``), and plaintext for the floor.
 
-    .venv/bin/python bench/tls_io.py [plain|uvtls|bio ...] [--requests 20000]
+    .venv/bin/python bench/tls_io.py [plain|uvtls|bio|layer ...] [--requests 20000]
 
 An echo server in a child process on uvloop; 10 keep-alive connections send 200-byte
 messages one at a time (ping-pong). Printed: the server's CPU per request, and its RSS
 growth per idle TLS connection (500 connections opened, one exchange each).
+
+``layer`` times mosn's own TLS layer (mosn/network/tls.py) alone, in this process:
+``receive`` of one request record (a 200-byte HTTP/1.1 request) and ``send`` of one
+response (a 120-byte HTTP/1.1 response), the work TLS adds to a keep-alive request;
+beside it the floor, OpenSSL's part of the same work (``SSLObject.read`` and
+``write`` with nothing around them); the best of several runs of each, interleaved,
+so other work on the machine shows as little as it can.
 """
 
 from __future__ import annotations
@@ -135,9 +142,103 @@ async def client(mode: str, port: int, pid: int, requests: int, ca: str) -> None
         writer.close()
 
 
+class _Connection:
+    """What a TlsLayer uses of its connection."""
+
+    loop = None
+    remote_address = ("127.0.0.1", 1)
+    closed = False
+
+    def write_raw(self, data: bytes) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+LAYER_RUNS = 7
+REQUEST = (b"GET /api/v1/items?page=2 HTTP/1.1\r\nHost: api.example.com\r\n"
+           b"User-Agent: bench\r\nAccept: */*\r\n" + b"X-Pad: " + b"p" * 92 + b"\r\n\r\n")
+RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n"
+            b"Date: Sun, 06 Dec 2026 21:00:00 GMT\r\nServer: mosn\r\n\r\nhello\n")
+
+
+def layer(issued: dict[str, str], requests: int) -> None:
+    from mosn.config.tls import TlsContextConfig
+    from mosn.network.tls import TlsStats, server_layer, stat_names
+    from mosn.observability.stats import StatsStore
+    from mosn.tls import ServerTls
+
+    tls = ServerTls([TlsContextConfig(status=True, cert_chain=issued["cert"],
+                                      private_key=issued["key"])])
+    store = StatsStore()
+    stats = TlsStats(store, store.scope("listener.bench", stat_names(tls.cipher_names())))
+    store.allocate(1)
+    best = floor = float("inf")
+    for _ in range(LAYER_RUNS):
+        floor = min(floor, _bare(issued, requests))
+        conn = _Connection()
+        server = server_layer(conn, tls, stats, lambda c: None)
+        c_in, c_out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        client = ssl.create_default_context(cafile=issued["ca"]).wrap_bio(
+            c_in, c_out, server_hostname="localhost")
+        sent: list[bytes] = []
+        conn.write_raw = sent.append  # type: ignore[method-assign]
+        while not server.established:
+            try:
+                client.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+            server.receive(c_out.read())
+            c_in.write(b"".join(sent))
+            sent.clear()
+        records = []
+        for _ in range(requests):
+            client.write(REQUEST)
+            records.append(c_out.read())
+        receive, send = server.receive, server.send
+        start = time.perf_counter()
+        for record in records:
+            assert receive(record)
+            send(RESPONSE)
+        best = min(best, (time.perf_counter() - start) / requests)
+    print(f"layer: TLS adds {best * 1e6:.2f} us per keep-alive request "
+          f"(receive {len(REQUEST)} B + send {len(RESPONSE)} B, best of {LAYER_RUNS}); "
+          f"OpenSSL's read + write alone: {floor * 1e6:.2f} us")
+
+
+def _bare(issued: dict[str, str], requests: int) -> float:
+    """Seconds per request of SSLObject.read + write + the BIO reads, nothing else."""
+    sctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    sctx.load_cert_chain(issued["cert"], issued["key"])
+    s_in, s_out, c_in, c_out = (ssl.MemoryBIO() for _ in range(4))
+    server = sctx.wrap_bio(s_in, s_out, server_side=True)
+    client = ssl.create_default_context(cafile=issued["ca"]).wrap_bio(
+        c_in, c_out, server_hostname="localhost")
+    for _ in range(4):
+        for side in (client, server):
+            try:
+                side.do_handshake()
+            except ssl.SSLWantReadError:
+                pass
+        s_in.write(c_out.read())
+        c_in.write(s_out.read())
+    records = []
+    for _ in range(requests):
+        client.write(REQUEST)
+        records.append(c_out.read())
+    start = time.perf_counter()
+    for record in records:
+        s_in.write(record)
+        server.read(16384)
+        server.write(RESPONSE)
+        s_out.read()
+    return (time.perf_counter() - start) / requests
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("modes", nargs="*", default=["plain", "uvtls", "bio"])
+    parser.add_argument("modes", nargs="*", default=["plain", "uvtls", "bio", "layer"])
     parser.add_argument("--requests", type=int, default=20000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -145,6 +246,9 @@ def main() -> int:
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         ctx.load_cert_chain(issued["cert"], issued["key"])
         for mode in args.modes:
+            if mode == "layer":
+                layer(issued, args.requests)
+                continue
             read_end, write_end = os.pipe()
             pid = os.fork()
             if pid == 0:

@@ -23,9 +23,11 @@ from mosn.tls import San, SanMatcher, sans_of_der, sans_of_peercert, subject_of_
 
 log = logging.getLogger("mosn.tls")
 
-READ_SIZE = 256 * 1024
-"""Bytes of plaintext asked of one ``SSLObject.read``: several records, so a burst
-is read in few calls (OpenSSL returns what one record holds, up to this)."""
+READ_SIZE = 16 * 1024
+"""Bytes of plaintext asked of one ``SSLObject.read``: a whole TLS record (RFC 8446
+5.1: at most 2^14 bytes), which is all OpenSSL returns at once. ``read`` allocates
+this much before it shrinks to what it got: more would cost a page-mapping call per
+read for nothing."""
 
 TLS_VERSIONS = ("SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3")
 """Versions counted in ``ssl.versions.*`` (the names ``SSLObject.version()`` returns)."""
