@@ -4,9 +4,10 @@ filters, so every filter, codec and the proxy see plaintext.
 
 Measured on this machine against uvloop's own TLS transport (``create_server(ssl=)``,
 an echo of 200-byte messages over keep-alive connections, bench/tls_io.py): the memory
-BIOs added 7 us of CPU per request where uvloop's transport added 46 us, and held
-18 KiB per idle connection where it held 31 KiB. The layer also sees the first bytes
-the listener filters read, which a transport that owns the socket would not.
+BIOs added 6.5 us of CPU per message where uvloop's transport added 49 us, and held
+9.5 KiB per idle connection where it held 28.6 KiB (docs/benchmarks.md, TLS). The
+layer also sees the first bytes the listener filters read, which a transport that
+owns the socket would not.
 
 After the handshake :attr:`Connection.tls` is this object: what was negotiated and
 who the peer is, as plain attributes.
