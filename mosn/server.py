@@ -145,6 +145,7 @@ class Runtime:
                     listener_filters=tuple(listener_filters),
                     tls=tls,
                     tls_optional=lc.inspector,
+                    listener_filters_timeout=lc.listener_filters_timeout,
                 ))
             if self.admin_sock is None:
                 self.admin_sock = self._bind("admin.address", config.admin.bind, False)

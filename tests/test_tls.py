@@ -256,7 +256,8 @@ def test_spiffe_id_matched_routed_and_logged(start_mosn, pki, backend, tmp_path)
                      "route": {"cluster_name": "blue"}},
                     {"match": {"prefix": "/"}, "route": {"cluster_name": "green"}}],
             listener={"access_logs": [{"log_path": str(log_path), "log_format":
-                      "%downstream_peer_uri_san% %downstream_tls_version% %upstream_cluster%"}]},
+                      "%downstream_peer_uri_san% %downstream_tls_version% "
+                      "%requested_server_name% %upstream_cluster%"}]},
             clusters=[{"name": "blue", "hosts": [{"address": f"127.0.0.1:{backend}"}]},
                       {"name": "green", "hosts": [{"address": f"127.0.0.1:{green}"}]}])
         start_mosn(config)
@@ -274,7 +275,7 @@ def test_spiffe_id_matched_routed_and_logged(start_mosn, pki, backend, tmp_path)
         while log_path.read_text().count("\n") < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert log_path.read_text().splitlines() == [
-            f"{SPIFFE_FRONTEND} TLSv1.3 blue", f"{SPIFFE_OTHER} TLSv1.3 green"]
+            f"{SPIFFE_FRONTEND} TLSv1.3 localhost blue", f"{SPIFFE_OTHER} TLSv1.3 localhost green"]
 
 
 def test_san_mismatch_is_refused_and_counted(start_mosn, pki, backend):
@@ -545,3 +546,18 @@ def test_session_resumption_across_workers(start_mosn, pki, backend, tmp_path):
     assert reused == 8
     assert wait_stat(mosn, "listener.https.ssl.session_reused", 8)[
         "listener.https.ssl.session_reused"] == 8
+
+
+def test_listener_filters_timeout_closes_a_silent_client(start_mosn, pki, backend):
+    """The inspector waits for a first byte; a client that sends none is closed after
+    listener_filters_timeout and counted."""
+    port = free_port()
+    mosn = start_mosn(http_config(port, backend, server_tls(pki), listener={
+        "listener_filters": [{"type": "tls_inspector"}], "listener_filters_timeout": "0.5s"}))
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(DEADLINE)
+        assert s.recv(100) == b""
+    assert mosn.stats()["listener.https.downstream_pre_cx_timeout"] == 1
+    ok = curl("--cacert", pki["server"]["ca"], f"https://localhost:{port}/echo")
+    assert json.loads(ok.stdout)["server"] == "blue"  # listener_filters, no inspector: TLS
+    assert curl(f"http://127.0.0.1:{port}/echo").returncode != 0

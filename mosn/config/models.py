@@ -37,6 +37,9 @@ DEFAULT_MAX_HOSTS = 64
 fewer hosts): room for a discovered service of a few dozen instances; each slot costs
 a few dozen bytes per worker."""
 MAX_HOSTS_LIMIT = 65536  # a sanity bound on max_hosts
+DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
+"""Seconds the listener filters may wait for the first bytes before the connection
+is closed (Envoy's default ``listener_filters_timeout``)."""
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -130,6 +133,9 @@ class ListenerConfig(Model):
     """MOSN's: TLS and plaintext clients share the port (the TLS inspector tells them
     apart by the first byte); without it a TLS chain takes TLS only."""
     listener_filters: list[FilterConfig] = Field(default_factory=list)
+    listener_filters_timeout: Duration = DEFAULT_LISTENER_FILTERS_TIMEOUT
+    """Envoy's: how long the listener filters (the TLS inspector) may wait for the
+    first bytes before the connection is closed."""
     filter_chains: list[FilterChainConfig] = Field(min_length=1, max_length=1)
     stream_filters: list[FilterConfig] = Field(default_factory=list)
     connection_idle_timeout: Duration | None = None

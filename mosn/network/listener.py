@@ -14,6 +14,7 @@ import socket
 import stat
 from typing import Any, Callable
 
+from mosn.config.models import DEFAULT_LISTENER_FILTERS_TIMEOUT
 from mosn.config.types import Address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, Connection
 from mosn.network.filter import ConnectionEvent, FilterStatus, ListenerFilter
@@ -107,6 +108,7 @@ class Listener:
         listener_filters: tuple[ListenerFilterFactory, ...] = (),
         tls: Any = None,
         tls_optional: bool = False,
+        listener_filters_timeout: float = DEFAULT_LISTENER_FILTERS_TIMEOUT,
     ) -> None:
         """``tls``: the filter chain's ``mosn.tls.ServerTls`` (None: plaintext);
         ``tls_optional``: a client a listener filter found not speaking TLS is served
@@ -121,6 +123,7 @@ class Listener:
         self.buffer_limit = buffer_limit or DEFAULT_BUFFER_LIMIT
         self.connections: set[ServerConnection] = set()
         self.listener_filters = listener_filters
+        self.listener_filters_timeout = listener_filters_timeout
         self.tls = tls
         self.tls_optional = tls_optional
         self.tls_stats: TlsStats | None = None
@@ -160,7 +163,8 @@ class Listener:
             conn.set_idle_timeout(self.idle_timeout)
         if self.listener_filters:
             ListenerFilterStage(conn, [make() for make in self.listener_filters],
-                                self._filters_done, self._filters_timed_out).start()
+                                self._filters_done, self._filters_timed_out
+                                ).start(self.listener_filters_timeout)
         else:
             self._filters_done(conn, b"")
 

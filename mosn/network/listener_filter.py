@@ -13,9 +13,6 @@ from mosn.network.filter import FilterStatus, ListenerFilter
 
 log = logging.getLogger("mosn.network")
 
-LISTENER_FILTERS_TIMEOUT = 15.0
-"""Seconds the listener filters may wait for the first bytes before the connection
-is closed (Envoy's default ``listener_filters_timeout``)."""
 MAX_LISTENER_FILTER_BYTES = 64 * 1024
 """Bytes held for the listener filters; past this they are done whatever they say
 (a ClientHello fits: Envoy's inspector reads at most 64 KiB)."""
@@ -25,7 +22,8 @@ class ListenerFilterStage:
     """Runs ``filters`` on ``conn``, then calls ``done(conn, bytes_read)``; a timeout
     or EOF while a filter waits closes the connection (``on_timeout`` counts it)."""
 
-    __slots__ = ("conn", "filters", "done", "on_timeout", "buffer", "index", "_timer")
+    __slots__ = ("conn", "filters", "done", "on_timeout", "buffer", "index", "_timer",
+                 "timeout")
 
     def __init__(self, conn: Any, filters: list[ListenerFilter],
                  done: Callable[[Any, bytes], None], on_timeout: Callable[[], None]) -> None:
@@ -36,8 +34,10 @@ class ListenerFilterStage:
         self.buffer = b""
         self.index = 0
         self._timer: Any = None
+        self.timeout = 0.0
 
-    def start(self, timeout: float = LISTENER_FILTERS_TIMEOUT) -> None:
+    def start(self, timeout: float) -> None:
+        self.timeout = timeout
         while self.index < len(self.filters):
             if self.filters[self.index].on_accept(self.conn) is FilterStatus.STOP:
                 self.conn.set_stage(self)
@@ -67,7 +67,7 @@ class ListenerFilterStage:
         self._timer = None
         self.on_timeout()
         log.info("connection from %s: listener filters got no answer within %gs; closed",
-                 self.conn.remote_address, LISTENER_FILTERS_TIMEOUT)
+                 self.conn.remote_address, self.timeout)
         self.conn.close()
 
     def _cancel(self) -> None:
