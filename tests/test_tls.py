@@ -158,14 +158,19 @@ def test_h2load_over_tls(start_mosn, pki, backend):
     assert mosn.stats()["listener.https.downstream_rq_2xx"] == 200
 
 
-def test_versions_and_sni_names_with_s_client(start_mosn, pki, backend):
+def test_versions_ciphers_curves_and_alpn_with_s_client(start_mosn, pki, backend):
     port = free_port()
-    start_mosn(http_config(port, backend, server_tls(pki, max_version="TLSv1_2",
-                                                         alpn="http/1.1")))
+    start_mosn(http_config(port, backend, server_tls(
+        pki, max_version="TLSv1_2", alpn="http/1.1", ecdh_curves="P384",
+        cipher_suites="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-WITH-CHACHA20-POLY1305")))
     out = s_client(port, "-servername", "localhost", "-alpn", "http/1.1",
                    "-CAfile", pki["server"]["ca"], "-verify_return_error")
     assert "Protocol  : TLSv1.2" in out and "ALPN protocol: http/1.1" in out, out
     assert "Verify return code: 0 (ok)" in out
+    assert "Cipher    : ECDHE-ECDSA-AES128-GCM-SHA256" in out
+    assert re.search(r"Server Temp Key: ECDH, (secp384r1|P-384)", out), out
+    other = s_client(port, "-cipher", "ECDHE-ECDSA-AES256-GCM-SHA384", "-tls1_2")
+    assert "Cipher    : 0000" in other or "handshake failure" in other, other
     refused = s_client(port, "-tls1_3")
     assert "Protocol  : TLSv1.3" not in refused and "alert" in refused.lower()
 
