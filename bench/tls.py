@@ -48,7 +48,6 @@ from common import (  # noqa: E402
     nginx_command,
     proxy_and_load_cpus,
     raise_fd_limit,
-    render,
     rss_kib,
     version,
 )

@@ -18,9 +18,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from conftest import ROOT, echo_server, tcp_proxy_config  # noqa: F401 (fixture)
+from conftest import ROOT, tcp_proxy_config
 from mosn.testing.certs import CertificateAuthority
-from mosn.testing.process import free_port, serving, wait_for_port
+from mosn.testing.process import free_port, serving
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 DEADLINE = 10.0
@@ -142,7 +142,8 @@ def test_alpn_chooses_http2_or_http1_under_auto(start_mosn, pki, backend):
     assert "ALPN: server accepted h2" in h2.stderr and "< HTTP/2 200" in h2.stderr, h2.stderr
     h1 = curl("-v", "--http1.1", "--cacert", pki["server"]["ca"], url)
     assert "ALPN: server accepted http/1.1" in h1.stderr and "< HTTP/1.1 200" in h1.stderr
-    with httpx.Client(http2=True, verify=ssl.create_default_context(cafile=pki["server"]["ca"])) as c:
+    ctx = ssl.create_default_context(cafile=pki["server"]["ca"])
+    with httpx.Client(http2=True, verify=ctx) as c:
         response = c.get(url)
         assert response.http_version == "HTTP/2" and response.json()["server"] == "blue"
 
@@ -380,7 +381,8 @@ def test_tcp_proxy_over_tls_both_ways(start_mosn, pki, echo_server):
             while len(got) < 14:
                 got += s.recv(100)
             assert got == b"ping over tls\n"
-    assert wait_stat(mosn_a, "cluster.backend.ssl.handshake", 2)["cluster.backend.ssl.handshake"] == 2
+    stats = wait_stat(mosn_a, "cluster.backend.ssl.handshake", 2)
+    assert stats["cluster.backend.ssl.handshake"] == 2
     assert wait_stat(mosn_b, "listener.b.ssl.session_reused")["listener.b.ssl.session_reused"] == 1
     assert mosn_a.stats()["cluster.backend.ssl.session_reused"] == 1
 

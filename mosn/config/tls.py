@@ -142,7 +142,8 @@ class TlsContextConfig(Model):
     def _versions(self) -> "TlsContextConfig":
         low, high = tls_version(self.min_version), tls_version(self.max_version)
         if low is not None and high is not None and low > high:
-            raise ValueError(f"min_version {self.min_version} is above max_version {self.max_version}")
+            raise ValueError(f"min_version {self.min_version} is above max_version "
+                             f"{self.max_version}")
         if self.require_client_cert and not self.verify_client:
             raise ValueError("require_client_cert needs verify_client: true (MOSN's)")
         return self

@@ -207,7 +207,8 @@ def describe(configs: Iterable[Any]) -> list[dict[str, Any]]:
             except (TlsError, ValueError):
                 continue
             path = "<inline>" if "-----BEGIN" in value else value
-            entry[field] = [certificate_details(c, path) for c in certs[:1 if field == "cert_chain" else None]]
+            shown = certs[:1] if field == "cert_chain" else certs  # the leaf of a chain
+            entry[field] = [certificate_details(c, path) for c in shown]
         out.append(entry)
     return out
 
