@@ -27,6 +27,7 @@ import json
 import re
 import shutil
 import signal
+import socket
 import ssl
 import statistics
 import subprocess
@@ -63,7 +64,6 @@ SETTLE = 1.0  # seconds after the idle connections are open before RSS is read
 
 
 def wait_port(port: int, proc: subprocess.Popen, name: str) -> None:
-    import socket
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
@@ -281,7 +281,8 @@ def keepalive(procs: Processes, cpus: tuple[int, int], cert: dict[str, str], bac
         row = {mode: {"req_per_s": round(statistics.median(r[0] for r in rs)),
                       "cpu_us_per_req": round(statistics.median(r[1] for r in rs), 1)}
                for mode, rs in runs.items()}
-        row["tls_adds_us"] = round(row["tls"]["cpu_us_per_req"] - row["plaintext"]["cpu_us_per_req"], 1)
+        added = row["tls"]["cpu_us_per_req"] - row["plaintext"]["cpu_us_per_req"]
+        row["tls_adds_us"] = round(added, 1)
         out[name] = row
         print("keep-alive", name, json.dumps(row), flush=True)
         procs.stop(proc)

@@ -29,7 +29,11 @@ from pathlib import Path
 
 import uvloop
 
+from mosn.config.tls import TlsContextConfig
+from mosn.network.tls import TlsStats, server_layer, stat_names
+from mosn.observability.stats import StatsStore
 from mosn.testing.certs import CertificateAuthority
+from mosn.tls import ServerTls
 
 MESSAGE = b"x" * 200
 CONNECTIONS = 10
@@ -164,11 +168,6 @@ RESPONSE = (b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r
 
 
 def layer(issued: dict[str, str], requests: int) -> None:
-    from mosn.config.tls import TlsContextConfig
-    from mosn.network.tls import TlsStats, server_layer, stat_names
-    from mosn.observability.stats import StatsStore
-    from mosn.tls import ServerTls
-
     tls = ServerTls([TlsContextConfig(status=True, cert_chain=issued["cert"],
                                       private_key=issued["key"])])
     store = StatsStore()

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+from cryptography import x509
 
 from conftest import ROOT, tcp_proxy_config
 from mosn.testing.certs import CertificateAuthority
@@ -472,7 +473,6 @@ def _served_serial(port: int, ca: str) -> int:
     with socket.create_connection(("127.0.0.1", port), timeout=DEADLINE) as raw:
         with ctx.wrap_socket(raw, server_hostname="localhost") as s:
             der = s.getpeercert(binary_form=True)
-    from cryptography import x509
     return x509.load_der_x509_certificate(der).serial_number
 
 
@@ -513,7 +513,6 @@ def test_rotation_under_load_with_workers(start_mosn, pki, backend, tmp_path):
         tmp_cert.write_bytes(second.cert_pem)
         tmp_cert.replace(first["cert"])
         tmp_key.replace(first["key"])
-        from cryptography import x509
         new_serial = x509.load_pem_x509_certificate(second.cert_pem).serial_number
         deadline = time.monotonic() + DEADLINE
         seen: set[int] = set()

@@ -10,13 +10,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from conftest import ROOT
 from mosn.config import ConfigError, validate
+from mosn.config.tls import TlsContextConfig
 from mosn.testing.certs import CertificateAuthority
 from mosn.testing.process import MosnProcess, free_port, serving
-from mosn.tls import Verdict, inspect, name_matches
+from mosn.tls import ServerTls, Verdict, inspect, name_matches
 from mosn.tls.options import cipher_string, curve_name, tls_version
 
 SAMPLES = Path(__file__).parent / "data" / "mosn_samples"
@@ -78,7 +80,6 @@ def test_mosn_http_sample_client_and_server_work_together(sample_tree: Path,
             # as MOSN's do (against the config file's directory).
             server = MosnProcess(moved("tls_server_config.json"), sample_tree)
             client = MosnProcess(moved("tls_client_config.json"), sample_tree)
-            import httpx
             answer = httpx.get(f"http://127.0.0.1:{ports['2045']}/echo", timeout=10).json()
             assert answer["server"] == "sample"
             assert client.stats()["cluster.clientCluster.ssl.handshake"] == 1
@@ -266,9 +267,6 @@ def _served_certificate(server: Any, ca_pem: bytes) -> bytes:
 
 def test_secrets_pushed_through_update_serve_new_handshakes(pem):
     """The seam a control plane (SDS) uses: new TLS configs with inline PEM."""
-    from mosn.config.tls import TlsContextConfig
-    from mosn.tls import ServerTls
-
     ca = CertificateAuthority()
     first, second = ca.issue(dns=["localhost"]), ca.issue(dns=["localhost"])
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mosn.testing import Peer
-from mosn.testing.certs import rpc_tls_hop
+from mosn.testing.tls import rpc_tls_hop
 from dubbo_fixtures import node_peers, provider  # noqa: F401 (fixtures)
 from dubbo_peers import call
 

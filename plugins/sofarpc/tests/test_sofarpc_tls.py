@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from mosn.testing import Peer
-from mosn.testing.certs import rpc_tls_hop
+from mosn.testing.tls import rpc_tls_hop
 from .sofarpc_peers import hessian_string, rpc_call
 
 
