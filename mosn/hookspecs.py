@@ -41,10 +41,14 @@ def mosn_network_filters():
 def mosn_listener_filters():
     """Listener filters for ``listeners[].listener_filters[]``, run on accept.
 
-    Returns a list of ``Extension``; the factory gets ``(config, context)`` and
-    returns a callable run on each accepted socket before a filter chain is chosen
-    (it may read the first bytes or the original destination). Examples:
-    ``original_dst``, ``tls_inspector``.
+    Returns a list of ``Extension``; the factory is called once per listener as
+    ``factory(config, context)`` and returns a callable that makes, for each accepted
+    connection, a :class:`mosn.network.ListenerFilter`. It runs before TLS and the
+    filter chain: ``on_accept(conn)`` and then, while it answers STOP,
+    ``on_data(conn, first_bytes)`` with every byte read so far (nothing is consumed;
+    the chain gets them all). It notes what it learns on the connection
+    (``detected_transport``, ``requested_server_name``, ``requested_alpn``).
+    Built in: ``tls_inspector`` (what a listener's ``inspector: true`` adds).
     """
 
 

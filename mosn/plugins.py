@@ -34,6 +34,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "tcp_proxy": "mosn.filters.tcp_proxy",
     "proxy": "mosn.proxy.filter",
     "fault": "mosn.filters.fault",
+    "tls_inspector": "mosn.filters.tls_inspector",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
     "strict_dns_cluster": "mosn.upstream.dns",

@@ -36,7 +36,7 @@ import anyio.abc
 from mosn import __version__
 from mosn.admin.server import Admin, set_log_levels
 from mosn.config import ConfigError, LoadedConfig, load
-from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT
+from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
 from mosn.network.overload import OverloadManager
@@ -45,6 +45,7 @@ from mosn.observability.runtime import Observability, ObservabilityError
 from mosn.observability.stats import LISTENER_STATS, SERVER_STATS, StatsStore
 from mosn.plugins import BuildContext
 from mosn.router import Routers
+from mosn.tls import CertificateWatcher, ServerTls
 from mosn.upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosn")
@@ -99,6 +100,11 @@ class Runtime:
         self.server_stats = self.store.scope("server", SERVER_STATS)
         self.observability = Observability(config)
         self.clusters = ClusterManager(config, plugins, self.store)
+        self.tls_holders: list[tuple[str, Any]] = [
+            (f"cluster {c.name}", c.tls) for c in self.clusters.clusters.values()
+            if c.tls is not None]
+        """Every TLS context holder (``ServerTls``, ``ClientTls``), for rotation and
+        ``/certs``."""
         context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
                                routers=Routers(r for _, r in config.routers()))
         if config.servers:
@@ -120,6 +126,17 @@ class Runtime:
                 installs = [
                     _extension(plugins, "network_filter", flt).factory(flt.parsed, chain_context)
                     for fc in lc.filter_chains for flt in fc.filters]
+                listener_filters = [
+                    _extension(plugins, "listener_filter", flt).factory(flt.parsed, context)
+                    for flt in lc.listener_filters]
+                if lc.inspector and not any(f.type == "tls_inspector" for f in lc.listener_filters):
+                    listener_filters.insert(0, _extension(
+                        plugins, "listener_filter", FilterConfig(type="tls_inspector")
+                    ).factory(None, context))
+                certificates = lc.filter_chains[0].enabled_tls()
+                tls = ServerTls(certificates) if certificates else None
+                if tls is not None:
+                    self.tls_holders.append((f"listener {name}", tls))
                 sock = self._bind(f"{path}.address", lc.address, lc.reuseport)
                 self.listeners.append(Listener(
                     name, sock, self.store, self.store.scope(f"listener.{name}", LISTENER_STATS),
@@ -127,6 +144,10 @@ class Runtime:
                     max_connections=lc.max_connections,
                     idle_timeout=lc.connection_idle_timeout,
                     buffer_limit=lc.per_connection_buffer_limit_bytes,
+                    listener_filters=tuple(listener_filters),
+                    tls=tls,
+                    tls_optional=lc.inspector,
+                    listener_filters_timeout=lc.listener_filters_timeout,
                 ))
             if self.admin_sock is None:
                 self.admin_sock = self._bind("admin.address", config.admin.bind, False)
@@ -245,6 +266,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
+        tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
         if admin is not None:
             tg.start_soon(admin.serve, runtime.admin_sock)
             tg.start_soon(runtime.clusters.run_control)
@@ -562,7 +584,9 @@ async def _control(runtime: Runtime, *,
     cancels them."""
     with anyio.CancelScope() as scope:
         task_status.started(scope)
-        await runtime.clusters.run_control()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(CertificateWatcher(runtime.tls_holders).run)  # health checks' TLS
+            await runtime.clusters.run_control()
 
 
 def configure_logging(level: str, path: str = "") -> None:

@@ -29,9 +29,11 @@ from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from mosn.admin.prometheus import exposition
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
+from mosn.config.tls import contexts as tls_contexts
 from mosn.network.listener import ACCEPT_RETRY_DELAY
 from mosn.observability.ratelimit import RateLimitedLog
 from mosn.observability.stats import StatsStore
+from mosn.tls import describe_certificates
 from mosn.upstream.cluster import FAILED_ACTIVE_HC
 
 log = logging.getLogger("mosn.admin")
@@ -87,6 +89,7 @@ class Admin:
             "/clusters": _on(GET, self.cluster_list),
             "/listeners": _on(GET, self.listener_list),
             "/plugins": _on(GET, self.plugin_list),
+            "/certs": _on(GET, self.certs),
             "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
             "/healthcheck/fail": _on(POST, self.healthcheck_fail),
             "/healthcheck/ok": _on(POST, self.healthcheck_ok),
@@ -312,6 +315,16 @@ class Admin:
                 "filters": [f.type for fc in lc.filter_chains for f in fc.filters]}
                for _, lc in self.loaded.config.listeners()]
         return _json({"listeners": out})
+
+    def certs(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/certs``: every certificate and CA of the TLS contexts, read from
+        their files now (so a rotated certificate shows as soon as it is on disk)."""
+        out = []
+        for path, tls, _ in tls_contexts(self.loaded.config):
+            if tls.status:
+                for entry in describe_certificates([tls]):
+                    out.append({"config_path": path, **entry})
+        return _json({"certificates": out})
 
     def plugin_list(self, query: dict[str, list[str]]) -> Response:
         return _json({"plugins": [p.as_dict() for p in self.loaded.plugins.plugins]})

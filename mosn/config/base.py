@@ -7,16 +7,17 @@ from typing import Annotated, Any, Iterator
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
 
 
-def _is_empty(value: Any) -> bool:
+def is_empty(value: Any) -> bool:
+    """An unset MOSN field: null, false, "", 0, or containers of those."""
     if isinstance(value, dict):
-        return all(_is_empty(v) for v in value.values())
+        return all(is_empty(v) for v in value.values())
     if isinstance(value, list):
-        return all(_is_empty(v) for v in value)
+        return all(is_empty(v) for v in value)
     return value in (None, False, "", 0)
 
 
 def _unset(value: Any) -> Any:
-    if not _is_empty(value):
+    if not is_empty(value):
         raise ValueError("not supported by mosn yet; remove it (or leave it empty)")
     return value
 

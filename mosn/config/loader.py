@@ -17,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
+from mosn.config.tls import check_tls
 from mosn.plugins import PluginHost
 
 
@@ -58,12 +59,15 @@ def read_file(path: str | Path) -> dict[str, Any]:
 
 def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
     """Read and validate ``path``; raise :class:`ConfigError` with every error found."""
-    loaded = validate(read_file(path), plugins)
+    loaded = validate(read_file(path), plugins, base_dir=Path(path).parent)
     loaded.source = str(path)
     return loaded
 
 
-def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedConfig:
+def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
+             base_dir: Path | None = None) -> LoadedConfig:
+    """``base_dir``: where relative file names in the config (certificates) are
+    found; the config file's directory (default: the working directory)."""
     errors: list[str] = []
     if plugins is None:
         plugins = load_plugins(raw)
@@ -75,10 +79,12 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedCo
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
     errors += _check_routers(config)
+    tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
+    errors += tls_errors
     if errors:
         raise ConfigError(errors)
     warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
-    return LoadedConfig(config, plugins, warnings=warnings)
+    return LoadedConfig(config, plugins, warnings=warnings + tls_warnings)
 
 
 def load_plugins(raw: dict[str, Any]) -> PluginHost:

@@ -18,6 +18,7 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_vali
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.routers import RouterConfiguration
+from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
 
 DEFAULT_ADMIN_PORT = 34901  # MOSN's admin port
@@ -45,6 +46,9 @@ DEFAULT_STOP_ACCEPTING = 0.8  # of the budget: accepting pauses first ...
 DEFAULT_SHED = 0.95  # ... and the connections holding the most are closed last
 DEFAULT_OVERLOAD_REFRESH = 0.25  # seconds; the refresh_interval of Envoy's examples
 MAX_OVERLOAD_REFRESH = 60.0  # a sanity bound: a budget read less often protects nothing
+DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
+"""Seconds the listener filters may wait for the first bytes before the connection
+is closed (Envoy's default ``listener_filters_timeout``)."""
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -65,9 +69,37 @@ class FilterConfig(Model):
 
 class FilterChainConfig(Model):
     match: str = ""
-    tls_context: Unsupported = None
-    tls_context_set: Unsupported = None
+    tls_context: TlsContextConfig | None = None
+    tls_context_set: list[TlsContextConfig] = Field(default_factory=list)
+    """Several certificates, chosen by the SNI of each handshake (the first is the
+    default); takes the place of ``tls_context``."""
     filters: list[FilterConfig] = Field(min_length=1)
+
+    @field_validator("tls_context", mode="before")
+    @classmethod
+    def _empty_tls(cls, value: Any) -> Any:
+        return None if value == {} else value
+
+    @field_validator("tls_context_set", mode="before")
+    @classmethod
+    def _null_set(cls, value: Any) -> Any:
+        return [] if value is None else value
+
+    @model_validator(mode="after")
+    def _one_tls(self) -> "FilterChainConfig":
+        if self.tls_context_set and self.tls_context is not None and self.tls_context.status:
+            raise ValueError("set tls_context or tls_context_set, not both")
+        return self
+
+    def server_contexts(self) -> list[TlsContextConfig]:
+        """The chain's certificates: the set, else the one context (if any)."""
+        if self.tls_context_set:
+            return list(self.tls_context_set)
+        return [self.tls_context] if self.tls_context is not None else []
+
+    def enabled_tls(self) -> list[TlsContextConfig]:
+        """The chain's certificates whose ``status`` is on (none: plaintext)."""
+        return [t for t in self.server_contexts() if t.status]
 
 
 class AccessLogConfig(Model):
@@ -106,8 +138,13 @@ class ListenerConfig(Model):
     reuseport: bool = False
     use_original_dst: Unsupported = None
     access_logs: list[AccessLogConfig] = Field(default_factory=list)
-    inspector: Unsupported = None
+    inspector: bool = False
+    """MOSN's: TLS and plaintext clients share the port (the TLS inspector tells them
+    apart by the first byte); without it a TLS chain takes TLS only."""
     listener_filters: list[FilterConfig] = Field(default_factory=list)
+    listener_filters_timeout: Duration = DEFAULT_LISTENER_FILTERS_TIMEOUT
+    """Envoy's: how long the listener filters (the TLS inspector) may wait for the
+    first bytes before the connection is closed."""
     filter_chains: list[FilterChainConfig] = Field(min_length=1, max_length=1)
     stream_filters: list[FilterConfig] = Field(default_factory=list)
     connection_idle_timeout: Duration | None = None
@@ -367,9 +404,10 @@ class ClusterConfig(Model):
     dns_resolvers: DnsResolversConfig = Field(default_factory=DnsResolversConfig)
     dns_resolver_file: str = ""
     dns_resolver_port: str = ""
-    tls_context: Unsupported = None
+    tls_context: TlsContextConfig | None = None
+    """Upstream TLS (per host: ``tls_disable``)."""
 
-    @field_validator("health_check", "outlier_detection", mode="before")
+    @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # MOSN writes an unset struct as {} (or leaves it out).

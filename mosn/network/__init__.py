@@ -11,10 +11,12 @@ from mosn.network.filter import (
     ConnectionCallbacks,
     ConnectionEvent,
     FilterStatus,
+    ListenerFilter,
     ReadFilter,
     WriteFilter,
 )
 from mosn.network.listener import Listener, ServerConnection, bind
+from mosn.network.tls import TLS_VARIABLES, TlsLayer
 
 __all__ = [
     "DEFAULT_BUFFER_LIMIT",
@@ -25,8 +27,11 @@ __all__ = [
     "ConnectionEvent",
     "FilterStatus",
     "Listener",
+    "ListenerFilter",
     "ReadFilter",
     "ServerConnection",
+    "TLS_VARIABLES",
+    "TlsLayer",
     "WriteFilter",
     "bind",
 ]

@@ -11,6 +11,11 @@ Every byte a connection buffers (its write buffer, and what its codec holds thro
 read filter that raises is reported to the connection's callbacks (``on_filter_error``);
 unhandled, the connection is reset and the failure logged, never left to the event
 loop (which would log a traceback per failure and reset without a word).
+
+Between the transport and the read filters a connection may have a *stage*: the
+listener filters reading the first bytes (:mod:`mosn.network.listener_filter`), then
+TLS (:mod:`mosn.network.tls`), which turns ciphertext into plaintext on the way in and
+back on the way out. A plaintext connection has none and pays one test per read.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import asyncio
 import itertools
 import logging
 import socket
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.config.types import Address
 from mosn.network.budget import BUDGET, SHED_MIN_BYTES
@@ -32,6 +37,9 @@ from mosn.network.filter import (
     WriteFilter,
 )
 from mosn.observability.ratelimit import RateLimitedLog
+
+if TYPE_CHECKING:
+    from mosn.network.tls import TlsLayer
 
 log = logging.getLogger("mosn.network")
 _filter_errors = RateLimitedLog(log)
@@ -89,6 +97,11 @@ class Connection(asyncio.Protocol):
         """Bytes this connection holds: its write buffer and what ``hold`` added."""
         self._write_buffered = 0
         self._holder = False
+        self.tls: TlsLayer | None = None
+        """The connection's TLS (negotiated ALPN, SNI, the peer's certificate and
+        identity), or None for plaintext."""
+        self._stage: Any = None
+        self._intake: Callable[[bytes], bytes] | None = None
 
     # -- building -----------------------------------------------------------------------
 
@@ -120,6 +133,11 @@ class Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._active = True
         self._stats[self._rx] += len(data)
+        intake = self._intake
+        if intake is not None:
+            data = intake(data)
+            if not data:
+                return
         if self._read_disabled:
             # A loop may deliver one read after pause_reading (uvloop starts reading
             # after connection_made): hold it until reading is enabled again.
@@ -134,6 +152,8 @@ class Connection(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         self._eof_received = True
+        if self._stage is not None and self._stage.on_eof():
+            return False  # the stage failed (a handshake cut short): close
         if self._read_disabled:
             return True  # delivered by read_disable(False)
         return self._deliver_eof()
@@ -178,6 +198,8 @@ class Connection(asyncio.Protocol):
         if self._close_timer:
             self._close_timer.cancel()
         self.close_error = exc
+        if self._stage is not None:
+            self._stage.on_lost()
         self._raise_close(ConnectionEvent.LOCAL_CLOSE if self._local_close
                           else ConnectionEvent.REMOTE_CLOSE)
 
@@ -190,6 +212,10 @@ class Connection(asyncio.Protocol):
                 return
         if self.closed or self._local_close:
             return
+        if self.tls is not None:
+            data = self.tls.send(data)
+            if not data:
+                return
         self._active = True
         self._stats[self._tx] += len(data)
         transport = self.transport
@@ -269,6 +295,52 @@ class Connection(asyncio.Protocol):
         self._release_budget()
         self.close(CloseType.NO_FLUSH if drop else CloseType.FLUSH_WRITE)
 
+    def write_raw(self, data: bytes) -> None:
+        """Bytes straight to the transport, past the write filters and TLS (the TLS
+        layer's own records: handshake, alerts, close_notify)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        self._active = True
+        self._stats[self._tx] += len(data)
+        transport.write(data)
+        size = transport.get_write_buffer_size()
+        if size != self._write_buffered:
+            self._account_write(size)
+
+    # -- stages between the transport and the read filters -------------------------------
+
+    def set_stage(self, stage: Any) -> None:
+        """Pass every byte read through ``stage.receive`` (it returns what the read
+        filters get) until the next ``set_stage``; ``stage.on_eof()`` (True: close)
+        and ``stage.on_lost()`` are told of the end. None: no stage."""
+        self._stage = stage
+        self._intake = stage.receive if stage is not None else None
+
+    def start_tls(self, layer: "TlsLayer", timeout: float) -> None:
+        """Make ``layer`` the connection's TLS: from now on bytes read are ciphertext
+        and bytes written are encrypted."""
+        self.tls = layer
+        self.set_stage(layer)
+        layer.start(timeout)
+
+    def replay(self, data: bytes) -> None:
+        """Deliver bytes read earlier (by a listener filter) as if they arrived now."""
+        intake = self._intake
+        if intake is not None:
+            data = intake(data)
+        if not data or self.closed:
+            return
+        if self._read_disabled:
+            self._held.append(data)
+            return
+        try:
+            for f in self.read_filters:
+                if f.on_data(data) is _STOP:
+                    return
+        except Exception as exc:
+            self._filter_failed(exc)
+
     def write_eof(self) -> None:
         """Half-close: nothing more will be written (the peer reads EOF)."""
         if self.closed or self._local_close or self._eof_sent:
@@ -277,6 +349,8 @@ class Connection(asyncio.Protocol):
         if self._eof_received or not self.transport.can_write_eof():  # type: ignore[union-attr]
             self.close(CloseType.FLUSH_WRITE)
         else:
+            if self.tls is not None:
+                self.tls.close_notify()
             self.transport.write_eof()  # type: ignore[union-attr]
 
     def read_disable(self, disable: bool) -> None:
@@ -310,6 +384,8 @@ class Connection(asyncio.Protocol):
     def close(self, how: CloseType = CloseType.FLUSH_WRITE) -> None:
         if self.closed or self._local_close:
             return
+        if how is CloseType.FLUSH_WRITE and self.tls is not None and not self._eof_sent:
+            self.tls.close_notify()
         self._local_close = True
         transport = self.transport
         if transport is None:
@@ -383,6 +459,11 @@ class ClientConnection(Connection):
         super().__init__(loop, **kwargs)
         self._connect_task: asyncio.Task[Any] | None = None
         self.connect_failure: ConnectionEvent | None = None
+        self.tls_setup: Callable[["ClientConnection"], tuple["TlsLayer", float]] | None = None
+        """Set before ``connect()`` to speak TLS: returns the layer (made with
+        :meth:`established` as its callback) and its handshake timeout. CONNECTED
+        is raised once the handshake is done."""
+        self.up = False
 
     def connect(self, address: Address, timeout: float) -> None:
         self._connect_task = self.loop.create_task(self._connect(address, timeout))
@@ -412,9 +493,35 @@ class ClientConnection(Connection):
         if self._local_close:  # closed while connecting
             transport.close()
             return
+        if self.tls_setup is not None:
+            try:
+                layer, timeout = self.tls_setup(self)
+            except (ValueError, OSError) as exc:  # no name to verify the peer by ...
+                log.error("%r: cannot start TLS: %s", self, exc)
+                self._fail(ConnectionEvent.CONNECT_FAILED, exc)
+                transport.abort()
+                return
+            self.start_tls(layer, timeout)
+            return
+        self.established(self)
+
+    def established(self, _conn: Any = None) -> None:
+        """The connection (and its TLS, if any) is up."""
+        self.up = True
         self.on_connected()
         for cb in self.callbacks:
             cb.on_event(ConnectionEvent.CONNECTED)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.tls is not None and not self.up and not self.closed:
+            # The TLS handshake did not finish: for the pool and the stats, the
+            # connect failed.
+            if self._close_timer:
+                self._close_timer.cancel()
+            self.tls.on_lost()
+            self._fail(ConnectionEvent.CONNECT_FAILED, exc)
+            return
+        super().connection_lost(exc)
 
     def on_connected(self) -> None:
         """Called once the connection is up (for stats)."""

@@ -4,6 +4,7 @@ MOSN's network filter API, in Python)."""
 from __future__ import annotations
 
 import enum
+from typing import Any
 
 
 class FilterStatus(enum.Enum):
@@ -86,3 +87,20 @@ class ConnectionCallbacks:
         counted, the connection closed or closing); if no callback handles it the
         connection logs it and resets."""
         return False
+
+class ListenerFilter:
+    """Runs on an accepted connection before its filter chain is chosen (Envoy's
+    listener filters): it may look at the connection (addresses) and at the first
+    bytes the client sent, and note what it learns on the connection
+    (``detected_transport``, ``requested_server_name``, ``requested_alpn``). The
+    bytes it sees are not consumed: the chain gets them all."""
+
+    __slots__ = ()
+
+    def on_accept(self, conn: Any) -> FilterStatus:
+        """CONTINUE: done; STOP: it needs bytes (``on_data`` follows)."""
+        return FilterStatus.CONTINUE
+
+    def on_data(self, conn: Any, data: bytes) -> FilterStatus:
+        """``data``: every byte read so far. CONTINUE: done; STOP: it needs more."""
+        return FilterStatus.CONTINUE

@@ -22,12 +22,16 @@ import os
 import resource
 import socket
 import stat
-from typing import Callable
+from typing import Any, Callable
 
+from mosn.config.models import DEFAULT_LISTENER_FILTERS_TIMEOUT
 from mosn.config.types import Address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, Connection
 from mosn.network.filter import ConnectionEvent, FilterStatus
 from mosn.observability.ratelimit import RateLimitedLog
+from mosn.network.filter import ConnectionEvent, FilterStatus, ListenerFilter
+from mosn.network.listener_filter import ListenerFilterStage
+from mosn.network.tls import TlsStats, server_layer, stat_names
 from mosn.observability.stats import Scope, StatsStore
 
 log = logging.getLogger("mosn.network")
@@ -49,6 +53,8 @@ PAUSE_DRAIN = "drain"
 """Reasons a listener does not accept; it accepts again once every reason is gone."""
 
 ConnectionInstaller = Callable[[Connection], None]
+ListenerFilterFactory = Callable[[], ListenerFilter]
+"""Makes one connection's instance of a listener filter."""
 
 
 def bind(address: Address, reuseport: bool = False) -> socket.socket:
@@ -91,6 +97,13 @@ class ServerConnection(Connection):
             tx_index=listener.stats.downstream_cx_tx_bytes_total,
         )
         self.listener = listener
+        self.detected_transport = ""
+        """What a listener filter found the client speaks: ``tls`` or ``raw_buffer``
+        (Envoy's names); empty when no filter looked."""
+        self.requested_server_name = ""
+        """The SNI of the ClientHello, as the TLS inspector read it."""
+        self.requested_alpn: tuple[str, ...] = ()
+        """The ALPN protocols the ClientHello offered, as the TLS inspector read them."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -117,7 +130,14 @@ class Listener:
         max_connections: int | None = None,
         idle_timeout: float | None = None,
         buffer_limit: int | None = None,
+        listener_filters: tuple[ListenerFilterFactory, ...] = (),
+        tls: Any = None,
+        tls_optional: bool = False,
+        listener_filters_timeout: float = DEFAULT_LISTENER_FILTERS_TIMEOUT,
     ) -> None:
+        """``tls``: the filter chain's ``mosn.tls.ServerTls`` (None: plaintext);
+        ``tls_optional``: a client a listener filter found not speaking TLS is served
+        in plaintext (MOSN's ``inspector: true``)."""
         self.name = name
         self.sock = sock
         self.store = store
@@ -127,6 +147,14 @@ class Listener:
         self.idle_timeout = idle_timeout
         self.buffer_limit = buffer_limit or DEFAULT_BUFFER_LIMIT
         self.connections: set[ServerConnection] = set()
+        self.listener_filters = listener_filters
+        self.listener_filters_timeout = listener_filters_timeout
+        self.tls = tls
+        self.tls_optional = tls_optional
+        self.tls_stats: TlsStats | None = None
+        if tls is not None:
+            scope = store.scope(stats.prefix, stat_names(tls.cipher_names()))
+            self.tls_stats = TlsStats(store, scope)
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self._paused: set[str] = {PAUSE_DRAIN}
         self._reading = False
@@ -231,6 +259,29 @@ class Listener:
         self.connections.add(conn)
         if self.idle_timeout:
             conn.set_idle_timeout(self.idle_timeout)
+        if self.listener_filters:
+            ListenerFilterStage(conn, [make() for make in self.listener_filters],
+                                self._filters_done, self._filters_timed_out
+                                ).start(self.listener_filters_timeout)
+        else:
+            self._filters_done(conn, b"")
+
+    def _filters_timed_out(self) -> None:
+        self.store.values[self.stats.downstream_pre_cx_timeout] += 1  # type: ignore[index]
+
+    def _filters_done(self, conn: ServerConnection, first_bytes: bytes) -> None:
+        """The listener filters are done: TLS (unless a filter found plaintext and
+        TLS is optional), then the filter chain."""
+        tls = self.tls
+        if tls is not None and not (self.tls_optional and conn.detected_transport != "tls"):
+            conn.start_tls(server_layer(conn, tls, self.tls_stats, self._install),
+                           tls.handshake_timeout)
+        else:
+            self._install(conn)
+        if first_bytes:
+            conn.replay(first_bytes)
+
+    def _install(self, conn: Any) -> None:
         try:
             self.install(conn)
             for f in conn.read_filters:

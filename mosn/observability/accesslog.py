@@ -19,6 +19,7 @@ differs from MOSN's the docs (``docs/access_log.md``) say so.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from mosn.network.tls import tls_variable
 from mosn.proxy.observer import StreamObserver
 
 if TYPE_CHECKING:
@@ -148,6 +150,10 @@ def _upstream_local(s: "DownstreamStream") -> str | None:
     return _address(client.conn.local_address) if client is not None else None
 
 
+def _tls_variable(name: str, s: "DownstreamStream") -> str | None:
+    return tls_variable(s.conn.tls, name)
+
+
 def _trace_id(s: "DownstreamStream") -> str | None:
     span = s.span
     if span is None:
@@ -201,6 +207,15 @@ VARIABLES: dict[str, Variable] = {
     "request_path": Variable(lambda s: s.request.path if s.request is not None else None,
                              "the request target with its query (RPC: empty)"),
     "trace_id": Variable(_trace_id, "mosn's own: the stream's trace id when tracing is on"),
+    **{name: Variable(functools.partial(_tls_variable, name), meaning)
+       for name, meaning in (
+           ("downstream_peer_uri_san", "the client certificate's first URI SAN (SPIFFE id)"),
+           ("downstream_peer_dns_san", "the client certificate's first DNS SAN"),
+           ("downstream_peer_subject", "the client certificate's subject"),
+           ("downstream_tls_version", "the TLS version of the downstream connection"),
+           ("downstream_tls_cipher", "the cipher of the downstream connection"),
+           ("downstream_alpn", "the protocol ALPN chose on the downstream connection"),
+           ("requested_server_name", "the SNI the client asked for"))},
 }
 """Every built-in variable by name (the header variables are prefixes, below)."""
 

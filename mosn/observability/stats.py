@@ -22,6 +22,7 @@ LISTENER_STATS = (
     "downstream_cx_idle_timeout",
     "downstream_cx_rx_bytes_total",
     "downstream_cx_tx_bytes_total",
+    "downstream_pre_cx_timeout",
 )
 CLUSTER_STATS = (
     "upstream_cx_total",

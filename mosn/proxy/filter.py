@@ -1,8 +1,9 @@
 """The ``proxy`` network filter: an L7 protocol's server codec on each downstream
 connection, a :class:`DownstreamStream` for each request.
 
-With ``downstream_protocol: Auto`` the first bytes choose the protocol among the
-installed protocol plugins' matchers.
+With ``downstream_protocol: Auto`` the protocol the TLS handshake chose by ALPN
+(``h2``, ``http/1.1``) serves the connection; without one, the first bytes choose
+the protocol among the installed protocol plugins' matchers.
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class ProxyContext:
                 protocol = GuardedProtocol(protocol, errors)
             self.protocols[name] = protocol
         self._offer_upgrades()
+        self.by_alpn: dict[str, Protocol] = {
+            p.alpn: p for p in self.protocols.values() if getattr(p, "alpn", "")}
+        """Protocols by their TLS ALPN id (the optional ``alpn`` of a protocol)."""
         self.downstream_protocol = config.downstream_protocol
         self.upstream_protocol_name = config.upstream_protocol
         self.clusters = context.cluster_manager
@@ -90,7 +94,12 @@ class ProxyContext:
 
     def install(self, conn: Connection) -> None:
         if self.downstream_protocol == AUTO:
-            conn.add_read_filter(ProtocolDetector(self, conn))
+            tls = conn.tls
+            chosen = self.by_alpn.get(tls.alpn) if tls is not None and tls.alpn else None
+            if chosen is not None:
+                self.serve(conn, chosen)
+            else:
+                conn.add_read_filter(ProtocolDetector(self, conn))
         else:
             self.serve(conn, self.protocols[self.downstream_protocol])
 

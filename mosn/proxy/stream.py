@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from mosn.network.filter import FilterStatus
+from mosn.network.tls import WithTlsVariables
 from mosn.proxy import grpc
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
@@ -298,8 +299,10 @@ class DownstreamStream:
         head = self.request
         assert head is not None
         table = self.ctx.route_table
+        tls = self.conn.tls
+        headers = head.headers if tls is None else WithTlsVariables(head.headers, tls)
         route = table.route(RouteRequest(head.authority, head.path, head.method,
-                                         head.headers, head.scheme))
+                                         headers, head.scheme))
         if route is None:
             self.response_flags.append(NO_ROUTE)
             self.send_local_reply(404, "no route\n")

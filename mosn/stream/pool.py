@@ -68,7 +68,7 @@ class PoolClient(ConnectionCallbacks):
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
-        self.conn = pool.cluster.connect(pool.host)
+        self.conn = pool.cluster.connect(pool.host, getattr(pool.protocol, "alpn", ""))
         self.codec: Any = None
         self.streams = 0
         self.connected = False

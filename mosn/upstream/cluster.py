@@ -30,6 +30,7 @@ from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address, parse_address
 from mosn.network.connection import DEFAULT_BUFFER_LIMIT, ClientConnection
 from mosn.network.filter import ConnectionEvent
+from mosn.network.tls import TlsStats, client_layer, stat_names
 from mosn.observability.stats import (
     CLUSTER_STATS,
     HOST_STATS,
@@ -38,6 +39,7 @@ from mosn.observability.stats import (
     StatsStore,
 )
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
+from mosn.tls import ClientTls
 
 log = logging.getLogger("mosn.upstream")
 
@@ -69,6 +71,10 @@ class Host:
     (slow start ramps from then); 0: not ramping."""
     outlier: Any = None
     """Its outlier detection state in this worker, when the cluster has detection."""
+    tls_disable: bool = False
+    """MOSN's per-host switch: plaintext to this host even when the cluster has TLS."""
+    tls: Any = None
+    """The cluster's ``ClientTls`` unless ``tls_disable`` (set by the cluster)."""
 
     def __str__(self) -> str:
         return str(self.address)
@@ -110,7 +116,7 @@ class SharedHealth:
 class UpstreamConnection(ClientConnection):
     """A connection to one host of a cluster, counted in the cluster's and host's stats."""
 
-    def __init__(self, cluster: "Cluster", host: Host) -> None:
+    def __init__(self, cluster: "Cluster", host: Host, alpn: str = "") -> None:
         s = cluster.stats
         super().__init__(
             asyncio.get_running_loop(),
@@ -124,6 +130,15 @@ class UpstreamConnection(ClientConnection):
         self._stats[s.upstream_cx_total] += 1
         self._stats[cluster.more.upstream_cx_connecting] += 1
         self._stats[host.stats.cx_total] += 1  # type: ignore[union-attr]
+        if host.tls is not None:
+            self.tls_setup = functools.partial(self._tls, (alpn,) if alpn else ())
+
+    def _tls(self, alpn: tuple[str, ...], conn: Any) -> tuple[Any, float]:
+        tls, host = self.host.tls, self.host
+        name = host.hostname or (host.address.host if not host.address.is_unix else "")
+        layer = client_layer(self, tls, self.cluster.tls_stats, alpn, name,
+                             (str(host.address), alpn), self.established)
+        return layer, tls.handshake_timeout
 
     def start(self) -> "UpstreamConnection":
         self.connect(self.host.address, self.cluster.connect_timeout)
@@ -213,6 +228,14 @@ class Cluster:
         self.on_hosts_removed: list[Callable[[list[Host]], None]] = []
         """Called with the hosts an update removed (connection pools drain theirs)."""
         self.on_hosts_changed: list[Callable[["Cluster"], None]] = []
+        tls_config = config.tls_context
+        self.tls: ClientTls | None = (ClientTls(tls_config) if tls_config is not None
+                                      and tls_config.status else None)
+        """The cluster's upstream TLS (``tls_context``), or None."""
+        self.tls_stats: TlsStats | None = None
+        if self.tls is not None:
+            self.tls_stats = TlsStats(store, store.scope(
+                f"cluster.{config.name}", stat_names(self.tls.cipher_names())))
         self.controls_health = False
         """This process runs the health checks: it resets a reused slot's health."""
         self._started = False
@@ -251,8 +274,11 @@ class Cluster:
             old = current.get(address)
             if old is not None:
                 old.weight, old.hostname, old.metadata = h.weight, h.hostname, h.metadata
+                old.tls_disable = h.tls_disable
+                old.tls = None if h.tls_disable else self.tls
                 result.append(old)
                 continue
+            h.tls = None if h.tls_disable else self.tls
             if not self._take_slot(h):
                 log.error("cluster %s: no free host slot for %s (max_hosts is %d); not added",
                           self.name, address, self.slots)
@@ -345,9 +371,10 @@ class Cluster:
             self.store.values[self.stats.upstream_cx_none_healthy] += 1  # type: ignore[index]
         return host
 
-    def connect(self, host: Host) -> UpstreamConnection:
-        """A new connection to ``host``; add callbacks, then ``start()`` it."""
-        return UpstreamConnection(self, host)
+    def connect(self, host: Host, alpn: str = "") -> UpstreamConnection:
+        """A new connection to ``host``; add callbacks, then ``start()`` it. ``alpn``:
+        the protocol id a TLS connection offers (unless the cluster's TLS names its own)."""
+        return UpstreamConnection(self, host, alpn)
 
     def can_connect(self) -> bool:
         """The ``max_connections`` circuit breaker, over every worker."""
@@ -434,7 +461,7 @@ class ClusterManager:
             return
         cluster.set_hosts([
             Host(parse_address(d["address"]), weight=d["weight"], hostname=d["hostname"],
-                 metadata=d["metadata"], slot=d["slot"])
+                 metadata=d["metadata"], slot=d["slot"], tls_disable=d.get("tls_disable", False))
             for d in message["hosts"]])
 
     def sync_health(self) -> None:
@@ -458,12 +485,13 @@ class ClusterManager:
 
 def _host_dict(host: Host) -> dict[str, Any]:
     return {"address": str(host.address), "weight": host.weight, "hostname": host.hostname,
-            "metadata": host.metadata, "slot": host.slot}
+            "metadata": host.metadata, "slot": host.slot, "tls_disable": host.tls_disable}
 
 
 def static_hosts(config: ClusterConfig, context: BuildContext) -> list[Host]:
     return [
-        Host(h.address, weight=h.weight, hostname=h.hostname, metadata=h.lb_metadata)
+        Host(h.address, weight=h.weight, hostname=h.hostname, metadata=h.lb_metadata,
+             tls_disable=h.tls_disable)
         for h in config.hosts
     ]
 

@@ -224,7 +224,8 @@ class StrictDns:
         for i, hc in enumerate(self.config.hosts):
             for ip in self.last.get(i, []):
                 hosts.append(Host(Address(ip, hc.address.port), weight=hc.weight,
-                                  hostname=hc.address.host, metadata=hc.lb_metadata))
+                                  hostname=hc.address.host, metadata=hc.lb_metadata,
+                                  tls_disable=hc.tls_disable))
         return hosts
 
     async def resolve_all(self) -> int:

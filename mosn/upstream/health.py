@@ -37,11 +37,28 @@ class HealthCheckFailed(Exception):
     """A probe's answer was wrong (as opposed to no answer at all)."""
 
 
-async def open_connection(address: Address, limit: int = MAX_STATUS_LINE,
+async def open_connection(address: Address, limit: int = MAX_STATUS_LINE, tls: Any = None,
+                          host_name: str = "",
                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection for a probe; ``tls``: the cluster's ``ClientTls`` (a host of a
+    TLS cluster is probed over TLS, as Envoy's health checks use the cluster's
+    transport socket)."""
+    kwargs: dict[str, Any] = {}
+    if tls is not None:
+        kwargs = {"ssl": tls.context(("http/1.1",)),
+                  "server_hostname": tls.server_name or host_name or address.host or None,
+                  "ssl_handshake_timeout": tls.handshake_timeout}
     if address.is_unix:
-        return await asyncio.open_unix_connection(address.path, limit=limit)
-    return await asyncio.open_connection(address.host, address.port, limit=limit)
+        return await asyncio.open_unix_connection(address.path, limit=limit, **kwargs)
+    return await asyncio.open_connection(address.host, address.port, limit=limit, **kwargs)
+
+
+def probe_connection(host: Any, address: Address | None = None,
+                     limit: int = MAX_STATUS_LINE) -> Any:
+    """``open_connection`` to ``host`` (or another ``address`` of it), with the TLS of
+    its cluster unless the host disables it."""
+    return open_connection(address or host.address, limit, tls=host.tls,
+                           host_name=host.hostname)
 
 
 async def close(writer: asyncio.StreamWriter) -> None:
@@ -62,7 +79,7 @@ class TcpChecker:
         pass
 
     async def check(self, host: Any) -> bool:
-        _, writer = await open_connection(host.address)
+        _, writer = await probe_connection(host)
         await close(writer)
         return True
 
@@ -120,7 +137,7 @@ class HttpChecker:
         address = host.address
         if c.port and not address.is_unix:
             address = Address(address.host, c.port)
-        reader, writer = await open_connection(address)
+        reader, writer = await probe_connection(host, address)
         try:
             authority = c.domain or str(address)
             writer.write(f"{c.method} {c.path} HTTP/1.1\r\nHost: {authority}\r\n"

@@ -19,6 +19,9 @@ class Http1Protocol:
 
     __slots__ = ("name", "limits", "upgrades")
     multiplexed = False
+    alpn = "http/1.1"
+    """The TLS ALPN protocol id (RFC 9112): offered by a TLS upstream connection
+    made for this protocol, and what ``downstream_protocol: Auto`` serves with it."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME

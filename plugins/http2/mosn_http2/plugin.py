@@ -25,8 +25,9 @@ class Http2Protocol:
     __slots__ = ("name", "limits")
     multiplexed = True
     alpn = "h2"
-    """The TLS ALPN protocol id (RFC 9113 3.2): a TLS listener offering it hands the
-    connection to ``server`` once the handshake chose it (TLS is not built yet)."""
+    """The TLS ALPN protocol id (RFC 9113 3.2): a TLS listener with
+    ``downstream_protocol: Auto`` hands a connection whose handshake chose it to
+    ``server``; a TLS upstream connection made for this protocol offers it."""
     upgrade_token = "h2c"
     """The HTTP/1.1 ``Upgrade`` token that switches a connection to this protocol."""
 
