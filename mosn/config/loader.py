@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
 from mosn.plugins import PluginHost
@@ -37,14 +38,23 @@ class LoadedConfig:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """The document in a YAML or JSON file (JSON is read as JSON for exact errors)."""
+    """The document in a YAML or JSON file (JSON is read as JSON for exact errors),
+    within the bounds of :mod:`mosn.config.document`: aliases, depth, no key twice."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        if p.suffix == ".json":
+            duplicates = check_json(text)
+            data = json.loads(text)
+            if duplicates:
+                raise DocumentError(duplicates)
+        else:
+            data = parse_yaml(text)
+    except DocumentError as exc:
+        raise ConfigError(exc.errors) from None
     except json.JSONDecodeError as exc:
         raise ConfigError([f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
     except yaml.YAMLError as exc:
@@ -194,13 +204,7 @@ def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def _path(loc: Iterable[Any], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    return join_path([prefix, *loc] if prefix else loc)
 
 
 def dump(config: BaseModel) -> dict[str, Any]:
