@@ -34,7 +34,7 @@ STR_TAG, MERGE_TAG = _TAG + "str", _TAG + "merge"
 ALLOWED_TAGS = frozenset(_TAG + name for name in (
     "str", "int", "float", "bool", "null", "map", "seq", "merge"))
 """JSON's types (and the ``<<`` merge key); anything else has no JSON form."""
-_JSON_TOKEN = re.compile(r'"(?:[^"\\]|\\.)*"|[{}\[\],:]')
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 """The tokens of JSON that give it structure (numbers and literals are skipped)."""
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
+from mosn.config.types import is_loopback
 from mosn.plugins import PluginHost
 
 
@@ -88,7 +89,20 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None) -> LoadedCo
     if errors:
         raise ConfigError(errors)
     warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+    exposed = admin_exposure(config)
+    if exposed:
+        warnings.append(f"admin.address.socket_address.address: {exposed}")
     return LoadedConfig(config, plugins, warnings=warnings)
+
+
+def admin_exposure(config: MosnConfig) -> str | None:
+    """What an admin API bound beyond loopback gives away, or None on loopback."""
+    bind = config.admin.bind
+    if is_loopback(bind.host):
+        return None
+    return (f"the admin API on {bind} is reachable beyond this machine: whoever reaches "
+            "it reads the config (secrets redacted), hosts and stats, and can POST to "
+            "fail /ready or change log levels (docs/operations.md)")
 
 
 def load_plugins(raw: dict[str, Any]) -> PluginHost:
