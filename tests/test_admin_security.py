@@ -412,13 +412,25 @@ def test_start_logs_a_warning_for_an_admin_beyond_loopback(start_mosn, echo_serv
                               "machine"), mosn.output()
 
 
-def test_operations_doc_snippets_load(tmp_path):
-    """Every config block of the admin section of docs/operations.md is a valid config."""
-    text = (ROOT / "docs" / "operations.md").read_text()
-    section = text.split("## The admin API: what it shows and how to secure it", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    blocks = [b.split("```", 1)[0] for b in section.split("```yaml\n")[1:]]
+def yaml_blocks(doc: str, section: str | None = None) -> list[str]:
+    """The ```yaml blocks of ``docs/<doc>`` (of one ``## section`` of it)."""
+    text = (ROOT / "docs" / doc).read_text()
+    if section is not None:
+        text = text.split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    return [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+
+
+@pytest.mark.parametrize("doc, section", [
+    ("operations.md", "The admin API: what it shows and how to secure it"),
+    ("admin.md", None),
+    ("config.md", "Limits of the loader"),
+])
+def test_doc_snippets_load(tmp_path, doc, section):
+    """Every config block of these docs (sections) is a config mosn loads."""
+    blocks = yaml_blocks(doc, section)
     assert blocks
     for i, block in enumerate(blocks):
         (tmp_path / f"snippet{i}.yaml").write_text(block)
-        load(tmp_path / f"snippet{i}.yaml")
+        loaded = load(tmp_path / f"snippet{i}.yaml")
+        assert not loaded.warnings, loaded.warnings
+

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from conftest import tcp_proxy_config
+from test_admin_security import yaml_blocks
 from mosn.config import ConfigError, load, read_file
 from mosn.config.document import MAX_ALIAS_NODES, MAX_DEPTH
 
@@ -167,6 +168,14 @@ def test_yaml_keeps_to_json_types(tmp_path):
         "b: the YAML type !!set has no JSON form (line 2)",
         "c: a mapping key must be a string, not a list (line 3)",
     ]
+
+
+def test_the_loader_limits_example_merges_as_it_says(tmp_path):
+    (tmp_path / "merge.yaml").write_text(yaml_blocks("config.md", "Limits of the loader")[0])
+    blue, green = load(tmp_path / "merge.yaml").config.cluster_manager.clusters
+    assert blue.hosts[1].metadata == {"zone": "east", "rack": "r1"}
+    assert (green.health_check.protocol, green.health_check.interval,
+            green.health_check.timeout) == ("tcp", 10.0, 1.0)
 
 
 def read_file_text(tmp_path: Path, text: str, suffix: str = ".yaml") -> dict:
