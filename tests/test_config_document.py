@@ -15,7 +15,7 @@ import yaml
 from conftest import tcp_proxy_config
 from test_admin_security import yaml_blocks
 from mosn.config import ConfigError, load, read_file
-from mosn.config.document import MAX_ALIAS_NODES, MAX_DEPTH
+from mosn.config.document import MAX_ALIAS_NODES, MAX_DEPTH, PARSERS, DocumentError, parse_yaml
 
 HOST = "cluster_manager.clusters[0].hosts[0]"
 
@@ -90,10 +90,11 @@ def test_an_alias_inside_its_own_anchor_is_refused(tmp_path):
     assert errors == ["a[1]: an alias refers to a node that holds it (line 1): a cycle"]
 
 
-@pytest.mark.parametrize("suffix", [".yaml", ".json"])
-def test_deep_nesting_is_refused_with_its_path_not_a_recursion_error(tmp_path, suffix):
+@pytest.mark.parametrize("suffix, levels", [(".yaml", 900), (".json", 5000)])
+def test_deep_nesting_is_refused_with_its_path_not_a_recursion_error(tmp_path, suffix, levels):
+    # (libyaml stops a YAML document at 1,000 levels itself, with a message of its own)
     path = tmp_path / f"deep{suffix}"
-    path.write_text(nested(5000))
+    path.write_text(nested(levels))
     out = validate_cli(path)
     assert out.returncode == 1
     assert "RecursionError" not in out.stderr and "Traceback" not in out.stderr
@@ -169,6 +170,27 @@ def test_yaml_keeps_to_json_types(tmp_path):
         "c: a mapping key must be a string, not a list (line 3)",
     ]
 
+
+
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+def test_each_yaml_parser_holds_the_same_bounds(parser):
+    """libyaml reads the text where PyYAML has it, PyYAML's own parser elsewhere: the
+    same document gives the same errors through either."""
+    cases = {
+        BOMB: f"{HOST}.metadata.f[0]: aliases expand the document by more than "
+              f"{MAX_ALIAS_NODES} nodes (anchor at line 11)",
+        nested(200): f"a{'[0]' * (MAX_DEPTH - 1)}: nested deeper than {MAX_DEPTH} levels "
+                     "(line 1)",
+        "a: 1\nb: {c: 2, c: 3}\na: 4\n": "b.c: duplicate key (twice on line 2)",
+        "x: !!binary aGVsbG8=\n": "x: the YAML type !!binary has no JSON form (line 1)",
+        "a: &x [1, *x]\n": "a[1]: an alias refers to a node that holds it (line 1): a cycle",
+    }
+    for text, first in cases.items():
+        with pytest.raises(DocumentError) as info:
+            parse_yaml(text, parser)
+        assert info.value.errors[0] == first
+    assert parse_yaml("when: 2001-12-14\n200: ok\n", parser) == {"when": "2001-12-14",
+                                                                   "200": "ok"}
 
 def test_the_loader_limits_example_merges_as_it_says(tmp_path):
     (tmp_path / "merge.yaml").write_text(yaml_blocks("config.md", "Limits of the loader")[0])

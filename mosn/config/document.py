@@ -18,8 +18,14 @@ import re
 from typing import Any, Iterable
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.events import MappingStartEvent, SequenceStartEvent
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.parser import Parser
+from yaml.reader import Reader
+from yaml.resolver import Resolver
+from yaml.scanner import Scanner
 
 MAX_DEPTH = 64
 """Mappings and lists a config may nest, aliases expanded: MOSN's deepest configs
@@ -69,16 +75,33 @@ def _twice(first: int, again: int) -> str:
 # -- YAML ------------------------------------------------------------------------------
 
 
-class _Loader(yaml.SafeLoader):
+class _PyParser(Reader, Scanner, Parser):
+    """PyYAML's own scanner and parser, in pure Python."""
+
+    def __init__(self, text: str) -> None:
+        Reader.__init__(self, text)
+        Scanner.__init__(self)
+        Parser.__init__(self)
+
+
+class _Loader(Composer, SafeConstructor, Resolver):
     """PyYAML's safe loader with the depth bounded while composing (its composer
-    recurses per level) and dates left as strings (YAML 1.2's core schema, JSON's)."""
+    recurses per level) and dates left as strings (YAML 1.2's core schema, JSON's).
+    The composer is PyYAML's Python one in front of either parser (:data:`PARSERS`),
+    so the bound holds whichever reads the text."""
 
     yaml_implicit_resolvers = {
         first: [(tag, regexp) for tag, regexp in resolvers if tag != _TAG + "timestamp"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 
+    parser: Any = None
+    """The parser class a subclass reads events with."""
+
     def __init__(self, text: str) -> None:
-        super().__init__(text)
+        self.parser.__init__(self, text)
+        Composer.__init__(self)
+        SafeConstructor.__init__(self)
+        Resolver.__init__(self)
         self.path: list[Any] = []
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
@@ -95,6 +118,18 @@ class _Loader(yaml.SafeLoader):
         finally:
             if parent is not None:
                 self.path.pop()
+
+
+PARSERS: dict[str, type[_Loader]] = {
+    "python": type("_PyLoader", (_Loader, _PyParser), {"parser": _PyParser}),
+}
+"""Loaders by parser: PyYAML's own, and libyaml's (about ten times faster) where
+PyYAML was built with it, which is then the one used."""
+if yaml.__with_libyaml__:
+    from yaml.cyaml import CParser
+
+    PARSERS["libyaml"] = type("_CLoader", (_Loader, CParser), {"parser": CParser})
+DEFAULT_PARSER = "libyaml" if "libyaml" in PARSERS else "python"
 
 
 class _Walk:
@@ -167,10 +202,11 @@ class _Walk:
         return size, height
 
 
-def parse_yaml(text: str) -> Any:
+def parse_yaml(text: str, parser: str = DEFAULT_PARSER) -> Any:
     """The YAML document in ``text`` as plain data; raise :class:`DocumentError` for
-    the faults above and ``yaml.YAMLError`` for text that is not YAML."""
-    loader = _Loader(text)
+    the faults above and ``yaml.YAMLError`` for text that is not YAML. ``parser``
+    names one of :data:`PARSERS`."""
+    loader = PARSERS[parser](text)
     try:
         node = loader.get_single_node()
         if node is None:
