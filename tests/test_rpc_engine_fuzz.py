@@ -121,7 +121,12 @@ def cuts(data: bytes, sizes: list[int]) -> list[bytes]:
 @given(st.sampled_from(sorted(CODECS)).flatmap(lambda n: st.tuples(st.just(n), stream_of(n))),
        st.lists(st.integers(1, 40), min_size=1, max_size=6), st.booleans())
 def test_server_side_delivers_whole_requests_in_order(named, sizes, answer):
-    name, data = named
+    check_server_side(*named, sizes, answer)
+
+
+def check_server_side(name: str, data: bytes, sizes: list[int], answer: bool) -> None:
+    """``data`` read by the engine's server side in pieces of ``sizes``; the streams
+    answered if ``answer`` (also what bench/fuzz runs)."""
     codec = CODECS[name]
     conn = MemoryConnection()
     handlers: list[Recorder] = []
@@ -164,8 +169,14 @@ def test_server_side_delivers_whole_requests_in_order(named, sizes, answer):
        st.lists(st.one_of(st.binary(max_size=32), st.integers(0, 5)), max_size=8),
        st.lists(st.integers(1, 40), min_size=1, max_size=6))
 def test_client_side_answers_or_resets_every_request_once(name, count, replies, sizes):
-    """Responses to the requests sent (by their position: an int), to ids never sent,
-    and garbage: each request ends once, with its own response or a reset."""
+    check_client_side(name, count, replies, sizes)
+
+
+def check_client_side(name: str, count: int, replies: list[bytes | int],
+                      sizes: list[int]) -> None:
+    """``count`` requests sent; then responses to them (by their position: an int),
+    to ids never sent, and garbage: each request ends once, with its own response or
+    a reset (also what bench/fuzz runs)."""
     codec = CODECS[name]
     conn = MemoryConnection()
     client = rpc_protocol(codec).client(conn, lambda: None)

@@ -50,6 +50,12 @@ def terminal_once(events: list[tuple]) -> bool:
                           st.lists(RESPONSE_PIECES, max_size=10).map(b"".join)), max_size=8),
        st.booleans())
 def test_any_response_bytes_end_the_request_exactly_once(method, body, chunks, eof):
+    check_response_bytes(method, body, chunks, eof)
+
+
+def check_response_bytes(method: str, body: bool, chunks: list[bytes], eof: bool) -> None:
+    """A request (with a body, or an upgrade for a GET, if ``body``) answered with
+    ``chunks`` (also what bench/fuzz runs)."""
     client = Client(Limits(max_response_head_bytes=512, max_headers_count=8))
     stream, handler = client.request()
     fields = [("connection", "upgrade"), ("upgrade", "websocket")] if method == "GET" and body \

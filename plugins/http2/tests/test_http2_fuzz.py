@@ -84,6 +84,11 @@ def terminal_once(events: list[tuple]) -> bool:
 @SETTINGS
 @given(st.integers(1, 3), st.lists(SERVER_BYTES, max_size=10))
 def test_any_server_frames_end_each_request_exactly_once(requests, chunks):
+    check_client_frames(requests, chunks)
+
+
+def check_client_frames(requests: int, chunks: list[bytes]) -> None:
+    """``requests`` sent, then ``chunks`` from the server (also what bench/fuzz runs)."""
     conn = MemoryConnection()
     codec = ClientConnection(conn, lambda: None)
     handlers = []
@@ -121,6 +126,10 @@ def _decoded(decoder: HpackDecoder, block: bytes) -> list[tuple[bytes, bytes]] |
                           st.lists(HPACK_PIECES, max_size=8).map(b"".join)),
                 min_size=1, max_size=5))
 def test_our_decoder_agrees_with_hpacks_on_random_blocks(blocks):
+    check_hpack_blocks(blocks)
+
+
+def check_hpack_blocks(blocks: list[bytes]) -> None:
     """Block after block on one connection (the dynamic table carried over): the same
     fields, or both refuse with HPACKDecodingError (nothing else is raised)."""
     ours, theirs = Decoder(), HpackDecoder()

@@ -62,7 +62,12 @@ def declarations(draw: Any) -> tuple[str, dict[str, Any]]:
        st.integers(0, 64))
 def test_changed_declarations_are_refused_or_keep_the_contract(declared, service, body, junk,
                                                                 keep):
-    name, data = declared
+    check_declaration(declared[1], service, body, junk, keep)
+
+
+def check_declaration(data: Any, service: str, body: bytes, junk: bytes, keep: int) -> None:
+    """A declaration refused, or a codec keeping the contract on a request it made
+    followed by ``junk``, cut at ``keep``, and on ``junk`` (also what bench/fuzz runs)."""
     try:
         codec_ = DeclarativeCodec(CodecConfig.model_validate(data))
     except (ValidationError, LayoutError):
