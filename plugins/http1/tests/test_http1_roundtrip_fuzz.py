@@ -131,3 +131,21 @@ def test_a_response_reads_back_as_written(status, fields, body, sized, piece):
         [f for f in fields if f[0] not in framing]
     assert handler.body == body and handler.ended
     assert client.codec.reusable()
+
+
+def test_eof_after_an_early_answer_to_a_request_still_being_read():
+    """Found by bench/fuzz (http1_server): a chunked request answered in full before
+    its body was read closes the connection; an EOF read after that raised
+    IndexError out of the codec (its stream was "done" twice)."""
+    server = Server(Limits(max_request_head_bytes=512, max_headers_count=8,
+                           max_pipelined_requests=2))
+    wire = (b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n0\r\n\r\n")
+    for at in range(0, len(wire), 16):
+        server.conn.receive(wire[at:at + 16])
+        for handler in server.handlers:
+            handler.stream.send_headers(ResponseHead(200, Headers([("content-length", "0")])),
+                                        True)
+    assert not server.conn.receive_eof()
+    assert server.conn.closed is not None
+    assert server.conn.take().startswith(b"HTTP/1.1 200 OK\r\n")
