@@ -144,6 +144,9 @@ def test_duplicate_json_keys_name_the_key_and_both_lines(tmp_path):
     ]
     assert errors_in(tmp_path, "escaped.json", '{"a\\u0062": 1, "ab": 2}') == [
         "ab: duplicate key (twice on line 1)"]
+    # brackets inside a string that never ends are no nesting: the JSON error is told
+    assert "invalid JSON: Unterminated string" in errors_in(
+        tmp_path, "open.json", '{"a": "x' + "[" * 100)[0]
     # a key that is also a value elsewhere is no duplicate
     assert read_file_text(tmp_path, '{"a": "b", "b": ["a", {"a": "a"}]}', ".json") == {
         "a": "b", "b": ["a", {"a": "a"}]}

@@ -40,8 +40,9 @@ STR_TAG, MERGE_TAG = _TAG + "str", _TAG + "merge"
 ALLOWED_TAGS = frozenset(_TAG + name for name in (
     "str", "int", "float", "bool", "null", "map", "seq", "merge"))
 """JSON's types (and the ``<<`` merge key); anything else has no JSON form."""
-_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
-"""The tokens of JSON that give it structure (numbers and literals are skipped)."""
+_JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]|"')
+"""The tokens of JSON that give it structure (numbers and literals are skipped); a
+lone quote is a string that never ends."""
 
 
 class DocumentError(Exception):
@@ -258,6 +259,8 @@ def check_json(text: str) -> list[str]:
             if not stack:
                 break
             stack.pop()
+        elif t == '"':
+            break  # not JSON: json.loads says where
         elif top is None or t == ":":
             continue
         elif t == ",":
