@@ -68,8 +68,15 @@ def _contains(parts: tuple[str, ...], run: tuple[str, ...]) -> bool:
     return any(parts[i:i + n] == run for i in range(len(parts) - n + 1))
 
 
+_TRIGGERS = (*SECRET_PARTS, *SECRET_WORDS, "key")
+"""A secret name holds one of these in its lower-case text (each word does)."""
+
+
 @lru_cache(maxsize=WORDS_CACHE)
 def _is_secret(name: str, extra: tuple[tuple[str, ...], ...]) -> bool:
+    lower = name.lower()
+    if not any(t in lower for t in _TRIGGERS) and not any(run[0] in lower for run in extra):
+        return False  # most names: no word to look at closer
     parts = words(name)
     return any(_contains(parts, run) for run in extra) or _builtin(parts)
 
@@ -90,19 +97,24 @@ class Redactor:
     def secret(self, name: Any) -> bool:
         return isinstance(name, str) and _is_secret(name, self.extra)
 
-    def hidden(self, mapping: dict[Any, Any]) -> set[Any]:
-        """The keys of ``mapping`` whose values are shown as ``[redacted]``."""
-        out = {k for k, v in mapping.items() if not _shown(v) and self.secret(k)}
+    def hides(self, key: Any, value: Any) -> bool:
+        """Is ``value``, under ``key``, shown as ``[redacted]``?"""
+        return not _shown(value) and self.secret(key)
+
+    def pair_values(self, mapping: dict[Any, Any]) -> set[Any]:
+        """The keys of ``mapping`` shown as ``[redacted]`` because it is a header (or
+        parameter) pair whose name says it holds a secret; looks at a few keys only."""
         named = next((mapping[f] for f in PAIR_NAMES if isinstance(mapping.get(f), str)), None)
-        if named is not None and self.secret(named):
-            out.update(k for k in PAIR_VALUES.intersection(mapping) if not _shown(mapping[k]))
-        return out
+        if named is None or not self.secret(named):
+            return set()
+        return {k for k in PAIR_VALUES.intersection(mapping) if not _shown(mapping[k])}
 
     def redact(self, value: Any) -> Any:
         """A copy of ``value`` with its secrets replaced."""
         if isinstance(value, dict):
-            hidden = self.hidden(value)
-            return {k: REDACTED if k in hidden else self.redact(v) for k, v in value.items()}
+            pair = self.pair_values(value)
+            return {k: REDACTED if k in pair or self.hides(k, v) else self.redact(v)
+                    for k, v in value.items()}
         if isinstance(value, (list, tuple)):
             return [self.redact(v) for v in value]
         return value
@@ -118,11 +130,13 @@ def json_pieces(value: Any, redactor: Redactor | None = None, indent: str = "") 
             yield "{}"
             return
         inner = indent + "  "
-        hidden = redactor.hidden(value) if redactor is not None else ()
+        # Each key is judged as it is written (not all first): a mapping of a hundred
+        # thousand keys is then judged in pieces, between turns of the event loop.
+        pair = redactor.pair_values(value) if redactor is not None else ()
         yield "{"
-        for i, key in enumerate(sorted(value, key=str)):
+        for i, key in enumerate(_sorted(value)):
             yield f"{',' if i else ''}\n{inner}{json.dumps(_key(key))}: "
-            if key in hidden:
+            if key in pair or (redactor is not None and redactor.hides(key, value[key])):
                 yield json.dumps(REDACTED)
             else:
                 yield from json_pieces(value[key], redactor, inner)
@@ -142,6 +156,13 @@ def json_pieces(value: Any, redactor: Redactor | None = None, indent: str = "") 
         yield json.dumps(value)
     else:
         yield json.dumps(str(value))
+
+
+def _sorted(mapping: dict[Any, Any]) -> list[Any]:
+    try:
+        return sorted(mapping)  # string keys (all of a config's): the fast way
+    except TypeError:
+        return sorted(mapping, key=str)
 
 
 def _key(key: Any) -> str:

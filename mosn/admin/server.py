@@ -22,6 +22,7 @@ import logging
 import os
 import re
 import socket
+import time
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Callable, Iterable
@@ -53,8 +54,11 @@ hundred clusters, and a bound on the memory and time one request can take. A lar
 one is refused with 500 and a message saying so (as Envoy answers a response over
 its buffer limit): cut JSON would not parse."""
 YIELD_BYTES = 64 * 1024
-"""JSON written between two turns of the event loop: about a millisecond of work,
-so connections in the same process wait no longer than that for an admin answer."""
+"""JSON written between two turns of the event loop at the most (a bound that does
+not depend on the machine's speed)."""
+YIELD_SECONDS = 0.002
+"""Time spent writing JSON between two turns of the event loop at the most (checked
+every few pieces): connections in the same process wait about this long for it."""
 QUANTILES = (0.5, 0.9, 0.99)
 """Quantiles ``/stats`` estimates from each histogram's buckets (Envoy shows P50..P100)."""
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
@@ -367,22 +371,29 @@ def _json(data: Any, status: int = 200, redactor: Redactor | None = None) -> Res
 async def render(body: Body) -> bytes | None:
     """The bytes of an answer, or None if they would pass ``MAX_RESPONSE_BYTES``.
     JSON is written a piece at a time with a turn of the event loop every
-    ``YIELD_BYTES``, and given up as soon as it passes the bound."""
+    ``YIELD_SECONDS`` or ``YIELD_BYTES``, whichever comes first, and given up as soon
+    as it passes the bound."""
     if isinstance(body, bytes):
         return body if len(body) <= MAX_RESPONSE_BYTES else None
+    written: list[bytes] = []  # joined at each turn, so the last join is one copy
     pieces: list[str] = []
     size = since_yield = 0
-    for piece in json_pieces(body.data, body.redactor):
+    turn_ends = time.perf_counter() + YIELD_SECONDS
+    for n, piece in enumerate(json_pieces(body.data, body.redactor)):
         pieces.append(piece)
         size += len(piece)
         since_yield += len(piece)
         if size > MAX_RESPONSE_BYTES:
             return None
-        if since_yield >= YIELD_BYTES:
+        if since_yield >= YIELD_BYTES or (n % 16 == 0 and time.perf_counter() > turn_ends):
+            written.append("".join(pieces).encode("ascii"))
+            pieces.clear()
             since_yield = 0
             await anyio.sleep(0)
+            turn_ends = time.perf_counter() + YIELD_SECONDS
     pieces.append("\n")
-    return "".join(pieces).encode("ascii")
+    written.append("".join(pieces).encode("ascii"))
+    return b"".join(written)
 
 
 def cross_site(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
