@@ -17,7 +17,6 @@ must not be able to fail ``/ready`` of a sidecar on 127.0.0.1.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
