@@ -26,7 +26,8 @@ EXAMPLES = 100
 """Hypothesis examples per test: the whole module runs in about ten seconds."""
 PLUGINS = PluginHost().load()
 """Loaded once: each example validates against the installed plugins."""
-WORKDIR = Path(tempfile.mkdtemp(prefix="mosn-config-fuzz-"))
+_WORK = tempfile.TemporaryDirectory(prefix="mosn-config-fuzz-")  # removed at exit
+WORKDIR = Path(_WORK.name)
 """Where each example's config file is written (one file per suffix, overwritten)."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
