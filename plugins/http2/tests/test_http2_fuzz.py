@@ -28,9 +28,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from mosn.network.filter import ConnectionEvent
 from mosn.stream.types import Headers, RequestHead, ResponseHead
 from mosn.testing.streams import Recorder
-from mosn_http2 import ClientConnection, ServerConnection
+from mosn_http2 import PREFACE, ClientConnection, ServerConnection
 from mosn_http2.compression import Decoder, Encoder
-from test_http2_codec import MemoryConnection, frame_bytes
+from test_http2_codec import MemoryConnection, frame_bytes, frame_types
 
 EXAMPLES = 300
 """Hypothesis examples per test."""
@@ -229,3 +229,18 @@ def test_exchanges_between_our_codecs_read_back_as_written(exchanges):
         if trailers:
             assert list(handler.events[-1][1].items()) == trailers
     assert not client_conn.closed and not server_conn.closed
+
+
+def test_a_malformed_request_closed_again_in_the_same_read():
+    """Found by bench/fuzz (http2_server): a HEADERS frame whose request is malformed
+    (no :method) and ends the stream, then another HEADERS frame on that stream, in
+    one read. h2 closes the stream for the second frame before mosn handles the
+    first, and mosn's reset of it raised StreamClosedError out of the codec."""
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda stream: Recorder(stream))
+    conn.take()
+    conn.feed(PREFACE)
+    conn.take()
+    conn.feed(bytes.fromhex("00000601b500000001838641811f84" "000006010400000001838641811f84"))
+    out = conn.take()
+    assert 3 in frame_types(out) or 7 in frame_types(out)  # RST_STREAM or GOAWAY
