@@ -22,8 +22,8 @@ from mosn.plugins import PluginHost
 from mosn.testing.process import rpc_proxy_config
 from test_admin_security import secret_config
 
-EXAMPLES = 100
-"""Hypothesis examples per test: the whole module runs in about ten seconds."""
+EXAMPLES = 80
+"""Hypothesis examples per test: the whole module runs in about fifteen seconds."""
 PLUGINS = PluginHost().load()
 """Loaded once: each example validates against the installed plugins."""
 _WORK = tempfile.TemporaryDirectory(prefix="mosn-config-fuzz-")  # removed at exit

@@ -21,7 +21,7 @@ from mosn_dubbo.hessian2 import (
     encode_string,
 )
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Hypothesis examples per test."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

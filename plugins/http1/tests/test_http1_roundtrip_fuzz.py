@@ -13,7 +13,7 @@ from http1_fakes import Client, Server
 from mosn.stream.types import Headers, RequestHead, ResponseHead, StreamResetReason
 from mosn_http1 import Limits
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Hypothesis examples per test (each is a few codec calls: well under a second per
 hundred)."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,

@@ -32,7 +32,7 @@ from mosn_http2 import PREFACE, ClientConnection, ServerConnection
 from mosn_http2.compression import Decoder, Encoder
 from test_http2_codec import MemoryConnection, frame_bytes, frame_types
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Hypothesis examples per test."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

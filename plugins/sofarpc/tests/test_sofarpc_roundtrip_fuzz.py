@@ -21,7 +21,7 @@ from mosn_sofarpc.frames import (
     has_crc,
 )
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Hypothesis examples per test."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -18,7 +18,7 @@ from mosn_xprotocol import CodecConfig, DeclarativeCodec, LayoutError
 
 from xprotocol_examples import PROTOCOLS, codec
 
-EXAMPLES = 300
+EXAMPLES = 200
 """Hypothesis examples per test."""
 SETTINGS = settings(max_examples=EXAMPLES, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
