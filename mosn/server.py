@@ -36,6 +36,7 @@ import anyio.abc
 from mosn import __version__
 from mosn.admin.server import Admin, set_log_levels
 from mosn.config import ConfigError, LoadedConfig, load
+from mosn.config.loader import admin_exposure
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
 from mosn.network.filter import CloseType
 from mosn.network.listener import Listener, bind
@@ -215,6 +216,8 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         for lst in runtime.listeners:
             log.info("listener %s on %s", lst.name, _sockname(lst.sock))
         log.info("admin on %s", _sockname(runtime.admin_sock))
+        if exposed := admin_exposure(loaded.config):
+            log.warning("%s", exposed)
         if workers == 1:
             return anyio.run(_serve, runtime, admin, **anyio_backend())
         # The parent keeps the listening sockets open: a config reload hands them to

@@ -17,7 +17,6 @@ part: ``mosnconfig``, ``alllisteners``, ``allclusters``, ``allrouters``,
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 from mosn.admin.stat_names import CLUSTER, HOST, LISTENER, PROTOCOL, StatNames
@@ -78,17 +77,19 @@ def stats(snapshot: dict[str, int], names: StatNames, key: str | None = None,
 
 def config_dump(dumped: dict[str, Any], query: dict[str, list[str]]) -> Any:
     """The effective config in MOSN's shape, or one part of it; None for an unknown
-    part (``dumped`` is already redacted)."""
+    part (``dumped`` is left as it is; secrets are redacted as the answer is written)."""
     servers = dumped.get("servers") or []
     listeners = {lc["name"] or lc["address"]: lc
                  for server in servers for lc in server.get("listeners", [])}
     routers = {rc["router_config_name"]: rc
                for server in servers for rc in server.get("routers", [])}
     clusters = {cc["name"]: cc for cc in dumped.get("cluster_manager", {}).get("clusters", [])}
-    base = copy.deepcopy(dumped)
-    base["servers"] = [{k: v for k, v in server.items() if k not in ("listeners", "routers")}
-                       for server in servers]
-    base.get("cluster_manager", {}).pop("clusters", None)
+    # new containers only where parts are left out: ``dumped`` is shared, not copied
+    base = {**dumped, "servers": [{k: v for k, v in server.items()
+                                   if k not in ("listeners", "routers")} for server in servers]}
+    if "cluster_manager" in dumped:
+        base["cluster_manager"] = {k: v for k, v in dumped["cluster_manager"].items()
+                                   if k != "clusters"}
     if not query:
         return {"mosn_config": base, "listener": listeners, "cluster": clusters,
                 "routers": routers}

@@ -6,17 +6,25 @@ shapes), ``/config_dump``, ``/clusters``, ``/listeners``, ``/plugins``, ``/loggi
 ``/healthcheck/fail`` and ``/healthcheck/ok``, ``/dashboard``. It runs once per
 process tree (in the parent when there are workers) and reads stats summed over
 every worker; a log level set here is sent on to the workers.
+
+What it shows of the config and of hosts' metadata has its secrets redacted
+(:mod:`mosn.admin.redact`); every answer is bounded in size and built in pieces
+between which the event loop runs, so the proxied traffic of the same process is
+not held up by it. Requests that change state take POST, and a browser's
+cross-site POST is refused (its ``Origin`` names another site): a page on the web
+must not be able to fail ``/ready`` of a sidecar on 127.0.0.1.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
 import socket
+import time
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -27,6 +35,7 @@ from mosn import __version__
 from mosn.admin import mosn_api
 from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from mosn.admin.prometheus import exposition
+from mosn.admin.redact import Redactor, json_pieces
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
 from mosn.config.tls import contexts as tls_contexts
@@ -42,14 +51,17 @@ MAX_REQUEST_BYTES = 64 * 1024
 """An admin request larger than this is refused (they are all small GETs)."""
 REQUEST_TIMEOUT = 10.0
 """Seconds an admin client may take to send its request."""
-SECRET_KEYS = ("private_key", "password", "passwd", "passphrase", "secret", "token",
-               "credential", "api_key", "apikey")
-"""Parts of key names whose values the config dumps replace with ``[redacted]``, at
-any depth (MOSN redacts TLS private keys; passwords and tokens leak the same way)."""
-SECRET_HEADERS = SECRET_KEYS + ("authorization", "cookie", "x-api-key")
-"""Parts of header names whose ``value`` is redacted in a ``{key|name: H, value: V}``
-pair (a header a route adds)."""
-REDACTED = "[redacted]"
+MAX_RESPONSE_BYTES = 16 * 1024 * 1024
+"""The largest admin answer: several times a full ``/stats`` of a mesh of a few
+hundred clusters, and a bound on the memory and time one request can take. A larger
+one is refused with 500 and a message saying so (as Envoy answers a response over
+its buffer limit): cut JSON would not parse."""
+YIELD_BYTES = 64 * 1024
+"""JSON written between two turns of the event loop at the most (a bound that does
+not depend on the machine's speed)."""
+YIELD_SECONDS = 0.002
+"""Time spent writing JSON between two turns of the event loop at the most (checked
+every few pieces): connections in the same process wait about this long for it."""
 QUANTILES = (0.5, 0.9, 0.99)
 """Quantiles ``/stats`` estimates from each histogram's buckets (Envoy shows P50..P100)."""
 LOG_LEVELS = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO,
@@ -60,9 +72,23 @@ LOGGER_PREFIXES = ("mosn",)
 """Loggers ``/logging`` lists besides the root: mosn's and its plugins' (``mosn_*``)."""
 STATIC = "mosn.admin.static"
 
-Response = tuple[int, str, bytes]
+SAME_ORIGIN_FETCHES = frozenset({"same-origin", "none"})
+"""``Sec-Fetch-Site`` values of a browser request a state change may come from: the
+admin's own pages, or an address typed in (any other site is refused)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonBody:
+    """An answer's JSON, written out (secrets redacted) as it is sent."""
+
+    data: Any
+    redactor: Redactor | None = None
+
+
+Body = bytes | JsonBody
+Response = tuple[int, str, Body]
 Handler = Callable[[dict[str, list[str]]], Response]
-GET, POST = ("GET", "HEAD"), ("POST", "PUT")
+GET, POST = ("GET", "HEAD"), ("POST",)
 
 
 class Admin:
@@ -101,6 +127,8 @@ class Admin:
         """Show ``loaded`` (the config now served, after a reload too)."""
         self.loaded, self.store, self.clusters = loaded, store, clusters
         config = loaded.config
+        self.redactor = Redactor(config.admin.redact_keys)
+        self._dumped: dict[str, Any] | None = None
         self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
                                loaded.plugins.names("protocol"),
                                (cc.name for cc in config.cluster_manager.clusters))
@@ -131,14 +159,19 @@ class Admin:
                     anyio.BrokenResourceError):
                 return
             method = request.method.decode()
-            status, ctype, body = self.respond(method, request.target.decode())
-            headers = [("content-type", ctype), ("content-length", str(len(body))),
+            status, ctype, body = self.respond(method, request.target.decode(), request.headers)
+            data = await render(body)
+            if data is None:
+                status, ctype, data = _text(500, f"the answer is larger than the admin API's "
+                                                 f"limit of {MAX_RESPONSE_BYTES} bytes "
+                                                 "(MAX_RESPONSE_BYTES); ask for a part of it\n")
+            headers = [("content-type", ctype), ("content-length", str(len(data))),
                        ("connection", "close"), ("server", f"mosn/{__version__}"),
                        ("cache-control", "no-store")]
             try:
                 await stream.send(conn.send(h11.Response(status_code=status, headers=headers)))
                 if method != "HEAD":
-                    await stream.send(conn.send(h11.Data(data=body)))
+                    await stream.send(conn.send(h11.Data(data=data)))
                 await stream.send(conn.send(h11.EndOfMessage()))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 pass
@@ -153,7 +186,8 @@ class Admin:
             else:
                 raise h11.RemoteProtocolError("no request")
 
-    def respond(self, method: str, target: str) -> Response:
+    def respond(self, method: str, target: str,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
         url = urlsplit(target)
         route = self.routes.get(url.path.rstrip("/") or "/")
         if route is None:
@@ -161,6 +195,10 @@ class Admin:
         handler = route.get(method)
         if handler is None:
             return _text(405, f"method not allowed; use {' or '.join(route)}\n")
+        if method in POST and (refused := cross_site(headers)):
+            log.warning("admin: refused %s %s from a browser on another site (%s)",
+                        method, url.path, refused)
+            return _text(403, f"refused: a change cannot come from another site ({refused})\n")
         try:
             return handler(parse_qs(url.query, keep_blank_values=True))
         except Exception:  # an admin bug must not take the proxy down
@@ -228,16 +266,22 @@ class Admin:
             return _text(200, f"no metrics key: {key}\n")
         return _json(shown)
 
+    def dumped(self) -> dict[str, Any]:
+        """The effective config as data (made once per config: it does not change)."""
+        if self._dumped is None:
+            self._dumped = dump(self.loaded.config)
+        return self._dumped
+
     def mosn_config_dump(self, query: dict[str, list[str]]) -> Response:
         if len(query) > 1:
             return _text(400, "only one parameter\n")
-        part = mosn_api.config_dump(_redact(dump(self.loaded.config)), query)
+        part = mosn_api.config_dump(self.dumped(), query)
         if part is None:
             return _json({"error": "unknown part or name"}, 404)
-        return _json(part)
+        return _json(part, redactor=self.redactor)
 
     def config_dump(self, query: dict[str, list[str]]) -> Response:
-        return _json(_redact(dump(self.loaded.config)))
+        return _json(self.dumped(), redactor=self.redactor)
 
     def loggers(self, query: dict[str, list[str]]) -> Response:
         levels = {name: _level_name(logger.getEffectiveLevel())
@@ -308,7 +352,7 @@ class Admin:
                 "outlier_detection": config.outlier_detection is not None,
                 "hosts": hosts,
             })
-        return _json({"clusters": out})
+        return _json({"clusters": out}, redactor=self.redactor)  # hosts' metadata
 
     def listener_list(self, query: dict[str, list[str]]) -> Response:
         out = [{"name": lc.name, "address": str(lc.address),
@@ -344,26 +388,65 @@ def _text(status: int, body: str) -> Response:
     return status, "text/plain; charset=utf-8", body.encode()
 
 
-def _json(data: Any, status: int = 200) -> Response:
-    return status, "application/json", (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
+def _json(data: Any, status: int = 200, redactor: Redactor | None = None) -> Response:
+    return status, "application/json", JsonBody(data, redactor)
 
 
-def _secret(key: Any, parts: tuple[str, ...] = SECRET_KEYS) -> bool:
-    key = str(key).lower()
-    return any(s in key for s in parts)
+async def render(body: Body) -> bytes | None:
+    """The bytes of an answer, or None if they would pass ``MAX_RESPONSE_BYTES``.
+    JSON is written a piece at a time with a turn of the event loop every
+    ``YIELD_SECONDS`` or ``YIELD_BYTES``, whichever comes first, and given up as soon
+    as it passes the bound."""
+    if isinstance(body, bytes):
+        return body if len(body) <= MAX_RESPONSE_BYTES else None
+    written: list[bytes] = []  # joined at each turn, so the last join is one copy
+    pieces: list[str] = []
+    size = since_yield = 0
+    turn_ends = time.perf_counter() + YIELD_SECONDS
+    for n, piece in enumerate(json_pieces(body.data, body.redactor)):
+        pieces.append(piece)
+        size += len(piece)
+        since_yield += len(piece)
+        if size > MAX_RESPONSE_BYTES:
+            return None
+        if since_yield >= YIELD_BYTES or (n % 16 == 0 and time.perf_counter() > turn_ends):
+            written.append("".join(pieces).encode("ascii"))
+            pieces.clear()
+            since_yield = 0
+            await anyio.sleep(0)
+            turn_ends = time.perf_counter() + YIELD_SECONDS
+    pieces.append("\n")
+    written.append("".join(pieces).encode("ascii"))
+    return b"".join(written)
 
 
-def _redact(value: Any) -> Any:
-    if isinstance(value, dict):
-        named = value.get("key", value.get("name"))
-        pair = isinstance(named, str) and _secret(named, SECRET_HEADERS) and "value" in value
-        # numbers and flags are never secrets ("max_tokens" of a token bucket)
-        return {k: REDACTED if v and not isinstance(v, (bool, int, float))
-                and (_secret(k) or (pair and k == "value")) else _redact(v)
-                for k, v in value.items()}
-    if isinstance(value, list):
-        return [_redact(v) for v in value]
-    return value
+def cross_site(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    """Why a request looks like a browser's from another site, or None.
+
+    Tools (curl, a pilot-agent, scripts) send no ``Origin``; a browser sends one
+    with every POST, and ``Sec-Fetch-Site`` too. The request is refused when
+    ``Sec-Fetch-Site`` says it came from another site, or ``Origin`` (without it,
+    ``Referer``) names a host and port other than the ``Host`` it was sent to, or is
+    ``null`` (a sandboxed page, a file)."""
+    fields = {name.lower(): value.decode("latin-1").strip() for name, value in headers}
+    fetch_site = fields.get(b"sec-fetch-site", "").lower()
+    if fetch_site and fetch_site not in SAME_ORIGIN_FETCHES:
+        return f"Sec-Fetch-Site: {fetch_site}"
+    for name in (b"origin", b"referer"):
+        origin = fields.get(name)
+        if origin is None:
+            continue
+        header = name.decode().capitalize()
+        if origin.lower() == "null":
+            return f"{header}: null"
+        try:
+            netloc = urlsplit(origin).netloc.lower()
+        except ValueError:
+            return f"{header}: not a URL"
+        if not netloc or netloc != fields.get(b"host", "").lower():
+            return f"{header}: {origin}"
+        return None
+    return None
 
 
 def quantile(buckets: list[list[Any]], q: float) -> float | None:

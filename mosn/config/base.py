@@ -39,10 +39,13 @@ class Model(BaseModel):
         names = {}
         for name, info in cls.model_fields.items():
             names[name.lower()] = info.alias or name
-        out = {}
+        out, written = {}, {}
         for key, value in data.items():
             canonical = names.get(key.lower(), key) if isinstance(key, str) else key
-            out.setdefault(canonical, value)
+            if canonical in out:  # one value would be dropped without a word
+                raise ValueError(f"{written[canonical]!r} and {key!r} are the same key "
+                                 "(keys match without regard to case)")
+            out[canonical], written[canonical] = value, key
         return out
 
     def unknown_fields(self, path: str = "") -> Iterator[str]:

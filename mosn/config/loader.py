@@ -15,9 +15,11 @@ from typing import Any, Iterable
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
 from mosn.config.tls import check_tls
+from mosn.config.types import is_loopback
 from mosn.plugins import PluginHost
 
 
@@ -38,14 +40,23 @@ class LoadedConfig:
 
 
 def read_file(path: str | Path) -> dict[str, Any]:
-    """The document in a YAML or JSON file (JSON is read as JSON for exact errors)."""
+    """The document in a YAML or JSON file (JSON is read as JSON for exact errors),
+    within the bounds of :mod:`mosn.config.document`: aliases, depth, no key twice."""
     p = Path(path)
     try:
         text = p.read_text()
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+        if p.suffix == ".json":
+            duplicates = check_json(text)
+            data = json.loads(text)
+            if duplicates:
+                raise DocumentError(duplicates)
+        else:
+            data = parse_yaml(text)
+    except DocumentError as exc:
+        raise ConfigError(exc.errors) from None
     except json.JSONDecodeError as exc:
         raise ConfigError([f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}"]) from None
     except yaml.YAMLError as exc:
@@ -84,7 +95,20 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     if errors:
         raise ConfigError(errors)
     warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+    exposed = admin_exposure(config)
+    if exposed:
+        warnings.append(f"admin.address.socket_address.address: {exposed}")
     return LoadedConfig(config, plugins, warnings=warnings + tls_warnings)
+
+
+def admin_exposure(config: MosnConfig) -> str | None:
+    """What an admin API bound beyond loopback gives away, or None on loopback."""
+    bind = config.admin.bind
+    if is_loopback(bind.host):
+        return None
+    return (f"the admin API on {bind} is reachable beyond this machine: whoever reaches "
+            "it reads the config (secrets redacted), hosts and stats, and can POST to "
+            "fail /ready or change log levels (docs/operations.md)")
 
 
 def load_plugins(raw: dict[str, Any]) -> PluginHost:
@@ -200,13 +224,7 @@ def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[str]:
 
 
 def _path(loc: Iterable[Any], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
+    return join_path([prefix, *loc] if prefix else loc)
 
 
 def dump(config: BaseModel) -> dict[str, Any]:

@@ -12,9 +12,10 @@ it with the model its plugin registered.
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+import re
+from typing import Annotated, Any, Iterator
 
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.config.routers import RouterConfiguration
@@ -454,8 +455,17 @@ class AdminAddress(Model):
     socket_address: SocketAddress = Field(default_factory=SocketAddress)
 
 
+def _redact_key(key: str) -> str:
+    if not re.search(r"[A-Za-z0-9]", key):
+        raise ValueError(f"{key!r} has no letter or digit to match a key by")
+    return key
+
+
 class AdminConfig(Model):
     address: AdminAddress = Field(default_factory=AdminAddress)
+    redact_keys: list[Annotated[str, AfterValidator(_redact_key)]] = Field(default_factory=list)
+    """mosn's own: more key names whose values the admin API shows as ``[redacted]``,
+    besides its built-in list (:mod:`mosn.admin.redact`)."""
 
     @property
     def bind(self) -> Address:

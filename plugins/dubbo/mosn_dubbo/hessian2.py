@@ -151,12 +151,19 @@ class Reader:
                 raise HessianError("hessian2: the body ends inside a string")
             counted += _utf16_units(data[cur:stop])
             cur = stop
-        while cur < end and 0x80 <= data[cur] <= 0xBF:  # the last character's tail
-            cur += 1
+        if cur == start:
+            return cur
+        # The last character counted may go on past ``cur``: as many bytes as its lead
+        # byte says, and no more (the next value's tag may look like a continuation
+        # byte: an int from -16 to 47 is one byte 0x80-0xBF).
         lead = cur - 1
         while lead > start and 0x80 <= data[lead] <= 0xBF:
             lead -= 1
-        if cur > start and cur - lead != _SEQUENCE_LENGTH[data[lead] >> 4]:
+        length = _SEQUENCE_LENGTH[data[lead] >> 4]
+        if not length:
+            raise HessianError("hessian2: a string is not UTF-8")
+        cur = max(cur, lead + length)
+        if cur > end:
             raise HessianError("hessian2: the body ends inside a character")
         return cur
 

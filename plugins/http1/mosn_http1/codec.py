@@ -706,6 +706,9 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         streams = self._streams
         while True:
             s = streams.popleft()
+            # Its turn is over before anything else runs: releasing it may deliver held
+            # bytes or an EOF at once, and this stream must not be "done" again then.
+            self._active = None
             self._release(s)
             if s is self._tunnel and self._tunnel_open and not s.request_done and not s.dead:
                 # The upstream side of the tunnel ended: half-close, read on to EOF.

@@ -633,12 +633,12 @@ class ServerConnection(_Codec):
         sid = event.stream_id
         if sid > self._last_stream_id or len(self.streams) >= self.limits.max_concurrent_streams:
             # RFC 9113 5.1.2 / 6.8: refused, never processed, safe to retry.
-            self.h2.reset_stream(sid, ErrorCodes.REFUSED_STREAM)
+            self._reset_unopened(sid, ErrorCodes.REFUSED_STREAM)
             return
         try:
             head = frames.request_head(event.headers, self._scheme)
         except frames.MalformedFields:
-            self.h2.reset_stream(sid, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1
+            self._reset_unopened(sid, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1
             return
         self._opened += 1
         s = ServerStream(self, sid)
@@ -649,6 +649,13 @@ class ServerConnection(_Codec):
         if self._above:
             s._watermark()
         handler.on_headers(head, end)
+
+    def _reset_unopened(self, sid: int, code: int) -> None:
+        """Reset a stream no handler was given (refused, or its request malformed)."""
+        try:
+            self.h2.reset_stream(sid, code)
+        except ProtocolError:
+            pass  # h2 closed it already: a later frame of the same read broke its rules
 
     def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
         """The client will open no more streams; those open finish first."""

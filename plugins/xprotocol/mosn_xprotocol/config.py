@@ -26,6 +26,10 @@ MAX_MAX_FRAME_SIZE = 1024 * 1024 * 1024
 """The largest limit a config may set (MOSN's suspect-frame size)."""
 MAX_MAGIC_BYTES = 16
 """Magic longer than this is a header, not a magic."""
+MAX_STRING_OFFSET = 2 * MAX_HEADER_SIZE
+"""Where a routing string after the header may start at the latest: past a header of
+at most ``MAX_HEADER_SIZE`` bytes, as many again of fields mosn does not read. Every
+reply mosn builds (an error reply to a bad frame too) is written with zeros up to it."""
 INT_SIZES = (1, 2, 4, 8)
 
 ByteOrder = Literal["big", "little"]
@@ -346,6 +350,9 @@ class CodecConfig(Strict):
             if key.offset is not None and key.offset < self.header_size:
                 yield (f"routing.{name}.offset: a string starts after the header "
                        f"(at {self.header_size} or later)")
+            if key.offset is not None and key.offset > MAX_STRING_OFFSET:
+                yield (f"routing.{name}.offset: a string starts at {MAX_STRING_OFFSET} "
+                       "at the latest")
             chain, current = [name], key
             while current.after is not None:
                 if current.after not in strings:
