@@ -65,10 +65,11 @@ class _Upstream:
     """One cluster's indices: status classes 1xx to 4xx (the proxy counts
     ``upstream_rq_5xx`` as the response head arrives) and ``upstream_rq_time``."""
 
-    __slots__ = ("classes", "time_base", "time_sum")
+    __slots__ = ("classes", "rx_reset", "time_base", "time_sum")
 
     def __init__(self, store: StatsStore, cluster: Any) -> None:
         more = cluster.more
+        self.rx_reset = more.upstream_rq_rx_reset
         self.classes = (-1, more.upstream_rq_1xx, more.upstream_rq_2xx, more.upstream_rq_3xx,
                         more.upstream_rq_4xx)
         histogram = store.histogram(f"cluster.{cluster.name}.upstream_rq_time")
@@ -97,10 +98,17 @@ class StatsObserver(StreamObserver):
             v[p.active] += 1  # type: ignore[index]
 
     def on_upstream_end(self, stream: "DownstreamStream", upstream: "UpstreamRequest") -> None:
+        v = self.store.values
+        if upstream.reset_reason is not None:
+            # Cut by the upstream (a reset, a lost connection, a body cut short): no
+            # response, even if its head came.
+            u = self.upstream.get(upstream.cluster)
+            if u is not None:
+                v[u.rx_reset] += 1  # type: ignore[index]
+            return
         code = upstream.response_code
         if not code:
             return
-        v = self.store.values
         k = code // 100
         if 1 <= k <= 5:
             hs = upstream.host.stats
@@ -125,10 +133,11 @@ class StatsObserver(StreamObserver):
         code = stream.response_code
         k = code // 100
         flags = stream.response_flags
-        self._end(v, self.listener, k, flags, bucket, us)
+        reset = stream.ended_by_reset
+        self._end(v, self.listener, k, reset, flags, bucket, us)
         p = self.protocols.get(stream.protocol)
         if p is not None:
-            self._end(v, p, k, flags, bucket, us)
+            self._end(v, p, k, reset, flags, bucket, us)
         if flags and _TIMEOUT_FLAG in flags and stream.cluster is not None:
             v[stream.cluster.more.upstream_rq_timeout] += 1  # type: ignore[index]
             hs = stream.host.stats if stream.host is not None else None
@@ -136,9 +145,10 @@ class StatsObserver(StreamObserver):
                 v[hs.rq_timeout] += 1  # type: ignore[index]
 
     @staticmethod
-    def _end(v: Any, d: _Downstream, k: int, flags: list[str], bucket: int, us: int) -> None:
+    def _end(v: Any, d: _Downstream, k: int, reset: bool, flags: list[str], bucket: int,
+             us: int) -> None:
         v[d.active] -= 1
-        if 1 <= k <= 5:
+        if 1 <= k <= 5 and not reset:
             v[d.classes[k]] += 1
         elif _CLIENT_RESET_FLAGS.intersection(flags):
             v[d.rx_reset] += 1

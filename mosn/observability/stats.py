@@ -50,6 +50,7 @@ UPSTREAM_STATS = (
     "upstream_rq_4xx",
     "upstream_rq_5xx",
     "upstream_rq_timeout",
+    "upstream_rq_rx_reset",
     "lb_subsets_selected",
     "lb_subsets_fallback",
     "health_check.attempt",

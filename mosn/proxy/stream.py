@@ -118,6 +118,7 @@ class DownstreamStream:
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
         "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
+        "ended_by_reset",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -168,6 +169,9 @@ class DownstreamStream:
         """The response's headers as sent downstream; None until a response began."""
         self.span: Any = None
         """A tracer's span for this stream, if one is kept."""
+        self.ended_by_reset = False
+        """The stream ended without a complete response: the client went away, or the
+        proxy reset it (an upstream failure or timeout after the response began)."""
 
     @property
     def bytes_received(self) -> int:
@@ -244,6 +248,7 @@ class DownstreamStream:
         self.response_flags.append(DOWNSTREAM_PROTOCOL_ERROR if reason is
                                    StreamResetReason.PROTOCOL_ERROR
                                    else DOWNSTREAM_CONNECTION_TERMINATION)
+        self.ended_by_reset = True
         self._finish(reset_upstream=True)
 
     def on_above_write_buffer_high_watermark(self) -> None:
@@ -455,9 +460,10 @@ class DownstreamStream:
                     else UPSTREAM_CONNECTION_TERMINATION)
             self.on_upstream_failure(upstream, reason, flag, 502)
             return
-        self.response_flags.append(UPSTREAM_CONNECTION_TERMINATION)
-        self.server_stream.reset(reason)
-        self._finish(reset_upstream=False)
+        self.response_flags.append(UPSTREAM_REMOTE_RESET if reason is
+                                   StreamResetReason.REMOTE_RESET
+                                   else UPSTREAM_CONNECTION_TERMINATION)
+        self._reset_downstream(reason, reset_upstream=False)
 
     # -- retries and timeouts ------------------------------------------------------------
 
@@ -525,8 +531,7 @@ class DownstreamStream:
             self._timer = None
         self.response_flags.append(UPSTREAM_REQUEST_TIMEOUT)
         if self.response_started:
-            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
-            self._finish(reset_upstream=True)
+            self._reset_downstream(StreamResetReason.LOCAL_RESET)
         else:
             self.send_local_reply(504, "upstream request timeout\n",
                                   grpc_status=grpc.DEADLINE_EXCEEDED)
@@ -563,8 +568,7 @@ class DownstreamStream:
         if self.done:
             return
         if self.response_started:
-            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
-            self._finish(reset_upstream=True)
+            self._reset_downstream(StreamResetReason.LOCAL_RESET)
             return
         data = body.encode() if isinstance(body, str) else body
         head = self.request
@@ -591,6 +595,13 @@ class DownstreamStream:
         if data:
             self.server_stream.send_data(data, True)
         self._finish(reset_upstream=True)
+
+    def _reset_downstream(self, reason: StreamResetReason, reset_upstream: bool = True) -> None:
+        """End a stream whose response began and cannot complete: the client sees it
+        cut (HTTP/1: the connection closed; HTTP/2: RST_STREAM), never a whole response."""
+        self.ended_by_reset = True
+        self.server_stream.reset(reason)
+        self._finish(reset_upstream=reset_upstream)
 
     def _finish(self, reset_upstream: bool) -> None:
         if self.done:
@@ -637,7 +648,7 @@ class UpstreamRequest:
 
     __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer",
                  "cluster", "host", "retry", "live", "start_monotonic", "response_code",
-                 "span")
+                 "span", "reset_reason")
 
     def __init__(self, downstream: DownstreamStream, cluster: "Cluster", host: "Host",
                  retry: bool = False) -> None:
@@ -656,6 +667,9 @@ class UpstreamRequest:
         """The status this try got from upstream; 0 until (unless) it got one."""
         self.span: Any = None
         """A tracer's span for this try, if one is kept."""
+        self.reset_reason: StreamResetReason | None = None
+        """Why the upstream ended this try without a complete response (a reset, or
+        the connection lost: before or after the response began); None otherwise."""
         host.active_requests += 1
         v, more, hs = cluster.store.values, cluster.more, host.stats
         v[cluster.more.upstream_rq_total] += 1  # type: ignore[index]
@@ -750,6 +764,7 @@ class UpstreamRequest:
     def on_reset(self, reason: StreamResetReason) -> None:
         self.ended = True
         if self.live:
+            self.reset_reason = reason
             self._failed(reason)
         self.release()
         if self.downstream is not None:

@@ -784,7 +784,8 @@ class ClientStream:
 
     __slots__ = (
         "codec", "handler", "method", "upgrade", "chunked", "headers_sent", "request_done",
-        "corked", "pending", "response_head", "keep_alive", "disabled", "dead",
+        "corked", "pending", "response_head", "close_delimited", "keep_alive", "disabled",
+        "dead",
     )
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
@@ -799,6 +800,10 @@ class ClientStream:
         self.pending: ResponseHead | None = None
         """The response head until its end_stream is known."""
         self.response_head: ResponseHead | None = None
+        self.close_delimited = False
+        """The response body ends when the connection does (RFC 9112 6.3: no
+        Content-Length, no Transfer-Encoding), as read from the head as it came: the
+        proxy strips ``transfer-encoding`` from the head it forwards."""
         self.keep_alive = True
         self.disabled = 0
         self.dead = False
@@ -981,8 +986,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
                 return False
             return True  # the request's side of the tunnel may still be writing
         head = s.pending or s.response_head
-        if head is not None and "content-length" not in head.headers \
-                and "transfer-encoding" not in head.headers:
+        if head is not None and s.close_delimited:
             # A body delimited by the connection's close (RFC 9112 6.3): complete.
             if s.pending is not None:
                 s.pending = None
@@ -1072,6 +1076,9 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             s.handler.on_headers(head, True)
             self._response_end(s)
         else:
+            headers = head.headers
+            s.close_delimited = ("content-length" not in headers
+                                 and "transfer-encoding" not in headers)
             s.pending = head
 
     def on_body(self, body: bytes) -> None:
