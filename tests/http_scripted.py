@@ -1,7 +1,8 @@
 """A raw HTTP/1.1 upstream for what a real server cannot be told to do: a body cut
 short, a forbidden field, a framing no server library would write. It also records
 each request head exactly as it came (the request target and fields as bytes), for
-tests of what the proxy forwards."""
+tests of what the proxy forwards. And a raw client exchange, for requests no client
+library would send."""
 
 from __future__ import annotations
 
@@ -100,3 +101,13 @@ class ScriptedHttpUpstream:
                 conn.sendall(reply.data)
                 if reply.close:
                     return
+
+
+def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
+    """Send ``request`` on a fresh connection; everything read until the peer closes it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return data

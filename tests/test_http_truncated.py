@@ -6,7 +6,6 @@ and HTTP/2 upstreams, httpx and raw clients."""
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 from pathlib import Path
@@ -16,7 +15,7 @@ import httpx
 import pytest
 
 from conftest import ROOT
-from http_scripted import Reply, ScriptedHttpUpstream
+from http_scripted import Reply, ScriptedHttpUpstream, exchange
 from mosn.testing.process import free_port
 
 sys.path.insert(0, str(ROOT / "plugins" / "http2" / "tests"))
@@ -75,12 +74,7 @@ def log_lines(log: Path, count: int, timeout: float = 5.0) -> list[str]:
 
 def raw_get(port: int, path: str) -> bytes:
     """A GET on a fresh connection; everything read until the proxy closes it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        s.sendall(f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return data
+    return exchange(port, f"GET {path} HTTP/1.1\r\nhost: test\r\n\r\n".encode())
 
 
 @pytest.mark.parametrize("path", ["/chunked-cut", "/chunked-cut-at-chunk"])

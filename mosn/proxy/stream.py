@@ -106,6 +106,13 @@ def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
                           if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
 
 
+def strip_forbidden_length(head: ResponseHead) -> None:
+    """A 1xx or 204 response has no content and must not say it has a length (RFC
+    9110 8.6): a ``content-length`` on one, from an upstream or a config, is dropped."""
+    if head.status < 200 or head.status == 204:
+        head.headers.remove("content-length")
+
+
 class DownstreamStream:
     """A request from a client; the proxy's ``RequestHandler`` for the server codec,
     and what stream filters see."""
@@ -422,11 +429,13 @@ class DownstreamStream:
         self.response_started = True
         if head.frame is not None:
             self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
-        elif head.status != 101:
-            strip_hop_by_hop(head.headers, False)
-        elif self._timer is not None:
-            self._timer.cancel()  # a tunnel has no response end to wait for
-            self._timer = None
+        else:
+            strip_forbidden_length(head)
+            if head.status != 101:
+                strip_hop_by_hop(head.headers, False)
+            elif self._timer is not None:
+                self._timer.cancel()  # a tunnel has no response end to wait for
+                self._timer = None
         if self.route is not None:
             self.route.apply_response_headers(head.headers)
         for f in self._filters:
@@ -585,6 +594,7 @@ class DownstreamStream:
         fields += headers or []
         self.response_started = True
         head = ResponseHead(status, Headers(fields))
+        strip_forbidden_length(head)
         for f in self._filters:
             f.on_response(self, head)
         self.response_code = status

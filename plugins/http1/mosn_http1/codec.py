@@ -45,6 +45,7 @@ from mosn.stream.types import (
 )
 from mosn_http1 import frames
 from mosn_http1.config import Limits
+from mosn_http1.target import check_transfer_coding, origin_form
 
 _STOP = FilterStatus.STOP
 _FLUSH = CloseType.FLUSH_WRITE
@@ -57,7 +58,7 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose empty request still gets ``content-length: 0`` (RFC 9110 8.6: a
 server may answer 411 to one without it)."""
-_SPECIAL_FIELDS = frozenset({"host", "expect"})
+_SPECIAL_FIELDS = frozenset({"host", "expect", "transfer-encoding"})
 CORK_JOIN_LIMIT = 16 * 1024
 """A head waiting for its body is joined with a first chunk up to this size into one
 write (a copy is cheaper than a second send syscall); a larger chunk goes on its own."""
@@ -273,7 +274,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
     __slots__ = (
         "conn", "new_stream", "_parser", "_scheme", "_max_head", "_max_fields",
         "_max_pipelined", "_max_held", "_streams", "_active", "_current", "_deferred",
-        "_fields", "_url", "_authority", "_expect", "_head_bytes", "_partial",
+        "_fields", "_url", "_authority", "_expect", "_codings", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
         "_switch",
@@ -308,6 +309,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._url = b""
         self._authority: str | None = None
         self._expect = False
+        self._codings: list[str] | None = None
+        """The request's Transfer-Encoding values, if it has the field."""
         self._head_bytes = 0
         self._partial = 0
         self._in_head = False
@@ -432,7 +435,11 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                     raise CodecError("more than one Host")  # RFC 9112 3.2
                 self._authority = v
                 return
-            if v.lower() == "100-continue":
+            if k == "transfer-encoding":
+                if self._codings is None:
+                    self._codings = []
+                self._codings.append(v)
+            elif v.lower() == "100-continue":
                 self._expect = True
                 return
         self._fields.append((k, v))
@@ -452,22 +459,24 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._fields = []  # trailers, if any, come next
         self._head_bytes = 0
         self._in_head = False
+        path, authority = origin_form(method, self._url.decode("latin-1"), self._authority,
+                                      version)
+        self._url = b""
+        self._authority = None
+        if self._codings is not None:
+            codings, self._codings = self._codings, None
+            check_transfer_coding(codings, version)
         upgrade = parser.should_upgrade()
         if upgrade and self._upgrades:
             take_over = self._upgrade_to(fields)
             if take_over is not None:
-                head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
-                                   self._scheme, Headers(fields), version)
-                self._url = b""
-                self._authority = None
+                head = RequestHead(method, path, authority, self._scheme, Headers(fields),
+                                   version)
                 self._expect = False
                 self._switch = (take_over, head)
                 return  # handed over when llhttp stops at the request's end
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
-        s.head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
-                             self._scheme, Headers(fields), version)
-        self._url = b""
-        self._authority = None
+        s.head = RequestHead(method, path, authority, self._scheme, Headers(fields), version)
         expect, self._expect = self._expect, False
         streams = self._streams
         streams.append(s)
@@ -1077,8 +1086,10 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             self._response_end(s)
         else:
             headers = head.headers
-            s.close_delimited = ("content-length" not in headers
-                                 and "transfer-encoding" not in headers)
+            codings = headers.get_all("transfer-encoding")
+            if codings:
+                check_transfer_coding(codings, "1.1")  # what the codec can read exactly
+            s.close_delimited = not codings and "content-length" not in headers
             s.pending = head
 
     def on_body(self, body: bytes) -> None:

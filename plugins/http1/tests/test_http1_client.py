@@ -231,6 +231,16 @@ def test_upstream_gone_mid_chunked_response_resets(cut):
     assert not any(e[0] == "data" and e[2] for e in handler.events)
 
 
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"identity, chunked"])
+def test_response_transfer_coding_other_than_chunked_resets(codings):
+    client = Client()
+    _, handler = sent_get(client)
+    client.conn.receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + codings
+                        + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
+    assert client.conn.closed is CloseType.NO_FLUSH
+
+
 def test_upstream_gone_before_a_response_resets():
     client = Client()
     _, handler = sent_get(client)
