@@ -2,13 +2,15 @@
 short, a forbidden field, a framing no server library would write. It also records
 each request head exactly as it came (the request target and fields as bytes), for
 tests of what the proxy forwards. And a raw client exchange, for requests no client
-library would send."""
+library would send, and the one-listener mosn config the tests put in front of such
+an upstream."""
 
 from __future__ import annotations
 
 import socket
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 READ_TIMEOUT = 5.0
@@ -111,3 +113,38 @@ def exchange(port: int, request: bytes, timeout: float = 5.0) -> bytes:
         while chunk := s.recv(65536):
             data += chunk
     return data
+
+
+ACCESS_LOG_FORMAT = "%response_code% %response_flag%"
+
+
+def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http1",
+                 upstream: str = "Http1", routes: list[dict[str, Any]] | None = None,
+                 route: dict[str, Any] | None = None, listener: dict[str, Any] | None = None,
+                 access_log: Path | None = None, **proxy: Any) -> dict[str, Any]:
+    """mosn on ``port`` (listener ``http``) sending everything to the cluster ``up`` at
+    ``upstream_port``: ``routes`` go before the catch-all route, which gets ``route``'s
+    fields; ``proxy`` adds to the proxy filter's config, ``listener`` to the listener's;
+    ``access_log`` writes ``ACCESS_LOG_FORMAT`` lines there."""
+    if access_log is not None:
+        listener = {**(listener or {}), "access_logs": [
+            {"log_path": str(access_log), "log_format": ACCESS_LOG_FORMAT}]}
+    return {
+        "servers": [{
+            "graceful_timeout": "1s",
+            "routers": [{"router_config_name": "main", "virtual_hosts": [{
+                "name": "all", "domains": ["*"], "routers": [
+                    *(routes or []),
+                    {"match": {"prefix": "/"},
+                     "route": {"cluster_name": "up", **(route or {})}}]}]}],
+            "listeners": [{
+                "name": "http", "address": f"127.0.0.1:{port}",
+                "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                    "downstream_protocol": downstream, "upstream_protocol": upstream,
+                    "router_config_name": "main", **proxy}}]}],
+                **(listener or {}),
+            }],
+        }],
+        "cluster_manager": {"clusters": [{
+            "name": "up", "hosts": [{"address": f"127.0.0.1:{upstream_port}"}]}]},
+    }

@@ -6,36 +6,16 @@ Real sockets: a scripted upstream that records what reaches it, httpx and raw cl
 from __future__ import annotations
 
 import socket
-from typing import Any
 
 import httpx
 import pytest
 
-from http_scripted import Reply, ScriptedHttpUpstream, exchange
+from http_scripted import Reply, ScriptedHttpUpstream, exchange, proxy_config
 from mosn.testing.process import free_port
 
 NO_CONTENT_WITH_LENGTH = Reply(b"HTTP/1.1 204 No Content\r\ncontent-length: 5\r\n"
                                b"x-upstream: scripted\r\n\r\n")
-
-
-def config(port: int, upstream_port: int, downstream: str = "Http1") -> dict[str, Any]:
-    return {
-        "servers": [{
-            "routers": [{"router_config_name": "main", "virtual_hosts": [{
-                "name": "all", "domains": ["*"], "routers": [
-                    {"match": {"prefix": "/direct-204"},
-                     "direct_response": {"status": 204, "body": ""}},
-                    {"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]}]}],
-            "listeners": [{
-                "name": "http", "address": f"127.0.0.1:{port}",
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": downstream, "upstream_protocol": "Http1",
-                    "router_config_name": "main"}}]}],
-            }],
-        }],
-        "cluster_manager": {"clusters": [{
-            "name": "up", "hosts": [{"address": f"127.0.0.1:{upstream_port}"}]}]},
-    }
+DIRECT_204 = [{"match": {"prefix": "/direct-204"}, "direct_response": {"status": 204, "body": ""}}]
 
 
 @pytest.fixture
@@ -44,8 +24,8 @@ def scripted(start_mosn):
     (HTTP/1.1 port, HTTP/2 port, upstream)."""
     with ScriptedHttpUpstream({"/no-content": NO_CONTENT_WITH_LENGTH}) as upstream:
         port, h2_port = free_port(), free_port()
-        start_mosn(config(port, upstream.port))
-        start_mosn(config(h2_port, upstream.port, downstream="Http2"))
+        start_mosn(proxy_config(port, upstream.port, routes=DIRECT_204))
+        start_mosn(proxy_config(h2_port, upstream.port, routes=DIRECT_204, downstream="Http2"))
         yield port, h2_port, upstream
 
 

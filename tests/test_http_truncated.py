@@ -9,13 +9,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 
 from conftest import ROOT
-from http_scripted import Reply, ScriptedHttpUpstream, exchange
+from http_scripted import Reply, ScriptedHttpUpstream, exchange, proxy_config
 from mosn.testing.process import free_port
 
 sys.path.insert(0, str(ROOT / "plugins" / "http2" / "tests"))
@@ -29,27 +28,6 @@ LENGTH_CUT = Reply(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabcde", close
 CLOSE_DELIMITED = Reply(b"HTTP/1.1 200 OK\r\n\r\nabcde", close=True)
 
 
-def config(port: int, upstream_port: int, log: Path, downstream: str = "Http1",
-           upstream: str = "") -> dict[str, Any]:
-    return {
-        "servers": [{
-            "routers": [{"router_config_name": "main", "virtual_hosts": [{
-                "name": "all", "domains": ["*"],
-                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "up"}}]}]}],
-            "listeners": [{
-                "name": "http", "address": f"127.0.0.1:{port}",
-                "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": downstream, "upstream_protocol": upstream,
-                    "router_config_name": "main"}}]}],
-                "access_logs": [{"log_path": str(log),
-                                 "log_format": "%response_code% %response_flag%"}],
-            }],
-        }],
-        "cluster_manager": {"clusters": [{
-            "name": "up", "hosts": [{"address": f"127.0.0.1:{upstream_port}"}]}]},
-    }
-
-
 @pytest.fixture
 def scripted(start_mosn, tmp_path):
     """mosn in front of a scripted upstream; yields (proxy port, mosn, access log)."""
@@ -59,7 +37,7 @@ def scripted(start_mosn, tmp_path):
                                "/close-delimited": CLOSE_DELIMITED}) as upstream:
         port = free_port()
         log = tmp_path / "access.log"
-        yield port, start_mosn(config(port, upstream.port, log)), log
+        yield port, start_mosn(proxy_config(port, upstream.port, access_log=log)), log
 
 
 def log_lines(log: Path, count: int, timeout: float = 5.0) -> list[str]:
@@ -119,8 +97,7 @@ def test_http2_client_sees_rst_stream_when_the_http1_upstream_cuts_the_body(star
                                                                           tmp_path):
     with ScriptedHttpUpstream({"/chunked-cut": CHUNKED_CUT}) as upstream:
         port = free_port()
-        mosn = start_mosn(config(port, upstream.port, tmp_path / "access.log",
-                                 downstream="Http2", upstream="Http1"))
+        mosn = start_mosn(proxy_config(port, upstream.port, downstream="Http2"))
         client = RawClient(port)
         try:
             sid = client.request("/chunked-cut")
@@ -143,7 +120,7 @@ def test_http2_upstream_closing_without_end_stream_cuts_the_http1_client(start_m
     with ScriptedUpstream() as upstream:
         port = free_port()
         log = tmp_path / "access.log"
-        mosn = start_mosn(config(port, upstream.port, log, upstream="Http2"))
+        mosn = start_mosn(proxy_config(port, upstream.port, upstream="Http2", access_log=log))
         with pytest.raises(httpx.RemoteProtocolError):
             httpx.get(f"http://127.0.0.1:{port}/close-mid-body")
         stats = mosn.wait_stat("cluster.up.upstream_rq_rx_reset", 1)

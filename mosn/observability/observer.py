@@ -29,7 +29,7 @@ from mosn.observability.stats import (
     HISTOGRAM_BUCKETS_MS,
     StatsStore,
 )
-from mosn.proxy.observer import StreamObserver
+from mosn.proxy.observer import LISTENER_EVENTS, StreamObserver
 
 if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
@@ -39,13 +39,14 @@ _HOST_CLASS = ("", "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx")
 _CLIENT_RESET_FLAGS = frozenset({"DC", "DPE"})
 """Response flags of a stream that the client ended (Envoy's downstream_rq_rx_reset)."""
 _TIMEOUT_FLAG = "UT"
+_IDLE_TIMEOUT_FLAG = "SI"
 
 
 class _Downstream:
     """The indices of one ``downstream_rq_*`` scope and its histogram."""
 
-    __slots__ = ("total", "active", "classes", "rx_reset", "tx_reset", "time_base",
-                 "time_sum")
+    __slots__ = ("total", "active", "classes", "rx_reset", "tx_reset", "idle_timeout",
+                 "time_base", "time_sum")
 
     def __init__(self, store: StatsStore, prefix: str) -> None:
         scope = store.scope(prefix, DOWNSTREAM_RQ_STATS)
@@ -56,6 +57,7 @@ class _Downstream:
                         scope.downstream_rq_5xx)
         self.rx_reset = scope.downstream_rq_rx_reset
         self.tx_reset = scope.downstream_rq_tx_reset
+        self.idle_timeout = scope.downstream_rq_idle_timeout
         histogram = store.histogram(f"{prefix}.downstream_rq_time")
         self.time_base = histogram.base
         self.time_sum = histogram.sum
@@ -84,6 +86,7 @@ class StatsObserver(StreamObserver):
                  clusters: Iterable[Any]) -> None:
         self.store = store
         self.listener = _Downstream(store, f"listener.{listener}")
+        self.events = store.scope(f"listener.{listener}", LISTENER_EVENTS).indices
         self.protocols = {name: _Downstream(store, f"protocol.{name}") for name in protocols}
         self.upstream = {cluster: _Upstream(store, cluster) for cluster in clusters}
 
@@ -96,6 +99,11 @@ class StatsObserver(StreamObserver):
         if p is not None:
             v[p.total] += 1  # type: ignore[index]
             v[p.active] += 1  # type: ignore[index]
+
+    def on_listener_event(self, event: str) -> None:
+        index = self.events.get(event)
+        if index is not None:
+            self.store.values[index] += 1  # type: ignore[index]
 
     def on_upstream_end(self, stream: "DownstreamStream", upstream: "UpstreamRequest") -> None:
         v = self.store.values
@@ -154,6 +162,8 @@ class StatsObserver(StreamObserver):
             v[d.rx_reset] += 1
         else:
             v[d.tx_reset] += 1
+        if flags and _IDLE_TIMEOUT_FLAG in flags:
+            v[d.idle_timeout] += 1
         v[d.time_base + bucket] += 1
         v[d.time_sum] += us
 

@@ -13,12 +13,15 @@ outcome is reported to the cluster's outlier detection.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import TYPE_CHECKING, Any
 
 from mosn.network.filter import FilterStatus
 from mosn.proxy import grpc
+from mosn.proxy.observer import FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH
+from mosn.proxy.path import PathAction, normalize
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
 from mosn.stream.types import (
@@ -48,6 +51,7 @@ UPSTREAM_REMOTE_RESET = "UR"
 RETRY_LIMIT_EXCEEDED = "URX"
 DOWNSTREAM_CONNECTION_TERMINATION = "DC"
 DOWNSTREAM_PROTOCOL_ERROR = "DPE"
+STREAM_IDLE_TIMEOUT = "SI"
 
 BODY_BUFFER_LIMIT = 1024 * 1024
 """Request body bytes held while the upstream stream is not ready yet, before the
@@ -79,6 +83,7 @@ RETRY_ON = {
 
 _STOP = FilterStatus.STOP
 _EXHAUSTED = grpc.RESOURCE_EXHAUSTED
+_CONTINUE = PathAction.CONTINUE
 
 
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -125,7 +130,7 @@ class DownstreamStream:
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
         "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
-        "ended_by_reset",
+        "ended_by_reset", "_quiet",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -179,6 +184,10 @@ class DownstreamStream:
         self.ended_by_reset = False
         """The stream ended without a complete response: the client went away, or the
         proxy reset it (an upstream failure or timeout after the response began)."""
+        self._quiet = 0
+        """Idle sweeps since the stream last moved a byte either way."""
+        if ctx.streams is not None:
+            ctx.track(self)
 
     @property
     def bytes_received(self) -> int:
@@ -190,13 +199,22 @@ class DownstreamStream:
     def on_headers(self, head: RequestHead, end_stream: bool) -> None:
         self.request = head
         self.request_complete = end_stream
-        if head.frame is None:
-            self._http_request_headers(head)
+        action = _CONTINUE if head.frame is not None else self._http_request_headers(head)
         for hook in self.observers.request:
             hook(self)
-        self.continue_request()
+        if action is _CONTINUE:
+            self.continue_request()
+        else:
+            self._refuse_path(action)
 
-    def _http_request_headers(self, head: RequestHead) -> None:
+    def _http_request_headers(self, head: RequestHead) -> PathAction:
+        """The proxy's changes to an HTTP request's head (path, forwarding fields);
+        what to do with the request, as its path's normalization says."""
+        action = _CONTINUE
+        if head.method != "CONNECT":
+            ctx = self.ctx
+            head.path, action = normalize(head.path, ctx.normalize_path, ctx.merge_slashes,
+                                          ctx.escaped_slashes)
         headers = head.headers
         self.upgrade = "upgrade" in headers
         strip_hop_by_hop(headers, self.upgrade)
@@ -210,10 +228,24 @@ class DownstreamStream:
         grpc_timeout = headers.get("grpc-timeout")
         if grpc_timeout is not None and head.timeout is None:
             head.timeout = grpc.parse_timeout(grpc_timeout)
+        return action
+
+    def _refuse_path(self, action: PathAction) -> None:
+        """A path that normalization refused (400), or that the client is asked to
+        request again unescaped (307 to the normalized path; a gRPC client cannot
+        follow a redirect, so it gets the 400's INTERNAL, as from Envoy)."""
+        assert self.request is not None
+        if action is PathAction.REDIRECT and not grpc.is_grpc(self.request.headers):
+            self.ctx.count(REDIRECTED_WITH_NORMALIZED_PATH)
+            self.send_local_reply(307, "", [("location", self.request.path)])
+        else:
+            self.ctx.count(FAILED_PATH_NORMALIZATION)
+            self.send_local_reply(400, "path normalization failed\n")
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        self._quiet = 0
         self._request_bytes += len(data)
         limit = self._max_request_bytes
         if limit is not None and self._request_bytes > limit and not self.upgrade:
@@ -242,6 +274,7 @@ class DownstreamStream:
 
     def on_trailers(self, trailers: Headers) -> None:
         self.request_complete = True
+        self._quiet = 0
         upstream = self.upstream
         if upstream is not None and upstream.stream is not None:
             upstream.stream.send_trailers(trailers)
@@ -410,6 +443,7 @@ class DownstreamStream:
                             end_stream: bool) -> None:
         if upstream is not self.upstream or self.done:
             return
+        self._quiet = 0
         if head.status >= 500:
             upstream.count_5xx()
         outlier = upstream.host.outlier
@@ -450,6 +484,7 @@ class DownstreamStream:
     def on_upstream_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        self._quiet = 0
         self.bytes_sent += len(data)
         self.server_stream.send_data(data, end_stream)
         if end_stream:
@@ -475,6 +510,21 @@ class DownstreamStream:
         self._reset_downstream(reason, reset_upstream=False)
 
     # -- retries and timeouts ------------------------------------------------------------
+
+    def idle_sweep(self) -> int:
+        """One more sweep of the proxy's streams: how many have passed since this
+        stream last moved a byte."""
+        self._quiet += 1
+        return self._quiet
+
+    def on_idle_timeout(self) -> None:
+        """``stream_idle_timeout`` expired (Envoy's): 408 if the response has not
+        begun (a timeout, so gRPC's DEADLINE_EXCEEDED; the RPC engine answers the
+        protocol's timeout status), else the stream is reset."""
+        if self.done:
+            return
+        self.response_flags.append(STREAM_IDLE_TIMEOUT)
+        self.send_local_reply(408, "stream timeout\n", grpc_status=grpc.DEADLINE_EXCEEDED)
 
     def _retry(self, condition: str) -> bool:
         """Start a retry if the policy covers ``condition`` and the request can be replayed."""
@@ -519,11 +569,12 @@ class DownstreamStream:
     def _start_timer(self) -> None:
         """The route timeout: from the complete request to the complete response."""
         route = self.route
-        timeout = route.timeout if route is not None and route.timeout else self.ctx.timeout
+        timeout = route.timeout if route is not None and route.timeout is not None \
+            else self.ctx.timeout
         asked = self.request.timeout if self.request is not None else None
-        if asked and (not timeout or asked < timeout):
+        if asked and asked < timeout:
             timeout = asked
-        if timeout and not self.upgrade:
+        if timeout != math.inf and not self.upgrade:  # inf: the route's timeout is disabled
             self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
 
     def _on_timeout(self, per_try: bool) -> None:
@@ -617,6 +668,9 @@ class DownstreamStream:
         if self.done:
             return
         self.done = True
+        streams = self.ctx.streams
+        if streams is not None:
+            streams.discard(self)
         if self._retrying and self.cluster is not None:  # a retry never started
             self._retrying = False
             self.cluster.store.values[self.cluster.more.upstream_rq_retry_active] -= 1

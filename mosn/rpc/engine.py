@@ -70,7 +70,7 @@ def _decode_all(codec: FrameCodec, buffer: bytearray, data: bytes) -> list[Frame
 
 
 class RpcServerConnection(ReadFilter, ConnectionCallbacks):
-    __slots__ = ("codec", "conn", "new_stream", "buffer", "streams", "closed")
+    __slots__ = ("codec", "conn", "new_stream", "buffer", "streams", "closed", "going_away")
 
     def __init__(self, codec: FrameCodec, conn: Any, new_stream: NewStream) -> None:
         self.codec = codec
@@ -79,8 +79,25 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
         self.buffer = bytearray()
         self.streams: set[RpcServerStream] = set()
         self.closed = False
+        self.going_away = False
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+
+    def go_away(self) -> None:
+        """The ServerCodec contract: the codec's goaway frame, if it has one (an
+        optional ``goaway() -> bytes``), then close once no request is in flight; a
+        request that still comes meanwhile is answered first."""
+        if self.going_away or self.closed:
+            return
+        self.going_away = True
+        goaway = getattr(self.codec, "goaway", None)
+        if goaway is not None:
+            self.conn.write(goaway())
+        self.close_if_idle()
+
+    def close_if_idle(self) -> None:
+        if self.going_away and not self.streams and not self.closed:
+            self.conn.close(CloseType.FLUSH_WRITE)
 
     def on_data(self, data: bytes) -> FilterStatus:
         try:
@@ -160,6 +177,8 @@ class RpcServerStream:
     def _error(self, http_status: int) -> None:
         codec = self.owner.codec
         flags = tuple(getattr(self.handler, "response_flags", ()))
+        if http_status == 408:
+            http_status = 504  # the stream idle timeout: the protocol's timeout status
         status = codec.error_status(http_status, flags)
         self.owner.conn.write(codec.error_reply(self.request, status, f"mosn: {http_status}"))
 
@@ -190,7 +209,10 @@ class RpcServerStream:
 
     def _done(self) -> None:
         self.answered = True
-        self.owner.streams.discard(self)
+        owner = self.owner
+        owner.streams.discard(self)
+        if owner.going_away:
+            owner.conn.loop.call_soon(owner.close_if_idle)  # after this answer is written
 
 
 # -- client side (upstream) -----------------------------------------------------------

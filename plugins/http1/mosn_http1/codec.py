@@ -277,7 +277,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         "_fields", "_url", "_authority", "_expect", "_codings", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
-        "_switch",
+        "_switch", "_head_timeout", "_head_timer", "_slow_head",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -325,6 +325,12 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._tunnel: ServerStream | None = None
         self._tunnel_open = False
         self._tunnel_buffer: list[bytes] = []
+        self._head_timeout: float | None = getattr(new_stream, "request_headers_timeout", None)
+        """Seconds a request head may take from its first byte (the ServerCallbacks
+        contract); armed only for a head a read left incomplete."""
+        self._head_timer: Any = None
+        self._slow_head = False
+        """A read left the current request head incomplete."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -383,6 +389,9 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             return
         self._closed = True
         self._reading = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         streams = list(self._streams)
         self._streams.clear()
         self._deferred.clear()
@@ -459,6 +468,12 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._fields = []  # trailers, if any, come next
         self._head_bytes = 0
         self._in_head = False
+        if self._slow_head:
+            self._slow_head = False
+            self.conn.count_reads_as_activity(True)
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
         path, authority = origin_form(method, self._url.decode("latin-1"), self._authority,
                                       version)
         self._url = b""
@@ -565,6 +580,31 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             self._partial += len(data)
             if self._partial > self._max_head:
                 self._protocol_error(431)
+                return
+        if self._in_head and not self._slow_head and self._reading:
+            self._slow_head = True
+            # Its bytes are no activity for the connection's idle timeout, and from now
+            # (the read that began it came just now) it has ``_head_timeout``.
+            self.conn.count_reads_as_activity(False)
+            if self._head_timeout:
+                self._time_head()
+
+    def _time_head(self) -> None:
+        self._head_timer = self.conn.loop.call_later(self._head_timeout, self._head_expired)
+
+    def _head_expired(self) -> None:
+        """``request_headers_timeout``: ``408``, after the responses before it, then
+        close (a slowloris client gets no more of the connection)."""
+        self._head_timer = None
+        if self._closed or not self._in_head or not self._reading:
+            return
+        if self._paused:
+            self._time_head()  # the codec stopped reading (a full pipeline), not the client
+            return
+        report = getattr(self.new_stream, "on_request_headers_timeout", None)
+        if report is not None:
+            report()
+        self._protocol_error(408)
 
     def _upgrade_to(self, fields: list[tuple[str, str]]) -> TakeOver | None:
         """The hand-over for an ``Upgrade`` token this request offers (RFC 9110 7.8),
