@@ -13,6 +13,7 @@ import pytest
 
 from conftest import ROOT
 from http_scripted import ScriptedHttpUpstream, exchange, proxy_config
+from mosn.config import ConfigError, validate
 from mosn.proxy.path import EscapedSlashesAction, PathAction, canonical_path, merge_slashes, \
     normalize
 from mosn.testing.process import free_port
@@ -90,6 +91,17 @@ def test_each_step_can_be_turned_off():
 def test_forms_other_than_origin_and_asterisk_are_refused():
     assert normalize("*", True, True, REDIRECT) == ("*", PathAction.CONTINUE)
     assert normalize("http://x/admin", True, True, REDIRECT)[1] is PathAction.REJECT
+
+
+def test_an_unknown_escaped_slashes_action_is_refused_with_its_path():
+    config = proxy_config(free_port(), free_port(), path_with_escaped_slashes_action="DECODE",
+                          normalize_path="maybe")
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    proxy = "servers[0].listeners[0].filter_chains[0].filters[0].config"
+    errors = "\n".join(info.value.errors)
+    assert f"{proxy}.path_with_escaped_slashes_action: " in errors
+    assert f"{proxy}.normalize_path: " in errors
 
 
 # -- end to end -----------------------------------------------------------------------

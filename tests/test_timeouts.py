@@ -6,6 +6,7 @@ connection duration (HTTP/1.1, HTTP/2, bolt), and route timeouts of zero and
 
 from __future__ import annotations
 
+import math
 import selectors
 import socket
 import sys
@@ -19,6 +20,10 @@ import pytest
 from hyperframe.frame import ContinuationFrame, Frame, HeadersFrame, SettingsFrame
 
 from conftest import ROOT
+from mosn.config import ConfigError, validate
+from mosn.config.loader import dump
+from mosn.config.routers import route_timeout
+from mosn.config.types import parse_timeout
 from http_scripted import Reply, ScriptedHttpUpstream, exchange, proxy_config as http_config
 from mosn.rpc.tools import codec_named
 from mosn.testing.mock import call
@@ -110,6 +115,35 @@ def connect_many(port: int, count: int, first: bytes) -> list[socket.socket]:
         s.sendall(first)
         socks.append(s)
     return socks
+
+
+# -- config ---------------------------------------------------------------------------
+
+
+def test_timeouts_are_validated_with_their_paths():
+    with pytest.raises(ConfigError) as info:
+        validate(http_config(free_port(), free_port(), request_headers_timeout="soon",
+                             stream_idle_timeout=-1, max_connection_duration="1x"))
+    proxy = "servers[0].listeners[0].filter_chains[0].filters[0].config"
+    for field in ("request_headers_timeout", "stream_idle_timeout", "max_connection_duration"):
+        assert any(e.startswith(f"{proxy}.{field}: ") for e in info.value.errors)
+    with pytest.raises(ConfigError) as info:
+        validate(http_config(free_port(), free_port(), route={"timeout": "never"}))
+    assert info.value.errors[0].startswith(
+        "servers[0].routers[0].virtual_hosts[0].routers[0].route.timeout: ")
+
+
+def test_route_timeout_values():
+    assert parse_timeout("disabled") == math.inf and parse_timeout("DISABLED") == math.inf
+    assert parse_timeout("1m30s") == 90.0
+    assert [route_timeout(v) for v in (None, 0.0, 5.0, math.inf)] == [None, 60.0, 5.0,
+                                                                        math.inf]
+    loaded = validate(http_config(free_port(), free_port(), route={"timeout": "disabled"},
+                                  timeout=0))
+    route = loaded.config.servers[0].routers[0].virtual_hosts[0].routers[0]
+    assert route.route.timeout == math.inf
+    assert dump(loaded.config)["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0][
+        "route"]["timeout"] == "disabled"
 
 
 # -- request_headers_timeout ----------------------------------------------------------
