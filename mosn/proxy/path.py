@@ -32,6 +32,8 @@ _ESCAPED_SLASH = re.compile("%2[Ff]|%5[Cc]")
 _PLAIN = re.compile(r"[A-Za-z0-9\-._~!$&'()*+,/:;=@\[\]]*")
 """A path of these characters alone, with no ``/.`` and no ``//``, is already normal."""
 _SLASHES = re.compile("/{2,}")
+_PLAIN_TARGET = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,/:;=@\[\]]*(?:\?.*)?", re.S)
+"""The same for a path with its query (the query may hold anything)."""
 
 
 class EscapedSlashesAction(str, enum.Enum):
@@ -60,6 +62,9 @@ class PathAction(enum.Enum):
     """Answer 400."""
 
 
+_CONTINUE = PathAction.CONTINUE
+
+
 def normalize(path: str, normalize_path: bool, merge: bool,
               escaped_slashes: EscapedSlashesAction) -> tuple[str, PathAction]:
     """The path (query included) as routing and the upstream should see it, and what
@@ -67,8 +72,10 @@ def normalize(path: str, normalize_path: bool, merge: bool,
     ``*`` (``OPTIONS *``) passes; any other form is refused (an HTTP/2 ``:path`` must be
     one of these two, RFC 9113 8.3.1; HTTP/1 has turned an absolute-form one into
     origin-form already)."""
+    if _PLAIN_TARGET.fullmatch(path) is not None and "/." not in path and "//" not in path:
+        return path, _CONTINUE  # the usual case: nothing to change
     if path[:1] != "/":
-        return path, PathAction.CONTINUE if path == "*" else PathAction.REJECT
+        return path, _CONTINUE if path == "*" else PathAction.REJECT
     part, sep, query = path.partition("?")
     action = PathAction.CONTINUE
     if escaped_slashes is EscapedSlashesAction.IMPLEMENTATION_SPECIFIC_DEFAULT:

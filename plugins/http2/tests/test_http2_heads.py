@@ -46,3 +46,21 @@ def test_frames_of_other_kinds_and_a_read_of_several_frames():
                        DataFrame(1, data=b"x" * 100).serialize()])
     assert watch.feed(frames) == 0
     assert watch.feed(HeadersFrame(5, data=BLOCK, flags=["END_HEADERS"]).serialize()[:12]) == 5
+
+
+def test_any_split_of_the_reads_gives_the_same_answers():
+    opening = PREFACE + SettingsFrame(0).serialize() + DataFrame(1, data=b"d" * 30).serialize()
+    block = (HeadersFrame(3, data=BLOCK[:2]).serialize()
+             + ContinuationFrame(3, data=BLOCK[2:4]).serialize()
+             + ContinuationFrame(3, data=BLOCK[4:], flags=["END_HEADERS"]).serialize())
+    stream = opening + block + DataFrame(3, data=b"x" * 20).serialize()
+    opens, closes = len(opening) + 9, len(opening) + len(block)
+
+    def expected(k: int) -> int:  # bytes read so far -> the open block's stream
+        return 3 if opens <= k < closes else 0
+
+    for k in range(len(stream) + 1):
+        for j in range(k, len(stream) + 1, 7):
+            watch = HeaderBlockWatch()
+            answers = [watch.feed(stream[:k]), watch.feed(stream[k:j]), watch.feed(stream[j:])]
+            assert answers == [expected(k), expected(j), expected(len(stream))], (k, j)
