@@ -12,6 +12,7 @@ import functools
 import logging
 from typing import Any, Callable
 
+from mosn.config.routers import route_timeout
 from mosn.network.connection import Connection
 from mosn.network.filter import (
     CloseType,
@@ -20,7 +21,6 @@ from mosn.network.filter import (
     FilterStatus,
     ReadFilter,
 )
-from mosn.config.routers import route_timeout
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
 from mosn.proxy.observer import MAX_CONNECTION_DURATION, REQUEST_HEADERS_TIMEOUT, ObserverHooks
