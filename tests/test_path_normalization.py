@@ -10,6 +10,8 @@ import sys
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import ROOT
 from http_scripted import ScriptedHttpUpstream, exchange, proxy_config
@@ -54,6 +56,25 @@ def test_canonical_path(path, canonical):
 def test_nul_fails_normalization(path):
     assert canonical_path(path) is None
     assert normalize(path, True, True, KEEP)[1] is PathAction.REJECT
+
+
+_PIECES = st.sampled_from(["/", ".", "..", "%", "2", "e", "E", "f", "F", "5", "c", "a", "x",
+                           "\\", "~", " ", "\xe9", "#", "%2e", "%2F", "%5c", "%%", "%41",
+                           "%30", "%46", "%66", "%32", "%35", "%63", "%2"])
+PATHS = st.lists(_PIECES, max_size=30).map(lambda pieces: "/" + "".join(pieces))
+
+
+@settings(max_examples=2000, deadline=None)
+@given(PATHS)
+def test_normalizing_twice_changes_nothing(path):
+    """No output of a step reads differently when normalized again (an escape made
+    by decoding, a dot segment left over): what routing saw is what the upstream
+    would make of it."""
+    once, action = normalize(path, True, True, EscapedSlashesAction.UNESCAPE_AND_FORWARD)
+    if action is PathAction.CONTINUE:
+        assert normalize(once, True, True, EscapedSlashesAction.UNESCAPE_AND_FORWARD) == (
+            once, PathAction.CONTINUE)
+        assert "/./" not in once and "/../" not in once and "//" not in once
 
 
 def test_merge_slashes():
