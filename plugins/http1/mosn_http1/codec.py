@@ -59,6 +59,8 @@ _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose empty request still gets ``content-length: 0`` (RFC 9110 8.6: a
 server may answer 411 to one without it)."""
 _SPECIAL_FIELDS = frozenset({"host", "expect", "transfer-encoding"})
+_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+"""Response fields that say how its body is framed (RFC 9112 6.3)."""
 CORK_JOIN_LIMIT = 16 * 1024
 """A head waiting for its body is joined with a first chunk up to this size into one
 write (a copy is cheaper than a second send syscall); a larger chunk goes on its own."""
@@ -958,7 +960,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         "conn", "on_idle", "_parser", "_max_head", "_max_fields", "_stream", "_fields",
         "_reason", "_head_bytes", "_partial", "_in_head", "_begun", "_interim",
         "_keep_alive", "_closed", "_above", "_tunnel", "_response_ended", "_parsing",
-        "_unparsed", "_fresh_parser", "_idle",
+        "_unparsed", "_fresh_parser", "_idle", "_codings", "_has_length",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -986,6 +988,9 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._unparsed: list[bytes] = []
         self._fresh_parser = False
         self._idle = False
+        self._codings: list[str] | None = None
+        """The response head's Transfer-Encoding values, if it has the field."""
+        self._has_length = False
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -1078,6 +1083,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._partial = 0
         self._in_head = True
         self._begun += 1
+        self._codings = None
+        self._has_length = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -1090,7 +1097,16 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         if size > self._max_head:
             raise CodecError("response headers too large", 502)
         self._head_bytes = size
-        self._fields.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        k = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        if k in _FRAMING_FIELDS and self._in_head:
+            if k == "content-length":
+                self._has_length = True
+            elif self._codings is None:
+                self._codings = [v]
+            else:
+                self._codings.append(v)
+        self._fields.append((k, v))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -1125,11 +1141,10 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             s.handler.on_headers(head, True)
             self._response_end(s)
         else:
-            headers = head.headers
-            codings = headers.get_all("transfer-encoding")
-            if codings:
+            codings = self._codings
+            if codings is not None:
                 check_transfer_coding(codings, "1.1")  # what the codec can read exactly
-            s.close_delimited = not codings and "content-length" not in headers
+            s.close_delimited = codings is None and not self._has_length
             s.pending = head
 
     def on_body(self, body: bytes) -> None:
