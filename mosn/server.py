@@ -47,6 +47,7 @@ from mosn.observability.stats import LISTENER_STATS, SERVER_STATS, StatsStore
 from mosn.plugins import BuildContext
 from mosn.router import Routers
 from mosn.tls import CertificateWatcher, ServerTls
+from mosn.stream.types import go_away
 from mosn.upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosn")
@@ -306,21 +307,11 @@ async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
         await anyio.sleep(FIRST_REQUEST_WAIT)
     for lst in runtime.listeners:
         for conn in list(lst.connections):
-            _go_away(conn)
+            go_away(conn)  # a connection without a codec that can just runs until it ends
     with anyio.move_on_after(runtime.graceful_timeout):
         while any(lst.connections for lst in runtime.listeners):
             await anyio.sleep(DRAIN_POLL_INTERVAL)
     scope.cancel()
-
-
-def _go_away(conn: Any) -> None:
-    """Ask a connection's protocol codec to finish what it has and close (HTTP/1:
-    ``connection: close`` after the requests read; HTTP/2: GOAWAY), if it has one
-    (the ``ServerCodec`` contract); other connections just run until they end."""
-    for f in list(conn.read_filters):
-        go_away = getattr(f, "go_away", None)
-        if go_away is not None:
-            go_away()
 
 
 async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:

@@ -16,11 +16,14 @@ from typing import Annotated, Any, Collection, Iterable, Sequence
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported
-from mosn.config.types import Duration
+from mosn.config.types import Duration, Timeout
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones MOSN and Envoy accept
 DEFAULT_REDIRECT_CODE = 301  # MOSN's and Envoy's default
 DEFAULT_NUM_RETRIES = 1  # Envoy's default (MOSN retries at least 3 times whatever is set)
+MOSN_GLOBAL_TIMEOUT = 60.0
+"""Seconds of a route timeout written as zero: MOSN turns a zero route timeout into its
+global default (``types.GlobalTimeout``, ``pkg/proxy/util.go`` parseProxyTimeout)."""
 
 # Envoy's x-envoy-retry-on and x-envoy-retry-grpc-on conditions.
 RETRY_CONDITIONS = frozenset({
@@ -295,7 +298,11 @@ class RouteActionConfig(HeaderMutationsConfig):
     cluster_variable: Unsupported = None
     upstream_protocol: str = ""
     metadata_match: LbMetadata = Field(default_factory=dict)
-    timeout: Duration | None = None
+    timeout: Timeout | None = None
+    """From the complete request to the complete response. Unset: the proxy filter's
+    ``timeout``; ``0``: MOSN's global default (:data:`MOSN_GLOBAL_TIMEOUT`);
+    ``disabled``: none (what Envoy's ``timeout: 0s`` means, for configs translated from
+    Envoy's shape)."""
     retry_policy: RetryPolicyConfig | None = None
     prefix_rewrite: str = ""
     regex_rewrite: Unsupported = None
@@ -320,6 +327,12 @@ class RouteActionConfig(HeaderMutationsConfig):
         if repeated:
             raise ValueError(f"cluster {repeated[0]!r} is listed twice in weighted_clusters")
         return self
+
+
+def route_timeout(seconds: float | None) -> float | None:
+    """A configured route timeout as the proxy runs it: zero is MOSN's global default;
+    None (unset) and ``math.inf`` (``disabled``) are kept."""
+    return MOSN_GLOBAL_TIMEOUT if seconds == 0 else seconds
 
 
 class DirectResponseConfig(Model):

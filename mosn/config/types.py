@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import math
 import re
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -48,6 +49,27 @@ Duration = Annotated[
     float, BeforeValidator(parse_duration), PlainSerializer(format_duration, return_type=str)
 ]
 """A duration in seconds; written in config as ``"15s"``, ``"300ms"`` or a number."""
+
+
+TIMEOUT_DISABLED = "disabled"
+"""How a config turns a timeout that allows it off (kept as ``math.inf``)."""
+
+
+def parse_timeout(value: Any) -> float:
+    """A duration, or :data:`TIMEOUT_DISABLED` for none at all (``math.inf``)."""
+    if isinstance(value, str) and value.strip().lower() == TIMEOUT_DISABLED:
+        return math.inf
+    return parse_duration(value)
+
+
+def format_timeout(seconds: float) -> str:
+    return TIMEOUT_DISABLED if seconds == math.inf else format_duration(seconds)
+
+
+Timeout = Annotated[
+    float, BeforeValidator(parse_timeout), PlainSerializer(format_timeout, return_type=str)
+]
+"""A duration that may also be ``disabled`` (no limit): ``math.inf`` once parsed."""
 
 
 @dataclass(frozen=True, slots=True)

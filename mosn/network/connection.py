@@ -90,6 +90,7 @@ class Connection(asyncio.Protocol):
         self._eof_received = False
         self._eof_sent = False
         self._active = False
+        self._reads_are_activity = True
         self._idle_handle: asyncio.TimerHandle | None = None
         self._idle_checks = 0
         self._close_timer: asyncio.TimerHandle | None = None
@@ -131,7 +132,8 @@ class Connection(asyncio.Protocol):
             transport.pause_reading()  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
-        self._active = True
+        if self._reads_are_activity:
+            self._active = True
         self._stats[self._rx] += len(data)
         intake = self._intake
         if intake is not None:
@@ -421,6 +423,12 @@ class Connection(asyncio.Protocol):
                 self.close(CloseType.FLUSH_WRITE)
                 return
         self._schedule_idle_check(period)
+
+    def count_reads_as_activity(self, count: bool) -> None:
+        """Whether bytes read keep the idle timeout off (they do unless told). An L7
+        codec turns this off while a request head is incomplete: a client trickling
+        a head byte by byte does not hold an otherwise idle connection open."""
+        self._reads_are_activity = count
 
     def on_idle_timeout(self) -> None:
         """Called just before an idle connection is closed (for stats)."""

@@ -29,7 +29,7 @@ from mosn.observability.stats import (
     HISTOGRAM_BUCKETS_MS,
     StatsStore,
 )
-from mosn.proxy.observer import StreamObserver
+from mosn.proxy.observer import LISTENER_EVENTS, StreamObserver
 
 if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
@@ -39,13 +39,14 @@ _HOST_CLASS = ("", "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx")
 _CLIENT_RESET_FLAGS = frozenset({"DC", "DPE"})
 """Response flags of a stream that the client ended (Envoy's downstream_rq_rx_reset)."""
 _TIMEOUT_FLAG = "UT"
+_IDLE_TIMEOUT_FLAG = "SI"
 
 
 class _Downstream:
     """The indices of one ``downstream_rq_*`` scope and its histogram."""
 
-    __slots__ = ("total", "active", "classes", "rx_reset", "tx_reset", "time_base",
-                 "time_sum")
+    __slots__ = ("total", "active", "classes", "rx_reset", "tx_reset", "idle_timeout",
+                 "time_base", "time_sum")
 
     def __init__(self, store: StatsStore, prefix: str) -> None:
         scope = store.scope(prefix, DOWNSTREAM_RQ_STATS)
@@ -56,6 +57,7 @@ class _Downstream:
                         scope.downstream_rq_5xx)
         self.rx_reset = scope.downstream_rq_rx_reset
         self.tx_reset = scope.downstream_rq_tx_reset
+        self.idle_timeout = scope.downstream_rq_idle_timeout
         histogram = store.histogram(f"{prefix}.downstream_rq_time")
         self.time_base = histogram.base
         self.time_sum = histogram.sum
@@ -65,10 +67,11 @@ class _Upstream:
     """One cluster's indices: status classes 1xx to 4xx (the proxy counts
     ``upstream_rq_5xx`` as the response head arrives) and ``upstream_rq_time``."""
 
-    __slots__ = ("classes", "time_base", "time_sum")
+    __slots__ = ("classes", "rx_reset", "time_base", "time_sum")
 
     def __init__(self, store: StatsStore, cluster: Any) -> None:
         more = cluster.more
+        self.rx_reset = more.upstream_rq_rx_reset
         self.classes = (-1, more.upstream_rq_1xx, more.upstream_rq_2xx, more.upstream_rq_3xx,
                         more.upstream_rq_4xx)
         histogram = store.histogram(f"cluster.{cluster.name}.upstream_rq_time")
@@ -83,6 +86,7 @@ class StatsObserver(StreamObserver):
                  clusters: Iterable[Any]) -> None:
         self.store = store
         self.listener = _Downstream(store, f"listener.{listener}")
+        self.events = store.scope(f"listener.{listener}", LISTENER_EVENTS).indices
         self.protocols = {name: _Downstream(store, f"protocol.{name}") for name in protocols}
         self.upstream = {cluster: _Upstream(store, cluster) for cluster in clusters}
 
@@ -96,11 +100,23 @@ class StatsObserver(StreamObserver):
             v[p.total] += 1  # type: ignore[index]
             v[p.active] += 1  # type: ignore[index]
 
+    def on_listener_event(self, event: str) -> None:
+        index = self.events.get(event)
+        if index is not None:
+            self.store.values[index] += 1  # type: ignore[index]
+
     def on_upstream_end(self, stream: "DownstreamStream", upstream: "UpstreamRequest") -> None:
+        v = self.store.values
+        if upstream.reset_reason is not None:
+            # Cut by the upstream (a reset, a lost connection, a body cut short): no
+            # response, even if its head came.
+            u = self.upstream.get(upstream.cluster)
+            if u is not None:
+                v[u.rx_reset] += 1  # type: ignore[index]
+            return
         code = upstream.response_code
         if not code:
             return
-        v = self.store.values
         k = code // 100
         if 1 <= k <= 5:
             hs = upstream.host.stats
@@ -125,10 +141,11 @@ class StatsObserver(StreamObserver):
         code = stream.response_code
         k = code // 100
         flags = stream.response_flags
-        self._end(v, self.listener, k, flags, bucket, us)
+        reset = stream.ended_by_reset
+        self._end(v, self.listener, k, reset, flags, bucket, us)
         p = self.protocols.get(stream.protocol)
         if p is not None:
-            self._end(v, p, k, flags, bucket, us)
+            self._end(v, p, k, reset, flags, bucket, us)
         if flags and _TIMEOUT_FLAG in flags and stream.cluster is not None:
             v[stream.cluster.more.upstream_rq_timeout] += 1  # type: ignore[index]
             hs = stream.host.stats if stream.host is not None else None
@@ -136,14 +153,17 @@ class StatsObserver(StreamObserver):
                 v[hs.rq_timeout] += 1  # type: ignore[index]
 
     @staticmethod
-    def _end(v: Any, d: _Downstream, k: int, flags: list[str], bucket: int, us: int) -> None:
+    def _end(v: Any, d: _Downstream, k: int, reset: bool, flags: list[str], bucket: int,
+             us: int) -> None:
         v[d.active] -= 1
-        if 1 <= k <= 5:
+        if 1 <= k <= 5 and not reset:
             v[d.classes[k]] += 1
         elif _CLIENT_RESET_FLAGS.intersection(flags):
             v[d.rx_reset] += 1
         else:
             v[d.tx_reset] += 1
+        if flags and _IDLE_TIMEOUT_FLAG in flags:
+            v[d.idle_timeout] += 1
         v[d.time_base + bucket] += 1
         v[d.time_sum] += us
 

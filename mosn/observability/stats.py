@@ -52,6 +52,7 @@ UPSTREAM_STATS = (
     "upstream_rq_4xx",
     "upstream_rq_5xx",
     "upstream_rq_timeout",
+    "upstream_rq_rx_reset",
     "lb_subsets_selected",
     "lb_subsets_fallback",
     "health_check.attempt",
@@ -86,6 +87,7 @@ DOWNSTREAM_RQ_STATS = (
     "downstream_rq_5xx",
     "downstream_rq_rx_reset",
     "downstream_rq_tx_reset",
+    "downstream_rq_idle_timeout",
 )
 """Per listener with an L7 proxy (``listener.<name>.``) and per protocol
 (``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""

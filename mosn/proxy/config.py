@@ -7,7 +7,8 @@ from typing import Any, Iterable
 from pydantic import Field, ValidationError, model_validator
 
 from mosn.config.base import Model, Unsupported
-from mosn.config.types import Duration
+from mosn.config.types import Duration, Timeout
+from mosn.proxy.path import DEFAULT_ESCAPED_SLASHES_ACTION, EscapedSlashesAction
 
 AUTO = "Auto"
 """``downstream_protocol: Auto``: pick the protocol by its first bytes."""
@@ -19,6 +20,12 @@ DEFAULT_ROUTE_TIMEOUT = 15.0
 ``timeout`` (Envoy's default)."""
 DEFAULT_MAX_REQUEST_BYTES = None
 """No request body limit unless the proxy or the route sets one."""
+DEFAULT_REQUEST_HEADERS_TIMEOUT = 30.0
+"""Seconds from a request head's first byte to its last: a slow link sends a head in
+well under this, a client trickling one to hold the connection is cut (Envoy's field;
+Envoy leaves it off by default)."""
+DEFAULT_STREAM_IDLE_TIMEOUT = 300.0
+"""Seconds a stream may go with no bytes either way (Envoy's default, 5 min)."""
 
 
 class ProxyConfig(Model):
@@ -31,10 +38,31 @@ class ProxyConfig(Model):
     fallback_for_unknown_protocol: Unsupported = None
     extend_config: dict[str, Any] = Field(default_factory=dict)
     """Kept as written; protocol plugins may read it."""
-    timeout: Duration = DEFAULT_ROUTE_TIMEOUT
-    """mosn's own: the route timeout for routes that set none."""
+    timeout: Timeout = DEFAULT_ROUTE_TIMEOUT
+    """mosn's own: the route timeout for routes that set none (``0``: MOSN's global
+    default, 60 s; ``disabled``: none)."""
     max_request_bytes: int | None = Field(default=DEFAULT_MAX_REQUEST_BYTES, ge=0)
     """mosn's own: a request body larger than this is answered 413."""
+    request_headers_timeout: Duration = DEFAULT_REQUEST_HEADERS_TIMEOUT
+    """Envoy's: from the first byte of a request head to its last (HTTP/2: of a
+    stream's header block); past it HTTP/1 answers ``408`` and closes, HTTP/2 resets
+    the stream. ``0`` turns it off."""
+    stream_idle_timeout: Duration = DEFAULT_STREAM_IDLE_TIMEOUT
+    """Envoy's: a stream with no bytes either way for this long ends: ``408`` (gRPC:
+    DEADLINE_EXCEEDED; RPC: the protocol's timeout status) if its response has not
+    begun, else a reset. ``0`` turns it off."""
+    max_connection_duration: Duration | None = None
+    """Envoy's: a downstream connection open this long is drained (HTTP/1:
+    ``connection: close`` on the next response, or closed if idle; HTTP/2: GOAWAY;
+    RPC: closed once idle). Unset or ``0``: no limit."""
+    normalize_path: bool = True
+    """Envoy's: RFC 3986 normalization of the path before routing (see
+    :mod:`mosn.proxy.path`); on by default (Envoy's is off), so a path rule cannot be
+    passed by ``/./admin`` or ``/%61dmin``."""
+    merge_slashes: bool = True
+    """Envoy's: ``//a//b`` is ``/a/b`` before routing; on by default (Envoy's is off)."""
+    path_with_escaped_slashes_action: EscapedSlashesAction = DEFAULT_ESCAPED_SLASHES_ACTION
+    """Envoy's: what a path with ``%2F`` or ``%5C`` gets."""
 
     @model_validator(mode="after")
     def _x_sub_protocol(self) -> "ProxyConfig":

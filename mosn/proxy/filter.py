@@ -10,24 +10,38 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from typing import Any, Callable
 
+from mosn.config.routers import route_timeout
 from mosn.network.connection import Connection
-from mosn.network.filter import CloseType, FilterStatus, ReadFilter
+from mosn.network.filter import (
+    CloseType,
+    ConnectionCallbacks,
+    ConnectionEvent,
+    FilterStatus,
+    ReadFilter,
+)
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
 from mosn.proxy.guard import GuardedProtocol
-from mosn.proxy.observer import ObserverHooks
+from mosn.proxy.observer import MAX_CONNECTION_DURATION, REQUEST_HEADERS_TIMEOUT, ObserverHooks
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
 from mosn.stream.errors import ProtocolErrors
 from mosn.stream.pool import DEFAULT_IDLE_TIMEOUT, ConnectionPool
-from mosn.stream.types import MatchResult, Protocol
+from mosn.stream.types import MatchResult, Protocol, go_away
+
+log = logging.getLogger("mosn.proxy")
 
 MAX_DETECT_BYTES = 64
 """Bytes read to recognise a protocol under Auto before giving up (every known
 protocol's magic or method token is far shorter)."""
+IDLE_CHECKS_PER_TIMEOUT = 4
+"""Sweeps of the streams per ``stream_idle_timeout``: one timer for all of a proxy's
+streams instead of one re-armed on every byte; an idle stream ends between 1x and
+1.25x its timeout."""
 
 
 class ProxyContext:
@@ -54,8 +68,18 @@ class ProxyContext:
         self.upstream_protocol_name = config.upstream_protocol
         self.clusters = context.cluster_manager
         self.route_table = context.routers[config.router_config_name]
-        self.timeout = config.timeout
+        self.timeout = route_timeout(config.timeout)
         self.max_request_bytes = config.max_request_bytes
+        self.normalize_path = config.normalize_path
+        self.merge_slashes = config.merge_slashes
+        self.escaped_slashes = config.path_with_escaped_slashes_action
+        self.request_headers_timeout = config.request_headers_timeout or None
+        self.max_connection_duration = config.max_connection_duration or None
+        self.stream_idle_timeout = config.stream_idle_timeout or None
+        self.streams: set[DownstreamStream] | None = \
+            set() if self.stream_idle_timeout else None
+        """The streams in flight, swept for idle ones (None: no stream idle timeout)."""
+        self._sweep: asyncio.TimerHandle | None = None
         self.stream_filters: list[Callable[[], StreamFilter]] = list(context.stream_filters)
         self.observers = ObserverHooks(context.observers)
         self._pools: dict[tuple[Any, str], ConnectionPool] = {}
@@ -65,6 +89,35 @@ class ProxyContext:
 
     def loop(self) -> asyncio.AbstractEventLoop:
         return asyncio.get_running_loop()
+
+    def count(self, event: str) -> None:
+        """Tell the listener's observers of an event they may count (its stat name)."""
+        for hook in self.observers.listener_event:
+            hook(event)
+
+    # -- the stream idle timeout ---------------------------------------------------------
+
+    def track(self, stream: DownstreamStream) -> None:
+        """Watch a new stream for idleness (the stream marks its own activity)."""
+        assert self.streams is not None
+        self.streams.add(stream)
+        if self._sweep is None:
+            self._schedule_sweep()
+
+    def _schedule_sweep(self) -> None:
+        assert self.stream_idle_timeout is not None
+        self._sweep = self.loop().call_later(
+            self.stream_idle_timeout / IDLE_CHECKS_PER_TIMEOUT, self._sweep_idle)
+
+    def _sweep_idle(self) -> None:
+        self._sweep = None
+        streams = self.streams
+        assert streams is not None
+        for stream in list(streams):
+            if stream.idle_sweep() > IDLE_CHECKS_PER_TIMEOUT:
+                stream.on_idle_timeout()
+        if streams:
+            self._schedule_sweep()
 
     def upstream_protocol(self, route: Route, downstream: str) -> Protocol:
         """The route's choice, else the proxy's, else what the client spoke."""
@@ -93,6 +146,8 @@ class ProxyContext:
             self._pools.pop(key).drain()
 
     def install(self, conn: Connection) -> None:
+        if self.max_connection_duration:
+            MaxDuration(self, conn, self.max_connection_duration)
         if self.downstream_protocol == AUTO:
             tls = conn.tls
             chosen = self.by_alpn.get(tls.alpn) if tls is not None and tls.alpn else None
@@ -106,8 +161,8 @@ class ProxyContext:
     def serve(self, conn: Connection, protocol: Protocol) -> None:
         protocol.server(conn, self._new_stream(conn, protocol.name))
 
-    def _new_stream(self, conn: Connection, name: str) -> Callable[[Any], DownstreamStream]:
-        return lambda stream: DownstreamStream(self, conn, stream, name)
+    def _new_stream(self, conn: Connection, name: str) -> "DownstreamCallbacks":
+        return DownstreamCallbacks(self, conn, name)
 
     def _offer_upgrades(self) -> None:
         """HTTP/1.1 ``Upgrade`` to another installed protocol (``h2c``): a protocol
@@ -123,6 +178,57 @@ class ProxyContext:
 
     def _upgrade(self, protocol: Any, conn: Connection, head: Any, data: bytes) -> bool:
         return protocol.upgrade(conn, self._new_stream(conn, protocol.name), head, data)
+
+
+class DownstreamCallbacks:
+    """What a protocol's server codec is given for one downstream connection (the
+    ``ServerCallbacks`` contract of :mod:`mosn.stream.types`): called with a new
+    stream it returns the stream's :class:`DownstreamStream`."""
+
+    __slots__ = ("ctx", "conn", "protocol", "request_headers_timeout")
+
+    def __init__(self, ctx: ProxyContext, conn: Connection, protocol: str) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.protocol = protocol
+        self.request_headers_timeout = ctx.request_headers_timeout
+
+    def __call__(self, stream: Any) -> DownstreamStream:
+        return DownstreamStream(self.ctx, self.conn, stream, self.protocol)
+
+    def on_request_headers_timeout(self) -> None:
+        log.debug("%s: a request head from %s took over %gs (request_headers_timeout)",
+                  self.protocol, self.conn.remote_address, self.request_headers_timeout)
+        self.ctx.count(REQUEST_HEADERS_TIMEOUT)
+
+
+class MaxDuration(ConnectionCallbacks):
+    """``max_connection_duration``: past it the connection's codec is asked to go away
+    (the one a drain uses); a connection with none yet (its protocol not detected)
+    is closed."""
+
+    __slots__ = ("ctx", "conn", "timer")
+
+    def __init__(self, ctx: ProxyContext, conn: Connection, seconds: float) -> None:
+        self.ctx = ctx
+        self.conn = conn
+        self.timer: asyncio.TimerHandle | None = conn.loop.call_later(seconds, self._expired)
+        conn.add_callbacks(self)
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.conn.closed:
+            return
+        self.ctx.count(MAX_CONNECTION_DURATION)
+        log.debug("connection from %s reached max_connection_duration: draining it",
+                  self.conn.remote_address)
+        if not go_away(self.conn):
+            self.conn.close(CloseType.FLUSH_WRITE)
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
 
 def _protocol_config(ext: Extension, config: ProxyConfig) -> Any:

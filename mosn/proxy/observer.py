@@ -15,6 +15,15 @@ if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
 
 
+# Listener events (``on_listener_event``), named by their stats (Envoy's names).
+REQUEST_HEADERS_TIMEOUT = "downstream_rq_header_timeout"
+MAX_CONNECTION_DURATION = "downstream_cx_max_duration_reached"
+FAILED_PATH_NORMALIZATION = "downstream_rq_failed_path_normalization"
+REDIRECTED_WITH_NORMALIZED_PATH = "downstream_rq_redirected_with_normalized_path"
+LISTENER_EVENTS = (REQUEST_HEADERS_TIMEOUT, MAX_CONNECTION_DURATION,
+                   FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH)
+
+
 class StreamObserver:
     def on_request(self, stream: "DownstreamStream") -> None:
         """The request head arrived (``stream.request``), before any stream filter or
@@ -34,13 +43,19 @@ class StreamObserver:
         """The downstream stream ended (``stream.response_code``, ``.response_flags``,
         ``.start_time``, ``.bytes_received``, ``.bytes_sent`` are final)."""
 
+    def on_listener_event(self, event: str) -> None:
+        """Something the proxy did on the listener beside a stream's own outcome, one
+        of :data:`LISTENER_EVENTS`: a request head took longer than
+        ``request_headers_timeout``, a connection reached ``max_connection_duration``,
+        a path failed normalization or was redirected to its normalized form."""
+
 
 class ObserverHooks:
     """A listener's observers' methods by point, each tuple holding only the observers
     that override that method: the proxy calls these, and a point no observer uses
     costs a request nothing (a call to a method that does nothing costs ~0.1 µs)."""
 
-    __slots__ = ("request", "upstream_request", "upstream_end", "stream_end")
+    __slots__ = ("request", "upstream_request", "upstream_end", "stream_end", "listener_event")
 
     def __init__(self, observers: "Iterable[StreamObserver]") -> None:
         observers = tuple(observers)
@@ -51,4 +66,8 @@ class ObserverHooks:
                                        if getattr(type(o), name) is not base))
 
 
-__all__ = ["ObserverHooks", "StreamObserver"]
+__all__ = [
+    "FAILED_PATH_NORMALIZATION", "LISTENER_EVENTS", "MAX_CONNECTION_DURATION",
+    "ObserverHooks", "REDIRECTED_WITH_NORMALIZED_PATH", "REQUEST_HEADERS_TIMEOUT",
+    "StreamObserver",
+]

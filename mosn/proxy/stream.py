@@ -13,6 +13,7 @@ outcome is reported to the cluster's outlier detection.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -20,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 from mosn.network.filter import FilterStatus
 from mosn.network.tls import WithTlsVariables
 from mosn.proxy import grpc
+from mosn.proxy.observer import FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH
+from mosn.proxy.path import PathAction, normalize
 from mosn.proxy.stream_filter import Phase, StreamFilter
 from mosn.router import Route, RouteRequest
 from mosn.stream.types import (
@@ -49,6 +52,7 @@ UPSTREAM_REMOTE_RESET = "UR"
 RETRY_LIMIT_EXCEEDED = "URX"
 DOWNSTREAM_CONNECTION_TERMINATION = "DC"
 DOWNSTREAM_PROTOCOL_ERROR = "DPE"
+STREAM_IDLE_TIMEOUT = "SI"
 
 BODY_BUFFER_LIMIT = 1024 * 1024
 """Request body bytes held while the upstream stream is not ready yet, before the
@@ -80,6 +84,7 @@ RETRY_ON = {
 
 _STOP = FilterStatus.STOP
 _EXHAUSTED = grpc.RESOURCE_EXHAUSTED
+_CONTINUE = PathAction.CONTINUE
 
 
 _UUID4_CLEAR = ~((0xF << 76) | (0x3 << 62))
@@ -107,6 +112,13 @@ def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
                           if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
 
 
+def strip_forbidden_length(head: ResponseHead) -> None:
+    """A 1xx or 204 response has no content and must not say it has a length (RFC
+    9110 8.6): a ``content-length`` on one, from an upstream or a config, is dropped."""
+    if head.status < 200 or head.status == 204:
+        head.headers.remove("content-length")
+
+
 class DownstreamStream:
     """A request from a client; the proxy's ``RequestHandler`` for the server codec,
     and what stream filters see."""
@@ -120,6 +132,7 @@ class DownstreamStream:
         "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
+        "ended_by_reset", "_quiet",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -172,6 +185,13 @@ class DownstreamStream:
         """The response's headers as sent downstream; None until a response began."""
         self.span: Any = None
         """A tracer's span for this stream, if one is kept."""
+        self.ended_by_reset = False
+        """The stream ended without a complete response: the client went away, or the
+        proxy reset it (an upstream failure or timeout after the response began)."""
+        self._quiet = 0
+        """Idle sweeps since the stream last moved a byte either way."""
+        if ctx.streams is not None:
+            ctx.track(self)
 
     @property
     def bytes_received(self) -> int:
@@ -183,13 +203,22 @@ class DownstreamStream:
     def on_headers(self, head: RequestHead, end_stream: bool) -> None:
         self.request = head
         self.request_complete = end_stream
-        if head.frame is None:
-            self._http_request_headers(head)
+        action = _CONTINUE if head.frame is not None else self._http_request_headers(head)
         for hook in self.observers.request:
             hook(self)
-        self.continue_request()
+        if action is _CONTINUE:
+            self.continue_request()
+        else:
+            self._refuse_path(action)
 
-    def _http_request_headers(self, head: RequestHead) -> None:
+    def _http_request_headers(self, head: RequestHead) -> PathAction:
+        """The proxy's changes to an HTTP request's head (path, forwarding fields);
+        what to do with the request, as its path's normalization says."""
+        action = _CONTINUE
+        if head.method != "CONNECT":
+            ctx = self.ctx
+            head.path, action = normalize(head.path, ctx.normalize_path, ctx.merge_slashes,
+                                          ctx.escaped_slashes)
         headers = head.headers
         self.upgrade = "upgrade" in headers
         strip_hop_by_hop(headers, self.upgrade)
@@ -203,10 +232,24 @@ class DownstreamStream:
         grpc_timeout = headers.get("grpc-timeout")
         if grpc_timeout is not None and head.timeout is None:
             head.timeout = grpc.parse_timeout(grpc_timeout)
+        return action
+
+    def _refuse_path(self, action: PathAction) -> None:
+        """A path that normalization refused (400), or that the client is asked to
+        request again unescaped (307 to the normalized path; a gRPC client cannot
+        follow a redirect, so it gets the 400's INTERNAL, as from Envoy)."""
+        assert self.request is not None
+        if action is PathAction.REDIRECT and not grpc.is_grpc(self.request.headers):
+            self.ctx.count(REDIRECTED_WITH_NORMALIZED_PATH)
+            self.send_local_reply(307, "", [("location", self.request.path)])
+        else:
+            self.ctx.count(FAILED_PATH_NORMALIZATION)
+            self.send_local_reply(400, "path normalization failed\n")
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        self._quiet = 0
         self._request_bytes += len(data)
         limit = self._max_request_bytes
         if limit is not None and self._request_bytes > limit and not self.upgrade:
@@ -238,6 +281,7 @@ class DownstreamStream:
 
     def on_trailers(self, trailers: Headers) -> None:
         self.request_complete = True
+        self._quiet = 0
         upstream = self.upstream
         if upstream is not None and upstream.stream is not None:
             upstream.stream.send_trailers(trailers)
@@ -251,6 +295,7 @@ class DownstreamStream:
         self.response_flags.append(DOWNSTREAM_PROTOCOL_ERROR if reason is
                                    StreamResetReason.PROTOCOL_ERROR
                                    else DOWNSTREAM_CONNECTION_TERMINATION)
+        self.ended_by_reset = True
         self._finish(reset_upstream=True)
 
     def on_above_write_buffer_high_watermark(self) -> None:
@@ -414,6 +459,7 @@ class DownstreamStream:
                             end_stream: bool) -> None:
         if upstream is not self.upstream or self.done:
             return
+        self._quiet = 0
         if head.status >= 500:
             upstream.count_5xx()
         outlier = upstream.host.outlier
@@ -433,11 +479,13 @@ class DownstreamStream:
         self.response_started = True
         if head.frame is not None:
             self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
-        elif head.status != 101:
-            strip_hop_by_hop(head.headers, False)
-        elif self._timer is not None:
-            self._timer.cancel()  # a tunnel has no response end to wait for
-            self._timer = None
+        else:
+            strip_forbidden_length(head)
+            if head.status != 101:
+                strip_hop_by_hop(head.headers, False)
+            elif self._timer is not None:
+                self._timer.cancel()  # a tunnel has no response end to wait for
+                self._timer = None
         if self.route is not None:
             self.route.apply_response_headers(head.headers)
         for f in self._filters:
@@ -452,6 +500,7 @@ class DownstreamStream:
     def on_upstream_data(self, data: bytes, end_stream: bool) -> None:
         if self.done:
             return
+        self._quiet = 0
         self.bytes_sent += len(data)
         self.server_stream.send_data(data, end_stream)
         if end_stream:
@@ -471,11 +520,27 @@ class DownstreamStream:
                     else UPSTREAM_CONNECTION_TERMINATION)
             self.on_upstream_failure(upstream, reason, flag, 502)
             return
-        self.response_flags.append(UPSTREAM_CONNECTION_TERMINATION)
-        self.server_stream.reset(reason)
-        self._finish(reset_upstream=False)
+        self.response_flags.append(UPSTREAM_REMOTE_RESET if reason is
+                                   StreamResetReason.REMOTE_RESET
+                                   else UPSTREAM_CONNECTION_TERMINATION)
+        self._reset_downstream(reason, reset_upstream=False)
 
     # -- retries and timeouts ------------------------------------------------------------
+
+    def idle_sweep(self) -> int:
+        """One more sweep of the proxy's streams: how many have passed since this
+        stream last moved a byte."""
+        self._quiet += 1
+        return self._quiet
+
+    def on_idle_timeout(self) -> None:
+        """``stream_idle_timeout`` expired (Envoy's): 408 if the response has not
+        begun (a timeout, so gRPC's DEADLINE_EXCEEDED; the RPC engine answers the
+        protocol's timeout status), else the stream is reset."""
+        if self.done:
+            return
+        self.response_flags.append(STREAM_IDLE_TIMEOUT)
+        self.send_local_reply(408, "stream timeout\n", grpc_status=grpc.DEADLINE_EXCEEDED)
 
     def _retry(self, condition: str) -> bool:
         """Start a retry if the policy covers ``condition`` and the request can be replayed."""
@@ -522,11 +587,12 @@ class DownstreamStream:
     def _start_timer(self) -> None:
         """The route timeout: from the complete request to the complete response."""
         route = self.route
-        timeout = route.timeout if route is not None and route.timeout else self.ctx.timeout
+        timeout = route.timeout if route is not None and route.timeout is not None \
+            else self.ctx.timeout
         asked = self.request.timeout if self.request is not None else None
-        if asked and (not timeout or asked < timeout):
+        if asked and asked < timeout:
             timeout = asked
-        if timeout and not self.upgrade:
+        if timeout != math.inf and not self.upgrade:  # inf: the route's timeout is disabled
             self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
 
     def _on_timeout(self, per_try: bool) -> None:
@@ -543,8 +609,7 @@ class DownstreamStream:
             self._timer = None
         self.response_flags.append(UPSTREAM_REQUEST_TIMEOUT)
         if self.response_started:
-            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
-            self._finish(reset_upstream=True)
+            self._reset_downstream(StreamResetReason.LOCAL_RESET)
         else:
             self.send_local_reply(504, "upstream request timeout\n",
                                   grpc_status=grpc.DEADLINE_EXCEEDED)
@@ -581,8 +646,7 @@ class DownstreamStream:
         if self.done:
             return
         if self.response_started:
-            self.server_stream.reset(StreamResetReason.LOCAL_RESET)
-            self._finish(reset_upstream=True)
+            self._reset_downstream(StreamResetReason.LOCAL_RESET)
             return
         data = body.encode() if isinstance(body, str) else body
         head = self.request
@@ -599,6 +663,7 @@ class DownstreamStream:
         fields += headers or []
         self.response_started = True
         head = ResponseHead(status, Headers(fields))
+        strip_forbidden_length(head)
         for f in self._filters:
             f.on_response(self, head)
         self.response_code = status
@@ -610,10 +675,20 @@ class DownstreamStream:
             self.server_stream.send_data(data, True)
         self._finish(reset_upstream=True)
 
+    def _reset_downstream(self, reason: StreamResetReason, reset_upstream: bool = True) -> None:
+        """End a stream whose response began and cannot complete: the client sees it
+        cut (HTTP/1: the connection closed; HTTP/2: RST_STREAM), never a whole response."""
+        self.ended_by_reset = True
+        self.server_stream.reset(reason)
+        self._finish(reset_upstream=reset_upstream)
+
     def _finish(self, reset_upstream: bool) -> None:
         if self.done:
             return
         self.done = True
+        streams = self.ctx.streams
+        if streams is not None:
+            streams.discard(self)
         if self._retrying and self.cluster is not None:  # a retry never started
             self._retrying = False
             self.cluster.store.values[self.cluster.more.upstream_rq_retry_active] -= 1
@@ -657,7 +732,7 @@ class UpstreamRequest:
 
     __slots__ = ("downstream", "stream", "pending", "client", "ended", "try_timer",
                  "cluster", "host", "retry", "live", "start_monotonic", "response_code",
-                 "span")
+                 "span", "reset_reason")
 
     def __init__(self, downstream: DownstreamStream, cluster: "Cluster", host: "Host",
                  retry: bool = False) -> None:
@@ -676,6 +751,9 @@ class UpstreamRequest:
         """The status this try got from upstream; 0 until (unless) it got one."""
         self.span: Any = None
         """A tracer's span for this try, if one is kept."""
+        self.reset_reason: StreamResetReason | None = None
+        """Why the upstream ended this try without a complete response (a reset, or
+        the connection lost: before or after the response began); None otherwise."""
         host.active_requests += 1
         v, more, hs = cluster.store.values, cluster.more, host.stats
         v[cluster.more.upstream_rq_total] += 1  # type: ignore[index]
@@ -770,6 +848,7 @@ class UpstreamRequest:
     def on_reset(self, reason: StreamResetReason) -> None:
         self.ended = True
         if self.live:
+            self.reset_reason = reason
             self._failed(reason)
         self.release()
         if self.downstream is not None:

@@ -18,6 +18,7 @@ from mosn.config.routers import (
     RetryPolicyConfig,
     RouteActionConfig,
     RouteConfig,
+    route_timeout,
 )
 from mosn.router.match import (
     HeaderMatcher,
@@ -179,7 +180,8 @@ class Route:
         self._weighted_metadata = {w.cluster.name: dict(w.cluster.metadata_match)
                                    for w in action.weighted_clusters}
         self.metadata_match: dict[str, str] = dict(action.metadata_match)
-        self.timeout: float | None = action.timeout or None
+        self.timeout: float | None = route_timeout(action.timeout)
+        """Seconds; None: the proxy's default; ``math.inf``: no route timeout."""
         self.retry_policy = _retry_policy(action.retry_policy) if action.retry_policy else None
         self.hash_policy: HashPolicy | None = (HashPolicy(action.hash_policy)
                                                 if action.hash_policy else None)

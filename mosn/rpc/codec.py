@@ -92,6 +92,9 @@ class FrameCodec(TypingProtocol):
     # Optional: ``with_headers(frame, updates: dict[str, str]) -> bytes``, the frame
     # re-encoded with header fields set (what a tracer needs to carry its context
     # upstream). A codec without it forwards frames unchanged even with tracing on.
+    # Optional: ``goaway() -> bytes``, a frame telling a client to send no new requests
+    # on the connection, written when the proxy drains it (max_connection_duration,
+    # shutdown); without it the connection is closed once no request is in flight.
 
     # For the tools (``mosn bench``, ``mosn mock``): frames made from scratch.
 

@@ -113,7 +113,7 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
     closed."""
 
     __slots__ = ("codec", "conn", "new_stream", "errors", "buffer", "held", "streams",
-                 "closed", "failing", "above")
+                 "closed", "failing", "above", "going_away")
 
     def __init__(self, protocol: RpcProtocol, conn: Any, new_stream: NewStream) -> None:
         self.codec = protocol.codec
@@ -128,8 +128,25 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
         self.failing: bytes | None = None
         """Once failing: the reply to write before closing (empty: none)."""
         self.above = False
+        self.going_away = False
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+
+    def go_away(self) -> None:
+        """The ServerCodec contract: the codec's goaway frame, if it has one (an
+        optional ``goaway() -> bytes``), then close once no request is in flight; a
+        request that still comes meanwhile is answered first."""
+        if self.going_away or self.closed:
+            return
+        self.going_away = True
+        goaway = getattr(self.codec, "goaway", None)
+        if goaway is not None:
+            self.conn.write(goaway())
+        self.close_if_idle()
+
+    def close_if_idle(self) -> None:
+        if self.going_away and not self.streams and not self.closed:
+            self.conn.close(CloseType.FLUSH_WRITE)
 
     def on_data(self, data: bytes) -> FilterStatus:
         if self.failing is not None or self.closed:
@@ -207,6 +224,8 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
         self.conn.hold(-len(stream.request.data) - REQUEST_OVERHEAD)
         if self.failing is not None and not self.streams and not self.closed:
             self._close_failed()
+        elif self.going_away:
+            self.conn.loop.call_soon(self.close_if_idle)  # after this answer is written
 
     def on_filter_error(self, exc: Exception) -> bool:
         """Something under ``on_data`` raised out of it (the codec in a call not
@@ -293,6 +312,8 @@ class RpcServerStream:
         owner = self.owner
         if owner.closed:
             return
+        if http_status == 408:
+            http_status = 504  # the stream idle timeout: the protocol's timeout status
         codec = owner.codec
         try:
             reply = codec.error_reply(self.request, codec.error_status(http_status, flags),

@@ -222,6 +222,20 @@ class ServerCodec(TypingProtocol):
         """Finish the streams in flight, accept no new ones, then close."""
 
 
+def go_away(conn: Any) -> bool:
+    """Ask the server codec on a downstream connection to finish what it has and close
+    (HTTP/1: ``connection: close`` after the requests read; HTTP/2: GOAWAY; RPC: its
+    goaway frame if it has one, closed once idle). False when no codec there has
+    ``go_away`` (a connection whose protocol is not known yet, or not L7)."""
+    asked = False
+    for f in list(conn.read_filters):
+        ask = getattr(f, "go_away", None)
+        if ask is not None:
+            ask()
+            asked = True
+    return asked
+
+
 class ClientCodec(TypingProtocol):
     """Built on an upstream connection by ``Protocol.client``; the pool drives it."""
 
@@ -242,6 +256,28 @@ class MatchResult(enum.Enum):
 
 
 NewStream = Callable[["ServerStream"], "RequestHandler"]
+"""What ``Protocol.server`` gets to start a stream for each request. The proxy passes
+a :class:`ServerCallbacks`; a codec reads its optional parts with ``getattr`` (tests
+may pass a plain function)."""
+
+
+class ServerCallbacks(TypingProtocol):
+    """The proxy's side of one downstream connection, as a server codec sees it (Envoy's
+    ``ServerConnectionCallbacks``): called with a new stream, it returns that stream's
+    handler; and it says how long a request head may take."""
+
+    request_headers_timeout: float | None
+    """Seconds from the first byte of a request head to its last (HTTP/2: of a
+    stream's header block); None: no limit. Past it the codec answers the request
+    (HTTP/1: ``408`` and close; HTTP/2: RST_STREAM, then GOAWAY, since nothing after
+    that block can be read) and calls ``on_request_headers_timeout``. While a head is
+    incomplete, its bytes do not count as activity for the connection's idle timeout
+    (``Connection.count_reads_as_activity``)."""
+
+    def __call__(self, stream: "ServerStream") -> "RequestHandler": ...
+
+    def on_request_headers_timeout(self) -> None:
+        """A request head took longer than ``request_headers_timeout`` (for stats)."""
 
 
 class Protocol(TypingProtocol):

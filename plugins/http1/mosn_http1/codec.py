@@ -45,6 +45,7 @@ from mosn.stream.types import (
 )
 from mosn_http1 import frames
 from mosn_http1.config import Limits
+from mosn_http1.target import check_transfer_coding, origin_form
 
 _STOP = FilterStatus.STOP
 _FLUSH = CloseType.FLUSH_WRITE
@@ -57,7 +58,9 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose empty request still gets ``content-length: 0`` (RFC 9110 8.6: a
 server may answer 411 to one without it)."""
-_SPECIAL_FIELDS = frozenset({"host", "expect"})
+_SPECIAL_FIELDS = frozenset({"host", "expect", "transfer-encoding"})
+_FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
+"""Response fields that say how its body is framed (RFC 9112 6.3)."""
 CORK_JOIN_LIMIT = 16 * 1024
 """A head waiting for its body is joined with a first chunk up to this size into one
 write (a copy is cheaper than a second send syscall); a larger chunk goes on its own."""
@@ -273,10 +276,10 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
     __slots__ = (
         "conn", "new_stream", "_parser", "_scheme", "_max_head", "_max_fields",
         "_max_pipelined", "_max_held", "_streams", "_active", "_current", "_deferred",
-        "_fields", "_url", "_authority", "_expect", "_head_bytes", "_partial",
+        "_fields", "_url", "_authority", "_expect", "_codings", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
-        "_switch",
+        "_switch", "_head_timeout", "_head_timer", "_slow_head",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -308,6 +311,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._url = b""
         self._authority: str | None = None
         self._expect = False
+        self._codings: list[str] | None = None
+        """The request's Transfer-Encoding values, if it has the field."""
         self._head_bytes = 0
         self._partial = 0
         self._in_head = False
@@ -322,6 +327,12 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._tunnel: ServerStream | None = None
         self._tunnel_open = False
         self._tunnel_buffer: list[bytes] = []
+        self._head_timeout: float | None = getattr(new_stream, "request_headers_timeout", None)
+        """Seconds a request head may take from its first byte (the ServerCallbacks
+        contract); armed only for a head a read left incomplete."""
+        self._head_timer: Any = None
+        self._slow_head = False
+        """A read left the current request head incomplete."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -385,6 +396,9 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             return
         self._closed = True
         self._reading = False
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
         streams = list(self._streams)
         self._streams.clear()
         self._deferred.clear()
@@ -437,7 +451,11 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                     raise CodecError("more than one Host")  # RFC 9112 3.2
                 self._authority = v
                 return
-            if v.lower() == "100-continue":
+            if k == "transfer-encoding":
+                if self._codings is None:
+                    self._codings = []
+                self._codings.append(v)
+            elif v.lower() == "100-continue":
                 self._expect = True
                 return
         self._fields.append((k, v))
@@ -457,22 +475,30 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._fields = []  # trailers, if any, come next
         self._head_bytes = 0
         self._in_head = False
+        if self._slow_head:
+            self._slow_head = False
+            self.conn.count_reads_as_activity(True)
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+        path, authority = origin_form(method, self._url.decode("latin-1"), self._authority,
+                                      version)
+        self._url = b""
+        self._authority = None
+        if self._codings is not None:
+            codings, self._codings = self._codings, None
+            check_transfer_coding(codings, version)
         upgrade = parser.should_upgrade()
         if upgrade and self._upgrades:
             take_over = self._upgrade_to(fields)
             if take_over is not None:
-                head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
-                                   self._scheme, Headers(fields), version)
-                self._url = b""
-                self._authority = None
+                head = RequestHead(method, path, authority, self._scheme, Headers(fields),
+                                   version)
                 self._expect = False
                 self._switch = (take_over, head)
                 return  # handed over when llhttp stops at the request's end
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
-        s.head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
-                             self._scheme, Headers(fields), version)
-        self._url = b""
-        self._authority = None
+        s.head = RequestHead(method, path, authority, self._scheme, Headers(fields), version)
         expect, self._expect = self._expect, False
         streams = self._streams
         streams.append(s)
@@ -561,6 +587,31 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             self._partial += len(data)
             if self._partial > self._max_head:
                 self._protocol_error(431)
+                return
+        if self._in_head and not self._slow_head and self._reading:
+            self._slow_head = True
+            # Its bytes are no activity for the connection's idle timeout, and from now
+            # (the read that began it came just now) it has ``_head_timeout``.
+            self.conn.count_reads_as_activity(False)
+            if self._head_timeout:
+                self._time_head()
+
+    def _time_head(self) -> None:
+        self._head_timer = self.conn.loop.call_later(self._head_timeout, self._head_expired)
+
+    def _head_expired(self) -> None:
+        """``request_headers_timeout``: ``408``, after the responses before it, then
+        close (a slowloris client gets no more of the connection)."""
+        self._head_timer = None
+        if self._closed or not self._in_head or not self._reading:
+            return
+        if self._paused:
+            self._time_head()  # the codec stopped reading (a full pipeline), not the client
+            return
+        report = getattr(self.new_stream, "on_request_headers_timeout", None)
+        if report is not None:
+            report()
+        self._protocol_error(408)
 
     def _upgrade_to(self, fields: list[tuple[str, str]]) -> TakeOver | None:
         """The hand-over for an ``Upgrade`` token this request offers (RFC 9110 7.8),
@@ -792,7 +843,8 @@ class ClientStream:
 
     __slots__ = (
         "codec", "handler", "method", "upgrade", "chunked", "headers_sent", "request_done",
-        "corked", "pending", "response_head", "keep_alive", "disabled", "dead",
+        "corked", "pending", "response_head", "close_delimited", "keep_alive", "disabled",
+        "dead",
     )
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
@@ -807,6 +859,10 @@ class ClientStream:
         self.pending: ResponseHead | None = None
         """The response head until its end_stream is known."""
         self.response_head: ResponseHead | None = None
+        self.close_delimited = False
+        """The response body ends when the connection does (RFC 9112 6.3: no
+        Content-Length, no Transfer-Encoding), as read from the head as it came: the
+        proxy strips ``transfer-encoding`` from the head it forwards."""
         self.keep_alive = True
         self.disabled = 0
         self.dead = False
@@ -912,7 +968,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         "conn", "on_idle", "_parser", "_max_head", "_max_fields", "_stream", "_fields",
         "_reason", "_head_bytes", "_partial", "_in_head", "_begun", "_interim",
         "_keep_alive", "_closed", "_above", "_tunnel", "_response_ended", "_parsing",
-        "_unparsed", "_fresh_parser", "_idle",
+        "_unparsed", "_fresh_parser", "_idle", "_codings", "_has_length",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -940,6 +996,9 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._unparsed: list[bytes] = []
         self._fresh_parser = False
         self._idle = False
+        self._codings: list[str] | None = None
+        """The response head's Transfer-Encoding values, if it has the field."""
+        self._has_length = False
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -989,8 +1048,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
                 return False
             return True  # the request's side of the tunnel may still be writing
         head = s.pending or s.response_head
-        if head is not None and "content-length" not in head.headers \
-                and "transfer-encoding" not in head.headers:
+        if head is not None and s.close_delimited:
             # A body delimited by the connection's close (RFC 9112 6.3): complete.
             if s.pending is not None:
                 s.pending = None
@@ -1033,6 +1091,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._partial = 0
         self._in_head = True
         self._begun += 1
+        self._codings = None
+        self._has_length = False
 
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
@@ -1045,7 +1105,16 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         if size > self._max_head:
             raise CodecError("response headers too large", 502)
         self._head_bytes = size
-        self._fields.append((name.decode("latin-1").lower(), value.decode("latin-1")))
+        k = name.decode("latin-1").lower()
+        v = value.decode("latin-1")
+        if k in _FRAMING_FIELDS and self._in_head:
+            if k == "content-length":
+                self._has_length = True
+            elif self._codings is None:
+                self._codings = [v]
+            else:
+                self._codings.append(v)
+        self._fields.append((k, v))
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -1080,6 +1149,10 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             s.handler.on_headers(head, True)
             self._response_end(s)
         else:
+            codings = self._codings
+            if codings is not None:
+                check_transfer_coding(codings, "1.1")  # what the codec can read exactly
+            s.close_delimited = codings is None and not self._has_length
             s.pending = head
 
     def on_body(self, body: bytes) -> None:

@@ -24,6 +24,7 @@ class FakeConnection:
         self.held: list[bytes] = []
         self.transport = None
         self.loop = FakeLoop()
+        self.reads_are_activity = True
 
     def add_read_filter(self, f: Any) -> None:
         self.read_filters.append(f)
@@ -41,6 +42,9 @@ class FakeConnection:
     def close(self, how: CloseType = CloseType.FLUSH_WRITE) -> None:
         if self.closed is None:
             self.closed = how
+
+    def count_reads_as_activity(self, count: bool) -> None:
+        self.reads_are_activity = count
 
     def read_disable(self, disable: bool) -> None:
         self.disabled += 1 if disable else -1

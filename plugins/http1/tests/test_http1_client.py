@@ -218,6 +218,29 @@ def test_upstream_gone_mid_response_resets():
     assert not client.codec.reusable()
 
 
+@pytest.mark.parametrize("cut", [b"10\r\nabc", b"3\r\nabc\r\n"])
+def test_upstream_gone_mid_chunked_response_resets(cut):
+    client = Client()
+    _, handler = sent_get(client)
+    client.conn.receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + cut)
+    # The proxy strips hop-by-hop fields from the head it forwards: the codec keeps
+    # the framing it read, not what is left in the head.
+    handler.head.headers.remove("transfer-encoding")
+    assert client.conn.receive_eof() is False
+    assert handler.events[-1] == ("reset", StreamResetReason.CONNECTION_TERMINATION)
+    assert not any(e[0] == "data" and e[2] for e in handler.events)
+
+
+@pytest.mark.parametrize("codings", [b"gzip, chunked", b"identity, chunked"])
+def test_response_transfer_coding_other_than_chunked_resets(codings):
+    client = Client()
+    _, handler = sent_get(client)
+    client.conn.receive(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: " + codings
+                        + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
+    assert client.conn.closed is CloseType.NO_FLUSH
+
+
 def test_upstream_gone_before_a_response_resets():
     client = Client()
     _, handler = sent_get(client)

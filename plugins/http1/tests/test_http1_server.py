@@ -453,6 +453,79 @@ def test_two_hosts_400():
     assert srv.conn.take().startswith(b"HTTP/1.1 400 ")
 
 
+def test_http11_request_without_host_400_and_close():
+    srv = Server()
+    srv.conn.receive(b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n")
+    assert srv.handlers == []
+    assert srv.conn.take().startswith(b"HTTP/1.1 400 ")
+    assert srv.conn.closed is CloseType.FLUSH_WRITE
+
+
+def test_http10_request_without_host_is_served():
+    srv = Server()
+    srv.conn.receive(b"GET /x HTTP/1.0\r\n\r\n")
+    [h] = srv.handlers
+    assert (h.head.path, h.head.authority) == ("/x", "")
+
+
+@pytest.mark.parametrize("target, path, authority", [
+    ("http://api.example.com/admin?x=1", "/admin?x=1", "api.example.com"),
+    ("HTTP://api.example.com:8080", "/", "api.example.com:8080"),
+    ("https://a.example?q", "/?q", "a.example"),
+    ("http://a.example/p#frag", "/p", "a.example"),
+])
+def test_absolute_form_becomes_origin_form_with_its_authority_as_host(target, path, authority):
+    srv = Server()
+    srv.conn.receive(f"GET {target} HTTP/1.1\r\nHost: other.example\r\n\r\n".encode())
+    [h] = srv.handlers
+    assert (h.head.path, h.head.authority) == (path, authority)  # RFC 9112 3.2.2
+
+
+@pytest.mark.parametrize("target", ["http:///x", "http://user@a.example/x", "ftp://a/x",
+                                    "admin", "*"])
+def test_request_target_in_no_usable_form_400(target):
+    srv = Server()
+    srv.conn.receive(f"GET {target} HTTP/1.1\r\nHost: h\r\n\r\n".encode())
+    assert srv.handlers == []
+    assert srv.conn.take().startswith(b"HTTP/1.1 400 ")
+
+
+def test_options_asterisk_and_connect_authority_forms_are_kept():
+    srv = Server()
+    srv.conn.receive(b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n")
+    assert srv.handlers[0].head.path == "*"
+    srv = Server()
+    srv.conn.receive(b"CONNECT db.example:5432 HTTP/1.1\r\nHost: db.example:5432\r\n\r\n")
+    assert srv.handlers[0].head.path == "db.example:5432"
+
+
+@pytest.mark.parametrize("codings, status", [
+    (b"identity, chunked", 501), (b"gzip, chunked", 501), (b"chunked, gzip", 400),
+    (b"gzip", 400), (b"chunked\r\nTransfer-Encoding: chunked", 400),
+])
+def test_transfer_coding_other_than_chunked_alone_is_refused(codings, status):
+    srv = Server()
+    srv.conn.receive(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: " + codings
+                     + b"\r\n\r\n3\r\nabc\r\n0\r\n\r\n")
+    assert srv.handlers == []  # never re-chunked and forwarded
+    assert srv.conn.take().startswith(b"HTTP/1.1 %d " % status)
+    assert srv.conn.closed is CloseType.FLUSH_WRITE
+
+
+def test_transfer_encoding_in_http10_request_400():
+    srv = Server()
+    srv.conn.receive(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert srv.handlers == []
+    assert srv.conn.take().startswith(b"HTTP/1.1 400 ")
+
+
+def test_chunked_in_any_case_is_read():
+    srv = Server()
+    srv.conn.receive(b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n"
+                     b"3\r\nabc\r\n0\r\n\r\n")
+    assert srv.handlers[0].body == b"abc"
+
+
 def test_http2_request_line_505():
     srv = Server()
     srv.conn.receive(b"GET / HTTP/2.0\r\n\r\n")

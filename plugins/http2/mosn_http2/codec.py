@@ -32,7 +32,13 @@ from h2.connection import H2Connection
 from h2.errors import ErrorCodes
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
-from hyperframe.frame import ContinuationFrame, DataFrame, GoAwayFrame, HeadersFrame
+from hyperframe.frame import (
+    ContinuationFrame,
+    DataFrame,
+    GoAwayFrame,
+    HeadersFrame,
+    RstStreamFrame,
+)
 
 from mosn.network.filter import (
     CloseType,
@@ -52,6 +58,7 @@ from mosn.stream.types import (
 from mosn_http2 import frames
 from mosn_http2.config import Limits
 from mosn_http2.compression import Decoder, Encoder
+from mosn_http2.heads import HeaderBlockWatch
 from mosn_http2.mapping import reset_code
 
 _STOP = FilterStatus.STOP
@@ -579,13 +586,19 @@ class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
     __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused", "_opened",
-                 "_premature")
+                 "_premature", "_head_timeout", "_heads", "_head_sid", "_head_timer")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
                  ) -> None:
         super().__init__(conn, limits)
         self.new_stream = new_stream
+        self._head_timeout: float | None = getattr(new_stream, "request_headers_timeout", None)
+        """Seconds a stream's header block may take (the ServerCallbacks contract)."""
+        self._heads = HeaderBlockWatch()
+        self._head_sid = 0
+        """The stream whose header block is open (its first byte read), 0 if none."""
+        self._head_timer: Any = None
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
         self._scheme = "https" if tls else "http"
@@ -626,6 +639,48 @@ class ServerConnection(_Codec):
         reset, and the connection closed."""
         self.h2.close_connection(ErrorCodes.INTERNAL_ERROR)
         self._fail()
+    # -- the request header timeout -------------------------------------------------
+
+    def on_data(self, data: bytes) -> FilterStatus:
+        if not self._closed:
+            sid = self._heads.feed(data)
+            if sid != self._head_sid:
+                self._head_opened(sid)
+        return super().on_data(data)
+
+    def _head_opened(self, sid: int) -> None:
+        """Stream ``sid``'s header block is open after a read (it is timed from now:
+        the read that opened it came just now, and its bytes are no activity for the
+        connection's idle timeout), or none is (``sid`` 0)."""
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        self._head_sid = sid
+        conn = self.conn
+        if sid and self._head_timeout:
+            self._head_timer = conn.loop.call_later(self._head_timeout, self._head_expired)
+        conn.count_reads_as_activity(not sid)
+
+    def _head_expired(self) -> None:
+        """``request_headers_timeout``: the stream is reset. Nothing after its header
+        block can be read until the block is whole (RFC 9113 6.10), so the connection
+        is also sent GOAWAY: streams in flight finish, then it closes."""
+        self._head_timer = None
+        if self._closed:
+            return
+        report = getattr(self.new_stream, "on_request_headers_timeout", None)
+        if report is not None:
+            report()
+        self._flush()
+        self.conn.write(RstStreamFrame(
+            self._head_sid, error_code=reset_code(StreamResetReason.LOCAL_RESET)).serialize())
+        self.go_away()
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_event(event)
 
     # -- events -----------------------------------------------------------------------
 

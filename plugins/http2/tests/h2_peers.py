@@ -25,6 +25,8 @@ class ScriptedUpstream:
     ``/ok``                 200 "ok"
     ``/slow``               200 "slow" after 0.3 s
     ``/reset-mid-body``     headers and 64 KiB of body, then RST_STREAM (INTERNAL_ERROR)
+    ``/close-mid-body``     headers and 64 KiB of body, then the connection closed with
+                            the stream still open (no END_STREAM)
     ``/goaway``             headers, GOAWAY naming this stream, then the 64 KiB body
                             and the connection closed once the stream is done
     ``/trailers``           once the request's trailers came: 200 "t" and those trailers
@@ -132,6 +134,11 @@ class ScriptedUpstream:
                 return
             for i in range(0, len(body), BODY_CHUNK):
                 conn.send_data(stream_id, body[i:i + BODY_CHUNK])
+            if path == "/close-mid-body":
+                flush()
+                await writer.drain()
+                writer.close()
+                return
             conn.reset_stream(stream_id, error_code=2)
             flush()
 

@@ -64,6 +64,9 @@ class MemoryConnection:
     def read_disable(self, disable: bool) -> None:
         pass
 
+    def count_reads_as_activity(self, count: bool) -> None:
+        self.reads_are_activity = count
+
 
 def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
     conn = MemoryConnection()

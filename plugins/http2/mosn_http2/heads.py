@@ -1,0 +1,78 @@
+"""Which request header block, if any, a server's inbound bytes are in the middle of,
+for ``request_headers_timeout`` (h2 says nothing of a header block until it is whole).
+
+Frames follow one another on the wire (RFC 9113 4.1), so their 9-byte headers are
+enough to follow along: a header block is open from the first byte of a HEADERS
+frame until the end of the frame carrying END_HEADERS (that HEADERS frame, or the
+last of the CONTINUATION frames that must come right after it, RFC 9113 6.10).
+Sans-IO: bytes in, a stream id out.
+"""
+
+from __future__ import annotations
+
+import struct
+
+PREFACE_SIZE = 24
+"""Bytes of the client connection preface before the first frame (RFC 9113 3.4)."""
+FRAME_HEADER_SIZE = 9
+"""Length (3), type, flags, stream id (4) (RFC 9113 4.1)."""
+_FRAME_HEADER = struct.Struct(">HBBBL")
+"""Length (24 bits, split 16 + 8), type, flags, stream id."""
+HEADERS = 0x1
+CONTINUATION = 0x9
+END_HEADERS = 0x4
+
+
+class HeaderBlockWatch:
+    """Follows a client's frames; ``feed`` says which stream's header block is open."""
+
+    __slots__ = ("_skip", "_header", "_block_sid", "_block_ends")
+
+    def __init__(self) -> None:
+        self._skip = PREFACE_SIZE
+        """Bytes to pass over: the preface, then the rest of the current frame's payload."""
+        self._header = b""
+        """The start of the next frame's header, while it is not all in."""
+        self._block_sid = 0
+        """The stream whose header block is open, 0 when none is."""
+        self._block_ends = False
+        """The frame being read ends the open header block."""
+
+    def feed(self, data: bytes) -> int:
+        """Take the next bytes read; the stream whose header block is open after them,
+        or 0 (a frame header not all in yet counts for no stream)."""
+        n = len(data)
+        skip = self._skip
+        if skip:
+            if skip > n:
+                self._skip = skip - n
+                return self._block_sid
+            self._skip = 0
+            self._frame_end()
+        if self._header:
+            data = self._header + data[skip:]
+            self._header = b""
+            i, n = 0, len(data)
+        else:
+            i = skip
+        unpack = _FRAME_HEADER.unpack_from
+        while i + FRAME_HEADER_SIZE <= n:
+            high, low, kind, flags, sid = unpack(data, i)
+            length = (high << 8) | low
+            if kind == HEADERS or (kind == CONTINUATION and self._block_sid):
+                sid &= 0x7FFFFFFF
+                self._block_sid = sid
+                self._block_ends = bool(flags & END_HEADERS)
+            i += FRAME_HEADER_SIZE + length
+            if i > n:
+                self._skip = i - n  # the read ends inside this frame's payload
+                return self._block_sid
+            self._frame_end()
+        if i < n:
+            self._header = bytes(data[i:])
+        return self._block_sid
+
+    def _frame_end(self) -> None:
+        if self._block_ends:
+            self._block_sid = 0
+            self._block_ends = False
