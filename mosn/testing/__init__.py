@@ -14,7 +14,9 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "CodeBlock": "mosn.testing.docs",
     "CodecConformance": "mosn.testing.conformance",
+    "code_blocks": "mosn.testing.docs",
     "check_decode": "mosn.testing.conformance",
     "decode_whole": "mosn.testing.conformance",
     "FakeLoop": "mosn.testing.streams",

@@ -18,7 +18,16 @@ import re
 from pathlib import Path
 from string import Template
 
-__all__ = ["ScaffoldError", "create", "render"]
+__all__ = ["KIND_TITLES", "ScaffoldError", "create", "render"]
+
+KIND_TITLES = {
+    "codec": "protocol plugin (an RPC frame codec)",
+    "filter": "stream filter plugin",
+    "lb": "load balancer plugin",
+    "health-checker": "health checker plugin",
+    "cluster-type": "cluster type plugin",
+}
+"""What each ``--kind`` writes, in words."""
 
 NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,39}")
 """A plugin name: a Python identifier in lower case (it names the package ``mosn_NAME``
@@ -33,9 +42,11 @@ def class_prefix(name: str) -> str:
     return "".join(part.capitalize() for part in name.split("_") if part)
 
 
-def render(name: str) -> dict[str, str]:
-    """Relative path -> text of every file of the plugin ``name``."""
+def render(name: str, kind: str = "codec") -> dict[str, str]:
+    """Relative path -> text of every file of the plugin ``name`` of ``kind``."""
     check_name(name)
+    if kind != "codec":
+        raise ScaffoldError(f"no scaffold for --kind {kind} yet")
     values = {"name": name, "Name": class_prefix(name)}
     return {Template(path).substitute(values): Template(text).substitute(values).lstrip("\n")
             for path, text in FILES.items()}
@@ -47,9 +58,9 @@ def check_name(name: str) -> None:
                             "and underscores, starting with a letter (e.g. acme)")
 
 
-def create(name: str, directory: str | Path = ".") -> Path:
-    """Write the plugin ``name`` to ``directory/name``; return that path."""
-    files = render(name)
+def create(name: str, directory: str | Path = ".", kind: str = "codec") -> Path:
+    """Write the plugin ``name`` of ``kind`` to ``directory/name``; return that path."""
+    files = render(name, kind)
     root = Path(directory) / name
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise ScaffoldError(f"{root} already exists and is not empty")
