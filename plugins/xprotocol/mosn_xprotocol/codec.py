@@ -23,7 +23,7 @@ PROTOCOL_NAME = "xprotocol"
 
 class DeclarativeCodec:
     __slots__ = ("config", "layout", "statuses", "multiplexed", "max_request_id",
-                 "max_frame_size", "label")
+                 "max_frame_size", "label", "_searched")
 
     name = PROTOCOL_NAME
 
@@ -33,8 +33,22 @@ class DeclarativeCodec:
         self.statuses = StatusMapping(config.status)
         self.multiplexed = config.multiplexed
         self.max_request_id = self.layout.request_id.max_value
-        self.max_frame_size = config.frame_limit
+        self.max_frame_size = config.max_frame_size
         self.label = config.name
+        self._searched: int | None = None
+        """Of one connection's codec: bytes of the incomplete frame at the front of
+        its buffer already searched for the delimiter (None: not tracked)."""
+
+    def for_connection(self) -> "DeclarativeCodec":
+        """This codec for one connection's buffer: the same layout, and a delimited
+        frame arriving in pieces is searched once, not again from its start on each
+        read. Only for a buffer the caller appends to and this codec takes frames off
+        (the RPC engine's)."""
+        codec = object.__new__(DeclarativeCodec)
+        for name in self.__slots__:
+            setattr(codec, name, getattr(self, name))
+        codec._searched = 0
+        return codec
 
     def __repr__(self) -> str:
         return f"<DeclarativeCodec {self.label}>"
@@ -57,12 +71,21 @@ class DeclarativeCodec:
             raise FrameError(f"{self.label}: unknown kind {layout.kind.read(buffer):#x}")
         try:
             if layout.delimiter:
-                size = layout.delimited_size(buffer, self.max_frame_size)
+                searched = self._searched
+                if searched is not None and searched > available:
+                    searched = 0  # not the buffer searched before
+                size = layout.delimited_size(buffer, self.max_frame_size, searched or 0)
                 if size is None:
+                    if searched is not None:
+                        self._searched = available - len(layout.delimiter) + 1
                     return None
+                if searched is not None:
+                    self._searched = 0
             else:
                 size = layout.frame_size(buffer)
         except LayoutError as exc:
+            if self._searched is not None:
+                self._searched = 0
             raise self._error(buffer, kind, f"{self.label}: {exc}") from None
         if size < layout.header_size:
             raise self._error(buffer, kind, f"{self.label}: frame size {size} is less than "

@@ -26,9 +26,6 @@ DEFAULT_MAX_FRAME_SIZE = 16 * 1024 * 1024
 """A frame is held whole before it is forwarded; a larger one is refused (bad_frame)."""
 MAX_MAX_FRAME_SIZE = 1024 * 1024 * 1024
 """The largest limit a config may set (MOSN's suspect-frame size)."""
-DEFAULT_MAX_DELIMITED_FRAME_SIZE = 64 * 1024
-"""A delimited frame is searched for its delimiter again on each read until it is
-whole: at 64 KiB one search costs about what handling the read does (a few µs)."""
 MAX_MAGIC_BYTES = 16
 """Magic longer than this is a header, not a magic."""
 MAX_DELIMITER_BYTES = 16
@@ -445,9 +442,7 @@ class CodecConfig(Strict):
     """``header_size`` bytes a request made from scratch starts from (default zeros)."""
     multiplexed: bool = True
     """False: one request at a time on a connection (ping-pong)."""
-    max_frame_size: int | None = Field(default=None, ge=1, le=MAX_MAX_FRAME_SIZE)
-    """Default: DEFAULT_MAX_FRAME_SIZE, or DEFAULT_MAX_DELIMITED_FRAME_SIZE for
-    delimited frames."""
+    max_frame_size: int = Field(default=DEFAULT_MAX_FRAME_SIZE, ge=1, le=MAX_MAX_FRAME_SIZE)
 
     @model_validator(mode="after")
     def _consistent(self) -> "CodecConfig":
@@ -456,20 +451,13 @@ class CodecConfig(Strict):
             raise ValueError("; ".join(problems))
         return self
 
-    @property
-    def frame_limit(self) -> int:
-        if self.max_frame_size is not None:
-            return self.max_frame_size
-        return DEFAULT_MAX_FRAME_SIZE if self.length is not None \
-            else DEFAULT_MAX_DELIMITED_FRAME_SIZE
-
     def _problems(self) -> Iterable[str]:
         if (self.length is None) == (self.delimiter is None):
             yield "set one of length (frames sized by length fields) or delimiter (frames " \
                   "ending with a delimiter)"
             return
-        if self.frame_limit < self.header_size:
-            yield f"max_frame_size {self.frame_limit} is smaller than header_size"
+        if self.max_frame_size < self.header_size:
+            yield f"max_frame_size {self.max_frame_size} is smaller than header_size"
         if self.header_template is not None and \
                 len(self.header_template.value) != self.header_size:
             yield (f"header_template is {len(self.header_template.value)} bytes, not "

@@ -271,11 +271,11 @@ class Layout:
             return self.lengths[0].end + total
         return total
 
-    def delimited_size(self, buffer: bytes | bytearray, limit: int) -> int | None:
+    def delimited_size(self, buffer: bytes | bytearray, limit: int, start: int) -> int | None:
         """The size of the delimited frame at the front of ``buffer`` (its delimiter
-        included), or None if its delimiter has not arrived; LayoutError if there is
-        none within ``limit`` bytes."""
-        at = buffer.find(self.delimiter, self.header_size, limit)
+        included), searching from ``start``; None if its delimiter has not arrived;
+        LayoutError if there is none within ``limit`` bytes."""
+        at = buffer.find(self.delimiter, max(start, self.header_size), limit)
         if at >= 0:
             return at + len(self.delimiter)
         if len(buffer) >= limit:

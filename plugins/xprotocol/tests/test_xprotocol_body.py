@@ -255,3 +255,17 @@ def test_delimited_frames_have_no_length_fields() -> None:
     del data["length"]
     with pytest.raises(ValidationError, match="delimited frames have no length fields"):
         CodecConfig.model_validate(data)
+
+
+def test_a_connections_codec_searches_each_byte_once() -> None:
+    """The proxy's codec of one connection resumes the search for the delimiter where
+    the last read left it (a frame arriving a byte at a time costs one pass, not one
+    per byte): bytes already searched are not searched again."""
+    codec = DeclarativeCodec(TEXT).for_connection()
+    buffer = bytearray(b"Q 0001 000 abc")
+    assert codec.decode(buffer) is None
+    buffer[11:13] = b"\r\n"  # were they searched again, the frame would end here
+    buffer += b"d\r\n"
+    frame = codec.decode(buffer)
+    assert frame.data == b"Q 0001 000 \r\ncd\r\n"
+    assert codec.decode(bytearray(b"Q 0002 000 e\r\n")).request_id == 2  # a new frame: anew
