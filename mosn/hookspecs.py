@@ -117,8 +117,11 @@ def mosn_load_balancers():
 def mosn_cluster_types():
     """Cluster types (host discovery), named by a cluster's ``type``.
 
-    Returns a list of ``Extension``; the factory is called as
-    ``factory(cluster_config, context)`` while the config is loaded (before any
+    Returns a list of ``Extension`` whose ``config_model`` (or None: the type takes
+    none) validates the cluster's ``cluster_config``. The factory is called as
+    ``factory(cluster_config, context)`` with the cluster's
+    :class:`mosn.config.ClusterConfig` (its own config validated in
+    ``cluster_config.parsed_cluster_config``) while the config is loaded (before any
     worker starts) and returns either the cluster's list of
     :class:`mosn.upstream.Host` (fixed), or a discovery object with ``hosts`` (the
     initial list) and ``async run(update, count_failure)``: run once per process tree

@@ -359,6 +359,16 @@ class ClusterConfig(Model):
     dns_resolver_file: str = ""
     dns_resolver_port: str = ""
     tls_context: Unsupported = None
+    cluster_config: dict[str, Any] | None = None
+    """The cluster type's own config, validated by the type's model (a plugin's
+    ``zookeeper`` takes ``{address, services}`` here)."""
+    _parsed_cluster_config: Any = PrivateAttr(default=None)
+
+    @property
+    def parsed_cluster_config(self) -> Any:
+        """``cluster_config`` validated by the cluster type's model (set by the loader;
+        None when the type takes none)."""
+        return self._parsed_cluster_config
 
     @field_validator("health_check", "outlier_detection", mode="before")
     @classmethod
