@@ -16,7 +16,7 @@ from typing import Any, Iterator
 
 from pydantic import Field, PrivateAttr, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported
+from mosn.config.base import Model, Unsupported, unknown_in
 from mosn.config.routers import RouterConfiguration
 from mosn.config.types import Address, AddressField, Duration, unix_path
 
@@ -52,6 +52,10 @@ class FilterConfig(Model):
     def parsed(self) -> Any:
         """``config`` validated by the plugin's model (set by the loader)."""
         return self._parsed
+
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed, f"{path}.config" if path else "config")
 
 
 class FilterChainConfig(Model):
@@ -218,6 +222,10 @@ class HealthCheckConfig(Model):
         """``check_config`` validated by the checker's model (set by the loader)."""
         return self._parsed
 
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed, f"{path}.check_config" if path else "check_config")
+
 
 FALLBACK_POLICIES = ("NO_FALLBACK", "ANY_ENDPOINT", "DEFAULT_SUBSET")
 """MOSN's ``fall_back_policy`` numbers 0, 1, 2 are these (Envoy's names)."""
@@ -369,6 +377,11 @@ class ClusterConfig(Model):
         """``cluster_config`` validated by the cluster type's model (set by the loader;
         None when the type takes none)."""
         return self._parsed_cluster_config
+
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed_cluster_config,
+                               f"{path}.cluster_config" if path else "cluster_config")
 
     @field_validator("health_check", "outlier_detection", mode="before")
     @classmethod

@@ -27,6 +27,8 @@ from mosn.stream.types import (
     StreamResetReason,
 )
 
+__all__ = ["RpcProtocol", "rpc_protocol"]
+
 _STOP = FilterStatus.STOP
 _REQUEST = FrameKind.REQUEST
 _RESPONSE = FrameKind.RESPONSE
