@@ -170,6 +170,21 @@ def env_with_path(*paths: str | os.PathLike[str]) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
 
 
+def assert_reported(config: dict[str, Any], path: str) -> None:
+    """Fail unless validating ``config`` reports ``path`` (an unknown key, say), as an
+    error or as a warning."""
+    from mosn.config import ConfigError, validate
+
+    try:
+        loaded = validate(config)
+    except ConfigError as exc:
+        assert any(e.startswith(path) for e in exc.errors), (
+            f"{path} is not among the errors: {exc.errors}")
+        return
+    assert any(w.startswith(path) for w in loaded.warnings), (
+        f"{path} is neither an error nor a warning: {loaded.warnings}")
+
+
 def plugin_site(directory: str | os.PathLike[str], plugins: Iterable[tuple[str, str]],
                 distribution: str = "mosn-testing-site") -> Path:
     """A directory that, put first on ``PYTHONPATH`` (:func:`env_with_path`), makes a

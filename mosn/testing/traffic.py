@@ -88,16 +88,48 @@ def rpc_request(codec: FrameCodec, port: int, service: str, method: str = "echo"
                 return Reply(reply.status, codec.http_status(reply.status), b"", reply)
 
 
+class _Counting:
+    """A socketserver's count of what it served, across its handler threads."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)  # type: ignore[call-arg]
+        self.count = 0
+        self.lock = threading.Lock()
+
+    def counted(self) -> None:
+        with self.lock:
+            self.count += 1
+
+
+class _Served:
+    """A socketserver on a free port of 127.0.0.1, served on its own thread."""
+
+    def __init__(self, server: socketserver.BaseServer) -> None:
+        self._server: Any = server
+        self.port: int = server.server_address[1]  # type: ignore[index]
+        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
-    server: "_HttpServer"
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
-        with self.server.lock:
-            self.server.requests += 1
+        self.server.counted()  # type: ignore[attr-defined]
         body = b"kit backend\n"
         self.send_response(200)
         self.send_header("content-type", "text/plain")
@@ -111,79 +143,47 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
-    requests = 0
-    lock: threading.Lock
+class _HttpServer(_Counting, ThreadingHTTPServer):
+    pass
 
 
-class HttpBackend:
+class HttpBackend(_Served):
     """An HTTP/1.1 server answering every request 200; ``requests`` counts them."""
 
     def __init__(self) -> None:
-        self._server = _HttpServer(("127.0.0.1", 0), _Handler)
-        self._server.lock = threading.Lock()
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        super().__init__(_HttpServer(("127.0.0.1", 0), _Handler))
 
     @property
     def requests(self) -> int:
-        return self._server.requests
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self._server.count
 
 
 class _NamedHandler(socketserver.BaseRequestHandler):
-    server: "_NamedServer"
-
     def handle(self) -> None:
-        with self.server.lock:
-            self.server.connections += 1
-        self.request.sendall(self.server.name + b"\n")
+        self.server.counted()  # type: ignore[attr-defined]
+        self.request.sendall(self.server.name + b"\n")  # type: ignore[attr-defined]
         while self.request.recv(65536):  # until the client (or mosn) closes
             pass
 
 
-class _NamedServer(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    connections = 0
+class _NamedServer(_Counting, socketserver.ThreadingTCPServer):
     name = b""
-    lock: threading.Lock
 
 
-class NamedBackend:
+class NamedBackend(_Served):
     """A TCP server that writes its ``name`` and a newline to every connection, then
     reads until it closes; ``connections`` counts them. Through a ``tcp_proxy``, the
     first line a client reads says which host the load balancer chose."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self._server = _NamedServer(("127.0.0.1", 0), _NamedHandler)
-        self._server.name = name.encode()
-        self._server.lock = threading.Lock()
-        self.port: int = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        server = _NamedServer(("127.0.0.1", 0), _NamedHandler)
+        server.name = name.encode()
+        super().__init__(server)
 
     @property
     def connections(self) -> int:
-        return self._server.connections
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        return self._server.count
 
 
 def which_backend(port: int) -> str:
