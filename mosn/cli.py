@@ -12,9 +12,7 @@ from mosn import __version__
 from mosn.config import ConfigError, LoadedConfig, load, read_file
 from mosn.config.loader import load_plugins
 from mosn.plugins import PluginHost
-
-KINDS = ("codec", "filter", "lb", "health-checker", "cluster-type")
-"""What ``mosn plugin new --kind`` scaffolds (see :mod:`mosn.testing.scaffold`)."""
+from mosn.testing.scaffold import KINDS
 
 if TYPE_CHECKING:
     from mosn.rpc.codec import FrameCodec
