@@ -50,6 +50,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.util
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,7 @@ import pytest
 from mosn.plugins import BuildContext, PluginHost
 from mosn.proxy import Phase
 from mosn.rpc.codec import FrameCodec
+from mosn.rpc.tools import codec_named
 from mosn.testing.mock import MockServer
 from mosn.testing.probes import PROBES
 from mosn.testing.process import (
@@ -130,8 +132,6 @@ def protocol_config(name: str) -> dict[str, Any]:
 def filter_protocols() -> tuple[str, ...]:
     """The installed protocols the suite can send requests of: HTTP/1.1 and HTTP/2
     (with httpx and h2 importable) and every protocol whose RPC codec builds."""
-    from mosn.rpc.tools import codec_named
-
     host = PluginHost().load()
     found = []
     for name in host.names("protocol"):
@@ -149,8 +149,6 @@ def filter_protocols() -> tuple[str, ...]:
 
 
 def _importable(*modules: str) -> bool:
-    import importlib.util
-
     return all(importlib.util.find_spec(m) is not None for m in modules)
 
 
@@ -159,8 +157,6 @@ class FilterMesh:
     and the clients to reach them."""
 
     def __init__(self, workdir: Path, filter_entry: dict[str, Any], phase: Phase) -> None:
-        from mosn.rpc.tools import codec_named
-
         self.protocols = filter_protocols()
         self.codecs: dict[str, FrameCodec] = {
             p: codec_named(p, config=protocol_config(p))
