@@ -103,6 +103,8 @@ DECLARED = {"codec": {
 """The declared protocol (``xprotocol``) the suite speaks: routing keys in
 ``key=value`` lines of the body."""
 PHASES = ("BEFORE_ROUTE", "AFTER_ROUTE", "AFTER_CHOOSE_HOST")
+LOG_TAIL = 3000
+"""Characters of mosn's log shown with a failure (a filter's traceback fits)."""
 
 
 @dataclass(frozen=True)
@@ -351,17 +353,17 @@ class StreamFilterConformance:
         if status == 200:
             assert reply.http_status == 200, (
                 f"{where}: not a success: status {reply.status}; mosn's log:\n"
-                f"{mesh.mosn.output()[-3000:]}")
+                f"{mesh.mosn.output()[-LOG_TAIL:]}")
         else:
             wanted = mesh.expected_status(protocol, status)
             assert reply.status == wanted, (
                 f"{where}: status {reply.status}, not {wanted} ({status}); mosn's log:\n"
-                f"{mesh.mosn.output()[-3000:]}")
+                f"{mesh.mosn.output()[-LOG_TAIL:]}")
         got = mesh.wait_filter_errors(protocol, arrangement,
                                       (errors[0] + filter_errors, errors[1] + filter_errors))
         assert got == (errors[0] + filter_errors, errors[1] + filter_errors), (
             f"{where}: filter errors (listener, protocol) went from {errors} to {got}; "
-            f"mosn's log:\n{mesh.mosn.output()[-3000:]}")
+            f"mosn's log:\n{mesh.mosn.output()[-LOG_TAIL:]}")
         assert mesh.forwarded(protocol) - before == int(forwarded), (
             f"{where}: the backend got {mesh.forwarded(protocol) - before} request(s), "
             f"expected {int(forwarded)}")
