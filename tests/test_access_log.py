@@ -197,7 +197,8 @@ def test_lines_written_on_sigterm(start_mosn, backend, tmp_path):
     with ThreadPoolExecutor(1) as pool:
         late = pool.submit(httpx.get, f"http://127.0.0.1:{port}/ok/delay/0.5",
                            headers={"connection": "close"}, timeout=5)
-        time.sleep(0.2)
+        in_flight = "listener.http.downstream_rq_active"
+        assert mosn.wait_stat(in_flight, 1)[in_flight] == 1  # the request is in mosn
         assert not log.read_text()
         mosn.proc.terminate()
         assert late.result().status_code == 200
