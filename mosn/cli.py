@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mosn import __version__
 from mosn.config import ConfigError, LoadedConfig, load, read_file
 from mosn.config.loader import load_plugins
 from mosn.plugins import PluginHost
+from mosn.testing.scaffold import KINDS
 
 if TYPE_CHECKING:
     from mosn.rpc.codec import FrameCodec
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
                            description="Keep requests in flight on many connections; print "
                                        "req/s and latency percentiles.")
     bench.add_argument("--protocol", required=True, help="an installed RPC codec (bolt ...)")
+    _protocol_config_option(bench)
     bench.add_argument("--target", required=True, metavar="HOST:PORT")
     bench.add_argument("--connections", type=int, default=50)
     bench.add_argument("--concurrency", type=int, default=1, help="requests in flight per connection")
@@ -72,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     mock = sub.add_parser("mock", help="mock peers for an installed RPC codec")
     msub = mock.add_subparsers(metavar="COMMAND")
     mserver = msub.add_parser("server", help="answer every request with a success response")
-    mserver.add_argument("--protocol", required=True)
+    mserver.add_argument("--protocol", required=True, help="an installed RPC codec (bolt ...)")
+    _protocol_config_option(mserver)
     mserver.add_argument("--listen", required=True, metavar="HOST:PORT")
     mserver.add_argument("--delay", type=float, default=0.0, metavar="SECONDS")
     mserver.add_argument("--response-bytes", type=int, default=0)
@@ -81,9 +85,7 @@ def _parser() -> argparse.ArgumentParser:
                               description="Send --count requests on one connection; print "
                                           "each response's status; exit 1 unless all succeed.")
     mclient.add_argument("--protocol", required=True, help="an installed RPC codec (bolt ...)")
-    mclient.add_argument("--protocol-config", metavar="FILE",
-                         help="YAML or JSON for the codec's config (what the proxy's "
-                              "extend_config.<protocol> holds)")
+    _protocol_config_option(mclient)
     mclient.add_argument("--target", required=True, metavar="HOST:PORT")
     mclient.add_argument("--service", required=True)
     mclient.add_argument("--method", default="echo")
@@ -100,11 +102,13 @@ def _parser() -> argparse.ArgumentParser:
 
     plugin = sub.add_parser("plugin", help="write plugins")
     plsub = plugin.add_subparsers(metavar="COMMAND")
-    pnew = plsub.add_parser("new", help="scaffold a protocol plugin distribution",
+    pnew = plsub.add_parser("new", help="scaffold a plugin distribution",
                             description="Write DIR/NAME: the distribution mosn-plugin-NAME with "
-                                        "a working length-prefixed RPC codec, a README and "
-                                        "tests on the conformance suite.")
+                                        "a working extension of the kind asked for, a README "
+                                        "and tests on the kind's conformance suite.")
     pnew.add_argument("name", metavar="NAME", help="lower case, e.g. acme")
+    pnew.add_argument("--kind", default="codec", choices=KINDS,
+                      help="what the plugin adds (default codec: an RPC protocol)")
     pnew.add_argument("--dir", default=".", metavar="DIR", help="where to put NAME/ (default .)")
     pnew.set_defaults(func=_plugin_new)
     plugin.set_defaults(func=lambda args: plugin.print_help() or 2)
@@ -112,6 +116,13 @@ def _parser() -> argparse.ArgumentParser:
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=lambda args: print(f"mosn {__version__}") or 0)
     return parser
+
+
+def _protocol_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--protocol-config", metavar="FILE",
+                        help="YAML or JSON for the codec's config (what the proxy's "
+                             "extend_config.<protocol> holds; a declared protocol's "
+                             "{codec: {...}} for xprotocol)")
 
 
 def _load(path: str) -> LoadedConfig | None:
@@ -198,19 +209,38 @@ def _codec(command: str, protocol: str, config_path: str | None = None) -> Frame
     return None
 
 
+def _can_build(command: str, codec: FrameCodec, service: str, method: str,
+               payload: int) -> bool:
+    """Whether ``codec`` can make the request the tool would send; if not, why is
+    printed (a declared protocol whose fields cannot hold ``service`` ...)."""
+    try:
+        codec.request(service, method, b"x" * payload)
+    except ValueError as exc:
+        print(f"{command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _bench(args: argparse.Namespace) -> int:
     import anyio
 
     from mosn.config import parse_address
     from mosn.rpc import tools
 
-    codec = _codec("mosn bench", args.protocol)
+    codec = _codec("mosn bench", args.protocol, args.protocol_config)
     if codec is None:
         return 2
-    result = anyio.run(lambda: tools.bench(
-        codec, parse_address(args.target), connections=args.connections,
-        concurrency=args.concurrency, payload=args.payload, duration=args.duration,
-        warmup=args.warmup, service=args.service, method=args.method), **_uvloop())
+    if not _can_build("mosn bench", codec, args.service, args.method, args.payload):
+        return 2
+    try:
+        result = anyio.run(lambda: tools.bench(
+            codec, parse_address(args.target), connections=args.connections,
+            concurrency=args.concurrency, payload=args.payload, duration=args.duration,
+            warmup=args.warmup, service=args.service, method=args.method), **_uvloop())
+    except OSError as exc:
+        print(f"mosn bench: cannot connect to {args.target}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     if args.json:
         print(json.dumps({"requests": result.requests, "errors": result.errors,
                           "seconds": result.seconds, "rate": result.rate,
@@ -226,7 +256,7 @@ def _mock_server(args: argparse.Namespace) -> int:
     from mosn.config import parse_address
     from mosn.rpc import tools
 
-    codec = _codec("mosn mock", args.protocol)
+    codec = _codec("mosn mock server", args.protocol, args.protocol_config)
     if codec is None:
         return 2
     listen = parse_address(args.listen)
@@ -239,6 +269,10 @@ def _mock_server(args: argparse.Namespace) -> int:
                   **_uvloop())
     except KeyboardInterrupt:
         pass
+    except OSError as exc:
+        print(f"mosn mock server: cannot listen on {listen}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     return 0
 
 
@@ -253,6 +287,8 @@ def _mock_client(args: argparse.Namespace) -> int:
         return 2
     codec = _codec("mosn mock client", args.protocol, args.protocol_config)
     if codec is None:
+        return 2
+    if not _can_build("mosn mock client", codec, args.service, args.method, args.payload):
         return 2
     try:
         results = anyio.run(lambda: tools.call(
@@ -285,13 +321,22 @@ def _plugin_new(args: argparse.Namespace) -> int:
     from mosn.testing import scaffold
 
     try:
-        root = scaffold.create(args.name, args.dir)
+        root = scaffold.create(args.name, args.dir, args.kind)
     except scaffold.ScaffoldError as exc:
         print(f"mosn plugin new: {exc}", file=sys.stderr)
         return 2
-    print(f"wrote {root}: the distribution mosn-plugin-{args.name} (package mosn_{args.name})")
-    print(f"next: pytest {root}  then  pip install {root}  then  mosn plugins list")
+    print(f"wrote {root}: the distribution mosn-plugin-{args.name} (package mosn_{args.name}), "
+          f"a {scaffold.KIND_TITLES[args.kind]}")
+    print(f"next: pip install -e {_local(root)}  then  mosn plugins list  then  "
+          f"pytest {_local(root)}")
     return 0
+
+
+def _local(path: Path) -> str:
+    """``path`` as pip must be given a directory: a relative one starts with ``./``
+    (``pip install -e acme`` would look ``acme`` up on the package index)."""
+    text = str(path)
+    return text if path.is_absolute() or text.startswith(".") else f"./{text}"
 
 
 def _uvloop() -> dict:

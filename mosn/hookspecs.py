@@ -86,10 +86,15 @@ def mosn_xprotocol_codecs():
 def mosn_stream_filters():
     """Stream filters for ``listeners[].stream_filters[]``.
 
-    Returns a list of ``Extension``; the factory gets ``(config, context)`` and
-    returns a per-stream filter factory. Each filter declares its phase (before
-    route, after route, after choosing a host) and answers continue, stop, or a
-    direct reply. Examples: ``fault``, ``rate_limit``, ``mirror``.
+    Returns a list of ``Extension``; the factory gets ``(config, context)`` once per
+    listener and returns a per-stream filter factory (a callable with no arguments
+    making a :class:`mosn.proxy.StreamFilter`, or returning one shared filter). Each
+    filter declares its ``phase`` (before route, after route, after choosing a host)
+    and answers continue, stop (then resumes the stream or answers it later), or a
+    direct reply; ``on_response`` sees every response, mosn's own replies included.
+    A filter (or filter factory) that raises has its request answered 500 in the
+    request's protocol, counted as ``downstream_rq_filter_error``. Examples:
+    ``fault``; ``mosn plugin new --kind filter`` writes a rate limit.
     """
 
 
@@ -127,8 +132,11 @@ def mosn_load_balancers():
 def mosn_cluster_types():
     """Cluster types (host discovery), named by a cluster's ``type``.
 
-    Returns a list of ``Extension``; the factory is called as
-    ``factory(cluster_config, context)`` while the config is loaded (before any
+    Returns a list of ``Extension`` whose ``config_model`` (or None: the type takes
+    none) validates the cluster's ``cluster_config``. The factory is called as
+    ``factory(cluster_config, context)`` with the cluster's
+    :class:`mosn.config.ClusterConfig` (its own config validated in
+    ``cluster_config.parsed_cluster_config``) while the config is loaded (before any
     worker starts) and returns either the cluster's list of
     :class:`mosn.upstream.Host` (fixed), or a discovery object with ``hosts`` (the
     initial list) and ``async run(update, count_failure)``: run once per process tree

@@ -25,6 +25,9 @@ from pydantic import BaseModel
 
 from mosn import hookspecs
 
+__all__ = ["AUTOLOAD_ENV", "BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "BuildContext", "Extension",
+           "PluginError", "PluginHost", "PluginInfo", "hookimpl"]
+
 hookimpl = pluggy.HookimplMarker("mosn")
 
 ENTRY_POINT_GROUP = "mosn.plugins"

@@ -114,6 +114,12 @@ def test_model_errors_name_their_path(mutate, expected):
      "LB_WEIGHTED_ROUNDROBIN)"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(type="EDS"),
      "cluster_manager.clusters[0].type: unknown cluster type 'EDS'"),
+    (lambda r: r["cluster_manager"]["clusters"][0].update(cluster_config={"path": "x"}),
+     "cluster_manager.clusters[0].cluster_config: cluster type 'SIMPLE' takes no "
+     "cluster_config"),
+    (lambda r: r["cluster_manager"]["clusters"][0].update(
+        type="zookeeper", cluster_config={"address": "127.0.0.1:2181"}),
+     "cluster_manager.clusters[0].cluster_config.services: Field required"),
     (lambda r: r["cluster_manager"]["clusters"].append(
         dict(r["cluster_manager"]["clusters"][0])),
      "cluster_manager.clusters[1].name: duplicate cluster name 'backend'"),

@@ -92,10 +92,11 @@ def test_wait_for_a_target_that_is_starting() -> None:
 
 
 def test_nothing_listening_is_an_error() -> None:
-    done = mosn("mock", "client", "--protocol", "bolt", "--target", f"127.0.0.1:{free_port()}",
-                "--service", SERVICE)
-    assert done.returncode == 1
-    assert "cannot connect" in done.stderr
+    for command in (["mock", "client"], ["bench", "--duration", "1"]):
+        done = mosn(*command, "--protocol", "bolt", "--target", f"127.0.0.1:{free_port()}",
+                    "--service", SERVICE)
+        assert done.returncode == 1, done.stderr
+        assert "cannot connect" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_the_codec_config_comes_from_a_file(mock_server: int, tmp_path: Path) -> None:

@@ -53,12 +53,12 @@ class Model(BaseModel):
         for key in self.model_extra or {}:
             yield f"{path}.{key}" if path else key
         for name in type(self).model_fields:
-            yield from _unknown_in(getattr(self, name), f"{path}.{name}" if path else name)
+            yield from unknown_in(getattr(self, name), f"{path}.{name}" if path else name)
 
 
-def _unknown_in(value: Any, path: str) -> Iterator[str]:
+def unknown_in(value: Any, path: str) -> Iterator[str]:
     if isinstance(value, Model):
         yield from value.unknown_fields(path)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from _unknown_in(item, f"{path}[{i}]")
+            yield from unknown_in(item, f"{path}[{i}]")

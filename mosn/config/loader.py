@@ -135,9 +135,12 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
                 errors += _check_filter(f"{base}[{i}]", kind, flt, plugins, config)
     for i, cluster in enumerate(config.cluster_manager.clusters):
         base = f"cluster_manager.clusters[{i}]"
-        if plugins.get("cluster_type", cluster.type) is None:
+        ctype = plugins.get("cluster_type", cluster.type)
+        if ctype is None:
             errors.append(f"{base}.type: unknown cluster type {cluster.type!r}"
                           f"{_known(plugins, 'cluster_type')}")
+        else:
+            errors += _check_cluster_config(base, cluster, ctype)
         if plugins.get("load_balancer", cluster.lb_type) is None:
             errors.append(f"{base}.lb_type: unknown load balancer {cluster.lb_type!r}"
                           f"{_known(plugins, 'load_balancer')}")
@@ -162,6 +165,21 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
     if check is None:
         return []
     return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config, plugins)]
+
+
+def _check_cluster_config(path: str, cluster: Any, ctype: Any) -> list[str]:
+    """A cluster's ``cluster_config``, validated by its type's model."""
+    if ctype.config_model is None:
+        if cluster.cluster_config is not None:
+            return [f"{path}.cluster_config: cluster type {cluster.type!r} takes no "
+                    "cluster_config"]
+        return []
+    try:
+        cluster._parsed_cluster_config = ctype.config_model.model_validate(
+            cluster.cluster_config or {})
+    except ValidationError as exc:
+        return _pydantic_errors(exc, f"{path}.cluster_config")
+    return []
 
 
 def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Iterator
 
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported
+from mosn.config.base import Model, Unsupported, unknown_in
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
@@ -66,6 +66,10 @@ class FilterConfig(Model):
     def parsed(self) -> Any:
         """``config`` validated by the plugin's model (set by the loader)."""
         return self._parsed
+
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed, f"{path}.config" if path else "config")
 
 
 class FilterChainConfig(Model):
@@ -265,6 +269,10 @@ class HealthCheckConfig(Model):
         """``check_config`` validated by the checker's model (set by the loader)."""
         return self._parsed
 
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed, f"{path}.check_config" if path else "check_config")
+
 
 FALLBACK_POLICIES = ("NO_FALLBACK", "ANY_ENDPOINT", "DEFAULT_SUBSET")
 """MOSN's ``fall_back_policy`` numbers 0, 1, 2 are these (Envoy's names)."""
@@ -407,6 +415,21 @@ class ClusterConfig(Model):
     dns_resolver_port: str = ""
     tls_context: TlsContextConfig | None = None
     """Upstream TLS (per host: ``tls_disable``)."""
+    cluster_config: dict[str, Any] | None = None
+    """The cluster type's own config, validated by the type's model (a plugin's
+    ``zookeeper`` takes ``{address, services}`` here)."""
+    _parsed_cluster_config: Any = PrivateAttr(default=None)
+
+    @property
+    def parsed_cluster_config(self) -> Any:
+        """``cluster_config`` validated by the cluster type's model (set by the loader;
+        None when the type takes none)."""
+        return self._parsed_cluster_config
+
+    def unknown_fields(self, path: str = "") -> Iterator[str]:
+        yield from super().unknown_fields(path)
+        yield from unknown_in(self._parsed_cluster_config,
+                               f"{path}.cluster_config" if path else "cluster_config")
 
     @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
     @classmethod

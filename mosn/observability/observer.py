@@ -30,6 +30,7 @@ from mosn.observability.stats import (
     StatsStore,
 )
 from mosn.proxy.observer import LISTENER_EVENTS, StreamObserver
+from mosn.proxy.stream import STREAM_FILTER_ERROR
 
 if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream, UpstreamRequest
@@ -46,7 +47,7 @@ class _Downstream:
     """The indices of one ``downstream_rq_*`` scope and its histogram."""
 
     __slots__ = ("total", "active", "classes", "rx_reset", "tx_reset", "idle_timeout",
-                 "time_base", "time_sum")
+                 "filter_error", "time_base", "time_sum")
 
     def __init__(self, store: StatsStore, prefix: str) -> None:
         scope = store.scope(prefix, DOWNSTREAM_RQ_STATS)
@@ -58,6 +59,7 @@ class _Downstream:
         self.rx_reset = scope.downstream_rq_rx_reset
         self.tx_reset = scope.downstream_rq_tx_reset
         self.idle_timeout = scope.downstream_rq_idle_timeout
+        self.filter_error = scope.downstream_rq_filter_error
         histogram = store.histogram(f"{prefix}.downstream_rq_time")
         self.time_base = histogram.base
         self.time_sum = histogram.sum
@@ -156,6 +158,8 @@ class StatsObserver(StreamObserver):
     def _end(v: Any, d: _Downstream, k: int, reset: bool, flags: list[str], bucket: int,
              us: int) -> None:
         v[d.active] -= 1
+        if flags and STREAM_FILTER_ERROR in flags:
+            v[d.filter_error] += 1
         if 1 <= k <= 5 and not reset:
             v[d.classes[k]] += 1
         elif _CLIENT_RESET_FLAGS.intersection(flags):

@@ -88,6 +88,7 @@ DOWNSTREAM_RQ_STATS = (
     "downstream_rq_rx_reset",
     "downstream_rq_tx_reset",
     "downstream_rq_idle_timeout",
+    "downstream_rq_filter_error",
 )
 """Per listener with an L7 proxy (``listener.<name>.``) and per protocol
 (``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""

@@ -13,7 +13,9 @@ outcome is reported to the cluster's outlier detection.
 
 from __future__ import annotations
 
+import logging
 import math
+import operator
 import random
 import time
 from typing import TYPE_CHECKING, Any
@@ -53,6 +55,11 @@ RETRY_LIMIT_EXCEEDED = "URX"
 DOWNSTREAM_CONNECTION_TERMINATION = "DC"
 DOWNSTREAM_PROTOCOL_ERROR = "DPE"
 STREAM_IDLE_TIMEOUT = "SI"
+STREAM_FILTER_ERROR = "SFE"
+"""mosn's own flag: a stream filter raised, and the request was answered 500."""
+
+log = logging.getLogger("mosn.proxy")
+_phase_of = operator.attrgetter("phase")
 
 BODY_BUFFER_LIMIT = 1024 * 1024
 """Request body bytes held while the upstream stream is not ready yet, before the
@@ -151,7 +158,13 @@ class DownstreamStream:
         self.response_started = False
         self.done = False
         self.upgrade = False
-        self._filters: list[StreamFilter] = [make() for make in ctx.stream_filters]
+        try:
+            filters = [make() for make in ctx.stream_filters]
+        except Exception as exc:  # reported when the request arrives, as any filter error
+            filters = [_Broken(exc)]
+        if len(filters) > 1:
+            filters.sort(key=_phase_of)  # by phase; within one, in the config's order
+        self._filters: list[StreamFilter] = filters
         self._filter_index = 0
         self._phase = Phase.BEFORE_ROUTE
         self._body: list[bytes] = []  # request body waiting for the upstream stream
@@ -326,7 +339,12 @@ class DownstreamStream:
                 if f.phase is not self._phase:
                     break
                 self._filter_index += 1
-                if f.on_request(self) is _STOP or self.done:
+                try:
+                    status = f.on_request(self)
+                except Exception:
+                    self._filter_failed(f, "on_request")
+                    return
+                if status is _STOP or self.done:
                     return
             if self._phase is Phase.BEFORE_ROUTE:
                 if not self._route():
@@ -476,20 +494,24 @@ class DownstreamStream:
             if condition and self._retry(condition):
                 upstream.reset()
                 return
-        self.response_started = True
-        if head.frame is not None:
-            self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
-        else:
+        if head.frame is None:
             strip_forbidden_length(head)
             if head.status != 101:
                 strip_hop_by_hop(head.headers, False)
-            elif self._timer is not None:
-                self._timer.cancel()  # a tunnel has no response end to wait for
-                self._timer = None
         if self.route is not None:
             self.route.apply_response_headers(head.headers)
         for f in self._filters:
-            f.on_response(self, head)
+            try:
+                f.on_response(self, head)
+            except Exception:  # nothing of the response was sent: answer 500 instead
+                self._filter_failed(f, "on_response")
+                return
+        self.response_started = True
+        if head.frame is not None:
+            self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
+        elif head.status == 101 and self._timer is not None:
+            self._timer.cancel()  # a tunnel has no response end to wait for
+            self._timer = None
         self.response_code = head.status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
@@ -661,11 +683,15 @@ class DownstreamStream:
         if not self.request_complete:
             fields.append(("connection", "close"))  # the rest of the request is not read
         fields += headers or []
-        self.response_started = True
         head = ResponseHead(status, Headers(fields))
         strip_forbidden_length(head)
         for f in self._filters:
-            f.on_response(self, head)
+            try:
+                f.on_response(self, head)
+            except Exception:
+                self._filter_failed(f, "on_response")
+                return
+        self.response_started = True
         self.response_code = status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
@@ -681,6 +707,16 @@ class DownstreamStream:
         self.ended_by_reset = True
         self.server_stream.reset(reason)
         self._finish(reset_upstream=reset_upstream)
+
+    def _filter_failed(self, f: StreamFilter, where: str) -> None:
+        """A stream filter raised: the client gets a 500 (an RPC client, its protocol's
+        error reply), no filter runs again on this stream, and the stream is flagged
+        (counted per listener and protocol as ``downstream_rq_filter_error``)."""
+        log.warning("stream filter %s raised in %s", type(f).__name__, where, exc_info=True)
+        self._filters = []
+        if STREAM_FILTER_ERROR not in self.response_flags:
+            self.response_flags.append(STREAM_FILTER_ERROR)
+        self.send_local_reply(500, "stream filter error\n")
 
     def _finish(self, reset_upstream: bool) -> None:
         if self.done:
@@ -710,6 +746,16 @@ class DownstreamStream:
         self.end_monotonic = time.monotonic()
         for hook in self.observers.stream_end:
             hook(self)
+
+
+class _Broken(StreamFilter):
+    """Stands for the filters of a stream whose factory raised: fails the request."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def on_request(self, stream: Any) -> FilterStatus:
+        raise self.error
 
 
 _FAILURE_BODY = "upstream connect error or disconnect/reset before headers. reset reason: "

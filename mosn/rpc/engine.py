@@ -43,6 +43,8 @@ from mosn.stream.types import (
     StreamResetReason,
 )
 
+__all__ = ["RpcProtocol", "rpc_protocol"]
+
 _STOP = FilterStatus.STOP
 _REQUEST = FrameKind.REQUEST
 _ONEWAY = FrameKind.ONEWAY

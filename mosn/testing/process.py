@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -167,6 +168,39 @@ def env_with_path(*paths: str | os.PathLike[str]) -> dict[str, str]:
     current = os.environ.get("PYTHONPATH")
     parts = [str(p) for p in paths] + ([current] if current else [])
     return {**os.environ, "PYTHONPATH": os.pathsep.join(parts)}
+
+
+def assert_reported(config: dict[str, Any], path: str) -> None:
+    """Fail unless validating ``config`` reports ``path`` (an unknown key, say), as an
+    error or as a warning."""
+    from mosn.config import ConfigError, validate
+
+    try:
+        loaded = validate(config)
+    except ConfigError as exc:
+        assert any(e.startswith(path) for e in exc.errors), (
+            f"{path} is not among the errors: {exc.errors}")
+        return
+    assert any(w.startswith(path) for w in loaded.warnings), (
+        f"{path} is neither an error nor a warning: {loaded.warnings}")
+
+
+def plugin_site(directory: str | os.PathLike[str], plugins: Iterable[tuple[str, str]],
+                distribution: str = "mosn-testing-site") -> Path:
+    """A directory that, put first on ``PYTHONPATH`` (:func:`env_with_path`), makes a
+    mosn process load each ``(name, module)`` of ``plugins`` as an installed plugin,
+    without installing anything: the metadata of a distribution whose ``mosn.plugins``
+    entry points name them (what ``pip install`` writes). Each module must be
+    importable in that process. ``mosn.testing.probes.PROBES`` is the kit's own."""
+    site = Path(directory)
+    name = re.sub(r"[^A-Za-z0-9.]+", "_", distribution)
+    info = site / f"{name}-0.0.dist-info"
+    info.mkdir(parents=True, exist_ok=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {distribution}\n"
+                                   "Version: 0.0\n")
+    (info / "entry_points.txt").write_text(
+        "[mosn.plugins]\n" + "".join(f"{n} = {m}\n" for n, m in plugins))
+    return site
 
 
 def rpc_proxy_config(listen_port: int, protocol: str, upstreams: Iterable[str], *,

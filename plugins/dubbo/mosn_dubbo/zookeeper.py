@@ -79,12 +79,12 @@ class ZookeeperClusterConfig(Model):
 
 
 def cluster_config(config: ClusterConfig) -> ZookeeperClusterConfig:
-    """The cluster's ``cluster_config``, validated (the core keeps unknown cluster keys
-    as they were written)."""
-    parsed = getattr(config, "_parsed_cluster_config", None)
+    """The cluster's ``cluster_config``, validated (by the config loader, or here for
+    a cluster built without it)."""
+    parsed = config.parsed_cluster_config
     if isinstance(parsed, ZookeeperClusterConfig):
         return parsed
-    raw = (config.model_extra or {}).get(CONFIG_KEY)
+    raw = config.cluster_config
     if raw is None:
         raise ValueError(f"cluster {config.name}: type zookeeper needs {CONFIG_KEY}: "
                          "{address: HOST:PORT, services: [INTERFACE ...]}")

@@ -35,12 +35,37 @@ class UndeclaredProtocol:
         raise RuntimeError("xprotocol without a codec description")
 
 
+class DeclaredProtocol:
+    """A declared protocol for the proxy: the RPC engine over a codec of its own on
+    each connection (``DeclarativeCodec.for_connection``), so that a delimited frame
+    arriving in many reads is searched once."""
+
+    name = PROTOCOL_NAME
+
+    def __init__(self, codec: DeclarativeCodec) -> None:
+        self.codec = codec
+        self.multiplexed = codec.multiplexed
+
+    def match(self, data: bytes) -> MatchResult:
+        return self.codec.match(data)
+
+    def server(self, conn: Any, new_stream: Any) -> Any:
+        return _rpc_protocol(self.codec.for_connection()).server(conn, new_stream)
+
+    def client(self, conn: Any, on_idle: Any) -> Any:
+        return _rpc_protocol(self.codec.for_connection()).client(conn, on_idle)
+
+
+def _rpc_protocol(codec: DeclarativeCodec) -> Any:
+    from mosn.rpc.engine import rpc_protocol  # the engine loads after the plugins
+
+    return rpc_protocol(codec)
+
+
 def xprotocol_protocol(config: XProtocolConfig | None = None, *_: Any) -> Any:
     if config is None or config.codec is None:
         return UndeclaredProtocol()
-    from mosn.rpc.engine import rpc_protocol  # the engine loads after the plugins
-
-    return rpc_protocol(DeclarativeCodec(config.codec))
+    return DeclaredProtocol(DeclarativeCodec(config.codec))
 
 
 @hookimpl
