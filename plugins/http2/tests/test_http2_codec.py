@@ -1,5 +1,5 @@
-"""The Http2 codecs without sockets: h2 client and server objects talk to them
-through an in-memory connection; bytes in, events and bytes out."""
+"""The Http2 codecs without sockets, on each engine: h2 client and server objects
+talk to them through an in-memory connection; bytes in, events and bytes out."""
 
 from __future__ import annotations
 
@@ -23,17 +23,64 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from h2_fixtures import ENGINES
 from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
 from mosn.testing.streams import FakeLoop, Recorder
-from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
+from mosn_http2 import PREFACE, ClientConnection, Http2Config, Limits, ServerConnection, match
 from mosn_http2 import frames
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def limits(engine: str) -> Limits:
+    return Limits(engine=engine)
+
+
+class ClockLoop(FakeLoop):
+    """FakeLoop with a clock the test moves (``advance``) and the timers it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.timers: list[list[Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> "Timer":
+        timer = Timer([self.now + delay, callback, args])
+        self.timers.append(timer.entry)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while True:
+            due = [t for t in self.timers if t[0] <= self.now]
+            if not due:
+                break
+            for entry in due:
+                self.timers.remove(entry)
+                entry[1](*entry[2])
+            self.run()
+
+
+class Timer:
+    def __init__(self, entry: list[Any]) -> None:
+        self.entry = entry
+
+    def cancel(self) -> None:
+        self.entry[1] = lambda *args: None
 
 
 class MemoryConnection:
     """A connection that keeps what is written; ``feed`` delivers bytes to its filters."""
 
     def __init__(self) -> None:
-        self.loop = FakeLoop()
+        self.loop = ClockLoop()
         self.written = bytearray()
         self.read_filters: list[Any] = []
         self.callbacks: list[Any] = []
@@ -65,7 +112,7 @@ class MemoryConnection:
         pass
 
 
-def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+def server_pair(limits: Limits) -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
     conn = MemoryConnection()
     streams: list[Any] = []
 
@@ -74,7 +121,7 @@ def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[An
         streams.append((stream, recorder))
         return recorder
 
-    ServerConnection(conn, new_stream)
+    ServerConnection(conn, new_stream, limits)
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
     conn.feed(client.data_to_send())
@@ -90,9 +137,9 @@ def test_matcher():
 
 
 def test_request_head_from_pseudo_headers():
-    head = frames.request_head([(b":method", b"POST"), (b":scheme", b"http"),
-                                (b":authority", b"svc:80"), (b":path", b"/a?b=1"),
-                                (b"cookie", b"a=1"), (b"x-y", b"z"), (b"cookie", b"b=2")], "http")
+    head = frames.request_head([":method", "POST", ":scheme", "http", ":authority", "svc:80",
+                                ":path", "/a?b=1", "cookie", "a=1", "x-y", "z", "cookie", "b=2"],
+                               "http")
     assert (head.method, head.path, head.authority, head.version) == ("POST", "/a?b=1", "svc:80", "2")
     assert head.headers.items() == [("x-y", "z"), ("cookie", "a=1; b=2")]  # RFC 9113 8.2.3
 
@@ -102,14 +149,14 @@ def test_request_fields_drop_connection_specific_and_map_host():
         ("host", "h.example"), ("connection", "keep-alive"), ("keep-alive", "5"),
         ("transfer-encoding", "chunked"), ("te", "gzip"), ("x-a", "1")]))
     fields = frames.request_fields(head)
-    assert fields == [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/p"),
-                      (b":authority", b"h.example"), (b"x-a", b"1")]
+    assert fields == [":method", "GET", ":scheme", "http", ":path", "/p",
+                      ":authority", "h.example", "x-a", "1"]
     connect = frames.request_fields(RequestHead("CONNECT", "", "h:443"))
-    assert connect == [(b":method", b"CONNECT"), (b":authority", b"h:443")]  # RFC 9113 8.5
+    assert connect == [":method", "CONNECT", ":authority", "h:443"]  # RFC 9113 8.5
 
 
-def test_server_stream_request_response_and_trailers():
-    conn, client, streams = server_pair()
+def test_server_stream_request_response_and_trailers(limits):
+    conn, client, streams = server_pair(limits)
     client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
                             (":path", "/x"), ("content-type", "application/grpc")])
     client.send_data(1, b"body")
@@ -129,10 +176,12 @@ def test_server_stream_request_response_and_trailers():
     assert dict(trailers.headers)["grpc-status"] == "0"
 
 
-def test_server_refuses_streams_over_the_limit():
+def test_server_refuses_streams_over_the_limit(engine):
+    """Streams over SETTINGS_MAX_CONCURRENT_STREAMS sent before the client read the
+    SETTINGS are refused one by one (RFC 9113 5.1.2)."""
     conn = MemoryConnection()
     ServerConnection(conn, lambda s: Recorder(),
-                     Http2Config(max_concurrent_streams=2).limits())
+                     Http2Config(max_concurrent_streams=2, engine=engine).limits())
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
     for sid in (1, 3, 5):
@@ -145,9 +194,9 @@ def test_server_refuses_streams_over_the_limit():
     assert not conn.closed
 
 
-def test_garbage_after_preface_is_goaway_protocol_error():
+def test_garbage_after_preface_is_goaway_protocol_error(limits):
     conn = MemoryConnection()
-    ServerConnection(conn, lambda s: Recorder())
+    ServerConnection(conn, lambda s: Recorder(), limits)
     conn.feed(PREFACE + b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")  # window 0
     assert conn.closed
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
@@ -157,10 +206,10 @@ def test_garbage_after_preface_is_goaway_protocol_error():
     assert goaway and goaway[0].error_code == 1  # PROTOCOL_ERROR
 
 
-def test_client_waits_for_a_free_stream_slot():
+def test_client_waits_for_a_free_stream_slot(limits):
     conn = MemoryConnection()
     idle: list[int] = []
-    codec = ClientConnection(conn, lambda: idle.append(1))
+    codec = ClientConnection(conn, lambda: idle.append(1), limits)
     server = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=False, header_encoding="utf-8"))
     server.initiate_connection()
@@ -238,9 +287,10 @@ def frame_bytes(draw: Any) -> bytes:
             + draw(st.integers(0, 7)).to_bytes(4, "big") + payload)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=300, deadline=None)
-@given(st.lists(frame_bytes(), max_size=8))
-def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
+@given(chunks=st.lists(frame_bytes(), max_size=8))
+def test_fuzzed_frames_end_in_goaway_or_carry_on(engine: str, chunks: list[bytes]):
     """Whatever follows the preface, the codec never raises: the connection carries
     on, or it is closed after a GOAWAY (sent, or received from the peer)."""
     conn = MemoryConnection()
@@ -250,7 +300,7 @@ def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
         handlers.append(Recorder(stream))
         return handlers[-1]
 
-    ServerConnection(conn, new_stream)
+    ServerConnection(conn, new_stream, Limits(engine=engine))
     conn.take()
     conn.feed(PREFACE)
     for chunk in chunks:
@@ -263,12 +313,12 @@ def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
             len(c) >= 9 and c[3] == GOAWAY for c in chunks)
 
 
-def test_rapid_reset_closes_the_connection():
+def test_rapid_reset_closes_the_connection(limits):
     """A client resetting most of its streams before their response (CVE-2023-44487):
     GOAWAY ENHANCE_YOUR_CALM once enough streams were seen; a well-behaved burst of the
     same size is not."""
     for reset_all in (True, False):
-        conn, client, streams = server_pair()
+        conn, client, streams = server_pair(limits)
         for i in range(600):
             sid = client.get_next_available_stream_id()
             client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
@@ -287,13 +337,14 @@ def test_rapid_reset_closes_the_connection():
             assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM
 
 
-def test_oversized_frame_refused_from_its_header():
+def test_oversized_frame_refused_from_its_header(limits):
     """A frame announced larger than SETTINGS_MAX_FRAME_SIZE is a connection error as
     soon as its header is read, not once megabytes of it were buffered."""
     conn = MemoryConnection()
-    ServerConnection(conn, lambda s: Recorder())
+    ServerConnection(conn, lambda s: Recorder(), limits)
     conn.take()
-    conn.feed(PREFACE + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+    conn.feed(PREFACE + SettingsFrame(0).serialize()
+              + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
     assert conn.closed
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
@@ -302,10 +353,10 @@ def test_oversized_frame_refused_from_its_header():
     assert goaway and goaway[0].error_code == 6  # FRAME_SIZE_ERROR
 
 
-def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol():
+def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol(limits):
     conn = MemoryConnection()
     idle: list[int] = []
-    codec = ClientConnection(conn, lambda: idle.append(1))
+    codec = ClientConnection(conn, lambda: idle.append(1), limits)
     handler = Recorder()
     codec.new_stream(handler).send_headers(RequestHead("GET", "/", "a"), True)
     conn.take()

@@ -13,7 +13,7 @@ from typing import Iterator
 import httpx
 import pytest
 
-from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import h2_engine, h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from mosn.testing.process import serving
 
 ROOT = Path(__file__).resolve().parents[3]

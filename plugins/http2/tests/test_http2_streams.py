@@ -19,7 +19,7 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import h2_engine, h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
 from h2_peers import RawClient, ScriptedUpstream
 from mosn_http2 import PREFACE
 
