@@ -784,7 +784,7 @@ class ClientStream:
 
     __slots__ = (
         "codec", "handler", "method", "upgrade", "chunked", "headers_sent", "request_done",
-        "corked", "pending", "response_head", "keep_alive", "disabled", "dead",
+        "corked", "pending", "response_head", "keep_alive", "disabled", "dead", "answered",
     )
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
@@ -803,6 +803,8 @@ class ClientStream:
         self.disabled = 0
         self.dead = False
         """Over for the codec: reset, or its response complete. Sends are ignored."""
+        self.answered = False
+        """A byte of the response came."""
 
     # -- ClientStream ---------------------------------------------------------------------
 
@@ -904,7 +906,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         "conn", "on_idle", "_parser", "_max_head", "_max_fields", "_stream", "_fields",
         "_reason", "_head_bytes", "_partial", "_in_head", "_begun", "_interim",
         "_keep_alive", "_closed", "_above", "_tunnel", "_response_ended", "_parsing",
-        "_unparsed", "_fresh_parser", "_idle",
+        "_unparsed", "_fresh_parser", "_idle", "_reused",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -932,6 +934,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._unparsed: list[bytes] = []
         self._fresh_parser = False
         self._idle = False
+        self._reused = False
+        """A response was complete on this connection before the current request."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -954,6 +958,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
     # -- ReadFilter ---------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> FilterStatus:
+        if self._stream is not None:
+            self._stream.answered = True
         if self._parsing:
             self._unparsed.append(data)  # re-entered: see ServerConnection.on_data
             return _STOP
@@ -991,7 +997,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
                 s.handler.on_data(b"", True)
             self._response_end(s)
         else:
-            self._reset(s, _TERMINATED)
+            self._reset(s, self._closed_under(s))
         return False
 
     # -- ConnectionCallbacks ---------------------------------------------------------------
@@ -1003,7 +1009,16 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         s = self._stream
         if s is not None:
             failed = event in (ConnectionEvent.CONNECT_FAILED, ConnectionEvent.CONNECT_TIMEOUT)
-            self._reset(s, StreamResetReason.CONNECTION_FAILURE if failed else _TERMINATED)
+            self._reset(s, StreamResetReason.CONNECTION_FAILURE if failed else self._closed_under(s))
+
+    def _closed_under(self, s: ClientStream) -> StreamResetReason:
+        """Why the connection closing under ``s`` ended it: a reused connection the
+        server closed (an idle keep-alive timeout) as the request went out, before any
+        byte of the response, is CLOSED_BEFORE_RESPONSE (an idempotent request may be
+        sent again, RFC 9110 9.2.2)."""
+        if self._reused and not s.answered:
+            return StreamResetReason.CLOSED_BEFORE_RESPONSE
+        return _TERMINATED
 
     def on_above_write_buffer_high_watermark(self) -> None:
         self._above = True
@@ -1155,6 +1170,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             # connection's state is unclear for another request.
             self._keep_alive = False
         self._detach(s)
+        self._reused = True
         self._idle = True
         if not self._parsing:
             self._became_idle()

@@ -657,10 +657,12 @@ class ServerConnection(_Codec):
 class ClientStream(_Stream):
     """One request sent on an upstream connection, and its response coming back."""
 
-    __slots__ = ("headers_only", "upgrade")
+    __slots__ = ("headers_only", "upgrade", "answered")
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
         super().__init__(codec, handler)
+        self.answered = False
+        """The response's head came."""
         self.headers_only = False
         """The request ended with its head: its end went out with its HEADERS."""
         self.upgrade: RequestHead | None = None
@@ -741,6 +743,7 @@ class ClientConnection(_Codec):
             return
         if s.upgrade is not None:
             head = frames.upgraded_response(head, s.upgrade)
+        s.answered = True
         if end:
             s.remote_done = True
         if s.handler is not None:
@@ -765,6 +768,24 @@ class ClientConnection(_Codec):
         self._going_away = True
         for s in [s for s in self.streams.values() if s.id > last_stream_id]:
             self._drop(s, _REFUSED)
+        if self.streams and not self._closed:
+            # A PING asks whether the upstream still reads: one that stopped after its
+            # GOAWAY (hypercorn, which then answers none of the streams it named until
+            # its idle timeout closes the connection) closes the connection on it, and
+            # the streams without a response are dealt with now (see _drop_all).
+            self.engine.ping()
+
+    def _drop_all(self, reason: StreamResetReason) -> None:
+        if reason is not _TERMINATED or not self._going_away:
+            super()._drop_all(reason)
+            return
+        # The connection closed after the upstream's GOAWAY with streams it named
+        # still open (hypercorn closes at once after its GOAWAY): those with no
+        # response yet may or may not have been processed, as on an HTTP/1.1
+        # connection closed under a request (RFC 9113 8.7: only an idempotent request
+        # may be sent again).
+        for s in list(self.streams.values()):
+            self._drop(s, _TERMINATED if s.answered else StreamResetReason.CLOSED_BEFORE_RESPONSE)
 
     # -- ending -------------------------------------------------------------------------
 

@@ -40,10 +40,14 @@ def with_engine(extend_config: dict[str, Any] | None, engine: str) -> dict[str, 
     return extend
 
 
-def start_upstream(name: str = "h2", max_streams: int = 100) -> tuple[subprocess.Popen, int]:
+def start_upstream(name: str = "h2", max_streams: int = 100,
+                   max_requests: int | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(H2_UPSTREAM), "--port", str(port),
-                             "--name", name, "--max-streams", str(max_streams)])
+    argv = [sys.executable, str(H2_UPSTREAM), "--port", str(port), "--name", name,
+            "--max-streams", str(max_streams)]
+    if max_requests is not None:
+        argv += ["--max-requests", str(max_requests)]
+    proc = subprocess.Popen(argv)
     try:
         wait_for_port(port)
     except Exception:
