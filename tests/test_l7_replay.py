@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 from collections import Counter
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
@@ -85,12 +85,18 @@ def rude_upstream() -> Iterator[ClosingOnReuse]:
         yield server
 
 
-def test_idempotent_request_sent_again_when_reused_connection_closes(start_mosn, rude_upstream):
+@pytest.fixture
+def rude_proxy(start_mosn: Any, rude_upstream: ClosingOnReuse) -> tuple[str, Any]:
+    """mosn (HTTP/1.1 both ways) in front of ``rude_upstream``; (its URL, mosn)."""
     port = free_port()
-    mosn = start_mosn(http_config(port, {"blue": free_port(), "green": free_port(),
-                                         "shadow": free_port()},
-                                  [to("rude")], clusters=[cluster("rude", rude_upstream.port)]))
-    url = f"http://127.0.0.1:{port}/"
+    unused = {name: free_port() for name in ("blue", "green", "shadow")}
+    mosn = start_mosn(http_config(port, unused, [to("rude")],
+                                  clusters=[cluster("rude", rude_upstream.port)]))
+    return f"http://127.0.0.1:{port}/", mosn
+
+
+def test_idempotent_request_sent_again_when_reused_connection_closes(rude_proxy, rude_upstream):
+    url, mosn = rude_proxy
     with httpx.Client(timeout=TIMEOUT) as client:
         first = client.get(url)
         second = client.get(url)  # on the reused upstream connection, closed under it
@@ -103,12 +109,8 @@ def test_idempotent_request_sent_again_when_reused_connection_closes(start_mosn,
     assert stats["cluster.rude.upstream_rq_retry"] == 0  # not a retry: no policy needed
 
 
-def test_non_idempotent_request_never_sent_twice(start_mosn, rude_upstream):
-    port = free_port()
-    mosn = start_mosn(http_config(port, {"blue": free_port(), "green": free_port(),
-                                         "shadow": free_port()},
-                                  [to("rude")], clusters=[cluster("rude", rude_upstream.port)]))
-    url = f"http://127.0.0.1:{port}/"
+def test_non_idempotent_request_never_sent_twice(rude_proxy, rude_upstream):
+    url, mosn = rude_proxy
     with httpx.Client(timeout=TIMEOUT) as client:
         assert client.get(url).status_code == 200
         post = client.post(url, content=b"order one pizza")

@@ -70,6 +70,9 @@ _IDENTITY, _CHUNKED, _NO_BODY = 0, 1, 2
 _HEADERS, _DATA, _TRAILERS = 0, 1, 2
 
 
+UPGRADE_OFFER_FIELDS = frozenset({"upgrade", "connection", "http2-settings"})
+"""The fields of an upgrade offer, left out when the offer is not taken."""
+
 TakeOver = Callable[[Any, RequestHead, bytes], bool]
 """Hands a connection and its upgrade request (read in full) over to another protocol,
 with the bytes read after the request; False if that protocol declines the request."""
@@ -276,7 +279,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         "_fields", "_url", "_authority", "_expect", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
-        "_switch",
+        "_switch", "_reparse",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -288,6 +291,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         """Upgrade token -> the hand-over to the protocol that speaks it."""
         self._switch: tuple[TakeOver, RequestHead] | None = None
         """The hand-over to make, and its request, once that request is read in full."""
+        self._reparse: tuple[str, list[tuple[str, str]]] | None = None
+        """A request line and fields to read again, without an upgrade offer not taken."""
         self._parser = httptools.HttpRequestParser(self)
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
@@ -463,6 +468,15 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                 self._expect = False
                 self._switch = (take_over, head)
                 return  # handed over when llhttp stops at the request's end
+            if self._offers_own_upgrade(fields):
+                # An upgrade to a protocol served here that cannot be taken now (a body
+                # comes first): the offer is ignored, as RFC 9110 7.8 lets a server do.
+                # llhttp stops at an upgrade request's head, so the request is read
+                # again without the offer once it stops (see _read_again).
+                self._reparse = (f"{method} {self._url.decode('latin-1')} HTTP/{version}\r\n",
+                                 [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS])
+                self._url = b""
+                return
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
         s.head = RequestHead(method, self._url.decode("latin-1"), self._authority or "",
                              self._scheme, Headers(fields), version)
@@ -534,6 +548,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         except httptools.HttpParserUpgrade as exc:
             if self._switch is not None:
                 self._switch_protocol(data[exc.args[0]:])
+            elif self._reparse is not None:
+                self._read_again(data[exc.args[0]:])
             else:
                 self._tunnel_data(data[exc.args[0]:])
             return
@@ -572,6 +588,23 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                     or name == "transfer-encoding":
                 return None
         return found
+
+    def _offers_own_upgrade(self, fields: list[tuple[str, str]]) -> bool:
+        return any(token.strip().lower() in self._upgrades
+                   for name, value in fields if name == "upgrade" for token in value.split(","))
+
+    def _read_again(self, rest: bytes) -> None:
+        """Read the request whose upgrade offer was ignored again, without the offer,
+        with its body and whatever follows it (``rest``), on a new parser."""
+        line, fields = self._reparse  # type: ignore[misc]
+        self._reparse = None
+        rest += b"".join(self._unparsed)
+        self._unparsed.clear()
+        host = [f"host: {self._authority}\r\n"] if self._authority is not None else []
+        self._authority = None
+        head = frames.head(line, host + [f"{name}: {value}\r\n" for name, value in fields])
+        self._parser = httptools.HttpRequestParser(self)
+        self._feed(head + rest)
 
     def _switch_protocol(self, rest: bytes) -> None:
         """Hand the connection and its request over. Declined (the other protocol

@@ -94,10 +94,10 @@ an upstream request per stream while no stream stays open)."""
 HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ").match
 """The start of an HTTP/1.x request line (a method, a space), where the HTTP/2
 preface should be."""
-HTTP2_ONLY_RESPONSE = (b"HTTP/1.1 505 HTTP Version Not Supported\r\n"
-                       b"content-type: text/plain\r\ncontent-length: 37\r\n"
-                       b"connection: close\r\n\r\n"
-                       b"this listener speaks HTTP/2 only (h2c)\n")
+HTTP2_ONLY_BODY = b"this listener speaks HTTP/2 only\n"
+HTTP2_ONLY_RESPONSE = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
+                       b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                       % (len(HTTP2_ONLY_BODY), HTTP2_ONLY_BODY))
 """The answer to an HTTP/1.x request on an HTTP/2 listener, rather than frames that
 an HTTP/1.x client would take for an HTTP/0.9 response."""
 
@@ -538,9 +538,9 @@ class ServerConnection(_Codec):
         self._read_paused = False
         self._preface = b""
         """The client's first bytes while they could still be the preface; None after."""
-        self._flush()
         if upgrade is None:
-            return
+            return  # SETTINGS go out once the client's first bytes are HTTP/2's (see on_data)
+        self._flush()
         # RFC 9113 3.1 (RFC 7540 3.2): the upgraded request is stream 1, half-closed
         # (remote); its response goes out as HTTP/2.
         head = upgrade[0]

@@ -149,3 +149,35 @@ def test_route_chooses_http2_upstream(h2_upstream, h2_proxy):
         two = client.get(f"http://127.0.0.1:{port}/two/echo").json()
         one = client.get(f"http://127.0.0.1:{port}/one/echo").json()
     assert two["http_version"] == "2" and one["http_version"] == "1.1"
+
+
+def test_h2c_upgrade_with_a_body_is_served_as_http1(h2_upstream, h2_proxy):
+    """An ``Upgrade: h2c`` offer on a request with a body (curl --http2 -d) cannot be
+    taken before the body is read: mosn ignores it (RFC 9110 7.8) and answers over
+    HTTP/1.1, with the body, keeping the connection for the next request."""
+    port, _ = h2_proxy(h2_upstream, downstream="Auto")
+    out = curl("--http2", "-d", "hello", "-w", "\n%{http_version}", f"http://127.0.0.1:{port}/echo")
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout.rsplit("\n", 1)
+    assert version == "1.1" and json.loads(body)["body_size"] == 5
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                     b"Content-Length: 3\r\n\r\nabc"
+                     b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 ") == 2 and b"101" not in data.split(b"\r\n", 1)[0]
+    assert b'"body_size": 3' in data
+
+
+def test_http1_request_on_an_http2_listener_is_505(h2_upstream, h2_proxy):
+    """An HTTP/1.1 client on a listener that speaks HTTP/2 only gets an HTTP/1.1 505
+    saying so, and the connection closed (not frames it would read as HTTP/0.9)."""
+    port, mosn = h2_proxy(h2_upstream)  # downstream_protocol: Http2
+    out = curl("-i", f"http://127.0.0.1:{port}/echo")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP/1.1 505 ")
+    assert out.stdout.endswith("\n\nthis listener speaks HTTP/2 only\n")  # (text mode: no CR)
+    assert httpx.Client(http1=False, http2=True).get(f"http://127.0.0.1:{port}/echo").status_code == 200
