@@ -676,7 +676,12 @@ class ClientStream(_Stream):
         if codec._closed or codec._going_away:
             codec._drop(self, _REFUSED)  # never sent: safe to send elsewhere
             return
-        tunnel = codec._connect_protocol and frames.is_upgrade(head)
+        upgrade = frames.is_upgrade(head)
+        if upgrade and not codec._settings_received:
+            # Whether it goes as an extended CONNECT depends on the peer's SETTINGS.
+            codec._awaiting_settings.append((self, head, end_stream))
+            return
+        tunnel = upgrade and codec._connect_protocol
         sid = codec.engine.submit(0, frames.request_fields(head, tunnel), end_stream)
         if sid < 0:
             codec._drop(self, _REFUSED)
@@ -696,7 +701,8 @@ class ClientStream(_Stream):
 class ClientConnection(_Codec):
     """The client codec of one upstream connection (``Protocol.client``)."""
 
-    __slots__ = ("on_idle", "_active", "_peer_max", "_connect_protocol")
+    __slots__ = ("on_idle", "_active", "_peer_max", "_connect_protocol", "_settings_received",
+                 "_awaiting_settings")
 
     client_side = True
     multiplexed = True
@@ -709,6 +715,9 @@ class ClientConnection(_Codec):
         self._peer_max = ASSUMED_PEER_MAX_STREAMS
         self._connect_protocol = False
         """The peer takes extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441)."""
+        self._settings_received = False
+        self._awaiting_settings: list[tuple[ClientStream, RequestHead, bool]] = []
+        """Upgrade requests held until the peer's SETTINGS say how to send them."""
         self._flush()
 
     def _event_handlers(self) -> dict[int, Handler]:
@@ -761,6 +770,10 @@ class ClientConnection(_Codec):
         self._peer_max = min(engine.remote_setting(SETTINGS_MAX_CONCURRENT_STREAMS),
                              UNLIMITED_STREAMS)
         self._connect_protocol = engine.remote_setting(SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1
+        self._settings_received = True
+        held, self._awaiting_settings = self._awaiting_settings, []
+        for s, head, end in held:
+            s.send_headers(head, end)
 
     def _on_goaway(self, last_stream_id: int, end: bool, code: int) -> None:
         """No new streams here; those above ``last_stream_id`` were never processed
@@ -776,6 +789,9 @@ class ClientConnection(_Codec):
             self.engine.ping()
 
     def _drop_all(self, reason: StreamResetReason) -> None:
+        held, self._awaiting_settings = self._awaiting_settings, []
+        for s, _, _ in held:
+            self._drop(s, _REFUSED)  # never sent
         if reason is not _TERMINATED or not self._going_away:
             super()._drop_all(reason)
             return

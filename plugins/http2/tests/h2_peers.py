@@ -251,6 +251,20 @@ class RawClient:
         self._send()
         return sid
 
+    def connect(self, path: str, protocol: str, headers: list[tuple[str, str]] = ()) -> int:
+        """An extended CONNECT (RFC 8441): the stream stays open both ways."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", protocol),
+                                     (":scheme", "http"), (":authority", "test"),
+                                     (":path", path), *headers])
+        self.results[sid] = StreamResult()
+        self._send()
+        return sid
+
+    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+        self.conn.send_data(sid, data, end_stream=end)
+        self._send()
+
     def trailers(self, sid: int, fields: list[tuple[str, str]]) -> None:
         self.conn.send_headers(sid, fields, end_stream=True)
         self._send()

@@ -13,6 +13,7 @@ import pytest
 from hpack import Encoder
 from hyperframe.frame import (
     DataFrame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
@@ -363,3 +364,133 @@ def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol(limits)
     conn.feed(b"HTTP/1.1 200 OK\r\n\r\n")  # not HTTP/2
     assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
     assert conn.closed and not codec.reusable() and idle == []
+
+
+PING = 6
+
+
+def test_keepalive_ping_answered_keeps_the_connection(engine):
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    conn.loop.advance(10)
+    events = client.receive_data(conn.take())
+    assert any(isinstance(e, h2.events.PingReceived) for e in events)
+    conn.feed(client.data_to_send())  # h2 answers it
+    conn.loop.advance(5)
+    assert not conn.closed
+    conn.loop.advance(10)  # the next PING, 10 s after the answer
+    assert any(isinstance(e, h2.events.PingReceived) for e in client.receive_data(conn.take()))
+
+
+def test_keepalive_unanswered_closes_and_resets_streams(engine):
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    conn.loop.advance(10)
+    assert PING in frame_types(conn.take())
+    conn.loop.advance(1.9)
+    assert not conn.closed
+    conn.loop.advance(0.2)
+    assert conn.closed
+    assert streams[0][1].events[-1] == ("reset", StreamResetReason.CONNECTION_TERMINATION)
+
+
+def test_keepalive_any_frame_counts_as_an_answer(engine):
+    """Frames keep coming while the PING's answer is queued behind them (Envoy's rule):
+    the connection is alive."""
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    conn.loop.advance(10)
+    conn.take()
+    conn.loop.advance(1)
+    client.ping(b"12345678")
+    conn.feed(client.data_to_send())  # a frame, not the PING's answer
+    conn.loop.advance(1.5)
+    assert not conn.closed
+
+
+def test_idle_downstream_connection_goes_away(engine):
+    limits = Http2Config(engine=engine, idle_timeout="5s").limits()
+    conn, client, streams = server_pair(limits)
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    conn.loop.advance(6)
+    assert not conn.closed  # a stream is open
+    streams[0][0].send_headers(ResponseHead(204), True)
+    conn.take()
+    conn.loop.advance(4)
+    assert not conn.closed
+    conn.loop.advance(1.5)
+    goaway = [e for e in client.receive_data(conn.take())
+              if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == 0 and goaway[0].last_stream_id == 1
+    assert conn.closed
+
+
+def test_idle_upstream_connection_closes(engine):
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, Http2Config(engine=engine, idle_timeout="5s").limits())
+    conn.loop.advance(6)
+    assert conn.closed and not codec.reusable()
+
+
+def test_http1_request_answered_505():
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder())
+    conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert conn.take().startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
+    assert conn.closed
+
+
+def test_goaway_streams_above_last_id_are_refused(limits):
+    """An upstream's GOAWAY: streams above its last stream id were never processed,
+    and are reset as REFUSED_STREAM (the proxy sends them again); those below finish."""
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, limits)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    server.initiate_connection()
+    conn.feed(server.data_to_send())
+    handlers = [Recorder(), Recorder()]
+    for h in handlers:
+        codec.new_stream(h).send_headers(RequestHead("GET", "/", "a"), True)
+    server.receive_data(conn.take())
+    server.send_headers(1, [(":status", "200")])
+    conn.feed(server.data_to_send() + GoAwayFrame(0, last_stream_id=1).serialize())
+    assert handlers[1].events == [("reset", StreamResetReason.REFUSED_STREAM)]
+    assert not codec.reusable()
+    conn.feed(DataFrame(1, data=b"done", flags=["END_STREAM"]).serialize())
+    assert handlers[0].events[-1] == ("data", b"done", True)
+
+
+def test_upgrade_request_sent_as_extended_connect(limits):
+    """An HTTP/1.1 WebSocket upgrade going to an HTTP/2 upstream that takes extended
+    CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL) is sent as one (RFC 8441 4); its 200 is
+    the 101 the HTTP/1.1 client waits for, with the Sec-WebSocket-Accept of its key."""
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, limits)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
+    server.local_settings = h2.settings.Settings(
+        client=False, initial_values={h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    server.initiate_connection()
+    handler = Recorder()
+    head = RequestHead("GET", "/chat", "a", headers=Headers([
+        ("upgrade", "websocket"), ("connection", "upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-version", "13")]))
+    codec.new_stream(handler).send_headers(head, False)  # held until the peer's SETTINGS
+    assert not any(isinstance(e, h2.events.RequestReceived) for e in server.receive_data(conn.take()))
+    conn.feed(server.data_to_send())
+    request = next(e for e in server.receive_data(conn.take())
+                   if isinstance(e, h2.events.RequestReceived))
+    assert request.headers[:5] == [(":method", "CONNECT"), (":protocol", "websocket"),
+                                   (":scheme", "http"), (":path", "/chat"), (":authority", "a")]
+    assert ("sec-websocket-version", "13") in request.headers
+    assert not {"upgrade", "connection", "sec-websocket-key"} & {k for k, _ in request.headers}
+    server.send_headers(1, [(":status", "200")])
+    conn.feed(server.data_to_send())
+    response = handler.head
+    assert response.status == 101 and response.headers.get("upgrade") == "websocket"
+    assert response.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
