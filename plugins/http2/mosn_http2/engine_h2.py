@@ -66,7 +66,8 @@ FRAME_HEADER_SIZE = 9
 """Length (3), type, flags, stream id (4) (RFC 9113 4.1)."""
 GOAWAY_MIN_SIZE = 8
 """Last stream id and error code; debug data may follow (RFC 9113 6.8)."""
-_HEADERS, _GOAWAY, _CONTINUATION = 0x1, 0x7, 0x9
+_HEADERS, _SETTINGS, _GOAWAY, _CONTINUATION = 0x1, 0x4, 0x7, 0x9
+_ACK = 0x1
 _FRAME_HEADER = struct.Struct(">BHBBL")
 _PING = struct.Struct(">Q")
 
@@ -206,7 +207,7 @@ class H2Engine:
             self._head = b""
             high, low, kind, flags, sid = _FRAME_HEADER.unpack(head)
             self._left = length = (high << 16) | low
-            self._check(length, kind, sid)
+            self._check(length, kind, flags, sid)
             if kind == _GOAWAY:
                 if start < at:
                     self._feed(data[start:at])
@@ -220,10 +221,12 @@ class H2Engine:
         if start < n:
             self._feed(data[start:])
 
-    def _check(self, length: int, kind: int, sid: int) -> None:
+    def _check(self, length: int, kind: int, flags: int, sid: int) -> None:
         """What a frame's header alone tells (see the module docstring)."""
         if length > self._conn.max_inbound_frame_size:
             self._fail(FRAME_SIZE_ERROR)  # RFC 9113 4.2
+        if kind == _SETTINGS and flags & _ACK and length:
+            self._fail(FRAME_SIZE_ERROR)  # RFC 9113 6.5 (h2 says PROTOCOL_ERROR)
         if kind == _GOAWAY:
             if sid:
                 self._fail(PROTOCOL_ERROR)  # RFC 9113 6.8

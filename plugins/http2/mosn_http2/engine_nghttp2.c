@@ -51,11 +51,13 @@ typedef struct stream {
   size_t out_off;             /* ... from this offset */
   int end;                    /* the body's end is queued */
   int deferred;               /* the data provider said DEFERRED: resume on new data */
+  int end_submitted;          /* the end went as a trailer block (see end_without_window) */
   int above;                  /* above the buffer limit: told, waiting to drain */
   buf_t trailers;             /* trailers to send after the body, as a field blob */
   size_t trailer_fields;
   int paused;                 /* the reader is paused: received DATA not acknowledged */
   size_t unacked;
+  size_t received;            /* DATA received in this read, settled after it (mosn_h2_settle) */
 } stream_t;
 
 typedef struct mosn_h2 {
@@ -74,6 +76,8 @@ typedef struct mosn_h2 {
   size_t max_header_list;
   size_t buffer_limit;
   size_t queued;              /* body bytes queued over all streams */
+  int32_t *received_sids;     /* streams with DATA received in this read */
+  size_t nreceived, received_cap;
   uint32_t error;             /* the code of the GOAWAY ending the connection, once sent */
   stream_t *streams;
 } mosn_h2;
@@ -202,6 +206,9 @@ static ssize_t read_body(nghttp2_session *session, int32_t sid, uint8_t *buf, si
   size_t have = st->out.len - st->out_off;
   size_t n = have < length ? have : length;
   (void)session;
+  if (st->end_submitted) {
+    return NGHTTP2_ERR_DEFERRED; /* the stream's end went without this provider */
+  }
   if (n) {
     memcpy(buf, st->out.data + st->out_off, n);
     st->out_off += n;
@@ -321,6 +328,8 @@ static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *fram
   return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
 }
 
+/* DATA is acknowledged (consumed, for nghttp2 to reopen the windows) once Python
+   has handed it on, unless the stream's reader paused meanwhile: see mosn_h2_settle. */
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid,
                          const uint8_t *data, size_t len, void *user_data) {
   mosn_h2 *h = user_data;
@@ -329,11 +338,22 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid,
   if (event(h, EV_DATA, 0, sid, (uint32_t)len, data, len) != 0) {
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
-  if (st != NULL && st->paused) {
-    st->unacked += len;
-  } else if (nghttp2_session_consume(session, sid, len) != 0) {
-    return NGHTTP2_ERR_CALLBACK_FAILURE;
+  if (st == NULL) {
+    return nghttp2_session_consume(session, sid, len) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   }
+  if (!st->received) {
+    if (h->nreceived == h->received_cap) {
+      size_t cap = h->received_cap ? 2 * h->received_cap : 16;
+      int32_t *p = realloc(h->received_sids, cap * sizeof(int32_t));
+      if (p == NULL) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+      }
+      h->received_sids = p;
+      h->received_cap = cap;
+    }
+    h->received_sids[h->nreceived++] = sid;
+  }
+  st->received += len;
   return 0;
 }
 
@@ -411,8 +431,8 @@ static int on_stream_close(nghttp2_session *session, int32_t sid, uint32_t code,
   mosn_h2 *h = user_data;
   stream_t *st = stream_of(h, sid);
   if (st != NULL) {
-    if (st->unacked) {
-      nghttp2_session_consume_connection(session, st->unacked);
+    if (st->unacked + st->received) {
+      nghttp2_session_consume_connection(session, st->unacked + st->received);
     }
     nghttp2_session_set_stream_user_data(session, sid, NULL);
     stream_free(h, st);
@@ -438,6 +458,7 @@ void mosn_h2_del(mosn_h2 *h) {
   buf_free(&h->ev);
   buf_free(&h->out);
   buf_free(&h->hb);
+  free(h->received_sids);
   free(h);
 }
 
@@ -575,6 +596,30 @@ int32_t mosn_h2_submit(mosn_h2 *h, int32_t sid, const char *blob, size_t len, si
   return sid;
 }
 
+/* The body's end, with nothing of it left to send, while the peer's window is
+   shut: nghttp2 asks the data provider only when the window has room, so the
+   END_STREAM of an empty DATA frame (which needs none, RFC 9113 6.9.1) would wait for
+   a WINDOW_UPDATE a peer that has everything need not send. It goes in the trailer
+   block instead (empty if there are no trailers), which needs no window either. */
+static int end_without_window(mosn_h2 *h, stream_t *st) {
+  nghttp2_nv nva[MAX_FIELDS];
+  size_t count = 0;
+  int32_t window;
+  if (st->out.len != st->out_off || st->end_submitted) {
+    return 0;
+  }
+  window = nghttp2_session_get_stream_remote_window_size(h->session, st->id);
+  if (window < 0 || (window > 0 && nghttp2_session_get_remote_window_size(h->session) > 0)) {
+    return 0; /* not open yet, or the data provider will be asked */
+  }
+  if (st->trailer_fields) {
+    count = parse_fields(st->trailers.data, st->trailers.len, st->trailer_fields, nva);
+    st->trailer_fields = 0;
+  }
+  st->end_submitted = 1;
+  return nghttp2_submit_trailer(h->session, st->id, nva, count) == 0;
+}
+
 /* Queues body bytes (and the body's end); 1 when the stream is now above the
    buffer limit (its source should pause until EV_DRAINED), 0, or -1 if gone. */
 int mosn_h2_data(mosn_h2 *h, int32_t sid, const char *data, size_t len, int end) {
@@ -594,6 +639,9 @@ int mosn_h2_data(mosn_h2 *h, int32_t sid, const char *data, size_t len, int end)
     h->queued += len;
   }
   st->end = end;
+  if (end && end_without_window(h, st)) {
+    return 0;
+  }
   if (st->deferred) {
     st->deferred = 0;
     nghttp2_session_resume_data(h->session, sid);
@@ -616,6 +664,9 @@ int mosn_h2_trailers(mosn_h2 *h, int32_t sid, const char *blob, size_t len, size
   }
   st->trailer_fields = n;
   st->end = 1;
+  if (end_without_window(h, st)) {
+    return 0;
+  }
   if (st->deferred) {
     st->deferred = 0;
     nghttp2_session_resume_data(h->session, sid);
@@ -639,6 +690,25 @@ void mosn_h2_pause(mosn_h2 *h, int32_t sid, int pause) {
     nghttp2_session_consume(h->session, sid, st->unacked);
     st->unacked = 0;
   }
+}
+
+/* After Python handed on the DATA of a read: acknowledge it, but for the streams
+   whose reader is paused now (kept until mosn_h2_pause resumes them). */
+void mosn_h2_settle(mosn_h2 *h) {
+  size_t i;
+  for (i = 0; i < h->nreceived; i++) {
+    stream_t *st = stream_of(h, h->received_sids[i]);
+    if (st == NULL || !st->received) {
+      continue; /* closed meanwhile: its close consumed it */
+    }
+    if (st->paused) {
+      st->unacked += st->received;
+    } else {
+      nghttp2_session_consume(h->session, st->id, st->received);
+    }
+    st->received = 0;
+  }
+  h->nreceived = 0;
 }
 
 /* 1 once the local end of `sid` is sent (or the stream is gone). */

@@ -88,6 +88,7 @@ class Nghttp2Engine:
         rv = lib.mosn_h2_recv(h, data, len(data))
         if h.ev.len:
             self._report(handlers)
+            lib.mosn_h2_settle(h)
         if rv < 0:  # a fatal error: a bad preface, a flood
             lib.mosn_h2_goaway(h, ENHANCE_YOUR_CALM if rv == _ERR_FLOODED else PROTOCOL_ERROR)
             return False

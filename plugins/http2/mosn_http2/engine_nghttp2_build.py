@@ -44,6 +44,7 @@ int mosn_h2_data(mosn_h2 *h, int32_t sid, const char *data, size_t len, int end)
 int mosn_h2_trailers(mosn_h2 *h, int32_t sid, const char *blob, size_t len, size_t n);
 int mosn_h2_reset(mosn_h2 *h, int32_t sid, uint32_t code);
 void mosn_h2_pause(mosn_h2 *h, int32_t sid, int pause);
+void mosn_h2_settle(mosn_h2 *h);
 int mosn_h2_local_closed(mosn_h2 *h, int32_t sid);
 int mosn_h2_goaway(mosn_h2 *h, uint32_t code);
 int mosn_h2_ping(mosn_h2 *h);

@@ -494,3 +494,57 @@ def test_upgrade_request_sent_as_extended_connect(limits):
     response = handler.head
     assert response.status == 101 and response.headers.get("upgrade") == "websocket"
     assert response.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+
+
+def test_end_of_body_goes_out_when_the_window_is_shut(limits):
+    """The body filled the client's window exactly and its end comes later: the end
+    still goes out (an empty DATA frame, or an empty trailer block, needs no window,
+    RFC 9113 6.9.1), without waiting for a WINDOW_UPDATE the client need not send."""
+    conn = MemoryConnection()
+    streams: list[Any] = []
+    ServerConnection(conn, lambda s: streams.append(s) or Recorder(), limits)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    client.receive_data(conn.take())
+    conn.feed(client.data_to_send())  # SETTINGS acknowledged: the window is 10
+    streams[0].send_headers(ResponseHead(200), False)
+    streams[0].send_data(b"0123456789", False)
+    events = client.receive_data(conn.take())
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"0123456789"
+    streams[0].send_data(b"", True)
+    events = client.receive_data(conn.take())
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_data_past_the_window_of_a_paused_stream_is_flow_control_error(limits):
+    """A reader paused (read_disable): its window is not reopened, and a client that
+    sends past it breaks flow control (RFC 9113 6.9.1: FLOW_CONTROL_ERROR)."""
+    conn = MemoryConnection()
+    limits = Http2Config(engine=limits.engine, initial_stream_window_size=65535).limits()
+
+    def paused(stream: Any) -> Recorder:
+        stream.read_disable(True)
+        return Recorder(stream)
+
+    ServerConnection(conn, paused, limits)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.initiate_connection()
+    conn.feed(client.data_to_send())
+    client.receive_data(conn.take())
+    conn.feed(client.data_to_send())
+    client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")])
+    for size in (16384, 16384, 16384, 16383):  # the whole window: still fine
+        client.send_data(1, b"x" * size)
+    conn.feed(client.data_to_send())
+    assert not [e for e in client.receive_data(conn.take()) if isinstance(e, h2.events.StreamReset)]
+    conn.feed(DataFrame(1, data=b"y" * 100).serialize())  # past it (h2 would not send it)
+    events = client.receive_data(conn.take())
+    errors = [e.error_code for e in events
+              if isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated))]
+    assert errors == [3]  # FLOW_CONTROL_ERROR, on the stream or the connection
