@@ -113,13 +113,18 @@ class MemoryConnection:
         pass
 
 
-def server_pair(limits: Limits) -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+def server_pair(limits: Limits, pause: bool = False,
+                ) -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+    """A server codec and an h2 client with the connection set up; the (stream,
+    recorder) of every request (``pause``: each reader paused from the start)."""
     conn = MemoryConnection()
     streams: list[Any] = []
 
     def new_stream(stream: Any) -> Recorder:
         recorder = Recorder()
         streams.append((stream, recorder))
+        if pause:
+            stream.read_disable(True)
         return recorder
 
     ServerConnection(conn, new_stream, limits)
@@ -524,19 +529,8 @@ def test_end_of_body_goes_out_when_the_window_is_shut(limits):
 def test_data_past_the_window_of_a_paused_stream_is_flow_control_error(limits):
     """A reader paused (read_disable): its window is not reopened, and a client that
     sends past it breaks flow control (RFC 9113 6.9.1: FLOW_CONTROL_ERROR)."""
-    conn = MemoryConnection()
     limits = Http2Config(engine=limits.engine, initial_stream_window_size=65535).limits()
-
-    def paused(stream: Any) -> Recorder:
-        stream.read_disable(True)
-        return Recorder(stream)
-
-    ServerConnection(conn, paused, limits)
-    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
-    client.initiate_connection()
-    conn.feed(client.data_to_send())
-    client.receive_data(conn.take())
-    conn.feed(client.data_to_send())
+    conn, client, _ = server_pair(limits, pause=True)
     client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
                             (":path", "/")])
     for size in (16384, 16384, 16384, 16383):  # the whole window: still fine
