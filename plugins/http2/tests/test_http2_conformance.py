@@ -15,7 +15,8 @@ from typing import Iterator
 
 import pytest
 
-from h2_fixtures import h2_engine, h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import h2_engine, h2_upstream, proxy_config, with_engine  # noqa: F401 (pytest fixtures)
+from mosn.testing.process import MosnProcess, free_port
 from mosn_http2 import PREFACE
 
 TIMEOUT = 10.0  # seconds to wait for mosn's answer on a loaded CI machine
@@ -147,9 +148,19 @@ class FrameClient:
         self.sock.close()
 
 
+@pytest.fixture(scope="module")
+def mosn_port(h2_upstream, h2_engine, tmp_path_factory) -> Iterator[int]:
+    """One mosn for the module (on each engine): every case opens its own connection."""
+    port = free_port()
+    mosn = MosnProcess(proxy_config(port, h2_upstream, extend_config=with_engine(None, h2_engine)),
+                       tmp_path_factory.mktemp("conformance"))
+    yield port
+    mosn.stop()
+
+
 @pytest.fixture
-def client(h2_upstream, h2_proxy) -> Iterator[FrameClient]:
-    port, _ = h2_proxy(h2_upstream)
+def client(mosn_port) -> Iterator[FrameClient]:
+    port = mosn_port
     c = FrameClient(port)
     c.wait(SETTINGS)
     c.port = port  # type: ignore[attr-defined]
@@ -211,11 +222,10 @@ def test_ping_answered_with_its_payload(client):
 # -- 6.9 flow control ------------------------------------------------------------------
 
 
-def test_response_respects_the_client_window(h2_upstream, h2_proxy):
+def test_response_respects_the_client_window(mosn_port):
     """6.9.1: with SETTINGS_INITIAL_WINDOW_SIZE 100, mosn sends 100 bytes of the body,
     then waits for WINDOW_UPDATE before the rest."""
-    port, _ = h2_proxy(h2_upstream)
-    c = FrameClient(port, settings(initial_window_size=100))
+    c = FrameClient(mosn_port, settings(initial_window_size=100))
     try:
         c.send(frame(HEADERS, END_HEADERS | END_STREAM, 1, block(request("/bytes/1000"))))
         got = 0
