@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from mosn.config.base import Model
 from mosn.config.types import Duration
@@ -64,8 +64,14 @@ class Limits:
     """Seconds to wait for the PING's answer (or any frame) before closing."""
 
 
+STRICT = ConfigDict(extra="forbid", populate_by_name=True)
+"""A key these models do not know is an error with its path, not a field ignored."""
+
+
 class ConnectionKeepalive(Model):
     """PINGs that check an idle peer is still there (Envoy's ``connection_keepalive``)."""
+
+    model_config = STRICT
 
     interval: Duration = Field(gt=0)
     """How often a PING is sent."""
@@ -76,6 +82,8 @@ class ConnectionKeepalive(Model):
 
 
 class Http2Config(Model):
+    model_config = STRICT
+
     max_concurrent_streams: int = Field(default=DEFAULT_MAX_CONCURRENT_STREAMS, ge=1,
                                         le=MAX_WINDOW_SIZE)
     """SETTINGS_MAX_CONCURRENT_STREAMS: a stream above it is refused (RST_STREAM
