@@ -102,6 +102,10 @@ HTTP2_ONLY_RESPONSE = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type
 an HTTP/1.x client would take for an HTTP/0.9 response."""
 
 
+def _ignore(sid: int, end: bool, value: Any) -> None:
+    """The handler of the events a codec has no use for."""
+
+
 class _Stream:
     """What both kinds of stream share: the ends of its two halves, the reader's
     pauses, and the buffer watermark."""
@@ -139,7 +143,7 @@ class _Stream:
         if self.closed or self.end_queued or not self.id:
             return
         codec = self.codec
-        codec.engine.trailers(self.id, frames.trailer_fields(trailers))
+        codec.engine.trailers(self.id, trailers.items())
         codec._schedule()
         self.end_queued = True
         codec._local_end(self)
@@ -194,7 +198,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self.limits = limits
         self.engine = engine_factory(limits.engine)(self.client_side, limits, upgrade, upgrade_head)
         self.streams: dict[int, Any] = {}
-        handlers: list[Handler | None] = [None] * EVENT_KINDS
+        handlers: list[Handler] = [_ignore] * EVENT_KINDS
         for kind, handle in self._event_handlers().items():
             handlers[kind] = handle
         self._handlers = handlers
@@ -506,7 +510,11 @@ class ServerStream(_Stream):
             return  # interim responses (1xx) are not forwarded
         self.headers_sent = True
         codec = self.codec
-        if codec.engine.submit(self.id, frames.response_fields(head, self.tunnel), end_stream) < 0:
+        if self.tunnel:
+            status, items = frames.tunnel_response(head)
+        else:
+            status, items = head.status, head.headers.items()
+        if codec.engine.respond(self.id, status, items, end_stream) < 0:
             codec._drop(self, _TERMINATED)  # the engine no longer has the stream
             return
         codec._schedule()
@@ -598,7 +606,7 @@ class ServerConnection(_Codec):
         self._opened += 1
         s = ServerStream(self, sid)
         s.remote_done = end
-        s.tunnel = frames.is_upgrade(head)  # over HTTP/2, only an extended CONNECT is one
+        s.tunnel = bool(fields[4])  # :protocol: an extended CONNECT
         self.streams[sid] = s
         handler = s.handler = self.new_stream(s)
         if self._above:
@@ -682,7 +690,8 @@ class ClientStream(_Stream):
             codec._awaiting_settings.append((self, head, end_stream))
             return
         tunnel = upgrade and codec._connect_protocol
-        sid = codec.engine.submit(0, frames.request_fields(head, tunnel), end_stream)
+        items = frames.tunnel_request_fields(head) if tunnel else head.headers.items()
+        sid = codec.engine.request(frames.request_pseudo(head, tunnel), items, end_stream)
         if sid < 0:
             codec._drop(self, _REFUSED)
             return

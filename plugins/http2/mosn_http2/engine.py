@@ -17,7 +17,7 @@ end_stream, value)`` on the codec's table (the kinds are in ``wire``):
 
 ========== ==================================================================
 REQUEST     a request head (server): ``value`` is its fields as a flat list of
-            text, ``[name, value, name, value, ...]``, pseudo-header fields first
+            text, pseudo-header fields in fixed places (see ``frames``)
 RESPONSE    a final response head (client), as REQUEST; interim (1xx) ones are
             not reported
 TRAILERS    trailers, as REQUEST (they end the stream)
@@ -71,25 +71,29 @@ ENGINES = (AUTO, NATIVE, PYTHON)
 class Engine(TypingProtocol):
     """What the codecs drive (see the module docstring)."""
 
-    def receive(self, data: bytes, handlers: list[Handler | None]) -> bool:
+    def receive(self, data: bytes, handlers: list[Handler]) -> bool:
         """Read ``data``, reporting events; False if the connection has to end now
         (its GOAWAY, if any, is queued: ``send`` it, then close)."""
 
     def send(self) -> bytes:
         """What is to be written to the peer now."""
 
-    def report(self, handlers: list[Handler | None]) -> None:
+    def report(self, handlers: list[Handler]) -> None:
         """Report the events sending caused (DRAINED, CLOSED)."""
 
-    def submit(self, stream_id: int, fields: list[str], end_stream: bool) -> int:
-        """A request head (client: ``stream_id`` 0, the new stream's id is
-        returned) or a response head (server). A negative return: the stream
-        could not be opened."""
+    def request(self, pseudo: list[str], items: list[tuple[str, str]], end_stream: bool) -> int:
+        """A request (client): its pseudo-header fields (``[":method", "GET", ...]``)
+        and regular ones; the new stream's id, or a negative number if it cannot be
+        opened (after a GOAWAY)."""
+
+    def respond(self, stream_id: int, status: int, items: list[tuple[str, str]],
+                end_stream: bool) -> int:
+        """A response (server) on ``stream_id``; negative if the stream is gone."""
 
     def data(self, stream_id: int, data: bytes, end_stream: bool) -> bool:
         """Queue body bytes; True if the stream now holds more than the buffer limit."""
 
-    def trailers(self, stream_id: int, fields: list[str]) -> None: ...
+    def trailers(self, stream_id: int, items: list[tuple[str, str]]) -> None: ...
     def reset(self, stream_id: int, code: int) -> None: ...
     def pause(self, stream_id: int, paused: bool) -> None: ...
 

@@ -151,7 +151,7 @@ class H2Engine:
         """Client streams sent and not over."""
         self._peer_settings = False
         self._drained: list[int] = []
-        self._handlers: list[Handler | None] = []
+        self._handlers: list[Handler] = []
         self._goaway_sent = False
         self._goaway_received = False
         self._last_stream_id = UNLIMITED_STREAMS
@@ -160,7 +160,7 @@ class H2Engine:
 
     # -- receiving ------------------------------------------------------------------
 
-    def receive(self, data: bytes, handlers: list[Handler | None]) -> bool:
+    def receive(self, data: bytes, handlers: list[Handler]) -> bool:
         self._handlers = handlers
         try:
             self._read(data)
@@ -270,15 +270,14 @@ class H2Engine:
         self._report(GOAWAY, last, False, code)
 
     def _report(self, kind: int, sid: int, end: bool, value: Any) -> None:
-        handler = self._handlers[kind]
-        if handler is not None:
-            handler(sid, end, value)
+        self._handlers[kind](sid, end, value)
 
-    def _fields(self, s: _Stream | None, sid: int, header_list: Any) -> frames.Fields | None:
-        """A received block checked and as text; None (the stream reset and
-        reported CLOSED) if malformed."""
+    def _fields(self, s: _Stream | None, sid: int, header_list: Any,
+                slots: dict[str, int]) -> frames.Fields | None:
+        """A received block checked and laid out (``frames``); None (the stream reset
+        and reported CLOSED) if malformed."""
         try:
-            fields, size = frames.checked_fields(header_list)
+            fields, size = frames.checked_fields(header_list, slots)
         except MalformedFields:
             self._reset(sid, PROTOCOL_ERROR)
             if s is not None:
@@ -296,7 +295,7 @@ class H2Engine:
             # RFC 9113 5.1.2 / 6.8: refused, never processed, safe to retry.
             self._reset(sid, REFUSED_STREAM)
             return
-        fields = self._fields(None, sid, event.headers)
+        fields = self._fields(None, sid, event.headers, frames.REQUEST_SLOTS)
         if fields is None:
             return
         s = self._streams[sid] = _Stream(sid)
@@ -304,16 +303,16 @@ class H2Engine:
         self._report(REQUEST, sid, end, fields)
 
     def _on_response(self, event: ev.ResponseReceived) -> None:
-        self._on_block(event, RESPONSE, event.stream_ended is not None)
+        self._on_block(event, RESPONSE, event.stream_ended is not None, frames.RESPONSE_SLOTS)
 
     def _on_trailers(self, event: ev.TrailersReceived) -> None:
-        self._on_block(event, TRAILERS, True)
+        self._on_block(event, TRAILERS, True, frames.NO_SLOTS)
 
-    def _on_block(self, event: Any, kind: int, end: bool) -> None:
+    def _on_block(self, event: Any, kind: int, end: bool, slots: dict[str, int]) -> None:
         s = self._streams.get(event.stream_id)
         if s is None:
             return
-        fields = self._fields(s, s.id, event.headers)
+        fields = self._fields(s, s.id, event.headers, slots)
         if fields is None:
             return
         if end:
@@ -370,7 +369,7 @@ class H2Engine:
             data, self._extra = data + self._extra, b""
         return data
 
-    def report(self, handlers: list[Handler | None]) -> None:
+    def report(self, handlers: list[Handler]) -> None:
         if self._drained:
             self._handlers = handlers
             self._report_drained()
@@ -381,14 +380,14 @@ class H2Engine:
             for sid in drained:
                 self._report(DRAINED, sid, False, None)
 
-    def submit(self, stream_id: int, fields: frames.Fields, end_stream: bool) -> int:
-        if self.client:
-            return self._request(fields, end_stream)
+    def respond(self, stream_id: int, status: int, items: list[tuple[str, str]],
+                end_stream: bool) -> int:
         s = self._streams.get(stream_id)
         if s is None:
             return -1
         try:
-            self._conn.send_headers(stream_id, frames.pairs(fields), end_stream=end_stream)
+            self._conn.send_headers(stream_id, _block((":status", str(status)), items),
+                                    end_stream=end_stream)
         except ProtocolError:
             self._forget(s)
             return -1
@@ -397,7 +396,7 @@ class H2Engine:
             self._local_end(s)
         return stream_id
 
-    def _request(self, fields: frames.Fields, end_stream: bool) -> int:
+    def request(self, pseudo: list[str], items: list[tuple[str, str]], end_stream: bool) -> int:
         sid = self._next_id
         if self._goaway_received or self._terminated or sid > UNLIMITED_STREAMS:
             return -1
@@ -405,7 +404,7 @@ class H2Engine:
         s = self._streams[sid] = _Stream(sid)
         s.opened = False
         s.end = end_stream
-        s.head = frames.pairs(fields)
+        s.head = _block(pseudo, items)
         self._waiting.append(s)
         self._open_waiting()
         return sid
@@ -449,11 +448,11 @@ class H2Engine:
             s.above = True
         return s.above
 
-    def trailers(self, stream_id: int, fields: frames.Fields) -> None:
+    def trailers(self, stream_id: int, items: list[tuple[str, str]]) -> None:
         s = self._streams.get(stream_id)
         if s is None or s.end:
             return
-        s.trailers = frames.pairs(fields)
+        s.trailers = _block((), items)
         s.end = True
         if s.opened:
             self._pump(s)
@@ -594,6 +593,13 @@ class H2Engine:
     def close(self) -> None:
         self._streams.clear()
         self._waiting.clear()
+
+
+def _block(pseudo: Any, items: list[tuple[str, str]]) -> frames.HeaderList:
+    """A block to send as h2 takes it: pseudo-header fields, then the regular ones
+    HTTP/2 allows."""
+    wire = frames.wire_bytes
+    return frames.pairs(pseudo) + [(wire(n), wire(v)) for n, v in frames.regular_fields(items)]
 
 
 _EVENTS: dict[type, Any] = {

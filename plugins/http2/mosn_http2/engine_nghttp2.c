@@ -11,9 +11,15 @@
  *
  * Event record: type (1 byte), end_stream (1), padding (2), stream id (4),
  * value (4, host order), then `value` payload bytes for the types that carry
- * one (header blocks and DATA). A header block is its fields as
- * "name\0value\0name\0value", which nghttp2's HTTP messaging checks make safe:
- * no field it passes on holds a NUL (RFC 9113 8.2.1).
+ * one (header blocks and DATA). A header block is NUL-separated text, which
+ * nghttp2's HTTP messaging checks make safe (no field it passes on holds a NUL,
+ * RFC 9113 8.2.1): a request's :method, :scheme, :authority, :path and :protocol
+ * (empty when absent), or a response's :status, then the regular fields, name and
+ * value after name and value.
+ *
+ * Field blocks to send come the same way, "name\0value\0...", pseudo-header fields
+ * first; the connection-specific fields HTTP/2 forbids (RFC 9113 8.2.2) are left
+ * out here.
  */
 
 #include <stdint.h>
@@ -37,6 +43,7 @@
 #define BUF_MIN 4096 /* first allocation of a growing buffer */
 #define FIELD_OVERHEAD 32 /* counted per field in a header list's size (RFC 9113 6.5.2) */
 #define MAX_FIELDS 1024 /* fields in a header block handed to nghttp2 to send */
+#define PSEUDO_SLOTS 5 /* :method :scheme :authority :path :protocol (or :status) */
 
 typedef struct {
   uint8_t *data;
@@ -65,7 +72,8 @@ typedef struct mosn_h2 {
   int server;
   buf_t ev;                   /* events for Python */
   buf_t out;                  /* bytes for the peer */
-  buf_t hb;                   /* the header block being received */
+  buf_t hb;                   /* the regular fields of the header block being received */
+  buf_t pseudo[PSEUDO_SLOTS]; /* its pseudo-header fields' values */
   int32_t hb_sid;
   int hb_kind;
   int hb_interim;
@@ -173,28 +181,79 @@ static stream_t *stream_of(mosn_h2 *h, int32_t sid) {
   return st;
 }
 
-/* A field blob ("name\0value\0name\0value", `n` fields) as nghttp2's list. */
+static int lower_equal(const uint8_t *p, size_t n, const char *word) {
+  size_t i;
+  if (strlen(word) != n) {
+    return 0;
+  }
+  for (i = 0; i < n; i++) {
+    uint8_t c = p[i];
+    if ((c >= 'A' && c <= 'Z' ? (uint8_t)(c + 32) : c) != (uint8_t)word[i]) {
+      return 0;
+    }
+  }
+  return 1;
+}
+
+/* A connection-specific field (RFC 9113 8.2.2), or host (sent as :authority) or
+   http2-settings (HTTP/1.1's upgrade): not sent. Names are lower-case already. */
+static int connection_specific(const uint8_t *name, size_t namelen, const uint8_t *value,
+                               size_t valuelen) {
+  switch (namelen) {
+  case 2:
+    if (memcmp(name, "te", 2) == 0) {
+      while (valuelen && (*value == ' ' || *value == '\t')) {
+        value++;
+        valuelen--;
+      }
+      while (valuelen && (value[valuelen - 1] == ' ' || value[valuelen - 1] == '\t')) {
+        valuelen--;
+      }
+      return !lower_equal(value, valuelen, "trailers"); /* the one te HTTP/2 allows */
+    }
+    return 0;
+  case 4:
+    return memcmp(name, "host", 4) == 0;
+  case 7:
+    return memcmp(name, "upgrade", 7) == 0;
+  case 10:
+    return memcmp(name, "connection", 10) == 0 || memcmp(name, "keep-alive", 10) == 0;
+  case 14:
+    return memcmp(name, "http2-settings", 14) == 0;
+  case 16:
+    return memcmp(name, "proxy-connection", 16) == 0;
+  case 17:
+    return memcmp(name, "transfer-encoding", 17) == 0;
+  }
+  return 0;
+}
+
+/* A field blob ("name\0value\0name\0value", `n` fields) as nghttp2's list,
+   connection-specific fields left out; the fields kept. */
 static size_t parse_fields(const uint8_t *blob, size_t len, size_t n, nghttp2_nv *nva) {
   const uint8_t *p = blob, *end = blob + len, *z;
-  size_t i;
-  for (i = 0; i < n && i < MAX_FIELDS; i++) {
+  size_t i, kept = 0;
+  for (i = 0; i < n && kept < MAX_FIELDS; i++) {
     z = memchr(p, 0, (size_t)(end - p));
     if (z == NULL) {
-      return i;
+      break;
     }
-    nva[i].name = (uint8_t *)p;
-    nva[i].namelen = (size_t)(z - p);
+    nva[kept].name = (uint8_t *)p;
+    nva[kept].namelen = (size_t)(z - p);
     p = z + 1;
     z = (p < end) ? memchr(p, 0, (size_t)(end - p)) : NULL;
     if (z == NULL) {
       z = end;
     }
-    nva[i].value = (uint8_t *)p;
-    nva[i].valuelen = (size_t)(z - p);
-    nva[i].flags = NGHTTP2_NV_FLAG_NONE;
+    nva[kept].value = (uint8_t *)p;
+    nva[kept].valuelen = (size_t)(z - p);
+    nva[kept].flags = NGHTTP2_NV_FLAG_NONE;
     p = (z < end) ? z + 1 : end;
+    if (!connection_specific(nva[kept].name, nva[kept].namelen, nva[kept].value, nva[kept].valuelen)) {
+      kept++;
+    }
   }
-  return i;
+  return kept;
 }
 
 /* -- sending bodies ------------------------------------------------------------ */
@@ -263,6 +322,9 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   mosn_h2 *h = user_data;
   int32_t sid = frame->hd.stream_id;
   h->hb.len = 0;
+  for (size_t i = 0; i < PSEUDO_SLOTS; i++) {
+    h->pseudo[i].len = 0;
+  }
   h->hb_sid = sid;
   h->hb_size = 0;
   h->hb_interim = 0;
@@ -286,6 +348,52 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
   return 0;
 }
 
+/* The slot of a pseudo-header field's value: :method or :status 0, :scheme 1,
+   :authority 2, :path 3, :protocol 4; -1 for another. */
+static int pseudo_slot(const uint8_t *name, size_t namelen) {
+  switch (namelen) {
+  case 5:
+    return memcmp(name, ":path", 5) == 0 ? 3 : -1;
+  case 7:
+    if (memcmp(name, ":method", 7) == 0 || memcmp(name, ":status", 7) == 0) {
+      return 0;
+    }
+    return memcmp(name, ":scheme", 7) == 0 ? 1 : -1;
+  case 9:
+    return memcmp(name, ":protocol", 9) == 0 ? 4 : -1;
+  case 10:
+    return memcmp(name, ":authority", 10) == 0 ? 2 : -1;
+  }
+  return -1;
+}
+
+/* The header block just received, as one event (see the top of this file). */
+static int block_event(mosn_h2 *h, int end, int32_t sid) {
+  static const uint8_t zero = 0;
+  size_t slots = h->hb_kind == EV_REQUEST ? PSEUDO_SLOTS : h->hb_kind == EV_RESPONSE ? 1 : 0;
+  const uint8_t *tail = h->hb.data;
+  size_t tail_len = h->hb.len, len = 0, i;
+  if (slots == 0 && tail_len) {
+    tail++; /* trailers: no pseudo-header field, no separator before the first field */
+    tail_len--;
+  }
+  for (i = 0; i < slots; i++) {
+    len += h->pseudo[i].len + (i ? 1 : 0);
+  }
+  len += tail_len;
+  if (event(h, h->hb_kind, end, sid, (uint32_t)len, NULL, 0) != 0 || buf_reserve(&h->ev, len) != 0) {
+    return -1;
+  }
+  for (i = 0; i < slots; i++) {
+    if (i) {
+      buf_append(&h->ev, &zero, 1);
+    }
+    buf_append(&h->ev, h->pseudo[i].data, h->pseudo[i].len);
+  }
+  buf_append(&h->ev, tail, tail_len);
+  return 0;
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                      void *user_data) {
@@ -301,18 +409,25 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
-  if (namelen == 7 && memcmp(name, ":status", 7) == 0) {
-    if (valuelen && value[0] == '1') {
-      h->hb_interim = 1; /* 1xx: not forwarded */
-    } else if (h->hb_kind == EV_TRAILERS) {
-      h->hb_kind = EV_RESPONSE;
+  if (namelen && name[0] == ':') {
+    /* nghttp2 let through only the pseudo-header fields of the block's kind, each
+       once, before the regular ones. */
+    int slot = pseudo_slot(name, namelen);
+    if (slot == 0 && h->hb_kind != EV_REQUEST) { /* :status */
+      if (valuelen && value[0] == '1') {
+        h->hb_interim = 1; /* 1xx: not forwarded */
+      } else if (h->hb_kind == EV_TRAILERS) {
+        h->hb_kind = EV_RESPONSE;
+      }
     }
+    if (slot < 0) {
+      return 0;
+    }
+    h->pseudo[slot].len = 0;
+    return buf_append(&h->pseudo[slot], value, valuelen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   }
-  if (h->hb.len && buf_append(&h->hb, &zero, 1) != 0) {
-    return NGHTTP2_ERR_CALLBACK_FAILURE;
-  }
-  if (buf_append(&h->hb, name, namelen) != 0 || buf_append(&h->hb, &zero, 1) != 0 ||
-      buf_append(&h->hb, value, valuelen) != 0) {
+  if (buf_append(&h->hb, &zero, 1) != 0 || buf_append(&h->hb, name, namelen) != 0 ||
+      buf_append(&h->hb, &zero, 1) != 0 || buf_append(&h->hb, value, valuelen) != 0) {
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   }
   return 0;
@@ -368,7 +483,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
       return 0;
     }
     h->hb_sid = 0;
-    return event(h, h->hb_kind, end, sid, (uint32_t)h->hb.len, h->hb.data, h->hb.len) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    return block_event(h, end, sid) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   case NGHTTP2_DATA:
     if (!end) {
       return 0;
@@ -458,6 +573,9 @@ void mosn_h2_del(mosn_h2 *h) {
   buf_free(&h->ev);
   buf_free(&h->out);
   buf_free(&h->hb);
+  for (size_t i = 0; i < PSEUDO_SLOTS; i++) {
+    buf_free(&h->pseudo[i]);
+  }
   free(h->received_sids);
   free(h);
 }
@@ -536,12 +654,12 @@ mosn_h2 *mosn_h2_new(int server, const uint32_t *settings, size_t nsettings,
   return h;
 }
 
-/* Reads `len` bytes from the peer; < 0 is one of nghttp2's fatal errors. A
-   connection error nghttp2 answers itself (GOAWAY, the rest ignored) is not one:
-   it shows in h->error once the GOAWAY is sent. */
-int mosn_h2_recv(mosn_h2 *h, const char *data, size_t len) {
+/* Reads `len` bytes from the peer: the bytes of events it made (in h->ev), or < 0,
+   one of nghttp2's fatal errors. A connection error nghttp2 answers itself (GOAWAY,
+   the rest ignored) is not one: it shows in h->error once the GOAWAY is sent. */
+ssize_t mosn_h2_recv(mosn_h2 *h, const char *data, size_t len) {
   ssize_t rv = nghttp2_session_mem_recv(h->session, (const uint8_t *)data, len);
-  return rv < 0 ? (int)rv : 0;
+  return rv < 0 ? rv : (ssize_t)h->ev.len;
 }
 
 /* Collects what nghttp2 has to send into h->out; its length, or < 0. */

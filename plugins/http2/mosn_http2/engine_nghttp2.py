@@ -7,7 +7,7 @@ there."""
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from mosn_http2._nghttp2 import ffi, lib
 from mosn_http2.frames import wire_bytes
@@ -39,23 +39,31 @@ _MAX_HEADER_LIST_SIZE = 0x6
 _ENABLE_CONNECT_PROTOCOL = 0x8
 
 
-def _blob(fields: list[str]) -> bytes:
-    """A flat field list as the C layer takes it: "name\\0value\\0..."."""
-    if not fields:
-        return b""
+_STATUS = {code: str(code) for code in range(100, 600)}
+
+
+_join = "\0".join
+
+
+def _blob(pseudo: Sequence[str], items: list[tuple[str, str]]) -> tuple[bytes, int]:
+    """A field block to send as the C layer takes it ("name\\0value\\0...",
+    pseudo-header fields first) and its number of fields."""
+    n = (len(pseudo) >> 1) + len(items)
+    if not items:
+        text = _join(pseudo)
+    elif pseudo:
+        text = _join(pseudo) + "\0" + _join(map(_join, items))
+    else:
+        text = _join(map(_join, items))
     try:
-        blob = "\0".join(fields).encode("latin-1")
+        blob = text.encode("latin-1")
     except UnicodeEncodeError:
-        blob = b"\0".join(map(wire_bytes, fields))
-    if blob.count(0) != len(fields) - 1:
+        blob = b"\0".join(map(wire_bytes, text.split("\0")))
+    if n and blob.count(0) != 2 * n - 1:
         # A NUL inside a field (set by a filter): that field is left out, as a
         # field HTTP/2 cannot carry (RFC 9113 8.2.1).
-        kept: list[str] = []
-        for i in range(0, len(fields), 2):
-            if "\0" not in fields[i] and "\0" not in fields[i + 1]:
-                kept += fields[i:i + 2]
-        return _blob(kept)
-    return blob
+        return _blob(pseudo, [f for f in items if "\0" not in f[0] and "\0" not in f[1]])
+    return blob, n
 
 
 class Nghttp2Engine:
@@ -83,15 +91,17 @@ class Nghttp2Engine:
                              "HTTP2-Settings on an upgrade)")
         self._h = ffi.gc(h, lib.mosn_h2_del)
 
-    def receive(self, data: bytes, handlers: list[Handler | None]) -> bool:
+    def receive(self, data: bytes, handlers: list[Handler]) -> bool:
         h = self._h
-        rv = lib.mosn_h2_recv(h, data, len(data))
-        if h.ev.len:
-            self._report(handlers)
-            lib.mosn_h2_settle(h)
-        if rv < 0:  # a fatal error: a bad preface, a flood
-            lib.mosn_h2_goaway(h, ENHANCE_YOUR_CALM if rv == _ERR_FLOODED else PROTOCOL_ERROR)
+        n = lib.mosn_h2_recv(h, data, len(data))
+        if n < 0:  # a fatal error: a bad preface, a flood
+            if h.ev.len:
+                self._report(handlers, h.ev.len)
+            lib.mosn_h2_goaway(h, ENHANCE_YOUR_CALM if n == _ERR_FLOODED else PROTOCOL_ERROR)
             return False
+        if n:
+            self._report(handlers, n)
+            lib.mosn_h2_settle(h)
         return True
 
     def send(self) -> bytes:
@@ -99,18 +109,19 @@ class Nghttp2Engine:
         n = lib.mosn_h2_send(h)
         return ffi.buffer(h.out.data, n)[:] if n > 0 else b""
 
-    def report(self, handlers: list[Handler | None]) -> None:
-        if self._h.ev.len:
-            self._report(handlers)
+    def report(self, handlers: list[Handler]) -> None:
+        n = self._h.ev.len
+        if n:
+            self._report(handlers, n)
 
-    def _report(self, handlers: list[Handler | None]) -> None:
+    def _report(self, handlers: list[Handler], n: int) -> None:
         ev = self._h.ev
-        n = ev.len
         buf = ffi.buffer(ev.data, n)[:]
         ev.len = 0
+        unpack = _unpack
         pos = 0
         while pos < n:
-            kind, end, sid, value = _unpack(buf, pos)
+            kind, end, sid, value = unpack(buf, pos)
             pos += _EVENT_SIZE
             if kind <= DATA:  # a header block or body bytes follow
                 start, pos = pos, pos + value
@@ -118,23 +129,25 @@ class Nghttp2Engine:
                     value = buf[start:pos]
                 else:
                     value = buf[start:pos].decode("latin-1").split("\0") if pos > start else []
-            handler = handlers[kind]
-            if handler is not None:
-                handler(sid, end, value)
+            handlers[kind](sid, end, value)
 
-    def submit(self, stream_id: int, fields: list[str], end_stream: bool) -> int:
-        blob = _blob(fields)
-        return lib.mosn_h2_submit(self._h, stream_id, blob, len(blob), len(fields) >> 1,
-                                  end_stream)
+    def request(self, pseudo: list[str], items: list[tuple[str, str]], end_stream: bool) -> int:
+        blob, n = _blob(pseudo, items)
+        return lib.mosn_h2_submit(self._h, 0, blob, len(blob), n, end_stream)
+
+    def respond(self, stream_id: int, status: int, items: list[tuple[str, str]],
+                end_stream: bool) -> int:
+        blob, n = _blob((":status", _STATUS.get(status) or str(status)), items)
+        return lib.mosn_h2_submit(self._h, stream_id, blob, len(blob), n, end_stream)
 
     def data(self, stream_id: int, data: bytes, end_stream: bool) -> bool:
         if type(data) is not bytes:
             data = bytes(data)
         return lib.mosn_h2_data(self._h, stream_id, data, len(data), end_stream) == 1
 
-    def trailers(self, stream_id: int, fields: list[str]) -> None:
-        blob = _blob(fields)
-        lib.mosn_h2_trailers(self._h, stream_id, blob, len(blob), len(fields) >> 1)
+    def trailers(self, stream_id: int, items: list[tuple[str, str]]) -> None:
+        blob, n = _blob((), items)
+        lib.mosn_h2_trailers(self._h, stream_id, blob, len(blob), n)
 
     def reset(self, stream_id: int, code: int) -> None:
         lib.mosn_h2_reset(self._h, stream_id, code)

@@ -36,7 +36,7 @@ mosn_h2 *mosn_h2_new(int server, const uint32_t *settings, size_t nsettings,
                      size_t max_continuations, uint32_t peer_max_streams,
                      const char *upgrade, size_t upgrade_len, int upgrade_head);
 void mosn_h2_del(mosn_h2 *h);
-int mosn_h2_recv(mosn_h2 *h, const char *data, size_t len);
+ssize_t mosn_h2_recv(mosn_h2 *h, const char *data, size_t len);
 ssize_t mosn_h2_send(mosn_h2 *h);
 int32_t mosn_h2_submit(mosn_h2 *h, int32_t sid, const char *blob, size_t len, size_t n,
                        int end);

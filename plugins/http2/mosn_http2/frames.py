@@ -1,14 +1,15 @@
 """HTTP/2 field blocks <-> the stream layer's heads (RFC 9113 8.3).
 
-The engines hand over and take field blocks as flat lists of text, ``[name, value,
-name, value, ...]``, pseudo-header fields first; values are the wire's bytes as
-Latin-1 text (as the HTTP/1 codec keeps them, so a converted header is the same
-bytes on both sides). This module maps them to and from :class:`RequestHead` and
-:class:`ResponseHead`: pseudo-headers to and from method, path, authority, scheme
-and status; regular fields kept with their lower-case names.
-
-Connection-specific fields are never written (RFC 9113 8.2.2): a request or response
-from HTTP/1 may still carry them.
+The engines hand over received blocks as flat lists of text, pseudo-header fields in
+fixed places: a request's ``[method, scheme, authority, path, protocol, name, value,
+name, value, ...]`` (an absent pseudo-header field is empty), a response's
+``[status, name, value, ...]``, trailers' ``[name, value, ...]``; values are the
+wire's bytes as Latin-1 text (as the HTTP/1 codec keeps them, so a converted header
+is the same bytes on both sides). They take blocks to send as pseudo-header fields
+(``[":method", "GET", ...]``) and the head's regular fields, and leave the
+connection-specific ones out (RFC 9113 8.2.2): a request or response from HTTP/1 may
+still carry them. This module maps between those and :class:`RequestHead` /
+:class:`ResponseHead`.
 
 Received blocks: the nghttp2 engine checks every field itself (RFC 9113 8.2, 8.3);
 the pure-Python engine has h2's checks off (their per-byte generators cost about an
@@ -28,13 +29,13 @@ import base64
 import hashlib
 import os
 import re
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from mosn.stream.types import Headers, RequestHead, ResponseHead
 
 HeaderList = list[tuple[bytes, bytes]]
 Fields = list[str]
-"""A field block as the engines take and give it: ``[name, value, name, value, ...]``."""
+"""A field block as the engines give it (see the module docstring)."""
 
 CONNECTION_SPECIFIC = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade",
@@ -46,13 +47,9 @@ TE_TRAILERS = "trailers"
 """The one ``te`` value HTTP/2 allows (RFC 9113 8.2.2); gRPC requires it."""
 VERSION = "2"
 
-_STATUS = {s: str(s) for s in range(100, 600)}
-
 FORBIDDEN_RECEIVED = frozenset({b"connection", b"proxy-connection", b"keep-alive",
                                 b"transfer-encoding", b"upgrade"})
 """Connection-specific fields that make a received block malformed (RFC 9113 8.2.2)."""
-REQUEST_PSEUDO = frozenset({":method", ":scheme", ":path", ":authority", ":protocol"})
-RESPONSE_PSEUDO = frozenset({":status"})
 _REGULAR_NAME = re.compile(rb"[!-9;-@\[-~]+").fullmatch
 """RFC 9113 8.2.1: no control, space, upper-case, DEL or non-ASCII byte, and no colon."""
 _BAD_VALUE = re.compile(rb"[\0\r\n]|\A[ \t]|[ \t]\Z").search
@@ -80,11 +77,21 @@ class MalformedFields(ValueError):
 # -- received blocks ------------------------------------------------------------------
 
 
-def checked_fields(header_list: Iterable[tuple[bytes, bytes]]) -> tuple[Fields, int]:
-    """Check every field of a received block (RFC 9113 8.2.1, 8.2.2, 8.3) and the
-    order of its pseudo-header fields; return it as a flat list of text, and its
-    size (names, values and 32 per field, RFC 9113 6.5.2)."""
-    out: Fields = []
+REQUEST_SLOTS = {":method": 0, ":scheme": 1, ":authority": 2, ":path": 3, ":protocol": 4}
+RESPONSE_SLOTS = {":status": 0}
+NO_SLOTS: dict[str, int] = {}
+"""Where each pseudo-header field goes in a received block (see the module docstring)."""
+
+
+def checked_fields(header_list: Iterable[tuple[bytes, bytes]], slots: dict[str, int],
+                   ) -> tuple[Fields, int]:
+    """Check every field of a received block (RFC 9113 8.2.1, 8.2.2, 8.3): its
+    pseudo-header fields each one of ``slots``, once, before the regular fields.
+    Return it laid out as the engines hand blocks over, and its size (names, values
+    and 32 per field, RFC 9113 6.5.2)."""
+    pseudo = [""] * len(set(slots.values()))
+    seen: set[str] = set()
+    out: Fields = pseudo
     size = 0
     regular = False
     for field in header_list:
@@ -95,13 +102,17 @@ def checked_fields(header_list: Iterable[tuple[bytes, bytes]]) -> tuple[Fields, 
             if len(_known_fields) >= KNOWN_FIELDS_CACHE_SIZE:
                 _known_fields.clear()
             _known_fields[field] = text  # type: ignore[index]
+        size += len(name) + len(field[1]) + 32
         if name[:1] == b":":
-            if regular:
-                raise MalformedFields(f"pseudo-header field {name!r} after a regular one")
+            slot = slots.get(text[0])
+            if regular or slot is None or text[0] in seen or not text[1]:
+                raise MalformedFields(f"pseudo-header field {name!r} repeated, unknown, empty or "
+                                      "after a regular one")
+            seen.add(text[0])
+            pseudo[slot] = text[1]
         else:
             regular = True
-        out += text
-        size += len(name) + len(field[1]) + 32
+            out += text
     return out, size
 
 
@@ -116,44 +127,21 @@ def _check_field(name: bytes, value: bytes) -> tuple[str, str]:
     return name.decode("latin-1"), value.decode("latin-1")
 
 
-def _pseudo(fields: Fields, allowed: frozenset[str]) -> tuple[dict[str, str], int]:
-    """The pseudo-header fields at the start of ``fields`` (each once, each one
-    ``allowed``), and where the regular fields begin."""
-    pseudo: dict[str, str] = {}
-    i, n = 0, len(fields)
-    while i < n and fields[i][:1] == ":":
-        name = fields[i]
-        if name in pseudo or name not in allowed:
-            raise MalformedFields(f"pseudo-header field {name!r} repeated or unknown")
-        pseudo[name] = fields[i + 1]
-        i += 2
-    return pseudo, i
-
-
-def _pairs(fields: Fields, start: int) -> list[tuple[str, str]]:
-    it = iter(fields[start:])
-    return list(zip(it, it))
-
-
 def request_head(fields: Fields, scheme: str) -> RequestHead:
     """A received request's head; MalformedFields if RFC 9113 8.1.1 calls it malformed."""
-    pseudo, start = _pseudo(fields, REQUEST_PSEUDO)
-    method = pseudo.get(":method")
-    if method is None:
+    method, pseudo_scheme, authority, path, protocol = fields[:5]
+    if not method:
         raise MalformedFields("no :method")
-    path = pseudo.get(":path", "")
-    protocol = pseudo.get(":protocol")
-    if method == "CONNECT" and protocol is None:
-        if ":scheme" in pseudo or ":path" in pseudo:
+    if method == "CONNECT" and not protocol:
+        if pseudo_scheme or path:
             raise MalformedFields("CONNECT with :scheme or :path")  # 8.5
-    elif not path or ":scheme" not in pseudo:
+    elif not path or not pseudo_scheme:
         raise MalformedFields("no :scheme, or no or an empty :path")  # 8.3.1
-    elif protocol is not None and method != "CONNECT":
+    elif protocol and method != "CONNECT":
         raise MalformedFields(":protocol without CONNECT")  # RFC 8441 4
-    authority = pseudo.get(":authority", "")
-    regular = _pairs(fields, start)
+    regular = list(zip(fields[5::2], fields[6::2]))
     host = ""
-    if "host" in fields or "cookie" in fields:  # a value equal to either only costs a pass
+    if "host" in fields or "cookie" in fields:  # (a value equal to either costs a pass)
         kept, cookies = [], []
         for name, value in regular:
             if name == "host":
@@ -171,9 +159,9 @@ def request_head(fields: Fields, scheme: str) -> RequestHead:
     if not authority and not host:
         raise MalformedFields("no :authority and no host")
     headers = Headers(regular)
-    if protocol is not None:
+    if protocol:
         method = _upgrade_request(headers, protocol)
-    return RequestHead(method, path, authority or host, pseudo.get(":scheme", scheme), headers, VERSION)
+    return RequestHead(method, path, authority or host, pseudo_scheme or scheme, headers, VERSION)
 
 
 def _upgrade_request(headers: Headers, protocol: str) -> str:
@@ -193,13 +181,16 @@ def is_upgrade(head: RequestHead) -> bool:
     return "upgrade" in head.headers
 
 
+_STATUS_CODES = {str(code): code for code in range(200, 600)}
+"""The final statuses (RFC 9110 15): three digits."""
+
+
 def response_head(fields: Fields) -> ResponseHead:
     """A received response's head; MalformedFields if RFC 9113 8.1.1 calls it malformed."""
-    pseudo, start = _pseudo(fields, RESPONSE_PSEUDO)
-    status = pseudo.get(":status")
-    if status is None or len(status) != 3 or not (status.isascii() and status.isdigit()):
-        raise MalformedFields(f"no or an invalid :status {status!r}")  # RFC 9110 15
-    return ResponseHead(int(status), Headers(_pairs(fields, start)))
+    status = _STATUS_CODES.get(fields[0])
+    if status is None:
+        raise MalformedFields(f"no or an invalid :status {fields[0]!r}")  # RFC 9110 15
+    return ResponseHead(status, Headers(list(zip(fields[1::2], fields[2::2]))))
 
 
 def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
@@ -218,63 +209,56 @@ def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
 
 
 def trailers(fields: Fields) -> Headers:
-    """Received trailers; MalformedFields if RFC 9113 8.1.1 calls them malformed."""
-    if fields and fields[0][:1] == ":":
-        raise MalformedFields("a pseudo-header field in trailers")  # 8.1
-    return Headers(_pairs(fields, 0))
+    """Received trailers (the engines refuse a pseudo-header field in them, RFC 9113 8.1)."""
+    return Headers(list(zip(fields[0::2], fields[1::2])))
 
 
 # -- blocks to send -------------------------------------------------------------------
 
 
-def regular_fields(fields: Iterable[tuple[str, str]], out: Fields) -> Fields:
-    """``fields`` appended to ``out``, connection-specific ones left out."""
-    append = out.append
+def regular_fields(fields: Iterable[tuple[str, str]]) -> Iterator[tuple[str, str]]:
+    """``fields`` without the connection-specific ones (what the nghttp2 engine leaves
+    out in C, the pure-Python one with this)."""
     for name, value in fields:
         if name in CONNECTION_SPECIFIC or (name == "te" and value.strip().lower() != TE_TRAILERS):
             continue
-        append(name)
-        append(value)
-    return out
+        yield name, value
 
 
-def request_fields(head: RequestHead, connect_protocol: bool = False) -> Fields:
-    """The field block of a request (RFC 9113 8.3.1); CONNECT has no :scheme or :path
-    (8.5). An upgrade request becomes an extended CONNECT where the peer takes one
-    (``connect_protocol``, RFC 8441 4); elsewhere the upgrade is dropped."""
+def request_pseudo(head: RequestHead, connect_protocol: bool = False) -> Fields:
+    """The pseudo-header fields of a request (RFC 9113 8.3.1); CONNECT has no :scheme
+    or :path (8.5). An upgrade request becomes an extended CONNECT where the peer
+    takes one (``connect_protocol``, RFC 8441 4); elsewhere the upgrade is dropped
+    (its fields are connection-specific)."""
     method = head.method
     authority = head.authority or head.headers.get("host") or ""
     if connect_protocol and is_upgrade(head):
         token = head.headers.get("upgrade", "").split(",")[0].strip()
-        out = [":method", "CONNECT", ":protocol", token, ":scheme", head.scheme or "http",
-               ":path", head.path or "/", ":authority", authority]
-        return regular_fields((f for f in head.headers.items() if f[0] != "sec-websocket-key"), out)
+        return [":method", "CONNECT", ":protocol", token, ":scheme", head.scheme or "http",
+                ":path", head.path or "/", ":authority", authority]
     out = [":method", method]
     if method != "CONNECT":
         out += (":scheme", head.scheme or "http",
                 ":path", head.path or ("*" if method == "OPTIONS" else "/"))
     if authority:
         out += (":authority", authority)
-    return regular_fields(head.headers.items(), out)
+    return out
 
 
-def response_fields(head: ResponseHead, tunnel: bool = False) -> Fields:
-    """The field block of a response; for an extended CONNECT (``tunnel``) the
-    HTTP/1.1 upgrade's ``101`` is its ``200`` (RFC 8441 5)."""
-    status = head.status
-    items: Iterable[tuple[str, str]] = head.headers.items()
-    if tunnel:
-        if status == 101:
-            status = 200
-        items = (f for f in items if f[0] not in TUNNEL_RESPONSE_FIELDS)
-    return regular_fields(items, [":status", _STATUS.get(status) or str(status)])
+def tunnel_request_fields(head: RequestHead) -> list[tuple[str, str]]:
+    """An upgrade request's regular fields as an extended CONNECT sends them: no
+    Sec-WebSocket-Key (RFC 8441 5)."""
+    return [f for f in head.headers.items() if f[0] != "sec-websocket-key"]
 
 
-def trailer_fields(trailers: Headers) -> Fields:
-    return regular_fields(trailers.items(), [])
+def tunnel_response(head: ResponseHead) -> tuple[int, list[tuple[str, str]]]:
+    """An HTTP/1.1 upgrade's answer as an extended CONNECT's: ``101`` is ``200``,
+    without Sec-WebSocket-Accept (RFC 8441 5)."""
+    status = 200 if head.status == 101 else head.status
+    return status, [f for f in head.headers.items() if f[0] not in TUNNEL_RESPONSE_FIELDS]
 
 
-def pairs(fields: Fields) -> HeaderList:
+def pairs(fields: Iterable[str]) -> HeaderList:
     """A flat field list as h2 takes it: (name, value) byte pairs."""
     it = iter(fields)
     return [(wire_bytes(name), wire_bytes(value)) for name, value in zip(it, it)]
