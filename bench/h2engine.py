@@ -105,17 +105,13 @@ class Pipe:
         self.closed = True
 
 
-class Upstream:
-    """The server codec's handler: answers each request as nghttpd does."""
+class Handler:
+    """A stream handler that takes what comes and fails on a reset."""
 
-    __slots__ = ("stream",)
+    __slots__ = ()
 
-    def __init__(self, stream: Any) -> None:
-        self.stream = stream
-
-    def on_headers(self, head: RequestHead, end_stream: bool) -> None:
-        self.stream.send_headers(ResponseHead(200, Headers(list(RESPONSE_FIELDS))), False)
-        self.stream.send_data(BODY, True)
+    def on_headers(self, head: Any, end_stream: bool) -> None:
+        pass
 
     def on_data(self, data: bytes, end_stream: bool) -> None:
         pass
@@ -131,6 +127,19 @@ class Upstream:
 
     def on_below_write_buffer_low_watermark(self) -> None:
         pass
+
+
+class Upstream(Handler):
+    """The server codec's handler: answers each request as nghttpd does."""
+
+    __slots__ = ("stream",)
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+
+    def on_headers(self, head: RequestHead, end_stream: bool) -> None:
+        self.stream.send_headers(ResponseHead(200, Headers(list(RESPONSE_FIELDS))), False)
+        self.stream.send_data(BODY, True)
 
 
 class Client:
@@ -150,7 +159,7 @@ class Client:
         self.sent += 1
 
 
-class Response:
+class Response(Handler):
     __slots__ = ("client",)
 
     def __init__(self, client: Client) -> None:
@@ -165,18 +174,6 @@ class Response:
             client.done += 1
             if client.sent < client.total:
                 client.start()
-
-    def on_trailers(self, trailers: Any) -> None:
-        pass
-
-    def on_reset(self, reason: Any) -> None:
-        raise AssertionError(f"reset: {reason}")
-
-    def on_above_write_buffer_high_watermark(self) -> None:
-        pass
-
-    def on_below_write_buffer_low_watermark(self) -> None:
-        pass
 
 
 def run(engine: str, requests: int) -> float:
