@@ -354,3 +354,24 @@ def test_stream_depending_on_itself_is_protocol_error(client):
 def test_unknown_frame_type_is_ignored(client):
     client.send(frame(0x42, 0, 0, b"whatever"))
     assert b'"path": "/echo"' in get(client, 1)
+
+
+# -- keepalive -------------------------------------------------------------------------
+
+
+def test_keepalive_closes_a_silent_client(h2_upstream, h2_engine, start_mosn):
+    """``connection_keepalive``: mosn PINGs an idle client; one that answers nothing
+    (gone without a FIN) has its connection closed once ``timeout`` has passed."""
+    port = free_port()
+    start_mosn(proxy_config(port, h2_upstream, extend_config=with_engine(
+        {"Http2": {"connection_keepalive": {"interval": "0.2s", "timeout": "0.3s"}}}, h2_engine)))
+    c = FrameClient(port)
+    try:
+        kind, flags, sid, payload = c.wait(PING)
+        assert not flags & ACK
+        deadline = time.monotonic() + TIMEOUT
+        while c.next_frame(deadline) is not None:  # no answer: closed in 0.3 s
+            pass
+        assert c.closed
+    finally:
+        c.close()
