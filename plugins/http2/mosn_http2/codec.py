@@ -131,7 +131,8 @@ class _Stream:
             return
         codec = self.codec
         above = codec.engine.data(self.id, data, end_stream)
-        codec._schedule()
+        if not codec._scheduled:
+            codec._schedule()
         if above and not self.above:
             self.above = True
             self._watermark()
@@ -144,7 +145,8 @@ class _Stream:
             return
         codec = self.codec
         codec.engine.trailers(self.id, trailers.items())
-        codec._schedule()
+        if not codec._scheduled:
+            codec._schedule()
         self.end_queued = True
         codec._local_end(self)
 
@@ -496,8 +498,12 @@ class ServerStream(_Stream):
     __slots__ = ("headers_sent", "tunnel")
 
     def __init__(self, codec: "ServerConnection", stream_id: int) -> None:
-        super().__init__(codec, None)
+        # _Stream.__init__'s fields, set here: one call less per request.
+        self.codec = codec
         self.id = stream_id
+        self.handler = None
+        self.end_queued = self.remote_done = self.above = self.told = self.closed = False
+        self.disabled = 0
         self.headers_sent = False
         self.tunnel = False
         """An extended CONNECT (RFC 8441): the request is an upgrade, the answer
@@ -517,7 +523,8 @@ class ServerStream(_Stream):
         if codec.engine.respond(self.id, status, items, end_stream) < 0:
             codec._drop(self, _TERMINATED)  # the engine no longer has the stream
             return
-        codec._schedule()
+        if not codec._scheduled:
+            codec._schedule()
         if end_stream:
             self.end_queued = True
             codec._local_end(self)
@@ -668,7 +675,12 @@ class ClientStream(_Stream):
     __slots__ = ("headers_only", "upgrade", "answered")
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
-        super().__init__(codec, handler)
+        # _Stream.__init__'s fields, set here: one call less per request.
+        self.codec = codec
+        self.id = 0
+        self.handler = handler
+        self.end_queued = self.remote_done = self.above = self.told = self.closed = False
+        self.disabled = 0
         self.answered = False
         """The response's head came."""
         self.headers_only = False
@@ -701,7 +713,8 @@ class ClientStream(_Stream):
             self.upgrade = head
         if end_stream:
             self.end_queued = self.headers_only = True
-        codec._schedule()
+        if not codec._scheduled:
+            codec._schedule()
 
     def __repr__(self) -> str:
         return f"<http2.ClientStream {self.id} closed={self.closed}>"

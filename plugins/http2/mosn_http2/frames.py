@@ -178,7 +178,7 @@ def _upgrade_request(headers: Headers, protocol: str) -> str:
 def is_upgrade(head: RequestHead) -> bool:
     """True for a request the proxy forwards as an upgrade (a received extended
     CONNECT, or an HTTP/1.1 ``Upgrade`` request)."""
-    return "upgrade" in head.headers
+    return head.headers.get("upgrade") is not None
 
 
 _STATUS_CODES = {str(code): code for code in range(200, 600)}
