@@ -32,8 +32,7 @@ from typing import Any, Callable
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 from mosn.stream.types import Headers, RequestHead, ResponseHead  # noqa: E402
-from mosn_http2 import ClientConnection, Limits, ServerConnection  # noqa: E402
-from mosn_http2.engine import NATIVE, PYTHON, native_error  # noqa: E402
+from mosn_http2 import NATIVE, PYTHON, ClientConnection, Limits, ServerConnection, native_error  # noqa: E402
 
 IN_FLIGHT = 10  # requests in flight on the connection (h2load -m 10 in bench/h2.py)
 BODY = b"hello\n"  # bench/h2.py's body
