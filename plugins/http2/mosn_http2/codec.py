@@ -400,6 +400,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
             self.streams.pop(s.id, None)
             if s.disabled and not self._closed:
                 self.engine.pause(s.id, False)  # the connection's window still counts it
+                self._schedule()
         if not self.streams:
             self._idle_since = self.conn.loop.time()
         self._stream_closed(s)
