@@ -46,6 +46,7 @@ UPSTREAM_STATS = (
     "upstream_rq_retry",
     "upstream_rq_retry_active",
     "upstream_rq_retry_overflow",
+    "upstream_rq_replay",
     "upstream_rq_1xx",
     "upstream_rq_2xx",
     "upstream_rq_3xx",

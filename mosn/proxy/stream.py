@@ -69,6 +69,15 @@ RETRY_BUFFER_LIMIT = 1024 * 1024
 connection buffer limit)."""
 RETRY_BACKOFF_BASE = 0.025
 """Seconds of the first retry backoff, doubled per retry, with full jitter (Envoy's)."""
+REPLAY_BUFFER_LIMIT = 64 * 1024
+"""Request body bytes kept, where no retry policy keeps more, to send a request again
+that the upstream did not process (see ``_replay``): most API requests fit; a larger
+one fails as it did before."""
+MAX_REPLAYS = 3
+"""Times one request is sent again because the upstream did not process it: a host
+that refuses this often in a row takes nothing, and its failure is the answer."""
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
+"""Methods whose request may be sent twice with the effect of once (RFC 9110 9.2.2)."""
 
 HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te",
@@ -136,7 +145,7 @@ class DownstreamStream:
         "_filters", "_filter_index", "_phase", "_body", "_body_size", "_retry_body",
         "_retry_ok", "_request_bytes", "_max_request_bytes", "_retries_left", "_tried",
         "_timer", "_read_disabled", "_shadows", "_trailers", "protocol", "_lb_context",
-        "_retrying", "observers", "start_time", "start_monotonic", "end_monotonic",
+        "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
         "ended_by_reset", "_quiet",
@@ -183,6 +192,7 @@ class DownstreamStream:
         self._trailers: Headers | None = None
         self._lb_context: LbContext | None = None
         self._retrying = False
+        self._replays = 0
         self.observers = ctx.observers
         self.start_time = time.time()
         """Wall-clock seconds when the stream began (for the access log)."""
@@ -268,10 +278,12 @@ class DownstreamStream:
         if limit is not None and self._request_bytes > limit and not self.upgrade:
             self.send_local_reply(413, "request body too large\n", grpc_status=_EXHAUSTED)
             return
-        if self._retry_ok and self._retries_left:
+        if self._retry_ok:
             self._retry_body.append(data)
             self._hold(len(data))
-            if self._request_bytes > RETRY_BUFFER_LIMIT:
+            limit = REPLAY_BUFFER_LIMIT if self.route is not None and not self._retries_left \
+                else RETRY_BUFFER_LIMIT
+            if self._request_bytes > limit:
                 self._retry_ok = False
                 self._hold(-sum(len(b) for b in self._retry_body))
                 self._retry_body = []
@@ -466,6 +478,8 @@ class DownstreamStream:
         """The upstream request ended before its response began."""
         if upstream is not self.upstream or self.done:
             return
+        if self._replay(reason):
+            return
         condition = ("connect-failure" if reason is StreamResetReason.CONNECTION_FAILURE
                      else "reset")
         if reason is not StreamResetReason.OVERFLOW and self._retry(condition):
@@ -507,6 +521,10 @@ class DownstreamStream:
                 self._filter_failed(f, "on_response")
                 return
         self.response_started = True
+        if self._retry_ok:  # too late to send the request again: its body goes
+            self._retry_ok = False
+            self._hold(-sum(len(b) for b in self._retry_body))
+            self._retry_body = []
         if head.frame is not None:
             self.bytes_sent += len(head.frame.data)  # an RPC response is forwarded as its frame
         elif head.status == 101 and self._timer is not None:
@@ -563,6 +581,33 @@ class DownstreamStream:
             return
         self.response_flags.append(STREAM_IDLE_TIMEOUT)
         self.send_local_reply(408, "stream timeout\n", grpc_status=grpc.DEADLINE_EXCEEDED)
+
+    def _replay(self, reason: StreamResetReason) -> bool:
+        """Send the request again at once, on another connection, if the upstream did
+        not process it: HTTP/2's REFUSED_STREAM and the streams above a GOAWAY's last
+        stream id (RFC 9113 8.7), or an idempotent request whose reused HTTP/1.1
+        connection closed before any byte of its response (RFC 9110 9.2.2). Not a
+        retry: it needs no retry policy and uses none up; MAX_REPLAYS at most."""
+        if reason is StreamResetReason.CLOSED_BEFORE_RESPONSE:
+            if self.request is None or self.request.method not in IDEMPOTENT_METHODS:
+                return False
+        elif reason is not StreamResetReason.REFUSED_STREAM:
+            return False
+        if self._replays >= MAX_REPLAYS or not self._retry_ok or self.response_started \
+                or self.upgrade or self.cluster is None:
+            return False
+        self._replays += 1
+        self.cluster.count(self.cluster.more.upstream_rq_replay)
+        old = self.upstream
+        self.upstream = None
+        if old is not None:
+            old.detach()
+        self._hold(-self._body_size)
+        self._body = list(self._retry_body)
+        self._body_size = sum(len(b) for b in self._body)
+        self._hold(self._body_size)
+        self._send_upstream()
+        return True
 
     def _retry(self, condition: str) -> bool:
         """Start a retry if the policy covers ``condition`` and the request can be replayed."""

@@ -145,6 +145,15 @@ class StreamResetReason(enum.Enum):
     PROTOCOL_ERROR = "protocol_error"
     """The peer sent something the codec could not parse."""
     OVERFLOW = "overflow"
+    REFUSED_STREAM = "refused_stream"
+    """The peer did not process the request: HTTP/2 REFUSED_STREAM, a stream above
+    the last stream id of the peer's GOAWAY, or one never sent (RFC 9113 8.7): any
+    request may be sent again, on another connection."""
+    CLOSED_BEFORE_RESPONSE = "closed_before_response"
+    """A reused connection closed before any byte of the response came (an HTTP/1.1
+    keep-alive connection the server closed as the request went out): the request
+    may or may not have been processed, so only an idempotent one may be sent again
+    (RFC 9110 9.2.2)."""
 
 
 class CodecError(Exception):

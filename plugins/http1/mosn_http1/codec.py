@@ -73,6 +73,9 @@ _IDENTITY, _CHUNKED, _NO_BODY = 0, 1, 2
 _HEADERS, _DATA, _TRAILERS = 0, 1, 2
 
 
+UPGRADE_OFFER_FIELDS = frozenset({"upgrade", "connection", "http2-settings"})
+"""The fields of an upgrade offer, left out when the offer is not taken."""
+
 TakeOver = Callable[[Any, RequestHead, bytes], bool]
 """Hands a connection and its upgrade request (read in full) over to another protocol,
 with the bytes read after the request; False if that protocol declines the request."""
@@ -279,7 +282,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         "_fields", "_url", "_authority", "_expect", "_codings", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
-        "_switch", "_head_timeout", "_head_timer", "_slow_head",
+        "_switch", "_head_timeout", "_head_timer", "_slow_head", "_reparse",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -291,6 +294,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         """Upgrade token -> the hand-over to the protocol that speaks it."""
         self._switch: tuple[TakeOver, RequestHead] | None = None
         """The hand-over to make, and its request, once that request is read in full."""
+        self._reparse: tuple[str, list[tuple[str, str]]] | None = None
+        """A request line and fields to read again, without an upgrade offer not taken."""
         self._parser = httptools.HttpRequestParser(self)
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
@@ -497,6 +502,15 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                 self._expect = False
                 self._switch = (take_over, head)
                 return  # handed over when llhttp stops at the request's end
+            if self._offers_own_upgrade(fields):
+                # An upgrade to a protocol served here that cannot be taken now (a body
+                # comes first): the offer is ignored, as RFC 9110 7.8 lets a server do.
+                # llhttp stops at an upgrade request's head, so the request is read
+                # again without the offer once it stops (see _read_again).
+                self._reparse = (f"{method} {self._url.decode('latin-1')} HTTP/{version}\r\n",
+                                 [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS])
+                self._url = b""
+                return
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
         s.head = RequestHead(method, path, authority, self._scheme, Headers(fields), version)
         expect, self._expect = self._expect, False
@@ -565,6 +579,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         except httptools.HttpParserUpgrade as exc:
             if self._switch is not None:
                 self._switch_protocol(data[exc.args[0]:])
+            elif self._reparse is not None:
+                self._read_again(data[exc.args[0]:])
             else:
                 self._tunnel_data(data[exc.args[0]:])
             return
@@ -628,6 +644,23 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                     or name == "transfer-encoding":
                 return None
         return found
+
+    def _offers_own_upgrade(self, fields: list[tuple[str, str]]) -> bool:
+        return any(token.strip().lower() in self._upgrades
+                   for name, value in fields if name == "upgrade" for token in value.split(","))
+
+    def _read_again(self, rest: bytes) -> None:
+        """Read the request whose upgrade offer was ignored again, without the offer,
+        with its body and whatever follows it (``rest``), on a new parser."""
+        line, fields = self._reparse  # type: ignore[misc]
+        self._reparse = None
+        rest += b"".join(self._unparsed)
+        self._unparsed.clear()
+        host = [f"host: {self._authority}\r\n"] if self._authority is not None else []
+        self._authority = None
+        head = frames.head(line, host + [f"{name}: {value}\r\n" for name, value in fields])
+        self._parser = httptools.HttpRequestParser(self)
+        self._feed(head + rest)
 
     def _switch_protocol(self, rest: bytes) -> None:
         """Hand the connection and its request over. Declined (the other protocol
@@ -844,7 +877,7 @@ class ClientStream:
     __slots__ = (
         "codec", "handler", "method", "upgrade", "chunked", "headers_sent", "request_done",
         "corked", "pending", "response_head", "close_delimited", "keep_alive", "disabled",
-        "dead",
+        "dead", "answered",
     )
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
@@ -867,6 +900,8 @@ class ClientStream:
         self.disabled = 0
         self.dead = False
         """Over for the codec: reset, or its response complete. Sends are ignored."""
+        self.answered = False
+        """A byte of the response came."""
 
     # -- ClientStream ---------------------------------------------------------------------
 
@@ -968,7 +1003,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         "conn", "on_idle", "_parser", "_max_head", "_max_fields", "_stream", "_fields",
         "_reason", "_head_bytes", "_partial", "_in_head", "_begun", "_interim",
         "_keep_alive", "_closed", "_above", "_tunnel", "_response_ended", "_parsing",
-        "_unparsed", "_fresh_parser", "_idle", "_codings", "_has_length",
+        "_unparsed", "_fresh_parser", "_idle", "_codings", "_has_length", "_reused",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -999,6 +1034,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._codings: list[str] | None = None
         """The response head's Transfer-Encoding values, if it has the field."""
         self._has_length = False
+        self._reused = False
+        """A response was complete on this connection before the current request."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -1021,6 +1058,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
     # -- ReadFilter ---------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> FilterStatus:
+        if self._stream is not None:
+            self._stream.answered = True
         if self._parsing:
             self._unparsed.append(data)  # re-entered: see ServerConnection.on_data
             return _STOP
@@ -1057,7 +1096,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
                 s.handler.on_data(b"", True)
             self._response_end(s)
         else:
-            self._reset(s, _TERMINATED)
+            self._reset(s, self._closed_under(s))
         return False
 
     # -- ConnectionCallbacks ---------------------------------------------------------------
@@ -1069,7 +1108,16 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         s = self._stream
         if s is not None:
             failed = event in (ConnectionEvent.CONNECT_FAILED, ConnectionEvent.CONNECT_TIMEOUT)
-            self._reset(s, StreamResetReason.CONNECTION_FAILURE if failed else _TERMINATED)
+            self._reset(s, StreamResetReason.CONNECTION_FAILURE if failed else self._closed_under(s))
+
+    def _closed_under(self, s: ClientStream) -> StreamResetReason:
+        """Why the connection closing under ``s`` ended it: a reused connection the
+        server closed (an idle keep-alive timeout) as the request went out, before any
+        byte of the response, is CLOSED_BEFORE_RESPONSE (an idempotent request may be
+        sent again, RFC 9110 9.2.2)."""
+        if self._reused and not s.answered:
+            return StreamResetReason.CLOSED_BEFORE_RESPONSE
+        return _TERMINATED
 
     def on_above_write_buffer_high_watermark(self) -> None:
         self._above = True
@@ -1236,6 +1284,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             # connection's state is unclear for another request.
             self._keep_alive = False
         self._detach(s)
+        self._reused = True
         self._idle = True
         if not self._parsing:
             self._became_idle()

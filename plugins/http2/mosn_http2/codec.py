@@ -1,44 +1,40 @@
-"""HTTP/2 stream connections on h2.
+"""HTTP/2 stream connections on an HTTP/2 engine.
 
-h2's ``H2Connection`` is the protocol's state machine (frames, HPACK, stream states,
-flow-control windows); the codecs here adapt it to a mosn connection and to the
-stream contracts. ``ServerConnection`` sits on a downstream connection and turns each
-request stream into a ``ServerStream`` handed to ``new_stream``; ``ClientConnection``
-sits on an upstream connection and carries many ``ClientStream``s at once
-(``multiplexed``), never more than the peer's SETTINGS_MAX_CONCURRENT_STREAMS.
+The engine (``engine``: nghttp2, or h2 in pure Python) is the protocol's state
+machine: frames, HPACK, stream states, flow-control windows, the send queues. The
+codecs here adapt it to a mosn connection and to the stream contracts.
+``ServerConnection`` sits on a downstream connection and turns each request stream
+into a ``ServerStream`` handed to ``new_stream``; ``ClientConnection`` sits on an
+upstream connection and carries many ``ClientStream``s at once (``multiplexed``),
+never more than the peer's SETTINGS_MAX_CONCURRENT_STREAMS (the engine holds the
+others until a stream ends).
 
 Flow control runs end to end (RFC 9113 5.2): received DATA is acknowledged (the
 window reopened) as soon as it is handed on, unless the stream's reader asked to stop
 (``read_disable``, which the proxy calls when the other side's stream buffers too
 much); then the acknowledgement waits, and the peer runs out of window. Data to send
-waits in its stream for the peer's window; above ``stream_buffer_limit`` bytes the
+waits in the engine for the peer's window; above ``stream_buffer_limit`` bytes the
 stream tells its handler to stop feeding it. So a slow reader on one side throttles
 the sender on the other, one stream at a time, with at most a window and a buffer
 held per stream.
 
-Writes are batched: whatever h2 has to send is written once per read, or once per
-loop turn when the other side of the proxy made it.
+Writes are batched: whatever the engine has to send is written once per read, or
+once per loop turn when the other side of the proxy made it.
+
+A stream is over for its codec once its handler has nothing more to hear: a server
+stream when its response's end is queued (the engine sends the rest, and tells the
+client with RST_STREAM NO_ERROR to stop sending a request still coming, RFC 9113
+8.1); a client stream when its response has ended (the rest of a request still
+going out is cancelled). An upstream's GOAWAY resets the streams above its last
+stream id, and a REFUSED_STREAM those it names, as ``REFUSED_STREAM``: never
+processed, so the proxy sends them again on another connection (RFC 9113 8.7).
 """
 
 from __future__ import annotations
 
+import re
 import struct
-from collections import deque
 from typing import Any, Callable
-
-from h2 import events as ev
-from h2.config import H2Configuration
-from h2.connection import H2Connection
-from h2.errors import ErrorCodes
-from h2.exceptions import ProtocolError
-from h2.settings import SettingCodes, Settings
-from hyperframe.frame import (
-    ContinuationFrame,
-    DataFrame,
-    GoAwayFrame,
-    HeadersFrame,
-    RstStreamFrame,
-)
 
 from mosn.network.filter import (
     CloseType,
@@ -57,164 +53,106 @@ from mosn.stream.types import (
 )
 from mosn_http2 import frames
 from mosn_http2.config import Limits
-from mosn_http2.compression import Decoder, Encoder
+from mosn_http2.engine import engine_factory
 from mosn_http2.heads import HeaderBlockWatch
-from mosn_http2.mapping import reset_code
+from mosn_http2.mapping import received_reset, reset_code
+from mosn_http2.matcher import PREFACE
+from mosn_http2.wire import (
+    ASSUMED_PEER_MAX_STREAMS,
+    CANCEL,
+    CLOSED,
+    DATA,
+    DRAINED,
+    ENHANCE_YOUR_CALM,
+    EVENT_KINDS,
+    GOAWAY,
+    INTERNAL_ERROR,
+    NO_ERROR,
+    PING_ACK,
+    PROTOCOL_ERROR,
+    REFUSED_STREAM,
+    REQUEST,
+    RESET,
+    RESPONSE,
+    SETTINGS,
+    SETTINGS_ENABLE_CONNECT_PROTOCOL,
+    SETTINGS_MAX_CONCURRENT_STREAMS,
+    TRAILERS,
+    UNLIMITED_STREAMS,
+    Handler,
+)
 
 _STOP = FilterStatus.STOP
+_RST_STREAM = struct.Struct(">xHBBII")  # a frame header (length < 64 KiB) and an error code
 _FLUSH = CloseType.FLUSH_WRITE
 _REMOTE_RESET = StreamResetReason.REMOTE_RESET
+_REFUSED = StreamResetReason.REFUSED_STREAM
 _TERMINATED = StreamResetReason.CONNECTION_TERMINATION
+_PROTOCOL_ERROR = StreamResetReason.PROTOCOL_ERROR
 
-ASSUMED_PEER_MAX_STREAMS = 100
-"""Streams opened upstream before the peer's SETTINGS says how many it takes: the
-least a peer should allow (RFC 9113 6.5.2), so a burst is not refused."""
-UNLIMITED_STREAMS = 2**31 - 1
-"""h2's own inbound stream limit: out of the way, see ``_start``."""
-PROTOCOL_DEFAULT_WINDOW = 65535
-"""The connection window every HTTP/2 connection starts with (RFC 9113 6.9.2)."""
-STREAM_SWEEP_MIN = 64
-"""Streams h2 may hold, closed ones included, before it first drops the closed ones."""
-FRAME_HEADER_SIZE = 9
-"""Bytes of a frame's header: length (3), type, flags, stream id (4) (RFC 9113 4.1)."""
 PREMATURE_RESET_MIN_STREAMS = 500
 """Streams a client opens before its share of streams reset before their response
 began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
 the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
 an upstream request per stream while no stream stays open)."""
+HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ").match
+"""The start of an HTTP/1.x request line (a method, a space), where the HTTP/2
+preface should be."""
+HTTP2_ONLY_BODY = b"this listener speaks HTTP/2 only\n"
+HTTP2_ONLY_RESPONSE = (b"HTTP/1.1 505 HTTP Version Not Supported\r\ncontent-type: text/plain\r\n"
+                       b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                       % (len(HTTP2_ONLY_BODY), HTTP2_ONLY_BODY))
+"""The answer to an HTTP/1.x request on an HTTP/2 listener, rather than frames that
+an HTTP/1.x client would take for an HTTP/0.9 response."""
 
 
-_PLAIN_FRAME_TYPES = {DataFrame: 0x0, HeadersFrame: 0x1, ContinuationFrame: 0x9}
-"""Frames the codecs send that carry only their data (RFC 9113 6.1, 6.2, 6.10)..."""
-_PLAIN_FLAGS = {"END_STREAM": 0x1, "END_HEADERS": 0x4}
-"""... as long as no flag but these is set (no PADDED, no PRIORITY)."""
-_FRAME_HEADER = struct.Struct(">HBBBL")
-"""Length (24 bits, split 16 + 8), type, flags, stream id (RFC 9113 4.1)."""
-
-
-class _H2Connection(H2Connection):
-    """h2's connection with four changes: a GOAWAY, sent or received, no longer
-    closes its state machine. h2 refuses every frame after one, while RFC 9113 6.8
-    has the streams it covers run to completion; the codecs refuse new streams
-    themselves. Header blocks are encoded and decoded by ``compression``, several
-    times faster than by hpack alone. h2 no longer counts its open streams on every
-    new one (see ``_open_streams``). And plain HEADERS, DATA and CONTINUATION frames
-    are written without hyperframe's ``serialize`` (see ``_prepare_for_sending``)."""
-
-    def __init__(self, config: H2Configuration) -> None:
-        super().__init__(config)
-        self.encoder = Encoder()  # type: ignore[assignment]
-        self.decoder = Decoder()
-        self.decoder.max_header_list_size = self.DEFAULT_MAX_HEADER_LIST_SIZE
-        self._sweep_at = STREAM_SWEEP_MIN
-
-    def _open_streams(self, remainder: int) -> int:
-        # h2 calls this for every stream opened either way, to hold
-        # SETTINGS_MAX_CONCURRENT_STREAMS, and it walks every stream to count them
-        # and drop the closed ones. The codecs hold the limits themselves (the
-        # server refuses a stream over its limit, the client queues one over the
-        # peer's), so only the sweep is needed: done once the streams have doubled
-        # since the last one, it costs O(1) a stream and keeps at most twice the
-        # open streams.
-        if len(self.streams) >= self._sweep_at:
-            super()._open_streams(remainder)
-            self._sweep_at = max(2 * len(self.streams), STREAM_SWEEP_MIN)
-        return 0
-
-    def _prepare_for_sending(self, frames: list[Any]) -> None:
-        # hyperframe's serialize() builds padding and priority fields, joins them, and
-        # asks each frame's Flags set about every flag its type defines: three frames a
-        # request spent about a tenth of the proxy's CPU there. The frames h2 builds
-        # for the codecs' headers and data have no padding and no priority, so their
-        # 9-byte header is packed here and their data follows as it is; any other
-        # frame goes through serialize().
-        out = bytearray()
-        for frame in frames:
-            kind = _PLAIN_FRAME_TYPES.get(frame.__class__)
-            bits = 0
-            if kind is not None and not getattr(frame, "pad_length", 0):
-                for flag in frame.flags:
-                    bit = _PLAIN_FLAGS.get(flag)
-                    if bit is None:
-                        kind = None
-                        break
-                    bits |= bit
-            if kind is None:
-                out += frame.serialize()
-                continue
-            data = frame.data
-            n = frame.body_len = len(data)
-            out += _FRAME_HEADER.pack(n >> 8, n & 0xFF, kind, bits, frame.stream_id & 0x7FFFFFFF)
-            out += data
-        self._data_to_send += out
-
-    def _receive_goaway_frame(self, frame: Any) -> Any:
-        state = self.state_machine.state
-        result = super()._receive_goaway_frame(frame)
-        self.state_machine.state = state
-        return result
-
-
-def _config(client_side: bool) -> H2Configuration:
-    # Inbound fields are validated by ``frames`` as it maps them (a malformed block is
-    # a stream error, RFC 9113 8.1.1), at a fraction of the cost of h2's checks;
-    # outbound ones are built correct by ``frames`` (lower-case names, no
-    # connection-specific fields), so h2's second pass over them is skipped.
-    return H2Configuration(
-        client_side=client_side, header_encoding=None,
-        validate_outbound_headers=False, normalize_outbound_headers=False,
-        validate_inbound_headers=False, normalize_inbound_headers=False)
-
-
-def _settings(limits: Limits, client_side: bool, max_streams: int) -> Settings:
-    values = {
-        SettingCodes.MAX_CONCURRENT_STREAMS: max_streams,
-        SettingCodes.MAX_HEADER_LIST_SIZE: limits.max_header_list_size,
-        SettingCodes.MAX_FRAME_SIZE: limits.max_frame_size,
-        SettingCodes.INITIAL_WINDOW_SIZE: limits.initial_window_size,
-    }
-    if client_side:
-        values[SettingCodes.ENABLE_PUSH] = 0  # the proxy has nowhere to put a push
-    return Settings(client=client_side, initial_values=values)
+def _ignore(sid: int, end: bool, value: Any) -> None:
+    """The handler of the events a codec has no use for."""
 
 
 class _Stream:
-    """What both kinds of stream share: the data waiting for the peer's window, the
-    acknowledgements held back for a paused reader, and the two halves' ends."""
+    """What both kinds of stream share: the ends of its two halves, the reader's
+    pauses, and the buffer watermark."""
 
-    __slots__ = ("codec", "id", "handler", "out", "out_bytes", "end_queued", "trailers",
-                 "local_done", "remote_done", "unacked", "disabled", "above", "closed")
+    __slots__ = ("codec", "id", "handler", "end_queued", "remote_done", "disabled",
+                 "above", "told", "closed")
 
     def __init__(self, codec: "_Codec", handler: Any) -> None:
         self.codec = codec
         self.id = 0
         self.handler = handler
-        self.out: deque[bytes] = deque()
-        self.out_bytes = 0
         self.end_queued = False
-        self.trailers: frames.HeaderList | None = None
-        self.local_done = False
         self.remote_done = False
-        self.unacked = 0
         self.disabled = 0
         self.above = False
+        """The engine holds more than the buffer limit of this stream's data."""
+        self.told = False
+        """What the handler was last told: above the watermark or not."""
         self.closed = False
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
-        if self.closed or self.end_queued:
+        if self.closed or self.end_queued or not self.id:
             return
-        if data:
-            self.out.append(data)
-            self.out_bytes += len(data)
-        self.end_queued = end_stream
-        self.codec._pump(self)
+        codec = self.codec
+        above = codec.engine.data(self.id, data, end_stream)
+        if not codec._scheduled:
+            codec._schedule()
+        if above and not self.above:
+            self.above = True
+            self._watermark()
+        if end_stream:
+            self.end_queued = True
+            codec._local_end(self)
 
     def send_trailers(self, trailers: Headers) -> None:
-        if self.closed or self.end_queued:
+        if self.closed or self.end_queued or not self.id:
             return
-        self.trailers = frames.trailer_fields(trailers)
+        codec = self.codec
+        codec.engine.trailers(self.id, trailers.items())
+        if not codec._scheduled:
+            codec._schedule()
         self.end_queued = True
-        self.codec._pump(self)
+        codec._local_end(self)
 
     def reset(self, reason: StreamResetReason) -> None:
         """Abandon the stream: RST_STREAM to the peer; the handler hears nothing more."""
@@ -231,19 +169,20 @@ class _Stream:
         """Counted: while any pause is held, received data is not acknowledged."""
         if disable:
             self.disabled += 1
+            if self.disabled == 1 and self.id and not self.closed:
+                self.codec.engine.pause(self.id, True)
         elif self.disabled:
             self.disabled -= 1
-            if not self.disabled and self.unacked and not self.closed:
-                unacked, self.unacked = self.unacked, 0
-                self.codec._acknowledge(self.id, unacked)
+            if not self.disabled and self.id and not self.closed:
+                codec = self.codec
+                codec.engine.pause(self.id, False)
+                codec._schedule()
 
     def _watermark(self) -> None:
-        codec = self.codec
-        limit = codec.limits.stream_buffer_limit
-        above = codec._above or self.out_bytes > (limit // 2 if self.above else limit)
+        above = self.codec._above or self.above
         handler = self.handler
-        if above != self.above and handler is not None:
-            self.above = above
+        if above != self.told and handler is not None:
+            self.told = above
             if above:
                 handler.on_above_write_buffer_high_watermark()
             else:
@@ -251,84 +190,74 @@ class _Stream:
 
 
 class _Codec(ReadFilter, ConnectionCallbacks):
-    """What both codecs share: h2 on a connection, reading, flushing, flow control."""
+    """What both codecs share: an engine on a connection, reading, flushing, timers."""
 
-    __slots__ = ("conn", "limits", "h2", "streams", "_blocked", "_receiving", "_scheduled",
-                 "_above", "_closed", "_going_away")
+    __slots__ = ("conn", "limits", "engine", "streams", "_handlers", "_receiving",
+                 "_scheduled", "_above", "_closed", "_going_away", "_reads", "_ping_reads",
+                 "_keepalive_timer", "_idle_timer", "_idle_since")
 
     client_side = False
 
-    def __init__(self, conn: Any, limits: Limits) -> None:
+    def __init__(self, conn: Any, limits: Limits, upgrade: bytes | None = None,
+                 upgrade_head: bool = False) -> None:
         self.conn = conn
         self.limits = limits
-        self.h2 = _H2Connection(_config(self.client_side))
+        self.engine = engine_factory(limits.engine)(self.client_side, limits, upgrade, upgrade_head)
         self.streams: dict[int, Any] = {}
-        self._blocked: set[_Stream] = set()
-        """Streams with data waiting for the peer's window."""
+        handlers: list[Handler] = [_ignore] * EVENT_KINDS
+        for kind, handle in self._event_handlers().items():
+            handlers[kind] = handle
+        self._handlers = handlers
         self._receiving = False
         self._scheduled = False
         self._above = False
         self._closed = False
         self._going_away = False
+        self._reads = 0
+        self._ping_reads = -1
+        """``_reads`` when the last PING went out; -1: none is waiting for its answer."""
+        self._keepalive_timer: Any = None
+        self._idle_timer: Any = None
+        self._idle_since = 0.0
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+        loop = conn.loop
+        if limits.keepalive_interval:
+            self._keepalive_timer = loop.call_later(limits.keepalive_interval, self._keepalive)
+        if limits.idle_timeout:
+            self._idle_since = loop.time()
+            self._idle_timer = loop.call_later(limits.idle_timeout, self._check_idle)
 
-    def _start(self, upgrade_settings: bytes | None = None) -> None:
-        h2, limits = self.h2, self.limits
-        h2.local_settings = _settings(limits, self.client_side, limits.max_concurrent_streams)
-        if upgrade_settings is None:
-            h2.initiate_connection()
-        else:
-            h2.initiate_upgrade_connection(upgrade_settings)
-        # The SETTINGS frame is written: h2 would now treat a stream over the
-        # advertised limit as a connection error, where RFC 9113 5.1.2 lets the
-        # receiver refuse just that stream, which the server codec does itself.
-        h2.local_settings = _settings(limits, self.client_side, UNLIMITED_STREAMS)
-        # h2 applies these two only when our SETTINGS is acknowledged; they hold now.
-        h2.max_inbound_frame_size = limits.max_frame_size
-        h2.decoder.max_header_list_size = limits.max_header_list_size
-        extra = limits.connection_window_size - PROTOCOL_DEFAULT_WINDOW
-        if extra > 0:
-            h2.increment_flow_control_window(extra)
-        self._flush()
+    def _event_handlers(self) -> dict[int, Handler]:
+        return {
+            DATA: self._on_data,
+            TRAILERS: self._on_trailers,
+            RESET: self._on_reset,
+            CLOSED: self._on_closed,
+            GOAWAY: self._on_goaway,
+            DRAINED: self._on_drained,
+            PING_ACK: self._on_ping_ack,
+        }
 
     # -- ReadFilter ---------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> FilterStatus:
         if self._closed:
             return _STOP
+        self._reads += 1
         self._receiving = True
         try:
-            try:
-                events = self.h2.receive_data(data)
-            except ProtocolError:
-                self._fail()  # h2 has queued the GOAWAY with the error's code
-                return _STOP
-            if self._oversized_frame_coming():
-                self.h2.close_connection(ErrorCodes.FRAME_SIZE_ERROR)
-                self._fail()
-                return _STOP
-            handlers = self._HANDLERS
-            for event in events:
-                handle = handlers.get(type(event))
-                if handle is not None:
-                    handle(self, event)
+            ok = self.engine.receive(data, self._handlers)
         finally:
             self._receiving = False
+        if not ok:
+            self._fail()
+            return _STOP
         self._flush()
         return _STOP
 
     def on_eof(self) -> bool:
         return False  # the peer is gone: close, and every open stream is reset
-
-    def _oversized_frame_coming(self) -> bool:
-        """h2 checks a frame's length against SETTINGS_MAX_FRAME_SIZE only once the
-        whole frame is in its buffer, so a peer announcing 16 MiB would be buffered
-        that far first: the header of the frame being read is checked here, as soon
-        as it is in (RFC 9113 4.2: FRAME_SIZE_ERROR)."""
-        pending = self.h2.incoming_buffer._data
-        return len(pending) >= FRAME_HEADER_SIZE and \
-            int.from_bytes(pending[:3], "big") > self.h2.max_inbound_frame_size
 
     # -- ConnectionCallbacks ---------------------------------------------------------------
 
@@ -336,7 +265,9 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         if not event.is_close or self._closed:
             return
         self._closed = True
+        self._stop_timers()
         self._drop_all(_TERMINATED)
+        self.engine.close()
 
     def _drop_all(self, reason: StreamResetReason) -> None:
         for s in list(self.streams.values()):
@@ -354,114 +285,58 @@ class _Codec(ReadFilter, ConnectionCallbacks):
 
     # -- events shared by both sides ---------------------------------------------------
 
-    def _on_data(self, event: ev.DataReceived) -> None:
-        s = self.streams.get(event.stream_id)
+    def _on_data(self, sid: int, end: bool, data: bytes) -> None:
+        s = self.streams.get(sid)
         if s is None:
-            self._acknowledge(event.stream_id, event.flow_controlled_length)
             return
-        if s.disabled:
-            s.unacked += event.flow_controlled_length
-        elif event.flow_controlled_length:
-            self.h2.acknowledge_received_data(event.flow_controlled_length, s.id)
-        end = event.stream_ended is not None
-        s.remote_done = end
-        if s.handler is not None:
-            s.handler.on_data(event.data, end)
         if end:
-            self._ended(s)
+            s.remote_done = True
+        handler = s.handler
+        if handler is not None:
+            handler.on_data(data, end)
+        if end:
+            self._remote_end(s)
 
-    def _on_trailers(self, event: ev.TrailersReceived) -> None:
-        s = self.streams.get(event.stream_id)
+    def _on_trailers(self, sid: int, end: bool, fields: frames.Fields) -> None:
+        s = self.streams.get(sid)
         if s is None:
             return
         try:
-            fields = frames.trailers(event.headers)
+            trailers = frames.trailers(fields)
         except frames.MalformedFields:
             self._malformed(s)
             return
         s.remote_done = True
         if s.handler is not None:
-            s.handler.on_trailers(fields)
-        self._ended(s)
+            s.handler.on_trailers(trailers)
+        self._remote_end(s)
 
-    def _on_stream_ended(self, event: ev.StreamEnded) -> None:
-        s = self.streams.get(event.stream_id)
-        if s is None or s.remote_done:
-            return  # told with its HEADERS, DATA or trailers already
-        s.remote_done = True
-        if s.handler is not None:
-            s.handler.on_data(b"", True)
-        self._ended(s)
-
-    def _on_stream_reset(self, event: ev.StreamReset) -> None:
-        s = self.streams.get(event.stream_id)
+    def _on_reset(self, sid: int, end: bool, code: int) -> None:
+        s = self.streams.get(sid)
         if s is not None:
             self._drop(s, _REMOTE_RESET)
 
-    def _on_window_updated(self, event: ev.WindowUpdated) -> None:
-        if event.stream_id:
-            s = self.streams.get(event.stream_id)
-            if s is not None and s.out:
-                self._pump(s)
-        else:
-            for s in list(self._blocked):
-                self._pump(s)
+    def _on_closed(self, sid: int, end: bool, code: int) -> None:
+        """The engine closed the stream: a malformed message, or a request the peer
+        never took (REFUSED_STREAM)."""
+        s = self.streams.get(sid)
+        if s is not None:
+            self._drop(s, _REFUSED if code == REFUSED_STREAM else _PROTOCOL_ERROR)
 
-    def _on_settings(self, event: ev.RemoteSettingsChanged) -> None:
-        if SettingCodes.INITIAL_WINDOW_SIZE in event.changed_settings:
-            for s in list(self._blocked):
-                self._pump(s)
+    def _on_goaway(self, last_stream_id: int, end: bool, code: int) -> None:
+        raise NotImplementedError
+
+    def _on_drained(self, sid: int, end: bool, value: Any) -> None:
+        s = self.streams.get(sid)
+        if s is not None and s.above:
+            s.above = False
+            s._watermark()
 
     # -- sending ------------------------------------------------------------------------
 
-    def _pump(self, s: _Stream) -> None:
-        """Send what the stream has queued, as far as the peer's windows allow."""
-        if not s.id or s.closed:
-            s._watermark()
-            return
-        h2 = self.h2
-        out = s.out
-        if out:
-            window = h2.local_flow_control_window(s.id)
-            size = h2.max_outbound_frame_size
-            while out and window > 0:
-                chunk = out[0]
-                n = len(chunk)
-                if n > window or n > size:
-                    n = min(window, size)
-                    out[0] = chunk[n:]
-                    chunk = chunk[:n]
-                else:
-                    out.popleft()
-                last = not out and s.end_queued and s.trailers is None
-                h2.send_data(s.id, chunk, end_stream=last)
-                window -= n
-                s.out_bytes -= n
-                s.local_done = last
-            if out:
-                self._blocked.add(s)
-            else:
-                self._blocked.discard(s)
-        if not out and s.end_queued and not s.local_done:
-            if s.trailers is not None:
-                h2.send_headers(s.id, s.trailers, end_stream=True)
-            else:
-                h2.end_stream(s.id)
-            s.local_done = True
-        s._watermark()
-        self._schedule()
-        if s.local_done:
-            self._ended(s)
-
-    def _acknowledge(self, stream_id: int, size: int) -> None:
-        """Reopen the windows for ``size`` bytes handed on (the connection's alone
-        once the stream is gone: h2 takes care of that)."""
-        if size and not self._closed:
-            self.h2.acknowledge_received_data(size, stream_id)
-            self._schedule()
-
     def _schedule(self) -> None:
-        """Write what h2 has to send: after the current read, or on the next loop turn."""
+        """Write what the engine has to send: after the current read, or on the next
+        loop turn."""
         if not self._scheduled and not self._receiving and not self._closed:
             self._scheduled = True
             self.conn.loop.call_soon(self._flush_scheduled)
@@ -471,32 +346,35 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self._flush()
 
     def _flush(self) -> None:
-        data = self.h2.data_to_send()
-        if data and not self._closed:
+        if self._closed:
+            return
+        engine = self.engine
+        data = engine.send()
+        if data:
             self.conn.write(data)
+        engine.report(self._handlers)
+        if engine.finished() and not self._closed:
+            if engine.failed:
+                self._fail()  # a connection error the engine answered itself
+            else:
+                self._close_connection()
 
     # -- ending streams -----------------------------------------------------------------
 
-    def _ended(self, s: _Stream) -> None:
-        """One half of ``s`` ended: close it once both have, or reset it early."""
-        if s.closed:
-            return
-        if s.local_done and s.remote_done:
-            self._close_stream(s)
-        elif self._ends_early(s):
-            self._reset(s, self._EARLY_END_CODE)
-
-    def _ends_early(self, s: _Stream) -> bool:
+    def _local_end(self, s: _Stream) -> None:
+        """The end of what this side sends on ``s`` is queued."""
         raise NotImplementedError
 
-    _EARLY_END_CODE = ErrorCodes.NO_ERROR
+    def _remote_end(self, s: _Stream) -> None:
+        """The peer's side of ``s`` ended."""
+        raise NotImplementedError
 
     def _reset(self, s: _Stream, code: int) -> None:
         if not self._closed:
-            try:
-                self.h2.reset_stream(s.id, code)
-            except ProtocolError:
-                pass  # h2 already saw it closed (both ends crossed on the wire)
+            # What was queued on the stream before goes out first: an engine drops a
+            # reset stream's frames not yet written.
+            self._flush()
+            self.engine.reset(s.id, code)
             self._schedule()
         self._close_stream(s)
 
@@ -505,9 +383,9 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         with PROTOCOL_ERROR, and tell its handler."""
         handler = s.handler
         s.handler = None
-        self._reset(s, ErrorCodes.PROTOCOL_ERROR)
+        self._reset(s, PROTOCOL_ERROR)
         if handler is not None:
-            handler.on_reset(StreamResetReason.PROTOCOL_ERROR)
+            handler.on_reset(_PROTOCOL_ERROR)
 
     def _drop(self, s: _Stream, reason: StreamResetReason) -> None:
         """The stream is gone under its handler (a reset, or the connection)."""
@@ -522,34 +400,98 @@ class _Codec(ReadFilter, ConnectionCallbacks):
             return
         s.closed = True
         s.handler = None
-        s.out.clear()
-        self._blocked.discard(s)
-        if s.unacked:
-            unacked, s.unacked = s.unacked, 0
-            self._acknowledge(s.id, unacked)  # the connection's window still counts it
         if s.id:
             self.streams.pop(s.id, None)
+            if s.disabled and not self._closed:
+                self.engine.pause(s.id, False)  # the connection's window still counts it
+                self._schedule()
+        if not self.streams:
+            self._idle_since = self.conn.loop.time()
         self._stream_closed(s)
 
     def _stream_closed(self, s: _Stream) -> None:
-        raise NotImplementedError
+        pass
 
     def _close_connection(self) -> None:
-        """Close once what h2 has queued (a last response, a GOAWAY) is written; the
-        close event then resets whatever streams are left."""
-        data = self.h2.data_to_send()
-        if data:
+        """Close once what the engine has queued (a last response, a GOAWAY) is
+        written; the close event then resets whatever streams are left."""
+        data = self.engine.send()
+        if data and not self._closed:
             self.conn.write(data)
         self.conn.close(_FLUSH)
 
     def _fail(self) -> None:
         """The peer broke the protocol (or abused it): every stream is reset, the GOAWAY
-        h2 queued is sent, and the connection closed."""
+        the engine queued is sent, and the connection closed."""
+        data = self.engine.send()
         self._closed = True
-        self._drop_all(StreamResetReason.PROTOCOL_ERROR)
-        self._close_connection()
+        self._stop_timers()
+        self._drop_all(_PROTOCOL_ERROR)
+        if data:
+            self.conn.write(data)
+        self.conn.close(_FLUSH)
 
-    _HANDLERS: dict[type, Callable[[Any, Any], None]] = {}
+    # -- keepalive and idle timeout ------------------------------------------------------
+
+    def _keepalive(self) -> None:
+        """PING the peer (Envoy's ``connection_keepalive``); its answer, or any frame,
+        within ``keepalive_timeout`` keeps the connection."""
+        if self._closed:
+            return
+        self._ping_reads = self._reads
+        self.engine.ping()
+        self._flush()
+        self._keepalive_timer = self.conn.loop.call_later(self.limits.keepalive_timeout,
+                                                          self._keepalive_expired)
+
+    def _keepalive_expired(self) -> None:
+        if self._closed or self._ping_reads < 0:
+            return
+        if self._reads == self._ping_reads:
+            self._closed = True  # nothing came: the peer is gone, or the path to it
+            self._stop_timers()
+            self._drop_all(_TERMINATED)
+            self.conn.close(CloseType.NO_FLUSH)
+            return
+        self._ping_reads = self._reads  # frames came, the answer is behind them: wait on
+        self._keepalive_timer = self.conn.loop.call_later(self.limits.keepalive_timeout,
+                                                          self._keepalive_expired)
+
+    def _on_ping_ack(self, sid: int, end: bool, value: Any) -> None:
+        if self._ping_reads < 0 or self._closed:
+            return
+        self._ping_reads = -1
+        if self._keepalive_timer is not None:
+            self._keepalive_timer.cancel()
+        self._keepalive_timer = self.conn.loop.call_later(self.limits.keepalive_interval,
+                                                          self._keepalive)
+
+    def _check_idle(self) -> None:
+        if self._closed:
+            return
+        idle = self.limits.idle_timeout
+        loop = self.conn.loop
+        if self._busy():
+            wait = idle
+        else:
+            wait = self._idle_since + idle - loop.time()
+            if wait <= 0:
+                self._idle_timer = None
+                self._idle_expired()
+                return
+        self._idle_timer = loop.call_later(wait, self._check_idle)
+
+    def _busy(self) -> bool:
+        return bool(self.streams)
+
+    def _idle_expired(self) -> None:
+        raise NotImplementedError
+
+    def _stop_timers(self) -> None:
+        for timer in (self._keepalive_timer, self._idle_timer):
+            if timer is not None:
+                timer.cancel()
+        self._keepalive_timer = self._idle_timer = None
 
 
 # -- server side ---------------------------------------------------------------------
@@ -558,25 +500,39 @@ class _Codec(ReadFilter, ConnectionCallbacks):
 class ServerStream(_Stream):
     """One request stream of a downstream connection and the way to answer it."""
 
-    __slots__ = ("headers_sent",)
+    __slots__ = ("headers_sent", "tunnel")
 
     def __init__(self, codec: "ServerConnection", stream_id: int) -> None:
-        super().__init__(codec, None)
+        # _Stream.__init__'s fields, set here: one call less per request.
+        self.codec = codec
         self.id = stream_id
+        self.handler = None
+        self.end_queued = self.remote_done = self.above = self.told = self.closed = False
+        self.disabled = 0
         self.headers_sent = False
+        self.tunnel = False
+        """An extended CONNECT (RFC 8441): the request is an upgrade, the answer
+        its ``101`` (sent as 200)."""
 
     def send_headers(self, head: ResponseHead, end_stream: bool) -> None:
-        if self.closed or self.headers_sent or head.status < 200:
+        if self.closed or self.headers_sent:
+            return
+        if head.status < 200 and not (self.tunnel and head.status == 101):
             return  # interim responses (1xx) are not forwarded
         self.headers_sent = True
         codec = self.codec
-        codec.h2.send_headers(self.id, frames.response_fields(head), end_stream=end_stream)
-        if end_stream:
-            self.end_queued = self.local_done = True
-            codec._schedule()
-            codec._ended(self)
+        if self.tunnel:
+            status, items = frames.tunnel_response(head)
         else:
+            status, items = head.status, head.headers.items()
+        if codec.engine.respond(self.id, status, items, end_stream) < 0:
+            codec._drop(self, _TERMINATED)  # the engine no longer has the stream
+            return
+        if not codec._scheduled:
             codec._schedule()
+        if end_stream:
+            self.end_queued = True
+            codec._local_end(self)
 
     def __repr__(self) -> str:
         return f"<http2.ServerStream {self.id} closed={self.closed}>"
@@ -585,13 +541,14 @@ class ServerStream(_Stream):
 class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
-    __slots__ = ("new_stream", "_scheme", "_last_stream_id", "_read_paused", "_opened",
-                 "_premature", "_head_timeout", "_heads", "_head_sid", "_head_timer")
+    __slots__ = ("new_stream", "_scheme", "_opened", "_premature", "_read_paused", "_preface",
+                 "_head_timeout", "_heads", "_head_sid", "_head_timer")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
                  ) -> None:
-        super().__init__(conn, limits)
+        super().__init__(conn, limits, upgrade[1] if upgrade else None,
+                         upgrade is not None and upgrade[0].method == "HEAD")
         self.new_stream = new_stream
         self._head_timeout: float | None = getattr(new_stream, "request_headers_timeout", None)
         """Seconds a stream's header block may take (the ServerCallbacks contract)."""
@@ -602,23 +559,26 @@ class ServerConnection(_Codec):
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
         self._scheme = "https" if tls else "http"
-        self._last_stream_id = UNLIMITED_STREAMS
-        self._read_paused = False
         self._opened = 0
         self._premature = 0
         """Streams the client reset before their response began."""
+        self._read_paused = False
+        self._preface = b""
+        """The client's first bytes while they could still be the preface; None after."""
         if upgrade is None:
-            self._start()
-            return
-        head, settings = upgrade
-        self._start(settings)
+            return  # SETTINGS go out once the client's first bytes are HTTP/2's (see on_data)
+        self._flush()
         # RFC 9113 3.1 (RFC 7540 3.2): the upgraded request is stream 1, half-closed
         # (remote); its response goes out as HTTP/2.
+        head = upgrade[0]
         s = ServerStream(self, 1)
         s.remote_done = True
         self.streams[1] = s
         s.handler = new_stream(s)
         s.handler.on_headers(head, True)
+
+    def _event_handlers(self) -> dict[int, Handler]:
+        return super()._event_handlers() | {REQUEST: self._on_request}
 
     # -- ServerCodec ----------------------------------------------------------------------
 
@@ -628,25 +588,34 @@ class ServerConnection(_Codec):
         if self._going_away or self._closed:
             return
         self._going_away = True
-        self._last_stream_id = self.h2.highest_inbound_stream_id
+        self.engine.goaway(NO_ERROR)
         self._flush()
-        self.conn.write(GoAwayFrame(0, last_stream_id=self._last_stream_id).serialize())
-        if not self.streams:
-            self._close_connection()
 
     def on_codec_error(self) -> None:
         """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
         reset, and the connection closed."""
-        self.h2.close_connection(ErrorCodes.INTERNAL_ERROR)
+        self.engine.goaway(INTERNAL_ERROR)
         self._fail()
-    # -- the request header timeout -------------------------------------------------
+
+    # -- ReadFilter ---------------------------------------------------------------------
 
     def on_data(self, data: bytes) -> FilterStatus:
-        if not self._closed:
-            sid = self._heads.feed(data)
-            if sid != self._head_sid:
-                self._head_opened(sid)
+        if self._closed:
+            return _STOP
+        if self._preface is not None and not self._is_preface(data):
+            return _STOP
+        sid = self._heads.feed(data)
+        if sid != self._head_sid:
+            self._head_opened(sid)
         return super().on_data(data)
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_event(event)
+
+    # -- the request header timeout -------------------------------------------------
 
     def _head_opened(self, sid: int) -> None:
         """Stream ``sid``'s header block is open after a read (it is timed from now:
@@ -664,7 +633,8 @@ class ServerConnection(_Codec):
     def _head_expired(self) -> None:
         """``request_headers_timeout``: the stream is reset. Nothing after its header
         block can be read until the block is whole (RFC 9113 6.10), so the connection
-        is also sent GOAWAY: streams in flight finish, then it closes."""
+        is also sent GOAWAY: streams in flight finish, then it closes. The engine has
+        not seen the stream yet, so its RST_STREAM is written here."""
         self._head_timer = None
         if self._closed:
             return
@@ -672,85 +642,73 @@ class ServerConnection(_Codec):
         if report is not None:
             report()
         self._flush()
-        self.conn.write(RstStreamFrame(
-            self._head_sid, error_code=reset_code(StreamResetReason.LOCAL_RESET)).serialize())
+        self.conn.write(_RST_STREAM.pack(4, 0x3, 0, self._head_sid, CANCEL))
         self.go_away()
 
-    def on_event(self, event: ConnectionEvent) -> None:
-        if event.is_close and self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-        super().on_event(event)
+    def _is_preface(self, data: bytes) -> bool:
+        """While the preface may still be coming: False (and the connection answered
+        505 and closed) when what came is an HTTP/1.x request instead."""
+        seen = self._preface + data[:len(PREFACE) - len(self._preface)]
+        if PREFACE.startswith(seen):
+            self._preface = seen if len(seen) < len(PREFACE) else None
+            return True
+        self._preface = None
+        if HTTP1_REQUEST(seen) is None:
+            return True  # not HTTP/1 either: the engine answers it with GOAWAY
+        self._closed = True
+        self._stop_timers()
+        self.conn.write(HTTP2_ONLY_RESPONSE)
+        self.conn.close(_FLUSH)
+        return False
 
     # -- events -----------------------------------------------------------------------
 
-    def _on_request(self, event: ev.RequestReceived) -> None:
-        sid = event.stream_id
-        if sid > self._last_stream_id or len(self.streams) >= self.limits.max_concurrent_streams:
-            # RFC 9113 5.1.2 / 6.8: refused, never processed, safe to retry.
-            self._reset_unopened(sid, ErrorCodes.REFUSED_STREAM)
-            return
+    def _on_request(self, sid: int, end: bool, fields: frames.Fields) -> None:
         try:
-            head = frames.request_head(event.headers, self._scheme)
+            head = frames.request_head(fields, self._scheme)
         except frames.MalformedFields:
-            self._reset_unopened(sid, ErrorCodes.PROTOCOL_ERROR)  # RFC 9113 8.1.1
+            self.engine.reset(sid, PROTOCOL_ERROR)  # RFC 9113 8.1.1
             return
         self._opened += 1
         s = ServerStream(self, sid)
-        end = event.stream_ended is not None
         s.remote_done = end
+        s.tunnel = bool(fields[4])  # :protocol: an extended CONNECT
         self.streams[sid] = s
         handler = s.handler = self.new_stream(s)
         if self._above:
             s._watermark()
         handler.on_headers(head, end)
 
-    def _reset_unopened(self, sid: int, code: int) -> None:
-        """Reset a stream no handler was given (refused, or its request malformed)."""
-        try:
-            self.h2.reset_stream(sid, code)
-        except ProtocolError:
-            pass  # h2 closed it already: a later frame of the same read broke its rules
-
-    def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+    def _on_goaway(self, last_stream_id: int, end: bool, code: int) -> None:
         """The client will open no more streams; those open finish first."""
         self._going_away = True
-        if event.error_code or not self.streams:
+        if code:
             self._close_connection()
 
-    def _on_client_reset(self, event: ev.StreamReset) -> None:
-        s = self.streams.get(event.stream_id)
+    def _on_reset(self, sid: int, end: bool, code: int) -> None:
+        s = self.streams.get(sid)
         if s is None:
             return
         if not s.headers_sent:
             self._premature += 1
             if self._opened >= PREMATURE_RESET_MIN_STREAMS and self._premature * 2 > self._opened:
-                self.h2.close_connection(ErrorCodes.ENHANCE_YOUR_CALM)
+                self.engine.goaway(ENHANCE_YOUR_CALM)
                 self._fail()
                 return
         self._drop(s, _REMOTE_RESET)
 
-    _HANDLERS = {
-        ev.RequestReceived: _on_request,
-        ev.DataReceived: _Codec._on_data,
-        ev.TrailersReceived: _Codec._on_trailers,
-        ev.StreamEnded: _Codec._on_stream_ended,
-        ev.StreamReset: _on_client_reset,
-        ev.WindowUpdated: _Codec._on_window_updated,
-        ev.RemoteSettingsChanged: _Codec._on_settings,
-        ev.ConnectionTerminated: _on_goaway,
-    }
-
     # -- ending -------------------------------------------------------------------------
 
-    def _ends_early(self, s: _Stream) -> bool:
-        # RFC 9113 8.1: a response complete before its request asks the client, with
-        # RST_STREAM NO_ERROR, to stop sending the rest.
-        return s.local_done and not s.remote_done
+    def _local_end(self, s: _Stream) -> None:
+        # The response is all queued: the engine sends the rest (and resets a request
+        # still coming, RFC 9113 8.1); the handler has nothing more to hear.
+        self._close_stream(s)
 
-    def _stream_closed(self, s: _Stream) -> None:
-        if self._going_away and not self.streams and not self._closed:
-            self._close_connection()
+    def _remote_end(self, s: _Stream) -> None:
+        pass  # the response decides when the stream is over
+
+    def _idle_expired(self) -> None:
+        self.go_away()  # and closed once the streams it names are done (none)
 
     def on_above_write_buffer_high_watermark(self) -> None:
         # The client is not reading what it asked for: read no more from it either
@@ -773,19 +731,49 @@ class ServerConnection(_Codec):
 class ClientStream(_Stream):
     """One request sent on an upstream connection, and its response coming back."""
 
-    __slots__ = ("head_fields",)
+    __slots__ = ("headers_only", "upgrade", "answered")
 
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
-        super().__init__(codec, handler)
-        self.head_fields: frames.HeaderList | None = None
-        """The request's header list while the stream waits for a free slot."""
+        # _Stream.__init__'s fields, set here: one call less per request.
+        self.codec = codec
+        self.id = 0
+        self.handler = handler
+        self.end_queued = self.remote_done = self.above = self.told = self.closed = False
+        self.disabled = 0
+        self.answered = False
+        """The response's head came."""
+        self.headers_only = False
+        """The request ended with its head: its end went out with its HEADERS."""
+        self.upgrade: RequestHead | None = None
+        """An upgrade request sent as an extended CONNECT (RFC 8441): its answer is
+        turned back into the ``101`` the other side waits for."""
 
     def send_headers(self, head: RequestHead, end_stream: bool) -> None:
-        if self.closed or self.id or self.head_fields is not None:
+        if self.closed or self.id:
             return
-        self.head_fields = frames.request_fields(head)
-        self.end_queued = end_stream
-        self.codec._open(self)
+        codec = self.codec
+        if codec._closed or codec._going_away:
+            codec._drop(self, _REFUSED)  # never sent: safe to send elsewhere
+            return
+        upgrade = frames.is_upgrade(head)
+        if upgrade and not codec._settings_received:
+            # Whether it goes as an extended CONNECT depends on the peer's SETTINGS.
+            codec._awaiting_settings.append((self, head, end_stream))
+            return
+        tunnel = upgrade and codec._connect_protocol
+        items = frames.tunnel_request_fields(head) if tunnel else head.headers.items()
+        sid = codec.engine.request(frames.request_pseudo(head, tunnel), items, end_stream)
+        if sid < 0:
+            codec._drop(self, _REFUSED)
+            return
+        self.id = sid
+        codec.streams[sid] = self
+        if tunnel:
+            self.upgrade = head
+        if end_stream:
+            self.end_queued = self.headers_only = True
+        if not codec._scheduled:
+            codec._schedule()
 
     def __repr__(self) -> str:
         return f"<http2.ClientStream {self.id} closed={self.closed}>"
@@ -794,23 +782,28 @@ class ClientStream(_Stream):
 class ClientConnection(_Codec):
     """The client codec of one upstream connection (``Protocol.client``)."""
 
-    __slots__ = ("on_idle", "_active", "_open_streams", "_peer_max", "_waiting")
+    __slots__ = ("on_idle", "_active", "_peer_max", "_connect_protocol", "_settings_received",
+                 "_awaiting_settings")
 
     client_side = True
     multiplexed = True
-    _EARLY_END_CODE = ErrorCodes.CANCEL
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
         super().__init__(conn, limits)
         self.on_idle = on_idle
         self._active = 0
-        """Streams handed out and not yet over (sent or waiting)."""
-        self._open_streams = 0
-        """Streams sent to the peer and not yet closed."""
+        """Streams handed out and not yet over."""
         self._peer_max = ASSUMED_PEER_MAX_STREAMS
-        self._waiting: deque[ClientStream] = deque()
-        """Streams with their request head ready, waiting for the peer to take one more."""
-        self._start()
+        self._connect_protocol = False
+        """The peer takes extended CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL, RFC 8441)."""
+        self._settings_received = False
+        self._awaiting_settings: list[tuple[ClientStream, RequestHead, bool]] = []
+        """Upgrade requests held until the peer's SETTINGS say how to send them."""
+        self._flush()
+
+    def _event_handlers(self) -> dict[int, Handler]:
+        return super()._event_handlers() | {RESPONSE: self._on_response,
+                                            SETTINGS: self._on_settings}
 
     # -- ClientCodec ----------------------------------------------------------------------
 
@@ -827,102 +820,92 @@ class ClientConnection(_Codec):
     def reusable(self) -> bool:
         return not self._closed and not self._going_away and self._active < self._peer_max
 
-    # -- opening streams ----------------------------------------------------------------
-
-    def _open(self, s: ClientStream) -> None:
-        if self._closed:
-            self._drop(s, _TERMINATED)
-        elif self._open_streams < self._peer_max and not self._waiting:
-            self._send_head(s)
-        else:
-            self._waiting.append(s)
-
-    def _send_head(self, s: ClientStream) -> None:
-        h2 = self.h2
-        s.id = h2.get_next_available_stream_id()
-        self.streams[s.id] = s
-        self._open_streams += 1
-        fields, s.head_fields = s.head_fields, None
-        end = s.end_queued and not s.out and s.trailers is None
-        h2.send_headers(s.id, fields, end_stream=end)
-        s.local_done = end
-        self._pump(s)
-
-    def _open_waiting(self) -> None:
-        waiting = self._waiting
-        while waiting and self._open_streams < self._peer_max and not self._closed:
-            s = waiting.popleft()
-            if not s.closed:
-                self._send_head(s)
-
-    def _drop_all(self, reason: StreamResetReason) -> None:
-        waiting = list(self._waiting)
-        self._waiting.clear()
-        super()._drop_all(reason)
-        for s in waiting:
-            self._drop(s, reason)
-
     # -- events -----------------------------------------------------------------------
 
-    def _on_response(self, event: ev.ResponseReceived) -> None:
-        s = self.streams.get(event.stream_id)
+    def _on_response(self, sid: int, end: bool, fields: frames.Fields) -> None:
+        s = self.streams.get(sid)
         if s is None:
             return
         try:
-            head = frames.response_head(event.headers)
+            head = frames.response_head(fields)
         except frames.MalformedFields:
             self._malformed(s)
             return
-        end = event.stream_ended is not None
-        s.remote_done = end
+        if s.upgrade is not None:
+            head = frames.upgraded_response(head, s.upgrade)
+        s.answered = True
+        if end:
+            s.remote_done = True
         if s.handler is not None:
             s.handler.on_headers(head, end)
         if end:
-            self._ended(s)
+            self._remote_end(s)
 
-    def _on_settings(self, event: ev.RemoteSettingsChanged) -> None:
-        # No MAX_CONCURRENT_STREAMS in the peer's SETTINGS: no limit (RFC 9113 6.5.2).
-        self._peer_max = min(self.h2.remote_settings.max_concurrent_streams, UNLIMITED_STREAMS)
-        super()._on_settings(event)
-        self._open_waiting()
+    def _on_reset(self, sid: int, end: bool, code: int) -> None:
+        s = self.streams.get(sid)
+        if s is not None:
+            self._drop(s, received_reset(code))
 
-    def _on_goaway(self, event: ev.ConnectionTerminated) -> None:
+    def _on_settings(self, sid: int, end: bool, value: Any) -> None:
+        engine = self.engine
+        self._peer_max = min(engine.remote_setting(SETTINGS_MAX_CONCURRENT_STREAMS),
+                             UNLIMITED_STREAMS)
+        self._connect_protocol = engine.remote_setting(SETTINGS_ENABLE_CONNECT_PROTOCOL) == 1
+        self._settings_received = True
+        held, self._awaiting_settings = self._awaiting_settings, []
+        for s, head, end in held:
+            s.send_headers(head, end)
+
+    def _on_goaway(self, last_stream_id: int, end: bool, code: int) -> None:
         """No new streams here; those above ``last_stream_id`` were never processed
-        (RFC 9113 6.8) and are reset for the proxy to retry or fail."""
+        (RFC 9113 6.8): reset as REFUSED_STREAM, for the proxy to send again."""
         self._going_away = True
-        last = event.last_stream_id if event.last_stream_id is not None else 0
-        refused = [s for s in self.streams.values() if s.id > last]
-        refused.extend(self._waiting)
-        self._waiting.clear()
-        for s in refused:
-            self._drop(s, _REMOTE_RESET)
-        if not self.streams and not self._closed:
-            self._close_connection()
+        for s in [s for s in self.streams.values() if s.id > last_stream_id]:
+            self._drop(s, _REFUSED)
+        if self.streams and not self._closed:
+            # A PING asks whether the upstream still reads: one that stopped after its
+            # GOAWAY (hypercorn, which then answers none of the streams it named until
+            # its idle timeout closes the connection) closes the connection on it, and
+            # the streams without a response are dealt with now (see _drop_all).
+            self.engine.ping()
 
-    _HANDLERS = {
-        ev.ResponseReceived: _on_response,
-        ev.DataReceived: _Codec._on_data,
-        ev.TrailersReceived: _Codec._on_trailers,
-        ev.StreamEnded: _Codec._on_stream_ended,
-        ev.StreamReset: _Codec._on_stream_reset,
-        ev.WindowUpdated: _Codec._on_window_updated,
-        ev.RemoteSettingsChanged: _on_settings,
-        ev.ConnectionTerminated: _on_goaway,
-    }
+    def _drop_all(self, reason: StreamResetReason) -> None:
+        held, self._awaiting_settings = self._awaiting_settings, []
+        for s, _, _ in held:
+            self._drop(s, _REFUSED)  # never sent
+        if reason is not _TERMINATED or not self._going_away:
+            super()._drop_all(reason)
+            return
+        # The connection closed after the upstream's GOAWAY with streams it named
+        # still open (hypercorn closes at once after its GOAWAY): those with no
+        # response yet may or may not have been processed, as on an HTTP/1.1
+        # connection closed under a request (RFC 9113 8.7: only an idempotent request
+        # may be sent again).
+        for s in list(self.streams.values()):
+            self._drop(s, _TERMINATED if s.answered else StreamResetReason.CLOSED_BEFORE_RESPONSE)
 
     # -- ending -------------------------------------------------------------------------
 
-    def _ends_early(self, s: _Stream) -> bool:
-        # The response is complete and nobody wants the rest of the request.
-        return s.remote_done and not s.local_done
+    def _local_end(self, s: _Stream) -> None:
+        pass  # the response decides when the stream is over
+
+    def _remote_end(self, s: _Stream) -> None:
+        if s.closed:
+            return
+        if s.end_queued and (s.headers_only or self.engine.local_closed(s.id)):
+            self._close_stream(s)
+        else:
+            self._reset(s, CANCEL)  # the response is complete: the rest is not wanted
 
     def _stream_closed(self, s: _Stream) -> None:
         self._active -= 1
-        if s.id:
-            self._open_streams -= 1
-        if self._closed:
-            return
-        self._open_waiting()
-        self.on_idle()
-        if self._going_away and not self.streams and not self._closed:
-            self._close_connection()
+        if not self._closed:
+            self.on_idle()
+
+    def _busy(self) -> bool:
+        return self._active > 0
+
+    def _idle_expired(self) -> None:
+        self._closed = True
+        self._stop_timers()
+        self.conn.close(_FLUSH)

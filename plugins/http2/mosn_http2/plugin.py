@@ -6,11 +6,17 @@ import base64
 import binascii
 from typing import Any, Callable
 
+import dataclasses
+import logging
+
 from mosn.plugins import Extension, hookimpl
 from mosn.stream.types import MatchResult, NewStream, RequestHead
 from mosn_http2 import matcher
 from mosn_http2.codec import ClientConnection, ServerConnection
 from mosn_http2.config import Http2Config, Limits
+from mosn_http2.engine import chosen_engine
+
+log = logging.getLogger("mosn.http2")
 
 PROTOCOL_NAME = "Http2"
 """MOSN's name for the protocol (``downstream_protocol: Http2``)."""
@@ -33,7 +39,7 @@ class Http2Protocol:
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME
-        self.limits = limits
+        self.limits = dataclasses.replace(limits, engine=chosen_engine(limits.engine))
 
     def match(self, data: bytes) -> MatchResult:
         return matcher.match(data)
@@ -60,11 +66,10 @@ class Http2Protocol:
             return False
         if len(settings) % 6:
             return False  # six bytes a setting (RFC 9113 6.5.1)
-        head.headers._items = [(k, v) for k, v in head.headers.items()
-                               if k not in _UPGRADE_FIELDS]
+        for name in _UPGRADE_FIELDS:
+            head.headers.remove(name)
         conn.write(SWITCHING_PROTOCOLS)
-        codec = ServerConnection(conn, new_stream, self.limits,
-                                 upgrade=(head, base64.urlsafe_b64encode(settings)))
+        codec = ServerConnection(conn, new_stream, self.limits, upgrade=(head, settings))
         if data:
             codec.on_data(data)
         return True
@@ -74,10 +79,12 @@ class Http2Protocol:
 
 
 def build(config: Http2Config | None = None) -> Http2Protocol:
-    return Http2Protocol((config or Http2Config()).limits())
+    protocol = Http2Protocol((config or Http2Config()).limits())
+    log.info("Http2 on the %s engine", protocol.limits.engine)
+    return protocol
 
 
 @hookimpl
 def mosn_protocols() -> list[Extension]:
     return [Extension(PROTOCOL_NAME, build, Http2Config,
-                      description="HTTP/2 (h2c prior knowledge and upgrade) and gRPC on h2")]
+                      description="HTTP/2 (h2c prior knowledge and upgrade) and gRPC, on nghttp2 or h2")]

@@ -13,15 +13,41 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from mosn.testing.process import free_port, stop_process, wait_for_port
+from mosn_http2.engine import NATIVE, PYTHON, native_error
 
 HERE = Path(__file__).resolve().parent
 H2_UPSTREAM = HERE / "h2_upstream.py"
 
+ENGINES = [
+    pytest.param(NATIVE, marks=pytest.mark.skipif(
+        native_error() is not None, reason=f"the nghttp2 engine cannot run: {native_error()}")),
+    PYTHON,
+]
+"""Every Http2 test runs on both engines (test_native_engine_built checks the native
+one is there wherever it can be built)."""
 
-def start_upstream(name: str = "h2", max_streams: int = 100) -> tuple[subprocess.Popen, int]:
+
+@pytest.fixture(scope="module", params=ENGINES)
+def h2_engine(request: pytest.FixtureRequest) -> str:
+    """The HTTP/2 engine mosn runs the test on (``extend_config.Http2.engine``)."""
+    return request.param
+
+
+def with_engine(extend_config: dict[str, Any] | None, engine: str) -> dict[str, Any]:
+    """``extend_config`` with ``Http2.engine`` set."""
+    extend = dict(extend_config or {})
+    extend["Http2"] = {**extend.get("Http2", {}), "engine": engine}
+    return extend
+
+
+def start_upstream(name: str = "h2", max_streams: int = 100,
+                   max_requests: int | None = None) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(H2_UPSTREAM), "--port", str(port),
-                             "--name", name, "--max-streams", str(max_streams)])
+    argv = [sys.executable, str(H2_UPSTREAM), "--port", str(port), "--name", name,
+            "--max-streams", str(max_streams)]
+    if max_requests is not None:
+        argv += ["--max-requests", str(max_requests)]
+    proc = subprocess.Popen(argv)
     try:
         wait_for_port(port)
     except Exception:
@@ -71,10 +97,12 @@ def proxy_config(port: int, upstream_port: int, *, downstream: str = "Http2",
 
 
 @pytest.fixture
-def h2_proxy(start_mosn: Callable[..., Any]) -> Callable[..., tuple[int, Any]]:
-    """Start mosn proxying to an upstream port; returns (listener port, mosn)."""
+def h2_proxy(start_mosn: Callable[..., Any], h2_engine: str) -> Callable[..., tuple[int, Any]]:
+    """Start mosn proxying to an upstream port, on the ``h2_engine`` under test;
+    returns (listener port, mosn)."""
     def start(upstream_port: int, **kwargs: Any) -> tuple[int, Any]:
         port = free_port()
+        kwargs["extend_config"] = with_engine(kwargs.get("extend_config"), h2_engine)
         mosn = start_mosn(proxy_config(port, upstream_port, **kwargs))
         return port, mosn
     return start

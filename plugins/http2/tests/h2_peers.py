@@ -33,6 +33,11 @@ class ScriptedUpstream:
                             back as the response's trailers
     ``/bytes/N``            N bytes, sent only as the peer's flow-control windows allow;
                             ``sent`` counts what went out
+    ``/refused``            RST_STREAM REFUSED_STREAM the first time; then, once the
+                            request is complete, 200 "ok:<bytes of its body>"
+    ``/goaway-refused``     the first time, GOAWAY naming the stream before it (so this
+                            one was never processed, RFC 9113 6.8), the connection left
+                            open; then as ``/refused``
     """
 
     def __init__(self) -> None:
@@ -41,6 +46,10 @@ class ScriptedUpstream:
         self.resets_received: list[int] = []
         self.requests_received: list[str] = []
         self.sent = 0
+        self.refused: list[str] = []
+        """Paths refused once already."""
+        self.bodies: dict[str, list[int]] = {}
+        """Bytes of the request bodies served on ``/refused`` and ``/goaway-refused``."""
         self._server: asyncio.AbstractServer | None = None
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -78,6 +87,8 @@ class ScriptedUpstream:
         tasks = []
         window_opened = asyncio.Event()
         request_trailers: dict[int, asyncio.Future[list[Any]]] = {}
+        request_bodies: dict[int, bytearray] = {}
+        request_ended: dict[int, asyncio.Event] = {}
 
         def flush() -> None:
             data = conn.data_to_send()
@@ -90,6 +101,25 @@ class ScriptedUpstream:
                 await asyncio.sleep(0.3)
             if path in ("/ok", "/slow"):
                 text = path[1:].encode()
+                conn.send_headers(stream_id, [(":status", "200"),
+                                              ("content-length", str(len(text)))])
+                conn.send_data(stream_id, text, end_stream=True)
+                flush()
+                return
+            if path in ("/refused", "/goaway-refused"):
+                if path not in self.refused:
+                    self.refused.append(path)
+                    if path == "/refused":
+                        conn.reset_stream(stream_id, error_code=7)  # REFUSED_STREAM
+                    else:
+                        flush()  # raw bytes: see /goaway below
+                        writer.write(GoAwayFrame(0, last_stream_id=max(stream_id - 2, 0)).serialize())
+                    flush()
+                    return
+                await request_ended.setdefault(stream_id, asyncio.Event()).wait()
+                size = len(request_bodies.get(stream_id, b""))
+                self.bodies.setdefault(path, []).append(size)
+                text = b"ok:%d" % size
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
                 conn.send_data(stream_id, text, end_stream=True)
@@ -162,6 +192,12 @@ class ScriptedUpstream:
                         ).set_result(event.headers)
                     elif isinstance(event, h2.events.StreamReset):
                         self.resets_received.append(event.stream_id)
+                    elif isinstance(event, h2.events.DataReceived):
+                        request_bodies.setdefault(event.stream_id, bytearray()).extend(event.data)
+                        conn.acknowledge_received_data(event.flow_controlled_length,
+                                                       event.stream_id)
+                    if getattr(event, "stream_ended", None) is not None:
+                        request_ended.setdefault(event.stream_id, asyncio.Event()).set()
                 flush()
                 await writer.drain()
         finally:
@@ -221,6 +257,20 @@ class RawClient:
         self.results[sid] = StreamResult()
         self._send()
         return sid
+
+    def connect(self, path: str, protocol: str, headers: list[tuple[str, str]] = ()) -> int:
+        """An extended CONNECT (RFC 8441): the stream stays open both ways."""
+        sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(sid, [(":method", "CONNECT"), (":protocol", protocol),
+                                     (":scheme", "http"), (":authority", "test"),
+                                     (":path", path), *headers])
+        self.results[sid] = StreamResult()
+        self._send()
+        return sid
+
+    def send(self, sid: int, data: bytes, end: bool = False) -> None:
+        self.conn.send_data(sid, data, end_stream=end)
+        self._send()
 
     def trailers(self, sid: int, fields: list[tuple[str, str]]) -> None:
         self.conn.send_headers(sid, fields, end_stream=True)

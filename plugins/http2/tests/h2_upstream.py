@@ -1,7 +1,10 @@
 """The example HTTP upstream (examples/http_upstream.py) served by hypercorn, which
 speaks HTTP/2 over cleartext (prior knowledge and upgrade) as well as HTTP/1.1.
 
-    python h2_upstream.py --port 8081 [--name blue] [--max-streams 100]
+    python h2_upstream.py --port 8081 [--name blue] [--max-streams 100] [--max-requests 1000]
+
+``--max-requests``: requests a connection serves before hypercorn ends it with GOAWAY
+(its ``keep_alive_max_requests``; 1000 by default).
 """
 
 from __future__ import annotations
@@ -23,10 +26,12 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--name", default="h2")
     parser.add_argument("--max-streams", type=int, default=100)
+    parser.add_argument("--max-requests", type=int, default=Config.keep_alive_max_requests)
     args = parser.parse_args()
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.h2_max_concurrent_streams = args.max_streams
+    config.keep_alive_max_requests = args.max_requests
     config.loglevel = "WARNING"
     config.accesslog = None
     asyncio.run(serve(app_for(args.name), config))

@@ -1,5 +1,5 @@
-"""The Http2 codecs without sockets: h2 client and server objects talk to them
-through an in-memory connection; bytes in, events and bytes out."""
+"""The Http2 codecs without sockets, on each engine: h2 client and server objects
+talk to them through an in-memory connection; bytes in, events and bytes out."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from hpack import Encoder
 from hyperframe.frame import (
     DataFrame,
+    GoAwayFrame,
     HeadersFrame,
     PingFrame,
     RstStreamFrame,
@@ -23,17 +24,64 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from h2_fixtures import ENGINES
 from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
 from mosn.testing.streams import FakeLoop, Recorder
-from mosn_http2 import PREFACE, ClientConnection, Http2Config, ServerConnection, match
+from mosn_http2 import PREFACE, ClientConnection, Http2Config, Limits, ServerConnection, match
 from mosn_http2 import frames
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def limits(engine: str) -> Limits:
+    return Limits(engine=engine)
+
+
+class ClockLoop(FakeLoop):
+    """FakeLoop with a clock the test moves (``advance``) and the timers it runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        self.timers: list[list[Any]] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay: float, callback: Any, *args: Any) -> "Timer":
+        timer = Timer([self.now + delay, callback, args])
+        self.timers.append(timer.entry)
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+        while True:
+            due = [t for t in self.timers if t[0] <= self.now]
+            if not due:
+                break
+            for entry in due:
+                self.timers.remove(entry)
+                entry[1](*entry[2])
+            self.run()
+
+
+class Timer:
+    def __init__(self, entry: list[Any]) -> None:
+        self.entry = entry
+
+    def cancel(self) -> None:
+        self.entry[1] = lambda *args: None
 
 
 class MemoryConnection:
     """A connection that keeps what is written; ``feed`` delivers bytes to its filters."""
 
     def __init__(self) -> None:
-        self.loop = FakeLoop()
+        self.loop = ClockLoop()
         self.written = bytearray()
         self.read_filters: list[Any] = []
         self.callbacks: list[Any] = []
@@ -68,16 +116,21 @@ class MemoryConnection:
         self.reads_are_activity = count
 
 
-def server_pair() -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+def server_pair(limits: Limits, pause: bool = False,
+                ) -> tuple[MemoryConnection, h2.connection.H2Connection, list[Any]]:
+    """A server codec and an h2 client with the connection set up; the (stream,
+    recorder) of every request (``pause``: each reader paused from the start)."""
     conn = MemoryConnection()
     streams: list[Any] = []
 
     def new_stream(stream: Any) -> Recorder:
         recorder = Recorder()
         streams.append((stream, recorder))
+        if pause:
+            stream.read_disable(True)
         return recorder
 
-    ServerConnection(conn, new_stream)
+    ServerConnection(conn, new_stream, limits)
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
     conn.feed(client.data_to_send())
@@ -93,9 +146,8 @@ def test_matcher():
 
 
 def test_request_head_from_pseudo_headers():
-    head = frames.request_head([(b":method", b"POST"), (b":scheme", b"http"),
-                                (b":authority", b"svc:80"), (b":path", b"/a?b=1"),
-                                (b"cookie", b"a=1"), (b"x-y", b"z"), (b"cookie", b"b=2")], "http")
+    head = frames.request_head(["POST", "http", "svc:80", "/a?b=1", "",
+                                "cookie", "a=1", "x-y", "z", "cookie", "b=2"], "http")
     assert (head.method, head.path, head.authority, head.version) == ("POST", "/a?b=1", "svc:80", "2")
     assert head.headers.items() == [("x-y", "z"), ("cookie", "a=1; b=2")]  # RFC 9113 8.2.3
 
@@ -104,15 +156,15 @@ def test_request_fields_drop_connection_specific_and_map_host():
     head = RequestHead("GET", "/p", "", "http", Headers([
         ("host", "h.example"), ("connection", "keep-alive"), ("keep-alive", "5"),
         ("transfer-encoding", "chunked"), ("te", "gzip"), ("x-a", "1")]))
-    fields = frames.request_fields(head)
-    assert fields == [(b":method", b"GET"), (b":scheme", b"http"), (b":path", b"/p"),
-                      (b":authority", b"h.example"), (b"x-a", b"1")]
-    connect = frames.request_fields(RequestHead("CONNECT", "", "h:443"))
-    assert connect == [(b":method", b"CONNECT"), (b":authority", b"h:443")]  # RFC 9113 8.5
+    assert frames.request_pseudo(head) == [":method", "GET", ":scheme", "http", ":path", "/p",
+                                           ":authority", "h.example"]
+    assert list(frames.regular_fields(head.headers.items())) == [("x-a", "1")]
+    connect = frames.request_pseudo(RequestHead("CONNECT", "", "h:443"))
+    assert connect == [":method", "CONNECT", ":authority", "h:443"]  # RFC 9113 8.5
 
 
-def test_server_stream_request_response_and_trailers():
-    conn, client, streams = server_pair()
+def test_server_stream_request_response_and_trailers(limits):
+    conn, client, streams = server_pair(limits)
     client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
                             (":path", "/x"), ("content-type", "application/grpc")])
     client.send_data(1, b"body")
@@ -132,10 +184,12 @@ def test_server_stream_request_response_and_trailers():
     assert dict(trailers.headers)["grpc-status"] == "0"
 
 
-def test_server_refuses_streams_over_the_limit():
+def test_server_refuses_streams_over_the_limit(engine):
+    """Streams over SETTINGS_MAX_CONCURRENT_STREAMS sent before the client read the
+    SETTINGS are refused one by one (RFC 9113 5.1.2)."""
     conn = MemoryConnection()
     ServerConnection(conn, lambda s: Recorder(),
-                     Http2Config(max_concurrent_streams=2).limits())
+                     Http2Config(max_concurrent_streams=2, engine=engine).limits())
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
     for sid in (1, 3, 5):
@@ -148,9 +202,9 @@ def test_server_refuses_streams_over_the_limit():
     assert not conn.closed
 
 
-def test_garbage_after_preface_is_goaway_protocol_error():
+def test_garbage_after_preface_is_goaway_protocol_error(limits):
     conn = MemoryConnection()
-    ServerConnection(conn, lambda s: Recorder())
+    ServerConnection(conn, lambda s: Recorder(), limits)
     conn.feed(PREFACE + b"\x00\x00\x04\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")  # window 0
     assert conn.closed
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
@@ -160,10 +214,10 @@ def test_garbage_after_preface_is_goaway_protocol_error():
     assert goaway and goaway[0].error_code == 1  # PROTOCOL_ERROR
 
 
-def test_client_waits_for_a_free_stream_slot():
+def test_client_waits_for_a_free_stream_slot(limits):
     conn = MemoryConnection()
     idle: list[int] = []
-    codec = ClientConnection(conn, lambda: idle.append(1))
+    codec = ClientConnection(conn, lambda: idle.append(1), limits)
     server = h2.connection.H2Connection(h2.config.H2Configuration(
         client_side=False, header_encoding="utf-8"))
     server.initiate_connection()
@@ -241,9 +295,10 @@ def frame_bytes(draw: Any) -> bytes:
             + draw(st.integers(0, 7)).to_bytes(4, "big") + payload)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
 @settings(max_examples=300, deadline=None)
-@given(st.lists(frame_bytes(), max_size=8))
-def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
+@given(chunks=st.lists(frame_bytes(), max_size=8))
+def test_fuzzed_frames_end_in_goaway_or_carry_on(engine: str, chunks: list[bytes]):
     """Whatever follows the preface, the codec never raises: the connection carries
     on, or it is closed after a GOAWAY (sent, or received from the peer)."""
     conn = MemoryConnection()
@@ -253,7 +308,7 @@ def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
         handlers.append(Recorder(stream))
         return handlers[-1]
 
-    ServerConnection(conn, new_stream)
+    ServerConnection(conn, new_stream, Limits(engine=engine))
     conn.take()
     conn.feed(PREFACE)
     for chunk in chunks:
@@ -266,12 +321,12 @@ def test_fuzzed_frames_end_in_goaway_or_carry_on(chunks: list[bytes]):
             len(c) >= 9 and c[3] == GOAWAY for c in chunks)
 
 
-def test_rapid_reset_closes_the_connection():
+def test_rapid_reset_closes_the_connection(limits):
     """A client resetting most of its streams before their response (CVE-2023-44487):
     GOAWAY ENHANCE_YOUR_CALM once enough streams were seen; a well-behaved burst of the
     same size is not."""
     for reset_all in (True, False):
-        conn, client, streams = server_pair()
+        conn, client, streams = server_pair(limits)
         for i in range(600):
             sid = client.get_next_available_stream_id()
             client.send_headers(sid, [(":method", "GET"), (":scheme", "http"),
@@ -290,13 +345,14 @@ def test_rapid_reset_closes_the_connection():
             assert goaway and goaway[0].error_code == 11  # ENHANCE_YOUR_CALM
 
 
-def test_oversized_frame_refused_from_its_header():
+def test_oversized_frame_refused_from_its_header(limits):
     """A frame announced larger than SETTINGS_MAX_FRAME_SIZE is a connection error as
     soon as its header is read, not once megabytes of it were buffered."""
     conn = MemoryConnection()
-    ServerConnection(conn, lambda s: Recorder())
+    ServerConnection(conn, lambda s: Recorder(), limits)
     conn.take()
-    conn.feed(PREFACE + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
+    conn.feed(PREFACE + SettingsFrame(0).serialize()
+              + (1 << 20).to_bytes(3, "big") + b"\x00\x00\x00\x00\x00\x01" + b"x" * 100)
     assert conn.closed
     client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
     client.initiate_connection()
@@ -305,13 +361,186 @@ def test_oversized_frame_refused_from_its_header():
     assert goaway and goaway[0].error_code == 6  # FRAME_SIZE_ERROR
 
 
-def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol():
+def test_client_resets_its_streams_when_the_upstream_breaks_the_protocol(limits):
     conn = MemoryConnection()
     idle: list[int] = []
-    codec = ClientConnection(conn, lambda: idle.append(1))
+    codec = ClientConnection(conn, lambda: idle.append(1), limits)
     handler = Recorder()
     codec.new_stream(handler).send_headers(RequestHead("GET", "/", "a"), True)
     conn.take()
     conn.feed(b"HTTP/1.1 200 OK\r\n\r\n")  # not HTTP/2
     assert handler.events == [("reset", StreamResetReason.PROTOCOL_ERROR)]
     assert conn.closed and not codec.reusable() and idle == []
+
+
+PING = 6
+
+
+def test_keepalive_ping_answered_keeps_the_connection(engine):
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    conn.loop.advance(10)
+    events = client.receive_data(conn.take())
+    assert any(isinstance(e, h2.events.PingReceived) for e in events)
+    conn.feed(client.data_to_send())  # h2 answers it
+    conn.loop.advance(5)
+    assert not conn.closed
+    conn.loop.advance(10)  # the next PING, 10 s after the answer
+    assert any(isinstance(e, h2.events.PingReceived) for e in client.receive_data(conn.take()))
+
+
+def test_keepalive_unanswered_closes_and_resets_streams(engine):
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    conn.loop.advance(10)
+    assert PING in frame_types(conn.take())
+    conn.loop.advance(1.9)
+    assert not conn.closed
+    conn.loop.advance(0.2)
+    assert conn.closed
+    assert streams[0][1].events[-1] == ("reset", StreamResetReason.CONNECTION_TERMINATION)
+
+
+def test_keepalive_any_frame_counts_as_an_answer(engine):
+    """Frames keep coming while the PING's answer is queued behind them (Envoy's rule):
+    the connection is alive."""
+    limits = Http2Config(engine=engine, connection_keepalive={"interval": "10s", "timeout": "2s"}).limits()
+    conn, client, streams = server_pair(limits)
+    conn.loop.advance(10)
+    conn.take()
+    conn.loop.advance(1)
+    client.ping(b"12345678")
+    conn.feed(client.data_to_send())  # a frame, not the PING's answer
+    conn.loop.advance(1.5)
+    assert not conn.closed
+
+
+def test_idle_downstream_connection_goes_away(engine):
+    limits = Http2Config(engine=engine, idle_timeout="5s").limits()
+    conn, client, streams = server_pair(limits)
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    conn.loop.advance(6)
+    assert not conn.closed  # a stream is open
+    streams[0][0].send_headers(ResponseHead(204), True)
+    conn.take()
+    conn.loop.advance(4)
+    assert not conn.closed
+    conn.loop.advance(1.5)
+    goaway = [e for e in client.receive_data(conn.take())
+              if isinstance(e, h2.events.ConnectionTerminated)]
+    assert goaway and goaway[0].error_code == 0 and goaway[0].last_stream_id == 1
+    assert conn.closed
+
+
+def test_idle_upstream_connection_closes(engine):
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, Http2Config(engine=engine, idle_timeout="5s").limits())
+    conn.loop.advance(6)
+    assert conn.closed and not codec.reusable()
+
+
+def test_http1_request_answered_505():
+    conn = MemoryConnection()
+    ServerConnection(conn, lambda s: Recorder())
+    conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert conn.take().startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
+    assert conn.closed
+
+
+def test_goaway_streams_above_last_id_are_refused(limits):
+    """An upstream's GOAWAY: streams above its last stream id were never processed,
+    and are reset as REFUSED_STREAM (the proxy sends them again); those below finish."""
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, limits)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+    server.initiate_connection()
+    conn.feed(server.data_to_send())
+    handlers = [Recorder(), Recorder()]
+    for h in handlers:
+        codec.new_stream(h).send_headers(RequestHead("GET", "/", "a"), True)
+    server.receive_data(conn.take())
+    server.send_headers(1, [(":status", "200")])
+    conn.feed(server.data_to_send() + GoAwayFrame(0, last_stream_id=1).serialize())
+    assert handlers[1].events == [("reset", StreamResetReason.REFUSED_STREAM)]
+    assert not codec.reusable()
+    conn.feed(DataFrame(1, data=b"done", flags=["END_STREAM"]).serialize())
+    assert handlers[0].events[-1] == ("data", b"done", True)
+
+
+def test_upgrade_request_sent_as_extended_connect(limits):
+    """An HTTP/1.1 WebSocket upgrade going to an HTTP/2 upstream that takes extended
+    CONNECT (SETTINGS_ENABLE_CONNECT_PROTOCOL) is sent as one (RFC 8441 4); its 200 is
+    the 101 the HTTP/1.1 client waits for, with the Sec-WebSocket-Accept of its key."""
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, limits)
+    server = h2.connection.H2Connection(h2.config.H2Configuration(
+        client_side=False, header_encoding="utf-8", validate_inbound_headers=False))
+    server.local_settings = h2.settings.Settings(
+        client=False, initial_values={h2.settings.SettingCodes.ENABLE_CONNECT_PROTOCOL: 1})
+    server.initiate_connection()
+    handler = Recorder()
+    head = RequestHead("GET", "/chat", "a", headers=Headers([
+        ("upgrade", "websocket"), ("connection", "upgrade"),
+        ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="), ("sec-websocket-version", "13")]))
+    codec.new_stream(handler).send_headers(head, False)  # held until the peer's SETTINGS
+    assert not any(isinstance(e, h2.events.RequestReceived) for e in server.receive_data(conn.take()))
+    conn.feed(server.data_to_send())
+    request = next(e for e in server.receive_data(conn.take())
+                   if isinstance(e, h2.events.RequestReceived))
+    assert request.headers[:5] == [(":method", "CONNECT"), (":protocol", "websocket"),
+                                   (":scheme", "http"), (":path", "/chat"), (":authority", "a")]
+    assert ("sec-websocket-version", "13") in request.headers
+    assert not {"upgrade", "connection", "sec-websocket-key"} & {k for k, _ in request.headers}
+    server.send_headers(1, [(":status", "200")])
+    conn.feed(server.data_to_send())
+    response = handler.head
+    assert response.status == 101 and response.headers.get("upgrade") == "websocket"
+    assert response.headers.get("sec-websocket-accept") == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="  # RFC 6455 1.3
+
+
+def test_end_of_body_goes_out_when_the_window_is_shut(limits):
+    """The body filled the client's window exactly and its end comes later: the end
+    still goes out (an empty DATA frame, or an empty trailer block, needs no window,
+    RFC 9113 6.9.1), without waiting for a WINDOW_UPDATE the client need not send."""
+    conn = MemoryConnection()
+    streams: list[Any] = []
+    ServerConnection(conn, lambda s: streams.append(s) or Recorder(), limits)
+    client = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    client.local_settings = h2.settings.Settings(
+        client=True, initial_values={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 10})
+    client.initiate_connection()
+    client.send_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")], end_stream=True)
+    conn.feed(client.data_to_send())
+    client.receive_data(conn.take())
+    conn.feed(client.data_to_send())  # SETTINGS acknowledged: the window is 10
+    streams[0].send_headers(ResponseHead(200), False)
+    streams[0].send_data(b"0123456789", False)
+    events = client.receive_data(conn.take())
+    assert b"".join(e.data for e in events if isinstance(e, h2.events.DataReceived)) == b"0123456789"
+    streams[0].send_data(b"", True)
+    events = client.receive_data(conn.take())
+    assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+
+
+def test_data_past_the_window_of_a_paused_stream_is_flow_control_error(limits):
+    """A reader paused (read_disable): its window is not reopened, and a client that
+    sends past it breaks flow control (RFC 9113 6.9.1: FLOW_CONTROL_ERROR)."""
+    limits = Http2Config(engine=limits.engine, initial_stream_window_size=65535).limits()
+    conn, client, _ = server_pair(limits, pause=True)
+    client.send_headers(1, [(":method", "POST"), (":scheme", "http"), (":authority", "a"),
+                            (":path", "/")])
+    for size in (16384, 16384, 16384, 16383):  # the whole window: still fine
+        client.send_data(1, b"x" * size)
+    conn.feed(client.data_to_send())
+    assert not [e for e in client.receive_data(conn.take()) if isinstance(e, h2.events.StreamReset)]
+    conn.feed(DataFrame(1, data=b"y" * 100).serialize())  # past it (h2 would not send it)
+    events = client.receive_data(conn.take())
+    errors = [e.error_code for e in events
+              if isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated))]
+    assert errors == [3]  # FLOW_CONTROL_ERROR, on the stream or the connection

@@ -7,13 +7,16 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
+from websockets.sync.server import serve as ws_serve
 
-from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import h2_engine, h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_peers import RawClient
 from mosn.testing.process import serving
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -149,3 +152,78 @@ def test_route_chooses_http2_upstream(h2_upstream, h2_proxy):
         two = client.get(f"http://127.0.0.1:{port}/two/echo").json()
         one = client.get(f"http://127.0.0.1:{port}/one/echo").json()
     assert two["http_version"] == "2" and one["http_version"] == "1.1"
+
+
+def test_h2c_upgrade_with_a_body_is_served_as_http1(h2_upstream, h2_proxy):
+    """An ``Upgrade: h2c`` offer on a request with a body (curl --http2 -d) cannot be
+    taken before the body is read: mosn ignores it (RFC 9110 7.8) and answers over
+    HTTP/1.1, with the body, keeping the connection for the next request."""
+    port, _ = h2_proxy(h2_upstream, downstream="Auto")
+    out = curl("--http2", "-d", "hello", "-w", "\n%{http_version}", f"http://127.0.0.1:{port}/echo")
+    assert out.returncode == 0, out.stderr
+    body, version = out.stdout.rsplit("\n", 1)
+    assert version == "1.1" and json.loads(body)["body_size"] == 5
+    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as sock:
+        sock.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                     b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"
+                     b"Content-Length: 3\r\n\r\nabc"
+                     b"GET /echo HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    assert data.count(b"HTTP/1.1 200 ") == 2 and b"101" not in data.split(b"\r\n", 1)[0]
+    assert b'"body_size": 3' in data
+
+
+def test_http1_request_on_an_http2_listener_is_505(h2_upstream, h2_proxy):
+    """An HTTP/1.1 client on a listener that speaks HTTP/2 only gets an HTTP/1.1 505
+    saying so, and the connection closed (not frames it would read as HTTP/0.9)."""
+    port, mosn = h2_proxy(h2_upstream)  # downstream_protocol: Http2
+    out = curl("-i", f"http://127.0.0.1:{port}/echo")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("HTTP/1.1 505 ")
+    assert out.stdout.endswith("\n\nthis listener speaks HTTP/2 only\n")  # (text mode: no CR)
+    assert httpx.Client(http1=False, http2=True).get(f"http://127.0.0.1:{port}/echo").status_code == 200
+
+
+# -- WebSocket over HTTP/2 (RFC 8441) -------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def websocket_upstream() -> Iterator[int]:
+    """An HTTP/1.1 WebSocket echo server (the websockets library)."""
+    def echo(ws: Any) -> None:
+        for message in ws:
+            ws.send(message)
+
+    with ws_serve(echo, "127.0.0.1", 0) as server:
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        yield server.socket.getsockname()[1]
+        server.shutdown()
+        thread.join(5)
+
+
+def ws_frame(payload: bytes) -> bytes:
+    """A client's text frame: FIN, masked (RFC 6455 5.2; payload under 126 bytes)."""
+    mask = b"\x01\x02\x03\x04"
+    return bytes([0x81, 0x80 | len(payload)]) + mask + bytes(
+        b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+def test_websocket_over_http2_to_an_http1_upstream(websocket_upstream, h2_proxy):
+    """An extended CONNECT (``:protocol websocket``) from an HTTP/2 client becomes the
+    HTTP/1.1 upgrade an HTTP/1.1 WebSocket server takes; its 101 is the client's 200,
+    and the frames pass both ways in DATA."""
+    port, _ = h2_proxy(websocket_upstream, upstream="Http1")
+    client = RawClient(port)
+    try:
+        client.pump(lambda: client.conn.remote_settings.enable_connect_protocol)
+        sid = client.connect("/ws", "websocket", [("sec-websocket-version", "13")])
+        client.pump(lambda: client.results[sid].status)
+        assert client.results[sid].status == 200
+        client.send(sid, ws_frame(b"hello over h2"))
+        client.pump(lambda: len(client.results[sid].body) >= 2 + len(b"hello over h2"))
+        assert bytes(client.results[sid].body) == b"\x81\x0dhello over h2"  # unmasked, echoed
+    finally:
+        client.close()

@@ -11,8 +11,8 @@ import grpc
 import httpx
 import pytest
 
-from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
-from mosn.testing.process import free_port
+from h2_fixtures import h2_engine, h2_proxy, h2_upstream, with_engine  # noqa: F401 (pytest fixtures)
+from mosn.testing.process import MosnProcess, free_port
 
 SERVICE = "test.Echo"
 CALL_TIMEOUT = 10.0  # seconds a call may take on a loaded CI machine
@@ -73,7 +73,7 @@ def grpc_servers() -> Iterator[dict[str, int]]:
 
 
 def grpc_config(port: int, ports: dict[str, int], route_timeout: str = "15s",
-                dead_port: int | None = None) -> dict[str, Any]:
+                dead_port: int | None = None, engine: str = "auto") -> dict[str, Any]:
     routes = [
         {"match": {"prefix": f"/{SERVICE}/", "headers": [{"name": "x-canary", "value": "1"}]},
          "route": {"cluster_name": "green"}},
@@ -95,7 +95,8 @@ def grpc_config(port: int, ports: dict[str, int], route_timeout: str = "15s",
             "listeners": [{
                 "name": "grpc", "address": f"127.0.0.1:{port}", "bind_port": True,
                 "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                    "downstream_protocol": "Http2", "router_config_name": "grpc"}}]}],
+                    "downstream_protocol": "Http2", "router_config_name": "grpc",
+                    "extend_config": with_engine(None, engine)}}]}],
             }],
         }],
         "cluster_manager": {"clusters": [
@@ -105,12 +106,10 @@ def grpc_config(port: int, ports: dict[str, int], route_timeout: str = "15s",
 
 
 @pytest.fixture(scope="module")
-def channel(grpc_servers, tmp_path_factory) -> Iterator[grpc.Channel]:
+def channel(grpc_servers, h2_engine, tmp_path_factory) -> Iterator[grpc.Channel]:
     """A grpcio channel to mosn, which proxies to the two grpcio servers."""
-    from mosn.testing.process import MosnProcess
-
     port = free_port()
-    mosn = MosnProcess(grpc_config(port, grpc_servers, route_timeout="300ms"),
+    mosn = MosnProcess(grpc_config(port, grpc_servers, route_timeout="300ms", engine=h2_engine),
                        tmp_path_factory.mktemp("grpc"))
     with grpc.insecure_channel(f"127.0.0.1:{port}", options=CHANNEL_OPTIONS) as ch:
         ch.port = port  # type: ignore[attr-defined]

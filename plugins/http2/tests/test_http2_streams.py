@@ -19,8 +19,9 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from h2_fixtures import h2_proxy, h2_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import h2_engine, h2_proxy, h2_upstream, start_upstream  # noqa: F401 (pytest fixtures)
 from h2_peers import RawClient, ScriptedUpstream
+from mosn.testing.process import stop_process
 from mosn_http2 import PREFACE
 
 TIMEOUT = 10.0  # seconds any one exchange may take on a loaded CI machine
@@ -214,3 +215,74 @@ def test_garbage_frames_leave_other_connections_unharmed(h2_upstream, h2_proxy):
     finally:
         good.close()
     assert mosn.proc.poll() is None
+
+
+# -- requests the upstream did not process --------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/refused", "/goaway-refused"])
+def test_unprocessed_request_is_sent_again(h2_proxy, path):
+    """A request the upstream refused (RST_STREAM REFUSED_STREAM), or left above the
+    last stream id of its GOAWAY, was never processed (RFC 9113 8.7): mosn sends it
+    again on another connection, body and all, even a POST, with no retry policy."""
+    with ScriptedUpstream() as upstream:
+        port, mosn = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            sid = client.request(path, body=b"x" * 5000)
+            client.pump(lambda: client.done(sid))
+        finally:
+            client.close()
+        result = client.results[sid]
+        assert result.status == 200 and result.body == b"ok:5000"
+        assert upstream.refused == [path] and upstream.bodies[path] == [5000]
+        assert upstream.connections == (2 if path == "/goaway-refused" else 1)
+        stats = mosn.stats()
+        assert stats["cluster.backend.upstream_rq_replay"] == 1
+        assert stats["cluster.backend.upstream_rq_retry"] == 0
+
+
+ROTATE_EVERY = 100
+"""Requests hypercorn serves on a connection before its GOAWAY, in the test below."""
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) missing")
+def test_upstream_goaway_rotation_loses_nothing(h2_proxy):
+    """hypercorn ends each connection with GOAWAY after ROTATE_EVERY requests (and then
+    answers none of the streams still open on it, until its idle timeout): under
+    h2load, every request succeeds anyway. Streams above the GOAWAY's last stream id
+    are sent again on a new connection; the unanswered ones below it, GETs, once
+    hypercorn closes the connection (on the PING mosn sends after a GOAWAY)."""
+    proc, upstream_port = start_upstream(max_requests=ROTATE_EVERY)
+    try:
+        port, mosn = h2_proxy(upstream_port)
+        total = 30 * ROTATE_EVERY
+        out = subprocess.run(["h2load", "-n", str(total), "-c", "4", "-m", "10",
+                              f"http://127.0.0.1:{port}/echo"],
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert f"requests: {total} total, {total} started, {total} done, {total} succeeded" \
+            in out.stdout, out.stdout
+        stats = mosn.stats()
+        assert stats["cluster.backend.upstream_cx_total"] >= total // ROTATE_EVERY  # it rotated
+        assert stats["cluster.backend.upstream_rq_replay"] > 0
+    finally:
+        stop_process(proc)
+
+
+@pytest.mark.long
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) missing")
+def test_upstream_goaway_rotation_100k(h2_proxy):
+    """The same at hypercorn's default rotation (1,000 requests a connection) over
+    100,000 requests: zero failures (a few minutes; ``pytest -m long``)."""
+    proc, upstream_port = start_upstream()
+    try:
+        port, _ = h2_proxy(upstream_port)
+        total = 100_000
+        out = subprocess.run(["h2load", "-n", str(total), "-c", "10", "-m", "10",
+                              f"http://127.0.0.1:{port}/echo"],
+                             capture_output=True, text=True, timeout=1800)
+        assert f"requests: {total} total, {total} started, {total} done, {total} succeeded" \
+            in out.stdout, out.stdout
+    finally:
+        stop_process(proc)
