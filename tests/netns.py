@@ -165,11 +165,12 @@ def pair() -> Iterator[Pair]:
 
 
 class RecordingServer:
-    """A TCP server in a namespace: each connection's bytes (until the client's EOF)
-    are recorded with the client's address, and answered with ``tag`` and the bytes."""
+    """A TCP server in a namespace: it echoes each connection's bytes after ``tag``,
+    and records them with the client's address once the client is done."""
 
-    def __init__(self, ns: Namespace, host: str, port: int, tag: bytes) -> None:
-        with ns.entered():
+    def __init__(self, ns: Namespace | None, host: str, port: int, tag: bytes) -> None:
+        """``ns`` None: the test's own namespace."""
+        with ns.entered() if ns is not None else contextlib.nullcontext():
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self.sock = socket.socket(family, socket.SOCK_STREAM)
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -191,10 +192,13 @@ class RecordingServer:
     def _one(self, conn: socket.socket, peer: Any) -> None:
         with conn:
             data = b""
-            while chunk := conn.recv(65536):
-                data += chunk
+            try:
+                while chunk := conn.recv(65536):
+                    conn.sendall(chunk if data else self.tag + chunk)
+                    data += chunk
+            except OSError:
+                pass
             self.received.append((peer, data))
-            conn.sendall(self.tag + data)
 
     def close(self) -> None:
         self.sock.shutdown(socket.SHUT_RDWR)
