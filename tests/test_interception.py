@@ -7,6 +7,7 @@ and proxies it to the real upstream."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -14,9 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Iterator
 
+import httpx
 import pytest
 
-from mosn.testing.process import MosnProcess, START_TIMEOUT, stop_process
+from mosn.testing.process import START_TIMEOUT, MosnProcess, free_port, serving, stop_process
 from netns import (
     PEER_IP,
     PEER_IP6,
@@ -274,3 +276,45 @@ def test_tproxy_keeps_the_destination_address_so_the_listener_of_that_ip_takes_i
             mosn.stop()
         for s in (app, wildcard, catch_all):
             s.close()
+
+
+# -- ORIGINAL_DST for HTTP: the destination from a header; idle hosts forgotten ----------
+
+HTTP_UPSTREAM = Path(__file__).resolve().parent.parent / "examples" / "http_upstream.py"
+
+
+def test_original_dst_cluster_takes_a_header_address_and_forgets_idle_hosts(start_mosn) -> None:
+    """``original_dst_lb_config: {use_header: true, header_name: x-dst}``: each request
+    goes to the address in its header (one upstream, then another); a request without
+    one and without an original destination gets 503. A destination nobody used for a
+    whole cleanup_interval is forgotten: its pooled keep-alive connection is closed."""
+    with contextlib.ExitStack() as stack:
+        blue, green = (stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
+                                     "--name", name])) for name in ("blue", "green"))
+        port = free_port()
+        mosn = start_mosn({
+            "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{
+                "name": "all", "domains": ["*"],
+                "routers": [{"match": {"prefix": "/"}, "route": {"cluster_name": "dst"}}]}]}],
+                "listeners": [{"name": "http", "address": f"127.0.0.1:{port}",
+                               "filter_chains": [{"filters": [{"type": "proxy", "config": {
+                                   "downstream_protocol": "Http1",
+                                   "router_config_name": "r"}}]}]}]}],
+            "cluster_manager": {"clusters": [{
+                "name": "dst", "type": "ORIGINAL_DST", "lb_type": "LB_ORIGINAL_DST",
+                "cleanup_interval": "0.5s",
+                "original_dst_lb_config": {"use_header": True, "header_name": "x-dst"}}]}})
+        url = f"http://127.0.0.1:{port}/echo"
+        with httpx.Client(timeout=10) as client:
+            for name, upstream in (("blue", blue), ("green", green)):
+                r = client.get(url, headers={"x-dst": f"127.0.0.1:{upstream}"})
+                assert r.status_code == 200 and r.json()["server"] == name
+            assert client.get(url).status_code == 503
+            assert client.get(url, headers={"x-dst": "upstream.example:80"}).status_code == 503
+        stats = mosn.stats()
+        assert stats["cluster.dst.upstream_cx_total"] == 2
+        assert stats["cluster.dst.original_dst_hosts.rq_total"] == 2
+        stats = wait_for(lambda: (s := mosn.stats())["cluster.dst.upstream_cx_active"] == 0
+                         and s, "the idle destinations forgotten, their connections closed")
+        assert stats["cluster.dst.upstream_cx_destroy_local"] == 2
