@@ -101,7 +101,8 @@ def test_transport_then_application_protocols() -> None:
 def test_source_steps_come_last() -> None:
     chains = {"lb": {"direct_source_prefix_ranges": [cidr("10.1.0.0/16")]},
               "local": {"source_type": "SAME_IP_OR_LOOPBACK"},
-              "external": {"source_type": "EXTERNAL", "source_prefix_ranges": [cidr("192.168.0.0/16")]},
+              "external": {"source_type": "EXTERNAL",
+                           "source_prefix_ranges": [cidr("192.168.0.0/16")]},
               "port": {"source_type": "EXTERNAL", "source_prefix_ranges": [cidr("192.168.0.0/16")],
                        "source_ports": [50000]}}
     assert select(chains, conn(direct=("10.1.2.3", 1))) == "lb"
@@ -178,6 +179,11 @@ def test_bad_original_dst_cluster_is_refused(cluster: dict[str, Any], expected: 
 # -- PROXY protocol and HTTP inspector: the parsers, over bytes -----------------------
 
 
+V4_ADDRESSES = (socket.inet_aton("198.51.100.1") + socket.inet_aton("10.0.0.1")
+                + struct.pack("!HH", 7, 80))
+"""A v2 header's IPv4 addresses: 198.51.100.1:7 to 10.0.0.1:80."""
+
+
 def v2(command: int, family: int, body: bytes) -> bytes:
     return b"\r\n\r\n\x00\r\nQUIT\n" + struct.pack("!BBH", 0x20 | command, family, len(body)) + body
 
@@ -187,9 +193,9 @@ def test_proxy_protocol_v1_and_v2_headers() -> None:
     assert parse(line) == ProxyHeader(len(line) - 5, ("192.0.2.7", 56324), ("10.0.0.1", 443))
     assert parse(b"PROXY TCP6 2001:db8::1 ::1 1 2\r\n").source == ("2001:db8::1", 1)
     assert parse(b"PROXY UNKNOWN\r\n") == ProxyHeader(15)
-    body = socket.inet_aton("198.51.100.1") + socket.inet_aton("10.0.0.1") + struct.pack("!HH", 7, 80)
-    header = v2(1, 0x11, body + b"\x04\x00\x01x")  # a TLV (NOOP) after the addresses
-    assert parse(header + b"data") == ProxyHeader(len(header), ("198.51.100.1", 7), ("10.0.0.1", 80))
+    header = v2(1, 0x11, V4_ADDRESSES + b"\x04\x00\x01x")  # a TLV (NOOP) after the addresses
+    assert parse(header + b"data") == ProxyHeader(len(header), ("198.51.100.1", 7),
+                                                  ("10.0.0.1", 80))
     assert parse(v2(0, 0x00, b"")) == ProxyHeader(16)  # LOCAL: a health check
     six = socket.inet_pton(socket.AF_INET6, "2001:db8::2") + bytes(16) + struct.pack("!HH", 9, 443)
     assert parse(v2(1, 0x21, six)).source == ("2001:db8::2", 9)  # type: ignore[union-attr]
@@ -366,8 +372,7 @@ def test_proxy_protocol_source_chooses_the_chain_and_bad_headers_are_closed(
     header = b"PROXY TCP4 192.0.2.7 10.0.0.1 56324 443\r\n"
     assert talk(socket.create_connection(("127.0.0.1", port)), header + b"hi") == b"partner:hi"
     assert servers["partner"].received[0][1] == b"hi"
-    body = socket.inet_aton("198.51.100.1") + socket.inet_aton("10.0.0.1") + struct.pack("!HH", 7, 80)
-    assert talk(socket.create_connection(("127.0.0.1", port)), v2(1, 0x11, body) + b"yo") \
+    assert talk(socket.create_connection(("127.0.0.1", port)), v2(1, 0x11, V4_ADDRESSES) + b"yo") \
         == b"public:yo"
 
     waiting = socket.create_connection(("127.0.0.1", port))

@@ -6,6 +6,7 @@ and MOSN's udpproxy-sample config serving unchanged."""
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import subprocess
@@ -19,7 +20,7 @@ import dns.query
 import pytest
 
 from mosn.testing.process import START_TIMEOUT, stop_process
-from netns import pair, wait_for
+from netns import REQUIRE_ENV, pair, wait_for
 
 SAMPLE = Path(__file__).parent / "data" / "mosn_samples" / "udpproxy-sample" / "config.json"
 """MOSN's examples/codes/udpproxy-sample config, unchanged (mosn/mosn 707d635b)."""
@@ -44,7 +45,10 @@ def dnsmasq(port: int = 0, prefix: tuple[str, ...] = ()) -> Iterator[int]:
     """dnsmasq answering ``svc.test`` on 127.0.0.1:``port`` (0: a free one, tried
     again should another process take it first); yields the port once it answers."""
     if shutil.which("dnsmasq") is None:
-        pytest.skip("dnsmasq is not installed (scripts/test installs it: dnsmasq-base)")
+        reason = "dnsmasq is not installed (scripts/test installs it: dnsmasq-base)"
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(f"{REQUIRE_ENV} is set: {reason}")
+        pytest.skip(reason)
     while True:
         chosen = port or free_udp_port()
         proc = subprocess.Popen([*prefix, *dnsmasq_command(chosen)], stdout=subprocess.DEVNULL,
@@ -149,7 +153,7 @@ def test_mosn_udpproxy_sample_serves_unchanged() -> None:
                                                         timeout=1) as r:
                                 return r.status == 200
                         except OSError:
-                            assert proc.poll() is None, proc.stdout.read()  # type: ignore[union-attr]
+                            assert proc.poll() is None, proc.communicate()[0]
                             return False
                 wait_for(ready, "mosn ready in the namespace", START_TIMEOUT)
                 with net.pod.entered():

@@ -132,7 +132,8 @@ class FilterChainMatch(StrictModel):
     @model_validator(mode="after")
     def _check(self) -> "FilterChainMatch":
         if self.source_type not in SOURCE_TYPES:
-            raise ValueError(f"source_type {self.source_type!r}: use one of {', '.join(SOURCE_TYPES)}")
+            raise ValueError(f"source_type {self.source_type!r}: use one of "
+                             f"{', '.join(SOURCE_TYPES)}")
         if self.transport_protocol not in ("", *TRANSPORT_PROTOCOLS):
             raise ValueError(f"transport_protocol {self.transport_protocol!r}: use "
                              f"{' or '.join(TRANSPORT_PROTOCOLS)} (or leave it out)")

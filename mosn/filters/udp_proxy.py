@@ -92,20 +92,21 @@ class UdpProxySession(ReadFilter, ConnectionCallbacks):
 
     def on_data(self, data: bytes) -> FilterStatus:
         upstream, cluster = self.upstream, self.cluster
-        if upstream is not None and upstream.send(data):
-            cluster.store.values[cluster.stats.upstream_cx_tx_bytes_total] += len(data)  # type: ignore[union-attr]
+        if upstream is not None and cluster is not None and upstream.send(data):
+            cluster.count(cluster.stats.upstream_cx_tx_bytes_total, len(data))
         return _STOP
 
     def _from_upstream(self, data: bytes) -> None:
         cluster = self.cluster
-        cluster.store.values[cluster.stats.upstream_cx_rx_bytes_total] += len(data)  # type: ignore[union-attr]
+        assert cluster is not None
+        cluster.count(cluster.stats.upstream_cx_rx_bytes_total, len(data))
         self.downstream.write(data)
 
     def _upstream_failed(self, exc: OSError) -> None:
         # An ICMP error for an earlier datagram (the host does not listen): the session
         # goes on, as a client of the host directly would see nothing either.
-        _upstream_errors.log(logging.WARNING, "cluster %s: host %s: %s", self.cluster.name,  # type: ignore[union-attr]
-                             self.host, exc)
+        name = self.cluster.name if self.cluster is not None else "?"
+        _upstream_errors.log(logging.WARNING, "cluster %s: host %s: %s", name, self.host, exc)
 
     def on_event(self, event: ConnectionEvent) -> None:
         if not event.is_close or self.upstream is None:

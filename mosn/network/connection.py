@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.config.types import Address
 from mosn.network.budget import BUDGET, SHED_MIN_BYTES
-from mosn.network.interception import set_mark
 from mosn.network.filter import (
     CloseType,
     ConnectionCallbacks,
@@ -37,6 +36,7 @@ from mosn.network.filter import (
     ReadFilter,
     WriteFilter,
 )
+from mosn.network.interception import set_mark
 from mosn.observability.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:

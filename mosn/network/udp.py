@@ -22,7 +22,13 @@ import logging
 import socket
 from typing import Any, Callable
 
-from mosn.network.filter import CloseType, ConnectionCallbacks, ConnectionEvent, FilterStatus, ReadFilter
+from mosn.network.filter import (
+    CloseType,
+    ConnectionCallbacks,
+    ConnectionEvent,
+    FilterStatus,
+    ReadFilter,
+)
 from mosn.network.interception import set_mark
 from mosn.observability.ratelimit import RateLimitedLog
 from mosn.observability.stats import Scope, StatsStore

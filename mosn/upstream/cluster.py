@@ -396,9 +396,9 @@ class Cluster:
         return (store.total(self.stats.upstream_cx_active)
                 + store.total(self.more.upstream_cx_connecting)) < self.max_connections
 
-    def count(self, index: int) -> None:
-        """One more of a counter of this worker (a circuit breaker overflow ...)."""
-        self.store.values[index] += 1  # type: ignore[index]
+    def count(self, index: int, n: int = 1) -> None:
+        """``n`` more of a counter of this worker (a circuit breaker overflow ...)."""
+        self.store.values[index] += n  # type: ignore[index]
 
     def start_worker(self) -> None:
         """In each serving process, once its loop runs: per-worker timers."""
