@@ -9,17 +9,19 @@ import socket
 import ssl
 import struct
 import subprocess
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Iterator
 
 import pytest
 
-from mosn.config import ConfigError, validate
+from mosn.config import ConfigError, parse_address, validate
 from mosn.config.models import FilterChainMatch
 from mosn.filters.http_inspector import detect
 from mosn.filters.proxy_protocol import ABSENT, NEED_MORE, ProxyHeader, ProxyProtocolError, parse
 from mosn.network.filter_chain import ChainMatch, FilterChain, FilterChainSelector
+from mosn.network.listener import ListenerIndex
 from mosn.testing.certs import CertificateAuthority
 from mosn.testing.process import free_port
 from netns import RecordingServer, wait_for
@@ -67,6 +69,7 @@ def test_the_longest_destination_prefix_wins() -> None:
               "narrow": {"prefix_ranges": [cidr("10.0.0.0/24"), cidr("172.16.0.0/12")]},
               "v6": {"prefix_ranges": [cidr("fd00::/8")]}}
     assert select(chains, conn(destination=("10.0.0.7", 80))) == "narrow"
+    assert select(chains, conn(destination=("::ffff:10.0.0.7", 80, 0, 0))) == "narrow"
     assert select(chains, conn(destination=("10.9.0.7", 80))) == "wide"
     assert select(chains, conn(destination=("fd00::1", 80, 0, 0))) == "v6"
     assert select(chains, conn(destination=("192.0.2.1", 80))) is None
@@ -383,3 +386,53 @@ def test_proxy_protocol_source_chooses_the_chain_and_bad_headers_are_closed(
              "three bad headers counted")
     assert talk(waiting, b"still here") == b"partner:still here"
     assert mosn.output().count("bad PROXY protocol header") == 1
+
+
+def test_listener_filters_timeout_can_continue_to_a_chain(start_mosn) -> None:
+    """A client that waits for the server to speak first gives the HTTP inspector
+    nothing to read: with continue_on_listener_filters_timeout the default chain takes
+    it when the timeout passes (and the server's greeting reaches it); without, it is
+    closed and counted."""
+    greeter = socket.create_server(("127.0.0.1", 0))
+    threading.Thread(target=lambda: [c.sendall(b"220 hello\r\n") for c in iter(
+        lambda: greeter.accept()[0], None)], daemon=True).start()
+    ports = {flag: free_port() for flag in (True, False)}
+    mosn = start_mosn({
+        "servers": [{"listeners": [{
+            "name": f"wait_{flag}".lower(), "address": f"127.0.0.1:{port}",
+            "listener_filters": [{"type": "http_inspector"}],
+            "listener_filters_timeout": "300ms",
+            "continue_on_listener_filters_timeout": flag,
+            "filter_chains": [tcp_chain("greeter")]} for flag, port in ports.items()]}],
+        "cluster_manager": {"clusters": clusters(greeter=f"127.0.0.1:{greeter.getsockname()[1]}")}})
+    try:
+        with socket.create_connection(("127.0.0.1", ports[True]), timeout=10) as client:
+            assert client.recv(100) == b"220 hello\r\n"
+        with socket.create_connection(("127.0.0.1", ports[False]), timeout=10) as client:
+            assert client.recv(100) == b""
+        assert mosn.stats()["listener.wait_false.downstream_pre_cx_timeout"] == 1
+    finally:
+        greeter.close()
+
+
+def test_hand_over_finds_the_exact_address_then_the_fallback_then_the_wildcard() -> None:
+    def listener(address: str) -> SimpleNamespace:
+        return SimpleNamespace(address=parse_address(address), name=address)
+
+    listeners = [listener(a) for a in ("10.0.0.5:80", "0.0.0.0:80", "127.0.0.1:81",
+                                       "[::]:82", "[fd00::5]:80", "unix:/tmp/x.sock")]
+    index = ListenerIndex(listeners)  # type: ignore[arg-type]
+
+    def find(ip: str, port: int, fallback: str = "") -> str | None:
+        found = index.find((ip, port), fallback)
+        return found.name if found is not None else None
+
+    assert find("10.0.0.5", 80) == "10.0.0.5:80"
+    assert find("::ffff:10.0.0.5", 80) == "10.0.0.5:80"
+    assert find("10.0.0.6", 80) == "0.0.0.0:80"
+    assert find("fd00::5", 80) == "[fd00::5]:80"
+    assert find("fd00::6", 80) is None  # an IPv4 wildcard takes no IPv6 destination
+    assert find("10.0.0.6", 82) == "[::]:82"  # a dual-stack wildcard takes both
+    assert find("10.0.0.6", 81) is None
+    assert find("10.0.0.6", 81, "127.0.0.1") == "127.0.0.1:81"  # fallback_to_local
+    assert find("10.0.0.6", 80, "127.0.0.1") is None

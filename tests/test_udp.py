@@ -95,6 +95,7 @@ def test_dns_through_udp_proxy(start_mosn) -> None:
         stats = mosn.stats()
         assert stats["listener.dns.downstream_cx_total"] == 2
         assert stats["cluster.dns.upstream_cx_total"] == 2
+        assert mosn.stop() == 0  # sessions still open: drained, then closed
 
 
 def test_a_flood_of_sessions_ends_with_their_idle_timeout(start_mosn) -> None:

@@ -86,9 +86,11 @@ def _ip_port(sockaddr: Any) -> tuple[IP | None, int | None]:
     if not isinstance(sockaddr, tuple):  # a Unix socket has neither
         return None, None
     try:
-        return ipaddress.ip_address(sockaddr[0].split("%", 1)[0]), sockaddr[1]
+        ip = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
     except ValueError:
         return None, sockaddr[1]
+    mapped = getattr(ip, "ipv4_mapped", None)  # an IPv4 peer of a dual-stack socket
+    return mapped or ip, sockaddr[1]
 
 
 def _prefix(networks: list[Network], ip: IP | None) -> int | None:

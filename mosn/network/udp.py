@@ -156,8 +156,11 @@ class UdpListener:
         self.stats = stats
         self.install = install
         self.max_datagram_size = max_datagram_size
-        self.connections: dict[Any, UdpSession] = {}
+        self.sessions: dict[Any, UdpSession] = {}
         """The sessions, by peer address."""
+        self.connections: set[UdpSession] = set()
+        """The sessions, as the process sees a listener's connections (draining waits
+        for them; shutting down closes them)."""
         self.loop: asyncio.AbstractEventLoop = None  # type: ignore[assignment]
         self.local_address: Any = sock.getsockname()
         self.address = None  # takes no TCP hand-overs
@@ -205,7 +208,7 @@ class UdpListener:
                                    "(downstream_rx_datagram_dropped)", self.name, peer, limit)
                 continue
             values[s.downstream_cx_rx_bytes_total] += len(data)
-            session = self.connections.get(peer)
+            session = self.sessions.get(peer)
             if session is None:
                 session = self._new_session(peer)
                 if session is None:
@@ -217,7 +220,8 @@ class UdpListener:
             return None
         values, s = self.store.values, self.stats
         session = UdpSession(self, peer)
-        self.connections[peer] = session
+        self.sessions[peer] = session
+        self.connections.add(session)
         values[s.downstream_cx_total] += 1  # type: ignore[index]
         values[s.downstream_cx_active] += 1  # type: ignore[index]
         try:
@@ -248,8 +252,9 @@ class UdpListener:
         session.close()
 
     def on_close(self, session: UdpSession) -> None:
-        if self.connections.get(session.peer) is session:
-            del self.connections[session.peer]
+        if self.sessions.get(session.peer) is session:
+            del self.sessions[session.peer]
+            self.connections.discard(session)
             values, s = self.store.values, self.stats
             values[s.downstream_cx_active] -= 1  # type: ignore[index]
             values[s.downstream_cx_destroy] += 1  # type: ignore[index]
