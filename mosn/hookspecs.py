@@ -45,10 +45,16 @@ def mosn_listener_filters():
     ``factory(config, context)`` and returns a callable that makes, for each accepted
     connection, a :class:`mosn.network.ListenerFilter`. It runs before TLS and the
     filter chain: ``on_accept(conn)`` and then, while it answers STOP,
-    ``on_data(conn, first_bytes)`` with every byte read so far (nothing is consumed;
-    the chain gets them all). It notes what it learns on the connection
-    (``detected_transport``, ``requested_server_name``, ``requested_alpn``).
-    Built in: ``tls_inspector`` (what a listener's ``inspector: true`` adds).
+    ``on_data(conn, first_bytes)`` with every byte read so far (nothing is consumed
+    unless the filter's ``consumed()`` says how many bytes at the front were its own:
+    a PROXY protocol header; the chain gets the rest). It notes what it learns on the
+    connection (``original_destination``, ``detected_transport``,
+    ``requested_server_name``, ``requested_alpn``, ``restored_remote`` and
+    ``restored_local``); the filter chain is chosen with those
+    (``filter_chain_match``). Bytes that are wrong: raise
+    :class:`mosn.network.ListenerFilterError` (the connection is closed and counted).
+    Built in: ``tls_inspector`` (what a listener's ``inspector: true`` adds),
+    ``http_inspector``, ``original_dst``, ``proxy_protocol``.
     """
 
 
@@ -125,6 +131,13 @@ def mosn_load_balancers():
     ``host.weight`` are there to read. An optional ``on_health_change()`` is called
     when a host's health changes. A ``choose_host(exclude)`` without ``context``
     still works. This runs per request: keep it cheap.
+
+    A balancer that makes hosts of its own (``LB_ORIGINAL_DST``) may define
+    ``attach(cluster)``, called once it is built (before the workers start), with the
+    :class:`mosn.upstream.cluster.Cluster` it serves (its ``store`` for stats, ``tls``,
+    and ``on_hosts_removed`` to report the hosts it forgets); and
+    ``uses_downstream = True`` to get the downstream connection and the request's
+    headers in ``context`` (``downstream``, ``headers``) on every pick.
     """
 
 

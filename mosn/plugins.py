@@ -38,9 +38,14 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "proxy": "mosn.proxy.filter",
     "fault": "mosn.filters.fault",
     "tls_inspector": "mosn.filters.tls_inspector",
+    "original_dst": "mosn.filters.original_dst",
+    "proxy_protocol": "mosn.filters.proxy_protocol",
+    "http_inspector": "mosn.filters.http_inspector",
+    "udp_proxy": "mosn.filters.udp_proxy",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
     "strict_dns_cluster": "mosn.upstream.dns",
+    "original_dst_cluster": "mosn.upstream.original_dst",
     "health_checkers": "mosn.upstream.health",
 }
 """Built-in plugin name -> module, registered like any installed plugin."""

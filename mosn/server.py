@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import gc
 import json
 import logging
@@ -39,11 +40,18 @@ from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.loader import admin_exposure
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
 from mosn.network.filter import CloseType
-from mosn.network.listener import Listener, bind
+from mosn.network.filter_chain import ChainMatch, FilterChain
+from mosn.network.listener import Listener, ListenerIndex, bind
+from mosn.network.udp import UdpListener
 from mosn.network.overload import OverloadManager
 from mosn.observability.observer import StatsObserver
 from mosn.observability.runtime import Observability, ObservabilityError
-from mosn.observability.stats import LISTENER_STATS, SERVER_STATS, StatsStore
+from mosn.observability.stats import (
+    LISTENER_STATS,
+    SERVER_STATS,
+    UDP_LISTENER_STATS,
+    StatsStore,
+)
 from mosn.plugins import BuildContext
 from mosn.router import Routers
 from mosn.tls import CertificateWatcher, ServerTls
@@ -112,6 +120,7 @@ class Runtime:
         if config.servers:
             self.graceful_timeout = config.servers[0].graceful_timeout
         try:
+            handing_off = []
             for path, lc in config.listeners():
                 name = lc.name or str(lc.address)
                 stream_filters = tuple(
@@ -125,32 +134,46 @@ class Runtime:
                                            self.clusters.clusters.values()), *logged)
                 chain_context = replace(context, stream_filters=stream_filters,
                                         observers=observers)
-                installs = [
-                    _extension(plugins, "network_filter", flt).factory(flt.parsed, chain_context)
-                    for fc in lc.filter_chains for flt in fc.filters]
-                listener_filters = [
-                    _extension(plugins, "listener_filter", flt).factory(flt.parsed, context)
-                    for flt in lc.listener_filters]
-                if lc.inspector and not any(f.type == "tls_inspector" for f in lc.listener_filters):
-                    listener_filters.insert(0, _extension(
-                        plugins, "listener_filter", FilterConfig(type="tls_inspector")
-                    ).factory(None, context))
-                certificates = lc.filter_chains[0].enabled_tls()
-                tls = ServerTls(certificates) if certificates else None
-                if tls is not None:
-                    self.tls_holders.append((f"listener {name}", tls))
-                sock = self._bind(f"{path}.address", lc.address, lc.reuseport)
-                self.listeners.append(Listener(
-                    name, sock, self.store, self.store.scope(f"listener.{name}", LISTENER_STATS),
-                    _chain(installs),
+                chains = []
+                for i, fc in enumerate(lc.filter_chains):
+                    installs = [_extension(plugins, "network_filter", flt).factory(
+                        flt.parsed, chain_context) for flt in fc.filters]
+                    certificates = fc.enabled_tls()
+                    tls = ServerTls(certificates) if certificates else None
+                    chain_name = fc.name or str(i)
+                    if tls is not None:
+                        self.tls_holders.append((f"listener {name}" if len(lc.filter_chains) == 1
+                                                 else f"listener {name} chain {chain_name}", tls))
+                    match = ChainMatch(fc.filter_chain_match) if fc.filter_chain_match else None
+                    chains.append(FilterChain(chain_name, _chain(installs), match, tls))
+                stats = self.store.scope(f"listener.{name}", UDP_LISTENER_STATS
+                                         if lc.network == "udp" else LISTENER_STATS)
+                if lc.network == "udp":
+                    sock = self._bind(f"{path}.address", lc.address, lc.reuseport, udp=True)
+                    self.listeners.append(UdpListener(
+                        name, sock, self.store, stats, chains[0].install,
+                        max_datagram_size=lc.max_datagram_size))
+                    continue
+                sock = None if lc.is_virtual else self._bind(
+                    f"{path}.address", lc.address, lc.reuseport,
+                    transparent=lc.use_original_dst == "tproxy")
+                listener = Listener(
+                    name, sock, self.store, stats, chains,
                     max_connections=lc.max_connections,
                     idle_timeout=lc.connection_idle_timeout,
                     buffer_limit=lc.per_connection_buffer_limit_bytes,
-                    listener_filters=tuple(listener_filters),
-                    tls=tls,
+                    listener_filters=self._listener_filters(lc, context),
                     tls_optional=lc.inspector,
                     listener_filters_timeout=lc.listener_filters_timeout,
-                ))
+                    continue_on_listener_filters_timeout=lc.continue_on_listener_filters_timeout,
+                    address=lc.address,
+                )
+                self.listeners.append(listener)
+                if lc.use_original_dst:
+                    handing_off.append(listener)
+            index = ListenerIndex(lst for lst in self.listeners if isinstance(lst, Listener))
+            for listener in handing_off:
+                listener.hand_off = index.find
             if self.admin_sock is None:
                 self.admin_sock = self._bind("admin.address", config.admin.bind, False)
             self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
@@ -158,19 +181,43 @@ class Runtime:
             self.close_sockets()
             raise
 
-    def _bind(self, path: str, address: Any, reuseport: bool) -> socket.socket:
-        if str(address) in self.sockets:
-            return self.sockets[str(address)]
+    def _listener_filters(self, lc: Any, context: BuildContext) -> tuple[Any, ...]:
+        """The listener's filters as configured, with the ones its other settings
+        need: ``original_dst`` first for ``use_original_dst`` (MOSN adds it too), the
+        TLS inspector for ``inspector: true`` or for chains matched by TLS facts
+        (Envoy adds it too)."""
+        plugins = self.loaded.plugins
+        filters = list(lc.listener_filters)
+        types = {flt.type for flt in filters}
+        if lc.use_original_dst and "original_dst" not in types:
+            filters.insert(0, _parsed_filter(plugins, "original_dst",
+                                             {"type": lc.use_original_dst}))
+        if "tls_inspector" not in types and (lc.inspector or _needs_tls_inspector(lc)):
+            filters.append(_parsed_filter(plugins, "tls_inspector", {}))
+        return tuple(_extension(plugins, "listener_filter", flt).factory(flt.parsed, context)
+                     for flt in filters)
+
+    def _bind(self, path: str, address: Any, reuseport: bool, transparent: bool = False,
+              udp: bool = False) -> socket.socket:
+        key = f"udp:{address}" if udp else str(address)
+        if key in self.sockets:
+            return self.sockets[key]
         try:
-            sock = bind(address, reuseport)
+            sock = bind(address, reuseport, transparent,
+                        socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
         except OSError as exc:
-            raise StartError(f"{path}: cannot listen on {address}: {exc.strerror or exc}") from None
+            reason = exc.strerror or exc
+            if transparent and exc.errno == errno.EPERM:
+                reason = f"{reason} (use_original_dst: tproxy needs CAP_NET_ADMIN)"
+            raise StartError(f"{path}: cannot listen on {address}: {reason}") from None
         self._bound.append(sock)
         return sock
 
     def listener_sockets(self) -> dict[str, socket.socket]:
-        return {str(lc.address): lst.sock
-                for (_, lc), lst in zip(self.loaded.config.listeners(), self.listeners)}
+        """The bound sockets by address (``udp:`` in front for UDP ones)."""
+        return {(f"udp:{lc.address}" if lc.network == "udp" else str(lc.address)): lst.sock
+                for (_, lc), lst in zip(self.loaded.config.listeners(), self.listeners)
+                if lst.sock is not None}
 
     def close_sockets(self) -> None:
         """Close the sockets this runtime bound (not those it took over)."""
@@ -182,6 +229,25 @@ def _extension(plugins: Any, kind: str, flt: Any) -> Any:
     ext = plugins.get(kind, flt.type)
     assert ext is not None, "the loader checks filter types"
     return ext
+
+
+def _parsed_filter(plugins: Any, type_: str, config: dict[str, Any]) -> FilterConfig:
+    """A listener filter the runtime adds, its config validated as the loader would."""
+    flt = FilterConfig(type=type_, config=config)
+    model = _extension(plugins, "listener_filter", flt).config_model
+    flt._parsed = model.model_validate(config) if model is not None else None
+    return flt
+
+
+def _needs_tls_inspector(lc: Any) -> bool:
+    """Envoy's rule: a chain matched on TLS, or on server names or application
+    protocols without naming the transport, needs what the TLS inspector reads."""
+    for fc in lc.filter_chains:
+        m = fc.filter_chain_match
+        if m is not None and (m.transport_protocol == "tls" or (
+                not m.transport_protocol and (m.server_names or m.application_protocols))):
+            return True
+    return False
 
 
 def _chain(installs: list[Any]) -> Any:
@@ -215,7 +281,7 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
             f.write(f"{os.getpid()}\n")
     try:
         for lst in runtime.listeners:
-            log.info("listener %s on %s", lst.name, _sockname(lst.sock))
+            log.info("listener %s on %s", lst.name, _listening_on(lst))
         log.info("admin on %s", _sockname(runtime.admin_sock))
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
@@ -246,6 +312,12 @@ def anyio_backend() -> dict[str, Any]:
     except ImportError:
         return {}
     return {"backend_options": {"use_uvloop": True}}
+
+
+def _listening_on(lst: Any) -> str:
+    if lst.sock is None:
+        return f"{lst.address} (virtual: takes the connections handed over to it)"
+    return ("udp:" if lst.sock.type == socket.SOCK_DGRAM else "") + _sockname(lst.sock)
 
 
 def _sockname(sock: socket.socket | None) -> str:
@@ -469,7 +541,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
             in_use = {id(lst.sock) for rt in (runtime, *(r for r, _, _ in retiring))
                       for lst in rt.listeners}
             for lst in old.listeners:
-                if id(lst.sock) not in in_use:
+                if lst.sock is not None and id(lst.sock) not in in_use:
                     lst.sock.close()
             old.observability.close()
             log.info("the workers of the config before a reload stopped; their counters "
@@ -523,7 +595,8 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         new.store.allocate(workers + 1)
         new.store.follow(runtime.store)
         kept = {id(s) for s in new.listener_sockets().values()}
-        gone = tuple(lst.sock for lst in runtime.listeners if id(lst.sock) not in kept)
+        gone = tuple(lst.sock for lst in runtime.listeners
+                     if lst.sock is not None and id(lst.sock) not in kept)
         others = tuple(ch.sock for ch in channels) + tuple(
             ch.sock for _, _, old_channels in retiring for ch in old_channels)
         try:
@@ -546,7 +619,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         control = await tg.start(_control, runtime)
         runtime.store.values[runtime.server_stats.reload_success] += 1  # type: ignore[index]
         for lst in runtime.listeners:
-            log.info("listener %s on %s", lst.name, _sockname(lst.sock))
+            log.info("listener %s on %s", lst.name, _listening_on(lst))
         log.info("config reloaded from %s: workers %s (draining the old ones)",
                  loaded.source, sorted(children))
 
@@ -566,7 +639,8 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                 # the workers stop accepting a new connection is refused, not queued.
                 for rt in (runtime, *(r for r, _, _ in retiring)):
                     for lst in rt.listeners:
-                        lst.sock.close()
+                        if lst.sock is not None:
+                            lst.sock.close()
                 forward(signal.SIGTERM)  # a second signal makes the workers stop at once
     return exit_code
 

@@ -65,8 +65,10 @@ def test_yaml_and_json_give_the_same_config(tmp_path):
      "servers[0].listeners[0].address: Field required"),
     (lambda r: listener(r).update(filter_chains=[]),
      "servers[0].listeners[0].filter_chains: List should have at least 1 item"),
+    (lambda r: listener(r).update(network="sctp"),
+     "servers[0].listeners[0]: network 'sctp' is not supported; use one of tcp, unix, udp"),
     (lambda r: listener(r).update(network="udp"),
-     "servers[0].listeners[0]: network 'udp' is not supported; use 'tcp' or 'unix'"),
+     "servers[0].listeners[0]: a udp listener's filter chain is one udp_proxy filter"),
     (lambda r: listener(r).update(connection_idle_timeout="5 minutes"),
      "servers[0].listeners[0].connection_idle_timeout: invalid duration '5 minutes'"),
     (lambda r: listener(r)["filter_chains"][0].update(tls_context={"status": True, "ticket": "k"}),
@@ -110,7 +112,7 @@ def test_model_errors_name_their_path(mutate, expected):
      "Input should be greater than or equal to 200"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(lb_type="LB_MAGIC"),
      "cluster_manager.clusters[0].lb_type: unknown load balancer 'LB_MAGIC' (known: "
-     "LB_LEAST_REQUEST, LB_MAGLEV, LB_RANDOM, LB_RING_HASH, LB_ROUNDROBIN, "
+     "LB_LEAST_REQUEST, LB_MAGLEV, LB_ORIGINAL_DST, LB_RANDOM, LB_RING_HASH, LB_ROUNDROBIN, "
      "LB_WEIGHTED_ROUNDROBIN)"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(type="EDS"),
      "cluster_manager.clusters[0].type: unknown cluster type 'EDS'"),

@@ -28,6 +28,7 @@ from conftest import ROOT, Mosn, free_port, serving
 from mosn.config import ConfigError, validate
 from mosn.config.types import Address
 from mosn.network import Listener, bind
+from mosn.network.filter_chain import FilterChain
 from mosn.observability.stats import LISTENER_STATS, StatsStore
 from mosn.rpc.engine import rpc_protocol
 from mosn_sofarpc import BoltCodec
@@ -78,8 +79,8 @@ def test_a_closed_connection_frees_its_partial_frame_without_the_garbage_collect
         stats = store.scope("listener.t", LISTENER_STATS)
         store.allocate(1)
         protocol = rpc_protocol(BoltCodec())
-        listener = Listener("t", bind(Address("127.0.0.1", 0)), store, stats,
-                            lambda conn: protocol.server(conn, lambda stream: None))
+        listener = Listener("t", bind(Address("127.0.0.1", 0)), store, stats, [FilterChain(
+            "0", lambda conn: protocol.server(conn, lambda stream: None))])
         await listener.start()
         _, writer = await asyncio.open_connection(*listener.sock.getsockname())
         writer.write(partial_bolt_frame(held))

@@ -204,13 +204,19 @@ def _check_names(config: MosnConfig) -> list[str]:
             errors.append(f"cluster_manager.clusters[{i}].name: duplicate cluster name {cluster.name!r}")
     listeners = list(config.listeners())
     names = Counter(lc.name for _, lc in listeners if lc.name)
-    addresses = Counter(str(lc.address) for _, lc in listeners if lc.address.port or lc.address.is_unix)
+    addresses = Counter(_listen_key(lc) for _, lc in listeners
+                        if lc.address.port or lc.address.is_unix)
     for path, lc in listeners:
         if lc.name and names[lc.name] > 1:
             errors.append(f"{path}.name: duplicate listener name {lc.name!r}")
-        if addresses[str(lc.address)] > 1:
+        if addresses[_listen_key(lc)] > 1:
             errors.append(f"{path}.address: {lc.address} is used by another listener")
     return errors
+
+
+def _listen_key(lc: Any) -> str:
+    """Two listeners of one address clash unless one is UDP and the other not."""
+    return f"udp:{lc.address}" if lc.network == "udp" else str(lc.address)
 
 
 def _check_routers(config: MosnConfig) -> list[str]:

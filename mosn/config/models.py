@@ -12,6 +12,8 @@ it with the model its plugin registered.
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from typing import Annotated, Any, Iterator
 
@@ -50,6 +52,28 @@ MAX_OVERLOAD_REFRESH = 60.0  # a sanity bound: a budget read less often protects
 DEFAULT_LISTENER_FILTERS_TIMEOUT = 15.0
 """Seconds the listener filters may wait for the first bytes before the connection
 is closed (Envoy's default ``listener_filters_timeout``)."""
+ORIGINAL_DST_TYPES = ("redirect", "tproxy")
+"""MOSN's ``OriginalDstType``: how a listener's connections were intercepted (an
+iptables REDIRECT, read back with ``SO_ORIGINAL_DST``; or TPROXY, which keeps it)."""
+NETWORKS = ("tcp", "unix", "udp")
+UDP_PROXY = "udp_proxy"  # the network filter of a udp listener
+SOURCE_TYPES = ("ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL")
+"""Envoy's ``filter_chain_match.source_type``."""
+TRANSPORT_PROTOCOLS = ("tls", "raw_buffer")
+"""The transport protocols a listener filter detects (Envoy's names)."""
+DEFAULT_MAX_DATAGRAM_SIZE = 64 * 1024
+"""Bytes of a UDP datagram a listener takes (MOSN's ``UdpPacketMaxSize``: any datagram
+IPv4 can carry); a larger one is dropped and counted."""
+DEFAULT_ORIGINAL_DST_CLEANUP = 5.0
+"""Seconds after which an ``ORIGINAL_DST`` cluster forgets a destination no
+connection used since the last sweep (Envoy's default ``cleanup_interval``)."""
+MAX_SOCKET_MARK = 0xFFFFFFFF  # SO_MARK is a 32-bit value
+
+
+class StrictModel(Model):
+    """A model of mosn's own (not MOSN's shape): an unknown key is an error."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 # -- servers and listeners ------------------------------------------------------------
@@ -72,8 +96,70 @@ class FilterConfig(Model):
         yield from unknown_in(self._parsed, f"{path}.config" if path else "config")
 
 
+class CidrRangeConfig(StrictModel):
+    """Envoy's ``CidrRange``: ``{address_prefix: 10.0.0.0, prefix_len: 8}``."""
+
+    address_prefix: str
+    prefix_len: int = Field(ge=0, le=128)
+
+    @model_validator(mode="after")
+    def _check(self) -> "CidrRangeConfig":
+        self.network()  # a bad address or a length past the family's is refused here
+        return self
+
+    def network(self) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        try:
+            return ipaddress.ip_network(f"{self.address_prefix}/{self.prefix_len}", strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{self.address_prefix}/{self.prefix_len}: {exc}") from None
+
+
+class FilterChainMatch(StrictModel):
+    """Envoy's ``filter_chain_match``: which connections a filter chain takes. An
+    empty field matches any connection; the most specific match of each field wins,
+    in Envoy's order (docs/interception.md, "Several filter chains")."""
+
+    destination_port: int | None = Field(default=None, ge=1, le=65535)
+    prefix_ranges: list[CidrRangeConfig] = Field(default_factory=list)
+    """Of the destination (the original destination when there is one)."""
+    server_names: list[str] = Field(default_factory=list)
+    """The TLS SNI: exact names, or ``*.example.com`` wildcards."""
+    transport_protocol: str = ""
+    application_protocols: list[str] = Field(default_factory=list)
+    """ALPN ids from the ClientHello, or what the HTTP inspector found (``h2c``,
+    ``http/1.1``, ``http/1.0``)."""
+    direct_source_prefix_ranges: list[CidrRangeConfig] = Field(default_factory=list)
+    """Of the peer of the socket (a load balancer, before the PROXY protocol)."""
+    source_type: str = "ANY"
+    source_prefix_ranges: list[CidrRangeConfig] = Field(default_factory=list)
+    source_ports: list[int] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> "FilterChainMatch":
+        if self.source_type not in SOURCE_TYPES:
+            raise ValueError(f"source_type {self.source_type!r}: use one of "
+                             f"{', '.join(SOURCE_TYPES)}")
+        if self.transport_protocol not in ("", *TRANSPORT_PROTOCOLS):
+            raise ValueError(f"transport_protocol {self.transport_protocol!r}: use "
+                             f"{' or '.join(TRANSPORT_PROTOCOLS)} (or leave it out)")
+        if any(not 0 < p < 65536 for p in self.source_ports):
+            raise ValueError("source_ports: each is a port from 1 to 65535")
+        for name in self.server_names:
+            if not name or "*" in name[1:] or (name.startswith("*") and not name.startswith("*.")):
+                raise ValueError(f"server_names: {name!r} is not a name or a '*.suffix' wildcard")
+        return self
+
+    def key(self) -> str:
+        """The same for two matches that take the same connections."""
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True)
+
+
 class FilterChainConfig(Model):
     match: str = ""
+    name: str = ""
+    """Envoy's: shown in logs."""
+    filter_chain_match: FilterChainMatch | None = None
+    """Envoy's: the connections this chain takes (none: any)."""
     tls_context: TlsContextConfig | None = None
     tls_context_set: list[TlsContextConfig] = Field(default_factory=list)
     """Several certificates, chosen by the SNI of each handshake (the first is the
@@ -140,8 +226,14 @@ class ListenerConfig(Model):
     address: AddressField
     network: str = "tcp"
     bind_port: bool | None = None
+    """False: a virtual listener, bound to no socket, that takes the connections a
+    ``use_original_dst`` listener hands over by their original destination."""
     reuseport: bool = False
-    use_original_dst: Unsupported = None
+    use_original_dst: str = ""
+    """MOSN's ``redirect`` or ``tproxy``: this listener takes intercepted connections
+    (``tproxy``: its socket is transparent), recovers where each was going (the
+    ``original_dst`` listener filter, added when not listed) and hands each to the
+    listener of that address, if there is one."""
     access_logs: list[AccessLogConfig] = Field(default_factory=list)
     inspector: bool = False
     """MOSN's: TLS and plaintext clients share the port (the TLS inspector tells them
@@ -150,12 +242,18 @@ class ListenerConfig(Model):
     listener_filters_timeout: Duration = DEFAULT_LISTENER_FILTERS_TIMEOUT
     """Envoy's: how long the listener filters (the TLS inspector) may wait for the
     first bytes before the connection is closed."""
-    filter_chains: list[FilterChainConfig] = Field(min_length=1, max_length=1)
+    continue_on_listener_filters_timeout: bool = False
+    """Envoy's: when the listener filters time out, choose the filter chain with what
+    they found so far instead of closing (a client that waits for the server to speak)."""
+    filter_chains: list[FilterChainConfig] = Field(min_length=1)
     stream_filters: list[FilterConfig] = Field(default_factory=list)
     connection_idle_timeout: Duration | None = None
     max_connections: int | None = Field(default=None, ge=1)
     """mosn's own: accepted connections beyond this are closed at once (Envoy's overflow)."""
     per_connection_buffer_limit_bytes: int | None = Field(default=None, ge=1024)
+    max_datagram_size: int = Field(default=DEFAULT_MAX_DATAGRAM_SIZE, ge=1,
+                                   le=DEFAULT_MAX_DATAGRAM_SIZE)
+    """mosn's own, UDP: a larger datagram is dropped (``downstream_rx_datagram_dropped``)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -169,11 +267,46 @@ class ListenerConfig(Model):
 
     @model_validator(mode="after")
     def _check(self) -> "ListenerConfig":
-        if self.network not in ("tcp", "unix"):
-            raise ValueError(f"network {self.network!r} is not supported; use 'tcp' or 'unix'")
-        if self.bind_port is False:
-            raise ValueError("bind_port: false (a virtual listener) is not supported by mosn yet")
+        self.network = self.network.lower()
+        if self.network not in NETWORKS:
+            raise ValueError(f"network {self.network!r} is not supported; use one of "
+                             f"{', '.join(NETWORKS)}")
+        if self.use_original_dst not in ("", *ORIGINAL_DST_TYPES):
+            raise ValueError(f"use_original_dst {self.use_original_dst!r}: use "
+                             f"{' or '.join(ORIGINAL_DST_TYPES)} (or leave it out)")
+        if self.use_original_dst and self.network != "tcp":
+            raise ValueError("use_original_dst is for tcp listeners")
+        if self.use_original_dst and self.bind_port is False:
+            raise ValueError("use_original_dst on a listener with bind_port: false: a "
+                             "virtual listener takes connections, it does not hand them on")
+        if self.network == "udp":
+            self._check_udp()
+        elif any(f.type == UDP_PROXY for fc in self.filter_chains for f in fc.filters):
+            raise ValueError(f"{UDP_PROXY} is for a listener with network: udp")
+        keys: dict[str, int] = {}
+        for i, chain in enumerate(self.filter_chains):
+            key = (chain.filter_chain_match or FilterChainMatch()).key()
+            if key in keys:
+                raise ValueError(f"filter_chains[{i}]: the same filter_chain_match as "
+                                 f"filter_chains[{keys[key]}] (which one takes a connection?)")
+            keys[key] = i
         return self
+
+    def _check_udp(self) -> None:
+        if len(self.filter_chains) != 1 or self.filter_chains[0].filter_chain_match:
+            raise ValueError("a udp listener has one filter chain, without filter_chain_match")
+        if self.filter_chains[0].enabled_tls() or self.inspector or self.listener_filters:
+            raise ValueError("a udp listener has no TLS and no listener filters")
+        if [f.type for f in self.filter_chains[0].filters] != [UDP_PROXY]:
+            raise ValueError(f"a udp listener's filter chain is one {UDP_PROXY} filter "
+                             "(the filter that serves datagrams)")
+        if self.bind_port is False:
+            raise ValueError("a udp listener binds its port (bind_port: false is for tcp)")
+
+    @property
+    def is_virtual(self) -> bool:
+        """Bound to no socket: it serves connections other listeners hand over."""
+        return self.bind_port is False
 
 
 class ServerConfig(Model):
@@ -384,6 +517,23 @@ class DnsResolversConfig(Model):
         return text
 
 
+ORIGINAL_DST = "ORIGINAL_DST"
+LB_ORIGINAL_DST = "LB_ORIGINAL_DST"
+
+
+class OriginalDstLbConfig(Model):
+    """MOSN's ``original_dst_lb_config`` of an ``ORIGINAL_DST`` cluster."""
+
+    use_header: bool = False
+    """HTTP: connect to the address in a request header, when the request has it."""
+    header_name: str = ""
+    """The header (empty: ``host``, MOSN's default); its value is ``ip:port`` or an IP
+    (port 80)."""
+    replace_local: bool = False
+    """Connect to 127.0.0.1 at the destination's port (a sidecar's inbound side: the
+    application listens on the loopback)."""
+
+
 class ClusterConfig(Model):
     name: str = Field(min_length=1)
     type: str = "SIMPLE"
@@ -430,6 +580,13 @@ class ClusterConfig(Model):
         yield from super().unknown_fields(path)
         yield from unknown_in(self._parsed_cluster_config,
                                f"{path}.cluster_config" if path else "cluster_config")
+    mark: int = Field(default=0, ge=0, le=MAX_SOCKET_MARK)
+    """MOSN's: the ``SO_MARK`` of every connection to the cluster's hosts (0: none), so
+    that iptables rules can leave mosn's own connections alone."""
+    original_dst_lb_config: OriginalDstLbConfig = Field(default_factory=OriginalDstLbConfig)
+    cleanup_interval: Duration = DEFAULT_ORIGINAL_DST_CLEANUP
+    """Envoy's, ``ORIGINAL_DST``: how often destinations unused since the last sweep
+    are forgotten."""
 
     @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
     @classmethod
@@ -438,7 +595,7 @@ class ClusterConfig(Model):
         return None if value == {} else value
 
     @field_validator("circuit_breakers", "lb_subset_config", "slow_start", "lbconfig",
-                     "dns_resolvers", mode="before")
+                     "dns_resolvers", "original_dst_lb_config", mode="before")
     @classmethod
     def _null_is_default(cls, value: Any) -> Any:
         return {} if value is None else value
@@ -451,7 +608,24 @@ class ClusterConfig(Model):
             raise ValueError(f"max_hosts {self.max_hosts} is less than the {len(self.hosts)} hosts listed")
         if not self.dns_refresh_rate:
             self.dns_refresh_rate = DEFAULT_DNS_REFRESH_RATE
+        if (self.type == ORIGINAL_DST) != (self.lb_type == LB_ORIGINAL_DST):
+            raise ValueError(f"type {ORIGINAL_DST} goes with lb_type {LB_ORIGINAL_DST}, and "
+                             "only with it (its hosts are the connections' destinations)")
+        if self.type == ORIGINAL_DST:
+            self._check_original_dst()
         return self
+
+    def _check_original_dst(self) -> None:
+        if self.hosts:
+            raise ValueError(f"an {ORIGINAL_DST} cluster lists no hosts (its hosts are "
+                             "the connections' original destinations)")
+        if self.health_check is not None or self.outlier_detection is not None:
+            raise ValueError(f"an {ORIGINAL_DST} cluster has no health_check or "
+                             "outlier_detection (its hosts come and go with connections)")
+        if self.lb_subset_config.enabled:
+            raise ValueError(f"an {ORIGINAL_DST} cluster has no lb_subset_config")
+        if self.cleanup_interval <= 0:
+            raise ValueError("cleanup_interval must be more than 0s")
 
     @property
     def host_slots(self) -> int:
@@ -563,12 +737,6 @@ class TracingConfig(Model):
 
             check_installed(self.config)
         return self
-
-
-class StrictModel(Model):
-    """A model of mosn's own (not MOSN's shape): an unknown key is an error."""
-
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 class OverloadActionsConfig(StrictModel):

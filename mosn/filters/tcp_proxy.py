@@ -36,6 +36,7 @@ from mosn.observability.accesslog import AccessLog, ConnectionRecord
 from mosn.plugins import BuildContext, Extension, hookimpl
 from mosn.proxy.stream import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
 from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
+from mosn.upstream.lb import LbContext
 
 DEFAULT_IDLE_TIMEOUT = 3600.0
 """Seconds without traffic before a proxied pair is closed (Envoy's default); 0 = never."""
@@ -255,7 +256,8 @@ class Session(ReadFilter, ConnectionCallbacks):
         cluster = self.cluster
         assert cluster is not None
         attempts = self.proxy.max_connect_attempts or max(1, len(cluster.hosts))
-        host = cluster.choose_host(self.tried) if len(self.tried) < attempts else None
+        context = LbContext(downstream=self.downstream) if cluster.lb_uses_downstream else None
+        host = cluster.choose_host(self.tried, context) if len(self.tried) < attempts else None
         if host is not None and not cluster.can_connect():
             cluster.count(cluster.more.upstream_cx_overflow)
             host = None

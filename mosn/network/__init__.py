@@ -12,6 +12,7 @@ from mosn.network.filter import (
     ConnectionEvent,
     FilterStatus,
     ListenerFilter,
+    ListenerFilterError,
     ReadFilter,
     WriteFilter,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "FilterStatus",
     "Listener",
     "ListenerFilter",
+    "ListenerFilterError",
     "ReadFilter",
     "ServerConnection",
     "TLS_VARIABLES",

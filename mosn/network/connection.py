@@ -36,6 +36,7 @@ from mosn.network.filter import (
     ReadFilter,
     WriteFilter,
 )
+from mosn.network.interception import set_mark
 from mosn.observability.ratelimit import RateLimitedLog
 
 if TYPE_CHECKING:
@@ -467,6 +468,8 @@ class ClientConnection(Connection):
         super().__init__(loop, **kwargs)
         self._connect_task: asyncio.Task[Any] | None = None
         self.connect_failure: ConnectionEvent | None = None
+        self.socket_mark = 0
+        """``SO_MARK`` of the connection's packets (0: none; set before ``connect()``)."""
         self.tls_setup: Callable[["ClientConnection"], tuple["TlsLayer", float]] | None = None
         """Set before ``connect()`` to speak TLS: returns the layer (made with
         :meth:`established` as its callback) and its handshake timeout. CONNECTED
@@ -482,6 +485,9 @@ class ClientConnection(Connection):
             async with asyncio.timeout(timeout):
                 if address.is_unix:
                     await loop.create_unix_connection(lambda: self, address.path)
+                elif self.socket_mark:
+                    await loop.create_connection(lambda: self, sock=await marked_socket(
+                        loop, address, self.socket_mark))
                 else:
                     await loop.create_connection(lambda: self, address.host, address.port)
         except TimeoutError:
@@ -541,3 +547,20 @@ class ClientConnection(Connection):
 
 
 ConnectionFactory = Callable[[], Connection]
+
+
+async def marked_socket(loop: asyncio.AbstractEventLoop, address: Address,
+                        mark: int) -> socket.socket:
+    """A socket connected to ``address`` whose packets carry ``mark`` (set before the
+    SYN leaves, so no iptables rule sees an unmarked packet of it)."""
+    family, type_, proto, _, sockaddr = (await loop.getaddrinfo(
+        address.host, address.port, type=socket.SOCK_STREAM))[0]
+    sock = socket.socket(family, type_, proto)
+    try:
+        sock.setblocking(False)
+        set_mark(sock, mark)
+        await loop.sock_connect(sock, sockaddr)
+    except BaseException:
+        sock.close()
+        raise
+    return sock

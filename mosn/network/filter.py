@@ -90,10 +90,12 @@ class ConnectionCallbacks:
 
 class ListenerFilter:
     """Runs on an accepted connection before its filter chain is chosen (Envoy's
-    listener filters): it may look at the connection (addresses) and at the first
-    bytes the client sent, and note what it learns on the connection
-    (``detected_transport``, ``requested_server_name``, ``requested_alpn``). The
-    bytes it sees are not consumed: the chain gets them all."""
+    listener filters): it may look at the connection (addresses, the socket's original
+    destination) and at the first bytes the client sent, and note what it learns on
+    the connection (``original_destination``, ``detected_transport``,
+    ``requested_server_name``, ``requested_alpn``). The bytes it sees are not
+    consumed (the chain gets them all) unless it says they are its own (``consumed``:
+    a PROXY protocol header)."""
 
     __slots__ = ()
 
@@ -102,5 +104,22 @@ class ListenerFilter:
         return FilterStatus.CONTINUE
 
     def on_data(self, conn: Any, data: bytes) -> FilterStatus:
-        """``data``: every byte read so far. CONTINUE: done; STOP: it needs more."""
+        """``data``: every byte read so far (less what filters before it consumed).
+        CONTINUE: done; STOP: it needs more. Raise :class:`ListenerFilterError` for
+        bytes that are wrong: the connection is closed and counted."""
         return FilterStatus.CONTINUE
+
+    def consumed(self) -> int:
+        """Bytes at the front of ``data`` that were the filter's own (read once it
+        returned CONTINUE): the filters after it and the chain do not see them."""
+        return 0
+
+
+class ListenerFilterError(Exception):
+    """A listener filter found the first bytes wrong (a malformed PROXY protocol
+    header): the connection is closed, the listener's ``stat`` counted and the
+    message logged (at most once per interval)."""
+
+    def __init__(self, message: str, stat: str = "downstream_listener_filter_error") -> None:
+        super().__init__(message)
+        self.stat = stat

@@ -23,7 +23,13 @@ LISTENER_STATS = (
     "downstream_cx_rx_bytes_total",
     "downstream_cx_tx_bytes_total",
     "downstream_pre_cx_timeout",
+    "downstream_cx_handed_off",
+    "downstream_listener_filter_error",
+    "downstream_cx_proxy_proto_error",
+    "no_filter_chain_match",
 )
+UDP_LISTENER_STATS = (*LISTENER_STATS, "downstream_rx_datagram_dropped")
+"""A UDP listener's: its sessions count as connections, and datagrams can be dropped."""
 CLUSTER_STATS = (
     "upstream_cx_total",
     "upstream_cx_active",

@@ -32,7 +32,7 @@ class ProxyConfig(Model):
     name: str = ""
     downstream_protocol: str = AUTO
     upstream_protocol: str = ""
-    """Empty: the protocol the downstream spoke."""
+    """Empty (or MOSN's ``Auto``): the protocol the downstream spoke."""
     router_config_name: str
     router_handler_name: str = ""
     fallback_for_unknown_protocol: Unsupported = None
@@ -66,6 +66,8 @@ class ProxyConfig(Model):
 
     @model_validator(mode="after")
     def _x_sub_protocol(self) -> "ProxyConfig":
+        if self.upstream_protocol == AUTO:
+            self.upstream_protocol = ""  # MOSN's way to say "as the downstream"
         sub = self.extend_config.get("sub_protocol")
         for field in ("downstream_protocol", "upstream_protocol"):
             if getattr(self, field) == X:
@@ -84,8 +86,6 @@ class ProxyConfig(Model):
             if value and value != AUTO and value not in known:
                 listed = ", ".join(known) if known else "none installed"
                 yield field, f"unknown protocol {value!r} (known: {AUTO}, {listed})"
-        if self.upstream_protocol == AUTO:
-            yield "upstream_protocol", f"{AUTO} is for downstream_protocol only"
         yield from self._check_protocol_configs(root, plugins, known)
 
     def _check_protocol_configs(self, root: Any, plugins: Any,

@@ -398,10 +398,10 @@ class DownstreamStream:
             self.send_local_reply(503, "no cluster\n")
             return False
         criteria = route.metadata_match_for(self.cluster.name)
-        if route.hash_policy is not None or criteria:
+        if route.hash_policy is not None or criteria or self.cluster.lb_uses_downstream:
             key = (route.hash_policy.hash_key(head.headers, self.conn.remote_address)
                    if route.hash_policy is not None else None)
-            self._lb_context = LbContext(key, criteria or None)
+            self._lb_context = LbContext(key, criteria or None, self.conn, head.headers)
         route.apply_request_headers(head.headers)
         head.path = route.rewrite_path(head.path)
         head.authority = route.rewrite_host(head.authority, head.headers)

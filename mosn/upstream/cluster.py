@@ -141,6 +141,7 @@ class UpstreamConnection(ClientConnection):
         return layer, tls.handshake_timeout
 
     def start(self) -> "UpstreamConnection":
+        self.socket_mark = self.cluster.mark
         self.connect(self.host.address, self.cluster.connect_timeout)
         return self
 
@@ -207,6 +208,9 @@ class Cluster:
         self.more = store.scope(f"cluster.{config.name}", UPSTREAM_STATS)
         """The rest of the cluster's stats (requests, breakers, health, outliers)."""
         self.connect_timeout = config.connect_timeout
+        self.mark = config.mark
+        """``SO_MARK`` of the connections to its hosts (0: none): iptables rules that
+        intercept traffic leave mosn's own alone by it."""
         self.buffer_limit = config.conn_buffer_limit_bytes or DEFAULT_BUFFER_LIMIT
         limits = config.circuit_breakers.limits
         self.max_connections = limits.max_connections
@@ -223,6 +227,9 @@ class Cluster:
         self._free_slots: collections.deque[int] = collections.deque(range(self.slots))
         self.hosts: list[Host] = []
         self.lb: Any = None
+        self.lb_uses_downstream = False
+        """The load balancer wants the downstream connection and the request's
+        headers in its context (``LB_ORIGINAL_DST``)."""
         self.outlier: Any = None
         """This worker's outlier detector (:mod:`mosn.upstream.outlier`), if configured."""
         self.on_hosts_removed: list[Callable[[list[Host]], None]] = []
@@ -328,7 +335,12 @@ class Cluster:
             self.lb = self._build_lb(self.hosts, config)
 
     def _build_lb(self, hosts: list[Host], config: ClusterConfig) -> Any:
-        return _with_context(self._lb_factory(hosts, config))
+        lb = _with_context(self._lb_factory(hosts, config))
+        attach = getattr(lb, "attach", None)
+        if attach is not None:
+            attach(self)
+        self.lb_uses_downstream = bool(getattr(lb, "uses_downstream", False))
+        return lb
 
     def _count(self, index: int) -> Callable[[], None]:
         def count() -> None:
@@ -384,9 +396,9 @@ class Cluster:
         return (store.total(self.stats.upstream_cx_active)
                 + store.total(self.more.upstream_cx_connecting)) < self.max_connections
 
-    def count(self, index: int) -> None:
-        """One more of a counter of this worker (a circuit breaker overflow ...)."""
-        self.store.values[index] += 1  # type: ignore[index]
+    def count(self, index: int, n: int = 1) -> None:
+        """``n`` more of a counter of this worker (a circuit breaker overflow ...)."""
+        self.store.values[index] += n  # type: ignore[index]
 
     def start_worker(self) -> None:
         """In each serving process, once its loop runs: per-worker timers."""

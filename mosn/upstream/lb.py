@@ -37,15 +37,20 @@ falls back to scanning the hosts (a long walk means most hosts are down)."""
 
 class LbContext:
     """What a request tells the load balancer: its hash key (``LB_RING_HASH``,
-    ``LB_MAGLEV``; None picks at random) and its subset criteria (the route's
-    ``metadata_match``; None or empty uses every host)."""
+    ``LB_MAGLEV``; None picks at random), its subset criteria (the route's
+    ``metadata_match``; None or empty uses every host), and, for a balancer that
+    asks for them (``uses_downstream``: ``LB_ORIGINAL_DST``), the downstream
+    connection and the request's headers (None for a TCP connection)."""
 
-    __slots__ = ("hash_key", "metadata_match")
+    __slots__ = ("hash_key", "metadata_match", "downstream", "headers")
 
     def __init__(self, hash_key: int | None = None,
-                 metadata_match: dict[str, str] | None = None) -> None:
+                 metadata_match: dict[str, str] | None = None,
+                 downstream: Any = None, headers: Any = None) -> None:
         self.hash_key = hash_key
         self.metadata_match = metadata_match
+        self.downstream = downstream
+        self.headers = headers
 
 
 class SlowStart:
