@@ -33,7 +33,7 @@ from test_dubbo_hessian2_fuzz import check_reader  # noqa: E402
 from test_http1_fuzz import _check, _drive  # noqa: E402
 from test_http1_roundtrip_fuzz import check_response_bytes  # noqa: E402
 from test_http2_codec import VALID_FRAMES, MemoryConnection  # noqa: E402
-from test_http2_fuzz import SERVER_FRAMES, check_client_frames, check_hpack_blocks  # noqa: E402
+from test_http2_fuzz import SERVER_FRAMES, check_client_frames  # noqa: E402
 from test_rpc_engine_fuzz import CODECS, check_client_side, check_server_side  # noqa: E402
 from test_xprotocol_fuzz import DECLARATIONS, _numbers, _set, check_declaration  # noqa: E402
 from xprotocol_examples import PROTOCOLS, codec as declared_codec  # noqa: E402
@@ -113,11 +113,6 @@ def http2_client(data: bytes) -> None:
     check_client_frames(first % 3 + 1, _pieces(rest, (first >> 2) % MAX_PIECE + 1))
 
 
-def hpack(data: bytes) -> None:
-    first, rest = _head(data)
-    check_hpack_blocks(_pieces(rest, first % MAX_PIECE + 1) or [b""])
-
-
 def bolt(data: bytes) -> None:
     for codec in BOLT:
         check_decode(codec, data)
@@ -184,8 +179,6 @@ def _seeds() -> dict[str, list[bytes]]:
         "http1_client": [bytes([n]) + r for n in (0x00, 0x42, 0x87) for r in responses],
         "http2_server": [b"\x10" + b"".join(VALID_FRAMES), b"\x05" + VALID_FRAMES[0]],
         "http2_client": [b"\x11" + b"".join(SERVER_FRAMES[:4]), b"\x02" + b"".join(SERVER_FRAMES)],
-        "hpack": [b"\x20\x82\x86\x84\x41\x8a\x08\x9d\x5c\x0b\x81\x70\xdc\x78\x0f\x03",
-                  b"\x05\x40\x03abc\x03def\xbe"],
         "bolt": sofa + _requests(BOLT),
         "dubbo": [bytes([n]) + f for n in (0, 4) for f in dub[:4]] + dub + _requests([DUBBO]),
         "xprotocol": _requests(XPROTOCOL),
@@ -198,6 +191,6 @@ def _seeds() -> dict[str, list[bytes]]:
 
 TARGETS: dict[str, Callable[[bytes], None]] = {
     f.__name__: f for f in (config_yaml, config_json, http1_server, http1_client, http2_server,
-                            http2_client, hpack, bolt, dubbo, xprotocol, xprotocol_declarations,
+                            http2_client, bolt, dubbo, xprotocol, xprotocol_declarations,
                             rpc_engine)}
 SEEDS = _seeds()

@@ -10,9 +10,7 @@ from __future__ import annotations
 import string
 from typing import Any
 
-from hpack import Decoder as HpackDecoder
 from hpack import Encoder as HpackEncoder
-from hpack.exceptions import HPACKDecodingError
 from hyperframe.frame import (
     DataFrame,
     GoAwayFrame,
@@ -29,7 +27,6 @@ from mosn.network.filter import ConnectionEvent
 from mosn.stream.types import Headers, RequestHead, ResponseHead
 from mosn.testing.streams import Recorder
 from mosn_http2 import PREFACE, ClientConnection, ServerConnection
-from mosn_http2.compression import Decoder, Encoder
 from test_http2_codec import MemoryConnection, frame_bytes, frame_types
 
 EXAMPLES = 200
@@ -103,66 +100,6 @@ def check_client_frames(requests: int, chunks: list[bytes]) -> None:
         callbacks.on_event(ConnectionEvent.REMOTE_CLOSE)
     for handler in handlers:
         assert terminal_once(handler.events), handler.events
-
-
-# -- HPACK -------------------------------------------------------------------------------
-
-HPACK_PIECES = st.sampled_from([
-    b"\x82", b"\x84", b"\x86", b"\xbe", b"\xbf", b"\xff\x80\x01", b"\x3f\xe1\x1f", b"\x20",
-    b"\x40\x03abc\x03def", b"\x00\x01a\x01b", b"\x10\x01a\x01b", b"\x44\x81\xff",
-    b"\x41\x8a\x08\x9d\x5c\x0b\x81\x70\xdc\x78\x0f\x03", b"\x7f\xff\xff\xff\xff\x0f",
-])
-
-
-def _decoded(decoder: HpackDecoder, block: bytes) -> list[tuple[bytes, bytes]] | None:
-    try:
-        return [(bytes(n), bytes(v)) for n, v in decoder.decode(block, raw=True)]
-    except HPACKDecodingError:
-        return None
-
-
-@SETTINGS
-@given(st.lists(st.one_of(st.binary(max_size=40),
-                          st.lists(HPACK_PIECES, max_size=8).map(b"".join)),
-                min_size=1, max_size=5))
-def test_our_decoder_agrees_with_hpacks_on_random_blocks(blocks):
-    check_hpack_blocks(blocks)
-
-
-def check_hpack_blocks(blocks: list[bytes]) -> None:
-    """Block after block on one connection (the dynamic table carried over): the same
-    fields, or both refuse with HPACKDecodingError (nothing else is raised)."""
-    ours, theirs = Decoder(), HpackDecoder()
-    for block in blocks:
-        expected, got = _decoded(theirs, block), _decoded(ours, block)
-        assert got == expected, block
-        if expected is None:
-            return  # a refused block ends the connection
-
-
-FIELD_BYTES = st.binary(max_size=30)
-
-
-@SETTINGS
-@given(st.lists(st.one_of(st.integers(0, 8192),
-                          st.lists(st.tuples(st.sampled_from([b"x-a", b"cookie", b"date",
-                                                              b"authorization", b"x-request-id",
-                                                              b":status", b"content-type"])
-                                             | FIELD_BYTES.filter(bool), FIELD_BYTES),
-                                   max_size=8)),
-                max_size=12))
-def test_our_encoder_round_trips_through_both_decoders(blocks):
-    """Any field lists, with the peer's table size changing between them (an int)."""
-    encoder, decoders = Encoder(), (Decoder(), HpackDecoder())
-    for block in blocks:
-        if isinstance(block, int):
-            encoder.header_table_size = block
-            for d in decoders:
-                d.max_allowed_table_size = block
-            continue
-        data = encoder.encode(block)
-        for d in decoders:
-            assert _decoded(d, data) == block
 
 
 # -- our client and server codecs talking --------------------------------------------------
