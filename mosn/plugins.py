@@ -37,6 +37,8 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "tcp_proxy": "mosn.filters.tcp_proxy",
     "proxy": "mosn.proxy.filter",
     "fault": "mosn.filters.fault",
+    "ratelimit": "mosn.filters.ratelimit",
+    "rbac": "mosn.filters.rbac",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

@@ -148,7 +148,7 @@ class DownstreamStream:
         "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
-        "ended_by_reset", "_quiet",
+        "ended_by_reset", "_quiet", "dynamic_metadata",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -213,6 +213,9 @@ class DownstreamStream:
         proxy reset it (an upstream failure or timeout after the response began)."""
         self._quiet = 0
         """Idle sweeps since the stream last moved a byte either way."""
+        self.dynamic_metadata: dict[str, Any] | None = None
+        """What stream filters tell later ones, by namespace (Envoy's dynamic
+        metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
         if ctx.streams is not None:
             ctx.track(self)
 
