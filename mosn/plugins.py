@@ -39,6 +39,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "fault": "mosn.filters.fault",
     "ratelimit": "mosn.filters.ratelimit",
     "rbac": "mosn.filters.rbac",
+    "healthcheck": "mosn.filters.healthcheck",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

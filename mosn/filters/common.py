@@ -198,6 +198,24 @@ def header_values(headers: Any, name: str) -> list[str]:
     return [] if value is None else [value]
 
 
+class PseudoHeaders:
+    """A request's headers that also answer HTTP/2's pseudo-headers (``:method``,
+    ``:path``, ``:authority``, ``:scheme``) for any protocol, as Envoy's matchers do."""
+
+    __slots__ = ("head",)
+
+    def __init__(self, head: Any) -> None:
+        self.head = head
+
+    def get_all(self, name: str) -> list[str]:
+        head = self.head
+        if name[:1] == ":":
+            value = {":method": head.method, ":path": head.path,
+                     ":authority": head.authority, ":scheme": head.scheme}.get(name)
+            return [value] if value else []
+        return header_values(head.headers, name)
+
+
 class KeyTemplate:
     """A request key written with ``%variable%`` (the access log's variables, such as
     ``%request_header_x-user%`` or ``%downstream_remote_address_without_port%``);
@@ -264,6 +282,7 @@ class PerRoute(Generic[T]):
 
 
 __all__ = ["ALWAYS", "FractionalPercent", "HeaderMatcher", "KeyTemplate", "ProtoModel",
+           "PseudoHeaders",
            "RegexMatcher",
            "StringMatcher", "header_values", "PerRoute", "RuntimeFractionalPercent",
            "key_template", "status_code"]

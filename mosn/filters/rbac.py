@@ -27,6 +27,7 @@ from mosn.filters.common import (
     HeaderMatcher,
     PerRoute,
     ProtoModel,
+    PseudoHeaders,
     StringMatcher,
     header_values,
 )
@@ -270,24 +271,6 @@ def _string_of(read: Callable[[Request], str | None], matcher: StringMatcher) ->
     return check
 
 
-class _WithPseudoHeaders:
-    """A request's headers that also answer HTTP/2's pseudo-headers (``:method``,
-    ``:path``, ``:authority``, ``:scheme``) for any protocol, as Envoy's do."""
-
-    __slots__ = ("head",)
-
-    def __init__(self, head: Any) -> None:
-        self.head = head
-
-    def get_all(self, name: str) -> list[str]:
-        head = self.head
-        if name[:1] == ":":
-            value = {":method": head.method, ":path": head.path,
-                     ":authority": head.authority, ":scheme": head.scheme}.get(name)
-            return [value] if value else []
-        return header_values(head.headers, name)
-
-
 def _headers_of(matcher: HeaderMatcher) -> Check:
     test = matcher.compile()
     pseudo = matcher.name.startswith(":")
@@ -295,7 +278,7 @@ def _headers_of(matcher: HeaderMatcher) -> Check:
     def check(r: Request) -> bool:
         if r.head is None:
             return False
-        return test(_WithPseudoHeaders(r.head) if pseudo else r.head.headers)
+        return test(PseudoHeaders(r.head) if pseudo else r.head.headers)
     return check
 
 
