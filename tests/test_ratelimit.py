@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
 import pytest
 
+from grpc_echo import SERVICE, grpc_echo
 from http_scripted import proxy_config
 from mosn.config import ConfigError, validate
 from mosn.filters.buckets import BucketTable, TokenBucket
@@ -28,7 +28,6 @@ CURL_TIMEOUT = "10"
 GRPC_TIMEOUT = 10.0
 SAMPLE_REQUESTS = 20
 """Requests to the flowcontrol sample's resource limited to one a second."""
-SERVICE = "test.Echo"
 
 
 def bucket(max_tokens: int, **extra: Any) -> dict[str, Any]:
@@ -196,13 +195,8 @@ def test_workers_share_one_exact_bucket(start, backend) -> None:
 
 @pytest.fixture(scope="module")
 def grpc_backend() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "Unary": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(0)
+    with grpc_echo("Unary") as port:
+        yield port
 
 
 def test_a_limited_grpc_call_gets_resource_exhausted(start, grpc_backend) -> None:

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 import socket
 import subprocess
-from concurrent import futures
 from pathlib import Path
 from typing import Any, Iterator
 
 import grpc
 import pytest
 
+from grpc_echo import SERVICE, grpc_echo
 from http_scripted import proxy_config
 from mosn.config import ConfigError, validate
 from mosn.rpc.tools import codec_named
@@ -34,7 +34,6 @@ FRONTEND = "spiffe://cluster.local/ns/default/sa/frontend"
 OTHER = "spiffe://cluster.local/ns/default/sa/other"
 CURL_TIMEOUT = "10"
 GRPC_TIMEOUT = 10.0
-SERVICE = "test.Echo"
 IO_TIMEOUT = 10.0
 
 
@@ -164,14 +163,8 @@ def test_authenticated_spiffe_principal(start_mosn, backend, pki) -> None:
 
 @pytest.fixture(scope="module")
 def grpc_backend() -> Iterator[int]:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, {
-        "Read": grpc.unary_unary_rpc_method_handler(lambda request, context: request),
-        "Write": grpc.unary_unary_rpc_method_handler(lambda request, context: request)}),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    yield port
-    server.stop(0)
+    with grpc_echo("Read", "Write") as port:
+        yield port
 
 
 def test_grpc_method_denied_is_permission_denied(start_mosn, grpc_backend) -> None:

@@ -253,6 +253,28 @@ def key_template(value: str) -> str:
     return value
 
 
+def exactly_one(model: BaseModel, what: str) -> None:
+    """Refuse a model (Envoy's ``oneof``) that sets none or several of its fields."""
+    given = [k for k in type(model).model_fields if getattr(model, k) is not None]
+    if len(given) != 1:
+        raise ValueError(f"{what} needs exactly one kind (found {', '.join(given) or 'none'})")
+
+
+class FilterStats:
+    """A filter's counters in the stats store, under ``prefix``; nothing is counted
+    where the filter was built without a store (a unit test, the kit's check)."""
+
+    __slots__ = ("store", "scope")
+
+    def __init__(self, store: Any, prefix: str, names: tuple[str, ...]) -> None:
+        self.store = store
+        self.scope = store.scope(prefix, names) if store is not None else None
+
+    def count(self, stat: str) -> None:
+        if self.scope is not None:
+            self.store.values[getattr(self.scope, stat)] += 1
+
+
 class PerRoute(Generic[T]):
     """A filter's per-route configs (``per_filter_config.<name>``), each validated by
     ``model`` and built by ``build(parsed, identity)`` the first time a request of its
@@ -281,8 +303,8 @@ class PerRoute(Generic[T]):
         return found[1]
 
 
-__all__ = ["ALWAYS", "FractionalPercent", "HeaderMatcher", "KeyTemplate", "ProtoModel",
+__all__ = ["ALWAYS", "FilterStats", "FractionalPercent", "HeaderMatcher", "KeyTemplate", "ProtoModel",
            "PseudoHeaders",
            "RegexMatcher",
            "StringMatcher", "header_values", "PerRoute", "RuntimeFractionalPercent",
-           "key_template", "status_code"]
+           "exactly_one", "key_template", "status_code"]

@@ -24,6 +24,7 @@ from mosn.config.types import Duration
 from mosn.filters.buckets import BucketTable, TokenBucket
 from mosn.filters.common import (
     ALWAYS,
+    FilterStats,
     ProtoModel,
     KeyTemplate,
     PerRoute,
@@ -128,20 +129,15 @@ class RateLimiter:
     """What every stream of one listener's filter shares: the bucket table, the stats,
     the listener's limit and the routes' own."""
 
-    __slots__ = ("table", "store", "stats", "routes")
+    __slots__ = ("table", "stats", "count", "routes")
 
     def __init__(self, name: str, default: Limit | None, model: type[Model],
                  build: Callable[[Any, int], Limit], context: BuildContext,
                  stat_prefix: str) -> None:
         self.table = BucketTable(context.stats, f"{name}.buckets")
-        self.store = context.stats
-        self.stats = (context.stats.scope(f"{stat_prefix}.http_local_rate_limit", STATS)
-                      if context.stats is not None else None)
+        self.stats = FilterStats(context.stats, f"{stat_prefix}.http_local_rate_limit", STATS)
+        self.count = self.stats.count
         self.routes: PerRoute[Limit | None] = PerRoute(name, model, build, default)
-
-    def count(self, stat: str) -> None:
-        if self.stats is not None:
-            self.store.values[getattr(self.stats, stat)] += 1
 
 
 class LocalRateLimit(StreamFilter):

@@ -24,11 +24,13 @@ from pydantic import Field, model_validator
 
 from mosn.config.base import Model, Unsupported
 from mosn.filters.common import (
+    FilterStats,
     HeaderMatcher,
     PerRoute,
     ProtoModel,
     PseudoHeaders,
     StringMatcher,
+    exactly_one,
     header_values,
 )
 from mosn.network.filter import CloseType, FilterStatus
@@ -197,11 +199,9 @@ for _model in (Permission, PermissionSet, Principal, PrincipalSet, Authenticated
     _model.model_rebuild()
 
 
-def _exactly_one(model: Model, what: str) -> Any:
-    given = [k for k in type(model).model_fields if getattr(model, k) is not None]
-    if len(given) != 1:
-        raise ValueError(f"a {what} needs exactly one rule (found {', '.join(given) or 'none'})")
-    if given == ["any"] and getattr(model, "any") is not True:
+def _exactly_one(model: ProtoModel, what: str) -> Any:
+    exactly_one(model, f"a {what}")
+    if getattr(model, "any", None) is False:
         raise ValueError(f"{what} any: only true means something")
     return model
 
@@ -422,21 +422,13 @@ class Checks:
         self.shadow = Engine(config.shadow_rules) if config and config.shadow_rules else None
 
 
-class Counters:
-    __slots__ = ("store", "scope")
-
-    def __init__(self, context: BuildContext, prefix: str) -> None:
-        self.store = context.stats
-        self.scope = (self.store.scope(f"{prefix}rbac" if not prefix or prefix.endswith(".")
-                                       else f"{prefix}.rbac", STATS)
-                      if self.store is not None else None)
-
-    def count(self, stat: str) -> None:
-        if self.scope is not None:
-            self.store.values[getattr(self.scope, stat)] += 1
+def counters(context: BuildContext, prefix: str) -> FilterStats:
+    """``<prefix>.rbac.*`` (a prefix ending in ``.`` is used as it is, Envoy's way)."""
+    scope = f"{prefix}rbac" if not prefix or prefix.endswith(".") else f"{prefix}.rbac"
+    return FilterStats(context.stats, scope, STATS)
 
 
-def decide(checks: Checks, counters: Counters, r: Request) -> str | None:
+def decide(checks: Checks, counters: FilterStats, r: Request) -> str | None:
     """Count the shadow rules' verdict; the enforced rules' refusal as the reason, or
     None when the request may go on."""
     if checks.shadow is not None:
@@ -457,7 +449,7 @@ class Rbac(StreamFilter):
     phase = Phase.AFTER_ROUTE
 
     def __init__(self, config: RbacConfig, context: BuildContext) -> None:
-        self.counters = Counters(context, config.stat_prefix)
+        self.counters = counters(context, config.stat_prefix)
         self.routes: PerRoute[Checks] = PerRoute(
             "rbac", RbacPerRoute, lambda per, _: Checks(per.rbac), Checks(config))
 
@@ -483,10 +475,10 @@ def build_network(config: RbacConfig, context: BuildContext) -> Callable[[Any], 
     the connection: addresses, ports, SNI, the peer's certificate); a refused one is
     closed before any byte goes upstream."""
     checks = Checks(config)
-    counters = Counters(context, config.stat_prefix)
+    stats = counters(context, config.stat_prefix)
 
     def install(conn: Any) -> None:
-        refused = decide(checks, counters, Request(conn))
+        refused = decide(checks, stats, Request(conn))
         if refused is not None:
             log.debug("connection from %s refused: %s", conn.remote_address, refused)
             conn.close(CloseType.NO_FLUSH)

@@ -20,7 +20,7 @@ from envoy.service.auth.v3 import attribute_context_pb2, external_auth_pb2
 from pydantic import Field, model_validator
 
 from mosn.config import Duration, Model, Unsupported
-from mosn.filters.common import ProtoModel, PerRoute, StringMatcher, status_code
+from mosn.filters.common import FilterStats, PerRoute, ProtoModel, StringMatcher, status_code
 from mosn.plugins import BuildContext
 from mosn.proxy import FilterStatus, Phase, StreamFilter
 from mosn_policy.service import GrpcService, Unary, http_call
@@ -180,13 +180,8 @@ class ExtAuthz(StreamFilter):
             self.client_headers = response.allowed_client_headers.compile()
         self.routes: PerRoute[ExtAuthzPerRoute] = PerRoute(
             "ext_authz", ExtAuthzPerRoute, lambda per, _: per, ExtAuthzPerRoute())
-        self.store = context.stats
         prefix = f"{config.stat_prefix}.ext_authz" if config.stat_prefix else "ext_authz"
-        self.stats = context.stats.scope(prefix, STATS) if context.stats is not None else None
-
-    def count(self, stat: str) -> None:
-        if self.stats is not None:
-            self.store.values[getattr(self.stats, stat)] += 1
+        self.count = FilterStats(context.stats, prefix, STATS).count
 
     def on_request(self, stream: Any) -> FilterStatus:
         per = self.routes.get(stream)

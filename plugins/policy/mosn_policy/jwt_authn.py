@@ -32,7 +32,7 @@ import jwt
 from pydantic import Field, model_validator
 
 from mosn.config import Duration, Model, Unsupported
-from mosn.filters.common import ProtoModel, HeaderMatcher, PerRoute
+from mosn.filters.common import HeaderMatcher, PerRoute, ProtoModel, exactly_one
 from mosn.plugins import BuildContext
 from mosn.proxy import FilterStatus, Phase, StreamFilter
 from mosn_policy.service import http_call
@@ -151,9 +151,7 @@ class Requirement(ProtoModel):
 
     @model_validator(mode="after")
     def _one(self) -> "Requirement":
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"a requirement needs exactly one kind (found {', '.join(given) or 'none'})")
+        exactly_one(self, "a requirement")
         return self
 
     def providers(self) -> list[str]:

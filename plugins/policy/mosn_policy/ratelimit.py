@@ -20,7 +20,7 @@ from envoy.service.ratelimit.v3 import rls_pb2
 from pydantic import Field, model_validator
 
 from mosn.config import Duration, Model, Unsupported
-from mosn.filters.common import ProtoModel, HeaderMatcher, PerRoute
+from mosn.filters.common import FilterStats, HeaderMatcher, PerRoute, ProtoModel, exactly_one
 from mosn.plugins import BuildContext
 from mosn.proxy import FilterStatus, Phase, StreamFilter
 from mosn_policy.service import GrpcService, Unary
@@ -74,9 +74,7 @@ class Action(ProtoModel):
 
     @model_validator(mode="after")
     def _one(self) -> "Action":
-        given = [k for k in type(self).model_fields if getattr(self, k) is not None]
-        if len(given) != 1:
-            raise ValueError(f"an action needs exactly one kind (found {', '.join(given) or 'none'})")
+        exactly_one(self, "an action")
         for k in ("remote_address", "destination_cluster"):
             if getattr(self, k):
                 raise ValueError(f"{k} takes no fields")
@@ -209,13 +207,7 @@ class GlobalRateLimit(StreamFilter):
             "ratelimit", RateLimitPerRoute,
             lambda per, _: Descriptors(per.rate_limits, per.disabled),
             Descriptors(config.rate_limits))
-        self.store = context.stats
-        self.stats = (context.stats.scope(f"{config.stat_prefix}.ratelimit", STATS)
-                      if context.stats is not None else None)
-
-    def count(self, stat: str) -> None:
-        if self.stats is not None:
-            self.store.values[getattr(self.stats, stat)] += 1
+        self.count = FilterStats(context.stats, f"{config.stat_prefix}.ratelimit", STATS).count
 
     def on_request(self, stream: Any) -> FilterStatus:
         descriptors = self.routes.get(stream)

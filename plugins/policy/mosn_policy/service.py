@@ -17,7 +17,7 @@ import grpc
 import h11
 from pydantic import Field, model_validator
 
-from mosn.config import Duration, Model, Unsupported
+from mosn.config import Duration, Unsupported
 from mosn.filters.common import ProtoModel
 
 CHANNEL_OPTIONS = (("grpc.enable_http_proxy", 0),)

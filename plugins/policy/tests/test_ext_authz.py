@@ -5,8 +5,6 @@ as the client, an echo backend that shows the headers it got."""
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
 from concurrent import futures
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,8 +19,8 @@ from google.rpc import status_pb2
 
 from mosn.config import ConfigError, validate
 from mosn.testing import free_port
+from policy_peers import HeadersEcho, curl, serve
 
-CURL_TIMEOUT = "10"
 SLOW_SECONDS = 2.0
 """How long the slow server takes: past the filter's timeout in these tests."""
 
@@ -67,18 +65,6 @@ def authz() -> Iterator[tuple[AuthServer, int]]:
     server.stop(0)
 
 
-class Echo(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 class HttpAuth(BaseHTTPRequestHandler):
     """An HTTP authorization server: 200 with ``x-user`` for ``x-token: good``,
     else 403 with ``x-why``."""
@@ -96,23 +82,14 @@ class HttpAuth(BaseHTTPRequestHandler):
         pass
 
 
-def serve(handler: type) -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[int]:
-    yield from serve(Echo)
+    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), HeadersEcho))
 
 
 @pytest.fixture(scope="module")
 def http_auth() -> Iterator[int]:
-    yield from serve(HttpAuth)
+    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), HttpAuth))
 
 
 def config(port: int, echo: int, authz_port: int, filter_config: dict[str, Any],
@@ -137,15 +114,6 @@ def config(port: int, echo: int, authz_port: int, filter_config: dict[str, Any],
 
 def grpc_filter(**extra: Any) -> dict[str, Any]:
     return {"grpc_service": {"envoy_grpc": {"cluster_name": "authz"}, "timeout": "2s"}, **extra}
-
-
-def curl(port: int, path: str = "/", *headers: str) -> tuple[int, str, str]:
-    args = ["curl", "-sS", "-m", CURL_TIMEOUT, "-D", "-", f"http://127.0.0.1:{port}{path}"]
-    for h in headers:
-        args += ["-H", h]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    head, _, body = out.partition("\n\n")
-    return int(head.split()[1]), head.lower(), body
 
 
 def test_grpc_allow_adds_and_removes_headers(start_mosn, echo, authz) -> None:

@@ -4,7 +4,6 @@ limits counted by the service per descriptor."""
 
 from __future__ import annotations
 
-import subprocess
 import threading
 import time
 from concurrent import futures
@@ -16,8 +15,8 @@ from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
 
 from mosn.config import ConfigError, validate
 from mosn.testing import HttpBackend, free_port
+from policy_peers import curl
 
-CURL_TIMEOUT = "10"
 SLOW_SECONDS = 2.0
 """How long the slow service takes: far past the filter's timeout in these tests."""
 
@@ -98,15 +97,6 @@ def config(port: int, upstream: str, rls_port: int, **filter_config: Any) -> dic
             {"name": "up", "hosts": [{"address": upstream}]},
             {"name": "rls", "hosts": [{"address": f"127.0.0.1:{rls_port}"}]}]},
     }
-
-
-def curl(port: int, path: str = "/", *headers: str) -> tuple[int, str, str]:
-    args = ["curl", "-sS", "-m", CURL_TIMEOUT, "-D", "-", f"http://127.0.0.1:{port}{path}"]
-    for h in headers:
-        args += ["-H", h]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    head, _, body = out.partition("\n\n")
-    return int(head.split()[1]), head.lower(), body
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ test runs (and counts fetches of); claims forwarded to the backend and read by R
 from __future__ import annotations
 
 import json
-import subprocess
-import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from mosn.config import ConfigError, validate
 from mosn.testing import free_port
+from policy_peers import HeadersEcho, curl, serve
 
-CURL_TIMEOUT = "10"
 ISSUER = "https://issuer.example"
 
 
@@ -47,21 +45,6 @@ def token(key: Any, kid: str, **claims: Any) -> str:
     return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
 
 
-class Echo(BaseHTTPRequestHandler):
-    """Answers with the request's headers as JSON."""
-
-    def do_GET(self) -> None:
-        body = json.dumps({k.lower(): v for k, v in self.headers.items()}).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
 class JwksServer(ThreadingHTTPServer):
     def __init__(self, document: dict[str, Any]) -> None:
         self.document = document
@@ -83,17 +66,9 @@ class JwksServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
 
 
-def serve(server: ThreadingHTTPServer) -> Iterator[int]:
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server.server_address[1]
-    server.shutdown()
-    server.server_close()
-
-
 @pytest.fixture(scope="module")
 def echo() -> Iterator[int]:
-    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), Echo))
+    yield from serve(ThreadingHTTPServer(("127.0.0.1", 0), HeadersEcho))
 
 
 def mosn_config(port: int, echo: int, jwt_config: dict[str, Any], *,
@@ -124,15 +99,6 @@ def provider(jwks_source: dict[str, Any], **extra: Any) -> dict[str, Any]:
 def require_all_paths(name: str = "main") -> list[dict[str, Any]]:
     return [{"match": {"prefix": "/public"}},
             {"match": {"prefix": "/"}, "requires": {"provider_name": name}}]
-
-
-def curl(port: int, path: str = "/", *headers: str) -> tuple[int, str, str]:
-    args = ["curl", "-sS", "-m", CURL_TIMEOUT, "-D", "-", f"http://127.0.0.1:{port}{path}"]
-    for h in headers:
-        args += ["-H", h]
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
-    head, _, body = out.partition("\n\n")
-    return int(head.split()[1]), head.lower(), body
 
 
 def bearer(t: str) -> str:
