@@ -40,6 +40,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "ratelimit": "mosn.filters.ratelimit",
     "rbac": "mosn.filters.rbac",
     "healthcheck": "mosn.filters.healthcheck",
+    "payload_limit": "mosn.filters.payload_limit",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

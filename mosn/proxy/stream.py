@@ -219,6 +219,15 @@ class DownstreamStream:
         if ctx.streams is not None:
             ctx.track(self)
 
+    def limit_request_body(self, limit: int) -> bool:
+        """A stream filter's request body limit (MOSN's ``payload_limit``): the body
+        may not pass ``limit`` bytes, nor any smaller limit the proxy or the route
+        set; past it the request is answered 413, as ``max_request_bytes``. True if
+        the bytes received already passed it (the filter answers then)."""
+        current = self._max_request_bytes
+        self._max_request_bytes = limit if current is None else min(current, limit)
+        return self._request_bytes > self._max_request_bytes
+
     @property
     def bytes_received(self) -> int:
         """Request body bytes received from downstream."""
