@@ -256,6 +256,8 @@ def _chain(installs: list[Any]) -> Any:
 
     def install(conn: Any) -> None:
         for one in installs:
+            if conn.closed:  # refused by a filter before this one (network rbac)
+                return
             one(conn)
 
     return install
