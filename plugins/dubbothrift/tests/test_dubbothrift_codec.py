@@ -11,7 +11,7 @@ from mosn.rpc.codec import FrameError, FrameKind
 from mosn.stream.types import MatchResult
 from mosn.testing import CodecConformance
 from mosn_dubbothrift import ApplicationError, DubboThriftCodec
-from .dubbothrift_golden import ALL, CALL, EXCEPTION, METHOD, ONEWAY, REPLY, REQUEST_ID, SERVICE
+from dubbothrift_golden import ALL, CALL, EXCEPTION, METHOD, ONEWAY, REPLY, REQUEST_ID, SERVICE
 
 CODEC = DubboThriftCodec()
 

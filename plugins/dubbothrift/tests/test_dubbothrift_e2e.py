@@ -12,8 +12,8 @@ import pytest
 
 from mosn.testing import MosnProcess, free_port
 from mosn.testing.process import rpc_proxy_config
-from .dubbothrift_backend import EchoBackend
-from .dubbothrift_golden import SERVICE
+from dubbothrift_backend import EchoBackend
+from dubbothrift_golden import SERVICE
 
 TIMEOUT = 10.0
 

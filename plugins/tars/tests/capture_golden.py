@@ -1,7 +1,7 @@
 """Capture the golden frames in data/ from the real peers: @tars/rpc's client calling
 its server through a recording relay. Run from the repository root:
 
-    .venv/bin/python -m plugins.tars.tests.capture_golden
+    .venv/bin/python plugins/tars/tests/capture_golden.py
 
 Each file is the bytes one side sent on one connection (the client's echo call and
 the server's answer; a call of a function the server lacks and its ``iRet`` -3).
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from mosn.testing import ensure_node_modules, free_port
 from mosn.testing.peers import Relay
-from .tars_peers import DATA, PEERS, call, start_server
+from tars_peers import DATA, PEERS, call, start_server
 
 CALLS = {"echo": "echo", "no_function": "fail"}
 

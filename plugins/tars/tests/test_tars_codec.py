@@ -10,7 +10,7 @@ from mosn.stream.types import MatchResult
 from mosn_tars import Ret, TarsCodec, request_packet
 from mosn_tars import jce
 from mosn_tars.frames import LENGTH, packet
-from .tars_peers import DATA, SERVANT
+from tars_peers import DATA, SERVANT
 
 CODEC = TarsCodec()
 

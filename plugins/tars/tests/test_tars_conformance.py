@@ -7,7 +7,7 @@ import pytest
 
 from mosn.testing import CodecConformance
 from mosn_tars import TarsCodec
-from .tars_peers import DATA
+from tars_peers import DATA
 
 
 class TestTarsConformance(CodecConformance):

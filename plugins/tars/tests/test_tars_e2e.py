@@ -10,7 +10,8 @@ import pytest
 from mosn.testing import MosnProcess, Peer, free_port
 from mosn.testing.process import rpc_proxy_config
 from mosn_tars import Ret
-from .tars_peers import SERVANT, call
+from tars_fixtures import node_peers, tars_server  # noqa: F401 (pytest fixtures)
+from tars_peers import SERVANT, call
 
 OTHER_SERVANT = "Test.OtherServer.OtherObj"
 """No route matches it."""

@@ -1,4 +1,4 @@
-"""Fixtures: the real Tars peers (installed on first use)."""
+"""Fixtures: the real Tars peers (installed on first use); test modules import them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from mosn.testing import Peer, ensure_node_modules, free_port
-from .tars_peers import PEERS, start_server
+from tars_peers import PEERS, start_server
 
 
 @pytest.fixture(scope="session")
