@@ -343,6 +343,8 @@ class H2TunnelEntry:
 class _ExitPump(_Pump):
     """A stream whose peer is an upstream connection to the cluster it named."""
 
+    carrier: "_ExitCarrier"
+
     def __init__(self, carrier: "_ExitCarrier", stream_id: int, cluster: Any) -> None:
         super().__init__(carrier, stream_id)
         self.cluster = cluster
@@ -356,8 +358,8 @@ class _ExitPump(_Pump):
 
     def _connect(self) -> None:
         cluster = self.cluster
-        host = cluster.choose_host(self.tried, None) if len(self.tried) < max(
-            1, len(cluster.hosts)) else None
+        attempts = self.carrier.exit.max_connect_attempts or max(1, len(cluster.hosts))
+        host = cluster.choose_host(self.tried, None) if len(self.tried) < attempts else None
         if host is None:
             self.carrier.respond(self.stream_id, "502")
             self.carrier.forget(self.stream_id)
@@ -432,9 +434,12 @@ class _ExitCarrier(_Carrier):
 class H2TunnelExit:
     """``tunnel_exit`` with ``over: http2``."""
 
-    def __init__(self, clusters: dict[str, Any], idle_timeout: float | None) -> None:
+    def __init__(self, clusters: dict[str, Any], idle_timeout: float | None,
+                 max_connect_attempts: int | None = None) -> None:
         self.clusters = clusters
         self.idle_timeout = idle_timeout
+        self.max_connect_attempts = max_connect_attempts
+        """Hosts tried for one stream (None: every host of the cluster once)."""
 
     def install(self, conn: Connection) -> None:
         carrier = _ExitCarrier(self, conn)

@@ -94,6 +94,14 @@ class TunnelEntryConfig(Model):
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     max_connect_attempts: int | None = Field(default=None, ge=1)
 
+    @model_validator(mode="after")
+    def _http2_shares_its_connection(self) -> "TunnelEntryConfig":
+        if self.over == "http2" and self.max_connect_attempts is not None:
+            raise ValueError("max_connect_attempts: a TCP tunnel's; an HTTP/2 tunnel's "
+                             "connection is shared by its streams, and one that fails closes "
+                             "them")
+        return self
+
     @field_validator("destination")
     @classmethod
     def _fits_the_header(cls, value: str) -> str:
@@ -228,5 +236,5 @@ def build_entry(config: TunnelEntryConfig, context: BuildContext) -> Any:
 def build_exit(config: TunnelExitConfig, context: BuildContext) -> Any:
     if config.over == "http2":
         return H2TunnelExit({name: context.cluster_manager.get(name) for name in config.clusters},
-                            config.idle_timeout or None).install
+                            config.idle_timeout or None, config.max_connect_attempts).install
     return TunnelExit(config, context).install

@@ -88,13 +88,18 @@ def test_large_transfer_keeps_order_under_flow_control(start_mosn: Any,
         b"big-%d" % n for n in range(1, 2001)]
 
 
-def test_handshake_timeout_is_refused_over_http2() -> None:
-    config = mosn_config([listener("t", free_port(), "tunnel_exit", {
-        "clusters": ["orders"], "over": "http2", "handshake_timeout": "3s"})],
-        [cluster("orders", [free_port()])])
+@pytest.mark.parametrize(("filter_type", "config", "field"), [
+    ("tunnel_exit", {"clusters": ["orders"], "handshake_timeout": "3s"}, "handshake_timeout"),
+    ("tunnel_entry", {"cluster": "orders", "destination": "x", "max_connect_attempts": 2},
+     "max_connect_attempts"),
+])
+def test_tcp_only_fields_are_refused_over_http2(filter_type: str, config: dict[str, Any],
+                                                field: str) -> None:
+    raw = mosn_config([listener("t", free_port(), filter_type, {**config, "over": "http2"})],
+                      [cluster("orders", [free_port()])])
     with pytest.raises(ConfigError) as info:
-        validate(config)
-    assert any("handshake_timeout" in e for e in info.value.errors), info.value.errors
+        validate(raw)
+    assert any(field in e for e in info.value.errors), info.value.errors
 
 
 def test_the_docs_snippets_validate() -> None:
