@@ -113,11 +113,7 @@ class MosnProcess:
             [sys.executable, "-m", "mosn", "start", "-c", str(self.config_path), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
-            try:
-                self.wait_ready()
-            except BaseException:
-                self.stop()  # nobody else holds it: a mosn not ready would outlive the test
-                raise
+            self.wait_ready()
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Return once ``/ready`` says 200; raise with mosn's output if it exits first."""
