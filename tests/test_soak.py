@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from mosn.testing import ensure_node_modules
+
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "bench" / "soak.py"
 DURATION = 60
@@ -27,6 +29,8 @@ RUN_TIMEOUT = 300
 
 @pytest.mark.parametrize("events", ["kill-one,outage"])
 def test_soak_no_wrong_answer_and_no_failure_outside_an_outage(tmp_path, events):
+    for peers in ("sofarpc", "dubbo"):  # the bolt and Dubbo clients and providers
+        ensure_node_modules(ROOT / "plugins" / peers / "tests" / "peers")
     out = tmp_path / "soak.json"
     run = subprocess.run(
         [sys.executable, "-P", str(SOAK), "--duration", str(DURATION),
