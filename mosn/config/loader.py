@@ -161,7 +161,7 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
         parsed = ext.config_model.model_validate(flt.config)
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.config")
-    flt._parsed = parsed
+    flt.set_parsed(parsed)
     check = getattr(parsed, "cross_check", None)
     if check is None:
         return []
@@ -206,8 +206,8 @@ def _check_cluster_config(path: str, cluster: Any, ctype: Any) -> list[str]:
                     "cluster_config"]
         return []
     try:
-        cluster._parsed_cluster_config = ctype.config_model.model_validate(
-            cluster.cluster_config or {})
+        cluster.set_parsed_cluster_config(ctype.config_model.model_validate(
+            cluster.cluster_config or {}))
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.cluster_config")
     return []
@@ -221,7 +221,7 @@ def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:
     if ext.config_model is None:
         return []
     try:
-        hc._parsed = ext.config_model.model_validate(hc.check_config)
+        hc.set_parsed(ext.config_model.model_validate(hc.check_config))
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.check_config")
     return []
