@@ -73,7 +73,7 @@ class GuardedProtocol:
         return taken
 
     def client(self, conn: Any, on_idle: Callable[[], None]) -> "GuardedClientCodec":
-        codec = self.protocol.client(conn, on_idle)
+        codec = self.protocol.client(conn, IdleCallbacks(on_idle, self.errors))
         guard = ClientGuard(self.errors, conn)
         conn.add_callbacks(guard)
         return GuardedClientCodec(codec, guard)
@@ -133,6 +133,26 @@ class GuardedCallbacks:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.new_stream, name)
+
+    def on_protocol_error(self, reason: object) -> None:
+        self.guard.errors.protocol_error(True, reason)
+
+
+class IdleCallbacks:
+    """The pool's ``on_idle`` for a guarded client codec, with the ``on_protocol_error``
+    of the ``IdleCallbacks`` contract counting a host that broke the protocol."""
+
+    __slots__ = ("on_idle", "errors")
+
+    def __init__(self, on_idle: Callable[[], None], errors: ProtocolErrors) -> None:
+        self.on_idle = on_idle
+        self.errors = errors
+
+    def __call__(self) -> None:
+        self.on_idle()
+
+    def on_protocol_error(self, reason: object) -> None:
+        self.errors.protocol_error(False, reason)
 
 
 class ClientGuard(ConnectionCallbacks):

@@ -288,6 +288,23 @@ class ServerCallbacks(TypingProtocol):
     def on_request_headers_timeout(self) -> None:
         """A request head took longer than ``request_headers_timeout`` (for stats)."""
 
+    def on_protocol_error(self, reason: object) -> None:
+        """The client broke the protocol (a malformed request, a head over the limits,
+        an HTTP/2 connection error); the codec answers it in the protocol and closes
+        (for stats: ``protocol.<name>.downstream_cx_protocol_error``)."""
+
+
+class IdleCallbacks(TypingProtocol):
+    """What a client codec is given as ``on_idle``: called each time a stream ends
+    while the connection stays open. A codec reads its optional parts with
+    ``getattr`` (tests may pass a plain function)."""
+
+    def __call__(self) -> None: ...
+
+    def on_protocol_error(self, reason: object) -> None:
+        """The host broke the protocol (a malformed response); the codec closes the
+        connection (for stats: ``protocol.<name>.upstream_cx_protocol_error``)."""
+
 
 class Protocol(TypingProtocol):
     """What a ``mosn_protocols`` extension's factory returns.
@@ -298,7 +315,10 @@ class Protocol(TypingProtocol):
     ``client(conn, on_idle)`` builds a client codec on a connected upstream
     connection; the codec calls ``on_idle()`` each time a stream ends (response
     complete, or reset) while the connection stays open, and the pool then asks
-    ``reusable()`` to decide whether to give it another stream or close it.
+    ``reusable()`` to decide whether to give it another stream or close it. Both
+    sides report a peer that broke the protocol through the optional
+    ``on_protocol_error`` of ``new_stream`` (:class:`ServerCallbacks`) and ``on_idle``
+    (:class:`IdleCallbacks`).
 
     Optional, for HTTP/1.1 ``Upgrade`` between installed protocols (RFC 9110 7.8):
     a protocol that can take a connection over has ``upgrade_token`` (``"h2c"``) and

@@ -587,11 +587,11 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             self._reading = False
             return
         except CodecError as exc:
-            self._protocol_error(exc.status)
+            self._client_broke(exc.status, exc)
             return
-        except httptools.HttpParserError:
+        except httptools.HttpParserError as exc:
             if self._reading:  # else: bytes after a last request, ignored
-                self._protocol_error(400)
+                self._client_broke(400, exc)
             return
         s = self._current
         if s is not None and s.head is not None:
@@ -601,7 +601,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             # fell wholly inside one head counts against the limit here.
             self._partial += len(data)
             if self._partial > self._max_head:
-                self._protocol_error(431)
+                self._client_broke(431, "a request head over the size limit")
                 return
         if self._in_head and not self._slow_head and self._reading:
             self._slow_head = True
@@ -685,6 +685,13 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._streams.append(s)
         self._active = s
         self._dispatch(s, True)
+
+    def _client_broke(self, status: int, reason: object) -> None:
+        """The client broke the protocol: counted, and answered with ``status``."""
+        report = getattr(self.new_stream, "on_protocol_error", None)
+        if report is not None:
+            report(reason)
+        self._protocol_error(status)
 
     def _protocol_error(self, status: int) -> None:
         """Answer what could not be read with ``status`` (after the responses before
@@ -1259,8 +1266,8 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
             if rest and s is not None:
                 s.handler.on_data(rest, False)
             return
-        except (CodecError, httptools.HttpParserError):
-            self._protocol_error()
+        except (CodecError, httptools.HttpParserError) as exc:
+            self._protocol_error(exc)
             return
         if self._fresh_parser:
             self._fresh_parser = False
@@ -1272,7 +1279,7 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         elif self._in_head and self._begun == begun:
             self._partial += len(data)  # see ServerConnection._feed
             if self._partial > self._max_head:
-                self._protocol_error()
+                self._protocol_error("a response head over the size limit")
 
     def _response_end(self, s: ClientStream) -> None:
         if self._stream is not s:
@@ -1306,7 +1313,12 @@ class ClientConnection(ReadFilter, ConnectionCallbacks):
         self._detach(s)
         s.handler.on_reset(reason)
 
-    def _protocol_error(self) -> None:
+    def _protocol_error(self, reason: object) -> None:
+        """The host broke the protocol: counted; its stream is reset and the
+        connection closed."""
+        report = getattr(self.on_idle, "on_protocol_error", None)
+        if report is not None:
+            report(reason)
         s = self._stream
         if s is not None:
             self._reset(s, _PROTOCOL_ERROR)

@@ -228,6 +228,11 @@ class _Codec(ReadFilter, ConnectionCallbacks):
             self._idle_since = loop.time()
             self._idle_timer = loop.call_later(limits.idle_timeout, self._check_idle)
 
+    def _callbacks(self) -> Any:
+        """The proxy's callbacks (``new_stream`` or ``on_idle``), for their optional
+        ``on_protocol_error``."""
+        raise NotImplementedError
+
     def _event_handlers(self) -> dict[int, Handler]:
         return {
             DATA: self._on_data,
@@ -251,7 +256,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         finally:
             self._receiving = False
         if not ok:
-            self._fail()
+            self._fail("a connection error")
             return _STOP
         self._flush()
         return _STOP
@@ -355,7 +360,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         engine.report(self._handlers)
         if engine.finished() and not self._closed:
             if engine.failed:
-                self._fail()  # a connection error the engine answered itself
+                self._fail("a connection error")  # the engine answered it itself
             else:
                 self._close_connection()
 
@@ -420,9 +425,14 @@ class _Codec(ReadFilter, ConnectionCallbacks):
             self.conn.write(data)
         self.conn.close(_FLUSH)
 
-    def _fail(self) -> None:
-        """The peer broke the protocol (or abused it): every stream is reset, the GOAWAY
-        the engine queued is sent, and the connection closed."""
+    def _fail(self, reason: object = None) -> None:
+        """The peer broke the protocol (or abused it; ``reason`` says how, and it is
+        counted) or this codec failed (no ``reason``): every stream is reset, the
+        GOAWAY the engine queued is sent, and the connection closed."""
+        if reason is not None:
+            report = getattr(self._callbacks(), "on_protocol_error", None)
+            if report is not None:
+                report(reason)
         data = self.engine.send()
         self._closed = True
         self._stop_timers()
@@ -594,6 +604,9 @@ class ServerConnection(_Codec):
         self.engine.goaway(NO_ERROR)
         self._flush()
 
+    def _callbacks(self) -> Any:
+        return self.new_stream
+
     def on_codec_error(self) -> None:
         """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
         reset, and the connection closed."""
@@ -704,7 +717,7 @@ class ServerConnection(_Codec):
             self._premature += 1
             if self._opened >= PREMATURE_RESET_MIN_STREAMS and self._premature * 2 > self._opened:
                 self.engine.goaway(ENHANCE_YOUR_CALM)
-                self._fail()
+                self._fail("streams reset before their response (rapid reset)")
                 return
         self._drop(s, _REMOTE_RESET)
 
@@ -811,6 +824,9 @@ class ClientConnection(_Codec):
         self._awaiting_settings: list[tuple[ClientStream, RequestHead, bool]] = []
         """Upgrade requests held until the peer's SETTINGS say how to send them."""
         self._flush()
+
+    def _callbacks(self) -> Any:
+        return self.on_idle
 
     def _event_handlers(self) -> dict[int, Handler]:
         return super()._event_handlers() | {RESPONSE: self._on_response,
