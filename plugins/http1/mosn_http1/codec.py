@@ -51,6 +51,7 @@ _STOP = FilterStatus.STOP
 _FLUSH = CloseType.FLUSH_WRITE
 _TERMINATED = StreamResetReason.CONNECTION_TERMINATION
 _PROTOCOL_ERROR = StreamResetReason.PROTOCOL_ERROR
+_OVERFLOW = StreamResetReason.OVERFLOW
 _KNOWN_METHODS = {m: m.decode() for m in (
     b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"CONNECT", b"OPTIONS", b"TRACE", b"PATCH")}
 _VERSIONS = frozenset({"1.0", "1.1"})
@@ -350,6 +351,20 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             self._reading = False
             if not self._streams:
                 self._close()
+
+    def on_shed(self) -> None:
+        """The overload manager closes this connection: the request whose response is
+        due and not begun is answered ``503`` (its handler reset) before the close."""
+        s = self._active
+        if s is None or s.response != _NOT_STARTED or s is self._tunnel:
+            return
+        self._reading = False
+        if s is self._current:
+            self._current = None
+        if not s.dead:
+            self._kill(s, _OVERFLOW)
+        s._write(frames.error_response(503))
+        self._response_done(s)
 
     def on_codec_error(self) -> None:
         """This codec raised (a bug): the request being read is answered 500 after the

@@ -89,6 +89,7 @@ _REMOTE_RESET = StreamResetReason.REMOTE_RESET
 _REFUSED = StreamResetReason.REFUSED_STREAM
 _TERMINATED = StreamResetReason.CONNECTION_TERMINATION
 _PROTOCOL_ERROR = StreamResetReason.PROTOCOL_ERROR
+_OVERFLOW = StreamResetReason.OVERFLOW
 
 PREMATURE_RESET_MIN_STREAMS = 500
 """Streams a client opens before its share of streams reset before their response
@@ -606,6 +607,23 @@ class ServerConnection(_Codec):
 
     def _callbacks(self) -> Any:
         return self.new_stream
+
+    def on_shed(self) -> None:
+        """The overload manager closes this connection: each stream not yet answered
+        gets ``503`` (its handler reset), then GOAWAY, before the close."""
+        if self._closed:
+            return
+        for s in list(self.streams.values()):
+            if s.headers_sent or s.closed:
+                continue
+            handler = s.handler
+            s.handler = None
+            s.send_headers(ResponseHead(503, Headers([("content-length", "0")])), True)
+            if handler is not None:
+                handler.on_reset(_OVERFLOW)
+        self._going_away = True
+        self.engine.goaway(NO_ERROR)
+        self._flush()
 
     def on_codec_error(self) -> None:
         """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
