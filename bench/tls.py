@@ -7,9 +7,12 @@
    each terminate TLS on an HTTP listener; parallel ``openssl s_time`` clients
    connect and close. Each server's CPU per handshake gives the rate one core of it
    sustains (the clients share the other core and bound the observed rate).
-2. HTTPS keep-alive HTTP/1.1 (wrk, 50 connections) against the same mosn config in
-   plaintext: two listeners of one process, TLS downstream, plaintext upstream to an
+2. HTTPS keep-alive HTTP/1.1 (wrk, 1 and 50 connections) against the same mosn config
+   in plaintext: two listeners of one process, TLS downstream, plaintext upstream to an
    nginx backend; mosn's CPU per request in each, and the difference. Envoy alike.
+   With one connection every request is one turn of the proxy's loop in both modes;
+   with 50, a mode served more slowly reads fewer requests per turn, so its loop's
+   fixed cost per turn is shared by fewer requests and shows in the difference.
 3. HTTP/2 over TLS (h2load -c10 -m10, ALPN h2) through mosn, Envoy, haproxy and nginx
    to the HTTP/1.1 nginx backend: requests/s and each proxy's CPU per request.
 4. RSS per idle proxied pair with TLS downstream: 1000 TLS client connections held open
@@ -57,7 +60,7 @@ from mosn.testing.certs import CertificateAuthority  # noqa: E402
 
 START_TIMEOUT = 30.0  # seconds for a peer to accept connections
 S_TIME_CLIENTS = 4  # parallel openssl s_time processes (each connects one at a time)
-WRK_CONNECTIONS = 50
+WRK_CONNECTIONS = (1, 50)
 H2LOAD_CLIENTS, H2LOAD_STREAMS = 10, 10
 IDLE_PAIRS = 1000
 SETTLE = 1.0  # seconds after the idle connections are open before RSS is read
@@ -244,8 +247,8 @@ def openssl_speed() -> dict[str, str]:
 # -- 2. HTTPS keep-alive ------------------------------------------------------------------------
 
 
-def wrk(url: str, seconds: int, cpu: int) -> int:
-    done = subprocess.run(["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{WRK_CONNECTIONS}",
+def wrk(url: str, seconds: int, cpu: int, connections: int = WRK_CONNECTIONS[-1]) -> int:
+    done = subprocess.run(["taskset", "-c", str(cpu), "wrk", "-t1", f"-c{connections}",
                            f"-d{seconds}s", url], capture_output=True, text=True, check=False,
                           timeout=seconds + 60)
     found = re.search(r"(\d+) requests in", done.stdout)
@@ -270,19 +273,23 @@ def keepalive(procs: Processes, cpus: tuple[int, int], cert: dict[str, str], bac
         wait_port(t_port, proc, name)
         wrk(f"http://127.0.0.1:{p_port}/", 1, cpus[1])  # warm up
         wrk(f"https://127.0.0.1:{t_port}/", 1, cpus[1])
-        runs: dict[str, list[tuple[float, float]]] = {"plaintext": [], "tls": []}
-        for _ in range(rounds):
-            for mode, url in (("plaintext", f"http://127.0.0.1:{p_port}/"),
-                              ("tls", f"https://127.0.0.1:{t_port}/")):
-                before, start = cpu_seconds(proc.pid), time.perf_counter()
-                count = wrk(url, seconds, cpus[1])
-                elapsed, used = time.perf_counter() - start, cpu_seconds(proc.pid) - before
-                runs[mode].append((count / elapsed, used * 1e6 / count))
-        row = {mode: {"req_per_s": round(statistics.median(r[0] for r in rs)),
-                      "cpu_us_per_req": round(statistics.median(r[1] for r in rs), 1)}
-               for mode, rs in runs.items()}
-        added = row["tls"]["cpu_us_per_req"] - row["plaintext"]["cpu_us_per_req"]
-        row["tls_adds_us"] = round(added, 1)
+        row: dict[str, Any] = {}
+        for connections in WRK_CONNECTIONS:
+            runs: dict[str, list[tuple[float, float]]] = {"plaintext": [], "tls": []}
+            for _ in range(rounds):
+                for mode, url in (("plaintext", f"http://127.0.0.1:{p_port}/"),
+                                  ("tls", f"https://127.0.0.1:{t_port}/")):
+                    before, start = cpu_seconds(proc.pid), time.perf_counter()
+                    count = wrk(url, seconds, cpus[1], connections)
+                    elapsed, used = time.perf_counter() - start, cpu_seconds(proc.pid) - before
+                    runs[mode].append((count / elapsed, used * 1e6 / count))
+            one: dict[str, Any] = {
+                mode: {"req_per_s": round(statistics.median(r[0] for r in rs)),
+                       "cpu_us_per_req": round(statistics.median(r[1] for r in rs), 1)}
+                for mode, rs in runs.items()}
+            one["tls_adds_us"] = round(
+                one["tls"]["cpu_us_per_req"] - one["plaintext"]["cpu_us_per_req"], 1)
+            row[f"{connections} connections"] = one
         out[name] = row
         print("keep-alive", name, json.dumps(row), flush=True)
         procs.stop(proc)
