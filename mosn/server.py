@@ -49,6 +49,7 @@ from mosn.observability.runtime import Observability
 from mosn.observability.stats import SERVER_STATS, StatsStore
 from mosn.router import Routers
 from mosn.tls import CertificateWatcher
+from mosn.upgrade import handover
 from mosn.upgrade.managers import (
     ListenerManager,
     StartError,
@@ -162,10 +163,23 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run(loaded: LoadedConfig, workers: int = 1) -> int:
-    """Serve until a signal; returns the process exit code."""
+def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
+    """Serve until a signal (or until a new process took over); returns the process
+    exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
-    runtime = Runtime(loaded)
+    directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
+    takeover = handover.take_over(directory) if workers == 1 else None
+    try:
+        runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
+                          admin_sock=_same_admin(loaded, takeover))
+    except Exception as exc:
+        if takeover is not None:
+            takeover.abort(str(exc))
+        raise
+    if takeover is not None:
+        takeover.release_unused({id(s) for s in (*runtime.listener_sockets().values(),
+                                                 runtime.admin_sock)})
+        log.info("upgrade: taking over from mosn %d", takeover.old_pid)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters)
     pid_file = loaded.config.pid
@@ -179,17 +193,38 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
         if workers == 1:
-            return anyio.run(_serve, runtime, admin, **anyio_backend())
+            return anyio.run(_serve, runtime, admin, None, takeover,
+                             handover.socket_path(directory), **anyio_backend())
         # The parent keeps the listening sockets open: a config reload hands them to
         # the next workers, so the ports never stop accepting.
         children, channels = _start_workers(runtime, workers)
         return anyio.run(_supervise, runtime, admin, children, channels, **anyio_backend())
     finally:
         if pid_file:
-            try:
-                os.unlink(pid_file)
-            except OSError:
-                pass
+            _remove_own_pid_file(pid_file)
+
+
+def _same_admin(loaded: LoadedConfig, takeover: handover.Takeover | None,
+                ) -> socket.socket | None:
+    """The admin socket handed over, if the new config's admin has its address."""
+    sock = takeover.admin_sock if takeover is not None else None
+    if sock is None:
+        return None
+    address = loaded.config.admin.bind
+    if address.is_unix or sock.getsockname()[1] != address.port:
+        return None
+    return sock
+
+
+def _remove_own_pid_file(path: str) -> None:
+    """Remove the pid file unless a process that took over wrote its own there."""
+    try:
+        with open(path) as f:
+            if f.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 EVENT_LOOP_ENV = "MOSN_EVENT_LOOP"
@@ -221,8 +256,10 @@ def _sockname(sock: socket.socket | None) -> str:
 
 
 async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket | None = None,
-                 ) -> int:
-    """One worker's life (the whole process's, with one worker)."""
+                 takeover: handover.Takeover | None = None, upgrade_path: str = "") -> int:
+    """One worker's life (the whole process's, with one worker). ``takeover``: the
+    process this one replaces is handing over; ``upgrade_path``: where this process
+    serves the next upgrade."""
     await runtime.listener_manager.start()
     runtime.overload.start()
     # What is built by now (config models, route tables, plugins) lives as long as the
@@ -232,13 +269,18 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
     signals = ((signal.SIGTERM,) if admin is None
                else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    upgrades: list[handover.UpgradeServer] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
         if admin is not None:
             admin.reloader = lambda: reload_in_place(runtime, admin)
-            tg.start_soon(admin.serve, runtime.admin_sock)
+            admin_api = AdminApi(admin, runtime.admin_sock, tg)
+            admin_api.pause(False)
             tg.start_soon(runtime.clusters.run_control)
+            if upgrade_path:
+                tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
+                              tg.cancel_scope, upgrades)
         if control is not None:
             tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
@@ -255,11 +297,58 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                     admin.draining = True
                 tg.start_soon(_drain, runtime, tg.cancel_scope)
         tg.cancel_scope.cancel()
+    for server in upgrades:
+        server.close()
     runtime.overload.stop()
     for conn in list(runtime.listener_manager.connections()):
         conn.close(CloseType.NO_FLUSH)
     runtime.observability.close()  # queued access log lines written, spans exported
     return 0
+
+
+class AdminApi:
+    """The admin API's serving task, which an upgrade pauses (the new process
+    answers on the same socket) and resumes if the new process fails."""
+
+    def __init__(self, admin: Admin, sock: socket.socket | None,
+                 tg: anyio.abc.TaskGroup) -> None:
+        self.admin = admin
+        self.sock = sock
+        self.tg = tg
+        self.scope: anyio.CancelScope | None = None
+
+    def pause(self, pause: bool) -> None:
+        if pause:
+            if self.scope is not None:
+                self.scope.cancel()
+                self.scope = None
+        elif self.scope is None and self.sock is not None:
+            self.scope = anyio.CancelScope()
+            self.tg.start_soon(self._serve, self.scope, self.sock.dup())
+
+    async def _serve(self, scope: anyio.CancelScope, sock: socket.socket) -> None:
+        with scope:
+            await self.admin.serve(sock)
+
+
+async def _upgrades(runtime: Runtime, admin_api: AdminApi, takeover: handover.Takeover | None,
+                    path: str, scope: anyio.CancelScope,
+                    servers: list[handover.UpgradeServer]) -> None:
+    """Continue from the process this one replaces (if any), then serve upgrades."""
+    if takeover is not None:
+        done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
+                                            runtime.store.carry)
+        outcome = runtime.server_stats.upgrade_success if done else \
+            runtime.server_stats.upgrade_failed
+        runtime.store.values[outcome] += 1  # type: ignore[index]
+
+    def stop() -> None:
+        log.info("upgrade: handed over; this process exits")
+        scope.cancel()
+
+    server = handover.UpgradeServer(path, runtime, admin_api.admin, stop, admin_api.pause)
+    servers.append(server)
+    await server.serve()
 
 
 def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
