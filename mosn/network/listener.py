@@ -386,10 +386,12 @@ class Listener:
     def adopt(self, conn: ServerConnection, unprocessed: bytes) -> None:
         """A connection migrated from another process: its listener filters ran
         there, so its filter chain is chosen now; ``unprocessed`` is read first."""
-        if self._admit(conn):
+        if self._admit(conn, arrived=True):
             self._filters_done(conn, unprocessed)
 
-    def _admit(self, conn: ServerConnection) -> bool:
+    def _admit(self, conn: ServerConnection, arrived: bool = False) -> bool:
+        """Count the connection in (``arrived``: migrated, so already counted in
+        ``downstream_cx_total`` by the process it came from) unless at the limit."""
         values, s = self.store.values, self.stats
         assert values is not None
         if self.max_connections is not None and \
@@ -401,7 +403,8 @@ class Listener:
             conn.closed = True  # never counted as active, so never "destroyed"
             conn.transport.abort()  # type: ignore[union-attr]
             return False
-        values[s.downstream_cx_total] += 1
+        if not arrived:
+            values[s.downstream_cx_total] += 1
         values[s.downstream_cx_active] += 1
         self.connections.add(conn)
         if self.idle_timeout or conn.handed_off:

@@ -31,9 +31,10 @@ from typing import Any
 from mosn.network.connection import Connection
 from mosn.network.listener import ServerConnection
 
-WRITE_FLUSH_POLL = 0.005
-"""Seconds between looks at whether a stopped connection's write buffer is empty
-(the kernel takes it within a few ms unless the peer does not read)."""
+SAFE_POINT_POLL = 0.005
+"""Seconds between looks at whether a connection reached its safe point (or closed)
+and its write buffer emptied (the kernel takes it within a few ms unless the peer
+does not read)."""
 
 TLS = "tls"
 NOT_SUPPORTED = "not_supported"
@@ -81,8 +82,11 @@ class Refused(Exception):
         self.reason = reason
 
 
-def _resume(conn: Connection, filters: list[Any]) -> None:
-    conn.read_disable(False)
+def _resume(conn: Connection, filters: list[Any], paused: bool = True) -> None:
+    """Undo a stop: the connection's pause (``paused``: it was reached) and each
+    filter's."""
+    if paused:
+        conn.read_disable(False)
     for f in filters:
         f.resume_after_migration()
 
@@ -132,25 +136,31 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
             raise Refused(NOT_SUPPORTED)
     deadline = loop.time() + timeout
     try:
-        await asyncio.wait_for(asyncio.shield(reached), timeout)
+        while not reached.done():
+            if conn.closed:
+                raise Refused(CLOSED)
+            if loop.time() > deadline:
+                raise TimeoutError
+            await asyncio.sleep(SAFE_POINT_POLL)
         peer = _peer(filters)
         while conn.write_pending or (peer is not None and peer.write_pending):
             if conn.closed or loop.time() > deadline:
                 raise TimeoutError
-            await asyncio.sleep(WRITE_FLUSH_POLL)
+            await asyncio.sleep(SAFE_POINT_POLL)
         if conn.closed or conn.at_eof or (peer is not None and (peer.closed or peer.at_eof)):
             raise Refused(CLOSED)
     except TimeoutError:
         if conn.closed:
             raise Refused(CLOSED) from None
-        if reached.done():
-            conn.read_disable(False)
-        for f in filters:
-            f.resume_after_migration()
+        _resume(conn, filters, reached.done())
         raise Refused(NO_SAFE_POINT) from None
     except Refused:
         if not conn.closed:
-            _resume(conn, filters)
+            _resume(conn, filters, reached.done())
+        raise
+    except asyncio.CancelledError:  # the hand-over was called off
+        if not conn.closed:
+            _resume(conn, filters, reached.done())
         raise
     unprocessed = b"".join(f.unprocessed() for f in filters) + conn.held_bytes()
     if peer is None:

@@ -315,6 +315,9 @@ class Migrator:
         self.runtime = server.runtime
         self.lock = asyncio.Lock()
         self.waiting: dict[int, tuple[Leaving, asyncio.Future[bool]]] = {}
+        self.stopping: set[asyncio.Task[Any]] = set()
+        """Tasks waiting for their connection's safe point (called off if the channel
+        breaks: those connections go on here)."""
         self.broken: ChannelClosed | None = None
 
     async def run(self) -> None:
@@ -323,7 +326,8 @@ class Migrator:
         reader = loop.create_task(self._read_answers())
         timeout = runtime.graceful_timeout * SAFE_POINT_SHARE
         conns = list(runtime.listener_manager.connections())
-        results = await asyncio.gather(*(self._one(conn, timeout) for conn in conns))
+        results = await asyncio.gather(*(loop.create_task(self._one(conn, timeout))
+                                         for conn in conns))
         if self.broken is not None:
             reader.cancel()
             raise self.broken
@@ -339,15 +343,24 @@ class Migrator:
 
     async def _one(self, conn: Any, timeout: float) -> bool:
         count = self.server._count
+        task = asyncio.current_task()
+        assert task is not None
+        self.stopping.add(task)
         try:
             leaving = await stop_at_safe_point(conn, timeout)
         except Refused as refused:
+            if self.broken is not None:
+                return False  # served here as before
             log.debug("upgrade: %r drains (%s)", conn, refused.reason)
             if refused.reason == TLS:
                 count("connections_tls_drained")
             count("connections_drained")
             go_away(conn)
             return False
+        except asyncio.CancelledError:
+            return False  # the channel broke: served here as before
+        finally:
+            self.stopping.discard(task)
         if self.broken is not None:
             leaving.cancel()
             return False
@@ -393,6 +406,8 @@ class Migrator:
                     waiting[1].set_result(message.get("op") == "taken")
         except ChannelClosed as exc:
             self.broken = self.broken or exc
+            for task in list(self.stopping):
+                task.cancel()
             for _, answer in self.waiting.values():
                 if not answer.done():
                     answer.set_exception(exc)
