@@ -285,6 +285,8 @@ def test_upgrade_under_load_migrates_connections(tmp_path, http_upstream, echo_s
         assert stats[f"cluster.{kind}.upstream_rq_total"] <= client.sent
     assert stats["listener.bolt.downstream_cx_total"] == 1
     assert stats["listener.tcp.downstream_cx_total"] == 1
+    histograms = new.admin("/stats?format=json").json()["histograms"]
+    assert histograms["listener.bolt.downstream_rq_time"]["count"] >= rpc["bolt"].ok
     new.stop()
 
 
@@ -402,3 +404,35 @@ def test_the_new_process_dying_mid_migration(tmp_path, http_upstream, echo_serve
         again.sendall(b"ping")
         assert again.recv(4) == b"ping"
     old.stop()
+
+
+def test_a_reload_with_workers_migrates_rpc_connections(tmp_path, http_upstream, echo_server,  # noqa: F811
+                                                         rpc_providers):
+    """With ``--workers 2`` a reload forks new workers; each old worker hands its
+    connections to its successor instead of closing them under the clients."""
+    ports = {name: free_port() for name in ("http", "bolt", "dubbo", "tcp")}
+    config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
+    mosn = MosnProcess(config, tmp_path, ["--workers", "2"])
+    rpc = {kind: RpcClient(kind, ports[kind]) for kind in ("bolt", "dubbo")}
+    stream = StreamClient(ports["tcp"])
+    try:
+        wait_for(lambda: all(c.ok > 0 for c in rpc.values()) and stream.bytes > 0,
+                 "traffic through the first workers")
+        rpc_ports = {kind: c.ports() for kind, c in rpc.items()}
+        mosn.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "their counters and histograms kept" in mosn.output(),
+                 "the old workers gone")
+        sent = {kind: c.sent for kind, c in rpc.items()}
+        wait_for(lambda: all(c.ok > sent[kind] + 10 for kind, c in rpc.items()),
+                 "RPC traffic through the new workers")
+        assert {kind: c.ports() for kind, c in rpc.items()} == rpc_ports  # no reconnect
+    finally:
+        for client in (*rpc.values(), stream):
+            client.stop()
+    for kind, client in rpc.items():
+        assert client.failures == [], (kind, client.failures[:5])
+    assert stream.errors == [] and stream.sent.digest() == stream.received.digest()
+    stats = mosn.stats()
+    assert stats["server.reload_success"] == 1
+    assert stats["server.connections_migrated"] >= 3
+    mosn.stop()

@@ -118,7 +118,18 @@ def take_over(directory: str) -> Takeover | None:
     """Before anything is built: ask the mosn serving at ``directory`` for its
     listening sockets. None: no mosn serves there. Raises :class:`StartError` when
     an upgrade is already under way or the running mosn does not answer."""
-    path = socket_path(directory)
+    return take_over_at(socket_path(directory))
+
+
+def worker_socket_path(directory: str, pid: int) -> str:
+    """Where a worker serves the hand-over to the worker that replaces it (a reload
+    with workers)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, f"worker-{pid}.sock")
+
+
+def take_over_at(path: str) -> Takeover | None:
+    """:func:`take_over` from the process serving the upgrade socket ``path``."""
     try:
         channel = connect(path, HELLO_TIMEOUT)
     except OSError as exc:
@@ -196,11 +207,16 @@ async def _arrive(listeners: dict[str, Any], message: dict[str, Any],
 
 # -- the running process ----------------------------------------------------------------------
 
+def count(runtime: Any, name: str) -> None:
+    """One more of the server stat ``name`` (``server.<name>``)."""
+    runtime.store.values[getattr(runtime.server_stats, name)] += 1
+
+
 class UpgradeServer:
     """The running process's end: serves ``upgrade.sock``; hands over to one new
     process at a time (another is told an upgrade is under way)."""
 
-    def __init__(self, path: str, runtime: Any, admin: Any,
+    def __init__(self, path: str, runtime: Any,
                  stop: Callable[[], None], pause_admin: Callable[[bool], None]) -> None:
         """``runtime``: what this process serves (its ``listener_manager``,
         ``listener_sockets()``, ``admin_sock``, ``store``, ``server_stats``,
@@ -208,13 +224,11 @@ class UpgradeServer:
         ``pause_admin(True/False)`` stops and resumes its admin API."""
         self.path = path
         self.runtime = runtime
-        self.admin = admin
         self.stop = stop
         self.pause_admin = pause_admin
         self.sock = listen(path)
         self._inode = os.stat(path).st_ino
         self.busy = False
-        self._ids = itertools.count(1)
 
     def close(self) -> None:
         """Stop serving the upgrade socket; its path is removed unless a newer
@@ -223,6 +237,7 @@ class UpgradeServer:
         try:
             if os.stat(self.path).st_ino == self._inode:
                 os.unlink(self.path)
+            os.rmdir(os.path.dirname(self.path))  # unless another mosn's socket is there
         except OSError:
             pass
 
@@ -250,8 +265,8 @@ class UpgradeServer:
         finally:
             channel.close()
 
-    def _count(self, name: str, n: int = 1) -> None:
-        self.runtime.store.values[getattr(self.runtime.server_stats, name)] += n
+    def _count(self, name: str) -> None:
+        count(self.runtime, name)
 
     async def _hand_over(self, channel: FdChannel) -> None:
         try:
@@ -268,6 +283,7 @@ class UpgradeServer:
             sockets = dict(runtime.listener_sockets())
             if runtime.admin_sock is not None:
                 sockets[ADMIN_KEY] = runtime.admin_sock
+            sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
             for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
                 batch = items[start:start + MAX_FDS_PER_MESSAGE]
@@ -293,7 +309,7 @@ class UpgradeServer:
         self.pause_admin(True)
         log.info("upgrade: the new process serves; migrating connections")
         try:
-            await Migrator(self, channel).run()
+            await Migrator(runtime, channel).run()
         except ChannelClosed as exc:
             log.error("upgrade: the new process went away mid-migration (%s); serving "
                       "again", exc)
@@ -309,16 +325,19 @@ class UpgradeServer:
 class Migrator:
     """Hands every connection of this process over, or drains it."""
 
-    def __init__(self, server: UpgradeServer, channel: FdChannel) -> None:
-        self.server = server
+    def __init__(self, runtime: Any, channel: FdChannel) -> None:
         self.channel = channel
-        self.runtime = server.runtime
+        self.runtime = runtime
+        self._ids = itertools.count(1)
         self.lock = asyncio.Lock()
         self.waiting: dict[int, tuple[Leaving, asyncio.Future[bool]]] = {}
         self.stopping: set[asyncio.Task[Any]] = set()
         """Tasks waiting for their connection's safe point (called off if the channel
         breaks: those connections go on here)."""
         self.broken: ChannelClosed | None = None
+
+    def _count(self, name: str) -> None:
+        count(self.runtime, name)
 
     async def run(self) -> None:
         runtime = self.runtime
@@ -342,7 +361,7 @@ class Migrator:
         reader.cancel()
 
     async def _one(self, conn: Any, timeout: float) -> bool:
-        count = self.server._count
+        count = self._count
         task = asyncio.current_task()
         assert task is not None
         self.stopping.add(task)
@@ -364,7 +383,7 @@ class Migrator:
         if self.broken is not None:
             leaving.cancel()
             return False
-        ident = next(self.server._ids)
+        ident = next(self._ids)
         answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.waiting[ident] = (leaving, answer)
         fds = [leaving.sock.fileno()]
