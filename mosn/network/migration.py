@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mosn.network.connection import Connection
+from mosn.network.filter import ConnectionCallbacks, ConnectionEvent
 from mosn.network.listener import ServerConnection
 
-SAFE_POINT_POLL = 0.005
-"""Seconds between looks at whether a connection reached its safe point (or closed)
-and its write buffer emptied (the kernel takes it within a few ms unless the peer
-does not read)."""
+WRITE_FLUSH_POLL = 0.005
+"""Seconds between looks at whether a stopped connection's write buffer is empty
+(the kernel takes it within a few ms unless the peer does not read)."""
 
 TLS = "tls"
 NOT_SUPPORTED = "not_supported"
@@ -123,30 +123,25 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
         pending -= 1
         if pending == 0 and not reached.done():
             conn.read_disable(True)  # in the same turn: nothing is read after the point
-            reached.set_result(None)
+            reached.set_result(True)
 
     asked: list[Any] = []
     for f in filters:
         asked.append(f)
         if not f.stop_for_migration(at_safe_point):
-            for one in asked:
-                one.resume_after_migration()
-            if reached.done():
-                conn.read_disable(False)
+            _resume(conn, asked, reached.done())
             raise Refused(NOT_SUPPORTED)
+    conn.add_callbacks(_ClosedBefore(reached))
     deadline = loop.time() + timeout
     try:
-        while not reached.done():
-            if conn.closed:
-                raise Refused(CLOSED)
-            if loop.time() > deadline:
-                raise TimeoutError
-            await asyncio.sleep(SAFE_POINT_POLL)
+        # Waited for without polling: thousands of connections may be waiting at once.
+        if not await asyncio.wait_for(asyncio.shield(reached), timeout):
+            raise Refused(CLOSED)
         peer = _peer(filters)
         while conn.write_pending or (peer is not None and peer.write_pending):
             if conn.closed or loop.time() > deadline:
                 raise TimeoutError
-            await asyncio.sleep(SAFE_POINT_POLL)
+            await asyncio.sleep(WRITE_FLUSH_POLL)
         if conn.closed or conn.at_eof or (peer is not None and (peer.closed or peer.at_eof)):
             raise Refused(CLOSED)
     except TimeoutError:
@@ -156,11 +151,11 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
         raise Refused(NO_SAFE_POINT) from None
     except Refused:
         if not conn.closed:
-            _resume(conn, filters, reached.done())
+            _resume(conn, filters, reached.done() and reached.result())
         raise
     except asyncio.CancelledError:  # the hand-over was called off
         if not conn.closed:
-            _resume(conn, filters, reached.done())
+            _resume(conn, filters, reached.done() and reached.result())
         raise
     unprocessed = b"".join(f.unprocessed() for f in filters) + conn.held_bytes()
     if peer is None:
@@ -168,6 +163,19 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
                        filters=filters)
     return Leaving(conn, conn.duplicate_socket(), unprocessed, facts_of(conn), peer,
                    peer.duplicate_socket(), peer.held_bytes(), filters)
+
+
+class _ClosedBefore(ConnectionCallbacks):
+    """Ends the wait for a safe point when the connection closes first."""
+
+    __slots__ = ("reached",)
+
+    def __init__(self, reached: asyncio.Future[bool]) -> None:
+        self.reached = reached
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and not self.reached.done():
+            self.reached.set_result(False)
 
 
 def _peer(filters: list[Any]) -> Connection | None:
