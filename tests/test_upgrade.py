@@ -35,9 +35,9 @@ from mosn.testing.process import MosnProcess
 SOFARPC_PEERS = ROOT / "plugins" / "sofarpc" / "tests" / "peers"
 DUBBO_PEERS = ROOT / "plugins" / "dubbo" / "tests" / "peers"
 RPC_CLIENT = ROOT / "bench" / "soak_clients" / "rpc.js"
-UPGRADE_TIMEOUT = 30.0
-"""Seconds for a new process to start (imports and plugins take a few on a loaded
-machine) and the old one to hand over and exit."""
+UPGRADE_TIMEOUT = 120.0
+"""Seconds for a new process to start (imports and plugins take seconds, tens of them
+on a loaded machine) and the old one to hand over and exit."""
 POLL_INTERVAL = 0.05
 STREAM_CHUNK = 4096
 """Bytes the stream client writes before it reads their echo."""

@@ -6,9 +6,9 @@ asked to stop at its next safe point (``ReadFilter.stop_for_migration``: the RPC
 stops reading and waits for the requests in flight to be answered; an HTTP/1 server
 codec waits until it is between requests; ``tcp_proxy`` stops both directions); then
 reading is paused and what was written is left to the kernel. What it yields, a
-:class:`Leaving`, is a new descriptor of the socket, the bytes read but not processed,
+:class:`Leaving`, gives the socket's descriptor, the bytes read but not processed,
 the facts the listener knew (original destination, SNI ...) and, for ``tcp_proxy``,
-the upstream's descriptor. Once the new process has it, :meth:`Leaving.done` closes
+the upstream connection. Once the new process has it, :meth:`Leaving.done` closes
 this process's descriptors without a word to the peers; :meth:`Leaving.cancel` goes
 on as before.
 
@@ -48,29 +48,26 @@ class Leaving:
     """A connection stopped at a safe point, ready to go to another process."""
 
     conn: Connection
-    sock: socket.socket
     unprocessed: bytes
     facts: dict[str, Any]
     peer: Connection | None = None
-    peer_sock: socket.socket | None = None
     peer_unwritten: bytes = b""
     """Bytes read from the peer and not yet written to the connection."""
     filters: list[Any] = field(default_factory=list)
 
+    def fds(self) -> list[int]:
+        """The descriptors to pass (the connection's, then its peer's): passed as
+        they are, no copy made, so a large upgrade needs no more descriptors."""
+        return [self.conn.fileno()] + ([self.peer.fileno()] if self.peer is not None else [])
+
     def done(self) -> None:
         """The other process has it: close the descriptors here, silently."""
-        self.sock.close()
-        if self.peer_sock is not None:
-            self.peer_sock.close()
         if self.peer is not None:
             self.peer.detach()
         self.conn.detach()
 
     def cancel(self) -> None:
         """The other process did not take it: serve it here as before."""
-        self.sock.close()
-        if self.peer_sock is not None:
-            self.peer_sock.close()
         _resume(self.conn, self.filters)
 
 
@@ -158,11 +155,8 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
             _resume(conn, filters, reached.done() and reached.result())
         raise
     unprocessed = b"".join(f.unprocessed() for f in filters) + conn.held_bytes()
-    if peer is None:
-        return Leaving(conn, conn.duplicate_socket(), unprocessed, facts_of(conn),
-                       filters=filters)
-    return Leaving(conn, conn.duplicate_socket(), unprocessed, facts_of(conn), peer,
-                   peer.duplicate_socket(), peer.held_bytes(), filters)
+    return Leaving(conn, unprocessed, facts_of(conn), peer,
+                   peer.held_bytes() if peer is not None else b"", filters)
 
 
 class _ClosedBefore(ConnectionCallbacks):
