@@ -24,6 +24,7 @@ stop (HTTP/2), one the peer half-closed, or one that reaches no safe point in ti
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
@@ -204,3 +205,21 @@ async def arrive(listener: Any, sock: socket.socket, unprocessed: bytes,
 
     _, conn = await loop.connect_accepted_socket(made, sock)
     return conn
+
+
+async def move(conn: Any, listener: Any, timeout: float) -> None:
+    """Move ``conn`` to ``listener`` in this process (a listener replaced by a reload
+    in place): stopped at a safe point, continued by the new listener's filter chain on
+    a new descriptor, the old one closed silently. Raises :class:`Refused` (the
+    connection goes on where it was) when it cannot move."""
+    leaving = await stop_at_safe_point(conn, timeout)
+    fds = leaving.fds()
+    try:
+        sock = socket.socket(fileno=os.dup(fds[0]))
+        peer = socket.socket(fileno=os.dup(fds[1])) if len(fds) > 1 else None
+    except OSError:
+        leaving.cancel()
+        raise Refused(NOT_SUPPORTED) from None
+    leaving.done()
+    await arrive(listener, sock, leaving.unprocessed, leaving.facts, peer,
+                 leaving.peer_unwritten)
