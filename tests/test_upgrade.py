@@ -55,6 +55,17 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = UPGRADE_
         time.sleep(POLL_INTERVAL)
 
 
+def listen_ports(*names: str) -> dict[str, int]:
+    """A free port for each name, no two the same (a port freed by one ``free_port``
+    can come back from the next)."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
+
+
 def local_ports(pid: int, remote_port: int) -> set[int]:
     """The local ports of ``pid``'s established TCP connections to ``remote_port`` on
     127.0.0.1 (from /proc: the client's own view of its sockets)."""
@@ -260,7 +271,7 @@ def upgrade(start: Callable[..., MosnProcess], config: dict[str, Any], old: Mosn
 
 def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_upstream,  # noqa: F811
                                                   echo_server, rpc_providers):
-    ports = {name: free_port() for name in ("http", "bolt", "dubbo", "tcp")}
+    ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
     old = mosn_processes(config, tmp_path)
     new = None
@@ -446,7 +457,7 @@ def test_a_reload_with_workers_migrates_rpc_connections(mosn_processes, tmp_path
                                                          rpc_providers):
     """With ``--workers 2`` a reload forks new workers; each old worker hands its
     connections to its successor instead of closing them under the clients."""
-    ports = {name: free_port() for name in ("http", "bolt", "dubbo", "tcp")}
+    ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
     mosn = mosn_processes(config, tmp_path, ("--workers", "2"))
     rpc = {kind: RpcClient(kind, ports[kind]) for kind in ("bolt", "dubbo")}
