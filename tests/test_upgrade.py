@@ -333,6 +333,55 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
     new.stop()
 
 
+H2LOAD_RUN = 15
+"""Seconds of an h2load run: long enough to span an upgrade on a loaded machine
+(another run follows if the upgrade is not over by then)."""
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_path,
+                                                         http_upstream):  # noqa: F811
+    """h2load keeps 4 connections with 8 streams each in flight through an upgrade: the
+    old process's HTTP/2 connections get the two-step GOAWAY, so every stream the
+    clients sent is answered (none refused), and h2load goes on on the new process."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    config["servers"][0]["graceful_timeout"] = "10s"
+    config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"].update(
+        downstream_protocol="Http2", upstream_protocol="Http1")
+    old = mosn_processes(config, tmp_path)
+    url = f"http://127.0.0.1:{port}/status/200"
+
+    def h2load() -> subprocess.Popen[str]:
+        return subprocess.Popen(["h2load", "-D", str(H2LOAD_RUN), "-c", "4", "-m", "8", url],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    runs = [h2load()]
+    try:
+        wait_for(lambda: old.stats()["listener.http.downstream_rq_total"] > 100,
+                 "h2load's traffic through the first process")
+        new = mosn_processes(config, tmp_path, wait=False)
+        while old.proc.poll() is None:
+            if runs[-1].poll() is not None:
+                runs.append(h2load())
+            time.sleep(POLL_INTERVAL)
+        new.wait_ready()
+        outputs = [run.communicate(timeout=UPGRADE_TIMEOUT)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    after = subprocess.run(["h2load", "-n", "100", "-c", "2", "-m", "4", url],
+                           capture_output=True, text=True, timeout=UPGRADE_TIMEOUT).stdout
+    for out in (*outputs, after):
+        assert " 0 failed, 0 errored" in out, out
+    assert "100 succeeded" in after, after  # the new process serves HTTP/2
+    stats = new.stats()
+    assert stats["server.upgrade_success"] == 1
+    assert stats["server.connections_drained"] >= 4  # h2load's connections, with GOAWAY
+    new.stop()
+
+
 def test_a_new_process_with_a_bad_config_leaves_the_old_one(mosn_processes, tmp_path,
                                                            http_upstream):  # noqa: F811
     port = free_port()
