@@ -382,6 +382,48 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
     new.stop()
 
 
+IDLE_CONNECTIONS = 300
+"""Idle keep-alive connections migrated at once: more than one message holds."""
+
+
+def _ask(sock: socket.socket) -> bytes:
+    """One request on ``sock``, its whole answer (a small body, its length given)."""
+    sock.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"status\n"):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_idle_connections_migrate_in_batches(mosn_processes, tmp_path, http_upstream):  # noqa: F811
+    """Hundreds of idle HTTP/1.1 keep-alive connections go over in a few messages
+    (descriptors batched), each answered again on the same socket afterwards."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    old = mosn_processes(config, tmp_path)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+             for _ in range(IDLE_CONNECTIONS)]
+    try:
+        for sock in socks:
+            assert _ask(sock).startswith(b"HTTP/1.1 200")
+        new = upgrade(mosn_processes, config, old, tmp_path)
+        for sock in socks:
+            assert _ask(sock).startswith(b"HTTP/1.1 200")  # the same socket, served anew
+    finally:
+        for sock in socks:
+            sock.close()
+    stats = new.stats()
+    assert stats["server.connections_migrated"] == IDLE_CONNECTIONS
+    wait_for(lambda: "handed everything over" in new.output(), "the new process's record")
+    line = next(x for x in new.output().splitlines() if "handed everything over" in x)
+    arrived, messages = (int(w) for w in line.split("(")[1].split()[::3][:2])
+    assert arrived == IDLE_CONNECTIONS
+    assert messages <= IDLE_CONNECTIONS // 10, line  # batches, not one message each
+    new.stop()
+
+
 def test_a_new_process_with_a_bad_config_leaves_the_old_one(mosn_processes, tmp_path,
                                                            http_upstream):  # noqa: F811
     port = free_port()

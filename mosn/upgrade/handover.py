@@ -16,8 +16,11 @@ new -> old  abort {reason}                    (the old one goes on untouched) an
 new -> old  ready                             (the new one accepts on the sockets)
 old         accepts no more (both accepted meanwhile, so no attempt was refused);
             stops each connection at a safe point (mosn.network.migration) and:
-old -> new  connection {id, facts, sizes} + its socket [+ its upstream's] + its bytes
-new -> old  taken {id} | refused {id}         (the old one closes its copy | drains it)
+old -> new  connections {items: [{id, facts, sizes, fds}]} + their sockets [+ their
+            upstreams'] + their bytes         (those at a safe point by then, a batch:
+                                               up to MAX_FDS_PER_MESSAGE descriptors)
+new -> old  answers {taken: [ids], refused: [ids]}  (the old one closes its copies |
+                                               drains those)
 old         drains what cannot migrate (TLS, HTTP/2, no safe point in time)
 old -> new  stats {counters}                  (counters and histograms carry over)
 old -> new  done; the old process exits; the new one listens on upgrade.sock
@@ -41,7 +44,14 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from mosn import __version__
-from mosn.network.fdpass import MAX_FDS_PER_MESSAGE, ChannelClosed, FdChannel, connect, listen
+from mosn.network.fdpass import (
+    MAX_BLOB,
+    MAX_FDS_PER_MESSAGE,
+    ChannelClosed,
+    FdChannel,
+    connect,
+    listen,
+)
 from mosn.network.listener import Listener
 from mosn.network.migration import TLS, Leaving, Refused, arrive, stop_at_safe_point
 from mosn.stream.types import go_away
@@ -57,6 +67,10 @@ HELLO_TIMEOUT = 10.0
 unless it is stuck; a stuck one is not waited for)."""
 BROKEN = "broken"
 """The answer of a connection sent when the channel broke before its answer came."""
+UNSENT = "unsent"
+"""The answer of a connection that could not be put in a message (it drains here)."""
+KEPT = "kept"
+"""The answer of a connection not sent yet when the channel broke (served here again)."""
 SAFE_POINT_SHARE = 0.5
 """The share of ``graceful_timeout`` a connection may take to reach a safe point; it
 drains in what is left."""
@@ -166,18 +180,25 @@ async def continue_from(takeover: Takeover, listeners: dict[str, Any],
     hands over on the listeners of the same names and carry its counters. True once
     the old process said it is done; False if it went away before."""
     channel = takeover.channel
+    batches = arrived = 0
     try:
         await channel.send({"op": "ready"})
         while True:
             message, socks, blob = await channel.receive()
             op = message.get("op")
-            if op == "connection":
-                ok = await _arrive(listeners, message, socks, blob)
-                await channel.send({"op": "taken" if ok else "refused", "id": message["id"]})
+            if op == "connections":
+                batches += 1
+                arrived += len(message["items"])
+                answers: dict[str, list[int]] = {"taken": [], "refused": []}
+                for item, item_socks, item_blob in _split(message["items"], socks, blob):
+                    ok = await _arrive(listeners, item, item_socks, item_blob)
+                    answers["taken" if ok else "refused"].append(item["id"])
+                await channel.send({"op": "answers", **answers})
             elif op == "stats":
                 carry(message["counters"])
             elif op == "done":
-                log.info("upgrade: mosn %d handed everything over and exits", takeover.old_pid)
+                log.info("upgrade: mosn %d handed everything over and exits (%d connections "
+                         "in %d messages)", takeover.old_pid, arrived, batches)
                 return True
     except ChannelClosed as exc:
         log.warning("upgrade: mosn %d went away before it was done (%s)",
@@ -185,6 +206,19 @@ async def continue_from(takeover: Takeover, listeners: dict[str, Any],
         return False
     finally:
         channel.close()
+
+
+def _split(items: list[dict[str, Any]], socks: list[socket.socket], blob: bytes,
+           ) -> list[tuple[dict[str, Any], list[socket.socket], bytes]]:
+    """A batch of connections: each item with its descriptors and its bytes."""
+    out = []
+    fd_at = blob_at = 0
+    for item in items:
+        fds, size = item["fds"], item["unprocessed"] + item["unwritten"]
+        out.append((item, socks[fd_at:fd_at + fds], blob[blob_at:blob_at + size]))
+        fd_at += fds
+        blob_at += size
+    return out
 
 
 async def _arrive(listeners: dict[str, Any], message: dict[str, Any],
@@ -369,9 +403,68 @@ class Migrator:
         """Tasks waiting for their connection's safe point (called off if the channel
         breaks: those connections go on here)."""
         self.broken: ChannelClosed | None = None
+        self.outbox: list[tuple[int, Leaving]] = []
+        """Connections at their safe point, waiting for the next batch."""
+        self._sender: asyncio.Task[None] | None = None
 
     def _count(self, name: str) -> None:
         count(self.runtime, name)
+
+    def _answer(self, ident: int, outcome: str) -> None:
+        answer = self.waiting.get(ident)
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
+
+    def _enqueue(self, ident: int, leaving: Leaving) -> None:
+        self.outbox.append((ident, leaving))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_batches())
+
+    async def _send_batches(self) -> None:
+        """Send what is in the outbox, a batch per message: one message and one answer
+        for up to MAX_FDS_PER_MESSAGE descriptors instead of one per connection."""
+        await asyncio.sleep(0)  # the connections reaching their safe point now join in
+        while self.outbox:
+            if self.broken is not None:
+                self._keep_unsent()
+                return
+            fds = size = taken = 0
+            for _, leaving in self.outbox:
+                more = len(leaving.fds())
+                blob = len(leaving.unprocessed) + len(leaving.peer_unwritten)
+                if taken and (fds + more > MAX_FDS_PER_MESSAGE or size + blob > MAX_BLOB):
+                    break
+                fds, size, taken = fds + more, size + blob, taken + 1
+            batch, self.outbox = self.outbox[:taken], self.outbox[taken:]
+            await self._send(batch)
+
+    async def _send(self, batch: list[tuple[int, Leaving]]) -> None:
+        items: list[dict[str, Any]] = []
+        fds: list[int] = []
+        blobs: list[bytes] = []
+        for ident, leaving in batch:
+            own = leaving.fds()
+            items.append({"id": ident, "facts": leaving.facts, "fds": len(own),
+                          "unprocessed": len(leaving.unprocessed),
+                          "unwritten": len(leaving.peer_unwritten)})
+            fds += own
+            blobs += (leaving.unprocessed, leaving.peer_unwritten)
+        try:
+            async with self.lock:
+                await self.channel.send({"op": "connections", "items": items}, fds,
+                                        b"".join(blobs))
+        except ChannelClosed as exc:
+            self.broken = self.broken or exc
+            for ident, _ in batch:
+                self._answer(ident, BROKEN)
+        except (OSError, ValueError) as exc:
+            if len(batch) > 1:  # each alone: only the one that cannot be sent stays
+                for one in batch:
+                    await self._send([one])
+                return
+            log.warning("upgrade: %r cannot be handed over: %s; it drains",
+                        batch[0][1].conn, exc)
+            self._answer(batch[0][0], UNSENT)
 
     async def run(self) -> None:
         runtime = self.runtime
@@ -420,22 +513,7 @@ class Migrator:
         ident = next(self._ids)
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiting[ident] = answer
-        try:
-            async with self.lock:
-                await self.channel.send(
-                    {"op": "connection", "id": ident, "facts": leaving.facts,
-                     "unprocessed": len(leaving.unprocessed)},
-                    leaving.fds(), leaving.unprocessed + leaving.peer_unwritten)
-        except ChannelClosed as exc:
-            self.broken = self.broken or exc
-            answer.set_result(BROKEN)
-        except (OSError, ValueError) as exc:  # this one cannot be sent: it stays here
-            log.warning("upgrade: %r cannot be handed over: %s; it drains", conn, exc)
-            self.waiting.pop(ident, None)
-            leaving.cancel()
-            count("connections_drained")
-            go_away(conn)
-            return False
+        self._enqueue(ident, leaving)
         outcome = await answer
         self.waiting.pop(ident, None)
         if outcome == "taken":
@@ -448,6 +526,8 @@ class Migrator:
             count("connections_migration_failed")
             return False
         leaving.cancel()
+        if outcome == KEPT:
+            return False  # the channel broke before it was sent: served here as before
         count("connections_drained")
         go_away(conn)
         return False
@@ -458,13 +538,20 @@ class Migrator:
                 message, socks, _ = await self.channel.receive()
                 for sock in socks:
                     sock.close()
-                answer = self.waiting.get(message.get("id", -1))
-                if answer is not None and not answer.done():
-                    answer.set_result(message.get("op", ""))
+                if message.get("op") == "answers":
+                    for outcome in ("taken", "refused"):
+                        for ident in message.get(outcome, ()):
+                            self._answer(ident, outcome)
         except ChannelClosed as exc:
             self.broken = self.broken or exc
             for task in list(self.stopping):
                 task.cancel()
+            self._keep_unsent()
             for answer in self.waiting.values():
                 if not answer.done():
                     answer.set_result(BROKEN)
+
+    def _keep_unsent(self) -> None:
+        queued, self.outbox = self.outbox, []
+        for ident, _ in queued:
+            self._answer(ident, KEPT)
