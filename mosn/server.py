@@ -64,6 +64,9 @@ log = logging.getLogger("mosn")
 
 WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
+WORKER_EXIT_MARGIN = 5.0
+"""Seconds past ``graceful_timeout`` an upgrade waits for draining workers to exit
+(they close what is left at ``graceful_timeout``) before it hands over the stats."""
 MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
 """Bytes of one host-set message from the parent to a worker (a cluster of thousands
 of hosts with metadata fits)."""
@@ -168,7 +171,7 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
     directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
-    takeover = handover.take_over(directory) if workers == 1 else None
+    takeover = handover.take_over(directory)
     try:
         runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
                           admin_sock=_same_admin(loaded, takeover))
@@ -198,7 +201,7 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         # The parent keeps the listening sockets open: a config reload hands them to
         # the next workers, so the ports never stop accepting.
         children, channels = _start_workers(runtime, workers, run_dir=directory)
-        return anyio.run(_supervise, runtime, admin, children, channels, directory,
+        return anyio.run(_supervise, runtime, admin, children, channels, directory, takeover,
                          **anyio_backend())
     finally:
         if pid_file:
@@ -568,10 +571,14 @@ def _die_with_parent() -> None:
 
 
 async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel], run_dir: str = "") -> int:
+                     channels: list[WorkerChannel], run_dir: str = "",
+                     takeover: handover.Takeover | None = None) -> int:
     """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP."""
+    signal forwarding, config reload on SIGHUP, upgrades. An upgrade does not migrate
+    the workers' connections: a new process takes the listening sockets, the workers
+    drain (``takeover``: the process this one replaces drains its own)."""
     workers = len(children)
+    handing_over = False
     runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
     alive = set(children)
     retiring: list[tuple[Runtime, set[int], list[WorkerChannel]]] = []
@@ -622,7 +629,45 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                     admin.draining = True
                     forward(signal.SIGTERM)
             retire()
+        if handing_over:  # the hand-over's last messages; its end stops this sooner
+            await anyio.sleep(handover.HELLO_TIMEOUT)
         tg.cancel_scope.cancel()
+
+    async def drain_workers() -> None:
+        """An upgrade took the sockets: the workers stop accepting and drain."""
+        nonlocal handing_over
+        handing_over = True
+        admin.draining = True
+        forward(signal.SIGTERM)
+        with anyio.move_on_after(runtime.graceful_timeout + WORKER_EXIT_MARGIN):
+            while alive:
+                await anyio.sleep(WORKER_POLL_INTERVAL)
+
+    async def upgrades(admin_api: AdminApi) -> None:
+        def stop() -> None:
+            log.info("upgrade: handed over; this process exits")
+            tg.cancel_scope.cancel()
+
+        path = handover.socket_path(run_dir)
+        try:
+            server = handover.UpgradeServer(path, runtime, stop, admin_api.pause,
+                                            drain_workers)
+        except OSError as exc:
+            log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
+            return
+        try:
+            async with anyio.create_task_group() as upgrade_tg:
+                server.busy = takeover is not None
+                upgrade_tg.start_soon(server.serve)
+                if takeover is not None:
+                    done = await handover.continue_from(takeover, {}, runtime.store.carry,
+                                                        migrate=False)
+                    outcome = runtime.server_stats.upgrade_success if done else \
+                        runtime.server_stats.upgrade_failed
+                    runtime.store.values[outcome] += 1  # type: ignore[index]
+                    server.busy = False
+        finally:
+            server.close()
 
     async def reload() -> None:
         nonlocal runtime, children, channels, control
@@ -684,9 +729,12 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                  loaded.source, sorted(children))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(admin.serve, runtime.admin_sock)
+        admin_api = AdminApi(admin, runtime.admin_sock, tg)
+        admin_api.pause(False)
         control = await tg.start(_control, runtime)
         tg.start_soon(watch)
+        if run_dir:
+            tg.start_soon(upgrades, admin_api)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
                                         signal.SIGHUP) as received:
             async for sig in received:

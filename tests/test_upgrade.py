@@ -574,3 +574,34 @@ def test_a_reload_with_workers_migrates_rpc_connections(mosn_processes, tmp_path
     assert stats["server.reload_success"] == 1
     assert stats["server.connections_migrated"] >= 3
     mosn.stop()
+
+
+@pytest.mark.parametrize("old_workers,new_workers", [("2", "2"), ("1", "2")])
+def test_an_upgrade_with_workers_hands_over_the_sockets_and_drains(
+        mosn_processes, tmp_path, http_upstream, old_workers, new_workers):  # noqa: F811
+    """With workers on either side connections do not migrate: the new process takes
+    the listening sockets (no connection attempt refused), the old one's connections
+    drain, it says so, and its counters carry over."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    old = mosn_processes(config, tmp_path, ("--workers", old_workers))
+    idle = socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+    fresh = KeepAliveClient(f"http://127.0.0.1:{port}/status/200", keep_alive=False)
+    try:
+        assert _ask(idle).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: fresh.done > 20, "traffic through the first process")
+        new = upgrade(mosn_processes, config, old, tmp_path, "--workers", new_workers)
+        assert idle.recv(4096) == b""  # drained (closed by the old process), not migrated
+        done = fresh.done
+        wait_for(lambda: fresh.done > done + 20, "traffic through the new process")
+    finally:
+        fresh.stop()
+        idle.close()
+    assert fresh.errors == [], fresh.errors[:5]  # no connection attempt was refused
+    assert old.proc.returncode == 0
+    stats = new.stats()
+    assert stats["server.upgrade_success"] == 1
+    assert stats["server.connections_migrated"] == 0
+    # every request answered is counted once, by one process or the other
+    assert stats["listener.http.downstream_rq_total"] >= fresh.done
+    new.stop()

@@ -41,7 +41,7 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable
 
 from mosn import __version__
 from mosn.network.fdpass import (
@@ -175,14 +175,16 @@ def take_over_at(path: str) -> Takeover | None:
 
 
 async def continue_from(takeover: Takeover, listeners: dict[str, Any],
-                        carry: Callable[[dict[str, int]], None]) -> bool:
+                        carry: Callable[[dict[str, int]], None], migrate: bool = True) -> bool:
     """The new process serves: tell the old one, then continue the connections it
     hands over on the listeners of the same names and carry its counters. True once
-    the old process said it is done; False if it went away before."""
+    the old process said it is done; False if it went away before. ``migrate``
+    False: this process cannot continue connections (a parent with workers); the old
+    one drains its own."""
     channel = takeover.channel
     batches = arrived = 0
     try:
-        await channel.send({"op": "ready"})
+        await channel.send({"op": "ready", "migrate": migrate})
         while True:
             message, socks, blob = await channel.receive()
             op = message.get("op")
@@ -253,15 +255,19 @@ class UpgradeServer:
     process at a time (another is told an upgrade is under way)."""
 
     def __init__(self, path: str, runtime: Any,
-                 stop: Callable[[], None], pause_admin: Callable[[bool], None]) -> None:
+                 stop: Callable[[], None], pause_admin: Callable[[bool], None],
+                 drain_workers: Callable[[], Awaitable[None]] | None = None) -> None:
         """``runtime``: what this process serves (its ``listener_manager``,
         ``listener_sockets()``, ``admin_sock``, ``store``, ``server_stats``,
         ``graceful_timeout``); ``stop()`` ends this process once it handed over;
-        ``pause_admin(True/False)`` stops and resumes its admin API."""
+        ``pause_admin(True/False)`` stops and resumes its admin API.
+        ``drain_workers``: a parent with workers: its connections are the workers',
+        which cannot migrate them; this drains them (returns once they are gone)."""
         self.path = path
         self.runtime = runtime
         self.stop = stop
         self.pause_admin = pause_admin
+        self.drain_workers = drain_workers
         self.sock = listen(path)
         self._inode = os.stat(path).st_ino
         self._replaced: asyncio.Future[None] | None = None
@@ -371,15 +377,31 @@ class UpgradeServer:
             self.busy = False
             return
         manager = runtime.listener_manager
-        manager.pause_accepting()
         self.pause_admin(True)
-        log.info("upgrade: the new process serves; migrating connections")
         try:
-            await Migrator(runtime, channel).run()
+            if self.drain_workers is not None:
+                log.warning("upgrade: the new process serves; this mosn's connections are "
+                            "its workers', which drain (connections migrate between "
+                            "single processes only)")
+                await self.drain_workers()
+                await self._done(channel)
+            elif answer.get("migrate") is False:
+                manager.pause_accepting()
+                log.warning("upgrade: the new process serves with workers, which cannot "
+                            "take connections over; draining them here")
+                await self._drain_all(channel)
+            else:
+                manager.pause_accepting()
+                log.info("upgrade: the new process serves; migrating connections")
+                await Migrator(runtime, channel).run()
         except ChannelClosed as exc:
+            self._count("upgrade_failed")
+            if self.drain_workers is not None:
+                log.error("upgrade: the new process went away (%s) after this mosn's "
+                          "workers began to drain; it exits once they are done", exc)
+                return
             log.error("upgrade: the new process went away mid-migration (%s); serving "
                       "again", exc)
-            self._count("upgrade_failed")
             manager.resume_accepting()
             self.pause_admin(False)
             self._take_path_back()
@@ -387,6 +409,20 @@ class UpgradeServer:
             return
         self.sock.close()  # the path is the new process's from now on
         self.stop()
+
+    async def _drain_all(self, channel: FdChannel) -> None:
+        runtime = self.runtime
+        connections = runtime.listener_manager.connections
+        for conn in list(connections()):
+            count(runtime, "connections_drained")
+            go_away(conn)
+        closed = await drain(connections, runtime.graceful_timeout)
+        log.info("upgrade: connections drained (%d closed at the end)", closed)
+        await self._done(channel)
+
+    async def _done(self, channel: FdChannel) -> None:
+        await channel.send({"op": "stats", "counters": self.runtime.store.export_counters()})
+        await channel.send({"op": "done"})
 
 
 class Migrator:
