@@ -45,7 +45,9 @@ RPC_CONCURRENCY = 4
 """Calls each RPC client keeps in flight on its connection."""
 CLIENT_TIMEOUT_MS = 10000
 CI_UPGRADES = 3
-"""Upgrades in a row under load here (bench/upgrade.py runs 20)."""
+"""Upgrades in a row under load in CI."""
+LONG_UPGRADES = 20
+"""Upgrades in a row under the same load outside CI (``-m long``)."""
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = UPGRADE_TIMEOUT) -> None:
@@ -269,8 +271,10 @@ def upgrade(start: Callable[..., MosnProcess], config: dict[str, Any], old: Mosn
     return new
 
 
+@pytest.mark.parametrize("upgrades", [
+    CI_UPGRADES, pytest.param(LONG_UPGRADES, marks=pytest.mark.long)])
 def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_upstream,  # noqa: F811
-                                                  echo_server, rpc_providers):
+                                                  echo_server, rpc_providers, upgrades):
     ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
     old = mosn_processes(config, tmp_path)
@@ -291,7 +295,7 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
                  f"http://127.0.0.1:{ports['http']}/status/200"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first, current = old, old
-        for _ in range(CI_UPGRADES):
+        for _ in range(upgrades):
             before = keep_alive.done
             current = new = upgrade(mosn_processes, config, current, tmp_path)
             wait_for(lambda: keep_alive.done > before + 20, "keep-alive traffic after an upgrade")
@@ -317,9 +321,9 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
     if h2:
         assert " 0 failed, 0 errored" in h2, h2
     stats = new.stats()
-    assert stats["server.upgrade_success"] == CI_UPGRADES  # counted by each, carried on
+    assert stats["server.upgrade_success"] == upgrades  # counted by each, carried on
     # bolt, dubbo, keep-alive and stream, each time
-    assert stats["server.connections_migrated"] >= 4 * CI_UPGRADES
+    assert stats["server.connections_migrated"] >= 4 * upgrades
     assert stats["server.connections_migration_failed"] == 0
     # Counters went on: every request a client had answered is counted once, by one
     # process or the other (an RPC request answered twice would count twice upstream).
@@ -576,12 +580,14 @@ def test_a_reload_with_workers_migrates_rpc_connections(mosn_processes, tmp_path
     mosn.stop()
 
 
-@pytest.mark.parametrize("old_workers,new_workers", [("2", "2"), ("1", "2")])
-def test_an_upgrade_with_workers_hands_over_the_sockets_and_drains(
-        mosn_processes, tmp_path, http_upstream, old_workers, new_workers):  # noqa: F811
-    """With workers on either side connections do not migrate: the new process takes
-    the listening sockets (no connection attempt refused), the old one's connections
-    drain, it says so, and its counters carry over."""
+@pytest.mark.parametrize("old_workers,new_workers,migrates", [
+    ("2", "2", True), ("2", "1", True), ("1", "2", False)])
+def test_an_upgrade_with_workers(mosn_processes, tmp_path, http_upstream,  # noqa: F811
+                                 old_workers, new_workers, migrates):
+    """With workers: the new process takes the listening sockets (no connection
+    attempt refused); an old worker's connections go to a new worker (or to the new
+    single process), the client keeping its socket; a single process's connections
+    drain when the new one has workers (they cannot take them); counters carry over."""
     port = free_port()
     config = http_config(port, http_upstream)
     old = mosn_processes(config, tmp_path, ("--workers", old_workers))
@@ -591,7 +597,10 @@ def test_an_upgrade_with_workers_hands_over_the_sockets_and_drains(
         assert _ask(idle).startswith(b"HTTP/1.1 200")
         wait_for(lambda: fresh.done > 20, "traffic through the first process")
         new = upgrade(mosn_processes, config, old, tmp_path, "--workers", new_workers)
-        assert idle.recv(4096) == b""  # drained (closed by the old process), not migrated
+        if migrates:
+            assert _ask(idle).startswith(b"HTTP/1.1 200")  # the same socket, served anew
+        else:
+            assert idle.recv(4096) == b""  # drained (closed by the old process)
         done = fresh.done
         wait_for(lambda: fresh.done > done + 20, "traffic through the new process")
     finally:
@@ -601,7 +610,38 @@ def test_an_upgrade_with_workers_hands_over_the_sockets_and_drains(
     assert old.proc.returncode == 0
     stats = new.stats()
     assert stats["server.upgrade_success"] == 1
-    assert stats["server.connections_migrated"] == 0
+    if migrates:
+        assert stats["server.connections_migrated"] >= 1
+    else:
+        assert stats["server.connections_migrated"] == 0
+        assert stats["server.connections_drained"] >= 1
     # every request answered is counted once, by one process or the other
     assert stats["listener.http.downstream_rq_total"] >= fresh.done
     new.stop()
+
+
+def test_the_new_process_dying_while_workers_hand_over(mosn_processes, tmp_path,
+                                                       http_upstream):  # noqa: F811
+    """Old and new with workers; the new one is killed while an old worker waits for a
+    connection's safe point: that worker serves on (the connection too), the old
+    parent serves its admin API and upgrades again."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    config["servers"][0]["graceful_timeout"] = "60s"
+    old = mosn_processes(config, tmp_path, ("--workers", "2"))
+    stuck = socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+    stuck.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n")  # a head that does not end
+    new = mosn_processes(config, tmp_path, ("--workers", "2"), wait=False)
+    wait_for(lambda: "each worker hands its connections over" in old.output(),
+             "the upgrade under way")
+    new.proc.send_signal(signal.SIGKILL)
+    new.proc.wait()
+    wait_for(lambda: old.stats()["server.upgrade_failed"] >= 1, "the old parent noticed")
+    stuck.sendall(b"\r\n")  # the head ends: the old worker answers it
+    assert stuck.recv(4096).startswith(b"HTTP/1.1 200")
+    stuck.close()
+    assert old.proc.poll() is None
+    assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
+    again = upgrade(mosn_processes, config, old, tmp_path)  # the next upgrade works
+    assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
+    again.stop()

@@ -10,10 +10,17 @@ it builds anything; the conversation (JSON messages, descriptors by ``SCM_RIGHTS
 ```
 new -> old  hello {pid, version}
 old -> new  busy {pid}                        (an upgrade is under way: the new one exits)
-        or  listeners {keys, more} + sockets  (every listening socket, the admin one too)
+        or  listeners {keys, workers, more} + sockets  (every listening socket, the admin
+                                               one too; a parent names its workers'
+                                               upgrade sockets: the new process, or each
+                                               of its workers, takes each worker's
+                                               connections there, the same conversation)
 new         builds its config on those sockets (binding the others); on failure:
 new -> old  abort {reason}                    (the old one goes on untouched) and exits
-new -> old  ready                             (the new one accepts on the sockets)
+new -> old  ready {migrate}                   (the new one accepts on the sockets;
+                                               migrate false: a parent with workers,
+                                               which cannot continue connections: the
+                                               old one drains its own)
 old         accepts no more (both accepted meanwhile, so no attempt was refused);
             stops each connection at a safe point (mosn.network.migration) and:
 old -> new  connections {items: [{id, facts, sizes, fds}]} + their sockets [+ their
@@ -41,7 +48,7 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from mosn import __version__
 from mosn.network.fdpass import (
@@ -101,6 +108,9 @@ class Takeover:
     sockets: dict[str, socket.socket]
     old_pid: int
     used: set[int] = field(default_factory=set)
+    workers: list[str] = field(default_factory=list)
+    """The upgrade sockets of the old process's workers (it has workers): each hands
+    its own connections over to whoever takes over from it there."""
 
     @property
     def admin_sock(self) -> socket.socket | None:
@@ -171,7 +181,8 @@ def take_over_at(path: str) -> Takeover | None:
         raise StartError(f"upgrade: the running mosn at {path} did not hand over: "
                          f"{exc}") from None
     channel.sock.setblocking(False)
-    return Takeover(channel, sockets, int(message.get("pid", 0)))
+    return Takeover(channel, sockets, int(message.get("pid", 0)),
+                    workers=list(message.get("workers", ())))
 
 
 async def continue_from(takeover: Takeover, listeners: dict[str, Any],
@@ -256,18 +267,18 @@ class UpgradeServer:
 
     def __init__(self, path: str, runtime: Any,
                  stop: Callable[[], None], pause_admin: Callable[[bool], None],
-                 drain_workers: Callable[[], Awaitable[None]] | None = None) -> None:
+                 workers: WorkerHandOff | None = None) -> None:
         """``runtime``: what this process serves (its ``listener_manager``,
         ``listener_sockets()``, ``admin_sock``, ``store``, ``server_stats``,
         ``graceful_timeout``); ``stop()`` ends this process once it handed over;
         ``pause_admin(True/False)`` stops and resumes its admin API.
-        ``drain_workers``: a parent with workers: its connections are the workers',
-        which cannot migrate them; this drains them (returns once they are gone)."""
+        ``workers``: a parent with workers: its connections are the workers', each
+        of which hands them over itself (see :class:`WorkerHandOff`)."""
         self.path = path
         self.runtime = runtime
         self.stop = stop
         self.pause_admin = pause_admin
-        self.drain_workers = drain_workers
+        self.workers = workers
         self.sock = listen(path)
         self._inode = os.stat(path).st_ino
         self._replaced: asyncio.Future[None] | None = None
@@ -355,10 +366,11 @@ class UpgradeServer:
                 sockets[ADMIN_KEY] = runtime.admin_sock
             sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
+            workers = self.workers.sockets() if self.workers is not None else []
             for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
                 batch = items[start:start + MAX_FDS_PER_MESSAGE]
                 await channel.send({"op": "listeners", "pid": os.getpid(),
-                                    "keys": [k for k, _ in batch],
+                                    "keys": [k for k, _ in batch], "workers": workers,
                                     "more": start + MAX_FDS_PER_MESSAGE < len(items)},
                                    [s.fileno() for _, s in batch])
             answer, _, _ = await channel.receive()
@@ -379,11 +391,10 @@ class UpgradeServer:
         manager = runtime.listener_manager
         self.pause_admin(True)
         try:
-            if self.drain_workers is not None:
-                log.warning("upgrade: the new process serves; this mosn's connections are "
-                            "its workers', which drain (connections migrate between "
-                            "single processes only)")
-                await self.drain_workers()
+            if self.workers is not None:
+                log.info("upgrade: the new process serves; each worker hands its "
+                         "connections over")
+                await self._while_connected(channel, self.workers.handed_over())
                 await self._done(channel)
             elif answer.get("migrate") is False:
                 manager.pause_accepting()
@@ -396,12 +407,10 @@ class UpgradeServer:
                 await Migrator(runtime, channel).run()
         except ChannelClosed as exc:
             self._count("upgrade_failed")
-            if self.drain_workers is not None:
-                log.error("upgrade: the new process went away (%s) after this mosn's "
-                          "workers began to drain; it exits once they are done", exc)
-                return
             log.error("upgrade: the new process went away mid-migration (%s); serving "
                       "again", exc)
+            if self.workers is not None:
+                self.workers.failed()
             manager.resume_accepting()
             self.pause_admin(False)
             self._take_path_back()
@@ -409,6 +418,22 @@ class UpgradeServer:
             return
         self.sock.close()  # the path is the new process's from now on
         self.stop()
+
+    @staticmethod
+    async def _while_connected(channel: FdChannel, work: Awaitable[None]) -> None:
+        """``work``, called off with ChannelClosed if the new process goes away."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(channel.receive())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+        if not task.done() or task.cancelled():
+            gone.result()  # raises ChannelClosed (the new process sends nothing else)
+            raise ChannelClosed("an unexpected message")
+        gone.cancel()
+        task.result()
 
     async def _drain_all(self, channel: FdChannel) -> None:
         runtime = self.runtime
@@ -423,6 +448,22 @@ class UpgradeServer:
     async def _done(self, channel: FdChannel) -> None:
         await channel.send({"op": "stats", "counters": self.runtime.store.export_counters()})
         await channel.send({"op": "done"})
+
+
+class WorkerHandOff(Protocol):
+    """A parent with workers, as the old process of an upgrade: the new process (or
+    each of its workers) connects to each worker's own upgrade socket, and the worker
+    hands its connections over itself, as to its successor in a reload."""
+
+    def sockets(self) -> list[str]:
+        """The workers' upgrade sockets."""
+
+    async def handed_over(self) -> None:
+        """Return once every worker has handed over and exited (one not taken over
+        in time drains)."""
+
+    def failed(self) -> None:
+        """The new process went away: the workers left serve on."""
 
 
 class Migrator:
