@@ -2,24 +2,27 @@
 
 Order matters and is the same for one process or many: everything that can fail
 (the config, the plugins, binding each listener and the admin port) happens before
-anything serves. Then, with ``--workers N``, the parent forks N workers that inherit
-the bound sockets and the shared stats, and keeps the admin API, the active health
-checks and host discovery for itself (with a stats row of its own); with one worker
-the single process does all of it. The workers follow health through shared memory
-and get host-set changes over a socket pair per worker (one JSON line per change).
+anything serves. What a process serves is a :class:`Runtime` (a generation): the
+listener, cluster and route managers of :mod:`mosn.upgrade` built from one config.
+With ``--workers N``, the parent forks N workers that inherit the bound sockets and
+the shared stats, and keeps the admin API, the active health checks and host
+discovery for itself (with a stats row of its own); with one worker the single
+process does all of it. The workers follow health through shared memory and get
+host-set changes over a socket pair per worker (one JSON line per change).
 
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
-for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (with
-workers) reloads the config file: the parent builds the new config on the listening
-sockets it kept, forks new workers, then drains the old ones; their stats carry over
-by name (:meth:`StatsStore.follow`).
+for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (and
+``POST /reload``) reloads the config file: one process applies it in place through
+its managers (:func:`reload_in_place`); a parent with workers builds the next
+generation on the listening sockets it kept, forks new workers, then drains the old
+ones, whose stats carry over by name (:meth:`StatsStore.follow`). docs/upgrade.md
+says which change takes which path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import gc
 import json
 import logging
@@ -28,7 +31,7 @@ import resource
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -40,43 +43,34 @@ from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.loader import admin_exposure
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
 from mosn.network.filter import CloseType
-from mosn.network.filter_chain import ChainMatch, FilterChain
-from mosn.network.listener import Listener, ListenerIndex, bind
-from mosn.network.udp import UdpListener
+from mosn.network.listener import bind
 from mosn.network.overload import OverloadManager
-from mosn.observability.observer import StatsObserver
-from mosn.observability.runtime import Observability, ObservabilityError
-from mosn.observability.stats import (
-    LISTENER_STATS,
-    SERVER_STATS,
-    UDP_LISTENER_STATS,
-    StatsStore,
-)
-from mosn.plugins import BuildContext
+from mosn.observability.runtime import Observability
+from mosn.observability.stats import SERVER_STATS, StatsStore
 from mosn.router import Routers
-from mosn.tls import CertificateWatcher, ServerTls
-from mosn.stream.types import go_away
+from mosn.tls import CertificateWatcher
+from mosn.upgrade import handover
+from mosn.upgrade.managers import (
+    ListenerManager,
+    StartError,
+    apply_in_place,
+    drain,
+    in_place_blockers,
+    socket_key,
+)
 from mosn.upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosn")
 
 WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
-DRAIN_POLL_INTERVAL = 0.1
-"""Seconds between checks that draining connections are gone."""
-FIRST_REQUEST_WAIT = 0.1
-"""Seconds a draining worker waits between accepting no more and asking its
-connections to go away: one accepted just before has its first request on the way
-(a client writes right after connecting, and on a reload the other workers go on
-accepting), and an HTTP/1 connection asked while idle closes without reading it."""
+WORKER_EXIT_MARGIN = 5.0
+"""Seconds past ``graceful_timeout`` an upgrade waits for draining workers to exit
+(they close what is left at ``graceful_timeout``) before it hands over the stats."""
 MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
 """Bytes of one host-set message from the parent to a worker (a cluster of thousands
 of hosts with metadata fits)."""
 _PR_SET_PDEATHSIG = 1
-
-
-class StartError(Exception):
-    """The proxy cannot start (a port in use ...); the message says where and why."""
 
 
 def worker_count(value: str | int) -> int:
@@ -90,177 +84,78 @@ def worker_count(value: str | int) -> int:
 
 @dataclass
 class Runtime:
-    """Everything a worker serves, built (and its stats registered) before any fork."""
+    """One generation of what a process serves: the listener, cluster and route
+    managers built from one config (and its stats registered) before any fork. A
+    reload in place changes it through its managers; a reload with workers builds the
+    next generation on the same listening sockets."""
 
     loaded: LoadedConfig
     store: StatsStore = field(default_factory=StatsStore)
     clusters: ClusterManager = field(init=False)
-    listeners: list[Listener] = field(default_factory=list)
     admin_sock: socket.socket | None = None
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
     overload: OverloadManager = field(init=False)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
-    """Listening sockets of the config before a reload, by address: taken over, not
-    bound again, so the port never stops accepting."""
+    """Listening sockets of the config before a reload (or handed over by the process
+    an upgrade replaces), by address: taken over, not bound again, so the port never
+    stops accepting."""
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
-        self._bound: list[socket.socket] = []
         self.server_stats = self.store.scope("server", SERVER_STATS)
         self.observability = Observability(config)
         self.clusters = ClusterManager(config, plugins, self.store)
-        self.tls_holders: list[tuple[str, Any]] = [
-            (f"cluster {c.name}", c.tls) for c in self.clusters.clusters.values()
-            if c.tls is not None]
-        """Every TLS context holder (``ServerTls``, ``ClientTls``), for rotation and
-        ``/certs``."""
-        context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
-                               routers=Routers(r for _, r in config.routers()))
+        self.routers = Routers(r for _, r in config.routers())
         if config.servers:
             self.graceful_timeout = config.servers[0].graceful_timeout
+        self.listener_manager = ListenerManager(
+            plugins, self.store, self.clusters, self.routers, self.observability,
+            self.graceful_timeout, self.sockets)
+        self._admin_bound: socket.socket | None = None
+        self.listener_manager.build_all(config.listeners())
         try:
-            handing_off = []
-            for path, lc in config.listeners():
-                name = lc.name or str(lc.address)
-                stream_filters = tuple(
-                    _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
-                    for flt in lc.stream_filters)
-                try:
-                    logged = self.observability.observers(path, lc, name, self.store)
-                except ObservabilityError as exc:
-                    raise StartError(str(exc)) from None
-                observers = (StatsObserver(self.store, name, plugins.names("protocol"),
-                                           self.clusters.clusters.values()), *logged)
-                chain_context = replace(context, stream_filters=stream_filters,
-                                        observers=observers)
-                chains = []
-                for i, fc in enumerate(lc.filter_chains):
-                    installs = [_extension(plugins, "network_filter", flt).factory(
-                        flt.parsed, chain_context) for flt in fc.filters]
-                    certificates = fc.enabled_tls()
-                    tls = ServerTls(certificates) if certificates else None
-                    chain_name = fc.name or str(i)
-                    if tls is not None:
-                        self.tls_holders.append((f"listener {name}" if len(lc.filter_chains) == 1
-                                                 else f"listener {name} chain {chain_name}", tls))
-                    match = ChainMatch(fc.filter_chain_match) if fc.filter_chain_match else None
-                    chains.append(FilterChain(chain_name, _chain(installs), match, tls))
-                stats = self.store.scope(f"listener.{name}", UDP_LISTENER_STATS
-                                         if lc.network == "udp" else LISTENER_STATS)
-                if lc.network == "udp":
-                    sock = self._bind(f"{path}.address", lc.address, lc.reuseport, udp=True)
-                    self.listeners.append(UdpListener(
-                        name, sock, self.store, stats, chains[0].install,
-                        max_datagram_size=lc.max_datagram_size))
-                    continue
-                sock = None if lc.is_virtual else self._bind(
-                    f"{path}.address", lc.address, lc.reuseport,
-                    transparent=lc.use_original_dst == "tproxy")
-                listener = Listener(
-                    name, sock, self.store, stats, chains,
-                    max_connections=lc.max_connections,
-                    idle_timeout=lc.connection_idle_timeout,
-                    buffer_limit=lc.per_connection_buffer_limit_bytes,
-                    listener_filters=self._listener_filters(lc, context),
-                    tls_optional=lc.inspector,
-                    listener_filters_timeout=lc.listener_filters_timeout,
-                    continue_on_listener_filters_timeout=lc.continue_on_listener_filters_timeout,
-                    address=lc.address,
-                )
-                self.listeners.append(listener)
-                if lc.use_original_dst:
-                    handing_off.append(listener)
-            index = ListenerIndex(lst for lst in self.listeners if isinstance(lst, Listener))
-            for listener in handing_off:
-                listener.hand_off = index.find
             if self.admin_sock is None:
-                self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+                self.admin_sock = self._admin_bound = self._bind_admin()
             self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
         except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
             raise
+        self.listener_manager.on_change.append(self._listeners_changed)
 
-    def _listener_filters(self, lc: Any, context: BuildContext) -> tuple[Any, ...]:
-        """The listener's filters as configured, with the ones its other settings
-        need: ``original_dst`` first for ``use_original_dst`` (MOSN adds it too), the
-        TLS inspector for ``inspector: true`` or for chains matched by TLS facts
-        (Envoy adds it too)."""
-        plugins = self.loaded.plugins
-        filters = list(lc.listener_filters)
-        types = {flt.type for flt in filters}
-        if lc.use_original_dst and "original_dst" not in types:
-            filters.insert(0, _parsed_filter(plugins, "original_dst",
-                                             {"type": lc.use_original_dst}))
-        if "tls_inspector" not in types and (lc.inspector or _needs_tls_inspector(lc)):
-            filters.append(_parsed_filter(plugins, "tls_inspector", {}))
-        return tuple(_extension(plugins, "listener_filter", flt).factory(flt.parsed, context)
-                     for flt in filters)
+    @property
+    def listeners(self) -> list[Any]:
+        return list(self.listener_manager.listeners.values())
 
-    def _bind(self, path: str, address: Any, reuseport: bool, transparent: bool = False,
-              udp: bool = False) -> socket.socket:
-        key = f"udp:{address}" if udp else str(address)
-        if key in self.sockets:
-            return self.sockets[key]
+    @property
+    def tls_holders(self) -> list[tuple[str, Any]]:
+        """Every TLS context holder (``ServerTls``, ``ClientTls``), for rotation and
+        ``/certs``."""
+        return [*((f"cluster {c.name}", c.tls) for c in self.clusters.clusters.values()
+                  if c.tls is not None), *self.listener_manager.tls_holders]
+
+    def _listeners_changed(self) -> None:
+        self.overload.listeners[:] = self.listeners
+
+    def _bind_admin(self) -> socket.socket:
+        address = self.loaded.config.admin.bind
         try:
-            sock = bind(address, reuseport, transparent,
-                        socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+            return bind(address)
         except OSError as exc:
-            reason = exc.strerror or exc
-            if transparent and exc.errno == errno.EPERM:
-                reason = f"{reason} (use_original_dst: tproxy needs CAP_NET_ADMIN)"
-            raise StartError(f"{path}: cannot listen on {address}: {reason}") from None
-        self._bound.append(sock)
-        return sock
+            raise StartError(f"admin.address: cannot listen on {address}: "
+                             f"{exc.strerror or exc}") from None
 
     def listener_sockets(self) -> dict[str, socket.socket]:
         """The bound sockets by address (``udp:`` in front for UDP ones)."""
-        return {(f"udp:{lc.address}" if lc.network == "udp" else str(lc.address)): lst.sock
-                for (_, lc), lst in zip(self.loaded.config.listeners(), self.listeners)
+        return {socket_key(self.listener_manager.configs[name]): lst.sock
+                for name, lst in self.listener_manager.listeners.items()
                 if lst.sock is not None}
 
     def close_sockets(self) -> None:
         """Close the sockets this runtime bound (not those it took over)."""
-        for sock in self._bound:
-            sock.close()
-
-
-def _extension(plugins: Any, kind: str, flt: Any) -> Any:
-    ext = plugins.get(kind, flt.type)
-    assert ext is not None, "the loader checks filter types"
-    return ext
-
-
-def _parsed_filter(plugins: Any, type_: str, config: dict[str, Any]) -> FilterConfig:
-    """A listener filter the runtime adds, its config validated as the loader would."""
-    flt = FilterConfig(type=type_, config=config)
-    model = _extension(plugins, "listener_filter", flt).config_model
-    flt.set_parsed(model.model_validate(config) if model is not None else None)
-    return flt
-
-
-def _needs_tls_inspector(lc: Any) -> bool:
-    """Envoy's rule: a chain matched on TLS, or on server names or application
-    protocols without naming the transport, needs what the TLS inspector reads."""
-    for fc in lc.filter_chains:
-        m = fc.filter_chain_match
-        if m is not None and (m.transport_protocol == "tls" or (
-                not m.transport_protocol and (m.server_names or m.application_protocols))):
-            return True
-    return False
-
-
-def _chain(installs: list[Any]) -> Any:
-    if len(installs) == 1:
-        return installs[0]
-
-    def install(conn: Any) -> None:
-        for one in installs:
-            if conn.closed:  # refused by a filter before this one (network rbac)
-                return
-            one(conn)
-
-    return install
+        self.listener_manager.close_sockets()
+        if self._admin_bound is not None:
+            self._admin_bound.close()
 
 
 def raise_fd_limit() -> None:
@@ -271,10 +166,23 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run(loaded: LoadedConfig, workers: int = 1) -> int:
-    """Serve until a signal; returns the process exit code."""
+def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
+    """Serve until a signal (or until a new process took over); returns the process
+    exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
-    runtime = Runtime(loaded)
+    directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
+    takeover = handover.take_over(directory)
+    try:
+        runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
+                          admin_sock=_same_admin(loaded, takeover))
+    except Exception as exc:
+        if takeover is not None:
+            takeover.abort(str(exc))
+        raise
+    if takeover is not None:
+        takeover.release_unused({id(s) for s in (*runtime.listener_sockets().values(),
+                                                 runtime.admin_sock)})
+        log.info("upgrade: taking over from mosn %d", takeover.old_pid)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters)
     pid_file = loaded.config.pid
@@ -288,17 +196,41 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
         if workers == 1:
-            return anyio.run(_serve, runtime, admin, **anyio_backend())
+            return anyio.run(_serve, runtime, admin, None, takeover,
+                             handover.socket_path(directory), **anyio_backend())
         # The parent keeps the listening sockets open: a config reload hands them to
         # the next workers, so the ports never stop accepting.
-        children, channels = _start_workers(runtime, workers)
-        return anyio.run(_supervise, runtime, admin, children, channels, **anyio_backend())
+        children, channels = _start_workers(
+            runtime, workers, run_dir=directory,
+            predecessors=tuple(takeover.workers) if takeover is not None else ())
+        return anyio.run(_supervise, runtime, admin, children, channels, directory, takeover,
+                         **anyio_backend())
     finally:
         if pid_file:
-            try:
-                os.unlink(pid_file)
-            except OSError:
-                pass
+            _remove_own_pid_file(pid_file)
+
+
+def _same_admin(loaded: LoadedConfig, takeover: handover.Takeover | None,
+                ) -> socket.socket | None:
+    """The admin socket handed over, if the new config's admin has its address."""
+    sock = takeover.admin_sock if takeover is not None else None
+    if sock is None:
+        return None
+    address = loaded.config.admin.bind
+    if address.is_unix or sock.getsockname()[1] != address.port:
+        return None
+    return sock
+
+
+def _remove_own_pid_file(path: str) -> None:
+    """Remove the pid file unless a process that took over wrote its own there."""
+    try:
+        with open(path) as f:
+            if f.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 EVENT_LOOP_ENV = "MOSN_EVENT_LOOP"
@@ -330,10 +262,11 @@ def _sockname(sock: socket.socket | None) -> str:
 
 
 async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket | None = None,
-                 ) -> int:
-    """One worker's life (the whole process's, with one worker)."""
-    for lst in runtime.listeners:
-        await lst.start()
+                 takeover: handover.Takeover | None = None, upgrade_path: str = "") -> int:
+    """One worker's life (the whole process's, with one worker). ``takeover``: the
+    process this one replaces is handing over; ``upgrade_path``: where this process
+    serves the next upgrade."""
+    await runtime.listener_manager.start()
     runtime.overload.start()
     # What is built by now (config models, route tables, plugins) lives as long as the
     # process: keep it out of the garbage collector's full passes, which otherwise
@@ -342,20 +275,27 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
     signals = ((signal.SIGTERM,) if admin is None
                else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    upgrades: list[handover.UpgradeServer] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
+        admin_api = None
         if admin is not None:
-            tg.start_soon(admin.serve, runtime.admin_sock)
+            admin.reloader = lambda: reload_in_place(runtime, admin)
+            admin_api = AdminApi(admin, runtime.admin_sock, tg)
+            admin_api.pause(False)
             tg.start_soon(runtime.clusters.run_control)
+        if upgrade_path:
+            tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
+                          tg.cancel_scope, upgrades)
         if control is not None:
             tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
             draining = False
             async for sig in received:
                 if sig == signal.SIGHUP:
-                    log.warning("config reload needs --workers N (N >= 2: a parent that "
-                                "supervises workers); still serving the config started with")
+                    if not draining and admin is not None:
+                        reload_in_place(runtime, admin)
                     continue
                 if draining:
                     break
@@ -364,27 +304,147 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                     admin.draining = True
                 tg.start_soon(_drain, runtime, tg.cancel_scope)
         tg.cancel_scope.cancel()
+    for server in upgrades:
+        server.close()
     runtime.overload.stop()
-    for lst in runtime.listeners:
-        for conn in list(lst.connections):
-            conn.close(CloseType.NO_FLUSH)
+    for conn in list(runtime.listener_manager.connections()):
+        conn.close(CloseType.NO_FLUSH)
     runtime.observability.close()  # queued access log lines written, spans exported
     return 0
+
+
+class AdminApi:
+    """The admin API's serving task, which an upgrade pauses (the new process
+    answers on the same socket) and resumes if the new process fails."""
+
+    def __init__(self, admin: Admin, sock: socket.socket | None,
+                 tg: anyio.abc.TaskGroup) -> None:
+        self.admin = admin
+        self.sock = sock
+        self.tg = tg
+        self.scope: anyio.CancelScope | None = None
+
+    def pause(self, pause: bool) -> None:
+        if pause:
+            if self.scope is not None:
+                self.scope.cancel()
+                self.scope = None
+        elif self.scope is None and self.sock is not None:
+            self.scope = anyio.CancelScope()
+            self.tg.start_soon(self._serve, self.scope, self.sock.dup())
+
+    async def _serve(self, scope: anyio.CancelScope, sock: socket.socket) -> None:
+        with scope:
+            await self.admin.serve(sock)
+
+
+async def _upgrades(runtime: Runtime, admin_api: AdminApi | None,
+                    takeover: handover.Takeover | None, path: str, scope: anyio.CancelScope,
+                    servers: list[handover.UpgradeServer]) -> None:
+    """Serve upgrades, and continue from the process this one replaces (if any)
+    meanwhile: the upgrade socket is this process's before it tells the old one it
+    serves, so a third process always finds the one in charge (refused while this
+    hand-over is under way). Without ``admin_api``: a worker, replaced by a reload
+    (its stats are the parent's to carry over)."""
+
+    def stop() -> None:
+        log.info("upgrade: handed over; this process exits")
+        scope.cancel()
+
+    try:
+        server = handover.UpgradeServer(path, runtime, stop,
+                                        admin_api.pause if admin_api is not None else _no_admin)
+    except OSError as exc:
+        log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
+        server = None
+    else:
+        servers.append(server)
+    async with anyio.create_task_group() as tg:
+        if server is not None:
+            server.busy = takeover is not None
+            tg.start_soon(server.serve)
+        if takeover is not None:
+            for worker in takeover.workers:  # one process replacing one with workers
+                tg.start_soon(_take_worker, runtime, worker)
+            carry = runtime.store.carry if admin_api is not None else _shared_stats
+            done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
+                                                carry)
+            if admin_api is not None:  # a worker's hand-over is its parent's to count
+                outcome = runtime.server_stats.upgrade_success if done else \
+                    runtime.server_stats.upgrade_failed
+                runtime.store.values[outcome] += 1  # type: ignore[index]
+            if server is not None:
+                server.busy = False
+
+
+async def _take_worker(runtime: Runtime, path: str) -> None:
+    """Continue the connections of the old process's worker at ``path`` here (its
+    counters come with its parent's)."""
+    try:
+        worker = handover.take_over_at(path)
+    except StartError as exc:
+        log.warning("%s; its connections drain", exc)
+        return
+    if worker is not None:
+        worker.release_unused(set())
+        await handover.continue_from(worker, runtime.listener_manager.listeners,
+                                     _shared_stats)
+
+
+def _shared_stats(counters: dict[str, int]) -> None:
+    """A worker's counters live in the shared stats, which the parent carries over."""
+
+
+def _no_admin(pause: bool) -> None:
+    """A worker has no admin API to pause."""
+
+
+def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
+    """Re-read the config file and apply it through the listener, cluster and route
+    managers (one process). Returns an HTTP status and what was done: 200 applied,
+    400 the new config is refused (the old one still serves), 409 it cannot be
+    applied in place (docs/upgrade.md: start a new mosn on it)."""
+    stats = runtime.server_stats
+    values = runtime.store.values
+    assert values is not None
+    try:
+        loaded = load(runtime.loaded.source)
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("config reload refused, still serving the old config: %s", line)
+        values[stats.reload_failed] += 1
+        return 400, "config reload refused, still serving the old config:\n" + \
+            "".join(f"{line}\n" for line in exc.errors)
+    blockers = in_place_blockers(runtime.loaded, loaded)
+    if blockers:
+        message = ("config reload: cannot apply in place (" + "; ".join(blockers) +
+                   "); still serving the old config: start a new mosn on it (an upgrade)")
+        log.error("%s", message)
+        values[stats.reload_failed] += 1
+        return 409, message + "\n"
+    try:
+        runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
+        done = apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters,
+                              runtime.routers)
+    except StartError as exc:
+        log.error("config reload refused, still serving the old config: %s", exc)
+        values[stats.reload_failed] += 1
+        return 400, f"config reload refused, still serving the old config: {exc}\n"
+    runtime.loaded = loaded
+    admin.switch(loaded, runtime.store, runtime.clusters)
+    values[stats.reload_success] += 1
+    values[stats.reload_in_place] += 1
+    summary = "; ".join(f"{what}: {', '.join(names)}" for what, names in done.items()
+                        if names) or "nothing changed"
+    log.info("config reloaded in place from %s: %s", loaded.source, summary)
+    return 200, f"reloaded in place: {summary}\n"
 
 
 async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
     log.info("draining: no new connections; waiting up to %gs for open ones",
              runtime.graceful_timeout)
-    for lst in runtime.listeners:
-        lst.stop_accepting()
-    if any(lst.connections for lst in runtime.listeners):
-        await anyio.sleep(FIRST_REQUEST_WAIT)
-    for lst in runtime.listeners:
-        for conn in list(lst.connections):
-            go_away(conn)  # a connection without a codec that can just runs until it ends
-    with anyio.move_on_after(runtime.graceful_timeout):
-        while any(lst.connections for lst in runtime.listeners):
-            await anyio.sleep(DRAIN_POLL_INTERVAL)
+    runtime.listener_manager.stop_accepting()
+    await drain(runtime.listener_manager.connections, runtime.graceful_timeout)
     scope.cancel()
 
 
@@ -452,14 +512,19 @@ class WorkerChannel:
 
 
 def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socket, ...] = (),
+                   run_dir: str = "", predecessors: tuple[str, ...] = (),
                    ) -> tuple[list[int], list[WorkerChannel]]:
     """Fork ``workers`` workers serving ``runtime``; the parent then writes the last
-    stats row. ``inherited``: the parent's sockets a worker must not keep open."""
+    stats row. ``inherited``: the parent's sockets a worker must not keep open;
+    ``run_dir``: where each worker serves the hand-over to the worker that replaces
+    it; ``predecessors``: the upgrade sockets of the workers these replace (a reload),
+    one each, whose connections they take over."""
     pairs = [socket.socketpair() for _ in range(workers)]
     children: list[int] = []
     try:
         for i in range(workers):
-            children.append(_fork_worker(runtime, i, pairs, inherited))
+            predecessor = predecessors[i] if i < len(predecessors) else ""
+            children.append(_fork_worker(runtime, i, pairs, inherited, run_dir, predecessor))
     except OSError:  # no fork (out of memory, process limit): no half set of workers
         for pid in children:
             os.kill(pid, signal.SIGKILL)
@@ -476,7 +541,8 @@ def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socke
 
 def _fork_worker(runtime: Runtime, index: int,
                  pairs: list[tuple[socket.socket, socket.socket]],
-                 inherited: tuple[socket.socket, ...] = ()) -> int:
+                 inherited: tuple[socket.socket, ...] = (), run_dir: str = "",
+                 predecessor: str = "") -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -497,7 +563,17 @@ def _fork_worker(runtime: Runtime, index: int,
             if i != index:
                 theirs.close()
         runtime.store.use_row(index)
-        code = anyio.run(_serve, runtime, None, pairs[index][1], **anyio_backend())
+        takeover = None
+        if predecessor:
+            try:
+                takeover = handover.take_over_at(predecessor)
+            except StartError as exc:  # it drains instead (the parent sees to it)
+                log.warning("worker %d: %s", index, exc)
+            if takeover is not None:
+                takeover.release_unused(set())  # it serves the sockets it inherited
+        path = handover.worker_socket_path(run_dir, os.getpid()) if run_dir else ""
+        code = anyio.run(_serve, runtime, None, pairs[index][1], takeover, path,
+                         **anyio_backend())
     except BaseException:
         log.exception("worker %d failed", index)
     finally:
@@ -514,10 +590,15 @@ def _die_with_parent() -> None:
 
 
 async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel]) -> int:
+                     channels: list[WorkerChannel], run_dir: str = "",
+                     takeover: handover.Takeover | None = None) -> int:
     """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP."""
+    signal forwarding, config reload on SIGHUP, upgrades: a new process takes the
+    listening sockets here and each worker's connections from the worker
+    (``takeover``: the process this one replaces; its workers, if it has any, hand
+    theirs to these workers, one each; a single process drains its own)."""
     workers = len(children)
+    handing_over = False
     runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
     alive = set(children)
     retiring: list[tuple[Runtime, set[int], list[WorkerChannel]]] = []
@@ -562,13 +643,72 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                     for _, pids, _ in retiring:
                         pids.discard(pid)
                     continue
-                if not admin.draining:
+                if not admin.draining and not handing_over:
                     log.error("worker %d exited unexpectedly (status %d); stopping", pid, status)
                     exit_code = 1
                     admin.draining = True
                     forward(signal.SIGTERM)
             retire()
+        if handing_over:  # the hand-over's last messages; its end stops this sooner
+            await anyio.sleep(handover.HELLO_TIMEOUT)
         tg.cancel_scope.cancel()
+
+    class HandOff:
+        """The workers as an upgrade's old process (handover.WorkerHandOff)."""
+
+        def sockets(self) -> list[str]:
+            return [handover.worker_socket_path(run_dir, pid) for pid in children]
+
+        async def handed_over(self) -> None:
+            nonlocal handing_over
+            handing_over = True
+            with anyio.move_on_after(runtime.graceful_timeout + handover.HELLO_TIMEOUT):
+                while alive:
+                    await anyio.sleep(WORKER_POLL_INTERVAL)
+            if alive:
+                log.warning("upgrade: workers %s were not taken over; draining them",
+                            sorted(alive))
+                admin.draining = True
+                forward(signal.SIGTERM)
+                with anyio.move_on_after(runtime.graceful_timeout + WORKER_EXIT_MARGIN):
+                    while alive:
+                        await anyio.sleep(WORKER_POLL_INTERVAL)
+
+        def failed(self) -> None:
+            nonlocal handing_over
+            for pid in list(alive):  # those that handed over before: expected, not a crash
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    alive.discard(pid)
+                    for _, pids, _ in retiring:
+                        pids.discard(pid)
+            handing_over = False
+            if not alive:
+                tg.cancel_scope.cancel()  # every worker had gone over: nothing serves here
+
+    async def upgrades(admin_api: AdminApi) -> None:
+        def stop() -> None:
+            log.info("upgrade: handed over; this process exits")
+            tg.cancel_scope.cancel()
+
+        path = handover.socket_path(run_dir)
+        try:
+            server = handover.UpgradeServer(path, runtime, stop, admin_api.pause, HandOff())
+        except OSError as exc:
+            log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
+            return
+        try:
+            async with anyio.create_task_group() as upgrade_tg:
+                server.busy = takeover is not None
+                upgrade_tg.start_soon(server.serve)
+                if takeover is not None:
+                    done = await handover.continue_from(takeover, {}, runtime.store.carry,
+                                                        migrate=False)
+                    outcome = runtime.server_stats.upgrade_success if done else \
+                        runtime.server_stats.upgrade_failed
+                    runtime.store.values[outcome] += 1  # type: ignore[index]
+                    server.busy = False
+        finally:
+            server.close()
 
     async def reload() -> None:
         nonlocal runtime, children, channels, control
@@ -602,16 +742,19 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         others = tuple(ch.sock for ch in channels) + tuple(
             ch.sock for _, _, old_channels in retiring for ch in old_channels)
         try:
-            new_children, new_channels = _start_workers(new, workers, gone + others)
+            new_children, new_channels = _start_workers(
+                new, workers, gone + others, run_dir,
+                tuple(handover.worker_socket_path(run_dir, pid) for pid in children))
         except OSError:
             log.exception("config reload failed, still serving the old config")
             new.close_sockets()
             runtime.store.values[failed] += 1  # type: ignore[index]
             return
         alive.update(new_children)
-        # From here the new workers accept on the same sockets; the old ones finish
-        # what they have (go away) within graceful_timeout.
-        forward(signal.SIGTERM, children)
+        # From here the new workers accept on the same sockets; each old one hands
+        # its connections over to its successor and exits (one whose successor did
+        # not come is told to drain once that had time to happen).
+        tg.start_soon(_drain_left, runtime.graceful_timeout, set(children), alive, forward)
         retiring.append((runtime, set(children), channels))
         control.cancel()
         runtime.store.zero_gauges()
@@ -622,13 +765,17 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         runtime.store.values[runtime.server_stats.reload_success] += 1  # type: ignore[index]
         for lst in runtime.listeners:
             log.info("listener %s on %s", lst.name, _listening_on(lst))
-        log.info("config reloaded from %s: workers %s (draining the old ones)",
+        log.info("config reloaded from %s: workers %s (the old ones hand their connections "
+                 "over)",
                  loaded.source, sorted(children))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(admin.serve, runtime.admin_sock)
+        admin_api = AdminApi(admin, runtime.admin_sock, tg)
+        admin_api.pause(False)
         control = await tg.start(_control, runtime)
         tg.start_soon(watch)
+        if run_dir:
+            tg.start_soon(upgrades, admin_api)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
                                         signal.SIGHUP) as received:
             async for sig in received:
@@ -645,6 +792,17 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                             lst.sock.close()
                 forward(signal.SIGTERM)  # a second signal makes the workers stop at once
     return exit_code
+
+
+async def _drain_left(graceful_timeout: float, old: set[int], alive: set[int],
+                      forward: Any) -> None:
+    """Workers a reload replaced that are still there once their successors had time
+    to take their connections over (one that could not) are told to drain."""
+    await anyio.sleep(graceful_timeout + handover.HELLO_TIMEOUT)
+    left = old & alive
+    if left:
+        log.warning("workers %s were not replaced by a hand-over; draining them", sorted(left))
+        forward(signal.SIGTERM, left)
 
 
 async def _control(runtime: Runtime, *,
