@@ -62,6 +62,12 @@ OUTAGE_GRACE = CLIENT_TIMEOUT + 3.0
 """Seconds after an outage's upstreams are back during which its failures still count
 as the outage's: a request sent into the outage may time out that much later."""
 HEALTH_INTERVAL = "1s"
+HEALTH_TIMEOUT = "2s"
+UNHEALTHY_THRESHOLD = 3
+"""A host is flagged after 3 failed checks: a killed upstream refuses them at once (about
+3 s; retries carry its requests meanwhile), while a machine that stalls for a second or
+two (a loaded CI) does not flag healthy hosts. With 1 check and a 1 s timeout, every
+host of every protocol was flagged at once in such stalls and requests failed 503."""
 RSS_EVERY = 10.0
 """Seconds between samples of mosn's RSS."""
 
@@ -152,8 +158,10 @@ def mosn_config(listen: dict[str, int], upstreams: Upstreams, admin: int, timeou
     def cluster(kind: str) -> dict:
         return {"name": kind, "type": "SIMPLE", "lb_type": "LB_ROUNDROBIN", "connect_timeout": "1s",
                 "hosts": [{"address": f"127.0.0.1:{port}"} for port in upstreams.ports[kind]],
-                "health_check": {"protocol": "tcp", "interval": HEALTH_INTERVAL, "timeout": "1s",
-                                 "unhealthy_threshold": 1, "healthy_threshold": 1}}
+                "health_check": {"protocol": "tcp", "interval": HEALTH_INTERVAL,
+                                 "timeout": HEALTH_TIMEOUT,
+                                 "unhealthy_threshold": UNHEALTHY_THRESHOLD,
+                                 "healthy_threshold": 1}}
 
     service = {"name": "service", "value": "com.example.EchoService"}
     return {
