@@ -90,6 +90,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
     errors += _check_routers(config)
+    errors += _check_control_plane(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
     if errors:
@@ -231,6 +232,15 @@ def _check_routers(config: MosnConfig) -> list[str]:
         errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
                    for sub, msg in check_references([router], clusters)]
     return errors
+
+
+def _check_control_plane(config: MosnConfig) -> list[str]:
+    if config.dynamic_resources is None:
+        return []
+    clusters = {c.name for c in config.cluster_manager.clusters}
+    return [f"dynamic_resources.{path}: unknown cluster {name!r} (the control plane's "
+            "cluster is one of cluster_manager.clusters)"
+            for path, name in config.dynamic_resources.clusters_named() if name not in clusters]
 
 
 def _known(plugins: PluginHost, kind: str) -> str:
