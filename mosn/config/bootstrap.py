@@ -173,11 +173,35 @@ class DynamicResourcesConfig(StrictSection):
             source = getattr(self, name)
             if source is not None and source.ads is not None and self.ads_config is None:
                 raise ValueError(f"{name} uses ads: {{}} but there is no ads_config")
+            if (source is not None and source.api_config_source is not None
+                    and source.api_config_source.api_type != "REST"):
+                raise ValueError(f"{name}.api_config_source: mosn speaks gRPC over one "
+                                 "aggregated stream (ads_config with ads: {}); an "
+                                 "api_config_source is api_type REST")
         if self.ads_config is not None and self.ads_config.api_type == "REST":
             raise ValueError("ads_config: aggregated discovery is gRPC (GRPC or DELTA_GRPC)")
         if self.lds_config is None and self.cds_config is None:
             raise ValueError("set lds_config, cds_config or both")
+        sources = {self.source_key(s) for s in (self.lds_config, self.cds_config) if s}
+        if len(sources) > 1:
+            raise ValueError("mosn takes lds_config and cds_config from one control plane "
+                             "(both ads: {}, or both REST from the same cluster)")
         return self
+
+    def source_key(self, source: ConfigSourceConfig) -> str:
+        if source.ads is not None:
+            return "ads"
+        api = source.api_config_source
+        assert api is not None
+        return f"{api.api_type}:{','.join(api.cluster_names)}"
+
+    def api(self) -> ApiConfigSourceConfig:
+        """Where the resources come from: the ADS config, or the one REST source."""
+        for source in (self.lds_config, self.cds_config):
+            if source is not None and source.api_config_source is not None:
+                return source.api_config_source
+        assert self.ads_config is not None
+        return self.ads_config
 
     def clusters_named(self) -> list[tuple[str, str]]:
         """``(path, cluster name)`` of each cluster the sources name."""

@@ -154,15 +154,22 @@ class Fields:
 
 def ads_source(f: Fields | None, what: str) -> None:
     """A ``ConfigSource`` inside a resource: mosn takes ``what`` over the ADS stream
-    (``{ads: {}}``) only."""
+    (``{ads: {}}``), or by REST polling (``api_config_source``) from the control plane
+    the resource naming them came from."""
     if f is None:
         return
     f.accept("resource_api_version", "initial_fetch_timeout")
     kind = f.which("config_source_specifier")
     if kind == "ads":
         f.accept("ads")
+    elif kind == "api_config_source":
+        api = f.child(kind)
+        assert api is not None
+        if api.enum("api_type") != "REST":
+            api.error(f"mosn takes {what} over ADS or by REST", "api_type")
+        api.accept("transport_api_version", "cluster_names", "refresh_delay", "request_timeout")
     elif kind is not None:
-        f.refuse(kind, f"mosn takes {what} over ADS ({{ads: {{}}}})")
+        f.refuse(kind, f"mosn takes {what} over ADS ({{ads: {{}}}}) or by REST")
 
 
 def translate(message: Message, kind: str, name: str, body: Any) -> Any:
