@@ -2,24 +2,27 @@
 
 Order matters and is the same for one process or many: everything that can fail
 (the config, the plugins, binding each listener and the admin port) happens before
-anything serves. Then, with ``--workers N``, the parent forks N workers that inherit
-the bound sockets and the shared stats, and keeps the admin API, the active health
-checks and host discovery for itself (with a stats row of its own); with one worker
-the single process does all of it. The workers follow health through shared memory
-and get host-set changes over a socket pair per worker (one JSON line per change).
+anything serves. What a process serves is a :class:`Runtime` (a generation): the
+listener, cluster and route managers of :mod:`mosn.upgrade` built from one config.
+With ``--workers N``, the parent forks N workers that inherit the bound sockets and
+the shared stats, and keeps the admin API, the active health checks and host
+discovery for itself (with a stats row of its own); with one worker the single
+process does all of it. The workers follow health through shared memory and get
+host-set changes over a socket pair per worker (one JSON line per change).
 
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
-for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (with
-workers) reloads the config file: the parent builds the new config on the listening
-sockets it kept, forks new workers, then drains the old ones; their stats carry over
-by name (:meth:`StatsStore.follow`).
+for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (and
+``POST /reload``) reloads the config file: one process applies it in place through
+its managers (:func:`reload_in_place`); a parent with workers builds the next
+generation on the listening sockets it kept, forks new workers, then drains the old
+ones, whose stats carry over by name (:meth:`StatsStore.follow`). docs/upgrade.md
+says which change takes which path.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ctypes
-import errno
 import gc
 import json
 import logging
@@ -28,7 +31,7 @@ import resource
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -40,43 +43,30 @@ from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.loader import admin_exposure
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
 from mosn.network.filter import CloseType
-from mosn.network.filter_chain import ChainMatch, FilterChain
-from mosn.network.listener import Listener, ListenerIndex, bind
-from mosn.network.udp import UdpListener
+from mosn.network.listener import bind
 from mosn.network.overload import OverloadManager
-from mosn.observability.observer import StatsObserver
-from mosn.observability.runtime import Observability, ObservabilityError
-from mosn.observability.stats import (
-    LISTENER_STATS,
-    SERVER_STATS,
-    UDP_LISTENER_STATS,
-    StatsStore,
-)
-from mosn.plugins import BuildContext
+from mosn.observability.runtime import Observability
+from mosn.observability.stats import SERVER_STATS, StatsStore
 from mosn.router import Routers
-from mosn.tls import CertificateWatcher, ServerTls
-from mosn.stream.types import go_away
+from mosn.tls import CertificateWatcher
+from mosn.upgrade.managers import (
+    ListenerManager,
+    StartError,
+    apply_in_place,
+    drain,
+    in_place_blockers,
+    socket_key,
+)
 from mosn.upstream.cluster import ClusterManager
 
 log = logging.getLogger("mosn")
 
 WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
-DRAIN_POLL_INTERVAL = 0.1
-"""Seconds between checks that draining connections are gone."""
-FIRST_REQUEST_WAIT = 0.1
-"""Seconds a draining worker waits between accepting no more and asking its
-connections to go away: one accepted just before has its first request on the way
-(a client writes right after connecting, and on a reload the other workers go on
-accepting), and an HTTP/1 connection asked while idle closes without reading it."""
 MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
 """Bytes of one host-set message from the parent to a worker (a cluster of thousands
 of hosts with metadata fits)."""
 _PR_SET_PDEATHSIG = 1
-
-
-class StartError(Exception):
-    """The proxy cannot start (a port in use ...); the message says where and why."""
 
 
 def worker_count(value: str | int) -> int:
@@ -90,175 +80,78 @@ def worker_count(value: str | int) -> int:
 
 @dataclass
 class Runtime:
-    """Everything a worker serves, built (and its stats registered) before any fork."""
+    """One generation of what a process serves: the listener, cluster and route
+    managers built from one config (and its stats registered) before any fork. A
+    reload in place changes it through its managers; a reload with workers builds the
+    next generation on the same listening sockets."""
 
     loaded: LoadedConfig
     store: StatsStore = field(default_factory=StatsStore)
     clusters: ClusterManager = field(init=False)
-    listeners: list[Listener] = field(default_factory=list)
     admin_sock: socket.socket | None = None
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
     overload: OverloadManager = field(init=False)
     sockets: dict[str, socket.socket] = field(default_factory=dict)
-    """Listening sockets of the config before a reload, by address: taken over, not
-    bound again, so the port never stops accepting."""
+    """Listening sockets of the config before a reload (or handed over by the process
+    an upgrade replaces), by address: taken over, not bound again, so the port never
+    stops accepting."""
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
-        self._bound: list[socket.socket] = []
         self.server_stats = self.store.scope("server", SERVER_STATS)
         self.observability = Observability(config)
         self.clusters = ClusterManager(config, plugins, self.store)
-        self.tls_holders: list[tuple[str, Any]] = [
-            (f"cluster {c.name}", c.tls) for c in self.clusters.clusters.values()
-            if c.tls is not None]
-        """Every TLS context holder (``ServerTls``, ``ClientTls``), for rotation and
-        ``/certs``."""
-        context = BuildContext(host=plugins, cluster_manager=self.clusters, stats=self.store,
-                               routers=Routers(r for _, r in config.routers()))
+        self.routers = Routers(r for _, r in config.routers())
         if config.servers:
             self.graceful_timeout = config.servers[0].graceful_timeout
+        self.listener_manager = ListenerManager(
+            plugins, self.store, self.clusters, self.routers, self.observability,
+            self.graceful_timeout, self.sockets)
+        self._admin_bound: socket.socket | None = None
+        self.listener_manager.build_all(config.listeners())
         try:
-            handing_off = []
-            for path, lc in config.listeners():
-                name = lc.name or str(lc.address)
-                stream_filters = tuple(
-                    _extension(plugins, "stream_filter", flt).factory(flt.parsed, context)
-                    for flt in lc.stream_filters)
-                try:
-                    logged = self.observability.observers(path, lc, name, self.store)
-                except ObservabilityError as exc:
-                    raise StartError(str(exc)) from None
-                observers = (StatsObserver(self.store, name, plugins.names("protocol"),
-                                           self.clusters.clusters.values()), *logged)
-                chain_context = replace(context, stream_filters=stream_filters,
-                                        observers=observers)
-                chains = []
-                for i, fc in enumerate(lc.filter_chains):
-                    installs = [_extension(plugins, "network_filter", flt).factory(
-                        flt.parsed, chain_context) for flt in fc.filters]
-                    certificates = fc.enabled_tls()
-                    tls = ServerTls(certificates) if certificates else None
-                    chain_name = fc.name or str(i)
-                    if tls is not None:
-                        self.tls_holders.append((f"listener {name}" if len(lc.filter_chains) == 1
-                                                 else f"listener {name} chain {chain_name}", tls))
-                    match = ChainMatch(fc.filter_chain_match) if fc.filter_chain_match else None
-                    chains.append(FilterChain(chain_name, _chain(installs), match, tls))
-                stats = self.store.scope(f"listener.{name}", UDP_LISTENER_STATS
-                                         if lc.network == "udp" else LISTENER_STATS)
-                if lc.network == "udp":
-                    sock = self._bind(f"{path}.address", lc.address, lc.reuseport, udp=True)
-                    self.listeners.append(UdpListener(
-                        name, sock, self.store, stats, chains[0].install,
-                        max_datagram_size=lc.max_datagram_size))
-                    continue
-                sock = None if lc.is_virtual else self._bind(
-                    f"{path}.address", lc.address, lc.reuseport,
-                    transparent=lc.use_original_dst == "tproxy")
-                listener = Listener(
-                    name, sock, self.store, stats, chains,
-                    max_connections=lc.max_connections,
-                    idle_timeout=lc.connection_idle_timeout,
-                    buffer_limit=lc.per_connection_buffer_limit_bytes,
-                    listener_filters=self._listener_filters(lc, context),
-                    tls_optional=lc.inspector,
-                    listener_filters_timeout=lc.listener_filters_timeout,
-                    continue_on_listener_filters_timeout=lc.continue_on_listener_filters_timeout,
-                    address=lc.address,
-                )
-                self.listeners.append(listener)
-                if lc.use_original_dst:
-                    handing_off.append(listener)
-            index = ListenerIndex(lst for lst in self.listeners if isinstance(lst, Listener))
-            for listener in handing_off:
-                listener.hand_off = index.find
             if self.admin_sock is None:
-                self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+                self.admin_sock = self._admin_bound = self._bind_admin()
             self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
         except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
             raise
+        self.listener_manager.on_change.append(self._listeners_changed)
 
-    def _listener_filters(self, lc: Any, context: BuildContext) -> tuple[Any, ...]:
-        """The listener's filters as configured, with the ones its other settings
-        need: ``original_dst`` first for ``use_original_dst`` (MOSN adds it too), the
-        TLS inspector for ``inspector: true`` or for chains matched by TLS facts
-        (Envoy adds it too)."""
-        plugins = self.loaded.plugins
-        filters = list(lc.listener_filters)
-        types = {flt.type for flt in filters}
-        if lc.use_original_dst and "original_dst" not in types:
-            filters.insert(0, _parsed_filter(plugins, "original_dst",
-                                             {"type": lc.use_original_dst}))
-        if "tls_inspector" not in types and (lc.inspector or _needs_tls_inspector(lc)):
-            filters.append(_parsed_filter(plugins, "tls_inspector", {}))
-        return tuple(_extension(plugins, "listener_filter", flt).factory(flt.parsed, context)
-                     for flt in filters)
+    @property
+    def listeners(self) -> list[Any]:
+        return list(self.listener_manager.listeners.values())
 
-    def _bind(self, path: str, address: Any, reuseport: bool, transparent: bool = False,
-              udp: bool = False) -> socket.socket:
-        key = f"udp:{address}" if udp else str(address)
-        if key in self.sockets:
-            return self.sockets[key]
+    @property
+    def tls_holders(self) -> list[tuple[str, Any]]:
+        """Every TLS context holder (``ServerTls``, ``ClientTls``), for rotation and
+        ``/certs``."""
+        return [*((f"cluster {c.name}", c.tls) for c in self.clusters.clusters.values()
+                  if c.tls is not None), *self.listener_manager.tls_holders]
+
+    def _listeners_changed(self) -> None:
+        self.overload.listeners[:] = self.listeners
+
+    def _bind_admin(self) -> socket.socket:
+        address = self.loaded.config.admin.bind
         try:
-            sock = bind(address, reuseport, transparent,
-                        socket.SOCK_DGRAM if udp else socket.SOCK_STREAM)
+            return bind(address)
         except OSError as exc:
-            reason = exc.strerror or exc
-            if transparent and exc.errno == errno.EPERM:
-                reason = f"{reason} (use_original_dst: tproxy needs CAP_NET_ADMIN)"
-            raise StartError(f"{path}: cannot listen on {address}: {reason}") from None
-        self._bound.append(sock)
-        return sock
+            raise StartError(f"admin.address: cannot listen on {address}: "
+                             f"{exc.strerror or exc}") from None
 
     def listener_sockets(self) -> dict[str, socket.socket]:
         """The bound sockets by address (``udp:`` in front for UDP ones)."""
-        return {(f"udp:{lc.address}" if lc.network == "udp" else str(lc.address)): lst.sock
-                for (_, lc), lst in zip(self.loaded.config.listeners(), self.listeners)
+        return {socket_key(self.listener_manager.configs[name]): lst.sock
+                for name, lst in self.listener_manager.listeners.items()
                 if lst.sock is not None}
 
     def close_sockets(self) -> None:
         """Close the sockets this runtime bound (not those it took over)."""
-        for sock in self._bound:
-            sock.close()
-
-
-def _extension(plugins: Any, kind: str, flt: Any) -> Any:
-    ext = plugins.get(kind, flt.type)
-    assert ext is not None, "the loader checks filter types"
-    return ext
-
-
-def _parsed_filter(plugins: Any, type_: str, config: dict[str, Any]) -> FilterConfig:
-    """A listener filter the runtime adds, its config validated as the loader would."""
-    flt = FilterConfig(type=type_, config=config)
-    model = _extension(plugins, "listener_filter", flt).config_model
-    flt._parsed = model.model_validate(config) if model is not None else None
-    return flt
-
-
-def _needs_tls_inspector(lc: Any) -> bool:
-    """Envoy's rule: a chain matched on TLS, or on server names or application
-    protocols without naming the transport, needs what the TLS inspector reads."""
-    for fc in lc.filter_chains:
-        m = fc.filter_chain_match
-        if m is not None and (m.transport_protocol == "tls" or (
-                not m.transport_protocol and (m.server_names or m.application_protocols))):
-            return True
-    return False
-
-
-def _chain(installs: list[Any]) -> Any:
-    if len(installs) == 1:
-        return installs[0]
-
-    def install(conn: Any) -> None:
-        for one in installs:
-            one(conn)
-
-    return install
+        self.listener_manager.close_sockets()
+        if self._admin_bound is not None:
+            self._admin_bound.close()
 
 
 def raise_fd_limit() -> None:
@@ -330,8 +223,7 @@ def _sockname(sock: socket.socket | None) -> str:
 async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket | None = None,
                  ) -> int:
     """One worker's life (the whole process's, with one worker)."""
-    for lst in runtime.listeners:
-        await lst.start()
+    await runtime.listener_manager.start()
     runtime.overload.start()
     # What is built by now (config models, route tables, plugins) lives as long as the
     # process: keep it out of the garbage collector's full passes, which otherwise
@@ -344,6 +236,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
         if admin is not None:
+            admin.reloader = lambda: reload_in_place(runtime, admin)
             tg.start_soon(admin.serve, runtime.admin_sock)
             tg.start_soon(runtime.clusters.run_control)
         if control is not None:
@@ -352,8 +245,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             draining = False
             async for sig in received:
                 if sig == signal.SIGHUP:
-                    log.warning("config reload needs --workers N (N >= 2: a parent that "
-                                "supervises workers); still serving the config started with")
+                    if not draining and admin is not None:
+                        reload_in_place(runtime, admin)
                     continue
                 if draining:
                     break
@@ -363,26 +256,58 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                 tg.start_soon(_drain, runtime, tg.cancel_scope)
         tg.cancel_scope.cancel()
     runtime.overload.stop()
-    for lst in runtime.listeners:
-        for conn in list(lst.connections):
-            conn.close(CloseType.NO_FLUSH)
+    for conn in list(runtime.listener_manager.connections()):
+        conn.close(CloseType.NO_FLUSH)
     runtime.observability.close()  # queued access log lines written, spans exported
     return 0
+
+
+def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
+    """Re-read the config file and apply it through the listener, cluster and route
+    managers (one process). Returns an HTTP status and what was done: 200 applied,
+    400 the new config is refused (the old one still serves), 409 it cannot be
+    applied in place (docs/upgrade.md: start a new mosn on it)."""
+    stats = runtime.server_stats
+    values = runtime.store.values
+    assert values is not None
+    try:
+        loaded = load(runtime.loaded.source)
+    except ConfigError as exc:
+        for line in exc.errors:
+            log.error("config reload refused, still serving the old config: %s", line)
+        values[stats.reload_failed] += 1
+        return 400, "config reload refused, still serving the old config:\n" + \
+            "".join(f"{line}\n" for line in exc.errors)
+    blockers = in_place_blockers(runtime.loaded, loaded)
+    if blockers:
+        message = ("config reload: cannot apply in place (" + "; ".join(blockers) +
+                   "); still serving the old config: start a new mosn on it (an upgrade)")
+        log.error("%s", message)
+        values[stats.reload_failed] += 1
+        return 409, message + "\n"
+    try:
+        runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
+        done = apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters,
+                              runtime.routers)
+    except StartError as exc:
+        log.error("config reload refused, still serving the old config: %s", exc)
+        values[stats.reload_failed] += 1
+        return 400, f"config reload refused, still serving the old config: {exc}\n"
+    runtime.loaded = loaded
+    admin.switch(loaded, runtime.store, runtime.clusters)
+    values[stats.reload_success] += 1
+    values[stats.reload_in_place] += 1
+    summary = "; ".join(f"{what}: {', '.join(names)}" for what, names in done.items()
+                        if names) or "nothing changed"
+    log.info("config reloaded in place from %s: %s", loaded.source, summary)
+    return 200, f"reloaded in place: {summary}\n"
 
 
 async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
     log.info("draining: no new connections; waiting up to %gs for open ones",
              runtime.graceful_timeout)
-    for lst in runtime.listeners:
-        lst.stop_accepting()
-    if any(lst.connections for lst in runtime.listeners):
-        await anyio.sleep(FIRST_REQUEST_WAIT)
-    for lst in runtime.listeners:
-        for conn in list(lst.connections):
-            go_away(conn)  # a connection without a codec that can just runs until it ends
-    with anyio.move_on_after(runtime.graceful_timeout):
-        while any(lst.connections for lst in runtime.listeners):
-            await anyio.sleep(DRAIN_POLL_INTERVAL)
+    runtime.listener_manager.stop_accepting()
+    await drain(runtime.listener_manager.connections, runtime.graceful_timeout)
     scope.cancel()
 
 

@@ -145,17 +145,6 @@ def test_invalid_config_keeps_the_old_one(start_mosn, http_upstream):  # noqa: F
     assert get(f"http://127.0.0.1:{port}/status/201").status_code == 201
 
 
-def test_one_process_refuses_a_reload(start_mosn, http_upstream):  # noqa: F811
-    port = free_port()
-    mosn = start_mosn(served_config(port, http_upstream))
-    os.kill(mosn.proc.pid, signal.SIGHUP)
-    deadline = time.monotonic() + RELOAD_TIMEOUT
-    while "config reload needs --workers" not in mosn.output():
-        assert time.monotonic() < deadline, mosn.output()
-        time.sleep(0.05)
-    assert get(f"http://127.0.0.1:{port}/status/200").status_code == 200
-
-
 def test_a_new_store_follows_then_keeps_counters_not_gauges():
     old, new = StatsStore(), StatsStore()
     for store in (old, new):

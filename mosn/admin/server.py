@@ -102,6 +102,9 @@ class Admin:
         """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
         self.publishers: list[Callable[[dict[str, Any]], None]] = []
         """The workers' channels (with ``--workers``): log levels set here go there too."""
+        self.reloader: Callable[[], tuple[int, str]] | None = None
+        """Re-reads and applies the config file (``POST /reload``, like SIGHUP): the
+        server sets it; it returns the status and text to answer with."""
         self.switch(loaded, store, clusters)
         html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
         self.routes: dict[str, dict[str, Handler]] = {
@@ -119,6 +122,7 @@ class Admin:
             "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
             "/healthcheck/fail": _on(POST, self.healthcheck_fail),
             "/healthcheck/ok": _on(POST, self.healthcheck_ok),
+            "/reload": _on(POST, self.reload),
             "/dashboard": _on(GET, _static("dashboard.html", html)),
             "/dashboard.js": _on(GET, _static("dashboard.js", js)),
         }
@@ -228,6 +232,15 @@ class Admin:
         self.health_failed = False
         log.warning("admin: /healthcheck/ok: /ready answers 200 again")
         return _text(200, "OK\n")
+
+    def reload(self, query: dict[str, list[str]]) -> Response:
+        """Re-read the config file and apply it, as SIGHUP does (docs/upgrade.md)."""
+        if self.reloader is None:
+            return _text(409, "reload: with workers, send SIGHUP to the parent\n")
+        if self.draining:
+            return _text(409, "reload: mosn is stopping\n")
+        status, text = self.reloader()
+        return _text(status, text)
 
     def stats(self, query: dict[str, list[str]]) -> Response:
         """Envoy's ``/stats``: ``?format=json``, ``?filter=REGEX``, ``?usedonly``."""

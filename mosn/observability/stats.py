@@ -99,8 +99,16 @@ DOWNSTREAM_RQ_STATS = (
 )
 """Per listener with an L7 proxy (``listener.<name>.``) and per protocol
 (``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""
-SERVER_STATS = ("reload_success", "reload_failed")
-"""The process's own stats (``server.``): config reloads on SIGHUP, by outcome."""
+SERVER_STATS = ("reload_success", "reload_failed", "reload_in_place", "upgrade_success",
+                "upgrade_failed", "connections_migrated", "connections_drained",
+                "connections_migration_failed", "connections_tls_drained")
+"""The process's own stats (``server.``): config reloads (SIGHUP, the admin API) by
+outcome and by path, upgrades (a new process taking over) by outcome, and what became
+of the connections an upgrade handed over or drained (docs/upgrade.md)."""
+STATS_GROWTH_ROOM = 1 << 16
+"""Stats a one-process store can register after it is allocated (listeners and
+clusters added at run time by a reload or the control plane); the room is address
+space only until used (an anonymous mapping's pages are made on first touch)."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
@@ -152,6 +160,8 @@ class StatsStore:
         self.names: list[str] = []
         self._index: dict[str, int] = {}
         self._rows = 0
+        self._width = 0
+        """Stats per row of the mapping: room for more in a one-process store."""
         self._mem: mmap.mmap | None = None
         self.values: memoryview | None = None
         """This process's row; the only one it writes."""
@@ -167,9 +177,10 @@ class StatsStore:
         index to theirs for the stats both have: read live."""
 
     def register(self, name: str) -> int:
-        if self._mem is not None:
-            raise RuntimeError(f"stat {name!r} registered after the store was allocated")
         if name not in self._index:
+            if self._mem is not None and (self._rows > 1 or len(self.names) >= self._width):
+                raise RuntimeError(f"stat {name!r} registered after the store was allocated "
+                                   "for workers (or past its growth room)")
             self._index[name] = len(self.names)
             self.names.append(name)
         return self._index[name]
@@ -232,19 +243,19 @@ class StatsStore:
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
         self._rows = rows
-        size = max(1, rows * len(self.names)) * 8
-        self._mem = mmap.mmap(-1, size)
+        self._width = len(self.names) + (STATS_GROWTH_ROOM if rows == 1 else 0)
+        self._mem = mmap.mmap(-1, max(1, rows * self._width) * 8)
         self.use_row(0)
 
     def use_row(self, row: int) -> None:
         assert self._mem is not None
-        width = len(self.names) * 8
+        width = self._width * 8
         self.values = memoryview(self._mem)[row * width:(row + 1) * width].cast("q")
 
     def total(self, index: int) -> int:
         """One stat summed over every worker (with what a config reload carried)."""
         assert self._mem is not None
-        n = len(self.names)
+        n = self._width
         every = memoryview(self._mem).cast("q")
         own = sum(every[r * n + index] for r in range(self._rows)) + self._carried.get(index, 0)
         return own + sum(old.total(pairs[index]) for old, pairs in self._previous
@@ -269,6 +280,31 @@ class StatsStore:
                         self._carried[ours] = self._carried.get(ours, 0) + old.total(theirs)
         self._previous = [(s, p) for s, p in self._previous if s is not old]
 
+    def export_counters(self) -> dict[str, int]:
+        """Every counter and histogram bucket by its registered name, summed over the
+        workers: what an upgrade's old process hands the new one. Gauges (what they
+        count closes with the process) and host slots (a slot may be another host's in
+        the new process) are left out."""
+        return {name: self.total(i) for i, name in enumerate(self.names)
+                if "#" not in name and not is_gauge(name)}
+
+    def carry(self, counters: dict[str, int]) -> None:
+        """Continue the counters another process counted (:meth:`export_counters` of
+        the process an upgrade replaced): each adds to the stat of its name, which is
+        registered if this store does not have it yet and has room."""
+        for name, value in counters.items():
+            if "#" in name or is_gauge(name):
+                continue
+            index = self._index.get(name)
+            if index is None:
+                try:
+                    index = self.register(name)
+                except RuntimeError:
+                    continue  # a store for workers has no room: the stat is not shown here
+                if ":" in name:
+                    self._display[index] = None  # a histogram's bucket
+            self._carried[index] = self._carried.get(index, 0) + value
+
     def zero_gauges(self) -> None:
         """Set this process's gauges to 0 (a runtime that stopped, so its parent row
         does not add to the gauges of the one that replaced it)."""
@@ -280,11 +316,11 @@ class StatsStore:
     def snapshot(self) -> dict[str, int]:
         """Every stat by name, summed over every worker."""
         assert self._mem is not None
-        n = len(self.names)
+        n, width = len(self.names), self._width
         every = memoryview(self._mem).cast("q")
         totals = [0] * n
         for r in range(self._rows):
-            row = every[r * n:(r + 1) * n]
+            row = every[r * width:r * width + n]
             for i in range(n):
                 totals[i] += row[i]
         for i, carried in self._carried.items():

@@ -83,6 +83,15 @@ class RouteTable:
     __slots__ = ("name", "virtual_hosts", "_exact", "_suffixes", "_prefixes", "_default")
 
     def __init__(self, config: RouterConfiguration) -> None:
+        self._build(config)
+
+    def replace(self, config: RouterConfiguration) -> None:
+        """Match by ``config`` from the next request on (a reload or the control
+        plane changed the routes): the table is updated in place, so every listener
+        holding it sees the change; a request already routed keeps its route."""
+        self._build(config)
+
+    def _build(self, config: RouterConfiguration) -> None:
         self.name = config.router_config_name
         mutations = header_mutations(config)
         self.virtual_hosts = tuple(VirtualHost(vh, mutations) for vh in config.virtual_hosts)
@@ -132,6 +141,10 @@ class RouteTable:
         return host.route(request) if host is not None else None
 
 
+def _same(a: RouterConfiguration, b: RouterConfiguration) -> bool:
+    return a.model_dump(mode="json") == b.model_dump(mode="json")
+
+
 def _without_port(host: str) -> str:
     if host.startswith("["):  # [v6]:port
         end = host.find("]")
@@ -143,10 +156,41 @@ def _without_port(host: str) -> str:
 
 
 class Routers(Mapping[str, RouteTable]):
-    """Route tables by ``router_config_name`` (names are unique: see ``parse_routers``)."""
+    """Route tables by ``router_config_name`` (names are unique: see ``parse_routers``).
+
+    The route manager too: :meth:`add_or_update` and :meth:`remove` change the tables
+    while mosn serves (a config reload, the control plane); a table is updated in
+    place, so what holds it (a listener's proxy) routes by the new config at once."""
 
     def __init__(self, configs: Iterable[RouterConfiguration] = ()) -> None:
+        configs = list(configs)
         self._tables = {c.router_config_name: RouteTable(c) for c in configs}
+        self._configs = {c.router_config_name: c for c in configs}
+
+    def config(self, name: str) -> RouterConfiguration | None:
+        """The configuration the table ``name`` was built from."""
+        return self._configs.get(name)
+
+    def add_or_update(self, config: RouterConfiguration) -> str:
+        """Add the table ``config`` names, or update it in place: ``"added"``,
+        ``"updated"`` or ``"unchanged"`` (the same configuration)."""
+        name = config.router_config_name
+        table = self._tables.get(name)
+        if table is None:
+            self._tables[name] = RouteTable(config)
+            self._configs[name] = config
+            return "added"
+        if _same(self._configs[name], config):
+            return "unchanged"
+        table.replace(config)
+        self._configs[name] = config
+        return "updated"
+
+    def remove(self, name: str) -> bool:
+        """Forget the table ``name`` (False: there is none). A listener still holding
+        it keeps routing by it; remove the listener first."""
+        self._configs.pop(name, None)
+        return self._tables.pop(name, None) is not None
 
     def __getitem__(self, name: str) -> RouteTable:
         return self._tables[name]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 import anyio
+import anyio.abc
 
 from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address, parse_address
@@ -407,56 +408,121 @@ class Cluster:
 
 
 class ClusterManager:
+    """The clusters by name, and the one way to change them while mosn serves:
+    :meth:`add_or_update` and :meth:`remove` (a config reload applied in place, the
+    control plane) and :meth:`update_hosts` (a cluster's endpoints). Clusters are
+    looked up by name for each request, so a change applies to the next request;
+    a replaced or removed cluster's connection pools drain (requests on them finish).
+
+    Clusters added at run time have their own health memory: the in-place path is
+    for one process (with workers a reload starts new ones, docs/upgrade.md)."""
+
     def __init__(self, config: MosnConfig, plugins: PluginHost, store: StatsStore) -> None:
         self.clusters: dict[str, Cluster] = {}
         self.plugins = plugins
+        self.store = store
         self.discovery: dict[str, Any] = {}
         """Cluster name -> its cluster type's discovery object (hosts that change)."""
         slots = sum(cc.host_slots for cc in config.cluster_manager.clusters)
         self.health = SharedHealth(slots)
         self._last_generation = -1
-        context = BuildContext(host=plugins, stats=store)
+        self._context = BuildContext(host=plugins, stats=store)
+        self._control: anyio.abc.TaskGroup | None = None
+        self._control_scopes: dict[str, anyio.CancelScope] = {}
         base = 0
         for cc in config.cluster_manager.clusters:
-            ctype = plugins.get("cluster_type", cc.type)
-            assert ctype is not None, "the loader checks cluster types"
-            made = ctype.factory(cc, context)
-            if isinstance(made, list):
-                hosts = made
-            else:
-                hosts = list(made.hosts)
-                self.discovery[cc.name] = made
-            self.clusters[cc.name] = Cluster(cc, hosts, plugins, store, self.health, base)
+            self.clusters[cc.name] = self._build(cc, self.health, base)
             base += cc.host_slots
         self.publishers: list[Callable[[dict[str, Any]], None]] = []
         """Where host-set changes go besides this process (the workers' channels)."""
 
+    def _build(self, cc: ClusterConfig, health: SharedHealth | None, base: int = 0) -> Cluster:
+        ctype = self.plugins.get("cluster_type", cc.type)
+        assert ctype is not None, "the loader checks cluster types"
+        made = ctype.factory(cc, self._context)
+        if isinstance(made, list):
+            hosts = made
+            self.discovery.pop(cc.name, None)
+        else:
+            hosts = list(made.hosts)
+            self.discovery[cc.name] = made
+        return Cluster(cc, hosts, self.plugins, self.store, health, base)
+
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
+
+    # -- changes while serving ----------------------------------------------------------
+
+    def add_or_update(self, config: ClusterConfig) -> str:
+        """Add the cluster ``config`` describes, or replace the one of its name:
+        ``"added"``, ``"updated"`` or ``"unchanged"`` (the same configuration). A
+        replaced cluster's pools drain; its stats continue under the same names."""
+        old = self.clusters.get(config.name)
+        if old is not None:
+            if old.config.model_dump(mode="json") == config.model_dump(mode="json"):
+                return "unchanged"
+            self._retire(old)
+        cluster = self.clusters[config.name] = self._build(config, None)
+        if self._control is not None:
+            self._start_control(cluster)
+        cluster.start_worker()
+        return "updated" if old is not None else "added"
+
+    def remove(self, name: str) -> bool:
+        """Remove the cluster ``name`` (False: there is none); its pools drain and
+        requests routed to it from now on get the protocol's no-cluster reply."""
+        old = self.clusters.pop(name, None)
+        if old is None:
+            return False
+        self.discovery.pop(name, None)
+        self._retire(old)
+        return True
+
+    def _retire(self, old: Cluster) -> None:
+        scope = self._control_scopes.pop(old.name, None)
+        if scope is not None:
+            scope.cancel()
+        old.set_hosts([])  # the pools drain; the host slots' stats are unlabelled first
 
     # -- once per process tree: health checks and discovery --------------------------------
 
     async def run_control(self) -> None:
         """Run every cluster's active health checks and host discovery until cancelled
-        (in the parent when there are workers, else in the one process)."""
+        (in the parent when there are workers, else in the one process); clusters
+        added later get theirs when they are added."""
+        async with anyio.create_task_group() as tg:
+            self._control = tg
+            try:
+                for cluster in self.clusters.values():
+                    self._start_control(cluster)
+                await anyio.sleep_forever()
+            finally:
+                self._control = None
+
+    def _start_control(self, cluster: Cluster) -> None:
         from mosn.upstream.health import build_checker
 
-        for cluster in self.clusters.values():
-            cluster.controls_health = True
-        async with anyio.create_task_group() as tg:
-            for cluster in self.clusters.values():
-                checker = build_checker(cluster, self.plugins)
-                if checker is not None:
-                    tg.start_soon(checker.run)
-                discovery = self.discovery.get(cluster.name)
-                if discovery is not None and hasattr(discovery, "run"):
-                    tg.start_soon(discovery.run, functools.partial(self.update_hosts, cluster.name),
-                                  functools.partial(self._count_failures, cluster))
+        assert self._control is not None
+        cluster.controls_health = True
+        checker = build_checker(cluster, self.plugins)
+        discovery = self.discovery.get(cluster.name)
+        runs = []
+        if checker is not None:
+            runs.append(checker.run)
+        if discovery is not None and hasattr(discovery, "run"):
+            runs.append(functools.partial(
+                discovery.run, functools.partial(self.update_hosts, cluster.name),
+                functools.partial(self._count_failures, cluster)))
+        if runs:
+            scope = self._control_scopes[cluster.name] = anyio.CancelScope()
+            self._control.start_soon(_run_in, scope, runs)
 
     def update_hosts(self, name: str, hosts: list[Host]) -> None:
         """A cluster's new host set, from discovery (xDS and registries will call this
         too): applied here, then sent to the workers with the slots assigned here."""
-        cluster = self.clusters[name]
+        cluster = self.clusters.get(name)
+        if cluster is None:
+            return  # removed while its discovery ran
         cluster.set_hosts(hosts)
         if self.publishers:
             message = {"cluster": name, "hosts": [_host_dict(h) for h in cluster.hosts]}
@@ -493,6 +559,13 @@ class ClusterManager:
         while True:
             self.sync_health()
             await asyncio.sleep(HEALTH_SYNC_INTERVAL)
+
+
+async def _run_in(scope: anyio.CancelScope, runs: list[Callable[[], Any]]) -> None:
+    with scope:
+        async with anyio.create_task_group() as tg:
+            for run in runs:
+                tg.start_soon(run)
 
 
 def _host_dict(host: Host) -> dict[str, Any]:
