@@ -58,6 +58,8 @@ from mosn.upgrade.managers import (
     socket_key,
 )
 from mosn.upstream.cluster import ClusterManager
+from mosn.xds.control import ControlPlane
+from mosn.xds.stats import XdsStats
 
 log = logging.getLogger("mosn")
 
@@ -165,6 +167,9 @@ def raise_fd_limit() -> None:
 def run(loaded: LoadedConfig, workers: int = 1) -> int:
     """Serve until a signal; returns the process exit code."""
     raise_fd_limit()
+    if workers > 1 and loaded.config.dynamic_resources is not None:
+        raise StartError("dynamic_resources: a control plane drives one process for now "
+                         "(run without --workers; docs/xds.md)")
     runtime = Runtime(loaded)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters)
@@ -237,6 +242,10 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
         if admin is not None:
             admin.reloader = lambda: reload_in_place(runtime, admin)
+            plane = _control_plane(runtime, admin)
+            if plane is not None:
+                admin.reloader = plane.reload
+                tg.start_soon(plane.run)
             tg.start_soon(admin.serve, runtime.admin_sock)
             tg.start_soon(runtime.clusters.run_control)
         if control is not None:
@@ -246,7 +255,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             async for sig in received:
                 if sig == signal.SIGHUP:
                     if not draining and admin is not None:
-                        reload_in_place(runtime, admin)
+                        admin.reloader()
                     continue
                 if draining:
                     break
@@ -301,6 +310,24 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
                         if names) or "nothing changed"
     log.info("config reloaded in place from %s: %s", loaded.source, summary)
     return 200, f"reloaded in place: {summary}\n"
+
+
+def _control_plane(runtime: Runtime, admin: Admin) -> ControlPlane | None:
+    """The xDS client of a config with ``dynamic_resources`` (docs/xds.md): each
+    accepted response is applied in place through the managers."""
+    if runtime.loaded.config.dynamic_resources is None:
+        return None
+
+    def apply(loaded: LoadedConfig) -> None:
+        runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
+        apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters,
+                       runtime.routers)
+        runtime.loaded = loaded
+        admin.switch(loaded, runtime.store, runtime.clusters)
+
+    plane = ControlPlane(runtime.loaded, apply, XdsStats(runtime.store))
+    admin.control_plane = plane
+    return plane
 
 
 async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:

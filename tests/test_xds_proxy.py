@@ -1,0 +1,169 @@
+"""mosn driven by the tests' control plane, end to end: resources pushed over ADS
+become listeners, routes and clusters serving real requests (httpx to uvicorn
+upstreams), a bad push is NACKed while the last good config serves, and traffic
+flows through the control plane going away and coming back."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from conftest import ROOT, free_port
+from mosn.testing.process import serving
+from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
+from tests.xds_control_plane import ControlPlane
+from tests.xds_resources import (
+    assignment,
+    eds_cluster,
+    http_listener,
+    message,
+    outbound,
+    route,
+    route_configuration,
+    service,
+    static_cluster,
+    virtual_host,
+)
+
+HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
+REVIEWS = service("reviews")
+CLUSTER = outbound(9080, REVIEWS)
+FOLLOW = 10.0  # seconds a test waits for traffic to follow a push
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, int]]:
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
+                                     "--name", name]))
+            for name in ("v1", "v2", "v3")}
+
+
+@pytest.fixture
+def plane() -> Iterator[ControlPlane]:
+    cp = ControlPlane()
+    cp.start()
+    yield cp
+    cp.stop()
+
+
+def bootstrap(plane: ControlPlane, delta: bool = False) -> dict[str, Any]:
+    return {
+        "node": {"id": "sidecar~127.0.0.1~reviews.default~default.svc.cluster.local",
+                 "cluster": "reviews.default"},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "DELTA_GRPC" if delta else "GRPC",
+                           "transport_api_version": "V3",
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "cluster_manager": {"clusters": [{"name": "xds-grpc", "type": "STATIC",
+                                          "hosts": [{"address": f"127.0.0.1:{plane.port}"}]}]},
+    }
+
+
+def snapshot(port: int, upstreams: dict[str, int], *, names: tuple[str, ...] = ("v1",),
+             regex: str = "/api/v[0-9]+", cluster: str = CLUSTER) -> list[Any]:
+    return [
+        message(LISTENERS, http_listener(port, "9080", address="127.0.0.1", bind=True)),
+        message(CLUSTERS, eds_cluster(9080, REVIEWS, lb_policy="ROUND_ROBIN")),
+        message(ENDPOINTS, assignment(CLUSTER, {"zone-a": [
+            f"127.0.0.1:{upstreams[n]}" for n in names]})),
+        message(ROUTES, route_configuration("9080", [{"name": "all", "domains": ["*"], "routes": [
+            route({"safe_regex": {"regex": regex}}, cluster),
+            route({"prefix": "/"}, cluster)]}])),
+    ]
+
+
+def get(port: int, path: str = "/") -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+
+
+def wait_until(check: Any, timeout: float = FOLLOW) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_pushed_resources_serve_and_endpoints_follow(start_mosn, plane, upstreams, delta):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane, delta))
+    wait_until(lambda: get(port, "/api/v1").status_code == 200)
+    assert get(port).headers["x-upstream"] == "v1"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        assert client.get("/").status_code == 200  # a kept-alive connection ...
+        plane.set("2", snapshot(port, upstreams, names=("v2", "v3")))
+        wait_until(lambda: get(port).headers["x-upstream"] in ("v2", "v3"))
+        seen = {get(port).headers["x-upstream"] for _ in range(10)}
+        assert seen == {"v2", "v3"}
+        assert client.get("/").headers["x-upstream"] in ("v2", "v3")  # ... still serves
+    stats = mosn.stats()
+    assert stats["control_plane.connected_state"] == 1
+    assert stats["xds.eds.update_success"] >= 2
+    assert stats["listener_manager.lds.update_success"] >= 1
+
+
+def test_a_bad_push_is_nacked_and_the_last_good_config_serves(start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    plane.set("2", snapshot(port, upstreams, names=("v2",), regex="/api/v[0-9+("))
+    nack = plane.nacked(ROUTES.url)
+    assert "RouteConfiguration '9080': virtual_hosts[0].routers[0].match.regex: invalid regex" in nack.error
+    assert nack.version_info == "1"
+    plane.acked(ENDPOINTS.url, "2")  # the endpoints of version 2 are fine and serve
+    wait_until(lambda: get(port).headers["x-upstream"] == "v2")
+    assert mosn.stats()["xds.rds.update_rejected"] >= 1
+    dump = mosn.admin("/config_dump").json()
+    routes = next(c for c in dump["configs"] if c["@type"].endswith("RoutesConfigDump"))
+    assert routes["dynamic_route_configs"][0]["version_info"] == "1"
+    assert routes["dynamic_route_configs"][0]["route_config"]["name"] == "9080"
+
+
+def test_a_route_to_a_cluster_not_yet_known_answers_503_until_it_arrives(
+        start_mosn, plane, upstreams):
+    port = free_port()
+    later = outbound(9080, service("ratings"))
+    resources = snapshot(port, upstreams, cluster=later)
+    plane.set("1", resources)
+    start_mosn(bootstrap(plane))
+    response = wait_until(lambda: get(port) if get(port).status_code == 503 else None)
+    assert response.status_code == 503
+    plane.set("2", [*resources, message(CLUSTERS, static_cluster(
+        later, [f"127.0.0.1:{upstreams['v3']}"]))])
+    wait_until(lambda: get(port).status_code == 200)
+    assert get(port).headers["x-upstream"] == "v3"
+
+
+def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    cp_port = plane.port
+    plane.stop()
+    wait_until(lambda: mosn.stats()["control_plane.connected_state"] == 0)
+    assert all(get(port).status_code == 200 for _ in range(20))
+    plane.requests.clear()
+    plane.start(cp_port)
+    plane.set("2", snapshot(port, upstreams, names=("v3",)))
+    wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
+    assert mosn.stats()["control_plane.connected_state"] == 1
