@@ -100,15 +100,16 @@ def test_accepts_warms_and_nacks_a_bad_regex(plane, delta):
         await blocking(plane.acked, ENDPOINTS.url, "1")
         assert served.listeners() == ["127.0.0.1_19080"]
         assert [h.address.port for h in served.clusters()[CLUSTER].hosts] == [9081]
-        before = len(served.served)
         plane.set("2", resources(regex="/v[0-9+/("))
         nack = await blocking(plane.nacked, ROUTES.url)
         assert "RouteConfiguration '9080': virtual_hosts[0].routers[0].match.regex" in nack.error
         assert "invalid regex" in nack.error
         if not delta:
             assert nack.version_info == "1"  # the version still serving
-        assert len(served.served) == before  # nothing new was served
         assert client.snapshot.versions[ROUTES.url] == "1"
+        (_, router), = served.served[-1].config.routers()  # the other types of 2 serve,
+        regex = router.virtual_hosts[0].routers[0].match.regex  # with the routes of 1
+        assert regex == "^(?:/v[0-9]+/.*)$"
 
     run(plane, body, delta)
 
