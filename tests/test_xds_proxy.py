@@ -167,3 +167,19 @@ def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstre
     plane.set("2", snapshot(port, upstreams, names=("v3",)))
     wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
     assert mosn.stats()["control_plane.connected_state"] == 1
+
+
+def test_an_endpoint_update_keeps_the_connections_to_hosts_that_remain(
+        start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v1",)))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    opened = f"cluster.{CLUSTER}.upstream_cx_total"
+    assert all(get(port).headers["x-upstream"] == "v1" for _ in range(3))
+    assert mosn.stats()[opened] == 1  # one pooled connection to v1
+    plane.set("2", snapshot(port, upstreams, names=("v1", "v2")))
+    plane.acked(ENDPOINTS.url, "2")
+    seen = [get(port).headers["x-upstream"] for _ in range(6)]
+    assert set(seen) == {"v1", "v2"}
+    assert mosn.stats()[opened] == 2  # v1's connection kept; one more, to v2

@@ -18,6 +18,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from mosn.config.models import DEFAULT_MAX_HOSTS, MAX_HOSTS_LIMIT
 from mosn.xds.cluster import HTTP2, TranslatedCluster
 from mosn.xds.listener import TranslatedListener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS, ResourceType
@@ -91,6 +92,7 @@ class Snapshot:
                     waits.append(f"endpoints {tc.eds_name!r}")
                 else:
                     cluster["hosts"] = copy.deepcopy(assignment.value)
+                    cluster["max_hosts"] = host_slots(len(assignment.value))
             if "tls_context" in cluster:
                 waits += [f"secret {s!r}" for s in fill_secrets(cluster["tls_context"], secrets)]
             if waits:
@@ -128,6 +130,16 @@ class Snapshot:
             origins[f"servers[0].listeners[{len(listeners)}]"] = f"Listener {name!r}"
             listeners.append(listener)
         return raw, origins, warming
+
+
+def host_slots(endpoints: int) -> int:
+    """Host slots for an EDS cluster: room to double before the cluster must be built
+    again (a change of ``max_hosts`` replaces the cluster; a change of endpoints within
+    it keeps every remaining host's connections)."""
+    slots = DEFAULT_MAX_HOSTS
+    while slots < 2 * endpoints and slots < MAX_HOSTS_LIMIT:
+        slots *= 2
+    return slots
 
 
 def _with_protocols(router: dict[str, Any], protocols: dict[str, str]) -> dict[str, Any]:
