@@ -15,7 +15,7 @@ from mosn.plugins import PluginHost
 from mosn.xds.apply import Composer
 from mosn.xds.client import AdsClient, backoff_delay
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
-from tests.xds_control_plane import ControlPlane
+from mosn.testing.control_plane import ControlPlane
 from tests.xds_resources import (
     assignment,
     eds_cluster,

@@ -20,7 +20,7 @@ import yaml
 from conftest import ROOT
 from mosn.testing.process import free_port, serving
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
-from tests.xds_control_plane import ControlPlane
+from mosn.testing.control_plane import ControlPlane
 from tests.xds_resources import (
     assignment,
     eds_cluster,

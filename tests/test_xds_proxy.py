@@ -16,7 +16,7 @@ import pytest
 from conftest import ROOT, free_port
 from mosn.testing.process import serving
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
-from tests.xds_control_plane import ControlPlane
+from mosn.testing.control_plane import ControlPlane
 from tests.xds_resources import (
     assignment,
     eds_cluster,

@@ -1,4 +1,4 @@
-"""A control plane for the tests: Envoy's ADS service (xds-protos + grpcio) serving
+"""A control plane for tests and benchmarks: Envoy's ADS service (xds-protos + grpcio) serving
 snapshots, state of the world and delta, to mosn and to Envoy alike.
 
 ``set(version, resources)`` replaces the snapshot and pushes it to every open
