@@ -16,7 +16,7 @@ from mosn.xds.apply import Composer
 from mosn.xds.client import AdsClient, backoff_delay
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
-from tests.xds_resources import (
+from xds_resources import (
     assignment,
     eds_cluster,
     http_listener,

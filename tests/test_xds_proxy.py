@@ -17,7 +17,7 @@ from conftest import ROOT, free_port
 from mosn.testing.process import serving
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
 from mosn.testing.control_plane import ControlPlane
-from tests.xds_resources import (
+from xds_resources import (
     assignment,
     eds_cluster,
     http_listener,

@@ -10,7 +10,7 @@ from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.xds.route import route_configuration
 from mosn.xds.tls import fill_secrets, secret
-from tests.xds_resources import (
+from xds_resources import (
     assignment,
     ca_secret,
     eds_cluster,

@@ -134,6 +134,18 @@ class Subscriber:
         refused, or [] when it serves (and is now the last accepted)."""
         errors: list[str] = []
         translated = {}
+        current = self.snapshot.of(kind)
+        if (not removed and all(name in current and current[name].message == message
+                                for name, message in updates.items())
+                and (not replace or set(updates) == set(current))):
+            # The same resources again (a state-of-the-world push repeats every
+            # type): nothing to translate or apply; the version moves on.
+            self.snapshot = self.snapshot.copy()
+            self.snapshot.versions[kind.url] = version
+            if self.stats is not None:
+                self.stats.attempt(kind.short)
+                self.stats.success(kind.short, version)
+            return []
         for name, message in updates.items():
             try:
                 translated[name] = Accepted(kind.translate(message), message, versions[name])

@@ -41,12 +41,11 @@ class Fields:
         return f"{self.path}.{name}" if self.path else name
 
     def has(self, name: str) -> bool:
-        """Whether a field (or a oneof) is set; does not count as reading it."""
-        try:
+        """Whether a field is set; does not count as reading it."""
+        field = self.message.DESCRIPTOR.fields_by_name[name]
+        if field.has_presence:
             return self.message.HasField(name)
-        except ValueError:  # a repeated field or a plain scalar
-            value = getattr(self.message, name)
-            return bool(value)
+        return bool(getattr(self.message, name))  # repeated, or a scalar off its default
 
     def which(self, oneof: str) -> str | None:
         """The field set in a oneof (not yet read)."""
@@ -105,8 +104,11 @@ class Fields:
     def children(self, name: str) -> list[Fields]:
         """A repeated sub-message, each to read in turn."""
         self._read.add(name)
-        return [self._adopt(item, f"{self._at(name)}[{i}]")
-                for i, item in enumerate(getattr(self.message, name))]
+        items = getattr(self.message, name)
+        if not items:
+            return []
+        path = self._at(name)
+        return [self._adopt(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
     def typed(self, name: str, types: dict[str, type[Message]]) -> Fields | None:
         """A ``google.protobuf.Any`` unpacked into the message its type URL names,

@@ -84,16 +84,17 @@ class Snapshot:
         protocols: dict[str, str] = {}
         for name, accepted in sorted(self.of(CLUSTERS).items()):
             tc: TranslatedCluster = accepted.value
-            cluster = copy.deepcopy(tc.cluster)
+            cluster = dict(tc.cluster)  # the loader copies what it reads; only TLS is filled in
             waits = []
             if tc.eds_name:
                 assignment = endpoints.get(tc.eds_name)
                 if assignment is None:
                     waits.append(f"endpoints {tc.eds_name!r}")
                 else:
-                    cluster["hosts"] = copy.deepcopy(assignment.value)
+                    cluster["hosts"] = assignment.value
                     cluster["max_hosts"] = host_slots(len(assignment.value))
             if "tls_context" in cluster:
+                cluster["tls_context"] = copy.deepcopy(cluster["tls_context"])
                 waits += [f"secret {s!r}" for s in fill_secrets(cluster["tls_context"], secrets)]
             if waits:
                 warming.append(f"Cluster {name!r} waits for {', '.join(waits)}")
@@ -145,6 +146,8 @@ def host_slots(endpoints: int) -> int:
 def _with_protocols(router: dict[str, Any], protocols: dict[str, str]) -> dict[str, Any]:
     """A route to an HTTP/2 cluster speaks HTTP/2 upstream (Envoy's choice is the
     cluster's; mosn's is the route's or the proxy's)."""
+    if HTTP2 not in protocols.values():
+        return router
     router = copy.deepcopy(router)
     for host in router.get("virtual_hosts", []):
         for route in host.get("routers", []):
