@@ -183,3 +183,22 @@ def test_an_endpoint_update_keeps_the_connections_to_hosts_that_remain(
     seen = [get(port).headers["x-upstream"] for _ in range(6)]
     assert set(seen) == {"v1", "v2"}
     assert mosn.stats()[opened] == 2  # v1's connection kept; one more, to v2
+
+
+def test_rest_polling(start_mosn, plane, upstreams):
+    rest = plane.start_rest()
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v1",)))
+    source = {"api_config_source": {"api_type": "REST", "transport_api_version": "V3",
+                                    "cluster_names": ["xds-rest"], "refresh_delay": "0.2s"}}
+    config = {"node": {"id": "rest-node", "cluster": "c"},
+              "dynamic_resources": {"lds_config": source, "cds_config": source},
+              "cluster_manager": {"clusters": [{"name": "xds-rest", "type": "STATIC",
+                                                "hosts": [{"address": f"127.0.0.1:{rest}"}]}]}}
+    mosn = start_mosn(config)
+    wait_until(lambda: get(port).headers.get("x-upstream") == "v1")
+    plane.set("2", snapshot(port, upstreams, names=("v2",), regex="/v[0-9+("))
+    nack = plane.nacked(ROUTES.url)
+    assert "invalid regex" in nack.error and nack.version_info == "1"
+    wait_until(lambda: get(port).headers.get("x-upstream") == "v2")  # the endpoints of 2 serve
+    assert mosn.stats()["xds.rds.update_rejected"] >= 1

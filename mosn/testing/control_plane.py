@@ -14,16 +14,19 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Iterator
 
 import grpc
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from google.protobuf import json_format
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.message import Message
 
 from mosn.xds.resources import BY_URL, resource_name
 
 WAIT = 10.0  # seconds a test waits for a proxy to ask, ACK or NACK
+REST_PREFIX = "/v3/discovery:"
 
 
 @dataclass
@@ -63,6 +66,7 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.streams: dict[int, _Stream] = {}
         self._next = 0
         self.server: grpc.Server | None = None
+        self.rest: ThreadingHTTPServer | None = None
         self.port = 0
 
     # -- the snapshot ---------------------------------------------------------------
@@ -88,7 +92,51 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.server.start()
         return self.port
 
+    def start_rest(self, port: int = 0) -> int:
+        """Serve the snapshot by REST-JSON as well (``POST /v3/discovery:<type>``)."""
+        plane = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                status, data = plane._rest(self.path, body)
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.rest = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.rest.serve_forever, daemon=True).start()
+        return self.rest.server_address[1]
+
+    def _rest(self, path: str, body: bytes) -> tuple[int, bytes]:
+        request = json_format.Parse(body, discovery_pb2.DiscoveryRequest())
+        with self.lock:
+            self.requests.append(Seen(0, False, request.type_url, request.version_info,
+                                      request.response_nonce, list(request.resource_names),
+                                      request.error_detail.message, request.node.id))
+            self.lock.notify_all()
+            if not path.startswith(REST_PREFIX) or request.type_url not in BY_URL:
+                return 404, b"{}"
+            if request.version_info == self.version:
+                return 304, b""
+            names = set(request.resource_names)
+            response = discovery_pb2.DiscoveryResponse(
+                type_url=request.type_url, version_info=self.version, nonce=self.version)
+            for name, message in sorted(self.resources.get(request.type_url, {}).items()):
+                if not names or name in names:
+                    response.resources.add().Pack(message)
+        return 200, json_format.MessageToJson(response).encode()
+
     def stop(self) -> None:
+        if self.rest is not None:
+            self.rest.shutdown()
+            self.rest.server_close()
+            self.rest = None
         if self.server is not None:
             self.server.stop(grace=0).wait()
             self.server = None
