@@ -6,6 +6,7 @@ flows through the control plane going away and coming back."""
 from __future__ import annotations
 
 import contextlib
+import ssl
 import sys
 import time
 from typing import Any, Iterator
@@ -15,19 +16,22 @@ import pytest
 
 from conftest import ROOT, free_port
 from mosn.testing.process import serving
-from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
+from mosn.testing.certs import CertificateAuthority
+from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
 from xds_resources import (
     assignment,
+    ca_secret,
     eds_cluster,
     http_listener,
     message,
     outbound,
     route,
     route_configuration,
+    sds,
     service,
     static_cluster,
-    virtual_host,
+    tls_secret,
 )
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
@@ -202,3 +206,50 @@ def test_rest_polling(start_mosn, plane, upstreams):
     assert "invalid regex" in nack.error and nack.version_info == "1"
     wait_until(lambda: get(port).headers.get("x-upstream") == "v2")  # the endpoints of 2 serve
     assert mosn.stats()["xds.rds.update_rejected"] >= 1
+
+
+def test_mtls_listener_from_sds_secrets(start_mosn, plane, upstreams, tmp_path):
+    """Istio's inbound shape: the workload certificate (``default``) and the mesh's
+    root (``ROOTCA``) by SDS; the listener warms until both arrive."""
+    ca = CertificateAuthority("mesh CA")
+    server = ca.issue(uris=["spiffe://cluster.local/ns/default/sa/reviews"], dns=["localhost"],
+                      ips=["127.0.0.1"])
+    client = ca.issue(uris=["spiffe://cluster.local/ns/default/sa/productpage"]).write(
+        tmp_path / "client")
+    port = free_port()
+    resources = snapshot(port, upstreams)
+    tls_listener = http_listener(port, "9080", address="127.0.0.1", bind=True)
+    tls_listener["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [sds("default")],
+                "combined_validation_context": {
+                    "default_validation_context": {"match_subject_alt_names": [
+                        {"prefix": "spiffe://cluster.local/ns/default/"}]},
+                    "validation_context_sds_secret_config": sds("ROOTCA")}}}}
+    resources[0] = message(LISTENERS, tls_listener)
+    plane.set("1", resources)
+    mosn = start_mosn(bootstrap(plane))
+    seen = plane.wait_for(lambda s: s.type_url == SECRETS.url and s.names)
+    assert seen.names == ["ROOTCA", "default"]
+    plane.acked(LISTENERS.url, "1")
+    with pytest.raises(httpx.HTTPError):  # warming: no listener yet
+        httpx.get(f"https://127.0.0.1:{port}/", timeout=1, verify=False)
+    plane.set("2", [*resources,
+                    message(SECRETS, tls_secret("default", server.cert_pem.decode(),
+                                                server.key_pem.decode())),
+                    message(SECRETS, ca_secret("ROOTCA", server.ca_pem.decode()))])
+    plane.acked(SECRETS.url, "2")
+    context = ssl.create_default_context(cafile=client["ca"])
+    context.load_cert_chain(client["cert"], client["key"])
+    response = wait_until(lambda: httpx.get(f"https://127.0.0.1:{port}/", timeout=5,
+                                            verify=context))
+    assert response.status_code == 200 and response.headers["x-upstream"] == "v1"
+    plain = ssl.create_default_context(cafile=client["ca"])  # no client certificate
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"https://127.0.0.1:{port}/", timeout=5, verify=plain)
+    dump = mosn.admin("/config_dump")
+    assert "SecretsConfigDump" in dump.text
+    assert "PRIVATE KEY" not in dump.text  # the admin API redacts secrets
