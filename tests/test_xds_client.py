@@ -204,3 +204,18 @@ def test_secrets_warm_a_cluster(plane):
         assert CLUSTER not in served.clusters()
 
     run(plane, body)
+
+
+def test_an_inline_route_to_an_unknown_cluster_is_nacked_as_envoy_does(plane):
+    inline = {"name": "local", "virtual_hosts": [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "nowhere"}}]}]}
+    plane.set("1", [message(LISTENERS, http_listener(19081, inline=inline, address="127.0.0.1",
+                                                     bind=True))])
+
+    async def body(client: AdsClient, served: Recorder) -> None:
+        nack = await blocking(plane.nacked, LISTENERS.url)
+        assert nack.error == ("Listener '127.0.0.1_19081': route to unknown cluster 'nowhere' "
+                              "(validate_clusters)")
+        assert served.served == []
+
+    run(plane, body)

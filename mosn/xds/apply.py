@@ -36,7 +36,9 @@ class Composer:
         self.warming: list[str] = []
 
     def offer(self, candidate: Snapshot) -> list[str]:
-        raw, origins, warming = candidate.compose(self.static)
+        raw, origins, warming, errors = candidate.compose(self.static)
+        if errors:
+            return errors
         try:
             loaded = validate(raw, self.plugins, self.base_dir, routes_to_unknown_clusters=True)
         except ConfigError as exc:

@@ -208,7 +208,7 @@ def http_connection_manager(f: Fields, listener_name: str,
         out["router_config_name"] = name
         result.route_names.append(name)
     elif kind == "route_config":
-        inline = router_config(f.child("route_config"))  # type: ignore[arg-type]
+        inline = router_config(f.child("route_config"), inline=True)  # type: ignore[arg-type]
         if not inline["router_config_name"]:
             inline["router_config_name"] = f"{listener_name}/inline"
         out["router_config_name"] = inline["router_config_name"]

@@ -30,14 +30,32 @@ def route_configuration(message: route_pb2.RouteConfiguration) -> dict[str, Any]
     return translate(message, "RouteConfiguration", message.name, router_config)
 
 
-def router_config(f: Fields) -> dict[str, Any]:
+def router_config(f: Fields, inline: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"router_config_name": f.scalar("name")}
     out.update(header_mutations(f))
     out["virtual_hosts"] = [virtual_host(v) for v in f.children("virtual_hosts")]
-    if f.wrapped("validate_clusters", False):
-        f.refuse("validate_clusters", "mosn accepts routes to clusters not (yet) known "
-                 "and answers 503 until they arrive; set it false")
+    # Envoy checks the clusters of a route configuration given inline, not of one
+    # from RDS, unless validate_clusters says otherwise.
+    if f.wrapped("validate_clusters", inline):
+        out[VALIDATE_CLUSTERS] = True
     return out
+
+
+VALIDATE_CLUSTERS = "validate_clusters"
+"""In a translated router: the clusters it names must be known when it is applied
+(taken out by the snapshot before the loader sees it)."""
+
+
+def cluster_names(router: dict[str, Any]) -> list[str]:
+    """The clusters a translated router's routes name (not a ``cluster_header``'s)."""
+    names = []
+    for host in router.get("virtual_hosts", []):
+        for r in host.get("routers", []):
+            action = r.get("route") or {}
+            if action.get("cluster_name"):
+                names.append(action["cluster_name"])
+            names += [w["cluster"]["name"] for w in action.get("weighted_clusters", [])]
+    return names
 
 
 def virtual_host(f: Fields) -> dict[str, Any]:

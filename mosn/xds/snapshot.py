@@ -21,6 +21,7 @@ from google.protobuf.message import Message
 from mosn.config.models import DEFAULT_MAX_HOSTS, MAX_HOSTS_LIMIT
 from mosn.xds.cluster import HTTP2, TranslatedCluster
 from mosn.xds.listener import TranslatedListener
+from mosn.xds.route import VALIDATE_CLUSTERS, cluster_names
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS, ResourceType
 from mosn.xds.tls import SDS_KEY, fill_secrets
 
@@ -71,15 +72,18 @@ class Snapshot:
 
     # -- the config to serve -------------------------------------------------------------
 
-    def compose(self, static: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
-        """``(raw config, origins, warming)``: the static config with every warm
-        resource added; ``origins`` maps a config path prefix to the resource it came
-        from (to name it in errors); ``warming`` says what waits and for what."""
+    def compose(self, static: dict[str, Any]
+                ) -> tuple[dict[str, Any], dict[str, str], list[str], list[str]]:
+        """``(raw config, origins, warming, errors)``: the static config with every
+        warm resource added; ``origins`` maps a config path prefix to the resource it
+        came from (to name it in errors); ``warming`` says what waits and for what;
+        ``errors``: route configurations that must name known clusters and do not."""
         raw = copy.deepcopy(static)
         secrets = {name: a.value for name, a in self.of(SECRETS).items()}
         endpoints = self.of(ENDPOINTS)
         origins: dict[str, str] = {}
         warming: list[str] = []
+        errors: list[str] = []
         clusters = raw.setdefault("cluster_manager", {}).setdefault("clusters", [])
         protocols: dict[str, str] = {}
         for name, accepted in sorted(self.of(CLUSTERS).items()):
@@ -126,11 +130,16 @@ class Snapshot:
                 if router_name in added_routers:
                     continue
                 added_routers.add(router_name)
+                if router.get(VALIDATE_CLUSTERS):
+                    router = {k: v for k, v in router.items() if k != VALIDATE_CLUSTERS}
+                    known = {c["name"] for c in clusters}
+                    errors += [f"{origin}: route to unknown cluster {c!r} (validate_clusters)"
+                               for c in dict.fromkeys(cluster_names(router)) if c not in known]
                 origins[f"servers[0].routers[{len(routers)}]"] = origin
                 routers.append(_with_protocols(router, protocols))
             origins[f"servers[0].listeners[{len(listeners)}]"] = f"Listener {name!r}"
             listeners.append(listener)
-        return raw, origins, warming
+        return raw, origins, warming, errors
 
 
 def host_slots(endpoints: int) -> int:
