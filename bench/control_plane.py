@@ -17,11 +17,19 @@ is from the control plane's push to the first answer from the new upstream.
 
 from __future__ import annotations
 
-import argparse
+import sys
+
+# bench/http.py would hide the standard library's http package, which the control
+# plane's REST side imports: take the standard one first.
+_HERE = sys.path.pop(0)
+import http.server  # noqa: E402,F401
+
+sys.path.insert(0, _HERE)
+
+import argparse  # noqa: E402
 import contextlib
 import socket
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
