@@ -12,9 +12,12 @@ active health checks; routes retry connect failures and resets.
 
 Every --event-every seconds, in turn: one upstream of a protocol killed (SIGKILL) and
 restarted --down-for seconds later (its host flips unhealthy, then healthy: the other
-host must carry every request); a config reload (SIGHUP, a route timeout changed);
-and both upstreams of one protocol killed (an outage: that protocol's requests may
-fail until its upstreams are back and the clients' timeout has passed).
+host must carry every request); a config reload (SIGHUP, a route timeout changed:
+applied in place with one process, by new workers with several); an upgrade (a second
+``mosn start`` on the same config takes over, migrating the clients' connections:
+one process only, docs/upgrade.md); and both upstreams of one protocol killed (an
+outage: that protocol's requests may fail until its upstreams are back and the
+clients' timeout has passed).
 
 Reported: per protocol, requests sent, answered correctly, answered wrongly, failed
 (by reason, split into failures inside an outage window and any other), mosn's RSS
@@ -175,15 +178,17 @@ def mosn_config(listen: dict[str, int], upstreams: Upstreams, admin: int, timeou
     }
 
 
-def schedule():
+def schedule(upgrades: bool):
     """The events, in turn, for ever: one upstream of each protocol kind killed, a reload,
-    an outage of one kind."""
+    an upgrade (``upgrades``), an outage of one kind."""
     kinds = ("http", "grpc", "bolt", "dubbo")
     round_ = 0
     while True:
         for kind in kinds:
             yield "kill-one", kind, round_ % 2
         yield "reload", "", 0
+        if upgrades:
+            yield "upgrade", "", 0
         yield "outage", kinds[round_ % len(kinds)], 0
         round_ += 1
 
@@ -222,8 +227,9 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         for kind in upstreams.ports:
             for index in (0, 1):
                 upstreams.start(kind, index)
-        mosn = procs.start("mosn", [sys.executable, "-m", "mosn", "start", "-c", str(config_path),
-                                    "--workers", str(args.workers)], cpu=0)
+        mosn_argv = [sys.executable, "-m", "mosn", "start", "-c", str(config_path),
+                     "--workers", str(args.workers)]
+        mosn = procs.start("mosn", mosn_argv, cpu=0)
         for port in listen.values():
             wait_for_port(port, mosn)
         clients = {p: start_client(procs, p, listen[UPSTREAM_KIND[p] if p != "http2" else "http"],
@@ -232,8 +238,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         begin = time.time()
         next_event = start + args.event_every
         next_rss = start
-        plan = schedule()
-        reloads = 0
+        plan = schedule(args.workers == 1)
+        reloads = upgrades = 0
         while (now := time.monotonic()) < start + args.duration:
             if mosn.poll() is not None:
                 raise RuntimeError(f"mosn exited with status {mosn.returncode}: {procs.log_tail(mosn)}")
@@ -249,6 +255,17 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                         mosn_config(listen, upstreams, admin, timeouts[reloads % 2])))
                     mosn.send_signal(signal.SIGHUP)
                     events.append({"t": round(at - begin, 1), "event": "reload"})
+                elif what == "upgrade":
+                    upgrades += 1
+                    new = procs.start(f"mosn-{upgrades}", mosn_argv, cpu=0)
+                    mosn.wait(timeout=START_TIMEOUT)  # it exits once it handed over
+                    procs.running.remove(mosn)
+                    if mosn.returncode != 0:
+                        raise RuntimeError(f"the upgraded mosn exited with status "
+                                           f"{mosn.returncode}: {procs.log_tail(mosn)}")
+                    mosn = new
+                    events.append({"t": round(at - begin, 1), "event": "upgrade",
+                                   "handover_s": round(time.time() - at, 1)})
                 else:
                     indexes = (index,) if what == "kill-one" else (0, 1)
                     for i in indexes:
@@ -269,7 +286,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         for client in clients.values():
             client.proc.wait(timeout=30)
         time.sleep(0.5)  # the readers take the last totals lines
-        errors = [line for line in (workdir / "mosn.log").read_text(errors="replace").splitlines()
+        errors = [line for log in sorted(workdir.glob("mosn*.log"))
+                  for line in log.read_text(errors="replace").splitlines()
                   if " ERROR " in line or "Traceback" in line]
     finally:
         procs.stop_all()
@@ -337,7 +355,8 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of traffic")
     parser.add_argument("--event-every", type=float, default=30.0, help="seconds between events")
     parser.add_argument("--down-for", type=float, default=5.0, help="seconds a killed upstream stays down")
-    parser.add_argument("--workers", type=int, default=2, help="mosn --workers")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="mosn --workers (upgrades are one-process only)")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client")
     parser.add_argument("--json", type=Path, help="write the result here too")
     args = parser.parse_args()

@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
                        help="worker processes sharing the listeners (default 1; auto = one per CPU)")
     start.add_argument("--log-level", default=None, metavar="LEVEL",
                        help="DEBUG, INFO, WARN or ERROR (default: the config's, else INFO)")
+    start.add_argument("--run-dir", default="", metavar="DIR",
+                       help="where the upgrade socket lives (default: the config's "
+                       "upgrade.run_dir, else one that follows from the config file's path); "
+                       "a second mosn start on the same one takes over (docs/upgrade.md)")
     start.set_defaults(func=_start)
 
     validate = sub.add_parser("validate", help="check a config file and exit",
@@ -164,7 +168,7 @@ def _start(args: argparse.Namespace) -> int:
     server.configure_logging(args.log_level or (first and first.default_log_level) or "INFO",
                              first.default_log_path if first else "")
     try:
-        return server.run(loaded, workers)
+        return server.run(loaded, workers, args.run_dir)
     except server.StartError as exc:
         print(f"{args.config}: cannot start: {exc}", file=sys.stderr)
         return 1

@@ -49,6 +49,7 @@ from mosn.observability.runtime import Observability
 from mosn.observability.stats import SERVER_STATS, StatsStore
 from mosn.router import Routers
 from mosn.tls import CertificateWatcher
+from mosn.upgrade import handover
 from mosn.upgrade.managers import (
     ListenerManager,
     StartError,
@@ -164,13 +165,26 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def run(loaded: LoadedConfig, workers: int = 1) -> int:
-    """Serve until a signal; returns the process exit code."""
+def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
+    """Serve until a signal (or until a new process took over); returns the process
+    exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
     if workers > 1 and loaded.config.dynamic_resources is not None:
         raise StartError("dynamic_resources: a control plane drives one process for now "
                          "(run without --workers; docs/xds.md)")
-    runtime = Runtime(loaded)
+    directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
+    takeover = handover.take_over(directory) if workers == 1 else None
+    try:
+        runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
+                          admin_sock=_same_admin(loaded, takeover))
+    except Exception as exc:
+        if takeover is not None:
+            takeover.abort(str(exc))
+        raise
+    if takeover is not None:
+        takeover.release_unused({id(s) for s in (*runtime.listener_sockets().values(),
+                                                 runtime.admin_sock)})
+        log.info("upgrade: taking over from mosn %d", takeover.old_pid)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters)
     pid_file = loaded.config.pid
@@ -184,17 +198,39 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
         if workers == 1:
-            return anyio.run(_serve, runtime, admin, **anyio_backend())
+            return anyio.run(_serve, runtime, admin, None, takeover,
+                             handover.socket_path(directory), **anyio_backend())
         # The parent keeps the listening sockets open: a config reload hands them to
         # the next workers, so the ports never stop accepting.
-        children, channels = _start_workers(runtime, workers)
-        return anyio.run(_supervise, runtime, admin, children, channels, **anyio_backend())
+        children, channels = _start_workers(runtime, workers, run_dir=directory)
+        return anyio.run(_supervise, runtime, admin, children, channels, directory,
+                         **anyio_backend())
     finally:
         if pid_file:
-            try:
-                os.unlink(pid_file)
-            except OSError:
-                pass
+            _remove_own_pid_file(pid_file)
+
+
+def _same_admin(loaded: LoadedConfig, takeover: handover.Takeover | None,
+                ) -> socket.socket | None:
+    """The admin socket handed over, if the new config's admin has its address."""
+    sock = takeover.admin_sock if takeover is not None else None
+    if sock is None:
+        return None
+    address = loaded.config.admin.bind
+    if address.is_unix or sock.getsockname()[1] != address.port:
+        return None
+    return sock
+
+
+def _remove_own_pid_file(path: str) -> None:
+    """Remove the pid file unless a process that took over wrote its own there."""
+    try:
+        with open(path) as f:
+            if f.read().strip() != str(os.getpid()):
+                return
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 EVENT_LOOP_ENV = "MOSN_EVENT_LOOP"
@@ -226,8 +262,10 @@ def _sockname(sock: socket.socket | None) -> str:
 
 
 async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket | None = None,
-                 ) -> int:
-    """One worker's life (the whole process's, with one worker)."""
+                 takeover: handover.Takeover | None = None, upgrade_path: str = "") -> int:
+    """One worker's life (the whole process's, with one worker). ``takeover``: the
+    process this one replaces is handing over; ``upgrade_path``: where this process
+    serves the next upgrade."""
     await runtime.listener_manager.start()
     runtime.overload.start()
     # What is built by now (config models, route tables, plugins) lives as long as the
@@ -237,17 +275,23 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
     signals = ((signal.SIGTERM,) if admin is None
                else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    upgrades: list[handover.UpgradeServer] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
+        admin_api = None
         if admin is not None:
             admin.reloader = lambda: reload_in_place(runtime, admin)
             plane = _control_plane(runtime, admin)
             if plane is not None:
                 admin.reloader = plane.reload
                 tg.start_soon(plane.run)
-            tg.start_soon(admin.serve, runtime.admin_sock)
+            admin_api = AdminApi(admin, runtime.admin_sock, tg)
+            admin_api.pause(False)
             tg.start_soon(runtime.clusters.run_control)
+        if upgrade_path:
+            tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
+                          tg.cancel_scope, upgrades)
         if control is not None:
             tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
@@ -264,11 +308,74 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
                     admin.draining = True
                 tg.start_soon(_drain, runtime, tg.cancel_scope)
         tg.cancel_scope.cancel()
+    for server in upgrades:
+        server.close()
     runtime.overload.stop()
     for conn in list(runtime.listener_manager.connections()):
         conn.close(CloseType.NO_FLUSH)
     runtime.observability.close()  # queued access log lines written, spans exported
     return 0
+
+
+class AdminApi:
+    """The admin API's serving task, which an upgrade pauses (the new process
+    answers on the same socket) and resumes if the new process fails."""
+
+    def __init__(self, admin: Admin, sock: socket.socket | None,
+                 tg: anyio.abc.TaskGroup) -> None:
+        self.admin = admin
+        self.sock = sock
+        self.tg = tg
+        self.scope: anyio.CancelScope | None = None
+
+    def pause(self, pause: bool) -> None:
+        if pause:
+            if self.scope is not None:
+                self.scope.cancel()
+                self.scope = None
+        elif self.scope is None and self.sock is not None:
+            self.scope = anyio.CancelScope()
+            self.tg.start_soon(self._serve, self.scope, self.sock.dup())
+
+    async def _serve(self, scope: anyio.CancelScope, sock: socket.socket) -> None:
+        with scope:
+            await self.admin.serve(sock)
+
+
+async def _upgrades(runtime: Runtime, admin_api: AdminApi | None,
+                    takeover: handover.Takeover | None, path: str, scope: anyio.CancelScope,
+                    servers: list[handover.UpgradeServer]) -> None:
+    """Continue from the process this one replaces (if any), then serve upgrades.
+    Without ``admin_api``: a worker, replaced by a reload (its stats are the parent's
+    to carry over)."""
+    if takeover is not None:
+        carry = runtime.store.carry if admin_api is not None else _shared_stats
+        done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
+                                            carry)
+        outcome = runtime.server_stats.upgrade_success if done else \
+            runtime.server_stats.upgrade_failed
+        runtime.store.values[outcome] += 1  # type: ignore[index]
+
+    def stop() -> None:
+        log.info("upgrade: handed over; this process exits")
+        scope.cancel()
+
+    try:
+        server = handover.UpgradeServer(path, runtime, stop,
+                                        admin_api.pause if admin_api is not None else _no_admin)
+    except OSError as exc:
+        log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
+        return
+    servers.append(server)
+    await server.serve()
+
+
+def _shared_stats(counters: dict[str, int]) -> None:
+    """A worker's counters live in the shared stats, which the parent carries over."""
+
+
+def _no_admin(pause: bool) -> None:
+    """A worker has no admin API to pause."""
 
 
 def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
@@ -402,14 +509,19 @@ class WorkerChannel:
 
 
 def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socket, ...] = (),
+                   run_dir: str = "", predecessors: tuple[str, ...] = (),
                    ) -> tuple[list[int], list[WorkerChannel]]:
     """Fork ``workers`` workers serving ``runtime``; the parent then writes the last
-    stats row. ``inherited``: the parent's sockets a worker must not keep open."""
+    stats row. ``inherited``: the parent's sockets a worker must not keep open;
+    ``run_dir``: where each worker serves the hand-over to the worker that replaces
+    it; ``predecessors``: the upgrade sockets of the workers these replace (a reload),
+    one each, whose connections they take over."""
     pairs = [socket.socketpair() for _ in range(workers)]
     children: list[int] = []
     try:
         for i in range(workers):
-            children.append(_fork_worker(runtime, i, pairs, inherited))
+            predecessor = predecessors[i] if i < len(predecessors) else ""
+            children.append(_fork_worker(runtime, i, pairs, inherited, run_dir, predecessor))
     except OSError:  # no fork (out of memory, process limit): no half set of workers
         for pid in children:
             os.kill(pid, signal.SIGKILL)
@@ -426,7 +538,8 @@ def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socke
 
 def _fork_worker(runtime: Runtime, index: int,
                  pairs: list[tuple[socket.socket, socket.socket]],
-                 inherited: tuple[socket.socket, ...] = ()) -> int:
+                 inherited: tuple[socket.socket, ...] = (), run_dir: str = "",
+                 predecessor: str = "") -> int:
     pid = os.fork()
     if pid:
         return pid
@@ -447,7 +560,17 @@ def _fork_worker(runtime: Runtime, index: int,
             if i != index:
                 theirs.close()
         runtime.store.use_row(index)
-        code = anyio.run(_serve, runtime, None, pairs[index][1], **anyio_backend())
+        takeover = None
+        if predecessor:
+            try:
+                takeover = handover.take_over_at(predecessor)
+            except StartError as exc:  # it drains instead (the parent sees to it)
+                log.warning("worker %d: %s", index, exc)
+            if takeover is not None:
+                takeover.release_unused(set())  # it serves the sockets it inherited
+        path = handover.worker_socket_path(run_dir, os.getpid()) if run_dir else ""
+        code = anyio.run(_serve, runtime, None, pairs[index][1], takeover, path,
+                         **anyio_backend())
     except BaseException:
         log.exception("worker %d failed", index)
     finally:
@@ -464,7 +587,7 @@ def _die_with_parent() -> None:
 
 
 async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel]) -> int:
+                     channels: list[WorkerChannel], run_dir: str = "") -> int:
     """The parent with workers: admin API, health checks and discovery, worker watch,
     signal forwarding, config reload on SIGHUP."""
     workers = len(children)
@@ -552,16 +675,19 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         others = tuple(ch.sock for ch in channels) + tuple(
             ch.sock for _, _, old_channels in retiring for ch in old_channels)
         try:
-            new_children, new_channels = _start_workers(new, workers, gone + others)
+            new_children, new_channels = _start_workers(
+                new, workers, gone + others, run_dir,
+                tuple(handover.worker_socket_path(run_dir, pid) for pid in children))
         except OSError:
             log.exception("config reload failed, still serving the old config")
             new.close_sockets()
             runtime.store.values[failed] += 1  # type: ignore[index]
             return
         alive.update(new_children)
-        # From here the new workers accept on the same sockets; the old ones finish
-        # what they have (go away) within graceful_timeout.
-        forward(signal.SIGTERM, children)
+        # From here the new workers accept on the same sockets; each old one hands
+        # its connections over to its successor and exits (one whose successor did
+        # not come is told to drain once that had time to happen).
+        tg.start_soon(_drain_left, runtime.graceful_timeout, set(children), alive, forward)
         retiring.append((runtime, set(children), channels))
         control.cancel()
         runtime.store.zero_gauges()
@@ -572,7 +698,8 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         runtime.store.values[runtime.server_stats.reload_success] += 1  # type: ignore[index]
         for lst in runtime.listeners:
             log.info("listener %s on %s", lst.name, _listening_on(lst))
-        log.info("config reloaded from %s: workers %s (draining the old ones)",
+        log.info("config reloaded from %s: workers %s (the old ones hand their connections "
+                 "over)",
                  loaded.source, sorted(children))
 
     async with anyio.create_task_group() as tg:
@@ -595,6 +722,17 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                             lst.sock.close()
                 forward(signal.SIGTERM)  # a second signal makes the workers stop at once
     return exit_code
+
+
+async def _drain_left(graceful_timeout: float, old: set[int], alive: set[int],
+                      forward: Any) -> None:
+    """Workers a reload replaced that are still there once their successors had time
+    to take their connections over (one that could not) are told to drain."""
+    await anyio.sleep(graceful_timeout + handover.HELLO_TIMEOUT)
+    left = old & alive
+    if left:
+        log.warning("workers %s were not replaced by a hand-over; draining them", sorted(left))
+        forward(signal.SIGTERM, left)
 
 
 async def _control(runtime: Runtime, *,

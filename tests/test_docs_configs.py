@@ -1,6 +1,6 @@
-"""The config snippets of docs/l7.md and of the Timeouts section of docs/operations.md,
-loaded as written: each is a whole config that validates with no error and no
-ignored key."""
+"""The config snippets of docs/l7.md, docs/upgrade.md and of the Timeouts section of
+docs/operations.md, loaded as written: each is a whole config that validates with no
+error and no ignored key."""
 
 from __future__ import annotations
 
@@ -27,6 +27,8 @@ def snippets() -> list[tuple[str, str]]:
     l7 = (ROOT / "docs" / "l7.md").read_text()
     operations = (ROOT / "docs" / "operations.md").read_text()
     found = [("l7.md", block) for block in _YAML_BLOCK.findall(l7)]
+    upgrade = (ROOT / "docs" / "upgrade.md").read_text()
+    found += [("upgrade.md", block) for block in _YAML_BLOCK.findall(upgrade)]
     found += [("operations.md#timeouts", block)
               for block in _YAML_BLOCK.findall(section(operations, "## Timeouts"))]
     return found

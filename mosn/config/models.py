@@ -671,6 +671,14 @@ class AdminConfig(Model):
         return Address(host=sa.address, port=sa.port_value)
 
 
+class UpgradeConfig(StrictModel):
+    """mosn's own: where the upgrade socket lives (docs/upgrade.md)."""
+
+    run_dir: str = ""
+    """The directory of the Unix socket a new mosn takes over through (empty: one that
+    follows from the config file's path; ``--run-dir`` wins over this)."""
+
+
 class PluginsConfig(Model):
     """mosn's own: which installed plugins to load (see :mod:`mosn.plugins`)."""
 
@@ -785,6 +793,7 @@ class MosnConfig(Model):
     static_resources: Unsupported = None
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     overload_manager: OverloadManagerConfig = Field(default_factory=OverloadManagerConfig)
+    upgrade: UpgradeConfig = Field(default_factory=UpgradeConfig)
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ipaddress
 import random
 import time
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import Field, model_validator
 
@@ -229,6 +229,24 @@ class Session(ReadFilter, ConnectionCallbacks):
             self.upstream.write_eof()
         return True
 
+    # migration (ReadFilter): both directions stop at once (a byte stream has a safe
+    # point anywhere); the upstream connection goes with the downstream one.
+
+    def stop_for_migration(self, at_safe_point: Callable[[], None]) -> bool:
+        upstream = self.upstream
+        if upstream is None or not upstream.up or upstream.closing:
+            return False
+        upstream.read_disable(True)
+        at_safe_point()
+        return True
+
+    def migration_peer(self) -> Any:
+        return self.upstream
+
+    def resume_after_migration(self) -> None:
+        if self.upstream is not None and not self.upstream.closed:
+            self.upstream.read_disable(False)
+
     # downstream callbacks
 
     def on_event(self, event: ConnectionEvent) -> None:
@@ -272,13 +290,22 @@ class Session(ReadFilter, ConnectionCallbacks):
         upstream = self.upstream = cluster.connect(host)
         upstream.add_read_filter(self._upstream_side)
         upstream.add_callbacks(self._upstream_side)
-        upstream.start()
+        migrated = getattr(self.downstream, "migrated_peer", None)
+        if migrated is not None:  # the session continues from the process an upgrade replaced
+            upstream.adopt(migrated[0])
+        else:
+            upstream.start()
 
     def on_upstream_event(self, event: ConnectionEvent) -> None:
         if event is ConnectionEvent.CONNECTED:
             outlier = self.upstream.host.outlier  # type: ignore[union-attr]
             if outlier is not None:
                 outlier.put_success()
+            migrated = getattr(self.downstream, "migrated_peer", None)
+            if migrated is not None:
+                self.downstream.migrated_peer = None
+                if migrated[1]:
+                    self.downstream.write(migrated[1])  # read from upstream, not yet written
             self.downstream.read_disable(False)
         elif event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
             outlier = self.upstream.host.outlier  # type: ignore[union-attr]

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -434,6 +435,39 @@ class Connection(asyncio.Protocol):
     def on_idle_timeout(self) -> None:
         """Called just before an idle connection is closed (for stats)."""
 
+    # -- migration to another process (mosn.network.migration) ----------------------------
+
+    def held_bytes(self) -> bytes:
+        """Bytes read while reading was disabled and not yet given to the filters."""
+        return b"".join(self._held)
+
+    @property
+    def write_pending(self) -> int:
+        """Bytes written to the transport and not yet taken by the kernel."""
+        transport = self.transport
+        return 0 if transport is None else transport.get_write_buffer_size()
+
+    @property
+    def at_eof(self) -> bool:
+        """The peer has sent its last byte (a half-close)."""
+        return self._eof_received
+
+    def duplicate_socket(self) -> socket.socket:
+        """A new descriptor of this connection's socket (for another process)."""
+        sock = self.transport.get_extra_info("socket")  # type: ignore[union-attr]
+        return socket.socket(fileno=os.dup(sock.fileno()))
+
+    def detach(self) -> None:
+        """Another process continues this connection on its own descriptor: close this
+        process's one without a word to the peer (the socket lives on over there)."""
+        self._local_close = True
+        self._held.clear()
+        transport = self.transport
+        if transport is None:
+            self._raise_close(ConnectionEvent.LOCAL_CLOSE)
+        else:
+            transport.abort()
+
     def _raise_close(self, event: ConnectionEvent) -> None:
         if self.closed:
             return
@@ -478,6 +512,20 @@ class ClientConnection(Connection):
 
     def connect(self, address: Address, timeout: float) -> None:
         self._connect_task = self.loop.create_task(self._connect(address, timeout))
+
+    def adopt(self, sock: socket.socket) -> None:
+        """Continue a connection already made (by the process an upgrade replaced):
+        CONNECTED is raised as for ``connect``."""
+        self._connect_task = self.loop.create_task(self._adopt(sock))
+
+    async def _adopt(self, sock: socket.socket) -> None:
+        try:
+            await self.loop.create_connection(lambda: self, sock=sock)
+        except OSError as exc:
+            sock.close()
+            self._fail(ConnectionEvent.CONNECT_FAILED, exc)
+        except asyncio.CancelledError:
+            sock.close()
 
     async def _connect(self, address: Address, timeout: float) -> None:
         loop = self.loop

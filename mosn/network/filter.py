@@ -4,7 +4,7 @@ MOSN's network filter API, in Python)."""
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Callable
 
 
 class FilterStatus(enum.Enum):
@@ -56,6 +56,33 @@ class ReadFilter:
         """The overload manager is about to close the connection to free memory
         (``Connection.shed``): answer what the protocol can (requests in flight, with
         its overload status); the connection closes right after."""
+
+    # -- connection migration (docs/upgrade.md): an upgrade hands the connection's
+    # descriptor to a new mosn process, which continues it. A filter that does not
+    # override these keeps its connection from migrating (it drains instead).
+
+    def stop_for_migration(self, at_safe_point: Callable[[], None]) -> bool:
+        """Stop at the next safe point and call ``at_safe_point()`` then (at once if
+        now is one): nothing in flight that only this process could finish (every
+        request read is answered, no message half parsed by a parser whose state
+        cannot be handed on). The filter may stop reading to get there (the
+        connection's reads are paused once every filter is at its safe point).
+        False: this connection cannot be migrated."""
+        return False
+
+    def unprocessed(self) -> bytes:
+        """At the safe point: the bytes read from the peer that this filter holds and
+        has not processed (a partial frame); the new process reads them first."""
+        return b""
+
+    def migration_peer(self) -> Any:
+        """At the safe point: another connection that goes with this one to the new
+        process (``tcp_proxy``'s upstream), or None."""
+        return None
+
+    def resume_after_migration(self) -> None:
+        """The migration was called off (the new process failed or refused the
+        connection): go on as before ``stop_for_migration``."""
 
 
 class WriteFilter:

@@ -143,6 +143,12 @@ class ServerConnection(Connection):
         self.restored_local: Any = None
         """The client's and the destination's addresses as a PROXY protocol header
         gave them (the socket's peer is the load balancer)."""
+        self.arrival: bytes | None = None
+        """Set on a connection migrated from another process (an upgrade): the bytes
+        it read and did not process, read here first; its listener filters ran there."""
+        self.migrated_peer: Any = None
+        """``(socket, bytes)``: the upstream connection migrated with it (``tcp_proxy``)
+        and what was read from it and not yet written here; None once taken."""
 
     @property
     def remote_address(self) -> Any:
@@ -197,7 +203,10 @@ class ServerConnection(Connection):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
-        self.listener.on_accept(self)
+        if self.arrival is not None:
+            self.listener.adopt(self, self.arrival)
+        else:
+            self.listener.on_accept(self)
 
     def on_idle_timeout(self) -> None:
         self._stats[self.listener.stats.downstream_cx_idle_timeout] += 1
@@ -374,7 +383,15 @@ class Listener:
         if self._admit(conn):
             self._run_filters(conn, b"")
 
-    def _admit(self, conn: ServerConnection) -> bool:
+    def adopt(self, conn: ServerConnection, unprocessed: bytes) -> None:
+        """A connection migrated from another process: its listener filters ran
+        there, so its filter chain is chosen now; ``unprocessed`` is read first."""
+        if self._admit(conn, arrived=True):
+            self._filters_done(conn, unprocessed)
+
+    def _admit(self, conn: ServerConnection, arrived: bool = False) -> bool:
+        """Count the connection in (``arrived``: migrated, so already counted in
+        ``downstream_cx_total`` by the process it came from) unless at the limit."""
         values, s = self.store.values, self.stats
         assert values is not None
         if self.max_connections is not None and \
@@ -386,7 +403,8 @@ class Listener:
             conn.closed = True  # never counted as active, so never "destroyed"
             conn.transport.abort()  # type: ignore[union-attr]
             return False
-        values[s.downstream_cx_total] += 1
+        if not arrived:
+            values[s.downstream_cx_total] += 1
         values[s.downstream_cx_active] += 1
         self.connections.add(conn)
         if self.idle_timeout or conn.handed_off:

@@ -266,6 +266,14 @@ class ProtocolDetector(ReadFilter):
             self.conn.close(CloseType.NO_FLUSH)  # no installed protocol speaks this
         return FilterStatus.STOP
 
+    def stop_for_migration(self, at_safe_point: Callable[[], None]) -> bool:
+        """No protocol chosen yet: any moment is a safe point (migration, ReadFilter)."""
+        at_safe_point()
+        return True
+
+    def unprocessed(self) -> bytes:
+        return self.buffer
+
     def _hand_over(self, protocol: Protocol) -> None:
         conn = self.conn
         conn.read_filters.remove(self)

@@ -115,7 +115,7 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
     closed."""
 
     __slots__ = ("codec", "conn", "new_stream", "errors", "buffer", "held", "streams",
-                 "closed", "failing", "above", "going_away")
+                 "closed", "failing", "above", "going_away", "migrating")
 
     def __init__(self, protocol: RpcProtocol, conn: Any, new_stream: NewStream) -> None:
         self.codec = protocol.codec
@@ -131,8 +131,31 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
         """Once failing: the reply to write before closing (empty: none)."""
         self.above = False
         self.going_away = False
+        self.migrating: Callable[[], None] | None = None
+        """Set while stopping for a migration: called once no request is in flight."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+
+    # -- migration (ReadFilter): frames delimit themselves, so reading stops at once
+    # and the partial frame in the buffer goes with the connection; the requests in
+    # flight are answered here first (none is lost or answered twice).
+
+    def stop_for_migration(self, at_safe_point: Callable[[], None]) -> bool:
+        if self.going_away or self.failing is not None or self.closed:
+            return False
+        self.conn.read_disable(True)
+        if self.streams:
+            self.migrating = at_safe_point
+        else:
+            at_safe_point()
+        return True
+
+    def unprocessed(self) -> bytes:
+        return bytes(self.buffer)
+
+    def resume_after_migration(self) -> None:
+        self.migrating = None
+        self.conn.read_disable(False)
 
     def go_away(self) -> None:
         """The ServerCodec contract: the codec's goaway frame, if it has one (an
@@ -224,6 +247,11 @@ class RpcServerConnection(ReadFilter, ConnectionCallbacks):
     def stream_done(self, stream: "RpcServerStream") -> None:
         self.streams.discard(stream)
         self.conn.hold(-len(stream.request.data) - REQUEST_OVERHEAD)
+        if self.migrating is not None and not self.streams:
+            # After this answer is written (the callback pauses reading and waits
+            # for the write buffer to empty).
+            at_safe_point, self.migrating = self.migrating, None
+            at_safe_point()
         if self.failing is not None and not self.streams and not self.closed:
             self._close_failed()
         elif self.going_away:

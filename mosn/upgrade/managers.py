@@ -63,6 +63,10 @@ connections to go away: one accepted just before has its first request on the wa
 closes without reading it."""
 
 
+PAUSE_UPGRADE = "upgrade"
+"""Why listeners do not accept while a new process takes over."""
+
+
 class StartError(Exception):
     """The proxy cannot start (a port in use ...); the message says where and why."""
 
@@ -333,6 +337,16 @@ class ListenerManager:
     def stop_accepting(self) -> None:
         for lst in self.listeners.values():
             lst.stop_accepting()
+
+    def pause_accepting(self) -> None:
+        """Accept nothing more on the sockets, keeping them open (a new process
+        accepts on them during an upgrade)."""
+        for lst in self.listeners.values():
+            lst.pause_accepting(PAUSE_UPGRADE)
+
+    def resume_accepting(self) -> None:
+        for lst in self.listeners.values():
+            lst.resume_accepting(PAUSE_UPGRADE)
 
     def close_sockets(self) -> None:
         """Close the sockets this manager bound (not those it was given)."""

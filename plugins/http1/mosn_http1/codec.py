@@ -282,7 +282,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         "_fields", "_url", "_authority", "_expect", "_codings", "_head_bytes", "_partial",
         "_in_head", "_begun", "_reading", "_parsing", "_unparsed", "_paused", "_above",
         "_going_away", "_closed", "_tunnel", "_tunnel_open", "_tunnel_buffer", "_upgrades",
-        "_switch", "_head_timeout", "_head_timer", "_slow_head", "_reparse",
+        "_switch", "_head_timeout", "_head_timer", "_slow_head", "_reparse", "_migrating",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -338,8 +338,31 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         self._head_timer: Any = None
         self._slow_head = False
         """A read left the current request head incomplete."""
+        self._migrating: Callable[[], None] | None = None
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+
+    # -- migration (ReadFilter): the safe point is between requests, with every
+    # response written; httptools keeps a partial message to itself, so a connection
+    # in the middle of one waits for its end. Nothing is held unprocessed there.
+
+    def stop_for_migration(self, at_safe_point: Callable[[], None]) -> bool:
+        if self._closed or self._going_away or self._tunnel is not None \
+                or self._switch is not None:
+            return False
+        self._migrating = at_safe_point
+        self._check_migration()
+        return True
+
+    def resume_after_migration(self) -> None:
+        self._migrating = None
+
+    def _check_migration(self) -> None:
+        if self._migrating is not None and self._current is None and not self._in_head \
+                and not self._streams and not self._deferred and not self._unparsed \
+                and not self._parsing and self._reading:
+            at_safe_point, self._migrating = self._migrating, None
+            at_safe_point()
 
     # -- ServerCodec ----------------------------------------------------------------------
 
@@ -371,6 +394,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                 self._feed(self._unparsed.pop(0))
         finally:
             self._parsing = False
+        if self._migrating is not None:
+            self._check_migration()
         return _STOP
 
     def on_eof(self) -> bool:
@@ -818,6 +843,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                 break
         if self._deferred:
             self._dispatch_deferred()
+        if self._migrating is not None:
+            self._check_migration()
 
     def _release(self, s: ServerStream) -> None:
         """The stream is over for the codec: undo the read disables it still holds."""

@@ -1,0 +1,432 @@
+"""The process hand-over: a new mosn takes the listening sockets and the established
+connections of the running one over a Unix socket, as MOSN does.
+
+Each mosn listens on ``RUN_DIR/upgrade.sock`` (:func:`run_dir`: ``--run-dir``, else the
+config's ``upgrade.run_dir``, else a directory named after the config file's path, so
+two mosns on two config files never meet). A new ``mosn start`` connects there before
+it builds anything; the conversation (JSON messages, descriptors by ``SCM_RIGHTS``,
+:mod:`mosn.network.fdpass`):
+
+```
+new -> old  hello {pid, version}
+old -> new  busy {pid}                        (an upgrade is under way: the new one exits)
+        or  listeners {keys, more} + sockets  (every listening socket, the admin one too)
+new         builds its config on those sockets (binding the others); on failure:
+new -> old  abort {reason}                    (the old one goes on untouched) and exits
+new -> old  ready                             (the new one accepts on the sockets)
+old         accepts no more (both accepted meanwhile, so no attempt was refused);
+            stops each connection at a safe point (mosn.network.migration) and:
+old -> new  connection {id, facts, sizes} + its socket [+ its upstream's] + its bytes
+new -> old  taken {id} | refused {id}         (the old one closes its copy | drains it)
+old         drains what cannot migrate (TLS, HTTP/2, no safe point in time)
+old -> new  stats {counters}                  (counters and histograms carry over)
+old -> new  done; the old process exits; the new one listens on upgrade.sock
+```
+
+If the new process dies on the way, the old one takes its listeners back, resumes
+the connections not yet sent, and closes (and counts) the ones sent and not yet
+acknowledged: every connection is served by one of the two or closed, never stuck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import logging
+import os
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from mosn import __version__
+from mosn.network.fdpass import MAX_FDS_PER_MESSAGE, ChannelClosed, FdChannel, connect, listen
+from mosn.network.listener import Listener
+from mosn.network.migration import TLS, Leaving, Refused, arrive, stop_at_safe_point
+from mosn.stream.types import go_away
+from mosn.upgrade.managers import StartError, drain
+
+log = logging.getLogger("mosn.upgrade")
+
+SOCKET_NAME = "upgrade.sock"
+ADMIN_KEY = "admin"
+"""The admin socket's key among the listening sockets handed over."""
+HELLO_TIMEOUT = 10.0
+"""Seconds a new process waits for the running one to answer (it answers at once
+unless it is stuck; a stuck one is not waited for)."""
+SAFE_POINT_SHARE = 0.5
+"""The share of ``graceful_timeout`` a connection may take to reach a safe point; it
+drains in what is left."""
+
+
+def run_dir(config_path: str, flag: str = "", configured: str = "") -> str:
+    """The upgrade socket's directory: ``--run-dir``, else the config's
+    ``upgrade.run_dir``, else one named after the config file's real path."""
+    if flag or configured:
+        return flag or configured
+    digest = hashlib.sha256(os.path.realpath(config_path).encode()).hexdigest()[:16]
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    return os.path.join(base, f"mosn-{digest}")
+
+
+def socket_path(directory: str) -> str:
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, SOCKET_NAME)
+
+
+# -- the new process ------------------------------------------------------------------------
+
+@dataclass
+class Takeover:
+    """What a new process got from the one it replaces."""
+
+    channel: FdChannel
+    sockets: dict[str, socket.socket]
+    old_pid: int
+    used: set[int] = field(default_factory=set)
+
+    @property
+    def admin_sock(self) -> socket.socket | None:
+        return self.sockets.get(ADMIN_KEY)
+
+    def listener_sockets(self) -> dict[str, socket.socket]:
+        return {k: s for k, s in self.sockets.items() if k != ADMIN_KEY}
+
+    def abort(self, reason: str) -> None:
+        """This process cannot serve the config: the old one goes on untouched."""
+        try:
+            self.channel.send_now({"op": "abort", "reason": reason})
+        except OSError:
+            pass
+        self.close()
+
+    def close(self) -> None:
+        for sock in self.sockets.values():
+            sock.close()
+        self.channel.close()
+
+    def release_unused(self, in_use: set[int]) -> None:
+        """Close the sockets handed over that the new config does not serve (the old
+        process closes its copies as it exits, and those ports close)."""
+        for sock in self.sockets.values():
+            if id(sock) not in in_use:
+                sock.close()
+
+
+def take_over(directory: str) -> Takeover | None:
+    """Before anything is built: ask the mosn serving at ``directory`` for its
+    listening sockets. None: no mosn serves there. Raises :class:`StartError` when
+    an upgrade is already under way or the running mosn does not answer."""
+    return take_over_at(socket_path(directory))
+
+
+def worker_socket_path(directory: str, pid: int) -> str:
+    """Where a worker serves the hand-over to the worker that replaces it (a reload
+    with workers)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    return os.path.join(directory, f"worker-{pid}.sock")
+
+
+def take_over_at(path: str) -> Takeover | None:
+    """:func:`take_over` from the process serving the upgrade socket ``path``."""
+    try:
+        channel = connect(path, HELLO_TIMEOUT)
+    except OSError as exc:
+        raise StartError(f"upgrade: cannot reach the running mosn at {path}: {exc}") from None
+    if channel is None:
+        return None
+    try:
+        channel.send_now({"op": "hello", "pid": os.getpid(), "version": __version__})
+        sockets: dict[str, socket.socket] = {}
+        while True:
+            message, socks, _ = channel.receive_now()
+            if message.get("op") == "busy":
+                channel.close()
+                raise StartError(f"upgrade refused: mosn {message.get('pid')} is already "
+                                 f"handing over to another process ({path})")
+            if message.get("op") != "listeners":
+                raise ChannelClosed(f"unexpected {message.get('op')!r}")
+            sockets.update(zip(message["keys"], socks))
+            if not message.get("more"):
+                break
+    except (OSError, ChannelClosed) as exc:
+        channel.close()
+        raise StartError(f"upgrade: the running mosn at {path} did not hand over: "
+                         f"{exc}") from None
+    channel.sock.setblocking(False)
+    return Takeover(channel, sockets, int(message.get("pid", 0)))
+
+
+async def continue_from(takeover: Takeover, listeners: dict[str, Any],
+                        carry: Callable[[dict[str, int]], None]) -> bool:
+    """The new process serves: tell the old one, then continue the connections it
+    hands over on the listeners of the same names and carry its counters. True once
+    the old process said it is done; False if it went away before."""
+    channel = takeover.channel
+    try:
+        await channel.send({"op": "ready"})
+        while True:
+            message, socks, blob = await channel.receive()
+            op = message.get("op")
+            if op == "connection":
+                ok = await _arrive(listeners, message, socks, blob)
+                await channel.send({"op": "taken" if ok else "refused", "id": message["id"]})
+            elif op == "stats":
+                carry(message["counters"])
+            elif op == "done":
+                log.info("upgrade: mosn %d handed everything over and exits", takeover.old_pid)
+                return True
+    except ChannelClosed as exc:
+        log.warning("upgrade: mosn %d went away before it was done (%s)",
+                    takeover.old_pid, exc)
+        return False
+    finally:
+        channel.close()
+
+
+async def _arrive(listeners: dict[str, Any], message: dict[str, Any],
+                  socks: list[socket.socket], blob: bytes) -> bool:
+    facts = message["facts"]
+    listener = listeners.get(facts.get("listener", ""))
+    if not isinstance(listener, Listener) or not socks:
+        for sock in socks:
+            sock.close()
+        return False
+    split = message["unprocessed"]
+    peer = socks[1] if len(socks) > 1 else None
+    try:
+        await arrive(listener, socks[0], blob[:split], facts, peer, blob[split:])
+    except OSError as exc:
+        log.warning("upgrade: a migrated connection could not be continued: %s", exc)
+        for sock in socks:
+            sock.close()
+        return False
+    return True
+
+
+# -- the running process ----------------------------------------------------------------------
+
+def count(runtime: Any, name: str) -> None:
+    """One more of the server stat ``name`` (``server.<name>``)."""
+    runtime.store.values[getattr(runtime.server_stats, name)] += 1
+
+
+class UpgradeServer:
+    """The running process's end: serves ``upgrade.sock``; hands over to one new
+    process at a time (another is told an upgrade is under way)."""
+
+    def __init__(self, path: str, runtime: Any,
+                 stop: Callable[[], None], pause_admin: Callable[[bool], None]) -> None:
+        """``runtime``: what this process serves (its ``listener_manager``,
+        ``listener_sockets()``, ``admin_sock``, ``store``, ``server_stats``,
+        ``graceful_timeout``); ``stop()`` ends this process once it handed over;
+        ``pause_admin(True/False)`` stops and resumes its admin API."""
+        self.path = path
+        self.runtime = runtime
+        self.stop = stop
+        self.pause_admin = pause_admin
+        self.sock = listen(path)
+        self._inode = os.stat(path).st_ino
+        self.busy = False
+
+    def close(self) -> None:
+        """Stop serving the upgrade socket; its path is removed unless a newer
+        process has put its own there."""
+        self.sock.close()
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                os.unlink(self.path)
+            os.rmdir(os.path.dirname(self.path))  # unless another mosn's socket is there
+        except OSError:
+            pass
+
+    async def serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                conn, _ = await loop.sock_accept(self.sock)
+            except OSError:
+                return  # closed
+            channel = FdChannel(conn)
+            conn.setblocking(False)
+            if self.busy:
+                loop.create_task(self._refuse(channel))
+                continue
+            self.busy = True
+            loop.create_task(self._hand_over(channel))
+
+    async def _refuse(self, channel: FdChannel) -> None:
+        try:
+            await channel.receive()
+            await channel.send({"op": "busy", "pid": os.getpid()})
+        except ChannelClosed:
+            pass
+        finally:
+            channel.close()
+
+    def _count(self, name: str) -> None:
+        count(self.runtime, name)
+
+    async def _hand_over(self, channel: FdChannel) -> None:
+        try:
+            await self._hand_over_on(channel)
+        finally:
+            channel.close()
+
+    async def _hand_over_on(self, channel: FdChannel) -> None:
+        runtime = self.runtime
+        try:
+            hello, _, _ = await channel.receive()
+            log.info("upgrade: mosn %s (version %s) takes over", hello.get("pid"),
+                     hello.get("version"))
+            sockets = dict(runtime.listener_sockets())
+            if runtime.admin_sock is not None:
+                sockets[ADMIN_KEY] = runtime.admin_sock
+            sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
+            items = list(sockets.items())
+            for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
+                batch = items[start:start + MAX_FDS_PER_MESSAGE]
+                await channel.send({"op": "listeners", "pid": os.getpid(),
+                                    "keys": [k for k, _ in batch],
+                                    "more": start + MAX_FDS_PER_MESSAGE < len(items)},
+                                   [s.fileno() for _, s in batch])
+            answer, _, _ = await channel.receive()
+        except ChannelClosed as exc:
+            log.error("upgrade: the new process went away before it served (%s); "
+                      "still serving", exc)
+            self._count("upgrade_failed")
+            self.busy = False
+            return
+        if answer.get("op") != "ready":
+            log.error("upgrade: the new process cannot serve (%s); still serving",
+                      answer.get("reason", answer.get("op")))
+            self._count("upgrade_failed")
+            self.busy = False
+            return
+        manager = runtime.listener_manager
+        manager.pause_accepting()
+        self.pause_admin(True)
+        log.info("upgrade: the new process serves; migrating connections")
+        try:
+            await Migrator(runtime, channel).run()
+        except ChannelClosed as exc:
+            log.error("upgrade: the new process went away mid-migration (%s); serving "
+                      "again", exc)
+            self._count("upgrade_failed")
+            manager.resume_accepting()
+            self.pause_admin(False)
+            self.busy = False
+            return
+        self.sock.close()  # the path is the new process's from now on
+        self.stop()
+
+
+class Migrator:
+    """Hands every connection of this process over, or drains it."""
+
+    def __init__(self, runtime: Any, channel: FdChannel) -> None:
+        self.channel = channel
+        self.runtime = runtime
+        self._ids = itertools.count(1)
+        self.lock = asyncio.Lock()
+        self.waiting: dict[int, tuple[Leaving, asyncio.Future[bool]]] = {}
+        self.stopping: set[asyncio.Task[Any]] = set()
+        """Tasks waiting for their connection's safe point (called off if the channel
+        breaks: those connections go on here)."""
+        self.broken: ChannelClosed | None = None
+
+    def _count(self, name: str) -> None:
+        count(self.runtime, name)
+
+    async def run(self) -> None:
+        runtime = self.runtime
+        loop = asyncio.get_running_loop()
+        reader = loop.create_task(self._read_answers())
+        timeout = runtime.graceful_timeout * SAFE_POINT_SHARE
+        conns = list(runtime.listener_manager.connections())
+        results = await asyncio.gather(*(loop.create_task(self._one(conn, timeout))
+                                         for conn in conns))
+        if self.broken is not None:
+            reader.cancel()
+            raise self.broken
+        migrated = sum(1 for r in results if r)
+        left = runtime.graceful_timeout * (1 - SAFE_POINT_SHARE)
+        closed = await drain(runtime.listener_manager.connections, left)
+        log.info("upgrade: %d connections migrated, %d drained (%d closed at the end)",
+                 migrated, len(conns) - migrated, closed)
+        async with self.lock:
+            await self.channel.send({"op": "stats", "counters": runtime.store.export_counters()})
+            await self.channel.send({"op": "done"})
+        reader.cancel()
+
+    async def _one(self, conn: Any, timeout: float) -> bool:
+        count = self._count
+        task = asyncio.current_task()
+        assert task is not None
+        self.stopping.add(task)
+        try:
+            leaving = await stop_at_safe_point(conn, timeout)
+        except Refused as refused:
+            if self.broken is not None:
+                return False  # served here as before
+            log.debug("upgrade: %r drains (%s)", conn, refused.reason)
+            if refused.reason == TLS:
+                count("connections_tls_drained")
+            count("connections_drained")
+            go_away(conn)
+            return False
+        except asyncio.CancelledError:
+            return False  # the channel broke: served here as before
+        finally:
+            self.stopping.discard(task)
+        if self.broken is not None:
+            leaving.cancel()
+            return False
+        ident = next(self._ids)
+        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.waiting[ident] = (leaving, answer)
+        fds = [leaving.sock.fileno()]
+        if leaving.peer_sock is not None:
+            fds.append(leaving.peer_sock.fileno())
+        try:
+            async with self.lock:
+                await self.channel.send(
+                    {"op": "connection", "id": ident, "facts": leaving.facts,
+                     "unprocessed": len(leaving.unprocessed)},
+                    fds, leaving.unprocessed + leaving.peer_unwritten)
+            taken = await answer
+        except ChannelClosed as exc:
+            self.broken = self.broken or exc
+            self.waiting.pop(ident, None)
+            # Sent, perhaps read over there: it cannot be served here again safely.
+            leaving.sock.close()
+            leaving.conn.close()
+            count("connections_migration_failed")
+            return False
+        self.waiting.pop(ident, None)
+        if taken:
+            leaving.done()
+            count("connections_migrated")
+            return True
+        leaving.cancel()
+        count("connections_drained")
+        go_away(conn)
+        return False
+
+    async def _read_answers(self) -> None:
+        try:
+            while True:
+                message, socks, _ = await self.channel.receive()
+                for sock in socks:
+                    sock.close()
+                waiting = self.waiting.get(message.get("id", -1))
+                if waiting is not None and not waiting[1].done():
+                    waiting[1].set_result(message.get("op") == "taken")
+        except ChannelClosed as exc:
+            self.broken = self.broken or exc
+            for task in list(self.stopping):
+                task.cancel()
+            for _, answer in self.waiting.values():
+                if not answer.done():
+                    answer.set_exception(exc)
