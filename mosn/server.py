@@ -59,8 +59,6 @@ from mosn.upgrade.managers import (
     socket_key,
 )
 from mosn.upstream.cluster import ClusterManager
-from mosn.xds.control import ControlPlane
-from mosn.xds.stats import XdsStats
 
 log = logging.getLogger("mosn")
 
@@ -419,11 +417,15 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
     return 200, f"reloaded in place: {summary}\n"
 
 
-def _control_plane(runtime: Runtime, admin: Admin) -> ControlPlane | None:
+def _control_plane(runtime: Runtime, admin: Admin) -> Any:
     """The xDS client of a config with ``dynamic_resources`` (docs/xds.md): each
     accepted response is applied in place through the managers."""
     if runtime.loaded.config.dynamic_resources is None:
         return None
+    # Loaded only under a control plane: gRPC and Envoy's messages cost every other
+    # mosn process about 20 MB and a second of start-up.
+    from mosn.xds.control import ControlPlane
+    from mosn.xds.stats import XdsStats
 
     def apply(loaded: LoadedConfig) -> None:
         runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
