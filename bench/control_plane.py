@@ -204,7 +204,9 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
             before = cpu_seconds(proc.pid)
             start = time.perf_counter()
             snapshot("held", upstreams["a"], "a", many)
-            plane.acked(ENDPOINTS.url, "held", timeout=300)
+            wanted = args.clusters + 2  # every cluster's assignment asked for and taken
+            plane.wait_for(lambda s: s.type_url == ENDPOINTS.url and s.version_info == "held"
+                           and len(s.names) >= wanted and not s.error, timeout=300)
             took = time.perf_counter() - start
             cpu = cpu_seconds(proc.pid) - before
             time.sleep(1)
@@ -267,7 +269,8 @@ def main() -> int:
         results["mosn/envoy"] = {key: results["mosn"][key] / results["envoy"][key]
                                  for key, _, _ in COLUMNS if results["envoy"][key]}
         print(table({"mosn/envoy": results["mosn/envoy"]}, "ratio", COLUMNS, "{:.2f}x"))
-    write_json(args.json, results=results, args=vars(args))
+    write_json(args.json, results=results,
+               args={k: v for k, v in vars(args).items() if k != "json"})
     return 0
 
 
