@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
 from mosn.config import ConfigError, validate
+from mosn.testing.process import free_port
 
 ENVOY_BOOTSTRAP = """
 node:
@@ -75,3 +79,14 @@ def test_bad_bootstrap_is_refused_with_its_path(text, error):
         load(text)
     assert [e.replace("Value error, ", "") for e in info.value.errors] == [
         error.replace("Value error, ", "")]
+
+
+def test_workers_with_a_control_plane_are_refused_at_start(tmp_path):
+    config = {**yaml.safe_load(ENVOY_BOOTSTRAP), **XDS_CLUSTER, "admin": {"address": {
+        "socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}}
+    path = tmp_path / "mosn.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "mosn", "start", "-c", str(path),
+                           "--workers", "2"], capture_output=True, text=True, timeout=120)
+    assert done.returncode != 0
+    assert "a control plane drives one process for now" in done.stdout + done.stderr
