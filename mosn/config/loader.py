@@ -76,12 +76,14 @@ def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
 
 
 def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
-             base_dir: Path | None = None, *, routes_to_unknown_clusters: bool = False
-             ) -> LoadedConfig:
+             base_dir: Path | None = None, *, routes_to_unknown_clusters: bool = False,
+             unknown_field_warnings: bool = True) -> LoadedConfig:
     """``base_dir``: where relative file names in the config (certificates) are
     found; the config file's directory (default: the working directory).
     ``routes_to_unknown_clusters``: a route may name a cluster that is not (yet)
-    there, answered 503 (a control plane's routes may come before their clusters)."""
+    there, answered 503 (a control plane's routes may come before their clusters).
+    ``unknown_field_warnings``: False skips looking for unknown keys (a config made by
+    a translation has none; the walk costs as much as validating)."""
     errors: list[str] = []
     if plugins is None:
         plugins = load_plugins(raw)
@@ -98,7 +100,8 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     errors += tls_errors
     if errors:
         raise ConfigError(errors)
-    warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+    warnings = ([f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+                if unknown_field_warnings else [])
     exposed = admin_exposure(config)
     if exposed:
         warnings.append(f"admin.address.socket_address.address: {exposed}")

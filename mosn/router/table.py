@@ -37,11 +37,17 @@ class VirtualHost:
         whose prefix or path names a whole first segment (``/users/...``) can only
         match paths with that segment; the others are candidates for every path."""
         segments = [_route_segment(r.match) for r in config.routers]
-        named = {s for s in segments if s is not None}
-        self._by_segment = {
-            name: tuple(r for r, s in zip(self.routes, segments) if s is None or s == name)
-            for name in named}
-        self._unsegmented = tuple(r for r, s in zip(self.routes, segments) if s is None)
+        by_segment: dict[str, list[Route]] = {s: [] for s in segments if s is not None}
+        unsegmented: list[Route] = []
+        for route, segment in zip(self.routes, segments):  # one pass: a table of
+            if segment is not None:                        # thousands of routes builds
+                by_segment[segment].append(route)          # in linear time
+            else:
+                unsegmented.append(route)
+                for candidates in by_segment.values():
+                    candidates.append(route)
+        self._by_segment = {name: tuple(routes) for name, routes in by_segment.items()}
+        self._unsegmented = tuple(unsegmented)
 
     def route(self, request: RouteRequest) -> Route | None:
         """The first route, in config order, that matches ``request``."""
@@ -142,7 +148,7 @@ class RouteTable:
 
 
 def _same(a: RouterConfiguration, b: RouterConfiguration) -> bool:
-    return a.model_dump(mode="json") == b.model_dump(mode="json")
+    return a is b or a.model_dump(mode="json") == b.model_dump(mode="json")
 
 
 def _without_port(host: str) -> str:

@@ -458,6 +458,8 @@ class ClusterManager:
         ``"added"``, ``"updated"`` or ``"unchanged"`` (the same configuration). A
         replaced cluster's pools drain; its stats continue under the same names."""
         old = self.clusters.get(config.name)
+        if old is not None and old.config is config:
+            return "unchanged"
         if old is not None:
             before, after = old.config.model_dump(mode="json"), config.model_dump(mode="json")
             if before == after:

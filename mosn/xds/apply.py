@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from mosn.config.loader import ConfigError, LoadedConfig, validate
 from mosn.plugins import PluginHost
-from mosn.xds.snapshot import Snapshot, name_errors
+from mosn.xds.snapshot import Composed, Snapshot, name_errors
 
 log = logging.getLogger("mosn.xds")
 
@@ -34,21 +34,69 @@ class Composer:
         self.loaded: LoadedConfig | None = None
         """The config serving now (None before the first accepted response)."""
         self.warming: list[str] = []
+        self._models: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        """Resource and section -> (what its entry was made from, its validated model)."""
 
     def offer(self, candidate: Snapshot) -> list[str]:
-        raw, origins, warming, errors = candidate.compose(self.static)
-        if errors:
-            return errors
+        composed = candidate.compose(self.static)
+        if composed.errors:
+            return composed.errors
+        self._reuse(composed)
         try:
-            loaded = validate(raw, self.plugins, self.base_dir, routes_to_unknown_clusters=True)
+            loaded = validate(composed.raw, self.plugins, self.base_dir,
+                              routes_to_unknown_clusters=True, unknown_field_warnings=False)
         except ConfigError as exc:
-            return name_errors(exc.errors, origins)
+            return name_errors(exc.errors, composed.origins)
         try:
             self.serve(loaded)
         except Exception as exc:  # the config is sound but cannot be served here
             log.exception("xDS: applying the config failed")
             return [f"mosn could not apply it: {exc}"]
-        self.loaded, self.warming = loaded, warming
-        for line in warming:
+        self.loaded, self.warming = loaded, composed.warming
+        self._remember(composed, loaded)
+        for line in composed.warming:
             log.info("xDS: warming: %s", line)
         return []
+
+    # A push changes a few resources; the models of the others, validated before, are
+    # put in the config as they are (pydantic takes a model instance without validating
+    # it again), and the managers find them unchanged.
+
+    def _reuse(self, composed: Composed) -> None:
+        for path, source in composed.sources.items():
+            cached = self._models.get(composed.origins[path] + path.partition("[")[0])
+            if cached is not None and _same(cached[0], source):
+                _put(composed.raw, path, cached[1])
+
+    def _remember(self, composed: Composed, loaded: LoadedConfig) -> None:
+        models: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        for path, source in composed.sources.items():
+            models[composed.origins[path] + path.partition("[")[0]] = (
+                source, _get(loaded.config, path))
+        self._models = models
+
+
+def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) == len(b) and all(x is y or (isinstance(x, (str, frozenset)) and x == y)
+                                    for x, y in zip(a, b))
+
+
+def _put(raw: dict[str, Any], path: str, model: Any) -> None:
+    """``raw[...]`` at a composed path (``servers[0].listeners[2]``) becomes ``model``."""
+    parts = path.split(".")
+    node: Any = raw
+    for part in parts[:-1]:
+        name, _, index = part.partition("[")
+        node = node[name] if not index else node[name][int(index[:-1])]
+    name, _, index = parts[-1].partition("[")
+    node[name][int(index[:-1])] = model
+
+
+def _get(config: Any, path: str) -> Any:
+    node = config
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        node = getattr(node, name)
+        if index:
+            node = node[int(index[:-1])]
+    return node

@@ -38,6 +38,21 @@ class Accepted:
 
 
 @dataclass
+class Composed:
+    raw: dict[str, Any]
+    """The config to validate: the static one with every warm resource."""
+    origins: dict[str, str]
+    """Config path (``cluster_manager.clusters[3]``) -> the resource it came from."""
+    warming: list[str]
+    """What waits, and for what."""
+    errors: list[str]
+    """Route configurations that must name known clusters and do not."""
+    sources: dict[str, tuple[Any, ...]]
+    """Config path -> what its entry was made from (accepted resources, by identity):
+    an entry made from the same ones is the same config."""
+
+
+@dataclass
 class Snapshot:
     resources: dict[str, dict[str, Accepted]] = field(
         default_factory=lambda: {t.url: {} for t in (CLUSTERS, ENDPOINTS, LISTENERS,
@@ -72,13 +87,10 @@ class Snapshot:
 
     # -- the config to serve -------------------------------------------------------------
 
-    def compose(self, static: dict[str, Any]
-                ) -> tuple[dict[str, Any], dict[str, str], list[str], list[str]]:
-        """``(raw config, origins, warming, errors)``: the static config with every
-        warm resource added; ``origins`` maps a config path prefix to the resource it
-        came from (to name it in errors); ``warming`` says what waits and for what;
-        ``errors``: route configurations that must name known clusters and do not."""
+    def compose(self, static: dict[str, Any]) -> Composed:
+        """The static config with every warm resource added."""
         raw = copy.deepcopy(static)
+        sources: dict[str, tuple[Any, ...]] = {}
         secrets = {name: a.value for name, a in self.of(SECRETS).items()}
         endpoints = self.of(ENDPOINTS)
         origins: dict[str, str] = {}
@@ -103,7 +115,9 @@ class Snapshot:
             if waits:
                 warming.append(f"Cluster {name!r} waits for {', '.join(waits)}")
                 continue
-            origins[f"cluster_manager.clusters[{len(clusters)}]"] = f"Cluster {name!r}"
+            path = f"cluster_manager.clusters[{len(clusters)}]"
+            origins[path] = f"Cluster {name!r}"
+            sources[path] = (accepted, endpoints.get(tc.eds_name), *self._secrets_of(tc.cluster))
             clusters.append(cluster)
             protocols[name] = tc.protocol
         routes = self.of(ROUTES)
@@ -135,11 +149,22 @@ class Snapshot:
                     known = {c["name"] for c in clusters}
                     errors += [f"{origin}: route to unknown cluster {c!r} (validate_clusters)"
                                for c in dict.fromkeys(cluster_names(router)) if c not in known]
-                origins[f"servers[0].routers[{len(routers)}]"] = origin
+                path = f"servers[0].routers[{len(routers)}]"
+                origins[path] = origin
+                source = accepted if router_name in {r["router_config_name"]
+                                                     for r in tl.routers} else routes[router_name]
+                sources[path] = (source, router_name, frozenset(
+                    n for n, p in protocols.items() if p == HTTP2))
                 routers.append(_with_protocols(router, protocols))
-            origins[f"servers[0].listeners[{len(listeners)}]"] = f"Listener {name!r}"
+            path = f"servers[0].listeners[{len(listeners)}]"
+            origins[path] = f"Listener {name!r}"
+            sources[path] = (accepted, *self._secrets_of(tl.listener))
             listeners.append(listener)
-        return raw, origins, warming, errors
+        return Composed(raw, origins, warming, errors, sources)
+
+    def _secrets_of(self, config: dict[str, Any]) -> list[Accepted]:
+        secrets = self.of(SECRETS)
+        return [secrets[n] for n in sorted(_secret_names(config)) if n in secrets]
 
 
 def host_slots(endpoints: int) -> int:
@@ -171,6 +196,7 @@ def _with_protocols(router: dict[str, Any], protocols: dict[str, str]) -> dict[s
 
 
 def _secret_names(config: dict[str, Any]) -> set[str]:
+    """The SDS names a translated cluster or listener refers to."""
     names: set[str] = set()
     contexts = [config.get("tls_context")] + [c.get("tls_context")
                                               for c in config.get("filter_chains", [])]
