@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import subprocess
 import sys
 import time
 from typing import Any, Iterator
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, free_port
-from mosn.testing.process import serving
+from mosn.testing.process import serving, wait_for_port
 from mosn.testing.certs import CertificateAuthority
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
@@ -253,3 +254,45 @@ def test_mtls_listener_from_sds_secrets(start_mosn, plane, upstreams, tmp_path):
     dump = mosn.admin("/config_dump")
     assert "SecretsConfigDump" in dump.text
     assert "PRIVATE KEY" not in dump.text  # the admin API redacts secrets
+
+
+def test_bolt_through_mosns_proxy_filter_from_xds(start_mosn, plane, tmp_path):
+    """mosn's own protocols by xDS: a TypedStruct names mosn's proxy filter (bolt), its
+    routes come by RDS matching on the RPC service."""
+    backend = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mosn", "mock", "server", "--protocol",
+                               "bolt", "--listen", f"127.0.0.1:{backend}"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(backend, timeout=60)
+        port = free_port()
+        rpc = http_listener(port, address="127.0.0.1", bind=True)
+        rpc["filter_chains"][0]["filters"] = [{"name": "mosn.proxy", "typed_config": {
+            "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": "type.googleapis.com/mosn.proxy",
+            "value": {"downstream_protocol": "bolt", "router_config_name": "bolt_routes"}}}]
+        plane.set("1", [
+            message(LISTENERS, rpc),
+            message(CLUSTERS, static_cluster("echo-service", [f"127.0.0.1:{backend}"])),
+            message(ROUTES, route_configuration("bolt_routes", [{
+                "name": "rpc", "domains": ["*"], "routes": [{
+                    "match": {"headers": [{"name": "service", "string_match": {
+                        "prefix": "com.example."}}]},
+                    "route": {"cluster": "echo-service", "timeout": "3s"}}]}]))])
+        start_mosn(bootstrap(plane))
+        plane.acked(ROUTES.url, "1")
+        wait_for_port(port, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "mosn", "mock", "client", "--protocol",
+                               "bolt", "--target", f"127.0.0.1:{port}", "--service",
+                               "com.example.EchoService:1.0", "--count", "3"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 requests: 3 succeeded, 0 failed" in done.stdout
+        other = subprocess.run([sys.executable, "-m", "mosn", "mock", "client", "--protocol",
+                                "bolt", "--target", f"127.0.0.1:{port}", "--service",
+                                "org.other.Service:1.0"], capture_output=True, text=True,
+                               timeout=120)
+        assert "status 6 (http 500)" in other.stdout  # no route: bolt's NO_PROCESSOR
+    finally:
+        server.terminate()
+        server.wait(30)

@@ -178,7 +178,11 @@ def network_filter(f: Fields, listener_name: str, result: TranslatedListener) ->
         return {"type": "proxy", "config": http_connection_manager(config, listener_name, result)}
     if type_name == TCP_PROXY:
         return {"type": "tcp_proxy", "config": tcp_proxy(config)}
-    return mosn_filter(config)
+    flt = mosn_filter(config)
+    name = flt["config"].get("router_config_name")
+    if flt["type"] == "proxy" and isinstance(name, str) and name:
+        result.route_names.append(name)  # mosn's proxy takes its routes by RDS too
+    return flt
 
 
 def mosn_filter(f: Fields) -> dict[str, Any]:
