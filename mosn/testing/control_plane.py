@@ -62,6 +62,8 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self.version = ""
         self.resources: dict[str, dict[str, Message]] = {}
         self.requests: list[Seen] = []
+        self.sent: dict[tuple[int, str], int] = {}
+        """(stream, nonce) -> resources in the response sent with it."""
         self.lock = threading.Condition()
         self.streams: dict[int, _Stream] = {}
         self._next = 0
@@ -241,6 +243,7 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 type_url=url, version_info=self.version, nonce=str(stream.nonce))
             for _, message in sorted(chosen.items()):
                 response.resources.add().Pack(message)
+        self.sent[(stream.id, response.nonce)] = len(chosen)
         stream.out.put(response)
 
     # -- what the tests read ----------------------------------------------------------------
@@ -264,6 +267,11 @@ class ControlPlane(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         carried it)."""
         return self.wait_for(lambda s: s.type_url == type_url and not s.error and (
             s.version_info == version if not s.delta else bool(s.nonce)), timeout)
+
+    def took(self, type_url: str, at_least: int, timeout: float = WAIT) -> Seen:
+        """The ACK of a response of ``type_url`` that carried ``at_least`` resources."""
+        return self.wait_for(lambda s: s.type_url == type_url and not s.error and
+                             self.sent.get((s.stream, s.nonce), 0) >= at_least, timeout)
 
     def nacked(self, type_url: str, timeout: float = WAIT) -> Seen:
         return self.wait_for(lambda s: s.type_url == type_url and bool(s.error), timeout)
