@@ -105,10 +105,11 @@ SERVER_STATS = ("reload_success", "reload_failed", "reload_in_place", "upgrade_s
 """The process's own stats (``server.``): config reloads (SIGHUP, the admin API) by
 outcome and by path, upgrades (a new process taking over) by outcome, and what became
 of the connections an upgrade handed over or drained (docs/upgrade.md)."""
-STATS_GROWTH_ROOM = 1 << 16
+STATS_GROWTH_ROOM = 1 << 21
 """Stats a one-process store can register after it is allocated (listeners and
-clusters added at run time by a reload or the control plane); the room is address
-space only until used (an anonymous mapping's pages are made on first touch)."""
+clusters added at run time by a reload or the control plane: 500 clusters of a few
+dozen host slots take some 200,000); the room is address space only until used (an
+anonymous mapping's pages are made on first touch): 16 MiB of it."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",

@@ -18,7 +18,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from mosn.config.models import DEFAULT_MAX_HOSTS, MAX_HOSTS_LIMIT
+from mosn.config.models import MAX_HOSTS_LIMIT
 from mosn.xds.cluster import HTTP2, TranslatedCluster
 from mosn.xds.listener import TranslatedListener
 from mosn.xds.route import VALIDATE_CLUSTERS, cluster_names
@@ -168,13 +168,17 @@ class Snapshot:
 
 
 def host_slots(endpoints: int) -> int:
-    """Host slots for an EDS cluster: room to double before the cluster must be built
-    again (a change of ``max_hosts`` replaces the cluster; a change of endpoints within
-    it keeps every remaining host's connections)."""
-    slots = DEFAULT_MAX_HOSTS
-    while slots < 2 * endpoints and slots < MAX_HOSTS_LIMIT:
+    """Host slots for an EDS cluster: room to grow by half before the cluster must be
+    built again (a change of ``max_hosts`` replaces the cluster; a change of endpoints
+    within it keeps every remaining host's connections). Each slot's stats are
+    registered whether used or not, so the room is kept small."""
+    slots = MIN_EDS_HOST_SLOTS
+    while slots < endpoints + endpoints // 2 and slots < MAX_HOSTS_LIMIT:
         slots *= 2
     return slots
+
+
+MIN_EDS_HOST_SLOTS = 8  # a power of two: an EDS cluster of one endpoint has room for 8
 
 
 def _with_protocols(router: dict[str, Any], protocols: dict[str, str]) -> dict[str, Any]:
