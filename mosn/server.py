@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import gc
+import importlib
 import json
 import logging
 import os
@@ -280,12 +281,10 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
         admin_api = None
         if admin is not None:
             admin.reloader = lambda: reload_in_place(runtime, admin)
-            plane = _control_plane(runtime, admin)
-            if plane is not None:
-                admin.reloader = plane.reload
-                tg.start_soon(plane.run)
             admin_api = AdminApi(admin, runtime.admin_sock, tg)
             admin_api.pause(False)
+            if runtime.loaded.config.dynamic_resources is not None:
+                tg.start_soon(_control_plane, runtime, admin)
             tg.start_soon(runtime.clusters.run_control)
         if upgrade_path:
             tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
@@ -417,15 +416,14 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
     return 200, f"reloaded in place: {summary}\n"
 
 
-def _control_plane(runtime: Runtime, admin: Admin) -> Any:
-    """The xDS client of a config with ``dynamic_resources`` (docs/xds.md): each
+async def _control_plane(runtime: Runtime, admin: Admin) -> None:
+    """Serve what the control plane of ``dynamic_resources`` sends (docs/xds.md): each
     accepted response is applied in place through the managers."""
-    if runtime.loaded.config.dynamic_resources is None:
-        return None
-    # Loaded only under a control plane: gRPC and Envoy's messages cost every other
-    # mosn process about 20 MB and a second of start-up.
-    from mosn.xds.control import ControlPlane
-    from mosn.xds.stats import XdsStats
+    # Imported only under a control plane (gRPC and Envoy's messages would cost every
+    # other mosn process about 20 MB and a second of start-up), in a thread so that
+    # the admin API answers meanwhile.
+    control = await anyio.to_thread.run_sync(importlib.import_module, "mosn.xds.control")
+    stats = importlib.import_module("mosn.xds.stats")
 
     def apply(loaded: LoadedConfig) -> None:
         runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
@@ -434,9 +432,10 @@ def _control_plane(runtime: Runtime, admin: Admin) -> Any:
         runtime.loaded = loaded
         admin.switch(loaded, runtime.store, runtime.clusters)
 
-    plane = ControlPlane(runtime.loaded, apply, XdsStats(runtime.store))
+    plane = control.ControlPlane(runtime.loaded, apply, stats.XdsStats(runtime.store))
     admin.control_plane = plane
-    return plane
+    admin.reloader = plane.reload
+    await plane.run()
 
 
 async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:

@@ -296,3 +296,20 @@ def test_bolt_through_mosns_proxy_filter_from_xds(start_mosn, plane, tmp_path):
     finally:
         server.terminate()
         server.wait(30)
+
+
+def test_holds_hundreds_of_eds_clusters(start_mosn, plane, upstreams):
+    """300 clusters of 20 endpoints (6,000 hosts, their stats registered as they come):
+    all taken, and traffic to the first still flows."""
+    port = free_port()
+    many = [x for c in range(300) for x in (
+        message(CLUSTERS, eds_cluster(c, f"svc-{c}.default.svc.cluster.local")),
+        message(ENDPOINTS, assignment(outbound(c, f"svc-{c}.default.svc.cluster.local"), {
+            "": [f"127.2.{c // 10}.{(c % 10) * 20 + i + 1}:{upstreams['v1']}" for i in range(20)]})))]
+    plane.set("1", [*snapshot(port, upstreams), *many])
+    mosn = start_mosn(bootstrap(plane))
+    plane.took(ENDPOINTS.url, 301, timeout=180)
+    assert get(port).headers["x-upstream"] == "v1"
+    stats = mosn.admin("/stats?format=json", timeout=120).json()["stats"]  # 100,000 of them
+    assert stats["xds.eds.update_rejected"] == 0
+    assert sum(1 for name in stats if name.endswith(".upstream_cx_total")) >= 301
