@@ -342,16 +342,11 @@ class AdminApi:
 async def _upgrades(runtime: Runtime, admin_api: AdminApi | None,
                     takeover: handover.Takeover | None, path: str, scope: anyio.CancelScope,
                     servers: list[handover.UpgradeServer]) -> None:
-    """Continue from the process this one replaces (if any), then serve upgrades.
-    Without ``admin_api``: a worker, replaced by a reload (its stats are the parent's
-    to carry over)."""
-    if takeover is not None:
-        carry = runtime.store.carry if admin_api is not None else _shared_stats
-        done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
-                                            carry)
-        outcome = runtime.server_stats.upgrade_success if done else \
-            runtime.server_stats.upgrade_failed
-        runtime.store.values[outcome] += 1  # type: ignore[index]
+    """Serve upgrades, and continue from the process this one replaces (if any)
+    meanwhile: the upgrade socket is this process's before it tells the old one it
+    serves, so a third process always finds the one in charge (refused while this
+    hand-over is under way). Without ``admin_api``: a worker, replaced by a reload
+    (its stats are the parent's to carry over)."""
 
     def stop() -> None:
         log.info("upgrade: handed over; this process exits")
@@ -362,9 +357,22 @@ async def _upgrades(runtime: Runtime, admin_api: AdminApi | None,
                                         admin_api.pause if admin_api is not None else _no_admin)
     except OSError as exc:
         log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
-        return
-    servers.append(server)
-    await server.serve()
+        server = None
+    else:
+        servers.append(server)
+    async with anyio.create_task_group() as tg:
+        if server is not None:
+            server.busy = takeover is not None
+            tg.start_soon(server.serve)
+        if takeover is not None:
+            carry = runtime.store.carry if admin_api is not None else _shared_stats
+            done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
+                                                carry)
+            outcome = runtime.server_stats.upgrade_success if done else \
+                runtime.server_stats.upgrade_failed
+            runtime.store.values[outcome] += 1  # type: ignore[index]
+            if server is not None:
+                server.busy = False
 
 
 def _shared_stats(counters: dict[str, int]) -> None:

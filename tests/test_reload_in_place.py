@@ -22,8 +22,9 @@ from mosn.config.routers import parse_routers
 from mosn.router import RouteRequest, Routers
 from mosn.testing.process import MosnProcess
 
-RELOAD_TIMEOUT = 10.0
-"""Seconds for a reload to be applied (in place it takes milliseconds)."""
+RELOAD_TIMEOUT = 60.0
+"""Seconds for a reload to be applied (in place it takes milliseconds; a loaded
+machine starts and runs the clients slowly)."""
 POLL_INTERVAL = 0.05
 """Seconds between looks at whether the reload is applied."""
 RELOADED = "reloaded\n"
@@ -123,7 +124,7 @@ def test_sighup_applies_routes_in_place_keeping_connections(start_mosn, http_ups
     assert "config reloaded in place" in mosn.output()
 
 
-def test_changed_listener_drains_on_the_same_socket(start_mosn, http_upstream):  # noqa: F811
+def test_changed_listener_takes_over_on_the_same_socket(start_mosn, http_upstream):  # noqa: F811
     mosn, kept, fresh = under_load(start_mosn, http_upstream)
     try:
         def change(config: dict[str, Any]) -> None:
@@ -134,17 +135,18 @@ def test_changed_listener_drains_on_the_same_socket(start_mosn, http_upstream): 
         status, text = post(mosn, "/reload")
         assert status == 200, text
         assert "updated: " in text and "listener http" in text
-        wait_for(lambda: RELOADED in fresh.bodies[-1:] and len(kept.ports) > 1,
-                 "the new listener served, the old one drained", mosn)
+        wait_for(lambda: RELOADED in fresh.bodies[-1:], "the new listener served", mosn)
+        wait_for(lambda: "connections move or drain" in mosn.output(),
+                 "the old listener retired", mosn)
         served = len(kept.bodies)
-        wait_for(lambda: len(kept.bodies) > served + 5, "more traffic", mosn)
+        wait_for(lambda: len(kept.bodies) > served + 20, "more traffic", mosn)
     finally:
         fresh.stop()
         kept.stop()
     assert fresh.errors == [] and kept.errors == []  # no connection attempt refused
-    # The keep-alive connection belonged to the old listener: told to close after its
-    # request, it finished that request and the client went on on a new connection.
-    assert len(kept.ports) == 2
+    # The keep-alive connection belonged to the old listener: it moved to the new one
+    # between two requests, and the client kept it.
+    assert len(kept.ports) == 1
     assert mosn.stats()["server.reload_in_place"] == 1
 
 

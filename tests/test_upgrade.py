@@ -35,15 +35,17 @@ from mosn.testing.process import MosnProcess
 SOFARPC_PEERS = ROOT / "plugins" / "sofarpc" / "tests" / "peers"
 DUBBO_PEERS = ROOT / "plugins" / "dubbo" / "tests" / "peers"
 RPC_CLIENT = ROOT / "bench" / "soak_clients" / "rpc.js"
-UPGRADE_TIMEOUT = 30.0
-"""Seconds for a new process to start (imports and plugins take a few on a loaded
-machine) and the old one to hand over and exit."""
+UPGRADE_TIMEOUT = 120.0
+"""Seconds for a new process to start (imports and plugins take seconds, tens of them
+on a loaded machine) and the old one to hand over and exit."""
 POLL_INTERVAL = 0.05
 STREAM_CHUNK = 4096
 """Bytes the stream client writes before it reads their echo."""
 RPC_CONCURRENCY = 4
 """Calls each RPC client keeps in flight on its connection."""
 CLIENT_TIMEOUT_MS = 10000
+CI_UPGRADES = 3
+"""Upgrades in a row under load here (bench/upgrade.py runs 20)."""
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = UPGRADE_TIMEOUT) -> None:
@@ -51,6 +53,17 @@ def wait_for(condition: Callable[[], bool], what: str, timeout: float = UPGRADE_
     while not condition():
         assert time.monotonic() < deadline, what
         time.sleep(POLL_INTERVAL)
+
+
+def listen_ports(*names: str) -> dict[str, int]:
+    """A free port for each name, no two the same (a port freed by one ``free_port``
+    can come back from the next)."""
+    ports: dict[str, int] = {}
+    while len(ports) < len(names):
+        port = free_port()
+        if port not in ports.values():
+            ports[names[len(ports)]] = port
+    return ports
 
 
 def local_ports(pid: int, remote_port: int) -> set[int]:
@@ -109,11 +122,12 @@ class RpcClient:
 
 
 class KeepAliveClient:
-    """httpx on one keep-alive connection, requests in a loop."""
+    """httpx requests in a loop: on one keep-alive connection, or (``keep_alive``
+    False) each on a new connection, so that each is accepted anew."""
 
-    def __init__(self, url: str) -> None:
-        self.client = httpx.Client(limits=httpx.Limits(max_keepalive_connections=1,
-                                                       max_connections=1), timeout=10)
+    def __init__(self, url: str, keep_alive: bool = True) -> None:
+        self.client = httpx.Client(limits=httpx.Limits(
+            max_keepalive_connections=1 if keep_alive else 0, max_connections=1), timeout=10)
         self.url = url
         self.done = 0
         self.errors: list[str] = []
@@ -182,6 +196,25 @@ class StreamClient:
         self.sock.close()
 
 
+@pytest.fixture
+def mosn_processes() -> Iterator[Callable[..., MosnProcess]]:
+    """Start mosn processes (``MosnProcess`` arguments); every one still running is
+    stopped after the test (the ones an upgrade replaced have exited by then)."""
+    started: list[MosnProcess] = []
+
+    def start(config: dict[str, Any], workdir: Path, args: tuple[str, ...] = (),
+              wait: bool = True) -> MosnProcess:
+        process = MosnProcess(config, workdir, args, wait=False)
+        started.append(process)  # stopped even if it never gets ready
+        if wait:
+            process.wait_ready(UPGRADE_TIMEOUT)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+
+
 @pytest.fixture(scope="module")
 def rpc_providers() -> Iterator[dict[str, int]]:
     """sofa-rpc-node's bolt and Dubbo providers (com.example.EchoService)."""
@@ -222,24 +255,29 @@ def stack_config(ports: dict[str, int], upstreams: dict[str, int]) -> dict[str, 
     return config
 
 
-def upgrade(config: dict[str, Any], old: MosnProcess, workdir: Path, *args: str) -> MosnProcess:
+def upgrade(start: Callable[..., MosnProcess], config: dict[str, Any], old: MosnProcess,
+            workdir: Path, *args: str) -> MosnProcess:
     """A second ``mosn start`` on the same config file; returns once the old process
     exited and the new one is ready."""
-    new = MosnProcess(config, workdir, args, wait=False)
+    new = start(config, workdir, args, wait=False)
     assert new.config_path == old.config_path
-    old.proc.wait(timeout=UPGRADE_TIMEOUT)
+    try:
+        old.proc.wait(timeout=UPGRADE_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the old process did not exit:\n{new.output()}") from None
     new.wait_ready()
     return new
 
 
-def test_upgrade_under_load_migrates_connections(tmp_path, http_upstream, echo_server,  # noqa: F811
-                                                  rpc_providers):
-    ports = {name: free_port() for name in ("http", "bolt", "dubbo", "tcp")}
+def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_upstream,  # noqa: F811
+                                                  echo_server, rpc_providers):
+    ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
-    old = MosnProcess(config, tmp_path)
+    old = mosn_processes(config, tmp_path)
     new = None
     rpc = {kind: RpcClient(kind, ports[kind]) for kind in ("bolt", "dubbo")}
     keep_alive = KeepAliveClient(f"http://127.0.0.1:{ports['http']}/status/200")
+    fresh = KeepAliveClient(f"http://127.0.0.1:{ports['http']}/status/200", keep_alive=False)
     stream = StreamClient(ports["tcp"])
     h2load = None
     try:
@@ -252,31 +290,36 @@ def test_upgrade_under_load_migrates_connections(tmp_path, http_upstream, echo_s
                 ["h2load", "-D", "3", "-c", "2", "-m", "4",
                  f"http://127.0.0.1:{ports['http']}/status/200"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        before = keep_alive.done
-        new = upgrade(config, old, tmp_path)
-        wait_for(lambda: keep_alive.done > before + 20, "keep-alive traffic after the upgrade")
-        sent = {kind: c.sent for kind, c in rpc.items()}
-        wait_for(lambda: all(c.ok > sent[kind] + 10 for kind, c in rpc.items()),
-                 "RPC traffic after the upgrade")
+        first, current = old, old
+        for _ in range(CI_UPGRADES):
+            before = keep_alive.done
+            current = new = upgrade(mosn_processes, config, current, tmp_path)
+            wait_for(lambda: keep_alive.done > before + 20, "keep-alive traffic after an upgrade")
+            sent = {kind: c.sent for kind, c in rpc.items()}
+            wait_for(lambda: all(c.ok > sent[kind] + 10 for kind, c in rpc.items()),
+                     "RPC traffic after an upgrade")
         assert {kind: c.ports() for kind, c in rpc.items()} == rpc_ports  # no reconnect
         h2 = h2load.communicate(timeout=30)[0] if h2load is not None else ""
     finally:
-        for client in (*rpc.values(), keep_alive, stream):
+        for client in (*rpc.values(), keep_alive, fresh, stream):
             client.stop()
         if h2load is not None and h2load.poll() is None:
             h2load.kill()
-    assert old.proc.returncode == 0, old.output()
+    assert first.proc.returncode == 0, first.output()
     for kind, client in rpc.items():
         assert client.failures == [], (kind, client.failures[:5])
     assert keep_alive.errors == [], keep_alive.errors[:5]
     assert len(keep_alive.ports) == 1  # the keep-alive client kept its connection
+    assert fresh.errors == [], fresh.errors[:5]  # no connection attempt was refused
+    assert fresh.done > 0
     assert stream.errors == []
     assert stream.sent.digest() == stream.received.digest()
     if h2:
         assert " 0 failed, 0 errored" in h2, h2
     stats = new.stats()
-    assert stats["server.upgrade_success"] == 1
-    assert stats["server.connections_migrated"] >= 4  # bolt, dubbo, keep-alive, stream
+    assert stats["server.upgrade_success"] == CI_UPGRADES  # counted by each, carried on
+    # bolt, dubbo, keep-alive and stream, each time
+    assert stats["server.connections_migrated"] >= 4 * CI_UPGRADES
     assert stats["server.connections_migration_failed"] == 0
     # Counters went on: every request a client had answered is counted once, by one
     # process or the other (an RPC request answered twice would count twice upstream).
@@ -290,16 +333,17 @@ def test_upgrade_under_load_migrates_connections(tmp_path, http_upstream, echo_s
     new.stop()
 
 
-def test_a_new_process_with_a_bad_config_leaves_the_old_one(tmp_path, http_upstream):  # noqa: F811
+def test_a_new_process_with_a_bad_config_leaves_the_old_one(mosn_processes, tmp_path,
+                                                           http_upstream):  # noqa: F811
     port = free_port()
     config = http_config(port, http_upstream)
-    old = MosnProcess(config, tmp_path)
+    old = mosn_processes(config, tmp_path)
     client = KeepAliveClient(f"http://127.0.0.1:{port}/status/200")
     try:
         wait_for(lambda: client.done > 5, "traffic")
         bad = dict(config, cluster_manager={"clusters": [{"name": "backend", "lb_type": "NOPE",
                                                           "hosts": []}]})
-        new = MosnProcess(bad, tmp_path, wait=False)
+        new = mosn_processes(bad, tmp_path, wait=False)
         assert new.proc.wait(timeout=UPGRADE_TIMEOUT) == 1
         assert "lb_type" in new.output()
         served = client.done
@@ -312,16 +356,17 @@ def test_a_new_process_with_a_bad_config_leaves_the_old_one(tmp_path, http_upstr
     old.stop()
 
 
-def test_a_port_the_new_process_cannot_bind_leaves_the_old_one(tmp_path, http_upstream):  # noqa: F811
+def test_a_port_the_new_process_cannot_bind_leaves_the_old_one(mosn_processes, tmp_path,
+                                                               http_upstream):  # noqa: F811
     port, taken = free_port(), free_port()
     config = http_config(port, http_upstream)
-    old = MosnProcess(config, tmp_path)
+    old = mosn_processes(config, tmp_path)
     blocker = socket.create_server(("127.0.0.1", taken))
     try:
         second = dict(config["servers"][0]["listeners"][0], name="second",
                       address=f"127.0.0.1:{taken}")
         config["servers"][0]["listeners"].append(second)
-        new = MosnProcess(config, tmp_path, wait=False)
+        new = mosn_processes(config, tmp_path, wait=False)
         assert new.proc.wait(timeout=UPGRADE_TIMEOUT) == 1
         assert f"cannot listen on 127.0.0.1:{taken}" in new.output()
     finally:
@@ -331,22 +376,22 @@ def test_a_port_the_new_process_cannot_bind_leaves_the_old_one(tmp_path, http_up
     assert old.proc.poll() is None
     # The old process serves the next upgrade as if nothing happened.
     config["servers"][0]["listeners"].pop()
-    new = upgrade(config, old, tmp_path)
+    new = upgrade(mosn_processes, config, old, tmp_path)
     assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
     assert new.stats()["server.upgrade_success"] == 1
     new.stop()
 
 
-def test_an_upgrade_while_one_is_under_way_is_refused(tmp_path, http_upstream):  # noqa: F811
+def test_an_upgrade_while_one_is_under_way_is_refused(mosn_processes, tmp_path, http_upstream):  # noqa: F811
     port = free_port()
     config = http_config(port, http_upstream)
     config["servers"][0]["graceful_timeout"] = "60s"
     # A raw connection that does not reach a safe point keeps the first hand-over
     # going: an HTTP/1 request head that does not end (until the client closes it).
-    old = MosnProcess(config, tmp_path)
+    old = mosn_processes(config, tmp_path)
     stuck = socket.create_connection(("127.0.0.1", port))
     stuck.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n")
-    second = MosnProcess(config, tmp_path, wait=False)
+    second = mosn_processes(config, tmp_path, wait=False)
     wait_for(lambda: "migrating connections" in old.output(), "the first upgrade under way")
     third = subprocess.run([sys.executable, "-m", "mosn", "start", "-c", str(old.config_path)],
                            capture_output=True, text=True, timeout=UPGRADE_TIMEOUT)
@@ -361,16 +406,17 @@ def test_an_upgrade_while_one_is_under_way_is_refused(tmp_path, http_upstream): 
     second.stop()
 
 
-def test_two_configs_never_meet(tmp_path, http_upstream):  # noqa: F811
-    one = MosnProcess(http_config(free_port(), http_upstream), tmp_path / "one")
-    two = MosnProcess(http_config(free_port(), http_upstream), tmp_path / "two")
+def test_two_configs_never_meet(mosn_processes, tmp_path, http_upstream):  # noqa: F811
+    one = mosn_processes(http_config(free_port(), http_upstream), tmp_path / "one")
+    two = mosn_processes(http_config(free_port(), http_upstream), tmp_path / "two")
     assert one.proc.poll() is None and two.proc.poll() is None
     assert two.stats()["server.upgrade_success"] == 0
     one.stop()
     two.stop()
 
 
-def test_the_new_process_dying_mid_migration(tmp_path, http_upstream, echo_server):  # noqa: F811
+def test_the_new_process_dying_mid_migration(mosn_processes, tmp_path, http_upstream,  # noqa: F811
+                                             echo_server):
     """The new process is killed while the old one waits for a connection to reach a
     safe point: the old one takes its listeners back and serves on; the connections
     it had are served by it or closed, none left hanging."""
@@ -380,12 +426,12 @@ def test_the_new_process_dying_mid_migration(tmp_path, http_upstream, echo_serve
     tcp = tcp_proxy_config(tcp_port, [f"127.0.0.1:{echo_server}"], cluster="echo")
     config["servers"][0]["listeners"].append({**tcp["servers"][0]["listeners"][0], "name": "tcp"})
     config["cluster_manager"]["clusters"].append(tcp["cluster_manager"]["clusters"][0])
-    old = MosnProcess(config, tmp_path)
+    old = mosn_processes(config, tmp_path)
     stuck = socket.create_connection(("127.0.0.1", port))
     stuck.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n")
     stream = StreamClient(tcp_port)
     wait_for(lambda: stream.bytes > 0, "the stream flowing")
-    new = MosnProcess(config, tmp_path, wait=False)
+    new = mosn_processes(config, tmp_path, wait=False)
     wait_for(lambda: "migrating connections" in old.output(), "the upgrade under way")
     new.proc.send_signal(signal.SIGKILL)
     new.proc.wait()
@@ -406,13 +452,14 @@ def test_the_new_process_dying_mid_migration(tmp_path, http_upstream, echo_serve
     old.stop()
 
 
-def test_a_reload_with_workers_migrates_rpc_connections(tmp_path, http_upstream, echo_server,  # noqa: F811
+def test_a_reload_with_workers_migrates_rpc_connections(mosn_processes, tmp_path,  # noqa: F811
+                                                         http_upstream, echo_server,
                                                          rpc_providers):
     """With ``--workers 2`` a reload forks new workers; each old worker hands its
     connections to its successor instead of closing them under the clients."""
-    ports = {name: free_port() for name in ("http", "bolt", "dubbo", "tcp")}
+    ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
-    mosn = MosnProcess(config, tmp_path, ["--workers", "2"])
+    mosn = mosn_processes(config, tmp_path, ("--workers", "2"))
     rpc = {kind: RpcClient(kind, ports[kind]) for kind in ("bolt", "dubbo")}
     stream = StreamClient(ports["tcp"])
     try:

@@ -1,5 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
+from mosn.config.base import Unsupported
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -22,6 +23,7 @@ __all__ = [
     "LoadedConfig",
     "Model",
     "MosnConfig",
+    "Unsupported",
     "dump",
     "load",
     "parse_address",

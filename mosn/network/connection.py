@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -452,10 +451,9 @@ class Connection(asyncio.Protocol):
         """The peer has sent its last byte (a half-close)."""
         return self._eof_received
 
-    def duplicate_socket(self) -> socket.socket:
-        """A new descriptor of this connection's socket (for another process)."""
-        sock = self.transport.get_extra_info("socket")  # type: ignore[union-attr]
-        return socket.socket(fileno=os.dup(sock.fileno()))
+    def fileno(self) -> int:
+        """The descriptor of this connection's socket (to pass to another process)."""
+        return self.transport.get_extra_info("socket").fileno()  # type: ignore[union-attr]
 
     def detach(self) -> None:
         """Another process continues this connection on its own descriptor: close this

@@ -6,9 +6,9 @@ asked to stop at its next safe point (``ReadFilter.stop_for_migration``: the RPC
 stops reading and waits for the requests in flight to be answered; an HTTP/1 server
 codec waits until it is between requests; ``tcp_proxy`` stops both directions); then
 reading is paused and what was written is left to the kernel. What it yields, a
-:class:`Leaving`, is a new descriptor of the socket, the bytes read but not processed,
+:class:`Leaving`, gives the socket's descriptor, the bytes read but not processed,
 the facts the listener knew (original destination, SNI ...) and, for ``tcp_proxy``,
-the upstream's descriptor. Once the new process has it, :meth:`Leaving.done` closes
+the upstream connection. Once the new process has it, :meth:`Leaving.done` closes
 this process's descriptors without a word to the peers; :meth:`Leaving.cancel` goes
 on as before.
 
@@ -24,17 +24,18 @@ stop (HTTP/2), one the peer half-closed, or one that reaches no safe point in ti
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from dataclasses import dataclass, field
 from typing import Any
 
 from mosn.network.connection import Connection
+from mosn.network.filter import ConnectionCallbacks, ConnectionEvent
 from mosn.network.listener import ServerConnection
 
-SAFE_POINT_POLL = 0.005
-"""Seconds between looks at whether a connection reached its safe point (or closed)
-and its write buffer emptied (the kernel takes it within a few ms unless the peer
-does not read)."""
+WRITE_FLUSH_POLL = 0.005
+"""Seconds between looks at whether a stopped connection's write buffer is empty
+(the kernel takes it within a few ms unless the peer does not read)."""
 
 TLS = "tls"
 NOT_SUPPORTED = "not_supported"
@@ -48,29 +49,26 @@ class Leaving:
     """A connection stopped at a safe point, ready to go to another process."""
 
     conn: Connection
-    sock: socket.socket
     unprocessed: bytes
     facts: dict[str, Any]
     peer: Connection | None = None
-    peer_sock: socket.socket | None = None
     peer_unwritten: bytes = b""
     """Bytes read from the peer and not yet written to the connection."""
     filters: list[Any] = field(default_factory=list)
 
+    def fds(self) -> list[int]:
+        """The descriptors to pass (the connection's, then its peer's): passed as
+        they are, no copy made, so a large upgrade needs no more descriptors."""
+        return [self.conn.fileno()] + ([self.peer.fileno()] if self.peer is not None else [])
+
     def done(self) -> None:
         """The other process has it: close the descriptors here, silently."""
-        self.sock.close()
-        if self.peer_sock is not None:
-            self.peer_sock.close()
         if self.peer is not None:
             self.peer.detach()
         self.conn.detach()
 
     def cancel(self) -> None:
         """The other process did not take it: serve it here as before."""
-        self.sock.close()
-        if self.peer_sock is not None:
-            self.peer_sock.close()
         _resume(self.conn, self.filters)
 
 
@@ -123,30 +121,25 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
         pending -= 1
         if pending == 0 and not reached.done():
             conn.read_disable(True)  # in the same turn: nothing is read after the point
-            reached.set_result(None)
+            reached.set_result(True)
 
     asked: list[Any] = []
     for f in filters:
         asked.append(f)
         if not f.stop_for_migration(at_safe_point):
-            for one in asked:
-                one.resume_after_migration()
-            if reached.done():
-                conn.read_disable(False)
+            _resume(conn, asked, reached.done())
             raise Refused(NOT_SUPPORTED)
+    conn.add_callbacks(_ClosedBefore(reached))
     deadline = loop.time() + timeout
     try:
-        while not reached.done():
-            if conn.closed:
-                raise Refused(CLOSED)
-            if loop.time() > deadline:
-                raise TimeoutError
-            await asyncio.sleep(SAFE_POINT_POLL)
+        # Waited for without polling: thousands of connections may be waiting at once.
+        if not await asyncio.wait_for(asyncio.shield(reached), timeout):
+            raise Refused(CLOSED)
         peer = _peer(filters)
         while conn.write_pending or (peer is not None and peer.write_pending):
             if conn.closed or loop.time() > deadline:
                 raise TimeoutError
-            await asyncio.sleep(SAFE_POINT_POLL)
+            await asyncio.sleep(WRITE_FLUSH_POLL)
         if conn.closed or conn.at_eof or (peer is not None and (peer.closed or peer.at_eof)):
             raise Refused(CLOSED)
     except TimeoutError:
@@ -156,18 +149,28 @@ async def stop_at_safe_point(conn: Any, timeout: float) -> Leaving:
         raise Refused(NO_SAFE_POINT) from None
     except Refused:
         if not conn.closed:
-            _resume(conn, filters, reached.done())
+            _resume(conn, filters, reached.done() and reached.result())
         raise
     except asyncio.CancelledError:  # the hand-over was called off
         if not conn.closed:
-            _resume(conn, filters, reached.done())
+            _resume(conn, filters, reached.done() and reached.result())
         raise
     unprocessed = b"".join(f.unprocessed() for f in filters) + conn.held_bytes()
-    if peer is None:
-        return Leaving(conn, conn.duplicate_socket(), unprocessed, facts_of(conn),
-                       filters=filters)
-    return Leaving(conn, conn.duplicate_socket(), unprocessed, facts_of(conn), peer,
-                   peer.duplicate_socket(), peer.held_bytes(), filters)
+    return Leaving(conn, unprocessed, facts_of(conn), peer,
+                   peer.held_bytes() if peer is not None else b"", filters)
+
+
+class _ClosedBefore(ConnectionCallbacks):
+    """Ends the wait for a safe point when the connection closes first."""
+
+    __slots__ = ("reached",)
+
+    def __init__(self, reached: asyncio.Future[bool]) -> None:
+        self.reached = reached
+
+    def on_event(self, event: ConnectionEvent) -> None:
+        if event.is_close and not self.reached.done():
+            self.reached.set_result(False)
 
 
 def _peer(filters: list[Any]) -> Connection | None:
@@ -202,3 +205,21 @@ async def arrive(listener: Any, sock: socket.socket, unprocessed: bytes,
 
     _, conn = await loop.connect_accepted_socket(made, sock)
     return conn
+
+
+async def move(conn: Any, listener: Any, timeout: float) -> None:
+    """Move ``conn`` to ``listener`` in this process (a listener replaced by a reload
+    in place): stopped at a safe point, continued by the new listener's filter chain on
+    a new descriptor, the old one closed silently. Raises :class:`Refused` (the
+    connection goes on where it was) when it cannot move."""
+    leaving = await stop_at_safe_point(conn, timeout)
+    fds = leaving.fds()
+    try:
+        sock = socket.socket(fileno=os.dup(fds[0]))
+        peer = socket.socket(fileno=os.dup(fds[1])) if len(fds) > 1 else None
+    except OSError:
+        leaving.cancel()
+        raise Refused(NOT_SUPPORTED) from None
+    leaving.done()
+    await arrive(listener, sock, leaving.unprocessed, leaving.facts, peer,
+                 leaving.peer_unwritten)

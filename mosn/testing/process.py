@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0
 """Seconds for a server to come up on a loaded CI machine."""
 STOP_TIMEOUT = 10.0
 """Seconds a process gets to exit after SIGTERM before it is killed."""
@@ -113,7 +113,11 @@ class MosnProcess:
             [sys.executable, "-m", "mosn", "start", "-c", str(self.config_path), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # nobody holds it yet to stop it later
+                raise
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Return once ``/ready`` says 200; raise with mosn's output if it exits first."""

@@ -55,6 +55,8 @@ ADMIN_KEY = "admin"
 HELLO_TIMEOUT = 10.0
 """Seconds a new process waits for the running one to answer (it answers at once
 unless it is stuck; a stuck one is not waited for)."""
+BROKEN = "broken"
+"""The answer of a connection sent when the channel broke before its answer came."""
 SAFE_POINT_SHARE = 0.5
 """The share of ``graceful_timeout`` a connection may take to reach a safe point; it
 drains in what is left."""
@@ -143,8 +145,8 @@ def take_over_at(path: str) -> Takeover | None:
             message, socks, _ = channel.receive_now()
             if message.get("op") == "busy":
                 channel.close()
-                raise StartError(f"upgrade refused: mosn {message.get('pid')} is already "
-                                 f"handing over to another process ({path})")
+                raise StartError(f"upgrade refused: an upgrade is already under way "
+                                 f"(mosn {message.get('pid')} at {path})")
             if message.get("op") != "listeners":
                 raise ChannelClosed(f"unexpected {message.get('op')!r}")
             sockets.update(zip(message["keys"], socks))
@@ -228,6 +230,7 @@ class UpgradeServer:
         self.pause_admin = pause_admin
         self.sock = listen(path)
         self._inode = os.stat(path).st_ino
+        self._replaced: asyncio.Future[None] | None = None
         self.busy = False
 
     def close(self) -> None:
@@ -241,11 +244,38 @@ class UpgradeServer:
         except OSError:
             pass
 
+    def _take_path_back(self) -> None:
+        """The new process failed after it may have put its upgrade socket at the
+        path: this process listens there again (the next upgrade must find it)."""
+        try:
+            if os.stat(self.path).st_ino == self._inode:
+                return
+        except OSError:
+            pass
+        try:
+            sock = listen(self.path)
+        except OSError as exc:
+            log.error("upgrade: cannot serve upgrades at %s again: %s", self.path, exc)
+            return
+        self.sock = sock
+        self._inode = os.stat(self.path).st_ino
+        if self._replaced is not None and not self._replaced.done():
+            self._replaced.set_result(None)  # serve() goes on with the new socket
+
     async def serve(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
+            sock = self.sock
+            self._replaced = loop.create_future()
+            accept = loop.create_task(loop.sock_accept(sock))
+            await asyncio.wait({accept, self._replaced}, return_when=asyncio.FIRST_COMPLETED)
+            if not accept.done():  # listening again on a new socket
+                accept.cancel()
+                await asyncio.wait({accept})
+                sock.close()
+                continue
             try:
-                conn, _ = await loop.sock_accept(self.sock)
+                conn, _ = accept.result()
             except OSError:
                 return  # closed
             channel = FdChannel(conn)
@@ -296,9 +326,11 @@ class UpgradeServer:
             log.error("upgrade: the new process went away before it served (%s); "
                       "still serving", exc)
             self._count("upgrade_failed")
+            self._take_path_back()
             self.busy = False
             return
         if answer.get("op") != "ready":
+            self._take_path_back()
             log.error("upgrade: the new process cannot serve (%s); still serving",
                       answer.get("reason", answer.get("op")))
             self._count("upgrade_failed")
@@ -316,6 +348,7 @@ class UpgradeServer:
             self._count("upgrade_failed")
             manager.resume_accepting()
             self.pause_admin(False)
+            self._take_path_back()
             self.busy = False
             return
         self.sock.close()  # the path is the new process's from now on
@@ -330,7 +363,8 @@ class Migrator:
         self.runtime = runtime
         self._ids = itertools.count(1)
         self.lock = asyncio.Lock()
-        self.waiting: dict[int, tuple[Leaving, asyncio.Future[bool]]] = {}
+        self.waiting: dict[int, asyncio.Future[str]] = {}
+        """Connections sent, by id: their answer (``taken``, ``refused`` or BROKEN)."""
         self.stopping: set[asyncio.Task[Any]] = set()
         """Tasks waiting for their connection's safe point (called off if the channel
         breaks: those connections go on here)."""
@@ -384,31 +418,35 @@ class Migrator:
             leaving.cancel()
             return False
         ident = next(self._ids)
-        answer: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.waiting[ident] = (leaving, answer)
-        fds = [leaving.sock.fileno()]
-        if leaving.peer_sock is not None:
-            fds.append(leaving.peer_sock.fileno())
+        answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting[ident] = answer
         try:
             async with self.lock:
                 await self.channel.send(
                     {"op": "connection", "id": ident, "facts": leaving.facts,
                      "unprocessed": len(leaving.unprocessed)},
-                    fds, leaving.unprocessed + leaving.peer_unwritten)
-            taken = await answer
+                    leaving.fds(), leaving.unprocessed + leaving.peer_unwritten)
         except ChannelClosed as exc:
             self.broken = self.broken or exc
+            answer.set_result(BROKEN)
+        except (OSError, ValueError) as exc:  # this one cannot be sent: it stays here
+            log.warning("upgrade: %r cannot be handed over: %s; it drains", conn, exc)
             self.waiting.pop(ident, None)
-            # Sent, perhaps read over there: it cannot be served here again safely.
-            leaving.sock.close()
-            leaving.conn.close()
-            count("connections_migration_failed")
+            leaving.cancel()
+            count("connections_drained")
+            go_away(conn)
             return False
+        outcome = await answer
         self.waiting.pop(ident, None)
-        if taken:
+        if outcome == "taken":
             leaving.done()
             count("connections_migrated")
             return True
+        if outcome == BROKEN:
+            # Sent, perhaps read over there: it cannot be served here again safely.
+            leaving.conn.close()
+            count("connections_migration_failed")
+            return False
         leaving.cancel()
         count("connections_drained")
         go_away(conn)
@@ -420,13 +458,13 @@ class Migrator:
                 message, socks, _ = await self.channel.receive()
                 for sock in socks:
                     sock.close()
-                waiting = self.waiting.get(message.get("id", -1))
-                if waiting is not None and not waiting[1].done():
-                    waiting[1].set_result(message.get("op") == "taken")
+                answer = self.waiting.get(message.get("id", -1))
+                if answer is not None and not answer.done():
+                    answer.set_result(message.get("op", ""))
         except ChannelClosed as exc:
             self.broken = self.broken or exc
             for task in list(self.stopping):
                 task.cancel()
-            for _, answer in self.waiting.values():
+            for answer in self.waiting.values():
                 if not answer.done():
-                    answer.set_exception(exc)
+                    answer.set_result(BROKEN)

@@ -6,9 +6,10 @@ Three managers change what mosn serves while it runs; a config reload (SIGHUP,
 ``remove(name) -> bool``:
 
 - :class:`ListenerManager` (here): listeners by name. An update builds the listener
-  anew on the same listening socket (the port never stops accepting) and drains the
-  old one: it accepts no more, its connections are asked to go away (HTTP/1
-  ``connection: close``, HTTP/2 GOAWAY, RPC once idle) and whatever is still open after
+  anew on the same listening socket (the port never stops accepting); the old one
+  accepts no more and its connections move to the new one at a safe point
+  (:func:`mosn.network.migration.move`: RPC, HTTP/1 keep-alive, ``tcp_proxy``); the
+  rest are asked to go away (HTTP/2 GOAWAY) and whatever is still open after
   ``graceful_timeout`` is closed. A removed listener closes its socket and drains.
 - :class:`mosn.upstream.cluster.ClusterManager`: clusters by name (an update replaces
   the cluster; the old one's pools drain), and ``update_hosts(name, hosts)`` for a
@@ -39,6 +40,7 @@ from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig, ListenerC
 from mosn.network.filter import CloseType
 from mosn.network.filter_chain import ChainMatch, FilterChain
 from mosn.network.listener import PAUSE_DRAIN, Listener, ListenerIndex, bind
+from mosn.network.migration import Refused, move
 from mosn.network.udp import UdpListener
 from mosn.observability.observer import StatsObserver
 from mosn.observability.runtime import Observability, ObservabilityError
@@ -63,6 +65,9 @@ connections to go away: one accepted just before has its first request on the wa
 closes without reading it."""
 
 
+MOVE_SHARE = 0.5
+"""The share of ``graceful_timeout`` a replaced listener's connection may take to reach
+a safe point and move to the new listener; what cannot move drains in the rest."""
 PAUSE_UPGRADE = "upgrade"
 """Why listeners do not accept while a new process takes over."""
 
@@ -289,7 +294,7 @@ class ListenerManager:
         new = self.build(config, path)
         self._put(name, config, new)
         if old is not None:
-            self._retire(old)
+            self._retire(old, new if isinstance(new, Listener) else None)
         self._index()
         if self.running:
             asyncio.get_running_loop().create_task(new.start())
@@ -308,9 +313,10 @@ class ListenerManager:
         self._index()
         return True
 
-    def _retire(self, old: Any) -> None:
-        """Stop ``old`` accepting and drain its connections; its socket closes unless
-        a listener serving now took it over (the same address)."""
+    def _retire(self, old: Any, successor: Listener | None = None) -> None:
+        """Stop ``old`` accepting and move its connections to ``successor`` (the
+        listener that replaced it) where they can move, else drain them; its socket
+        closes unless a listener serving now took it over (the same address)."""
         if old.sock is not None and any(lst.sock is old.sock for lst in self.listeners.values()):
             old.pause_accepting(PAUSE_DRAIN)
         else:
@@ -321,18 +327,34 @@ class ListenerManager:
         conns = set(getattr(old, "connections", ()))
         if not self.running or not conns:
             return
-        log.info("listener %s: replaced or removed; draining %d connections for up to %gs",
-                 old.name, len(conns), self.graceful_timeout)
+        log.info("listener %s: replaced or removed; its %d connections move or drain "
+                 "within %gs", old.name, len(conns), self.graceful_timeout)
         self.draining |= conns
-        asyncio.get_running_loop().create_task(self._drain(old))
+        asyncio.get_running_loop().create_task(self._drain(old, successor))
 
-    async def _drain(self, old: Any) -> None:
+    async def _drain(self, old: Any, successor: Listener | None) -> None:
         def left() -> Iterable[Any]:
             return [c for c in old.connections if not c.closed]
         try:
-            await drain(left, self.graceful_timeout)
+            timeout = self.graceful_timeout
+            if successor is not None:
+                timeout *= 1 - MOVE_SHARE
+                await asyncio.gather(*(self._move(conn, successor) for conn in left()))
+            await drain(left, timeout)
         finally:
             self.draining -= set(old.connections) | {c for c in self.draining if c.closed}
+
+    async def _move(self, conn: Any, successor: Listener) -> None:
+        """A connection of a replaced listener goes on under its successor (an HTTP/1
+        keep-alive client keeps its connection, an RPC client its requests); one
+        that cannot move is drained with the rest."""
+        try:
+            await move(conn, successor, self.graceful_timeout * MOVE_SHARE)
+        except Refused:
+            pass
+        except OSError as exc:
+            log.warning("listener %s: a connection could not move to the new listener: %s",
+                        successor.name, exc)
 
     def stop_accepting(self) -> None:
         for lst in self.listeners.values():
@@ -368,7 +390,7 @@ def _parsed_filter(plugins: Any, type_: str, config: dict[str, Any]) -> FilterCo
     """A listener filter the runtime adds, its config validated as the loader would."""
     flt = FilterConfig(type=type_, config=config)
     model = _extension(plugins, "listener_filter", flt).config_model
-    flt._parsed = model.model_validate(config) if model is not None else None
+    flt.set_parsed(model.model_validate(config) if model is not None else None)
     return flt
 
 
@@ -389,6 +411,8 @@ def _chain(installs: list[Any]) -> Any:
 
     def install(conn: Any) -> None:
         for one in installs:
+            if conn.closed:  # refused by a filter before this one (network rbac)
+                return
             one(conn)
 
     return install
