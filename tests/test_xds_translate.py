@@ -213,7 +213,7 @@ def test_unsupported_route_fields_are_named():
     ])])
     data["virtual_hosts"][0]["include_request_attempt_count"] = True
     errors = refused(route_configuration, message(ROUTES, data))
-    assert errors == [
+    assert sorted(errors) == [
         "RouteConfiguration '9080': virtual_hosts[0].include_request_attempt_count: field not supported by mosn",
         "RouteConfiguration '9080': virtual_hosts[0].routes[0].route.retry_policy.retry_host_predicate: field not supported by mosn",
         "RouteConfiguration '9080': virtual_hosts[0].routes[1].decorator: field not supported by mosn",
@@ -325,3 +325,24 @@ def test_secrets():
     assert refused(secret, message(SECRETS, {"name": "s", "generic_secret": {
         "secret": {"inline_string": "x"}}})) == [
         "Secret 's': generic_secret: mosn takes tls_certificate and validation_context secrets"]
+
+
+def test_a_push_translates_only_the_routes_whose_bytes_changed():
+    table = [route({"path": f"/r{i}"}, "a") for i in range(50)]
+    first = route_configuration(message(ROUTES, route_config("big", [
+        virtual_host(REVIEWS, 9080, table), virtual_host(service("ratings"), 9080, table[:3])])))
+    table[49] = route({"path": "/r49"}, "b")
+    second = route_configuration(message(ROUTES, route_config("big", [
+        virtual_host(REVIEWS, 9080, table), virtual_host(service("ratings"), 9080, table[:3])])))
+    old, new = first["virtual_hosts"][0]["routers"], second["virtual_hosts"][0]["routers"]
+    assert all(a is b for a, b in zip(old[:49], new[:49]))  # the same translation, kept
+    assert new[49]["route"]["cluster_name"] == "b" and old[49]["route"]["cluster_name"] == "a"
+    assert first["virtual_hosts"][1] is second["virtual_hosts"][1]  # a virtual host unchanged
+
+
+def test_a_refused_route_is_refused_again_on_the_next_push():
+    bad = {"match": {"prefix": "/", "grpc": {}}, "route": {"cluster": "c"}}
+    data = route_config("again", [virtual_host(REVIEWS, 9080, [bad])])
+    for _ in range(2):
+        assert refused(route_configuration, message(ROUTES, data)) == [
+            "RouteConfiguration 'again': virtual_hosts[0].routes[0].match.grpc: field not supported by mosn"]

@@ -98,7 +98,7 @@ class Subscriber:
         if self.stats is not None:
             self.stats.connected(up)
 
-    def _sotw(self, response: discovery_pb2.DiscoveryResponse) -> list[str]:
+    def take_sotw(self, response: discovery_pb2.DiscoveryResponse) -> list[str]:
         """Take a state-of-the-world response; the reasons to NACK it, or []."""
         kind = BY_URL.get(response.type_url)
         updates: dict[str, Any] = {}
@@ -281,7 +281,7 @@ class AdsClient(Subscriber):
     def _sotw_response(self, response: discovery_pb2.DiscoveryResponse) -> None:
         url = response.type_url
         self._nonces[url] = response.nonce
-        errors = self._sotw(response)
+        errors = self.take_sotw(response)
         request = discovery_pb2.DiscoveryRequest(
             type_url=url, response_nonce=response.nonce,
             resource_names=self._sent.get(url, []),

@@ -132,6 +132,13 @@ class Fields:
             return None
         return self._adopt(inner, path)
 
+    def parts(self, name: str) -> list[tuple[Message, str]]:
+        """A repeated sub-message's items with their paths, to translate apart
+        (through a :class:`PartCache`)."""
+        self._read.add(name)
+        path = self._at(name)
+        return [(item, f"{path}[{i}]") for i, item in enumerate(getattr(self.message, name))]
+
     def refuse(self, name: str, reason: str) -> None:
         """A field read whose value mosn cannot honour."""
         self._read.add(name)
@@ -172,6 +179,46 @@ def ads_source(f: Fields | None, what: str) -> None:
         api.accept("transport_api_version", "cluster_names", "refresh_delay", "request_timeout")
     elif kind is not None:
         f.refuse(kind, f"mosn takes {what} over ADS ({{ads: {{}}}}) or by REST")
+
+
+TRANSLATED_CACHE_SIZE = 100_000
+"""Parts (routes, virtual hosts, endpoints) whose translation is kept by their bytes:
+a push translates only what changed; room for a mesh's whole table several times over."""
+
+
+class PartCache:
+    """Translations of sub-messages keyed by their serialized bytes (a part that did
+    not change is not translated again). A translation is shared by every resource
+    holding those bytes: it is never changed in place. Bounded: the oldest entries go
+    first once ``size`` is reached."""
+
+    def __init__(self, size: int = TRANSLATED_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: dict[bytes, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def part(self, f: Fields, message: Message, path: str, body: Any) -> Any:
+        """``body(fields)`` over ``message`` (at ``path`` in ``f``'s resource), or its
+        translation from before when its bytes are those of a part accepted then.
+        Errors (and set fields nobody read) go to ``f``'s errors; only a part
+        translated without any is kept."""
+        key = message.SerializeToString(deterministic=True)
+        found = self._items.get(key)
+        if found is not None:
+            return found
+        errors: list[str] = []
+        fields = Fields(message, path, errors)
+        result = body(fields)
+        errors += [f"{p}: field not supported by mosn" for p in fields.unread()]
+        if errors:
+            f.errors.extend(errors)
+            return result
+        if len(self._items) >= self.size:
+            del self._items[next(iter(self._items))]
+        self._items[key] = result
+        return result
 
 
 def translate(message: Message, kind: str, name: str, body: Any) -> Any:

@@ -77,7 +77,7 @@ class RestClient(Subscriber):
             errors = [f"the response is not a DiscoveryResponse: {exc}"]
             self._refused(kind, "", errors)
         else:
-            errors = self._sotw(response)
+            errors = self.take_sotw(response)
         if errors:
             self._nack[kind.url] = (response.nonce, errors)
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from envoy.config.route.v3 import route_pb2
 
-from mosn.xds.fields import Fields, translate
+from mosn.xds.fields import Fields, PartCache, translate
 
 REDIRECT_CODES = {"MOVED_PERMANENTLY": 301, "FOUND": 302, "SEE_OTHER": 303,
                   "TEMPORARY_REDIRECT": 307, "PERMANENT_REDIRECT": 308}
@@ -33,7 +33,8 @@ def route_configuration(message: route_pb2.RouteConfiguration) -> dict[str, Any]
 def router_config(f: Fields, inline: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {"router_config_name": f.scalar("name")}
     out.update(header_mutations(f))
-    out["virtual_hosts"] = [virtual_host(v) for v in f.children("virtual_hosts")]
+    out["virtual_hosts"] = [VIRTUAL_HOSTS.part(f, m, path, virtual_host)
+                            for m, path in f.parts("virtual_hosts")]
     # Envoy checks the clusters of a route configuration given inline, not of one
     # from RDS, unless validate_clusters says otherwise.
     if f.wrapped("validate_clusters", inline):
@@ -61,8 +62,14 @@ def cluster_names(router: dict[str, Any]) -> list[str]:
 def virtual_host(f: Fields) -> dict[str, Any]:
     out: dict[str, Any] = {"name": f.scalar("name"), "domains": list(f.scalar("domains"))}
     out.update(header_mutations(f))
-    out["routers"] = [route(r) for r in f.children("routes")]
+    out["routers"] = [ROUTES.part(f, m, path, route) for m, path in f.parts("routes")]
     return out
+
+
+VIRTUAL_HOSTS = PartCache()
+ROUTES = PartCache()
+"""Virtual hosts and routes translated before, by their bytes: a push of a table
+where one route changed translates that route (and its virtual host's own fields)."""
 
 
 def route(f: Fields) -> dict[str, Any]:
