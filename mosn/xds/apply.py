@@ -36,12 +36,16 @@ class Composer:
         self.warming: list[str] = []
         self._models: dict[str, tuple[tuple[Any, ...], Any]] = {}
         """Resource and section -> (what its entry was made from, its validated model)."""
+        self._parts: dict[str, dict[int, tuple[dict[str, Any], Any]]] = {}
+        """Per router (key as in ``_models``): id of a translated virtual host or route
+        (a dict, shared while its bytes stay the same) -> (that dict, its validated
+        model), of the config serving."""
 
     def offer(self, candidate: Snapshot) -> list[str]:
         composed = candidate.compose(self.static)
         if composed.errors:
             return composed.errors
-        self._reuse(composed)
+        routers = self._reuse(composed)
         try:
             loaded = validate(composed.raw, self.plugins, self.base_dir,
                               routes_to_unknown_clusters=True, unknown_field_warnings=False)
@@ -53,7 +57,7 @@ class Composer:
             log.exception("xDS: applying the config failed")
             return [f"mosn could not apply it: {exc}"]
         self.loaded, self.warming = loaded, composed.warming
-        self._remember(composed, loaded)
+        self._remember(composed, loaded, routers)
         for line in composed.warming:
             log.info("xDS: warming: %s", line)
         return []
@@ -61,19 +65,49 @@ class Composer:
     # A push changes a few resources; the models of the others, validated before, are
     # put in the config as they are (pydantic takes a model instance without validating
     # it again), and the managers find them unchanged.
+    #
+    # A route configuration that changed keeps the models of its virtual hosts and
+    # routes that did not (their translations are the same dicts, by identity): only
+    # what changed is validated, and the route table takes over what it built from
+    # the others.
 
-    def _reuse(self, composed: Composed) -> None:
+    def _reuse(self, composed: Composed) -> dict[str, dict[str, Any]]:
+        """Put the models known into ``composed.raw``; returns the translated router
+        dicts (by path) whose parts were put in, as they were before."""
+        routers: dict[str, dict[str, Any]] = {}
+        known: dict[int, tuple[dict[str, Any], Any]] = {}
+        for parts in self._parts.values():
+            known.update(parts)
         for path, source in composed.sources.items():
             cached = self._models.get(composed.origins[path] + path.partition("[")[0])
             if cached is not None and _same(cached[0], source):
                 _put(composed.raw, path, cached[1])
+            elif ".routers[" in path:
+                router = _get_raw(composed.raw, path)
+                routers[path] = router
+                _put(composed.raw, path, _with_parts(router, known))
+        return routers
 
-    def _remember(self, composed: Composed, loaded: LoadedConfig) -> None:
+    def _remember(self, composed: Composed, loaded: LoadedConfig,
+                  routers: dict[str, dict[str, Any]]) -> None:
         models: dict[str, tuple[tuple[Any, ...], Any]] = {}
+        parts_of: dict[str, dict[int, tuple[dict[str, Any], Any]]] = {}
         for path, source in composed.sources.items():
-            models[composed.origins[path] + path.partition("[")[0]] = (
-                source, _get(loaded.config, path))
+            model = _get(loaded.config, path)
+            key = composed.origins[path] + path.partition("[")[0]
+            models[key] = (source, model)
+            raw = routers.get(path)
+            if raw is None:  # reused whole (its parts stay known), or not a router
+                if key in self._parts:
+                    parts_of[key] = self._parts[key]
+                continue
+            parts = parts_of[key] = {}
+            for vh, vh_model in zip(raw.get("virtual_hosts", []), model.virtual_hosts):
+                parts[id(vh)] = (vh, vh_model)
+                for r, r_model in zip(vh.get("routers", []), vh_model.routers):
+                    parts[id(r)] = (r, r_model)
         self._models = models
+        self._parts = parts_of
 
 
 def _same(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
@@ -90,6 +124,32 @@ def _put(raw: dict[str, Any], path: str, model: Any) -> None:
         node = node[name] if not index else node[name][int(index[:-1])]
     name, _, index = parts[-1].partition("[")
     node[name][int(index[:-1])] = model
+
+
+def _with_parts(router: dict[str, Any],
+                known: dict[int, tuple[dict[str, Any], Any]]) -> dict[str, Any]:
+    """A copy of a translated router (never changed in place: the translations are
+    shared) with the validated models of its known parts in place of their dicts."""
+    hosts = []
+    for vh in router.get("virtual_hosts", []):
+        found = known.get(id(vh))
+        if found is not None and found[0] is vh:
+            hosts.append(found[1])
+            continue
+        routes = [found[1] if (found := known.get(id(r))) is not None and found[0] is r
+                  else r for r in vh.get("routers", [])]
+        hosts.append({**vh, "routers": routes})
+    return {**router, "virtual_hosts": hosts}
+
+
+def _get_raw(raw: dict[str, Any], path: str) -> Any:
+    node: Any = raw
+    for part in path.split("."):
+        name, _, index = part.partition("[")
+        node = node[name]
+        if index:
+            node = node[int(index[:-1])]
+    return node
 
 
 def _get(config: Any, path: str) -> Any:
