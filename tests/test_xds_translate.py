@@ -136,6 +136,39 @@ def test_assignment_policy_is_refused():
         "ClusterLoadAssignment 'c': policy: field not supported by mosn"]
 
 
+def test_each_unsupported_endpoint_field_is_named_with_its_path():
+    heavy = endpoint("10.0.0.1:80", 200)
+    heavy["endpoint"]["health_check_config"] = {"port_value": 81}
+    udp = endpoint("10.0.0.2:80")
+    udp["endpoint"]["address"]["socket_address"].update(protocol="UDP", resolver_name="dns")
+    named = {"endpoint_name": "ep"}
+    piped = {"endpoint": {"address": {"pipe": {"path": "/tmp/x"}}}}
+    data = assignment("c", {"": [heavy, udp, named, piped]})
+    data["endpoints"][0]["proximity"] = 2
+    errors = refused(load_assignment, message(ENDPOINTS, data))
+    at = "ClusterLoadAssignment 'c': endpoints[0]"
+    assert sorted(errors) == sorted([
+        f"{at}.proximity: field not supported by mosn",
+        f"{at}.lb_endpoints[0].endpoint.health_check_config: field not supported by mosn",
+        f"{at}.lb_endpoints[0].load_balancing_weight: mosn's host weights go up to 128",
+        f"{at}.lb_endpoints[1].endpoint.address.socket_address.resolver_name: field not supported by mosn",
+        f"{at}.lb_endpoints[1].endpoint.address.socket_address.protocol: mosn's xDS listeners and clusters are TCP",
+        f"{at}.lb_endpoints[2].endpoint_name: mosn takes endpoint",
+        f"{at}.lb_endpoints[3].endpoint.address.pipe: mosn takes socket_address",
+    ])
+
+
+def test_a_static_clusters_inline_assignment_is_read_like_eds():
+    data = static_cluster("s", ["10.0.0.1:80"])
+    data["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"] = "a.svc"
+    data["load_assignment"]["policy"] = {"overprovisioning_factor": 140}
+    errors = refused(cluster, message(CLUSTERS, data))
+    assert errors == ["Cluster 's': load_assignment.policy: field not supported by mosn"]
+    del data["load_assignment"]["policy"]
+    assert cluster(message(CLUSTERS, data)).cluster["hosts"] == [
+        {"address": "10.0.0.1:80", "hostname": "a.svc", "weight": 1}]
+
+
 # -- routes -----------------------------------------------------------------------------
 
 

@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from envoy.config.cluster.v3 import cluster_pb2
-from envoy.config.endpoint.v3 import endpoint_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
 from mosn.config.models import MAX_HOST_WEIGHT
-from mosn.xds.fields import Fields, ads_source, translate
+from google.protobuf.json_format import MessageToDict
+
+from mosn.xds.fields import Fields, Refused, ads_source, field_numbers, translate, unsupported
 from mosn.xds.listener import socket_address
 from mosn.xds.tls import UPSTREAM, transport_socket
 
@@ -93,11 +96,11 @@ def _cluster(f: Fields) -> TranslatedCluster:
         out["lb_type"] = LB_POLICIES[policy]
     else:
         f.error(f"lb_policy {policy} is not supported by mosn", "lb_policy")
-    assignment = f.child("load_assignment")
-    if assignment is not None:
+    f.accept("load_assignment")
+    if f.has("load_assignment"):
         if mosn_type == EDS:
-            assignment.error("an EDS cluster's endpoints come by EDS")
-        out["hosts"] = endpoints(assignment)
+            f.error("an EDS cluster's endpoints come by EDS", "load_assignment")
+        out["hosts"] = assignment_hosts(f.message.load_assignment, "load_assignment", f.errors)
     limits = f.child("circuit_breakers")
     out["circuit_breakers"] = {"thresholds": [circuit_breakers(limits)]}
     detection = f.child("outlier_detection")
@@ -230,52 +233,87 @@ def health_check(f: Fields) -> dict[str, Any]:
 
 
 def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[str, Any]]:
-    """A ClusterLoadAssignment as MOSN's ``hosts``."""
-    return translate(message, "ClusterLoadAssignment", message.cluster_name, endpoints)
+    """A ClusterLoadAssignment as MOSN's ``hosts``; :class:`Refused` names each field
+    mosn cannot honour.
+
+    Read field by field from the message (an assignment holds thousands of endpoints,
+    and a push may change them all): each message's set fields are listed once and
+    compared with the numbers of those read here."""
+    errors: list[str] = []
+    hosts = assignment_hosts(message, "", errors)
+    if errors:
+        raise Refused([f"ClusterLoadAssignment {message.cluster_name!r}: {line}"
+                       for line in errors])
+    return hosts
 
 
-def endpoints(f: Fields) -> list[dict[str, Any]]:
-    f.accept("cluster_name")
+def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
+                     errors: list[str]) -> list[dict[str, Any]]:
+    """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``."""
+    unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
-    for group in f.children("endpoints"):
-        group.accept("locality", "load_balancing_weight")  # used only by locality-weighted LB
-        if group.scalar("priority"):
-            group.error("mosn has one priority (0)", "priority")
-        for lb in group.children("lb_endpoints"):
-            host = lb_endpoint(lb)
+    for i, group in enumerate(message.endpoints):
+        path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
+        unsupported(group, _LOCALITY, path, errors)  # locality and its weight: used
+        if group.priority:                            # only by locality-weighted LB
+            errors.append(f"{path}.priority: mosn has one priority (0)")
+        for j, lb in enumerate(group.lb_endpoints):
+            host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
             if host is not None:
                 hosts.append(host)
     return hosts
 
 
-def lb_endpoint(f: Fields) -> dict[str, Any] | None:
-    status = f.enum("health_status")
-    kind = f.which("host_identifier")
+def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> dict[str, Any] | None:
+    unsupported(lb, _LB_ENDPOINT, path, errors)
+    kind = lb.WhichOneof("host_identifier")
     if kind != "endpoint":
         if kind is not None:
-            f.refuse(kind, "mosn takes endpoint")
+            errors.append(f"{path}.{kind}: mosn takes endpoint")
         return None
-    endpoint = f.child("endpoint")
-    assert endpoint is not None
-    address = endpoint.child("address")
-    out: dict[str, Any] = {"address": socket_address(address) if address else ""}
-    if endpoint.scalar("hostname"):
-        out["hostname"] = endpoint.scalar("hostname")
-    weight = f.wrapped("load_balancing_weight", 1)
+    endpoint = lb.endpoint
+    at = f"{path}.endpoint"
+    unsupported(endpoint, _ENDPOINT, at, errors)
+    out: dict[str, Any] = {"address": address(endpoint.address, f"{at}.address", errors)
+                           if endpoint.HasField("address") else ""}
+    if endpoint.hostname:
+        out["hostname"] = endpoint.hostname
+    weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
     if weight > MAX_HOST_WEIGHT:
-        f.error(f"mosn's host weights go up to {MAX_HOST_WEIGHT}", "load_balancing_weight")
+        errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
     out["weight"] = weight
-    metadata = _filter_metadata(f)
-    if metadata:
-        out["metadata"] = {"filter_metadata": {"mosn.lb": metadata}}
-    return out if status in SERVING else None
+    if lb.HasField("metadata"):
+        unsupported(lb.metadata, _METADATA, f"{path}.metadata", errors)
+        subset = lb.metadata.filter_metadata.get(LB_METADATA)
+        if subset is not None:  # an endpoint's subset keys; other keys are opaque to mosn
+            out["metadata"] = {"filter_metadata": {"mosn.lb": {
+                str(k): str(v) for k, v in MessageToDict(subset).items()}}}
+    return out if lb.health_status in _SERVING else None
 
 
-def _filter_metadata(f: Fields) -> dict[str, Any]:
-    """An endpoint's subset keys (``envoy.lb``); other keys are opaque to mosn."""
-    meta = f.child("metadata")
-    if meta is None:
-        return {}
-    meta.accept("typed_filter_metadata")
-    data = meta.struct_map("filter_metadata")
-    return {str(k): str(v) for k, v in data.get(LB_METADATA, {}).items()}
+def address(message: address_pb2.Address, path: str, errors: list[str]) -> str:
+    """An endpoint's ``Address`` (what :func:`mosn.xds.listener.socket_address` reads,
+    field by field)."""
+    kind = message.WhichOneof("address")
+    if kind != "socket_address":
+        if kind is not None:
+            errors.append(f"{path}.{kind}: mosn takes socket_address")
+        return ""
+    sa = message.socket_address
+    at = f"{path}.socket_address"
+    unsupported(sa, _SOCKET_ADDRESS, at, errors)
+    if sa.protocol != address_pb2.SocketAddress.TCP:
+        errors.append(f"{at}.protocol: mosn's xDS listeners and clusters are TCP")
+    host, port = sa.address, sa.port_value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_ASSIGNMENT = field_numbers(endpoint_pb2.ClusterLoadAssignment, "cluster_name", "endpoints")
+_LOCALITY = field_numbers(endpoint_components_pb2.LocalityLbEndpoints, "locality",
+                          "load_balancing_weight", "priority", "lb_endpoints")
+_LB_ENDPOINT = field_numbers(endpoint_components_pb2.LbEndpoint, "health_status", "endpoint",
+                             "endpoint_name", "load_balancing_weight", "metadata")
+_ENDPOINT = field_numbers(endpoint_components_pb2.Endpoint, "address", "hostname")
+_SOCKET_ADDRESS = field_numbers(address_pb2.SocketAddress, "protocol", "address", "port_value")
+_METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
+_SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)

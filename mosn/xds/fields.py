@@ -161,6 +161,21 @@ class Fields:
             yield from child.unread()
 
 
+def field_numbers(message: type[Message], *names: str) -> frozenset[int]:
+    """The numbers of the fields a direct translation of ``message`` reads."""
+    fields = message.DESCRIPTOR.fields_by_name
+    return frozenset(fields[name].number for name in names)
+
+
+def unsupported(message: Message, read: frozenset[int], path: str, errors: list[str]) -> None:
+    """One error per set field of ``message`` outside ``read`` (the direct translators'
+    counterpart of :meth:`Fields.unread`, one ``ListFields`` per message)."""
+    for field, _ in message.ListFields():
+        if field.number not in read:
+            errors.append(f"{path}.{field.name}: field not supported by mosn" if path
+                          else f"{field.name}: field not supported by mosn")
+
+
 def ads_source(f: Fields | None, what: str) -> None:
     """A ``ConfigSource`` inside a resource: mosn takes ``what`` over the ADS stream
     (``{ads: {}}``), or by REST polling (``api_config_source``) from the control plane
