@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, free_port
-from mosn.testing.process import serving, wait_for_port
+from mosn.testing.process import MosnProcess, serving, wait_for_port
 from mosn.testing.certs import CertificateAuthority
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
@@ -172,6 +172,36 @@ def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstre
     plane.set("2", snapshot(port, upstreams, names=("v3",)))
     wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
     assert mosn.stats()["control_plane.connected_state"] == 1
+
+
+def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v2",)))
+    config = bootstrap(plane)
+    old = MosnProcess(config, tmp_path)
+    new = None
+    try:
+        wait_until(lambda: get(port).headers["x-upstream"] == "v2")
+        cp_port = plane.port
+        plane.stop()  # the new process can only have the resources from the old one
+        new = MosnProcess(config, tmp_path, wait=False)
+        old.proc.wait(timeout=60)  # the old one exits once the new one serves
+        new.wait_ready()
+        assert "serving the control plane's resources handed over" in new.output()
+        assert get(port).headers["x-upstream"] == "v2"  # at once, the control plane away
+        dump = new.admin("/config_dump").json()
+        routes = next(c for c in dump["configs"] if c["@type"].endswith("RoutesConfigDump"))
+        assert routes["dynamic_route_configs"][0]["version_info"] == "1"
+        # ... and then it subscribes itself
+        plane.requests.clear()
+        plane.start(cp_port)
+        plane.set("2", snapshot(port, upstreams, names=("v3",)))
+        wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
+        assert new.stats()["control_plane.connected_state"] == 1
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
 
 
 def test_an_endpoint_update_keeps_the_connections_to_hosts_that_remain(

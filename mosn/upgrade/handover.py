@@ -87,6 +87,8 @@ class Takeover:
     sockets: dict[str, socket.socket]
     old_pid: int
     used: set[int] = field(default_factory=set)
+    xds: tuple[dict[str, Any], bytes] | None = None
+    """The control plane's resources the old process served (header, messages)."""
 
     @property
     def admin_sock(self) -> socket.socket | None:
@@ -152,12 +154,18 @@ def take_over_at(path: str) -> Takeover | None:
             sockets.update(zip(message["keys"], socks))
             if not message.get("more"):
                 break
+        xds = None
+        if message.get("xds"):
+            resources, _, blob = channel.receive_now()
+            if resources.get("op") != "xds":
+                raise ChannelClosed(f"unexpected {resources.get('op')!r}")
+            xds = (resources, blob)
     except (OSError, ChannelClosed) as exc:
         channel.close()
         raise StartError(f"upgrade: the running mosn at {path} did not hand over: "
                          f"{exc}") from None
     channel.sock.setblocking(False)
-    return Takeover(channel, sockets, int(message.get("pid", 0)))
+    return Takeover(channel, sockets, int(message.get("pid", 0)), xds=xds)
 
 
 async def continue_from(takeover: Takeover, listeners: dict[str, Any],
@@ -315,12 +323,17 @@ class UpgradeServer:
                 sockets[ADMIN_KEY] = runtime.admin_sock
             sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
+            plane = getattr(runtime, "control_plane", None)
             for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
                 batch = items[start:start + MAX_FDS_PER_MESSAGE]
+                more = start + MAX_FDS_PER_MESSAGE < len(items)
                 await channel.send({"op": "listeners", "pid": os.getpid(),
-                                    "keys": [k for k, _ in batch],
-                                    "more": start + MAX_FDS_PER_MESSAGE < len(items)},
+                                    "keys": [k for k, _ in batch], "more": more,
+                                    "xds": plane is not None and not more},
                                    [s.fileno() for _, s in batch])
+            if plane is not None:  # the control plane's resources it serves (docs/xds.md)
+                header, blob = plane.handover()
+                await channel.send({"op": "xds", **header}, (), blob)
             answer, _, _ = await channel.receive()
         except ChannelClosed as exc:
             log.error("upgrade: the new process went away before it served (%s); "

@@ -16,17 +16,36 @@ from mosn.xds.apply import Composer
 from mosn.xds.client import Subscriber
 from mosn.xds.dump import config_dump
 from mosn.xds.runner import build_client
+from mosn.xds.snapshot import Snapshot, pack, restore
 from mosn.xds.stats import XdsStats
+
+
+def restore_handed(header: dict[str, Any], blob: bytes) -> Snapshot:
+    """The resources a process replaced by an upgrade had accepted (:class:`Refused`
+    when they do not translate here)."""
+    return restore(header, blob)
 
 
 class ControlPlane:
     def __init__(self, loaded: LoadedConfig, apply: Callable[[LoadedConfig], None],
-                 stats: XdsStats | None = None) -> None:
+                 stats: XdsStats | None = None, snapshot: Snapshot | None = None) -> None:
+        """``snapshot``: resources accepted before (handed over by the process an
+        upgrade replaces): the client subscribes with their versions."""
         self.static = loaded
         """The config file as loaded (without the control plane's resources)."""
         self.composer = Composer(read_file(loaded.source), loaded.plugins, apply,
                                  Path(loaded.source).parent)
-        self.client: Subscriber = build_client(loaded.config, self.composer.offer, stats)
+        self.client: Subscriber = build_client(loaded.config, self.composer.offer, stats,
+                                               snapshot)
+
+    def serve_snapshot(self) -> list[str]:
+        """Serve the resources the client holds (handed over) before it subscribes:
+        the reasons they cannot be served, or []."""
+        return self.composer.offer(self.client.snapshot)
+
+    def handover(self) -> tuple[dict[str, Any], bytes]:
+        """The accepted resources for the process an upgrade starts."""
+        return pack(self.client.snapshot)
 
     async def run(self) -> None:
         await self.client.run()

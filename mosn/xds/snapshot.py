@@ -22,7 +22,8 @@ from mosn.config.models import MAX_HOSTS_LIMIT
 from mosn.xds.cluster import HTTP2, TranslatedCluster
 from mosn.xds.listener import TranslatedListener
 from mosn.xds.route import VALIDATE_CLUSTERS, cluster_names
-from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS, ResourceType
+from mosn.xds.fields import Refused
+from mosn.xds.resources import BY_URL, CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS, ResourceType
 from mosn.xds.tls import SDS_KEY, fill_secrets
 
 
@@ -165,6 +166,40 @@ class Snapshot:
     def _secrets_of(self, config: dict[str, Any]) -> list[Accepted]:
         secrets = self.of(SECRETS)
         return [secrets[n] for n in sorted(_secret_names(config)) if n in secrets]
+
+
+# -- an upgrade hands the accepted resources to the new process ------------------------
+
+def pack(snapshot: Snapshot) -> tuple[dict[str, Any], bytes]:
+    """The accepted resources as a JSON-able header (type, name, version and length of
+    each) and their messages' bytes one after another."""
+    entries, blobs = [], []
+    for url, items in snapshot.resources.items():
+        for name, accepted in items.items():
+            data = accepted.message.SerializeToString()
+            entries.append([url, name, accepted.version, len(data)])
+            blobs.append(data)
+    return {"resources": entries, "versions": snapshot.versions}, b"".join(blobs)
+
+
+def restore(header: dict[str, Any], blob: bytes) -> Snapshot:
+    """What :func:`pack` made, each resource translated again; :class:`Refused` with
+    every error when one does not translate here (then nothing is taken)."""
+    snapshot = Snapshot()
+    errors: list[str] = []
+    offset = 0
+    for url, name, version, length in header["resources"]:
+        kind = BY_URL[url]
+        message = kind.message.FromString(blob[offset:offset + length])
+        offset += length
+        try:
+            snapshot.of(kind)[name] = Accepted(kind.translate(message), message, version)
+        except Refused as exc:
+            errors += exc.errors
+    if errors:
+        raise Refused(errors)
+    snapshot.versions = dict(header["versions"])
+    return snapshot
 
 
 def host_slots(endpoints: int) -> int:
