@@ -6,17 +6,21 @@ flows through the control plane going away and coming back."""
 from __future__ import annotations
 
 import contextlib
+import json
+import os
 import ssl
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any, Iterator
 
 import httpx
 import pytest
 
 from conftest import ROOT, free_port
-from mosn.testing.process import MosnProcess, serving, wait_for_port
+from mosn.testing.peers import ensure_venv
+from mosn.testing.process import MosnProcess, serving, stop_process, wait_for_port
 from mosn.testing.certs import CertificateAuthority
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
@@ -237,6 +241,69 @@ def test_rest_polling(start_mosn, plane, upstreams):
     assert "invalid regex" in nack.error and nack.version_info == "1"
     wait_until(lambda: get(port).headers.get("x-upstream") == "v2")  # the endpoints of 2 serve
     assert mosn.stats()["xds.rds.update_rejected"] >= 1
+
+
+SOVEREIGN = Path(__file__).parent / "peers" / "sovereign"
+REFRESH = 1  # seconds between sovereign's reads of its template context
+
+
+@pytest.fixture(scope="module")
+def sovereign_python() -> Path:
+    return ensure_venv(SOVEREIGN / ".venv-sovereign", SOVEREIGN / "requirements.txt")
+
+
+def sovereign_config(tmp_path: Path, port: int) -> Path:
+    """sovereign's config: one template per resource type (its own Jinja-over-YAML
+    format), the upstream's port read from a file it polls (``backend.port``)."""
+    listener = http_listener(port, inline={"name": "inline", "virtual_hosts": [{
+        "name": "all", "domains": ["*"], "routes": [route({"prefix": "/"}, "backend")]}]},
+        address="127.0.0.1", bind=True)
+    cluster = static_cluster("backend", ["127.0.0.1:1"])
+    templates = {"listeners": [listener], "clusters": [cluster], "routes": [], "endpoints": []}
+    specs = []
+    for kind, resources in templates.items():
+        text = json.dumps({"resources": resources}).replace(
+            '"port_value": 1}', '"port_value": {{ backend.port }}}')
+        (tmp_path / f"{kind}.yaml").write_text(text)
+        specs.append({"type": kind, "spec": {"protocol": "file", "serialization": "jinja",
+                                             "path": str(tmp_path / f"{kind}.yaml")}})
+    config = {"templates": {"default": specs},
+              "template_context": {"refresh": True, "refresh_rate": REFRESH, "context": {
+                  "backend": {"protocol": "file", "serialization": "yaml",
+                              "path": str(tmp_path / "backend.yaml")}}},
+              "authentication": {"enabled": False}, "statsd": {"enabled": False}}
+    path = tmp_path / "sovereign.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_rest_polling_from_sovereign(start_mosn, upstreams, sovereign_python, tmp_path):
+    """A third-party control plane (sovereign, from PyPI) over REST: what its
+    templates render serves, and a change of its data follows."""
+    port = free_port()
+    (tmp_path / "backend.yaml").write_text(f"port: {upstreams['v1']}\n")
+    config = sovereign_config(tmp_path, port)
+    cp = free_port()
+    env = {**os.environ, "SOVEREIGN_CONFIG": f"file://{config}", "SOVEREIGN_HOST": "127.0.0.1",
+           "SOVEREIGN_PORT": str(cp), "SOVEREIGN_WORKERS": "1"}
+    log = open(tmp_path / "sovereign.log", "w")  # noqa: SIM115 (open while it runs)
+    proc = subprocess.Popen([str(sovereign_python.parent / "sovereign")], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(cp)
+        source = {"api_config_source": {"api_type": "REST", "transport_api_version": "V3",
+                                        "cluster_names": ["sovereign"], "refresh_delay": "0.2s"}}
+        start_mosn({"node": {"id": "rest-node", "cluster": "c",
+                             "metadata": {"envoy_version": "1.40.0"}},
+                    "dynamic_resources": {"lds_config": source, "cds_config": source},
+                    "cluster_manager": {"clusters": [{"name": "sovereign", "type": "STATIC",
+                                                      "hosts": [{"address": f"127.0.0.1:{cp}"}]}]}})
+        wait_until(lambda: get(port).headers.get("x-upstream") == "v1", timeout=60)
+        (tmp_path / "backend.yaml").write_text(f"port: {upstreams['v2']}\n")
+        wait_until(lambda: get(port).headers.get("x-upstream") == "v2", timeout=60)
+    finally:
+        stop_process(proc)
+        log.close()
 
 
 def test_mtls_listener_from_sds_secrets(start_mosn, plane, upstreams, tmp_path):

@@ -77,6 +77,8 @@ class RestClient(Subscriber):
             errors = [f"the response is not a DiscoveryResponse: {exc}"]
             self._refused(kind, "", errors)
         else:
+            if not response.type_url:  # REST names the type by the path: a control
+                response.type_url = kind.url  # plane may leave it out (sovereign does)
             errors = self.take_sotw(response)
         if errors:
             self._nack[kind.url] = (response.nonce, errors)
