@@ -66,6 +66,9 @@ log = logging.getLogger("mosn")
 
 WORKER_POLL_INTERVAL = 0.2
 """Seconds between the parent's checks that its workers are alive."""
+WORKER_EXIT_MARGIN = 5.0
+"""Seconds past ``graceful_timeout`` an upgrade waits for draining workers to exit
+(they close what is left at ``graceful_timeout``) before it hands over the stats."""
 MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
 """Bytes of one host-set message from the parent to a worker (a cluster of thousands
 of hosts with metadata fits)."""
@@ -176,7 +179,7 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         raise StartError("dynamic_resources: a control plane drives one process for now "
                          "(run without --workers; docs/xds.md)")
     directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
-    takeover = handover.take_over(directory) if workers == 1 else None
+    takeover = handover.take_over(directory)
     try:
         runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
                           admin_sock=_same_admin(loaded, takeover))
@@ -208,8 +211,10 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
                              handover.socket_path(directory), **anyio_backend())
         # The parent keeps the listening sockets open: a config reload hands them to
         # the next workers, so the ports never stop accepting.
-        children, channels = _start_workers(runtime, workers, run_dir=directory)
-        return anyio.run(_supervise, runtime, admin, children, channels, directory,
+        children, channels = _start_workers(
+            runtime, workers, run_dir=directory,
+            predecessors=tuple(takeover.workers) if takeover is not None else ())
+        return anyio.run(_supervise, runtime, admin, children, channels, directory, takeover,
                          **anyio_backend())
     finally:
         if pid_file:
@@ -372,14 +377,31 @@ async def _upgrades(runtime: Runtime, admin_api: AdminApi | None,
             server.busy = takeover is not None
             tg.start_soon(server.serve)
         if takeover is not None:
+            for worker in takeover.workers:  # one process replacing one with workers
+                tg.start_soon(_take_worker, runtime, worker)
             carry = runtime.store.carry if admin_api is not None else _shared_stats
             done = await handover.continue_from(takeover, runtime.listener_manager.listeners,
                                                 carry)
-            outcome = runtime.server_stats.upgrade_success if done else \
-                runtime.server_stats.upgrade_failed
-            runtime.store.values[outcome] += 1  # type: ignore[index]
+            if admin_api is not None:  # a worker's hand-over is its parent's to count
+                outcome = runtime.server_stats.upgrade_success if done else \
+                    runtime.server_stats.upgrade_failed
+                runtime.store.values[outcome] += 1  # type: ignore[index]
             if server is not None:
                 server.busy = False
+
+
+async def _take_worker(runtime: Runtime, path: str) -> None:
+    """Continue the connections of the old process's worker at ``path`` here (its
+    counters come with its parent's)."""
+    try:
+        worker = handover.take_over_at(path)
+    except StartError as exc:
+        log.warning("%s; its connections drain", exc)
+        return
+    if worker is not None:
+        worker.release_unused(set())
+        await handover.continue_from(worker, runtime.listener_manager.listeners,
+                                     _shared_stats)
 
 
 def _shared_stats(counters: dict[str, int]) -> None:
@@ -639,10 +661,15 @@ def _die_with_parent() -> None:
 
 
 async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel], run_dir: str = "") -> int:
+                     channels: list[WorkerChannel], run_dir: str = "",
+                     takeover: handover.Takeover | None = None) -> int:
     """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP."""
+    signal forwarding, config reload on SIGHUP, upgrades: a new process takes the
+    listening sockets here and each worker's connections from the worker
+    (``takeover``: the process this one replaces; its workers, if it has any, hand
+    theirs to these workers, one each; a single process drains its own)."""
     workers = len(children)
+    handing_over = False
     runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
     alive = set(children)
     retiring: list[tuple[Runtime, set[int], list[WorkerChannel]]] = []
@@ -687,13 +714,72 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                     for _, pids, _ in retiring:
                         pids.discard(pid)
                     continue
-                if not admin.draining:
+                if not admin.draining and not handing_over:
                     log.error("worker %d exited unexpectedly (status %d); stopping", pid, status)
                     exit_code = 1
                     admin.draining = True
                     forward(signal.SIGTERM)
             retire()
+        if handing_over:  # the hand-over's last messages; its end stops this sooner
+            await anyio.sleep(handover.HELLO_TIMEOUT)
         tg.cancel_scope.cancel()
+
+    class HandOff:
+        """The workers as an upgrade's old process (handover.WorkerHandOff)."""
+
+        def sockets(self) -> list[str]:
+            return [handover.worker_socket_path(run_dir, pid) for pid in children]
+
+        async def handed_over(self) -> None:
+            nonlocal handing_over
+            handing_over = True
+            with anyio.move_on_after(runtime.graceful_timeout + handover.HELLO_TIMEOUT):
+                while alive:
+                    await anyio.sleep(WORKER_POLL_INTERVAL)
+            if alive:
+                log.warning("upgrade: workers %s were not taken over; draining them",
+                            sorted(alive))
+                admin.draining = True
+                forward(signal.SIGTERM)
+                with anyio.move_on_after(runtime.graceful_timeout + WORKER_EXIT_MARGIN):
+                    while alive:
+                        await anyio.sleep(WORKER_POLL_INTERVAL)
+
+        def failed(self) -> None:
+            nonlocal handing_over
+            for pid in list(alive):  # those that handed over before: expected, not a crash
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    alive.discard(pid)
+                    for _, pids, _ in retiring:
+                        pids.discard(pid)
+            handing_over = False
+            if not alive:
+                tg.cancel_scope.cancel()  # every worker had gone over: nothing serves here
+
+    async def upgrades(admin_api: AdminApi) -> None:
+        def stop() -> None:
+            log.info("upgrade: handed over; this process exits")
+            tg.cancel_scope.cancel()
+
+        path = handover.socket_path(run_dir)
+        try:
+            server = handover.UpgradeServer(path, runtime, stop, admin_api.pause, HandOff())
+        except OSError as exc:
+            log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
+            return
+        try:
+            async with anyio.create_task_group() as upgrade_tg:
+                server.busy = takeover is not None
+                upgrade_tg.start_soon(server.serve)
+                if takeover is not None:
+                    done = await handover.continue_from(takeover, {}, runtime.store.carry,
+                                                        migrate=False)
+                    outcome = runtime.server_stats.upgrade_success if done else \
+                        runtime.server_stats.upgrade_failed
+                    runtime.store.values[outcome] += 1  # type: ignore[index]
+                    server.busy = False
+        finally:
+            server.close()
 
     async def reload() -> None:
         nonlocal runtime, children, channels, control
@@ -755,9 +841,12 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                  loaded.source, sorted(children))
 
     async with anyio.create_task_group() as tg:
-        tg.start_soon(admin.serve, runtime.admin_sock)
+        admin_api = AdminApi(admin, runtime.admin_sock, tg)
+        admin_api.pause(False)
         control = await tg.start(_control, runtime)
         tg.start_soon(watch)
+        if run_dir:
+            tg.start_soon(upgrades, admin_api)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
                                         signal.SIGHUP) as received:
             async for sig in received:

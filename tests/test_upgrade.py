@@ -45,7 +45,9 @@ RPC_CONCURRENCY = 4
 """Calls each RPC client keeps in flight on its connection."""
 CLIENT_TIMEOUT_MS = 10000
 CI_UPGRADES = 3
-"""Upgrades in a row under load here (bench/upgrade.py runs 20)."""
+"""Upgrades in a row under load in CI."""
+LONG_UPGRADES = 20
+"""Upgrades in a row under the same load outside CI (``-m long``)."""
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = UPGRADE_TIMEOUT) -> None:
@@ -269,8 +271,10 @@ def upgrade(start: Callable[..., MosnProcess], config: dict[str, Any], old: Mosn
     return new
 
 
+@pytest.mark.parametrize("upgrades", [
+    CI_UPGRADES, pytest.param(LONG_UPGRADES, marks=pytest.mark.long)])
 def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_upstream,  # noqa: F811
-                                                  echo_server, rpc_providers):
+                                                  echo_server, rpc_providers, upgrades):
     ports = listen_ports("http", "bolt", "dubbo", "tcp")
     config = stack_config(ports, {"http": http_upstream, "echo": echo_server, **rpc_providers})
     old = mosn_processes(config, tmp_path)
@@ -291,7 +295,7 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
                  f"http://127.0.0.1:{ports['http']}/status/200"],
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         first, current = old, old
-        for _ in range(CI_UPGRADES):
+        for _ in range(upgrades):
             before = keep_alive.done
             current = new = upgrade(mosn_processes, config, current, tmp_path)
             wait_for(lambda: keep_alive.done > before + 20, "keep-alive traffic after an upgrade")
@@ -317,9 +321,9 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
     if h2:
         assert " 0 failed, 0 errored" in h2, h2
     stats = new.stats()
-    assert stats["server.upgrade_success"] == CI_UPGRADES  # counted by each, carried on
+    assert stats["server.upgrade_success"] == upgrades  # counted by each, carried on
     # bolt, dubbo, keep-alive and stream, each time
-    assert stats["server.connections_migrated"] >= 4 * CI_UPGRADES
+    assert stats["server.connections_migrated"] >= 4 * upgrades
     assert stats["server.connections_migration_failed"] == 0
     # Counters went on: every request a client had answered is counted once, by one
     # process or the other (an RPC request answered twice would count twice upstream).
@@ -330,6 +334,97 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
     assert stats["listener.tcp.downstream_cx_total"] == 1
     histograms = new.admin("/stats?format=json").json()["histograms"]
     assert histograms["listener.bolt.downstream_rq_time"]["count"] >= rpc["bolt"].ok
+    new.stop()
+
+
+H2LOAD_RUN = 15
+"""Seconds of an h2load run: long enough to span an upgrade on a loaded machine
+(another run follows if the upgrade is not over by then)."""
+
+
+@pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
+def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_path,
+                                                         http_upstream):  # noqa: F811
+    """h2load keeps 4 connections with 8 streams each in flight through an upgrade: the
+    old process's HTTP/2 connections get the two-step GOAWAY, so every stream the
+    clients sent is answered (none refused), and h2load goes on on the new process."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    config["servers"][0]["graceful_timeout"] = "10s"
+    config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"].update(
+        downstream_protocol="Http2", upstream_protocol="Http1")
+    old = mosn_processes(config, tmp_path)
+    url = f"http://127.0.0.1:{port}/status/200"
+
+    def h2load() -> subprocess.Popen[str]:
+        return subprocess.Popen(["h2load", "-D", str(H2LOAD_RUN), "-c", "4", "-m", "8", url],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    runs = [h2load()]
+    try:
+        wait_for(lambda: old.stats()["listener.http.downstream_rq_total"] > 100,
+                 "h2load's traffic through the first process")
+        new = mosn_processes(config, tmp_path, wait=False)
+        while old.proc.poll() is None:
+            if runs[-1].poll() is not None:
+                runs.append(h2load())
+            time.sleep(POLL_INTERVAL)
+        new.wait_ready()
+        outputs = [run.communicate(timeout=UPGRADE_TIMEOUT)[0] for run in runs]
+    finally:
+        for run in runs:
+            if run.poll() is None:
+                run.kill()
+    after = subprocess.run(["h2load", "-n", "100", "-c", "2", "-m", "4", url],
+                           capture_output=True, text=True, timeout=UPGRADE_TIMEOUT).stdout
+    for out in (*outputs, after):
+        assert " 0 failed, 0 errored" in out, out
+    assert "100 succeeded" in after, after  # the new process serves HTTP/2
+    stats = new.stats()
+    assert stats["server.upgrade_success"] == 1
+    assert stats["server.connections_drained"] >= 4  # h2load's connections, with GOAWAY
+    new.stop()
+
+
+IDLE_CONNECTIONS = 300
+"""Idle keep-alive connections migrated at once: more than one message holds."""
+
+
+def _ask(sock: socket.socket) -> bytes:
+    """One request on ``sock``, its whole answer (a small body, its length given)."""
+    sock.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b"\r\n\r\n" not in data or not data.endswith(b"status\n"):
+        chunk = sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_idle_connections_migrate_in_batches(mosn_processes, tmp_path, http_upstream):  # noqa: F811
+    """Hundreds of idle HTTP/1.1 keep-alive connections go over in a few messages
+    (descriptors batched), each answered again on the same socket afterwards."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    old = mosn_processes(config, tmp_path)
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+             for _ in range(IDLE_CONNECTIONS)]
+    try:
+        for sock in socks:
+            assert _ask(sock).startswith(b"HTTP/1.1 200")
+        new = upgrade(mosn_processes, config, old, tmp_path)
+        for sock in socks:
+            assert _ask(sock).startswith(b"HTTP/1.1 200")  # the same socket, served anew
+    finally:
+        for sock in socks:
+            sock.close()
+    stats = new.stats()
+    assert stats["server.connections_migrated"] == IDLE_CONNECTIONS
+    wait_for(lambda: "handed everything over" in new.output(), "the new process's record")
+    line = next(x for x in new.output().splitlines() if "handed everything over" in x)
+    arrived, messages = (int(w) for w in line.split("(")[1].split()[::3][:2])
+    assert arrived == IDLE_CONNECTIONS
+    assert messages <= IDLE_CONNECTIONS // 10, line  # batches, not one message each
     new.stop()
 
 
@@ -483,3 +578,70 @@ def test_a_reload_with_workers_migrates_rpc_connections(mosn_processes, tmp_path
     assert stats["server.reload_success"] == 1
     assert stats["server.connections_migrated"] >= 3
     mosn.stop()
+
+
+@pytest.mark.parametrize("old_workers,new_workers,migrates", [
+    ("2", "2", True), ("2", "1", True), ("1", "2", False)])
+def test_an_upgrade_with_workers(mosn_processes, tmp_path, http_upstream,  # noqa: F811
+                                 old_workers, new_workers, migrates):
+    """With workers: the new process takes the listening sockets (no connection
+    attempt refused); an old worker's connections go to a new worker (or to the new
+    single process), the client keeping its socket; a single process's connections
+    drain when the new one has workers (they cannot take them); counters carry over."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    old = mosn_processes(config, tmp_path, ("--workers", old_workers))
+    idle = socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+    fresh = KeepAliveClient(f"http://127.0.0.1:{port}/status/200", keep_alive=False)
+    try:
+        assert _ask(idle).startswith(b"HTTP/1.1 200")
+        wait_for(lambda: fresh.done > 20, "traffic through the first process")
+        new = upgrade(mosn_processes, config, old, tmp_path, "--workers", new_workers)
+        if migrates:
+            assert _ask(idle).startswith(b"HTTP/1.1 200")  # the same socket, served anew
+        else:
+            assert idle.recv(4096) == b""  # drained (closed by the old process)
+        done = fresh.done
+        wait_for(lambda: fresh.done > done + 20, "traffic through the new process")
+    finally:
+        fresh.stop()
+        idle.close()
+    assert fresh.errors == [], fresh.errors[:5]  # no connection attempt was refused
+    assert old.proc.returncode == 0
+    stats = new.stats()
+    assert stats["server.upgrade_success"] == 1
+    if migrates:
+        assert stats["server.connections_migrated"] >= 1
+    else:
+        assert stats["server.connections_migrated"] == 0
+        assert stats["server.connections_drained"] >= 1
+    # every request answered is counted once, by one process or the other
+    assert stats["listener.http.downstream_rq_total"] >= fresh.done
+    new.stop()
+
+
+def test_the_new_process_dying_while_workers_hand_over(mosn_processes, tmp_path,
+                                                       http_upstream):  # noqa: F811
+    """Old and new with workers; the new one is killed while an old worker waits for a
+    connection's safe point: that worker serves on (the connection too), the old
+    parent serves its admin API and upgrades again."""
+    port = free_port()
+    config = http_config(port, http_upstream)
+    config["servers"][0]["graceful_timeout"] = "60s"
+    old = mosn_processes(config, tmp_path, ("--workers", "2"))
+    stuck = socket.create_connection(("127.0.0.1", port), timeout=UPGRADE_TIMEOUT)
+    stuck.sendall(b"GET /status/200 HTTP/1.1\r\nHost: x\r\n")  # a head that does not end
+    new = mosn_processes(config, tmp_path, ("--workers", "2"), wait=False)
+    wait_for(lambda: "each worker hands its connections over" in old.output(),
+             "the upgrade under way")
+    new.proc.send_signal(signal.SIGKILL)
+    new.proc.wait()
+    wait_for(lambda: old.stats()["server.upgrade_failed"] >= 1, "the old parent noticed")
+    stuck.sendall(b"\r\n")  # the head ends: the old worker answers it
+    assert stuck.recv(4096).startswith(b"HTTP/1.1 200")
+    stuck.close()
+    assert old.proc.poll() is None
+    assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
+    again = upgrade(mosn_processes, config, old, tmp_path)  # the next upgrade works
+    assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
+    again.stop()

@@ -10,14 +10,24 @@ it builds anything; the conversation (JSON messages, descriptors by ``SCM_RIGHTS
 ```
 new -> old  hello {pid, version}
 old -> new  busy {pid}                        (an upgrade is under way: the new one exits)
-        or  listeners {keys, more} + sockets  (every listening socket, the admin one too)
+        or  listeners {keys, workers, more} + sockets  (every listening socket, the admin
+                                               one too; a parent names its workers'
+                                               upgrade sockets: the new process, or each
+                                               of its workers, takes each worker's
+                                               connections there, the same conversation)
 new         builds its config on those sockets (binding the others); on failure:
 new -> old  abort {reason}                    (the old one goes on untouched) and exits
-new -> old  ready                             (the new one accepts on the sockets)
+new -> old  ready {migrate}                   (the new one accepts on the sockets;
+                                               migrate false: a parent with workers,
+                                               which cannot continue connections: the
+                                               old one drains its own)
 old         accepts no more (both accepted meanwhile, so no attempt was refused);
             stops each connection at a safe point (mosn.network.migration) and:
-old -> new  connection {id, facts, sizes} + its socket [+ its upstream's] + its bytes
-new -> old  taken {id} | refused {id}         (the old one closes its copy | drains it)
+old -> new  connections {items: [{id, facts, sizes, fds}]} + their sockets [+ their
+            upstreams'] + their bytes         (those at a safe point by then, a batch:
+                                               up to MAX_FDS_PER_MESSAGE descriptors)
+new -> old  answers {taken: [ids], refused: [ids]}  (the old one closes its copies |
+                                               drains those)
 old         drains what cannot migrate (TLS, HTTP/2, no safe point in time)
 old -> new  stats {counters}                  (counters and histograms carry over)
 old -> new  done; the old process exits; the new one listens on upgrade.sock
@@ -38,10 +48,17 @@ import os
 import socket
 import tempfile
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Awaitable, Callable, Protocol
 
 from mosn import __version__
-from mosn.network.fdpass import MAX_FDS_PER_MESSAGE, ChannelClosed, FdChannel, connect, listen
+from mosn.network.fdpass import (
+    MAX_BLOB,
+    MAX_FDS_PER_MESSAGE,
+    ChannelClosed,
+    FdChannel,
+    connect,
+    listen,
+)
 from mosn.network.listener import Listener
 from mosn.network.migration import TLS, Leaving, Refused, arrive, stop_at_safe_point
 from mosn.stream.types import go_away
@@ -57,6 +74,10 @@ HELLO_TIMEOUT = 10.0
 unless it is stuck; a stuck one is not waited for)."""
 BROKEN = "broken"
 """The answer of a connection sent when the channel broke before its answer came."""
+UNSENT = "unsent"
+"""The answer of a connection that could not be put in a message (it drains here)."""
+KEPT = "kept"
+"""The answer of a connection not sent yet when the channel broke (served here again)."""
 SAFE_POINT_SHARE = 0.5
 """The share of ``graceful_timeout`` a connection may take to reach a safe point; it
 drains in what is left."""
@@ -87,6 +108,9 @@ class Takeover:
     sockets: dict[str, socket.socket]
     old_pid: int
     used: set[int] = field(default_factory=set)
+    workers: list[str] = field(default_factory=list)
+    """The upgrade sockets of the old process's workers (it has workers): each hands
+    its own connections over to whoever takes over from it there."""
     xds: tuple[dict[str, Any], bytes] | None = None
     """The control plane's resources the old process served (header, messages)."""
 
@@ -165,27 +189,37 @@ def take_over_at(path: str) -> Takeover | None:
         raise StartError(f"upgrade: the running mosn at {path} did not hand over: "
                          f"{exc}") from None
     channel.sock.setblocking(False)
-    return Takeover(channel, sockets, int(message.get("pid", 0)), xds=xds)
+    return Takeover(channel, sockets, int(message.get("pid", 0)),
+                    workers=list(message.get("workers", ())), xds=xds)
 
 
 async def continue_from(takeover: Takeover, listeners: dict[str, Any],
-                        carry: Callable[[dict[str, int]], None]) -> bool:
+                        carry: Callable[[dict[str, int]], None], migrate: bool = True) -> bool:
     """The new process serves: tell the old one, then continue the connections it
     hands over on the listeners of the same names and carry its counters. True once
-    the old process said it is done; False if it went away before."""
+    the old process said it is done; False if it went away before. ``migrate``
+    False: this process cannot continue connections (a parent with workers); the old
+    one drains its own."""
     channel = takeover.channel
+    batches = arrived = 0
     try:
-        await channel.send({"op": "ready"})
+        await channel.send({"op": "ready", "migrate": migrate})
         while True:
             message, socks, blob = await channel.receive()
             op = message.get("op")
-            if op == "connection":
-                ok = await _arrive(listeners, message, socks, blob)
-                await channel.send({"op": "taken" if ok else "refused", "id": message["id"]})
+            if op == "connections":
+                batches += 1
+                arrived += len(message["items"])
+                answers: dict[str, list[int]] = {"taken": [], "refused": []}
+                for item, item_socks, item_blob in _split(message["items"], socks, blob):
+                    ok = await _arrive(listeners, item, item_socks, item_blob)
+                    answers["taken" if ok else "refused"].append(item["id"])
+                await channel.send({"op": "answers", **answers})
             elif op == "stats":
                 carry(message["counters"])
             elif op == "done":
-                log.info("upgrade: mosn %d handed everything over and exits", takeover.old_pid)
+                log.info("upgrade: mosn %d handed everything over and exits (%d connections "
+                         "in %d messages)", takeover.old_pid, arrived, batches)
                 return True
     except ChannelClosed as exc:
         log.warning("upgrade: mosn %d went away before it was done (%s)",
@@ -193,6 +227,19 @@ async def continue_from(takeover: Takeover, listeners: dict[str, Any],
         return False
     finally:
         channel.close()
+
+
+def _split(items: list[dict[str, Any]], socks: list[socket.socket], blob: bytes,
+           ) -> list[tuple[dict[str, Any], list[socket.socket], bytes]]:
+    """A batch of connections: each item with its descriptors and its bytes."""
+    out = []
+    fd_at = blob_at = 0
+    for item in items:
+        fds, size = item["fds"], item["unprocessed"] + item["unwritten"]
+        out.append((item, socks[fd_at:fd_at + fds], blob[blob_at:blob_at + size]))
+        fd_at += fds
+        blob_at += size
+    return out
 
 
 async def _arrive(listeners: dict[str, Any], message: dict[str, Any],
@@ -227,15 +274,19 @@ class UpgradeServer:
     process at a time (another is told an upgrade is under way)."""
 
     def __init__(self, path: str, runtime: Any,
-                 stop: Callable[[], None], pause_admin: Callable[[bool], None]) -> None:
+                 stop: Callable[[], None], pause_admin: Callable[[bool], None],
+                 workers: WorkerHandOff | None = None) -> None:
         """``runtime``: what this process serves (its ``listener_manager``,
         ``listener_sockets()``, ``admin_sock``, ``store``, ``server_stats``,
         ``graceful_timeout``); ``stop()`` ends this process once it handed over;
-        ``pause_admin(True/False)`` stops and resumes its admin API."""
+        ``pause_admin(True/False)`` stops and resumes its admin API.
+        ``workers``: a parent with workers: its connections are the workers', each
+        of which hands them over itself (see :class:`WorkerHandOff`)."""
         self.path = path
         self.runtime = runtime
         self.stop = stop
         self.pause_admin = pause_admin
+        self.workers = workers
         self.sock = listen(path)
         self._inode = os.stat(path).st_ino
         self._replaced: asyncio.Future[None] | None = None
@@ -323,13 +374,14 @@ class UpgradeServer:
                 sockets[ADMIN_KEY] = runtime.admin_sock
             sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
+            workers = self.workers.sockets() if self.workers is not None else []
             plane = getattr(runtime, "control_plane", None)
             for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
                 batch = items[start:start + MAX_FDS_PER_MESSAGE]
                 more = start + MAX_FDS_PER_MESSAGE < len(items)
                 await channel.send({"op": "listeners", "pid": os.getpid(),
-                                    "keys": [k for k, _ in batch], "more": more,
-                                    "xds": plane is not None and not more},
+                                    "keys": [k for k, _ in batch], "workers": workers,
+                                    "more": more, "xds": plane is not None and not more},
                                    [s.fileno() for _, s in batch])
             if plane is not None:  # the control plane's resources it serves (docs/xds.md)
                 header, blob = plane.handover()
@@ -350,15 +402,28 @@ class UpgradeServer:
             self.busy = False
             return
         manager = runtime.listener_manager
-        manager.pause_accepting()
         self.pause_admin(True)
-        log.info("upgrade: the new process serves; migrating connections")
         try:
-            await Migrator(runtime, channel).run()
+            if self.workers is not None:
+                log.info("upgrade: the new process serves; each worker hands its "
+                         "connections over")
+                await self._while_connected(channel, self.workers.handed_over())
+                await self._done(channel)
+            elif answer.get("migrate") is False:
+                manager.pause_accepting()
+                log.warning("upgrade: the new process serves with workers, which cannot "
+                            "take connections over; draining them here")
+                await self._drain_all(channel)
+            else:
+                manager.pause_accepting()
+                log.info("upgrade: the new process serves; migrating connections")
+                await Migrator(runtime, channel).run()
         except ChannelClosed as exc:
+            self._count("upgrade_failed")
             log.error("upgrade: the new process went away mid-migration (%s); serving "
                       "again", exc)
-            self._count("upgrade_failed")
+            if self.workers is not None:
+                self.workers.failed()
             manager.resume_accepting()
             self.pause_admin(False)
             self._take_path_back()
@@ -366,6 +431,52 @@ class UpgradeServer:
             return
         self.sock.close()  # the path is the new process's from now on
         self.stop()
+
+    @staticmethod
+    async def _while_connected(channel: FdChannel, work: Awaitable[None]) -> None:
+        """``work``, called off with ChannelClosed if the new process goes away."""
+        task = asyncio.ensure_future(work)
+        gone = asyncio.ensure_future(channel.receive())
+        try:
+            await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not task.done():
+                task.cancel()
+        if not task.done() or task.cancelled():
+            gone.result()  # raises ChannelClosed (the new process sends nothing else)
+            raise ChannelClosed("an unexpected message")
+        gone.cancel()
+        task.result()
+
+    async def _drain_all(self, channel: FdChannel) -> None:
+        runtime = self.runtime
+        connections = runtime.listener_manager.connections
+        for conn in list(connections()):
+            count(runtime, "connections_drained")
+            go_away(conn)
+        closed = await drain(connections, runtime.graceful_timeout)
+        log.info("upgrade: connections drained (%d closed at the end)", closed)
+        await self._done(channel)
+
+    async def _done(self, channel: FdChannel) -> None:
+        await channel.send({"op": "stats", "counters": self.runtime.store.export_counters()})
+        await channel.send({"op": "done"})
+
+
+class WorkerHandOff(Protocol):
+    """A parent with workers, as the old process of an upgrade: the new process (or
+    each of its workers) connects to each worker's own upgrade socket, and the worker
+    hands its connections over itself, as to its successor in a reload."""
+
+    def sockets(self) -> list[str]:
+        """The workers' upgrade sockets."""
+
+    async def handed_over(self) -> None:
+        """Return once every worker has handed over and exited (one not taken over
+        in time drains)."""
+
+    def failed(self) -> None:
+        """The new process went away: the workers left serve on."""
 
 
 class Migrator:
@@ -382,9 +493,68 @@ class Migrator:
         """Tasks waiting for their connection's safe point (called off if the channel
         breaks: those connections go on here)."""
         self.broken: ChannelClosed | None = None
+        self.outbox: list[tuple[int, Leaving]] = []
+        """Connections at their safe point, waiting for the next batch."""
+        self._sender: asyncio.Task[None] | None = None
 
     def _count(self, name: str) -> None:
         count(self.runtime, name)
+
+    def _answer(self, ident: int, outcome: str) -> None:
+        answer = self.waiting.get(ident)
+        if answer is not None and not answer.done():
+            answer.set_result(outcome)
+
+    def _enqueue(self, ident: int, leaving: Leaving) -> None:
+        self.outbox.append((ident, leaving))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_batches())
+
+    async def _send_batches(self) -> None:
+        """Send what is in the outbox, a batch per message: one message and one answer
+        for up to MAX_FDS_PER_MESSAGE descriptors instead of one per connection."""
+        await asyncio.sleep(0)  # the connections reaching their safe point now join in
+        while self.outbox:
+            if self.broken is not None:
+                self._keep_unsent()
+                return
+            fds = size = taken = 0
+            for _, leaving in self.outbox:
+                more = len(leaving.fds())
+                blob = len(leaving.unprocessed) + len(leaving.peer_unwritten)
+                if taken and (fds + more > MAX_FDS_PER_MESSAGE or size + blob > MAX_BLOB):
+                    break
+                fds, size, taken = fds + more, size + blob, taken + 1
+            batch, self.outbox = self.outbox[:taken], self.outbox[taken:]
+            await self._send(batch)
+
+    async def _send(self, batch: list[tuple[int, Leaving]]) -> None:
+        items: list[dict[str, Any]] = []
+        fds: list[int] = []
+        blobs: list[bytes] = []
+        for ident, leaving in batch:
+            own = leaving.fds()
+            items.append({"id": ident, "facts": leaving.facts, "fds": len(own),
+                          "unprocessed": len(leaving.unprocessed),
+                          "unwritten": len(leaving.peer_unwritten)})
+            fds += own
+            blobs += (leaving.unprocessed, leaving.peer_unwritten)
+        try:
+            async with self.lock:
+                await self.channel.send({"op": "connections", "items": items}, fds,
+                                        b"".join(blobs))
+        except ChannelClosed as exc:
+            self.broken = self.broken or exc
+            for ident, _ in batch:
+                self._answer(ident, BROKEN)
+        except (OSError, ValueError) as exc:
+            if len(batch) > 1:  # each alone: only the one that cannot be sent stays
+                for one in batch:
+                    await self._send([one])
+                return
+            log.warning("upgrade: %r cannot be handed over: %s; it drains",
+                        batch[0][1].conn, exc)
+            self._answer(batch[0][0], UNSENT)
 
     async def run(self) -> None:
         runtime = self.runtime
@@ -433,22 +603,7 @@ class Migrator:
         ident = next(self._ids)
         answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
         self.waiting[ident] = answer
-        try:
-            async with self.lock:
-                await self.channel.send(
-                    {"op": "connection", "id": ident, "facts": leaving.facts,
-                     "unprocessed": len(leaving.unprocessed)},
-                    leaving.fds(), leaving.unprocessed + leaving.peer_unwritten)
-        except ChannelClosed as exc:
-            self.broken = self.broken or exc
-            answer.set_result(BROKEN)
-        except (OSError, ValueError) as exc:  # this one cannot be sent: it stays here
-            log.warning("upgrade: %r cannot be handed over: %s; it drains", conn, exc)
-            self.waiting.pop(ident, None)
-            leaving.cancel()
-            count("connections_drained")
-            go_away(conn)
-            return False
+        self._enqueue(ident, leaving)
         outcome = await answer
         self.waiting.pop(ident, None)
         if outcome == "taken":
@@ -461,6 +616,8 @@ class Migrator:
             count("connections_migration_failed")
             return False
         leaving.cancel()
+        if outcome == KEPT:
+            return False  # the channel broke before it was sent: served here as before
         count("connections_drained")
         go_away(conn)
         return False
@@ -471,13 +628,20 @@ class Migrator:
                 message, socks, _ = await self.channel.receive()
                 for sock in socks:
                     sock.close()
-                answer = self.waiting.get(message.get("id", -1))
-                if answer is not None and not answer.done():
-                    answer.set_result(message.get("op", ""))
+                if message.get("op") == "answers":
+                    for outcome in ("taken", "refused"):
+                        for ident in message.get(outcome, ()):
+                            self._answer(ident, outcome)
         except ChannelClosed as exc:
             self.broken = self.broken or exc
             for task in list(self.stopping):
                 task.cancel()
+            self._keep_unsent()
             for answer in self.waiting.values():
                 if not answer.done():
                     answer.set_result(BROKEN)
+
+    def _keep_unsent(self) -> None:
+        queued, self.outbox = self.outbox, []
+        for ident, _ in queued:
+            self._answer(ident, KEPT)

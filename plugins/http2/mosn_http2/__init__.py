@@ -1,7 +1,13 @@
 """mosn's HTTP/2 protocol plugin: server and client stream connections on an HTTP/2
 engine (libnghttp2, or h2 in pure Python)."""
 
-from mosn_http2.codec import ClientConnection, ClientStream, ServerConnection, ServerStream
+from mosn_http2.codec import (
+    GOAWAY_NOTICE_WAIT,
+    ClientConnection,
+    ClientStream,
+    ServerConnection,
+    ServerStream,
+)
 from mosn_http2.config import Http2Config, Limits
 from mosn_http2.engine import AUTO, ENGINES, NATIVE, PYTHON, chosen_engine, native_error
 from mosn_http2.matcher import PREFACE, match
@@ -10,6 +16,7 @@ from mosn_http2.plugin import PROTOCOL_NAME, Http2Protocol, build
 __all__ = [
     "AUTO",
     "ENGINES",
+    "GOAWAY_NOTICE_WAIT",
     "NATIVE",
     "PREFACE",
     "PROTOCOL_NAME",

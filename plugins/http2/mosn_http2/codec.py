@@ -95,6 +95,10 @@ PREMATURE_RESET_MIN_STREAMS = 500
 began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
 the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
 an upstream request per stream while no stream stays open)."""
+GOAWAY_NOTICE_WAIT = 1.0
+"""Seconds the second GOAWAY of a graceful shutdown waits at most for the answer to
+the PING sent with the first (a client that does not answer PINGs gets it then):
+Envoy's drain waits a fixed time, nghttp2 advises a round trip."""
 HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ").match
 """The start of an HTTP/1.x request line (a method, a space), where the HTTP/2
 preface should be."""
@@ -194,7 +198,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
 
     __slots__ = ("conn", "limits", "engine", "streams", "_handlers", "_receiving",
                  "_scheduled", "_above", "_closed", "_going_away", "_reads", "_ping_reads",
-                 "_keepalive_timer", "_idle_timer", "_idle_since")
+                 "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer", "_idle_since")
 
     client_side = False
 
@@ -216,6 +220,9 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self._reads = 0
         self._ping_reads = -1
         """``_reads`` when the last PING went out; -1: none is waiting for its answer."""
+        self._pings = 0
+        self._ping_acks = 0
+        """PINGs sent, and answers to them received (a peer answers in order)."""
         self._keepalive_timer: Any = None
         self._idle_timer: Any = None
         self._idle_since = 0.0
@@ -439,7 +446,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         if self._closed:
             return
         self._ping_reads = self._reads
-        self.engine.ping()
+        self._ping()
         self._flush()
         self._keepalive_timer = self.conn.loop.call_later(self.limits.keepalive_timeout,
                                                           self._keepalive_expired)
@@ -457,7 +464,12 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self._keepalive_timer = self.conn.loop.call_later(self.limits.keepalive_timeout,
                                                           self._keepalive_expired)
 
+    def _ping(self) -> None:
+        self._pings += 1
+        self.engine.ping()
+
     def _on_ping_ack(self, sid: int, end: bool, value: Any) -> None:
+        self._ping_acks += 1
         if self._ping_reads < 0 or self._closed:
             return
         self._ping_reads = -1
@@ -542,7 +554,8 @@ class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
     __slots__ = ("new_stream", "_scheme", "_opened", "_premature", "_read_paused", "_preface",
-                 "_head_timeout", "_heads", "_head_sid", "_head_timer", "_head_stalled")
+                 "_head_timeout", "_heads", "_head_sid", "_head_timer", "_head_stalled",
+                 "_notice_ping", "_notice_timer")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -568,6 +581,9 @@ class ServerConnection(_Codec):
         self._read_paused = False
         self._preface = b""
         """The client's first bytes while they could still be the preface; None after."""
+        self._notice_ping = 0
+        """The PING sent with the first GOAWAY of a graceful shutdown (0: none sent)."""
+        self._notice_timer: Any = None
         if upgrade is None:
             return  # SETTINGS go out once the client's first bytes are HTTP/2's (see on_data)
         self._flush()
@@ -586,13 +602,37 @@ class ServerConnection(_Codec):
     # -- ServerCodec ----------------------------------------------------------------------
 
     def go_away(self) -> None:
+        """A graceful shutdown in two steps, as Envoy's drain and nghttp2 do it: a
+        GOAWAY with last stream id 2^31-1 and a PING; once the PING is answered (or
+        after ``GOAWAY_NOTICE_WAIT``) the client has read the first GOAWAY and opens
+        no more streams, so the second GOAWAY can name the last stream taken without
+        refusing one the client sent meanwhile. The streams taken finish, then the
+        connection closes (RFC 9113 6.8)."""
+        if self._going_away or self._closed or self._notice_ping:
+            return
+        self.engine.goaway_notice()
+        self._flush()  # written before the PING: its answer proves the GOAWAY was read
+        self._ping()
+        self._notice_ping = self._pings
+        self._flush()
+        self._notice_timer = self.conn.loop.call_later(GOAWAY_NOTICE_WAIT, self._goaway_now)
+
+    def _goaway_now(self) -> None:
         """GOAWAY (NO_ERROR) naming the last stream taken: those finish, later ones
-        are refused, and the connection closes once none is left (RFC 9113 6.8)."""
+        are refused, and the connection closes once none is left."""
+        if self._notice_timer is not None:
+            self._notice_timer.cancel()
+            self._notice_timer = None
         if self._going_away or self._closed:
             return
         self._going_away = True
         self.engine.goaway(NO_ERROR)
         self._flush()
+
+    def _on_ping_ack(self, sid: int, end: bool, value: Any) -> None:
+        super()._on_ping_ack(sid, end, value)
+        if self._notice_ping and self._ping_acks >= self._notice_ping:
+            self._goaway_now()
 
     def on_codec_error(self) -> None:
         """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
@@ -613,9 +653,11 @@ class ServerConnection(_Codec):
         return super().on_data(data)
 
     def on_event(self, event: ConnectionEvent) -> None:
-        if event.is_close and self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
+        if event.is_close:
+            for timer in (self._head_timer, self._notice_timer):
+                if timer is not None:
+                    timer.cancel()
+            self._head_timer = self._notice_timer = None
         super().on_event(event)
 
     # -- the request header timeout -------------------------------------------------
@@ -647,7 +689,7 @@ class ServerConnection(_Codec):
             report()
         self._flush()
         self.conn.write(_RST_STREAM.pack(4, 0x3, 0, self._head_sid, CANCEL))
-        self.go_away()
+        self._goaway_now()
         self._head_stalled = True
         if not self.streams:
             self._close_connection()
@@ -719,7 +761,7 @@ class ServerConnection(_Codec):
         pass  # the response decides when the stream is over
 
     def _idle_expired(self) -> None:
-        self.go_away()  # and closed once the streams it names are done (none)
+        self._goaway_now()  # and closed once the streams it names are done (none)
 
     def on_above_write_buffer_high_watermark(self) -> None:
         # The client is not reading what it asked for: read no more from it either

@@ -27,7 +27,15 @@ from pydantic import ValidationError
 from h2_fixtures import ENGINES
 from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
 from mosn.testing.streams import FakeLoop, Recorder
-from mosn_http2 import PREFACE, ClientConnection, Http2Config, Limits, ServerConnection, match
+from mosn_http2 import (
+    GOAWAY_NOTICE_WAIT,
+    PREFACE,
+    ClientConnection,
+    Http2Config,
+    Limits,
+    ServerConnection,
+    match,
+)
 from mosn_http2 import frames
 
 
@@ -247,7 +255,7 @@ def test_config_rejects_out_of_range_settings():
 
 
 FRAME_TYPES = st.integers(0, 10)
-GOAWAY = 7
+HEADERS, GOAWAY = 1, 7
 
 
 def frame_types(data: bytes) -> list[int]:
@@ -544,3 +552,55 @@ def test_data_past_the_window_of_a_paused_stream_is_flow_control_error(limits):
     errors = [e.error_code for e in events
               if isinstance(e, (h2.events.StreamReset, h2.events.ConnectionTerminated))]
     assert errors == [3]  # FLOW_CONTROL_ERROR, on the stream or the connection
+
+
+
+def _frames(data: bytes) -> list[tuple[int, int, int, bytes]]:
+    """(type, flags, stream id, payload) of each frame in ``data``."""
+    out = []
+    while data:
+        size = int.from_bytes(data[:3], "big")
+        sid = int.from_bytes(data[5:9], "big") & 0x7FFFFFFF
+        out.append((data[3], data[4], sid, data[9:9 + size]))
+        data = data[9 + size:]
+    return out
+
+
+def _goaways(data: bytes) -> list[int]:
+    """The last stream id of each GOAWAY in ``data``."""
+    return [int.from_bytes(p[:4], "big") for kind, _, _, p in _frames(data) if kind == GOAWAY]
+
+
+def _get(sid: int) -> list[tuple[str, str]]:
+    return [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", f"/{sid}")]
+
+
+@pytest.mark.parametrize("answer_ping", [True, False])
+def test_graceful_goaway_takes_streams_sent_before_the_client_read_it(engine, answer_ping):
+    """``go_away`` in two steps: GOAWAY 2^31-1 and a PING; a stream the client opened
+    before it read them is taken and answered; the second GOAWAY, once the PING is
+    answered (or after GOAWAY_NOTICE_WAIT), names it; then the connection closes."""
+    conn, client, streams = server_pair(Http2Config(engine=engine).limits())
+    client.send_headers(1, _get(1), end_stream=True)
+    conn.feed(client.data_to_send())
+    conn.take()
+    streams[0][0].codec.go_away()
+    first = conn.take()
+    assert _goaways(first) == [2**31 - 1]
+    pings = [p for kind, flags, _, p in _frames(first) if kind == PING and not flags & 0x1]
+    assert len(pings) == 1
+    client.send_headers(3, _get(3), end_stream=True)  # before the client read the GOAWAY
+    conn.feed(client.data_to_send())
+    assert len(streams) == 2  # taken, not refused
+    assert _goaways(conn.take()) == []
+    if answer_ping:
+        conn.feed(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + pings[0])  # its PING ACK
+    else:
+        conn.loop.advance(GOAWAY_NOTICE_WAIT + 0.1)
+    assert _goaways(conn.take()) == [3]
+    assert not conn.closed
+    for stream, _ in streams:
+        stream.send_headers(ResponseHead(204), True)
+    answered = {sid for kind, _, sid, _ in _frames(conn.take()) if kind == HEADERS}
+    assert answered == {1, 3}
+    assert conn.closed

@@ -125,8 +125,9 @@ def test_upstream_goaway_finishes_stream_then_uses_new_connection(scripted):
 
 
 def test_drain_sends_goaway_and_finishes_streams_in_flight(h2_upstream, h2_proxy):
-    """SIGTERM: mosn sends GOAWAY (NO_ERROR) naming the stream in flight, finishes it,
-    and closes the connection then, not at the end of the graceful timeout."""
+    """SIGTERM: mosn sends GOAWAY (NO_ERROR) 2^31-1, then (a round trip later) one
+    naming the stream in flight, finishes it, and closes the connection then, not at
+    the end of the graceful timeout."""
     port, mosn = h2_proxy(h2_upstream, graceful_timeout="20s")
     client = RawClient(port)
     try:
@@ -137,6 +138,8 @@ def test_drain_sends_goaway_and_finishes_streams_in_flight(h2_upstream, h2_proxy
         started = time.monotonic()
         mosn.proc.send_signal(signal.SIGTERM)
         client.pump(lambda: client.goaway is not None)
+        assert client.goaway.error_code == 0 and client.goaway.last_stream_id == 2**31 - 1
+        client.pump(lambda: client.goaway.last_stream_id != 2**31 - 1)
         assert client.goaway.error_code == 0 and client.goaway.last_stream_id == sid
         client.pump(lambda: client.closed, timeout=TIMEOUT)
         assert client.results[sid].ended and client.results[sid].status == 200
