@@ -317,8 +317,13 @@ class StatsStore:
             return
         for name, index in scope.indices.items():
             display[index] = f"{prefix}.{name}"
-            if self._mem is not None and name not in GAUGES:
-                self._baseline[index] = self.total(index)
+        if self._mem is None:
+            return
+        counted = [index for name, index in scope.indices.items() if name not in GAUGES]
+        baseline = self._baseline
+        for index, total in zip(counted, self.totals(counted)):
+            if total or index in baseline:
+                baseline[index] = total
 
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
@@ -343,12 +348,22 @@ class StatsStore:
 
     def total(self, index: int) -> int:
         """One stat summed over every worker (with what a config reload carried)."""
+        return self.totals((index,))[0]
+
+    def totals(self, indices: Iterable[int]) -> list[int]:
+        """:meth:`total` of each of ``indices`` (one view of the mapping for all)."""
         assert self._mem is not None
         n = self._width
         every = memoryview(self._mem).cast("q")
-        own = sum(every[r * n + index] for r in range(self._rows)) + self._carried.get(index, 0)
-        return own + sum(old.total(pairs[index]) for old, pairs in self._previous
-                         if index in pairs)
+        rows = range(self._rows)
+        carried, previous = self._carried, self._previous
+        out = []
+        for index in indices:
+            own = sum(every[r * n + index] for r in rows) + carried.get(index, 0)
+            if previous:
+                own += sum(old.total(pairs[index]) for old, pairs in previous if index in pairs)
+            out.append(own)
+        return out
 
     def follow(self, old: "StatsStore") -> None:
         """Continue ``old``'s stats (a config reload): every stat both stores have by
