@@ -185,6 +185,7 @@ class SlotScopes(Sequence[Scope]):
                 i += len(self._scopes)
             scope = self._scopes[i] = Scope(self._store, f"{self._prefix}#{i}", self._names)
             self._store.hide(scope)
+            self._store.fresh.add(scope)
         return scope
 
     def register_all(self) -> None:
@@ -228,6 +229,9 @@ class StatsStore:
         self.histograms: dict[str, Histogram] = {}
         self._carried: dict[int, int] = {}
         """Counts a config reload carried over from the stores before this one."""
+        self.fresh: weakref.WeakSet[Scope] = weakref.WeakSet()
+        """Slot scopes registered after :meth:`allocate` and not yet labelled: their
+        stats have counted nothing, so labelling them needs no baseline."""
         self._lazy: weakref.WeakSet[SlotScopes] = weakref.WeakSet()
         """Slot scopes not all registered, made before :meth:`allocate`."""
         self._previous: list[tuple[StatsStore, dict[int, int]]] = []
@@ -317,7 +321,8 @@ class StatsStore:
             return
         for name, index in scope.indices.items():
             display[index] = f"{prefix}.{name}"
-        if self._mem is None:
+        if self._mem is None or scope in self.fresh:
+            self.fresh.discard(scope)  # registered since: nothing counted yet
             return
         counted = [index for name, index in scope.indices.items() if name not in GAUGES]
         baseline = self._baseline
