@@ -4,6 +4,8 @@
 
     .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds|rds|held] [--top 25]
 
+Push kinds: ``eds`` (all 1,000 endpoints of a cluster move), ``eds_one`` (one of
+them changes), ``rds`` (one route of 1,000 changes), ``held`` (500 clusters of 20).
 Printed: per push kind, the median wall time of taking a response (translate,
 compose, validate, apply) and, with ``--profile``, cProfile's top functions of one push.
 """
@@ -83,17 +85,25 @@ def main() -> int:
     take(ROUTES, "0", [routes(args.routes, "a")])
     eds_pushes = [[endpoints("a", up + 1 + i % 2, args.endpoints, first=1000 * (1 + i % 2)),
                    endpoints("b", up, 1)] for i in range(args.pushes)]
+    one_pushes = []  # one endpoint of the 1,000 moves each time
+    last = args.pushes - 1  # the set of the last EDS push, one endpoint moved each time
+    for i in range(args.pushes):
+        one = endpoints("a", up + 1 + last % 2, args.endpoints, first=1000 * (1 + last % 2))
+        one.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = f"127.3.0.{i + 1}"
+        one_pushes.append([one, endpoints("b", up, 1)])
     rds_pushes = [[routes(args.routes, "b" if i % 2 == 0 else "a")] for i in range(args.pushes)]
     many_clusters = [eds_cluster(f"many-{c}") for c in range(args.clusters)]
     many_endpoints = [endpoints(f"many-{c}", 9, args.held // args.clusters, first=c * 20)
                       for c in range(args.clusters)]
-    times: dict[str, list[float]] = {"eds": [], "rds": []}
+    times: dict[str, list[float]] = {"eds": [], "eds_one": [], "rds": []}
     profile = cProfile.Profile()
     for i, messages in enumerate(eds_pushes):
         if args.profile == "eds" and i == len(eds_pushes) - 1:
             profile.enable()
         times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
     profile.disable()
+    for i, messages in enumerate(one_pushes):
+        times["eds_one"].append(take(ENDPOINTS, f"o{i}", messages))
     for i, messages in enumerate(rds_pushes):
         if args.profile == "rds" and i == len(rds_pushes) - 1:
             profile.enable()

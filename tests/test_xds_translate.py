@@ -379,3 +379,13 @@ def test_a_refused_route_is_refused_again_on_the_next_push():
     for _ in range(2):
         assert refused(route_configuration, message(ROUTES, data)) == [
             "RouteConfiguration 'again': virtual_hosts[0].routes[0].match.grpc: field not supported by mosn"]
+
+
+def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_changed():
+    addresses = [f"10.0.0.{i}:80" for i in range(1, 21)]
+    first = load_assignment(message(ENDPOINTS, assignment("kept", {"": addresses})))
+    addresses[-1] = "10.0.1.1:80"
+    second = load_assignment(message(ENDPOINTS, assignment("kept", {"": addresses})))
+    assert all(a is b for a, b in zip(first[:19], second[:19]))  # taken as they were
+    assert second[19]["address"] == "10.0.1.1:80" and second[19] is not first[19]
+    assert [h["address"] for h in second] == addresses

@@ -240,16 +240,33 @@ def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[st
     and a push may change them all): each message's set fields are listed once and
     compared with the numbers of those read here."""
     errors: list[str] = []
-    hosts = assignment_hosts(message, "", errors)
+    name = message.cluster_name
+    kept: dict[bytes, Any] = {}
+    hosts = assignment_hosts(message, "", errors, _LAST_ASSIGNMENTS.get(name), kept)
     if errors:
-        raise Refused([f"ClusterLoadAssignment {message.cluster_name!r}: {line}"
-                       for line in errors])
+        raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
+    _LAST_ASSIGNMENTS.pop(name, None)
+    if len(_LAST_ASSIGNMENTS) >= KEPT_ASSIGNMENTS:
+        del _LAST_ASSIGNMENTS[next(iter(_LAST_ASSIGNMENTS))]
+    _LAST_ASSIGNMENTS[name] = kept
     return hosts
 
 
+KEPT_ASSIGNMENTS = 10_000
+"""Assignments whose endpoints' translations are kept for the next version of each
+(room for a mesh's clusters; the oldest cluster's go first)."""
+_LAST_ASSIGNMENTS: dict[str, dict[bytes, Any]] = {}
+"""Cluster name -> its last assignment's endpoints translated, by their bytes: the
+next version translates only the endpoints that changed, and an endpoint that stayed
+is the same dict (so its validated model is taken over too)."""
+
+
 def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
-                     errors: list[str]) -> list[dict[str, Any]]:
-    """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``."""
+                     errors: list[str], last: dict[bytes, Any] | None = None,
+                     kept: dict[bytes, Any] | None = None) -> list[dict[str, Any]]:
+    """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
+    ``last``: the previous version's endpoints by their bytes (taken as they were);
+    ``kept``: where this version's go."""
     unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
     for i, group in enumerate(message.endpoints):
@@ -258,7 +275,18 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
         if group.priority:                            # only by locality-weighted LB
             errors.append(f"{path}.priority: mosn has one priority (0)")
         for j, lb in enumerate(group.lb_endpoints):
-            host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
+            if kept is None:
+                host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
+            else:
+                key = lb.SerializeToString(deterministic=True)
+                if last is not None and key in last:
+                    host = last[key]
+                else:
+                    before = len(errors)
+                    host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
+                    if len(errors) != before:
+                        continue
+                kept[key] = host
             if host is not None:
                 hosts.append(host)
     return hosts
