@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import functools
 import gc
+import importlib
 import json
 import logging
 import os
@@ -100,6 +102,9 @@ class Runtime:
     """Listening sockets of the config before a reload (or handed over by the process
     an upgrade replaces), by address: taken over, not bound again, so the port never
     stops accepting."""
+    control_plane: Any = None
+    """The xDS client and composer (``mosn.xds.control.ControlPlane``) under
+    ``dynamic_resources``: an upgrade hands its accepted resources over."""
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
@@ -170,6 +175,9 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     """Serve until a signal (or until a new process took over); returns the process
     exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
+    if workers > 1 and loaded.config.dynamic_resources is not None:
+        raise StartError("dynamic_resources: a control plane drives one process for now "
+                         "(run without --workers; docs/xds.md)")
     directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
     takeover = handover.take_over(directory)
     try:
@@ -179,6 +187,9 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         if takeover is not None:
             takeover.abort(str(exc))
         raise
+    if takeover is not None and takeover.xds is not None \
+            and loaded.config.dynamic_resources is not None:
+        _serve_handed_resources(runtime, takeover.xds)
     if takeover is not None:
         takeover.release_unused({id(s) for s in (*runtime.listener_sockets().values(),
                                                  runtime.admin_sock)})
@@ -284,6 +295,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             admin.reloader = lambda: reload_in_place(runtime, admin)
             admin_api = AdminApi(admin, runtime.admin_sock, tg)
             admin_api.pause(False)
+            if runtime.loaded.config.dynamic_resources is not None:
+                tg.start_soon(_control_plane, runtime, admin)
             tg.start_soon(runtime.clusters.run_control)
         if upgrade_path:
             tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
@@ -295,7 +308,7 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             async for sig in received:
                 if sig == signal.SIGHUP:
                     if not draining and admin is not None:
-                        reload_in_place(runtime, admin)
+                        admin.reloader()
                     continue
                 if draining:
                     break
@@ -438,6 +451,64 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
                         if names) or "nothing changed"
     log.info("config reloaded in place from %s: %s", loaded.source, summary)
     return 200, f"reloaded in place: {summary}\n"
+
+
+def _apply_resources(runtime: Runtime, loaded: LoadedConfig) -> None:
+    runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
+    apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters, runtime.routers)
+    runtime.loaded = loaded
+
+
+def _serve_handed_resources(runtime: Runtime, handed: tuple[dict[str, Any], bytes]) -> None:
+    """An upgrade of a mosn under xDS: serve the resources the old process had
+    accepted, on the sockets it handed over, before this one is ready; the client
+    subscribes with their versions once the process serves (docs/xds.md)."""
+    control = importlib.import_module("mosn.xds.control")
+    stats = importlib.import_module("mosn.xds.stats")
+    static = runtime.loaded
+    try:
+        snapshot = control.restore_handed(*handed)
+    except Exception as exc:
+        log.error("upgrade: the control plane's resources handed over do not load here "
+                  "(%s); subscribing without them", exc)
+        return
+    plane = control.ControlPlane(static, functools.partial(_apply_resources, runtime),
+                                 stats.XdsStats(runtime.store), snapshot)
+    errors = plane.serve_snapshot()
+    if errors:
+        log.error("upgrade: the control plane's resources handed over cannot be served "
+                  "(%s); subscribing without them", "; ".join(errors))
+        runtime.loaded = static
+        return
+    runtime.control_plane = plane
+    log.info("upgrade: serving the control plane's resources handed over (%s)",
+             ", ".join(f"{url.rpartition('.')[2]} {version}"
+                       for url, version in snapshot.versions.items()))
+
+
+async def _control_plane(runtime: Runtime, admin: Admin) -> None:
+    """Serve what the control plane of ``dynamic_resources`` sends (docs/xds.md): each
+    accepted response is applied in place through the managers."""
+    # Imported only under a control plane (gRPC and Envoy's messages would cost every
+    # other mosn process about 20 MB and a second of start-up), in a thread so that
+    # the admin API answers meanwhile.
+    control = await anyio.to_thread.run_sync(importlib.import_module, "mosn.xds.control")
+    stats = importlib.import_module("mosn.xds.stats")
+
+    def apply(loaded: LoadedConfig) -> None:
+        _apply_resources(runtime, loaded)
+        admin.switch(loaded, runtime.store, runtime.clusters)
+
+    plane = runtime.control_plane
+    if plane is None:
+        plane = control.ControlPlane(runtime.loaded, apply, stats.XdsStats(runtime.store))
+        runtime.control_plane = plane
+    else:  # serving the resources an upgrade handed over since before the admin API
+        plane.composer.serve = apply
+        admin.switch(runtime.loaded, runtime.store, runtime.clusters)
+    admin.control_plane = plane
+    admin.reloader = plane.reload
+    await plane.run()
 
 
 async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:

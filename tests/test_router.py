@@ -493,3 +493,29 @@ def test_large_tables_are_indexed_by_first_segment_and_keep_config_order():
     assert cluster("/other") == "fallback"
     assert cluster("/") == "fallback"
     assert cluster("/svc49/q?x=1") == "c49"
+
+
+def test_an_update_sharing_parts_with_the_last_config_builds_only_what_changed():
+    routes = [to("a", path=f"/r{i}") for i in range(20)]
+    first = parse_routers([{"router_config_name": "r", "virtual_hosts": [
+        vhost(["a.com"], *routes), vhost(["b.com"], to("b", prefix="/"))]}])[0]
+    routers = Routers([first])
+    t = routers["r"]
+    old_a, old_b = t.virtual_hosts
+    changed = first.virtual_hosts[0].model_copy(update={"routers": [
+        *first.virtual_hosts[0].routers[:19],
+        parse_routers([{"router_config_name": "x", "virtual_hosts": [
+            vhost(["*"], to("c", path="/r19"))]}])[0].virtual_hosts[0].routers[0]]})
+    second = first.model_copy(update={"virtual_hosts": [changed, first.virtual_hosts[1]]})
+    assert routers.add_or_update(second) == "updated"
+    assert t.virtual_hosts[1] is old_b  # the same config: the same virtual host
+    assert t.virtual_hosts[0] is not old_a
+    kept = t.virtual_hosts[0].routes
+    assert all(r.virtual_host is t.virtual_hosts[0] for r in kept)
+    assert [cluster(t, "a.com", f"/r{i}") for i in (0, 18, 19)] == ["a", "a", "c"]
+    assert cluster(t, "b.com", "/x") == "b"
+    # a route taken over is the old one's compiled state in the new virtual host
+    assert kept[0]._path_test is old_a.routes[0]._path_test
+    assert kept[19]._path_test is not old_a.routes[19]._path_test
+    # the old table's routes still answer for requests already routed by them
+    assert old_a.routes[19].cluster_name({}) == "a"

@@ -56,6 +56,26 @@ def test_set_hosts_keeps_known_hosts_and_reuses_slots():
     assert store.snapshot()["cluster.c.host.10.0.0.4:80.rq_total"] == 0
 
 
+def test_host_slots_cost_stats_only_once_taken():
+    cm, store = manager(max_hosts=1000)
+    registered = len(store.names)
+    c = cm.get("c")
+    c.set_hosts([*c.hosts, host("10.0.0.3")])  # one slot more: one host's stats more
+    assert len(store.names) == registered + len(c.hosts[-1].stats.indices)
+    assert not any("#3." in name or "#999." in name for name in store.names)
+    assert store.snapshot()["cluster.c.host.10.0.0.3:80.cx_total"] == 0
+
+
+def test_host_slots_are_all_registered_before_workers_fork():
+    config = MosnConfig.model_validate({"cluster_manager": {"clusters": [{
+        "name": "c", "hosts": [{"address": "10.0.0.1:80"}], "max_hosts": 50}]}})
+    store = StatsStore()
+    cm = ClusterManager(config, PLUGINS, store)
+    store.allocate(2)  # two workers: no stat can be registered once they run
+    per_host = len(cm.get("c").hosts[0].stats.indices)
+    assert sum(".host#" in name for name in store.names) == 50 * per_host
+
+
 def test_set_hosts_beyond_max_hosts_keeps_the_first():
     cm, _ = manager(max_hosts=2)
     c = cm.get("c")

@@ -105,6 +105,9 @@ class Admin:
         self.reloader: Callable[[], tuple[int, str]] | None = None
         """Re-reads and applies the config file (``POST /reload``, like SIGHUP): the
         server sets it; it returns the status and text to answer with."""
+        self.control_plane: Any = None
+        """The xDS client's owner when a control plane drives mosn (its ``dump()``
+        makes ``/config_dump`` Envoy's shape with the dynamic resources)."""
         self.switch(loaded, store, clusters)
         html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
         self.routes: dict[str, dict[str, Handler]] = {
@@ -294,6 +297,9 @@ class Admin:
         return _json(part, redactor=self.redactor)
 
     def config_dump(self, query: dict[str, list[str]]) -> Response:
+        if self.control_plane is not None:
+            return _json({"configs": [{"@type": "mosn.config", **self.dumped()},
+                                      *self.control_plane.dump()]}, redactor=self.redactor)
         return _json(self.dumped(), redactor=self.redactor)
 
     def loggers(self, query: dict[str, list[str]]) -> Response:

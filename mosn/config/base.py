@@ -26,6 +26,10 @@ Unsupported = Annotated[Any, AfterValidator(_unset)]
 """A MOSN field whose feature mosn does not run yet: allowed only when empty."""
 
 
+_key_names: dict[type, dict[str, str]] = {}
+"""Per model class: its keys in lower case -> as written (or their aliases)."""
+
+
 class Model(BaseModel):
     """Base of every config model: case-insensitive keys, unknown keys kept for warnings."""
 
@@ -36,9 +40,12 @@ class Model(BaseModel):
     def _match_keys_without_case(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        names = {}
-        for name, info in cls.model_fields.items():
-            names[name.lower()] = info.alias or name
+        names = _key_names.get(cls)
+        if names is None:
+            names = _key_names[cls] = {name.lower(): info.alias or name
+                                       for name, info in cls.model_fields.items()}
+        if all(isinstance(key, str) and names.get(key.lower(), key) == key for key in data):
+            return data  # every key as written (the common case; a config made by mosn)
         out, written = {}, {}
         for key, value in data.items():
             canonical = names.get(key.lower(), key) if isinstance(key, str) else key

@@ -76,9 +76,14 @@ def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
 
 
 def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
-             base_dir: Path | None = None) -> LoadedConfig:
+             base_dir: Path | None = None, *, routes_to_unknown_clusters: bool = False,
+             unknown_field_warnings: bool = True) -> LoadedConfig:
     """``base_dir``: where relative file names in the config (certificates) are
-    found; the config file's directory (default: the working directory)."""
+    found; the config file's directory (default: the working directory).
+    ``routes_to_unknown_clusters``: a route may name a cluster that is not (yet)
+    there, answered 503 (a control plane's routes may come before their clusters).
+    ``unknown_field_warnings``: False skips looking for unknown keys (a config made by
+    a translation has none; the walk costs as much as validating)."""
     errors: list[str] = []
     if plugins is None:
         plugins = load_plugins(raw)
@@ -89,12 +94,14 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
         raise ConfigError(errors + _pydantic_errors(exc)) from None
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
-    errors += _check_routers(config)
+    errors += _check_routers(config, check_clusters=not routes_to_unknown_clusters)
+    errors += _check_control_plane(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
     if errors:
         raise ConfigError(errors)
-    warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+    warnings = ([f"{p}: unknown field, ignored" for p in config.unknown_fields()]
+                if unknown_field_warnings else [])
     exposed = admin_exposure(config)
     if exposed:
         warnings.append(f"admin.address.socket_address.address: {exposed}")
@@ -250,7 +257,7 @@ def _listen_key(lc: Any) -> str:
     return f"udp:{lc.address}" if lc.network == "udp" else str(lc.address)
 
 
-def _check_routers(config: MosnConfig) -> list[str]:
+def _check_routers(config: MosnConfig, check_clusters: bool = True) -> list[str]:
     errors = []
     seen: dict[str, str] = {}
     clusters = {c.name for c in config.cluster_manager.clusters}
@@ -259,9 +266,19 @@ def _check_routers(config: MosnConfig) -> list[str]:
         if name in seen:
             errors.append(f"{path}.router_config_name: {name!r} is already used by {seen[name]}")
         seen.setdefault(name, path)
-        errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
-                   for sub, msg in check_references([router], clusters)]
+        if check_clusters:
+            errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
+                       for sub, msg in check_references([router], clusters)]
     return errors
+
+
+def _check_control_plane(config: MosnConfig) -> list[str]:
+    if config.dynamic_resources is None:
+        return []
+    clusters = {c.name for c in config.cluster_manager.clusters}
+    return [f"dynamic_resources.{path}: unknown cluster {name!r} (the control plane's "
+            "cluster is one of cluster_manager.clusters)"
+            for path, name in config.dynamic_resources.clusters_named() if name not in clusters]
 
 
 def _known(plugins: PluginHost, kind: str) -> str:

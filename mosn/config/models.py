@@ -20,6 +20,7 @@ from typing import Annotated, Any, Iterator
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import Model, Unsupported, unknown_in
+from mosn.config.bootstrap import DynamicResourcesConfig, NodeConfig
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
@@ -797,7 +798,10 @@ class MosnConfig(Model):
     admin: AdminConfig = Field(default_factory=AdminConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     pid: str = ""
-    dynamic_resources: Unsupported = None
+    node: NodeConfig | None = None
+    """Envoy's: who this proxy is to a control plane (docs/xds.md)."""
+    dynamic_resources: DynamicResourcesConfig | None = None
+    """Envoy's: listeners and clusters from a control plane (docs/xds.md)."""
     static_resources: Unsupported = None
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     overload_manager: OverloadManagerConfig = Field(default_factory=OverloadManagerConfig)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import mmap
 import multiprocessing
-from typing import Any, Iterable
+import weakref
+from typing import Any, Iterable, Sequence
 
 LISTENER_STATS = (
     "downstream_cx_total",
@@ -110,10 +111,11 @@ SERVER_STATS = ("reload_success", "reload_failed", "reload_in_place", "upgrade_s
 """The process's own stats (``server.``): config reloads (SIGHUP, the admin API) by
 outcome and by path, upgrades (a new process taking over) by outcome, and what became
 of the connections an upgrade handed over or drained (docs/upgrade.md)."""
-STATS_GROWTH_ROOM = 1 << 16
+STATS_GROWTH_ROOM = 1 << 21
 """Stats a one-process store can register after it is allocated (listeners and
-clusters added at run time by a reload or the control plane); the room is address
-space only until used (an anonymous mapping's pages are made on first touch)."""
+clusters added at run time by a reload or the control plane: 500 clusters of a few
+dozen host slots take some 200,000); the room is address space only until used (an
+anonymous mapping's pages are made on first touch): 16 MiB of it."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
@@ -160,6 +162,37 @@ class Scope:
             setattr(self, name.replace(".", "_"), index)
 
 
+class SlotScopes(Sequence[Scope]):
+    """A cluster's host slot scopes, each registered when first used: a slot no host
+    has taken costs no stats. A store allocated for workers registers every one first
+    (its stats cannot grow once forked)."""
+
+    def __init__(self, store: "StatsStore", prefix: str, names: Iterable[str], count: int) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._names = tuple(names)
+        self._scopes: list[Scope | None] = [None] * count
+
+    def __len__(self) -> int:
+        return len(self._scopes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self._scopes)))]
+        scope = self._scopes[i]
+        if scope is None:
+            if i < 0:
+                i += len(self._scopes)
+            scope = self._scopes[i] = Scope(self._store, f"{self._prefix}#{i}", self._names)
+            self._store.hide(scope)
+            self._store.fresh.add(scope)
+        return scope
+
+    def register_all(self) -> None:
+        for i in range(len(self._scopes)):
+            self[i]
+
+
 class SharedCells:
     """``count`` signed 64-bit integers in the stats mapping that every process (the
     parent and each worker) shares: read and write them only ``with cells.lock``.
@@ -196,6 +229,11 @@ class StatsStore:
         self.histograms: dict[str, Histogram] = {}
         self._carried: dict[int, int] = {}
         """Counts a config reload carried over from the stores before this one."""
+        self.fresh: weakref.WeakSet[Scope] = weakref.WeakSet()
+        """Slot scopes registered after :meth:`allocate` and not yet labelled: their
+        stats have counted nothing, so labelling them needs no baseline."""
+        self._lazy: weakref.WeakSet[SlotScopes] = weakref.WeakSet()
+        """Slot scopes not all registered, made before :meth:`allocate`."""
         self._previous: list[tuple[StatsStore, dict[int, int]]] = []
         """Stores of a config before a reload whose workers still drain, with our
         index to theirs for the stats both have: read live."""
@@ -258,31 +296,46 @@ class StatsStore:
                          "buckets": buckets}
         return out
 
-    def slot_scopes(self, prefix: str, names: Iterable[str], count: int) -> list[Scope]:
-        """``count`` scopes registered now, for owners known only later (hosts that a
-        cluster discovers after the workers started); hidden until :meth:`label`."""
-        names = tuple(names)
-        scopes = [Scope(self, f"{prefix}#{i}", names) for i in range(count)]
-        for scope in scopes:
-            for index in scope.indices.values():
-                self._display[index] = None
+    def slot_scopes(self, prefix: str, names: Iterable[str], count: int) -> SlotScopes:
+        """``count`` scopes for owners known only later (hosts that a cluster discovers
+        after the workers started), each hidden until :meth:`label`. Registered when
+        first used, or all of them when the store is allocated for workers."""
+        scopes = SlotScopes(self, prefix, names, count)
+        if self._mem is None:
+            self._lazy.add(scopes)
         return scopes
+
+    def hide(self, scope: Scope) -> None:
+        for index in scope.indices.values():
+            self._display[index] = None
 
     def label(self, scope: Scope, prefix: str | None) -> None:
         """Show ``scope``'s stats as ``prefix.NAME`` (None: hide them). A scope that
         had another owner keeps counting from where it was; the owner's share is what
         is shown (its gauges start wherever the last owner left them, zero once that
         owner's connections are gone)."""
+        display = self._display
+        if prefix is None:
+            for index in scope.indices.values():
+                display[index] = None
+            return
         for name, index in scope.indices.items():
-            if prefix is None:
-                self._display[index] = None
-                continue
-            self._display[index] = f"{prefix}.{name}"
-            if self._mem is not None and name not in GAUGES:
-                self._baseline[index] = self.total(index)
+            display[index] = f"{prefix}.{name}"
+        if self._mem is None or scope in self.fresh:
+            self.fresh.discard(scope)  # registered since: nothing counted yet
+            return
+        counted = [index for name, index in scope.indices.items() if name not in GAUGES]
+        baseline = self._baseline
+        for index, total in zip(counted, self.totals(counted)):
+            if total or index in baseline:
+                baseline[index] = total
 
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
+        if rows > 1:
+            for scopes in list(self._lazy):
+                scopes.register_all()
+        self._lazy.clear()
         self._rows = rows
         self._width = len(self.names) + (STATS_GROWTH_ROOM if rows == 1 else 0)
         stats = rows * self._width * 8
@@ -300,12 +353,22 @@ class StatsStore:
 
     def total(self, index: int) -> int:
         """One stat summed over every worker (with what a config reload carried)."""
+        return self.totals((index,))[0]
+
+    def totals(self, indices: Iterable[int]) -> list[int]:
+        """:meth:`total` of each of ``indices`` (one view of the mapping for all)."""
         assert self._mem is not None
         n = self._width
         every = memoryview(self._mem).cast("q")
-        own = sum(every[r * n + index] for r in range(self._rows)) + self._carried.get(index, 0)
-        return own + sum(old.total(pairs[index]) for old, pairs in self._previous
-                         if index in pairs)
+        rows = range(self._rows)
+        carried, previous = self._carried, self._previous
+        out = []
+        for index in indices:
+            own = sum(every[r * n + index] for r in rows) + carried.get(index, 0)
+            if previous:
+                own += sum(old.total(pairs[index]) for old, pairs in previous if index in pairs)
+            out.append(own)
+        return out
 
     def follow(self, old: "StatsStore") -> None:
         """Continue ``old``'s stats (a config reload): every stat both stores have by

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import parse_qsl
 
-from mosn.config.routers import RouterConfiguration, VirtualHostConfig
+from mosn.config.routers import HeaderMutationsConfig, RouterConfiguration, VirtualHostConfig
 from mosn.router.route import HeaderMutation, Route, RouteRequest, header_mutations
 
 
@@ -15,15 +15,25 @@ INDEX_MIN_ROUTES = 8
 
 
 class VirtualHost:
-    __slots__ = ("name", "routes", "per_filter_config", "_needs_query", "_by_segment",
-                 "_unsegmented")
+    __slots__ = ("name", "routes", "per_filter_config", "config", "_needs_query",
+                 "_by_segment", "_unsegmented")
 
     def __init__(self, config: VirtualHostConfig,
-                 router_mutations: tuple[HeaderMutation, HeaderMutation]) -> None:
+                 router_mutations: tuple[HeaderMutation, HeaderMutation],
+                 previous: VirtualHost | None = None) -> None:
+        """``previous``: the virtual host this one replaces, whose routes built from
+        the same route configs (by identity) are taken over instead of built again
+        (a control plane's push changes a few routes of a large table)."""
         self.name = config.name
+        self.config = config
         self.per_filter_config: dict[str, Any] = dict(config.per_filter_config)
         request, response = header_mutations(config)
+        built: dict[int, Route] = {}
+        if previous is not None and previous.per_filter_config == self.per_filter_config \
+                and _same_mutations(previous.config, config):
+            built = {id(c): r for c, r in zip(previous.config.routers, previous.routes)}
         self.routes = tuple(
+            built[id(r)].moved_to(self) if id(r) in built else
             Route(r, self, (request, router_mutations[0]), (response, router_mutations[1]))
             for r in config.routers)
         self._needs_query = any(r.needs_query for r in self.routes)
@@ -37,11 +47,17 @@ class VirtualHost:
         whose prefix or path names a whole first segment (``/users/...``) can only
         match paths with that segment; the others are candidates for every path."""
         segments = [_route_segment(r.match) for r in config.routers]
-        named = {s for s in segments if s is not None}
-        self._by_segment = {
-            name: tuple(r for r, s in zip(self.routes, segments) if s is None or s == name)
-            for name in named}
-        self._unsegmented = tuple(r for r, s in zip(self.routes, segments) if s is None)
+        by_segment: dict[str, list[Route]] = {s: [] for s in segments if s is not None}
+        unsegmented: list[Route] = []
+        for route, segment in zip(self.routes, segments):  # one pass: a table of
+            if segment is not None:                        # thousands of routes builds
+                by_segment[segment].append(route)          # in linear time
+            else:
+                unsegmented.append(route)
+                for candidates in by_segment.values():
+                    candidates.append(route)
+        self._by_segment = {name: tuple(routes) for name, routes in by_segment.items()}
+        self._unsegmented = tuple(unsegmented)
 
     def route(self, request: RouteRequest) -> Route | None:
         """The first route, in config order, that matches ``request``."""
@@ -85,16 +101,24 @@ class RouteTable:
     def __init__(self, config: RouterConfiguration) -> None:
         self._build(config)
 
-    def replace(self, config: RouterConfiguration) -> None:
+    def replace(self, config: RouterConfiguration,
+                previous: RouterConfiguration | None = None) -> None:
         """Match by ``config`` from the next request on (a reload or the control
         plane changed the routes): the table is updated in place, so every listener
-        holding it sees the change; a request already routed keeps its route."""
-        self._build(config)
+        holding it sees the change; a request already routed keeps its route.
+        ``previous``: the config the table was built from; what ``config`` holds of it
+        (virtual hosts and routes, by identity) is taken over, not built again."""
+        self._build(config, previous)
 
-    def _build(self, config: RouterConfiguration) -> None:
+    def _build(self, config: RouterConfiguration,
+               previous: RouterConfiguration | None = None) -> None:
         self.name = config.router_config_name
         mutations = header_mutations(config)
-        self.virtual_hosts = tuple(VirtualHost(vh, mutations) for vh in config.virtual_hosts)
+        old: dict[str, VirtualHost] = {}
+        if previous is not None and _same_mutations(previous, config):
+            old = {vh.name: vh for vh in self.virtual_hosts}
+        self.virtual_hosts = tuple(_virtual_host(vh, mutations, old.get(vh.name))
+                                   for vh in config.virtual_hosts)
         self._exact: dict[str, VirtualHost] = {}
         suffixes: list[tuple[str, VirtualHost]] = []
         prefixes: list[tuple[str, VirtualHost]] = []
@@ -141,8 +165,22 @@ class RouteTable:
         return host.route(request) if host is not None else None
 
 
+def _virtual_host(config: VirtualHostConfig, mutations: tuple[HeaderMutation, HeaderMutation],
+                  previous: VirtualHost | None) -> VirtualHost:
+    if previous is not None and previous.config is config:
+        return previous  # the router's mutations are the same (checked by the caller)
+    return VirtualHost(config, mutations, previous)
+
+
+def _same_mutations(a: HeaderMutationsConfig, b: HeaderMutationsConfig) -> bool:
+    return all(getattr(a, name) == getattr(b, name)
+               for name in HeaderMutationsConfig.model_fields)
+
+
 def _same(a: RouterConfiguration, b: RouterConfiguration) -> bool:
-    return a.model_dump(mode="json") == b.model_dump(mode="json")
+    # Models compare field by field, and lists item by item with identity first: a
+    # config that shares most of its parts with the last one compares in little time.
+    return a is b or a == b
 
 
 def _without_port(host: str) -> str:
@@ -182,7 +220,7 @@ class Routers(Mapping[str, RouteTable]):
             return "added"
         if _same(self._configs[name], config):
             return "unchanged"
-        table.replace(config)
+        table.replace(config, self._configs[name])
         self._configs[name] = config
         return "updated"
 

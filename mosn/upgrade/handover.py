@@ -111,6 +111,8 @@ class Takeover:
     workers: list[str] = field(default_factory=list)
     """The upgrade sockets of the old process's workers (it has workers): each hands
     its own connections over to whoever takes over from it there."""
+    xds: tuple[dict[str, Any], bytes] | None = None
+    """The control plane's resources the old process served (header, messages)."""
 
     @property
     def admin_sock(self) -> socket.socket | None:
@@ -176,13 +178,19 @@ def take_over_at(path: str) -> Takeover | None:
             sockets.update(zip(message["keys"], socks))
             if not message.get("more"):
                 break
+        xds = None
+        if message.get("xds"):
+            resources, _, blob = channel.receive_now()
+            if resources.get("op") != "xds":
+                raise ChannelClosed(f"unexpected {resources.get('op')!r}")
+            xds = (resources, blob)
     except (OSError, ChannelClosed) as exc:
         channel.close()
         raise StartError(f"upgrade: the running mosn at {path} did not hand over: "
                          f"{exc}") from None
     channel.sock.setblocking(False)
     return Takeover(channel, sockets, int(message.get("pid", 0)),
-                    workers=list(message.get("workers", ())))
+                    workers=list(message.get("workers", ())), xds=xds)
 
 
 async def continue_from(takeover: Takeover, listeners: dict[str, Any],
@@ -367,12 +375,17 @@ class UpgradeServer:
             sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
             workers = self.workers.sockets() if self.workers is not None else []
+            plane = getattr(runtime, "control_plane", None)
             for start in range(0, max(1, len(items)), MAX_FDS_PER_MESSAGE):
                 batch = items[start:start + MAX_FDS_PER_MESSAGE]
+                more = start + MAX_FDS_PER_MESSAGE < len(items)
                 await channel.send({"op": "listeners", "pid": os.getpid(),
                                     "keys": [k for k, _ in batch], "workers": workers,
-                                    "more": start + MAX_FDS_PER_MESSAGE < len(items)},
+                                    "more": more, "xds": plane is not None and not more},
                                    [s.fileno() for _, s in batch])
+            if plane is not None:  # the control plane's resources it serves (docs/xds.md)
+                header, blob = plane.handover()
+                await channel.send({"op": "xds", **header}, (), blob)
             answer, _, _ = await channel.receive()
         except ChannelClosed as exc:
             log.error("upgrade: the new process went away before it served (%s); "

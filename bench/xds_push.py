@@ -1,0 +1,130 @@
+"""Where one xDS push's time goes, in process: mosn's runtime (the same managers
+``mosn start`` serves with, sockets bound, no traffic) takes the snapshots that
+``bench/control_plane.py`` pushes, and each push is timed and profiled.
+
+    .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds|rds|held] [--top 25]
+
+Push kinds: ``eds`` (all 1,000 endpoints of a cluster move), ``eds_one`` (one of
+them changes), ``rds`` (one route of 1,000 changes), ``held`` (500 clusters of 20).
+Printed: per push kind, the median wall time of taking a response (translate,
+compose, validate, apply) and, with ``--profile``, cProfile's top functions of one push.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.append(str(Path(__file__).resolve().parent))  # after the libraries: bench/h2.py, bench/http.py
+
+import yaml  # noqa: E402
+from envoy.service.discovery.v3 import discovery_pb2  # noqa: E402
+
+from control_plane import endpoints, eds_cluster, listener, routes  # noqa: E402
+from common import free_port  # noqa: E402
+from mosn.config.loader import load  # noqa: E402
+from mosn.server import Runtime  # noqa: E402
+from mosn.upgrade.managers import apply_in_place  # noqa: E402
+from mosn.xds.apply import Composer  # noqa: E402
+from mosn.xds.client import Subscriber  # noqa: E402
+from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, ResourceType  # noqa: E402
+
+
+def response(kind: ResourceType, version: str, messages: list) -> discovery_pb2.DiscoveryResponse:
+    out = discovery_pb2.DiscoveryResponse(version_info=version, type_url=kind.url)
+    for m in messages:
+        out.resources.add().Pack(m)
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pushes", type=int, default=5)
+    parser.add_argument("--endpoints", type=int, default=1000)
+    parser.add_argument("--routes", type=int, default=1000)
+    parser.add_argument("--clusters", type=int, default=500)
+    parser.add_argument("--held", type=int, default=10_000)
+    parser.add_argument("--profile", choices=("eds", "rds", "held"))
+    parser.add_argument("--top", type=int, default=25)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="xds-push-"))
+    path = work / "mosn.yaml"
+    path.write_text(yaml.safe_dump({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
+        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "grpc_services": [
+            {"envoy_grpc": {"cluster_name": "xds"}}]}, "cds_config": {"ads": {}},
+            "lds_config": {"ads": {}}},
+        "cluster_manager": {"clusters": [{"name": "xds", "type": "STATIC",
+                                          "hosts": [{"address": "127.0.0.1:1"}]}]}}))
+    loaded = load(path)
+    runtime = Runtime(loaded)
+
+    def apply(new):  # what the server's control plane does with an accepted config
+        runtime.listener_manager.reserve(c for _, c in new.config.listeners())
+        apply_in_place(new.config, runtime.listener_manager, runtime.clusters, runtime.routers)
+
+    composer = Composer(yaml.safe_load(path.read_text()), loaded.plugins, apply, work)
+    client = Subscriber(composer.offer)
+    port, up = free_port(), free_port()
+
+    def take(kind: ResourceType, version: str, messages: list) -> float:
+        start = time.perf_counter()
+        errors = client.take_sotw(response(kind, version, messages))
+        assert not errors, errors
+        return time.perf_counter() - start
+
+    take(CLUSTERS, "0", [eds_cluster("a"), eds_cluster("b")])
+    take(ENDPOINTS, "0", [endpoints("a", up, args.endpoints), endpoints("b", up, 1)])
+    take(LISTENERS, "0", [listener(port)])
+    take(ROUTES, "0", [routes(args.routes, "a")])
+    eds_pushes = [[endpoints("a", up + 1 + i % 2, args.endpoints, first=1000 * (1 + i % 2)),
+                   endpoints("b", up, 1)] for i in range(args.pushes)]
+    one_pushes = []  # one endpoint of the 1,000 moves each time
+    last = args.pushes - 1  # the set of the last EDS push, one endpoint moved each time
+    for i in range(args.pushes):
+        one = endpoints("a", up + 1 + last % 2, args.endpoints, first=1000 * (1 + last % 2))
+        one.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = f"127.3.0.{i + 1}"
+        one_pushes.append([one, endpoints("b", up, 1)])
+    rds_pushes = [[routes(args.routes, "b" if i % 2 == 0 else "a")] for i in range(args.pushes)]
+    many_clusters = [eds_cluster(f"many-{c}") for c in range(args.clusters)]
+    many_endpoints = [endpoints(f"many-{c}", 9, args.held // args.clusters, first=c * 20)
+                      for c in range(args.clusters)]
+    times: dict[str, list[float]] = {"eds": [], "eds_one": [], "rds": []}
+    profile = cProfile.Profile()
+    for i, messages in enumerate(eds_pushes):
+        if args.profile == "eds" and i == len(eds_pushes) - 1:
+            profile.enable()
+        times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
+    profile.disable()
+    for i, messages in enumerate(one_pushes):
+        times["eds_one"].append(take(ENDPOINTS, f"o{i}", messages))
+    for i, messages in enumerate(rds_pushes):
+        if args.profile == "rds" and i == len(rds_pushes) - 1:
+            profile.enable()
+        times["rds"].append(take(ROUTES, f"r{i}", messages))
+    profile.disable()
+    if args.profile == "held":
+        profile.enable()
+    start = time.perf_counter()
+    take(CLUSTERS, "held", [eds_cluster("a"), eds_cluster("b"), *many_clusters])
+    take(ENDPOINTS, "held", [*eds_pushes[-1], *many_endpoints])
+    held = time.perf_counter() - start
+    profile.disable()
+    for kind, values in times.items():
+        print(f"{kind}: median {statistics.median(values) * 1000:.1f} ms over {len(values)}"
+              f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
+    print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
+    runtime.close_sockets()
+    if args.profile:
+        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,347 @@
+"""``Cluster`` (CDS) and ``ClusterLoadAssignment`` (EDS) into MOSN's cluster shape.
+
+An ``EDS`` cluster is a mosn cluster of listed hosts (``SIMPLE``) whose hosts come
+from its load assignment; the snapshot keeps it warming until the assignment has
+arrived. Endpoints that Envoy would not send traffic to (``UNHEALTHY``,
+``DRAINING``, ``TIMEOUT``) are left out of the host set, as Envoy leaves them out of
+load balancing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from envoy.config.cluster.v3 import cluster_pb2
+from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+
+from mosn.config.models import MAX_HOST_WEIGHT
+from google.protobuf.json_format import MessageToDict
+
+from mosn.xds.fields import Fields, Refused, ads_source, field_numbers, translate, unsupported
+from mosn.xds.listener import socket_address
+from mosn.xds.tls import UPSTREAM, transport_socket
+
+EDS = "EDS"
+TYPES = {"STATIC": "SIMPLE", "STRICT_DNS": "STRICT_DNS", "EDS": EDS,
+         "ORIGINAL_DST": "ORIGINAL_DST"}
+LB_POLICIES = {
+    "ROUND_ROBIN": "LB_WEIGHTED_ROUNDROBIN",  # Envoy's round robin honours weights
+    "LEAST_REQUEST": "LB_LEAST_REQUEST",
+    "RANDOM": "LB_RANDOM",
+    "RING_HASH": "LB_RING_HASH",
+    "MAGLEV": "LB_MAGLEV",
+}
+ENVOY_THRESHOLDS = {"max_connections": 1024, "max_pending_requests": 1024,
+                    "max_requests": 1024, "max_retries": 3}
+"""Envoy's circuit breaker defaults, applied when a cluster leaves a field unset."""
+DNS_FAMILIES = {"AUTO": "", "V4_ONLY": "V4_ONLY", "V6_ONLY": "V6_ONLY", "ALL": "ALL"}
+SERVING = ("UNKNOWN", "HEALTHY", "DEGRADED")
+"""Endpoint health statuses Envoy balances load over."""
+LB_METADATA = "envoy.lb"
+HTTP_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+HTTP2 = "Http2"
+HTTP1 = "Http1"
+
+
+@dataclass
+class TranslatedCluster:
+    cluster: dict[str, Any]
+    """MOSN's cluster shape; an EDS cluster's ``hosts`` come from its assignment."""
+    eds_name: str = ""
+    """The assignment to fetch (EDS clusters)."""
+    protocol: str = HTTP1
+    """What the cluster's hosts speak to mosn (HTTP/2 with ``http2_protocol_options``)."""
+
+
+def cluster(message: cluster_pb2.Cluster) -> TranslatedCluster:
+    return translate(message, "Cluster", message.name, _cluster)
+
+
+def _cluster(f: Fields) -> TranslatedCluster:
+    f.accept("metadata")  # opaque data for filters; mosn has none that read it
+    name = f.scalar("name")
+    out: dict[str, Any] = {"name": name}
+    result = TranslatedCluster(out)
+    kind = f.which("cluster_discovery_type")
+    envoy_type = f.enum("type") if kind in (None, "type") else ""
+    if kind == "cluster_type":
+        f.refuse(kind, "custom cluster types are not supported by mosn")
+    mosn_type = TYPES.get(envoy_type)
+    if mosn_type is None and envoy_type:
+        f.error(f"type {envoy_type} is not supported by mosn", "type")
+    if mosn_type == EDS:
+        out["type"] = "SIMPLE"
+        eds = f.child("eds_cluster_config")
+        result.eds_name = name
+        if eds is not None:
+            result.eds_name = eds.scalar("service_name") or name
+            ads_source(eds.child("eds_config"), "endpoints")
+    elif mosn_type:
+        out["type"] = mosn_type
+    timeout = f.seconds("connect_timeout")
+    if timeout is not None:
+        out["connect_timeout"] = f"{timeout}s"
+    policy = f.enum("lb_policy")
+    if mosn_type == "ORIGINAL_DST":
+        if policy not in ("CLUSTER_PROVIDED", "ROUND_ROBIN"):
+            f.error("an ORIGINAL_DST cluster takes lb_policy CLUSTER_PROVIDED", "lb_policy")
+        out["lb_type"] = "LB_ORIGINAL_DST"
+        cleanup = f.seconds("cleanup_interval")
+        if cleanup is not None:
+            out["cleanup_interval"] = f"{cleanup}s"
+    elif policy in LB_POLICIES:
+        out["lb_type"] = LB_POLICIES[policy]
+    else:
+        f.error(f"lb_policy {policy} is not supported by mosn", "lb_policy")
+    f.accept("load_assignment")
+    if f.has("load_assignment"):
+        if mosn_type == EDS:
+            f.error("an EDS cluster's endpoints come by EDS", "load_assignment")
+        out["hosts"] = assignment_hosts(f.message.load_assignment, "load_assignment", f.errors)
+    limits = f.child("circuit_breakers")
+    out["circuit_breakers"] = {"thresholds": [circuit_breakers(limits)]}
+    detection = f.child("outlier_detection")
+    if detection is not None:
+        out["outlier_detection"] = outlier_detection(detection)
+    checks = f.children("health_checks")
+    if len(checks) > 1:
+        f.error("mosn runs one health check per cluster", "health_checks")
+    if checks:
+        out["health_check"] = health_check(checks[0])
+    socket = f.child("transport_socket")
+    if socket is not None:
+        tls = transport_socket(socket, UPSTREAM)
+        if tls is not None:
+            out["tls_context"] = tls
+    h2 = f.child("http2_protocol_options")
+    if h2 is not None:
+        result.protocol = HTTP2
+    for key, options in f.message.typed_extension_protocol_options.items():
+        result.protocol = http_protocol_options(f, key, options) or result.protocol
+    f.accept("typed_extension_protocol_options")
+    if f.has("dns_refresh_rate"):
+        out["dns_refresh_rate"] = f"{f.seconds('dns_refresh_rate')}s"
+    if f.scalar("respect_dns_ttl"):
+        out["respect_dns_ttl"] = True
+    family = f.enum("dns_lookup_family")
+    if family not in DNS_FAMILIES:
+        f.error(f"dns_lookup_family {family} is not supported by mosn", "dns_lookup_family")
+    elif DNS_FAMILIES[family]:
+        out["dns_lookup_family"] = DNS_FAMILIES[family]
+    return result
+
+
+def http_protocol_options(f: Fields, key: str, packed: Any) -> str:
+    """Envoy's ``HttpProtocolOptions`` (how Istio asks for HTTP/2 to a cluster)."""
+    path = f"typed_extension_protocol_options[{key!r}]"
+    if packed.type_url.rpartition("/")[2] != HTTP_OPTIONS:
+        f.error(f"{packed.type_url} is not supported by mosn", path)
+        return ""
+    options = http_protocol_options_pb2.HttpProtocolOptions()
+    packed.Unpack(options)
+    sub = Fields(options, f"{f.path}.{path}" if f.path else path, f.errors)
+    f._children.append(sub)  # noqa: SLF001 - a child this module made itself
+    kind = sub.which("upstream_protocol_options")
+    protocol = ""
+    if kind == "explicit_http_config":
+        explicit = sub.child(kind)
+        assert explicit is not None
+        which = explicit.which("protocol_config")
+        if which == "http2_protocol_options":
+            explicit.child(which)
+            protocol = HTTP2
+        elif which == "http_protocol_options":
+            explicit.child(which)
+            protocol = HTTP1
+        elif which is not None:
+            explicit.refuse(which, "mosn speaks HTTP/1.1 or HTTP/2 to a cluster")
+    elif kind is not None:
+        sub.refuse(kind, "mosn takes explicit_http_config")
+    return protocol
+
+
+def circuit_breakers(f: Fields | None) -> dict[str, int]:
+    limits = dict(ENVOY_THRESHOLDS)
+    if f is None:
+        return limits
+    for t in f.children("thresholds"):
+        if t.enum("priority") != "DEFAULT":
+            t.error("mosn has one priority (DEFAULT)", "priority")
+            continue
+        for name in ENVOY_THRESHOLDS:
+            value = t.wrapped(name)
+            if value is not None:
+                limits[name] = value
+    return limits
+
+
+OUTLIER_FIELDS = ("consecutive_5xx", "consecutive_gateway_failure", "max_ejection_percent",
+                  "enforcing_consecutive_5xx", "enforcing_consecutive_gateway_failure",
+                  "enforcing_success_rate", "success_rate_minimum_hosts",
+                  "success_rate_request_volume", "success_rate_stdev_factor")
+OUTLIER_DURATIONS = ("interval", "base_ejection_time", "max_ejection_time")
+
+
+def outlier_detection(f: Fields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in OUTLIER_FIELDS:
+        value = f.wrapped(name)
+        if value is not None:
+            out[name] = value
+    for name in OUTLIER_DURATIONS:
+        value = f.seconds(name)
+        if value is not None:
+            out[name] = f"{value}s"
+    return out
+
+
+def health_check(f: Fields) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in ("timeout", "interval"):
+        value = f.seconds(name)
+        if value is not None:
+            out[name] = f"{value}s"
+    jitter = f.seconds("interval_jitter")
+    if jitter:
+        out["interval_jitter"] = f"{jitter}s"
+    for name in ("healthy_threshold", "unhealthy_threshold"):
+        value = f.wrapped(name)
+        if value is not None:
+            out[name] = value
+    kind = f.which("health_checker")
+    if kind == "tcp_health_check":
+        f.child(kind)  # send/receive payloads, when set, are refused as unread
+        out["protocol"] = "tcp"
+    elif kind == "http_health_check":
+        http = f.child(kind)
+        assert http is not None
+        check: dict[str, Any] = {"path": http.scalar("path")}
+        if http.scalar("host"):
+            check["domain"] = http.scalar("host")
+        codes = [{"start": r.scalar("start"), "end": r.scalar("end") - 1}
+                 for r in http.children("expected_statuses")]
+        if codes:
+            check["codes"] = codes
+        out["protocol"] = "http"
+        out["check_config"] = {"http_check_config": check}
+    elif kind is not None:
+        f.refuse(kind, "mosn runs tcp and http health checks")
+    return out
+
+
+def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[str, Any]]:
+    """A ClusterLoadAssignment as MOSN's ``hosts``; :class:`Refused` names each field
+    mosn cannot honour.
+
+    Read field by field from the message (an assignment holds thousands of endpoints,
+    and a push may change them all): each message's set fields are listed once and
+    compared with the numbers of those read here."""
+    errors: list[str] = []
+    name = message.cluster_name
+    kept: dict[bytes, Any] = {}
+    hosts = assignment_hosts(message, "", errors, _LAST_ASSIGNMENTS.get(name), kept)
+    if errors:
+        raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
+    _LAST_ASSIGNMENTS.pop(name, None)
+    if len(_LAST_ASSIGNMENTS) >= KEPT_ASSIGNMENTS:
+        del _LAST_ASSIGNMENTS[next(iter(_LAST_ASSIGNMENTS))]
+    _LAST_ASSIGNMENTS[name] = kept
+    return hosts
+
+
+KEPT_ASSIGNMENTS = 10_000
+"""Assignments whose endpoints' translations are kept for the next version of each
+(room for a mesh's clusters; the oldest cluster's go first)."""
+_LAST_ASSIGNMENTS: dict[str, dict[bytes, Any]] = {}
+"""Cluster name -> its last assignment's endpoints translated, by their bytes: the
+next version translates only the endpoints that changed, and an endpoint that stayed
+is the same dict (so its validated model is taken over too)."""
+
+
+def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
+                     errors: list[str], last: dict[bytes, Any] | None = None,
+                     kept: dict[bytes, Any] | None = None) -> list[dict[str, Any]]:
+    """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
+    ``last``: the previous version's endpoints by their bytes (taken as they were);
+    ``kept``: where this version's go."""
+    unsupported(message, _ASSIGNMENT, at, errors)
+    hosts = []
+    for i, group in enumerate(message.endpoints):
+        path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
+        unsupported(group, _LOCALITY, path, errors)  # locality and its weight: used
+        if group.priority:                            # only by locality-weighted LB
+            errors.append(f"{path}.priority: mosn has one priority (0)")
+        for j, lb in enumerate(group.lb_endpoints):
+            if kept is None:
+                host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
+            else:
+                key = lb.SerializeToString(deterministic=True)
+                if last is not None and key in last:
+                    host = last[key]
+                else:
+                    before = len(errors)
+                    host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
+                    if len(errors) != before:
+                        continue
+                kept[key] = host
+            if host is not None:
+                hosts.append(host)
+    return hosts
+
+
+def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> dict[str, Any] | None:
+    unsupported(lb, _LB_ENDPOINT, path, errors)
+    kind = lb.WhichOneof("host_identifier")
+    if kind != "endpoint":
+        if kind is not None:
+            errors.append(f"{path}.{kind}: mosn takes endpoint")
+        return None
+    endpoint = lb.endpoint
+    at = f"{path}.endpoint"
+    unsupported(endpoint, _ENDPOINT, at, errors)
+    out: dict[str, Any] = {"address": address(endpoint.address, f"{at}.address", errors)
+                           if endpoint.HasField("address") else ""}
+    if endpoint.hostname:
+        out["hostname"] = endpoint.hostname
+    weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
+    if weight > MAX_HOST_WEIGHT:
+        errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
+    out["weight"] = weight
+    if lb.HasField("metadata"):
+        unsupported(lb.metadata, _METADATA, f"{path}.metadata", errors)
+        subset = lb.metadata.filter_metadata.get(LB_METADATA)
+        if subset is not None:  # an endpoint's subset keys; other keys are opaque to mosn
+            out["metadata"] = {"filter_metadata": {"mosn.lb": {
+                str(k): str(v) for k, v in MessageToDict(subset).items()}}}
+    return out if lb.health_status in _SERVING else None
+
+
+def address(message: address_pb2.Address, path: str, errors: list[str]) -> str:
+    """An endpoint's ``Address`` (what :func:`mosn.xds.listener.socket_address` reads,
+    field by field)."""
+    kind = message.WhichOneof("address")
+    if kind != "socket_address":
+        if kind is not None:
+            errors.append(f"{path}.{kind}: mosn takes socket_address")
+        return ""
+    sa = message.socket_address
+    at = f"{path}.socket_address"
+    unsupported(sa, _SOCKET_ADDRESS, at, errors)
+    if sa.protocol != address_pb2.SocketAddress.TCP:
+        errors.append(f"{at}.protocol: mosn's xDS listeners and clusters are TCP")
+    host, port = sa.address, sa.port_value
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+_ASSIGNMENT = field_numbers(endpoint_pb2.ClusterLoadAssignment, "cluster_name", "endpoints")
+_LOCALITY = field_numbers(endpoint_components_pb2.LocalityLbEndpoints, "locality",
+                          "load_balancing_weight", "priority", "lb_endpoints")
+_LB_ENDPOINT = field_numbers(endpoint_components_pb2.LbEndpoint, "health_status", "endpoint",
+                             "endpoint_name", "load_balancing_weight", "metadata")
+_ENDPOINT = field_numbers(endpoint_components_pb2.Endpoint, "address", "hostname")
+_SOCKET_ADDRESS = field_numbers(address_pb2.SocketAddress, "protocol", "address", "port_value")
+_METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
+_SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)

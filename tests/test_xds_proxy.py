@@ -1,0 +1,412 @@
+"""mosn driven by the tests' control plane, end to end: resources pushed over ADS
+become listeners, routes and clusters serving real requests (httpx to uvicorn
+upstreams), a bad push is NACKed while the last good config serves, and traffic
+flows through the control plane going away and coming back."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import httpx
+import pytest
+
+from conftest import ROOT, free_port
+from mosn.testing.peers import ensure_venv
+from mosn.testing.process import MosnProcess, serving, stop_process, wait_for_port
+from mosn.testing.certs import CertificateAuthority
+from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
+from mosn.testing.control_plane import ControlPlane
+from xds_resources import (
+    assignment,
+    ca_secret,
+    eds_cluster,
+    http_listener,
+    message,
+    outbound,
+    route,
+    route_configuration,
+    sds,
+    service,
+    static_cluster,
+    tls_secret,
+)
+
+HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
+REVIEWS = service("reviews")
+CLUSTER = outbound(9080, REVIEWS)
+FOLLOW = 10.0  # seconds a test waits for traffic to follow a push
+
+
+@pytest.fixture(scope="module")
+def upstreams() -> Iterator[dict[str, int]]:
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(serving(
+            lambda port, name=name: [sys.executable, str(HTTP_UPSTREAM), "--port", str(port),
+                                     "--name", name]))
+            for name in ("v1", "v2", "v3")}
+
+
+@pytest.fixture
+def plane() -> Iterator[ControlPlane]:
+    cp = ControlPlane()
+    cp.start()
+    yield cp
+    cp.stop()
+
+
+def bootstrap(plane: ControlPlane, delta: bool = False) -> dict[str, Any]:
+    return {
+        "node": {"id": "sidecar~127.0.0.1~reviews.default~default.svc.cluster.local",
+                 "cluster": "reviews.default"},
+        "dynamic_resources": {
+            "ads_config": {"api_type": "DELTA_GRPC" if delta else "GRPC",
+                           "transport_api_version": "V3",
+                           "grpc_services": [{"envoy_grpc": {"cluster_name": "xds-grpc"}}]},
+            "cds_config": {"ads": {}, "resource_api_version": "V3"},
+            "lds_config": {"ads": {}, "resource_api_version": "V3"},
+        },
+        "cluster_manager": {"clusters": [{"name": "xds-grpc", "type": "STATIC",
+                                          "hosts": [{"address": f"127.0.0.1:{plane.port}"}]}]},
+    }
+
+
+def snapshot(port: int, upstreams: dict[str, int], *, names: tuple[str, ...] = ("v1",),
+             regex: str = "/api/v[0-9]+", cluster: str = CLUSTER) -> list[Any]:
+    return [
+        message(LISTENERS, http_listener(port, "9080", address="127.0.0.1", bind=True)),
+        message(CLUSTERS, eds_cluster(9080, REVIEWS, lb_policy="ROUND_ROBIN")),
+        message(ENDPOINTS, assignment(CLUSTER, {"zone-a": [
+            f"127.0.0.1:{upstreams[n]}" for n in names]})),
+        message(ROUTES, route_configuration("9080", [{"name": "all", "domains": ["*"], "routes": [
+            route({"safe_regex": {"regex": regex}}, cluster),
+            route({"prefix": "/"}, cluster)]}])),
+    ]
+
+
+def get(port: int, path: str = "/") -> httpx.Response:
+    return httpx.get(f"http://127.0.0.1:{port}{path}", timeout=5)
+
+
+def wait_until(check: Any, timeout: float = FOLLOW) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            result = check()
+        except httpx.HTTPError:
+            result = None
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout}s")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("delta", [False, True], ids=["sotw", "delta"])
+def test_pushed_resources_serve_and_endpoints_follow(start_mosn, plane, upstreams, delta):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane, delta))
+    wait_until(lambda: get(port, "/api/v1").status_code == 200)
+    assert get(port).headers["x-upstream"] == "v1"
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        assert client.get("/").status_code == 200  # a kept-alive connection ...
+        plane.set("2", snapshot(port, upstreams, names=("v2", "v3")))
+        wait_until(lambda: get(port).headers["x-upstream"] in ("v2", "v3"))
+        seen = {get(port).headers["x-upstream"] for _ in range(10)}
+        assert seen == {"v2", "v3"}
+        assert client.get("/").headers["x-upstream"] in ("v2", "v3")  # ... still serves
+    stats = mosn.stats()
+    assert stats["control_plane.connected_state"] == 1
+    assert stats["xds.eds.update_success"] >= 2
+    assert stats["listener_manager.lds.update_success"] >= 1
+
+
+def test_a_bad_push_is_nacked_and_the_last_good_config_serves(start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    plane.set("2", snapshot(port, upstreams, names=("v2",), regex="/api/v[0-9+("))
+    nack = plane.nacked(ROUTES.url)
+    assert "RouteConfiguration '9080': virtual_hosts[0].routers[0].match.regex: invalid regex" in nack.error
+    assert nack.version_info == "1"
+    plane.acked(ENDPOINTS.url, "2")  # the endpoints of version 2 are fine and serve
+    wait_until(lambda: get(port).headers["x-upstream"] == "v2")
+    assert mosn.stats()["xds.rds.update_rejected"] >= 1
+    dump = mosn.admin("/config_dump").json()
+    routes = next(c for c in dump["configs"] if c["@type"].endswith("RoutesConfigDump"))
+    assert routes["dynamic_route_configs"][0]["version_info"] == "1"
+    assert routes["dynamic_route_configs"][0]["route_config"]["name"] == "9080"
+
+
+def test_a_route_to_a_cluster_not_yet_known_answers_503_until_it_arrives(
+        start_mosn, plane, upstreams):
+    port = free_port()
+    later = outbound(9080, service("ratings"))
+    resources = snapshot(port, upstreams, cluster=later)
+    plane.set("1", resources)
+    start_mosn(bootstrap(plane))
+    response = wait_until(lambda: get(port) if get(port).status_code == 503 else None)
+    assert response.status_code == 503
+    plane.set("2", [*resources, message(CLUSTERS, static_cluster(
+        later, [f"127.0.0.1:{upstreams['v3']}"]))])
+    wait_until(lambda: get(port).status_code == 200)
+    assert get(port).headers["x-upstream"] == "v3"
+
+
+def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    cp_port = plane.port
+    plane.stop()
+    wait_until(lambda: mosn.stats()["control_plane.connected_state"] == 0)
+    assert all(get(port).status_code == 200 for _ in range(20))
+    plane.requests.clear()
+    plane.start(cp_port)
+    plane.set("2", snapshot(port, upstreams, names=("v3",)))
+    wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
+    assert mosn.stats()["control_plane.connected_state"] == 1
+
+
+def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v2",)))
+    config = bootstrap(plane)
+    old = MosnProcess(config, tmp_path)
+    new = None
+    try:
+        wait_until(lambda: get(port).headers["x-upstream"] == "v2")
+        cp_port = plane.port
+        plane.stop()  # the new process can only have the resources from the old one
+        new = MosnProcess(config, tmp_path, wait=False)
+        old.proc.wait(timeout=60)  # the old one exits once the new one serves
+        new.wait_ready()
+        assert "serving the control plane's resources handed over" in new.output()
+        assert get(port).headers["x-upstream"] == "v2"  # at once, the control plane away
+        dump = new.admin("/config_dump").json()
+        routes = next(c for c in dump["configs"] if c["@type"].endswith("RoutesConfigDump"))
+        assert routes["dynamic_route_configs"][0]["version_info"] == "1"
+        # ... and then it subscribes itself
+        plane.requests.clear()
+        plane.start(cp_port)
+        plane.set("2", snapshot(port, upstreams, names=("v3",)))
+        wait_until(lambda: get(port).headers["x-upstream"] == "v3", timeout=40)
+        assert new.stats()["control_plane.connected_state"] == 1
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
+
+
+def test_an_endpoint_update_keeps_the_connections_to_hosts_that_remain(
+        start_mosn, plane, upstreams):
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v1",)))
+    mosn = start_mosn(bootstrap(plane))
+    wait_until(lambda: get(port).status_code == 200)
+    opened = f"cluster.{CLUSTER}.upstream_cx_total"
+    assert all(get(port).headers["x-upstream"] == "v1" for _ in range(3))
+    assert mosn.stats()[opened] == 1  # one pooled connection to v1
+    plane.set("2", snapshot(port, upstreams, names=("v1", "v2")))
+    plane.acked(ENDPOINTS.url, "2")
+    seen = [get(port).headers["x-upstream"] for _ in range(6)]
+    assert set(seen) == {"v1", "v2"}
+    assert mosn.stats()[opened] == 2  # v1's connection kept; one more, to v2
+
+
+def test_rest_polling(start_mosn, plane, upstreams):
+    rest = plane.start_rest()
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams, names=("v1",)))
+    source = {"api_config_source": {"api_type": "REST", "transport_api_version": "V3",
+                                    "cluster_names": ["xds-rest"], "refresh_delay": "0.2s"}}
+    config = {"node": {"id": "rest-node", "cluster": "c"},
+              "dynamic_resources": {"lds_config": source, "cds_config": source},
+              "cluster_manager": {"clusters": [{"name": "xds-rest", "type": "STATIC",
+                                                "hosts": [{"address": f"127.0.0.1:{rest}"}]}]}}
+    mosn = start_mosn(config)
+    wait_until(lambda: get(port).headers.get("x-upstream") == "v1")
+    plane.set("2", snapshot(port, upstreams, names=("v2",), regex="/v[0-9+("))
+    nack = plane.nacked(ROUTES.url)
+    assert "invalid regex" in nack.error and nack.version_info == "1"
+    wait_until(lambda: get(port).headers.get("x-upstream") == "v2")  # the endpoints of 2 serve
+    assert mosn.stats()["xds.rds.update_rejected"] >= 1
+
+
+SOVEREIGN = Path(__file__).parent / "peers" / "sovereign"
+REFRESH = 1  # seconds between sovereign's reads of its template context
+
+
+@pytest.fixture(scope="module")
+def sovereign_python() -> Path:
+    return ensure_venv(SOVEREIGN / ".venv-sovereign", SOVEREIGN / "requirements.txt")
+
+
+def sovereign_config(tmp_path: Path, port: int) -> Path:
+    """sovereign's config: one template per resource type (its own Jinja-over-YAML
+    format), the upstream's port read from a file it polls (``backend.port``)."""
+    listener = http_listener(port, inline={"name": "inline", "virtual_hosts": [{
+        "name": "all", "domains": ["*"], "routes": [route({"prefix": "/"}, "backend")]}]},
+        address="127.0.0.1", bind=True)
+    cluster = static_cluster("backend", ["127.0.0.1:1"])
+    templates = {"listeners": [listener], "clusters": [cluster], "routes": [], "endpoints": []}
+    specs = []
+    for kind, resources in templates.items():
+        text = json.dumps({"resources": resources}).replace(
+            '"port_value": 1}', '"port_value": {{ backend.port }}}')
+        (tmp_path / f"{kind}.yaml").write_text(text)
+        specs.append({"type": kind, "spec": {"protocol": "file", "serialization": "jinja",
+                                             "path": str(tmp_path / f"{kind}.yaml")}})
+    config = {"templates": {"default": specs},
+              "template_context": {"refresh": True, "refresh_rate": REFRESH, "context": {
+                  "backend": {"protocol": "file", "serialization": "yaml",
+                              "path": str(tmp_path / "backend.yaml")}}},
+              "authentication": {"enabled": False}, "statsd": {"enabled": False}}
+    path = tmp_path / "sovereign.yaml"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_rest_polling_from_sovereign(start_mosn, upstreams, sovereign_python, tmp_path):
+    """A third-party control plane (sovereign, from PyPI) over REST: what its
+    templates render serves, and a change of its data follows."""
+    port = free_port()
+    (tmp_path / "backend.yaml").write_text(f"port: {upstreams['v1']}\n")
+    config = sovereign_config(tmp_path, port)
+    cp = free_port()
+    env = {**os.environ, "SOVEREIGN_CONFIG": f"file://{config}", "SOVEREIGN_HOST": "127.0.0.1",
+           "SOVEREIGN_PORT": str(cp), "SOVEREIGN_WORKERS": "1"}
+    log = open(tmp_path / "sovereign.log", "w")  # noqa: SIM115 (open while it runs)
+    proc = subprocess.Popen([str(sovereign_python.parent / "sovereign")], env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_for_port(cp)
+        source = {"api_config_source": {"api_type": "REST", "transport_api_version": "V3",
+                                        "cluster_names": ["sovereign"], "refresh_delay": "0.2s"}}
+        start_mosn({"node": {"id": "rest-node", "cluster": "c",
+                             "metadata": {"envoy_version": "1.40.0"}},
+                    "dynamic_resources": {"lds_config": source, "cds_config": source},
+                    "cluster_manager": {"clusters": [{"name": "sovereign", "type": "STATIC",
+                                                      "hosts": [{"address": f"127.0.0.1:{cp}"}]}]}})
+        wait_until(lambda: get(port).headers.get("x-upstream") == "v1", timeout=60)
+        (tmp_path / "backend.yaml").write_text(f"port: {upstreams['v2']}\n")
+        wait_until(lambda: get(port).headers.get("x-upstream") == "v2", timeout=60)
+    finally:
+        stop_process(proc)
+        log.close()
+
+
+def test_mtls_listener_from_sds_secrets(start_mosn, plane, upstreams, tmp_path):
+    """Istio's inbound shape: the workload certificate (``default``) and the mesh's
+    root (``ROOTCA``) by SDS; the listener warms until both arrive."""
+    ca = CertificateAuthority("mesh CA")
+    server = ca.issue(uris=["spiffe://cluster.local/ns/default/sa/reviews"], dns=["localhost"],
+                      ips=["127.0.0.1"])
+    client = ca.issue(uris=["spiffe://cluster.local/ns/default/sa/productpage"]).write(
+        tmp_path / "client")
+    port = free_port()
+    resources = snapshot(port, upstreams)
+    tls_listener = http_listener(port, "9080", address="127.0.0.1", bind=True)
+    tls_listener["filter_chains"][0]["transport_socket"] = {
+        "name": "envoy.transport_sockets.tls", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            "require_client_certificate": True,
+            "common_tls_context": {
+                "tls_certificate_sds_secret_configs": [sds("default")],
+                "combined_validation_context": {
+                    "default_validation_context": {"match_subject_alt_names": [
+                        {"prefix": "spiffe://cluster.local/ns/default/"}]},
+                    "validation_context_sds_secret_config": sds("ROOTCA")}}}}
+    resources[0] = message(LISTENERS, tls_listener)
+    plane.set("1", resources)
+    mosn = start_mosn(bootstrap(plane))
+    seen = plane.wait_for(lambda s: s.type_url == SECRETS.url and s.names)
+    assert seen.names == ["ROOTCA", "default"]
+    plane.acked(LISTENERS.url, "1")
+    with pytest.raises(httpx.HTTPError):  # warming: no listener yet
+        httpx.get(f"https://127.0.0.1:{port}/", timeout=1, verify=False)
+    plane.set("2", [*resources,
+                    message(SECRETS, tls_secret("default", server.cert_pem.decode(),
+                                                server.key_pem.decode())),
+                    message(SECRETS, ca_secret("ROOTCA", server.ca_pem.decode()))])
+    plane.acked(SECRETS.url, "2")
+    context = ssl.create_default_context(cafile=client["ca"])
+    context.load_cert_chain(client["cert"], client["key"])
+    response = wait_until(lambda: httpx.get(f"https://127.0.0.1:{port}/", timeout=5,
+                                            verify=context))
+    assert response.status_code == 200 and response.headers["x-upstream"] == "v1"
+    plain = ssl.create_default_context(cafile=client["ca"])  # no client certificate
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"https://127.0.0.1:{port}/", timeout=5, verify=plain)
+    dump = mosn.admin("/config_dump")
+    assert "SecretsConfigDump" in dump.text
+    assert "PRIVATE KEY" not in dump.text  # the admin API redacts secrets
+
+
+def test_bolt_through_mosns_proxy_filter_from_xds(start_mosn, plane, tmp_path):
+    """mosn's own protocols by xDS: a TypedStruct names mosn's proxy filter (bolt), its
+    routes come by RDS matching on the RPC service."""
+    backend = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "mosn", "mock", "server", "--protocol",
+                               "bolt", "--listen", f"127.0.0.1:{backend}"],
+                              stdout=subprocess.DEVNULL)
+    try:
+        wait_for_port(backend, timeout=60)
+        port = free_port()
+        rpc = http_listener(port, address="127.0.0.1", bind=True)
+        rpc["filter_chains"][0]["filters"] = [{"name": "mosn.proxy", "typed_config": {
+            "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+            "type_url": "type.googleapis.com/mosn.proxy",
+            "value": {"downstream_protocol": "bolt", "router_config_name": "bolt_routes"}}}]
+        plane.set("1", [
+            message(LISTENERS, rpc),
+            message(CLUSTERS, static_cluster("echo-service", [f"127.0.0.1:{backend}"])),
+            message(ROUTES, route_configuration("bolt_routes", [{
+                "name": "rpc", "domains": ["*"], "routes": [{
+                    "match": {"headers": [{"name": "service", "string_match": {
+                        "prefix": "com.example."}}]},
+                    "route": {"cluster": "echo-service", "timeout": "3s"}}]}]))])
+        start_mosn(bootstrap(plane))
+        plane.acked(ROUTES.url, "1")
+        wait_for_port(port, timeout=60)
+        done = subprocess.run([sys.executable, "-m", "mosn", "mock", "client", "--protocol",
+                               "bolt", "--target", f"127.0.0.1:{port}", "--service",
+                               "com.example.EchoService:1.0", "--count", "3"],
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "3 requests: 3 succeeded, 0 failed" in done.stdout
+        other = subprocess.run([sys.executable, "-m", "mosn", "mock", "client", "--protocol",
+                                "bolt", "--target", f"127.0.0.1:{port}", "--service",
+                                "org.other.Service:1.0"], capture_output=True, text=True,
+                               timeout=120)
+        assert "status 6 (http 500)" in other.stdout  # no route: bolt's NO_PROCESSOR
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_holds_hundreds_of_eds_clusters(start_mosn, plane, upstreams):
+    """300 clusters of 20 endpoints (6,000 hosts, their stats registered as they come):
+    all taken, and traffic to the first still flows."""
+    port = free_port()
+    many = [x for c in range(300) for x in (
+        message(CLUSTERS, eds_cluster(c, f"svc-{c}.default.svc.cluster.local")),
+        message(ENDPOINTS, assignment(outbound(c, f"svc-{c}.default.svc.cluster.local"), {
+            "": [f"127.2.{c // 10}.{(c % 10) * 20 + i + 1}:{upstreams['v1']}" for i in range(20)]})))]
+    plane.set("1", [*snapshot(port, upstreams), *many])
+    mosn = start_mosn(bootstrap(plane))
+    plane.took(ENDPOINTS.url, 301, timeout=180)
+    assert get(port).headers["x-upstream"] == "v1"
+    stats = mosn.admin("/stats?format=json", timeout=120).json()["stats"]  # 100,000 of them
+    assert stats["xds.eds.update_rejected"] == 0
+    assert sum(1 for name in stats if name.endswith(".upstream_cx_total")) >= 301

@@ -1,0 +1,391 @@
+"""Envoy v3 resources into mosn's config: pure translation, on istiod-shaped resources."""
+
+from __future__ import annotations
+
+import pytest
+
+from mosn.xds.cluster import cluster, load_assignment
+from mosn.xds.fields import Refused
+from mosn.xds.listener import listener
+from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
+from mosn.xds.route import route_configuration
+from mosn.xds.tls import fill_secrets, secret
+from xds_resources import (
+    assignment,
+    ca_secret,
+    eds_cluster,
+    endpoint,
+    http_listener,
+    message,
+    outbound,
+    passthrough_cluster,
+    route,
+    route_configuration as route_config,
+    service,
+    static_cluster,
+    tls_secret,
+    virtual_host,
+    virtual_outbound,
+)
+
+REVIEWS = service("reviews")
+
+
+def refused(call, *args) -> list[str]:
+    with pytest.raises(Refused) as info:
+        call(*args)
+    return info.value.errors
+
+
+# -- clusters and endpoints ------------------------------------------------------------
+
+
+def test_istio_eds_cluster_with_mtls():
+    tc = cluster(message(CLUSTERS, eds_cluster(9080, REVIEWS, mtls="bookinfo-reviews")))
+    c = tc.cluster
+    assert c["name"] == "outbound|9080||reviews.default.svc.cluster.local"
+    assert (c["type"], c["lb_type"], c["connect_timeout"]) == ("SIMPLE", "LB_LEAST_REQUEST", "10.0s")
+    assert tc.eds_name == c["name"]
+    assert c["circuit_breakers"]["thresholds"][0]["max_requests"] == 4294967295
+    tls = c["tls_context"]
+    assert tls["sds"] == {"certificate": "default", "validation": "ROOTCA"}
+    assert tls["server_name"] == "outbound_.9080_._.reviews.default.svc.cluster.local"
+    assert (tls["min_version"], tls["max_version"], tls["alpn"]) == ("TLSv1_2", "TLSv1_3", "h2,http/1.1")
+    sans = tls["match_typed_subject_alt_names"]
+    assert {s["san_type"] for s in sans} == {"DNS", "URI", "EMAIL", "IP_ADDRESS"}
+    assert sans[0]["matcher"]["exact"] == "spiffe://cluster.local/ns/default/sa/bookinfo-reviews"
+
+
+def test_cluster_defaults_follow_envoy():
+    tc = cluster(message(CLUSTERS, static_cluster("backend", ["127.0.0.1:8080"])))
+    assert tc.cluster["lb_type"] == "LB_WEIGHTED_ROUNDROBIN"  # Envoy's round robin is weighted
+    assert tc.cluster["circuit_breakers"]["thresholds"] == [
+        {"max_connections": 1024, "max_pending_requests": 1024, "max_requests": 1024,
+         "max_retries": 3}]
+    assert tc.cluster["hosts"] == [{"address": "127.0.0.1:8080", "weight": 1}]
+    assert tc.protocol == "Http1"
+
+
+def test_http2_cluster_as_istio_asks_for_it():
+    tc = cluster(message(CLUSTERS, eds_cluster(50051, service("grpc"), http2=True)))
+    assert tc.protocol == "Http2"
+
+
+def test_original_dst_cluster():
+    tc = cluster(message(CLUSTERS, passthrough_cluster()))
+    assert (tc.cluster["type"], tc.cluster["lb_type"]) == ("ORIGINAL_DST", "LB_ORIGINAL_DST")
+
+
+def test_health_check_and_outlier_detection():
+    tc = cluster(message(CLUSTERS, static_cluster(
+        "backend", ["127.0.0.1:8080"],
+        health_checks=[{"timeout": "1s", "interval": "2s", "unhealthy_threshold": 3,
+                        "healthy_threshold": 1,
+                        "http_health_check": {"path": "/healthz",
+                                              "expected_statuses": [{"start": 200, "end": 300}]}}],
+        outlier_detection={"consecutive_5xx": 3, "interval": "5s",
+                           "base_ejection_time": "30s", "max_ejection_percent": 50})))
+    hc = tc.cluster["health_check"]
+    assert hc["protocol"] == "http" and hc["unhealthy_threshold"] == 3
+    assert hc["check_config"]["http_check_config"] == {
+        "path": "/healthz", "codes": [{"start": 200, "end": 299}]}
+    assert tc.cluster["outlier_detection"] == {
+        "consecutive_5xx": 3, "max_ejection_percent": 50, "interval": "5.0s",
+        "base_ejection_time": "30.0s"}
+
+
+def test_unsupported_cluster_fields_are_named():
+    errors = refused(cluster, message(CLUSTERS, eds_cluster(
+        9080, REVIEWS, common_lb_config={"locality_weighted_lb_config": {}},
+        max_requests_per_connection=1, lb_policy="CLUSTER_PROVIDED")))
+    name = "Cluster 'outbound|9080||reviews.default.svc.cluster.local'"
+    assert f"{name}: lb_policy: lb_policy CLUSTER_PROVIDED is not supported by mosn" in errors
+    assert f"{name}: common_lb_config: field not supported by mosn" in errors
+    assert f"{name}: max_requests_per_connection: field not supported by mosn" in errors
+
+
+def test_load_assignment_with_localities_weights_and_health():
+    name = outbound(9080, REVIEWS)
+    hosts = load_assignment(message(ENDPOINTS, assignment(name, {
+        "us-central1-a": [endpoint("10.0.0.1:9080", 3), endpoint("10.0.0.2:9080", health="UNHEALTHY")],
+        "us-central1-b": [endpoint("10.0.1.1:9080", health="HEALTHY"),
+                          endpoint("10.0.1.2:9080", health="DRAINING")],
+    })))
+    assert hosts == [{"address": "10.0.0.1:9080", "weight": 3},
+                     {"address": "10.0.1.1:9080", "weight": 1}]
+
+
+def test_endpoint_subset_metadata():
+    ep = endpoint("10.0.0.1:9080")
+    ep["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"},
+                                          "istio": {"workload": "reviews-v2"}}}
+    hosts = load_assignment(message(ENDPOINTS, assignment("c", {"": [ep]})))
+    assert hosts[0]["metadata"] == {"filter_metadata": {"mosn.lb": {"version": "v2"}}}
+
+
+def test_priorities_beyond_zero_are_refused():
+    data = assignment("c", {"": ["10.0.0.1:80"]})
+    data["endpoints"][0]["priority"] = 1
+    assert refused(load_assignment, message(ENDPOINTS, data)) == [
+        "ClusterLoadAssignment 'c': endpoints[0].priority: mosn has one priority (0)"]
+
+
+def test_assignment_policy_is_refused():
+    data = assignment("c", {"": ["10.0.0.1:80"]}, policy={"overprovisioning_factor": 140})
+    assert refused(load_assignment, message(ENDPOINTS, data)) == [
+        "ClusterLoadAssignment 'c': policy: field not supported by mosn"]
+
+
+def test_each_unsupported_endpoint_field_is_named_with_its_path():
+    heavy = endpoint("10.0.0.1:80", 200)
+    heavy["endpoint"]["health_check_config"] = {"port_value": 81}
+    udp = endpoint("10.0.0.2:80")
+    udp["endpoint"]["address"]["socket_address"].update(protocol="UDP", resolver_name="dns")
+    named = {"endpoint_name": "ep"}
+    piped = {"endpoint": {"address": {"pipe": {"path": "/tmp/x"}}}}
+    data = assignment("c", {"": [heavy, udp, named, piped]})
+    data["endpoints"][0]["proximity"] = 2
+    errors = refused(load_assignment, message(ENDPOINTS, data))
+    at = "ClusterLoadAssignment 'c': endpoints[0]"
+    assert sorted(errors) == sorted([
+        f"{at}.proximity: field not supported by mosn",
+        f"{at}.lb_endpoints[0].endpoint.health_check_config: field not supported by mosn",
+        f"{at}.lb_endpoints[0].load_balancing_weight: mosn's host weights go up to 128",
+        f"{at}.lb_endpoints[1].endpoint.address.socket_address.resolver_name: field not supported by mosn",
+        f"{at}.lb_endpoints[1].endpoint.address.socket_address.protocol: mosn's xDS listeners and clusters are TCP",
+        f"{at}.lb_endpoints[2].endpoint_name: mosn takes endpoint",
+        f"{at}.lb_endpoints[3].endpoint.address.pipe: mosn takes socket_address",
+    ])
+
+
+def test_a_static_clusters_inline_assignment_is_read_like_eds():
+    data = static_cluster("s", ["10.0.0.1:80"])
+    data["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"] = "a.svc"
+    data["load_assignment"]["policy"] = {"overprovisioning_factor": 140}
+    errors = refused(cluster, message(CLUSTERS, data))
+    assert errors == ["Cluster 's': load_assignment.policy: field not supported by mosn"]
+    del data["load_assignment"]["policy"]
+    assert cluster(message(CLUSTERS, data)).cluster["hosts"] == [
+        {"address": "10.0.0.1:80", "hostname": "a.svc", "weight": 1}]
+
+
+# -- routes -----------------------------------------------------------------------------
+
+
+def test_istio_route_configuration():
+    reviews = outbound(9080, REVIEWS)
+    rc = route_configuration(message(ROUTES, route_config("9080", [
+        virtual_host(REVIEWS, 9080, [
+            route({"prefix": "/api", "headers": [
+                {"name": "end-user", "string_match": {"exact": "jason"}}]},
+                weighted_clusters={"clusters": [
+                    {"name": outbound(9080, REVIEWS, "v2"), "weight": 90},
+                    {"name": outbound(9080, REVIEWS, "v3"), "weight": 10},
+                    {"name": outbound(9080, REVIEWS, "v1"), "weight": 0}]}),
+            route({"safe_regex": {"regex": "/items/[0-9]+"}}, reviews, prefix_rewrite="/x"),
+            route({"path": "/exact", "case_sensitive": False,
+                   "query_parameters": [{"name": "debug", "present_match": True}]}, reviews,
+                  timeout="2.5s", host_rewrite_literal="backend.local"),
+            route({"prefix": "/", "headers": [
+                {"name": "x-tier", "string_match": {"prefix": "gold", "ignore_case": True}},
+                {"name": "x-canary", "present_match": True, "invert_match": True}]}, reviews),
+        ])])))
+    assert rc["router_config_name"] == "9080"
+    vh = rc["virtual_hosts"][0]
+    assert vh["domains"] == [REVIEWS, f"{REVIEWS}:9080", "reviews", "reviews:9080"]
+    first, regex, exact, fallback = vh["routers"]
+    assert first["match"] == {"prefix": "/api", "headers": [{"name": "end-user", "value": "jason"}]}
+    assert first["route"]["weighted_clusters"] == [
+        {"cluster": {"name": outbound(9080, REVIEWS, "v2"), "weight": 90}},
+        {"cluster": {"name": outbound(9080, REVIEWS, "v3"), "weight": 10}}]
+    assert first["route"]["timeout"] == "disabled"  # Envoy's 0s: no timeout
+    assert first["route"]["retry_policy"] == {
+        "retry_on": "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+        "num_retries": 2, "retriable_status_codes": [503]}
+    assert regex["match"] == {"regex": "^(?:/items/[0-9]+)$"}
+    assert regex["route"]["prefix_rewrite"] == "/x"
+    assert exact["match"]["case_sensitive"] is False
+    assert exact["match"]["query_parameters"] == [{"name": "debug", "present_match": True}]
+    assert (exact["route"]["timeout"], exact["route"]["host_rewrite"]) == ("2.5s", "backend.local")
+    assert fallback["match"]["headers"] == [
+        {"name": "x-tier", "value": "(?i)^(?:gold.*)$", "regex": True},
+        {"name": "x-canary", "invert_match": True, "present_match": True}]
+
+
+def test_redirect_direct_response_and_header_mutations():
+    rc = route_configuration(message(ROUTES, route_config("r", [{
+        "name": "vh", "domains": ["*"],
+        "request_headers_to_add": [{"header": {"key": "x-vh", "value": "1"},
+                                    "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
+        "routes": [
+            {"match": {"prefix": "/old"}, "redirect": {
+                "path_redirect": "/new", "host_redirect": "example.com",
+                "https_redirect": True, "response_code": "TEMPORARY_REDIRECT"}},
+            {"match": {"path": "/health"}, "direct_response": {
+                "status": 200, "body": {"inline_string": "ok"}}},
+            {"match": {"prefix": "/"}, "route": {"cluster": "backend"},
+             "response_headers_to_add": [{"header": {"key": "x-served-by", "value": "mosn"}}],
+             "response_headers_to_remove": ["server"]},
+        ]}])))
+    vh = rc["virtual_hosts"][0]
+    assert vh["request_headers_to_add"] == [{"header": {"key": "x-vh", "value": "1"}, "append": False}]
+    old, health, default = vh["routers"]
+    assert old["redirect"] == {"response_code": 307, "scheme_redirect": "https",
+                               "host_redirect": "example.com", "path_redirect": "/new"}
+    assert health["direct_response"] == {"status": 200, "body": "ok"}
+    assert default["route"]["response_headers_to_add"] == [
+        {"header": {"key": "x-served-by", "value": "mosn"}, "append": True}]
+    assert default["route"]["response_headers_to_remove"] == ["server"]
+
+
+def test_unsupported_route_fields_are_named():
+    data = route_config("9080", [virtual_host(REVIEWS, 9080, [
+        route({"prefix": "/"}, "c", retry_policy={
+            "retry_on": "5xx", "retry_host_predicate": [{"name": "envoy.retry_host_predicates.previous_hosts"}]}),
+        {"match": {"prefix": "/", "grpc": {}}, "route": {"cluster": "c"}, "decorator": {"operation": "x"}},
+    ])])
+    data["virtual_hosts"][0]["include_request_attempt_count"] = True
+    errors = refused(route_configuration, message(ROUTES, data))
+    assert sorted(errors) == [
+        "RouteConfiguration '9080': virtual_hosts[0].include_request_attempt_count: field not supported by mosn",
+        "RouteConfiguration '9080': virtual_hosts[0].routes[0].route.retry_policy.retry_host_predicate: field not supported by mosn",
+        "RouteConfiguration '9080': virtual_hosts[0].routes[1].decorator: field not supported by mosn",
+        "RouteConfiguration '9080': virtual_hosts[0].routes[1].match.grpc: field not supported by mosn",
+    ]
+
+
+# -- listeners ---------------------------------------------------------------------------
+
+
+def test_istio_outbound_listeners():
+    virtual = listener(message(LISTENERS, virtual_outbound(15001)))
+    lc = virtual.listener
+    assert (lc["name"], lc["address"], lc["use_original_dst"]) == ("virtualOutbound", "0.0.0.0:15001", "redirect")
+    assert lc["listener_filters"] == [{"type": "original_dst", "config": {}}]
+    assert lc["filter_chains"][0]["filters"] == [{"type": "tcp_proxy", "config": {
+        "stat_prefix": "PassthroughCluster", "cluster": "PassthroughCluster"}}]
+    port = listener(message(LISTENERS, http_listener(9080)))
+    assert port.route_names == ["9080"]
+    lc = port.listener
+    assert (lc["name"], lc["bind_port"]) == ("0.0.0.0_9080", False)
+    proxy = lc["filter_chains"][0]["filters"][0]
+    assert proxy["type"] == "proxy"
+    assert proxy["config"]["router_config_name"] == "9080"
+    assert (proxy["config"]["downstream_protocol"], proxy["config"]["upstream_protocol"]) == ("Auto", "Http1")
+    assert (proxy["config"]["normalize_path"], proxy["config"]["merge_slashes"]) == (False, False)
+
+
+def test_inline_route_config():
+    inline = route_config("local", [{"name": "all", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "backend"}}]}])
+    tl = listener(message(LISTENERS, http_listener(8080, inline=inline, bind=True)))
+    assert tl.route_names == []
+    assert [r["router_config_name"] for r in tl.routers] == ["local"]
+
+
+def test_filter_chain_match_and_tls():
+    data = http_listener(8443, "r", bind=True)
+    data["filter_chains"][0]["filter_chain_match"] = {
+        "server_names": ["a.example.com"], "transport_protocol": "tls",
+        "prefix_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}],
+        "destination_port": 8443}
+    data["filter_chains"][0]["transport_socket"] = {"name": "tls", "typed_config": {
+        "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "require_client_certificate": True,
+        "common_tls_context": {"tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": {"ads": {}}}],
+                               "validation_context_sds_secret_config": {"name": "ROOTCA", "sds_config": {"ads": {}}}}}}
+    chain = listener(message(LISTENERS, data)).listener["filter_chains"][0]
+    assert chain["filter_chain_match"] == {
+        "destination_port": 8443, "prefix_ranges": [{"address_prefix": "10.0.0.0", "prefix_len": 8}],
+        "server_names": ["a.example.com"], "transport_protocol": "tls"}
+    tls = chain["tls_context"]
+    assert (tls["status"], tls["verify_client"], tls["require_client_cert"]) == (True, True, True)
+    missing = fill_secrets(tls, {"default": {"cert_chain": "C", "private_key": "K"}})
+    assert missing == ["ROOTCA"]
+    assert (tls["cert_chain"], tls["private_key"]) == ("C", "K")
+
+
+def test_unsupported_http_filter_is_named():
+    data = http_listener(9080, http_filters=[
+        {"name": "envoy.filters.http.cors",
+         "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors"}},
+        {"name": "envoy.filters.http.router", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}}])
+    from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401 - registers the type
+
+    errors = refused(listener, message(LISTENERS, data))
+    assert len(errors) == 1
+    assert errors[0].startswith(
+        "Listener '0.0.0.0_9080': filter_chains[0].filters[0].typed_config.http_filters[0]"
+        ".typed_config: type 'envoy.extensions.filters.http.cors.v3.Cors' is not supported by mosn")
+
+
+def test_unsupported_listener_and_manager_fields_are_named():
+    data = http_listener(9080)
+    data["filter_chains"][0]["filters"][0]["typed_config"]["use_remote_address"] = True
+    data["default_filter_chain"] = data["filter_chains"][0]
+    errors = refused(listener, message(LISTENERS, data))
+    assert "Listener '0.0.0.0_9080': default_filter_chain: field not supported by mosn" in errors
+    assert ("Listener '0.0.0.0_9080': filter_chains[0].filters[0].typed_config.use_remote_address: "
+            "field not supported by mosn") in errors
+
+
+def test_mosn_proxy_for_rpc_through_a_typed_struct():
+    data = http_listener(12200, bind=True)
+    data["filter_chains"][0]["filters"] = [{"name": "mosn.proxy", "typed_config": {
+        "@type": "type.googleapis.com/xds.type.v3.TypedStruct",
+        "type_url": "type.googleapis.com/mosn.proxy",
+        "value": {"downstream_protocol": "bolt", "router_config_name": "bolt_routes"}}}]
+    chain = listener(message(LISTENERS, data)).listener["filter_chains"][0]
+    assert chain["filters"] == [{"type": "proxy", "config": {
+        "downstream_protocol": "bolt", "router_config_name": "bolt_routes"}}]
+
+
+def test_a_manager_without_typed_config_is_refused():
+    data = http_listener(9080)
+    del data["filter_chains"][0]["filters"][0]["typed_config"]
+    assert refused(listener, message(LISTENERS, data)) == [
+        "Listener '0.0.0.0_9080': filter_chains[0].filters[0]: a network filter needs its typed_config"]
+
+
+# -- secrets -----------------------------------------------------------------------------
+
+
+def test_secrets():
+    assert secret(message(SECRETS, tls_secret("default", "CERT", "KEY"))) == {
+        "cert_chain": "CERT", "private_key": "KEY"}
+    assert secret(message(SECRETS, ca_secret("ROOTCA", "CA"))) == {"ca_cert": "CA"}
+    assert refused(secret, message(SECRETS, {"name": "s", "generic_secret": {
+        "secret": {"inline_string": "x"}}})) == [
+        "Secret 's': generic_secret: mosn takes tls_certificate and validation_context secrets"]
+
+
+def test_a_push_translates_only_the_routes_whose_bytes_changed():
+    table = [route({"path": f"/r{i}"}, "a") for i in range(50)]
+    first = route_configuration(message(ROUTES, route_config("big", [
+        virtual_host(REVIEWS, 9080, table), virtual_host(service("ratings"), 9080, table[:3])])))
+    table[49] = route({"path": "/r49"}, "b")
+    second = route_configuration(message(ROUTES, route_config("big", [
+        virtual_host(REVIEWS, 9080, table), virtual_host(service("ratings"), 9080, table[:3])])))
+    old, new = first["virtual_hosts"][0]["routers"], second["virtual_hosts"][0]["routers"]
+    assert all(a is b for a, b in zip(old[:49], new[:49]))  # the same translation, kept
+    assert new[49]["route"]["cluster_name"] == "b" and old[49]["route"]["cluster_name"] == "a"
+    assert first["virtual_hosts"][1] is second["virtual_hosts"][1]  # a virtual host unchanged
+
+
+def test_a_refused_route_is_refused_again_on_the_next_push():
+    bad = {"match": {"prefix": "/", "grpc": {}}, "route": {"cluster": "c"}}
+    data = route_config("again", [virtual_host(REVIEWS, 9080, [bad])])
+    for _ in range(2):
+        assert refused(route_configuration, message(ROUTES, data)) == [
+            "RouteConfiguration 'again': virtual_hosts[0].routes[0].match.grpc: field not supported by mosn"]
+
+
+def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_changed():
+    addresses = [f"10.0.0.{i}:80" for i in range(1, 21)]
+    first = load_assignment(message(ENDPOINTS, assignment("kept", {"": addresses})))
+    addresses[-1] = "10.0.1.1:80"
+    second = load_assignment(message(ENDPOINTS, assignment("kept", {"": addresses})))
+    assert all(a is b for a, b in zip(first[:19], second[:19]))  # taken as they were
+    assert second[19]["address"] == "10.0.1.1:80" and second[19] is not first[19]
+    assert [h["address"] for h in second] == addresses
