@@ -10,11 +10,13 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from functools import cache
+from typing import Any, Iterable, Iterator, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mosn.config.base import Model, is_empty
 from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
@@ -90,15 +92,70 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
     errors += _check_routers(config)
+    errors += _check_serves_something(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
+    key_errors, warnings = check_extra_keys(config)
+    errors += key_errors
     if errors:
         raise ConfigError(errors)
-    warnings = [f"{p}: unknown field, ignored" for p in config.unknown_fields()]
     exposed = admin_exposure(config)
     if exposed:
         warnings.append(f"admin.address.socket_address.address: {exposed}")
     return LoadedConfig(config, plugins, warnings=warnings + tls_warnings)
+
+
+def check_extra_keys(config: Model) -> tuple[list[str], list[str]]:
+    """The errors for keys no field takes (with a "did you mean"), and the warnings
+    for MOSN fields only MOSN's Go runtime uses (set to something other than empty)."""
+    errors, warnings = [], []
+    for extra in config.extra_keys():
+        reason = extra.runtime_only
+        if reason is None:
+            errors.append(f"{extra.path}: {extra.error(field_places())}")
+        elif not is_empty(extra.value):
+            warnings.append(f"{extra.path}: accepted and not used: {reason} "
+                            "(docs/compat.md)")
+    return errors, warnings
+
+
+@cache
+def field_places() -> dict[str, list[str]]:
+    """Where each field of mosn's own config tree is, by lower-cased name
+    (``listeners``: ``servers[].listeners``), for a key written at the wrong level."""
+    places: dict[str, list[str]] = {}
+    seen: set[type] = set()
+
+    def walk(model: type[Model], path: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            where = f"{path}.{name}" if path else name
+            places.setdefault(name.lower(), []).append(where)
+            for sub, is_list in _models_in(info.annotation):
+                walk(sub, where + ("[]" if is_list else ""))
+
+    walk(MosnConfig, "")
+    return places
+
+
+def _models_in(annotation: Any, is_list: bool = False) -> Iterator[tuple[type[Model], bool]]:
+    if isinstance(annotation, type) and issubclass(annotation, Model):
+        yield annotation, is_list
+        return
+    inner_list = is_list or get_origin(annotation) is list
+    for arg in get_args(annotation):
+        yield from _models_in(arg, inner_list)
+
+
+def _check_serves_something(config: MosnConfig) -> list[str]:
+    """A config that starts no listener and has no source of listeners would run and
+    serve nothing (a ``listeners:`` at the top level instead of under ``servers:``)."""
+    if any(True for _ in config.listeners()) or config.dynamic_resources:
+        return []
+    return ["servers: no listener: mosn would start and serve nothing (listeners go "
+            "under servers[].listeners)"]
 
 
 def admin_exposure(config: MosnConfig) -> str | None:
@@ -230,6 +287,21 @@ def _check_routers(config: MosnConfig) -> list[str]:
         seen.setdefault(name, path)
         errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
                    for sub, msg in check_references([router], clusters)]
+        errors += _refuse_per_filter_config(path, router)
+    return errors
+
+
+def _refuse_per_filter_config(path: str, router: Any) -> list[str]:
+    """No stream filter reads per-route config yet: a ``per_filter_config`` would be
+    ignored, so it is refused until one does."""
+    reason = "per-route filter config is not supported yet (no stream filter reads it)"
+    errors = []
+    for j, host in enumerate(router.virtual_hosts):
+        base = f"{path}.virtual_hosts[{j}]"
+        if host.per_filter_config:
+            errors.append(f"{base}.per_filter_config: {reason}")
+        errors += [f"{base}.routers[{k}].per_filter_config: {reason}"
+                   for k, route in enumerate(host.routers) if route.per_filter_config]
     return errors
 
 

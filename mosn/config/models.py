@@ -2,9 +2,11 @@
 
 The shape and field names are MOSN's (``pkg/config/v2``) so an existing MOSN JSON
 config loads unchanged. Like MOSN's Go decoder, keys match field names without
-regard to case (``"Name"`` is ``name``) and unknown keys are ignored, but here each
-ignored key is reported as a warning with its path. Fields MOSN has whose feature
-mosn does not run yet are refused when set (``Unsupported``), never silently dropped.
+regard to case (``"Name"`` is ``name``); unlike it, nothing is silently ignored: an
+unknown key is refused with its path (:mod:`mosn.config.base`), a MOSN field that
+only MOSN's Go runtime uses is accepted with a warning (``mosn_runtime_fields``), and
+a field whose feature mosn does not run yet is refused when set (``Unsupported``).
+docs/compat.md lists them all.
 
 A filter's ``config`` stays a plain mapping here; :mod:`mosn.config.loader` validates
 it with the model its plugin registered.
@@ -19,7 +21,7 @@ from typing import Annotated, Any, Iterator
 
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported, unknown_in
+from mosn.config.base import ExtraKey, Model, Unsupported, extra_keys_in
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
@@ -91,9 +93,9 @@ class FilterConfig(Model):
         """``config`` validated by the plugin's model (set by the loader)."""
         return self._parsed
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed, f"{path}.config" if path else "config")
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed, f"{path}.config" if path else "config")
 
 
 class CidrRangeConfig(StrictModel):
@@ -221,8 +223,24 @@ class AccessLogConfig(Model):
         return value
 
 
+LISTENER_TYPES = ("ingress", "egress")
+"""MOSN's ``ListenerType``: which way a listener's traffic goes (the tracers' span kind)."""
+
+
 class ListenerConfig(Model):
+    mosn_runtime_fields = {
+        "default_read_buffer_size": "the first read size of MOSN's Go connections; "
+                                    "mosn's reads are sized by its network layer",
+        "log_path": "an old MOSN listener field MOSN itself no longer reads (the "
+                    "server's default_log_path holds the log)",
+        "log_level": "an old MOSN listener field MOSN itself no longer reads (the "
+                     "server's default_log_level sets the level)",
+    }
+
     name: str = ""
+    type: str = ""
+    """MOSN's ``ingress`` or ``egress``: the span kind of this listener's traces
+    (ingress: a server span, egress: a client span); empty: a server span."""
     address: AddressField
     network: str = "tcp"
     bind_port: bool | None = None
@@ -268,6 +286,10 @@ class ListenerConfig(Model):
     @model_validator(mode="after")
     def _check(self) -> "ListenerConfig":
         self.network = self.network.lower()
+        self.type = self.type.lower()
+        if self.type not in ("", *LISTENER_TYPES):
+            raise ValueError(f"type {self.type!r}: use {' or '.join(LISTENER_TYPES)} "
+                             "(or leave it out)")
         if self.network not in NETWORKS:
             raise ValueError(f"network {self.network!r} is not supported; use one of "
                              f"{', '.join(NETWORKS)}")
@@ -310,6 +332,12 @@ class ListenerConfig(Model):
 
 
 class ServerConfig(Model):
+    mosn_runtime_fields = {
+        "processor": "GOMAXPROCS of MOSN's Go runtime; mosn runs one process per "
+                     "worker (scripts/start --workers)",
+        "use_netpoll_mode": "a Go network poller mode of MOSN; mosn runs on asyncio",
+    }
+
     mosn_server_name: str = ""
     default_log_path: str = ""
     default_log_level: str = ""
@@ -402,9 +430,9 @@ class HealthCheckConfig(Model):
         """``check_config`` validated by the checker's model (set by the loader)."""
         return self._parsed
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed, f"{path}.check_config" if path else "check_config")
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed, f"{path}.check_config" if path else "check_config")
 
 
 FALLBACK_POLICIES = ("NO_FALLBACK", "ANY_ENDPOINT", "DEFAULT_SUBSET")
@@ -535,6 +563,10 @@ class OriginalDstLbConfig(Model):
 
 
 class ClusterConfig(Model):
+    mosn_runtime_fields = {
+        "sub_type": "MOSN's own comment on it: \"not used yet\"",
+    }
+
     name: str = Field(min_length=1)
     type: str = "SIMPLE"
     lb_type: str = "LB_ROUNDROBIN"
@@ -576,14 +608,20 @@ class ClusterConfig(Model):
         None when the type takes none)."""
         return self._parsed_cluster_config
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed_cluster_config,
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed_cluster_config,
                                f"{path}.cluster_config" if path else "cluster_config")
     mark: int = Field(default=0, ge=0, le=MAX_SOCKET_MARK)
     """MOSN's: the ``SO_MARK`` of every connection to the cluster's hosts (0: none), so
     that iptables rules can leave mosn's own connections alone."""
     original_dst_lb_config: OriginalDstLbConfig = Field(default_factory=OriginalDstLbConfig)
+    keepalive: Unsupported = None
+    cluster_pool_enable: Unsupported = None
+    cluster_manager_tls: Unsupported = None
+    """MOSN's: take the cluster manager's ``tls_context`` (which is refused too)."""
+    spec: Unsupported = None
+    """MOSN's ``ClusterSpecInfo``: subscriptions to a service registry."""
     cleanup_interval: Duration = DEFAULT_ORIGINAL_DST_CLEANUP
     """Envoy's, ``ORIGINAL_DST``: how often destinations unused since the last sweep
     are forgotten."""
@@ -660,6 +698,8 @@ def _redact_key(key: str) -> str:
 
 class AdminConfig(Model):
     address: AdminAddress = Field(default_factory=AdminAddress)
+    access_log_path: Unsupported = None
+    """Envoy's: a log of the admin API's requests."""
     redact_keys: list[Annotated[str, AfterValidator(_redact_key)]] = Field(default_factory=list)
     """mosn's own: more key names whose values the admin API shows as ``[redacted]``,
     besides its built-in list (:mod:`mosn.admin.redact`)."""
@@ -772,17 +812,39 @@ class OverloadManagerConfig(StrictModel):
 
 
 class MosnConfig(Model):
+    mosn_runtime_fields = {
+        "pprof": "Go's profiler endpoint; profile mosn with py-spy or bench/ "
+                 "(docs/benchmarks.md)",
+        "plugin": "log_base, the log folder of MOSN's Go plugins; mosn's plugins are "
+                  "Python packages and log with mosn",
+        "uds_dir": "where MOSN's Go runtime puts its Unix sockets for a smooth upgrade",
+    }
+
     servers: list[ServerConfig] = Field(default_factory=list)
     cluster_manager: ClusterManagerConfig = Field(default_factory=ClusterManagerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
     plugins: PluginsConfig = Field(default_factory=PluginsConfig)
     pid: str = ""
+    disable_upgrade: bool = False
+    """MOSN's: start without taking listeners over from an old process (mosn starts
+    that way in any case: it has no smooth upgrade yet, docs/compat.md)."""
+    close_graceful: bool = False
+    """MOSN's deprecated name for ``disable_upgrade``."""
     dynamic_resources: Unsupported = None
     static_resources: Unsupported = None
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     overload_manager: OverloadManagerConfig = Field(default_factory=OverloadManagerConfig)
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
+    inherit_old_mosnconfig: Unsupported = None
+    """MOSN's: take the config of the process being upgraded from."""
+    metrics: Unsupported = None
+    extends: Unsupported = None
+    """MOSN's extensions' configs (a Dubbo registry ...)."""
+    node: Unsupported = None
+    """The xDS node of ``dynamic_resources``."""
+    layered_runtime: Unsupported = None
+    """Envoy's runtime layers."""
 
     @field_validator("tracing", mode="before")
     @classmethod
