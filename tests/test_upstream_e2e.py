@@ -223,6 +223,31 @@ def test_least_request_prefers_the_idle_host_under_skewed_latency(start_mosn, lo
     assert served["slow"] / len(results) < 0.15, served
 
 
+def test_peak_ewma_sends_requests_to_the_host_that_answers_faster(start_mosn, loop_thread):
+    slow = Backend(loop_thread, "slow", delay=0.2).start()
+    fast = Backend(loop_thread, "fast").start()
+    port = free_port()
+    start_mosn(http_config(port, [cluster("c", [slow, fast], lb_type="LB_PEAK_EWMA")]))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        served = Counter(c.get("/").headers["x-upstream"] for _ in range(20))
+    # Each host is tried once; then the slow one costs 200 times the fast one's.
+    assert served == {"slow": 1, "fast": 19}, served
+
+
+def test_request_round_robin_starts_each_request_at_the_first_host(start_mosn, loop_thread):
+    first, second = Backend(loop_thread, "first").start(), Backend(loop_thread, "second").start()
+    port = free_port()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster_name": "c", "retry_policy": {
+        "retry_on": True, "num_retries": 1}}}]
+    start_mosn(http_config(port, [cluster("c", [first, second],
+                                          lb_type="LB_REQUEST_ROUNDROBIN")], routes))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        assert {c.get("/").headers["x-upstream"] for _ in range(6)} == {"first"}
+        first.stop()
+        # The first host refuses: each request's retry moves on to the next host.
+        assert {c.get("/").headers["x-upstream"] for _ in range(4)} == {"second"}
+
+
 def test_hash_policy_keeps_a_user_on_one_host(start_mosn, loop_thread):
     backends = [Backend(loop_thread, f"b{i}").start() for i in range(3)]
     port = free_port()

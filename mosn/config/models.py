@@ -503,8 +503,10 @@ class LbConfig(Model):
     """How strongly active requests lower a host's weight when weights differ."""
     minimum_ring_size: int = Field(default=1024, ge=1, le=8 * 1024 * 1024)
     maximum_ring_size: int = Field(default=8 * 1024 * 1024, ge=1, le=8 * 1024 * 1024)
-    client_error_bias: Unsupported = None
-    server_error_bias: Unsupported = None
+    client_error_bias: float = Field(default=1.0, ge=0)
+    """``LB_PEAK_EWMA``: how strongly 4xx responses raise a host's cost (MOSN's)."""
+    server_error_bias: float = Field(default=1.0, ge=0)
+    """``LB_PEAK_EWMA``: how strongly 5xx responses and failures raise a host's cost."""
 
 
 class OutlierDetectionConfig(Model):

@@ -859,6 +859,9 @@ class UpstreamRequest:
         self.live = False
         host, cluster = self.host, self.cluster
         host.active_requests -= 1
+        if host.response_times is not None:  # LB_PEAK_EWMA's
+            host.response_times.observe(time.monotonic() - self.start_monotonic,
+                                        self.response_code)
         v, more = cluster.store.values, cluster.more
         v[more.upstream_rq_active] -= 1  # type: ignore[index]
         v[host.stats.rq_active] -= 1  # type: ignore[index, union-attr]
