@@ -564,6 +564,28 @@ class OriginalDstLbConfig(Model):
     application listens on the loopback)."""
 
 
+DEFAULT_KEEPALIVE_TIMEOUT = 1.0
+"""Seconds a keepalive heartbeat waits for its reply when ``timeout`` is not set
+(MOSN's default)."""
+
+
+class KeepAliveConfig(Model):
+    """MOSN's cluster ``keepalive``: a heartbeat on each RPC connection every
+    ``interval``; after 6 in a row unanswered within ``timeout`` the connection is
+    closed (MOSN's xprotocol keepalive)."""
+
+    interval: Duration = 0.0
+    timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
+
+    @model_validator(mode="after")
+    def _check(self) -> "KeepAliveConfig":
+        if self.interval <= 0:
+            raise ValueError("interval: set it (more than 0s) or leave keepalive out")
+        if not self.timeout:
+            self.timeout = DEFAULT_KEEPALIVE_TIMEOUT
+        return self
+
+
 class ClusterConfig(Model):
     mosn_runtime_fields = {
         "sub_type": "MOSN's own comment on it: \"not used yet\"",
@@ -618,8 +640,11 @@ class ClusterConfig(Model):
     """MOSN's: the ``SO_MARK`` of every connection to the cluster's hosts (0: none), so
     that iptables rules can leave mosn's own connections alone."""
     original_dst_lb_config: OriginalDstLbConfig = Field(default_factory=OriginalDstLbConfig)
-    keepalive: Unsupported = None
-    cluster_pool_enable: Unsupported = None
+    keepalive: KeepAliveConfig | None = None
+    cluster_pool_enable: bool = False
+    """MOSN's: a cluster's hosts get connection pools of their own, not shared with
+    another cluster's host of the same address. mosn keeps every cluster's pools
+    apart in any case (docs/compat.md)."""
     cluster_manager_tls: Unsupported = None
     """MOSN's: take the cluster manager's ``tls_context`` (which is refused too)."""
     spec: Unsupported = None
@@ -628,7 +653,8 @@ class ClusterConfig(Model):
     """Envoy's, ``ORIGINAL_DST``: how often destinations unused since the last sweep
     are forgotten."""
 
-    @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
+    @field_validator("health_check", "outlier_detection", "tls_context", "keepalive",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # MOSN writes an unset struct as {} (or leaves it out).
