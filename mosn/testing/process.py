@@ -113,7 +113,11 @@ class MosnProcess:
             [sys.executable, "-m", "mosn", "start", "-c", str(self.config_path), *args],
             stdout=self.log, stderr=subprocess.STDOUT, env=env)
         if wait:
-            self.wait_ready()
+            try:
+                self.wait_ready()
+            except BaseException:
+                self.stop()  # else a mosn slow to start outlives the test that gave up
+                raise
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:
         """Return once ``/ready`` says 200; raise with mosn's output if it exits first."""
