@@ -113,8 +113,8 @@ def test_model_errors_name_their_path(mutate, expected):
      "Input should be greater than or equal to 200"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(lb_type="LB_MAGIC"),
      "cluster_manager.clusters[0].lb_type: unknown load balancer 'LB_MAGIC' (known: "
-     "LB_LEAST_REQUEST, LB_MAGLEV, LB_ORIGINAL_DST, LB_RANDOM, LB_RING_HASH, LB_ROUNDROBIN, "
-     "LB_WEIGHTED_ROUNDROBIN)"),
+     "LB_LEAST_CONNECTION, LB_LEAST_REQUEST, LB_MAGLEV, LB_ORIGINAL_DST, LB_PEAK_EWMA, "
+     "LB_RANDOM, LB_REQUEST_ROUNDROBIN, LB_RING_HASH, LB_ROUNDROBIN, LB_WEIGHTED_ROUNDROBIN)"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(type="EDS"),
      "cluster_manager.clusters[0].type: unknown cluster type 'EDS'"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(cluster_config={"path": "x"}),

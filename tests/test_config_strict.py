@@ -184,3 +184,21 @@ def test_validate_cli_shows_the_hint(tmp_path):
     assert out.returncode == 1
     assert ("servers[0].listeners[0].adress: unknown field; did you mean 'address'?"
             in out.stderr)
+
+
+def test_a_protocol_of_a_disabled_plugin_is_named_as_disabled_not_unknown():
+    raw = bolt_proxy({})
+    raw["plugins"] = {"disable": ["sofarpc"]}
+    assert errors_of(raw) == [
+        "servers[0].listeners[0].filter_chains[0].filters[0].config.downstream_protocol: "
+        "unknown protocol 'bolt': plugin 'sofarpc' registers it, and is installed but "
+        "disabled (plugins.disable, or plugins.enable with autoload off)"]
+
+
+def test_a_health_checker_of_a_disabled_plugin_is_named_as_disabled():
+    raw = base()
+    raw["plugins"] = {"disable": ["sofarpc"]}
+    raw["cluster_manager"]["clusters"][0]["health_check"] = {"protocol": "bolt"}
+    [error] = errors_of(raw)
+    assert error.startswith("cluster_manager.clusters[0].health_check.protocol: unknown "
+                            "health checker 'bolt': plugin 'sofarpc' registers it")

@@ -195,12 +195,12 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
         ctype = plugins.get("cluster_type", cluster.type)
         if ctype is None:
             errors.append(f"{base}.type: unknown cluster type {cluster.type!r}"
-                          f"{_known(plugins, 'cluster_type')}")
+                          f"{plugins.unknown('cluster_type', cluster.type)}")
         else:
             errors += _check_cluster_config(base, cluster, ctype)
         if plugins.get("load_balancer", cluster.lb_type) is None:
             errors.append(f"{base}.lb_type: unknown load balancer {cluster.lb_type!r}"
-                          f"{_known(plugins, 'load_balancer')}")
+                          f"{plugins.unknown('load_balancer', cluster.lb_type)}")
         if cluster.health_check is not None:
             errors += _check_health_check(f"{base}.health_check", cluster.health_check, plugins)
     return errors
@@ -210,7 +210,8 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
                   config: MosnConfig) -> list[str]:
     ext = plugins.get(kind, flt.type)
     if ext is None:
-        return [f"{path}.type: unknown {kind.replace('_', ' ')} {flt.type!r}{_known(plugins, kind)}"]
+        return [f"{path}.type: unknown {kind.replace('_', ' ')} {flt.type!r}"
+                f"{plugins.unknown(kind, flt.type)}"]
     if ext.config_model is None:
         return []
     try:
@@ -243,7 +244,7 @@ def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:
     ext = plugins.get("health_checker", hc.protocol)
     if ext is None:
         return [f"{path}.protocol: unknown health checker {hc.protocol!r}"
-                f"{_known(plugins, 'health_checker')}"]
+                f"{plugins.unknown('health_checker', hc.protocol)}"]
     if ext.config_model is None:
         return []
     try:
@@ -303,11 +304,6 @@ def _refuse_per_filter_config(path: str, router: Any) -> list[str]:
         errors += [f"{base}.routers[{k}].per_filter_config: {reason}"
                    for k, route in enumerate(host.routers) if route.per_filter_config]
     return errors
-
-
-def _known(plugins: PluginHost, kind: str) -> str:
-    names = plugins.names(kind)
-    return f" (known: {', '.join(names)})" if names else " (no plugin registers one)"
 
 
 def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[str]:

@@ -99,6 +99,9 @@ class ProxyConfig(Model):
         for field in ("downstream_protocol", "upstream_protocol"):
             value = getattr(self, field)
             if value and value != AUTO and value not in known:
+                if plugins.disabled_owner("protocol", value) is not None:
+                    yield field, f"unknown protocol {value!r}{plugins.unknown('protocol', value)}"
+                    continue
                 listed = ", ".join(known) if known else "none installed"
                 yield field, f"unknown protocol {value!r} (known: {AUTO}, {listed})"
         yield from self._check_protocol_configs(root, plugins, known)
