@@ -289,6 +289,45 @@ class HashPolicyConfig(Model):
         return self
 
 
+_GO_GROUP = re.compile(r"\$(?:\{(\w+)\}|(\d+))|\$\$")
+
+
+def python_substitution(text: str) -> str:
+    """A regex substitution in Go's syntax (MOSN's ``$1``, ``${name}``, ``$$``) or in
+    RE2's (Envoy's ``\\1``) as :func:`re.sub` takes it."""
+    def group(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return f"\\g<{name}>" if name else "$"
+    return _GO_GROUP.sub(group, text)
+
+
+class RegexPatternConfig(Model):
+    mosn_runtime_fields = {
+        "google_re2": "RE2's program size bound (MOSN does not apply it either); mosn "
+                      "compiles the regex with Python's re",
+    }
+
+    regex: str = Field(min_length=1)
+
+
+class RegexRewriteConfig(Model):
+    """MOSN's (and Envoy's) ``regex_rewrite``: every match of ``pattern.regex`` in the
+    path (not the query) is replaced by ``substitution`` (``$1``/``${name}`` as in
+    MOSN, or ``\\1`` as in Envoy, refer to groups)."""
+
+    pattern: RegexPatternConfig
+    substitution: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> "RegexRewriteConfig":
+        try:
+            re.compile(self.pattern.regex).sub(python_substitution(self.substitution), "")
+        except (re.error, IndexError) as exc:
+            raise ValueError(f"pattern.regex {self.pattern.regex!r} with substitution "
+                             f"{self.substitution!r}: {exc}") from None
+        return self
+
+
 class RouteActionConfig(HeaderMutationsConfig):
     """Where a request goes: exactly one of ``cluster_name``, ``cluster_header``, ``weighted_clusters``."""
 
@@ -305,7 +344,7 @@ class RouteActionConfig(HeaderMutationsConfig):
     Envoy's shape)."""
     retry_policy: RetryPolicyConfig | None = None
     prefix_rewrite: str = ""
-    regex_rewrite: Unsupported = None
+    regex_rewrite: RegexRewriteConfig | None = None
     host_rewrite: str = ""
     auto_host_rewrite: Unsupported = None
     auto_host_rewrite_header: str = ""
@@ -318,6 +357,9 @@ class RouteActionConfig(HeaderMutationsConfig):
 
     @model_validator(mode="after")
     def _one_cluster(self) -> "RouteActionConfig":
+        if self.prefix_rewrite and self.regex_rewrite is not None:
+            raise ValueError("set prefix_rewrite or regex_rewrite, not both (MOSN would "
+                             "take prefix_rewrite and ignore the other)")
         given = [k for k in ("cluster_name", "cluster_header", "weighted_clusters") if getattr(self, k)]
         if len(given) != 1:
             found = f" (found {', '.join(given)})" if given else ""

@@ -7,6 +7,7 @@ strings, tuples and dicts.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Mapping, MutableMapping
@@ -18,6 +19,7 @@ from mosn.config.routers import (
     RetryPolicyConfig,
     RouteActionConfig,
     RouteConfig,
+    python_substitution,
     route_timeout,
 )
 from mosn.router.match import (
@@ -143,7 +145,7 @@ class Route:
         "upstream_protocol", "per_filter_config", "max_request_bytes",
         "_path_test", "_headers", "_query", "_cluster", "_cluster_header",
         "_weighted_names", "_cum_weights", "_weighted_metadata",
-        "_matched_prefix", "_prefix_rewrite", "_case_sensitive", "_host_rewrite",
+        "_matched_prefix", "_prefix_rewrite", "_regex_rewrite", "_case_sensitive", "_host_rewrite",
         "_host_rewrite_header", "_request_mutations", "_response_mutations",
     )
 
@@ -188,6 +190,10 @@ class Route:
         self.upstream_protocol = action.upstream_protocol
         self.max_request_bytes: int | None = action.max_request_bytes
         self._prefix_rewrite = action.prefix_rewrite
+        rr = action.regex_rewrite
+        self._regex_rewrite: tuple[re.Pattern[str], str] | None = (
+            (re.compile(rr.pattern.regex), python_substitution(rr.substitution))
+            if rr is not None else None)
         self._host_rewrite = action.host_rewrite
         self._host_rewrite_header = action.auto_host_rewrite_header.lower()
 
@@ -224,9 +230,14 @@ class Route:
         return self._weighted_metadata.get(cluster_name, self.metadata_match)
 
     def rewrite_path(self, path: str) -> str:
-        """``path`` (query kept) with the matched prefix or path swapped for ``prefix_rewrite``."""
+        """``path`` (query kept) with the matched prefix or path swapped for
+        ``prefix_rewrite``, or with ``regex_rewrite`` applied to the path part."""
         if not self._prefix_rewrite:
-            return path
+            if self._regex_rewrite is None:
+                return path
+            pattern, substitution = self._regex_rewrite
+            bare, mark, query = path.partition("?")
+            return pattern.sub(substitution, bare) + mark + query
         prefix = self._matched_prefix
         if not (path if self._case_sensitive else path.lower()).startswith(prefix):
             return path
