@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import time
 from dataclasses import dataclass
@@ -76,6 +77,11 @@ SAME_ORIGIN_FETCHES = frozenset({"same-origin", "none"})
 """``Sec-Fetch-Site`` values of a browser request a state change may come from: the
 admin's own pages, or an address typed in (any other site is refused)."""
 
+MOSN_STATE_RUNNING = 6
+MOSN_STATE_STOPPING = 8
+"""MOSN's stage numbers (``stagemanager.Running``, ``GracefulStopping``) for
+``/api/v1/states``."""
+
 
 @dataclass(frozen=True, slots=True)
 class JsonBody:
@@ -100,6 +106,7 @@ class Admin:
         """SIGTERM arrived: the listeners are closing."""
         self.health_failed = False
         """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
+        self.started = time.time()
         self.publishers: list[Callable[[dict[str, Any]], None]] = []
         """The workers' channels (with ``--workers``): log levels set here go there too."""
         self.switch(loaded, store, clusters)
@@ -117,6 +124,13 @@ class Admin:
             "/plugins": _on(GET, self.plugin_list),
             "/certs": _on(GET, self.certs),
             "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
+            "/api/v1/version": _on(GET, self.mosn_version),
+            "/api/v1/states": _on(GET, self.mosn_state),
+            "/api/v1/features": _on(GET, self.mosn_features),
+            "/api/v1/env": _on(GET, self.mosn_env),
+            "/server_info": _on(GET, self.server_info),
+            "/runtime": _on(GET, self.runtime),
+            "/quitquitquit": _on(POST, self.quit),
             "/healthcheck/fail": _on(POST, self.healthcheck_fail),
             "/healthcheck/ok": _on(POST, self.healthcheck_ok),
             "/dashboard": _on(GET, _static("dashboard.html", html)),
@@ -218,6 +232,57 @@ class Admin:
         if self.draining or self.health_failed:
             return _text(503, "DRAINING\n")
         return _text(200, "LIVE\n")
+
+    # MOSN's /api/v1/ answers (pkg/admin/server/apis.go), in MOSN's shapes.
+
+    def mosn_version(self, query: dict[str, list[str]]) -> Response:
+        return _text(200, f"mosn version: {__version__}")
+
+    def mosn_state(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's ``pid=P&state=S`` with its stage numbers: Running, or
+        GracefulStopping once SIGTERM came."""
+        state = MOSN_STATE_STOPPING if self.draining else MOSN_STATE_RUNNING
+        return _text(200, f"pid={os.getpid()}&state={state}\n")
+
+    def mosn_features(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's feature gates are its plugins here: each plugin, on or off;
+        ``?key=NAME``: ``true`` or ``false``."""
+        features = {p.name: p.enabled and p.error is None for p in self.loaded.plugins.plugins}
+        if "key" in query:
+            return _text(200, "true" if features.get(query["key"][0]) else "false")
+        return _json(features)
+
+    def mosn_env(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's ``?key=NAME`` (repeated): the values of environment variables; a
+        variable named like a secret (``*_TOKEN``, ``*PASSWORD*`` ...) is redacted."""
+        keys = query.get("key")
+        if not keys:
+            return _text(400, '{"error": "no env key"}\n')
+        found = {k: os.environ[k] for k in keys if k in os.environ}
+        missing = [k for k in keys if k not in os.environ]
+        return _json({"env": found, "not_found": missing} if missing else {"env": found},
+                     redactor=self.redactor)
+
+    # Envoy's
+
+    def server_info(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/server_info`` (its fields that mosn has)."""
+        state = "DRAINING" if self.draining else "LIVE"
+        uptime = int(time.time() - self.started)
+        return _json({"version": __version__, "state": state,
+                      "uptime_current_epoch": f"{uptime}s",
+                      "uptime_all_epochs": f"{uptime}s",
+                      "command_line_options": {"config_path": self.loaded.source}})
+
+    def runtime(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/runtime``: mosn has no runtime layers, so there are none."""
+        return _json({"layers": [], "entries": {}})
+
+    def quit(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/quitquitquit``: shut down as on SIGTERM (drain, then exit)."""
+        log.warning("admin: /quitquitquit: shutting down")
+        os.kill(os.getpid(), signal.SIGTERM)
+        return _text(200, "OK\n")
 
     def healthcheck_fail(self, query: dict[str, list[str]]) -> Response:
         self.health_failed = True
