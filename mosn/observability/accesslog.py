@@ -150,6 +150,21 @@ def _upstream_local(s: "DownstreamStream") -> str | None:
     return _address(client.conn.local_address) if client is not None else None
 
 
+_NO_UPSTREAM_FLAGS = {"UF": "connection_failure", "UO": "overflow"}
+"""A try that never got a connection (Envoy's flags) has no reset reason of its own."""
+
+
+def _upstream_failure(s: "DownstreamStream") -> str | None:
+    upstream = s.upstream
+    reason = upstream.reset_reason if upstream is not None else None
+    if reason is not None:
+        return reason.value
+    for flag in s.response_flags:
+        if flag in _NO_UPSTREAM_FLAGS:
+            return _NO_UPSTREAM_FLAGS[flag]
+    return None
+
+
 def _tls_variable(name: str, s: "DownstreamStream") -> str | None:
     return tls_variable(s.conn.tls, name)
 
@@ -206,6 +221,12 @@ VARIABLES: dict[str, Variable] = {
                                "the request method (RPC: the method header)"),
     "request_path": Variable(lambda s: s.request.path if s.request is not None else None,
                              "the request target with its query (RPC: empty)"),
+    "request_uri": Variable(lambda s: s.request.path if s.request is not None else None,
+                            "the request target with its query (MOSN's)"),
+    "request_scheme": Variable(lambda s: s.request.scheme if s.request is not None else None,
+                               "http or https (MOSN's)"),
+    "upstream_transport_failure_reason": Variable(
+        _upstream_failure, "why the upstream ended the try without a whole response"),
     "trace_id": Variable(_trace_id, "mosn's own: the stream's trace id when tracing is on"),
     **{name: Variable(functools.partial(_tls_variable, name), meaning)
        for name, meaning in (
