@@ -106,6 +106,7 @@ def test_a_correct_protocol_config_loads_without_a_word():
     ((), "plugin", {"log_base": "/tmp/mosn/"}),
     (("servers", 0), "processor", 4),
     (("servers", 0, "listeners", 0), "default_read_buffer_size", 4096),
+    (("servers", 0, "listeners", 0), "type", "egress"),
     (("cluster_manager", "clusters", 0), "sub_type", "x"),
 ])
 def test_a_mosn_go_runtime_field_is_accepted_with_one_warning(where, key, value):
@@ -133,20 +134,12 @@ def test_a_go_runtime_field_left_empty_says_nothing():
      "inherit_old_mosnconfig: not supported by mosn yet"),
     (lambda r: r.update(extends=[{"type": "registry", "config": {}}]),
      "extends: not supported by mosn yet"),
-    (lambda r: r["servers"][0]["listeners"][0].update(type="sideways"),
-     "servers[0].listeners[0]: type 'sideways': use ingress or egress"),
 ])
 def test_a_mosn_field_mosn_does_not_run_is_refused(mutate, expected):
     raw = base()
     mutate(raw)
     errors = errors_of(raw)
     assert len(errors) == 1 and errors[0].startswith(expected), errors
-
-
-def test_listener_type_is_mosn_s_ingress_or_egress():
-    raw = base()
-    raw["servers"][0]["listeners"][0]["type"] = "Egress"
-    assert validate(raw).config.servers[0].listeners[0].type == "egress"
 
 
 def test_per_filter_config_is_refused_while_no_filter_reads_it():

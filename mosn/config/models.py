@@ -223,10 +223,6 @@ class AccessLogConfig(Model):
         return value
 
 
-LISTENER_TYPES = ("ingress", "egress")
-"""MOSN's ``ListenerType``: which way a listener's traffic goes (the tracers' span kind)."""
-
-
 class ListenerConfig(Model):
     mosn_runtime_fields = {
         "default_read_buffer_size": "the first read size of MOSN's Go connections; "
@@ -235,12 +231,12 @@ class ListenerConfig(Model):
                     "server's default_log_path holds the log)",
         "log_level": "an old MOSN listener field MOSN itself no longer reads (the "
                      "server's default_log_level sets the level)",
+        "type": "ingress or egress, read by MOSN's SOFATracer and SkyWalking drivers; "
+                "mosn's OpenTelemetry spans are a server span per request and a client "
+                "span per upstream try on any listener",
     }
 
     name: str = ""
-    type: str = ""
-    """MOSN's ``ingress`` or ``egress``: the span kind of this listener's traces
-    (ingress: a server span, egress: a client span); empty: a server span."""
     address: AddressField
     network: str = "tcp"
     bind_port: bool | None = None
@@ -286,10 +282,6 @@ class ListenerConfig(Model):
     @model_validator(mode="after")
     def _check(self) -> "ListenerConfig":
         self.network = self.network.lower()
-        self.type = self.type.lower()
-        if self.type not in ("", *LISTENER_TYPES):
-            raise ValueError(f"type {self.type!r}: use {' or '.join(LISTENER_TYPES)} "
-                             "(or leave it out)")
         if self.network not in NETWORKS:
             raise ValueError(f"network {self.network!r} is not supported; use one of "
                              f"{', '.join(NETWORKS)}")
