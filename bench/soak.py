@@ -2,6 +2,7 @@
 upstreams are killed and restarted, hosts flip health and the config is reloaded.
 
     .venv/bin/python -P bench/soak.py [--duration 1800] [--event-every 30] [--json out.json]
+                                      [--events kill-one,reload,outage]
 
 Traffic, each a closed loop whose every answer is checked against its request:
 HTTP/1.1 and HTTP/2 (h2c) from httpx, gRPC from grpcio, bolt and Dubbo from
@@ -175,16 +176,22 @@ def mosn_config(listen: dict[str, int], upstreams: Upstreams, admin: int, timeou
     }
 
 
-def schedule():
-    """The events, in turn, for ever: one upstream of each protocol kind killed, a reload,
-    an outage of one kind."""
+EVENTS = ("kill-one", "reload", "outage")
+
+
+def schedule(chosen: set[str]):
+    """The ``chosen`` events, in turn, for ever: one upstream of each protocol kind
+    killed, a reload, an outage of one kind."""
     kinds = ("http", "grpc", "bolt", "dubbo")
     round_ = 0
     while True:
-        for kind in kinds:
-            yield "kill-one", kind, round_ % 2
-        yield "reload", "", 0
-        yield "outage", kinds[round_ % len(kinds)], 0
+        if "kill-one" in chosen:
+            for kind in kinds:
+                yield "kill-one", kind, round_ % 2
+        if "reload" in chosen:
+            yield "reload", "", 0
+        if "outage" in chosen:
+            yield "outage", kinds[round_ % len(kinds)], 0
         round_ += 1
 
 
@@ -232,7 +239,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
         begin = time.time()
         next_event = start + args.event_every
         next_rss = start
-        plan = schedule()
+        plan = schedule(set(args.events))
         reloads = 0
         while (now := time.monotonic()) < start + args.duration:
             if mosn.poll() is not None:
@@ -339,8 +346,13 @@ def main() -> int:
     parser.add_argument("--down-for", type=float, default=5.0, help="seconds a killed upstream stays down")
     parser.add_argument("--workers", type=int, default=2, help="mosn --workers")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client")
+    parser.add_argument("--events", default=",".join(EVENTS),
+                        help=f"comma-separated kinds of event, of {', '.join(EVENTS)}")
     parser.add_argument("--json", type=Path, help="write the result here too")
     args = parser.parse_args()
+    args.events = args.events.split(",")
+    if not args.events or not set(args.events) <= set(EVENTS):
+        parser.error(f"--events: a comma-separated list of {', '.join(EVENTS)}")
     signal.signal(signal.SIGTERM, interrupted)
     raise_fd_limit()
     with tempfile.TemporaryDirectory(prefix="mosn-soak-") as tmp:

@@ -235,7 +235,7 @@ def _parsed_filter(plugins: Any, type_: str, config: dict[str, Any]) -> FilterCo
     """A listener filter the runtime adds, its config validated as the loader would."""
     flt = FilterConfig(type=type_, config=config)
     model = _extension(plugins, "listener_filter", flt).config_model
-    flt._parsed = model.model_validate(config) if model is not None else None
+    flt.set_parsed(model.model_validate(config) if model is not None else None)
     return flt
 
 
@@ -256,6 +256,8 @@ def _chain(installs: list[Any]) -> Any:
 
     def install(conn: Any) -> None:
         for one in installs:
+            if conn.closed:  # refused by a filter before this one (network rbac)
+                return
             one(conn)
 
     return install

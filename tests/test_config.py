@@ -106,7 +106,7 @@ def test_model_errors_name_their_path(mutate, expected):
      "invalid duration 'soon'"),
     (lambda r: listener(r).update(stream_filters=[{"type": "nope"}]),
      "servers[0].listeners[0].stream_filters[0].type: unknown stream filter 'nope' "
-     "(known: fault)"),
+     f"(known: {', '.join(PluginHost().load().names('stream_filter'))})"),
     (lambda r: listener(r).update(stream_filters=[{"type": "fault",
                                                    "config": {"abort": {"status": 99}}}]),
      "servers[0].listeners[0].stream_filters[0].config.abort.status: "

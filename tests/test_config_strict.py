@@ -142,17 +142,31 @@ def test_a_mosn_field_mosn_does_not_run_is_refused(mutate, expected):
     assert len(errors) == 1 and errors[0].startswith(expected), errors
 
 
-def test_per_filter_config_is_refused_while_no_filter_reads_it():
+def test_per_filter_config_of_a_filter_without_per_route_config_is_refused():
     raw = bolt_proxy({})
     vhost = raw["servers"][0]["routers"][0]["virtual_hosts"][0]
-    vhost["per_filter_config"] = {"fault": {"delay_percent": 0}}
     vhost["routers"][0]["per_filter_config"] = {"fault": {}}
     assert errors_of(raw) == [
-        "servers[0].routers[0].virtual_hosts[0].per_filter_config: per-route filter "
-        "config is not supported yet (no stream filter reads it)",
-        "servers[0].routers[0].virtual_hosts[0].routers[0].per_filter_config: per-route "
-        "filter config is not supported yet (no stream filter reads it)",
-    ]
+        "servers[0].routers[0].virtual_hosts[0].routers[0].per_filter_config.fault: "
+        "the fault filter takes no per-route config"]
+
+
+def test_a_misspelt_key_in_a_per_route_filter_config_is_an_error_with_its_path():
+    raw = bolt_proxy({})
+    vhost = raw["servers"][0]["routers"][0]["virtual_hosts"][0]
+    vhost["per_filter_config"] = {"rbac": {"rbacc": {}}}
+    assert errors_of(raw) == [
+        "servers[0].routers[0].virtual_hosts[0].per_filter_config.rbac.rbacc: "
+        "unknown field; did you mean 'rbac'?"]
+
+
+def test_a_key_inside_an_empty_message_is_an_error_with_its_path():
+    raw = bolt_proxy({})
+    route = raw["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0]["route"]
+    route["hash_policy"] = [{"source_ip": {"enabled": True}}]
+    errors = errors_of(raw)
+    assert errors == ["servers[0].routers[0].virtual_hosts[0].routers[0].route."
+                      "hash_policy[0].source_ip.enabled: unknown field (this takes no keys)"]
 
 
 def test_router_handler_name_takes_mosn_s_default_handler_only():

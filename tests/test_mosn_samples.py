@@ -18,7 +18,9 @@ METRICS = ("metrics",)
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
-"""MOSN's stream filters written in Go (healthcheck, dsl, flowControlFilter, seata ...)."""
+"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata)."""
+NACOS = ("stream_filters[0].config.dynamic_data_resources",)
+"""flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
 
 REFUSED: dict[str, tuple[str, ...]] = {
@@ -27,33 +29,25 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "configs/mosn_config_broadcast.json": METRICS,
     "configs/mosn_config_dev.json": METRICS,
     "configs/mosn_config_mirror.json": METRICS,
-    "configs/mosn_rpc_config.json": GO_STREAM_FILTER,
-    "configs/mosn_rpc_config_bolt.json": GO_STREAM_FILTER,
     "dsl-sample/config.json": GO_STREAM_FILTER,
     "dubbo/client_config.json": TRACER,
     "dubbo/server_config.json": TRACER,
     "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS + METRICS,
-    "filter/ipaccess/config.json": GO_STREAM_FILTER,
-    "filter/jwtauthn/config.json": GO_STREAM_FILTER,
     "filter/transcoder/client_config.json": TRACER,
     "filter/transcoder/server_config.json": TRACER,
-    "flowcontrol-sample/datasource-nacos/server_config_nacos.json": GO_STREAM_FILTER,
-    "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json":
-        GO_STREAM_FILTER + TLS_FILES,
-    "flowcontrol-sample/server_config.json": GO_STREAM_FILTER,
+    "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,
+    "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json": NACOS + TLS_FILES,
     "flowcontrol-sample/tls_client_config.json": TLS_FILES,
-    "flowcontrol-sample/tls_server_config.json": GO_STREAM_FILTER + TLS_FILES,
+    "flowcontrol-sample/tls_server_config.json": TLS_FILES,
     "http-sample/tls_client_config.json": TLS_FILES,
     "http-sample/tls_server_config.json": TLS_FILES,
     "protocol-auto-sample/tls_client_config.json": TLS_FILES,
     "protocol-auto-sample/tls_server_config.json": TLS_FILES,
-    "proxy-fallback-example/config.json": ("fallback_for_unknown_protocol",),
     "seata/server_a/service_a_config.json": GO_STREAM_FILTER,
     "seata/server_b/service_b_config.json": GO_STREAM_FILTER,
     "seata/server_c/service_c_config.json": GO_STREAM_FILTER,
-    "sofarpc-with-xprotocol-sample/server_config.json": GO_STREAM_FILTER,
     "sofarpc-with-xprotocol-sample/tls_client_config.json": TLS_FILES,
-    "sofarpc-with-xprotocol-sample/tls_server_config.json": GO_STREAM_FILTER + TLS_FILES,
+    "sofarpc-with-xprotocol-sample/tls_server_config.json": TLS_FILES,
     "trace/skywalking-plugin/http/config.json": TRACER,
     "trace/skywalking/http/config.json": TRACER,
     "tunnel-sample/agent_config.json": ("extends",),

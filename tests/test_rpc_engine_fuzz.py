@@ -51,6 +51,15 @@ class MemoryConnection:
         self.callbacks: list[Any] = []
         self.written = bytearray()
         self.closed: CloseType | None = None
+        self.held = 0
+        """Bytes the engine holds against the buffer budget (never negative)."""
+
+    def hold(self, delta: int) -> None:
+        self.held += delta
+        assert self.held >= 0, "the engine released more than it held"
+
+    def read_disable(self, disable: bool) -> None:
+        pass  # backpressure: nothing waits to be written here
 
     def add_read_filter(self, f: Any) -> None:
         self.read_filters.append(f)
@@ -144,17 +153,26 @@ def check_server_side(name: str, data: bytes, sizes: list[int], answer: bool) ->
     got = [(h.head.frame.request_id, bytes(h.head.frame.data)) for h in handlers]
     # (frames read in the same piece as a bad one may be lost with it; never others)
     assert got == wanted[:len(got)]
+
+    def respond(h: Recorder) -> None:
+        request = h.head.frame
+        reply = codec.response(request, b"ok") if request.kind is FrameKind.REQUEST else b""
+        head = ResponseHead(200, frame=expected_frames(codec, reply)[0][0] if reply else None)
+        h.stream.send_headers(head, True)
+
     if error is None:
         assert got == wanted and conn.closed is None
     else:
+        # The requests read before the bad bytes are answered, then the connection
+        # closes; nothing after them is read.
+        for h in handlers:
+            assert conn.closed is None
+            respond(h)
+        conn.loop.run()
         assert conn.closed is not None
     if answer and conn.closed is None:
         for h in handlers:
-            request = h.head.frame
-            if request.kind is FrameKind.REQUEST:
-                reply = codec.response(request, b"ok")
-                h.stream.send_headers(ResponseHead(200, frame=expected_frames(codec, reply)[0][0]),
-                                      True)
+            respond(h)
         answered, _ = expected_frames(codec, bytes(conn.written))
         replies = [f.request_id for f in answered if f.kind is FrameKind.RESPONSE]
         assert replies == [h.head.frame.request_id for h in handlers

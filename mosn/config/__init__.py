@@ -1,5 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
+from mosn.config.base import Empty, Unsupported
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -16,12 +17,14 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "Duration",
+    "Empty",
     "FilterConfig",
     "HostConfig",
     "ListenerConfig",
     "LoadedConfig",
     "Model",
     "MosnConfig",
+    "Unsupported",
     "dump",
     "load",
     "parse_address",

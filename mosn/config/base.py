@@ -64,6 +64,8 @@ class ExtraKey:
         where = (places or {}).get(self.key.lower())
         if where:
             return f"unknown field here; {self.key!r} belongs at {' or '.join(where)}"
+        if not names:
+            return "unknown field (this takes no keys)"
         return f"unknown field (known here: {', '.join(sorted(names.values()))})"
 
 
@@ -113,6 +115,11 @@ class Model(BaseModel):
             yield ExtraKey(f"{path}.{key}" if path else str(key), str(key), value, type(self))
         for name in type(self).model_fields:
             yield from extra_keys_in(getattr(self, name), f"{path}.{name}" if path else name)
+
+
+class Empty(Model):
+    """A message that takes no keys (Envoy's ``{}`` options: ``source_ip: {}``,
+    ``allow_missing: {}``): any key in it is an unknown key with its path."""
 
 
 def extra_keys_in(value: Any, path: str) -> Iterator[ExtraKey]:

@@ -190,6 +190,7 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
                     else "network_filter")
             for i, flt in enumerate(filters):
                 errors += _check_filter(f"{base}[{i}]", kind, flt, plugins, config)
+    errors += _check_per_filter_configs(config, plugins)
     for i, cluster in enumerate(config.cluster_manager.clusters):
         base = f"cluster_manager.clusters[{i}]"
         ctype = plugins.get("cluster_type", cluster.type)
@@ -218,11 +219,41 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
         parsed = ext.config_model.model_validate(flt.config)
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.config")
-    flt._parsed = parsed
+    flt.set_parsed(parsed)
     check = getattr(parsed, "cross_check", None)
     if check is None:
         return []
     return [f"{path}.config.{loc}: {msg}" for loc, msg in check(config, plugins)]
+
+
+def _check_per_filter_configs(config: MosnConfig, plugins: PluginHost) -> list[str]:
+    """Each ``per_filter_config.<name>`` of a virtual host or route names a stream
+    filter that reads one (its config model's ``per_route`` model) and is valid for it."""
+    errors: list[str] = []
+    for rpath, router in config.routers():
+        for i, vh in enumerate(router.virtual_hosts):
+            places = [(f"{rpath}.virtual_hosts[{i}]", vh.per_filter_config)]
+            places += [(f"{rpath}.virtual_hosts[{i}].routers[{j}]", r.per_filter_config)
+                       for j, r in enumerate(vh.routers)]
+            for where, entries in places:
+                for name, raw in entries.items():
+                    path = f"{where}.per_filter_config.{name}"
+                    ext = plugins.get("stream_filter", name)
+                    model = getattr(ext.config_model, "per_route", None) if ext else None
+                    if ext is None:
+                        errors.append(f"{path}: unknown stream filter {name!r}"
+                                      f"{plugins.unknown('stream_filter', name)}")
+                    elif model is None:
+                        errors.append(f"{path}: the {name} filter takes no per-route config")
+                    else:
+                        try:
+                            parsed = model.model_validate(raw)
+                        except ValidationError as exc:
+                            errors += _pydantic_errors(exc, path)
+                            continue
+                        if isinstance(parsed, Model):
+                            errors += [f"{e.path}: {e.error()}" for e in parsed.extra_keys(path)]
+    return errors
 
 
 def _check_cluster_config(path: str, cluster: Any, ctype: Any) -> list[str]:
@@ -233,8 +264,8 @@ def _check_cluster_config(path: str, cluster: Any, ctype: Any) -> list[str]:
                     "cluster_config"]
         return []
     try:
-        cluster._parsed_cluster_config = ctype.config_model.model_validate(
-            cluster.cluster_config or {})
+        cluster.set_parsed_cluster_config(ctype.config_model.model_validate(
+            cluster.cluster_config or {}))
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.cluster_config")
     return []
@@ -248,7 +279,7 @@ def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:
     if ext.config_model is None:
         return []
     try:
-        hc._parsed = ext.config_model.model_validate(hc.check_config)
+        hc.set_parsed(ext.config_model.model_validate(hc.check_config))
     except ValidationError as exc:
         return _pydantic_errors(exc, f"{path}.check_config")
     return []
@@ -288,21 +319,6 @@ def _check_routers(config: MosnConfig) -> list[str]:
         seen.setdefault(name, path)
         errors += [f"{path}{sub.removeprefix('routers[0]')}: {msg}"
                    for sub, msg in check_references([router], clusters)]
-        errors += _refuse_per_filter_config(path, router)
-    return errors
-
-
-def _refuse_per_filter_config(path: str, router: Any) -> list[str]:
-    """No stream filter reads per-route config yet: a ``per_filter_config`` would be
-    ignored, so it is refused until one does."""
-    reason = "per-route filter config is not supported yet (no stream filter reads it)"
-    errors = []
-    for j, host in enumerate(router.virtual_hosts):
-        base = f"{path}.virtual_hosts[{j}]"
-        if host.per_filter_config:
-            errors.append(f"{base}.per_filter_config: {reason}")
-        errors += [f"{base}.routers[{k}].per_filter_config: {reason}"
-                   for k, route in enumerate(host.routers) if route.per_filter_config]
     return errors
 
 

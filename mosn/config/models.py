@@ -93,6 +93,10 @@ class FilterConfig(Model):
         """``config`` validated by the plugin's model (set by the loader)."""
         return self._parsed
 
+    def set_parsed(self, parsed: Any) -> None:
+        """Keep ``config`` as validated by the plugin's model (the loader's job)."""
+        self._parsed = parsed
+
     def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
         yield from super().extra_keys(path)
         yield from extra_keys_in(self._parsed, f"{path}.config" if path else "config")
@@ -422,6 +426,10 @@ class HealthCheckConfig(Model):
         """``check_config`` validated by the checker's model (set by the loader)."""
         return self._parsed
 
+    def set_parsed(self, parsed: Any) -> None:
+        """Keep ``check_config`` as validated by the checker's model (the loader's job)."""
+        self._parsed = parsed
+
     def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
         yield from super().extra_keys(path)
         yield from extra_keys_in(self._parsed, f"{path}.check_config" if path else "check_config")
@@ -623,6 +631,10 @@ class ClusterConfig(Model):
         """``cluster_config`` validated by the cluster type's model (set by the loader;
         None when the type takes none)."""
         return self._parsed_cluster_config
+
+    def set_parsed_cluster_config(self, parsed: Any) -> None:
+        """Keep ``cluster_config`` as validated by the cluster type's model."""
+        self._parsed_cluster_config = parsed
 
     def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
         yield from super().extra_keys(path)

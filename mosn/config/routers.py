@@ -15,7 +15,7 @@ from typing import Annotated, Any, Collection, Iterable, Sequence
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported
+from mosn.config.base import Empty, Model, Unsupported
 from mosn.config.types import Duration, Timeout
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones MOSN and Envoy accept
@@ -274,7 +274,7 @@ class HashPolicyConfig(Model):
 
     header: HeaderHashConfig | None = None
     cookie: CookieHashConfig | None = None
-    source_ip: dict[str, Any] | None = None
+    source_ip: Empty | None = None
     connection_properties: ConnectionPropertiesConfig | None = None
     terminal: bool = False
 

@@ -213,6 +213,9 @@ VARIABLES: dict[str, Variable] = {
                                          "the listener address the client reached"),
     "downstream_remote_address": Variable(lambda s: _address(s.conn.remote_address),
                                           "the client's address"),
+    "downstream_remote_address_without_port": Variable(
+        lambda s: s.conn.remote_address[0] if isinstance(s.conn.remote_address, tuple)
+        else None, "the client's IP address (Envoy's DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT)"),
     "upstream_host": Variable(lambda s: str(s.host) if s.host is not None else None,
                               "the upstream host's address (the last try's)"),
     "upstream_cluster": Variable(lambda s: s.cluster.name if s.cluster is not None else None,
@@ -238,7 +241,18 @@ VARIABLES: dict[str, Variable] = {
            ("downstream_alpn", "the protocol ALPN chose on the downstream connection"),
            ("requested_server_name", "the SNI the client asked for"))},
 }
-"""Every built-in variable by name (the header variables are prefixes, below)."""
+"""Every variable by name (the header variables are prefixes, below): the one
+registry the access log, route header values and the stream filters read; a feature
+adds its own with :func:`register_variable`."""
+
+
+def register_variable(name: str, get: Callable[["DownstreamStream"], Any], meaning: str,
+                      duration: bool = False) -> None:
+    """Add a variable (at import time of the feature that has it); a name taken by
+    another is refused."""
+    if name in VARIABLES and VARIABLES[name].get is not get:
+        raise ValueError(f"variable %{name}% is registered already")
+    VARIABLES[name] = Variable(get, meaning, duration)
 
 
 def _header(name: str, headers_of: Callable[["DownstreamStream"], Any]
@@ -576,5 +590,5 @@ class AccessLogs:
 
 __all__ = ["DEFAULT_FORMAT", "MAX_PENDING_LINES", "VARIABLES", "AccessLog", "AccessLogs",
            "ConnectionRecord",
-           "Formatter", "JsonFormatter", "LogWriter", "compile_format", "go_duration",
-           "variable"]
+           "Formatter", "JsonFormatter", "LogWriter", "Variable", "compile_format", "go_duration",
+           "register_variable", "variable"]

@@ -6,12 +6,17 @@ live in one anonymous shared mapping (``mmap``, inherited over ``fork``) holding
 row of signed 64-bit integers per worker: a worker only ever writes its own row, so
 the hot path is a plain ``values[i] += n`` with no lock, and the admin API (in the
 parent) sums the rows.
+
+Past the rows the same mapping holds :class:`SharedCells`: integers every process
+reads and writes under the cells' own lock, for state that must be one for all
+workers (a rate limit's token buckets), not a sum of per-worker parts.
 """
 
 from __future__ import annotations
 
 import mmap
-from typing import Iterable
+import multiprocessing
+from typing import Any, Iterable
 
 LISTENER_STATS = (
     "downstream_cx_total",
@@ -149,9 +154,28 @@ class Scope:
             setattr(self, name.replace(".", "_"), index)
 
 
+class SharedCells:
+    """``count`` signed 64-bit integers in the stats mapping that every process (the
+    parent and each worker) shares: read and write them only ``with cells.lock``.
+    ``values`` is usable once the store is allocated (before the workers fork); the
+    lock is a process-shared semaphore made at registration, so forked workers
+    inherit it."""
+
+    __slots__ = ("name", "offset", "count", "lock", "values")
+
+    def __init__(self, name: str, offset: int, count: int) -> None:
+        self.name = name
+        self.offset = offset
+        self.count = count
+        self.lock: Any = multiprocessing.Lock()
+        self.values: memoryview | None = None
+
+
 class StatsStore:
     def __init__(self) -> None:
         self.names: list[str] = []
+        self._shared: list[SharedCells] = []
+        self._shared_size = 0
         self._index: dict[str, int] = {}
         self._rows = 0
         self._mem: mmap.mmap | None = None
@@ -175,6 +199,16 @@ class StatsStore:
             self._index[name] = len(self.names)
             self.names.append(name)
         return self._index[name]
+
+    def shared_cells(self, name: str, count: int) -> SharedCells:
+        """``count`` cells shared by every process, registered now (before
+        :meth:`allocate`); ``name`` says whose they are (shown by nothing)."""
+        if self._mem is not None:
+            raise RuntimeError(f"shared cells {name!r} registered after the store was allocated")
+        cells = SharedCells(name, self._shared_size, count)
+        self._shared.append(cells)
+        self._shared_size += count
+        return cells
 
     def scope(self, prefix: str, names: Iterable[str]) -> Scope:
         return Scope(self, prefix, names)
@@ -234,8 +268,12 @@ class StatsStore:
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
         self._rows = rows
-        size = max(1, rows * len(self.names)) * 8
+        stats = rows * len(self.names) * 8
+        size = max(8, stats + self._shared_size * 8)
         self._mem = mmap.mmap(-1, size)
+        for cells in self._shared:
+            start = stats + cells.offset * 8
+            cells.values = memoryview(self._mem)[start:start + cells.count * 8].cast("q")
         self.use_row(0)
 
     def use_row(self, row: int) -> None:

@@ -3,7 +3,7 @@
 from mosn.proxy.config import ProxyConfig
 from mosn.proxy.observer import StreamObserver
 from mosn.proxy.stream import DownstreamStream
-from mosn.proxy.stream_filter import FilterStatus, Phase, StreamFilter
+from mosn.proxy.stream_filter import FilterStatus, Phase, StreamFilter, route_filter_config
 
 __all__ = ["DownstreamStream", "FilterStatus", "Phase", "ProxyConfig", "StreamFilter",
-           "StreamObserver"]
+           "StreamObserver", "route_filter_config"]

@@ -65,6 +65,13 @@ class ProxyContext:
             p.alpn: p for p in self.protocols.values() if getattr(p, "alpn", "")}
         """Protocols by their TLS ALPN id (the optional ``alpn`` of a protocol)."""
         self.downstream_protocol = config.downstream_protocol
+        self.fallback = config.fallback_for_unknown_protocol
+        codecs = set(plugins.names("xprotocol_codec"))
+        self.detectable: list[Protocol] = [
+            p for name, p in self.protocols.items()
+            if (name in config.detect if config.detect else
+                name not in codecs or not config.rpc_only or name in config.rpc_only)]
+        """What ``Auto`` detection chooses among (MOSN's protocol lists narrow it)."""
         self.upstream_protocol_name = config.upstream_protocol
         self.clusters = context.cluster_manager
         self.route_table = context.routers[config.router_config_name]
@@ -239,7 +246,9 @@ def _protocol_config(ext: Extension, config: ProxyConfig) -> Any:
 
 
 class ProtocolDetector(ReadFilter):
-    """Holds the first bytes until one protocol's matcher claims them."""
+    """Holds the first bytes until one protocol's matcher claims them. None does:
+    the connection is closed, or with ``fallback_for_unknown_protocol`` handed to the
+    network filters after the proxy's (MOSN's fallback), which wait until then."""
 
     __slots__ = ("ctx", "conn", "buffer")
 
@@ -248,10 +257,13 @@ class ProtocolDetector(ReadFilter):
         self.conn = conn
         self.buffer = b""
 
+    def on_new_connection(self) -> FilterStatus:
+        return FilterStatus.STOP if self.ctx.fallback else FilterStatus.CONTINUE
+
     def on_data(self, data: bytes) -> FilterStatus:
         self.buffer += data
         undecided = False
-        for protocol in self.ctx.protocols.values():
+        for protocol in self.ctx.detectable:
             try:
                 result = protocol.match(self.buffer)
             except Exception as exc:
@@ -263,12 +275,32 @@ class ProtocolDetector(ReadFilter):
                 return FilterStatus.STOP
             undecided = undecided or result is MatchResult.NEED_MORE
         if not undecided or len(self.buffer) >= MAX_DETECT_BYTES:
-            self.conn.close(CloseType.NO_FLUSH)  # no installed protocol speaks this
+            if self.ctx.fallback:
+                self._fall_back()
+            else:
+                self.conn.close(CloseType.NO_FLUSH)  # no installed protocol speaks this
         return FilterStatus.STOP
+
+    def _fall_back(self) -> None:
+        conn = self.conn
+        conn.read_filters.remove(self)
+        if not conn.read_filters:
+            conn.close(CloseType.NO_FLUSH)  # no filter after the proxy to fall back to
+            return
+        log.debug("connection from %s: no protocol matched, falling back to the next "
+                  "network filter", conn.remote_address)
+        for f in list(conn.read_filters):
+            if f.on_new_connection() is FilterStatus.STOP:
+                break
+        if not conn.closed:
+            conn.replay(self.buffer)
 
     def _hand_over(self, protocol: Protocol) -> None:
         conn = self.conn
-        conn.read_filters.remove(self)
+        at = conn.read_filters.index(self)
+        # With a fallback, the filters after the proxy waited for this verdict: the
+        # proxy keeps the connection, so they never see it (MOSN's proxy stops them).
+        del conn.read_filters[at:None if self.ctx.fallback else at + 1]
         self.ctx.serve(conn, protocol)
         for f in list(conn.read_filters):
             if f.on_data(self.buffer) is FilterStatus.STOP:

@@ -92,7 +92,7 @@ class ServerGuard(ConnectionCallbacks):
 
     def streams(self, new_stream: NewStream) -> NewStream:
         """``new_stream`` handing the proxy guarded server streams."""
-        return lambda stream: new_stream(GuardedStream(stream, self))
+        return GuardedCallbacks(new_stream, self)
 
     def on_filter_error(self, error: Exception) -> bool:
         if self.codec not in self.conn.read_filters:
@@ -115,6 +115,24 @@ class ServerGuard(ConnectionCallbacks):
             on_codec_error()
         except Exception:
             conn.close(CloseType.NO_FLUSH)
+
+
+class GuardedCallbacks:
+    """The proxy's ``ServerCallbacks`` for a guarded codec: each new stream is handed
+    over guarded; everything else of the contract (``request_headers_timeout``,
+    ``on_request_headers_timeout`` ...) is the proxy's own."""
+
+    __slots__ = ("new_stream", "guard")
+
+    def __init__(self, new_stream: NewStream, guard: ServerGuard) -> None:
+        self.new_stream = new_stream
+        self.guard = guard
+
+    def __call__(self, stream: ServerStream) -> Any:
+        return self.new_stream(GuardedStream(stream, self.guard))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.new_stream, name)
 
 
 class ClientGuard(ConnectionCallbacks):

@@ -148,7 +148,7 @@ class DownstreamStream:
         "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
-        "ended_by_reset", "_quiet",
+        "ended_by_reset", "_quiet", "dynamic_metadata",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -213,8 +213,20 @@ class DownstreamStream:
         proxy reset it (an upstream failure or timeout after the response began)."""
         self._quiet = 0
         """Idle sweeps since the stream last moved a byte either way."""
+        self.dynamic_metadata: dict[str, Any] | None = None
+        """What stream filters tell later ones, by namespace (Envoy's dynamic
+        metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
         if ctx.streams is not None:
             ctx.track(self)
+
+    def limit_request_body(self, limit: int) -> bool:
+        """A stream filter's request body limit (MOSN's ``payload_limit``): the body
+        may not pass ``limit`` bytes, nor any smaller limit the proxy or the route
+        set; past it the request is answered 413, as ``max_request_bytes``. True if
+        the bytes received already passed it (the filter answers then)."""
+        current = self._max_request_bytes
+        self._max_request_bytes = limit if current is None else min(current, limit)
+        return self._request_bytes > self._max_request_bytes
 
     @property
     def bytes_received(self) -> int:

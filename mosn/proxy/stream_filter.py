@@ -10,12 +10,16 @@ stream (a stateless filter may return the same object every time).
   ``stream.continue_request()`` or answers with ``stream.send_local_reply(...)``.
 A filter may answer at once too: ``send_local_reply`` then return STOP.
 ``on_response(stream, head)`` may change a response's headers before they are sent.
+
+A filter overridable per route reads its route's entry with
+:func:`route_filter_config` (``per_filter_config.<filter type>`` of the route, or
+of its virtual host when the route has none).
 """
 
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mosn.network.filter import FilterStatus
 from mosn.stream.types import ResponseHead
@@ -43,4 +47,16 @@ class StreamFilter:
         pass
 
 
-__all__ = ["FilterStatus", "Phase", "StreamFilter"]
+def route_filter_config(stream: "DownstreamStream", name: str) -> Any:
+    """The raw ``per_filter_config`` entry named ``name`` of the stream's route (the
+    route's own, else its virtual host's), or None: no route yet (a filter before
+    routing) or no entry. The same object for every request of that route (or of
+    every route of that virtual host), so a filter may cache what it builds from it
+    by ``id()``."""
+    route = stream.route
+    if route is None:
+        return None
+    return route.per_filter_config.get(name)
+
+
+__all__ = ["FilterStatus", "Phase", "StreamFilter", "route_filter_config"]

@@ -272,13 +272,15 @@ _CLOSING = "the connection is closed once the requests read before are answered"
 class RpcServerStream:
     """One request from a client; the proxy answers it through here."""
 
-    __slots__ = ("owner", "request", "handler", "answered", "disabled")
+    __slots__ = ("owner", "request", "handler", "answered", "disabled", "replying")
 
     def __init__(self, owner: RpcServerConnection, request: Frame) -> None:
         self.owner = owner
         self.request = request
         self.handler: Any = None
         self.answered = False
+        self.replying = 0
+        """The status of a local reply whose text is still to come (its message)."""
         self.disabled = 0
         """``read_disable(True)`` calls not yet undone (an upstream connection above its
         high watermark); undone when the stream ends."""
@@ -292,6 +294,9 @@ class RpcServerStream:
             if self.request.kind is not _ONEWAY and not owner.closed:
                 self._respond(frame)
         elif self.request.kind is not _ONEWAY:
+            if not end_stream:  # a local reply: its text, next, says why
+                self.replying = head.status
+                return
             self.error(head.status, tuple(getattr(self.handler, "response_flags", ())),
                        f"mosn: {head.status}")
         self._done()
@@ -327,11 +332,19 @@ class RpcServerStream:
         owner.conn.write(reply)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
-        """An RPC response is whole in its head; the body of a local reply is text
-        for HTTP clients and has no place in the protocol's error frame."""
+        """An RPC response is whole in its head; the text of a local reply is the
+        error reply's message (where the protocol's error frame has one)."""
+        status = self.replying
+        if status and not self.answered:
+            self.replying = 0
+            text = data.decode("utf-8", "replace").strip()
+            self.error(status, tuple(getattr(self.handler, "response_flags", ())),
+                       f"mosn: {status} {text}" if text else f"mosn: {status}")
+            self._done()
 
     def send_trailers(self, trailers: Headers) -> None:
-        pass
+        if self.replying:
+            self.send_data(b"", True)
 
     def reset(self, reason: StreamResetReason) -> None:
         """Multiplexed: one stream cannot be reset, so the caller gets an error reply."""

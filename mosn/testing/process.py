@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import yaml
 
-START_TIMEOUT = 15.0
+START_TIMEOUT = 60.0
 """Seconds for a server to come up on a loaded CI machine."""
 STOP_TIMEOUT = 10.0
 """Seconds a process gets to exit after SIGTERM before it is killed."""

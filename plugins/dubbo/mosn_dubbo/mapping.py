@@ -34,6 +34,7 @@ _BY_HTTP_STATUS: dict[int, Status] = {
     502: Status.SERVER_ERROR,           # the upstream connection was lost or reset
     503: Status.SERVICE_NOT_FOUND,      # no healthy upstream, no cluster, connect failure
     504: Status.SERVER_TIMEOUT,
+    509: Status.SERVER_THREADPOOL_EXHAUSTED,  # MOSN's limit exceeded (flowControlFilter)
 }
 OTHER_STATUS = Status.SERVICE_ERROR
 """Any other proxy failure (MOSN's default for a code it does not know)."""

@@ -1,5 +1,6 @@
 """Registers the dubbo codec with the RPC engine, the dubbo protocol with the proxy,
-and the ``zookeeper`` cluster type (Dubbo's ZooKeeper registry)."""
+the ``zookeeper`` cluster type (Dubbo's ZooKeeper registry) and the ``dubbo_triple``
+stream filter (Dubbo's routing keys for Dubbo 3 Triple calls)."""
 
 from __future__ import annotations
 
@@ -39,3 +40,12 @@ def mosn_cluster_types() -> list[Extension]:
 
     return [Extension("zookeeper", zookeeper_cluster, ZookeeperClusterConfig,
                       description="Dubbo providers registered in ZooKeeper, followed by a watch")]
+
+
+@hookimpl
+def mosn_stream_filters() -> list[Extension]:
+    from mosn_dubbo.triple import TripleConfig, build
+
+    return [Extension("dubbo_triple", build, TripleConfig,
+                      description="Dubbo's routing keys (service, method, version, group) "
+                                  "for Dubbo 3 Triple (gRPC) calls")]

@@ -177,7 +177,7 @@ def test_unknown_service_is_service_not_found(via_mosn: int, kind: str) -> None:
 def test_unknown_service_status_and_message(via_mosn: int) -> None:
     answer = raw_call(via_mosn, UNKNOWN_SERVICE, "echo")
     assert (answer.kind, answer.status) == (FrameKind.RESPONSE, Status.SERVICE_NOT_FOUND)
-    assert message(answer) == (f"mosn: 404: service not found "
+    assert message(answer) == (f"mosn: 404 no route: service not found "
                                f"({UNKNOWN_SERVICE}:{VERSION} echo)")
 
 

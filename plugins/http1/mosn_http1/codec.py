@@ -294,7 +294,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
         """Upgrade token -> the hand-over to the protocol that speaks it."""
         self._switch: tuple[TakeOver, RequestHead] | None = None
         """The hand-over to make, and its request, once that request is read in full."""
-        self._reparse: tuple[str, list[tuple[str, str]]] | None = None
+        self._reparse: tuple[str, list[tuple[str, str]], str | None] | None = None
         """A request line and fields to read again, without an upgrade offer not taken."""
         self._parser = httptools.HttpRequestParser(self)
         transport = getattr(conn, "transport", None)
@@ -486,8 +486,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-        path, authority = origin_form(method, self._url.decode("latin-1"), self._authority,
-                                      version)
+        target, host = self._url.decode("latin-1"), self._authority
+        path, authority = origin_form(method, target, host, version)
         self._url = b""
         self._authority = None
         if self._codings is not None:
@@ -507,9 +507,8 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
                 # comes first): the offer is ignored, as RFC 9110 7.8 lets a server do.
                 # llhttp stops at an upgrade request's head, so the request is read
                 # again without the offer once it stops (see _read_again).
-                self._reparse = (f"{method} {self._url.decode('latin-1')} HTTP/{version}\r\n",
-                                 [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS])
-                self._url = b""
+                self._reparse = (f"{method} {target} HTTP/{version}\r\n",
+                                 [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS], host)
                 return
         s = ServerStream(self, method, version == "1.0", parser.should_keep_alive(), upgrade)
         s.head = RequestHead(method, path, authority, self._scheme, Headers(fields), version)
@@ -652,13 +651,12 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
     def _read_again(self, rest: bytes) -> None:
         """Read the request whose upgrade offer was ignored again, without the offer,
         with its body and whatever follows it (``rest``), on a new parser."""
-        line, fields = self._reparse  # type: ignore[misc]
+        line, fields, host = self._reparse  # type: ignore[misc]
         self._reparse = None
         rest += b"".join(self._unparsed)
         self._unparsed.clear()
-        host = [f"host: {self._authority}\r\n"] if self._authority is not None else []
-        self._authority = None
-        head = frames.head(line, host + [f"{name}: {value}\r\n" for name, value in fields])
+        host_field = [f"host: {host}\r\n"] if host is not None else []
+        head = frames.head(line, host_field + [f"{name}: {value}\r\n" for name, value in fields])
         self._parser = httptools.HttpRequestParser(self)
         self._feed(head + rest)
 

@@ -542,7 +542,7 @@ class ServerConnection(_Codec):
     """The server codec of one downstream connection (``Protocol.server``)."""
 
     __slots__ = ("new_stream", "_scheme", "_opened", "_premature", "_read_paused", "_preface",
-                 "_head_timeout", "_heads", "_head_sid", "_head_timer")
+                 "_head_timeout", "_heads", "_head_sid", "_head_timer", "_head_stalled")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -556,6 +556,9 @@ class ServerConnection(_Codec):
         self._head_sid = 0
         """The stream whose header block is open (its first byte read), 0 if none."""
         self._head_timer: Any = None
+        self._head_stalled = False
+        """A header block timed out: nothing after it can be read, so the connection
+        closes once the streams taken before it are done."""
         transport = getattr(conn, "transport", None)
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
         self._scheme = "https" if tls else "http"
@@ -633,8 +636,9 @@ class ServerConnection(_Codec):
     def _head_expired(self) -> None:
         """``request_headers_timeout``: the stream is reset. Nothing after its header
         block can be read until the block is whole (RFC 9113 6.10), so the connection
-        is also sent GOAWAY: streams in flight finish, then it closes. The engine has
-        not seen the stream yet, so its RST_STREAM is written here."""
+        is also sent GOAWAY: streams in flight finish, then it closes. The engine may
+        not have seen the stream yet, so its RST_STREAM is written here, and the
+        connection closed here, not when the engine is done (it waits for the block)."""
         self._head_timer = None
         if self._closed:
             return
@@ -644,6 +648,13 @@ class ServerConnection(_Codec):
         self._flush()
         self.conn.write(_RST_STREAM.pack(4, 0x3, 0, self._head_sid, CANCEL))
         self.go_away()
+        self._head_stalled = True
+        if not self.streams:
+            self._close_connection()
+
+    def _stream_closed(self, s: _Stream) -> None:
+        if self._head_stalled and not self.streams:
+            self._close_connection()
 
     def _is_preface(self, data: bytes) -> bool:
         """While the preface may still be coming: False (and the connection answered

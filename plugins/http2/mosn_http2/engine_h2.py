@@ -76,9 +76,17 @@ class _Terminated(Exception):
     """The connection ends: its GOAWAY is queued."""
 
 
+def _content_length(fields: Any) -> int:
+    """A request's content-length; -1 if none (or not a number: ``frames`` refuses it)."""
+    for name, value in fields:
+        if name == b"content-length" or name == "content-length":
+            return int(value) if value.isdigit() else -1
+    return -1
+
+
 class _Stream:
     __slots__ = ("id", "out", "out_bytes", "end", "trailers", "opened", "local_ended",
-                 "remote_ended", "paused", "unacked", "above", "head")
+                 "remote_ended", "paused", "unacked", "above", "head", "body_left")
 
     def __init__(self, sid: int) -> None:
         self.id = sid
@@ -96,6 +104,8 @@ class _Stream:
         self.above = False
         self.head: frames.HeaderList | None = None
         """A waiting client stream's request head."""
+        self.body_left = -1
+        """A request's content-length bytes still to come; -1: none given."""
 
 
 class H2Engine:
@@ -300,6 +310,8 @@ class H2Engine:
             return
         s = self._streams[sid] = _Stream(sid)
         end = s.remote_ended = event.stream_ended is not None
+        if not end:
+            s.body_left = _content_length(event.headers)
         self._report(REQUEST, sid, end, fields)
 
     def _on_response(self, event: ev.ResponseReceived) -> None:
@@ -331,6 +343,8 @@ class H2Engine:
         if s is None:
             return
         end = event.stream_ended is not None
+        if s.body_left > 0:
+            s.body_left -= len(event.data)
         if end:
             s.remote_ended = True
             self._ended(s)
@@ -503,9 +517,12 @@ class H2Engine:
             self._local_end(s)
 
     def _local_end(self, s: _Stream) -> None:
-        if not self.client and not s.remote_ended:
+        if not self.client and not s.remote_ended and s.body_left != 0:
             # A response complete before its request: RST_STREAM NO_ERROR tells the
-            # client to stop sending the rest (RFC 9113 8.1).
+            # client to stop sending the rest (RFC 9113 8.1). Not when every byte its
+            # content-length announced has come: only END_STREAM is missing, which a
+            # client may send in a frame of its own (and would fail to, were the
+            # stream reset).
             self._reset(s.id, NO_ERROR)
             self._forget(s)
         else:

@@ -39,6 +39,8 @@
 #define EV_PING_ACK 9
 #define EV_DRAINED 10
 
+#define MAX_LENGTH_DIGITS 18 /* a content-length of up to 18 digits fits an int64_t */
+
 #define EV_HEADER_SIZE 12
 #define BUF_MIN 4096 /* first allocation of a growing buffer */
 #define FIELD_OVERHEAD 32 /* counted per field in a header list's size (RFC 9113 6.5.2) */
@@ -65,6 +67,7 @@ typedef struct stream {
   int paused;                 /* the reader is paused: received DATA not acknowledged */
   size_t unacked;
   size_t received;            /* DATA received in this read, settled after it (mosn_h2_settle) */
+  int64_t body_left;          /* a request's content-length bytes still to come; -1: none given */
 } stream_t;
 
 typedef struct mosn_h2 {
@@ -335,6 +338,7 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
       return NGHTTP2_ERR_CALLBACK_FAILURE;
     }
     st->id = sid;
+    st->body_left = -1;
     nghttp2_session_set_stream_user_data(session, sid, st);
     h->hb_kind = EV_REQUEST;
     break;
@@ -426,6 +430,17 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     h->pseudo[slot].len = 0;
     return buf_append(&h->pseudo[slot], value, valuelen) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   }
+  if (h->hb_kind == EV_REQUEST && namelen == 14 && memcmp(name, "content-length", 14) == 0) {
+    /* nghttp2 refused a content-length that is not a number, or that the DATA
+       does not match. */
+    stream_t *st = stream_of(h, h->hb_sid);
+    if (st != NULL && valuelen <= MAX_LENGTH_DIGITS) {
+      st->body_left = 0;
+      for (size_t i = 0; i < valuelen && st->body_left >= 0; i++) {
+        st->body_left = value[i] >= '0' && value[i] <= '9' ? st->body_left * 10 + (value[i] - '0') : -1;
+      }
+    }
+  }
   if (buf_append(&h->hb, &zero, 1) != 0 || buf_append(&h->hb, name, namelen) != 0 ||
       buf_append(&h->hb, &zero, 1) != 0 || buf_append(&h->hb, value, valuelen) != 0) {
     return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -469,6 +484,9 @@ static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t sid,
     h->received_sids[h->nreceived++] = sid;
   }
   st->received += len;
+  if (st->body_left > 0) {
+    st->body_left -= (int64_t)len;
+  }
   return 0;
 }
 
@@ -535,8 +553,14 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     return 0;
   }
   /* A response complete before its request: RST_STREAM NO_ERROR tells the
-     client to stop sending the rest (RFC 9113 8.1). */
+     client to stop sending the rest (RFC 9113 8.1). Not when every byte its
+     content-length announced has come: only END_STREAM is missing, which a client
+     may send in a frame of its own (and would fail to, were the stream reset). */
   if (h->server && !nghttp2_session_get_stream_remote_close(session, sid)) {
+    stream_t *st = stream_of(h, sid);
+    if (st != NULL && st->body_left == 0) {
+      return 0;
+    }
     return nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, sid, NGHTTP2_NO_ERROR) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
   }
   return 0;

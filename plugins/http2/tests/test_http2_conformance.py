@@ -375,3 +375,30 @@ def test_keepalive_closes_a_silent_client(h2_upstream, h2_engine, start_mosn):
         assert c.closed
     finally:
         c.close()
+
+
+# -- 8.1 a response complete before its request ---------------------------------------
+
+
+def test_end_stream_after_the_whole_content_length_is_awaited(h2_upstream, h2_engine, start_mosn):
+    """A response that ends before its request does is followed by RST_STREAM NO_ERROR
+    (8.1), unless every byte of the request's content-length has come: then only its
+    END_STREAM is missing, which a client (httpx does) sends in a DATA frame of its own
+    and must be able to. The HTTP/1.1 upstream answers once it has the 3 bytes."""
+    port = free_port()
+    start_mosn(proxy_config(port, h2_upstream, upstream="Http1",
+                            extend_config=with_engine(None, h2_engine)))
+    c = FrameClient(port)
+    try:
+        c.wait(SETTINGS)
+        fields = request("/echo", "POST") + [("content-length", "3")]
+        c.send(frame(HEADERS, END_HEADERS, 1, block(fields)), frame(DATA, 0, 1, b"abc"))
+        assert b'"POST"' in c.response(1)
+        c.send(frame(DATA, END_STREAM, 1), frame(PING, 0, 0, b"12345678"))
+        while not c.wait(PING)[1] & ACK:  # all mosn sent before its answer to the PING
+            pass
+        resets = [f for f in c.received if f[0] == RST_STREAM and f[2] == 1]
+        assert resets == [], resets
+        assert get(c, 3) and not c.closed  # the connection carries on
+    finally:
+        c.close()

@@ -25,6 +25,8 @@ _BY_HTTP_STATUS: dict[int, ResponseStatus] = {
     400: ResponseStatus.CODEC_EXCEPTION,        # a frame that cannot be decoded
     403: ResponseStatus.SERVER_EXCEPTION,       # bolt has no permission-denied status
     404: ResponseStatus.NO_PROCESSOR,           # no route
+    429: ResponseStatus.SERVER_THREADPOOL_BUSY,  # a rate limit: the server-busy status
+    509: ResponseStatus.SERVER_THREADPOOL_BUSY,  # MOSN's limit exceeded (flowControlFilter)
     502: ResponseStatus.NO_PROCESSOR,           # upstream reset, connection lost or failed
     503: ResponseStatus.NO_PROCESSOR,           # no healthy upstream, no cluster (UH, NC, UF)
     504: ResponseStatus.TIMEOUT,

@@ -24,7 +24,7 @@ S = ResponseStatus
     (400, (), S.CODEC_EXCEPTION),
     (403, (), S.SERVER_EXCEPTION),                    # bolt has no permission-denied status
     (500, (), S.UNKNOWN),
-    (429, ("RL",), S.UNKNOWN),
+    (429, ("RL",), S.SERVER_THREADPOOL_BUSY),        # rate limited: "busy", retry later
 ])
 def test_error_status(status: int, flags: tuple[str, ...], expected: int) -> None:
     assert error_status(status, flags) == expected

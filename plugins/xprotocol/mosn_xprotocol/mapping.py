@@ -12,6 +12,8 @@ OVERLOAD_FLAG = "OM"
 """Envoy's overload manager flag: a request answered as its connection was shed."""
 BUSY_FLAGS = frozenset({OVERFLOW_FLAG, OVERLOAD_FLAG})
 """A 503 with one of these means the proxy is too busy, not that no host is there."""
+RATE_LIMITED = frozenset({429, 509})
+"""A rate limit's refusal (HTTP's 429, MOSN's 509): the protocol's ``overflow``."""
 
 _FAILURE_HTTP_STATUS = {
     "bad_frame": 400,
@@ -47,8 +49,8 @@ class StatusMapping:
                 self.to_http.setdefault(code, http)
 
     def error_status(self, http_status: int, flags: tuple[str, ...] = ()) -> int:
-        if http_status == 503 and not BUSY_FLAGS.isdisjoint(flags) \
-                and self.overflow is not None:
+        if self.overflow is not None and (http_status in RATE_LIMITED or (
+                http_status == 503 and not BUSY_FLAGS.isdisjoint(flags))):
             return self.overflow
         return self.by_http.get(http_status, self.error)
 

@@ -18,9 +18,9 @@ The tunnel header (mosn's own; MOSN's reverse-tunnel header in
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from mosn.config.base import Model
 from mosn.config.types import Duration
@@ -28,6 +28,7 @@ from mosn.filters.tcp_proxy import DEFAULT_IDLE_TIMEOUT, Session, TcpProxy, TcpP
 from mosn.network.connection import Connection
 from mosn.network.filter import CloseType, ConnectionEvent, FilterStatus, ReadFilter
 from mosn.plugins import BuildContext
+from mosn_xprotocol.h2tunnel import H2TunnelEntry, H2TunnelExit
 
 log = logging.getLogger("mosn.xprotocol.tunnel")
 
@@ -79,13 +80,27 @@ def _known_clusters(root: Any) -> set[str]:
     return {c.name for c in root.cluster_manager.clusters}
 
 
+Carrier = Literal["tcp", "http2"]
+"""How a tunnel travels: its own TCP connection with the tunnel header, or a stream of
+a shared HTTP/2 connection (:mod:`mosn_xprotocol.h2tunnel`)."""
+
+
 class TunnelEntryConfig(Model):
     cluster: str
     """The far mosn instances (their ``tunnel_exit`` listeners)."""
     destination: str
     """The cluster, on the far side, the bytes go to."""
+    over: Carrier = "tcp"
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     max_connect_attempts: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="after")
+    def _http2_shares_its_connection(self) -> "TunnelEntryConfig":
+        if self.over == "http2" and self.max_connect_attempts is not None:
+            raise ValueError("max_connect_attempts: a TCP tunnel's; an HTTP/2 tunnel's "
+                             "connection is shared by its streams, and one that fails closes "
+                             "them")
+        return self
 
     @field_validator("destination")
     @classmethod
@@ -104,6 +119,14 @@ class TunnelExitConfig(Model):
     handshake_timeout: Duration = DEFAULT_HANDSHAKE_TIMEOUT
     idle_timeout: Duration = DEFAULT_IDLE_TIMEOUT
     max_connect_attempts: int | None = Field(default=None, ge=1)
+    over: Carrier = "tcp"
+
+    @model_validator(mode="after")
+    def _http2_has_no_handshake(self) -> "TunnelExitConfig":
+        if self.over == "http2" and "handshake_timeout" in self.model_fields_set:
+            raise ValueError("handshake_timeout: a TCP tunnel's wait for its header; an "
+                             "HTTP/2 tunnel names its cluster in its CONNECT request")
+        return self
 
     def cross_check(self, root: Any, plugins: Any) -> Iterable[tuple[str, str]]:
         known = _known_clusters(root)
@@ -204,8 +227,14 @@ class _Handshake(ReadFilter):
 
 
 def build_entry(config: TunnelEntryConfig, context: BuildContext) -> Any:
+    if config.over == "http2":
+        return H2TunnelEntry(context.cluster_manager.get(config.cluster), config.destination,
+                             config.idle_timeout or None).install
     return TunnelEntry(config, context).install
 
 
 def build_exit(config: TunnelExitConfig, context: BuildContext) -> Any:
+    if config.over == "http2":
+        return H2TunnelExit({name: context.cluster_manager.get(name) for name in config.clusters},
+                            config.idle_timeout or None, config.max_connect_attempts).install
     return TunnelExit(config, context).install
