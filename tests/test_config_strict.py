@@ -209,3 +209,13 @@ def test_a_health_checker_of_a_disabled_plugin_is_named_as_disabled():
     [error] = errors_of(raw)
     assert error.startswith("cluster_manager.clusters[0].health_check.protocol: unknown "
                             "health checker 'bolt': plugin 'sofarpc' registers it")
+
+
+def test_auto_host_rewrite_and_host_rewrite_together_are_refused():
+    raw = bolt_proxy({})
+    route = raw["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0]["route"]
+    route.update(auto_host_rewrite=True, host_rewrite="a.example")
+    errors = errors_of(raw)
+    assert len(errors) == 1 and errors[0].startswith(
+        "servers[0].routers[0].virtual_hosts[0].routers[0].route: set one of host_rewrite, "
+        "auto_host_rewrite"), errors

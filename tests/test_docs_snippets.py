@@ -85,6 +85,7 @@ PLACED = {
     ("config.md", 1): as_filters,
     ("http2.md", 0): as_filters,
     ("upstream.md", 1): as_route,
+    ("upstream.md", 2): as_route,
     ("rpc.md", 0): as_server,
 }
 """Parts of a config, each with where it goes."""

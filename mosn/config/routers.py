@@ -258,8 +258,10 @@ class HeaderHashConfig(Model):
 class CookieHashConfig(Model):
     name: str = Field(min_length=1)
     path: str = ""
-    ttl: Unsupported = None
-    """Envoy generates the cookie when ``ttl`` is set; mosn does not (yet)."""
+    ttl: Duration | None = Field(default=None, ge=0)
+    """Envoy's: a request without the cookie gets one made for it (its hash key), set
+    on the response with this ``Max-Age`` (``0``: a session cookie). Unset: a request
+    without the cookie has no key from this policy (MOSN's only behaviour)."""
 
 
 class ConnectionPropertiesConfig(Model):
@@ -346,7 +348,9 @@ class RouteActionConfig(HeaderMutationsConfig):
     prefix_rewrite: str = ""
     regex_rewrite: RegexRewriteConfig | None = None
     host_rewrite: str = ""
-    auto_host_rewrite: Unsupported = None
+    auto_host_rewrite: bool = False
+    """The ``Host`` (``:authority``) sent upstream is the chosen host's ``hostname``
+    (a host without one leaves it as it is, as in Envoy)."""
     auto_host_rewrite_header: str = ""
     hash_policy: Annotated[list[HashPolicyConfig], BeforeValidator(_one_or_many)] = Field(
         default_factory=list)
@@ -360,6 +364,11 @@ class RouteActionConfig(HeaderMutationsConfig):
         if self.prefix_rewrite and self.regex_rewrite is not None:
             raise ValueError("set prefix_rewrite or regex_rewrite, not both (MOSN would "
                              "take prefix_rewrite and ignore the other)")
+        hosts = [k for k in ("host_rewrite", "auto_host_rewrite", "auto_host_rewrite_header")
+                 if getattr(self, k)]
+        if len(hosts) > 1:
+            raise ValueError(f"set one of {', '.join(hosts)} (Envoy's oneof; MOSN would "
+                             "take one and ignore the others)")
         given = [k for k in ("cluster_name", "cluster_header", "weighted_clusters") if getattr(self, k)]
         if len(given) != 1:
             found = f" (found {', '.join(given)})" if given else ""
