@@ -97,6 +97,9 @@ class Runtime:
     clusters: ClusterManager = field(init=False)
     listeners: list[Listener] = field(default_factory=list)
     admin_sock: socket.socket | None = None
+    metrics_socks: list[socket.socket] | None = None
+    """The ``metrics`` block's Prometheus sinks' sockets (kept over a reload, as
+    the admin's)."""
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
     overload: OverloadManager = field(init=False)
@@ -176,6 +179,10 @@ class Runtime:
                 listener.hand_off = index.find
             if self.admin_sock is None:
                 self.admin_sock = self._bind("admin.address", config.admin.bind, False)
+            if self.metrics_socks is None:
+                self.metrics_socks = [
+                    self._bind(f"metrics.sinks[{i}].config.port", sink.config.bind, False)
+                    for i, sink in enumerate(config.metrics.sinks if config.metrics else [])]
             self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
         except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
@@ -276,7 +283,7 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
     raise_fd_limit()
     runtime = Runtime(loaded)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
-    admin = Admin(loaded, runtime.store, runtime.clusters)
+    admin = Admin(loaded, runtime.store, runtime.clusters, runtime.metrics_socks or ())
     pid_file = loaded.config.pid
     if pid_file:
         with open(pid_file, "w") as f:
@@ -285,6 +292,8 @@ def run(loaded: LoadedConfig, workers: int = 1) -> int:
         for lst in runtime.listeners:
             log.info("listener %s on %s", lst.name, _listening_on(lst))
         log.info("admin on %s", _sockname(runtime.admin_sock))
+        for sock in runtime.metrics_socks or ():
+            log.info("metrics sink on %s", _sockname(sock))
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
         if workers == 1:
@@ -489,7 +498,7 @@ def _fork_worker(runtime: Runtime, index: int,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the parent's
-        for sock in (*inherited, runtime.admin_sock):
+        for sock in (*inherited, runtime.admin_sock, *(runtime.metrics_socks or ())):
             if sock is not None:
                 sock.close()
         for i, (ours, theirs) in enumerate(pairs):
@@ -582,7 +591,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
             return
         try:
             new = Runtime(loaded, sockets=runtime.listener_sockets(),
-                          admin_sock=runtime.admin_sock)
+                          admin_sock=runtime.admin_sock, metrics_socks=runtime.metrics_socks)
         except StartError as exc:
             log.error("config reload refused, still serving the old config: %s", exc)
             runtime.store.values[failed] += 1  # type: ignore[index]

@@ -14,25 +14,26 @@ from mosn.config import ConfigError, load
 SAMPLES = ROOT / "tests" / "data" / "mosn_samples"
 
 XDS = ("dynamic_resources", "static_resources")
-METRICS = ("metrics",)
+CONNECTION_MANAGER = ("filters[1].type", "filters[0].config.router_config_name")
+"""MOSN's older ``connection_manager`` network filter holding the router config."""
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
-"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata)."""
+"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata, mirror)."""
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
 
 REFUSED: dict[str, tuple[str, ...]] = {
-    "configs/istio152/mosn_config_mirror_xds.json": XDS + METRICS,
-    "configs/istio152/mosn_xds.json": XDS + METRICS,
-    "configs/mosn_config_broadcast.json": METRICS,
-    "configs/mosn_config_dev.json": METRICS,
-    "configs/mosn_config_mirror.json": METRICS,
+    "configs/istio152/mosn_config_mirror_xds.json": XDS,
+    "configs/istio152/mosn_xds.json": XDS,
+    "configs/mosn_config_broadcast.json": GO_STREAM_FILTER,
+    "configs/mosn_config_dev.json": CONNECTION_MANAGER,
+    "configs/mosn_config_mirror.json": GO_STREAM_FILTER,
     "dsl-sample/config.json": GO_STREAM_FILTER,
     "dubbo/client_config.json": TRACER,
     "dubbo/server_config.json": TRACER,
-    "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS + METRICS,
+    "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS,
     "filter/transcoder/client_config.json": TRACER,
     "filter/transcoder/server_config.json": TRACER,
     "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,

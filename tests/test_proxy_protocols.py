@@ -163,7 +163,6 @@ def test_mosn_rpc_samples_need_only_the_stream_filters_mosn_lacks(
     """MOSN's configs/ samples with X-protocol forms load; what one is refused for is
     only a stream filter mosn lacks (``mirror``), with its path."""
     config = json.loads((SAMPLES / "configs" / sample).read_text())
-    config.pop("metrics", None)  # MOSN's metrics block: tests/test_mosn_samples.py
     if missing:
         with pytest.raises(ConfigError) as info:
             validate(config)

@@ -25,7 +25,7 @@ import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -35,7 +35,8 @@ from anyio.abc import SocketListener, SocketStream
 from mosn import __version__
 from mosn.admin import mosn_api
 from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from mosn.admin.prometheus import exposition
+from mosn.admin.metrics import StatsFilter, runtime_collectors
+from mosn.admin.prometheus import exposition, quantile
 from mosn.admin.redact import Redactor, json_pieces
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
@@ -97,8 +98,79 @@ Handler = Callable[[dict[str, list[str]]], Response]
 GET, POST = ("GET", "HEAD"), ("POST",)
 
 
-class Admin:
-    def __init__(self, loaded: LoadedConfig, store: StatsStore, clusters: Any) -> None:
+class HttpApi:
+    """A small HTTP/1.1 server (h11 over anyio): one request a connection, answered
+    by ``respond``."""
+
+    name = "HTTP API"
+    """What the logs call it."""
+
+    def respond(self, method: str, target: str,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+        raise NotImplementedError
+
+    async def serve(self, sock: socket.socket) -> None:
+        listener = await SocketListener.from_socket(sock)
+        failed = RateLimitedLog(log)
+        async with anyio.create_task_group() as tg:
+            while True:
+                try:
+                    stream = await listener.accept()
+                except OSError as exc:  # out of descriptors: the proxy must not stop
+                    failed.log(logging.ERROR, f"{self.name}: cannot accept a connection: %s; "
+                               "trying again in %gs", exc, ACCEPT_RETRY_DELAY)
+                    await anyio.sleep(ACCEPT_RETRY_DELAY)
+                    continue
+                tg.start_soon(self._handle, stream)
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    async def _handle(self, stream: SocketStream) -> None:
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
+        async with stream:
+            try:
+                with anyio.fail_after(REQUEST_TIMEOUT):
+                    request = await self._read_request(conn, stream)
+            except (TimeoutError, h11.RemoteProtocolError, anyio.EndOfStream,
+                    anyio.BrokenResourceError):
+                return
+            method = request.method.decode()
+            status, ctype, body = self.respond(method, request.target.decode(), request.headers)
+            data = await render(body)
+            if data is None:
+                status, ctype, data = _text(500, f"the answer is larger than the admin API's "
+                                                 f"limit of {MAX_RESPONSE_BYTES} bytes "
+                                                 "(MAX_RESPONSE_BYTES); ask for a part of it\n")
+            headers = [("content-type", ctype), ("content-length", str(len(data))),
+                       ("connection", "close"), ("server", f"mosn/{__version__}"),
+                       ("cache-control", "no-store")]
+            try:
+                await stream.send(conn.send(h11.Response(status_code=status, headers=headers)))
+                if method != "HEAD":
+                    await stream.send(conn.send(h11.Data(data=data)))
+                await stream.send(conn.send(h11.EndOfMessage()))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                pass
+
+    async def _read_request(self, conn: h11.Connection, stream: SocketStream) -> h11.Request:
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive())
+            elif isinstance(event, h11.Request):
+                return event
+            else:
+                raise h11.RemoteProtocolError("no request")
+
+
+
+class Admin(HttpApi):
+    name = "admin API"
+
+    def __init__(self, loaded: LoadedConfig, store: StatsStore, clusters: Any,
+                 metrics_socks: Sequence[socket.socket] = ()) -> None:
+        self.metrics_socks = tuple(metrics_socks)
+        """The listening sockets of the ``metrics`` block's Prometheus sinks, in order."""
         self.loaded = loaded
         self.store = store
         self.clusters = clusters
@@ -146,59 +218,22 @@ class Admin:
         self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
                                loaded.plugins.names("protocol"),
                                (cc.name for cc in config.cluster_manager.clusters))
+        metrics = config.metrics
+        self.filter = StatsFilter(metrics.stats_matcher if metrics else None, self.names)
+        self.sinks = [(s.config, runtime_collectors(s.config))
+                      for s in (metrics.sinks if metrics else [])]
+        """Each Prometheus sink's config and its runtime collectors, in order."""
 
     async def serve(self, sock: socket.socket) -> None:
-        listener = await SocketListener.from_socket(sock)
-        failed = RateLimitedLog(log)
+        """The admin API on ``sock``, and each Prometheus sink on its own socket (a
+        sink a reload drops answers 404; a new one needs a restart)."""
         async with anyio.create_task_group() as tg:
-            while True:
-                try:
-                    stream = await listener.accept()
-                except OSError as exc:  # out of descriptors: the proxy must not stop
-                    failed.log(logging.ERROR, "admin API: cannot accept a connection: %s; "
-                               "trying again in %gs", exc, ACCEPT_RETRY_DELAY)
-                    await anyio.sleep(ACCEPT_RETRY_DELAY)
-                    continue
-                tg.start_soon(self._handle, stream)
+            for i, msock in enumerate(self.metrics_socks):
+                tg.start_soon(self._serve_sink, i, msock)
+            await super().serve(sock)
 
-    # -- HTTP ---------------------------------------------------------------------------
-
-    async def _handle(self, stream: SocketStream) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_REQUEST_BYTES)
-        async with stream:
-            try:
-                with anyio.fail_after(REQUEST_TIMEOUT):
-                    request = await self._read_request(conn, stream)
-            except (TimeoutError, h11.RemoteProtocolError, anyio.EndOfStream,
-                    anyio.BrokenResourceError):
-                return
-            method = request.method.decode()
-            status, ctype, body = self.respond(method, request.target.decode(), request.headers)
-            data = await render(body)
-            if data is None:
-                status, ctype, data = _text(500, f"the answer is larger than the admin API's "
-                                                 f"limit of {MAX_RESPONSE_BYTES} bytes "
-                                                 "(MAX_RESPONSE_BYTES); ask for a part of it\n")
-            headers = [("content-type", ctype), ("content-length", str(len(data))),
-                       ("connection", "close"), ("server", f"mosn/{__version__}"),
-                       ("cache-control", "no-store")]
-            try:
-                await stream.send(conn.send(h11.Response(status_code=status, headers=headers)))
-                if method != "HEAD":
-                    await stream.send(conn.send(h11.Data(data=data)))
-                await stream.send(conn.send(h11.EndOfMessage()))
-            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
-                pass
-
-    async def _read_request(self, conn: h11.Connection, stream: SocketStream) -> h11.Request:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(await stream.receive())
-            elif isinstance(event, h11.Request):
-                return event
-            else:
-                raise h11.RemoteProtocolError("no request")
+    async def _serve_sink(self, index: int, sock: socket.socket) -> None:
+        await PrometheusSink(self, index).serve(sock)
 
     def respond(self, method: str, target: str,
                 headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
@@ -296,8 +331,8 @@ class Admin:
 
     def stats(self, query: dict[str, list[str]]) -> Response:
         """Envoy's ``/stats``: ``?format=json``, ``?filter=REGEX``, ``?usedonly``."""
-        values = self.store.snapshot()
-        histograms = self.store.histogram_totals()
+        values = self.filter.values(self.store.snapshot())
+        histograms = self.filter.values(self.store.histogram_totals())
         if "filter" in query:
             try:
                 pattern = re.compile(query["filter"][0])
@@ -320,13 +355,14 @@ class Admin:
         return _text(200, "".join(sorted(lines)))
 
     def prometheus(self, query: dict[str, list[str]]) -> Response:
-        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names)
+        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names,
+                                                        self.filter.keep)
 
     def mosn_stats(self, query: dict[str, list[str]]) -> Response:
         if len(query) > 1 or (query and "key" not in query):
             return _text(400, "only one parameter: key=<type>.<namespace>\n")
         key = query["key"][0] if query else None
-        shown = mosn_api.stats(self.store.snapshot(), self.names, key)
+        shown = mosn_api.stats(self.filter.values(self.store.snapshot()), self.names, key)
         if key is not None and not shown:
             return _text(200, f"no metrics key: {key}\n")
         return _json(shown)
@@ -439,6 +475,36 @@ class Admin:
         return _json({"plugins": [p.as_dict() for p in self.loaded.plugins.plugins]})
 
 
+class PrometheusSink(HttpApi):
+    """MOSN's Prometheus sink: the admin's stats (as ``/stats/prometheus``, through
+    ``stats_matcher``) at the sink's ``endpoint`` on a port of its own, with the
+    sink's percentiles and runtime collectors."""
+
+    name = "metrics sink"
+
+    def __init__(self, admin: Admin, index: int) -> None:
+        self.admin = admin
+        self.index = index
+
+    def respond(self, method: str, target: str,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+        admin = self.admin
+        if self.index >= len(admin.sinks):
+            return _text(404, "this sink is no longer in the config\n")
+        sink, collectors = admin.sinks[self.index]
+        if urlsplit(target).path != sink.endpoint:
+            return _text(404, f"not found; the metrics are at {sink.endpoint}\n")
+        if method not in GET:
+            return _text(405, "method not allowed; use GET\n")
+        try:
+            body = exposition(admin.store, admin.names, admin.filter.keep,
+                              sink.percentiles, collectors)
+        except Exception:  # a bug here must not take the proxy down
+            log.exception("metrics sink %s failed", sink.endpoint)
+            return _text(500, "internal error\n")
+        return 200, PROMETHEUS_CONTENT_TYPE, body
+
+
 def _on(methods: tuple[str, ...], handler: Handler) -> dict[str, Handler]:
     return dict.fromkeys(methods, handler)
 
@@ -512,25 +578,6 @@ def cross_site(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
             return f"{header}: {origin}"
         return None
     return None
-
-
-def quantile(buckets: list[list[Any]], q: float) -> float | None:
-    """The ``q`` quantile estimated from cumulative ``[upper bound, count]`` buckets,
-    linearly within the bucket it falls in (as Prometheus' ``histogram_quantile``);
-    the last finite bound if it falls in the overflow bucket; None without values."""
-    total = buckets[-1][1]
-    if not total:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound is None:
-                return lower
-            inside = count - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, count
-    return lower
 
 
 def _level_name(level: int) -> str:

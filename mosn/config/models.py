@@ -22,6 +22,7 @@ from typing import Annotated, Any, Iterator
 from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import ExtraKey, Model, Unsupported, extra_keys_in
+from mosn.config.metrics import MetricsConfig
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
@@ -870,7 +871,8 @@ class MosnConfig(Model):
     wasm_global_plugins: Unsupported = None
     inherit_old_mosnconfig: Unsupported = None
     """MOSN's: take the config of the process being upgraded from."""
-    metrics: Unsupported = None
+    metrics: MetricsConfig | None = None
+    """MOSN's: its Prometheus sink and ``stats_matcher`` (:mod:`mosn.config.metrics`)."""
     extends: Unsupported = None
     """MOSN's extensions' configs (a Dubbo registry ...)."""
     node: Unsupported = None
