@@ -349,19 +349,24 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     # show as millisecond pauses in the tail latency.
     gc.freeze()
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
-    signals = ((signal.SIGTERM,) if admin is None
-               else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    signals = ((signal.SIGTERM, signal.SIGUSR1) if admin is None
+               else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1))
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
         tg.start_soon(CertificateWatcher(runtime.tls_holders).run)
         if admin is not None:
             tg.start_soon(admin.serve, runtime.admin_sock)
             tg.start_soon(runtime.clusters.run_control)
+            if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
+                tg.start_soon(roll)
         if control is not None:
             tg.start_soon(_follow_parent, runtime, control)
         with anyio.open_signal_receiver(*signals) as received:
             draining = False
             async for sig in received:
+                if sig == signal.SIGUSR1:  # logrotate moved the logs
+                    runtime.observability.reopen_logs()
+                    continue
                 if sig == signal.SIGHUP:
                     log.warning("config reload needs --workers N (N >= 2: a parent that "
                                 "supervises workers); still serving the config started with")
@@ -498,6 +503,7 @@ def _fork_worker(runtime: Runtime, index: int,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the parent's
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the worker's handler is set
         for sock in (*inherited, runtime.admin_sock, *(runtime.metrics_socks or ())):
             if sock is not None:
                 sock.close()
@@ -638,9 +644,15 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         tg.start_soon(admin.serve, runtime.admin_sock)
         control = await tg.start(_control, runtime)
         tg.start_soon(watch)
+        if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
+            tg.start_soon(roll)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
-                                        signal.SIGHUP) as received:
+                                        signal.SIGHUP, signal.SIGUSR1) as received:
             async for sig in received:
+                if sig == signal.SIGUSR1:  # logrotate moved the logs: every worker reopens
+                    runtime.observability.reopen_logs()
+                    forward(signal.SIGUSR1)
+                    continue
                 if sig == signal.SIGHUP:
                     if not admin.draining:
                         await reload()
@@ -654,6 +666,11 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
                             lst.sock.close()
                 forward(signal.SIGTERM)  # a second signal makes the workers stop at once
     return exit_code
+
+
+def _reopen_logs() -> None:
+    """The roller moved the logs: this process's SIGUSR1 reopens them everywhere."""
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 async def _control(runtime: Runtime, *,

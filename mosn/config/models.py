@@ -19,9 +19,10 @@ import json
 import re
 from typing import Annotated, Any, Iterator
 
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from mosn.config.base import ExtraKey, Model, Unsupported, extra_keys_in
+from mosn.config.logroller import Roller, parse_roller
 from mosn.config.metrics import MetricsConfig
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
@@ -328,6 +329,14 @@ class ListenerConfig(Model):
         return self.bind_port is False
 
 
+def _roller(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a roller is MOSN's text: 'time=24' or 'size=100 age=10 keep=10'")
+    return parse_roller(value)
+
+
 class ServerConfig(Model):
     mosn_runtime_fields = {
         "processor": "GOMAXPROCS of MOSN's Go runtime; mosn runs one process per "
@@ -338,6 +347,9 @@ class ServerConfig(Model):
     mosn_server_name: str = ""
     default_log_path: str = ""
     default_log_level: str = ""
+    global_log_roller: Annotated[Roller | None, BeforeValidator(_roller)] = None
+    """MOSN's log rotation (``"time=24"``, ``"size=100 age=10 keep=10 compress=on"``)
+    of the access logs (docs/access_log.md)."""
     graceful_timeout: Duration = DEFAULT_GRACEFUL_TIMEOUT
     listeners: list[ListenerConfig] = Field(default_factory=list)
     routers: list[RouterConfiguration] = Field(default_factory=list)

@@ -414,6 +414,8 @@ class LogWriter:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stop = False
+        self._reopen = False
+        """Asked to reopen the path (a rotation moved the file): done before the next write."""
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
@@ -435,6 +437,30 @@ class LogWriter:
             self._start()
         return True
 
+    def reopen(self) -> None:
+        """Open the path again (``logrotate`` or the roller moved the file): at once
+        when this process has no writer thread, else by the thread before its next
+        write, so a write never races the swap. Lines written before go to the moved
+        file; none is lost."""
+        if self.path in STDOUT_PATHS:
+            return
+        if self._thread is None:
+            self._swap()
+        else:
+            self._reopen = True
+            self._wake.set()
+
+    def _swap(self) -> None:
+        self._reopen = False
+        try:
+            fd = open_log(self.path)
+        except OSError as exc:
+            log.error("access log %s: cannot reopen, still writing to the file it was: %s",
+                      self.path, exc.strerror or exc)
+            return
+        old, self.fd = self.fd, fd
+        os.close(old)
+
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"accesslog {self.path}",
                                         daemon=True)
@@ -443,10 +469,13 @@ class LogWriter:
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
             self.flush()
 
     def flush(self) -> None:
         """Write every queued line (from the writer thread, or at close)."""
+        if self._reopen:
+            self._swap()
         queue = self.queue
         while queue:
             batch: list[str] = []
@@ -582,6 +611,15 @@ class AccessLogs:
         if writer is None:
             writer = self.writers[key] = LogWriter(path, open_log(path))
         return AccessLog(compile_format(log_format, json_format), writer, store, dropped)
+
+    def reopen(self) -> None:
+        """Every log file opened again (SIGUSR1: a rotation moved them)."""
+        for writer in self.writers.values():
+            writer.reopen()
+
+    def paths(self) -> list[str]:
+        """The log files (not stdout), for the roller."""
+        return [w.path for w in self.writers.values() if w.path not in STDOUT_PATHS]
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -3,9 +3,10 @@ and their shutdown (queued lines written, spans exported)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.observability.accesslog import AccessLogs
+from mosn.observability.roller import LogRoller
 
 if TYPE_CHECKING:
     from mosn.config.models import ListenerConfig, MosnConfig
@@ -42,6 +43,19 @@ class Observability:
                     f"{path}.access_logs[{i}].log_path: cannot open {config.log_path}: "
                     f"{exc.strerror or exc}") from None
         return tuple(observers)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: every access log file opened again (``logrotate`` or the roller
+        moved it)."""
+        self.access_logs.reopen()
+
+    def roller(self, config: "MosnConfig", reopen: Callable[[], None]) -> Any:
+        """The task that rotates the log files as ``servers[0].global_log_roller``
+        says (None without one); ``reopen`` tells every process to reopen them."""
+        setting = config.servers[0].global_log_roller if config.servers else None
+        if setting is None:
+            return None
+        return LogRoller(setting, self.access_logs.paths, reopen).run
 
     def close(self) -> None:
         if self.tracing is not None:
