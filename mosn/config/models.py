@@ -764,9 +764,25 @@ class PluginsConfig(Model):
 
 OTEL_DRIVERS = ("opentelemetry", "otel")
 """``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
-TRACE_EXPORTERS = ("otlp", "console", "none")
+ZIPKIN_DRIVER, JAEGER_DRIVER = "zipkin", "jaeger"
+"""MOSN's Zipkin and Jaeger drivers: the same tracer, with Zipkin's exporter and B3
+headers, or OTLP (which Jaeger takes) and Jaeger's ``uber-trace-id``."""
+TRACE_EXPORTERS = ("otlp", "zipkin", "console", "none")
+TRACE_PROPAGATION = ("tracecontext", "b3multi", "b3", "jaeger")
+"""The trace context formats read from requests and written upstream (HTTP): W3C's
+``traceparent``, B3's ``X-B3-*`` headers or its single ``b3`` header, Jaeger's
+``uber-trace-id``."""
 DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
-"""The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default)."""
+"""The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default;
+Jaeger takes OTLP on the same port)."""
+DEFAULT_ZIPKIN_ENDPOINT = "http://127.0.0.1:9411/api/v2/spans"
+"""Zipkin's span endpoint on this host (its default port)."""
+DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
+    ZIPKIN_DRIVER: {"exporter": "zipkin", "endpoint": DEFAULT_ZIPKIN_ENDPOINT,
+                    "propagation": ["b3multi"]},
+    JAEGER_DRIVER: {"propagation": ["jaeger"]},
+}
+"""What a driver changes in the OpenTelemetry config's defaults (what is set wins)."""
 DEFAULT_BATCH_DELAY = 5.0
 """Seconds between span exports (OpenTelemetry's ``OTEL_BSP_SCHEDULE_DELAY``)."""
 DEFAULT_EXPORT_TIMEOUT = 10.0
@@ -778,8 +794,12 @@ class OpenTelemetryConfig(Model):
 
     service_name: str = "mosn"
     exporter: str = "otlp"
-    """``otlp`` (OTLP over HTTP/protobuf), ``console`` (JSON on stdout) or ``none``."""
+    """``otlp`` (OTLP over HTTP/protobuf), ``zipkin`` (Zipkin's JSON v2), ``console``
+    (JSON on stdout) or ``none``."""
     endpoint: str = DEFAULT_OTLP_ENDPOINT
+    propagation: list[str] = Field(default_factory=lambda: ["tracecontext"])
+    """The trace context formats of HTTP requests, read in this order (the first one
+    found is the parent) and all written upstream."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Sent with every OTLP export (an API key ...)."""
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -795,6 +815,11 @@ class OpenTelemetryConfig(Model):
         self.exporter = self.exporter.lower()
         if self.exporter not in TRACE_EXPORTERS:
             raise ValueError(f"exporter {self.exporter!r}: use one of {', '.join(TRACE_EXPORTERS)}")
+        self.propagation = [p.lower() for p in self.propagation]
+        bad = [p for p in self.propagation if p not in TRACE_PROPAGATION]
+        if bad or not self.propagation:
+            raise ValueError(f"propagation {bad[0] if bad else '[]'!r}: a list of "
+                             f"{', '.join(TRACE_PROPAGATION)}")
         return self
 
 
@@ -807,17 +832,30 @@ class TracingConfig(Model):
     """MOSN's deprecated name for ``driver``."""
     config: OpenTelemetryConfig = Field(default_factory=OpenTelemetryConfig)
 
-    @field_validator("config", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _null_is_default(cls, value: Any) -> Any:
-        return {} if value is None else value
+    def _driver_defaults(cls, data: Any) -> Any:
+        """``config: null`` is the default config; a driver's defaults go under what
+        the config sets."""
+        if not isinstance(data, dict):
+            return data
+        data = {str(k).lower(): v for k, v in data.items()}
+        config = data.get("config")
+        config = {} if config is None else config
+        driver = data.get("driver")
+        defaults = DRIVER_DEFAULTS.get(driver.lower(), {}) if isinstance(driver, str) else {}
+        if isinstance(config, dict) and defaults:
+            config = {**defaults, **config}
+        data["config"] = config
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "TracingConfig":
         if self.enable:
-            if self.driver.lower() not in OTEL_DRIVERS:
+            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER)
+            if self.driver.lower() not in known:
                 raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
-                                 "OpenTelemetry (driver: opentelemetry)")
+                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger)")
             from mosn.observability.tracing import check_installed
 
             check_installed(self.config)
