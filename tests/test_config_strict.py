@@ -106,7 +106,6 @@ def test_a_correct_protocol_config_loads_without_a_word():
     ((), "plugin", {"log_base": "/tmp/mosn/"}),
     (("servers", 0), "processor", 4),
     (("servers", 0, "listeners", 0), "default_read_buffer_size", 4096),
-    (("servers", 0, "listeners", 0), "type", "egress"),
     (("cluster_manager", "clusters", 0), "sub_type", "x"),
 ])
 def test_a_mosn_go_runtime_field_is_accepted_with_one_warning(where, key, value):

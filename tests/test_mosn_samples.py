@@ -19,7 +19,7 @@ CONNECTION_MANAGER = ("filters[1].type", "filters[0].config.router_config_name")
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
-"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata, mirror)."""
+"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata, mirror, transcoder)."""
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
@@ -31,11 +31,8 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "configs/mosn_config_dev.json": CONNECTION_MANAGER,
     "configs/mosn_config_mirror.json": GO_STREAM_FILTER,
     "dsl-sample/config.json": GO_STREAM_FILTER,
-    "dubbo/client_config.json": TRACER,
-    "dubbo/server_config.json": TRACER,
     "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS,
-    "filter/transcoder/client_config.json": TRACER,
-    "filter/transcoder/server_config.json": TRACER,
+    "filter/transcoder/client_config.json": GO_STREAM_FILTER,
     "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,
     "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json": NACOS + TLS_FILES,
     "flowcontrol-sample/tls_client_config.json": TLS_FILES,
@@ -53,8 +50,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "trace/skywalking/http/config.json": TRACER,
     "tunnel-sample/agent_config.json": ("extends",),
     "tunnel-sample/client_config.json": ("filters[0].type",) + TLS_FILES,
-    "uds-sample/client_config.json": TRACER,
-    "uds-sample/server_config.json": TRACER,
     "xds-server-sample/config.json":
         XDS + ("admin.access_log_path", "node", "layered_runtime"),
 }

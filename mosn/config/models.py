@@ -17,7 +17,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -237,12 +237,12 @@ class ListenerConfig(Model):
                     "server's default_log_path holds the log)",
         "log_level": "an old MOSN listener field MOSN itself no longer reads (the "
                      "server's default_log_level sets the level)",
-        "type": "ingress or egress, read by MOSN's SOFATracer and SkyWalking drivers; "
-                "mosn's OpenTelemetry spans are a server span per request and a client "
-                "span per upstream try on any listener",
     }
 
     name: str = ""
+    type: Literal["", "ingress", "egress"] = ""
+    """MOSN's listener type: which digest log the SOFATracer driver writes (server or
+    client); mosn's OpenTelemetry spans do not depend on it."""
     address: AddressField
     network: str = "tcp"
     bind_port: bool | None = None
@@ -764,7 +764,7 @@ class PluginsConfig(Model):
 
 OTEL_DRIVERS = ("opentelemetry", "otel")
 """``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
-ZIPKIN_DRIVER, JAEGER_DRIVER = "zipkin", "jaeger"
+ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER = "zipkin", "jaeger", "sofatracer"
 """MOSN's Zipkin and Jaeger drivers: the same tracer, with Zipkin's exporter and B3
 headers, or OTLP (which Jaeger takes) and Jaeger's ``uber-trace-id``."""
 TRACE_EXPORTERS = ("otlp", "zipkin", "console", "none")
@@ -809,6 +809,9 @@ class OpenTelemetryConfig(Model):
     to requests that start a trace."""
     batch_delay: Duration = DEFAULT_BATCH_DELAY
     export_timeout: Duration = DEFAULT_EXPORT_TIMEOUT
+    log_path: str = ""
+    """The SOFATracer driver's only key: the folder of its digest logs (MOSN's
+    default ``~/logs/tracelog/mosn/``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "OpenTelemetryConfig":
@@ -846,16 +849,28 @@ class TracingConfig(Model):
         defaults = DRIVER_DEFAULTS.get(driver.lower(), {}) if isinstance(driver, str) else {}
         if isinstance(config, dict) and defaults:
             config = {**defaults, **config}
+        if isinstance(driver, str) and driver.lower() == SOFA_DRIVER and isinstance(config, dict):
+            others = sorted(str(k) for k in config if str(k).lower() != "log_path")
+            if others:
+                raise ValueError(f"config.{others[0]}: the SOFATracer driver takes "
+                                 "log_path only")
         data["config"] = config
         return data
 
     @model_validator(mode="after")
     def _check(self) -> "TracingConfig":
         if self.enable:
-            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER)
-            if self.driver.lower() not in known:
+            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER)
+            driver = self.driver.lower()
+            if driver not in known:
                 raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
-                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger)")
+                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger) "
+                                 "or writes SOFATracer's digest logs (SOFATracer)")
+            if driver == SOFA_DRIVER:
+                return self
+            if self.config.log_path:
+                raise ValueError("config.log_path: the SOFATracer driver's key; this "
+                                 "driver exports spans")
             from mosn.observability.tracing import check_installed
 
             check_installed(self.config)

@@ -606,11 +606,16 @@ class AccessLogs:
                  json_format: dict[str, str] | None = None,
                  store: "StatsStore | None" = None, dropped: int = -1) -> AccessLog:
         """Raises OSError if the file cannot be opened."""
+        return AccessLog(compile_format(log_format, json_format), self.writer(path), store,
+                         dropped)
+
+    def writer(self, path: str) -> LogWriter:
+        """The one writer of ``path`` (opened on first use; OSError if it cannot be)."""
         key = "stdout" if path in STDOUT_PATHS else os.path.abspath(path)
         writer = self.writers.get(key)
         if writer is None:
             writer = self.writers[key] = LogWriter(path, open_log(path))
-        return AccessLog(compile_format(log_format, json_format), writer, store, dropped)
+        return writer
 
     def reopen(self) -> None:
         """Every log file opened again (SIGUSR1: a rotation moved them)."""
