@@ -226,6 +226,33 @@ class PluginHost:
     def names(self, kind: str) -> list[str]:
         return sorted(self._extensions[kind])
 
+    def unknown(self, kind: str, name: str) -> str:
+        """What to say after "unknown <kind> <name>": the plugin that would register
+        it if it were not disabled, else the names that are known."""
+        owner = self.disabled_owner(kind, name)
+        if owner is not None:
+            return (f": plugin {owner!r} registers it, and is installed but disabled "
+                    "(plugins.disable, or plugins.enable with autoload off)")
+        names = self.names(kind)
+        return f" (known: {', '.join(names)})" if names else " (no plugin registers one)"
+
+    def disabled_owner(self, kind: str, name: str) -> str | None:
+        """The disabled plugin that registers ``name`` of ``kind``, if one does. Only
+        asked on an error's path: a disabled plugin is imported then, not before (a
+        plugin may be disabled because it fails to load)."""
+        for info in self.plugins:
+            if info.enabled:
+                continue
+            try:
+                module = importlib.import_module(info.module.partition(":")[0])
+                hook = getattr(module, hookspecs.KINDS[kind], None)
+                names = [ext.name for ext in (hook() or ())] if hook is not None else []
+            except Exception:  # noqa: BLE001 (a broken plugin simply is not the owner)
+                continue
+            if name in names:
+                return info.name
+        return None
+
     def plugin_of(self, kind: str, name: str) -> str:
         """The name of the plugin that registered extension ``name`` of ``kind`` (for
         log lines that must say whose code failed); empty if none did."""

@@ -95,6 +95,9 @@ class Runtime:
     store: StatsStore = field(default_factory=StatsStore)
     clusters: ClusterManager = field(init=False)
     admin_sock: socket.socket | None = None
+    metrics_socks: list[socket.socket] | None = None
+    """The ``metrics`` block's Prometheus sinks' sockets (kept over a reload, as
+    the admin's)."""
     graceful_timeout: float = DEFAULT_GRACEFUL_TIMEOUT
     observability: Observability = field(init=False)
     overload: OverloadManager = field(init=False)
@@ -118,10 +121,15 @@ class Runtime:
             plugins, self.store, self.clusters, self.routers, self.observability,
             self.graceful_timeout, self.sockets)
         self._admin_bound: socket.socket | None = None
+        self._metrics_bound: list[socket.socket] = []
         self.listener_manager.build_all(config.listeners())
         try:
             if self.admin_sock is None:
                 self.admin_sock = self._admin_bound = self._bind_admin()
+            if self.metrics_socks is None:
+                self.metrics_socks = [
+                    self._bind_metrics(i, sink.config.bind)
+                    for i, sink in enumerate(config.metrics.sinks if config.metrics else [])]
             self.overload = OverloadManager(config.overload_manager, self.store, self.listeners)
         except Exception:  # a reload that fails must not keep a port it bound
             self.close_sockets()
@@ -150,6 +158,19 @@ class Runtime:
             raise StartError(f"admin.address: cannot listen on {address}: "
                              f"{exc.strerror or exc}") from None
 
+    def _bind_metrics(self, index: int, address: Any) -> socket.socket:
+        """A ``metrics`` sink's socket: the one handed over for its port, else bound."""
+        taken = self.sockets.get(handover.metrics_key(address.port))
+        if taken is not None:
+            return taken
+        try:
+            sock = bind(address)
+        except OSError as exc:
+            raise StartError(f"metrics.sinks[{index}].config.port: cannot listen on "
+                             f"{address}: {exc.strerror or exc}") from None
+        self._metrics_bound.append(sock)
+        return sock
+
     def listener_sockets(self) -> dict[str, socket.socket]:
         """The bound sockets by address (``udp:`` in front for UDP ones)."""
         return {socket_key(self.listener_manager.configs[name]): lst.sock
@@ -161,6 +182,8 @@ class Runtime:
         self.listener_manager.close_sockets()
         if self._admin_bound is not None:
             self._admin_bound.close()
+        for sock in self._metrics_bound:
+            sock.close()
 
 
 def raise_fd_limit() -> None:
@@ -179,7 +202,8 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         raise StartError("dynamic_resources: a control plane drives one process for now "
                          "(run without --workers; docs/xds.md)")
     directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
-    takeover = handover.take_over(directory)
+    fresh = loaded.config.disable_upgrade or loaded.config.close_graceful
+    takeover = None if fresh else handover.take_over(directory)
     try:
         runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
                           admin_sock=_same_admin(loaded, takeover))
@@ -192,10 +216,11 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         _serve_handed_resources(runtime, takeover.xds)
     if takeover is not None:
         takeover.release_unused({id(s) for s in (*runtime.listener_sockets().values(),
-                                                 runtime.admin_sock)})
+                                                 runtime.admin_sock,
+                                                 *(runtime.metrics_socks or ()))})
         log.info("upgrade: taking over from mosn %d", takeover.old_pid)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
-    admin = Admin(loaded, runtime.store, runtime.clusters)
+    admin = Admin(loaded, runtime.store, runtime.clusters, runtime.metrics_socks or ())
     pid_file = loaded.config.pid
     if pid_file:
         with open(pid_file, "w") as f:
@@ -204,6 +229,8 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         for lst in runtime.listeners:
             log.info("listener %s on %s", lst.name, _listening_on(lst))
         log.info("admin on %s", _sockname(runtime.admin_sock))
+        for sock in runtime.metrics_socks or ():
+            log.info("metrics sink on %s", _sockname(sock))
         if exposed := admin_exposure(loaded.config):
             log.warning("%s", exposed)
         if workers == 1:
@@ -284,8 +311,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
     # show as millisecond pauses in the tail latency.
     gc.freeze()
     log.info("mosn %s serving (pid %d)", __version__, os.getpid())
-    signals = ((signal.SIGTERM,) if admin is None
-               else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
+    signals = ((signal.SIGTERM, signal.SIGUSR1) if admin is None
+               else (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1))
     upgrades: list[handover.UpgradeServer] = []
     async with anyio.create_task_group() as tg:
         tg.start_soon(runtime.clusters.run_worker, admin is None)
@@ -298,6 +325,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             if runtime.loaded.config.dynamic_resources is not None:
                 tg.start_soon(_control_plane, runtime, admin)
             tg.start_soon(runtime.clusters.run_control)
+            if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
+                tg.start_soon(roll)
         if upgrade_path:
             tg.start_soon(_upgrades, runtime, admin_api, takeover, upgrade_path,
                           tg.cancel_scope, upgrades)
@@ -306,6 +335,9 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
         with anyio.open_signal_receiver(*signals) as received:
             draining = False
             async for sig in received:
+                if sig == signal.SIGUSR1:  # logrotate moved the logs
+                    runtime.observability.reopen_logs()
+                    continue
                 if sig == signal.SIGHUP:
                     if not draining and admin is not None:
                         admin.reloader()
@@ -626,7 +658,8 @@ def _fork_worker(runtime: Runtime, index: int,
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent turns ^C into SIGTERM
         signal.signal(signal.SIGHUP, signal.SIG_IGN)  # reloads are the parent's
-        for sock in (*inherited, runtime.admin_sock):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # until the worker's handler is set
+        for sock in (*inherited, runtime.admin_sock, *(runtime.metrics_socks or ())):
             if sock is not None:
                 sock.close()
         for i, (ours, theirs) in enumerate(pairs):
@@ -793,7 +826,7 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
             return
         try:
             new = Runtime(loaded, sockets=runtime.listener_sockets(),
-                          admin_sock=runtime.admin_sock)
+                          admin_sock=runtime.admin_sock, metrics_socks=runtime.metrics_socks)
         except StartError as exc:
             log.error("config reload refused, still serving the old config: %s", exc)
             runtime.store.values[failed] += 1  # type: ignore[index]
@@ -847,9 +880,15 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         tg.start_soon(watch)
         if run_dir:
             tg.start_soon(upgrades, admin_api)
+        if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
+            tg.start_soon(roll)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
-                                        signal.SIGHUP) as received:
+                                        signal.SIGHUP, signal.SIGUSR1) as received:
             async for sig in received:
+                if sig == signal.SIGUSR1:  # logrotate moved the logs: every worker reopens
+                    runtime.observability.reopen_logs()
+                    forward(signal.SIGUSR1)
+                    continue
                 if sig == signal.SIGHUP:
                     if not admin.draining:
                         await reload()
@@ -874,6 +913,11 @@ async def _drain_left(graceful_timeout: float, old: set[int], alive: set[int],
     if left:
         log.warning("workers %s were not replaced by a hand-over; draining them", sorted(left))
         forward(signal.SIGTERM, left)
+
+
+def _reopen_logs() -> None:
+    """The roller moved the logs: this process's SIGUSR1 reopens them everywhere."""
+    os.kill(os.getpid(), signal.SIGUSR1)
 
 
 async def _control(runtime: Runtime, *,

@@ -175,6 +175,17 @@ def test_json_lines_parse_with_typed_values(start_mosn, backend, tmp_path):
     assert isinstance(ours[0]["took"], float)
 
 
+def test_mosn_request_variables_and_the_upstream_failure_reason(start_mosn, backend, tmp_path):
+    log = tmp_path / "access.log"
+    port = free_port()
+    start_mosn(http_config(port, backend, [{"log_path": str(log), "log_format": (
+        "%request_scheme% %request_uri% %upstream_transport_failure_reason%")}]))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as client:
+        assert client.get("/ok/echo?a=1").status_code == 200
+        assert client.get("/dead/").status_code == 503
+    assert read_lines(log, 2) == ["http /echo?a=1 -", "http /dead/ connection_failure"]
+
+
 def test_stdout_log(start_mosn, backend, tmp_path):
     port = free_port()
     mosn = start_mosn(http_config(port, backend, [

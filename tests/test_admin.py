@@ -84,31 +84,29 @@ def test_config_dumps_redact_secrets_at_any_depth(start_mosn, echo_server):
         "servers": [{
             "routers": [{"router_config_name": "main", "virtual_hosts": [{
                 "name": "all", "domains": ["*"], "routers": [{
-                    "match": {"prefix": "/"}, "route": {"cluster_name": "backend"},
-                    "request_headers_to_add": [
-                        {"header": {"key": "Authorization", "value": "Bearer abc.def"}},
-                        {"header": {"key": "x-team", "value": "blue"}}]}]}]}],
+                    "match": {"prefix": "/"}, "route": {
+                        "cluster_name": "backend", "request_headers_to_add": [
+                            {"header": {"key": "Authorization", "value": "Bearer abc.def"}},
+                            {"header": {"key": "x-team", "value": "blue"}}]}}]}]}],
             "listeners": [{"name": "http", "address": f"127.0.0.1:{port}",
                            "filter_chains": [{"filters": [{"type": "proxy", "config": {
-                               "router_config_name": "main",
-                               "extend_config": {"tls": secrets}}}]}]}],
+                               "router_config_name": "main"}}]}]}],
         }],
         "cluster_manager": {"clusters": [{"name": "backend", "hosts": [
-            {"address": f"127.0.0.1:{echo_server}"}]}]},
+            {"address": f"127.0.0.1:{echo_server}", "metadata": {"tls": secrets}}]}]},
     }
     mosn = start_mosn(config)
-    for path in ("/config_dump", "/api/v1/config_dump", "/api/v1/config_dump?alllisteners",
+    for path in ("/config_dump", "/api/v1/config_dump", "/api/v1/config_dump?allclusters",
                  "/api/v1/config_dump?allrouters"):
         text = mosn.admin(path).text
         for secret in ("BEGIN PRIVATE KEY", "hunter2", "tok-123", "abc.def"):
             assert secret not in text, (path, secret)
     dump = mosn.admin("/config_dump").json()
-    tls = dump["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"][
-        "extend_config"]["tls"]
+    tls = dump["cluster_manager"]["clusters"][0]["hosts"][0]["metadata"]["tls"]
     assert tls["private_key"] == "[redacted]"
     assert tls["nested"][0] == {"password": "[redacted]", "max_tokens": 5,
                                 "certificate": "-----BEGIN CERTIFICATE-----"}
-    headers = dump["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0][
+    headers = dump["servers"][0]["routers"][0]["virtual_hosts"][0]["routers"][0]["route"][
         "request_headers_to_add"]
     assert [h["header"]["value"] for h in headers] == ["[redacted]", "blue"]
 

@@ -63,9 +63,8 @@ def secret_config(listen_port: int, echo_port: int) -> dict[str, Any]:
         "name": "all", "domains": ["*"], "routers": [{
             "match": {"prefix": "/", "headers": [{"name": "X-Auth",
                                                   "value": SECRETS["X-Auth"]}]},
-            "route": {"cluster_name": "backend"},
-            "request_headers_to_add": [{"header": {"key": "X-Internal-Session",
-                                                   "value": SECRETS["X-Internal-Session"]}}],
+            "route": {"cluster_name": "backend", "request_headers_to_add": [{"header": {
+                "key": "X-Internal-Session", "value": SECRETS["X-Internal-Session"]}}]},
         }]}]}]
     raw["tracing"] = {"config": {"headers": {"x-otlp-token": SECRETS["x-otlp-token"],
                                              "x-tenant": "tenant-visible"}}}
@@ -456,6 +455,13 @@ def test_doc_snippets_load(tmp_path, doc, section):
     blocks = yaml_blocks(doc, section)
     assert blocks
     for i, block in enumerate(blocks):
+        snippet = yaml.safe_load(block)
+        if "servers" not in snippet:  # an admin block: a config needs a listener too
+            block += yaml.safe_dump({"servers": tcp_proxy_config(2045, ["127.0.0.1:1"],
+                                                                 cluster="backend")["servers"]})
+            if "cluster_manager" not in snippet:
+                block += yaml.safe_dump({"cluster_manager": {"clusters": [
+                    {"name": "backend", "hosts": [{"address": "127.0.0.1:1"}]}]}})
         (tmp_path / f"snippet{i}.yaml").write_text(block)
         loaded = load(tmp_path / f"snippet{i}.yaml")
         assert not loaded.warnings, loaded.warnings

@@ -43,9 +43,10 @@ def test_real_mosn_json_config_loads_unchanged():
     tcp = loaded.config.servers[0].listeners[0].filter_chains[0].filters[0].parsed
     assert tcp.routes[1].source_addrs[0].address == "127.0.0.1"
     assert tcp.routes[1].destination_port == "2045"
-    # Keys MOSN ignores are ignored here too, but reported.
-    assert "servers[0].listeners[0].log_path: unknown field, ignored" in loaded.warnings
-    assert "servers[0].processor: unknown field, ignored" in loaded.warnings
+    # Fields only MOSN's Go runtime uses are accepted, each with a warning.
+    assert [w.split(":")[0] for w in loaded.warnings] == [
+        "servers[0].processor", "servers[0].listeners[0].log_path"]
+    assert all("accepted and not used" in w for w in loaded.warnings)
 
 
 def test_yaml_and_json_give_the_same_config(tmp_path):
@@ -112,8 +113,8 @@ def test_model_errors_name_their_path(mutate, expected):
      "Input should be greater than or equal to 200"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(lb_type="LB_MAGIC"),
      "cluster_manager.clusters[0].lb_type: unknown load balancer 'LB_MAGIC' (known: "
-     "LB_LEAST_REQUEST, LB_MAGLEV, LB_ORIGINAL_DST, LB_RANDOM, LB_RING_HASH, LB_ROUNDROBIN, "
-     "LB_WEIGHTED_ROUNDROBIN)"),
+     "LB_LEAST_CONNECTION, LB_LEAST_REQUEST, LB_MAGLEV, LB_ORIGINAL_DST, LB_PEAK_EWMA, "
+     "LB_RANDOM, LB_REQUEST_ROUNDROBIN, LB_RING_HASH, LB_ROUNDROBIN, LB_WEIGHTED_ROUNDROBIN)"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(type="EDS"),
      "cluster_manager.clusters[0].type: unknown cluster type 'EDS'"),
     (lambda r: r["cluster_manager"]["clusters"][0].update(cluster_config={"path": "x"}),
@@ -178,7 +179,7 @@ def test_validate_cli_ok_and_strict(tmp_path):
     out = subprocess.run([sys.executable, "-m", "mosn", "validate", "-c",
                           str(DATA / "mosn_tcpproxy.json")], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
-    assert "warning: servers[0].listeners[0].log_path: unknown field, ignored" in out.stderr
+    assert "warning: servers[0].listeners[0].log_path: accepted and not used" in out.stderr
     strict = subprocess.run([sys.executable, "-m", "mosn", "validate", "--strict", "-c",
                              str(DATA / "mosn_tcpproxy.json")], capture_output=True, text=True)
     assert strict.returncode == 1

@@ -75,7 +75,12 @@ def test_aliases_within_the_bound_load_as_written(tmp_path):
         "  - name: backend\n"
         "    hosts:\n"
         "    - {address: 127.0.0.1:8080, metadata: &meta {zone: a, labels: [x, y]}}\n"
-        "    - {address: 127.0.0.1:8081, metadata: *meta}\n")
+        "    - {address: 127.0.0.1:8081, metadata: *meta}\n"
+        "servers:\n"
+        "- listeners:\n"
+        "  - address: 127.0.0.1:2045\n"
+        "    filter_chains:\n"
+        "    - filters: [{type: tcp_proxy, config: {cluster: backend}}]\n")
     hosts = load(tmp_path / "ok.yaml").config.cluster_manager.clusters[0].hosts
     assert [h.metadata for h in hosts] == [{"zone": "a", "labels": ["x", "y"]}] * 2
 

@@ -316,6 +316,14 @@ def test_pipelined_requests_are_answered_in_order(proxy):
     assert out.index(b"late") < out.index(b'"/one"') < out.index(b'"/two"')
 
 
+def test_regex_rewrite_reaches_the_upstream(proxy):
+    url, _ = proxy(routes=[to("blue", prefix="/api/", regex_rewrite={
+        "pattern": {"regex": "^/api/(\\w+)$"}, "substitution": "/echo/$1"})])
+    r = httpx.get(url + "/api/users?x=1")
+    seen = json.loads(r.text)
+    assert (seen["path"], seen["query"]) == ("/echo/users", "x=1")  # the query kept
+
+
 def test_http_1_0(proxy):
     url, _ = proxy()
     out = raw_exchange(url, b"GET /echo HTTP/1.0\r\nHost: a\r\n\r\n")

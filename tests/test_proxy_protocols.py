@@ -2,7 +2,7 @@
 ``extend_config.sub_protocol``, lists (``bolt,dubbo``; ``X`` with several
 sub-protocols), ``upstream_protocol: Auto``, and ``fallback_for_unknown_protocol``
 handing a connection no protocol claims to the next network filter (MOSN's
-proxy-fallback-example and rpc samples, under tests/data/mosn_samples/)."""
+proxy-fallback-example and configs/ rpc samples, under tests/data/mosn_samples/)."""
 
 from __future__ import annotations
 
@@ -162,7 +162,7 @@ def test_mosn_rpc_samples_need_only_the_stream_filters_mosn_lacks(
         sample: str, missing: set[str], protocols: list[tuple[str, tuple[str, ...]]]) -> None:
     """MOSN's configs/ samples with X-protocol forms load; what one is refused for is
     only a stream filter mosn lacks (``mirror``), with its path."""
-    config = json.loads((SAMPLES / "rpc" / sample).read_text())
+    config = json.loads((SAMPLES / "configs" / sample).read_text())
     if missing:
         with pytest.raises(ConfigError) as info:
             validate(config)

@@ -302,6 +302,33 @@ def test_rewrites() -> None:
     assert other.rewrite_host("a.com", {}) == "a.com"
 
 
+def test_regex_rewrite_in_mosn_s_and_envoy_s_group_syntax() -> None:
+    t = table([vhost(["*"], {"match": {"prefix": "/api/"}, "route": {
+        "cluster_name": "c", "regex_rewrite": {
+            "pattern": {"regex": "^/api/(\\w+)/(?P<id>\\d+)$"},
+            "substitution": "/v2/$1/${id}"}}},
+        {"match": {"prefix": "/"}, "route": {"cluster_name": "c", "regex_rewrite": {
+            "pattern": {"regex": "o", "google_re2": {}}, "substitution": "0\\g<0>"}}})])
+    api = t.route(RouteRequest(path="/api/users/42"))
+    assert api.rewrite_path("/api/users/42?o=1") == "/v2/users/42?o=1"  # not the query
+    assert api.rewrite_path("/api/users/x") == "/api/users/x"  # no match: as it was
+    other = t.route(RouteRequest(path="/foo"))
+    assert other.rewrite_path("/foo?o") == "/f0o0o?o"  # every match
+
+
+@pytest.mark.parametrize("action, error", [
+    ({"prefix_rewrite": "/b", "regex_rewrite": {"pattern": {"regex": "a"}}},
+     "set prefix_rewrite or regex_rewrite, not both"),
+    ({"regex_rewrite": {"pattern": {"regex": "(a"}}}, "pattern.regex '(a'"),
+    ({"regex_rewrite": {"pattern": {"regex": "a"}, "substitution": "$2"}}, "invalid group"),
+])
+def test_bad_regex_rewrites_are_refused(action: dict[str, Any], error: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        parse_routers(one_route({"match": {"prefix": "/"},
+                                 "route": {"cluster_name": "c", **action}}))
+    assert error in str(info.value)
+
+
 def test_timeout_retry_and_mirror_policies() -> None:
     t = table([vhost(["*"], {
         "match": {"prefix": "/mosn"},
@@ -436,7 +463,7 @@ MOSN_ROUTERS = """
 
 def test_mosn_routers_block_loads() -> None:
     configs = parse_routers(json.loads(MOSN_ROUTERS))
-    assert list(configs[0].unknown_fields()) == []
+    assert list(configs[0].extra_keys()) == []
     t = Routers(configs)["server_router"]
     bolt = t.route(RouteRequest(headers={"service": "com.alipay.test.TestService:1.0"}))
     assert (bolt.cluster_name(), bolt.timeout) == ("serverCluster", 3.0)

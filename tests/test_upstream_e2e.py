@@ -20,7 +20,7 @@ from conftest import free_port
 
 class Backend:
     """A small HTTP/1.1 keep-alive server: every request gets ``status`` after
-    ``delay`` seconds, with ``x-upstream: NAME``. ``stop()`` closes the listener and
+    ``delay`` seconds, with ``x-upstream: NAME`` and ``x-host:`` the request's ``Host``. ``stop()`` closes the listener and
     every connection; ``start()`` listens again on the same address."""
 
     def __init__(self, loop: "LoopThread", name: str, host: str = "127.0.0.1",
@@ -62,19 +62,22 @@ class Backend:
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
-                length = 0
+                length, host = 0, b""
                 for line in head.split(b"\r\n"):
                     name, _, value = line.partition(b":")
                     if name.strip().lower() == b"content-length":
                         length = int(value)
+                    elif name.strip().lower() == b"host":
+                        host = value.strip()
                 if length:
                     await reader.readexactly(length)
                 if self.delay:
                     await asyncio.sleep(self.delay)
                 self.served += 1
                 body = f"{self.name}\n".encode()
-                writer.write(b"HTTP/1.1 %d X\r\nx-upstream: %s\r\ncontent-length: %d\r\n\r\n%s"
-                             % (self.status, self.name.encode(), len(body), body))
+                writer.write(b"HTTP/1.1 %d X\r\nx-upstream: %s\r\nx-host: %s\r\n"
+                             b"content-length: %d\r\n\r\n%s"
+                             % (self.status, self.name.encode(), host, len(body), body))
                 await writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError):
             pass
@@ -223,6 +226,31 @@ def test_least_request_prefers_the_idle_host_under_skewed_latency(start_mosn, lo
     assert served["slow"] / len(results) < 0.15, served
 
 
+def test_peak_ewma_sends_requests_to_the_host_that_answers_faster(start_mosn, loop_thread):
+    slow = Backend(loop_thread, "slow", delay=0.2).start()
+    fast = Backend(loop_thread, "fast").start()
+    port = free_port()
+    start_mosn(http_config(port, [cluster("c", [slow, fast], lb_type="LB_PEAK_EWMA")]))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        served = Counter(c.get("/").headers["x-upstream"] for _ in range(20))
+    # Each host is tried once; then the slow one costs 200 times the fast one's.
+    assert served == {"slow": 1, "fast": 19}, served
+
+
+def test_request_round_robin_starts_each_request_at_the_first_host(start_mosn, loop_thread):
+    first, second = Backend(loop_thread, "first").start(), Backend(loop_thread, "second").start()
+    port = free_port()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster_name": "c", "retry_policy": {
+        "retry_on": True, "num_retries": 1}}}]
+    start_mosn(http_config(port, [cluster("c", [first, second],
+                                          lb_type="LB_REQUEST_ROUNDROBIN")], routes))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        assert {c.get("/").headers["x-upstream"] for _ in range(6)} == {"first"}
+        first.stop()
+        # The first host refuses: each request's retry moves on to the next host.
+        assert {c.get("/").headers["x-upstream"] for _ in range(4)} == {"second"}
+
+
 def test_hash_policy_keeps_a_user_on_one_host(start_mosn, loop_thread):
     backends = [Backend(loop_thread, f"b{i}").start() for i in range(3)]
     port = free_port()
@@ -237,6 +265,58 @@ def test_hash_policy_keeps_a_user_on_one_host(start_mosn, loop_thread):
             assert len(seen) == 1
             homes[user] = seen.pop()
     assert len(set(homes.values())) == 3  # the users are spread over every host
+
+
+def test_a_cookie_hash_policy_with_ttl_makes_the_cookie_that_keeps_a_client_on_one_host(
+        start_mosn, loop_thread):
+    backends = [Backend(loop_thread, f"b{i}").start() for i in range(3)]
+    port = free_port()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster_name": "c", "hash_policy": [
+        {"cookie": {"name": "sticky", "path": "/", "ttl": "60s"}}]}}]
+    start_mosn(http_config(port, [cluster("c", backends, lb_type="LB_RING_HASH")], routes))
+    homes = set()
+    for _ in range(12):  # a new client (connection) each time: a new cookie each time
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+            first = c.get("/")
+            made = first.headers.get_list("set-cookie")
+            assert len(made) == 1 and made[0].startswith('sticky="')
+            assert made[0].endswith("; Max-Age=60; Path=/; HttpOnly"), made
+            home = first.headers["x-upstream"]
+            for _ in range(4):  # httpx sends the cookie back; no new one is made
+                again = c.get("/")
+                assert again.headers["x-upstream"] == home
+                assert "set-cookie" not in again.headers
+            homes.add(home)
+    assert len(homes) > 1  # made cookies differ between clients and spread them
+
+
+def test_a_cookie_hash_policy_without_ttl_makes_no_cookie(start_mosn, loop_thread):
+    backend = Backend(loop_thread, "b").start()
+    port = free_port()
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster_name": "c", "hash_policy": [
+        {"cookie": {"name": "sticky"}}]}}]
+    start_mosn(http_config(port, [cluster("c", [backend], lb_type="LB_RING_HASH")], routes))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        assert "set-cookie" not in c.get("/").headers
+
+
+def test_auto_host_rewrite_sends_the_chosen_host_s_hostname(start_mosn, loop_thread):
+    named = Backend(loop_thread, "named").start()
+    bare = Backend(loop_thread, "bare").start()
+    port = free_port()
+    clusters = [{"name": "c", "lb_type": "LB_ROUNDROBIN", "hosts": [
+        {"address": named.address, "hostname": "orders.internal"},
+        {"address": bare.address}]}]
+    routes = [{"match": {"prefix": "/"}, "route": {"cluster_name": "c",
+                                                   "auto_host_rewrite": True}}]
+    start_mosn(http_config(port, clusters, routes))
+    with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
+        seen = {}
+        for _ in range(4):
+            r = c.get("/", headers={"host": "shop.example"})
+            seen[r.headers["x-upstream"]] = r.headers["x-host"]
+    # a host with a hostname gets it; one without keeps the client's Host (Envoy's rule)
+    assert seen == {"named": "orders.internal", "bare": "shop.example"}
 
 
 def test_subset_by_route_metadata(start_mosn, loop_thread):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections import Counter
@@ -13,9 +14,14 @@ from mosn.config.types import Address
 from mosn.upstream.cluster import Host
 from mosn.upstream.hashing import hash64
 from mosn.upstream.lb import (
+    PEAK_EWMA_DECAY,
     LbContext,
+    LeastConnection,
     LeastRequest,
     Maglev,
+    PeakEwma,
+    RequestRoundRobin,
+    ResponseTimes,
     RingHash,
     SubsetLoadBalancer,
     WeightedRoundRobin,
@@ -186,3 +192,64 @@ def test_subset_fallback_policies():
 def test_config_names_mosn_fallback_numbers():
     assert ClusterConfig(name="c", lb_subset_config={"fall_back_policy": 2}) \
         .lb_subset_config.fall_back_policy == "DEFAULT_SUBSET"
+
+
+def test_least_connection_prefers_the_host_with_fewer_connections():
+    random.seed(3)
+    hs = hosts(1, 1)
+    hs[0].active_connections = 5
+    hs[1].active_requests = 5  # requests do not count here
+    lb = LeastConnection(hs, ClusterConfig(name="c", lb_type="LB_LEAST_CONNECTION"))
+    assert Counter(lb.choose_host() for _ in range(100)) == {hs[1]: 100}
+
+
+def test_weighted_least_connection_divides_weight_by_connections():
+    hs = hosts(2, 1)
+    hs[0].active_connections = 3  # 2 / 4 against 1 / 1
+    lb = LeastConnection(hs, ClusterConfig(name="c"))
+    picks = Counter(lb.choose_host() for _ in range(PICKS))
+    assert picks[hs[1]] > 1.8 * picks[hs[0]], picks
+
+
+def test_peak_ewma_tries_each_host_once_then_takes_the_fastest():
+    hs = hosts(1, 1)
+    lb = PeakEwma(hs, ClusterConfig(name="c"))
+    tried = []
+    for latency in (0.3, 0.001):
+        host = lb.choose_host()
+        tried.append(host)
+        host.response_times.observe(latency, 200)
+    assert tried == hs  # an untried host is tried before any other is reused
+    assert {lb.choose_host() for _ in range(50)} == {hs[1]}
+
+
+def test_peak_ewma_a_slow_response_counts_at_once_and_fades():
+    rt = ResponseTimes()
+    for _ in range(20):
+        rt.observe(0.01, 200)
+    rt.observe(1.0, 200)
+    assert rt.latency == 1.0  # the peak replaces the average
+    rt.stamp -= PEAK_EWMA_DECAY  # as if a decay time passed with no request
+    assert rt.current_latency(time.monotonic()) == pytest.approx(1.0 / math.e, rel=0.01)
+
+
+def test_peak_ewma_errors_and_active_requests_raise_the_cost():
+    hs = hosts(1, 1)
+    lb = PeakEwma(hs, ClusterConfig(name="c"))
+    for h in hs:
+        h.response_times.observe(0.01, 200)
+    assert lb.cost(hs[0]) == pytest.approx(lb.cost(hs[1]), rel=0.01)
+    hs[0].response_times.observe(0.01, 503)
+    assert lb.cost(hs[0]) > 1.4 * lb.cost(hs[1])
+    hs[1].active_requests = 3
+    assert lb.cost(hs[1]) > 3.9 * lb.cost(hs[0]) / 1.5
+
+
+def test_request_round_robin_starts_every_request_at_the_first_host():
+    hs = hosts(1, 1, 1)
+    lb = RequestRoundRobin(hs, ClusterConfig(name="c"))
+    assert [lb.choose_host() for _ in range(3)] == [hs[0]] * 3
+    assert lb.choose_host(exclude={hs[0]}) is hs[1]  # a retry moves on, in order
+    hs[1].set_health_flag(1, True)
+    assert lb.choose_host(exclude={hs[0]}) is hs[2]
+    assert lb.choose_host(exclude={hs[0], hs[2]}) is None

@@ -15,8 +15,9 @@ Prometheus histograms in milliseconds (``_bucket{le=...}``, ``_sum``, ``_count``
 
 from __future__ import annotations
 
+import math
 import re
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 from prometheus_client.core import (
     CollectorRegistry,
@@ -45,14 +46,20 @@ class StatsCollector:
     """A prometheus-client collector over a stats store (``collect`` is called per
     scrape by ``generate_latest``)."""
 
-    def __init__(self, store: StatsStore, names: StatNames) -> None:
+    def __init__(self, store: StatsStore, names: StatNames,
+                 keep: Callable[[str], bool] | None = None,
+                 percentiles: Sequence[int] = ()) -> None:
         self.store = store
         self.names = names
+        self.keep = keep or (lambda name: True)
+        self.percentiles = percentiles
 
     def collect(self) -> Iterator[Metric]:
-        names = self.names
+        names, keep = self.names, self.keep
         families: dict[str, Any] = {}
         for full, value in sorted(self.store.snapshot().items()):
+            if not keep(full):
+                continue
             split = names.split(full)
             name = metric_name(split.kind, split.stat)
             family = families.get(name)
@@ -62,6 +69,8 @@ class StatsCollector:
                                                labels=[k for k, _ in split.labels])
             family.add_metric([v for _, v in split.labels], value)
         for full, h in sorted(self.store.histogram_totals().items()):
+            if not keep(full):
+                continue
             split = names.split(full)
             name = metric_name(split.kind, split.stat)
             family = families.get(name)
@@ -71,10 +80,52 @@ class StatsCollector:
                     labels=[k for k, _ in split.labels])
             buckets = [("+Inf" if le is None else f"{le:g}", count) for le, count in h["buckets"]]
             family.add_metric([v for _, v in split.labels], buckets, h["sum_ms"])
+            if self.percentiles:
+                self._add_percentiles(families, name, split, h)
         yield from families.values()
 
+    def _add_percentiles(self, families: dict[str, Any], name: str, split: Any,
+                         h: dict[str, Any]) -> None:
+        """MOSN's sink ``percentiles``: each estimated from the buckets, in ms."""
+        pname = f"{name}_percentile"
+        family = families.get(pname)
+        if family is None:
+            family = families[pname] = GaugeMetricFamily(
+                pname, f"{split.stat} percentiles in milliseconds (estimated from the "
+                       "histogram's buckets)",
+                labels=[k for k, _ in split.labels] + ["percentile"])
+        for p in self.percentiles:
+            value = quantile(h["buckets"], p / 100)
+            family.add_metric([v for _, v in split.labels] + [str(p)],
+                              math.nan if value is None else value)
 
-def exposition(store: StatsStore, names: StatNames) -> bytes:
+
+def exposition(store: StatsStore, names: StatNames, keep: Callable[[str], bool] | None = None,
+               percentiles: Sequence[int] = (), runtime: Sequence[Any] = ()) -> bytes:
+    """The text a scrape gets: the stats ``keep`` keeps (all without it), with each
+    histogram's ``percentiles`` as gauges, then the ``runtime`` collectors'
+    metrics (prometheus-client's process and Python ones)."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StatsCollector(store, names))  # type: ignore[arg-type]
+    registry.register(StatsCollector(store, names, keep, percentiles))  # type: ignore[arg-type]
+    for collector in runtime:
+        registry.register(collector)
     return generate_latest(registry)
+
+
+def quantile(buckets: list[list[Any]], q: float) -> float | None:
+    """The ``q`` quantile estimated from cumulative ``[upper bound, count]`` buckets,
+    linearly within the bucket it falls in (as Prometheus' ``histogram_quantile``);
+    the last finite bound if it falls in the overflow bucket; None without values."""
+    total = buckets[-1][1]
+    if not total:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0
+    for bound, count in buckets:
+        if count >= rank:
+            if bound is None:
+                return lower
+            inside = count - below
+            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
+        lower, below = bound, count
+    return lower

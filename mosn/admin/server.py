@@ -20,11 +20,12 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
 import socket
 import time
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
@@ -34,7 +35,8 @@ from anyio.abc import SocketListener, SocketStream
 from mosn import __version__
 from mosn.admin import mosn_api
 from mosn.admin.prometheus import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
-from mosn.admin.prometheus import exposition
+from mosn.admin.metrics import StatsFilter, runtime_collectors
+from mosn.admin.prometheus import exposition, quantile
 from mosn.admin.redact import Redactor, json_pieces
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
@@ -76,6 +78,11 @@ SAME_ORIGIN_FETCHES = frozenset({"same-origin", "none"})
 """``Sec-Fetch-Site`` values of a browser request a state change may come from: the
 admin's own pages, or an address typed in (any other site is refused)."""
 
+MOSN_STATE_RUNNING = 6
+MOSN_STATE_STOPPING = 8
+"""MOSN's stage numbers (``stagemanager.Running``, ``GracefulStopping``) for
+``/api/v1/states``."""
+
 
 @dataclass(frozen=True, slots=True)
 class JsonBody:
@@ -91,54 +98,16 @@ Handler = Callable[[dict[str, list[str]]], Response]
 GET, POST = ("GET", "HEAD"), ("POST",)
 
 
-class Admin:
-    def __init__(self, loaded: LoadedConfig, store: StatsStore, clusters: Any) -> None:
-        self.loaded = loaded
-        self.store = store
-        self.clusters = clusters
-        self.draining = False
-        """SIGTERM arrived: the listeners are closing."""
-        self.health_failed = False
-        """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
-        self.publishers: list[Callable[[dict[str, Any]], None]] = []
-        """The workers' channels (with ``--workers``): log levels set here go there too."""
-        self.reloader: Callable[[], tuple[int, str]] | None = None
-        """Re-reads and applies the config file (``POST /reload``, like SIGHUP): the
-        server sets it; it returns the status and text to answer with."""
-        self.control_plane: Any = None
-        """The xDS client's owner when a control plane drives mosn (its ``dump()``
-        makes ``/config_dump`` Envoy's shape with the dynamic resources)."""
-        self.switch(loaded, store, clusters)
-        html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
-        self.routes: dict[str, dict[str, Handler]] = {
-            "/": _on(GET, self.index),
-            "/ready": _on(GET, self.ready),
-            "/stats": _on(GET, self.stats),
-            "/stats/prometheus": _on(GET, self.prometheus),
-            "/api/v1/stats": _on(GET, self.mosn_stats),
-            "/api/v1/config_dump": _on(GET, self.mosn_config_dump),
-            "/config_dump": _on(GET, self.config_dump),
-            "/clusters": _on(GET, self.cluster_list),
-            "/listeners": _on(GET, self.listener_list),
-            "/plugins": _on(GET, self.plugin_list),
-            "/certs": _on(GET, self.certs),
-            "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
-            "/healthcheck/fail": _on(POST, self.healthcheck_fail),
-            "/healthcheck/ok": _on(POST, self.healthcheck_ok),
-            "/reload": _on(POST, self.reload),
-            "/dashboard": _on(GET, _static("dashboard.html", html)),
-            "/dashboard.js": _on(GET, _static("dashboard.js", js)),
-        }
+class HttpApi:
+    """A small HTTP/1.1 server (h11 over anyio): one request a connection, answered
+    by ``respond``."""
 
-    def switch(self, loaded: LoadedConfig, store: StatsStore, clusters: Any) -> None:
-        """Show ``loaded`` (the config now served, after a reload too)."""
-        self.loaded, self.store, self.clusters = loaded, store, clusters
-        config = loaded.config
-        self.redactor = Redactor(config.admin.redact_keys)
-        self._dumped: dict[str, Any] | None = None
-        self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
-                               loaded.plugins.names("protocol"),
-                               (cc.name for cc in config.cluster_manager.clusters))
+    name = "HTTP API"
+    """What the logs call it."""
+
+    def respond(self, method: str, target: str,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+        raise NotImplementedError
 
     async def serve(self, sock: socket.socket) -> None:
         listener = await SocketListener.from_socket(sock)
@@ -148,7 +117,7 @@ class Admin:
                 try:
                     stream = await listener.accept()
                 except OSError as exc:  # out of descriptors: the proxy must not stop
-                    failed.log(logging.ERROR, "admin API: cannot accept a connection: %s; "
+                    failed.log(logging.ERROR, f"{self.name}: cannot accept a connection: %s; "
                                "trying again in %gs", exc, ACCEPT_RETRY_DELAY)
                     await anyio.sleep(ACCEPT_RETRY_DELAY)
                     continue
@@ -193,6 +162,86 @@ class Admin:
             else:
                 raise h11.RemoteProtocolError("no request")
 
+
+
+class Admin(HttpApi):
+    name = "admin API"
+
+    def __init__(self, loaded: LoadedConfig, store: StatsStore, clusters: Any,
+                 metrics_socks: Sequence[socket.socket] = ()) -> None:
+        self.metrics_socks = tuple(metrics_socks)
+        """The listening sockets of the ``metrics`` block's Prometheus sinks, in order."""
+        self.loaded = loaded
+        self.store = store
+        self.clusters = clusters
+        self.draining = False
+        """SIGTERM arrived: the listeners are closing."""
+        self.health_failed = False
+        """``/healthcheck/fail`` was called (and not ``/healthcheck/ok`` since)."""
+        self.started = time.time()
+        self.publishers: list[Callable[[dict[str, Any]], None]] = []
+        """The workers' channels (with ``--workers``): log levels set here go there too."""
+        self.reloader: Callable[[], tuple[int, str]] | None = None
+        """Re-reads and applies the config file (``POST /reload``, like SIGHUP): the
+        server sets it; it returns the status and text to answer with."""
+        self.control_plane: Any = None
+        """The xDS client's owner when a control plane drives mosn (its ``dump()``
+        makes ``/config_dump`` Envoy's shape with the dynamic resources)."""
+        self.switch(loaded, store, clusters)
+        html, js = "text/html; charset=utf-8", "text/javascript; charset=utf-8"
+        self.routes: dict[str, dict[str, Handler]] = {
+            "/": _on(GET, self.index),
+            "/ready": _on(GET, self.ready),
+            "/stats": _on(GET, self.stats),
+            "/stats/prometheus": _on(GET, self.prometheus),
+            "/api/v1/stats": _on(GET, self.mosn_stats),
+            "/api/v1/config_dump": _on(GET, self.mosn_config_dump),
+            "/config_dump": _on(GET, self.config_dump),
+            "/clusters": _on(GET, self.cluster_list),
+            "/listeners": _on(GET, self.listener_list),
+            "/plugins": _on(GET, self.plugin_list),
+            "/certs": _on(GET, self.certs),
+            "/logging": {**_on(GET, self.loggers), **_on(POST, self.set_log_levels)},
+            "/api/v1/version": _on(GET, self.mosn_version),
+            "/api/v1/states": _on(GET, self.mosn_state),
+            "/api/v1/features": _on(GET, self.mosn_features),
+            "/api/v1/env": _on(GET, self.mosn_env),
+            "/server_info": _on(GET, self.server_info),
+            "/runtime": _on(GET, self.runtime),
+            "/quitquitquit": _on(POST, self.quit),
+            "/healthcheck/fail": _on(POST, self.healthcheck_fail),
+            "/healthcheck/ok": _on(POST, self.healthcheck_ok),
+            "/reload": _on(POST, self.reload),
+            "/dashboard": _on(GET, _static("dashboard.html", html)),
+            "/dashboard.js": _on(GET, _static("dashboard.js", js)),
+        }
+
+    def switch(self, loaded: LoadedConfig, store: StatsStore, clusters: Any) -> None:
+        """Show ``loaded`` (the config now served, after a reload too)."""
+        self.loaded, self.store, self.clusters = loaded, store, clusters
+        config = loaded.config
+        self.redactor = Redactor(config.admin.redact_keys)
+        self._dumped: dict[str, Any] | None = None
+        self.names = StatNames((lc.name or str(lc.address) for _, lc in config.listeners()),
+                               loaded.plugins.names("protocol"),
+                               (cc.name for cc in config.cluster_manager.clusters))
+        metrics = config.metrics
+        self.filter = StatsFilter(metrics.stats_matcher if metrics else None, self.names)
+        self.sinks = [(s.config, runtime_collectors(s.config))
+                      for s in (metrics.sinks if metrics else [])]
+        """Each Prometheus sink's config and its runtime collectors, in order."""
+
+    async def serve(self, sock: socket.socket) -> None:
+        """The admin API on ``sock``, and each Prometheus sink on its own socket (a
+        sink a reload drops answers 404; a new one needs a restart)."""
+        async with anyio.create_task_group() as tg:
+            for i, msock in enumerate(self.metrics_socks):
+                tg.start_soon(self._serve_sink, i, msock)
+            await super().serve(sock)
+
+    async def _serve_sink(self, index: int, sock: socket.socket) -> None:
+        await PrometheusSink(self, index).serve(sock)
+
     def respond(self, method: str, target: str,
                 headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
         url = urlsplit(target)
@@ -226,6 +275,57 @@ class Admin:
             return _text(503, "DRAINING\n")
         return _text(200, "LIVE\n")
 
+    # MOSN's /api/v1/ answers (pkg/admin/server/apis.go), in MOSN's shapes.
+
+    def mosn_version(self, query: dict[str, list[str]]) -> Response:
+        return _text(200, f"mosn version: {__version__}")
+
+    def mosn_state(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's ``pid=P&state=S`` with its stage numbers: Running, or
+        GracefulStopping once SIGTERM came."""
+        state = MOSN_STATE_STOPPING if self.draining else MOSN_STATE_RUNNING
+        return _text(200, f"pid={os.getpid()}&state={state}\n")
+
+    def mosn_features(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's feature gates are its plugins here: each plugin, on or off;
+        ``?key=NAME``: ``true`` or ``false``."""
+        features = {p.name: p.enabled and p.error is None for p in self.loaded.plugins.plugins}
+        if "key" in query:
+            return _text(200, "true" if features.get(query["key"][0]) else "false")
+        return _json(features)
+
+    def mosn_env(self, query: dict[str, list[str]]) -> Response:
+        """MOSN's ``?key=NAME`` (repeated): the values of environment variables; a
+        variable named like a secret (``*_TOKEN``, ``*PASSWORD*`` ...) is redacted."""
+        keys = query.get("key")
+        if not keys:
+            return _text(400, '{"error": "no env key"}\n')
+        found = {k: os.environ[k] for k in keys if k in os.environ}
+        missing = [k for k in keys if k not in os.environ]
+        return _json({"env": found, "not_found": missing} if missing else {"env": found},
+                     redactor=self.redactor)
+
+    # Envoy's
+
+    def server_info(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/server_info`` (its fields that mosn has)."""
+        state = "DRAINING" if self.draining else "LIVE"
+        uptime = int(time.time() - self.started)
+        return _json({"version": __version__, "state": state,
+                      "uptime_current_epoch": f"{uptime}s",
+                      "uptime_all_epochs": f"{uptime}s",
+                      "command_line_options": {"config_path": self.loaded.source}})
+
+    def runtime(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/runtime``: mosn has no runtime layers, so there are none."""
+        return _json({"layers": [], "entries": {}})
+
+    def quit(self, query: dict[str, list[str]]) -> Response:
+        """Envoy's ``/quitquitquit``: shut down as on SIGTERM (drain, then exit)."""
+        log.warning("admin: /quitquitquit: shutting down")
+        os.kill(os.getpid(), signal.SIGTERM)
+        return _text(200, "OK\n")
+
     def healthcheck_fail(self, query: dict[str, list[str]]) -> Response:
         self.health_failed = True
         log.warning("admin: /healthcheck/fail: /ready answers 503 until /healthcheck/ok")
@@ -247,8 +347,8 @@ class Admin:
 
     def stats(self, query: dict[str, list[str]]) -> Response:
         """Envoy's ``/stats``: ``?format=json``, ``?filter=REGEX``, ``?usedonly``."""
-        values = self.store.snapshot()
-        histograms = self.store.histogram_totals()
+        values = self.filter.values(self.store.snapshot())
+        histograms = self.filter.values(self.store.histogram_totals())
         if "filter" in query:
             try:
                 pattern = re.compile(query["filter"][0])
@@ -271,13 +371,14 @@ class Admin:
         return _text(200, "".join(sorted(lines)))
 
     def prometheus(self, query: dict[str, list[str]]) -> Response:
-        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names)
+        return 200, PROMETHEUS_CONTENT_TYPE, exposition(self.store, self.names,
+                                                        self.filter.keep)
 
     def mosn_stats(self, query: dict[str, list[str]]) -> Response:
         if len(query) > 1 or (query and "key" not in query):
             return _text(400, "only one parameter: key=<type>.<namespace>\n")
         key = query["key"][0] if query else None
-        shown = mosn_api.stats(self.store.snapshot(), self.names, key)
+        shown = mosn_api.stats(self.filter.values(self.store.snapshot()), self.names, key)
         if key is not None and not shown:
             return _text(200, f"no metrics key: {key}\n")
         return _json(shown)
@@ -393,6 +494,36 @@ class Admin:
         return _json({"plugins": [p.as_dict() for p in self.loaded.plugins.plugins]})
 
 
+class PrometheusSink(HttpApi):
+    """MOSN's Prometheus sink: the admin's stats (as ``/stats/prometheus``, through
+    ``stats_matcher``) at the sink's ``endpoint`` on a port of its own, with the
+    sink's percentiles and runtime collectors."""
+
+    name = "metrics sink"
+
+    def __init__(self, admin: Admin, index: int) -> None:
+        self.admin = admin
+        self.index = index
+
+    def respond(self, method: str, target: str,
+                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+        admin = self.admin
+        if self.index >= len(admin.sinks):
+            return _text(404, "this sink is no longer in the config\n")
+        sink, collectors = admin.sinks[self.index]
+        if urlsplit(target).path != sink.endpoint:
+            return _text(404, f"not found; the metrics are at {sink.endpoint}\n")
+        if method not in GET:
+            return _text(405, "method not allowed; use GET\n")
+        try:
+            body = exposition(admin.store, admin.names, admin.filter.keep,
+                              sink.percentiles, collectors)
+        except Exception:  # a bug here must not take the proxy down
+            log.exception("metrics sink %s failed", sink.endpoint)
+            return _text(500, "internal error\n")
+        return 200, PROMETHEUS_CONTENT_TYPE, body
+
+
 def _on(methods: tuple[str, ...], handler: Handler) -> dict[str, Handler]:
     return dict.fromkeys(methods, handler)
 
@@ -466,25 +597,6 @@ def cross_site(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
             return f"{header}: {origin}"
         return None
     return None
-
-
-def quantile(buckets: list[list[Any]], q: float) -> float | None:
-    """The ``q`` quantile estimated from cumulative ``[upper bound, count]`` buckets,
-    linearly within the bucket it falls in (as Prometheus' ``histogram_quantile``);
-    the last finite bound if it falls in the overflow bucket; None without values."""
-    total = buckets[-1][1]
-    if not total:
-        return None
-    rank = q * total
-    lower, below = 0.0, 0
-    for bound, count in buckets:
-        if count >= rank:
-            if bound is None:
-                return lower
-            inside = count - below
-            return lower + (bound - lower) * ((rank - below) / inside if inside else 1.0)
-        lower, below = bound, count
-    return lower
 
 
 def _level_name(level: int) -> str:

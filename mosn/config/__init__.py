@@ -1,6 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
-from mosn.config.base import Unsupported
+from mosn.config.base import Empty, Unsupported
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -17,6 +17,7 @@ __all__ = [
     "ClusterConfig",
     "ConfigError",
     "Duration",
+    "Empty",
     "FilterConfig",
     "HostConfig",
     "ListenerConfig",

@@ -1,10 +1,23 @@
-"""The base of every config model: MOSN's key matching, warnings, unsupported fields."""
+"""The base of every config model: MOSN's key matching, unknown keys, unsupported fields.
+
+Nothing in a config is silently ignored. A model keeps the keys it does not know
+(``extra="allow"``) so that the loader can report each with its path and a "did you
+mean" at once, instead of stopping at the first; the loader refuses them, except the
+MOSN fields a model lists in ``mosn_runtime_fields`` (they only mean something to
+MOSN's Go runtime), which are accepted with a warning each (docs/compat.md).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterator
+import difflib
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Iterator
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, model_validator
+
+SUGGESTION_CUTOFF = 0.75
+"""How close (difflib's ratio) a key must be to a field name to be offered as "did
+you mean": ``max_frame_sise`` finds ``max_frame_size``, ``name`` does not find ``type``."""
 
 
 def is_empty(value: Any) -> bool:
@@ -30,20 +43,68 @@ _key_names: dict[type, dict[str, str]] = {}
 """Per model class: its keys in lower case -> as written (or their aliases)."""
 
 
+@dataclass(frozen=True)
+class ExtraKey:
+    """A key of the config no field of its model takes."""
+
+    path: str
+    key: str
+    value: Any
+    model: type["Model"]
+
+    @property
+    def runtime_only(self) -> str | None:
+        """Why the key is accepted though unused (a MOSN Go runtime field), else None."""
+        return self.model.mosn_runtime_fields.get(self.key.lower())
+
+    def error(self, places: dict[str, list[str]] | None = None) -> str:
+        """``unknown field`` and a hint: the field the key is closest to; else where
+        a field of that name is (``places``: lower-cased name to paths); else the
+        fields the model takes."""
+        names = self.model.key_names()
+        close = did_you_mean(self.key, names)
+        if close is not None:
+            return f"unknown field; did you mean {close!r}?"
+        where = (places or {}).get(self.key.lower())
+        if where:
+            return f"unknown field here; {self.key!r} belongs at {' or '.join(where)}"
+        if not names:
+            return "unknown field (this takes no keys)"
+        return f"unknown field (known here: {', '.join(sorted(names.values()))})"
+
+
+def did_you_mean(key: str, names: dict[str, str]) -> str | None:
+    """The written form of the name in ``names`` (lower-cased to written) closest to
+    ``key``, if one is close."""
+    close = difflib.get_close_matches(key.lower(), list(names), n=1, cutoff=SUGGESTION_CUTOFF)
+    return names[close[0]] if close else None
+
+
 class Model(BaseModel):
-    """Base of every config model: case-insensitive keys, unknown keys kept for warnings."""
+    """Base of every config model: case-insensitive keys, unknown keys kept for the
+    loader to report."""
 
     model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    mosn_runtime_fields: ClassVar[dict[str, str]] = {}
+    """MOSN's fields of this model that only its Go runtime uses, each with why mosn
+    has no use for it: accepted with a warning (lower-case keys)."""
+
+    @classmethod
+    def key_names(cls) -> dict[str, str]:
+        """The keys this model takes, lower-cased, each to its written form."""
+        names = _key_names.get(cls)
+        if names is None:
+            names = _key_names[cls] = {name.lower(): info.alias or name
+                                       for name, info in cls.model_fields.items()}
+        return names
 
     @model_validator(mode="before")
     @classmethod
     def _match_keys_without_case(cls, data: Any) -> Any:
         if not isinstance(data, dict):
             return data
-        names = _key_names.get(cls)
-        if names is None:
-            names = _key_names[cls] = {name.lower(): info.alias or name
-                                       for name, info in cls.model_fields.items()}
+        names = cls.key_names()
         if all(isinstance(key, str) and names.get(key.lower(), key) == key for key in data):
             return data  # every key as written (the common case; a config made by mosn)
         out, written = {}, {}
@@ -55,17 +116,26 @@ class Model(BaseModel):
             out[canonical], written[canonical] = value, key
         return out
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        """Paths of every ignored key in this model and the models below it."""
-        for key in self.model_extra or {}:
-            yield f"{path}.{key}" if path else key
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        """Every key no field takes, in this model and the models below it."""
+        for key, value in (self.model_extra or {}).items():
+            yield ExtraKey(f"{path}.{key}" if path else str(key), str(key), value, type(self))
         for name in type(self).model_fields:
-            yield from unknown_in(getattr(self, name), f"{path}.{name}" if path else name)
+            yield from extra_keys_in(getattr(self, name), f"{path}.{name}" if path else name)
 
 
-def unknown_in(value: Any, path: str) -> Iterator[str]:
+class Empty(Model):
+    """A message that takes no keys (Envoy's ``{}`` options: ``source_ip: {}``,
+    ``allow_missing: {}``): any key in it is an unknown key with its path."""
+
+
+def extra_keys_in(value: Any, path: str) -> Iterator[ExtraKey]:
     if isinstance(value, Model):
-        yield from value.unknown_fields(path)
+        yield from value.extra_keys(path)
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            yield from unknown_in(item, f"{path}[{i}]")
+            yield from extra_keys_in(item, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(item, (Model, list, dict)):
+                yield from extra_keys_in(item, f"{path}.{key}")

@@ -10,11 +10,13 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from functools import cache
+from typing import Any, Iterable, Iterator, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from mosn.config.base import Model, is_empty
 from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
 from mosn.config.routers import check_references
@@ -77,13 +79,13 @@ def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
 
 def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
              base_dir: Path | None = None, *, routes_to_unknown_clusters: bool = False,
-             unknown_field_warnings: bool = True) -> LoadedConfig:
+             check_keys: bool = True) -> LoadedConfig:
     """``base_dir``: where relative file names in the config (certificates) are
     found; the config file's directory (default: the working directory).
     ``routes_to_unknown_clusters``: a route may name a cluster that is not (yet)
     there, answered 503 (a control plane's routes may come before their clusters).
-    ``unknown_field_warnings``: False skips looking for unknown keys (a config made by
-    a translation has none; the walk costs as much as validating)."""
+    ``check_keys``: False skips looking for keys no field takes (a config made by a
+    translation has none; the walk costs as much as validating)."""
     errors: list[str] = []
     if plugins is None:
         plugins = load_plugins(raw)
@@ -96,16 +98,70 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     errors += _check_names(config)
     errors += _check_routers(config, check_clusters=not routes_to_unknown_clusters)
     errors += _check_control_plane(config)
+    errors += _check_serves_something(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
+    key_errors, warnings = check_extra_keys(config) if check_keys else ([], [])
+    errors += key_errors
     if errors:
         raise ConfigError(errors)
-    warnings = ([f"{p}: unknown field, ignored" for p in config.unknown_fields()]
-                if unknown_field_warnings else [])
     exposed = admin_exposure(config)
     if exposed:
         warnings.append(f"admin.address.socket_address.address: {exposed}")
     return LoadedConfig(config, plugins, warnings=warnings + tls_warnings)
+
+
+def check_extra_keys(config: Model) -> tuple[list[str], list[str]]:
+    """The errors for keys no field takes (with a "did you mean"), and the warnings
+    for MOSN fields only MOSN's Go runtime uses (set to something other than empty)."""
+    errors, warnings = [], []
+    for extra in config.extra_keys():
+        reason = extra.runtime_only
+        if reason is None:
+            errors.append(f"{extra.path}: {extra.error(field_places())}")
+        elif not is_empty(extra.value):
+            warnings.append(f"{extra.path}: accepted and not used: {reason} "
+                            "(docs/compat.md)")
+    return errors, warnings
+
+
+@cache
+def field_places() -> dict[str, list[str]]:
+    """Where each field of mosn's own config tree is, by lower-cased name
+    (``listeners``: ``servers[].listeners``), for a key written at the wrong level."""
+    places: dict[str, list[str]] = {}
+    seen: set[type] = set()
+
+    def walk(model: type[Model], path: str) -> None:
+        if model in seen:
+            return
+        seen.add(model)
+        for name, info in model.model_fields.items():
+            where = f"{path}.{name}" if path else name
+            places.setdefault(name.lower(), []).append(where)
+            for sub, is_list in _models_in(info.annotation):
+                walk(sub, where + ("[]" if is_list else ""))
+
+    walk(MosnConfig, "")
+    return places
+
+
+def _models_in(annotation: Any, is_list: bool = False) -> Iterator[tuple[type[Model], bool]]:
+    if isinstance(annotation, type) and issubclass(annotation, Model):
+        yield annotation, is_list
+        return
+    inner_list = is_list or get_origin(annotation) is list
+    for arg in get_args(annotation):
+        yield from _models_in(arg, inner_list)
+
+
+def _check_serves_something(config: MosnConfig) -> list[str]:
+    """A config that starts no listener and has no source of listeners would run and
+    serve nothing (a ``listeners:`` at the top level instead of under ``servers:``)."""
+    if any(True for _ in config.listeners()) or config.dynamic_resources:
+        return []
+    return ["servers: no listener: mosn would start and serve nothing (listeners go "
+            "under servers[].listeners)"]
 
 
 def admin_exposure(config: MosnConfig) -> str | None:
@@ -146,12 +202,12 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
         ctype = plugins.get("cluster_type", cluster.type)
         if ctype is None:
             errors.append(f"{base}.type: unknown cluster type {cluster.type!r}"
-                          f"{_known(plugins, 'cluster_type')}")
+                          f"{plugins.unknown('cluster_type', cluster.type)}")
         else:
             errors += _check_cluster_config(base, cluster, ctype)
         if plugins.get("load_balancer", cluster.lb_type) is None:
             errors.append(f"{base}.lb_type: unknown load balancer {cluster.lb_type!r}"
-                          f"{_known(plugins, 'load_balancer')}")
+                          f"{plugins.unknown('load_balancer', cluster.lb_type)}")
         if cluster.health_check is not None:
             errors += _check_health_check(f"{base}.health_check", cluster.health_check, plugins)
     return errors
@@ -161,7 +217,8 @@ def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,
                   config: MosnConfig) -> list[str]:
     ext = plugins.get(kind, flt.type)
     if ext is None:
-        return [f"{path}.type: unknown {kind.replace('_', ' ')} {flt.type!r}{_known(plugins, kind)}"]
+        return [f"{path}.type: unknown {kind.replace('_', ' ')} {flt.type!r}"
+                f"{plugins.unknown(kind, flt.type)}"]
     if ext.config_model is None:
         return []
     try:
@@ -191,7 +248,7 @@ def _check_per_filter_configs(config: MosnConfig, plugins: PluginHost) -> list[s
                     model = getattr(ext.config_model, "per_route", None) if ext else None
                     if ext is None:
                         errors.append(f"{path}: unknown stream filter {name!r}"
-                                      f"{_known(plugins, 'stream_filter')}")
+                                      f"{plugins.unknown('stream_filter', name)}")
                     elif model is None:
                         errors.append(f"{path}: the {name} filter takes no per-route config")
                     else:
@@ -200,8 +257,8 @@ def _check_per_filter_configs(config: MosnConfig, plugins: PluginHost) -> list[s
                         except ValidationError as exc:
                             errors += _pydantic_errors(exc, path)
                             continue
-                        errors += [f"{path}.{key}: unknown key"
-                                   for key in getattr(parsed, "unknown_fields", lambda: ())()]
+                        if isinstance(parsed, Model):
+                            errors += [f"{e.path}: {e.error()}" for e in parsed.extra_keys(path)]
     return errors
 
 
@@ -224,7 +281,7 @@ def _check_health_check(path: str, hc: Any, plugins: PluginHost) -> list[str]:
     ext = plugins.get("health_checker", hc.protocol)
     if ext is None:
         return [f"{path}.protocol: unknown health checker {hc.protocol!r}"
-                f"{_known(plugins, 'health_checker')}"]
+                f"{plugins.unknown('health_checker', hc.protocol)}"]
     if ext.config_model is None:
         return []
     try:
@@ -279,11 +336,6 @@ def _check_control_plane(config: MosnConfig) -> list[str]:
     return [f"dynamic_resources.{path}: unknown cluster {name!r} (the control plane's "
             "cluster is one of cluster_manager.clusters)"
             for path, name in config.dynamic_resources.clusters_named() if name not in clusters]
-
-
-def _known(plugins: PluginHost, kind: str) -> str:
-    names = plugins.names(kind)
-    return f" (known: {', '.join(names)})" if names else " (no plugin registers one)"
 
 
 def _pydantic_errors(exc: ValidationError, prefix: str = "") -> list[str]:

@@ -2,9 +2,11 @@
 
 The shape and field names are MOSN's (``pkg/config/v2``) so an existing MOSN JSON
 config loads unchanged. Like MOSN's Go decoder, keys match field names without
-regard to case (``"Name"`` is ``name``) and unknown keys are ignored, but here each
-ignored key is reported as a warning with its path. Fields MOSN has whose feature
-mosn does not run yet are refused when set (``Unsupported``), never silently dropped.
+regard to case (``"Name"`` is ``name``); unlike it, nothing is silently ignored: an
+unknown key is refused with its path (:mod:`mosn.config.base`), a MOSN field that
+only MOSN's Go runtime uses is accepted with a warning (``mosn_runtime_fields``), and
+a field whose feature mosn does not run yet is refused when set (``Unsupported``).
+docs/compat.md lists them all.
 
 A filter's ``config`` stays a plain mapping here; :mod:`mosn.config.loader` validates
 it with the model its plugin registered.
@@ -15,12 +17,14 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from typing import Annotated, Any, Iterator
+from typing import Annotated, Any, Iterator, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported, unknown_in
+from mosn.config.base import ExtraKey, Model, Unsupported, extra_keys_in
 from mosn.config.bootstrap import DynamicResourcesConfig, NodeConfig
+from mosn.config.logroller import Roller, parse_roller
+from mosn.config.metrics import MetricsConfig
 from mosn.config.routers import RouterConfiguration
 from mosn.config.tls import TlsContextConfig
 from mosn.config.types import Address, AddressField, Duration, unix_path
@@ -96,9 +100,9 @@ class FilterConfig(Model):
         """Keep ``config`` as validated by the plugin's model (the loader's job)."""
         self._parsed = parsed
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed, f"{path}.config" if path else "config")
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed, f"{path}.config" if path else "config")
 
 
 class CidrRangeConfig(StrictModel):
@@ -227,7 +231,19 @@ class AccessLogConfig(Model):
 
 
 class ListenerConfig(Model):
+    mosn_runtime_fields = {
+        "default_read_buffer_size": "the first read size of MOSN's Go connections; "
+                                    "mosn's reads are sized by its network layer",
+        "log_path": "an old MOSN listener field MOSN itself no longer reads (the "
+                    "server's default_log_path holds the log)",
+        "log_level": "an old MOSN listener field MOSN itself no longer reads (the "
+                     "server's default_log_level sets the level)",
+    }
+
     name: str = ""
+    type: Literal["", "ingress", "egress"] = ""
+    """MOSN's listener type: which digest log the SOFATracer driver writes (server or
+    client); mosn's OpenTelemetry spans do not depend on it."""
     address: AddressField
     network: str = "tcp"
     bind_port: bool | None = None
@@ -314,10 +330,27 @@ class ListenerConfig(Model):
         return self.bind_port is False
 
 
+def _roller(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ValueError("a roller is MOSN's text: 'time=24' or 'size=100 age=10 keep=10'")
+    return parse_roller(value)
+
+
 class ServerConfig(Model):
+    mosn_runtime_fields = {
+        "processor": "GOMAXPROCS of MOSN's Go runtime; mosn runs one process per "
+                     "worker (scripts/start --workers)",
+        "use_netpoll_mode": "a Go network poller mode of MOSN; mosn runs on asyncio",
+    }
+
     mosn_server_name: str = ""
     default_log_path: str = ""
     default_log_level: str = ""
+    global_log_roller: Annotated[Roller | None, BeforeValidator(_roller)] = None
+    """MOSN's log rotation (``"time=24"``, ``"size=100 age=10 keep=10 compress=on"``)
+    of the access logs (docs/access_log.md)."""
     graceful_timeout: Duration = DEFAULT_GRACEFUL_TIMEOUT
     listeners: list[ListenerConfig] = Field(default_factory=list)
     routers: list[RouterConfiguration] = Field(default_factory=list)
@@ -411,9 +444,9 @@ class HealthCheckConfig(Model):
         """Keep ``check_config`` as validated by the checker's model (the loader's job)."""
         self._parsed = parsed
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed, f"{path}.check_config" if path else "check_config")
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed, f"{path}.check_config" if path else "check_config")
 
 
 FALLBACK_POLICIES = ("NO_FALLBACK", "ANY_ENDPOINT", "DEFAULT_SUBSET")
@@ -484,8 +517,10 @@ class LbConfig(Model):
     """How strongly active requests lower a host's weight when weights differ."""
     minimum_ring_size: int = Field(default=1024, ge=1, le=8 * 1024 * 1024)
     maximum_ring_size: int = Field(default=8 * 1024 * 1024, ge=1, le=8 * 1024 * 1024)
-    client_error_bias: Unsupported = None
-    server_error_bias: Unsupported = None
+    client_error_bias: float = Field(default=1.0, ge=0)
+    """``LB_PEAK_EWMA``: how strongly 4xx responses raise a host's cost (MOSN's)."""
+    server_error_bias: float = Field(default=1.0, ge=0)
+    """``LB_PEAK_EWMA``: how strongly 5xx responses and failures raise a host's cost."""
 
 
 class OutlierDetectionConfig(Model):
@@ -543,7 +578,33 @@ class OriginalDstLbConfig(Model):
     application listens on the loopback)."""
 
 
+DEFAULT_KEEPALIVE_TIMEOUT = 1.0
+"""Seconds a keepalive heartbeat waits for its reply when ``timeout`` is not set
+(MOSN's default)."""
+
+
+class KeepAliveConfig(Model):
+    """MOSN's cluster ``keepalive``: a heartbeat on each RPC connection every
+    ``interval``; after 6 in a row unanswered within ``timeout`` the connection is
+    closed (MOSN's xprotocol keepalive)."""
+
+    interval: Duration = 0.0
+    timeout: Duration = DEFAULT_KEEPALIVE_TIMEOUT
+
+    @model_validator(mode="after")
+    def _check(self) -> "KeepAliveConfig":
+        if self.interval <= 0:
+            raise ValueError("interval: set it (more than 0s) or leave keepalive out")
+        if not self.timeout:
+            self.timeout = DEFAULT_KEEPALIVE_TIMEOUT
+        return self
+
+
 class ClusterConfig(Model):
+    mosn_runtime_fields = {
+        "sub_type": "MOSN's own comment on it: \"not used yet\"",
+    }
+
     name: str = Field(min_length=1)
     type: str = "SIMPLE"
     lb_type: str = "LB_ROUNDROBIN"
@@ -589,19 +650,29 @@ class ClusterConfig(Model):
         """Keep ``cluster_config`` as validated by the cluster type's model."""
         self._parsed_cluster_config = parsed
 
-    def unknown_fields(self, path: str = "") -> Iterator[str]:
-        yield from super().unknown_fields(path)
-        yield from unknown_in(self._parsed_cluster_config,
+    def extra_keys(self, path: str = "") -> Iterator[ExtraKey]:
+        yield from super().extra_keys(path)
+        yield from extra_keys_in(self._parsed_cluster_config,
                                f"{path}.cluster_config" if path else "cluster_config")
     mark: int = Field(default=0, ge=0, le=MAX_SOCKET_MARK)
     """MOSN's: the ``SO_MARK`` of every connection to the cluster's hosts (0: none), so
     that iptables rules can leave mosn's own connections alone."""
     original_dst_lb_config: OriginalDstLbConfig = Field(default_factory=OriginalDstLbConfig)
+    keepalive: KeepAliveConfig | None = None
+    cluster_pool_enable: bool = False
+    """MOSN's: a cluster's hosts get connection pools of their own, not shared with
+    another cluster's host of the same address. mosn keeps every cluster's pools
+    apart in any case (docs/compat.md)."""
+    cluster_manager_tls: Unsupported = None
+    """MOSN's: take the cluster manager's ``tls_context`` (which is refused too)."""
+    spec: Unsupported = None
+    """MOSN's ``ClusterSpecInfo``: subscriptions to a service registry."""
     cleanup_interval: Duration = DEFAULT_ORIGINAL_DST_CLEANUP
     """Envoy's, ``ORIGINAL_DST``: how often destinations unused since the last sweep
     are forgotten."""
 
-    @field_validator("health_check", "outlier_detection", "tls_context", mode="before")
+    @field_validator("health_check", "outlier_detection", "tls_context", "keepalive",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         # MOSN writes an unset struct as {} (or leaves it out).
@@ -673,6 +744,8 @@ def _redact_key(key: str) -> str:
 
 class AdminConfig(Model):
     address: AdminAddress = Field(default_factory=AdminAddress)
+    access_log_path: Unsupported = None
+    """Envoy's: a log of the admin API's requests."""
     redact_keys: list[Annotated[str, AfterValidator(_redact_key)]] = Field(default_factory=list)
     """mosn's own: more key names whose values the admin API shows as ``[redacted]``,
     besides its built-in list (:mod:`mosn.admin.redact`)."""
@@ -700,9 +773,25 @@ class PluginsConfig(Model):
 
 OTEL_DRIVERS = ("opentelemetry", "otel")
 """``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
-TRACE_EXPORTERS = ("otlp", "console", "none")
+ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER = "zipkin", "jaeger", "sofatracer"
+"""MOSN's Zipkin and Jaeger drivers: the same tracer, with Zipkin's exporter and B3
+headers, or OTLP (which Jaeger takes) and Jaeger's ``uber-trace-id``."""
+TRACE_EXPORTERS = ("otlp", "zipkin", "console", "none")
+TRACE_PROPAGATION = ("tracecontext", "b3multi", "b3", "jaeger")
+"""The trace context formats read from requests and written upstream (HTTP): W3C's
+``traceparent``, B3's ``X-B3-*`` headers or its single ``b3`` header, Jaeger's
+``uber-trace-id``."""
 DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
-"""The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default)."""
+"""The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default;
+Jaeger takes OTLP on the same port)."""
+DEFAULT_ZIPKIN_ENDPOINT = "http://127.0.0.1:9411/api/v2/spans"
+"""Zipkin's span endpoint on this host (its default port)."""
+DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
+    ZIPKIN_DRIVER: {"exporter": "zipkin", "endpoint": DEFAULT_ZIPKIN_ENDPOINT,
+                    "propagation": ["b3multi"]},
+    JAEGER_DRIVER: {"propagation": ["jaeger"]},
+}
+"""What a driver changes in the OpenTelemetry config's defaults (what is set wins)."""
 DEFAULT_BATCH_DELAY = 5.0
 """Seconds between span exports (OpenTelemetry's ``OTEL_BSP_SCHEDULE_DELAY``)."""
 DEFAULT_EXPORT_TIMEOUT = 10.0
@@ -714,8 +803,12 @@ class OpenTelemetryConfig(Model):
 
     service_name: str = "mosn"
     exporter: str = "otlp"
-    """``otlp`` (OTLP over HTTP/protobuf), ``console`` (JSON on stdout) or ``none``."""
+    """``otlp`` (OTLP over HTTP/protobuf), ``zipkin`` (Zipkin's JSON v2), ``console``
+    (JSON on stdout) or ``none``."""
     endpoint: str = DEFAULT_OTLP_ENDPOINT
+    propagation: list[str] = Field(default_factory=lambda: ["tracecontext"])
+    """The trace context formats of HTTP requests, read in this order (the first one
+    found is the parent) and all written upstream."""
     headers: dict[str, str] = Field(default_factory=dict)
     """Sent with every OTLP export (an API key ...)."""
     sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
@@ -725,12 +818,20 @@ class OpenTelemetryConfig(Model):
     to requests that start a trace."""
     batch_delay: Duration = DEFAULT_BATCH_DELAY
     export_timeout: Duration = DEFAULT_EXPORT_TIMEOUT
+    log_path: str = ""
+    """The SOFATracer driver's only key: the folder of its digest logs (MOSN's
+    default ``~/logs/tracelog/mosn/``)."""
 
     @model_validator(mode="after")
     def _check(self) -> "OpenTelemetryConfig":
         self.exporter = self.exporter.lower()
         if self.exporter not in TRACE_EXPORTERS:
             raise ValueError(f"exporter {self.exporter!r}: use one of {', '.join(TRACE_EXPORTERS)}")
+        self.propagation = [p.lower() for p in self.propagation]
+        bad = [p for p in self.propagation if p not in TRACE_PROPAGATION]
+        if bad or not self.propagation:
+            raise ValueError(f"propagation {bad[0] if bad else '[]'!r}: a list of "
+                             f"{', '.join(TRACE_PROPAGATION)}")
         return self
 
 
@@ -743,17 +844,42 @@ class TracingConfig(Model):
     """MOSN's deprecated name for ``driver``."""
     config: OpenTelemetryConfig = Field(default_factory=OpenTelemetryConfig)
 
-    @field_validator("config", mode="before")
+    @model_validator(mode="before")
     @classmethod
-    def _null_is_default(cls, value: Any) -> Any:
-        return {} if value is None else value
+    def _driver_defaults(cls, data: Any) -> Any:
+        """``config: null`` is the default config; a driver's defaults go under what
+        the config sets."""
+        if not isinstance(data, dict):
+            return data
+        data = {str(k).lower(): v for k, v in data.items()}
+        config = data.get("config")
+        config = {} if config is None else config
+        driver = data.get("driver")
+        defaults = DRIVER_DEFAULTS.get(driver.lower(), {}) if isinstance(driver, str) else {}
+        if isinstance(config, dict) and defaults:
+            config = {**defaults, **config}
+        if isinstance(driver, str) and driver.lower() == SOFA_DRIVER and isinstance(config, dict):
+            others = sorted(str(k) for k in config if str(k).lower() != "log_path")
+            if others:
+                raise ValueError(f"config.{others[0]}: the SOFATracer driver takes "
+                                 "log_path only")
+        data["config"] = config
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> "TracingConfig":
         if self.enable:
-            if self.driver.lower() not in OTEL_DRIVERS:
+            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER)
+            driver = self.driver.lower()
+            if driver not in known:
                 raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
-                                 "OpenTelemetry (driver: opentelemetry)")
+                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger) "
+                                 "or writes SOFATracer's digest logs (SOFATracer)")
+            if driver == SOFA_DRIVER:
+                return self
+            if self.config.log_path:
+                raise ValueError("config.log_path: the SOFATracer driver's key; this "
+                                 "driver exports spans")
             from mosn.observability.tracing import check_installed
 
             check_installed(self.config)
@@ -793,6 +919,14 @@ class OverloadManagerConfig(StrictModel):
 
 
 class MosnConfig(Model):
+    mosn_runtime_fields = {
+        "pprof": "Go's profiler endpoint; profile mosn with py-spy or bench/ "
+                 "(docs/benchmarks.md)",
+        "plugin": "log_base, the log folder of MOSN's Go plugins; mosn's plugins are "
+                  "Python packages and log with mosn",
+        "uds_dir": "where MOSN's Go runtime puts its Unix sockets for a smooth upgrade",
+    }
+
     servers: list[ServerConfig] = Field(default_factory=list)
     cluster_manager: ClusterManagerConfig = Field(default_factory=ClusterManagerConfig)
     admin: AdminConfig = Field(default_factory=AdminConfig)
@@ -802,12 +936,25 @@ class MosnConfig(Model):
     """Envoy's: who this proxy is to a control plane (docs/xds.md)."""
     dynamic_resources: DynamicResourcesConfig | None = None
     """Envoy's: listeners and clusters from a control plane (docs/xds.md)."""
+    disable_upgrade: bool = False
+    """MOSN's: start without taking listeners and connections over from a mosn already
+    serving the same run directory (docs/upgrade.md)."""
+    close_graceful: bool = False
+    """MOSN's deprecated name for ``disable_upgrade``."""
     static_resources: Unsupported = None
     tracing: TracingConfig = Field(default_factory=TracingConfig)
     overload_manager: OverloadManagerConfig = Field(default_factory=OverloadManagerConfig)
     upgrade: UpgradeConfig = Field(default_factory=UpgradeConfig)
     third_part_codec: Unsupported = None
     wasm_global_plugins: Unsupported = None
+    inherit_old_mosnconfig: Unsupported = None
+    """MOSN's: take the config of the process being upgraded from."""
+    metrics: MetricsConfig | None = None
+    """MOSN's: its Prometheus sink and ``stats_matcher`` (:mod:`mosn.config.metrics`)."""
+    extends: Unsupported = None
+    """MOSN's extensions' configs (a Dubbo registry ...)."""
+    layered_runtime: Unsupported = None
+    """Envoy's runtime layers."""
 
     @field_validator("tracing", mode="before")
     @classmethod

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Collection, Iterable, Sequence
 
 from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, field_validator, model_validator
 
-from mosn.config.base import Model, Unsupported
+from mosn.config.base import Empty, Model, Unsupported
 from mosn.config.types import Duration, Timeout
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones MOSN and Envoy accept
@@ -258,8 +258,10 @@ class HeaderHashConfig(Model):
 class CookieHashConfig(Model):
     name: str = Field(min_length=1)
     path: str = ""
-    ttl: Unsupported = None
-    """Envoy generates the cookie when ``ttl`` is set; mosn does not (yet)."""
+    ttl: Duration | None = Field(default=None, ge=0)
+    """Envoy's: a request without the cookie gets one made for it (its hash key), set
+    on the response with this ``Max-Age`` (``0``: a session cookie). Unset: a request
+    without the cookie has no key from this policy (MOSN's only behaviour)."""
 
 
 class ConnectionPropertiesConfig(Model):
@@ -274,7 +276,7 @@ class HashPolicyConfig(Model):
 
     header: HeaderHashConfig | None = None
     cookie: CookieHashConfig | None = None
-    source_ip: dict[str, Any] | None = None
+    source_ip: Empty | None = None
     connection_properties: ConnectionPropertiesConfig | None = None
     terminal: bool = False
 
@@ -286,6 +288,45 @@ class HashPolicyConfig(Model):
             raise ValueError("set exactly one of header, cookie, source_ip, connection_properties")
         if self.connection_properties is not None and not self.connection_properties.source_ip:
             raise ValueError("connection_properties needs source_ip: true")
+        return self
+
+
+_GO_GROUP = re.compile(r"\$(?:\{(\w+)\}|(\d+))|\$\$")
+
+
+def python_substitution(text: str) -> str:
+    """A regex substitution in Go's syntax (MOSN's ``$1``, ``${name}``, ``$$``) or in
+    RE2's (Envoy's ``\\1``) as :func:`re.sub` takes it."""
+    def group(m: re.Match[str]) -> str:
+        name = m.group(1) or m.group(2)
+        return f"\\g<{name}>" if name else "$"
+    return _GO_GROUP.sub(group, text)
+
+
+class RegexPatternConfig(Model):
+    mosn_runtime_fields = {
+        "google_re2": "RE2's program size bound (MOSN does not apply it either); mosn "
+                      "compiles the regex with Python's re",
+    }
+
+    regex: str = Field(min_length=1)
+
+
+class RegexRewriteConfig(Model):
+    """MOSN's (and Envoy's) ``regex_rewrite``: every match of ``pattern.regex`` in the
+    path (not the query) is replaced by ``substitution`` (``$1``/``${name}`` as in
+    MOSN, or ``\\1`` as in Envoy, refer to groups)."""
+
+    pattern: RegexPatternConfig
+    substitution: str = ""
+
+    @model_validator(mode="after")
+    def _compiles(self) -> "RegexRewriteConfig":
+        try:
+            re.compile(self.pattern.regex).sub(python_substitution(self.substitution), "")
+        except (re.error, IndexError) as exc:
+            raise ValueError(f"pattern.regex {self.pattern.regex!r} with substitution "
+                             f"{self.substitution!r}: {exc}") from None
         return self
 
 
@@ -305,9 +346,11 @@ class RouteActionConfig(HeaderMutationsConfig):
     Envoy's shape)."""
     retry_policy: RetryPolicyConfig | None = None
     prefix_rewrite: str = ""
-    regex_rewrite: Unsupported = None
+    regex_rewrite: RegexRewriteConfig | None = None
     host_rewrite: str = ""
-    auto_host_rewrite: Unsupported = None
+    auto_host_rewrite: bool = False
+    """The ``Host`` (``:authority``) sent upstream is the chosen host's ``hostname``
+    (a host without one leaves it as it is, as in Envoy)."""
     auto_host_rewrite_header: str = ""
     hash_policy: Annotated[list[HashPolicyConfig], BeforeValidator(_one_or_many)] = Field(
         default_factory=list)
@@ -318,6 +361,14 @@ class RouteActionConfig(HeaderMutationsConfig):
 
     @model_validator(mode="after")
     def _one_cluster(self) -> "RouteActionConfig":
+        if self.prefix_rewrite and self.regex_rewrite is not None:
+            raise ValueError("set prefix_rewrite or regex_rewrite, not both (MOSN would "
+                             "take prefix_rewrite and ignore the other)")
+        hosts = [k for k in ("host_rewrite", "auto_host_rewrite", "auto_host_rewrite_header")
+                 if getattr(self, k)]
+        if len(hosts) > 1:
+            raise ValueError(f"set one of {', '.join(hosts)} (Envoy's oneof; MOSN would "
+                             "take one and ignore the others)")
         given = [k for k in ("cluster_name", "cluster_header", "weighted_clusters") if getattr(self, k)]
         if len(given) != 1:
             found = f" (found {', '.join(given)})" if given else ""

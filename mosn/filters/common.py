@@ -12,7 +12,7 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 
-from mosn.config.base import Model
+from mosn.config.base import Empty, Model
 from mosn.observability.accesslog import variable
 from mosn.proxy.stream_filter import route_filter_config
 
@@ -97,7 +97,7 @@ class RegexMatcher(ProtoModel):
     """Envoy's ``RegexMatcher`` (RE2 there; Python's ``re`` here, full match)."""
 
     regex: str
-    google_re2: dict[str, Any] | None = None
+    google_re2: Empty | None = None
 
     @model_validator(mode="after")
     def _compiles(self) -> "RegexMatcher":

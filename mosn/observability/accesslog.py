@@ -150,6 +150,21 @@ def _upstream_local(s: "DownstreamStream") -> str | None:
     return _address(client.conn.local_address) if client is not None else None
 
 
+_NO_UPSTREAM_FLAGS = {"UF": "connection_failure", "UO": "overflow"}
+"""A try that never got a connection (Envoy's flags) has no reset reason of its own."""
+
+
+def _upstream_failure(s: "DownstreamStream") -> str | None:
+    upstream = s.upstream
+    reason = upstream.reset_reason if upstream is not None else None
+    if reason is not None:
+        return reason.value
+    for flag in s.response_flags:
+        if flag in _NO_UPSTREAM_FLAGS:
+            return _NO_UPSTREAM_FLAGS[flag]
+    return None
+
+
 def _tls_variable(name: str, s: "DownstreamStream") -> str | None:
     return tls_variable(s.conn.tls, name)
 
@@ -209,6 +224,12 @@ VARIABLES: dict[str, Variable] = {
                                "the request method (RPC: the method header)"),
     "request_path": Variable(lambda s: s.request.path if s.request is not None else None,
                              "the request target with its query (RPC: empty)"),
+    "request_uri": Variable(lambda s: s.request.path if s.request is not None else None,
+                            "the request target with its query (MOSN's)"),
+    "request_scheme": Variable(lambda s: s.request.scheme if s.request is not None else None,
+                               "http or https (MOSN's)"),
+    "upstream_transport_failure_reason": Variable(
+        _upstream_failure, "why the upstream ended the try without a whole response"),
     "trace_id": Variable(_trace_id, "mosn's own: the stream's trace id when tracing is on"),
     **{name: Variable(functools.partial(_tls_variable, name), meaning)
        for name, meaning in (
@@ -393,6 +414,8 @@ class LogWriter:
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
         self._stop = False
+        self._reopen = False
+        """Asked to reopen the path (a rotation moved the file): done before the next write."""
         os.register_at_fork(after_in_child=self._forked)
 
     def _forked(self) -> None:
@@ -414,6 +437,30 @@ class LogWriter:
             self._start()
         return True
 
+    def reopen(self) -> None:
+        """Open the path again (``logrotate`` or the roller moved the file): at once
+        when this process has no writer thread, else by the thread before its next
+        write, so a write never races the swap. Lines written before go to the moved
+        file; none is lost."""
+        if self.path in STDOUT_PATHS:
+            return
+        if self._thread is None:
+            self._swap()
+        else:
+            self._reopen = True
+            self._wake.set()
+
+    def _swap(self) -> None:
+        self._reopen = False
+        try:
+            fd = open_log(self.path)
+        except OSError as exc:
+            log.error("access log %s: cannot reopen, still writing to the file it was: %s",
+                      self.path, exc.strerror or exc)
+            return
+        old, self.fd = self.fd, fd
+        os.close(old)
+
     def _start(self) -> None:
         self._thread = threading.Thread(target=self._run, name=f"accesslog {self.path}",
                                         daemon=True)
@@ -422,10 +469,13 @@ class LogWriter:
     def _run(self) -> None:
         while not self._stop:
             self._wake.wait(FLUSH_INTERVAL)
+            self._wake.clear()
             self.flush()
 
     def flush(self) -> None:
         """Write every queued line (from the writer thread, or at close)."""
+        if self._reopen:
+            self._swap()
         queue = self.queue
         while queue:
             batch: list[str] = []
@@ -556,11 +606,25 @@ class AccessLogs:
                  json_format: dict[str, str] | None = None,
                  store: "StatsStore | None" = None, dropped: int = -1) -> AccessLog:
         """Raises OSError if the file cannot be opened."""
+        return AccessLog(compile_format(log_format, json_format), self.writer(path), store,
+                         dropped)
+
+    def writer(self, path: str) -> LogWriter:
+        """The one writer of ``path`` (opened on first use; OSError if it cannot be)."""
         key = "stdout" if path in STDOUT_PATHS else os.path.abspath(path)
         writer = self.writers.get(key)
         if writer is None:
             writer = self.writers[key] = LogWriter(path, open_log(path))
-        return AccessLog(compile_format(log_format, json_format), writer, store, dropped)
+        return writer
+
+    def reopen(self) -> None:
+        """Every log file opened again (SIGUSR1: a rotation moved them)."""
+        for writer in self.writers.values():
+            writer.reopen()
+
+    def paths(self) -> list[str]:
+        """The log files (not stdout), for the roller."""
+        return [w.path for w in self.writers.values() if w.path not in STDOUT_PATHS]
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -3,9 +3,13 @@ and their shutdown (queued lines written, spans exported)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.observability.accesslog import AccessLogs
+from mosn.observability.roller import LogRoller
+from mosn.observability.sofatracer import SofaTraceIds, sofa_tracer
+
+SOFA_DRIVER = "sofatracer"
 
 if TYPE_CHECKING:
     from mosn.config.models import ListenerConfig, MosnConfig
@@ -20,7 +24,12 @@ class Observability:
     def __init__(self, config: "MosnConfig") -> None:
         self.access_logs = AccessLogs()
         self.tracing: Any = None
-        if config.tracing.enable:
+        self.sofa_log_path: str | None = None
+        """The SOFATracer driver's folder (None: that driver is not on)."""
+        self._sofa_ids = SofaTraceIds()
+        if config.tracing.enable and config.tracing.driver.lower() == SOFA_DRIVER:
+            self.sofa_log_path = config.tracing.config.log_path
+        elif config.tracing.enable:
             from mosn.observability.tracing import Tracing
 
             self.tracing = Tracing(config.tracing.config)
@@ -31,6 +40,15 @@ class Observability:
         the access log's ``%trace_id%``), then its access logs, which count the lines
         they drop in ``listener.<name>.access_log_dropped``."""
         observers: list[Any] = [self.tracing] if self.tracing is not None else []
+        if self.sofa_log_path is not None and listener.type:
+            try:
+                observers.append(sofa_tracer(listener.type, self.sofa_log_path,
+                                             self.access_logs, self._sofa_ids))
+            except OSError as exc:
+                raise ObservabilityError(
+                    f"tracing.config.log_path: cannot write SOFATracer's digest log of "
+                    f"{path} under {self.sofa_log_path or '~/logs/tracelog/mosn/'}: "
+                    f"{exc.strerror or exc}") from None
         dropped = store.register(f"listener.{name}.access_log_dropped") \
             if listener.access_logs else -1
         for i, config in enumerate(listener.access_logs):
@@ -42,6 +60,19 @@ class Observability:
                     f"{path}.access_logs[{i}].log_path: cannot open {config.log_path}: "
                     f"{exc.strerror or exc}") from None
         return tuple(observers)
+
+    def reopen_logs(self) -> None:
+        """SIGUSR1: every access log file opened again (``logrotate`` or the roller
+        moved it)."""
+        self.access_logs.reopen()
+
+    def roller(self, config: "MosnConfig", reopen: Callable[[], None]) -> Any:
+        """The task that rotates the log files as ``servers[0].global_log_roller``
+        says (None without one); ``reopen`` tells every process to reopen them."""
+        setting = config.servers[0].global_log_roller if config.servers else None
+        if setting is None:
+            return None
+        return LogRoller(setting, self.access_logs.paths, reopen).run
 
     def close(self) -> None:
         if self.tracing is not None:

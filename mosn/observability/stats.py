@@ -51,6 +51,8 @@ CLUSTER_STATS = (
 UPSTREAM_STATS = (
     "upstream_cx_connecting",
     "upstream_cx_overflow",
+    "upstream_cx_keepalive_heartbeat",
+    "upstream_cx_keepalive_close",
     "upstream_rq_total",
     "upstream_rq_active",
     "upstream_rq_pending_active",

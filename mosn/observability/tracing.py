@@ -24,6 +24,7 @@ installed and nothing here is imported.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import sys
 from dataclasses import replace
@@ -39,6 +40,8 @@ log = logging.getLogger("mosn.tracing")
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
+B3_PARENT_SPAN_ID = "x-b3-parentspanid"
+"""B3's optional parent header: the caller's, which the propagator does not write."""
 SOFA_TRACE_ID = "rpc_trace_context.sofaTraceId"
 SOFA_RPC_ID = "rpc_trace_context.sofaRpcId"
 """SOFA tracer's keys in a bolt header map (sofa-rpc ``RemotingConstants``, MOSN
@@ -64,13 +67,23 @@ def check_installed(config: "OpenTelemetryConfig") -> None:
         raise TracingUnavailable(
             "tracing needs opentelemetry-api and opentelemetry-sdk: "
             "pip install 'mosn[tracing]'") from None
-    if config.exporter == "otlp":
+    needs = [(config.exporter == "otlp", "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+              "exporter otlp", "opentelemetry-exporter-otlp-proto-http", "tracing"),
+             (config.exporter == "zipkin", "opentelemetry.exporter.zipkin.json",
+              "exporter zipkin", "opentelemetry-exporter-zipkin-json", "zipkin"),
+             ("b3" in config.propagation or "b3multi" in config.propagation,
+              "opentelemetry.propagators.b3", "B3 propagation", "opentelemetry-propagator-b3",
+              "zipkin"),
+             ("jaeger" in config.propagation, "opentelemetry.propagators.jaeger",
+              "Jaeger propagation", "opentelemetry-propagator-jaeger", "jaeger")]
+    for needed, module, what, package, extra in needs:
+        if not needed:
+            continue
         try:
-            import opentelemetry.exporter.otlp.proto.http.trace_exporter  # noqa: F401
+            importlib.import_module(module)
         except ImportError:
-            raise TracingUnavailable(
-                "exporter otlp needs opentelemetry-exporter-otlp-proto-http: "
-                "pip install 'mosn[tracing]' (or use exporter: console or none)") from None
+            raise TracingUnavailable(f"{what} needs {package}: pip install "
+                                     f"'mosn[{extra}]'") from None
 
 
 def sofa_trace_id(text: str) -> int:
@@ -118,6 +131,32 @@ class _HeadersGetter:
         return list(carrier)
 
 
+class _HeadersSetter:
+    """OpenTelemetry's ``Setter`` over mosn's Headers."""
+
+    def set(self, carrier: Any, key: str, value: str) -> None:
+        carrier.set(key, value)
+
+
+def _propagator(name: str) -> Any:
+    """OpenTelemetry's propagator of a ``propagation`` format."""
+    if name == "b3multi":
+        from opentelemetry.propagators.b3 import B3MultiFormat
+
+        return B3MultiFormat()
+    if name == "b3":
+        from opentelemetry.propagators.b3 import B3SingleFormat
+
+        return B3SingleFormat()
+    if name == "jaeger":
+        from opentelemetry.propagators.jaeger import JaegerPropagator
+
+        return JaegerPropagator()
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    return TraceContextTextMapPropagator()
+
+
 class Tracing(StreamObserver):
     """The tracer of every L7 listener (one per process, built on the first request)."""
 
@@ -135,7 +174,6 @@ class Tracing(StreamObserver):
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         c = self.config
         sampler: Any = TraceIdRatioBased(c.sample_ratio)
@@ -151,8 +189,11 @@ class Tracing(StreamObserver):
         self._provider = provider
         self._tracer = provider.get_tracer(TRACER_NAME)
         self._trace = trace
-        self._propagator = TraceContextTextMapPropagator()
+        self._propagators = [_propagator(name) for name in c.propagation]
+        self._fields = {f for p in self._propagators for f in p.fields}
+        self._w3c = _propagator("tracecontext")  # RPC frames carry W3C's traceparent
         self._getter = _HeadersGetter()
+        self._setter = _HeadersSetter()
         self._server = trace.SpanKind.SERVER
         self._client = trace.SpanKind.CLIENT
         self._error = trace.Status(trace.StatusCode.ERROR)
@@ -165,6 +206,10 @@ class Tracing(StreamObserver):
 
             return OTLPSpanExporter(endpoint=c.endpoint, headers=c.headers or None,
                                     timeout=c.export_timeout)
+        if c.exporter == "zipkin":
+            from opentelemetry.exporter.zipkin.json import ZipkinExporter
+
+            return ZipkinExporter(endpoint=c.endpoint, timeout=int(c.export_timeout))
         if c.exporter == "console":
             from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -184,7 +229,7 @@ class Tracing(StreamObserver):
         assert head is not None
         peer = stream.conn.remote_address
         if head.frame is None:
-            parent = self._propagator.extract(head.headers, getter=self._getter)
+            parent = self._http_parent(head.headers)
             attributes: dict[str, Any] = {"http.method": head.method, "http.target": head.path,
                                           "http.scheme": head.scheme}
         else:
@@ -198,9 +243,18 @@ class Tracing(StreamObserver):
         stream.span = tracer.start_span(_span_name(head), context=parent, kind=self._server,
                                         attributes=attributes)
 
+    def _http_parent(self, headers: Any) -> Any:
+        """The context of the first format in ``propagation`` the request carries."""
+        trace = self._trace
+        for propagator in self._propagators:
+            context = propagator.extract(headers, getter=self._getter)
+            if trace.get_current_span(context).get_span_context().is_valid:
+                return context
+        return None
+
     def _rpc_parent(self, headers: Any) -> Any:
         if headers.get(TRACEPARENT) is not None:
-            return self._propagator.extract(headers, getter=self._getter)
+            return self._w3c.extract(headers, getter=self._getter)
         sofa = headers.get(SOFA_TRACE_ID)
         if not sofa:
             return None
@@ -230,11 +284,12 @@ class Tracing(StreamObserver):
         state = ctx.trace_state.to_header()
         if head.frame is None:
             headers = head.headers
-            headers.set(TRACEPARENT, parent)
-            if state:
-                headers.set(TRACESTATE, state)
-            elif TRACESTATE in headers:
-                headers.remove(TRACESTATE)
+            for name in self._fields | {TRACESTATE, B3_PARENT_SPAN_ID}:
+                if name in headers:  # the caller's, now stale
+                    headers.remove(name)
+            context = self._trace.set_span_in_context(span)
+            for propagator in self._propagators:
+                propagator.inject(headers, context=context, setter=self._setter)
             return
         updates = {TRACEPARENT: parent}
         if state:

@@ -6,7 +6,7 @@ from typing import Any, Iterable
 
 from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from mosn.config.base import Model
+from mosn.config.base import Model, did_you_mean, is_empty
 from mosn.config.types import Duration, Timeout
 from mosn.proxy.path import DEFAULT_ESCAPED_SLASHES_ACTION, EscapedSlashesAction
 
@@ -17,6 +17,12 @@ X = "X"
 ``extend_config: {sub_protocol: bolt}`` (or a list, ``bolt,boltv2``)."""
 SUB_PROTOCOL = "sub_protocol"
 """The ``extend_config`` key naming MOSN's X-protocol sub-protocols."""
+EXTEND_CONFIG_REFUSED = {
+    "http2_use_stream": "X protocol over HTTP/2 streams is not supported yet",
+}
+"""MOSN's ``extend_config`` keys whose feature mosn does not run yet: refused when set."""
+DEFAULT_ROUTER_HANDLER = "default"
+"""MOSN's only built-in router handler (``types.DefaultRouteHandler``)."""
 DEFAULT_ROUTE_TIMEOUT = 15.0
 """Seconds from a complete request to a complete response when the route sets no
 ``timeout`` (Envoy's default)."""
@@ -37,6 +43,7 @@ class ProxyConfig(Model):
     """Empty (or MOSN's ``Auto``): the protocol the downstream spoke."""
     router_config_name: str
     router_handler_name: str = ""
+    """MOSN's: the handler that picks a route; mosn has MOSN's ``default`` one only."""
     fallback_for_unknown_protocol: bool = False
     """MOSN's: with ``downstream_protocol: Auto``, a connection no installed protocol
     claims goes on to the network filters after ``proxy`` in its filter chain (a
@@ -83,6 +90,16 @@ class ProxyConfig(Model):
     @property
     def rpc_only(self) -> tuple[str, ...]:
         return self._rpc_only
+
+    @model_validator(mode="after")
+    def _mosn_keys(self) -> "ProxyConfig":
+        if self.router_handler_name not in ("", DEFAULT_ROUTER_HANDLER):
+            raise ValueError(f"router_handler_name {self.router_handler_name!r}: mosn has "
+                             f"MOSN's {DEFAULT_ROUTER_HANDLER!r} router handler only")
+        for key, why in EXTEND_CONFIG_REFUSED.items():
+            if not is_empty(self.extend_config.get(key)):
+                raise ValueError(f"extend_config.{key}: {why}")
+        return self
 
     @model_validator(mode="after")
     def _protocol_lists(self) -> "ProxyConfig":
@@ -140,6 +157,9 @@ class ProxyConfig(Model):
         for field in ("downstream_protocol", "upstream_protocol"):
             value = getattr(self, field)
             if value and value != AUTO and value not in known:
+                if plugins.disabled_owner("protocol", value) is not None:
+                    yield field, f"unknown protocol {value!r}{plugins.unknown('protocol', value)}"
+                    continue
                 yield field, f"unknown protocol {value!r} (known: {AUTO}, {listed})"
         for name in self._detect:
             if name not in known:
@@ -162,6 +182,13 @@ class ProxyConfig(Model):
             value = getattr(self, field)
             if value and value != AUTO:
                 naming[value] = field
+        takes = {k.lower(): k for k in (*known, SUB_PROTOCOL, *EXTEND_CONFIG_REFUSED)}
+        for key in self.extend_config:
+            if key not in takes.values():
+                close = did_you_mean(key, takes)
+                hint = f"; did you mean {close!r}?" if close else \
+                    f" (known: {', '.join(sorted(takes.values()))})"
+                yield f"extend_config.{key}", f"neither a protocol nor a MOSN key{hint}"
         for name in known:
             ext = plugins.get("protocol", name)
             if ext is None or ext.config_model is None or (
@@ -174,6 +201,9 @@ class ProxyConfig(Model):
                     loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"])
                     yield f"extend_config.{name}{loc}", err["msg"].removeprefix("Value error, ")
                 continue
+            if isinstance(parsed, Model):
+                for extra in parsed.extra_keys(f"extend_config.{name}"):
+                    yield extra.path, extra.error()
             check = getattr(parsed, "cross_check", None)
             if check is not None and name in naming:
                 for loc, message in check(root, plugins):

@@ -143,7 +143,7 @@ class ProxyContext:
                 max_streams_per_connection=cc.max_request_per_conn,
                 connections_per_host=cc.connections_per_host,
                 idle_timeout=cc.idle_timeout if cc.idle_timeout is not None
-                else DEFAULT_IDLE_TIMEOUT)
+                else DEFAULT_IDLE_TIMEOUT, keepalive=cc.keepalive)
         return pool
 
     def _drain_hosts(self, hosts: list[Any]) -> None:

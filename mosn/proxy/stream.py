@@ -148,7 +148,7 @@ class DownstreamStream:
         "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
-        "ended_by_reset", "_quiet", "dynamic_metadata",
+        "ended_by_reset", "_quiet", "dynamic_metadata", "_set_cookies",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -191,6 +191,8 @@ class DownstreamStream:
         self._shadows: list[ShadowRequest] = []
         self._trailers: Headers | None = None
         self._lb_context: LbContext | None = None
+        self._set_cookies: list[str] = []
+        """``Set-Cookie`` values for the cookies the route's hash policy made."""
         self._retrying = False
         self._replays = 0
         self.observers = ctx.observers
@@ -411,8 +413,10 @@ class DownstreamStream:
             return False
         criteria = route.metadata_match_for(self.cluster.name)
         if route.hash_policy is not None or criteria or self.cluster.lb_uses_downstream:
-            key = (route.hash_policy.hash_key(head.headers, self.conn.remote_address)
-                   if route.hash_policy is not None else None)
+            key = None
+            if route.hash_policy is not None:
+                key, self._set_cookies = route.hash_policy.hash_key(
+                    head.headers, self.conn.remote_address, self.conn.local_address)
             self._lb_context = LbContext(key, criteria or None, self.conn, head.headers)
         route.apply_request_headers(head.headers)
         head.path = route.rewrite_path(head.path)
@@ -475,6 +479,8 @@ class DownstreamStream:
         self._hold(-self._body_size)
         self._body_size = 0
         stream = upstream.stream
+        if self.route is not None and self.route.auto_host_rewrite and upstream.host.hostname:
+            head.authority = upstream.host.hostname
         stream.send_headers(head, self.request_complete and not body and self._trailers is None)
         for i, chunk in enumerate(body):
             last = i == len(body) - 1 and self.request_complete and self._trailers is None
@@ -526,6 +532,8 @@ class DownstreamStream:
                 strip_hop_by_hop(head.headers, False)
         if self.route is not None:
             self.route.apply_response_headers(head.headers)
+        for cookie in self._set_cookies:  # made for the hash policy (cookie ttl)
+            head.headers.add("set-cookie", cookie)
         for f in self._filters:
             try:
                 f.on_response(self, head)
@@ -871,6 +879,9 @@ class UpstreamRequest:
         self.live = False
         host, cluster = self.host, self.cluster
         host.active_requests -= 1
+        if host.response_times is not None:  # LB_PEAK_EWMA's
+            host.response_times.observe(time.monotonic() - self.start_monotonic,
+                                        self.response_code)
         v, more = cluster.store.values, cluster.more
         v[more.upstream_rq_active] -= 1  # type: ignore[index]
         v[host.stats.rq_active] -= 1  # type: ignore[index, union-attr]

@@ -7,17 +7,20 @@ strings, tuples and dicts.
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import TYPE_CHECKING, Any, Mapping, MutableMapping
 
 from mosn.config.routers import (
+    CookieHashConfig,
     HashPolicyConfig,
     HeaderMutationsConfig,
     HeaderValueOption,
     RetryPolicyConfig,
     RouteActionConfig,
     RouteConfig,
+    python_substitution,
     route_timeout,
 )
 from mosn.router.match import (
@@ -143,8 +146,9 @@ class Route:
         "upstream_protocol", "per_filter_config", "max_request_bytes",
         "_path_test", "_headers", "_query", "_cluster", "_cluster_header",
         "_weighted_names", "_cum_weights", "_weighted_metadata",
-        "_matched_prefix", "_prefix_rewrite", "_case_sensitive", "_host_rewrite",
+        "_matched_prefix", "_prefix_rewrite", "_regex_rewrite", "_case_sensitive", "_host_rewrite",
         "_host_rewrite_header", "_request_mutations", "_response_mutations",
+        "auto_host_rewrite",
     )
 
     def __init__(self, config: RouteConfig, virtual_host: VirtualHost,
@@ -188,8 +192,14 @@ class Route:
         self.upstream_protocol = action.upstream_protocol
         self.max_request_bytes: int | None = action.max_request_bytes
         self._prefix_rewrite = action.prefix_rewrite
+        rr = action.regex_rewrite
+        self._regex_rewrite: tuple[re.Pattern[str], str] | None = (
+            (re.compile(rr.pattern.regex), python_substitution(rr.substitution))
+            if rr is not None else None)
         self._host_rewrite = action.host_rewrite
         self._host_rewrite_header = action.auto_host_rewrite_header.lower()
+        self.auto_host_rewrite = action.auto_host_rewrite
+        """The ``Host`` sent upstream is the chosen host's hostname (when it has one)."""
 
     def moved_to(self, virtual_host: VirtualHost) -> Route:
         """This route in ``virtual_host``, a new one with the same config and the same
@@ -233,9 +243,14 @@ class Route:
         return self._weighted_metadata.get(cluster_name, self.metadata_match)
 
     def rewrite_path(self, path: str) -> str:
-        """``path`` (query kept) with the matched prefix or path swapped for ``prefix_rewrite``."""
+        """``path`` (query kept) with the matched prefix or path swapped for
+        ``prefix_rewrite``, or with ``regex_rewrite`` applied to the path part."""
         if not self._prefix_rewrite:
-            return path
+            if self._regex_rewrite is None:
+                return path
+            pattern, substitution = self._regex_rewrite
+            bare, mark, query = path.partition("?")
+            return pattern.sub(substitution, bare) + mark + query
         prefix = self._matched_prefix
         if not (path if self._case_sensitive else path.lower()).startswith(prefix):
             return path
@@ -264,31 +279,42 @@ class HashPolicy:
     balancers. Each policy that finds its value is folded in (Envoy's rule); a
     ``terminal`` one that found a value ends the list."""
 
-    __slots__ = ("_parts",)
+    __slots__ = ("_parts", "_cookies")
 
     _HEADER, _COOKIE, _SOURCE_IP = 0, 1, 2
 
     def __init__(self, configs: list[HashPolicyConfig]) -> None:
         parts = []
+        self._cookies: dict[str, CookieHashConfig] = {}
+        """The cookie policies with a ``ttl``: made for a request that lacks them."""
         for c in configs:
             if c.header is not None:
                 parts.append((self._HEADER, c.header.name, c.terminal))
             elif c.cookie is not None:
                 parts.append((self._COOKIE, c.cookie.name, c.terminal))
+                if c.cookie.ttl is not None:
+                    self._cookies[c.cookie.name] = c.cookie
             else:
                 parts.append((self._SOURCE_IP, "", c.terminal))
         self._parts = tuple(parts)
 
-    def hash_key(self, headers: Mapping[str, str], source: Any) -> int | None:
-        """The key, or None when no policy found a value (the LB then picks at random).
+    def hash_key(self, headers: Mapping[str, str], source: Any,
+                 local: Any = None) -> tuple[int | None, list[str]]:
+        """The key, or None when no policy found a value (the LB then picks at random),
+        and the ``Set-Cookie`` values of the cookies made for this request.
 
-        ``source`` is the client's socket address (a tuple for IP, else anything)."""
+        ``source`` and ``local`` are the client connection's socket addresses (a tuple
+        for IP, else anything)."""
         key: int | None = None
+        made: list[str] = []
         for kind, name, terminal in self._parts:
             if kind == self._HEADER:
                 value = headers.get(name)
             elif kind == self._COOKIE:
                 value = _cookie(headers.get("cookie"), name)
+                if value is None and name in self._cookies:
+                    value = _made_cookie(source, local)
+                    made.append(_set_cookie(self._cookies[name], value))
             else:
                 value = source[0] if isinstance(source, tuple) else None
             if value is None:
@@ -297,7 +323,23 @@ class HashPolicy:
             key = h if key is None else combine(key, h)
             if terminal:
                 break
-        return key
+        return key, made
+
+
+def _made_cookie(source: Any, local: Any) -> str:
+    """Envoy's value for a cookie it makes: a hash of the connection's two addresses,
+    the same for every request of the connection, so racing requests agree."""
+    return format(hash64(f"{source}{local}"), "016x")
+
+
+def _set_cookie(cookie: CookieHashConfig, value: str) -> str:
+    """Envoy's ``Set-Cookie`` for a cookie it makes (``makeSetCookieValue``)."""
+    text = f'{cookie.name}="{value}"'
+    if cookie.ttl:
+        text += f"; Max-Age={int(cookie.ttl)}"
+    if cookie.path:
+        text += f"; Path={cookie.path}"
+    return text + "; HttpOnly"
 
 
 def _cookie(header: str | None, name: str) -> str | None:
@@ -306,7 +348,7 @@ def _cookie(header: str | None, name: str) -> str | None:
     for part in header.split(";"):
         k, sep, v = part.strip().partition("=")
         if sep and k == name:
-            return v
+            return v.strip().strip('"')  # Envoy quotes the cookies it makes
     return None
 
 

@@ -92,6 +92,8 @@ class FrameCodec(TypingProtocol):
     # Optional: ``with_headers(frame, updates: dict[str, str]) -> bytes``, the frame
     # re-encoded with header fields set (what a tracer needs to carry its context
     # upstream). A codec without it forwards frames unchanged even with tracing on.
+    # Optional: ``heartbeat() -> bytes``, a heartbeat request (id 0) for the
+    # protocol's health checker (``mosn.upstream.HeartbeatChecker``).
     # Optional: ``goaway() -> bytes``, a frame telling a client to send no new requests
     # on the connection, written when the proxy drains it (max_connection_duration,
     # shutdown); without it the connection is closed once no request is in flight.

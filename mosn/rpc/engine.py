@@ -421,7 +421,8 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
     (one system call for many requests instead of one each)."""
 
     __slots__ = ("codec", "conn", "on_idle", "errors", "multiplexed", "buffer", "held",
-                 "streams", "next_id", "going_away", "closed", "above", "_outgoing")
+                 "streams", "next_id", "going_away", "closed", "above", "_outgoing",
+                 "heartbeats")
 
     def __init__(self, protocol: RpcProtocol, conn: Any, on_idle: Callable[[], None]) -> None:
         self.codec = protocol.codec
@@ -439,8 +440,30 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
         """Above the write buffer's high watermark: the callers of new streams are not
         read until it drains."""
         self._outgoing: list[bytes | bytearray] = []
+        self.heartbeats: dict[int, Callable[[bool], None]] = {}
+        """Our heartbeats waiting for their replies, by id: each one's callback."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
+
+    def heartbeat(self, answered: Callable[[bool], None]) -> bool:
+        """Send the codec's heartbeat request (a cluster's ``keepalive``); False when
+        the codec makes none or the connection is closed. ``answered(ok)`` is called
+        once its reply comes (ok: the status maps to 200), or with False when the
+        connection closes first; how long to wait is the caller's."""
+        make = getattr(self.codec, "heartbeat", None)
+        if make is None or self.closed:
+            return False
+        data = bytearray(make())
+        request_id = self.allocate_id()
+        self.codec.set_request_id(data, request_id)
+        self.heartbeats[request_id] = answered
+        self.send(data)
+        return True
+
+    def _heartbeat_answered(self, frame: Frame) -> None:
+        answered = self.heartbeats.pop(frame.request_id, None)
+        if answered is not None:
+            answered(self.codec.http_status(frame.status) == 200)
 
     def send(self, data: bytes | bytearray) -> None:
         if not self._outgoing:
@@ -466,10 +489,10 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
     def allocate_id(self) -> int:
         """The next request id on this connection: wraps at the protocol's maximum and
         skips ids whose requests are still in flight."""
-        streams, top = self.streams, self.codec.max_request_id
+        streams, top, heartbeats = self.streams, self.codec.max_request_id, self.heartbeats
         while True:
             self.next_id = self.next_id + 1 if self.next_id < top else 1
-            if self.next_id not in streams:
+            if self.next_id not in streams and (not heartbeats or self.next_id not in heartbeats):
                 return self.next_id
 
     # the connection
@@ -496,6 +519,12 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
                 self.conn.write(reply)
             elif kind is FrameKind.GOAWAY:
                 self.going_away = True  # in-flight requests finish; no new ones
+            elif kind is FrameKind.HEARTBEAT_REPLY and self.heartbeats:
+                try:
+                    self._heartbeat_answered(frame)
+                except Exception as exc:
+                    failure = failure or exc
+                    break
         if failure is not None:
             if isinstance(failure, FrameError):
                 self.errors.protocol_error(False, failure)
@@ -527,6 +556,9 @@ class RpcClientConnection(ReadFilter, ConnectionCallbacks):
                 stream.end()
                 handler, stream.handler = stream.handler, None
                 handler.on_reset(StreamResetReason.CONNECTION_TERMINATION)
+            heartbeats, self.heartbeats = self.heartbeats, {}
+            for answered in heartbeats.values():
+                answered(False)
 
     def on_above_write_buffer_high_watermark(self) -> None:
         self.above = True

@@ -34,6 +34,9 @@ DEFAULT_MAX_STREAMS_PER_CONNECTION = 1024
 """Concurrent streams on one multiplexed connection before another is opened."""
 DEFAULT_IDLE_TIMEOUT = 3600.0
 """Seconds an unused upstream connection is kept (Envoy's default)."""
+KEEPALIVE_FAILS_TO_CLOSE = 6
+"""Heartbeats in a row unanswered (within the keepalive's timeout) after which a
+connection is closed: MOSN's ``FailCountToClose``."""
 
 
 class PoolCallbacks(TypingProtocol):
@@ -64,7 +67,8 @@ class PendingRequest:
 class PoolClient(ConnectionCallbacks):
     """One upstream connection and its codec, as the pool sees it."""
 
-    __slots__ = ("pool", "conn", "codec", "streams", "connected", "ready", "idle_since")
+    __slots__ = ("pool", "conn", "codec", "streams", "connected", "ready", "idle_since",
+                 "heartbeats_failed", "_heartbeat")
 
     def __init__(self, pool: "ConnectionPool") -> None:
         self.pool = pool
@@ -75,6 +79,10 @@ class PoolClient(ConnectionCallbacks):
         self.ready = False
         """In the pool's ready list."""
         self.idle_since = 0.0
+        self.heartbeats_failed = 0
+        """Keepalive heartbeats unanswered in a row."""
+        self._heartbeat: Any = None
+        """The timer of the next keepalive heartbeat, or of the current one's timeout."""
         self.conn.add_callbacks(self)
 
     def on_event(self, event: ConnectionEvent) -> None:
@@ -82,9 +90,48 @@ class PoolClient(ConnectionCallbacks):
             self.connected = True
             self.pool.connecting -= 1
             self.codec = self.pool.protocol.client(self.conn, self.on_idle)
+            if self.pool.keepalive is not None and hasattr(self.codec, "heartbeat"):
+                self._keepalive_later()
             self.pool.on_client_free(self)
         else:
+            if self._heartbeat is not None:
+                self._heartbeat.cancel()
+                self._heartbeat = None
             self.pool.on_closed(self)
+
+    # MOSN's xprotocol keepalive: a heartbeat every ``interval``; a connection whose
+    # heartbeats go unanswered KEEPALIVE_FAILS_TO_CLOSE times in a row is closed.
+
+    def _keepalive_later(self) -> None:
+        self._heartbeat = self.conn.loop.call_later(self.pool.keepalive.interval,
+                                                    self._send_heartbeat)
+
+    def _send_heartbeat(self) -> None:
+        answer: list[bool] = []
+
+        def answered(ok: bool) -> None:
+            if not answer:
+                answer.append(ok)
+                self._heartbeat_done(ok)
+
+        if self.conn.closed or not self.codec.heartbeat(answered):
+            return
+        self.pool.count_heartbeat()
+        self._heartbeat = self.conn.loop.call_later(self.pool.keepalive.timeout,
+                                                    answered, False)
+
+    def _heartbeat_done(self, ok: bool) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            self._heartbeat = None
+        if self.conn.closed:
+            return
+        self.heartbeats_failed = 0 if ok else self.heartbeats_failed + 1
+        if self.heartbeats_failed >= KEEPALIVE_FAILS_TO_CLOSE:
+            self.pool.count_heartbeat_close()
+            self.conn.close(CloseType.NO_FLUSH)
+            return
+        self._keepalive_later()
 
     def on_idle(self) -> None:
         """The codec finished a stream."""
@@ -109,8 +156,11 @@ class ConnectionPool:
                  max_pending: int = DEFAULT_MAX_PENDING,
                  max_streams_per_connection: int = DEFAULT_MAX_STREAMS_PER_CONNECTION,
                  idle_timeout: float | None = DEFAULT_IDLE_TIMEOUT,
-                 connections_per_host: int = 1) -> None:
+                 connections_per_host: int = 1, keepalive: Any = None) -> None:
+        """``keepalive``: the cluster's ``{interval, timeout}``: a heartbeat on each
+        connection every interval, for codecs that make one (RPC)."""
         self.cluster = cluster
+        self.keepalive = keepalive
         self.host = host
         self.protocol = protocol
         self.max_connections = max_connections
@@ -174,6 +224,16 @@ class ConnectionPool:
                 self.connecting += 1
                 client.conn.start()
         return request
+
+    def count_heartbeat(self) -> None:
+        count = getattr(self.cluster, "count", None)
+        if count is not None:
+            count(self.cluster.more.upstream_cx_keepalive_heartbeat)
+
+    def count_heartbeat_close(self) -> None:
+        count = getattr(self.cluster, "count", None)
+        if count is not None:
+            count(self.cluster.more.upstream_cx_keepalive_close)
 
     def _cluster_can_connect(self) -> bool:
         can = getattr(self.cluster, "can_connect", None)

@@ -116,7 +116,7 @@ class MosnProcess:
             try:
                 self.wait_ready()
             except BaseException:
-                self.stop()  # nobody holds it yet to stop it later
+                self.stop()  # else a mosn slow to start outlives the test that gave up
                 raise
 
     def wait_ready(self, timeout: float = START_TIMEOUT) -> None:

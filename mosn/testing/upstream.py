@@ -90,16 +90,22 @@ def _cluster_model(**fields: Any) -> ClusterConfig:
     return ClusterConfig.model_validate({"name": "kit", **fields})
 
 
+def with_listener(cluster: dict[str, Any], port: int = 0) -> dict[str, Any]:
+    """A whole config for ``cluster``: a ``tcp_proxy`` listener to it (a config that
+    serves nothing is refused); ``port`` 0 when it is only validated."""
+    return {"servers": [{"graceful_timeout": "1s", "listeners": [{
+        "name": "kit", "address": f"127.0.0.1:{port}",
+        "filter_chains": [{"filters": [{"type": "tcp_proxy",
+                                        "config": {"cluster": cluster["name"]}}]}]}]}],
+        "cluster_manager": {"clusters": [cluster]}}
+
+
 class _TrafficMesh:
     """mosn with a ``tcp_proxy`` listener in front of one cluster, and a client."""
 
     def __init__(self, workdir: Path, cluster: dict[str, Any], site: Path | None = None) -> None:
         self.port = free_port()
-        config = {"servers": [{"graceful_timeout": "1s", "listeners": [{
-            "name": "kit", "address": f"127.0.0.1:{self.port}",
-            "filter_chains": [{"filters": [{"type": "tcp_proxy",
-                                            "config": {"cluster": "kit"}}]}]}]}],
-            "cluster_manager": {"clusters": [{"name": "kit", **cluster}]}}
+        config = with_listener({"name": "kit", **cluster}, self.port)
         self.mosn = MosnProcess(config, workdir, env=env_with_path(site) if site else None)
 
     def hits(self, n: int) -> collections.Counter[str]:
@@ -508,9 +514,8 @@ class ClusterTypeConformance:
 
     def loaded(self, hosts: list[str], workdir: Path) -> tuple[ClusterConfig, PluginHost]:
         """The cluster as mosn's loader checks and parses it."""
-        config = {"cluster_manager": {"clusters": [
-            {"name": "kit", "type": self.cluster_type, **self.cluster(hosts, workdir)}]}}
-        loaded = validate(config)
+        loaded = validate(with_listener(
+            {"name": "kit", "type": self.cluster_type, **self.cluster(hosts, workdir)}))
         return loaded.config.cluster_manager.clusters[0], loaded.plugins
 
     def build(self, hosts: list[str], workdir: Path) -> Any:
@@ -531,8 +536,7 @@ class ClusterTypeConformance:
         cluster = self.cluster(["127.0.0.1:1"], tmp_path)
         cluster["cluster_config"] = {**(cluster.get("cluster_config") or {}),
                                      "kit_unknown_key": 1}
-        config = {"cluster_manager": {"clusters": [
-            {"name": "kit", "type": self.cluster_type, **cluster}]}}
+        config = with_listener({"name": "kit", "type": self.cluster_type, **cluster})
         assert_reported(config, "cluster_manager.clusters[0].cluster_config.kit_unknown_key")
 
     def test_the_hosts_the_source_lists(self, tmp_path: Path) -> None:

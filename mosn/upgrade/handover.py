@@ -69,6 +69,11 @@ log = logging.getLogger("mosn.upgrade")
 SOCKET_NAME = "upgrade.sock"
 ADMIN_KEY = "admin"
 """The admin socket's key among the listening sockets handed over."""
+
+
+def metrics_key(port: int) -> str:
+    """A ``metrics`` sink's socket's key among the listening sockets handed over."""
+    return f"metrics:{port}"
 HELLO_TIMEOUT = 10.0
 """Seconds a new process waits for the running one to answer (it answers at once
 unless it is stuck; a stuck one is not waited for)."""
@@ -119,6 +124,8 @@ class Takeover:
         return self.sockets.get(ADMIN_KEY)
 
     def listener_sockets(self) -> dict[str, socket.socket]:
+        """Every socket handed over but the admin's (the metrics sinks' are taken by
+        their :func:`metrics_key`)."""
         return {k: s for k, s in self.sockets.items() if k != ADMIN_KEY}
 
     def abort(self, reason: str) -> None:
@@ -372,6 +379,8 @@ class UpgradeServer:
             sockets = dict(runtime.listener_sockets())
             if runtime.admin_sock is not None:
                 sockets[ADMIN_KEY] = runtime.admin_sock
+            for sock in getattr(runtime, "metrics_socks", None) or ():
+                sockets[metrics_key(sock.getsockname()[1])] = sock
             sockets = {k: s for k, s in sockets.items() if s.fileno() >= 0}
             items = list(sockets.items())
             workers = self.workers.sockets() if self.workers is not None else []

@@ -65,6 +65,11 @@ class Host:
     health_flags: int = 0
     active_requests: int = 0
     """Requests in flight to this host from this worker (least request reads it)."""
+    active_connections: int = 0
+    """Connections open to this host from this worker (least connection reads it)."""
+    response_times: Any = None
+    """Its recent response times (``observe(seconds, status)``), when a load balancer
+    asked for them (``LB_PEAK_EWMA``); None otherwise."""
     slot: int = -1
     """The host's slot in its cluster (stats row and shared health byte)."""
     healthy_since: float = 0.0
@@ -150,6 +155,7 @@ class UpstreamConnection(ClientConnection):
         self._stats[self.cluster.more.upstream_cx_connecting] -= 1
         self._stats[self.cluster.stats.upstream_cx_active] += 1
         self._stats[self.host.stats.cx_active] += 1  # type: ignore[union-attr]
+        self.host.active_connections += 1
 
     def on_closed(self, event: ConnectionEvent) -> None:
         v, s, hs = self._stats, self.cluster.stats, self.host.stats
@@ -165,6 +171,7 @@ class UpstreamConnection(ClientConnection):
             return
         v[s.upstream_cx_active] -= 1
         v[hs.cx_active] -= 1  # type: ignore[union-attr]
+        self.host.active_connections -= 1
         if event is ConnectionEvent.LOCAL_CLOSE:
             v[s.upstream_cx_destroy_local] += 1
         else:

@@ -9,7 +9,8 @@ turns unhealthy after ``unhealthy_threshold`` failed probes in a row, and back a
 
 A probe is a health checker named by ``health_check.protocol``: built in are ``tcp``
 (a connect) and ``http`` (MOSN's ``Http1``: a GET whose status must be in the
-expected ranges); RPC plugins add theirs with the ``mosn_health_checkers`` hook.
+expected ranges); RPC plugins add theirs with the ``mosn_health_checkers`` hook, a
+:class:`HeartbeatChecker` over their codec's heartbeat.
 """
 
 from __future__ import annotations
@@ -25,12 +26,16 @@ from pydantic import Field, field_validator
 from mosn.config.base import Model
 from mosn.config.types import Address, Duration
 from mosn.plugins import Extension, hookimpl
+from mosn.rpc.codec import CodecError, FrameKind
 from mosn.upstream.cluster import FAILED_ACTIVE_HC
 
 log = logging.getLogger("mosn.upstream.health")
 
 MAX_STATUS_LINE = 8192
 """Bytes read of an HTTP health check answer looking for its status line."""
+MAX_HEARTBEAT_ANSWER = 64 * 1024
+"""Bytes read of an RPC host's answer looking for its heartbeat reply: a reply is a
+few dozen bytes; a host that sends this much else is not answering the heartbeat."""
 
 
 class HealthCheckFailed(Exception):
@@ -154,6 +159,48 @@ class HttpChecker:
         return any(lo <= status <= hi for lo, hi in self.codes)
 
 
+class HeartbeatChecker:
+    """Healthy when the host answers an RPC protocol's heartbeat with success: the
+    codec's ``heartbeat()`` request is sent on a new connection, and its frames are
+    read until the ``HEARTBEAT_REPLY`` (whose status must map to 200). An RPC plugin
+    registers one per protocol: ``HeartbeatChecker(codec)`` as the factory's result
+    (``bolt`` in the SOFARPC plugin)."""
+
+    def __init__(self, codec: Any) -> None:
+        self.codec = codec
+
+    async def check(self, host: Any) -> bool:
+        codec = self.codec
+        reader, writer = await probe_connection(host)
+        try:
+            writer.write(codec.heartbeat())
+            await writer.drain()
+            buffer = bytearray()
+            read = 0
+            while True:
+                try:
+                    frame = codec.decode(buffer)
+                except CodecError as exc:
+                    raise HealthCheckFailed(f"not a {codec.name} answer: {exc}") from None
+                if frame is not None:
+                    if frame.kind is not FrameKind.HEARTBEAT_REPLY:
+                        continue
+                    status = codec.http_status(frame.status)
+                    if status != 200:
+                        raise HealthCheckFailed(f"heartbeat answered with status "
+                                                f"{frame.status} ({status})")
+                    return True
+                if read > MAX_HEARTBEAT_ANSWER:
+                    raise HealthCheckFailed(f"no heartbeat reply in {read} bytes")
+                data = await reader.read(MAX_HEARTBEAT_ANSWER)
+                if not data:
+                    raise ConnectionResetError("closed without answering the heartbeat")
+                read += len(data)
+                buffer += data
+        finally:
+            await close(writer)
+
+
 @hookimpl
 def mosn_health_checkers() -> list[Extension]:
     return [
@@ -162,6 +209,8 @@ def mosn_health_checkers() -> list[Extension]:
                   description="an HTTP/1.1 GET with an expected status"),
         Extension("Http1", HttpChecker, HttpCheckerConfig,
                   description="MOSN's name for the http checker"),
+        Extension("http1", HttpChecker, HttpCheckerConfig,
+                  description="MOSN's name for the http checker, as its samples write it"),
     ]
 
 

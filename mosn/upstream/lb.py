@@ -30,6 +30,16 @@ DEFAULT_CHOICE_COUNT = 2
 MAGLEV_TABLE_SIZE = 65537
 """Entries in a maglev lookup table: a prime far above the host count, so each host's
 share is within a fraction of a percent of its weight (Envoy's default)."""
+PEAK_EWMA_DECAY = 10.0
+"""Seconds over which a host's past response times fade in ``LB_PEAK_EWMA`` (a
+sample's weight falls to 1/e): Finagle's default decay time, and MOSN's default
+duration for a host with no samples (``defaultPeakEwmaDuration``)."""
+MIN_PEAK_EWMA_SUCCESS = 0.1
+"""The floor of a host's success rate in its peak EWMA cost, so a failing host's
+cost is at most ten times its latency's (MOSN's ``minPeakEwmaSuccessRate``)."""
+MIN_PEAK_EWMA_COST = 1e-6
+"""Seconds: the least cost a weighted ``LB_PEAK_EWMA`` pick divides a weight by (an
+untried host costs 0)."""
 MAX_RING_WALK = 64
 """Ring entries a ring hash pick walks past unhealthy or excluded hosts before it
 falls back to scanning the hosts (a long walk means most hosts are down)."""
@@ -160,6 +170,8 @@ class LeastRequest:
     first where a host's weight is ``weight / (active + 1) ** active_request_bias``,
     so an idle cluster is balanced exactly by weight and a busy host is passed over.
     Active requests are counted per worker (``host.active_requests``).
+
+    Subclasses change what "busy" is: :meth:`cost` (lower is better).
     """
 
     def __init__(self, hosts: Sequence[Host], config: Any = None) -> None:
@@ -168,6 +180,7 @@ class LeastRequest:
         self.choice_count = lbc.choice_count if lbc is not None else DEFAULT_CHOICE_COUNT
         self.bias = lbc.active_request_bias if lbc is not None else 1.0
         self._slow_start = slow_start_of(config)
+        self._setup(config)
         weights = {h.weight for h in self.hosts}
         self._weighted = len(weights) > 1 or self._slow_start is not None
         self._queue: list[tuple[float, int, Host]] = []
@@ -177,14 +190,28 @@ class LeastRequest:
             for h in self.hosts:
                 self._push(h, random.random() / self._weight(h, time.monotonic()))
 
+    def _setup(self, config: Any) -> None:
+        """Anything a subclass needs before the first pick."""
+
+    def cost(self, host: Host) -> float:
+        """How busy the host is (the unweighted pick takes the lowest)."""
+        return host.active_requests
+
+    def _biased(self, load: float) -> float:
+        """``(load + 1) ** active_request_bias``."""
+        if not load or not self.bias:
+            return 1.0
+        return (load + 1) ** self.bias if self.bias != 1.0 else load + 1
+
+    def _divisor(self, host: Host) -> float:
+        """What the host's weight is divided by for the weighted pick."""
+        return self._biased(host.active_requests)
+
     def _weight(self, host: Host, now: float) -> float:
         w = float(host.weight)
         if self._slow_start is not None and host.healthy_since:
             w *= self._slow_start.factor(host, now)
-        active = host.active_requests
-        if active and self.bias:
-            w /= (active + 1) ** self.bias if self.bias != 1.0 else active + 1
-        return w
+        return w / self._divisor(host)
 
     def _push(self, host: Host, deadline: float) -> None:
         self._seq += 1
@@ -202,14 +229,17 @@ class LeastRequest:
             sample: Sequence[Host] = hosts
         else:
             sample = random.sample(hosts, self.choice_count)
+        cost = self.cost
+        best_cost = 0.0
         for host in sample:
-            if host.healthy and host not in exclude and (
-                    best is None or host.active_requests < best.active_requests):
-                best = host
+            if host.healthy and host not in exclude:
+                c = cost(host)
+                if best is None or c < best_cost:
+                    best, best_cost = host, c
         if best is None:
             candidates = [h for h in hosts if h.healthy and h not in exclude]
             if candidates:
-                best = min(candidates, key=_active)
+                best = min(candidates, key=cost)
         return best
 
     def _choose_edf(self, exclude: Collection[Host]) -> Host | None:
@@ -229,8 +259,104 @@ class LeastRequest:
         return chosen
 
 
-def _active(host: Host) -> int:
-    return host.active_requests
+class LeastConnection(LeastRequest):
+    """Fewest open connections (MOSN's ``LB_LEAST_CONNECTION``): as ``LB_LEAST_REQUEST``
+    with a host's connections from this worker (``host.active_connections``) in place
+    of its requests; ``lbconfig.active_request_bias`` biases the connections (MOSN's)."""
+
+    def cost(self, host: Host) -> float:
+        return host.active_connections
+
+    def _divisor(self, host: Host) -> float:
+        return self._biased(host.active_connections)
+
+
+class ResponseTimes:
+    """A host's recent response times and error rates for ``LB_PEAK_EWMA``: moving
+    averages that fade over ``PEAK_EWMA_DECAY`` seconds, where a response slower than
+    the average replaces it at once (the "peak", Finagle's). The latency also fades
+    toward zero while the host gets no request, so a host that was slow is tried again
+    in time: avoided from its first slow response, forgiven gradually."""
+
+    __slots__ = ("latency", "total", "client_errors", "server_errors", "stamp")
+
+    def __init__(self) -> None:
+        self.latency = 0.0
+        self.total = self.client_errors = self.server_errors = 0.0
+        self.stamp = 0.0
+
+    def _keep(self, now: float) -> float:
+        return math.exp(-(now - self.stamp) / PEAK_EWMA_DECAY) if self.stamp else 0.0
+
+    def observe(self, seconds: float, status: int) -> None:
+        """One request ended after ``seconds`` with ``status`` (HTTP-like; 0: no
+        response, counted as a server error)."""
+        now = time.monotonic()
+        keep = self._keep(now)
+        self.stamp = now
+        latency = self.latency * keep
+        self.latency = seconds if seconds >= latency else latency + (seconds - latency) * (1 - keep)
+        self.total = self.total * keep + 1.0
+        self.client_errors = self.client_errors * keep + (400 <= status < 500)
+        self.server_errors = self.server_errors * keep + (status >= 500 or status == 0)
+
+    def current_latency(self, now: float) -> float:
+        return self.latency * self._keep(now)
+
+
+class PeakEwma(LeastRequest):
+    """The lowest expected cost (MOSN's ``LB_PEAK_EWMA``): a host's cost is its peak
+    EWMA response time x ``(active requests + 1) ** active_request_bias`` / its
+    success rate, the rate ``(1 - client errors) ** client_error_bias x (1 - server
+    errors) ** server_error_bias`` (at least ``MIN_PEAK_EWMA_SUCCESS``). A host with
+    no response yet costs nothing while it has no request in flight (it is tried
+    once), then as much as the best host. Equal weights: the cheapest of
+    ``choice_count`` random hosts (all when there are no more); unequal: earliest
+    deadline first by ``weight / cost``."""
+
+    def _setup(self, config: Any) -> None:
+        lbc = getattr(config, "lbconfig", None)
+        self.client_bias = lbc.client_error_bias if lbc is not None else 1.0
+        self.server_bias = lbc.server_error_bias if lbc is not None else 1.0
+        for host in self.hosts:
+            if host.response_times is None:
+                host.response_times = ResponseTimes()
+
+    def cost(self, host: Host) -> float:
+        rt: ResponseTimes = host.response_times
+        now = time.monotonic()
+        if not rt.total:
+            if not host.active_requests:
+                return 0.0
+            latency = self._best(now)
+        else:
+            latency = rt.current_latency(now)
+        success = ((1.0 - rt.client_errors / (rt.total + 1.0)) ** self.client_bias
+                   * (1.0 - rt.server_errors / (rt.total + 1.0)) ** self.server_bias)
+        return latency * self._biased(host.active_requests) / max(success, MIN_PEAK_EWMA_SUCCESS)
+
+    def _best(self, now: float) -> float:
+        sampled = [h.response_times.current_latency(now) for h in self.hosts
+                   if h.response_times.total]
+        return min(sampled) if sampled else PEAK_EWMA_DECAY
+
+    def _divisor(self, host: Host) -> float:
+        return max(self.cost(host), MIN_PEAK_EWMA_COST)
+
+
+class RequestRoundRobin:
+    """MOSN's ``LB_REQUEST_ROUNDROBIN``: every request starts at the first host, and
+    each retry of it moves on to the next healthy host in the listed order (failover
+    in a fixed order, as opposed to spreading requests)."""
+
+    def __init__(self, hosts: Sequence[Host], config: Any = None) -> None:
+        self.hosts = list(hosts)
+
+    def choose_host(self, exclude: Collection[Host] = (), context: Any = None) -> Host | None:
+        for host in self.hosts:
+            if host.healthy and host not in exclude:
+                return host
+        return None
 
 
 def _random_key(context: Any) -> int:
@@ -433,6 +559,13 @@ def mosn_load_balancers() -> list[Extension]:
                   description="smooth weighted round robin"),
         Extension("LB_LEAST_REQUEST", LeastRequest,
                   description="fewest active requests of two random hosts, weight-aware"),
+        Extension("LB_LEAST_CONNECTION", LeastConnection,
+                  description="fewest open connections of two random hosts, weight-aware"),
+        Extension("LB_PEAK_EWMA", PeakEwma,
+                  description="lowest peak-EWMA response time x active requests / "
+                              "success rate of two random hosts"),
+        Extension("LB_REQUEST_ROUNDROBIN", RequestRoundRobin,
+                  description=RequestRoundRobin.__doc__ or ""),
         Extension("LB_RING_HASH", RingHash,
                   description="consistent hashing on a ring by the route's hash_policy"),
         Extension("LB_MAGLEV", Maglev,

@@ -31,8 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 import jwt
 from pydantic import Field, model_validator
 
-from mosn.config import Duration, Model, Unsupported
-from mosn.filters.common import HeaderMatcher, PerRoute, ProtoModel, exactly_one
+from mosn.config import Duration, Empty, Model, Unsupported
+from mosn.filters.common import HeaderMatcher, PerRoute, ProtoModel, RegexMatcher, exactly_one
 from mosn.plugins import BuildContext
 from mosn.proxy import FilterStatus, Phase, StreamFilter
 from mosn_policy.service import http_call
@@ -146,8 +146,8 @@ class Requirement(ProtoModel):
     provider_and_audiences: ProviderAndAudiences | None = None
     requires_any: RequirementList | None = None
     requires_all: RequirementList | None = None
-    allow_missing_or_failed: dict[str, Any] | None = None
-    allow_missing: dict[str, Any] | None = None
+    allow_missing_or_failed: Empty | None = None
+    allow_missing: Empty | None = None
 
     @model_validator(mode="after")
     def _one(self) -> "Requirement":
@@ -169,7 +169,7 @@ RequirementList.model_rebuild()
 class RuleMatch(ProtoModel):
     prefix: str | None = None
     path: str | None = None
-    safe_regex: dict[str, Any] | None = None
+    safe_regex: RegexMatcher | None = None
     headers: list[HeaderMatcher] = Field(default_factory=list)
 
 
@@ -517,7 +517,7 @@ def _rule_test(match: RuleMatch) -> Callable[[Any], bool]:
         exact = match.path
         tests.append(lambda h: h.path.partition("?")[0] == exact)
     if match.safe_regex is not None:
-        pattern = re.compile(str(match.safe_regex.get("regex", "")))
+        pattern = re.compile(match.safe_regex.regex)
         tests.append(lambda h: pattern.fullmatch(h.path.partition("?")[0]) is not None)
     for header in match.headers:
         test = header.compile()

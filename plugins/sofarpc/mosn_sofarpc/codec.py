@@ -189,6 +189,12 @@ class _SofaRpcCodec:
             end = len(data) - CRC_SIZE
             _U32.pack_into(data, end, crc32(memoryview(data)[:end]))
 
+    def heartbeat(self) -> bytes:
+        """A heartbeat request (id 0, no class, header map or content), as SOFARPC's
+        client sends on an idle connection (``HeartbeatCommand``)."""
+        return build_request(0, protocol=self._protocol, cmd_code=CmdCode.HEARTBEAT,
+                             timeout_ms=TOOL_TIMEOUT_MS)
+
     def heartbeat_reply(self, heartbeat: Frame) -> bytes:
         """A heartbeat ack: status SUCCESS, no class, header map or content (what
         sofa-bolt, sofa-bolt-node and MOSN send)."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from mosn.plugins import Extension, hookimpl
+from mosn.upstream import HeartbeatChecker
 from mosn_sofarpc.codec import BoltCodec, BoltV2Codec
 from mosn_sofarpc.config import SofaRpcConfig
 
@@ -46,4 +47,22 @@ def mosn_protocols() -> list[Extension]:
                   description="SOFARPC bolt v1 on the multiplexed RPC engine"),
         Extension("boltv2", boltv2_protocol, SofaRpcConfig,
                   description="SOFARPC bolt v2 on the multiplexed RPC engine"),
+    ]
+
+
+def bolt_health_checker(*_: Any) -> HeartbeatChecker:
+    return HeartbeatChecker(BoltCodec())
+
+
+def boltv2_health_checker(*_: Any) -> HeartbeatChecker:
+    return HeartbeatChecker(BoltV2Codec())
+
+
+@hookimpl
+def mosn_health_checkers() -> list[Extension]:
+    return [
+        Extension("bolt", bolt_health_checker,
+                  description="a bolt v1 heartbeat, answered with SUCCESS"),
+        Extension("boltv2", boltv2_health_checker,
+                  description="a bolt v2 heartbeat, answered with SUCCESS"),
     ]
