@@ -389,7 +389,7 @@ class DownstreamStream:
         tls = self.conn.tls
         headers = head.headers if tls is None else WithTlsVariables(head.headers, tls)
         route = table.route(RouteRequest(head.authority, head.path, head.method,
-                                         headers, head.scheme))
+                                         headers, head.scheme, self))
         if route is None:
             self.response_flags.append(NO_ROUTE)
             self.send_local_reply(404, "no route\n")
@@ -404,7 +404,7 @@ class DownstreamStream:
                 head.authority, head.path, head.method, head.headers, head.scheme))
             self.send_local_reply(route.redirect.code, "", [("location", location)])
             return False
-        self.cluster = self.ctx.clusters.get(route.cluster_name(head.headers))
+        self.cluster = self.ctx.clusters.get(route.cluster_name(head.headers, stream=self))
         if self.cluster is None:
             self.response_flags.append(NO_CLUSTER)
             self.send_local_reply(503, "no cluster\n")
@@ -414,7 +414,7 @@ class DownstreamStream:
             key = (route.hash_policy.hash_key(head.headers, self.conn.remote_address)
                    if route.hash_policy is not None else None)
             self._lb_context = LbContext(key, criteria or None, self.conn, head.headers)
-        route.apply_request_headers(head.headers)
+        route.apply_request_headers(head.headers, self)
         head.path = route.rewrite_path(head.path)
         head.authority = route.rewrite_host(head.authority, head.headers)
         if route.max_request_bytes is not None:
@@ -525,7 +525,7 @@ class DownstreamStream:
             if head.status != 101:
                 strip_hop_by_hop(head.headers, False)
         if self.route is not None:
-            self.route.apply_response_headers(head.headers)
+            self.route.apply_response_headers(head.headers, self)
         for f in self._filters:
             try:
                 f.on_response(self, head)
