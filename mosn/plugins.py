@@ -41,6 +41,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "rbac": "mosn.filters.rbac",
     "healthcheck": "mosn.filters.healthcheck",
     "payload_limit": "mosn.filters.payload_limit",
+    "compression": "mosn.filters.compression",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

@@ -18,7 +18,7 @@ import math
 import operator
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.network.filter import FilterStatus
 from mosn.network.tls import WithTlsVariables
@@ -148,7 +148,7 @@ class DownstreamStream:
         "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
-        "ended_by_reset", "_quiet", "dynamic_metadata",
+        "ended_by_reset", "_quiet", "dynamic_metadata", "_response_transforms",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -216,6 +216,7 @@ class DownstreamStream:
         self.dynamic_metadata: dict[str, Any] | None = None
         """What stream filters tell later ones, by namespace (Envoy's dynamic
         metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
+        self._response_transforms: list[Callable[[bytes, bool], bytes]] | None = None
         if ctx.streams is not None:
             ctx.track(self)
 
@@ -227,6 +228,21 @@ class DownstreamStream:
         current = self._max_request_bytes
         self._max_request_bytes = limit if current is None else min(current, limit)
         return self._request_bytes > self._max_request_bytes
+
+    def transform_response_body(self, transform: Callable[[bytes, bool], bytes]) -> None:
+        """A stream filter's change of the response body (from its ``on_response``):
+        ``transform(data, end_stream)`` gets each piece from upstream and returns
+        what to send instead (called with ``end_stream`` True once, at the end, so it
+        can write what it kept). The filter fixes the response's framing headers
+        itself (drops ``content-length`` when the length changes)."""
+        if self._response_transforms is None:
+            self._response_transforms = []
+        self._response_transforms.append(transform)
+
+    def _transformed(self, data: bytes, end_stream: bool) -> bytes:
+        for transform in self._response_transforms or ():
+            data = transform(data, end_stream)
+        return data
 
     @property
     def bytes_received(self) -> int:
@@ -545,6 +561,14 @@ class DownstreamStream:
         self.response_code = head.status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
+        if end_stream and self._response_transforms:
+            tail = self._transformed(b"", True)  # an empty body changed: gzip's empty stream
+            self.server_stream.send_headers(head, not tail)
+            if tail:
+                self.bytes_sent += len(tail)
+                self.server_stream.send_data(tail, True)
+            self._finish(reset_upstream=False)
+            return
         self.server_stream.send_headers(head, end_stream)
         if end_stream:
             self._finish(reset_upstream=False)
@@ -553,6 +577,10 @@ class DownstreamStream:
         if self.done:
             return
         self._quiet = 0
+        if self._response_transforms:
+            data = self._transformed(data, end_stream)
+            if not data and not end_stream:
+                return
         self.bytes_sent += len(data)
         self.server_stream.send_data(data, end_stream)
         if end_stream:
@@ -561,6 +589,11 @@ class DownstreamStream:
     def on_upstream_trailers(self, trailers: Headers) -> None:
         if self.done:
             return
+        if self._response_transforms:
+            tail = self._transformed(b"", True)
+            if tail:
+                self.bytes_sent += len(tail)
+                self.server_stream.send_data(tail, False)
         self.server_stream.send_trailers(trailers)
         self._finish(reset_upstream=False)
 
