@@ -42,6 +42,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "healthcheck": "mosn.filters.healthcheck",
     "payload_limit": "mosn.filters.payload_limit",
     "compression": "mosn.filters.compression",
+    "header_to_metadata": "mosn.filters.header_to_metadata",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

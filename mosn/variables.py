@@ -235,14 +235,19 @@ def _query_arg(name: str) -> Callable[[Any], Any]:
     return _head(get)
 
 
-def _cookie(name: str) -> Callable[[Any], Any]:
-    def get(head: Any) -> str | None:
-        for part in (head.headers.get("cookie") or "").split(";"):
-            key, sep, value = part.strip().partition("=")
-            if sep and key == name:
-                return value
+def cookie_value(header: str | None, name: str) -> str | None:
+    """The value of cookie ``name`` in a ``cookie`` header's value, or None."""
+    if not header:
         return None
-    return _head(get)
+    for part in header.split(";"):
+        key, sep, value = part.strip().partition("=")
+        if sep and key == name:
+            return value
+    return None
+
+
+def _cookie(name: str) -> Callable[[Any], Any]:
+    return _head(lambda head: cookie_value(head.headers.get("cookie"), name))
 
 
 _PREFIXES: tuple[tuple[str, Callable[[str], Callable[[Any], Any]], str], ...] = (
@@ -317,4 +322,4 @@ def check_template(text: str) -> str:
 
 __all__ = ["COOKIE_PREFIX", "REQUEST_ARG_PREFIX", "REQUEST_HEADER_PREFIX",
            "RESPONSE_HEADER_PREFIX", "VARIABLES", "VARIABLE_PATTERN", "Template", "Variable",
-           "address_text", "check_template", "rpc_call", "register_variable", "variable", "variable_names"]
+           "address_text", "check_template", "cookie_value", "rpc_call", "register_variable", "variable", "variable_names"]

@@ -25,7 +25,7 @@ from mosn.network.tls import WithTlsVariables
 from mosn.proxy import grpc
 from mosn.proxy.observer import FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH
 from mosn.proxy.path import PathAction, normalize
-from mosn.proxy.stream_filter import Phase, StreamFilter
+from mosn.proxy.stream_filter import LB_METADATA_NAMESPACE, Phase, StreamFilter
 from mosn.router import Route, RouteRequest
 from mosn.stream.types import (
     ClientStream,
@@ -446,6 +446,14 @@ class DownstreamStream:
     def _choose_host(self) -> bool:
         assert self.cluster is not None
         context = self._lb_context
+        lb_metadata = (self.dynamic_metadata.get(LB_METADATA_NAMESPACE)
+                       if self.dynamic_metadata else None)
+        if lb_metadata:  # a filter's subset criteria (header_to_metadata) over the route's
+            if context is None:
+                head = self.request
+                context = self._lb_context = LbContext(
+                    None, None, self.conn, head.headers if head is not None else None)
+            context.metadata_match = {**(context.metadata_match or {}), **lb_metadata}
         host = self.cluster.choose_host(self._tried, context)
         if host is None and self._tried:
             host = self.cluster.choose_host((), context)  # every host was tried: any will do

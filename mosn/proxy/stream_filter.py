@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream
 
 
+LB_METADATA_NAMESPACE = "envoy.lb"
+"""The namespace of ``stream.dynamic_metadata`` whose string values join the route's
+``metadata_match`` (subset load balancing) when the host is chosen, over the route's
+own (Envoy's router reads the same namespace; MOSN's ``x-mosn-router-meta``)."""
+
+
 class Phase(enum.IntEnum):
     BEFORE_ROUTE = 0
     """The request head is known; no route yet (may change what routing sees)."""
@@ -59,4 +65,4 @@ def route_filter_config(stream: "DownstreamStream", name: str) -> Any:
     return route.per_filter_config.get(name)
 
 
-__all__ = ["FilterStatus", "Phase", "StreamFilter", "route_filter_config"]
+__all__ = ["LB_METADATA_NAMESPACE", "FilterStatus", "Phase", "StreamFilter", "route_filter_config"]

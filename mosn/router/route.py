@@ -30,7 +30,7 @@ from mosn.router.match import (
 )
 
 from mosn.upstream.hashing import combine, hash64
-from mosn.variables import Template, variable
+from mosn.variables import Template, cookie_value, variable
 
 if TYPE_CHECKING:
     from mosn.router.table import VirtualHost
@@ -315,7 +315,7 @@ class HashPolicy:
             if kind == self._HEADER:
                 value = headers.get(name)
             elif kind == self._COOKIE:
-                value = _cookie(headers.get("cookie"), name)
+                value = cookie_value(headers.get("cookie"), name)
             else:
                 value = source[0] if isinstance(source, tuple) else None
             if value is None:
@@ -325,16 +325,6 @@ class HashPolicy:
             if terminal:
                 break
         return key
-
-
-def _cookie(header: str | None, name: str) -> str | None:
-    if not header:
-        return None
-    for part in header.split(";"):
-        k, sep, v = part.strip().partition("=")
-        if sep and k == name:
-            return v
-    return None
 
 
 def _retry_policy(config: RetryPolicyConfig) -> RetryPolicy:
