@@ -43,6 +43,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "payload_limit": "mosn.filters.payload_limit",
     "compression": "mosn.filters.compression",
     "header_to_metadata": "mosn.filters.header_to_metadata",
+    "dsl": "mosn.filters.dsl",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

@@ -195,7 +195,6 @@ class Compression(StreamFilter):
     """One per stream: notes the request's acceptance, then decides on the response."""
 
     phase = Phase.AFTER_ROUTE
-    __slots__ = ("shared", "accepts")
 
     def __init__(self, shared: "Compressor") -> None:
         self.shared = shared

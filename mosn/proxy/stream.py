@@ -168,7 +168,13 @@ class DownstreamStream:
         self.done = False
         self.upgrade = False
         try:
-            filters = [make() for make in ctx.stream_filters]
+            filters = []
+            for make in ctx.stream_filters:
+                made = make()
+                if type(made) is tuple:  # one config's filters at several phases (dsl)
+                    filters += made
+                else:
+                    filters.append(made)
         except Exception as exc:  # reported when the request arrives, as any filter error
             filters = [_Broken(exc)]
         if len(filters) > 1:

@@ -2,7 +2,8 @@
 
 A ``mosn_stream_filters`` extension's factory is called once per listener as
 ``factory(config, context)`` and returns a callable that makes a filter for each
-stream (a stateless filter may return the same object every time).
+stream (a stateless filter may return the same object every time), or a tuple
+of filters when one config acts at several phases (MOSN's ``dsl``).
 
 ``on_request(stream)`` runs at the filter's phase and returns
 - ``FilterStatus.CONTINUE``: go on with the next filter and the request;
