@@ -149,6 +149,7 @@ class DownstreamStream:
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
         "ended_by_reset", "_quiet", "dynamic_metadata", "_response_transforms",
+        "mirror_copies", "mirror_every_host",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -223,6 +224,12 @@ class DownstreamStream:
         """What stream filters tell later ones, by namespace (Envoy's dynamic
         metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
         self._response_transforms: list[Callable[[bytes, bool], bytes]] | None = None
+        self.mirror_copies = 1
+        """Copies of the request each sampled mirror policy of the route sends (MOSN's
+        ``mirror`` filter's ``amplification``), each to a host its balancer chooses."""
+        self.mirror_every_host = False
+        """Each sampled mirror policy sends one copy to every healthy host of its
+        cluster instead (MOSN's ``broadcast``)."""
         if ctx.streams is not None:
             ctx.track(self)
 
@@ -494,7 +501,7 @@ class DownstreamStream:
         if self.request_complete and self._timer is None and not self.done:
             self._start_timer()
         if self.route.mirror_policies and not self._shadows and not self.upgrade:
-            self._start_shadows()
+            self.start_mirrors()
 
     # -- upstream events -----------------------------------------------------------------
 
@@ -742,23 +749,38 @@ class DownstreamStream:
 
     # -- mirroring -------------------------------------------------------------------------
 
-    def _start_shadows(self) -> None:
+    def start_mirrors(self) -> int:
+        """Send the route's mirrored copies now (once a stream; the proxy calls it as
+        the request goes upstream): ``mirror_copies`` per sampled policy, or one per
+        healthy host with ``mirror_every_host``. Returns how many were sent."""
         assert self.route is not None and self.request is not None
+        if self._shadows:
+            return 0
         for policy in self.route.mirror_policies:
             if not policy.sampled():
                 continue
             cluster = self.ctx.clusters.get(policy.cluster)
-            host = cluster.choose_host() if cluster is not None else None
-            if host is None:
+            if cluster is None:
                 continue
-            head = self.request
-            shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
-                                      head.scheme, head.headers.copy(), head.version)
-            shadow = ShadowRequest(shadow_head, self.request_complete)
-            pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
-            shadow.pending = pool.new_stream(shadow, shadow)
-            if not shadow.abandoned:
-                self._shadows.append(shadow)
+            if self.mirror_every_host:
+                hosts = [h for h in cluster.hosts if h.healthy]
+            else:
+                hosts = [cluster.choose_host() for _ in range(self.mirror_copies)]
+            for host in hosts:
+                if host is not None:
+                    self._mirror_to(cluster, host)
+        return len(self._shadows)
+
+    def _mirror_to(self, cluster: Cluster, host: Host) -> None:
+        head = self.request
+        assert head is not None and self.route is not None
+        shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
+                                  head.scheme, head.headers.copy(), head.version)
+        shadow = ShadowRequest(shadow_head, self.request_complete)
+        pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
+        shadow.pending = pool.new_stream(shadow, shadow)
+        if not shadow.abandoned:
+            self._shadows.append(shadow)
 
     # -- answering and ending ------------------------------------------------------------
 
