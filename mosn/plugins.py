@@ -45,6 +45,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "header_to_metadata": "mosn.filters.header_to_metadata",
     "dsl": "mosn.filters.dsl",
     "mirror": "mosn.filters.mirror",
+    "grpc_metric": "mosn.filters.grpc_metric",
     "tls_inspector": "mosn.filters.tls_inspector",
     "original_dst": "mosn.filters.original_dst",
     "proxy_protocol": "mosn.filters.proxy_protocol",

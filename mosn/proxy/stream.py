@@ -149,7 +149,7 @@ class DownstreamStream:
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
         "ended_by_reset", "_quiet", "dynamic_metadata", "_response_transforms",
-        "mirror_copies", "mirror_every_host",
+        "mirror_copies", "mirror_every_host", "response_trailers", "_at_end",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -224,6 +224,9 @@ class DownstreamStream:
         """What stream filters tell later ones, by namespace (Envoy's dynamic
         metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
         self._response_transforms: list[Callable[[bytes, bool], bytes]] | None = None
+        self.response_trailers: Headers | None = None
+        """The response's trailers as sent downstream (gRPC's status is there)."""
+        self._at_end: list[Callable[[Any], None]] | None = None
         self.mirror_copies = 1
         """Copies of the request each sampled mirror policy of the route sends (MOSN's
         ``mirror`` filter's ``amplification``), each to a host its balancer chooses."""
@@ -251,6 +254,13 @@ class DownstreamStream:
         if self._response_transforms is None:
             self._response_transforms = []
         self._response_transforms.append(transform)
+
+    def at_end(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(stream)`` when the stream ends (after the access log's
+        observers), however it ends: a stream filter's per-request accounting."""
+        if self._at_end is None:
+            self._at_end = []
+        self._at_end.append(callback)
 
     def _transformed(self, data: bytes, end_stream: bool) -> bytes:
         for transform in self._response_transforms or ():
@@ -615,6 +625,7 @@ class DownstreamStream:
             if tail:
                 self.bytes_sent += len(tail)
                 self.server_stream.send_data(tail, False)
+        self.response_trailers = trailers
         self.server_stream.send_trailers(trailers)
         self._finish(reset_upstream=False)
 
@@ -821,6 +832,8 @@ class DownstreamStream:
         self.response_code = status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
+        if self._response_transforms:  # a filter changes every body, the proxy's own too
+            data = self._transformed(data, True)
         self.bytes_sent += len(data)
         self.server_stream.send_headers(head, not data)
         if data:
@@ -872,6 +885,12 @@ class DownstreamStream:
         self.end_monotonic = time.monotonic()
         for hook in self.observers.stream_end:
             hook(self)
+        if self._at_end is not None:
+            for callback in self._at_end:
+                try:
+                    callback(self)
+                except Exception:  # a filter's accounting must not break the proxy
+                    log.exception("a stream filter's end-of-stream callback failed")
 
 
 class _Broken(StreamFilter):
