@@ -9,7 +9,9 @@ from typing import Any, Callable
 
 import httpx
 
-from mosn.testing import free_port
+from mosn.rpc.tools import codec_named
+from mosn.testing import MockServer, free_port, rpc_request
+from mosn.testing.process import rpc_proxy_config
 from test_upstream_e2e import Backend, cluster, http_config, loop_thread  # noqa: F401
 
 DEADLINE = 10.0
@@ -80,3 +82,26 @@ def test_broadcast_copies_to_every_host_and_answers_itself(start_mosn, loop_thre
     assert wait_for(lambda: [s.served for s in shadows] == [1, 1, 1])
     assert main.served == 0
     assert mosn.stats()["mirror.broadcast"] == 1
+
+
+def test_a_bolt_call_is_mirrored_with_amplification(start_mosn) -> None:
+    codec = codec_named("bolt")
+    main, shadow = MockServer(codec).start(), MockServer(codec).start()
+    try:
+        port = free_port()
+        config = rpc_proxy_config(port, "bolt", [main.address])
+        server = config["servers"][0]
+        server["routers"][0]["virtual_hosts"][0]["routers"][0]["request_mirror_policies"] = {
+            "cluster": "shadow", "percent": 100}
+        server["listeners"][0]["stream_filters"] = [{"type": "mirror",
+                                                      "config": {"amplification": 3}}]
+        config["cluster_manager"]["clusters"].append(
+            {"name": "shadow", "hosts": [{"address": shadow.address}]})
+        start_mosn(config)
+        answer = rpc_request(codec, port, "com.example.EchoService", body=b"ping")
+        assert answer.http_status == 200
+        assert wait_for(lambda: len(shadow.requests) >= 3)
+        assert len(main.requests) == 1
+    finally:
+        main.stop()
+        shadow.stop()

@@ -150,6 +150,7 @@ class DownstreamStream:
         "_held",
         "ended_by_reset", "_quiet", "dynamic_metadata", "_response_transforms",
         "mirror_copies", "mirror_every_host", "response_trailers", "_at_end",
+        "_on_complete",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -227,6 +228,7 @@ class DownstreamStream:
         self.response_trailers: Headers | None = None
         """The response's trailers as sent downstream (gRPC's status is there)."""
         self._at_end: list[Callable[[Any], None]] | None = None
+        self._on_complete: Callable[[Any], None] | None = None
         self.mirror_copies = 1
         """Copies of the request each sampled mirror policy of the route sends (MOSN's
         ``mirror`` filter's ``amplification``), each to a host its balancer chooses."""
@@ -261,6 +263,31 @@ class DownstreamStream:
         if self._at_end is None:
             self._at_end = []
         self._at_end.append(callback)
+
+    def when_request_complete(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(stream)`` once the whole request has arrived (at once if it
+        has): a filter that needs the body (a transcoder) returns STOP, then reads
+        :meth:`request_body` and calls :meth:`continue_request`. The body is held up
+        to the proxy's buffer limit: the filter bounds it with
+        :meth:`limit_request_body` below that."""
+        if self.request_complete:
+            callback(self)
+        else:
+            self._on_complete = callback
+
+    def request_body(self) -> bytes:
+        """The request body received and not yet sent upstream (all of it, for a
+        filter that held the request until it was complete)."""
+        return b"".join(self._body)
+
+    def _request_completed(self) -> None:
+        callback, self._on_complete = self._on_complete, None
+        if callback is not None and not self.done:
+            try:
+                callback(self)
+            except Exception:  # as a filter failing in on_request
+                log.exception("a stream filter's request callback failed")
+                self.send_local_reply(500, "filter error\n")
 
     def _transformed(self, data: bytes, end_stream: bool) -> bytes:
         for transform in self._response_transforms or ():
@@ -354,6 +381,8 @@ class DownstreamStream:
             shadow.send_data(data, end_stream)
         if end_stream and self._timer is None and self.upstream is not None:
             self._start_timer()
+        if end_stream and self._on_complete is not None:
+            self._request_completed()
 
     def on_trailers(self, trailers: Headers) -> None:
         self.request_complete = True
@@ -363,6 +392,8 @@ class DownstreamStream:
             upstream.stream.send_trailers(trailers)
         else:
             self._trailers = trailers
+        if self._on_complete is not None:
+            self._request_completed()
 
     def on_reset(self, reason: StreamResetReason) -> None:
         """The client went away (or broke the protocol) before the stream ended."""
@@ -786,7 +817,8 @@ class DownstreamStream:
         head = self.request
         assert head is not None and self.route is not None
         shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
-                                  head.scheme, head.headers.copy(), head.version)
+                                  head.scheme, head.headers.copy(), head.version,
+                                  frame=head.frame)  # an RPC copy is the same frame
         shadow = ShadowRequest(shadow_head, self.request_complete)
         pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
         shadow.pending = pool.new_stream(shadow, shadow)

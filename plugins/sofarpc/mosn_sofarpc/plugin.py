@@ -1,4 +1,5 @@
-"""Registers the bolt codecs with the RPC engine and the bolt protocols with the proxy."""
+"""Registers the bolt codecs with the RPC engine, the bolt protocols with the proxy,
+and MOSN's HTTP-to-bolt transcoder with the stream filters."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 from mosn.plugins import Extension, hookimpl
 from mosn_sofarpc.codec import BoltCodec, BoltV2Codec
 from mosn_sofarpc.config import SofaRpcConfig
+from mosn_sofarpc.transcoder import TranscoderConfig, build as build_transcoder
 
 
 def bolt_codec(config: SofaRpcConfig | None = None, *_: Any) -> BoltCodec:
@@ -47,3 +49,9 @@ def mosn_protocols() -> list[Extension]:
         Extension("boltv2", boltv2_protocol, SofaRpcConfig,
                   description="SOFARPC bolt v2 on the multiplexed RPC engine"),
     ]
+
+
+@hookimpl
+def mosn_stream_filters() -> list[Extension]:
+    return [Extension("transcoder", build_transcoder, TranscoderConfig,
+                      description="MOSN's transcoder: HTTP to SOFARPC bolt (http2bolt_simple)")]
