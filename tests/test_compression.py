@@ -125,11 +125,15 @@ def test_a_route_turns_compression_off(start_mosn) -> None:
                               routes=[{"match": {"prefix": "/chunked"},
                                        "route": {"cluster_name": "up"},
                                        "per_filter_config": {"gzip": {"disabled": True}}}])
-        start_mosn(config)
+        mosn = start_mosn(config)
         off, body = fetch(port, "/chunked", "-H", "accept-encoding: gzip")
         on, _ = fetch(port, "/page", "-H", "accept-encoding: gzip")
+        stats = mosn.stats()
     assert "content-encoding" not in off and body == PAGE
     assert on["content-encoding"] == "gzip"
+    assert stats["gzip.compressed"] == 1
+    assert stats["gzip.total_uncompressed_bytes"] == len(PAGE)
+    assert 0 < stats["gzip.total_compressed_bytes"] < len(PAGE) // 4
 
 
 @pytest.mark.parametrize("value, accepted", [
