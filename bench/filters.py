@@ -20,6 +20,19 @@ Variants (one listener, one route to the backend):
   ip_access_pass  ip_access allow list holding 127.0.0.1
   jwt_pass        jwt_authn (ES256, local JWKS) verifying a token on every request
   jwt_401         jwt_authn with no token sent: answered 401
+  gzip_idle       gzip configured, the client not accepting gzip
+  gzip            gzip compressing every response (the client sends accept-encoding)
+  h2m_idle        header_to_metadata whose header is never sent
+  h2m             header_to_metadata writing subset metadata from a header every request
+  dsl_idle        dsl whose condition is false (an absent header with a default)
+  dsl             dsl adding a request header on every request (condition true)
+  mirror_idle     mirror configured, the route without a mirror policy
+  mirror          mirror with amplification 2 to the backend (three requests upstream each)
+  grpc_metric_idle grpc_metric, plain HTTP requests (not counted)
+  grpc_metric     grpc_metric counting every request (sent as gRPC content, path /svc/m)
+  route_vars      no filter; the route adds two headers made of %variables%
+
+``--only a,b`` runs those variants (and ``none``).
 
 Needs nginx and wrk (installed with apt-get when missing); every process started here
 is stopped by PID at the end.
@@ -90,11 +103,20 @@ def jwt_material(workdir: Path) -> tuple[str, str]:
 
 
 def variants(jwks: str) -> dict[str, tuple[list[dict], list[str]]]:
-    """name -> (stream_filters, wrk headers)."""
+    """name -> (stream_filters, wrk headers); what else a variant changes is in
+    ROUTE_EXTRA and PATHS."""
     jwt_filter = {"type": "jwt_authn", "config": {
         "providers": {"p": {"issuer": "bench", "local_jwks": {"filename": jwks}}},
         "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "p"}}]}}
     bucket = {"max_tokens": 10**9, "tokens_per_fill": 10**9, "fill_interval": HOUR}
+    gzip = {"type": "gzip", "config": {"content_types": ["text/plain"]}}
+    h2m = {"type": "header_to_metadata", "config": {"request_rules": [
+        {"header": "x-version", "on_header_present": {"key": "version"}}]}}
+    dsl = {"type": "dsl", "config": {"before_router_by_dsl": (
+        'conditional(request.headers["x-dsl"] | "" == "yes", '
+        'ctx.add_request_header("x-dsl-seen", "1"), true)')}}
+    mirror = {"type": "mirror", "config": {"amplification": 2}}
+    grpc_metric = {"type": "grpc_metric", "config": {}}
     return {
         "none": ([], []),
         "ratelimit_pass": ([{"type": "local_ratelimit", "config": {
@@ -111,14 +133,39 @@ def variants(jwks: str) -> dict[str, tuple[list[dict], list[str]]]:
             {"action": "allow", "addrs": ["127.0.0.1"]}]}}], []),
         "jwt_pass": ([jwt_filter], ["authorization: Bearer {token}"]),
         "jwt_401": ([jwt_filter], []),
+        "gzip_idle": ([gzip], []),
+        "gzip": ([gzip], ["accept-encoding: gzip"]),
+        "h2m_idle": ([h2m], []),
+        "h2m": ([h2m], ["x-version: 2"]),
+        "dsl_idle": ([dsl], []),
+        "dsl": ([dsl], ["x-dsl: yes"]),
+        "mirror_idle": ([mirror], []),
+        "mirror": ([mirror], []),
+        "grpc_metric_idle": ([grpc_metric], []),
+        "grpc_metric": ([grpc_metric], ["content-type: application/grpc"]),
+        "route_vars": ([], ["x-user: bench"]),
     }
 
 
-def mosn_config(listen: int, backend: int, filters: list[dict]) -> dict:
+ROUTE_EXTRA: dict[str, dict] = {
+    "mirror": {"request_mirror_policies": {"cluster": "backend", "percent": 100}},
+    "route_vars": {"route": {"cluster_name": "backend", "request_headers_to_add": [
+        {"header": {"key": "x-method", "value": "%x-mosn-method%"}, "append": False},
+        {"header": {"key": "x-who", "value": "user=%request_header_x-user%"},
+         "append": False}]}},
+}
+"""What a variant adds to (or changes in) its one route."""
+PATHS = {"grpc_metric": "/bench.Service/Call"}
+"""The request path of a variant (``/`` otherwise)."""
+
+
+def mosn_config(listen: int, backend: int, filters: list[dict],
+                route: dict | None = None) -> dict:
     return {
         "servers": [{"routers": [{"router_config_name": "r", "virtual_hosts": [{
             "name": "all", "domains": ["*"], "routers": [
-                {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"}}]}]}],
+                {"match": {"prefix": "/"}, "route": {"cluster_name": "backend"},
+                 **(route or {})}]}]}],
             "listeners": [{"name": "http", "address": f"127.0.0.1:{listen}",
                            "stream_filters": filters,
                            "filter_chains": [{"filters": [{"type": "proxy", "config": {
@@ -136,7 +183,9 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=25.0, help="seconds of load per variant")
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     parser.add_argument("--json", type=Path, help="write the results here too")
+    parser.add_argument("--only", help="comma-separated variants to run (with none)")
     args = parser.parse_args()
+    chosen = set(args.only.split(",")) | {"none"} if args.only else None
     window = whole_seconds(args, "wrk")
     cpus = proxy_and_load_cpus()
     raise_fd_limit()
@@ -144,7 +193,7 @@ def main() -> int:
 
     def measure(procs: Processes) -> dict:
         jwks, token = jwt_material(procs.logs)
-        table = variants(jwks)
+        table = {k: v for k, v in variants(jwks).items() if chosen is None or k in chosen}
         backend_port = free_port()
         backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
                                                        backend_port=backend_port), cpus[1])
@@ -152,7 +201,8 @@ def main() -> int:
 
         def command(name: str, listen: int) -> list[str]:
             path = procs.logs / f"{name}.json"
-            path.write_text(json.dumps(mosn_config(listen, backend_port, table[name][0])))
+            path.write_text(json.dumps(mosn_config(listen, backend_port, table[name][0],
+                                                   ROUTE_EXTRA.get(name))))
             return [str(BIN / "mosn"), "start", "-c", str(path), "--workers", "1"]
 
         peers = start_peers(list(table), procs, backend_port, command, cpus[0])
@@ -161,7 +211,8 @@ def main() -> int:
             argv = ["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
             for h in table[peer.name][1]:
                 argv += ["-H", h.format(token=token)]
-            run = run_load([*argv, f"http://127.0.0.1:{peer.port}/"], cpus[1],
+            url = f"http://127.0.0.1:{peer.port}{PATHS.get(peer.name, '/')}"
+            run = run_load([*argv, url], cpus[1],
                            seconds + WRK_GRACE, pid, [backend.pid])
             return with_cpu(parse_wrk(run.output), run, pid)
 
@@ -179,7 +230,8 @@ def main() -> int:
         return summarise(take_turns(peers, procs, [backend], {}, args.rounds, prepare,
                                     lambda peer, pid: wrk(peer, window, pid)), COUNTS)
 
-    results = run_measure(list(variants("")), {}, cpus[1], measure)
+    names = [n for n in variants("") if chosen is None or n in chosen]
+    results = run_measure(names, {}, cpus[1], measure)
     if isinstance(results, int):
         return results
     base = results.get("none", {}).get("cpu_us_per_req")

@@ -155,7 +155,7 @@ def test_bad_protocol_names_are_refused_with_their_path(fields: dict[str, Any],
 @pytest.mark.parametrize(("sample", "missing", "protocols"), [
     ("mosn_rpc_config_bolt.json", set(), [("Auto", ("bolt",)), ("Auto", ("bolt",))]),
     ("mosn_rpc_config.json", set(), [("Auto", ()), ("Auto", ())]),
-    ("mosn_config_mirror.json", {"mirror"},
+    ("mosn_config_mirror.json", set(),
      [("dubbo", ()), ("Http1", ()), ("Http1", ())]),  # X + dubbo
 ])
 def test_mosn_rpc_samples_need_only_the_stream_filters_mosn_lacks(

@@ -379,10 +379,18 @@ BASE = "routers[0].virtual_hosts[0].routers[0]"
     ({"route": {"weighted_clusters": [{"cluster": {"name": "a", "weight": 0}}]}},
      f"{BASE}.route.weighted_clusters[0].cluster.weight: Input should be greater than or equal to 1"),
     ({"route": {"cluster_name": "a", "cluster_header": "x"}},
-     f"{BASE}.route: set exactly one of cluster_name, cluster_header, weighted_clusters"
-     " (found cluster_name, cluster_header)"),
+     f"{BASE}.route: set exactly one of cluster_name, cluster_header, weighted_clusters,"
+     " cluster_variable (found cluster_name, cluster_header)"),
     ({"match": {"variables": [{"name": "x", "value": "1"}]}, "route": {"cluster_name": "a"}},
-     f"{BASE}.match.variables: not supported by mosn yet; remove it (or leave it empty)"),
+     f"{BASE}.match.variables[0].name: unknown variable %x%"),
+    ({"match": {"variables": [{"name": "x-mosn-method", "value": "1", "model": "xor"}]},
+      "route": {"cluster_name": "a"}},
+     f"{BASE}.match.variables[0].model: model is and or or, not 'xor'"),
+    ({"route": {"cluster_variable": "no_such"}},
+     f"{BASE}.route.cluster_variable: unknown variable %no_such%"),
+    ({"route": {"cluster_name": "a", "request_headers_to_add": [
+        {"header": {"key": "x-a", "value": "%no_such%"}}]}},
+     f"{BASE}.route.request_headers_to_add[0].header.value: unknown variable %no_such%"),
     ({"match": {"dsl_expressions": [{"expression": "x"}]}, "route": {"cluster_name": "a"}},
      f"{BASE}.match.dsl_expressions: not supported by mosn yet; remove it (or leave it empty)"),
     ({"redirect": {"response_code": 200}},

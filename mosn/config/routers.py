@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, TypeAdapter, field_
 
 from mosn.config.base import Empty, Model, Unsupported
 from mosn.config.types import Duration, Timeout
+from mosn.variables import check_template, variable
 
 REDIRECT_CODES = (301, 302, 303, 307, 308)  # the ones MOSN and Envoy accept
 DEFAULT_REDIRECT_CODE = 301  # MOSN's and Envoy's default
@@ -88,6 +89,42 @@ class HeaderMatcherConfig(Model):
         return self
 
 
+def _known_variable(name: str) -> str:
+    variable(name)
+    return name
+
+
+VariableName = Annotated[str, Field(min_length=1), AfterValidator(_known_variable)]
+"""A variable's name (``x-mosn-method``, ``request_header_x-user``): unknown is an error."""
+HeaderTemplate = Annotated[str, AfterValidator(check_template)]
+"""A header value that may name ``%variables%``: unknown ones are errors."""
+
+
+class VariableMatcherConfig(Model):
+    """MOSN's route match on a variable (``pkg/router/variable_rule.go``): its value
+    equals ``value``, or ``regex`` finds a match in it (unanchored, as Go's
+    ``MatchString``). ``model`` (``and``, the default, or ``or``) joins this item's
+    result with the next one's, left to right, as MOSN does."""
+
+    name: VariableName
+    value: str = ""
+    regex: Regex = ""
+    model: str = "and"
+
+    @field_validator("model")
+    @classmethod
+    def _model(cls, value: str) -> str:
+        if value.lower() not in ("and", "or"):
+            raise ValueError(f"model is and or or, not {value!r}")
+        return value.lower()
+
+    @model_validator(mode="after")
+    def _one_test(self) -> "VariableMatcherConfig":
+        if bool(self.value) == bool(self.regex):
+            raise ValueError("set one of value or regex")
+        return self
+
+
 class RegexMatcherConfig(Model):
     regex: Regex
 
@@ -142,7 +179,7 @@ class RouteMatchConfig(Model):
     case_sensitive: bool = True
     headers: list[HeaderMatcherConfig] = Field(default_factory=list)
     query_parameters: list[QueryParameterMatcherConfig] = Field(default_factory=list)
-    variables: Unsupported = None
+    variables: list[VariableMatcherConfig] = Field(default_factory=list)
     dsl_expressions: Unsupported = None
 
     @model_validator(mode="after")
@@ -157,8 +194,11 @@ class RouteMatchConfig(Model):
 
 
 class HeaderValue(Model):
+    """``value`` may name ``%variables%`` (MOSN's ``headerformatter.go`` takes a value
+    that is one ``%name%``; mosn also expands them inside text), expanded per request."""
+
     key: str = Field(min_length=1)
-    value: str = ""
+    value: HeaderTemplate = ""
 
 
 class HeaderValueOption(Model):
@@ -336,7 +376,8 @@ class RouteActionConfig(HeaderMutationsConfig):
     cluster_name: str = ""
     cluster_header: str = ""
     weighted_clusters: list[WeightedClusterConfig] = Field(default_factory=list)
-    cluster_variable: Unsupported = None
+    cluster_variable: VariableName | None = None
+    """MOSN's: the cluster is the value of this variable for each request."""
     upstream_protocol: str = ""
     metadata_match: LbMetadata = Field(default_factory=dict)
     timeout: Timeout | None = None
@@ -369,10 +410,12 @@ class RouteActionConfig(HeaderMutationsConfig):
         if len(hosts) > 1:
             raise ValueError(f"set one of {', '.join(hosts)} (Envoy's oneof; MOSN would "
                              "take one and ignore the others)")
-        given = [k for k in ("cluster_name", "cluster_header", "weighted_clusters") if getattr(self, k)]
+        given = [k for k in ("cluster_name", "cluster_header", "weighted_clusters",
+                             "cluster_variable") if getattr(self, k)]
         if len(given) != 1:
             found = f" (found {', '.join(given)})" if given else ""
-            raise ValueError(f"set exactly one of cluster_name, cluster_header, weighted_clusters{found}")
+            raise ValueError("set exactly one of cluster_name, cluster_header, weighted_clusters, "
+                             f"cluster_variable{found}")
         names = Counter(w.cluster.name for w in self.weighted_clusters)
         repeated = [n for n, count in names.items() if count > 1]
         if repeated:

@@ -13,13 +13,12 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, model_validator
 
 from mosn.config.base import Empty, Model
-from mosn.observability.accesslog import variable
 from mosn.proxy.stream_filter import route_filter_config
+from mosn.variables import Template, check_template
 
 T = TypeVar("T")
 
 _DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
-_VARIABLE = re.compile(r"%([A-Za-z0-9_.\-]+)%")
 
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])([A-Z])")
@@ -216,41 +215,12 @@ class PseudoHeaders:
         return header_values(head.headers, name)
 
 
-class KeyTemplate:
-    """A request key written with ``%variable%`` (the access log's variables, such as
-    ``%request_header_x-user%`` or ``%downstream_remote_address_without_port%``);
-    a variable with no value reads as the empty string."""
+KeyTemplate = Template
+"""A request key written with ``%variable%`` (the registry's variables, such as
+``%request_header_x-user%`` or ``%downstream_remote_address_without_port%``)."""
 
-    __slots__ = ("text", "parts")
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-        parts: list[str | Callable[[Any], Any]] = []
-        pos = 0
-        for m in _VARIABLE.finditer(text):
-            if m.start() > pos:
-                parts.append(text[pos:m.start()])
-            parts.append(variable(m.group(1)).get)
-            pos = m.end()
-        if pos < len(text):
-            parts.append(text[pos:])
-        self.parts = tuple(parts)
-
-    def __call__(self, stream: Any) -> str:
-        out = []
-        for part in self.parts:
-            if isinstance(part, str):
-                out.append(part)
-            else:
-                value = part(stream)
-                out.append("" if value is None else str(value))
-        return "".join(out)
-
-
-def key_template(value: str) -> str:
-    """Validate a key template (pydantic validator body): unknown variables are errors."""
-    KeyTemplate(value)
-    return value
+key_template = check_template
+"""Validate a key template (pydantic validator body): unknown variables are errors."""
 
 
 def exactly_one(model: BaseModel, what: str) -> None:

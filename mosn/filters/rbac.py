@@ -36,6 +36,7 @@ from mosn.filters.common import (
 from mosn.network.filter import CloseType, FilterStatus
 from mosn.plugins import BuildContext, Extension, hookimpl
 from mosn.proxy.stream_filter import Phase, StreamFilter
+from mosn.variables import rpc_call
 
 log = logging.getLogger("mosn.rbac")
 
@@ -228,15 +229,7 @@ class Request:
     def rpc(self) -> tuple[str, str] | None:
         """(service, method) of an RPC call or a gRPC request."""
         head = self.head
-        if head is None:
-            return None
-        if head.frame is not None:
-            return head.authority, head.method
-        path = head.path
-        if path.count("/") == 2 and "grpc" in (head.headers.get("content-type") or ""):
-            service, _, method = path[1:].partition("/")
-            return service, method
-        return None
+        return rpc_call(head) if head is not None else None
 
     def peer_ip(self) -> Any:
         address = self.conn.remote_address

@@ -21,6 +21,7 @@ import ssl
 from typing import Any, Callable
 
 from mosn.tls import San, SanMatcher, sans_of_der, sans_of_peercert, subject_of_der
+from mosn.variables import register_variable
 
 log = logging.getLogger("mosn.tls")
 
@@ -379,6 +380,21 @@ def tls_variable(tls: TlsLayer | None, name: str) -> str | None:
     if tls is None:
         return None
     return TLS_VARIABLES[name](tls) or None
+
+
+def _stream_tls_variable(name: str, stream: Any) -> str | None:
+    return tls_variable(stream.conn.tls, name)
+
+
+for _name, _meaning in (
+        ("downstream_peer_uri_san", "the client certificate's first URI SAN (SPIFFE id)"),
+        ("downstream_peer_dns_san", "the client certificate's first DNS SAN"),
+        ("downstream_peer_subject", "the client certificate's subject"),
+        ("downstream_tls_version", "the TLS version of the downstream connection"),
+        ("downstream_tls_cipher", "the cipher of the downstream connection"),
+        ("downstream_alpn", "the protocol ALPN chose on the downstream connection"),
+        ("requested_server_name", "the SNI the client asked for")):
+    register_variable(_name, functools.partial(_stream_tls_variable, _name), _meaning)
 
 
 class WithTlsVariables:

@@ -12,25 +12,27 @@ never split each other's lines (on a local file system each ``write()`` of an
 ``MAX_PENDING_LINES`` new lines are dropped and counted, never blocking the proxy;
 the count is logged. Closing a log (on shutdown) writes what is queued.
 
-The variables are MOSN's (``pkg/proxy/var.go``, ``pkg/types``); where mosn's value
-differs from MOSN's the docs (``docs/access_log.md``) say so.
+The variables are the registry's (:mod:`mosn.variables`, MOSN's names); where
+mosn's value differs from MOSN's the docs (``docs/access_log.md``) say so.
 """
 
 from __future__ import annotations
 
 import collections
-import functools
 import json
 import logging
 import os
-import re
 import threading
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from mosn.network.tls import tls_variable
 from mosn.proxy.observer import StreamObserver
+from mosn.variables import (
+    VARIABLE_PATTERN,
+    VARIABLES,
+    Variable,
+    variable,
+)
 
 if TYPE_CHECKING:
     from mosn.observability.stats import StatsStore
@@ -63,12 +65,10 @@ DEFAULT_FORMAT = (
 """MOSN's ``DefaultAccessLogFormat`` (``pkg/types``), used when ``log_format`` is empty."""
 JSON_FORMAT = "json"
 """``log_format: json``: one JSON object a line with every variable of the default format."""
-REQUEST_HEADER_PREFIX = "request_header_"
-RESPONSE_HEADER_PREFIX = "response_header_"
 NOT_FOUND = "-"
 """What a variable shows when its value does not exist (no upstream, no header ...)."""
 
-_VARIABLE = re.compile(r"%([A-Za-z0-9_.\-]+)%")
+_VARIABLE = VARIABLE_PATTERN
 
 
 # -- values --------------------------------------------------------------------------------
@@ -100,198 +100,6 @@ def _decimal(value: int, unit: int, digits: int) -> str:
     if not frac:
         return str(whole)
     return f"{whole}.{frac:0{digits}d}".rstrip("0")
-
-
-class _StartTime:
-    """``start_time`` in MOSN's layout (``2006/01/02 15:04:05.000``, local time); the
-    date and time part is made once per second."""
-
-    __slots__ = ("second", "prefix")
-
-    def __init__(self) -> None:
-        self.second = -1
-        self.prefix = ""
-
-    def __call__(self, s: "DownstreamStream") -> str:
-        t = s.start_time
-        second = int(t)
-        if second != self.second:
-            self.second = second
-            self.prefix = time.strftime("%Y/%m/%d %H:%M:%S", time.localtime(second))
-        return f"{self.prefix}.{int((t - second) * 1000):03d}"
-
-
-def _address(addr: Any) -> str | None:
-    if isinstance(addr, tuple):
-        host = addr[0]
-        return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
-    return f"unix:{addr}" if addr else None
-
-
-def _since_start(s: "DownstreamStream", at: float) -> float | None:
-    return at - s.start_monotonic if at else None
-
-
-def _request_received(s: "DownstreamStream") -> float | None:
-    upstream = s.upstream
-    return upstream.start_monotonic - s.start_monotonic if upstream is not None else None
-
-
-def _bytes_received(s: "DownstreamStream") -> int:
-    head = s.request
-    if head is not None and head.frame is not None:
-        return len(head.frame.data)  # an RPC request is its frame
-    return s.bytes_received
-
-
-def _upstream_local(s: "DownstreamStream") -> str | None:
-    upstream = s.upstream
-    client = upstream.client if upstream is not None else None
-    return _address(client.conn.local_address) if client is not None else None
-
-
-_NO_UPSTREAM_FLAGS = {"UF": "connection_failure", "UO": "overflow"}
-"""A try that never got a connection (Envoy's flags) has no reset reason of its own."""
-
-
-def _upstream_failure(s: "DownstreamStream") -> str | None:
-    upstream = s.upstream
-    reason = upstream.reset_reason if upstream is not None else None
-    if reason is not None:
-        return reason.value
-    for flag in s.response_flags:
-        if flag in _NO_UPSTREAM_FLAGS:
-            return _NO_UPSTREAM_FLAGS[flag]
-    return None
-
-
-def _tls_variable(name: str, s: "DownstreamStream") -> str | None:
-    return tls_variable(s.conn.tls, name)
-
-
-def _trace_id(s: "DownstreamStream") -> str | None:
-    span = s.span
-    if span is None:
-        return None
-    return f"{span.get_span_context().trace_id:032x}"
-
-
-@dataclass(frozen=True, slots=True)
-class Variable:
-    """A built-in variable: ``get`` reads the stream at its end (None: not there);
-    ``duration``: the value is seconds, written as a Go duration (text) or a
-    number of seconds (JSON)."""
-
-    get: Callable[["DownstreamStream"], Any]
-    meaning: str
-    duration: bool = False
-
-
-VARIABLES: dict[str, Variable] = {
-    "start_time": Variable(_StartTime(), "when the request began (local time, ms)"),
-    "request_received_duration": Variable(
-        _request_received, "from the start until the request went upstream (its last try)",
-        True),
-    "response_received_duration": Variable(
-        lambda s: _since_start(s, s.response_monotonic),
-        "from the start until the response began (from upstream, or the proxy's own)", True),
-    "request_finished_duration": Variable(
-        lambda s: _since_start(s, s.end_monotonic), "from the start until the stream ended", True),
-    "duration": Variable(
-        lambda s: _since_start(s, s.end_monotonic), "the stream's whole duration", True),
-    "bytes_sent": Variable(lambda s: s.bytes_sent, "response body bytes sent downstream"),
-    "bytes_received": Variable(_bytes_received, "request body bytes received from downstream"),
-    "protocol": Variable(lambda s: s.protocol, "the downstream protocol (Http1, bolt ...)"),
-    "response_code": Variable(lambda s: s.response_code or None, "the status sent downstream"),
-    "response_flag": Variable(lambda s: ",".join(s.response_flags) or None,
-                              "Envoy's response flags (NR, UH, UF, UT ...), comma-separated"),
-    "response_flags": Variable(lambda s: ",".join(s.response_flags) or None,
-                               "the same as response_flag"),
-    "upstream_local_address": Variable(_upstream_local,
-                                       "the proxy's address on the upstream connection"),
-    "downstream_local_address": Variable(lambda s: _address(s.conn.local_address),
-                                         "the listener address the client reached"),
-    "downstream_remote_address": Variable(lambda s: _address(s.conn.remote_address),
-                                          "the client's address"),
-    "downstream_remote_address_without_port": Variable(
-        lambda s: s.conn.remote_address[0] if isinstance(s.conn.remote_address, tuple)
-        else None, "the client's IP address (Envoy's DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT)"),
-    "upstream_host": Variable(lambda s: str(s.host) if s.host is not None else None,
-                              "the upstream host's address (the last try's)"),
-    "upstream_cluster": Variable(lambda s: s.cluster.name if s.cluster is not None else None,
-                                 "the cluster the route chose"),
-    "request_method": Variable(lambda s: s.request.method if s.request is not None else None,
-                               "the request method (RPC: the method header)"),
-    "request_path": Variable(lambda s: s.request.path if s.request is not None else None,
-                             "the request target with its query (RPC: empty)"),
-    "request_uri": Variable(lambda s: s.request.path if s.request is not None else None,
-                            "the request target with its query (MOSN's)"),
-    "request_scheme": Variable(lambda s: s.request.scheme if s.request is not None else None,
-                               "http or https (MOSN's)"),
-    "upstream_transport_failure_reason": Variable(
-        _upstream_failure, "why the upstream ended the try without a whole response"),
-    "trace_id": Variable(_trace_id, "mosn's own: the stream's trace id when tracing is on"),
-    **{name: Variable(functools.partial(_tls_variable, name), meaning)
-       for name, meaning in (
-           ("downstream_peer_uri_san", "the client certificate's first URI SAN (SPIFFE id)"),
-           ("downstream_peer_dns_san", "the client certificate's first DNS SAN"),
-           ("downstream_peer_subject", "the client certificate's subject"),
-           ("downstream_tls_version", "the TLS version of the downstream connection"),
-           ("downstream_tls_cipher", "the cipher of the downstream connection"),
-           ("downstream_alpn", "the protocol ALPN chose on the downstream connection"),
-           ("requested_server_name", "the SNI the client asked for"))},
-}
-"""Every variable by name (the header variables are prefixes, below): the one
-registry the access log, route header values and the stream filters read; a feature
-adds its own with :func:`register_variable`."""
-
-
-def register_variable(name: str, get: Callable[["DownstreamStream"], Any], meaning: str,
-                      duration: bool = False) -> None:
-    """Add a variable (at import time of the feature that has it); a name taken by
-    another is refused."""
-    if name in VARIABLES and VARIABLES[name].get is not get:
-        raise ValueError(f"variable %{name}% is registered already")
-    VARIABLES[name] = Variable(get, meaning, duration)
-
-
-def _header(name: str, headers_of: Callable[["DownstreamStream"], Any]
-            ) -> Callable[["DownstreamStream"], Any]:
-    """A header variable: the lower-case name (HTTP), else the name as written (an
-    RPC header map keeps its keys' case)."""
-    lowered = name.lower()
-
-    def get(s: "DownstreamStream") -> Any:
-        headers = headers_of(s)
-        if headers is None:
-            return None
-        value = headers.get(lowered)
-        return headers.get(name) if value is None else value
-
-    return get
-
-
-def _request_headers(s: "DownstreamStream") -> Any:
-    return s.request.headers if s.request is not None else None
-
-
-def _response_headers(s: "DownstreamStream") -> Any:
-    return s.response_headers
-
-
-def variable(name: str) -> Variable:
-    """The variable ``name`` (built-in or a header one); ValueError if unknown."""
-    known = VARIABLES.get(name)
-    if known is not None:
-        return known
-    for prefix, headers_of, what in ((REQUEST_HEADER_PREFIX, _request_headers, "request"),
-                                     (RESPONSE_HEADER_PREFIX, _response_headers, "response")):
-        if name.startswith(prefix) and len(name) > len(prefix):
-            header = name[len(prefix):]
-            return Variable(_header(header, headers_of), f"the {what} header {header}")
-    raise ValueError(f"unknown access log variable %{name}% (known: "
-                     f"{', '.join(f'%{n}%' for n in VARIABLES)}, "
-                     f"%{REQUEST_HEADER_PREFIX}NAME%, %{RESPONSE_HEADER_PREFIX}NAME%)")
 
 
 def _text(var: Variable) -> Callable[["DownstreamStream"], str]:

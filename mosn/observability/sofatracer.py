@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mosn.observability.accesslog import AccessLogs, _address, _bytes_received
+from mosn.observability.accesslog import AccessLogs
+from mosn.variables import VARIABLES, address_text
 from mosn.proxy.observer import StreamObserver
 
 if TYPE_CHECKING:
@@ -98,11 +99,11 @@ class SofaTracer(StreamObserver):
             "method": headers.get(METHOD) or (head.method if rpc else "") or "",
             "protocol": stream.protocol if rpc else "HTTP",
             "resp.size": str(stream.bytes_sent),
-            "req.size": str(_bytes_received(stream)),
+            "req.size": str(VARIABLES["bytes_received"].get(stream)),
             "baggage": headers.get(BAGGAGE) or "",
             "result.code": RESULT_CODES.get(stream.response_code, OTHER_RESULT),
         }
-        remote = _address(stream.conn.remote_address) or ""
+        remote = address_text(stream.conn.remote_address) or ""
         if self.kind == INGRESS:
             line.update({"span.kind": "server", "remote.ip": remote,
                          "remote.app": "", "local.app": "", "server.duration": elapsed})

@@ -17,7 +17,7 @@ from __future__ import annotations
 import mmap
 import multiprocessing
 import weakref
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 LISTENER_STATS = (
     "downstream_cx_total",
@@ -239,6 +239,11 @@ class StatsStore:
         self._previous: list[tuple[StatsStore, dict[int, int]]] = []
         """Stores of a config before a reload whose workers still drain, with our
         index to theirs for the stats both have: read live."""
+        self.refreshers: list[Callable[[], None]] = []
+        """Called before the stats are read (:meth:`snapshot`, :meth:`histogram_totals`):
+        an owner of slot scopes whose names workers discover (gRPC services) labels
+        them here, in the process that reads."""
+        self._hidden_histograms: set[str] = set()
 
     def register(self, name: str) -> int:
         if name not in self._index:
@@ -269,9 +274,12 @@ class StatsStore:
     def scope(self, prefix: str, names: Iterable[str]) -> Scope:
         return Scope(self, prefix, names)
 
-    def histogram(self, name: str) -> Histogram:
+    def histogram(self, name: str, hidden: bool = False) -> Histogram:
         """A histogram registered now (or the one already registered as ``name``); its
-        counters are left out of :meth:`snapshot` and read by :meth:`histogram_totals`."""
+        counters are left out of :meth:`snapshot` and read by :meth:`histogram_totals`
+        (``hidden``: not shown until :meth:`label_histogram` names it)."""
+        if hidden:
+            self._hidden_histograms.add(name)
         if name in self.histograms:
             return self.histograms[name]
         indices = [self.register(f"{name}:le_{bound:g}") for bound in HISTOGRAM_BUCKETS_MS]
@@ -282,13 +290,24 @@ class StatsStore:
         made = self.histograms[name] = Histogram(name, indices[0], indices[-1])
         return made
 
+    def label_histogram(self, histogram: Histogram, name: str) -> None:
+        """Show a hidden histogram under ``name`` (its owner was found later)."""
+        self._hidden_histograms.discard(histogram.name)
+        self.histograms.pop(histogram.name, None)
+        histogram.name = name
+        self.histograms[name] = histogram
+
     def histogram_totals(self) -> dict[str, dict[str, object]]:
         """Every histogram summed over every worker: ``count``, ``sum_ms`` and
         ``buckets``, a list of ``[upper bound in ms, cumulative count]`` ending with
         ``[None, count]`` for the overflow bucket (``+Inf``)."""
+        for refresh in self.refreshers:
+            refresh()
         out: dict[str, dict[str, object]] = {}
         n = len(HISTOGRAM_BUCKETS_MS) + 1
         for name, h in self.histograms.items():
+            if name in self._hidden_histograms:
+                continue
             running, buckets = 0, []
             for i in range(n):
                 running += self.total(h.base + i)
@@ -311,11 +330,12 @@ class StatsStore:
         for index in scope.indices.values():
             self._display[index] = None
 
-    def label(self, scope: Scope, prefix: str | None) -> None:
+    def label(self, scope: Scope, prefix: str | None, from_now: bool = True) -> None:
         """Show ``scope``'s stats as ``prefix.NAME`` (None: hide them). A scope that
         had another owner keeps counting from where it was; the owner's share is what
         is shown (its gauges start wherever the last owner left them, zero once that
-        owner's connections are gone)."""
+        owner's connections are gone). ``from_now=False``: a slot that never had
+        another owner, shown with everything it counted."""
         display = self._display
         if prefix is None:
             for index in scope.indices.values():
@@ -323,7 +343,7 @@ class StatsStore:
             return
         for name, index in scope.indices.items():
             display[index] = f"{prefix}.{name}"
-        if self._mem is None or scope in self.fresh:
+        if not from_now or self._mem is None or scope in self.fresh:
             self.fresh.discard(scope)  # registered since: nothing counted yet
             return
         counted = [index for name, index in scope.indices.items() if name not in GAUGES]
@@ -427,6 +447,8 @@ class StatsStore:
     def snapshot(self) -> dict[str, int]:
         """Every stat by name, summed over every worker."""
         assert self._mem is not None
+        for refresh in self.refreshers:
+            refresh()
         n, width = len(self.names), self._width
         every = memoryview(self._mem).cast("q")
         totals = [0] * n

@@ -18,14 +18,14 @@ import math
 import operator
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.network.filter import FilterStatus
 from mosn.network.tls import WithTlsVariables
 from mosn.proxy import grpc
 from mosn.proxy.observer import FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH
 from mosn.proxy.path import PathAction, normalize
-from mosn.proxy.stream_filter import Phase, StreamFilter
+from mosn.proxy.stream_filter import LB_METADATA_NAMESPACE, Phase, StreamFilter
 from mosn.router import Route, RouteRequest
 from mosn.stream.types import (
     ClientStream,
@@ -148,7 +148,9 @@ class DownstreamStream:
         "_retrying", "_replays", "observers", "start_time", "start_monotonic", "end_monotonic",
         "response_code", "bytes_sent", "response_monotonic", "response_headers", "span",
         "_held",
-        "ended_by_reset", "_quiet", "dynamic_metadata", "_set_cookies",
+        "ended_by_reset", "_quiet", "dynamic_metadata", "_set_cookies", "_response_transforms",
+        "mirror_copies", "mirror_every_host", "response_trailers", "_at_end",
+        "_on_complete",
     )
 
     def __init__(self, ctx: "ProxyContext", conn: Any, server_stream: ServerStream,
@@ -168,7 +170,13 @@ class DownstreamStream:
         self.done = False
         self.upgrade = False
         try:
-            filters = [make() for make in ctx.stream_filters]
+            filters = []
+            for make in ctx.stream_filters:
+                made = make()
+                if type(made) is tuple:  # one config's filters at several phases (dsl)
+                    filters += made
+                else:
+                    filters.append(made)
         except Exception as exc:  # reported when the request arrives, as any filter error
             filters = [_Broken(exc)]
         if len(filters) > 1:
@@ -218,6 +226,17 @@ class DownstreamStream:
         self.dynamic_metadata: dict[str, Any] | None = None
         """What stream filters tell later ones, by namespace (Envoy's dynamic
         metadata: ``jwt_authn`` puts verified claims here for ``rbac``)."""
+        self._response_transforms: list[Callable[[bytes, bool], bytes]] | None = None
+        self.response_trailers: Headers | None = None
+        """The response's trailers as sent downstream (gRPC's status is there)."""
+        self._at_end: list[Callable[[Any], None]] | None = None
+        self._on_complete: Callable[[Any], None] | None = None
+        self.mirror_copies = 1
+        """Copies of the request each sampled mirror policy of the route sends (MOSN's
+        ``mirror`` filter's ``amplification``), each to a host its balancer chooses."""
+        self.mirror_every_host = False
+        """Each sampled mirror policy sends one copy to every healthy host of its
+        cluster instead (MOSN's ``broadcast``)."""
         if ctx.streams is not None:
             ctx.track(self)
 
@@ -229,6 +248,53 @@ class DownstreamStream:
         current = self._max_request_bytes
         self._max_request_bytes = limit if current is None else min(current, limit)
         return self._request_bytes > self._max_request_bytes
+
+    def transform_response_body(self, transform: Callable[[bytes, bool], bytes]) -> None:
+        """A stream filter's change of the response body (from its ``on_response``):
+        ``transform(data, end_stream)`` gets each piece from upstream and returns
+        what to send instead (called with ``end_stream`` True once, at the end, so it
+        can write what it kept). The filter fixes the response's framing headers
+        itself (drops ``content-length`` when the length changes)."""
+        if self._response_transforms is None:
+            self._response_transforms = []
+        self._response_transforms.append(transform)
+
+    def at_end(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(stream)`` when the stream ends (after the access log's
+        observers), however it ends: a stream filter's per-request accounting."""
+        if self._at_end is None:
+            self._at_end = []
+        self._at_end.append(callback)
+
+    def when_request_complete(self, callback: Callable[[Any], None]) -> None:
+        """Call ``callback(stream)`` once the whole request has arrived (at once if it
+        has): a filter that needs the body (a transcoder) returns STOP, then reads
+        :meth:`request_body` and calls :meth:`continue_request`. The body is held up
+        to the proxy's buffer limit: the filter bounds it with
+        :meth:`limit_request_body` below that."""
+        if self.request_complete:
+            callback(self)
+        else:
+            self._on_complete = callback
+
+    def request_body(self) -> bytes:
+        """The request body received and not yet sent upstream (all of it, for a
+        filter that held the request until it was complete)."""
+        return b"".join(self._body)
+
+    def _request_completed(self) -> None:
+        callback, self._on_complete = self._on_complete, None
+        if callback is not None and not self.done:
+            try:
+                callback(self)
+            except Exception:  # as a filter failing in on_request
+                log.exception("a stream filter's request callback failed")
+                self.send_local_reply(500, "filter error\n")
+
+    def _transformed(self, data: bytes, end_stream: bool) -> bytes:
+        for transform in self._response_transforms or ():
+            data = transform(data, end_stream)
+        return data
 
     @property
     def bytes_received(self) -> int:
@@ -317,6 +383,8 @@ class DownstreamStream:
             shadow.send_data(data, end_stream)
         if end_stream and self._timer is None and self.upstream is not None:
             self._start_timer()
+        if end_stream and self._on_complete is not None:
+            self._request_completed()
 
     def on_trailers(self, trailers: Headers) -> None:
         self.request_complete = True
@@ -326,6 +394,8 @@ class DownstreamStream:
             upstream.stream.send_trailers(trailers)
         else:
             self._trailers = trailers
+        if self._on_complete is not None:
+            self._request_completed()
 
     def on_reset(self, reason: StreamResetReason) -> None:
         """The client went away (or broke the protocol) before the stream ended."""
@@ -391,7 +461,7 @@ class DownstreamStream:
         tls = self.conn.tls
         headers = head.headers if tls is None else WithTlsVariables(head.headers, tls)
         route = table.route(RouteRequest(head.authority, head.path, head.method,
-                                         headers, head.scheme))
+                                         headers, head.scheme, self))
         if route is None:
             self.response_flags.append(NO_ROUTE)
             self.send_local_reply(404, "no route\n")
@@ -406,7 +476,7 @@ class DownstreamStream:
                 head.authority, head.path, head.method, head.headers, head.scheme))
             self.send_local_reply(route.redirect.code, "", [("location", location)])
             return False
-        self.cluster = self.ctx.clusters.get(route.cluster_name(head.headers))
+        self.cluster = self.ctx.clusters.get(route.cluster_name(head.headers, stream=self))
         if self.cluster is None:
             self.response_flags.append(NO_CLUSTER)
             self.send_local_reply(503, "no cluster\n")
@@ -418,7 +488,7 @@ class DownstreamStream:
                 key, self._set_cookies = route.hash_policy.hash_key(
                     head.headers, self.conn.remote_address, self.conn.local_address)
             self._lb_context = LbContext(key, criteria or None, self.conn, head.headers)
-        route.apply_request_headers(head.headers)
+        route.apply_request_headers(head.headers, self)
         head.path = route.rewrite_path(head.path)
         head.authority = route.rewrite_host(head.authority, head.headers)
         if route.max_request_bytes is not None:
@@ -434,6 +504,14 @@ class DownstreamStream:
     def _choose_host(self) -> bool:
         assert self.cluster is not None
         context = self._lb_context
+        lb_metadata = (self.dynamic_metadata.get(LB_METADATA_NAMESPACE)
+                       if self.dynamic_metadata else None)
+        if lb_metadata:  # a filter's subset criteria (header_to_metadata) over the route's
+            if context is None:
+                head = self.request
+                context = self._lb_context = LbContext(
+                    None, None, self.conn, head.headers if head is not None else None)
+            context.metadata_match = {**(context.metadata_match or {}), **lb_metadata}
         host = self.cluster.choose_host(self._tried, context)
         if host is None and self._tried:
             host = self.cluster.choose_host((), context)  # every host was tried: any will do
@@ -468,7 +546,7 @@ class DownstreamStream:
         if self.request_complete and self._timer is None and not self.done:
             self._start_timer()
         if self.route.mirror_policies and not self._shadows and not self.upgrade:
-            self._start_shadows()
+            self.start_mirrors()
 
     # -- upstream events -----------------------------------------------------------------
 
@@ -531,7 +609,7 @@ class DownstreamStream:
             if head.status != 101:
                 strip_hop_by_hop(head.headers, False)
         if self.route is not None:
-            self.route.apply_response_headers(head.headers)
+            self.route.apply_response_headers(head.headers, self)
         for cookie in self._set_cookies:  # made for the hash policy (cookie ttl)
             head.headers.add("set-cookie", cookie)
         for f in self._filters:
@@ -553,6 +631,14 @@ class DownstreamStream:
         self.response_code = head.status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
+        if end_stream and self._response_transforms:
+            tail = self._transformed(b"", True)  # an empty body changed: gzip's empty stream
+            self.server_stream.send_headers(head, not tail)
+            if tail:
+                self.bytes_sent += len(tail)
+                self.server_stream.send_data(tail, True)
+            self._finish(reset_upstream=False)
+            return
         self.server_stream.send_headers(head, end_stream)
         if end_stream:
             self._finish(reset_upstream=False)
@@ -561,6 +647,10 @@ class DownstreamStream:
         if self.done:
             return
         self._quiet = 0
+        if self._response_transforms:
+            data = self._transformed(data, end_stream)
+            if not data and not end_stream:
+                return
         self.bytes_sent += len(data)
         self.server_stream.send_data(data, end_stream)
         if end_stream:
@@ -569,6 +659,12 @@ class DownstreamStream:
     def on_upstream_trailers(self, trailers: Headers) -> None:
         if self.done:
             return
+        if self._response_transforms:
+            tail = self._transformed(b"", True)
+            if tail:
+                self.bytes_sent += len(tail)
+                self.server_stream.send_data(tail, False)
+        self.response_trailers = trailers
         self.server_stream.send_trailers(trailers)
         self._finish(reset_upstream=False)
 
@@ -703,23 +799,39 @@ class DownstreamStream:
 
     # -- mirroring -------------------------------------------------------------------------
 
-    def _start_shadows(self) -> None:
+    def start_mirrors(self) -> int:
+        """Send the route's mirrored copies now (once a stream; the proxy calls it as
+        the request goes upstream): ``mirror_copies`` per sampled policy, or one per
+        healthy host with ``mirror_every_host``. Returns how many were sent."""
         assert self.route is not None and self.request is not None
+        if self._shadows:
+            return 0
         for policy in self.route.mirror_policies:
             if not policy.sampled():
                 continue
             cluster = self.ctx.clusters.get(policy.cluster)
-            host = cluster.choose_host() if cluster is not None else None
-            if host is None:
+            if cluster is None:
                 continue
-            head = self.request
-            shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
-                                      head.scheme, head.headers.copy(), head.version)
-            shadow = ShadowRequest(shadow_head, self.request_complete)
-            pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
-            shadow.pending = pool.new_stream(shadow, shadow)
-            if not shadow.abandoned:
-                self._shadows.append(shadow)
+            if self.mirror_every_host:
+                hosts = [h for h in cluster.hosts if h.healthy]
+            else:
+                hosts = [cluster.choose_host() for _ in range(self.mirror_copies)]
+            for host in hosts:
+                if host is not None:
+                    self._mirror_to(cluster, host)
+        return len(self._shadows)
+
+    def _mirror_to(self, cluster: Cluster, host: Host) -> None:
+        head = self.request
+        assert head is not None and self.route is not None
+        shadow_head = RequestHead(head.method, head.path, _shadow_authority(head.authority),
+                                  head.scheme, head.headers.copy(), head.version,
+                                  frame=head.frame)  # an RPC copy is the same frame
+        shadow = ShadowRequest(shadow_head, self.request_complete)
+        pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
+        shadow.pending = pool.new_stream(shadow, shadow)
+        if not shadow.abandoned:
+            self._shadows.append(shadow)
 
     # -- answering and ending ------------------------------------------------------------
 
@@ -760,6 +872,8 @@ class DownstreamStream:
         self.response_code = status
         self.response_headers = head.headers
         self.response_monotonic = time.monotonic()
+        if self._response_transforms:  # a filter changes every body, the proxy's own too
+            data = self._transformed(data, True)
         self.bytes_sent += len(data)
         self.server_stream.send_headers(head, not data)
         if data:
@@ -811,6 +925,12 @@ class DownstreamStream:
         self.end_monotonic = time.monotonic()
         for hook in self.observers.stream_end:
             hook(self)
+        if self._at_end is not None:
+            for callback in self._at_end:
+                try:
+                    callback(self)
+                except Exception:  # a filter's accounting must not break the proxy
+                    log.exception("a stream filter's end-of-stream callback failed")
 
 
 class _Broken(StreamFilter):

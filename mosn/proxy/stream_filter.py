@@ -2,7 +2,8 @@
 
 A ``mosn_stream_filters`` extension's factory is called once per listener as
 ``factory(config, context)`` and returns a callable that makes a filter for each
-stream (a stateless filter may return the same object every time).
+stream (a stateless filter may return the same object every time), or a tuple
+of filters when one config acts at several phases (MOSN's ``dsl``).
 
 ``on_request(stream)`` runs at the filter's phase and returns
 - ``FilterStatus.CONTINUE``: go on with the next filter and the request;
@@ -26,6 +27,12 @@ from mosn.stream.types import ResponseHead
 
 if TYPE_CHECKING:
     from mosn.proxy.stream import DownstreamStream
+
+
+LB_METADATA_NAMESPACE = "envoy.lb"
+"""The namespace of ``stream.dynamic_metadata`` whose string values join the route's
+``metadata_match`` (subset load balancing) when the host is chosen, over the route's
+own (Envoy's router reads the same namespace; MOSN's ``x-mosn-router-meta``)."""
 
 
 class Phase(enum.IntEnum):
@@ -59,4 +66,4 @@ def route_filter_config(stream: "DownstreamStream", name: str) -> Any:
     return route.per_filter_config.get(name)
 
 
-__all__ = ["FilterStatus", "Phase", "StreamFilter", "route_filter_config"]
+__all__ = ["LB_METADATA_NAMESPACE", "FilterStatus", "Phase", "StreamFilter", "route_filter_config"]

@@ -32,6 +32,7 @@ from mosn.router.match import (
 )
 
 from mosn.upstream.hashing import combine, hash64
+from mosn.variables import Template, cookie_value, variable
 
 if TYPE_CHECKING:
     from mosn.router.table import VirtualHost
@@ -54,6 +55,8 @@ class RouteRequest:
     method: str = ""
     headers: Mapping[str, str] = field(default_factory=dict)
     scheme: str = "http"
+    stream: Any = None
+    """The stream, for routes that match on ``variables`` (None: they do not match)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,22 +114,24 @@ class HeaderMutation:
     """One level's removals, then additions (Envoy's order within a level).
 
     An added header with ``append`` joins an existing non-empty value with ``,``
-    (MOSN's header_parser.go); otherwise it replaces it.
+    (MOSN's header_parser.go); otherwise it replaces it. A value naming
+    ``%variables%`` is expanded for each request, from ``stream``.
     """
 
     __slots__ = ("remove", "add")
 
     def __init__(self, add: list[HeaderValueOption], remove: list[str]) -> None:
         self.remove = tuple(name.lower() for name in remove)
-        self.add = tuple((o.header.key.lower(), o.header.value, o.append) for o in add)
+        self.add = tuple((o.header.key.lower(), Template(o.header.value), o.append) for o in add)
 
     def __bool__(self) -> bool:
         return bool(self.remove or self.add)
 
-    def apply(self, headers: MutableMapping[str, str]) -> None:
+    def apply(self, headers: MutableMapping[str, str], stream: Any = None) -> None:
         for name in self.remove:
             headers.pop(name, None)
-        for name, value, append in self.add:
+        for name, template, append in self.add:
+            value = template.text if template.constant else template(stream)
             old = headers.get(name) if append else None
             headers[name] = f"{old},{value}" if old else value
 
@@ -149,6 +154,7 @@ class Route:
         "_matched_prefix", "_prefix_rewrite", "_regex_rewrite", "_case_sensitive", "_host_rewrite",
         "_host_rewrite_header", "_request_mutations", "_response_mutations",
         "auto_host_rewrite",
+        "_variables", "_cluster_variable",
     )
 
     def __init__(self, config: RouteConfig, virtual_host: VirtualHost,
@@ -160,6 +166,9 @@ class Route:
         self._path_test: StringTest | None = path_test(match)
         self._headers: tuple[HeaderMatcher, ...] = header_matchers(match)
         self._query = tuple(QueryParameterMatcher(q) for q in match.query_parameters)
+        self._variables = tuple(
+            (variable(v.name).get, v.value or None, re.compile(v.regex) if v.regex else None,
+             v.model == "or") for v in match.variables)
         self._case_sensitive = match.case_sensitive
         matched = match.prefix or match.path
         self._matched_prefix = matched if match.case_sensitive else matched.lower()
@@ -179,6 +188,8 @@ class Route:
         self._response_mutations = tuple(m for m in (own[1], *response_mutations) if m)
         self._cluster = action.cluster_name
         self._cluster_header = action.cluster_header.lower()
+        self._cluster_variable = (variable(action.cluster_variable).get
+                                  if action.cluster_variable else None)
         self._weighted_names = tuple(w.cluster.name for w in action.weighted_clusters)
         self._cum_weights = tuple(accumulate(w.cluster.weight for w in action.weighted_clusters)) or None
         self._weighted_metadata = {w.cluster.name: dict(w.cluster.metadata_match)
@@ -211,8 +222,9 @@ class Route:
         return moved
 
     def matches(self, path: str, method: str, headers: Mapping[str, str],
-                query: Mapping[str, str] | None) -> bool:
-        """``path`` without its query; ``query`` parsed (only needed when the route tests it)."""
+                query: Mapping[str, str] | None, stream: Any = None) -> bool:
+        """``path`` without its query; ``query`` parsed (only needed when the route tests
+        it); ``stream`` read by ``variables`` (a route with some never matches without)."""
         if self._path_test is not None and not self._path_test(path):
             return False
         for matcher in self._headers:
@@ -223,19 +235,41 @@ class Route:
             for q in self._query:
                 if not q.matches(params):
                     return False
+        if self._variables:
+            return stream is not None and self._variables_match(stream)
         return True
+
+    def _variables_match(self, stream: Any) -> bool:
+        """MOSN's ``VariableRouteRuleImpl.Match``: left to right, an ``and`` item
+        joins the result so far, the item after an ``or`` starts afresh, and a true
+        result at an ``or`` item ends the walk."""
+        result = True
+        last_or = False
+        for get, value, pattern, is_or in self._variables:
+            actual = get(stream)
+            actual = "" if actual is None else str(actual)
+            step = actual == value if value is not None else pattern.search(actual) is not None
+            result = step if last_or else result and step
+            if result and is_or:
+                break
+            last_or = is_or
+        return result
 
     @property
     def needs_query(self) -> bool:
         return bool(self._query)
 
     def cluster_name(self, headers: Mapping[str, str] = _NO_HEADERS,
-                     rng: random.Random | None = None) -> str:
-        """The cluster for this request; ``""`` for a reply route or a missing cluster header."""
+                     rng: random.Random | None = None, stream: Any = None) -> str:
+        """The cluster for this request; ``""`` for a reply route, a missing cluster
+        header or a ``cluster_variable`` without a value (``stream`` is read for it)."""
         if self._cum_weights is not None:
             return (rng or random).choices(self._weighted_names, cum_weights=self._cum_weights)[0]
         if self._cluster_header:
             return headers.get(self._cluster_header) or ""
+        if self._cluster_variable is not None:
+            value = self._cluster_variable(stream) if stream is not None else None
+            return str(value) if value else ""
         return self._cluster
 
     def metadata_match_for(self, cluster_name: str) -> dict[str, str]:
@@ -264,14 +298,15 @@ class Route:
             return headers.get(self._host_rewrite_header) or host
         return host
 
-    def apply_request_headers(self, headers: MutableMapping[str, str]) -> None:
-        """Route, then virtual host, then router config mutations (Envoy's order)."""
+    def apply_request_headers(self, headers: MutableMapping[str, str], stream: Any = None) -> None:
+        """Route, then virtual host, then router config mutations (Envoy's order);
+        ``%variables%`` in values read ``stream``."""
         for mutation in self._request_mutations:
-            mutation.apply(headers)
+            mutation.apply(headers, stream)
 
-    def apply_response_headers(self, headers: MutableMapping[str, str]) -> None:
+    def apply_response_headers(self, headers: MutableMapping[str, str], stream: Any = None) -> None:
         for mutation in self._response_mutations:
-            mutation.apply(headers)
+            mutation.apply(headers, stream)
 
 
 class HashPolicy:
@@ -311,7 +346,7 @@ class HashPolicy:
             if kind == self._HEADER:
                 value = headers.get(name)
             elif kind == self._COOKIE:
-                value = _cookie(headers.get("cookie"), name)
+                value = cookie_value(headers.get("cookie"), name)
                 if value is None and name in self._cookies:
                     value = _made_cookie(source, local)
                     made.append(_set_cookie(self._cookies[name], value))
@@ -340,16 +375,6 @@ def _set_cookie(cookie: CookieHashConfig, value: str) -> str:
     if cookie.path:
         text += f"; Path={cookie.path}"
     return text + "; HttpOnly"
-
-
-def _cookie(header: str | None, name: str) -> str | None:
-    if not header:
-        return None
-    for part in header.split(";"):
-        k, sep, v = part.strip().partition("=")
-        if sep and k == name:
-            return v.strip().strip('"')  # Envoy quotes the cookies it makes
-    return None
 
 
 def _retry_policy(config: RetryPolicyConfig) -> RetryPolicy:

@@ -70,7 +70,7 @@ class VirtualHost:
             routes = self._by_segment.get(path[1:end] if end > 0 else path[1:],
                                           self._unsegmented)
         for route in routes:
-            if route.matches(path, method, headers, params):
+            if route.matches(path, method, headers, params, request.stream):
                 return route
         return None
 

@@ -1,4 +1,5 @@
-"""Registers the bolt codecs with the RPC engine and the bolt protocols with the proxy."""
+"""Registers the bolt codecs with the RPC engine, the bolt protocols with the proxy,
+and MOSN's HTTP-to-bolt transcoder with the stream filters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from mosn.plugins import Extension, hookimpl
 from mosn.upstream import HeartbeatChecker
 from mosn_sofarpc.codec import BoltCodec, BoltV2Codec
 from mosn_sofarpc.config import SofaRpcConfig
+from mosn_sofarpc.transcoder import TranscoderConfig, build as build_transcoder
 
 
 def bolt_codec(config: SofaRpcConfig | None = None, *_: Any) -> BoltCodec:
@@ -66,3 +68,8 @@ def mosn_health_checkers() -> list[Extension]:
         Extension("boltv2", boltv2_health_checker,
                   description="a bolt v2 heartbeat, answered with SUCCESS"),
     ]
+
+@hookimpl
+def mosn_stream_filters() -> list[Extension]:
+    return [Extension("transcoder", build_transcoder, TranscoderConfig,
+                      description="MOSN's transcoder: HTTP to SOFARPC bolt (http2bolt_simple)")]
