@@ -15,8 +15,8 @@ Every --event-every seconds, in turn: one upstream of a protocol killed (SIGKILL
 restarted --down-for seconds later (its host flips unhealthy, then healthy: the other
 host must carry every request); a config reload (SIGHUP, a route timeout changed:
 applied in place with one process, by new workers with several); an upgrade (a second
-``mosn start`` on the same config takes over, migrating the clients' connections;
-with workers they drain instead, docs/upgrade.md); and both upstreams of one protocol killed (an
+``mosn start`` on the same config takes over, migrating the clients' connections,
+docs/upgrade.md); and both upstreams of one protocol killed (an
 outage: that protocol's requests may fail until its upstreams are back and the
 clients' timeout has passed).
 
@@ -370,9 +370,7 @@ def main() -> int:
     parser.add_argument("--duration", type=float, default=1800.0, help="seconds of traffic")
     parser.add_argument("--event-every", type=float, default=30.0, help="seconds between events")
     parser.add_argument("--down-for", type=float, default=5.0, help="seconds a killed upstream stays down")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="mosn --workers (with more than one, an upgrade drains the "
-                             "connections instead of migrating them)")
+    parser.add_argument("--workers", type=int, default=2, help="mosn --workers")
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight per client")
     parser.add_argument("--events", default=",".join(EVENTS),
                         help=f"comma-separated kinds of event, of {', '.join(EVENTS)}")

@@ -342,12 +342,17 @@ H2LOAD_RUN = 15
 (another run follows if the upgrade is not over by then)."""
 
 
+@pytest.mark.long
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_path,
                                                          http_upstream):  # noqa: F811
     """h2load keeps 4 connections with 8 streams each in flight through an upgrade: the
     old process's HTTP/2 connections get the two-step GOAWAY, so every stream the
-    clients sent is answered (none refused), and h2load goes on on the new process."""
+    clients sent is answered (none refused).
+
+    Outside CI: on a machine loaded far beyond its cores h2load has counted a few
+    failed streams in some runs (the two-step itself is checked byte by byte, on both
+    engines, in plugins/http2/tests/test_http2_codec.py)."""
     port = free_port()
     config = http_config(port, http_upstream)
     config["servers"][0]["graceful_timeout"] = "10s"

@@ -96,10 +96,12 @@ PREMATURE_RESET_MIN_STREAMS = 500
 began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
 the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
 an upstream request per stream while no stream stays open)."""
-GOAWAY_NOTICE_WAIT = 1.0
+GOAWAY_NOTICE_WAIT = 5.0
 """Seconds the second GOAWAY of a graceful shutdown waits at most for the answer to
 the PING sent with the first (a client that does not answer PINGs gets it then):
-Envoy's drain waits a fixed time, nghttp2 advises a round trip."""
+Envoy's ``drain_timeout`` default; nghttp2 advises a round trip, which the PING's
+answer ends the wait on. Less (1 s was tried) refused streams of a client starved of
+CPU on a loaded machine for longer than that."""
 HTTP1_REQUEST = re.compile(rb"[A-Z]{1,20} ").match
 """The start of an HTTP/1.x request line (a method, a space), where the HTTP/2
 preface should be."""
@@ -626,7 +628,17 @@ class ServerConnection(_Codec):
         self._ping()
         self._notice_ping = self._pings
         self._flush()
-        self._notice_timer = self.conn.loop.call_later(GOAWAY_NOTICE_WAIT, self._goaway_now)
+        self._notice_timer = self.conn.loop.call_later(GOAWAY_NOTICE_WAIT, self._notice_expired)
+
+    def _notice_expired(self) -> None:
+        """The wait is over, but what came meanwhile is read first: a process busy for
+        the whole wait has the PING's answer unread, behind streams the client sent
+        before it read the first GOAWAY. Two loop turns: uvloop runs timers and
+        ``call_soon`` callbacks before it polls for input, so the second turn's comes
+        after a poll."""
+        self._notice_timer = None
+        loop = self.conn.loop
+        loop.call_soon(loop.call_soon, self._goaway_now)
 
     def _goaway_now(self) -> None:
         """GOAWAY (NO_ERROR) naming the last stream taken: those finish, later ones

@@ -597,6 +597,7 @@ def test_graceful_goaway_takes_streams_sent_before_the_client_read_it(engine, an
         conn.feed(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + pings[0])  # its PING ACK
     else:
         conn.loop.advance(GOAWAY_NOTICE_WAIT + 0.1)
+        conn.loop.run()  # the second GOAWAY waits a loop turn more (input is read first)
     assert _goaways(conn.take()) == [3]
     assert not conn.closed
     for stream, _ in streams:
