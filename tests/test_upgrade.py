@@ -482,6 +482,24 @@ def test_a_port_the_new_process_cannot_bind_leaves_the_old_one(mosn_processes, t
     new.stop()
 
 
+@pytest.mark.parametrize("key", ["disable_upgrade", "close_graceful"])
+def test_disable_upgrade_starts_without_a_takeover(mosn_processes, tmp_path, http_upstream,  # noqa: F811
+                                                   key):
+    """MOSN's ``disable_upgrade`` (and its old name): the second process asks nothing
+    of the first, so it cannot bind the first one's port and exits; the first one
+    goes on, never told of an upgrade."""
+    port = free_port()
+    config = dict(http_config(port, http_upstream), **{key: True})
+    old = mosn_processes(config, tmp_path)
+    new = mosn_processes(config, tmp_path, wait=False)
+    assert new.proc.wait(timeout=UPGRADE_TIMEOUT) == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in new.output()
+    assert httpx.get(f"http://127.0.0.1:{port}/status/200").status_code == 200
+    assert old.proc.poll() is None
+    assert old.stats()["server.upgrade_failed"] == 0  # it was never asked
+    old.stop()
+
+
 def test_an_upgrade_while_one_is_under_way_is_refused(mosn_processes, tmp_path, http_upstream):  # noqa: F811
     port = free_port()
     config = http_config(port, http_upstream)
