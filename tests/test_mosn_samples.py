@@ -22,7 +22,7 @@ CONNECTION_MANAGER = ("filters[1].type", "filters[0].config.router_config_name")
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
-"""MOSN's stream filters mosn has no counterpart of yet (dsl, seata, mirror, transcoder)."""
+"""MOSN's stream filters mosn has no counterpart of yet (seata's)."""
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
@@ -30,12 +30,8 @@ TRACER = ("tracing",)
 REFUSED: dict[str, tuple[str, ...]] = {
     "configs/istio152/mosn_config_mirror_xds.json": ("static_resources",),
     "configs/istio152/mosn_xds.json": XDS,
-    "configs/mosn_config_broadcast.json": GO_STREAM_FILTER,
     "configs/mosn_config_dev.json": CONNECTION_MANAGER,
-    "configs/mosn_config_mirror.json": GO_STREAM_FILTER,
-    "dsl-sample/config.json": GO_STREAM_FILTER,
     "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS,
-    "filter/transcoder/client_config.json": GO_STREAM_FILTER,
     "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,
     "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json": NACOS + TLS_FILES,
     "flowcontrol-sample/tls_client_config.json": TLS_FILES,
