@@ -34,6 +34,7 @@ import yaml
 from conftest import ROOT, free_port
 from mosn.config import validate
 from mosn.testing import CodeBlock, code_blocks, plugin_site
+from test_docs_snippets import base as listener_config
 
 DOC = ROOT / "docs" / "plugins.md"
 PORTS = ("12200", "12220", "12221", "12222", "34901")
@@ -179,8 +180,8 @@ def test_the_config_blocks_outside_the_tutorials_load(monkeypatch: pytest.Monkey
     site = plugin_site(tmp_path, [("hello", "mosn_hello.plugin")], "mosn-plugin-hello")
     monkeypatch.syspath_prepend(str(ROOT / "tests" / "plugins" / "hello"))
     monkeypatch.syspath_prepend(str(site))
-    for block in blocks:
-        loaded = validate(yaml.safe_load(block.text))
+    for block in blocks:  # a part of a config: beside a listener (a config needs one)
+        loaded = validate({**listener_config(), **yaml.safe_load(block.text)})
         assert [p.name for p in loaded.plugins.plugins if not p.enabled] == ["hello"]
 
 
