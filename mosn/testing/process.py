@@ -19,6 +19,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
@@ -35,11 +36,23 @@ ADMIN_TIMEOUT = 5.0
 """Seconds an admin API request may take."""
 
 
+RECENT_PORTS = 4096
+"""Ports :func:`free_port` remembers having given: the kernel may hand the same free
+port to two calls in a row, and a config built from both would then listen twice on
+one port."""
+_given: deque[int] = deque(maxlen=RECENT_PORTS)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's choice)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A TCP port nothing listens on right now (the kernel's choice), and not one this
+    process was given lately."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _given:
+            _given.append(port)
+            return port
 
 
 def wait_for_port(port: int, host: str = "127.0.0.1", timeout: float = START_TIMEOUT) -> None:
