@@ -24,7 +24,7 @@ import httpx
 import pytest
 import yaml
 
-from conftest import ROOT, Mosn, free_port, serving
+from conftest import ROOT, Mosn, free_port, serving, tcp_proxy_config
 from mosn.config import ConfigError, validate
 from mosn.config.types import Address
 from mosn.network import Listener, bind
@@ -285,7 +285,8 @@ def operations_yaml_blocks() -> list[str]:
 
 def test_the_documented_overload_config_loads_as_written() -> None:
     (block,) = operations_yaml_blocks()
-    config = validate(yaml.safe_load(block)).config.overload_manager
+    beside = tcp_proxy_config(free_port(), ["127.0.0.1:9"])  # a config needs a listener
+    config = validate({**beside, **yaml.safe_load(block)}).config.overload_manager
     assert (config.refresh_interval, config.max_buffered_bytes) == (0.25, 256 * MIB)
     assert config.actions.stop_accepting_connections == 0.8
     assert config.actions.shed_high_memory_connections == 0.95

@@ -79,13 +79,15 @@ def load(path: str | Path, plugins: PluginHost | None = None) -> LoadedConfig:
 
 def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
              base_dir: Path | None = None, *, routes_to_unknown_clusters: bool = False,
-             check_keys: bool = True) -> LoadedConfig:
+             check_keys: bool = True, must_serve: bool = True) -> LoadedConfig:
     """``base_dir``: where relative file names in the config (certificates) are
     found; the config file's directory (default: the working directory).
     ``routes_to_unknown_clusters``: a route may name a cluster that is not (yet)
     there, answered 503 (a control plane's routes may come before their clusters).
     ``check_keys``: False skips looking for keys no field takes (a config made by a
-    translation has none; the walk costs as much as validating)."""
+    translation has none; the walk costs as much as validating).
+    ``must_serve``: False takes a config with no listener (a control plane's resources
+    before its listeners came)."""
     errors: list[str] = []
     if plugins is None:
         plugins = load_plugins(raw)
@@ -98,7 +100,8 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
     errors += _check_names(config)
     errors += _check_routers(config, check_clusters=not routes_to_unknown_clusters)
     errors += _check_control_plane(config)
-    errors += _check_serves_something(config)
+    if must_serve:
+        errors += _check_serves_something(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
     key_errors, warnings = check_extra_keys(config) if check_keys else ([], [])

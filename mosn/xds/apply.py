@@ -48,7 +48,8 @@ class Composer:
         routers = self._reuse(composed)
         try:
             loaded = validate(composed.raw, self.plugins, self.base_dir,
-                              routes_to_unknown_clusters=True, check_keys=False)
+                              routes_to_unknown_clusters=True, check_keys=False,
+                              must_serve=False)
         except ConfigError as exc:
             return name_errors(exc.errors, composed.origins)
         try:
