@@ -160,6 +160,9 @@ def check_cluster_type(out: str) -> None:
 EXPECTED = {"codec": check_codec, "filter": check_filter, "lb": check_lb,
             "health-checker": check_health_checker, "cluster-type": check_cluster_type}
 """What each tutorial's output must show (as the page shows it)."""
+CI_TUTORIAL = "codec"
+"""The tutorial CI follows end to end (a fresh virtualenv, 15-30 s each); the other
+kinds' run with ``-m long``."""
 
 
 def test_every_kind_has_a_tutorial() -> None:
@@ -185,7 +188,9 @@ def test_the_config_blocks_outside_the_tutorials_load(monkeypatch: pytest.Monkey
         assert [p.name for p in loaded.plugins.plugins if not p.enabled] == ["hello"]
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", [
+    kind if kind == CI_TUTORIAL else pytest.param(kind, marks=pytest.mark.long)
+    for kind in KINDS])
 def test_the_tutorial_runs(tmp_path: Path, kind: str) -> None:
     doc = DOC.read_text()
     for port in PORTS:
