@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ def profile(pid: int, url: str, seconds: int, cpu: int, connections: int,
                              "-p", str(pid), "-o", str(out)], stderr=subprocess.DEVNULL)
     time.sleep(SETTLE)
     count = tls.wrk(url, seconds, cpu, connections)
-    perf.send_signal(subprocess.signal.SIGINT)
+    perf.send_signal(signal.SIGINT)
     perf.wait()
     report = subprocess.run(["perf", "report", "-i", str(out), "--sort", "dso", "--stdio", "-n"],
                             capture_output=True, text=True, check=True).stdout
