@@ -398,7 +398,7 @@ def test_listener_filters_timeout_can_continue_to_a_chain(start_mosn) -> None:
         lambda: greeter.accept()[0], None)], daemon=True).start()
     ports = {flag: free_port() for flag in (True, False)}
     mosn = start_mosn({
-        "servers": [{"listeners": [{
+        "servers": [{"graceful_timeout": "1s", "listeners": [{  # the greeter never closes
             "name": f"wait_{flag}".lower(), "address": f"127.0.0.1:{port}",
             "listener_filters": [{"type": "http_inspector"}],
             "listener_filters_timeout": "300ms",
