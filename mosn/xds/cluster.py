@@ -142,8 +142,7 @@ def http_protocol_options(f: Fields, key: str, packed: Any) -> str:
         return ""
     options = http_protocol_options_pb2.HttpProtocolOptions()
     packed.Unpack(options)
-    sub = Fields(options, f"{f.path}.{path}" if f.path else path, f.errors)
-    f._children.append(sub)  # noqa: SLF001 - a child this module made itself
+    sub = f.adopt(options, f"{f.path}.{path}" if f.path else path)
     kind = sub.which("upstream_protocol_options")
     protocol = ""
     if kind == "explicit_http_config":

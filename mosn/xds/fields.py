@@ -99,7 +99,7 @@ class Fields:
         self._read.add(name)
         if not self.message.HasField(name):
             return None
-        return self._adopt(getattr(self.message, name), self._at(name))
+        return self.adopt(getattr(self.message, name), self._at(name))
 
     def children(self, name: str) -> list[Fields]:
         """A repeated sub-message, each to read in turn."""
@@ -108,7 +108,7 @@ class Fields:
         if not items:
             return []
         path = self._at(name)
-        return [self._adopt(item, f"{path}[{i}]") for i, item in enumerate(items)]
+        return [self.adopt(item, f"{path}[{i}]") for i, item in enumerate(items)]
 
     def typed(self, name: str, types: dict[str, type[Message]]) -> Fields | None:
         """A ``google.protobuf.Any`` unpacked into the message its type URL names,
@@ -130,7 +130,7 @@ class Fields:
         except DecodeError as exc:
             self.errors.append(f"{path}: {type_name} does not decode: {exc}")
             return None
-        return self._adopt(inner, path)
+        return self.adopt(inner, path)
 
     def parts(self, name: str) -> list[tuple[Message, str]]:
         """A repeated sub-message's items with their paths, to translate apart
@@ -147,7 +147,9 @@ class Fields:
     def error(self, reason: str, name: str = "") -> None:
         self.errors.append(f"{self._at(name) if name else self.path}: {reason}")
 
-    def _adopt(self, message: Message, path: str) -> Fields:
+    def adopt(self, message: Message, path: str) -> Fields:
+        """The fields of ``message`` (found at ``path``, e.g. an unpacked ``Any``), whose
+        unread fields count with this one's."""
         child = Fields(message, path, self.errors)
         self._children.append(child)
         return child
