@@ -224,12 +224,11 @@ def test_workers_write_whole_lines(start_mosn, backend, tmp_path):
         "n": "%request_header_x-n%", "pad": "%request_header_x-pad%"}}]), "--workers", "2")
     count, pad = 300, "p" * 3000  # lines of 3 KiB: a torn write would show
 
-    def one(i: int) -> int:
-        with httpx.Client(timeout=10) as client:  # a connection each: both workers serve
-            return client.get(f"http://127.0.0.1:{port}/ok/",
-                              headers={"x-n": str(i), "x-pad": pad}).status_code
+    def one(i: int) -> int:  # a connection each (closed after it): both workers serve
+        return client.get(f"http://127.0.0.1:{port}/ok/", headers={
+            "x-n": str(i), "x-pad": pad, "connection": "close"}).status_code
 
-    with ThreadPoolExecutor(16) as pool:
+    with httpx.Client(timeout=10) as client, ThreadPoolExecutor(16) as pool:
         assert set(pool.map(one, range(count))) == {200}
     lines = read_lines(log, count)
     records = [json.loads(line) for line in lines]  # every line whole
