@@ -42,9 +42,10 @@ def config(port: int, log: Path, roller: str = "") -> dict[str, Any]:
 
 
 def send(port: int, numbers: range, pad: str = "-") -> None:
-    for i in numbers:  # a connection each: with workers, both serve
-        with httpx.Client(timeout=10) as client:
-            r = client.get(f"http://127.0.0.1:{port}/", headers={"x-n": str(i), "x-pad": pad})
+    with httpx.Client(timeout=10) as client:
+        for i in numbers:  # a connection each (closed after it): with workers, both serve
+            r = client.get(f"http://127.0.0.1:{port}/", headers={
+                "x-n": str(i), "x-pad": pad, "connection": "close"})
             assert r.status_code == 200
 
 
