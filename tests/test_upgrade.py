@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -337,22 +338,27 @@ def test_upgrade_under_load_migrates_connections(mosn_processes, tmp_path, http_
     new.stop()
 
 
-H2LOAD_RUN = 15
-"""Seconds of an h2load run: long enough to span an upgrade on a loaded machine
-(another run follows if the upgrade is not over by then)."""
+H2LOAD_LONG_RUN = 15
+"""Seconds of an h2load run outside CI: long enough to span an upgrade on a loaded
+machine (another run follows if the upgrade is not over by then)."""
+H2LOAD_CI_RUN = 2
+"""Seconds of an h2load run in CI: runs follow one another until the old process is
+gone, so one of them spans the GOAWAYs."""
+H2LOAD_SUCCEEDED = re.compile(r"requests: .* (\d+) succeeded, (\d+) failed, (\d+) errored")
 
 
-@pytest.mark.long
+@pytest.mark.parametrize("run_seconds", [
+    H2LOAD_CI_RUN, pytest.param(H2LOAD_LONG_RUN, marks=pytest.mark.long)])
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) not installed")
 def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_path,
-                                                         http_upstream):  # noqa: F811
+                                                         http_upstream, run_seconds):  # noqa: F811
     """h2load keeps 4 connections with 8 streams each in flight through an upgrade: the
-    old process's HTTP/2 connections get the two-step GOAWAY, so every stream the
-    clients sent is answered (none refused).
+    old process's HTTP/2 connections drain with the PING, the first GOAWAY and the
+    final one (docs/upgrade.md), so h2load counts no failed request, and every stream
+    mosn received was answered (none reset, none refused after a GOAWAY).
 
-    Outside CI: on a machine loaded far beyond its cores h2load has counted a few
-    failed streams in some runs (the two-step itself is checked byte by byte, on both
-    engines, in plugins/http2/tests/test_http2_codec.py)."""
+    h2load does not open a new connection after a GOAWAY: its clients stop, so the
+    runs after the upgrade's are what shows the new process serving HTTP/2."""
     port = free_port()
     config = http_config(port, http_upstream)
     config["servers"][0]["graceful_timeout"] = "10s"
@@ -362,7 +368,7 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
     url = f"http://127.0.0.1:{port}/status/200"
 
     def h2load() -> subprocess.Popen[str]:
-        return subprocess.Popen(["h2load", "-D", str(H2LOAD_RUN), "-c", "4", "-m", "8", url],
+        return subprocess.Popen(["h2load", "-D", str(run_seconds), "-c", "4", "-m", "8", url],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
     runs = [h2load()]
@@ -375,19 +381,29 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
                 runs.append(h2load())
             time.sleep(POLL_INTERVAL)
         new.wait_ready()
+        runs.append(h2load())  # on the new process
         outputs = [run.communicate(timeout=UPGRADE_TIMEOUT)[0] for run in runs]
     finally:
         for run in runs:
             if run.poll() is None:
                 run.kill()
-    after = subprocess.run(["h2load", "-n", "100", "-c", "2", "-m", "4", url],
-                           capture_output=True, text=True, timeout=UPGRADE_TIMEOUT).stdout
-    for out in (*outputs, after):
-        assert " 0 failed, 0 errored" in out, out
-    assert "100 succeeded" in after, after  # the new process serves HTTP/2
+    succeeded = 0
+    for out in outputs:
+        counts = H2LOAD_SUCCEEDED.search(out)
+        assert counts is not None and counts.group(2, 3) == ("0", "0"), out
+        succeeded += int(counts.group(1))
+    assert int(H2LOAD_SUCCEEDED.search(outputs[-1]).group(1)) > 0  # the new one serves HTTP/2
     stats = new.stats()
     assert stats["server.upgrade_success"] == 1
     assert stats["server.connections_drained"] >= 4  # h2load's connections, with GOAWAY
+    # Every stream mosn received was answered: none reset either way, none refused
+    # after a GOAWAY; h2load counted no more than that (streams in flight when a run's
+    # time is up are answered but not counted by it).
+    listener = {k.removeprefix("listener.http."): v for k, v in stats.items()
+                if k.startswith("listener.http.downstream_rq_")}
+    assert listener["downstream_rq_total"] == listener["downstream_rq_2xx"] >= succeeded
+    assert listener["downstream_rq_rx_reset"] == listener["downstream_rq_tx_reset"] == 0
+    assert listener["downstream_rq_refused_after_goaway"] == 0
     new.stop()
 
 
