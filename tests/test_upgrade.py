@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import shutil
 import signal
 import socket
@@ -344,7 +343,6 @@ machine (another run follows if the upgrade is not over by then)."""
 H2LOAD_CI_RUN = 2
 """Seconds of an h2load run in CI: runs follow one another until the old process is
 gone, so one of them spans the GOAWAYs."""
-H2LOAD_SUCCEEDED = re.compile(r"requests: .* (\d+) succeeded, (\d+) failed, (\d+) errored")
 
 
 @pytest.mark.parametrize("run_seconds", [
@@ -357,8 +355,8 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
     final one (docs/upgrade.md), so h2load counts no failed request, and every stream
     mosn received was answered (none reset, none refused after a GOAWAY).
 
-    h2load does not open a new connection after a GOAWAY: its clients stop, so the
-    runs after the upgrade's are what shows the new process serving HTTP/2."""
+    h2load does not open a new connection after a GOAWAY (its clients stop): the run
+    after the upgrade is what shows the new process serving HTTP/2."""
     port = free_port()
     config = http_config(port, http_upstream)
     config["servers"][0]["graceful_timeout"] = "10s"
@@ -381,29 +379,34 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
                 runs.append(h2load())
             time.sleep(POLL_INTERVAL)
         new.wait_ready()
-        runs.append(h2load())  # on the new process
         outputs = [run.communicate(timeout=UPGRADE_TIMEOUT)[0] for run in runs]
     finally:
         for run in runs:
             if run.poll() is None:
                 run.kill()
-    succeeded = 0
-    for out in outputs:
-        counts = H2LOAD_SUCCEEDED.search(out)
-        assert counts is not None and counts.group(2, 3) == ("0", "0"), out
-        succeeded += int(counts.group(1))
-    assert int(H2LOAD_SUCCEEDED.search(outputs[-1]).group(1)) > 0  # the new one serves HTTP/2
+    after = subprocess.run(["h2load", "-n", "100", "-c", "2", "-m", "4", url],
+                           capture_output=True, text=True, timeout=UPGRADE_TIMEOUT).stdout
+    for out in (*outputs, after):
+        assert " 0 failed, 0 errored" in out, out
+    assert "100 succeeded" in after, after  # the new process serves HTTP/2
+    # The old process's connections all ended by themselves once their streams were
+    # answered: none was cut at the end of the drain (h2load does not count streams
+    # in flight on a connection that closes in its summary: this is where they show).
+    assert "drained (0 closed at the end)" in old.output(), old.output()
     stats = new.stats()
     assert stats["server.upgrade_success"] == 1
     assert stats["server.connections_drained"] >= 4  # h2load's connections, with GOAWAY
-    # Every stream mosn received was answered: none reset either way, none refused
-    # after a GOAWAY; h2load counted no more than that (streams in flight when a run's
-    # time is up are answered but not counted by it).
-    listener = {k.removeprefix("listener.http."): v for k, v in stats.items()
-                if k.startswith("listener.http.downstream_rq_")}
-    assert listener["downstream_rq_total"] == listener["downstream_rq_2xx"] >= succeeded
-    assert listener["downstream_rq_rx_reset"] == listener["downstream_rq_tx_reset"] == 0
-    assert listener["downstream_rq_refused_after_goaway"] == 0
+    # Every stream mosn received was answered, but for those h2load itself cut when a
+    # run's time was up (up to its 4 x 8 in flight, each run): none reset by mosn,
+    # none refused after a GOAWAY.
+    rq = {k.removeprefix("listener.http."): v for k, v in stats.items()
+          if k.startswith("listener.http.downstream_rq_")}
+    assert rq["downstream_rq_tx_reset"] == rq["downstream_rq_refused_after_goaway"] == 0
+    assert rq["downstream_rq_total"] == rq["downstream_rq_2xx"] + rq["downstream_rq_rx_reset"]
+    assert rq["downstream_rq_rx_reset"] <= 4 * 8 * len(runs), rq
+    for out in (*outputs, after):  # shown with -s: the counts of each run
+        print("h2load", *(line for line in out.splitlines() if line.startswith("requests:")))
+    print("mosn", rq)
     new.stop()
 
 
