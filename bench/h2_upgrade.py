@@ -113,7 +113,8 @@ def per_connection(pcap: Path, port: int) -> list[str]:
             continue
         opened = {sid for kind, _, sid, _ in frames(sent, PREFACE_SIZE) if kind == HEADERS}
         got = list(frames(flows.get((port, client_port), b"")))
-        ended = {sid for kind, flags, sid, _ in got if kind in (DATA, HEADERS) and flags & END_STREAM}
+        ended = {sid for kind, flags, sid, _ in got
+                 if kind in (DATA, HEADERS) and flags & END_STREAM}
         goaways = [hex(struct.unpack_from(">I", p)[0]) for kind, _, _, p in got if kind == GOAWAY]
         lines.append(f"  connection :{client_port}: {len(opened)} streams opened, "
                      f"{len(opened & ended)} answered, {len(opened - ended)} not; "

@@ -692,12 +692,14 @@ class ServerConnection(_Codec):
             self._drain_timer.cancel()
             self._drain_timer = None
 
-    def _goaway_now(self) -> None:
+    def _goaway_now(self, force: bool = False) -> None:
         """GOAWAY (NO_ERROR) naming the last stream taken: those finish, later ones
-        are refused (and counted), and the connection closes once none is left."""
+        are refused (and counted), and the connection closes once none is left.
+        ``force``: even if the connection is already going away (the client's GOAWAY,
+        or ours)."""
         self._cancel_drain_timer()
         self._held = False
-        if self._going_away or self._closed:
+        if self._closed or (self._going_away and not force):
             return
         self._going_away = True
         self.engine.goaway(NO_ERROR)
@@ -720,8 +722,7 @@ class ServerConnection(_Codec):
             s.send_headers(ResponseHead(503, Headers([("content-length", "0")])), True)
             if handler is not None:
                 handler.on_reset(_OVERFLOW)
-        self._goaway_now()
-        self._flush()  # the 503s, if a GOAWAY had gone out before
+        self._goaway_now(force=True)
 
     def _on_ping_ack(self, sid: int, end: bool, value: Any) -> None:
         super()._on_ping_ack(sid, end, value)
