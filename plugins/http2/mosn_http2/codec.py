@@ -208,8 +208,9 @@ class _Codec(ReadFilter, ConnectionCallbacks):
     """What both codecs share: an engine on a connection, reading, flushing, timers."""
 
     __slots__ = ("conn", "limits", "engine", "streams", "_handlers", "_receiving",
-                 "_scheduled", "_above", "_closed", "_held", "_going_away", "_reads", "_ping_reads",
-                 "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer", "_idle_since")
+                 "_scheduled", "_above", "_closed", "_held", "_going_away", "_reads",
+                 "_ping_reads", "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer",
+                 "_idle_since")
 
     client_side = False
 
