@@ -390,8 +390,8 @@ def test_http2_clients_see_no_failure_through_an_upgrade(mosn_processes, tmp_pat
         assert " 0 failed, 0 errored" in out, out
     assert "100 succeeded" in after, after  # the new process serves HTTP/2
     # The old process's connections all ended by themselves once their streams were
-    # answered: none was cut at the end of the drain (h2load does not count streams
-    # in flight on a connection that closes in its summary: this is where they show).
+    # answered: none was cut at the end of the drain (h2load's summary leaves out the
+    # streams in flight on a connection that closed under them: here they would show).
     assert "drained (0 closed at the end)" in old.output(), old.output()
     stats = new.stats()
     assert stats["server.upgrade_success"] == 1
