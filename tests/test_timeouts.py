@@ -333,18 +333,28 @@ def test_http1_connections_are_drained_at_max_connection_duration(start_mosn, up
 
 
 def test_http2_connection_gets_goaway_at_max_connection_duration(start_mosn, upstream):
+    """The drain's final GOAWAY names the stream in flight, which is answered; a
+    stream the client opens after it (against RFC 9113 6.8) is refused and counted."""
     port = free_port()
-    start_mosn(http_config(port, upstream, downstream="Http2", max_connection_duration="2s"))
+    mosn = start_mosn(http_config(port, upstream, downstream="Http2",
+                                  max_connection_duration="2s"))
     client = RawClient(port)
     try:
         sid = client.request("/delay/4")
+        client.pump(lambda: client.goaway is not None and client.goaway.last_stream_id == sid,
+                    timeout=DEADLINE)
+        late = client.request("/status/200")
         client.pump(lambda: client.done(sid), timeout=DEADLINE)
         assert client.results[sid].status == 200 and client.results[sid].ended
-        assert client.goaway is not None and client.goaway.last_stream_id == sid
         client.pump(lambda: False, timeout=DEADLINE)  # until the proxy closes it
         assert client.closed
+        assert client.results[late].status == 0  # never processed
+        assert not client.results[late].ended
     finally:
         client.close()
+    stats = mosn.wait_stat("listener.http.downstream_rq_refused_after_goaway", 1)
+    assert stats["listener.http.downstream_rq_refused_after_goaway"] == 1
+    assert stats["listener.http.downstream_rq_total"] == 1
 
 
 def test_bolt_connection_is_closed_once_idle_at_max_connection_duration(start_mosn,

@@ -25,7 +25,12 @@ from mosn.network.filter import (
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
 from mosn.proxy.guard import GuardedProtocol
-from mosn.proxy.observer import MAX_CONNECTION_DURATION, REQUEST_HEADERS_TIMEOUT, ObserverHooks
+from mosn.proxy.observer import (
+    MAX_CONNECTION_DURATION,
+    REFUSED_AFTER_GOAWAY,
+    REQUEST_HEADERS_TIMEOUT,
+    ObserverHooks,
+)
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
@@ -207,6 +212,12 @@ class DownstreamCallbacks:
         log.debug("%s: a request head from %s took over %gs (request_headers_timeout)",
                   self.protocol, self.conn.remote_address, self.request_headers_timeout)
         self.ctx.count(REQUEST_HEADERS_TIMEOUT)
+
+    def on_refused_streams(self, count: int) -> None:
+        log.debug("%s: %d streams from %s came after the connection's last GOAWAY: refused",
+                  self.protocol, count, self.conn.remote_address)
+        for _ in range(count):
+            self.ctx.count(REFUSED_AFTER_GOAWAY)
 
 
 class MaxDuration(ConnectionCallbacks):

@@ -20,8 +20,10 @@ REQUEST_HEADERS_TIMEOUT = "downstream_rq_header_timeout"
 MAX_CONNECTION_DURATION = "downstream_cx_max_duration_reached"
 FAILED_PATH_NORMALIZATION = "downstream_rq_failed_path_normalization"
 REDIRECTED_WITH_NORMALIZED_PATH = "downstream_rq_redirected_with_normalized_path"
+REFUSED_AFTER_GOAWAY = "downstream_rq_refused_after_goaway"
 LISTENER_EVENTS = (REQUEST_HEADERS_TIMEOUT, MAX_CONNECTION_DURATION,
-                   FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH)
+                   FAILED_PATH_NORMALIZATION, REDIRECTED_WITH_NORMALIZED_PATH,
+                   REFUSED_AFTER_GOAWAY)
 
 
 class StreamObserver:
@@ -47,7 +49,8 @@ class StreamObserver:
         """Something the proxy did on the listener beside a stream's own outcome, one
         of :data:`LISTENER_EVENTS`: a request head took longer than
         ``request_headers_timeout``, a connection reached ``max_connection_duration``,
-        a path failed normalization or was redirected to its normalized form."""
+        a path failed normalization or was redirected to its normalized form, a
+        stream was refused for coming after the connection's last GOAWAY."""
 
 
 class ObserverHooks:
@@ -68,6 +71,6 @@ class ObserverHooks:
 
 __all__ = [
     "FAILED_PATH_NORMALIZATION", "LISTENER_EVENTS", "MAX_CONNECTION_DURATION",
-    "ObserverHooks", "REDIRECTED_WITH_NORMALIZED_PATH", "REQUEST_HEADERS_TIMEOUT",
-    "StreamObserver",
+    "ObserverHooks", "REDIRECTED_WITH_NORMALIZED_PATH", "REFUSED_AFTER_GOAWAY",
+    "REQUEST_HEADERS_TIMEOUT", "StreamObserver",
 ]

@@ -293,6 +293,12 @@ class ServerCallbacks(TypingProtocol):
         an HTTP/2 connection error); the codec answers it in the protocol and closes
         (for stats: ``protocol.<name>.downstream_cx_protocol_error``)."""
 
+    def on_refused_streams(self, count: int) -> None:
+        """``count`` streams the client opened after the connection's last GOAWAY
+        named its last stream were refused, never processed (RFC 9113 6.8); called
+        as the connection closes (for stats:
+        ``listener.<name>.downstream_rq_refused_after_goaway``)."""
+
 
 class IdleCallbacks(TypingProtocol):
     """What a client codec is given as ``on_idle``: called each time a stream ends

@@ -3,6 +3,7 @@ engine (libnghttp2, or h2 in pure Python)."""
 
 from mosn_http2.codec import (
     GOAWAY_NOTICE_WAIT,
+    GOAWAY_QUIESCE_WAIT,
     ClientConnection,
     ClientStream,
     ServerConnection,
@@ -17,6 +18,7 @@ __all__ = [
     "AUTO",
     "ENGINES",
     "GOAWAY_NOTICE_WAIT",
+    "GOAWAY_QUIESCE_WAIT",
     "NATIVE",
     "PREFACE",
     "PROTOCOL_NAME",

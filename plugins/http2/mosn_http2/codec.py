@@ -96,6 +96,14 @@ PREMATURE_RESET_MIN_STREAMS = 500
 began is judged (Envoy's ``premature_reset_total_stream_count``): more than half, and
 the connection is closed (the "rapid reset" attack, CVE-2023-44487, costs the proxy
 an upstream request per stream while no stream stays open)."""
+GOAWAY_QUIESCE_WAIT = 1.0
+"""Seconds a graceful shutdown holds the connection's output for the answer to the PING
+it sends before its first GOAWAY (RFC 9113 6.7: a client must answer; one that has not
+by then gets the GOAWAY anyway, and only the race the wait avoids is back)."""
+_GOAWAY_NOTICE = struct.pack(">HBBBLLL", 0, 8, 0x7, 0, 0, UNLIMITED_STREAMS, NO_ERROR)
+"""GOAWAY, last stream id 2^31-1, NO_ERROR: the first of a graceful shutdown (nghttp2's
+``nghttp2_submit_shutdown_notice``), written by the codec so that it goes out ahead of
+what the engine holds."""
 GOAWAY_NOTICE_WAIT = 5.0
 """Seconds the second GOAWAY of a graceful shutdown waits at most for the answer to
 the PING sent with the first (a client that does not answer PINGs gets it then):
@@ -200,8 +208,9 @@ class _Codec(ReadFilter, ConnectionCallbacks):
     """What both codecs share: an engine on a connection, reading, flushing, timers."""
 
     __slots__ = ("conn", "limits", "engine", "streams", "_handlers", "_receiving",
-                 "_scheduled", "_above", "_closed", "_going_away", "_reads", "_ping_reads",
-                 "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer", "_idle_since")
+                 "_scheduled", "_above", "_closed", "_held", "_going_away", "_reads",
+                 "_ping_reads", "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer",
+                 "_idle_since")
 
     client_side = False
 
@@ -219,6 +228,8 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self._scheduled = False
         self._above = False
         self._closed = False
+        self._held = False
+        """Nothing is written (a graceful shutdown waits for a PING's answer)."""
         self._going_away = False
         self._reads = 0
         self._ping_reads = -1
@@ -361,7 +372,7 @@ class _Codec(ReadFilter, ConnectionCallbacks):
         self._flush()
 
     def _flush(self) -> None:
-        if self._closed:
+        if self._closed or self._held:
             return
         engine = self.engine
         data = engine.send()
@@ -568,7 +579,7 @@ class ServerConnection(_Codec):
 
     __slots__ = ("new_stream", "_scheme", "_opened", "_premature", "_read_paused", "_preface",
                  "_head_timeout", "_heads", "_head_sid", "_head_timer", "_head_stalled",
-                 "_notice_ping", "_notice_timer")
+                 "_drain_ping", "_drain_timer")
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -594,9 +605,9 @@ class ServerConnection(_Codec):
         self._read_paused = False
         self._preface = b""
         """The client's first bytes while they could still be the preface; None after."""
-        self._notice_ping = 0
-        """The PING sent with the first GOAWAY of a graceful shutdown (0: none sent)."""
-        self._notice_timer: Any = None
+        self._drain_ping = 0
+        """The PING of a graceful shutdown's current step (0: none sent)."""
+        self._drain_timer: Any = None
         if upgrade is None:
             return  # SETTINGS go out once the client's first bytes are HTTP/2's (see on_data)
         self._flush()
@@ -615,41 +626,85 @@ class ServerConnection(_Codec):
     # -- ServerCodec ----------------------------------------------------------------------
 
     def go_away(self) -> None:
-        """A graceful shutdown in two steps, as Envoy's drain and nghttp2 do it: a
-        GOAWAY with last stream id 2^31-1 and a PING; once the PING is answered (or
-        after ``GOAWAY_NOTICE_WAIT``) the client has read the first GOAWAY and opens
-        no more streams, so the second GOAWAY can name the last stream taken without
-        refusing one the client sent meanwhile. The streams taken finish, then the
-        connection closes (RFC 9113 6.8)."""
-        if self._going_away or self._closed or self._notice_ping:
-            return
-        self.engine.goaway_notice()
-        self._flush()  # written before the PING: its answer proves the GOAWAY was read
-        self._ping()
-        self._notice_ping = self._pings
-        self._flush()
-        self._notice_timer = self.conn.loop.call_later(GOAWAY_NOTICE_WAIT, self._notice_expired)
+        """A graceful shutdown in three steps, two of them Envoy's drain and nghttp2's:
 
-    def _notice_expired(self) -> None:
+        1. A PING, and nothing more written until it is answered (or
+           ``GOAWAY_QUIESCE_WAIT``): the answer proves that the client has read every
+           response sent before it.
+        2. A GOAWAY with last stream id 2^31-1, written ahead of what was held, and a
+           PING. It reaches the client with no stream ending ahead of it in the same
+           read: a client that opens a new stream as one ends (h2load does, in its
+           stream-close callback) would otherwise decide on a stream that its HTTP/2
+           library, having read the GOAWAY next, refuses to send (nghttp2 closes it
+           REFUSED_STREAM unsent), a failed request no server can answer.
+        3. Once that PING is answered (or after ``GOAWAY_NOTICE_WAIT``) the client has
+           read the first GOAWAY and opens no more streams, so the final GOAWAY names
+           the last stream taken without refusing one the client sent meanwhile.
+
+        The streams taken finish, then the connection closes (RFC 9113 6.8)."""
+        if self._going_away or self._closed or self._drain_ping:
+            return
+        self._flush()
+        self._ping()
+        self._flush()
+        self._held = True
+        self._drain_step(GOAWAY_QUIESCE_WAIT)
+
+    def _drain_step(self, wait: float) -> None:
+        """Wait for the answer to the PING just sent, at most ``wait`` seconds."""
+        self._drain_ping = self._pings
+        self._drain_timer = self.conn.loop.call_later(wait, self._drain_expired)
+
+    def _drain_expired(self) -> None:
         """The wait is over, but what came meanwhile is read first: a process busy for
         the whole wait has the PING's answer unread, behind streams the client sent
         before it read the first GOAWAY. Two loop turns: uvloop runs timers and
         ``call_soon`` callbacks before it polls for input, so the second turn's comes
         after a poll."""
-        self._notice_timer = None
+        self._drain_timer = None
         loop = self.conn.loop
-        loop.call_soon(loop.call_soon, self._goaway_now)
+        loop.call_soon(loop.call_soon, self._drain_due, self._drain_ping)
 
-    def _goaway_now(self) -> None:
+    def _drain_due(self, ping: int) -> None:
+        """The step waiting for PING number ``ping`` goes on, unless its answer came."""
+        if ping == self._drain_ping:
+            self._drain_next()
+
+    def _drain_next(self) -> None:
+        self._drain_ping = 0
+        if self._held:
+            self._notice()
+        else:
+            self._goaway_now()
+
+    def _notice(self) -> None:
+        """Step 2: the first GOAWAY, ahead of what was held, and a PING."""
+        self._cancel_drain_timer()
+        if self._closed or not self._held:
+            return
+        self._held = False
+        self.conn.write(_GOAWAY_NOTICE)
+        self._ping()
+        self._flush()
+        self._drain_step(GOAWAY_NOTICE_WAIT)
+
+    def _cancel_drain_timer(self) -> None:
+        if self._drain_timer is not None:
+            self._drain_timer.cancel()
+            self._drain_timer = None
+
+    def _goaway_now(self, force: bool = False) -> None:
         """GOAWAY (NO_ERROR) naming the last stream taken: those finish, later ones
-        are refused, and the connection closes once none is left."""
-        if self._notice_timer is not None:
-            self._notice_timer.cancel()
-            self._notice_timer = None
-        if self._going_away or self._closed:
+        are refused (and counted), and the connection closes once none is left.
+        ``force``: even if the connection is already going away (the client's GOAWAY,
+        or ours)."""
+        self._cancel_drain_timer()
+        self._held = False
+        if self._closed or (self._going_away and not force):
             return
         self._going_away = True
         self.engine.goaway(NO_ERROR)
+        self._heads.refuse_new_streams()
         self._flush()
 
     def _callbacks(self) -> Any:
@@ -668,14 +723,12 @@ class ServerConnection(_Codec):
             s.send_headers(ResponseHead(503, Headers([("content-length", "0")])), True)
             if handler is not None:
                 handler.on_reset(_OVERFLOW)
-        self._going_away = True
-        self.engine.goaway(NO_ERROR)
-        self._flush()
+        self._goaway_now(force=True)
 
     def _on_ping_ack(self, sid: int, end: bool, value: Any) -> None:
         super()._on_ping_ack(sid, end, value)
-        if self._notice_ping and self._ping_acks >= self._notice_ping:
-            self._goaway_now()
+        if self._drain_ping and self._ping_acks >= self._drain_ping:
+            self._drain_next()
 
     def on_codec_error(self) -> None:
         """This codec raised (a bug): GOAWAY INTERNAL_ERROR (RFC 9113 7), every stream
@@ -697,10 +750,14 @@ class ServerConnection(_Codec):
 
     def on_event(self, event: ConnectionEvent) -> None:
         if event.is_close:
-            for timer in (self._head_timer, self._notice_timer):
+            for timer in (self._head_timer, self._drain_timer):
                 if timer is not None:
                     timer.cancel()
-            self._head_timer = self._notice_timer = None
+            self._head_timer = self._drain_timer = None
+            refused, self._heads.refused = self._heads.refused, 0
+            report = getattr(self.new_stream, "on_refused_streams", None)
+            if refused and report is not None:
+                report(refused)
         super().on_event(event)
 
     # -- the request header timeout -------------------------------------------------

@@ -104,11 +104,6 @@ class Engine(TypingProtocol):
         """NO_ERROR: GOAWAY naming the last stream taken; the streams up to it
         finish. Another code: the connection ends with it."""
 
-    def goaway_notice(self) -> None:
-        """Server: the first GOAWAY of a graceful shutdown, last stream id 2^31-1 and
-        NO_ERROR: the client opens no more streams, and those it opened before reading
-        it are still taken (``goaway`` NO_ERROR, a round trip later, is the second)."""
-
     def ping(self) -> None: ...
     def remote_setting(self, setting: int) -> int: ...
 

@@ -589,11 +589,6 @@ class H2Engine:
         self._extra += self._conn.data_to_send() + GoAwayFrame(
             0, last_stream_id=self._last_stream_id).serialize()
 
-    def goaway_notice(self) -> None:
-        if not self._goaway_sent:  # h2 would take its own GOAWAY as the end: ours, raw
-            self._extra += self._conn.data_to_send() + GoAwayFrame(
-                0, last_stream_id=UNLIMITED_STREAMS).serialize()
-
     def ping(self) -> None:
         self._pings += 1
         self._conn.ping(_PING.pack(self._pings))

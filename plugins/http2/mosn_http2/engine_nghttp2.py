@@ -161,9 +161,6 @@ class Nghttp2Engine:
     def goaway(self, code: int) -> None:
         lib.mosn_h2_goaway(self._h, code)
 
-    def goaway_notice(self) -> None:
-        lib.mosn_h2_goaway_notice(self._h)
-
     def ping(self) -> None:
         lib.mosn_h2_ping(self._h)
 

@@ -1,5 +1,7 @@
 """Which request header block, if any, a server's inbound bytes are in the middle of,
-for ``request_headers_timeout`` (h2 says nothing of a header block until it is whole).
+for ``request_headers_timeout`` (h2 says nothing of a header block until it is whole);
+and how many streams the client opened after the server's last GOAWAY named its last
+stream (an engine refuses those without a word: nghttp2 ignores them, h2 resets them).
 
 Frames follow one another on the wire (RFC 9113 4.1), so their 9-byte headers are
 enough to follow along: a header block is open from the first byte of a HEADERS
@@ -26,7 +28,8 @@ END_HEADERS = 0x4
 class HeaderBlockWatch:
     """Follows a client's frames; ``feed`` says which stream's header block is open."""
 
-    __slots__ = ("_skip", "_header", "_block_sid", "_block_ends")
+    __slots__ = ("_skip", "_header", "_block_sid", "_block_ends", "highest", "_refusing",
+                 "refused")
 
     def __init__(self) -> None:
         self._skip = PREFACE_SIZE
@@ -37,6 +40,17 @@ class HeaderBlockWatch:
         """The stream whose header block is open, 0 when none is."""
         self._block_ends = False
         """The frame being read ends the open header block."""
+        self.highest = 0
+        """The highest stream id a HEADERS frame named: client streams open in
+        increasing order (RFC 9113 5.1.1), so a higher one is a new stream."""
+        self._refusing = False
+        self.refused = 0
+        """New streams opened after ``refuse_new_streams``."""
+
+    def refuse_new_streams(self) -> None:
+        """The server's last GOAWAY names the highest stream read so far (the engine
+        has read what was fed before): every stream opened from now on is refused."""
+        self._refusing = True
 
     def feed(self, data: bytes) -> int:
         """Take the next bytes read; the stream whose header block is open after them,
@@ -61,6 +75,10 @@ class HeaderBlockWatch:
             length = (high << 8) | low
             if kind == HEADERS or (kind == CONTINUATION and self._block_sid):
                 sid &= 0x7FFFFFFF
+                if sid > self.highest and kind == HEADERS:
+                    self.highest = sid
+                    if self._refusing:
+                        self.refused += 1
                 self._block_sid = sid
                 self._block_ends = bool(flags & END_HEADERS)
             i += FRAME_HEADER_SIZE + length

@@ -25,10 +25,12 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from h2_fixtures import ENGINES
+from mosn.network.filter import ConnectionEvent
 from mosn.stream.types import Headers, MatchResult, RequestHead, ResponseHead, StreamResetReason
 from mosn.testing.streams import FakeLoop, Recorder
 from mosn_http2 import (
     GOAWAY_NOTICE_WAIT,
+    GOAWAY_QUIESCE_WAIT,
     PREFACE,
     ClientConnection,
     Http2Config,
@@ -575,33 +577,71 @@ def _get(sid: int) -> list[tuple[str, str]]:
     return [(":method", "GET"), (":scheme", "http"), (":authority", "a"), (":path", f"/{sid}")]
 
 
+def _answer_drain_ping(conn: MemoryConnection, written: bytes, answer: bool, wait: float) -> None:
+    """Answer the PING in ``written`` (a graceful shutdown's), or let its wait run out."""
+    pings = [p for kind, flags, _, p in _frames(written) if kind == PING and not flags & 0x1]
+    assert len(pings) == 1, _frames(written)
+    if answer:
+        conn.feed(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + pings[0])  # its PING ACK
+    else:
+        conn.loop.advance(wait + 0.1)
+        conn.loop.run()  # the next step waits a loop turn more (input is read first)
+
+
+class RefusedCount:
+    """A ``new_stream`` for ``server_pair``'s codec that also hears ``on_refused_streams``."""
+
+    def __init__(self, new_stream: Any) -> None:
+        self.new_stream = new_stream
+        self.refused: list[int] = []
+
+    def __call__(self, stream: Any) -> Any:
+        return self.new_stream(stream)
+
+    def on_refused_streams(self, count: int) -> None:
+        self.refused.append(count)
+
+
 @pytest.mark.parametrize("answer_ping", [True, False])
-def test_graceful_goaway_takes_streams_sent_before_the_client_read_it(engine, answer_ping):
-    """``go_away`` in two steps: GOAWAY 2^31-1 and a PING; a stream the client opened
-    before it read them is taken and answered; the second GOAWAY, once the PING is
-    answered (or after GOAWAY_NOTICE_WAIT), names it; then the connection closes."""
+def test_graceful_goaway_in_three_steps(engine, answer_ping):
+    """``go_away``: (1) a PING, output held until it is answered (or
+    GOAWAY_QUIESCE_WAIT); (2) GOAWAY 2^31-1 written first, ahead of the responses held,
+    and a PING; (3) once that is answered (or after GOAWAY_NOTICE_WAIT) the final
+    GOAWAY naming the last stream taken. Streams the client opened before it read the
+    GOAWAYs are taken and answered; one opened after the final GOAWAY is refused and
+    counted; then the connection closes."""
     conn, client, streams = server_pair(Http2Config(engine=engine).limits())
+    codec = conn.read_filters[0]
+    codec.new_stream = counter = RefusedCount(codec.new_stream)
     client.send_headers(1, _get(1), end_stream=True)
     conn.feed(client.data_to_send())
     conn.take()
-    streams[0][0].codec.go_away()
-    first = conn.take()
-    assert _goaways(first) == [2**31 - 1]
-    pings = [p for kind, flags, _, p in _frames(first) if kind == PING and not flags & 0x1]
-    assert len(pings) == 1
-    client.send_headers(3, _get(3), end_stream=True)  # before the client read the GOAWAY
+    codec.go_away()
+    quiesce = conn.take()
+    assert [kind for kind, *_ in _frames(quiesce)] == [PING]
+    streams[0][0].send_headers(ResponseHead(204), True)  # held: nothing is written
+    client.send_headers(3, _get(3), end_stream=True)  # the client has read nothing yet
     conn.feed(client.data_to_send())
-    assert len(streams) == 2  # taken, not refused
-    assert _goaways(conn.take()) == []
-    if answer_ping:
-        conn.feed(b"\x00\x00\x08\x06\x01\x00\x00\x00\x00" + pings[0])  # its PING ACK
-    else:
-        conn.loop.advance(GOAWAY_NOTICE_WAIT + 0.1)
-        conn.loop.run()  # the second GOAWAY waits a loop turn more (input is read first)
-    assert _goaways(conn.take()) == [3]
-    assert not conn.closed
-    for stream, _ in streams:
+    assert len(streams) == 2  # taken
+    assert conn.take() == b""
+    _answer_drain_ping(conn, quiesce, answer_ping, GOAWAY_QUIESCE_WAIT)
+    notice = conn.take()
+    kinds = [(kind, sid) for kind, _, sid, _ in _frames(notice)]
+    assert kinds[0] == (GOAWAY, 0) and _goaways(notice) == [2**31 - 1]
+    assert (HEADERS, 1) in kinds  # the response held goes out behind the GOAWAY
+    client.send_headers(5, _get(5), end_stream=True)  # before the client read the GOAWAY
+    conn.feed(client.data_to_send())
+    assert len(streams) == 3  # taken, not refused
+    _answer_drain_ping(conn, notice, answer_ping, GOAWAY_NOTICE_WAIT)
+    assert _goaways(conn.take()) == [5]
+    # A client that opens a stream after the final GOAWAY: refused, never processed.
+    conn.feed(HeadersFrame(7, Encoder().encode(_get(7)),
+                           flags=["END_HEADERS", "END_STREAM"]).serialize())
+    assert len(streams) == 3
+    for stream, _ in streams[1:]:
         stream.send_headers(ResponseHead(204), True)
     answered = {sid for kind, _, sid, _ in _frames(conn.take()) if kind == HEADERS}
-    assert answered == {1, 3}
+    assert answered == {3, 5}
     assert conn.closed
+    codec.on_event(ConnectionEvent.LOCAL_CLOSE)
+    assert counter.refused == [1]
