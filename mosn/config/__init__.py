@@ -1,6 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
-from mosn.config.base import Empty, Unsupported
+from mosn.config.base import Empty, Unsupported, did_you_mean
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -25,6 +25,7 @@ __all__ = [
     "Model",
     "MosnConfig",
     "Unsupported",
+    "did_you_mean",
     "dump",
     "load",
     "parse_address",

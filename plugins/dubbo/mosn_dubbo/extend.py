@@ -48,7 +48,7 @@ import anyio
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from mosn.admin import HttpApi
-from mosn.config import Address, ClusterConfig, Model, MosnConfig
+from mosn.config import Address, ClusterConfig, Duration, Model, MosnConfig, did_you_mean
 from mosn.config.routers import RouterConfiguration
 from mosn.network import bind
 from mosn.plugins import BuildContext
@@ -73,7 +73,8 @@ ROUTER_CONFIG_NAME = "dubbo"
 REGISTRY_TIMEOUT = 5.0
 """Seconds a registry operation may take (MOSN's ``registry.timeout`` of 5s)."""
 SESSION_TIMEOUT = 10.0
-"""Seconds ZooKeeper keeps a session (and its nodes) through a disconnection."""
+"""Seconds ZooKeeper keeps a session (and its nodes) through a disconnection, unless
+the config says (kazoo's default; ZooKeeper bounds it between 2 and 20 ticks)."""
 SUBSCRIBE_READ_TIMEOUT = 1.0
 """Seconds a subscription waits for the first provider list (ZooKeeper answered the
 consumer node just before; past it the watch fills the cluster)."""
@@ -99,6 +100,9 @@ class DubboRegistryConfig(Model):
     server_port: int = Field(default=0, ge=0, le=65535)
     """The port of mosn's listener a published provider URL points at."""
     api_port: int = Field(default=DEFAULT_API_PORT, ge=1, le=65535)
+    session_timeout: Duration = SESSION_TIMEOUT
+    """mosn's own: how long ZooKeeper keeps mosn's session, and the nodes it
+    registered, while mosn does not answer."""
     _listener_host: str = PrivateAttr(default="")
 
     @property
@@ -191,22 +195,38 @@ class BadRequest(ValueError):
 
 
 def parse_request(body: bytes) -> RegistryRequest:
+    """The body, validated: :class:`BadRequest` lists every error (unknown keys too,
+    with a "did you mean")."""
     try:
         raw = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"the body is not JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise BadRequest('the body is a JSON object: {"registry": {...}, "service": {...}}')
+    errors = _unknown_keys(raw, RegistryRequest, "")
+    for name, model in (("registry", RegistryRef), ("service", ServiceRef)):
+        if isinstance(raw.get(name), dict):
+            errors += _unknown_keys(raw[name], model, f"{name}.")
     try:
         request = RegistryRequest.model_validate(raw)
     except ValidationError as exc:
-        raise BadRequest("; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors())) from None
-    extra = [f"{e.path}: {e.error()}" for e in request.extra_keys()]
-    if extra:
-        raise BadRequest("; ".join(extra))
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: "
+                  f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors()] + errors
+    if errors:
+        raise BadRequest("; ".join(errors))
     return request
+
+
+def _unknown_keys(raw: dict[str, Any], model: type[Model], path: str) -> list[str]:
+    names = model.key_names()
+    errors = []
+    for key in raw:
+        if str(key).lower() not in names:
+            close = did_you_mean(str(key), names)
+            hint = f"; did you mean {close!r}?" if close else \
+                f" (known here: {', '.join(sorted(names.values()))})"
+            errors.append(f"{path}{key}: unknown field{hint}")
+    return errors
 
 
 # -- ZooKeeper --------------------------------------------------------------------------
@@ -221,7 +241,7 @@ class Session:
     session (reconnecting for ever); each time it connects, the nodes missing are
     created again (a new session after an expiry has none of the old one's)."""
 
-    def __init__(self, registry: RegistryRef) -> None:
+    def __init__(self, registry: RegistryRef, timeout: float) -> None:
         from kazoo.client import KazooClient
         from kazoo.retry import KazooRetry
 
@@ -231,7 +251,7 @@ class Session:
         self.nodes: set[str] = set()
         self._lock = threading.Lock()
         self.client = KazooClient(
-            hosts=registry.addr, timeout=SESSION_TIMEOUT, auth_data=auth,
+            hosts=registry.addr, timeout=timeout, auth_data=auth,
             connection_retry=KazooRetry(max_tries=-1, max_delay=MAX_RETRY_DELAY))
         self.client.add_listener(self._on_state)
         try:
@@ -276,6 +296,14 @@ class Session:
         except Exception as exc:
             with self._lock:
                 self.nodes.discard(path)
+            raise Unavailable(f"ZooKeeper at {self.address}: {exc or type(exc).__name__}"
+                              ) from None
+
+    def ensure(self, path: str) -> None:
+        """A persistent node, made if missing."""
+        try:
+            self.client.ensure_path_async(path).get(timeout=REGISTRY_TIMEOUT)
+        except Exception as exc:
             raise Unavailable(f"ZooKeeper at {self.address}: {exc or type(exc).__name__}"
                               ) from None
 
@@ -381,7 +409,8 @@ class DubboRegistry(HttpApi):
         key = (registry.addr, registry.username, registry.password)
         session = self.sessions.get(key)
         if session is None:
-            session = await anyio.to_thread.run_sync(Session, registry)
+            session = await anyio.to_thread.run_sync(Session, registry,
+                                                     self.config.session_timeout)
             self.sessions[key] = session
         return session
 
@@ -393,6 +422,10 @@ class DubboRegistry(HttpApi):
     async def publish(self, request: RegistryRequest) -> None:
         session = await self._session(request.registry)
         path = self._provider_node(request.service)
+        # As a Dubbo provider subscribing to its overrides, make the service's
+        # configurators node: Dubbo consumers read it beside the providers.
+        await anyio.to_thread.run_sync(session.ensure, node_path(
+            DEFAULT_ROOT, request.service.interface, "configurators", "").rstrip("/"))
         await anyio.to_thread.run_sync(session.register, path)
         self.published[path] = session
         log.info("published %s at %s:%d in %s", request.service.interface, self.ip,
