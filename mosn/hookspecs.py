@@ -193,8 +193,11 @@ def mosn_extends():
     managers it may add clusters and route tables to while mosn serves). It binds what
     it listens on then (raising ``OSError`` refuses the start) and returns an object
     with ``async run()``, run until mosn stops (cancelled then; it cleans up in its
-    ``finally``), and ``close()``, which frees what the factory took if ``run`` never
-    started. Example: the Dubbo plugin's ``dubbo_registry``.
+    ``finally``); ``on_reload()``, called after a config reload was applied in place
+    (the clusters and route tables it added are gone, the file has none of them: it
+    adds them again); and ``close()``, which frees what the factory took if ``run``
+    never started. A change to ``extends`` itself takes a restart. Example: the Dubbo
+    plugin's ``dubbo_registry``.
     """
 
 

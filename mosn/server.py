@@ -505,6 +505,8 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
         runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
         done = apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters,
                               runtime.routers)
+        for extension in runtime.extends:  # what they added is not in the file
+            extension.on_reload()
     except StartError as exc:
         log.error("config reload refused, still serving the old config: %s", exc)
         values[stats.reload_failed] += 1

@@ -336,6 +336,7 @@ class Session:
 class Subscription:
     session: Session
     consumer_node: str
+    cluster: ClusterConfig
 
 
 class DubboRegistry(HttpApi):
@@ -353,15 +354,28 @@ class DubboRegistry(HttpApi):
         """Provider node path -> the session it lives in."""
         self.subscribed: dict[str, Subscription] = {}
         """Interface -> its subscription."""
-        base = self.routers.config(ROUTER_CONFIG_NAME) if self.routers is not None else None
-        self.base_routes = (base.model_dump(mode="json", by_alias=True, exclude_unset=True)
-                            if base is not None else
-                            {"router_config_name": ROUTER_CONFIG_NAME, "virtual_hosts": [
-                                {"name": ROUTER_CONFIG_NAME, "domains": ["*"]}]})
+        self.base_routes = self._configured_routes()
         """The router configuration ``dubbo`` as configured (MOSN's empty one if the
         config has none); subscriptions' routes are added to its ``*`` virtual host."""
         self.sock = bind(Address(API_HOST, config.api_port))
         self._lock = anyio.Lock()
+
+    def _configured_routes(self) -> dict[str, Any]:
+        base = self.routers.config(ROUTER_CONFIG_NAME)
+        if base is None:
+            return {"router_config_name": ROUTER_CONFIG_NAME, "virtual_hosts": [
+                {"name": ROUTER_CONFIG_NAME, "domains": ["*"]}]}
+        return base.model_dump(mode="json", by_alias=True, exclude_unset=True)
+
+    def on_reload(self) -> None:
+        """A config reload applied in place removed the subscriptions' clusters and
+        routes (the file has none of them): add them again to what the file says."""
+        self.base_routes = self._configured_routes()
+        for subscription in self.subscribed.values():
+            self.clusters.add_or_update(subscription.cluster)
+        if self.subscribed:
+            self._apply_routes()
+            log.info("config reloaded: subscriptions %s kept", ", ".join(sorted(self.subscribed)))
 
     async def run(self) -> None:
         log.info("dubbo registry API on %s:%d; providers published at %s:%d", API_HOST,
@@ -451,13 +465,13 @@ class DubboRegistry(HttpApi):
         old = self.subscribed.get(name)
         if old is not None and old.consumer_node != node:
             await anyio.to_thread.run_sync(old.session.unregister, old.consumer_node)
-        self.subscribed[name] = Subscription(session, node)
         cluster = ClusterConfig.model_validate({
             "name": name, "type": "zookeeper", "lb_type": "LB_RANDOM",
             "cluster_config": {"address": request.registry.addr, "services": [name],
                                "initial_timeout": f"{SUBSCRIBE_READ_TIMEOUT}s"}})
         cluster.set_parsed_cluster_config(
             ZookeeperClusterConfig.model_validate(cluster.cluster_config))
+        self.subscribed[name] = Subscription(session, node, cluster)
         self.clusters.add_or_update(cluster)
         self._apply_routes()
         log.info("subscribed to %s in %s", name, request.registry.addr)
@@ -544,6 +558,9 @@ class Disabled:
     """An entry with ``enable: false``."""
 
     async def run(self) -> None:
+        return None
+
+    def on_reload(self) -> None:
         return None
 
     def close(self) -> None:

@@ -337,7 +337,8 @@ def test_registry_extends_publishes_and_subscribes(
     """MOSN's /pub puts mosn's listener in ZooKeeper, where a real Dubbo consumer
     finds it and calls through mosn; after its session expired mosn registers the
     node again; /unpub removes it; /sub makes mosn route to a provider registered in
-    ZooKeeper and registers mosn as its consumer; stopping mosn removes that node."""
+    ZooKeeper and registers mosn as its consumer, across a config reload; /unsub
+    removes the route and the consumer node; stopping mosn removes what it published."""
     import httpx
 
     server_port, client_port, api_port = free_port(), free_port(), free_port()
@@ -382,14 +383,25 @@ def test_registry_extends_publishes_and_subscribes(
     assert answer.json() == {"err_no": 0, "err_msg": "unpub success"}
     assert registry.client.get_children(PATH) == []
 
-    registry.register(providers["b"].port)
+    path_b = registry.register(providers["b"].port)
     answer = httpx.post(f"{api}/sub", json=registry_body(zookeeper))
     assert answer.json() == {"err_no": 0, "err_msg": "subscribe success"}, answer.text
     (consumer,) = mosn_consumers(registry)  # (python3-dubbo's may still be there)
     assert consumer.startswith(f"consumer://127.0.0.1/{SERVICE}?")
     assert whoami(client_port, 4) == {"b"}
     assert cluster_hosts_of(mosn, SERVICE) == {f"127.0.0.1:{providers['b'].port}"}
+    assert httpx.post(mosn.url("/reload")).status_code == 200  # the file has no SERVICE
+    assert cluster_hosts_of(mosn, SERVICE) == {f"127.0.0.1:{providers['b'].port}"}
+    assert whoami(client_port, 2) == {"b"}
 
-    mosn.stop()
-    assert mosn_consumers(registry) == []  # its session closed with mosn
+    answer = httpx.post(f"{api}/unsub", json=registry_body(zookeeper))
+    assert answer.json() == {"err_no": 0, "err_msg": "unsubscribe success"}
+    assert mosn_consumers(registry) == []
+    assert SERVICE not in {c["name"] for c in mosn.admin("/clusters").json()["clusters"]}
+    assert whoami(client_port, 1) != {"b"}  # no route: the RPC engine's error reply
+
+    assert httpx.post(f"{api}/pub", json=registry_body(zookeeper)).status_code == 200
+    assert len(registry.client.get_children(PATH)) == 2  # b's and mosn's
+    mosn.stop()  # mosn's node goes with its session
+    assert registry.client.get_children(PATH) == [path_b.rpartition("/")[2]]
     registry.client.delete(f"/dubbo/{SERVICE}", recursive=True)
