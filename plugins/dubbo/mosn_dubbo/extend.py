@@ -415,6 +415,9 @@ class DubboRegistry(HttpApi):
             return _answer(503, FAILURE, f"{word} fail, err: {exc}")
         except Conflict as exc:
             return _answer(409, FAILURE, f"{word} fail, err: {exc}")
+        except Exception as exc:  # a failure here must not take the API (or mosn) down
+            log.exception("dubbo registry API: %s failed", operation)
+            return _answer(500, FAILURE, f"{word} fail, err: {type(exc).__name__}: {exc}")
         return _answer(200, SUCCESS, f"{_NOUNS[word]} success")
 
     # -- operations ---------------------------------------------------------------------

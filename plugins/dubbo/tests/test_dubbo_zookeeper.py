@@ -17,6 +17,7 @@ from urllib.parse import quote, unquote
 
 import pytest
 
+from mosn.admin import MAX_REQUEST_BYTES
 from mosn.config.models import ClusterConfig
 from mosn.testing import Peer, free_port
 from mosn_dubbo.registry import parse_provider, provider_url, providers_path
@@ -359,6 +360,8 @@ def test_registry_extends_publishes_and_subscribes(
                    "did you mean 'version'"):
         assert reason in answer.json()["err_msg"]
     assert httpx.post(f"{api}/pub", content=b"{").status_code == 400
+    assert httpx.post(f"{api}/pub", content=b" " * (MAX_REQUEST_BYTES + 1)).status_code == 413
+    assert httpx.get(f"{api}/pub").status_code == 405
     assert not registry.client.exists(PATH)
 
     answer = httpx.post(f"{api}/pub", json=registry_body(zookeeper))
