@@ -10,6 +10,7 @@ from mosn.config.models import (
     Model,
     MosnConfig,
 )
+from mosn.config.routers import RouterConfiguration
 from mosn.config.types import Address, Duration, parse_address, parse_duration
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "LoadedConfig",
     "Model",
     "MosnConfig",
+    "RouterConfiguration",
     "Unsupported",
     "did_you_mean",
     "dump",

@@ -48,8 +48,15 @@ import anyio
 from pydantic import Field, PrivateAttr, ValidationError, field_validator
 
 from mosn.admin import HttpApi
-from mosn.config import Address, ClusterConfig, Duration, Model, MosnConfig, did_you_mean
-from mosn.config.routers import RouterConfiguration
+from mosn.config import (
+    Address,
+    ClusterConfig,
+    Duration,
+    Model,
+    MosnConfig,
+    RouterConfiguration,
+    did_you_mean,
+)
 from mosn.network import bind
 from mosn.plugins import BuildContext
 from mosn_dubbo.registry import (
@@ -357,7 +364,8 @@ class DubboRegistry(HttpApi):
         self.base_routes = self._configured_routes()
         """The router configuration ``dubbo`` as configured (MOSN's empty one if the
         config has none); subscriptions' routes are added to its ``*`` virtual host."""
-        self.sock = bind(Address(API_HOST, config.api_port))
+        # SO_REUSEPORT: the process a hot upgrade starts binds it while this one serves.
+        self.sock = bind(Address(API_HOST, config.api_port), reuseport=True)
         self._lock = anyio.Lock()
 
     def _configured_routes(self) -> dict[str, Any]:
