@@ -218,6 +218,13 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         if takeover is not None:
             takeover.abort(str(exc))
         raise
+    try:
+        runtime.extends = build_extends(runtime)
+    except StartError as exc:
+        runtime.close_sockets()
+        if takeover is not None:
+            takeover.abort(str(exc))
+        raise
     if takeover is not None and takeover.xds is not None \
             and loaded.config.dynamic_resources is not None:
         _serve_handed_resources(runtime, takeover.xds)
@@ -226,13 +233,6 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
                                                  runtime.admin_sock,
                                                  *(runtime.metrics_socks or ()))})
         log.info("upgrade: taking over from mosn %d", takeover.old_pid)
-    try:
-        runtime.extends = build_extends(runtime)
-    except StartError:
-        runtime.close_sockets()
-        if takeover is not None:
-            takeover.abort("extends could not start")
-        raise
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters, runtime.metrics_socks or ())
     pid_file = loaded.config.pid

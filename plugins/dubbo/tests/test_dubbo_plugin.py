@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from mosn.config import ConfigError, validate
+from mosn import server
 from mosn.plugins import PluginHost
 from mosn.stream.types import MatchResult
 from mosn_dubbo import DubboCodec, Status, error_status, http_status, match
@@ -103,6 +104,12 @@ def test_registry_entry_errors_have_their_paths() -> None:
         "extends[0].config.server_port: no listener on port 20881: a published provider "
         "points consumers at mosn's listener there",
         "extends[1].type: unknown extends type 'tunnel_agent' (known: dubbo_registry)"]
+
+
+def test_extends_with_workers_is_refused_before_anything_listens() -> None:
+    loaded = validate(registry_entry(enable=True, server_port=20880))
+    with pytest.raises(server.StartError, match="extends: .*run without --workers"):
+        server.run(loaded, workers=2)
 
 
 def test_a_disabled_registry_entry_is_only_checked() -> None:
