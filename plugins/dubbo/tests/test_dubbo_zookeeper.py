@@ -397,6 +397,10 @@ def test_registry_extends_publishes_and_subscribes(
     assert cluster_hosts_of(mosn, SERVICE) == {f"127.0.0.1:{providers['b'].port}"}
     assert whoami(client_port, 2) == {"b"}
 
+    answer = httpx.post(f"{api}/sub", json=registry_body(zookeeper, interface="local"))
+    assert answer.status_code == 409 and "cluster named 'local'" in answer.text
+    answer = httpx.post(f"{api}/unsub", json=registry_body(zookeeper, interface="a.B"))
+    assert answer.status_code == 409 and "a.B is not subscribed to" in answer.text
     answer = httpx.post(f"{api}/unsub", json=registry_body(zookeeper))
     assert answer.json() == {"err_no": 0, "err_msg": "unsubscribe success"}
     assert mosn_consumers(registry) == []
