@@ -177,6 +177,30 @@ def mosn_health_checkers():
     """
 
 
+# -- the process ------------------------------------------------------------------------
+
+
+@hookspec
+def mosn_extends():
+    """MOSN's top-level ``extends[]`` entries, named by an entry's ``type`` (MOSN's
+    ``RegisterParseExtendConfig``).
+
+    Returns a list of ``Extension`` whose ``config_model`` validates the entry's
+    ``config``. The factory is called once per entry when mosn starts serving, in the
+    process that runs discovery (mosn refuses ``extends`` with ``--workers`` for now),
+    as ``factory(config, context)`` with the validated config and a
+    :class:`mosn.plugins.BuildContext` (``cluster_manager`` and ``routers``: the
+    managers it may add clusters and route tables to while mosn serves). It binds what
+    it listens on then (raising ``OSError`` refuses the start) and returns an object
+    with ``async run()``, run until mosn stops (cancelled then; it cleans up in its
+    ``finally``); ``on_reload()``, called after a config reload was applied in place
+    (the clusters and route tables it added are gone, the file has none of them: it
+    adds them again); and ``close()``, which frees what the factory took if ``run``
+    never started. A change to ``extends`` itself takes a restart. Example: the Dubbo
+    plugin's ``dubbo_registry``.
+    """
+
+
 KINDS: dict[str, str] = {
     "network_filter": "mosn_network_filters",
     "listener_filter": "mosn_listener_filters",
@@ -187,5 +211,6 @@ KINDS: dict[str, str] = {
     "load_balancer": "mosn_load_balancers",
     "cluster_type": "mosn_cluster_types",
     "health_checker": "mosn_health_checkers",
+    "extends_type": "mosn_extends",
 }
 """Extension kind -> the hook that registers it."""

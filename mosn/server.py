@@ -49,6 +49,7 @@ from mosn.network.listener import bind
 from mosn.network.overload import OverloadManager
 from mosn.observability.runtime import Observability
 from mosn.observability.stats import SERVER_STATS, StatsStore
+from mosn.plugins import BuildContext
 from mosn.router import Routers
 from mosn.tls import CertificateWatcher
 from mosn.upgrade import handover
@@ -105,6 +106,9 @@ class Runtime:
     """Listening sockets of the config before a reload (or handed over by the process
     an upgrade replaces), by address: taken over, not bound again, so the port never
     stops accepting."""
+    extends: list[Any] = field(default_factory=list)
+    """What the config's ``extends`` entries built (:func:`build_extends`), run by the
+    process that runs discovery."""
     control_plane: Any = None
     """The xDS client and composer (``mosn.xds.control.ControlPlane``) under
     ``dynamic_resources``: an upgrade hands its accepted resources over."""
@@ -201,6 +205,9 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     if workers > 1 and loaded.config.dynamic_resources is not None:
         raise StartError("dynamic_resources: a control plane drives one process for now "
                          "(run without --workers; docs/xds.md)")
+    if workers > 1 and loaded.config.extends:
+        raise StartError("extends: an extension adds clusters and routes to one process "
+                         "for now (run without --workers; docs/compat.md)")
     directory = handover.run_dir(loaded.source, run_directory, loaded.config.upgrade.run_dir)
     fresh = loaded.config.disable_upgrade or loaded.config.close_graceful
     takeover = None if fresh else handover.take_over(directory)
@@ -208,6 +215,13 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         runtime = Runtime(loaded, sockets=takeover.listener_sockets() if takeover else {},
                           admin_sock=_same_admin(loaded, takeover))
     except Exception as exc:
+        if takeover is not None:
+            takeover.abort(str(exc))
+        raise
+    try:
+        runtime.extends = build_extends(runtime)
+    except StartError as exc:
+        runtime.close_sockets()
         if takeover is not None:
             takeover.abort(str(exc))
         raise
@@ -246,6 +260,24 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     finally:
         if pid_file:
             _remove_own_pid_file(pid_file)
+
+
+def build_extends(runtime: Runtime) -> list[Any]:
+    """What each ``extends`` entry's plugin builds (it binds its ports here, before
+    anything serves); a failure closes what the others took and is a StartError."""
+    built: list[Any] = []
+    context = BuildContext(host=runtime.loaded.plugins, cluster_manager=runtime.clusters,
+                           stats=runtime.store, routers=runtime.routers)
+    for i, entry in enumerate(runtime.loaded.config.extends):
+        ext = runtime.loaded.plugins.get("extends_type", entry.type)
+        assert ext is not None, "the loader checks extends types"
+        try:
+            built.append(ext.factory(entry.parsed, context))
+        except (OSError, ValueError) as exc:
+            for made in built:
+                made.close()
+            raise StartError(f"extends[{i}] ({entry.type}): {exc}") from None
+    return built
 
 
 def _same_admin(loaded: LoadedConfig, takeover: handover.Takeover | None,
@@ -325,6 +357,8 @@ async def _serve(runtime: Runtime, admin: Admin | None, control: socket.socket |
             if runtime.loaded.config.dynamic_resources is not None:
                 tg.start_soon(_control_plane, runtime, admin)
             tg.start_soon(runtime.clusters.run_control)
+            for extension in runtime.extends:
+                tg.start_soon(extension.run)
             if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
                 tg.start_soon(roll)
         if upgrade_path:
@@ -471,6 +505,8 @@ def reload_in_place(runtime: Runtime, admin: Admin) -> tuple[int, str]:
         runtime.listener_manager.reserve(c for _, c in loaded.config.listeners())
         done = apply_in_place(loaded.config, runtime.listener_manager, runtime.clusters,
                               runtime.routers)
+        for extension in runtime.extends:  # what they added is not in the file
+            extension.on_reload()
     except StartError as exc:
         log.error("config reload refused, still serving the old config: %s", exc)
         values[stats.reload_failed] += 1

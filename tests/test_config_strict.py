@@ -131,8 +131,8 @@ def test_a_go_runtime_field_left_empty_says_nothing():
      "cluster_manager.clusters[0].cluster_manager_tls: not supported by mosn yet"),
     (lambda r: r.update(inherit_old_mosnconfig=True),
      "inherit_old_mosnconfig: not supported by mosn yet"),
-    (lambda r: r.update(extends=[{"type": "registry", "config": {}}]),
-     "extends: not supported by mosn yet"),
+    (lambda r: r.update(extends=[{"type": "tunnel_agent", "config": {}}]),
+     "extends[0].type: unknown extends type 'tunnel_agent'"),
 ])
 def test_a_mosn_field_mosn_does_not_run_is_refused(mutate, expected):
     raw = base()

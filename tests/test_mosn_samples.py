@@ -26,6 +26,9 @@ GO_STREAM_FILTER = ("stream_filters[0].type",)
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
+TUNNEL_AGENT = ("extends[0].type",)
+"""MOSN's tunnel agent, an ``extends`` type mosn has no counterpart of (the error
+names it and lists the types mosn has)."""
 
 REFUSED: dict[str, tuple[str, ...]] = {
     "configs/istio152/mosn_config_mirror_xds.json": ("static_resources",),
@@ -47,7 +50,7 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "sofarpc-with-xprotocol-sample/tls_server_config.json": TLS_FILES,
     "trace/skywalking-plugin/http/config.json": TRACER,
     "trace/skywalking/http/config.json": TRACER,
-    "tunnel-sample/agent_config.json": ("extends",),
+    "tunnel-sample/agent_config.json": TUNNEL_AGENT,
     "tunnel-sample/client_config.json": ("filters[0].type",) + TLS_FILES,
     "xds-server-sample/config.json":
         XDS + ("admin.access_log_path", "layered_runtime"),

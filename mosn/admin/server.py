@@ -17,6 +17,7 @@ must not be able to fail ``/ready`` of a sidecar on 127.0.0.1.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -100,13 +101,16 @@ GET, POST = ("GET", "HEAD"), ("POST",)
 
 class HttpApi:
     """A small HTTP/1.1 server (h11 over anyio): one request a connection, answered
-    by ``respond``."""
+    by ``respond`` (a plugin's HTTP API subclasses it, as the Dubbo registry's does).
+    A request's head and its body are each at most ``MAX_REQUEST_BYTES``."""
 
     name = "HTTP API"
     """What the logs call it."""
 
     def respond(self, method: str, target: str,
-                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+                headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> Response:
+        """The answer: ``(status, content type, body)``, or an awaitable of it (an
+        API that waits on another service must not hold up the event loop)."""
         raise NotImplementedError
 
     async def serve(self, sock: socket.socket) -> None:
@@ -131,11 +135,19 @@ class HttpApi:
             try:
                 with anyio.fail_after(REQUEST_TIMEOUT):
                     request = await self._read_request(conn, stream)
+                    content = await self._read_body(conn, stream)
             except (TimeoutError, h11.RemoteProtocolError, anyio.EndOfStream,
                     anyio.BrokenResourceError):
                 return
             method = request.method.decode()
-            status, ctype, body = self.respond(method, request.target.decode(), request.headers)
+            if content is None:
+                status, ctype, body = _text(413, f"the request body is larger than "
+                                                 f"{MAX_REQUEST_BYTES} bytes\n")
+            else:
+                answer = self.respond(method, request.target.decode(), request.headers, content)
+                if inspect.isawaitable(answer):  # an API that waits on another service
+                    answer = await answer
+                status, ctype, body = answer
             data = await render(body)
             if data is None:
                 status, ctype, data = _text(500, f"the answer is larger than the admin API's "
@@ -161,6 +173,23 @@ class HttpApi:
                 return event
             else:
                 raise h11.RemoteProtocolError("no request")
+
+    async def _read_body(self, conn: h11.Connection, stream: SocketStream) -> bytes | None:
+        """The request's body, or None when it passes ``MAX_REQUEST_BYTES``."""
+        parts, size = [], 0
+        while True:
+            event = conn.next_event()
+            if event is h11.NEED_DATA:
+                conn.receive_data(await stream.receive())
+            elif isinstance(event, h11.Data):
+                size += len(event.data)
+                if size > MAX_REQUEST_BYTES:
+                    return None
+                parts.append(bytes(event.data))
+            elif isinstance(event, h11.EndOfMessage):
+                return b"".join(parts)
+            else:
+                raise h11.RemoteProtocolError("a request without an end")
 
 
 
@@ -243,7 +272,7 @@ class Admin(HttpApi):
         await PrometheusSink(self, index).serve(sock)
 
     def respond(self, method: str, target: str,
-                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+                headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> Response:
         url = urlsplit(target)
         route = self.routes.get(url.path.rstrip("/") or "/")
         if route is None:
@@ -506,7 +535,7 @@ class PrometheusSink(HttpApi):
         self.index = index
 
     def respond(self, method: str, target: str,
-                headers: Iterable[tuple[bytes, bytes]] = ()) -> Response:
+                headers: Iterable[tuple[bytes, bytes]] = (), body: bytes = b"") -> Response:
         admin = self.admin
         if self.index >= len(admin.sinks):
             return _text(404, "this sink is no longer in the config\n")

@@ -1,6 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
-from mosn.config.base import Empty, Unsupported
+from mosn.config.base import Empty, Unsupported, did_you_mean
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -10,6 +10,7 @@ from mosn.config.models import (
     Model,
     MosnConfig,
 )
+from mosn.config.routers import RouterConfiguration
 from mosn.config.types import Address, Duration, parse_address, parse_duration
 
 __all__ = [
@@ -24,7 +25,9 @@ __all__ = [
     "LoadedConfig",
     "Model",
     "MosnConfig",
+    "RouterConfiguration",
     "Unsupported",
+    "did_you_mean",
     "dump",
     "load",
     "parse_address",

@@ -200,6 +200,8 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
             for i, flt in enumerate(filters):
                 errors += _check_filter(f"{base}[{i}]", kind, flt, plugins, config)
     errors += _check_per_filter_configs(config, plugins)
+    for i, entry in enumerate(config.extends):
+        errors += _check_filter(f"extends[{i}]", "extends_type", entry, plugins, config)
     for i, cluster in enumerate(config.cluster_manager.clusters):
         base = f"cluster_manager.clusters[{i}]"
         ctype = plugins.get("cluster_type", cluster.type)

@@ -951,8 +951,10 @@ class MosnConfig(Model):
     """MOSN's: take the config of the process being upgraded from."""
     metrics: MetricsConfig | None = None
     """MOSN's: its Prometheus sink and ``stats_matcher`` (:mod:`mosn.config.metrics`)."""
-    extends: Unsupported = None
-    """MOSN's extensions' configs (a Dubbo registry ...)."""
+    extends: list[FilterConfig] = Field(default_factory=list)
+    """MOSN's extensions' configs, ``{type, config}`` each, validated by the plugin
+    registering the type (:func:`mosn.hookspecs.mosn_extends`): the Dubbo plugin's
+    ``dubbo_registry``."""
     layered_runtime: Unsupported = None
     """Envoy's runtime layers."""
 

@@ -1,6 +1,7 @@
 """Registers the dubbo codec with the RPC engine, the dubbo protocol with the proxy,
 the ``zookeeper`` cluster type (Dubbo's ZooKeeper registry) and the ``dubbo_triple``
-stream filter (Dubbo's routing keys for Dubbo 3 Triple calls)."""
+stream filter (Dubbo's routing keys for Dubbo 3 Triple calls), and MOSN's
+``dubbo_registry`` extends type (publishing and subscribing on ZooKeeper)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,12 @@ def mosn_stream_filters() -> list[Extension]:
     return [Extension("dubbo_triple", build, TripleConfig,
                       description="Dubbo's routing keys (service, method, version, group) "
                                   "for Dubbo 3 Triple (gRPC) calls")]
+
+
+@hookimpl
+def mosn_extends() -> list[Extension]:
+    from mosn_dubbo.extend import DubboRegistryConfig, build
+
+    return [Extension("dubbo_registry", build, DubboRegistryConfig,
+                      description="MOSN's Dubbo service registry: publish and subscribe "
+                                  "on ZooKeeper over HTTP (/pub /unpub /sub /unsub)")]

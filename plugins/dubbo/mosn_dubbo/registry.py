@@ -16,7 +16,7 @@ load balancing: ``version``, ``group``, ``application`` ...), ``version`` and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from mosn.config.models import MAX_HOST_WEIGHT
 from mosn.config.types import Address
@@ -29,6 +29,12 @@ DEFAULT_WEIGHT = 100
 
 def providers_path(root: str, interface: str) -> str:
     return f"{root.rstrip('/')}/{interface}/providers"
+
+
+def node_path(root: str, interface: str, category: str, url: str) -> str:
+    """The znode a URL is registered as under ``/<root>/<interface>/<category>``
+    (``ZookeeperRegistry.toUrlPath``: the whole URL encoded as one name)."""
+    return f"{root.rstrip('/')}/{interface}/{category}/{quote(url, safe='')}"
 
 
 @dataclass(frozen=True)
@@ -72,7 +78,16 @@ def parse_provider(znode: str, protocol: str = "dubbo") -> Provider | None:
 
 
 def provider_url(host: str, port: int, interface: str, **params: str) -> str:
-    """A provider URL as Dubbo writes one (for tests and tools)."""
-    query = "&".join(f"{k}={v}" for k, v in
-                     sorted({"interface": interface, "side": "provider", **params}.items()))
-    return f"dubbo://{host}:{port}/{interface}?{query}"
+    """A provider URL as Dubbo writes one."""
+    return f"dubbo://{host}:{port}/{interface}?" + _query(
+        {"interface": interface, "side": "provider", **params})
+
+
+def consumer_url(host: str, interface: str, **params: str) -> str:
+    """A consumer URL as Dubbo registers one (``consumer://<ip>/<interface>?...``)."""
+    return f"consumer://{host}/{interface}?" + _query(
+        {"interface": interface, "side": "consumer", **params})
+
+
+def _query(params: dict[str, str]) -> str:
+    return "&".join(f"{k}={v}" for k, v in sorted(params.items()))

@@ -93,6 +93,32 @@ print(json.dumps(out, default=str), flush=True)
 """
 
 
+PY_ZK_CALL = """
+import json, os, sys
+from dubbo.client import DubboClient, ZkRegister
+zk_address, method, args = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+registry = ZkRegister(zk_address)
+client = DubboClient(sys.argv[4], version=sys.argv[5], dubbo_version="2.0.2",
+                     zk_register=registry)
+try:
+    out = {"ok": True, "result": client.call(method, args, timeout=5),
+           "provider": registry.get_provider_host(sys.argv[4])}
+except Exception as e:
+    out = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+print(json.dumps(out, default=str), flush=True)
+os._exit(0)  # kazoo's threads would hold the exit up
+"""
+
+
+def python3_dubbo_zk_call(python: Path, zookeeper: str, method: str, *args: Any,
+                          service: str = SERVICE, version: str = VERSION) -> dict[str, Any]:
+    """One call by python3-dubbo's DubboClient finding its provider in ZooKeeper
+    (``ZkRegister``, which registers the consumer there too); ``provider`` says where
+    it went."""
+    return json_lines([str(python), "-c", PY_ZK_CALL, zookeeper, method,
+                       json.dumps(list(args)), service, version], PEERS, CALL_TIMEOUT)[0]
+
+
 def python3_dubbo_call(python: Path, port: int, method: str, *args: Any,
                        service: str = SERVICE, version: str = VERSION) -> dict[str, Any]:
     """One call by python3-dubbo's DubboClient (a direct host, no registry)."""

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 
+from mosn.config import ConfigError, validate
+from mosn import server
 from mosn.plugins import PluginHost
 from mosn.stream.types import MatchResult
 from mosn_dubbo import DubboCodec, Status, error_status, http_status, match
 from mosn_dubbo.config import DubboConfig
+from mosn_dubbo.extend import BadRequest, parse_request
 
 
 @pytest.mark.parametrize("http, flags, status", [
@@ -58,8 +64,82 @@ def test_plugin_registers_codec_protocol_and_cluster_type() -> None:
     protocol = host.get("protocol", "dubbo").factory(DubboConfig())
     assert protocol.name == "dubbo" and protocol.multiplexed
     assert host.get("cluster_type", "zookeeper") is not None
+    assert host.get("extends_type", "dubbo_registry") is not None
 
 
 def test_config_limits() -> None:
     with pytest.raises(ValueError):
         DubboConfig(max_body_size=10)
+
+
+# -- the dubbo_registry extends entry --------------------------------------------------
+
+
+def registry_entry(**config: Any) -> dict[str, Any]:
+    proxy = {"type": "tcp_proxy", "config": {"cluster": "c"}}
+    return {
+        "servers": [{"listeners": [{"name": "in", "address": "127.0.0.1:20880",
+                                    "filter_chains": [{"filters": [proxy]}]}]}],
+        "cluster_manager": {"clusters": [{"name": "c", "hosts": [{"address": "127.0.0.1:1"}]}]},
+        "extends": [{"type": "dubbo_registry", "config": config}],
+    }
+
+
+def test_a_registry_entry_loads_and_log_path_is_a_warning() -> None:
+    loaded = validate(registry_entry(enable=True, server_port=20880, api_port=22223,
+                                     log_path="/tmp"))
+    (entry,) = loaded.config.extends
+    assert (entry.parsed.server_port, entry.parsed.api_port) == (20880, 22223)
+    assert entry.parsed.listener_host == "127.0.0.1"
+    assert [w.split(":")[0] for w in loaded.warnings] == ["extends[0].config.log_path"]
+
+
+def test_registry_entry_errors_have_their_paths() -> None:
+    config = registry_entry(enable=True, server_port=20881, api_prot=1)
+    config["extends"].append({"type": "tunnel_agent", "config": {}})
+    with pytest.raises(ConfigError) as info:
+        validate(config)
+    assert sorted(info.value.errors) == [
+        "extends[0].config.api_prot: unknown field; did you mean 'api_port'?",
+        "extends[0].config.server_port: no listener on port 20881: a published provider "
+        "points consumers at mosn's listener there",
+        "extends[1].type: unknown extends type 'tunnel_agent' (known: dubbo_registry)"]
+
+
+def test_extends_with_workers_is_refused_before_anything_listens() -> None:
+    loaded = validate(registry_entry(enable=True, server_port=20880))
+    with pytest.raises(server.StartError, match="extends: .*run without --workers"):
+        server.run(loaded, workers=2)
+
+
+def test_a_disabled_registry_entry_is_only_checked() -> None:
+    validate(registry_entry(enable=False, server_port=1))
+
+
+@pytest.mark.parametrize("body, reasons", [
+    (b"", ["the body is a JSON object"]),
+    (b"[1]", ["the body is a JSON object"]),
+    (b'{"registry": {"type": "nacos", "addr": "h:1"}, "service": {"interface": "a.B", '
+     b'"methods": ["m"]}}', ["registry.type: registry type 'nacos': only 'zookeeper'"]),
+    (b'{"registry": {"type": "zookeeper", "addr": "h"}, "service": {"interface": "a/B", '
+     b'"methods": [], "grop": "x"}, "x": 1}',
+     ["registry.addr: 'h' is not host:port", "service.interface: 'a/B' is not a Java",
+      "service.methods: List should have at least 1 item", "x: unknown field (known here: "
+      "registry, service)", "service.grop: unknown field; did you mean 'group'?"]),
+    (b'{"registry": {"type": "zookeeper", "addr": "h:1"}, "service": {"interface": "a.B", '
+     b'"methods": ["m"], "version": "1&x=2"}}', ["service.version: '1&x=2': letters"]),
+])
+def test_registry_api_bodies_are_checked(body: bytes, reasons: list[str]) -> None:
+    with pytest.raises(BadRequest) as info:
+        parse_request(body)
+    for reason in reasons:
+        assert reason in str(info.value)
+
+
+def test_a_registry_api_body_as_mosn_sends_it() -> None:
+    request = parse_request(json.dumps({
+        "registry": {"addr": "127.0.0.1:2181", "type": "zookeeper"},
+        "service": {"group": "", "interface": "com.ikurento.user",
+                    "methods": ["GetUser", "GetProfile", "kkk"], "name": "UserProvider",
+                    "port": "20000", "version": ""}}).encode())
+    assert request.service.methods == ["GetUser", "GetProfile", "kkk"]

@@ -8,22 +8,26 @@ URL under /dubbo/<interface>/providers.
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 
+from mosn.admin import MAX_REQUEST_BYTES
 from mosn.config.models import ClusterConfig
 from mosn.testing import Peer, free_port
 from mosn_dubbo.registry import parse_provider, provider_url, providers_path
-from mosn_dubbo.zookeeper import ZookeeperDiscovery, build_hosts, cluster_config
-from dubbo_fixtures import node_peers, zookeeper  # noqa: F401 (fixtures)
+from mosn_dubbo.zookeeper import MAX_RETRY_DELAY, ZookeeperDiscovery, build_hosts, cluster_config
+from dubbo_fixtures import node_peers, python3_dubbo, zookeeper  # noqa: F401 (fixtures)
 from dubbo_peers import (
     SERVICE,
     VERSION,
     calls,
+    python3_dubbo_zk_call,
     start_provider,
     start_traffic,
     traffic_summary,
@@ -102,8 +106,11 @@ class Registry:
 
     def __init__(self, address: str) -> None:
         from kazoo.client import KazooClient
+        from kazoo.retry import KazooRetry
 
-        self.client = KazooClient(hosts=address, timeout=10.0)
+        # Reconnecting soon after an outage (kazoo's default backs off up to a minute).
+        self.client = KazooClient(hosts=address, timeout=10.0, connection_retry=KazooRetry(
+            max_tries=-1, max_delay=MAX_RETRY_DELAY))
         self.client.start(timeout=10)
 
     def register(self, port: int, **params: str) -> str:
@@ -164,6 +171,11 @@ def zk_config(port: int, zk: ZooKeeper, **cluster: Any) -> dict[str, Any]:
 
 def cluster_hosts(mosn: Any) -> set[str]:
     (cluster,) = mosn.admin("/clusters").json()["clusters"]
+    return {h["address"] for h in cluster["hosts"]}
+
+
+def cluster_hosts_of(mosn: Any, name: str) -> set[str]:
+    (cluster,) = [c for c in mosn.admin("/clusters").json()["clusters"] if c["name"] == name]
     return {h["address"] for h in cluster["hosts"]}
 
 
@@ -257,3 +269,146 @@ def test_with_workers_the_parent_watches_and_workers_follow(
     while whoami(port, 8) != {"a", "b"}:
         assert time.monotonic() < deadline, mosn.output()
         time.sleep(0.2)
+
+
+# -- MOSN's dubbo_registry extends: publish and subscribe ------------------------------
+
+CONSUMERS = f"/dubbo/{SERVICE}/consumers"
+
+
+def registry_config(zk: ZooKeeper, server_port: int, client_port: int, api_port: int,
+                    provider_port: int) -> dict[str, Any]:
+    """mosn in front of a provider (listener ``server_port``, published) and for a
+    consumer (listener ``client_port`` routing by the ``dubbo`` router configuration
+    the subscriptions add to), with the registry's API on ``api_port``."""
+    def listener(name: str, port: int, routes: str) -> dict[str, Any]:
+        return {"name": name, "address": f"127.0.0.1:{port}", "filter_chains": [{"filters": [
+            {"type": "proxy", "config": {"downstream_protocol": "dubbo",
+                                         "router_config_name": routes}}]}]}
+
+    return {
+        "servers": [{
+            "graceful_timeout": "1s",
+            "routers": [
+                {"router_config_name": "provider", "virtual_hosts": [
+                    {"name": "provider", "domains": ["*"], "routers": [
+                        {"match": {"headers": [{"name": "service", "value": ".*"}]},
+                         "route": {"cluster_name": "local"}}]}]},
+                {"router_config_name": "dubbo", "virtual_hosts": [
+                    {"name": "dubbo", "domains": ["*"]}]},
+            ],
+            "listeners": [listener("provider", server_port, "provider"),
+                          listener("consumer", client_port, "dubbo")],
+        }],
+        "cluster_manager": {"clusters": [
+            {"name": "local", "hosts": [{"address": f"127.0.0.1:{provider_port}"}]}]},
+        "extends": [{"type": "dubbo_registry", "config": {
+            "enable": True, "server_port": server_port, "api_port": api_port,
+            "session_timeout": "1s"}}],
+    }
+
+
+def registry_body(zk: ZooKeeper, **service: Any) -> dict[str, Any]:
+    """A body of MOSN's registry API (the fields MOSN's own tests send)."""
+    return {"registry": {"type": "zookeeper", "addr": zk.address},
+            "service": {"interface": SERVICE, "methods": ["echo", "whoami"], "group": "",
+                        "version": VERSION, "name": "EchoService", **service}}
+
+
+def wait_for_children(registry: Registry, path: str, wanted: Callable[[list[str]], bool]
+                      ) -> list[str]:
+    deadline = time.monotonic() + UPDATE_TIMEOUT
+    while True:
+        children = (registry.client.get_children(path) if registry.client.exists(path)
+                    else [])
+        if wanted(children):
+            return children
+        assert time.monotonic() < deadline, f"{path}: {children}"
+        time.sleep(0.05)
+
+
+def mosn_consumers(registry: Registry) -> list[str]:
+    return [url for url in map(unquote, registry.client.get_children(CONSUMERS))
+            if "application=mosn&" in url]
+
+
+def test_registry_extends_publishes_and_subscribes(
+        start_mosn: Callable[..., Any], zookeeper: ZooKeeper, registry: Registry,
+        providers: dict[str, Peer], python3_dubbo: Any) -> None:
+    """MOSN's /pub puts mosn's listener in ZooKeeper, where a real Dubbo consumer
+    finds it and calls through mosn; after its session expired mosn registers the
+    node again; /unpub removes it; /sub makes mosn route to a provider registered in
+    ZooKeeper and registers mosn as its consumer, across a config reload; /unsub
+    removes the route and the consumer node; stopping mosn removes what it published."""
+    import httpx
+
+    server_port, client_port, api_port = free_port(), free_port(), free_port()
+    mosn = start_mosn(registry_config(zookeeper, server_port, client_port, api_port,
+                                      providers["a"].port))
+    api = f"http://127.0.0.1:{api_port}"
+
+    bad = registry_body(zookeeper, interfac="x")
+    bad["registry"]["type"] = "nacos"
+    answer = httpx.post(f"{api}/pub", json=bad)
+    assert answer.status_code == 400 and answer.json()["err_no"] == 1
+    assert "registry.type: registry type 'nacos'" in answer.json()["err_msg"]
+    answer = httpx.post(f"{api}/pub", json={"registry": {"type": "zookeeper", "addr": "x"},
+                                           "service": {"interface": SERVICE, "methods": [],
+                                                       "verison": "1"}})
+    assert answer.status_code == 400
+    for reason in ("registry.addr: 'x' is not host:port", "service.methods:",
+                   "did you mean 'version'"):
+        assert reason in answer.json()["err_msg"]
+    assert httpx.post(f"{api}/pub", content=b"{").status_code == 400
+    assert httpx.post(f"{api}/pub", content=b" " * (MAX_REQUEST_BYTES + 1)).status_code == 413
+    assert httpx.get(f"{api}/pub").status_code == 405
+    assert not registry.client.exists(PATH)
+
+    answer = httpx.post(f"{api}/pub", json=registry_body(zookeeper))
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"err_no": 0, "err_msg": "publish success"}
+    (published,) = registry.client.get_children(PATH)
+    provider = parse_provider(published)
+    assert provider is not None and str(provider.address) == f"127.0.0.1:{server_port}"
+    assert (provider.metadata["version"], provider.metadata["methods"]) == (VERSION,
+                                                                            "echo,whoami")
+    found = python3_dubbo_zk_call(python3_dubbo, zookeeper.address, "whoami")
+    assert found == {"ok": True, "result": "a", "provider": f"127.0.0.1:{server_port}"}
+
+    os.kill(mosn.proc.pid, signal.SIGSTOP)  # silent past its session: ZooKeeper ends it
+    try:
+        wait_for_children(registry, PATH, lambda children: not children)
+    finally:
+        os.kill(mosn.proc.pid, signal.SIGCONT)
+    assert wait_for_children(registry, PATH, bool) == [published]  # a new session has it
+
+    answer = httpx.post(f"{api}/unpub", json=registry_body(zookeeper))
+    assert answer.json() == {"err_no": 0, "err_msg": "unpub success"}
+    assert registry.client.get_children(PATH) == []
+
+    path_b = registry.register(providers["b"].port)
+    answer = httpx.post(f"{api}/sub", json=registry_body(zookeeper))
+    assert answer.json() == {"err_no": 0, "err_msg": "subscribe success"}, answer.text
+    (consumer,) = mosn_consumers(registry)  # (python3-dubbo's may still be there)
+    assert consumer.startswith(f"consumer://127.0.0.1/{SERVICE}?")
+    assert whoami(client_port, 4) == {"b"}
+    assert cluster_hosts_of(mosn, SERVICE) == {f"127.0.0.1:{providers['b'].port}"}
+    assert httpx.post(mosn.url("/reload")).status_code == 200  # the file has no SERVICE
+    assert cluster_hosts_of(mosn, SERVICE) == {f"127.0.0.1:{providers['b'].port}"}
+    assert whoami(client_port, 2) == {"b"}
+
+    answer = httpx.post(f"{api}/sub", json=registry_body(zookeeper, interface="local"))
+    assert answer.status_code == 409 and "cluster named 'local'" in answer.text
+    answer = httpx.post(f"{api}/unsub", json=registry_body(zookeeper, interface="a.B"))
+    assert answer.status_code == 409 and "a.B is not subscribed to" in answer.text
+    answer = httpx.post(f"{api}/unsub", json=registry_body(zookeeper))
+    assert answer.json() == {"err_no": 0, "err_msg": "unsubscribe success"}
+    assert mosn_consumers(registry) == []
+    assert SERVICE not in {c["name"] for c in mosn.admin("/clusters").json()["clusters"]}
+    assert whoami(client_port, 1) != {"b"}  # no route: the RPC engine's error reply
+
+    assert httpx.post(f"{api}/pub", json=registry_body(zookeeper)).status_code == 200
+    assert len(registry.client.get_children(PATH)) == 2  # b's and mosn's
+    mosn.stop()  # mosn's node goes with its session
+    assert registry.client.get_children(PATH) == [path_b.rpartition("/")[2]]
+    registry.client.delete(f"/dubbo/{SERVICE}", recursive=True)
