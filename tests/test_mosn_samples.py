@@ -17,8 +17,6 @@ XDS = ("dynamic_resources", "static_resources")
 """Envoy's v2-era xDS sections as MOSN's istio samples write them: ``static_resources``
 (mosn's static config is MOSN's) and ``dynamic_resources`` shapes mosn does not speak
 (``cluster_names``, REST ``api_config_source``, a duration as an object)."""
-CONNECTION_MANAGER = ("filters[1].type", "filters[0].config.router_config_name")
-"""MOSN's older ``connection_manager`` network filter holding the router config."""
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
@@ -30,7 +28,6 @@ TRACER = ("tracing",)
 REFUSED: dict[str, tuple[str, ...]] = {
     "configs/istio152/mosn_config_mirror_xds.json": ("static_resources",),
     "configs/istio152/mosn_xds.json": XDS,
-    "configs/mosn_config_dev.json": CONNECTION_MANAGER,
     "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS,
     "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,
     "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json": NACOS + TLS_FILES,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ValidationError
 from mosn.config.base import Model, is_empty
 from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
-from mosn.config.routers import check_references
+from mosn.config.routers import RouterConfiguration, check_references
 from mosn.config.tls import check_tls
 from mosn.config.types import is_loopback
 from mosn.plugins import PluginHost
@@ -96,6 +96,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
         config = MosnConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(errors + _pydantic_errors(exc)) from None
+    errors += _check_connection_managers(config)
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
     errors += _check_routers(config, check_clusters=not routes_to_unknown_clusters)
@@ -213,6 +214,18 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
                           f"{plugins.unknown('load_balancer', cluster.lb_type)}")
         if cluster.health_check is not None:
             errors += _check_health_check(f"{base}.health_check", cluster.health_check, plugins)
+    return errors
+
+
+def _check_connection_managers(config: MosnConfig) -> list[str]:
+    """Each ``connection_manager`` filter's router configuration, parsed before the
+    ``proxy`` filters that name it are checked (whichever comes first in the chain)."""
+    errors: list[str] = []
+    for path, flt in config.connection_managers():
+        try:
+            flt.set_parsed(RouterConfiguration.model_validate(flt.config))
+        except ValidationError as exc:
+            errors += _pydantic_errors(exc, f"{path}.config")
     return errors
 
 

@@ -62,6 +62,9 @@ ORIGINAL_DST_TYPES = ("redirect", "tproxy")
 iptables REDIRECT, read back with ``SO_ORIGINAL_DST``; or TPROXY, which keeps it)."""
 NETWORKS = ("tcp", "unix", "udp")
 UDP_PROXY = "udp_proxy"  # the network filter of a udp listener
+CONNECTION_MANAGER = "connection_manager"
+"""MOSN's older network filter whose ``config`` is a router configuration, registered
+as if it were under ``servers[].routers`` (MOSN's ``ParseRouterConfiguration``)."""
 SOURCE_TYPES = ("ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL")
 """Envoy's ``filter_chain_match.source_type``."""
 TRANSPORT_PROTOCOLS = ("tls", "raw_buffer")
@@ -962,10 +965,22 @@ class MosnConfig(Model):
         return {} if value is None else value
 
     def routers(self) -> Iterator[tuple[str, RouterConfiguration]]:
-        """Every router configuration with its config path."""
+        """Every router configuration with its config path: ``servers[].routers``,
+        then those of ``connection_manager`` filters (once the loader parsed them)."""
         for si, server in enumerate(self.servers):
             for ri, router in enumerate(server.routers):
                 yield f"servers[{si}].routers[{ri}]", router
+        for path, flt in self.connection_managers():
+            if isinstance(flt.parsed, RouterConfiguration):
+                yield f"{path}.config", flt.parsed
+
+    def connection_managers(self) -> Iterator[tuple[str, FilterConfig]]:
+        """Every ``connection_manager`` network filter with its config path."""
+        for lpath, listener in self.listeners():
+            for ci, chain in enumerate(listener.filter_chains):
+                for fi, flt in enumerate(chain.filters):
+                    if flt.type == CONNECTION_MANAGER:
+                        yield f"{lpath}.filter_chains[{ci}].filters[{fi}]", flt
 
     def listeners(self) -> Iterator[tuple[str, ListenerConfig]]:
         """Every listener with its config path."""
