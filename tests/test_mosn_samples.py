@@ -24,6 +24,7 @@ GO_STREAM_FILTER = ("stream_filters[0].type",)
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
+"""The ``PluginDriver`` tracing driver: a tracer built as a Go plugin."""
 
 REFUSED: dict[str, tuple[str, ...]] = {
     "configs/istio152/mosn_config_mirror_xds.json": ("static_resources",),
@@ -43,7 +44,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "sofarpc-with-xprotocol-sample/tls_client_config.json": TLS_FILES,
     "sofarpc-with-xprotocol-sample/tls_server_config.json": TLS_FILES,
     "trace/skywalking-plugin/http/config.json": TRACER,
-    "trace/skywalking/http/config.json": TRACER,
     "tunnel-sample/agent_config.json": ("extends",),
     "tunnel-sample/client_config.json": ("filters[0].type",) + TLS_FILES,
     "xds-server-sample/config.json":

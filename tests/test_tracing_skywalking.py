@@ -5,6 +5,9 @@ reporting its segments over gRPC to a SkyWalking trace receiver started here
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import replace
 from typing import Any, Iterator
 
 import httpx
@@ -18,13 +21,18 @@ pytest.importorskip("skywalking.protocol.language_agent.Tracing_pb2_grpc")
 
 from mosn.observability.skywalking import (  # noqa: E402
     MOSN_COMPONENT_ID,
+    SKYWALKING_STATS,
     SW8,
+    Reporter,
+    Segment,
     Sw8,
     Sw8Error,
     parse_sw8,
 )
 from skywalking_receiver import SkyWalkingReceiver  # noqa: E402
 
+REPORTED, DROPPED, FAILED = (SKYWALKING_STATS.index(f"tracing.{name}") for name in (
+    "segments_reported", "segments_dropped", "report_failures"))
 ENTRY, EXIT = 0, 1
 """``SpanType`` of SkyWalking's Tracing.proto."""
 CALLER = Sw8(True, "trace-from-the-caller", "caller-segment", 3, "shop", "shop-1@host",
@@ -63,6 +71,8 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
                             headers={SW8: CALLER.encode()})
         bad = client.get(f"http://127.0.0.1:{port}/ok/echo", headers={SW8: "1-not-a-context"})
         failed = client.get(f"http://127.0.0.1:{port}/dead/")
+        unsampled = client.get(f"http://127.0.0.1:{port}/ok/echo", headers={
+            SW8: replace(CALLER, sampled=False, trace_id="not-recorded").encode()})
     assert joined.status_code == 200 and bad.status_code == 200
     assert failed.status_code >= 500
     assert mosn.wait_stat("tracing.sw8_malformed", 1)["tracing.sw8_malformed"] == 1
@@ -73,12 +83,15 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
     assert upstream.service == "edge" and upstream.endpoint == "/ok/echo"
     assert upstream.span_id == 1 and upstream.peer == f"127.0.0.1:{backend}"
     fresh = sent_upstream(bad)  # a malformed context: a new trace, not an error
+    passed_on = sent_upstream(unsampled)  # the caller's "not sampled" goes on, unrecorded
+    assert passed_on.trace_id == "not-recorded" and not passed_on.sampled
     assert fresh.trace_id not in (CALLER.trace_id, upstream.trace_id)
     assert fresh.segment_id != upstream.segment_id
 
-    segments = {s.traceSegmentId: s for s in oap.wait(3)}
+    oap.wait(3)
+    mosn.stop()  # sends what is queued
+    segments = {s.traceSegmentId: s for s in oap.segments}
     assert len(segments) == 3 and oap.metadata[0]["authentication"] == "secret"
-    mosn.stop()
     seg = segments[upstream.segment_id]
     assert seg.traceId == CALLER.trace_id and seg.service == "edge"
     assert seg.serviceInstance == upstream.instance
@@ -105,7 +118,36 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
     assert all(s.isError for s in failure.spans)  # the dead host: the try and the request
     assert [s.operationName for s in failure.spans if s.spanType == ENTRY] == ["/dead/"]
     lines = read_lines(log, 3)
-    assert lines[:2] == [CALLER.trace_id, fresh.trace_id] and lines[2] == failure.traceId
+    assert lines[:3] == [CALLER.trace_id, fresh.trace_id, failure.traceId]
+
+
+def reporter(**config: Any) -> tuple[Reporter, list[tuple[int, int]]]:
+    """A reporter thread as a mosn process runs one, and what it counted."""
+    counted: list[tuple[int, int]] = []
+    tracing = validate(http_config(free_port(), 1, [], **skywalking("", **config))).config.tracing
+    return Reporter(tracing.config, "edge", "edge-1@host", lambda which, n=1:
+                    counted.append((which, n))), counted
+
+
+def test_reporter_log_writes_each_segment_as_json(caplog):
+    report, counted = reporter(reporter="log")
+    segment = Segment("t-1", True, CALLER, "/buy", "GET", "shop/buy")
+    with caplog.at_level(logging.INFO, logger="mosn.tracing"):
+        report.put(segment, segment.start + 1, 200)
+        report.close()
+    (line,) = [r.getMessage() for r in caplog.records]
+    message = json.loads(line.removeprefix("tracing: segment "))
+    assert message["traceId"] == "t-1" and message["service"] == "edge"
+    assert message["spans"][0]["refs"][0]["parentTraceSegmentId"] == CALLER.segment_id
+    assert counted == [(REPORTED, 1)]
+
+
+def test_an_unreachable_oap_counts_a_failure_and_the_lost_segments():
+    report, counted = reporter(backend_service=f"127.0.0.1:{free_port()}")
+    for _ in range(2):
+        report.put(Segment("t", True, None, "/", "GET", "x/"), 0, 200)
+    report.close()
+    assert sorted(counted) == [(DROPPED, 2), (FAILED, 1)]
 
 
 @pytest.mark.parametrize("value", [

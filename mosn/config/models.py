@@ -778,6 +778,8 @@ OTEL_DRIVERS = ("opentelemetry", "otel")
 """``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
 ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER = "zipkin", "jaeger", "sofatracer"
 SKYWALKING_DRIVER = "skywalking"
+PLUGIN_DRIVER = "plugindriver"
+"""MOSN's driver that loads a tracer from a Go plugin: refused."""
 SKYWALKING_KEYS = ("reporter", "backend_service", "service_name", "max_send_queue_size",
                    "authentication", "tls")
 """The config keys of MOSN's SkyWalking driver (``SkyWalkingTraceConfig``)."""
@@ -898,6 +900,10 @@ class TracingConfig(Model):
             known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER,
                      SKYWALKING_DRIVER)
             driver = self.driver.lower()
+            if driver == PLUGIN_DRIVER:
+                raise ValueError(f"driver {self.driver!r} is not supported: it loads a "
+                                 "tracer built as a Go plugin (.so); mosn's drivers are "
+                                 "OpenTelemetry (Zipkin, Jaeger), SkyWalking and SOFATracer")
             if driver not in known:
                 raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
                                  "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger), "
