@@ -20,8 +20,10 @@ from test_access_log import backend, http_config, read_lines  # noqa: F401 (a fi
 pytest.importorskip("skywalking.protocol.language_agent.Tracing_pb2_grpc")
 
 from mosn.observability.skywalking import (  # noqa: E402
+    DROPPED,
+    FAILED,
     MOSN_COMPONENT_ID,
-    SKYWALKING_STATS,
+    REPORTED,
     SW8,
     Reporter,
     Segment,
@@ -31,8 +33,6 @@ from mosn.observability.skywalking import (  # noqa: E402
 )
 from skywalking_receiver import SkyWalkingReceiver  # noqa: E402
 
-REPORTED, DROPPED, FAILED = (SKYWALKING_STATS.index(f"tracing.{name}") for name in (
-    "segments_reported", "segments_dropped", "report_failures"))
 ENTRY, EXIT = 0, 1
 """``SpanType`` of SkyWalking's Tracing.proto."""
 CALLER = Sw8(True, "trace-from-the-caller", "caller-segment", 3, "shop", "shop-1@host",
@@ -65,7 +65,11 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
     log = tmp_path / "access.log"
     config = http_config(port, backend, [{"log_path": str(log), "log_format": "%trace_id%"}],
                          **skywalking(oap.address, authentication="secret"))
+    proxy = config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
+    proxy.update(downstream_protocol="Auto", upstream_protocol="Http1")
     mosn = start_mosn(config)
+    with httpx.Client(http1=False, http2=True, timeout=5) as client:
+        over_h2 = client.get(f"http://127.0.0.1:{port}/ok/echo")
     with httpx.Client(timeout=5) as client:
         joined = client.get(f"http://127.0.0.1:{port}/ok/echo?x=1",
                             headers={SW8: CALLER.encode()})
@@ -88,10 +92,12 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
     assert fresh.trace_id not in (CALLER.trace_id, upstream.trace_id)
     assert fresh.segment_id != upstream.segment_id
 
-    oap.wait(3)
+    h2 = sent_upstream(over_h2)
+    oap.wait(4)
     mosn.stop()  # sends what is queued
     segments = {s.traceSegmentId: s for s in oap.segments}
-    assert len(segments) == 3 and oap.metadata[0]["authentication"] == "secret"
+    assert len(segments) == 4 and oap.metadata[0]["authentication"] == "secret"
+    assert over_h2.http_version == "HTTP/2" and segments.pop(h2.segment_id).traceId == h2.trace_id
     seg = segments[upstream.segment_id]
     assert seg.traceId == CALLER.trace_id and seg.service == "edge"
     assert seg.serviceInstance == upstream.instance
@@ -117,8 +123,8 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
                   if s.traceSegmentId not in (upstream.segment_id, fresh.segment_id)]
     assert all(s.isError for s in failure.spans)  # the dead host: the try and the request
     assert [s.operationName for s in failure.spans if s.spanType == ENTRY] == ["/dead/"]
-    lines = read_lines(log, 3)
-    assert lines[:3] == [CALLER.trace_id, fresh.trace_id, failure.traceId]
+    lines = read_lines(log, 4)
+    assert lines[:4] == [h2.trace_id, CALLER.trace_id, fresh.trace_id, failure.traceId]
 
 
 def reporter(**config: Any) -> tuple[Reporter, list[tuple[int, int]]]:

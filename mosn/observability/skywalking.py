@@ -23,8 +23,8 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
-import os
 import queue
+import random
 import socket
 import threading
 import time
@@ -73,6 +73,8 @@ LOG_REPORTER, GRPC_REPORTER = "log", "grpc"
 """MOSN's ``reporter`` values (``log``: each segment as JSON in mosn's log)."""
 SKYWALKING_STATS = ("tracing.sw8_malformed", "tracing.segments_reported",
                     "tracing.segments_dropped", "tracing.report_failures")
+MALFORMED, REPORTED, DROPPED, FAILED = range(len(SKYWALKING_STATS))
+"""Each stat's place in :data:`SKYWALKING_STATS`."""
 
 
 class Sw8Error(ValueError):
@@ -134,8 +136,11 @@ def parse_sw8(value: str) -> Sw8:
 
 
 def new_id() -> str:
-    """A trace or segment id: 32 random hex digits (go2sky's UUID without dashes)."""
-    return os.urandom(16).hex()
+    """A trace or segment id: 32 random hex digits (go2sky's UUID without dashes).
+    Python's ``random`` (reseeded in each forked worker), not ``os.urandom``: an id
+    needs to be unique, not secret, and a system call per id cost ~100 µs on a
+    loaded machine."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def now_ms() -> int:
@@ -187,6 +192,8 @@ class SkyWalkingTracer(StreamObserver):
         self._reporter: Reporter | None = None
         self._stats: tuple[int, ...] = ()
         self._store: Any = None
+        self._counting = threading.Lock()
+        """The request path and the reporter's thread both count drops."""
 
     def register_stats(self, store: "StatsStore") -> None:
         """Register the driver's counters (before the workers fork)."""
@@ -194,8 +201,11 @@ class SkyWalkingTracer(StreamObserver):
         self._stats = tuple(store.register(name) for name in SKYWALKING_STATS)
 
     def _count(self, which: int, n: int = 1) -> None:
+        """Add ``n`` to the stat ``SKYWALKING_STATS[which]`` (events, not requests:
+        a malformed context, a full queue, a report)."""
         if self._stats and self._store.values is not None:
-            self._store.values[self._stats[which]] += n
+            with self._counting:
+                self._store.values[self._stats[which]] += n
 
     def _start(self) -> "Reporter":
         # Per process: a worker names an instance of its own and runs its reporter.
@@ -225,7 +235,7 @@ class SkyWalkingTracer(StreamObserver):
             try:
                 parent = parse_sw8(value)
             except Sw8Error as exc:
-                self._count(0)
+                self._count(MALFORMED)
                 log.debug("tracing: malformed sw8 (%s): a new trace", exc)
         path = head.path
         operation = path.split("?", 1)[0]
@@ -290,7 +300,7 @@ class Reporter:
         try:
             self._queue.put_nowait((segment, end, status))
         except queue.Full:
-            self._count(2)
+            self._count(DROPPED)
 
     def close(self) -> None:
         self._queue.put(None)  # after what is queued
@@ -323,19 +333,20 @@ class Reporter:
                 continue
             messages = [self.message(*item) for item in batch]
             if stub is None:
-                for message in messages:
-                    log.info("tracing: segment %s", MessageToJson(message, indent=None))
-                self._count(1, len(messages))
+                if log.isEnabledFor(logging.INFO):
+                    for message in messages:
+                        log.info("tracing: segment %s", MessageToJson(message, indent=None))
+                self._count(REPORTED, len(messages))
                 continue
             try:
                 stub.collect(iter(messages), timeout=REPORT_TIMEOUT, metadata=self.metadata)
             except Exception as exc:  # grpc.RpcError: the OAP is down or refused them
-                self._count(3)
-                self._count(2, len(messages))
+                self._count(FAILED)
+                self._count(DROPPED, len(messages))
                 log.warning("tracing: could not report %d segments to %s: %s",
                             len(messages), self.address, exc)
             else:
-                self._count(1, len(messages))
+                self._count(REPORTED, len(messages))
         if channel is not None:
             channel.close()
 
@@ -385,5 +396,5 @@ def check_installed() -> None:
                          "protocol): pip install 'mosn[skywalking]'") from None
 
 
-__all__ = ["SKYWALKING_STATS", "SW8", "Segment", "SkyWalkingTracer", "Sw8", "Sw8Error",
+__all__ = ["DROPPED", "FAILED", "MALFORMED", "REPORTED", "SKYWALKING_STATS", "SW8", "Segment", "SkyWalkingTracer", "Sw8", "Sw8Error",
            "check_installed", "parse_sw8"]
