@@ -80,6 +80,8 @@ def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, 
     assert joined.status_code == 200 and bad.status_code == 200
     assert failed.status_code >= 500
     assert mosn.wait_stat("tracing.sw8_malformed", 1)["tracing.sw8_malformed"] == 1
+    dump = mosn.admin("/config_dump").text  # the OAP's token is not shown
+    assert '"authentication": "[redacted]"' in dump.replace('":"', '": "') and "secret" not in dump
 
     # The request sent upstream carries mosn's context (the caller's sw8 replaced).
     upstream = sent_upstream(joined)
