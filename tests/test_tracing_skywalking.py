@@ -162,6 +162,7 @@ def test_an_unreachable_oap_counts_a_failure_and_the_lost_segments():
     "", "1", "2-dA==-cw==-0-cw==-aQ==-ZQ==-cA==", "1-dA==-cw==-x-cw==-aQ==-ZQ==-cA==",
     "1-!!!-cw==-0-cw==-aQ==-ZQ==-cA==", "1--cw==-0-cw==-aQ==-ZQ==-cA==",
     "1-dA==-cw==-0-cw==-aQ==-ZQ==", "1-" + "A" * 5000,
+    "1-dAp4-cw==-0-cw==-aQ==-ZQ==-cA==",  # a trace id with a line feed: not for a log
 ])
 def test_a_malformed_sw8_is_refused(value):
     with pytest.raises(Sw8Error):

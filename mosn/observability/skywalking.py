@@ -108,9 +108,12 @@ def _b64(text: str) -> str:
 
 def _unb64(text: str, what: str) -> str:
     try:
-        return base64.b64decode(text, validate=True).decode()
+        decoded = base64.b64decode(text, validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         raise Sw8Error(f"{what} is not BASE64 of UTF-8 text") from None
+    if not decoded.isprintable():  # it reaches logs (%trace_id%) and the OAP as it is
+        raise Sw8Error(f"{what} holds a control character")
+    return decoded
 
 
 def parse_sw8(value: str) -> Sw8:
