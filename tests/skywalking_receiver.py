@@ -22,13 +22,19 @@ WAIT = 10.0
 
 
 class SkyWalkingReceiver(TraceSegmentReportServiceServicer):
-    def __init__(self) -> None:
+    """``tls``: the receiver's (certificate, key) in PEM; plaintext without."""
+
+    def __init__(self, tls: tuple[bytes, bytes] | None = None) -> None:
         self.segments: list[Any] = []
         self.metadata: list[dict[str, str]] = []
         self.changed = threading.Condition()
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
         add_TraceSegmentReportServiceServicer_to_server(self, self.server)
-        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        if tls is None:
+            self.port = self.server.add_insecure_port("127.0.0.1:0")
+        else:
+            credentials = grpc.ssl_server_credentials([(tls[1], tls[0])])
+            self.port = self.server.add_secure_port("127.0.0.1:0", credentials)
 
     @property
     def address(self) -> str:

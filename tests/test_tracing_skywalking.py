@@ -15,6 +15,7 @@ import pytest
 
 from conftest import free_port
 from mosn.config import ConfigError, validate
+from mosn.testing.certs import CertificateAuthority
 from test_access_log import backend, http_config, read_lines  # noqa: F401 (a fixture)
 
 pytest.importorskip("skywalking.protocol.language_agent.Tracing_pb2_grpc")
@@ -39,10 +40,18 @@ CALLER = Sw8(True, "trace-from-the-caller", "caller-segment", 3, "shop", "shop-1
              "/buy", "127.0.0.1:2046")
 
 
+OAP_NAME = "oap.test"
+"""The name in the TLS receiver's certificate (mosn reaches it at 127.0.0.1)."""
+
+
 @pytest.fixture
-def oap() -> Iterator[SkyWalkingReceiver]:
-    with SkyWalkingReceiver() as r:
-        yield r
+def oap_tls(tmp_path) -> Iterator[tuple[SkyWalkingReceiver, str]]:
+    """A receiver behind TLS, and the file of the CA that issued its certificate."""
+    issued = CertificateAuthority().issue(dns=[OAP_NAME])
+    ca = tmp_path / "oap-ca.crt"
+    ca.write_bytes(issued.ca_pem)
+    with SkyWalkingReceiver((issued.cert_pem, issued.key_pem)) as r:
+        yield r, str(ca)
 
 
 def skywalking(address: str, **config: Any) -> dict[str, Any]:
@@ -60,11 +69,15 @@ def tags(span: Any) -> dict[str, str]:
     return {t.key: t.value for t in span.tags}
 
 
-def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap, tmp_path):  # noqa: F811
+def test_sw8_continued_upstream_and_segments_reported(start_mosn, backend, oap_tls,  # noqa: F811
+                                                      tmp_path):
+    """(The OAP is reached over TLS, as MOSN's ``tls`` config says.)"""
+    oap, ca = oap_tls
     port = free_port()
     log = tmp_path / "access.log"
     config = http_config(port, backend, [{"log_path": str(log), "log_format": "%trace_id%"}],
-                         **skywalking(oap.address, authentication="secret"))
+                         **skywalking(oap.address, authentication="secret", tls={
+                             "cert_file": ca, "server_name_override": OAP_NAME}))
     proxy = config["servers"][0]["listeners"][0]["filter_chains"][0]["filters"][0]["config"]
     proxy.update(downstream_protocol="Auto", upstream_protocol="Http1")
     mosn = start_mosn(config)
@@ -150,6 +163,16 @@ def test_reporter_log_writes_each_segment_as_json(caplog):
     assert counted == [(REPORTED, 1)]
 
 
+def test_reporter_grpc_in_plaintext():
+    with SkyWalkingReceiver() as oap:
+        report, counted = reporter(backend_service=oap.address)
+        report.put(Segment("t-2", True, None, "/", "GET", "x/"), 0, 200)
+        report.close()
+        (segment,) = oap.wait(1)
+    assert segment.traceId == "t-2" and segment.serviceInstance == "edge-1@host"
+    assert counted == [(REPORTED, 1)]
+
+
 def test_an_unreachable_oap_counts_a_failure_and_the_lost_segments():
     report, counted = reporter(backend_service=f"127.0.0.1:{free_port()}")
     for _ in range(2):
@@ -187,8 +210,10 @@ def test_sw8_round_trips():
      "tracing: config.backend_service: the SkyWalking driver's gRPC reporter needs"),
     ({"enable": True, "driver": "SkyWalking", "config": {"endpoint": "http://x"}},
      "tracing: config.endpoint: the SkyWalking driver takes reporter"),
-    ({"enable": True, "driver": "SkyWalking", "config": {"tls": {"cert_file": "ca.pem"}}},
-     "tracing.config.tls"),
+    ({"enable": True, "driver": "SkyWalking", "config": {"tls": {"cert_file": "no-ca.pem"}}},
+     "tracing.config.tls.cert_file: cannot read "),
+    ({"enable": True, "driver": "SkyWalking", "config": {"tls": {"ca": "x"}}},
+     "tracing.config.tls.ca: unknown field"),
     ({"enable": True, "driver": "Zipkin", "config": {"backend_service": "127.0.0.1:1"}},
      "tracing: config.backend_service: the SkyWalking driver's key"),
     ({"enable": True, "driver": "PluginDriver", "config": {}},

@@ -14,6 +14,7 @@ from functools import cache
 from typing import Any, Iterable, Iterator, get_args, get_origin
 
 import yaml
+from cryptography.x509 import load_pem_x509_certificates
 from pydantic import BaseModel, ValidationError
 
 from mosn.config.base import Model, is_empty
@@ -105,6 +106,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
         errors += _check_serves_something(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
+    errors += _check_tracing_files(config, base_dir or Path.cwd())
     key_errors, warnings = check_extra_keys(config) if check_keys else ([], [])
     errors += key_errors
     if errors:
@@ -227,6 +229,24 @@ def _check_connection_managers(config: MosnConfig) -> list[str]:
         except ValidationError as exc:
             errors += _pydantic_errors(exc, f"{path}.config")
     return errors
+
+
+def _check_tracing_files(config: MosnConfig, base_dir: Path) -> list[str]:
+    """The SkyWalking driver's CA certificate: found (relative to ``base_dir``, the
+    path made absolute) and a PEM certificate."""
+    tls = config.tracing.config.tls
+    if not config.tracing.enable or tls is None or not tls.cert_file:
+        return []
+    path = base_dir / Path(tls.cert_file).expanduser()
+    tls.cert_file = str(path)
+    where = "tracing.config.tls.cert_file"
+    try:
+        load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        return [f"{where}: cannot read {path}: {exc.strerror or exc}"]
+    except ValueError:
+        return [f"{where}: {path} holds no PEM certificate"]
+    return []
 
 
 def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,

@@ -809,6 +809,16 @@ DEFAULT_EXPORT_TIMEOUT = 10.0
 """Seconds an export may take (OpenTelemetry's ``OTEL_EXPORTER_OTLP_TIMEOUT``)."""
 
 
+class SkyWalkingTlsConfig(Model):
+    """MOSN's ``SkyWalkingTraceTLSConfig``: TLS to the OAP when ``cert_file`` is set."""
+
+    cert_file: str = ""
+    """The CA certificate (PEM) the OAP's certificate must chain to (relative to the
+    config file's folder)."""
+    server_name_override: str = ""
+    """The name the OAP's certificate must hold, instead of ``backend_service``'s host."""
+
+
 class OpenTelemetryConfig(Model):
     """mosn's OpenTelemetry tracer, the ``config`` of ``tracing``."""
 
@@ -841,8 +851,8 @@ class OpenTelemetryConfig(Model):
     """The SkyWalking driver's: segments queued for the OAP (0: go2sky's 30,000)."""
     authentication: str = ""
     """The SkyWalking driver's: the OAP's token, sent as ``authentication`` metadata."""
-    tls: Unsupported = None
-    """The SkyWalking driver's TLS to the OAP: not built."""
+    tls: SkyWalkingTlsConfig | None = None
+    """The SkyWalking driver's TLS to the OAP."""
 
     @model_validator(mode="after")
     def _check(self) -> "OpenTelemetryConfig":
@@ -914,7 +924,7 @@ class TracingConfig(Model):
                 return self._check_skywalking()
             c = self.config
             mine = [k for k in ("reporter", "backend_service", "max_send_queue_size",
-                                "authentication") if k in c.model_fields_set]
+                                "authentication", "tls") if k in c.model_fields_set]
             if mine:
                 raise ValueError(f"config.{mine[0]}: the SkyWalking driver's key; this "
                                  "driver is OpenTelemetry's")

@@ -29,7 +29,10 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import grpc
 
 from mosn.proxy.observer import StreamObserver
 
@@ -288,6 +291,7 @@ class Reporter:
                  count: Any) -> None:
         self.kind = config.reporter.lower()
         self.address = config.backend_service
+        self.tls = config.tls
         self.metadata = (("authentication", config.authentication),) \
             if config.authentication else ()
         self.service = service
@@ -317,9 +321,7 @@ class Reporter:
 
         stub = channel = None
         if self.kind == GRPC_REPORTER:
-            import grpc
-
-            channel = grpc.insecure_channel(self.address)
+            channel = self.channel()
             stub = TraceSegmentReportServiceStub(channel)
         done = False
         while not done:
@@ -352,6 +354,17 @@ class Reporter:
                 self._count(REPORTED, len(messages))
         if channel is not None:
             channel.close()
+
+    def channel(self) -> grpc.Channel:
+        """The OAP's channel: TLS trusting ``tls.cert_file`` when it is set."""
+        tls = self.tls
+        if tls is None or not tls.cert_file:
+            return grpc.insecure_channel(self.address)
+        credentials = grpc.ssl_channel_credentials(
+            root_certificates=Path(tls.cert_file).read_bytes())
+        options = [("grpc.ssl_target_name_override", tls.server_name_override)] \
+            if tls.server_name_override else []
+        return grpc.secure_channel(self.address, credentials, options=options)
 
     def message(self, segment: Segment, end: int, status: int) -> Any:
         """SkyWalking's ``SegmentObject`` of a request."""
