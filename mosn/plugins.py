@@ -51,6 +51,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "proxy_protocol": "mosn.filters.proxy_protocol",
     "http_inspector": "mosn.filters.http_inspector",
     "udp_proxy": "mosn.filters.udp_proxy",
+    "connection_manager": "mosn.filters.connection_manager",
     "load_balancers": "mosn.upstream.lb",
     "static_cluster": "mosn.upstream.cluster",
     "strict_dns_cluster": "mosn.upstream.dns",

@@ -97,6 +97,9 @@ def _trace_id(s: Any) -> str | None:
     span = s.span
     if span is None:
         return None
+    trace_id = getattr(span, "trace_id", None)
+    if isinstance(trace_id, str):  # a SkyWalking segment's: text, not a number
+        return trace_id
     return f"{span.get_span_context().trace_id:032x}"
 
 

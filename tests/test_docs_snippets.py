@@ -101,7 +101,7 @@ ELSEWHERE = {
 
 NOT_MOSN = {
     ("stats.md", 0): "Prometheus' scrape config",
-    ("tracing.md", 4): "the OpenTelemetry Collector's config",
+    ("tracing.md", 5): "the OpenTelemetry Collector's config",
 }
 
 

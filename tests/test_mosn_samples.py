@@ -17,8 +17,6 @@ XDS = ("dynamic_resources", "static_resources")
 """Envoy's v2-era xDS sections as MOSN's istio samples write them: ``static_resources``
 (mosn's static config is MOSN's) and ``dynamic_resources`` shapes mosn does not speak
 (``cluster_names``, REST ``api_config_source``, a duration as an object)."""
-CONNECTION_MANAGER = ("filters[1].type", "filters[0].config.router_config_name")
-"""MOSN's older ``connection_manager`` network filter holding the router config."""
 TLS_FILES = ("tls_context.ca_cert",)
 """MOSN's TLS samples name certificates on MOSN's machine (docs/tls.md loads its own)."""
 GO_STREAM_FILTER = ("stream_filters[0].type",)
@@ -26,6 +24,7 @@ GO_STREAM_FILTER = ("stream_filters[0].type",)
 NACOS = ("stream_filters[0].config.dynamic_data_resources",)
 """flowControlFilter's rules from a Nacos data source (mosn reads them from the config)."""
 TRACER = ("tracing",)
+"""The ``PluginDriver`` tracing driver: a tracer built as a Go plugin."""
 TUNNEL_AGENT = ("extends[0].type",)
 """MOSN's tunnel agent, an ``extends`` type mosn has no counterpart of (the error
 names it and lists the types mosn has)."""
@@ -33,7 +32,6 @@ names it and lists the types mosn has)."""
 REFUSED: dict[str, tuple[str, ...]] = {
     "configs/istio152/mosn_config_mirror_xds.json": ("static_resources",),
     "configs/istio152/mosn_xds.json": XDS,
-    "configs/mosn_config_dev.json": CONNECTION_MANAGER,
     "filter/dubbo/install/build/mosn_config_dubbo_xds.json": XDS,
     "flowcontrol-sample/datasource-nacos/server_config_nacos.json": NACOS,
     "flowcontrol-sample/datasource-nacos/tls_server_config_nacos.json": NACOS + TLS_FILES,
@@ -49,7 +47,6 @@ REFUSED: dict[str, tuple[str, ...]] = {
     "sofarpc-with-xprotocol-sample/tls_client_config.json": TLS_FILES,
     "sofarpc-with-xprotocol-sample/tls_server_config.json": TLS_FILES,
     "trace/skywalking-plugin/http/config.json": TRACER,
-    "trace/skywalking/http/config.json": TRACER,
     "tunnel-sample/agent_config.json": TUNNEL_AGENT,
     "tunnel-sample/client_config.json": ("filters[0].type",) + TLS_FILES,
     "xds-server-sample/config.json":

@@ -182,8 +182,8 @@ def test_access_log_carries_the_trace_id(start_mosn, backend, tmp_path):  # noqa
 def test_tracing_config_errors(backend):  # noqa: F811
     from mosn.config.loader import ConfigError, validate
 
-    raw = http_config(free_port(), backend, [], enable=True, driver="SkyWalking")
-    with pytest.raises(ConfigError, match=r"tracing: .*driver 'SkyWalking' is not supported"):
+    raw = http_config(free_port(), backend, [], enable=True, driver="Lightstep")
+    with pytest.raises(ConfigError, match=r"tracing: .*driver 'Lightstep' is not supported"):
         validate(raw)
     raw = http_config(free_port(), backend, [], enable=True, config={"exporter": "jaeger"})
     with pytest.raises(ConfigError, match=r"tracing\.config: .*exporter 'jaeger'"):

@@ -134,7 +134,7 @@ def test_jaeger_driver_reads_and_writes_uber_trace_id_and_exports_otlp(
 
 
 @pytest.mark.parametrize(("tracing", "expected"), [
-    ({"enable": True, "driver": "SkyWalking"}, "tracing: driver 'SkyWalking' is not supported"),
+    ({"enable": True, "driver": "PluginDriver"}, "tracing: driver 'PluginDriver' is not supported"),
     ({"enable": True, "driver": "Zipkin", "config": {"propagation": ["b4"]}},
      "tracing.config: propagation 'b4'"),
     ({"enable": True, "driver": "Zipkin", "config": {"endpiont": "http://x"}},

@@ -21,9 +21,11 @@ from typing import Any, Iterable, Iterator
 
 REDACTED = "[redacted]"
 SECRET_PARTS = ("password", "passwd", "passphrase", "secret", "token", "credential",
-                "authorization", "cookie", "apikey", "privatekey", "accesskey", "sessionid")
+                "authorization", "authentication", "cookie", "apikey", "privatekey",
+                "accesskey", "sessionid")
 """A name with a word containing one of these holds a secret (``db_password``,
-``authToken``, ``Set-Cookie``, ``x-apikey``)."""
+``authToken``, ``Set-Cookie``, ``x-apikey``, the SkyWalking driver's
+``authentication`` token)."""
 SECRET_WORDS = frozenset({"pwd", "pass", "dsn", "auth", "creds", "session", "jwt", "bearer",
                           "signature"})
 """Short words that mean a secret only as a whole word (``db_pwd``, ``x-auth``, a

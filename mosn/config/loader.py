@@ -14,12 +14,13 @@ from functools import cache
 from typing import Any, Iterable, Iterator, get_args, get_origin
 
 import yaml
+from cryptography.x509 import load_pem_x509_certificates
 from pydantic import BaseModel, ValidationError
 
 from mosn.config.base import Model, is_empty
 from mosn.config.document import DocumentError, check_json, join_path, parse_yaml
 from mosn.config.models import FilterConfig, MosnConfig, PluginsConfig
-from mosn.config.routers import check_references
+from mosn.config.routers import RouterConfiguration, check_references
 from mosn.config.tls import check_tls
 from mosn.config.types import is_loopback
 from mosn.plugins import PluginHost
@@ -96,6 +97,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
         config = MosnConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(errors + _pydantic_errors(exc)) from None
+    errors += _check_connection_managers(config)
     errors += _check_extensions(config, plugins)
     errors += _check_names(config)
     errors += _check_routers(config, check_clusters=not routes_to_unknown_clusters)
@@ -104,6 +106,7 @@ def validate(raw: dict[str, Any], plugins: PluginHost | None = None,
         errors += _check_serves_something(config)
     tls_errors, tls_warnings = check_tls(config, base_dir or Path.cwd())
     errors += tls_errors
+    errors += _check_tracing_files(config, base_dir or Path.cwd())
     key_errors, warnings = check_extra_keys(config) if check_keys else ([], [])
     errors += key_errors
     if errors:
@@ -216,6 +219,36 @@ def _check_extensions(config: MosnConfig, plugins: PluginHost) -> list[str]:
         if cluster.health_check is not None:
             errors += _check_health_check(f"{base}.health_check", cluster.health_check, plugins)
     return errors
+
+
+def _check_connection_managers(config: MosnConfig) -> list[str]:
+    """Each ``connection_manager`` filter's router configuration, parsed before the
+    ``proxy`` filters that name it are checked (whichever comes first in the chain)."""
+    errors: list[str] = []
+    for path, flt in config.connection_managers():
+        try:
+            flt.set_parsed(RouterConfiguration.model_validate(flt.config))
+        except ValidationError as exc:
+            errors += _pydantic_errors(exc, f"{path}.config")
+    return errors
+
+
+def _check_tracing_files(config: MosnConfig, base_dir: Path) -> list[str]:
+    """The SkyWalking driver's CA certificate: found (relative to ``base_dir``, the
+    path made absolute) and a PEM certificate."""
+    tls = config.tracing.config.tls
+    if not config.tracing.enable or tls is None or not tls.cert_file:
+        return []
+    path = base_dir / Path(tls.cert_file).expanduser()
+    tls.cert_file = str(path)
+    where = "tracing.config.tls.cert_file"
+    try:
+        load_pem_x509_certificates(path.read_bytes())
+    except OSError as exc:
+        return [f"{where}: cannot read {path}: {exc.strerror or exc}"]
+    except ValueError:
+        return [f"{where}: {path} holds no PEM certificate"]
+    return []
 
 
 def _check_filter(path: str, kind: str, flt: FilterConfig, plugins: PluginHost,

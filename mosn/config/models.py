@@ -62,6 +62,9 @@ ORIGINAL_DST_TYPES = ("redirect", "tproxy")
 iptables REDIRECT, read back with ``SO_ORIGINAL_DST``; or TPROXY, which keeps it)."""
 NETWORKS = ("tcp", "unix", "udp")
 UDP_PROXY = "udp_proxy"  # the network filter of a udp listener
+CONNECTION_MANAGER = "connection_manager"
+"""MOSN's older network filter whose ``config`` is a router configuration, registered
+as if it were under ``servers[].routers`` (MOSN's ``ParseRouterConfiguration``)."""
 SOURCE_TYPES = ("ANY", "SAME_IP_OR_LOOPBACK", "EXTERNAL")
 """Envoy's ``filter_chain_match.source_type``."""
 TRANSPORT_PROTOCOLS = ("tls", "raw_buffer")
@@ -774,6 +777,14 @@ class PluginsConfig(Model):
 OTEL_DRIVERS = ("opentelemetry", "otel")
 """``tracing.driver`` names of the OpenTelemetry tracer (case does not matter)."""
 ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER = "zipkin", "jaeger", "sofatracer"
+SKYWALKING_DRIVER = "skywalking"
+PLUGIN_DRIVER = "plugindriver"
+"""MOSN's driver that loads a tracer from a Go plugin: refused."""
+SKYWALKING_KEYS = ("reporter", "backend_service", "service_name", "max_send_queue_size",
+                   "authentication", "tls")
+"""The config keys of MOSN's SkyWalking driver (``SkyWalkingTraceConfig``)."""
+SKYWALKING_REPORTERS = ("log", "grpc")
+"""MOSN's ``reporter``: ``log`` (its default) or ``gRPC`` (case does not matter)."""
 """MOSN's Zipkin and Jaeger drivers: the same tracer, with Zipkin's exporter and B3
 headers, or OTLP (which Jaeger takes) and Jaeger's ``uber-trace-id``."""
 TRACE_EXPORTERS = ("otlp", "zipkin", "console", "none")
@@ -796,6 +807,16 @@ DEFAULT_BATCH_DELAY = 5.0
 """Seconds between span exports (OpenTelemetry's ``OTEL_BSP_SCHEDULE_DELAY``)."""
 DEFAULT_EXPORT_TIMEOUT = 10.0
 """Seconds an export may take (OpenTelemetry's ``OTEL_EXPORTER_OTLP_TIMEOUT``)."""
+
+
+class SkyWalkingTlsConfig(Model):
+    """MOSN's ``SkyWalkingTraceTLSConfig``: TLS to the OAP when ``cert_file`` is set."""
+
+    cert_file: str = ""
+    """The CA certificate (PEM) the OAP's certificate must chain to (relative to the
+    config file's folder)."""
+    server_name_override: str = ""
+    """The name the OAP's certificate must hold, instead of ``backend_service``'s host."""
 
 
 class OpenTelemetryConfig(Model):
@@ -821,6 +842,17 @@ class OpenTelemetryConfig(Model):
     log_path: str = ""
     """The SOFATracer driver's only key: the folder of its digest logs (MOSN's
     default ``~/logs/tracelog/mosn/``)."""
+    reporter: str = "log"
+    """The SkyWalking driver's: ``log`` (segments in mosn's log) or ``gRPC`` (to the
+    OAP at ``backend_service``)."""
+    backend_service: str = ""
+    """The SkyWalking driver's: the OAP's gRPC address (``host:port``)."""
+    max_send_queue_size: int = Field(default=0, ge=0)
+    """The SkyWalking driver's: segments queued for the OAP (0: go2sky's 30,000)."""
+    authentication: str = ""
+    """The SkyWalking driver's: the OAP's token, sent as ``authentication`` metadata."""
+    tls: SkyWalkingTlsConfig | None = None
+    """The SkyWalking driver's TLS to the OAP."""
 
     @model_validator(mode="after")
     def _check(self) -> "OpenTelemetryConfig":
@@ -863,26 +895,58 @@ class TracingConfig(Model):
             if others:
                 raise ValueError(f"config.{others[0]}: the SOFATracer driver takes "
                                  "log_path only")
+        if isinstance(driver, str) and driver.lower() == SKYWALKING_DRIVER \
+                and isinstance(config, dict):
+            others = sorted(str(k) for k in config if str(k) not in SKYWALKING_KEYS)
+            if others:
+                raise ValueError(f"config.{others[0]}: the SkyWalking driver takes "
+                                 f"{', '.join(SKYWALKING_KEYS)}")
         data["config"] = config
         return data
 
     @model_validator(mode="after")
     def _check(self) -> "TracingConfig":
         if self.enable:
-            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER)
+            known = (*OTEL_DRIVERS, ZIPKIN_DRIVER, JAEGER_DRIVER, SOFA_DRIVER,
+                     SKYWALKING_DRIVER)
             driver = self.driver.lower()
+            if driver == PLUGIN_DRIVER:
+                raise ValueError(f"driver {self.driver!r} is not supported: it loads a "
+                                 "tracer built as a Go plugin (.so); mosn's drivers are "
+                                 "OpenTelemetry (Zipkin, Jaeger), SkyWalking and SOFATracer")
             if driver not in known:
                 raise ValueError(f"driver {self.driver!r} is not supported; mosn traces with "
-                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger) "
-                                 "or writes SOFATracer's digest logs (SOFATracer)")
+                                 "OpenTelemetry (driver: opentelemetry, Zipkin or Jaeger), "
+                                 "SkyWalking, or writes SOFATracer's digest logs (SOFATracer)")
             if driver == SOFA_DRIVER:
                 return self
+            if driver == SKYWALKING_DRIVER:
+                return self._check_skywalking()
+            c = self.config
+            mine = [k for k in ("reporter", "backend_service", "max_send_queue_size",
+                                "authentication", "tls") if k in c.model_fields_set]
+            if mine:
+                raise ValueError(f"config.{mine[0]}: the SkyWalking driver's key; this "
+                                 "driver is OpenTelemetry's")
             if self.config.log_path:
                 raise ValueError("config.log_path: the SOFATracer driver's key; this "
                                  "driver exports spans")
             from mosn.observability.tracing import check_installed
 
             check_installed(self.config)
+        return self
+
+    def _check_skywalking(self) -> "TracingConfig":
+        c = self.config
+        if c.reporter.lower() not in SKYWALKING_REPORTERS:
+            raise ValueError(f"config.reporter: {c.reporter!r}: the SkyWalking driver "
+                             "reports to its log or over gRPC (log, gRPC)")
+        if c.reporter.lower() != "log" and not c.backend_service:
+            raise ValueError("config.backend_service: the SkyWalking driver's gRPC "
+                             "reporter needs the OAP's address (host:port)")
+        from mosn.observability.skywalking import check_installed
+
+        check_installed()
         return self
 
 
@@ -964,10 +1028,22 @@ class MosnConfig(Model):
         return {} if value is None else value
 
     def routers(self) -> Iterator[tuple[str, RouterConfiguration]]:
-        """Every router configuration with its config path."""
+        """Every router configuration with its config path: ``servers[].routers``,
+        then those of ``connection_manager`` filters (once the loader parsed them)."""
         for si, server in enumerate(self.servers):
             for ri, router in enumerate(server.routers):
                 yield f"servers[{si}].routers[{ri}]", router
+        for path, flt in self.connection_managers():
+            if isinstance(flt.parsed, RouterConfiguration):
+                yield f"{path}.config", flt.parsed
+
+    def connection_managers(self) -> Iterator[tuple[str, FilterConfig]]:
+        """Every ``connection_manager`` network filter with its config path."""
+        for lpath, listener in self.listeners():
+            for ci, chain in enumerate(listener.filter_chains):
+                for fi, flt in enumerate(chain.filters):
+                    if flt.type == CONNECTION_MANAGER:
+                        yield f"{lpath}.filter_chains[{ci}].filters[{fi}]", flt
 
     def listeners(self) -> Iterator[tuple[str, ListenerConfig]]:
         """Every listener with its config path."""

@@ -10,6 +10,7 @@ from mosn.observability.roller import LogRoller
 from mosn.observability.sofatracer import SofaTraceIds, sofa_tracer
 
 SOFA_DRIVER = "sofatracer"
+SKYWALKING_DRIVER = "skywalking"
 
 if TYPE_CHECKING:
     from mosn.config.models import ListenerConfig, MosnConfig
@@ -29,6 +30,10 @@ class Observability:
         self._sofa_ids = SofaTraceIds()
         if config.tracing.enable and config.tracing.driver.lower() == SOFA_DRIVER:
             self.sofa_log_path = config.tracing.config.log_path
+        elif config.tracing.enable and config.tracing.driver.lower() == SKYWALKING_DRIVER:
+            from mosn.observability.skywalking import SkyWalkingTracer
+
+            self.tracing = SkyWalkingTracer(config.tracing.config)
         elif config.tracing.enable:
             from mosn.observability.tracing import Tracing
 
@@ -40,6 +45,8 @@ class Observability:
         the access log's ``%trace_id%``), then its access logs, which count the lines
         they drop in ``listener.<name>.access_log_dropped``."""
         observers: list[Any] = [self.tracing] if self.tracing is not None else []
+        if self.tracing is not None:
+            self.tracing.register_stats(store)
         if self.sofa_log_path is not None and listener.type:
             try:
                 observers.append(sofa_tracer(listener.type, self.sofa_log_path,

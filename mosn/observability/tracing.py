@@ -216,6 +216,9 @@ class Tracing(StreamObserver):
             return ConsoleSpanExporter(out=sys.stdout)
         return None
 
+    def register_stats(self, store: Any) -> None:
+        """The tracer counts nothing of its own (OpenTelemetry's SDK counts its drops)."""
+
     def close(self) -> None:
         """Export the spans not exported yet (at shutdown)."""
         if self._provider is not None:
