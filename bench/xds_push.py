@@ -64,6 +64,7 @@ def main() -> int:
                                           "hosts": [{"address": "127.0.0.1:1"}]}]}}))
     loaded = load(path)
     runtime = Runtime(loaded)
+    runtime.store.allocate(1)  # as `mosn start` does: a host slot taken again is labelled from now
 
     def apply(new):  # what the server's control plane does with an accepted config
         runtime.listener_manager.reserve(c for _, c in new.config.listeners())

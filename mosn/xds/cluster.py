@@ -9,6 +9,7 @@ load balancing.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,8 +18,10 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from mosn.config.models import MAX_HOST_WEIGHT
 from google.protobuf.json_format import MessageToDict
+
+from mosn.config.models import MAX_HOST_WEIGHT, HostConfig
+from mosn.config.types import Address
 
 from mosn.xds.fields import Fields, Refused, ads_source, field_numbers, translate, unsupported
 from mosn.xds.listener import socket_address
@@ -231,16 +234,17 @@ def health_check(f: Fields) -> dict[str, Any]:
     return out
 
 
-def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[str, Any]]:
+def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[HostConfig]:
     """A ClusterLoadAssignment as MOSN's ``hosts``; :class:`Refused` names each field
     mosn cannot honour.
 
     Read field by field from the message (an assignment holds thousands of endpoints,
-    and a push may change them all): each message's set fields are listed once and
-    compared with the numbers of those read here."""
+    and a push may change them all), each endpoint checked here for what
+    :class:`HostConfig` checks and made one without a second validation: each
+    message's set fields are listed once and compared with the numbers of those read."""
     errors: list[str] = []
     name = message.cluster_name
-    kept: dict[bytes, Any] = {}
+    kept: dict[bytes, HostConfig | None] = {}
     hosts = assignment_hosts(message, "", errors, _LAST_ASSIGNMENTS.get(name), kept)
     if errors:
         raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
@@ -254,15 +258,15 @@ def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[st
 KEPT_ASSIGNMENTS = 10_000
 """Assignments whose endpoints' translations are kept for the next version of each
 (room for a mesh's clusters; the oldest cluster's go first)."""
-_LAST_ASSIGNMENTS: dict[str, dict[bytes, Any]] = {}
+_LAST_ASSIGNMENTS: dict[str, dict[bytes, HostConfig | None]] = {}
 """Cluster name -> its last assignment's endpoints translated, by their bytes: the
 next version translates only the endpoints that changed, and an endpoint that stayed
-is the same dict (so its validated model is taken over too)."""
+is the same host entry."""
 
 
 def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
-                     errors: list[str], last: dict[bytes, Any] | None = None,
-                     kept: dict[bytes, Any] | None = None) -> list[dict[str, Any]]:
+                     errors: list[str], last: dict[bytes, HostConfig | None] | None = None,
+                     kept: dict[bytes, HostConfig | None] | None = None) -> list[HostConfig]:
     """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
     ``last``: the previous version's endpoints by their bytes (taken as they were);
     ``kept``: where this version's go."""
@@ -291,7 +295,8 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
     return hosts
 
 
-def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> dict[str, Any] | None:
+def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> HostConfig | None:
+    """An endpoint as a host entry (None: one Envoy sends no traffic to, or refused)."""
     unsupported(lb, _LB_ENDPOINT, path, errors)
     kind = lb.WhichOneof("host_identifier")
     if kind != "endpoint":
@@ -301,40 +306,60 @@ def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> di
     endpoint = lb.endpoint
     at = f"{path}.endpoint"
     unsupported(endpoint, _ENDPOINT, at, errors)
-    out: dict[str, Any] = {"address": address(endpoint.address, f"{at}.address", errors)
-                           if endpoint.HasField("address") else ""}
-    if endpoint.hostname:
-        out["hostname"] = endpoint.hostname
+    if not endpoint.HasField("address"):
+        errors.append(f"{at}.address: an endpoint needs an address")
+        return None
+    host_address = address(endpoint.address, f"{at}.address", errors)
     weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
     if weight > MAX_HOST_WEIGHT:
         errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
-    out["weight"] = weight
+    elif weight < 1:
+        errors.append(f"{path}.load_balancing_weight: a host weight is at least 1")
+    metadata: dict[str, Any] = {}
     if lb.HasField("metadata"):
         unsupported(lb.metadata, _METADATA, f"{path}.metadata", errors)
         subset = lb.metadata.filter_metadata.get(LB_METADATA)
         if subset is not None:  # an endpoint's subset keys; other keys are opaque to mosn
-            out["metadata"] = {"filter_metadata": {"mosn.lb": {
+            metadata = {"filter_metadata": {"mosn.lb": {
                 str(k): str(v) for k, v in MessageToDict(subset).items()}}}
-    return out if lb.health_status in _SERVING else None
+    if host_address is None or lb.health_status not in _SERVING:
+        return None
+    # Checked above as HostConfig's fields check (address, weight bounds): made
+    # without validating again, as a config file's hosts are made by validation.
+    return HostConfig.model_construct(address=host_address, hostname=endpoint.hostname,
+                                      weight=weight, metadata=metadata, tls_disable=False)
 
 
-def address(message: address_pb2.Address, path: str, errors: list[str]) -> str:
+def address(message: address_pb2.Address, path: str, errors: list[str]) -> Address | None:
     """An endpoint's ``Address`` (what :func:`mosn.xds.listener.socket_address` reads,
-    field by field)."""
+    field by field), checked as :func:`mosn.config.types.parse_address` checks."""
     kind = message.WhichOneof("address")
     if kind != "socket_address":
-        if kind is not None:
-            errors.append(f"{path}.{kind}: mosn takes socket_address")
-        return ""
+        errors.append(f"{path}.{kind}: mosn takes socket_address" if kind is not None
+                      else f"{path}: an endpoint needs a socket_address")
+        return None
     sa = message.socket_address
     at = f"{path}.socket_address"
     unsupported(sa, _SOCKET_ADDRESS, at, errors)
     if sa.protocol != address_pb2.SocketAddress.TCP:
         errors.append(f"{at}.protocol: mosn's xDS listeners and clusters are TCP")
     host, port = sa.address, sa.port_value
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if not host:
+        errors.append(f"{at}.address: an endpoint needs an address")
+        return None
+    if port > MAX_PORT:
+        errors.append(f"{at}.port_value: {port} is not a port (0 to {MAX_PORT})")
+        return None
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            errors.append(f"{at}.address: {host!r} is neither a name nor an IPv4 or IPv6 address")
+            return None
+    return Address(host, port)
 
 
+MAX_PORT = 65535  # a TCP port is 16 bits (Envoy's port_value is a uint32 bounded by validation)
 _ASSIGNMENT = field_numbers(endpoint_pb2.ClusterLoadAssignment, "cluster_name", "endpoints")
 _LOCALITY = field_numbers(endpoint_components_pb2.LocalityLbEndpoints, "locality",
                           "load_balancing_weight", "priority", "lb_endpoints")
