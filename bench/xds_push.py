@@ -123,7 +123,7 @@ def main() -> int:
     print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
     runtime.close_sockets()
     if args.profile:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profile).sort_stats(*(["tottime"] if "TOTTIME" in __import__("os").environ else ["cumulative"])).print_stats(args.top)
     return 0
 
 

@@ -23,7 +23,15 @@ from google.protobuf.json_format import MessageToDict
 from mosn.config.models import MAX_HOST_WEIGHT, HostConfig
 from mosn.config.types import Address
 
-from mosn.xds.fields import Fields, Refused, ads_source, field_numbers, translate, unsupported
+from mosn.xds.fields import (
+    Fields,
+    PartCache,
+    Refused,
+    ads_source,
+    field_numbers,
+    translate,
+    unsupported,
+)
 from mosn.xds.listener import socket_address
 from mosn.xds.tls import UPSTREAM, transport_socket
 
@@ -240,36 +248,26 @@ def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[HostCon
 
     Read field by field from the message (an assignment holds thousands of endpoints,
     and a push may change them all), each endpoint checked here for what
-    :class:`HostConfig` checks and made one without a second validation: each
-    message's set fields are listed once and compared with the numbers of those read."""
+    :class:`HostConfig` checks and made one without a second validation; an endpoint
+    whose bytes were translated before (in any assignment) is that entry again."""
     errors: list[str] = []
-    name = message.cluster_name
-    kept: dict[bytes, HostConfig | None] = {}
-    hosts = assignment_hosts(message, "", errors, _LAST_ASSIGNMENTS.get(name), kept)
+    hosts = assignment_hosts(message, "", errors, ENDPOINTS)
     if errors:
-        raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
-    _LAST_ASSIGNMENTS.pop(name, None)
-    if len(_LAST_ASSIGNMENTS) >= KEPT_ASSIGNMENTS:
-        del _LAST_ASSIGNMENTS[next(iter(_LAST_ASSIGNMENTS))]
-    _LAST_ASSIGNMENTS[name] = kept
+        raise Refused([f"ClusterLoadAssignment {message.cluster_name!r}: {line}" for line in errors])
     return hosts
 
 
-KEPT_ASSIGNMENTS = 10_000
-"""Assignments whose endpoints' translations are kept for the next version of each
-(room for a mesh's clusters; the oldest cluster's go first)."""
-_LAST_ASSIGNMENTS: dict[str, dict[bytes, HostConfig | None]] = {}
-"""Cluster name -> its last assignment's endpoints translated, by their bytes: the
-next version translates only the endpoints that changed, and an endpoint that stayed
-is the same host entry."""
+ENDPOINT_CACHE_SIZE = 20_000
+"""Endpoints whose translations are kept by their bytes: twice the 10,000 a large
+mesh holds, so a push moving every endpoint of a cluster and back again translates
+none twice; the oldest go first."""
+ENDPOINTS = PartCache(ENDPOINT_CACHE_SIZE)
 
 
 def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
-                     errors: list[str], last: dict[bytes, HostConfig | None] | None = None,
-                     kept: dict[bytes, HostConfig | None] | None = None) -> list[HostConfig]:
+                     errors: list[str], cache: PartCache | None = None) -> list[HostConfig]:
     """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
-    ``last``: the previous version's endpoints by their bytes (taken as they were);
-    ``kept``: where this version's go."""
+    ``cache``: endpoint translations by their bytes (taken as they were, and kept)."""
     unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
     for i, group in enumerate(message.endpoints):
@@ -278,20 +276,19 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
         if group.priority:                            # only by locality-weighted LB
             errors.append(f"{path}.priority: mosn has one priority (0)")
         for j, lb in enumerate(group.lb_endpoints):
-            if kept is None:
-                host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
-            else:
+            key = b""
+            if cache is not None:
                 key = lb.SerializeToString(deterministic=True)
-                if last is not None and key in last:
-                    host = last[key]
-                else:
-                    before = len(errors)
-                    host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
-                    if len(errors) != before:
-                        continue
-                kept[key] = host
+                host = cache.get(key)
+                if host is not None:
+                    hosts.append(host)
+                    continue
+            before = len(errors)
+            host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
             if host is not None:
                 hosts.append(host)
+                if cache is not None and len(errors) == before:
+                    cache.keep(key, host)
     return hosts
 
 

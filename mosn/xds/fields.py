@@ -216,6 +216,16 @@ class PartCache:
     def __len__(self) -> int:
         return len(self._items)
 
+    def get(self, key: bytes) -> Any:
+        """The translation kept for a part's bytes, or None."""
+        return self._items.get(key)
+
+    def keep(self, key: bytes, translated: Any) -> None:
+        """Keep the translation of a part accepted without errors."""
+        if len(self._items) >= self.size:
+            del self._items[next(iter(self._items))]
+        self._items[key] = translated
+
     def part(self, f: Fields, message: Message, path: str, body: Any) -> Any:
         """``body(fields)`` over ``message`` (at ``path`` in ``f``'s resource), or its
         translation from before when its bytes are those of a part accepted then.
@@ -232,9 +242,7 @@ class PartCache:
         if errors:
             f.errors.extend(errors)
             return result
-        if len(self._items) >= self.size:
-            del self._items[next(iter(self._items))]
-        self._items[key] = result
+        self.keep(key, result)
         return result
 
 
