@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from mosn.config.models import HostConfig
 from mosn.xds.cluster import cluster, load_assignment
 from mosn.xds.fields import Refused
 from mosn.xds.listener import listener
@@ -161,6 +162,53 @@ def test_each_unsupported_endpoint_field_is_named_with_its_path():
         f"{at}.lb_endpoints[2].endpoint_name: mosn takes endpoint",
         f"{at}.lb_endpoints[3].endpoint.address.pipe: mosn takes socket_address",
     ])
+
+
+def test_an_endpoint_a_host_entry_could_not_hold_is_refused_naming_its_field():
+    zero = endpoint("10.0.0.1:80")
+    zero["load_balancing_weight"] = 0
+    far = endpoint("10.0.0.2:80")
+    far["endpoint"]["address"]["socket_address"]["port_value"] = 70000
+    colons = endpoint("10.0.0.3:80")
+    colons["endpoint"]["address"]["socket_address"]["address"] = "fe80::zz"
+    empty = endpoint("10.0.0.4:80")
+    empty["endpoint"]["address"]["socket_address"]["address"] = ""
+    nowhere = {"endpoint": {"hostname": "a.svc"}}
+    data = assignment("c", {"": [zero, far, colons, empty, nowhere, "10.0.0.5:80"]})
+    at = "ClusterLoadAssignment 'c': endpoints[0].lb_endpoints"
+    assert refused(load_assignment, message(ENDPOINTS, data)) == [
+        f"{at}[0].load_balancing_weight: a host weight is at least 1",
+        f"{at}[1].endpoint.address.socket_address.port_value: 70000 is not a port (0 to 65535)",
+        f"{at}[2].endpoint.address.socket_address.address: 'fe80::zz' is neither a name "
+        "nor an IPv4 or IPv6 address",
+        f"{at}[3].endpoint.address.socket_address.address: an endpoint needs an address",
+        f"{at}[4].endpoint.address: an endpoint needs an address",
+    ]
+    # the one refused is not kept: the same endpoint is refused again, not taken as before
+    assert refused(load_assignment, message(ENDPOINTS, data))[0].endswith("at least 1")
+
+
+def test_endpoint_entries_are_the_models_a_config_file_makes():
+    ep = endpoint("10.0.0.1:9080", 7)
+    ep["endpoint"]["hostname"] = "a.svc"
+    ep["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"}}}
+    six = endpoint("10.0.0.2:80")
+    six["endpoint"]["address"]["socket_address"]["address"] = "fe80::1"
+    data = assignment("entries", {"": [ep, six]})
+    hosts = load_assignment(message(ENDPOINTS, data))
+    written = [{"address": "10.0.0.1:9080", "hostname": "a.svc", "weight": 7,
+                "metadata": {"filter_metadata": {"mosn.lb": {"version": "v2"}}}},
+               {"address": "[fe80::1]:80"}]
+    assert hosts == [HostConfig.model_validate(h) for h in written]
+    assert dumped(hosts) == written
+    assert hosts[1].address.host == "fe80::1" and hosts[1].address.port == 80
+
+
+def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
+    first = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
+    other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
+    back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
+    assert first[0] is other[0] is back[0]
 
 
 def test_a_static_clusters_inline_assignment_is_read_like_eds():
