@@ -6,7 +6,7 @@ import pytest
 
 from mosn.config.models import HostConfig
 from mosn.xds.cluster import cluster, load_assignment
-from mosn.xds.fields import Refused
+from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.xds.route import route_configuration
@@ -442,3 +442,11 @@ def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_ch
     assert all(a is b for a, b in zip(first[:19], second[:19]))  # taken as they were
     assert str(second[19].address) == "10.0.1.1:80" and second[19] is not first[19]
     assert [str(h.address) for h in second] == addresses
+
+
+def test_the_translation_cache_lets_the_oldest_go_first_once_full():
+    cache = PartCache(size=2)
+    for key in (b"a", b"b", b"c"):
+        cache.keep(key, key.decode())
+    assert (cache.get(b"a"), cache.get(b"b"), cache.get(b"c")) == (None, "b", "c")
+    assert len(cache) == 2
