@@ -162,8 +162,6 @@ class Scope:
         for name in names:
             index = self.indices[name] = store.register(f"{prefix}.{name}")
             setattr(self, name.replace(".", "_"), index)
-        self.counters = [index for name, index in self.indices.items() if name not in GAUGES]
-        """The indices that count up (a new owner's share is counted from a baseline)."""
         self.shown: str | None = prefix
         """The prefix its stats are shown under (a host slot's owner); None: hidden."""
 
@@ -353,7 +351,7 @@ class StatsStore:
         if not from_now or self._mem is None or scope in self.fresh:
             self.fresh.discard(scope)  # registered since: nothing counted yet
             return
-        counted = scope.counters
+        counted = [index for name, index in scope.indices.items() if name not in GAUGES]
         baseline = self._baseline
         for index, total in zip(counted, self.totals(counted)):
             if total or index in baseline:
