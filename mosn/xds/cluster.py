@@ -293,38 +293,55 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
 
 
 def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> HostConfig | None:
-    """An endpoint as a host entry (None: one Envoy sends no traffic to, or refused)."""
-    unsupported(lb, _LB_ENDPOINT, path, errors)
-    kind = lb.WhichOneof("host_identifier")
-    if kind != "endpoint":
-        if kind is not None:
-            errors.append(f"{path}.{kind}: mosn takes endpoint")
-        return None
-    endpoint = lb.endpoint
-    at = f"{path}.endpoint"
-    unsupported(endpoint, _ENDPOINT, at, errors)
-    if not endpoint.HasField("address"):
-        errors.append(f"{at}.address: an endpoint needs an address")
-        return None
-    host_address = address(endpoint.address, f"{at}.address", errors)
-    weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
+    """An endpoint as a host entry (None: one Envoy sends no traffic to, or refused).
+
+    Each message's set fields are listed once (``ListFields``) and their numbers
+    compared with those read here; a field's path is written only for an error."""
+    weight = 1
+    metadata: dict[str, Any] = {}
+    endpoint = None
+    for field, value in lb.ListFields():
+        number = field.number
+        if number == _ENDPOINT_FIELD:
+            endpoint = value
+        elif number == _WEIGHT_FIELD:
+            weight = value.value
+        elif number == _METADATA_FIELD:
+            metadata = lb_metadata(value, f"{path}.metadata", errors)
+        elif field.containing_oneof is not None:  # the host identifier's other kinds
+            errors.append(f"{path}.{field.name}: mosn takes endpoint")
+        elif number not in _LB_ENDPOINT:
+            errors.append(f"{path}.{field.name}: field not supported by mosn")
     if weight > MAX_HOST_WEIGHT:
         errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
     elif weight < 1:
         errors.append(f"{path}.load_balancing_weight: a host weight is at least 1")
-    metadata: dict[str, Any] = {}
-    if lb.HasField("metadata"):
-        unsupported(lb.metadata, _METADATA, f"{path}.metadata", errors)
-        subset = lb.metadata.filter_metadata.get(LB_METADATA)
-        if subset is not None:  # an endpoint's subset keys; other keys are opaque to mosn
-            metadata = {"filter_metadata": {"mosn.lb": {
-                str(k): str(v) for k, v in MessageToDict(subset).items()}}}
+    if endpoint is None:
+        return None
+    host_address = None
+    for field, value in endpoint.ListFields():
+        number = field.number
+        if number == _ADDRESS_FIELD:
+            host_address = address(value, f"{path}.endpoint.address", errors)
+        elif number not in _ENDPOINT:
+            errors.append(f"{path}.endpoint.{field.name}: field not supported by mosn")
+    if not endpoint.HasField("address"):
+        errors.append(f"{path}.endpoint.address: an endpoint needs an address")
     if host_address is None or lb.health_status not in _SERVING:
         return None
     # Checked above as HostConfig's fields check (address, weight bounds): made
     # without validating again, as a config file's hosts are made by validation.
     return HostConfig.model_construct(address=host_address, hostname=endpoint.hostname,
                                       weight=weight, metadata=metadata, tls_disable=False)
+
+
+def lb_metadata(metadata: base_pb2.Metadata, path: str, errors: list[str]) -> dict[str, Any]:
+    """An endpoint's subset keys (``envoy.lb``) as MOSN's; other keys are opaque to mosn."""
+    unsupported(metadata, _METADATA, path, errors)
+    subset = metadata.filter_metadata.get(LB_METADATA)
+    if subset is None:
+        return {}
+    return {"filter_metadata": {"mosn.lb": {str(k): str(v) for k, v in MessageToDict(subset).items()}}}
 
 
 def address(message: address_pb2.Address, path: str, errors: list[str]) -> Address | None:
@@ -336,22 +353,31 @@ def address(message: address_pb2.Address, path: str, errors: list[str]) -> Addre
                       else f"{path}: an endpoint needs a socket_address")
         return None
     sa = message.socket_address
-    at = f"{path}.socket_address"
-    unsupported(sa, _SOCKET_ADDRESS, at, errors)
-    if sa.protocol != address_pb2.SocketAddress.TCP:
-        errors.append(f"{at}.protocol: mosn's xDS listeners and clusters are TCP")
-    host, port = sa.address, sa.port_value
+    host, port, protocol = "", 0, TCP
+    for field, value in sa.ListFields():
+        number = field.number
+        if number == _HOST_FIELD:
+            host = value
+        elif number == _PORT_FIELD:
+            port = value
+        elif number == _PROTOCOL_FIELD:
+            protocol = value
+        else:
+            errors.append(f"{path}.socket_address.{field.name}: field not supported by mosn")
+    if protocol != TCP:
+        errors.append(f"{path}.socket_address.protocol: mosn's xDS listeners and clusters are TCP")
     if not host:
-        errors.append(f"{at}.address: an endpoint needs an address")
+        errors.append(f"{path}.socket_address.address: an endpoint needs an address")
         return None
     if port > MAX_PORT:
-        errors.append(f"{at}.port_value: {port} is not a port (0 to {MAX_PORT})")
+        errors.append(f"{path}.socket_address.port_value: {port} is not a port (0 to {MAX_PORT})")
         return None
     if ":" in host:
         try:
             ipaddress.IPv6Address(host)
         except ValueError:
-            errors.append(f"{at}.address: {host!r} is neither a name nor an IPv4 or IPv6 address")
+            errors.append(f"{path}.socket_address.address: {host!r} is neither a name nor an "
+                          "IPv4 or IPv6 address")
             return None
     return Address(host, port)
 
@@ -364,5 +390,13 @@ _LB_ENDPOINT = field_numbers(endpoint_components_pb2.LbEndpoint, "health_status"
                              "endpoint_name", "load_balancing_weight", "metadata")
 _ENDPOINT = field_numbers(endpoint_components_pb2.Endpoint, "address", "hostname")
 _SOCKET_ADDRESS = field_numbers(address_pb2.SocketAddress, "protocol", "address", "port_value")
+_ENDPOINT_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "endpoint")
+_WEIGHT_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "load_balancing_weight")
+_METADATA_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "metadata")
+_ADDRESS_FIELD, = field_numbers(endpoint_components_pb2.Endpoint, "address")
+_HOST_FIELD, = field_numbers(address_pb2.SocketAddress, "address")
+_PORT_FIELD, = field_numbers(address_pb2.SocketAddress, "port_value")
+_PROTOCOL_FIELD, = field_numbers(address_pb2.SocketAddress, "protocol")
+TCP = address_pb2.SocketAddress.TCP
 _METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
 _SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)
