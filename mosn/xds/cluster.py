@@ -22,7 +22,6 @@ from google.protobuf.json_format import MessageToDict
 
 from mosn.config.models import MAX_HOST_WEIGHT, HostConfig
 from mosn.config.types import Address
-
 from mosn.xds.fields import (
     Fields,
     PartCache,
@@ -253,7 +252,8 @@ def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[HostCon
     errors: list[str] = []
     hosts = assignment_hosts(message, "", errors, ENDPOINTS)
     if errors:
-        raise Refused([f"ClusterLoadAssignment {message.cluster_name!r}: {line}" for line in errors])
+        name = message.cluster_name
+        raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
     return hosts
 
 
@@ -313,7 +313,8 @@ def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> Ho
         elif number not in _LB_ENDPOINT:
             errors.append(f"{path}.{field.name}: field not supported by mosn")
     if weight > MAX_HOST_WEIGHT:
-        errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
+        errors.append(f"{path}.load_balancing_weight: "
+                      f"mosn's host weights go up to {MAX_HOST_WEIGHT}")
     elif weight < 1:
         errors.append(f"{path}.load_balancing_weight: a host weight is at least 1")
     if endpoint is None:
@@ -341,7 +342,8 @@ def lb_metadata(metadata: base_pb2.Metadata, path: str, errors: list[str]) -> di
     subset = metadata.filter_metadata.get(LB_METADATA)
     if subset is None:
         return {}
-    return {"filter_metadata": {"mosn.lb": {str(k): str(v) for k, v in MessageToDict(subset).items()}}}
+    keys = {str(k): str(v) for k, v in MessageToDict(subset).items()}
+    return {"filter_metadata": {"mosn.lb": keys}}
 
 
 def address(message: address_pb2.Address, path: str, errors: list[str]) -> Address | None:
