@@ -7,10 +7,12 @@
 - holding 10,000 endpoints across 500 clusters: the proxy's CPU seconds from the push
   to its ACK, and its resident memory once it holds them.
 
-    .venv/bin/python bench/control_plane.py [--pushes 40] [--peers mosn,envoy] [--json out.json]
+    .venv/bin/python bench/control_plane.py [--pushes 40] [--peers mosn,envoy] [--fresh] [--json out.json]
 
 Every endpoint of the 1,000 is a distinct loopback address (127.1.x.y) at the port of
 one upstream listening on all of them, so traffic reaches whichever the proxy picks.
+The endpoint pushes alternate between two sets (the same addresses at the port of one
+upstream or the other); ``--fresh``: each push's 1,000 are addresses no push had before.
 A request is sent every few milliseconds while a push is under way; the time counted
 is from the control plane's push to the first answer from the new upstream.
 """
@@ -174,9 +176,10 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
     n = args.endpoints
     try:
         def snapshot(version: str, endpoint_port: int, last: str,
-                     extra: list[Any] = ()) -> None:  # type: ignore[assignment]
+                     extra: list[Any] = (), first: int = 0) -> None:  # type: ignore[assignment]
             plane.set(version, [listener(port), eds_cluster("a"), eds_cluster("b"),
-                                endpoints("a", endpoint_port, n), endpoints("b", upstreams["b"], 1),
+                                endpoints("a", endpoint_port, n, first),
+                                endpoints("b", upstreams["b"], 1),
                                 routes(args.routes, last), *extra])
 
         snapshot("0", upstreams["a"], "a")
@@ -189,7 +192,7 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
             eds, rds = [], []
             for i in range(args.pushes):
                 target = "c" if i % 2 == 0 else "a"
-                snapshot(f"e{i}", upstreams[target], "a")
+                snapshot(f"e{i}", upstreams[target], "a", first=n * (i + 1) if args.fresh else 0)
                 eds.append(follow(port, target))
             snapshot("e-last", upstreams["a"], "a")
             follow(port, "a")
@@ -232,6 +235,8 @@ def main() -> int:
     parser.add_argument("--clusters", type=int, default=500)
     parser.add_argument("--held", type=int, default=10_000)
     parser.add_argument("--peers", default="mosn,envoy")
+    parser.add_argument("--fresh", action="store_true",
+                        help="each endpoint push moves to addresses never pushed before")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     envoy = None

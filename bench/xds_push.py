@@ -2,9 +2,10 @@
 ``mosn start`` serves with, sockets bound, no traffic) takes the snapshots that
 ``bench/control_plane.py`` pushes, and each push is timed and profiled.
 
-    .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds|rds|held] [--top 25]
+    .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds|rds|held] [--top 25] [--fresh]
 
-Push kinds: ``eds`` (all 1,000 endpoints of a cluster move), ``eds_one`` (one of
+Push kinds: ``eds`` (all 1,000 endpoints of a cluster move, between two sets of
+addresses; ``--fresh``: to addresses no push had before), ``eds_one`` (one of
 them changes), ``rds`` (one route of 1,000 changes), ``held`` (500 clusters of 20).
 Printed: per push kind, the median wall time of taking a response (translate,
 compose, validate, apply) and, with ``--profile``, cProfile's top functions of one push.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import gc
 import pstats
 import statistics
 import sys
@@ -52,6 +54,8 @@ def main() -> int:
     parser.add_argument("--held", type=int, default=10_000)
     parser.add_argument("--profile", choices=("eds", "rds", "held"))
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats keys)")
+    parser.add_argument("--fresh", action="store_true")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xds-push-"))
     path = work / "mosn.yaml"
@@ -64,6 +68,8 @@ def main() -> int:
                                           "hosts": [{"address": "127.0.0.1:1"}]}]}}))
     loaded = load(path)
     runtime = Runtime(loaded)
+    runtime.store.allocate(1)  # as `mosn start` does: a host slot taken again is labelled from now
+    gc.freeze()  # as `mosn start` does once it serves: what is built by now skips full passes
 
     def apply(new):  # what the server's control plane does with an accepted config
         runtime.listener_manager.reserve(c for _, c in new.config.listeners())
@@ -83,12 +89,15 @@ def main() -> int:
     take(ENDPOINTS, "0", [endpoints("a", up, args.endpoints), endpoints("b", up, 1)])
     take(LISTENERS, "0", [listener(port)])
     take(ROUTES, "0", [routes(args.routes, "a")])
-    eds_pushes = [[endpoints("a", up + 1 + i % 2, args.endpoints, first=1000 * (1 + i % 2)),
+    def first(i: int) -> int:
+        return 1000 * (1 + (i if args.fresh else i % 2))
+
+    eds_pushes = [[endpoints("a", up + 1 + i % 2, args.endpoints, first=first(i)),
                    endpoints("b", up, 1)] for i in range(args.pushes)]
     one_pushes = []  # one endpoint of the 1,000 moves each time
     last = args.pushes - 1  # the set of the last EDS push, one endpoint moved each time
     for i in range(args.pushes):
-        one = endpoints("a", up + 1 + last % 2, args.endpoints, first=1000 * (1 + last % 2))
+        one = endpoints("a", up + 1 + last % 2, args.endpoints, first=first(last))
         one.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.address = f"127.3.0.{i + 1}"
         one_pushes.append([one, endpoints("b", up, 1)])
     rds_pushes = [[routes(args.routes, "b" if i % 2 == 0 else "a")] for i in range(args.pushes)]
@@ -122,7 +131,7 @@ def main() -> int:
     print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
     runtime.close_sockets()
     if args.profile:
-        pstats.Stats(profile).sort_stats("cumulative").print_stats(args.top)
+        pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
     return 0
 
 

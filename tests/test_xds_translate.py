@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from mosn.config.models import HostConfig
 from mosn.xds.cluster import cluster, load_assignment
-from mosn.xds.fields import Refused
+from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.xds.route import route_configuration
@@ -29,6 +30,11 @@ from xds_resources import (
 )
 
 REVIEWS = service("reviews")
+
+
+def dumped(hosts) -> list[dict]:
+    """Translated host entries as a config file would write them (defaults left out)."""
+    return [h.model_dump(mode="json", exclude_defaults=True) for h in hosts]
 
 
 def refused(call, *args) -> list[str]:
@@ -62,7 +68,7 @@ def test_cluster_defaults_follow_envoy():
     assert tc.cluster["circuit_breakers"]["thresholds"] == [
         {"max_connections": 1024, "max_pending_requests": 1024, "max_requests": 1024,
          "max_retries": 3}]
-    assert tc.cluster["hosts"] == [{"address": "127.0.0.1:8080", "weight": 1}]
+    assert dumped(tc.cluster["hosts"]) == [{"address": "127.0.0.1:8080"}]
     assert tc.protocol == "Http1"
 
 
@@ -111,8 +117,8 @@ def test_load_assignment_with_localities_weights_and_health():
         "us-central1-b": [endpoint("10.0.1.1:9080", health="HEALTHY"),
                           endpoint("10.0.1.2:9080", health="DRAINING")],
     })))
-    assert hosts == [{"address": "10.0.0.1:9080", "weight": 3},
-                     {"address": "10.0.1.1:9080", "weight": 1}]
+    assert dumped(hosts) == [{"address": "10.0.0.1:9080", "weight": 3},
+                             {"address": "10.0.1.1:9080"}]
 
 
 def test_endpoint_subset_metadata():
@@ -120,7 +126,7 @@ def test_endpoint_subset_metadata():
     ep["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"},
                                           "istio": {"workload": "reviews-v2"}}}
     hosts = load_assignment(message(ENDPOINTS, assignment("c", {"": [ep]})))
-    assert hosts[0]["metadata"] == {"filter_metadata": {"mosn.lb": {"version": "v2"}}}
+    assert hosts[0].metadata == {"filter_metadata": {"mosn.lb": {"version": "v2"}}}
 
 
 def test_priorities_beyond_zero_are_refused():
@@ -158,6 +164,53 @@ def test_each_unsupported_endpoint_field_is_named_with_its_path():
     ])
 
 
+def test_an_endpoint_a_host_entry_could_not_hold_is_refused_naming_its_field():
+    zero = endpoint("10.0.0.1:80")
+    zero["load_balancing_weight"] = 0
+    far = endpoint("10.0.0.2:80")
+    far["endpoint"]["address"]["socket_address"]["port_value"] = 70000
+    colons = endpoint("10.0.0.3:80")
+    colons["endpoint"]["address"]["socket_address"]["address"] = "fe80::zz"
+    empty = endpoint("10.0.0.4:80")
+    empty["endpoint"]["address"]["socket_address"]["address"] = ""
+    nowhere = {"endpoint": {"hostname": "a.svc"}}
+    data = assignment("c", {"": [zero, far, colons, empty, nowhere, "10.0.0.5:80"]})
+    at = "ClusterLoadAssignment 'c': endpoints[0].lb_endpoints"
+    assert refused(load_assignment, message(ENDPOINTS, data)) == [
+        f"{at}[0].load_balancing_weight: a host weight is at least 1",
+        f"{at}[1].endpoint.address.socket_address.port_value: 70000 is not a port (0 to 65535)",
+        f"{at}[2].endpoint.address.socket_address.address: 'fe80::zz' is neither a name "
+        "nor an IPv4 or IPv6 address",
+        f"{at}[3].endpoint.address.socket_address.address: an endpoint needs an address",
+        f"{at}[4].endpoint.address: an endpoint needs an address",
+    ]
+    # the one refused is not kept: the same endpoint is refused again, not taken as before
+    assert refused(load_assignment, message(ENDPOINTS, data))[0].endswith("at least 1")
+
+
+def test_endpoint_entries_are_the_models_a_config_file_makes():
+    ep = endpoint("10.0.0.1:9080", 7)
+    ep["endpoint"]["hostname"] = "a.svc"
+    ep["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"}}}
+    six = endpoint("10.0.0.2:80")
+    six["endpoint"]["address"]["socket_address"]["address"] = "fe80::1"
+    data = assignment("entries", {"": [ep, six]})
+    hosts = load_assignment(message(ENDPOINTS, data))
+    written = [{"address": "10.0.0.1:9080", "hostname": "a.svc", "weight": 7,
+                "metadata": {"filter_metadata": {"mosn.lb": {"version": "v2"}}}},
+               {"address": "[fe80::1]:80"}]
+    assert hosts == [HostConfig.model_validate(h) for h in written]
+    assert dumped(hosts) == written
+    assert hosts[1].address.host == "fe80::1" and hosts[1].address.port == 80
+
+
+def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
+    first = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
+    other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
+    back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
+    assert first[0] is other[0] is back[0]
+
+
 def test_a_static_clusters_inline_assignment_is_read_like_eds():
     data = static_cluster("s", ["10.0.0.1:80"])
     data["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["hostname"] = "a.svc"
@@ -165,8 +218,8 @@ def test_a_static_clusters_inline_assignment_is_read_like_eds():
     errors = refused(cluster, message(CLUSTERS, data))
     assert errors == ["Cluster 's': load_assignment.policy: field not supported by mosn"]
     del data["load_assignment"]["policy"]
-    assert cluster(message(CLUSTERS, data)).cluster["hosts"] == [
-        {"address": "10.0.0.1:80", "hostname": "a.svc", "weight": 1}]
+    assert dumped(cluster(message(CLUSTERS, data)).cluster["hosts"]) == [
+        {"address": "10.0.0.1:80", "hostname": "a.svc"}]
 
 
 # -- routes -----------------------------------------------------------------------------
@@ -387,5 +440,13 @@ def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_ch
     addresses[-1] = "10.0.1.1:80"
     second = load_assignment(message(ENDPOINTS, assignment("kept", {"": addresses})))
     assert all(a is b for a, b in zip(first[:19], second[:19]))  # taken as they were
-    assert second[19]["address"] == "10.0.1.1:80" and second[19] is not first[19]
-    assert [h["address"] for h in second] == addresses
+    assert str(second[19].address) == "10.0.1.1:80" and second[19] is not first[19]
+    assert [str(h.address) for h in second] == addresses
+
+
+def test_the_translation_cache_lets_the_oldest_go_first_once_full():
+    cache = PartCache(size=2)
+    for key in (b"a", b"b", b"c"):
+        cache.keep(key, key.decode())
+    assert (cache.get(b"a"), cache.get(b"b"), cache.get(b"c")) == (None, "b", "c")
+    assert len(cache) == 2

@@ -162,6 +162,8 @@ class Scope:
         for name in names:
             index = self.indices[name] = store.register(f"{prefix}.{name}")
             setattr(self, name.replace(".", "_"), index)
+        self.shown: str | None = prefix
+        """The prefix its stats are shown under (a host slot's owner); None: hidden."""
 
 
 class SlotScopes(Sequence[Scope]):
@@ -224,8 +226,9 @@ class StatsStore:
         self._mem: mmap.mmap | None = None
         self.values: memoryview | None = None
         """This process's row; the only one it writes."""
-        self._display: dict[int, str | None] = {}
-        """Names of relabelled stats (host slots); None hides a stat."""
+        self._display: dict[int, Scope | None] = {}
+        """Relabelled stats (host slots): shown under their scope's ``shown`` prefix
+        (one attribute to change when a slot changes owner); None hides a stat."""
         self._baseline: dict[int, int] = {}
         """Counts a reused slot had before its current owner; subtracted when shown."""
         self.histograms: dict[str, Histogram] = {}
@@ -327,8 +330,9 @@ class StatsStore:
         return scopes
 
     def hide(self, scope: Scope) -> None:
+        scope.shown = None
         for index in scope.indices.values():
-            self._display[index] = None
+            self._display[index] = scope
 
     def label(self, scope: Scope, prefix: str | None, from_now: bool = True) -> None:
         """Show ``scope``'s stats as ``prefix.NAME`` (None: hide them). A scope that
@@ -336,13 +340,14 @@ class StatsStore:
         is shown (its gauges start wherever the last owner left them, zero once that
         owner's connections are gone). ``from_now=False``: a slot that never had
         another owner, shown with everything it counted."""
+        scope.shown = prefix
         display = self._display
+        indices = scope.indices
+        if indices and display.get(next(iter(indices.values()))) is not scope:
+            for index in indices.values():
+                display[index] = scope
         if prefix is None:
-            for index in scope.indices.values():
-                display[index] = None
             return
-        for name, index in scope.indices.items():
-            display[index] = f"{prefix}.{name}"
         if not from_now or self._mem is None or scope in self.fresh:
             self.fresh.discard(scope)  # registered since: nothing counted yet
             return
@@ -380,10 +385,14 @@ class StatsStore:
     def totals(self, indices: Iterable[int]) -> list[int]:
         """:meth:`total` of each of ``indices`` (one view of the mapping for all)."""
         assert self._mem is not None
+        carried, previous = self._carried, self._previous
+        if self._rows == 1 and not carried and not previous:
+            row = self.values  # one process: its row is every row (a host set's relabelling)
+            assert row is not None
+            return [row[index] for index in indices]
         n = self._width
         every = memoryview(self._mem).cast("q")
         rows = range(self._rows)
-        carried, previous = self._carried, self._previous
         out = []
         for index in indices:
             own = sum(every[r * n + index] for r in rows) + carried.get(index, 0)
@@ -467,9 +476,10 @@ class StatsStore:
         out = {}
         for i, name in enumerate(self.names):
             if i in display:
-                shown = display[i]
-                if shown is None:
+                scope = display[i]
+                if scope is None or scope.shown is None:
                     continue
+                shown = f"{scope.shown}{self.names[i][len(scope.prefix):]}"
                 out[shown] = totals[i] - baseline.get(i, 0)
             else:
                 out[name] = totals[i]

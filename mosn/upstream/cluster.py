@@ -48,6 +48,9 @@ FAILED_ACTIVE_HC = 1
 """Health flag: the active health check failed the host."""
 FAILED_OUTLIER_CHECK = 2
 """Health flag: outlier detection ejected the host (in this worker)."""
+LB_CLASSES = 256
+"""Load balancer classes whose ``choose_host`` signature is remembered (a handful are
+installed; the bound keeps a plugin that makes classes on the fly from growing it)."""
 HEALTH_SYNC_INTERVAL = 0.1
 """Seconds between a worker's looks at the shared health bytes (a single generation
 word is read; the bytes only when it changed)."""
@@ -183,13 +186,23 @@ class UpstreamConnection(ClientConnection):
 def _with_context(lb: Any) -> Any:
     """``lb`` if its ``choose_host`` takes a context, else an adapter that drops it
     (load balancer plugins written before contexts existed keep working)."""
+    method = getattr(type(lb), "choose_host", None)  # a cluster's LB is rebuilt on each
+    if method is not None:                            # host change: read once per class
+        takes = _class_takes_context(method)
+    else:
+        takes = _takes_context(lb.choose_host)
+    return lb if takes else _ContextFree(lb)
+
+
+def _takes_context(choose_host: Any) -> bool:
     try:
-        params = inspect.signature(lb.choose_host).parameters
+        params = inspect.signature(choose_host).parameters
     except (TypeError, ValueError):
-        return lb
-    if "context" in params or any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return lb
-    return _ContextFree(lb)
+        return True
+    return "context" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+_class_takes_context = functools.lru_cache(maxsize=LB_CLASSES)(_takes_context)
 
 
 class _ContextFree:
@@ -285,6 +298,7 @@ class Cluster:
         result: list[Host] = []
         added: list[Host] = []
         now = time.monotonic()
+        shown = f"cluster.{self.name}.host."
         for address, h in wanted.items():
             old = current.get(address)
             if old is not None:
@@ -299,7 +313,7 @@ class Cluster:
                           self.name, address, self.slots)
                 continue
             h.stats = self._host_stats[h.slot]
-            self.store.label(h.stats, f"cluster.{self.name}.host.{address}")
+            self.store.label(h.stats, shown + str(address))
             if self.controls_health:
                 self.health.set(self.slot_base + h.slot, 0)  # new hosts start healthy
             h.health_flags = self.health.flags[self.slot_base + h.slot] & FAILED_ACTIVE_HC

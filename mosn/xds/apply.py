@@ -39,7 +39,8 @@ class Composer:
         self._parts: dict[str, dict[int, tuple[dict[str, Any], Any]]] = {}
         """Per router (key as in ``_models``): id of a translated virtual host or route
         (a dict, shared while its bytes stay the same) -> (that dict, its validated
-        model), of the config serving."""
+        model), of the config serving. (A cluster's hosts need none: the translation
+        makes them as models, checked as it reads them.)"""
 
     def offer(self, candidate: Snapshot) -> list[str]:
         composed = candidate.compose(self.static)
@@ -83,7 +84,7 @@ class Composer:
             cached = self._models.get(composed.origins[path] + path.partition("[")[0])
             if cached is not None and _same(cached[0], source):
                 _put(composed.raw, path, cached[1])
-            elif ".routers[" in path or path.startswith("cluster_manager.clusters["):
+            elif ".routers[" in path:
                 entry = _get_raw(composed.raw, path)
                 routers[path] = entry
                 _put(composed.raw, path, _with_parts(entry, known))
@@ -103,10 +104,6 @@ class Composer:
                     parts_of[key] = self._parts[key]
                 continue
             parts = parts_of[key] = {}
-            if path.startswith("cluster_manager.clusters["):
-                for host, host_model in zip(raw.get("hosts", []), model.hosts):
-                    parts[id(host)] = (host, host_model)
-                continue
             for vh, vh_model in zip(raw.get("virtual_hosts", []), model.virtual_hosts):
                 parts[id(vh)] = (vh, vh_model)
                 for r, r_model in zip(vh.get("routers", []), vh_model.routers):
@@ -133,14 +130,9 @@ def _put(raw: dict[str, Any], path: str, model: Any) -> None:
 
 def _with_parts(router: dict[str, Any],
                 known: dict[int, tuple[dict[str, Any], Any]]) -> dict[str, Any]:
-    """A copy of a translated router or cluster (never changed in place: the
-    translations are shared) with the validated models of its known parts (virtual
-    hosts and routes, or hosts) in place of their dicts."""
-    if "virtual_hosts" not in router:
-        if not router.get("hosts"):
-            return router
-        return {**router, "hosts": [found[1] if (found := known.get(id(h))) is not None
-                                    and found[0] is h else h for h in router["hosts"]]}
+    """A copy of a translated router (never changed in place: the translations are
+    shared) with the validated models of its known parts (virtual hosts and routes)
+    in place of their dicts."""
     hosts = []
     for vh in router.get("virtual_hosts", []):
         found = known.get(id(vh))

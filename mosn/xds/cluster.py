@@ -9,6 +9,7 @@ load balancing.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,10 +18,19 @@ from envoy.config.core.v3 import address_pb2, base_pb2, health_check_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 
-from mosn.config.models import MAX_HOST_WEIGHT
 from google.protobuf.json_format import MessageToDict
 
-from mosn.xds.fields import Fields, Refused, ads_source, field_numbers, translate, unsupported
+from mosn.config.models import MAX_HOST_WEIGHT, HostConfig
+from mosn.config.types import Address
+from mosn.xds.fields import (
+    Fields,
+    PartCache,
+    Refused,
+    ads_source,
+    field_numbers,
+    translate,
+    unsupported,
+)
 from mosn.xds.listener import socket_address
 from mosn.xds.tls import UPSTREAM, transport_socket
 
@@ -231,41 +241,33 @@ def health_check(f: Fields) -> dict[str, Any]:
     return out
 
 
-def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[dict[str, Any]]:
+def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[HostConfig]:
     """A ClusterLoadAssignment as MOSN's ``hosts``; :class:`Refused` names each field
     mosn cannot honour.
 
     Read field by field from the message (an assignment holds thousands of endpoints,
-    and a push may change them all): each message's set fields are listed once and
-    compared with the numbers of those read here."""
+    and a push may change them all), each endpoint checked here for what
+    :class:`HostConfig` checks and made one without a second validation; an endpoint
+    whose bytes were translated before (in any assignment) is that entry again."""
     errors: list[str] = []
-    name = message.cluster_name
-    kept: dict[bytes, Any] = {}
-    hosts = assignment_hosts(message, "", errors, _LAST_ASSIGNMENTS.get(name), kept)
+    hosts = assignment_hosts(message, "", errors, ENDPOINTS)
     if errors:
+        name = message.cluster_name
         raise Refused([f"ClusterLoadAssignment {name!r}: {line}" for line in errors])
-    _LAST_ASSIGNMENTS.pop(name, None)
-    if len(_LAST_ASSIGNMENTS) >= KEPT_ASSIGNMENTS:
-        del _LAST_ASSIGNMENTS[next(iter(_LAST_ASSIGNMENTS))]
-    _LAST_ASSIGNMENTS[name] = kept
     return hosts
 
 
-KEPT_ASSIGNMENTS = 10_000
-"""Assignments whose endpoints' translations are kept for the next version of each
-(room for a mesh's clusters; the oldest cluster's go first)."""
-_LAST_ASSIGNMENTS: dict[str, dict[bytes, Any]] = {}
-"""Cluster name -> its last assignment's endpoints translated, by their bytes: the
-next version translates only the endpoints that changed, and an endpoint that stayed
-is the same dict (so its validated model is taken over too)."""
+ENDPOINT_CACHE_SIZE = 20_000
+"""Endpoints whose translations are kept by their bytes: twice the 10,000 a large
+mesh holds, so a push moving every endpoint of a cluster and back again translates
+none twice; the oldest go first."""
+ENDPOINTS = PartCache(ENDPOINT_CACHE_SIZE)
 
 
 def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
-                     errors: list[str], last: dict[bytes, Any] | None = None,
-                     kept: dict[bytes, Any] | None = None) -> list[dict[str, Any]]:
+                     errors: list[str], cache: PartCache | None = None) -> list[HostConfig]:
     """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
-    ``last``: the previous version's endpoints by their bytes (taken as they were);
-    ``kept``: where this version's go."""
+    ``cache``: endpoint translations by their bytes (taken as they were, and kept)."""
     unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
     for i, group in enumerate(message.endpoints):
@@ -274,67 +276,115 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
         if group.priority:                            # only by locality-weighted LB
             errors.append(f"{path}.priority: mosn has one priority (0)")
         for j, lb in enumerate(group.lb_endpoints):
-            if kept is None:
-                host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
-            else:
+            key = b""
+            if cache is not None:
                 key = lb.SerializeToString(deterministic=True)
-                if last is not None and key in last:
-                    host = last[key]
-                else:
-                    before = len(errors)
-                    host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
-                    if len(errors) != before:
-                        continue
-                kept[key] = host
+                host = cache.get(key)
+                if host is not None:
+                    hosts.append(host)
+                    continue
+            before = len(errors)
+            host = lb_endpoint(lb, f"{path}.lb_endpoints[{j}]", errors)
             if host is not None:
                 hosts.append(host)
+                if cache is not None and len(errors) == before:
+                    cache.keep(key, host)
     return hosts
 
 
-def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> dict[str, Any] | None:
-    unsupported(lb, _LB_ENDPOINT, path, errors)
-    kind = lb.WhichOneof("host_identifier")
-    if kind != "endpoint":
-        if kind is not None:
-            errors.append(f"{path}.{kind}: mosn takes endpoint")
-        return None
-    endpoint = lb.endpoint
-    at = f"{path}.endpoint"
-    unsupported(endpoint, _ENDPOINT, at, errors)
-    out: dict[str, Any] = {"address": address(endpoint.address, f"{at}.address", errors)
-                           if endpoint.HasField("address") else ""}
-    if endpoint.hostname:
-        out["hostname"] = endpoint.hostname
-    weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
+def lb_endpoint(lb: endpoint_pb2.LbEndpoint, path: str, errors: list[str]) -> HostConfig | None:
+    """An endpoint as a host entry (None: one Envoy sends no traffic to, or refused).
+
+    Each message's set fields are listed once (``ListFields``) and their numbers
+    compared with those read here; a field's path is written only for an error."""
+    weight = 1
+    metadata: dict[str, Any] = {}
+    endpoint = None
+    for field, value in lb.ListFields():
+        number = field.number
+        if number == _ENDPOINT_FIELD:
+            endpoint = value
+        elif number == _WEIGHT_FIELD:
+            weight = value.value
+        elif number == _METADATA_FIELD:
+            metadata = lb_metadata(value, f"{path}.metadata", errors)
+        elif field.containing_oneof is not None:  # the host identifier's other kinds
+            errors.append(f"{path}.{field.name}: mosn takes endpoint")
+        elif number not in _LB_ENDPOINT:
+            errors.append(f"{path}.{field.name}: field not supported by mosn")
     if weight > MAX_HOST_WEIGHT:
-        errors.append(f"{path}.load_balancing_weight: mosn's host weights go up to {MAX_HOST_WEIGHT}")
-    out["weight"] = weight
-    if lb.HasField("metadata"):
-        unsupported(lb.metadata, _METADATA, f"{path}.metadata", errors)
-        subset = lb.metadata.filter_metadata.get(LB_METADATA)
-        if subset is not None:  # an endpoint's subset keys; other keys are opaque to mosn
-            out["metadata"] = {"filter_metadata": {"mosn.lb": {
-                str(k): str(v) for k, v in MessageToDict(subset).items()}}}
-    return out if lb.health_status in _SERVING else None
+        errors.append(f"{path}.load_balancing_weight: "
+                      f"mosn's host weights go up to {MAX_HOST_WEIGHT}")
+    elif weight < 1:
+        errors.append(f"{path}.load_balancing_weight: a host weight is at least 1")
+    if endpoint is None:
+        return None
+    host_address = None
+    for field, value in endpoint.ListFields():
+        number = field.number
+        if number == _ADDRESS_FIELD:
+            host_address = address(value, f"{path}.endpoint.address", errors)
+        elif number not in _ENDPOINT:
+            errors.append(f"{path}.endpoint.{field.name}: field not supported by mosn")
+    if not endpoint.HasField("address"):
+        errors.append(f"{path}.endpoint.address: an endpoint needs an address")
+    if host_address is None or lb.health_status not in _SERVING:
+        return None
+    # Checked above as HostConfig's fields check (address, weight bounds): made
+    # without validating again, as a config file's hosts are made by validation.
+    return HostConfig.model_construct(address=host_address, hostname=endpoint.hostname,
+                                      weight=weight, metadata=metadata, tls_disable=False)
 
 
-def address(message: address_pb2.Address, path: str, errors: list[str]) -> str:
+def lb_metadata(metadata: base_pb2.Metadata, path: str, errors: list[str]) -> dict[str, Any]:
+    """An endpoint's subset keys (``envoy.lb``) as MOSN's; other keys are opaque to mosn."""
+    unsupported(metadata, _METADATA, path, errors)
+    subset = metadata.filter_metadata.get(LB_METADATA)
+    if subset is None:
+        return {}
+    keys = {str(k): str(v) for k, v in MessageToDict(subset).items()}
+    return {"filter_metadata": {"mosn.lb": keys}}
+
+
+def address(message: address_pb2.Address, path: str, errors: list[str]) -> Address | None:
     """An endpoint's ``Address`` (what :func:`mosn.xds.listener.socket_address` reads,
-    field by field)."""
+    field by field), checked as :func:`mosn.config.types.parse_address` checks."""
     kind = message.WhichOneof("address")
     if kind != "socket_address":
-        if kind is not None:
-            errors.append(f"{path}.{kind}: mosn takes socket_address")
-        return ""
+        errors.append(f"{path}.{kind}: mosn takes socket_address" if kind is not None
+                      else f"{path}: an endpoint needs a socket_address")
+        return None
     sa = message.socket_address
-    at = f"{path}.socket_address"
-    unsupported(sa, _SOCKET_ADDRESS, at, errors)
-    if sa.protocol != address_pb2.SocketAddress.TCP:
-        errors.append(f"{at}.protocol: mosn's xDS listeners and clusters are TCP")
-    host, port = sa.address, sa.port_value
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    host, port, protocol = "", 0, TCP
+    for field, value in sa.ListFields():
+        number = field.number
+        if number == _HOST_FIELD:
+            host = value
+        elif number == _PORT_FIELD:
+            port = value
+        elif number == _PROTOCOL_FIELD:
+            protocol = value
+        else:
+            errors.append(f"{path}.socket_address.{field.name}: field not supported by mosn")
+    if protocol != TCP:
+        errors.append(f"{path}.socket_address.protocol: mosn's xDS listeners and clusters are TCP")
+    if not host:
+        errors.append(f"{path}.socket_address.address: an endpoint needs an address")
+        return None
+    if port > MAX_PORT:
+        errors.append(f"{path}.socket_address.port_value: {port} is not a port (0 to {MAX_PORT})")
+        return None
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            errors.append(f"{path}.socket_address.address: {host!r} is neither a name nor an "
+                          "IPv4 or IPv6 address")
+            return None
+    return Address(host, port)
 
 
+MAX_PORT = 65535  # a TCP port is 16 bits (Envoy's port_value is a uint32 bounded by validation)
 _ASSIGNMENT = field_numbers(endpoint_pb2.ClusterLoadAssignment, "cluster_name", "endpoints")
 _LOCALITY = field_numbers(endpoint_components_pb2.LocalityLbEndpoints, "locality",
                           "load_balancing_weight", "priority", "lb_endpoints")
@@ -342,5 +392,13 @@ _LB_ENDPOINT = field_numbers(endpoint_components_pb2.LbEndpoint, "health_status"
                              "endpoint_name", "load_balancing_weight", "metadata")
 _ENDPOINT = field_numbers(endpoint_components_pb2.Endpoint, "address", "hostname")
 _SOCKET_ADDRESS = field_numbers(address_pb2.SocketAddress, "protocol", "address", "port_value")
+_ENDPOINT_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "endpoint")
+_WEIGHT_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "load_balancing_weight")
+_METADATA_FIELD, = field_numbers(endpoint_components_pb2.LbEndpoint, "metadata")
+_ADDRESS_FIELD, = field_numbers(endpoint_components_pb2.Endpoint, "address")
+_HOST_FIELD, = field_numbers(address_pb2.SocketAddress, "address")
+_PORT_FIELD, = field_numbers(address_pb2.SocketAddress, "port_value")
+_PROTOCOL_FIELD, = field_numbers(address_pb2.SocketAddress, "protocol")
+TCP = address_pb2.SocketAddress.TCP
 _METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
 _SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)

@@ -9,6 +9,7 @@ that field's path. A field nobody set passes, however unknown to mosn.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any, Iterator
 
 from google.protobuf.any_pb2 import Any as AnyMessage
@@ -211,10 +212,20 @@ class PartCache:
 
     def __init__(self, size: int = TRANSLATED_CACHE_SIZE) -> None:
         self.size = size
-        self._items: dict[bytes, Any] = {}
+        self._items: OrderedDict[bytes, Any] = OrderedDict()  # the oldest out in O(1)
 
     def __len__(self) -> int:
         return len(self._items)
+
+    def get(self, key: bytes) -> Any:
+        """The translation kept for a part's bytes, or None."""
+        return self._items.get(key)
+
+    def keep(self, key: bytes, translated: Any) -> None:
+        """Keep the translation of a part accepted without errors."""
+        if len(self._items) >= self.size:
+            self._items.popitem(last=False)
+        self._items[key] = translated
 
     def part(self, f: Fields, message: Message, path: str, body: Any) -> Any:
         """``body(fields)`` over ``message`` (at ``path`` in ``f``'s resource), or its
@@ -232,9 +243,7 @@ class PartCache:
         if errors:
             f.errors.extend(errors)
             return result
-        if len(self._items) >= self.size:
-            del self._items[next(iter(self._items))]
-        self._items[key] = result
+        self.keep(key, result)
         return result
 
 
