@@ -13,10 +13,12 @@ host-set changes over a socket pair per worker (one JSON line per change).
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
 for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (and
 ``POST /reload``) reloads the config file: one process applies it in place through
-its managers (:func:`reload_in_place`); a parent with workers builds the next
-generation on the listening sockets it kept, forks new workers, then drains the old
-ones, whose stats carry over by name (:meth:`StatsStore.follow`). docs/upgrade.md
-says which change takes which path.
+its managers (:func:`reload_in_place`); a parent with workers (its
+:class:`Supervisor`) builds the next :class:`Generation` on the listening sockets it
+kept, forks new workers, then retires the old ones once they handed their
+connections over; their stats carry over by name (:meth:`StatsStore.follow`).
+docs/upgrade.md says which change takes which path. The upgrade protocol itself
+(hand-over of listeners and connections) is :mod:`mosn.upgrade`.
 """
 
 from __future__ import annotations
@@ -255,8 +257,8 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
         children, channels = _start_workers(
             runtime, workers, run_dir=directory,
             predecessors=tuple(takeover.workers) if takeover is not None else ())
-        return anyio.run(_supervise, runtime, admin, children, channels, directory, takeover,
-                         **anyio_backend())
+        supervisor = Supervisor(runtime, admin, children, channels, directory, takeover)
+        return anyio.run(supervisor.run, **anyio_backend())
     finally:
         if pid_file:
             _remove_own_pid_file(pid_file)
@@ -729,120 +731,168 @@ def _die_with_parent() -> None:
         pass
 
 
-async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
-                     channels: list[WorkerChannel], run_dir: str = "",
-                     takeover: handover.Takeover | None = None) -> int:
+@dataclass
+class Generation:
+    """One config's :class:`Runtime` with the workers that serve it. A reload starts
+    the next generation on the same listening sockets; the one it replaces retires
+    while its workers hand their connections over, and is released once they exit."""
+
+    runtime: Runtime
+    workers: list[int]
+    channels: list[WorkerChannel]
+    running: set[int] = field(default_factory=set)
+    """Its workers not yet exited (followed once it retires)."""
+
+    def __post_init__(self) -> None:
+        self.running = set(self.workers)
+
+
+class Supervisor:
     """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP, upgrades: a new process takes the
+    signal forwarding, config reload on SIGHUP, upgrades. A new process takes the
     listening sockets here and each worker's connections from the worker
     (``takeover``: the process this one replaces; its workers, if it has any, hand
     theirs to these workers, one each; a single process drains its own)."""
-    workers = len(children)
-    handing_over = False
-    runtime.clusters.publishers = admin.publishers = [channel.send for channel in channels]
-    alive = set(children)
-    retiring: list[tuple[Runtime, set[int], list[WorkerChannel]]] = []
-    """Runtimes replaced by a reload, oldest first, with their draining workers."""
-    exit_code = 0
-    log.info("mosn %s: %d workers %s", __version__, len(children), sorted(children))
 
-    def forward(sig: int, pids: Any = None) -> None:
-        for pid in alive if pids is None else pids:
+    def __init__(self, runtime: Runtime, admin: Admin, children: list[int],
+                 channels: list[WorkerChannel], run_dir: str = "",
+                 takeover: handover.Takeover | None = None) -> None:
+        self.current = Generation(runtime, children, channels)
+        self.retiring: list[Generation] = []
+        """Generations replaced by a reload, oldest first."""
+        self.admin = admin
+        self.run_dir = run_dir
+        self.takeover = takeover
+        self.worker_count = len(children)
+        self.alive = set(children)
+        """Every worker of every generation not yet exited."""
+        self.handing_over = False
+        self.exit_code = 0
+        self.tg: anyio.abc.TaskGroup | None = None
+        self.control: anyio.CancelScope | None = None
+        self._publish()
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.current.runtime
+
+    def _publish(self) -> None:
+        """Host-set changes go to the current generation's workers."""
+        self.runtime.clusters.publishers = self.admin.publishers = [
+            channel.send for channel in self.current.channels]
+
+    def stop(self) -> None:
+        assert self.tg is not None
+        self.tg.cancel_scope.cancel()
+
+    def forward(self, sig: int, pids: Any = None) -> None:
+        for pid in self.alive if pids is None else pids:
             try:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 pass
 
-    def retire() -> None:
-        """Release the stats and sockets of replaced runtimes whose workers are gone
+    def exited(self, pid: int) -> None:
+        self.alive.discard(pid)
+        for old in self.retiring:
+            old.running.discard(pid)
+
+    def retire(self) -> None:
+        """Release the stats and sockets of retired generations whose workers are gone
         (in order, so a newer store never freezes an older one still counting)."""
-        while retiring and not retiring[0][1]:
-            old, _, old_channels = retiring.pop(0)
-            (retiring[0][0] if retiring else runtime).store.release(old.store)
-            for channel in old_channels:
+        while self.retiring and not self.retiring[0].running:
+            old = self.retiring.pop(0)
+            (self.retiring[0].runtime if self.retiring else self.runtime).store.release(
+                old.runtime.store)
+            for channel in old.channels:
                 channel.close()
-            in_use = {id(lst.sock) for rt in (runtime, *(r for r, _, _ in retiring))
-                      for lst in rt.listeners}
-            for lst in old.listeners:
+            in_use = {id(lst.sock) for g in (self.current, *self.retiring)
+                      for lst in g.runtime.listeners}
+            for lst in old.runtime.listeners:
                 if lst.sock is not None and id(lst.sock) not in in_use:
                     lst.sock.close()
-            old.observability.close()
+            old.runtime.observability.close()
             log.info("the workers of the config before a reload stopped; their counters "
                      "and histograms kept")
 
-    async def watch() -> None:
-        nonlocal exit_code
-        while alive:
+    async def run(self) -> int:
+        admin = self.admin
+        async with anyio.create_task_group() as self.tg:
+            admin_api = AdminApi(admin, self.runtime.admin_sock, self.tg)
+            admin_api.pause(False)
+            self.control = await self.tg.start(_control, self.runtime)
+            self.tg.start_soon(self.watch)
+            if self.run_dir:
+                self.tg.start_soon(self.upgrades, admin_api)
+            if roll := self.runtime.observability.roller(self.runtime.loaded.config,
+                                                         _reopen_logs):
+                self.tg.start_soon(roll)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
+                                            signal.SIGHUP, signal.SIGUSR1) as received:
+                async for sig in received:
+                    if sig == signal.SIGUSR1:  # logrotate moved the logs: all reopen
+                        self.runtime.observability.reopen_logs()
+                        self.forward(signal.SIGUSR1)
+                        continue
+                    if sig == signal.SIGHUP:
+                        if not admin.draining:
+                            await self.reload()
+                        continue
+                    admin.draining = True
+                    # The listening sockets kept for a reload close here too, so that
+                    # once the workers stop accepting a new connection is refused, not
+                    # queued.
+                    for g in (self.current, *self.retiring):
+                        for lst in g.runtime.listeners:
+                            if lst.sock is not None:
+                                lst.sock.close()
+                    self.forward(signal.SIGTERM)  # a second signal stops them at once
+        return self.exit_code
+
+    async def watch(self) -> None:
+        """Follow the workers; one that exits unexpectedly stops every worker."""
+        while self.alive:
             await anyio.sleep(WORKER_POLL_INTERVAL)
-            for pid in list(alive):
+            for pid in list(self.alive):
                 done, status = os.waitpid(pid, os.WNOHANG)
                 if not done:
                     continue
-                alive.discard(pid)
-                if any(pid in pids for _, pids, _ in retiring):
-                    for _, pids, _ in retiring:
-                        pids.discard(pid)
+                retired = any(pid in old.running for old in self.retiring)
+                self.exited(pid)
+                if retired:
                     continue
-                if not admin.draining and not handing_over:
+                if not self.admin.draining and not self.handing_over:
                     log.error("worker %d exited unexpectedly (status %d); stopping", pid, status)
-                    exit_code = 1
-                    admin.draining = True
-                    forward(signal.SIGTERM)
-            retire()
-        if handing_over:  # the hand-over's last messages; its end stops this sooner
+                    self.exit_code = 1
+                    self.admin.draining = True
+                    self.forward(signal.SIGTERM)
+            self.retire()
+        if self.handing_over:  # the hand-over's last messages; its end stops this sooner
             await anyio.sleep(handover.HELLO_TIMEOUT)
-        tg.cancel_scope.cancel()
+        self.stop()
 
-    class HandOff:
-        """The workers as an upgrade's old process (handover.WorkerHandOff)."""
-
-        def sockets(self) -> list[str]:
-            return [handover.worker_socket_path(run_dir, pid) for pid in children]
-
-        async def handed_over(self) -> None:
-            nonlocal handing_over
-            handing_over = True
-            with anyio.move_on_after(runtime.graceful_timeout + handover.HELLO_TIMEOUT):
-                while alive:
-                    await anyio.sleep(WORKER_POLL_INTERVAL)
-            if alive:
-                log.warning("upgrade: workers %s were not taken over; draining them",
-                            sorted(alive))
-                admin.draining = True
-                forward(signal.SIGTERM)
-                with anyio.move_on_after(runtime.graceful_timeout + WORKER_EXIT_MARGIN):
-                    while alive:
-                        await anyio.sleep(WORKER_POLL_INTERVAL)
-
-        def failed(self) -> None:
-            nonlocal handing_over
-            for pid in list(alive):  # those that handed over before: expected, not a crash
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    alive.discard(pid)
-                    for _, pids, _ in retiring:
-                        pids.discard(pid)
-            handing_over = False
-            if not alive:
-                tg.cancel_scope.cancel()  # every worker had gone over: nothing serves here
-
-    async def upgrades(admin_api: AdminApi) -> None:
+    async def upgrades(self, admin_api: AdminApi) -> None:
+        """Serve upgrades on the run directory's socket; finish the one this process
+        came from."""
         def stop() -> None:
             log.info("upgrade: handed over; this process exits")
-            tg.cancel_scope.cancel()
+            self.stop()
 
-        path = handover.socket_path(run_dir)
+        path = handover.socket_path(self.run_dir)
         try:
-            server = handover.UpgradeServer(path, runtime, stop, admin_api.pause, HandOff())
+            server = handover.UpgradeServer(path, self.runtime, stop, admin_api.pause,
+                                            WorkersHandOff(self))
         except OSError as exc:
             log.error("upgrade: cannot serve upgrades at %s: %s; serving without", path, exc)
             return
         try:
             async with anyio.create_task_group() as upgrade_tg:
-                server.busy = takeover is not None
+                server.busy = self.takeover is not None
                 upgrade_tg.start_soon(server.serve)
-                if takeover is not None:
-                    done = await handover.continue_from(takeover, {}, runtime.store.carry,
-                                                        migrate=False)
+                if self.takeover is not None:
+                    runtime = self.runtime
+                    done = await handover.continue_from(self.takeover, {},
+                                                        runtime.store.carry, migrate=False)
                     outcome = runtime.server_stats.upgrade_success if done else \
                         runtime.server_stats.upgrade_failed
                     runtime.store.values[outcome] += 1  # type: ignore[index]
@@ -850,105 +900,116 @@ async def _supervise(runtime: Runtime, admin: Admin, children: list[int],
         finally:
             server.close()
 
-    async def reload() -> None:
-        nonlocal runtime, children, channels, control
-        failed = runtime.server_stats.reload_failed
+    def _reload_failed(self) -> None:
+        runtime = self.runtime
+        runtime.store.values[runtime.server_stats.reload_failed] += 1  # type: ignore[index]
+
+    async def reload(self) -> None:
+        """Start the next generation from the config file on the same listening
+        sockets; each old worker hands its connections over to its successor."""
+        assert self.tg is not None and self.control is not None
+        runtime, admin = self.runtime, self.admin
         try:
             loaded = load(runtime.loaded.source)
         except ConfigError as exc:
             for line in exc.errors:
                 log.error("config reload refused, still serving the old config: %s", line)
-            runtime.store.values[failed] += 1  # type: ignore[index]
+            self._reload_failed()
             return
         try:
             new = Runtime(loaded, sockets=runtime.listener_sockets(),
                           admin_sock=runtime.admin_sock, metrics_socks=runtime.metrics_socks)
         except StartError as exc:
             log.error("config reload refused, still serving the old config: %s", exc)
-            runtime.store.values[failed] += 1  # type: ignore[index]
+            self._reload_failed()
             return
         except Exception:
             log.exception("config reload failed, still serving the old config")
-            runtime.store.values[failed] += 1  # type: ignore[index]
+            self._reload_failed()
             return
         if str(loaded.config.admin.bind) != str(runtime.loaded.config.admin.bind):
             log.warning("config reload: the admin API stays on %s (a new admin address "
                         "needs a restart)", _sockname(runtime.admin_sock))
-        new.store.allocate(workers + 1)
+        new.store.allocate(self.worker_count + 1)
         new.store.follow(runtime.store)
         kept = {id(s) for s in new.listener_sockets().values()}
         gone = tuple(lst.sock for lst in runtime.listeners
                      if lst.sock is not None and id(lst.sock) not in kept)
-        others = tuple(ch.sock for ch in channels) + tuple(
-            ch.sock for _, _, old_channels in retiring for ch in old_channels)
+        others = tuple(ch.sock for g in (self.current, *self.retiring) for ch in g.channels)
+        old = self.current
         try:
-            new_children, new_channels = _start_workers(
-                new, workers, gone + others, run_dir,
-                tuple(handover.worker_socket_path(run_dir, pid) for pid in children))
+            workers, channels = _start_workers(
+                new, self.worker_count, gone + others, self.run_dir,
+                tuple(handover.worker_socket_path(self.run_dir, pid) for pid in old.workers))
         except OSError:
             log.exception("config reload failed, still serving the old config")
             new.close_sockets()
-            runtime.store.values[failed] += 1  # type: ignore[index]
+            self._reload_failed()
             return
-        alive.update(new_children)
+        self.alive.update(workers)
         # From here the new workers accept on the same sockets; each old one hands
         # its connections over to its successor and exits (one whose successor did
         # not come is told to drain once that had time to happen).
-        tg.start_soon(_drain_left, runtime.graceful_timeout, set(children), alive, forward)
-        retiring.append((runtime, set(children), channels))
-        control.cancel()
+        self.tg.start_soon(self.drain_left, set(old.workers), runtime.graceful_timeout)
+        self.retiring.append(old)
+        self.control.cancel()
         runtime.store.zero_gauges()
-        runtime, children, channels = new, new_children, new_channels
-        runtime.clusters.publishers = admin.publishers = [ch.send for ch in channels]
-        admin.switch(loaded, runtime.store, runtime.clusters)
-        control = await tg.start(_control, runtime)
-        runtime.store.values[runtime.server_stats.reload_success] += 1  # type: ignore[index]
-        for lst in runtime.listeners:
+        self.current = Generation(new, workers, channels)
+        self._publish()
+        admin.switch(loaded, new.store, new.clusters)
+        self.control = await self.tg.start(_control, new)
+        new.store.values[new.server_stats.reload_success] += 1  # type: ignore[index]
+        for lst in new.listeners:
             log.info("listener %s on %s", lst.name, _listening_on(lst))
         log.info("config reloaded from %s: workers %s (the old ones hand their connections "
-                 "over)",
-                 loaded.source, sorted(children))
+                 "over)", loaded.source, sorted(workers))
 
-    async with anyio.create_task_group() as tg:
-        admin_api = AdminApi(admin, runtime.admin_sock, tg)
-        admin_api.pause(False)
-        control = await tg.start(_control, runtime)
-        tg.start_soon(watch)
-        if run_dir:
-            tg.start_soon(upgrades, admin_api)
-        if roll := runtime.observability.roller(runtime.loaded.config, _reopen_logs):
-            tg.start_soon(roll)
-        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT,
-                                        signal.SIGHUP, signal.SIGUSR1) as received:
-            async for sig in received:
-                if sig == signal.SIGUSR1:  # logrotate moved the logs: every worker reopens
-                    runtime.observability.reopen_logs()
-                    forward(signal.SIGUSR1)
-                    continue
-                if sig == signal.SIGHUP:
-                    if not admin.draining:
-                        await reload()
-                    continue
-                admin.draining = True
-                # The listening sockets kept for a reload close here too, so that once
-                # the workers stop accepting a new connection is refused, not queued.
-                for rt in (runtime, *(r for r, _, _ in retiring)):
-                    for lst in rt.listeners:
-                        if lst.sock is not None:
-                            lst.sock.close()
-                forward(signal.SIGTERM)  # a second signal makes the workers stop at once
-    return exit_code
+    async def drain_left(self, old: set[int], graceful_timeout: float) -> None:
+        """Workers a reload replaced that are still there once their successors had
+        time to take their connections over (one that could not) are told to drain."""
+        await anyio.sleep(graceful_timeout + handover.HELLO_TIMEOUT)
+        left = old & self.alive
+        if left:
+            log.warning("workers %s were not replaced by a hand-over; draining them",
+                        sorted(left))
+            self.forward(signal.SIGTERM, left)
 
 
-async def _drain_left(graceful_timeout: float, old: set[int], alive: set[int],
-                      forward: Any) -> None:
-    """Workers a reload replaced that are still there once their successors had time
-    to take their connections over (one that could not) are told to drain."""
-    await anyio.sleep(graceful_timeout + handover.HELLO_TIMEOUT)
-    left = old & alive
-    if left:
-        log.warning("workers %s were not replaced by a hand-over; draining them", sorted(left))
-        forward(signal.SIGTERM, left)
+class WorkersHandOff:
+    """A supervisor's workers as an upgrade's old process (handover.WorkerHandOff)."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self.supervisor = supervisor
+
+    def sockets(self) -> list[str]:
+        sup = self.supervisor
+        return [handover.worker_socket_path(sup.run_dir, pid) for pid in sup.current.workers]
+
+    async def _wait_for_exits(self, seconds: float) -> None:
+        with anyio.move_on_after(seconds):
+            while self.supervisor.alive:
+                await anyio.sleep(WORKER_POLL_INTERVAL)
+
+    async def handed_over(self) -> None:
+        sup = self.supervisor
+        sup.handing_over = True
+        graceful = sup.runtime.graceful_timeout
+        await self._wait_for_exits(graceful + handover.HELLO_TIMEOUT)
+        if sup.alive:
+            log.warning("upgrade: workers %s were not taken over; draining them",
+                        sorted(sup.alive))
+            sup.admin.draining = True
+            sup.forward(signal.SIGTERM)
+            await self._wait_for_exits(graceful + WORKER_EXIT_MARGIN)
+
+    def failed(self) -> None:
+        sup = self.supervisor
+        for pid in list(sup.alive):  # those that handed over before: expected, not a crash
+            if os.waitpid(pid, os.WNOHANG)[0]:
+                sup.exited(pid)
+        sup.handing_over = False
+        if not sup.alive:
+            sup.stop()  # every worker had gone over: nothing serves here
 
 
 def _reopen_logs() -> None:
