@@ -1,17 +1,25 @@
-"""A minimal OTLP/HTTP traces receiver for tests: ``POST /v1/traces`` bodies decoded
-as ``ExportTraceServiceRequest`` (protobuf, opentelemetry-proto) and kept."""
+"""Minimal OTLP traces receivers for tests: over HTTP (``POST /v1/traces`` bodies) and
+over gRPC (``TraceService/Export``), each request decoded as an
+``ExportTraceServiceRequest`` (protobuf, opentelemetry-proto) and its spans kept."""
 
 from __future__ import annotations
 
 import gzip
 import threading
 from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import grpc
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2_grpc import (
+    TraceServiceServicer,
+    add_TraceServiceServicer_to_server,
 )
 
 KIND_SERVER = 2
@@ -36,10 +44,30 @@ def _value(v: Any) -> Any:
     return getattr(v, v.WhichOneof("value")) if v.WhichOneof("value") else None
 
 
-class OtlpReceiver:
+class Spans:
+    """The spans a receiver was sent, in arrival order."""
+
     def __init__(self) -> None:
         self.spans: list[Span] = []
         self.lock = threading.Lock()
+
+    def _keep(self, request: ExportTraceServiceRequest) -> None:
+        with self.lock:
+            for rs in request.resource_spans:
+                service = {a.key: _value(a.value) for a in rs.resource.attributes}
+                for ss in rs.scope_spans:
+                    for s in ss.spans:
+                        self.spans.append(Span(
+                            s.name, s.kind, int.from_bytes(s.trace_id, "big"),
+                            int.from_bytes(s.span_id, "big"),
+                            int.from_bytes(s.parent_span_id, "big") if s.parent_span_id else 0,
+                            {a.key: _value(a.value) for a in s.attributes}, s.status.code,
+                            service.get("service.name", "")))
+
+
+class OtlpReceiver(Spans):
+    def __init__(self) -> None:
+        super().__init__()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -66,19 +94,6 @@ class OtlpReceiver:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
 
-    def _keep(self, request: ExportTraceServiceRequest) -> None:
-        with self.lock:
-            for rs in request.resource_spans:
-                service = {a.key: _value(a.value) for a in rs.resource.attributes}
-                for ss in rs.scope_spans:
-                    for s in ss.spans:
-                        self.spans.append(Span(
-                            s.name, s.kind, int.from_bytes(s.trace_id, "big"),
-                            int.from_bytes(s.span_id, "big"),
-                            int.from_bytes(s.parent_span_id, "big") if s.parent_span_id else 0,
-                            {a.key: _value(a.value) for a in s.attributes}, s.status.code,
-                            service.get("service.name", "")))
-
     def __enter__(self) -> "OtlpReceiver":
         self.thread.start()
         return self
@@ -86,3 +101,29 @@ class OtlpReceiver:
     def __exit__(self, *exc: Any) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class OtlpGrpcReceiver(Spans, TraceServiceServicer):
+    """OTLP over gRPC: a real grpcio server with OpenTelemetry's generated service."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.server = grpc.server(ThreadPoolExecutor(2))
+        add_TraceServiceServicer_to_server(self, self.server)
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def Export(self, request: ExportTraceServiceRequest,  # noqa: N802 (the service's name)
+               context: Any) -> ExportTraceServiceResponse:
+        self._keep(request)
+        return ExportTraceServiceResponse()
+
+    def __enter__(self) -> "OtlpGrpcReceiver":
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.stop(None)

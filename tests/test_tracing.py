@@ -15,7 +15,14 @@ import pytest
 
 from conftest import free_port
 from mosn.observability.tracing import SOFA_RPC_ID, SOFA_TRACE_ID, sofa_span_id, sofa_trace_id
-from otlp_receiver import KIND_CLIENT, KIND_SERVER, STATUS_ERROR, OtlpReceiver, Span
+from otlp_receiver import (
+    KIND_CLIENT,
+    KIND_SERVER,
+    STATUS_ERROR,
+    OtlpGrpcReceiver,
+    OtlpReceiver,
+    Span,
+)
 from test_access_log import backend, http_config  # noqa: F401 (a fixture)
 
 pytest.importorskip("opentelemetry.sdk.trace")
@@ -114,6 +121,24 @@ def test_a_request_without_context_starts_a_trace(start_mosn, backend, receiver)
     assert server.parent_id == 0 and server.trace_id == seen_trace
     assert seen_parent == client_span.span_id
     assert int(flags, 16) & SAMPLED  # (and W3C level 2's random-id flag, 0x02)
+
+
+def test_otlp_over_grpc_exports_the_same_spans(start_mosn, backend):  # noqa: F811
+    port = free_port()
+    trace_id, caller_span = new_ids()
+    with OtlpGrpcReceiver() as receiver:
+        mosn = start_mosn(http_config(port, backend, [], **tracing(
+            exporter="otlp_grpc", endpoint=receiver.endpoint)))
+        r = httpx.get(f"http://127.0.0.1:{port}/ok/echo", timeout=5, headers={
+            "traceparent": f"00-{trace_id:032x}-{caller_span:016x}-01"})
+        seen_trace, seen_parent, _ = upstream_traceparent(r)
+        mosn.stop()  # shutdown exports what is left
+        (server,) = by_kind(receiver.spans, KIND_SERVER)
+        (client_span,) = by_kind(receiver.spans, KIND_CLIENT)
+    assert server.service == "edge"
+    assert seen_trace == server.trace_id == client_span.trace_id == trace_id
+    assert server.parent_id == caller_span and client_span.parent_id == server.span_id
+    assert seen_parent == client_span.span_id
 
 
 def test_retry_is_a_client_span_of_its_own(start_mosn, backend, receiver):  # noqa: F811

@@ -787,7 +787,7 @@ SKYWALKING_REPORTERS = ("log", "grpc")
 """MOSN's ``reporter``: ``log`` (its default) or ``gRPC`` (case does not matter)."""
 """MOSN's Zipkin and Jaeger drivers: the same tracer, with Zipkin's exporter and B3
 headers, or OTLP (which Jaeger takes) and Jaeger's ``uber-trace-id``."""
-TRACE_EXPORTERS = ("otlp", "zipkin", "console", "none")
+TRACE_EXPORTERS = ("otlp", "otlp_grpc", "zipkin", "console", "none")
 TRACE_PROPAGATION = ("tracecontext", "b3multi", "b3", "jaeger")
 """The trace context formats read from requests and written upstream (HTTP): W3C's
 ``traceparent``, B3's ``X-B3-*`` headers or its single ``b3`` header, Jaeger's
@@ -795,6 +795,9 @@ TRACE_PROPAGATION = ("tracecontext", "b3multi", "b3", "jaeger")
 DEFAULT_OTLP_ENDPOINT = "http://127.0.0.1:4318/v1/traces"
 """The OTLP/HTTP traces endpoint of a collector on this host (OpenTelemetry's default;
 Jaeger takes OTLP on the same port)."""
+DEFAULT_OTLP_GRPC_ENDPOINT = "http://127.0.0.1:4317"
+"""A collector's OTLP/gRPC port on this host (OpenTelemetry's default; ``http://`` is
+plaintext, ``https://`` TLS)."""
 DEFAULT_ZIPKIN_ENDPOINT = "http://127.0.0.1:9411/api/v2/spans"
 """Zipkin's span endpoint on this host (its default port)."""
 DRIVER_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -824,9 +827,10 @@ class OpenTelemetryConfig(Model):
 
     service_name: str = "mosn"
     exporter: str = "otlp"
-    """``otlp`` (OTLP over HTTP/protobuf), ``zipkin`` (Zipkin's JSON v2), ``console``
-    (JSON on stdout) or ``none``."""
+    """``otlp`` (OTLP over HTTP/protobuf), ``otlp_grpc`` (OTLP over gRPC), ``zipkin``
+    (Zipkin's JSON v2), ``console`` (JSON on stdout) or ``none``."""
     endpoint: str = DEFAULT_OTLP_ENDPOINT
+    """Where spans go (``otlp_grpc``'s default is :data:`DEFAULT_OTLP_GRPC_ENDPOINT`)."""
     propagation: list[str] = Field(default_factory=lambda: ["tracecontext"])
     """The trace context formats of HTTP requests, read in this order (the first one
     found is the parent) and all written upstream."""
@@ -859,6 +863,8 @@ class OpenTelemetryConfig(Model):
         self.exporter = self.exporter.lower()
         if self.exporter not in TRACE_EXPORTERS:
             raise ValueError(f"exporter {self.exporter!r}: use one of {', '.join(TRACE_EXPORTERS)}")
+        if self.exporter == "otlp_grpc" and "endpoint" not in self.model_fields_set:
+            self.endpoint = DEFAULT_OTLP_GRPC_ENDPOINT
         self.propagation = [p.lower() for p in self.propagation]
         bad = [p for p in self.propagation if p not in TRACE_PROPAGATION]
         if bad or not self.propagation:

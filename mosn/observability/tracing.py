@@ -206,6 +206,13 @@ class Tracing(StreamObserver):
 
             return OTLPSpanExporter(endpoint=c.endpoint, headers=c.headers or None,
                                     timeout=c.export_timeout)
+        if c.exporter == "otlp_grpc":
+            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                OTLPSpanExporter as OTLPGrpcSpanExporter,
+            )
+
+            return OTLPGrpcSpanExporter(endpoint=c.endpoint, headers=c.headers or None,
+                                        timeout=c.export_timeout)
         if c.exporter == "zipkin":
             from opentelemetry.exporter.zipkin.json import ZipkinExporter
 
