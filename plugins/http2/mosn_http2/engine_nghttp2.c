@@ -869,12 +869,6 @@ int mosn_h2_goaway(mosn_h2 *h, uint32_t code) {
                                NGHTTP2_NO_ERROR, NULL, 0);
 }
 
-/* The first of a graceful shutdown's two GOAWAYs (server): last stream id 2^31-1,
-   so streams the client opens before it reads this are still taken. */
-int mosn_h2_goaway_notice(mosn_h2 *h) {
-  return nghttp2_submit_shutdown_notice(h->session);
-}
-
 int mosn_h2_ping(mosn_h2 *h) {
   return nghttp2_submit_ping(h->session, NGHTTP2_FLAG_NONE, NULL);
 }

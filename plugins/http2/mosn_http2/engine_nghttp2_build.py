@@ -47,7 +47,6 @@ void mosn_h2_pause(mosn_h2 *h, int32_t sid, int pause);
 void mosn_h2_settle(mosn_h2 *h);
 int mosn_h2_local_closed(mosn_h2 *h, int32_t sid);
 int mosn_h2_goaway(mosn_h2 *h, uint32_t code);
-int mosn_h2_goaway_notice(mosn_h2 *h);
 int mosn_h2_ping(mosn_h2 *h);
 uint32_t mosn_h2_remote_setting(mosn_h2 *h, int id);
 int mosn_h2_finished(mosn_h2 *h);
