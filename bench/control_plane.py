@@ -216,7 +216,8 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
         plane.stop()
     return {"eds_p50_ms": statistics.median(eds) * 1000, "eds_p99_ms": percentile(eds, 0.99) * 1000,
             "rds_p50_ms": statistics.median(rds) * 1000, "rds_p99_ms": percentile(rds, 0.99) * 1000,
-            "held_cpu_s": cpu, "held_wall_s": took, "held_rss_mib": rss / 1024}
+            "held_cpu_s": cpu, "held_wall_s": took, "held_rss_mib": rss / 1024,
+            "eds_ms": [round(t * 1000, 1) for t in eds], "rds_ms": [round(t * 1000, 1) for t in rds]}
 
 
 COLUMNS = (

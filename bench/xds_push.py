@@ -52,7 +52,7 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=500)
     parser.add_argument("--held", type=int, default=10_000)
-    parser.add_argument("--profile", choices=("eds", "rds", "held"))
+    parser.add_argument("--profile", choices=("eds", "eds_one", "rds", "held"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats keys)")
     parser.add_argument("--fresh", action="store_true")
@@ -112,7 +112,10 @@ def main() -> int:
         times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
     profile.disable()
     for i, messages in enumerate(one_pushes):
+        if args.profile == "eds_one" and i == len(one_pushes) - 1:
+            profile.enable()
         times["eds_one"].append(take(ENDPOINTS, f"o{i}", messages))
+    profile.disable()
     for i, messages in enumerate(rds_pushes):
         if args.profile == "rds" and i == len(rds_pushes) - 1:
             profile.enable()
