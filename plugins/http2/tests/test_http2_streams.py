@@ -19,7 +19,13 @@ from typing import Any, Iterator
 import httpx
 import pytest
 
-from h2_fixtures import h2_engine, h2_proxy, h2_upstream, start_upstream  # noqa: F401 (pytest fixtures)
+from h2_fixtures import (  # noqa: F401 (pytest fixtures)
+    ENGINES_PYTHON_LONG,
+    h2_engine,
+    h2_proxy,
+    h2_upstream,
+    start_upstream,
+)
 from h2_peers import RawClient, ScriptedUpstream
 from mosn.testing.process import stop_process
 from mosn_http2 import PREFACE
@@ -250,6 +256,7 @@ ROTATE_EVERY = 100
 
 
 @pytest.mark.skipif(shutil.which("h2load") is None, reason="h2load (nghttp2-client) missing")
+@pytest.mark.parametrize("h2_engine", ENGINES_PYTHON_LONG, indirect=True)
 def test_upstream_goaway_rotation_loses_nothing(h2_proxy):
     """hypercorn ends each connection with GOAWAY after ROTATE_EVERY requests (and then
     answers none of the streams still open on it, until its idle timeout): under
