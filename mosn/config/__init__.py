@@ -1,6 +1,6 @@
 """Config models and the loader (YAML or JSON in MOSN's shape)."""
 
-from mosn.config.base import Empty, Unsupported, did_you_mean
+from mosn.config.base import Empty, ExtraKey, Unsupported
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
     ClusterConfig,
@@ -19,6 +19,7 @@ __all__ = [
     "ConfigError",
     "Duration",
     "Empty",
+    "ExtraKey",
     "FilterConfig",
     "HostConfig",
     "ListenerConfig",
@@ -27,7 +28,6 @@ __all__ = [
     "MosnConfig",
     "RouterConfiguration",
     "Unsupported",
-    "did_you_mean",
     "dump",
     "load",
     "parse_address",

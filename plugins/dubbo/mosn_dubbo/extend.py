@@ -52,10 +52,10 @@ from mosn.config import (
     Address,
     ClusterConfig,
     Duration,
+    ExtraKey,
     Model,
     MosnConfig,
     RouterConfiguration,
-    did_you_mean,
 )
 from mosn.network import bind
 from mosn.plugins import BuildContext
@@ -225,15 +225,11 @@ def parse_request(body: bytes) -> RegistryRequest:
 
 
 def _unknown_keys(raw: dict[str, Any], model: type[Model], path: str) -> list[str]:
+    """The keys of ``raw`` that ``model`` does not take, each as the config loader
+    words it (a "did you mean", else the keys it takes)."""
     names = model.key_names()
-    errors = []
-    for key in raw:
-        if str(key).lower() not in names:
-            close = did_you_mean(str(key), names)
-            hint = f"; did you mean {close!r}?" if close else \
-                f" (known here: {', '.join(sorted(names.values()))})"
-            errors.append(f"{path}{key}: unknown field{hint}")
-    return errors
+    return [f"{path}{key}: {ExtraKey(f'{path}{key}', str(key), value, model).error()}"
+            for key, value in raw.items() if str(key).lower() not in names]
 
 
 # -- ZooKeeper --------------------------------------------------------------------------
