@@ -331,7 +331,8 @@ def start_peers(names: list[str], procs: Processes, direct_port: int, command, c
 def with_cpu(result: dict, run: LoadRun, proxy_pid: int | None) -> dict:
     """A load run's figures with the load side's and others' CPU shares, and the proxy's
     CPU us per request when there is a proxy."""
-    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct}
+    result |= {"load_cpu_pct": run.load_cpu_pct, "others_cpu_pct": run.others_cpu_pct,
+               "load_avg": os.getloadavg()[0]}  # the machine's 1-minute load average at the window's end
     if proxy_pid:
         result["cpu_us_per_req"] = round(run.proxy_cpu * 1e6 / result["requests"], 2)
     return result

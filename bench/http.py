@@ -231,13 +231,16 @@ def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pi
     return with_cpu(result, run, proxy_pid)
 
 
-def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
+def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int,
+            command=peer_command) -> dict:
+    """Every wanted peer measured (see the module docstring); command(name, workdir, listen
+    port, backend port) is each proxy's command line (bench/floor.py adds its own)."""
     backend_port = free_port()
     backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
                                                    backend_port=backend_port), cpus[1])
     wait_ready(procs, backend, backend_port)
     peers = start_peers([name for name in wanted if name not in skipped], procs, backend_port,
-                        lambda name, listen: peer_command(name, procs.logs, listen, backend_port), cpus[0])
+                        lambda name, listen: command(name, procs.logs, listen, backend_port), cpus[0])
 
     def prepare(peer: Peer) -> None:
         if peer.proxy:

@@ -313,7 +313,7 @@ async def measure_pingpong(gen: LoadGenerator, port: int, pid: int | None, durat
         raise RuntimeError("no round trip completed")
     result = {"rt_per_s": round(count * 1e9 / elapsed), "p50_us": round(p50 / 1000, 1),
               "p99_us": round(p99 / 1000, 1), "pingpong_load_cpu_pct": round(load_ns * 100 / elapsed),
-              "pingpong_others_cpu_pct": cpu.others_pct}
+              "pingpong_others_cpu_pct": cpu.others_pct, "load_avg": os.getloadavg()[0]}
     if pid:
         result["cpu_us_per_rt"] = round(cpu.proxy * 1e6 / count, 2)
     return result
@@ -340,7 +340,8 @@ class Peer:
     ports: Ports | None = None
 
 
-def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: int, cpus) -> list[Peer]:
+def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: int, cpus,
+                command=peer_command) -> list[Peer]:
     peers = []
     for name in names:
         if name == "direct":
@@ -348,7 +349,7 @@ def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: i
             continue
         ports = Ports(upstream.echo_port, upstream.sink_port, free_port(), free_port(),
                       admin_port=free_port() if name == "mosn" else 0)
-        proxy = procs.start(name, peer_command(name, procs.logs, ports, fd_limit), cpus[0])
+        proxy = procs.start(name, command(name, procs.logs, ports, fd_limit), cpus[0])
         peers.append(Peer(name, ports.echo_listen, ports.sink_listen, proxy, ports))
     return peers
 
@@ -393,10 +394,17 @@ async def bench(args, wanted: list[str], skipped: dict, procs: Processes, fd_lim
         await gen.stop()
 
 
+TESTS = ("idle", "ping-pong", "bulk")
+
+
 async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes, fd_limit: int, cpus,
-                        gen: LoadGenerator) -> dict:
+                        gen: LoadGenerator, command=peer_command, tests=TESTS) -> dict:
+    """The tests of the module docstring, for every wanted peer; command(name, workdir, Ports,
+    fd_limit) is each proxy's command line and tests a subset of TESTS (bench/floor.py
+    runs its own forwarders through ping-pong only)."""
     upstream = Ports(*await gen.upstreams())
-    peers = start_peers([name for name in wanted if name not in skipped], procs, upstream, fd_limit, cpus)
+    peers = start_peers([name for name in wanted if name not in skipped], procs, upstream, fd_limit, cpus,
+                        command)
     results: dict[str, dict] = {peer.name: {} for peer in peers}
 
     async def attempt(peer: Peer, step) -> dict | None:
@@ -420,14 +428,17 @@ async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes
     print("starting proxies ...", flush=True)
     for peer in [p for p in peers if p.proxy]:
         await attempt(peer, wait_ready(procs, peer.proxy, peer.ports))
-    print(f"idle pairs: {args.idle} through each proxy, one proxy at a time ...", flush=True)
-    for peer in [p for p in peers if p.proxy]:
+    if "idle" in tests:
+        print(f"idle pairs: {args.idle} through each proxy, one proxy at a time ...", flush=True)
+    for peer in [p for p in peers if p.proxy and "idle" in tests]:
         if (result := await attempt(peer, measure_idle(peer.echo_at, peer.proxy.pid, args.idle))):
             results[peer.name] |= result
     # Rounds, each peer's turn rotating, so a spell of noise on the machine hits one round
     # of several peers rather than all of one; each figure is the median over rounds.
     window = args.duration / args.rounds
     for title, measure, at in (("ping-pong", measure_pingpong, "echo_at"), ("bulk", measure_bulk, "sink_at")):
+        if title not in tests:
+            continue
         print(f"{title}: {args.rounds} rounds of {window:g} s per peer ...", flush=True)
         rounds: dict[str, list[dict]] = {peer.name: [] for peer in peers}
         for n in range(args.rounds):
