@@ -252,27 +252,33 @@ def bench_tcp(args, wanted: list[str]) -> int:
 # --- profile -----------------------------------------------------------------
 
 # Where a sample is counted: the innermost frame matching one of these (checked in order
-# for each frame, from the innermost out). Native frames are "function (library)",
-# Python ones "function (path:line)" in py-spy's raw output.
+# for each frame, from the innermost out). In py-spy's raw output (root first, leaf last)
+# a native frame is "function (file.c:line)" or "function (library.so)", a Python one
+# "function (path.py:line)"; uvloop's and httptools' Cython code is loop.c and parser.c,
+# libuv's functions are uv_*, llhttp's llhttp_*. CPython's own C frames (object.h,
+# ceval.c ...) match nothing, so their time goes to the code that ran them.
 PARTS = (
-    ("system calls", re.compile(r"^(__libc_|__GI___|__send|__recv|send|recv|sendmsg|recvmsg|writev|readv|"
-                                r"epoll_wait|epoll_ctl|__write|__read|write|read|syscall|__close|accept4?)"
-                                r"\b.*\((libc[.-]|libpthread)")),
-    ("uvloop", re.compile(r"\(.*uvloop/")),
-    ("httptools", re.compile(r"\(.*httptools/")),
-    ("libuv", re.compile(r"^uv_|^uv__")),
-    ("http1 codec", re.compile(r"\(.*(mosn_http1|forwarders/http1|http1_cy)")),
-    ("tcp forwarder", re.compile(r"\(.*(forwarders/tcp|tcp_cy)")),
-    ("headers", re.compile(r"\(.*mosn/(stream/types|proxy/path)\.py")),
-    ("proxy stream", re.compile(r"\(.*mosn/proxy/")),
-    ("router", re.compile(r"\(.*mosn/router/")),
-    ("pool and cluster", re.compile(r"\(.*mosn/(stream/pool|upstream/)")),
-    ("stats and observers", re.compile(r"\(.*mosn/observability/")),
-    ("stream filters", re.compile(r"\(.*mosn/filters/")),
-    ("network (connection, budget)", re.compile(r"\(.*mosn/network/")),
-    ("other mosn", re.compile(r"\(.*(mosn/|mosn_)")),
-    ("asyncio (Python)", re.compile(r"\(.*/asyncio/")),
-    ("other Python", re.compile(r"\(.*\.py:\d+\)")),
+    ("system calls", re.compile(r"^(write|read|writev|readv|send|recv|sendmsg|recvmsg|epoll_pwait|epoll_wait|"
+                                r"epoll_ctl|connect|accept4?|setsockopt|getsockopt|getpeername|getsockname|"
+                                r"close|syscall) \(libc")),
+    ("libuv", re.compile(r"^uv_")),
+    ("uvloop", re.compile(r"\((loop\.c|.*uvloop/)")),
+    ("httptools", re.compile(r"\((parser\.c|url_parser\.c|llhttp\.c|api\.c|http\.c)|^llhttp")),
+    ("the forwarder's own code", re.compile(r"\((http1\.py:|http1_cy\.c|tcp\.py:|tcp_cy\.c)")),
+    ("http1 codec (mosn_http1)", re.compile(r"\(mosn_http1/")),
+    ("forwarded headers (x-forwarded-*, hop-by-hop, request id)",
+     re.compile(r"^(strip_hop_by_hop|strip_forbidden_length|request_id|.*forward).*\(mosn/proxy/")),
+    ("headers and path", re.compile(r"\(mosn/(stream/types|proxy/path)\.py")),
+    ("proxy stream", re.compile(r"\(mosn/proxy/")),
+    ("router", re.compile(r"\(mosn/router/")),
+    ("pool and cluster", re.compile(r"\(mosn/(stream/pool|upstream/)")),
+    ("stats and observers", re.compile(r"\(mosn/observability/")),
+    ("stream filters", re.compile(r"\(mosn/filters/")),
+    ("network (connection, budget)", re.compile(r"\(mosn/network/")),
+    ("other mosn", re.compile(r"\((mosn/|mosn_)")),
+    ("asyncio (Python)", re.compile(r"\(asyncio/")),
+    ("libc (other)", re.compile(r"\(libc")),
+    ("other Python", re.compile(r"\.py:\d+\)$")),
 )
 INTERPRETER = "interpreter and other native code"
 
@@ -331,6 +337,8 @@ def profile(args) -> int:
         spy.wait(PROFILE_GRACE)
         if not out.exists():
             raise RuntimeError(f"py-spy wrote no profile: {procs.log_tail(spy)}")
+        if args.raw:
+            shutil.copy(out, args.raw)
         parts, functions = split_samples(out.read_text())
         return {"peer": args.peer, "pid": target, "wrk": run, "cpu_s": spent, "parts": dict(parts),
                 "functions": dict(functions.most_common(40))}
@@ -375,6 +383,7 @@ def main() -> int:
     sub.add_argument("--seconds", type=int, default=PROFILE_SECONDS)
     sub.add_argument("--rate", type=int, default=PROFILE_RATE)
     sub.add_argument("--json", type=Path, help="also write the counts to this file")
+    sub.add_argument("--raw", type=Path, help="also keep py-spy's raw output in this file")
     args = parser.parse_args()
     if args.test == "profile":
         return profile(args)
