@@ -2,6 +2,7 @@
 
     python bench/floor.py http [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py tcp  [--duration S] [--rounds N] [--only PEERS] [--json FILE]
+    python bench/floor.py h2   [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py profile PEER [--seconds S] [--rate HZ] [--json FILE]
 
 How little CPU per request can any proxy built on Python 3.11 + uvloop + httptools
@@ -14,6 +15,9 @@ bench/forwarders/ are each a small script run as its own process:
   py-l7       forwarders/http1.py --mode l7: the same plus the least an L7 proxy does
               (headers into a dict, a cluster picked by prefix over 100 routes, one header
               added, both heads written anew, bodies re-framed).
+  py-h2c      forwarders/h2c.py: mosn's own HTTP/2 codecs (mosn_http2's ServerConnection
+              and ClientConnection on libnghttp2) used as a library over uvloop transports,
+              each downstream stream relayed to one upstream stream; no routing.
   cy-*        the same file compiled with Cython (cythonize -3, pure-Python mode, no type
               declarations added), so the Python parts run as C on the same uvloop loop.
 
@@ -23,7 +27,8 @@ wrk load (1 thread, 50 keep-alive connections, GET / for a 6-byte body) and the 
 accounting (utime + stime of the proxy's processes from /proc over each wrk run, per
 request); `tcp` runs py-tcp and cy-tcp in bench/tcp.py's harness beside haproxy, envoy
 and mosn's tcp_proxy, ping-pong only (50 connections, 1 KiB round trips from
-bench/loadgen.c), CPU per round trip. Proxies on CPU 0, load and upstreams on CPU 1;
+bench/loadgen.c), CPU per round trip; `h2` runs py-h2c in bench/h2.py's harness (h2load,
+10 connections x 10 streams, nghttpd backend) beside Envoy, nginx, haproxy and mosn. Proxies on CPU 0, load and upstreams on CPU 1;
 peers take turns in rounds, figures are medians over the rounds, and each row carries
 the machine's 1-minute load average (median of its rounds' ends) because the machine is
 shared. Printed beside each: the proxy's CPU per request over Envoy's and over haproxy's.
@@ -89,6 +94,7 @@ def load_harness(name: str):
 
 http_bench = load_harness("http")
 tcp_bench = load_harness("tcp")
+h2_bench = load_harness("h2")
 
 FORWARDER_PEERS = {  # name: (script, its arguments before the ports)
     "py-pass": ("http1", ["--mode", "pass"]),
@@ -97,9 +103,11 @@ FORWARDER_PEERS = {  # name: (script, its arguments before the ports)
     "cy-l7": ("http1", ["--mode", "l7", "--decoys", str(http_bench.DECOY_ROUTES)]),
     "py-tcp": ("tcp", []),
     "cy-tcp": ("tcp", []),
+    "py-h2c": ("h2c", []),
 }
 HTTP_PEERS = (*http_bench.PEERS, "py-pass", "py-l7", "cy-pass", "cy-l7")
 TCP_PEERS = ("direct", "haproxy", "envoy", "mosn", "py-tcp", "cy-tcp")
+H2_PEERS = (*h2_bench.PEERS, "py-h2c")
 PROFILE_SECONDS = 20  # py-spy's window: at 200 Hz, 4,000 samples, each share known to ~1%
 PROFILE_RATE = 200  # samples per second (py-spy's default is 100)
 PROFILE_GRACE = 60.0  # seconds py-spy may take past its window to write its output
@@ -140,6 +148,12 @@ def http_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
     return http_bench.peer_command(name, workdir, listen, backend_port)
 
 
+def h2_command(name: str, workdir: Path, listen: int, backend_port: int, mode: str) -> list[str]:
+    if name in FORWARDER_PEERS:
+        return forwarder_command(name, workdir, [str(listen), str(backend_port)])
+    return h2_bench.peer_command(name, workdir, listen, backend_port, mode)
+
+
 def tcp_command(name: str, workdir: Path, ports, fd_limit: int) -> list[str]:
     if name in FORWARDER_PEERS:
         return forwarder_command(name, workdir, [f"{ports.echo_listen}:{ports.echo_port}",
@@ -176,37 +190,51 @@ def print_table(results: dict, columns, cpu_key: str, references: tuple[str, ...
 
 # --- http and tcp ------------------------------------------------------------
 
-def bench_http(args, wanted: list[str]) -> int:
-    window = whole_seconds(args, "wrk")
+def bench_requests(args, wanted: list[str], harness, load_generator: str, install, command, title: str,
+                   load_side: str) -> int:
+    """The forwarders in an HTTP harness (bench/http.py or bench/h2.py): its measure() with
+    command for the peers' command lines, its table with the CPU ratios and load averages."""
+    window = whole_seconds(args, load_generator)
     cpus = proxy_and_load_cpus()
     raise_fd_limit()
 
     def measure(procs: Processes) -> dict:
-        skipped.update(prepare(wanted, procs.logs, http_bench.install))
+        skipped.update(prepare(wanted, procs.logs, install))
         if len(skipped) == len(wanted):
             return {}
-        return http_bench.measure(args, wanted, skipped, procs, cpus, window, http_command)
+        return harness.measure(args, wanted, skipped, procs, cpus, window, command)
 
     skipped: dict[str, str] = {}
     results = run_measure(wanted, skipped, cpus[1], measure)
     if isinstance(results, int):
         return results
-    bad = http_bench.flagged(results)
-    print(f"\nHTTP/1.1 proxies on CPU {cpus[0]}; wrk ({http_bench.THREADS} thread, {http_bench.CONNECTIONS} "
-          f"keep-alive connections) and the nginx backend on CPU {cpus[1]}; {args.duration:g} s per peer "
+    bad = harness.flagged(results)
+    print(f"\n{title} on CPU {cpus[0]}; {load_side} on CPU {cpus[1]}; {args.duration:g} s per peer "
           f"in {args.rounds} rounds\n")
-    print_table(results, http_bench.COLUMNS, "cpu_us_per_req", ("envoy", "haproxy", "nginx"))
-    print_notes(results, bad, cpus[1], "wrk and the backend")
-    versions = {name: version(name) for name in ("wrk", *results)
+    print_table(results, harness.COLUMNS, "cpu_us_per_req", ("envoy", "haproxy", "nginx"))
+    print_notes(results, bad, cpus[1], load_side)
+    versions = {name: version(name) for name in (load_generator, *results)
                 if name != "direct" and name not in FORWARDER_PEERS}
     versions |= {"uvloop": version("uvloop"), "httptools": version("httptools")}
     if any(name.startswith("cy-") for name in results):
         versions["cython"] = version("cython")
     print_versions(versions, skipped)
-    write_json(args.json, setup={"test": "http", "duration_s": args.duration, "rounds": args.rounds,
+    write_json(args.json, setup={"test": args.test, "duration_s": args.duration, "rounds": args.rounds,
                                  "proxy_cpu": cpus[0], "load_cpu": cpus[1], "versions": versions},
                results=results, flagged=bad, skipped=skipped)
     return 0 if results and not bad else 1
+
+
+def bench_http(args, wanted: list[str]) -> int:
+    return bench_requests(args, wanted, http_bench, "wrk", http_bench.install, http_command, "HTTP/1.1 proxies",
+                          f"wrk ({http_bench.THREADS} thread, {http_bench.CONNECTIONS} keep-alive connections) "
+                          "and the nginx backend")
+
+
+def bench_h2(args, wanted: list[str]) -> int:
+    args.mode = "h2"
+    return bench_requests(args, wanted, h2_bench, "h2load", lambda peers: h2_bench.install(peers, "h2"),
+                          h2_command, "h2c proxies", "h2load (-c 10 -m 10 -t 1) and nghttpd")
 
 
 def bench_tcp(args, wanted: list[str]) -> int:
@@ -374,7 +402,7 @@ def is_python(pid: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     tests = parser.add_subparsers(dest="test", required=True)
-    for name, peers in (("http", HTTP_PEERS), ("tcp", TCP_PEERS)):
+    for name, peers in (("http", HTTP_PEERS), ("tcp", TCP_PEERS), ("h2", H2_PEERS)):
         sub = tests.add_parser(name, help=f"the {name} forwarders beside the {name} harness's peers")
         peer_arguments(sub, peers, http_bench.ROUNDS)
         sub.set_defaults(peers=peers)
@@ -388,7 +416,7 @@ def main() -> int:
     if args.test == "profile":
         return profile(args)
     wanted = wanted_peers(parser, args, args.peers)
-    return bench_http(args, wanted) if args.test == "http" else bench_tcp(args, wanted)
+    return {"http": bench_http, "tcp": bench_tcp, "h2": bench_h2}[args.test](args, wanted)
 
 
 if __name__ == "__main__":

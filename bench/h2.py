@@ -270,7 +270,10 @@ def run_grpc(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_p
     return with_cpu(result | {"non_2xx": 0}, run, proxy_pid)
 
 
-def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int) -> dict:
+def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int,
+            peer_command=peer_command) -> dict:
+    """Every wanted peer measured (see the module docstring); peer_command(name, workdir,
+    listen port, backend port, mode) is each proxy's command line (bench/floor.py adds its own)."""
     backend_port = free_port()
     if args.mode == "h2":
         docroot = procs.logs / "htdocs"
