@@ -3,7 +3,7 @@
     python bench/floor.py http [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py tcp  [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py h2   [--duration S] [--rounds N] [--only PEERS] [--json FILE]
-    python bench/floor.py profile PEER [--seconds S] [--rate HZ] [--json FILE]
+    python bench/floor.py profile PEER [--h2] [--seconds S] [--rate HZ] [--json FILE] [--raw FILE]
 
 How little CPU per request can any proxy built on Python 3.11 + uvloop + httptools
 spend on this machine, with no routing, stats or filters? The forwarders in
@@ -33,7 +33,8 @@ peers take turns in rounds, figures are medians over the rounds, and each row ca
 the machine's 1-minute load average (median of its rounds' ends) because the machine is
 shared. Printed beside each: the proxy's CPU per request over Envoy's and over haproxy's.
 
-`profile PEER` (mosn or any forwarder above) runs the HTTP load against that one peer
+`profile PEER` (mosn or any forwarder above) runs the HTTP/1.1 load (with --h2, the h2c load
+and mosn's h2c config) against that one peer
 while py-spy samples it (`py-spy record --native -f raw`), then splits the samples by
 where the proxy was: each sample goes to the innermost frame that names a part (a
 system call wrapper in libc, uvloop, httptools, or a Python module of mosn by package:
@@ -291,6 +292,9 @@ PARTS = (
                                 r"close|syscall) \(libc")),
     ("libuv", re.compile(r"^uv_")),
     ("uvloop", re.compile(r"\((loop\.c|.*uvloop/)")),
+    ("libnghttp2 and mosn_http2's C layer", re.compile(r"^nghttp2_|\((nghttp2_\w+\.c|engine_nghttp2\.c|_nghttp2\.c)")),
+    ("cffi", re.compile(r"\(_cffi_backend|^_cffi_|\(.*cffi")),
+    ("http2 codec and engine Python (mosn_http2)", re.compile(r"\(mosn_http2/")),
     ("httptools", re.compile(r"\((parser\.c|url_parser\.c|llhttp\.c|api\.c|http\.c)|^llhttp")),
     ("the forwarder's own code", re.compile(r"\((http1\.py:|http1_cy\.c|tcp\.py:|tcp_cy\.c)")),
     ("http1 codec (mosn_http1)", re.compile(r"\(mosn_http1/")),
@@ -342,17 +346,33 @@ def profile(args) -> int:
     skipped: dict[str, str] = {}
 
     def measure(procs: Processes) -> dict:
-        skipped.update(prepare([args.peer], procs.logs, http_bench.install))
+        install = (lambda peers: h2_bench.install(peers, "h2")) if args.h2 else http_bench.install
+        skipped.update(prepare([args.peer], procs.logs, install))
         if skipped:
             return {}
-        backend_port = free_port()
-        backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
-                                                       backend_port=backend_port), cpus[1])
-        http_bench.wait_ready(procs, backend, backend_port)
-        listen = free_port()
-        proxy = procs.start(args.peer, http_command(args.peer, procs.logs, listen, backend_port), cpus[0])
-        http_bench.wait_ready(procs, proxy, listen)
-        http_bench.run_wrk(listen, 2, cpus[1], None, backend.pid)  # warm-up
+        backend_port, listen = free_port(), free_port()
+        if args.h2:
+            docroot = procs.logs / "htdocs"
+            docroot.mkdir()
+            (docroot / h2_bench.PATH.lstrip("/")).write_bytes(h2_bench.BODY)
+            backend = procs.start("backend", ["nghttpd", "--no-tls", "-a", "127.0.0.1", "-d", str(docroot),
+                                              str(backend_port)], cpus[1])
+            h2_bench.wait_listening(procs, backend, backend_port)
+            proxy = procs.start(args.peer, h2_command(args.peer, procs.logs, listen, backend_port, "h2"), cpus[0])
+            h2_bench.wait_ready(procs, proxy, listen, "h2")
+
+            def load(seconds: int, pid: int | None) -> dict:
+                return h2_bench.run_h2load(listen, seconds, cpus[1], pid, [backend.pid], procs.logs)
+        else:
+            backend = procs.start("backend", nginx_command("backend", procs.logs, "http-backend.conf",
+                                                           backend_port=backend_port), cpus[1])
+            http_bench.wait_ready(procs, backend, backend_port)
+            proxy = procs.start(args.peer, http_command(args.peer, procs.logs, listen, backend_port), cpus[0])
+            http_bench.wait_ready(procs, proxy, listen)
+
+            def load(seconds: int, pid: int | None) -> dict:
+                return http_bench.run_wrk(listen, seconds, cpus[1], pid, backend.pid)
+        load(2, None)  # warm-up
         # the process whose Python runs the requests: mosn's one worker, or the forwarder
         workers = [pid for pid in [proxy.pid, *descendants(proxy.pid)] if is_python(pid)]
         target = workers[-1]
@@ -360,7 +380,7 @@ def profile(args) -> int:
         spy = procs.start("py-spy", [str(BIN / "py-spy"), "record", "-r", str(args.rate), "-d", str(args.seconds),
                                      "-f", "raw", "--native", "-o", str(out), "-p", str(target)], cpus[1])
         before = cpu_seconds(proxy.pid)
-        run = http_bench.run_wrk(listen, args.seconds, cpus[1], proxy.pid, backend.pid)
+        run = load(args.seconds, proxy.pid)
         spent = cpu_seconds(proxy.pid) - before
         spy.wait(PROFILE_GRACE)
         if not out.exists():
@@ -377,7 +397,8 @@ def profile(args) -> int:
         return result or 1
     cpu_us = result["wrk"]["cpu_us_per_req"]
     total = sum(result["parts"].values())
-    print(f"\n{args.peer} under wrk ({http_bench.CONNECTIONS} connections) for {args.seconds} s with py-spy "
+    load = "h2load (-c 10 -m 10)" if args.h2 else f"wrk ({http_bench.CONNECTIONS} connections)"
+    print(f"\n{args.peer} under {load} for {args.seconds} s with py-spy "
           f"at {args.rate} Hz: {result['wrk']['req_per_s']} req/s, {cpu_us} CPU us/req (with py-spy "
           f"attached), {total} samples, load average {result['wrk']['load_avg']:.2f}\n")
     rows = {part: {"samples": count, "share": count * 100 / total, "us": count * cpu_us / total}
@@ -407,7 +428,8 @@ def main() -> int:
         peer_arguments(sub, peers, http_bench.ROUNDS)
         sub.set_defaults(peers=peers)
     sub = tests.add_parser("profile", help="py-spy over one HTTP peer under wrk")
-    sub.add_argument("peer", choices=("mosn", "py-pass", "py-l7", "cy-pass", "cy-l7"))
+    sub.add_argument("peer", choices=("mosn", "py-pass", "py-l7", "cy-pass", "cy-l7", "py-h2c"))
+    sub.add_argument("--h2", action="store_true", help="h2load and nghttpd (bench/h2.py's load) instead of wrk")
     sub.add_argument("--seconds", type=int, default=PROFILE_SECONDS)
     sub.add_argument("--rate", type=int, default=PROFILE_RATE)
     sub.add_argument("--json", type=Path, help="also write the counts to this file")
