@@ -56,6 +56,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from common import (
@@ -112,6 +113,7 @@ H2_PEERS = (*h2_bench.PEERS, "py-h2c")
 PROFILE_SECONDS = 20  # py-spy's window: at 200 Hz, 4,000 samples, each share known to ~1%
 PROFILE_RATE = 200  # samples per second (py-spy's default is 100)
 PROFILE_GRACE = 60.0  # seconds py-spy may take past its window to write its output
+STRACE_ATTACH = 5.0  # seconds for strace to attach to the proxy before the load starts
 COMPILE_TIMEOUT = 300.0  # seconds for cythonize and the C compiler on a loaded machine
 
 
@@ -388,8 +390,11 @@ def profile(args) -> int:
         if args.raw:
             shutil.copy(out, args.raw)
         parts, functions = split_samples(out.read_text())
-        return {"peer": args.peer, "pid": target, "wrk": run, "cpu_s": spent, "parts": dict(parts),
-                "functions": dict(functions.most_common(40))}
+        result = {"peer": args.peer, "pid": target, "wrk": run, "cpu_s": spent, "parts": dict(parts),
+                  "functions": dict(functions.most_common(40))}
+        if args.syscalls:
+            result["syscalls"] = count_syscalls(procs, target, lambda: load(args.syscalls, None), cpus[1])
+        return result
 
     result = run_measure([args.peer], skipped, cpus[1], measure)
     if isinstance(result, int) or not result:
@@ -408,8 +413,34 @@ def profile(args) -> int:
     print("\ninnermost Python function, top 20:")
     for function, count in collections.Counter(result["functions"]).most_common(20):
         print(f"  {count * 100 / total:5.1f}%  {count * cpu_us / total:5.2f} us  {function}")
+    if "syscalls" in result:
+        calls = result["syscalls"]
+        print(f"\nsystem calls per request under strace ({calls.get('requests', 0)} requests): "
+              + (calls.get("error") or ", ".join(f"{name} {n:.2f}" for name, n in calls["per_request"].items()
+                                                 if n >= 0.01)))
     write_json(args.json, **result)
     return 0
+
+
+def count_syscalls(procs: Processes, pid: int, load, cpu: int) -> dict:
+    """System calls of pid per request while load() runs, by name, from `strace -c -f`
+    (strace slows the proxy down many times, but what it makes per request is the count)."""
+    if not shutil.which("strace"):
+        return {"error": "strace not installed"}
+    out = procs.logs / "strace.txt"
+    tracer = procs.start("strace", ["strace", "-c", "-f", "-q", "-o", str(out), "-p", str(pid)], cpu)
+    deadline = time.monotonic() + STRACE_ATTACH
+    while not out.exists() and time.monotonic() < deadline:  # strace opens -o once attached
+        time.sleep(0.05)
+    run = load()
+    procs.stop(tracer)  # strace detaches on SIGTERM and writes its summary
+    calls = {}
+    for line in out.read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 5 and fields[0][0].isdigit() and fields[-1] != "total":
+            calls[fields[-1]] = int(fields[3])
+    return {"requests": run["requests"], "per_request": {name: round(n / run["requests"], 3)
+                                                         for name, n in sorted(calls.items(), key=lambda c: -c[1])}}
 
 
 def is_python(pid: int) -> bool:
@@ -434,6 +465,8 @@ def main() -> int:
     sub.add_argument("--rate", type=int, default=PROFILE_RATE)
     sub.add_argument("--json", type=Path, help="also write the counts to this file")
     sub.add_argument("--raw", type=Path, help="also keep py-spy's raw output in this file")
+    sub.add_argument("--syscalls", type=int, default=0, metavar="S",
+                     help="then count the system calls per request under strace for S seconds")
     args = parser.parse_args()
     if args.test == "profile":
         return profile(args)
