@@ -40,7 +40,8 @@ where the proxy was: each sample goes to the innermost frame that names a part (
 system call wrapper in libc, uvloop, httptools, or a Python module of mosn by package:
 codec, proxy stream, router, pool, stats, filter, headers, network...), and the shares
 are turned into µs with the CPU per request measured over the same window. The table
-is printed and, with --json, written with the raw counts.
+is printed and, with --json, written with the raw counts. With --syscalls S it then
+counts the peer's system calls per request under `strace -c -f` for S seconds.
 
 Cython is installed with pip into this interpreter's environment when missing (it is
 no dependency of mosn); py-spy likewise. Every process started here is stopped by PID.
