@@ -3,7 +3,8 @@
     python bench/floor.py http [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py tcp  [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py h2   [--duration S] [--rounds N] [--only PEERS] [--json FILE]
-    python bench/floor.py profile PEER [--h2] [--seconds S] [--rate HZ] [--json FILE] [--raw FILE]
+    python bench/floor.py profile PEER [--h2] [--seconds S] [--rate HZ] [--syscalls S]
+                                       [--json FILE] [--raw FILE]
 
 How little CPU per request can any proxy built on Python 3.11 + uvloop + httptools
 spend on this machine, with no routing, stats or filters? The forwarders in
@@ -27,15 +28,15 @@ wrk load (1 thread, 50 keep-alive connections, GET / for a 6-byte body) and the 
 accounting (utime + stime of the proxy's processes from /proc over each wrk run, per
 request); `tcp` runs py-tcp and cy-tcp in bench/tcp.py's harness beside haproxy, envoy
 and mosn's tcp_proxy, ping-pong only (50 connections, 1 KiB round trips from
-bench/loadgen.c), CPU per round trip; `h2` runs py-h2c in bench/h2.py's harness (h2load,
-10 connections x 10 streams, nghttpd backend) beside Envoy, nginx, haproxy and mosn. Proxies on CPU 0, load and upstreams on CPU 1;
-peers take turns in rounds, figures are medians over the rounds, and each row carries
-the machine's 1-minute load average (median of its rounds' ends) because the machine is
-shared. Printed beside each: the proxy's CPU per request over Envoy's and over haproxy's.
+bench/loadgen.c), CPU per round trip; `h2` runs py-h2c in bench/h2.py's harness
+(h2load, 10 connections x 10 streams, nghttpd backend) beside Envoy, nginx, haproxy and
+mosn. Proxies on CPU 0, load and upstreams on CPU 1; peers take turns in rounds,
+figures are medians over the rounds, and each row carries the machine's 1-minute load
+average (median of its rounds' ends) because the machine is shared. Printed beside
+each: the proxy's CPU per request over Envoy's, haproxy's (and nginx's).
 
-`profile PEER` (mosn or any forwarder above) runs the HTTP/1.1 load (with --h2, the h2c load
-and mosn's h2c config) against that one peer
-while py-spy samples it (`py-spy record --native -f raw`), then splits the samples by
+`profile PEER` (mosn or any forwarder above) runs the HTTP/1.1 load (with --h2, the h2c
+load and mosn's h2c config) against that one peer while py-spy samples it (`py-spy record --native -f raw`), then splits the samples by
 where the proxy was: each sample goes to the innermost frame that names a part (a
 system call wrapper in libc, uvloop, httptools, or a Python module of mosn by package:
 codec, proxy stream, router, pool, stats, filter, headers, network...), and the shares
