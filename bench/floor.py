@@ -36,8 +36,9 @@ average (median of its rounds' ends) because the machine is shared. Printed besi
 each: the proxy's CPU per request over Envoy's, haproxy's (and nginx's).
 
 `profile PEER` (mosn or any forwarder above) runs the HTTP/1.1 load (with --h2, the h2c
-load and mosn's h2c config) against that one peer while py-spy samples it (`py-spy record --native -f raw`), then splits the samples by
-where the proxy was: each sample goes to the innermost frame that names a part (a
+load and mosn's h2c config) against that one peer while py-spy samples it (`py-spy
+record --native -f raw`), then splits the samples by where the proxy was: each sample
+goes to the innermost frame that names a part (a
 system call wrapper in libc, uvloop, httptools, or a Python module of mosn by package:
 codec, proxy stream, router, pool, stats, filter, headers, network...), and the shares
 are turned into µs with the CPU per request measured over the same window. The table
