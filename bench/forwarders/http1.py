@@ -6,7 +6,8 @@ request and response parsers, one upstream keep-alive connection per client conn
 pass  Both directions go through httptools (which checks the syntax and finds where each
       message ends, content-length and chunked bodies alike) and every chunk read is
       written on unchanged: the parse is what makes it HTTP, the bytes are the client's.
-      A request that does not parse gets a 400 and the connection is closed.
+      A request that does not parse gets a 400 and the connection is closed (the 400
+      goes out at once: a pipelining client with responses still due gets it first).
 l7    The minimum of an L7 proxy on top: the request line and headers parsed into a dict
       (names lower-cased), a cluster picked by prefix over a route table of N decoy
       routes (/svc0/ ... /svcN-1/) and then / (the bench's requests match only the last,
