@@ -52,10 +52,11 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=500)
     parser.add_argument("--held", type=int, default=10_000)
-    parser.add_argument("--profile", choices=("eds", "eds_one", "rds", "held"))
+    parser.add_argument("--profile", choices=("eds_first", "eds", "eds_one", "rds", "held"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats keys)")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--gc", action="store_true", help="print each push with its collector passes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xds-push-"))
     path = work / "mosn.yaml"
@@ -79,11 +80,27 @@ def main() -> int:
     client = Subscriber(composer.offer)
     port, up = free_port(), free_port()
 
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each pass of a push
+    began = [0.0]
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(watch)
+
     def take(kind: ResourceType, version: str, messages: list) -> float:
+        collections.clear()
         start = time.perf_counter()
         errors = client.take_sotw(response(kind, version, messages))
         assert not errors, errors
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        if args.gc and collections:
+            passes = ", ".join(f"gen{g} {t * 1000:.1f} ms" for g, t in collections)
+            print(f"  {kind.short} {version}: {took * 1000:.1f} ms; collections: {passes}")
+        return took
 
     take(CLUSTERS, "0", [eds_cluster("a"), eds_cluster("b")])
     take(ENDPOINTS, "0", [endpoints("a", up, args.endpoints), endpoints("b", up, 1)])
@@ -107,10 +124,11 @@ def main() -> int:
     times: dict[str, list[float]] = {"eds": [], "eds_one": [], "rds": []}
     profile = cProfile.Profile()
     for i, messages in enumerate(eds_pushes):
-        if args.profile == "eds" and i == len(eds_pushes) - 1:
+        if (args.profile == "eds" and i == len(eds_pushes) - 1
+                or args.profile == "eds_first" and i == 0):
             profile.enable()
         times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
-    profile.disable()
+        profile.disable()
     for i, messages in enumerate(one_pushes):
         if args.profile == "eds_one" and i == len(one_pushes) - 1:
             profile.enable()
@@ -128,6 +146,7 @@ def main() -> int:
     take(ENDPOINTS, "held", [*eds_pushes[-1], *many_endpoints])
     held = time.perf_counter() - start
     profile.disable()
+    print(f"eds: first push {times['eds'][0] * 1000:.1f} ms")
     for kind, values in times.items():
         print(f"{kind}: median {statistics.median(values) * 1000:.1f} ms over {len(values)}"
               f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
