@@ -10,7 +10,7 @@ import pytest
 from mosn.config import ConfigError, validate
 from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address
-from mosn.observability.stats import StatsStore
+from mosn.observability.stats import HOST_STATS, StatsStore
 from mosn.plugins import PluginHost
 from mosn.upstream.cluster import FAILED_ACTIVE_HC, ClusterManager, Host
 from mosn.upstream.dns import TYPE_A, decode_answer, encode_query
@@ -65,6 +65,28 @@ def test_host_slots_cost_stats_only_once_taken():
     names = [store.name(i) for i in range(len(store.names))]
     assert not any("#3." in name or "#999." in name for name in names)
     assert store.snapshot()["cluster.c.host.10.0.0.3:80.cx_total"] == 0
+
+
+def test_a_slot_scope_is_one_block_named_when_read():
+    store = StatsStore()
+    store.allocate(1)
+    scope = store.slot_scopes("cluster.c.host", HOST_STATS, 4)[2]
+    assert store.name(scope.cx_active) == "cluster.c.host#2.cx_active"
+    # a cluster replaced under the same name: its slot 2 is the same stats
+    again = store.slot_scopes("cluster.c.host", HOST_STATS, 4)[2]
+    assert again.indices == scope.indices
+    store.label(again, "cluster.c.host.10.0.0.1:80")
+    store.values[again.rq_total] += 3  # type: ignore[index]
+    store.values[again.cx_active] += 1  # type: ignore[index]
+    shown = store.snapshot()
+    assert shown["cluster.c.host.10.0.0.1:80.rq_total"] == 3
+    assert shown["cluster.c.host.10.0.0.1:80.cx_active"] == 1
+    assert not any("#" in name for name in shown)
+    assert not any("#" in name for name in store.export_counters())
+    store.zero_gauges()
+    assert store.values[again.cx_active] == 0 and store.values[again.rq_total] == 3  # type: ignore[index]
+    store.label(again, None)
+    assert not any(".host." in name for name in store.snapshot())
 
 
 def test_host_slots_are_all_registered_before_workers_fork():
