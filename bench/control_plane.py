@@ -17,12 +17,13 @@ upstream or the other); ``--fresh``: each push's 1,000 are addresses no push had
 A request is sent every few milliseconds while a push is under way; the time counted
 is from the control plane's push to the first answer from the new upstream.
 
-``--change one``: each endpoint push changes one endpoint of the 1,000: the first,
-of weight 128, moves between two upstreams while the other 999 (weight 1) stay at a
-third. The moved endpoint takes 128 of every 1,127 requests (smooth weighted round
-robin in mosn, earliest deadline first in Envoy), so requests go one after another on
-a kept-alive connection until one reaches it: the time counted includes those few
-requests' round trips, for both proxies alike.
+``--change one``: each endpoint push changes one endpoint of the 1,000 (the first
+moves between two upstreams, the other 999 stay at a third), and the time counted is
+from the push to the proxy's ACK of the assignment (both proxies ACK once the update
+is applied). Traffic cannot time it: one endpoint of 1,000 gets one request in 1,000
+under round robin, and a heavier weight does not help either, as Envoy's weighted
+round robin (earliest deadline first) serves a heavy endpoint in bursts once per
+cycle of the whole set.
 """
 
 from __future__ import annotations
@@ -56,7 +57,6 @@ HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
 START = 60.0  # seconds for a proxy to take its first snapshot
 FOLLOW = 30.0  # seconds a push may take to reach traffic before the run is failed
 POLL = 0.002  # seconds between requests while a push is under way
-HEAVY = 128  # the moving endpoint's weight with --change one (mosn's largest host weight)
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
        "HttpConnectionManager")
@@ -92,13 +92,11 @@ def endpoints(name: str, port: int, count: int, first: int = 0) -> Any:
 
 
 def one_moving(name: str, port: int, rest_port: int, count: int) -> Any:
-    """``count`` endpoints of which the first (weight ``HEAVY``) is at ``port`` and the
-    others (weight 1) at ``rest_port``: a push moving the first is a one-endpoint change."""
-    lb = [{"endpoint": {"address": {"socket_address": {"address": loopback(i),
-                                                       "port_value": port if i == 0 else rest_port}}},
-           "load_balancing_weight": HEAVY if i == 0 else 1} for i in range(count)]
-    return json_format.ParseDict({"cluster_name": name, "endpoints": [{"lb_endpoints": lb}]},
-                                 ENDPOINTS.message())
+    """``count`` endpoints of which the first is at ``port`` and the others at
+    ``rest_port``: a push moving the first is a one-endpoint change."""
+    message = endpoints(name, rest_port, count)
+    message.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = port
+    return message
 
 
 def routes(count: int, last: str) -> Any:
@@ -136,44 +134,6 @@ def follow(port: int, want: str) -> float:
         if upstream_of(port) == want:
             return time.perf_counter() - start
         time.sleep(POLL)
-    raise RuntimeError(f"traffic did not follow the push to {want} within {FOLLOW}s")
-
-
-def follow_keepalive(port: int, want: str) -> float:
-    """Seconds until a request is answered by ``want``: requests one after another on
-    one connection (``--change one``: the endpoint that moved takes a share of the
-    requests, not all of them, so the requests come without a pause)."""
-    start = time.perf_counter()
-    sock: socket.socket | None = None
-    data = b""
-    while time.perf_counter() - start < FOLLOW:
-        try:
-            if sock is None:
-                sock, data = socket.create_connection(("127.0.0.1", port), timeout=2), b""
-            sock.sendall(b"GET /x HTTP/1.1\r\nhost: bench\r\n\r\n")
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise OSError("closed")
-                data += chunk
-            head, _, data = data.partition(b"\r\n\r\n")
-            fields = dict(line.split(b":", 1) for line in head.split(b"\r\n")[1:] if b":" in line)
-            fields = {k.strip().lower(): v.strip() for k, v in fields.items()}
-            length = int(fields.get(b"content-length", b"0"))
-            while len(data) < length:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    raise OSError("closed")
-                data += chunk
-            data = data[length:]
-            if fields.get(b"x-upstream", b"").decode() == want:
-                sock.close()
-                return time.perf_counter() - start
-        except (OSError, ValueError):
-            if sock is not None:
-                sock.close()
-            sock = None
-            time.sleep(POLL)
     raise RuntimeError(f"traffic did not follow the push to {want} within {FOLLOW}s")
 
 
@@ -251,12 +211,14 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
             one = args.change == "one"
             if one:
                 snapshot("one", upstreams["a"], "a", one=True)
-                follow_keepalive(port, "a")
+                plane.acked(ENDPOINTS.url, "one", timeout=FOLLOW)
             for i in range(args.pushes):
                 target = "c" if i % 2 == 0 else "a"
                 if one:
+                    start = time.perf_counter()
                     snapshot(f"e{i}", upstreams[target], "a", one=True)
-                    eds.append(follow_keepalive(port, target))
+                    plane.acked(ENDPOINTS.url, f"e{i}", timeout=FOLLOW)
+                    eds.append(time.perf_counter() - start)
                     continue
                 snapshot(f"e{i}", upstreams[target], "a", first=n * (i + 1) if args.fresh else 0)
                 eds.append(follow(port, target))
@@ -305,8 +267,8 @@ def main() -> int:
     parser.add_argument("--fresh", action="store_true",
                         help="each endpoint push moves to addresses never pushed before")
     parser.add_argument("--change", choices=("all", "one"), default="all",
-                        help="what an endpoint push changes: all 1,000 endpoints, or one "
-                             "(the one of weight 128 among 999 of weight 1)")
+                        help="what an endpoint push changes: all 1,000 endpoints (timed to "
+                             "traffic), or one (timed to the proxy's ACK)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     envoy = None
