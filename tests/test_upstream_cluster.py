@@ -67,6 +67,19 @@ def test_host_slots_cost_stats_only_once_taken():
     assert store.snapshot()["cluster.c.host.10.0.0.3:80.cx_total"] == 0
 
 
+def test_an_endpoint_update_makes_hosts_only_for_entries_it_did_not_have():
+    cm, _ = manager()
+    c = cm.get("c")
+    a, b = c.config.hosts
+    kept = c.hosts[0]
+    assert cm.add_or_update(c.config.model_copy(update={"hosts": [a]})) == "updated"
+    assert c.hosts == [kept]
+    # the same entry object (an endpoint whose bytes did not change) is the same host
+    hosts = c.listed_hosts(c.config.model_copy(update={"hosts": [a, b]}))
+    assert hosts[0] is kept and hosts[1] is not kept
+    assert c.listed_hosts(c.config.model_copy(update={"hosts": [a.model_copy()]}))[0] is not kept
+
+
 def test_a_slot_scope_is_one_block_named_when_read():
     store = StatsStore()
     store.allocate(1)
