@@ -7,7 +7,8 @@
 - holding 10,000 endpoints across 500 clusters: the proxy's CPU seconds from the push
   to its ACK, and its resident memory once it holds them.
 
-    .venv/bin/python bench/control_plane.py [--pushes 40] [--peers mosn,envoy] [--fresh] [--json out.json]
+    .venv/bin/python bench/control_plane.py [--pushes 40] [--peers mosn,envoy] [--fresh]
+        [--change all|one] [--json out.json]
 
 Every endpoint of the 1,000 is a distinct loopback address (127.1.x.y) at the port of
 one upstream listening on all of them, so traffic reaches whichever the proxy picks.
@@ -15,6 +16,14 @@ The endpoint pushes alternate between two sets (the same addresses at the port o
 upstream or the other); ``--fresh``: each push's 1,000 are addresses no push had before.
 A request is sent every few milliseconds while a push is under way; the time counted
 is from the control plane's push to the first answer from the new upstream.
+
+``--change one``: each endpoint push changes one endpoint of the 1,000 (the first
+moves between two upstreams, the other 999 stay at a third), and the time counted is
+from the push to the proxy's ACK of the assignment (both proxies ACK once the update
+is applied). Traffic cannot time it: one endpoint of 1,000 gets one request in 1,000
+under round robin, and a heavier weight does not help either, as Envoy's weighted
+round robin (earliest deadline first) serves a heavy endpoint in bursts once per
+cycle of the whole set.
 """
 
 from __future__ import annotations
@@ -80,6 +89,14 @@ def endpoints(name: str, port: int, count: int, first: int = 0) -> Any:
         {"endpoint": {"address": {"socket_address": {"address": loopback(first + i),
                                                      "port_value": port}}}}
         for i in range(count)]}]}, ENDPOINTS.message())
+
+
+def one_moving(name: str, port: int, rest_port: int, count: int) -> Any:
+    """``count`` endpoints of which the first is at ``port`` and the others at
+    ``rest_port``: a push moving the first is a one-endpoint change."""
+    message = endpoints(name, rest_port, count)
+    message.endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value = port
+    return message
 
 
 def routes(count: int, last: str) -> Any:
@@ -176,10 +193,11 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
     n = args.endpoints
     try:
         def snapshot(version: str, endpoint_port: int, last: str,
-                     extra: list[Any] = (), first: int = 0) -> None:  # type: ignore[assignment]
+                     extra: list[Any] = (), first: int = 0, one: bool = False) -> None:  # type: ignore[assignment]
+            assignment = (one_moving("a", endpoint_port, upstreams["b"], n) if one
+                          else endpoints("a", endpoint_port, n, first))
             plane.set(version, [listener(port), eds_cluster("a"), eds_cluster("b"),
-                                endpoints("a", endpoint_port, n, first),
-                                endpoints("b", upstreams["b"], 1),
+                                assignment, endpoints("b", upstreams["b"], 1),
                                 routes(args.routes, last), *extra])
 
         snapshot("0", upstreams["a"], "a")
@@ -190,8 +208,18 @@ def measure(name: str, args: argparse.Namespace, procs: Processes, workdir: Path
                     raise RuntimeError(f"{name} did not serve: {procs.log_tail(proc)}")
                 time.sleep(0.1)
             eds, rds = [], []
+            one = args.change == "one"
+            if one:
+                snapshot("one", upstreams["a"], "a", one=True)
+                plane.acked(ENDPOINTS.url, "one", timeout=FOLLOW)
             for i in range(args.pushes):
                 target = "c" if i % 2 == 0 else "a"
+                if one:
+                    start = time.perf_counter()
+                    snapshot(f"e{i}", upstreams[target], "a", one=True)
+                    plane.acked(ENDPOINTS.url, f"e{i}", timeout=FOLLOW)
+                    eds.append(time.perf_counter() - start)
+                    continue
                 snapshot(f"e{i}", upstreams[target], "a", first=n * (i + 1) if args.fresh else 0)
                 eds.append(follow(port, target))
             snapshot("e-last", upstreams["a"], "a")
@@ -238,6 +266,9 @@ def main() -> int:
     parser.add_argument("--peers", default="mosn,envoy")
     parser.add_argument("--fresh", action="store_true",
                         help="each endpoint push moves to addresses never pushed before")
+    parser.add_argument("--change", choices=("all", "one"), default="all",
+                        help="what an endpoint push changes: all 1,000 endpoints (timed to "
+                             "traffic), or one (timed to the proxy's ACK)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     envoy = None

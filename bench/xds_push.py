@@ -2,13 +2,17 @@
 ``mosn start`` serves with, sockets bound, no traffic) takes the snapshots that
 ``bench/control_plane.py`` pushes, and each push is timed and profiled.
 
-    .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds|rds|held] [--top 25] [--fresh]
+    .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds_first|eds|eds_one|rds|held]
+        [--top 25] [--fresh] [--gc]
 
 Push kinds: ``eds`` (all 1,000 endpoints of a cluster move, between two sets of
-addresses; ``--fresh``: to addresses no push had before), ``eds_one`` (one of
-them changes), ``rds`` (one route of 1,000 changes), ``held`` (500 clusters of 20).
-Printed: per push kind, the median wall time of taking a response (translate,
-compose, validate, apply) and, with ``--profile``, cProfile's top functions of one push.
+addresses; ``--fresh``: to addresses no push had before; the first push meets new
+addresses either way: ``eds_first``), ``eds_one`` (one of them changes), ``rds`` (one
+route of 1,000 changes), ``held`` (500 clusters of 20). Printed: per push kind, the
+median wall and CPU time of taking a response (translate, compose, validate, apply);
+with ``--gc`` each push with the garbage collector's passes in it; with ``--profile``,
+cProfile's top functions of one push; at the end, the objects frozen and how many of
+them were garbage held for nothing.
 """
 
 from __future__ import annotations
@@ -52,10 +56,11 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--clusters", type=int, default=500)
     parser.add_argument("--held", type=int, default=10_000)
-    parser.add_argument("--profile", choices=("eds", "eds_one", "rds", "held"))
+    parser.add_argument("--profile", choices=("eds_first", "eds", "eds_one", "rds", "held"))
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats keys)")
     parser.add_argument("--fresh", action="store_true")
+    parser.add_argument("--gc", action="store_true", help="print each push with its collector passes")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="xds-push-"))
     path = work / "mosn.yaml"
@@ -79,11 +84,29 @@ def main() -> int:
     client = Subscriber(composer.offer)
     port, up = free_port(), free_port()
 
+    collections: list[tuple[int, float]] = []  # (generation, seconds) of each pass of a push
+    began = [0.0]
+    cpus: dict[str, list[float]] = {}  # CPU seconds of each push, by resource type
+
+    def watch(phase: str, info: dict) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            collections.append((info["generation"], time.perf_counter() - began[0]))
+
+    gc.callbacks.append(watch)
+
     def take(kind: ResourceType, version: str, messages: list) -> float:
-        start = time.perf_counter()
+        collections.clear()
+        start, cpu = time.perf_counter(), time.process_time()
         errors = client.take_sotw(response(kind, version, messages))
         assert not errors, errors
-        return time.perf_counter() - start
+        took = time.perf_counter() - start
+        cpus.setdefault(kind.short, []).append(time.process_time() - cpu)
+        if args.gc and collections:
+            passes = ", ".join(f"gen{g} {t * 1000:.1f} ms" for g, t in collections)
+            print(f"  {kind.short} {version}: {took * 1000:.1f} ms; frozen {gc.get_freeze_count()}; collections: {passes}")
+        return took
 
     take(CLUSTERS, "0", [eds_cluster("a"), eds_cluster("b")])
     take(ENDPOINTS, "0", [endpoints("a", up, args.endpoints), endpoints("b", up, 1)])
@@ -107,10 +130,11 @@ def main() -> int:
     times: dict[str, list[float]] = {"eds": [], "eds_one": [], "rds": []}
     profile = cProfile.Profile()
     for i, messages in enumerate(eds_pushes):
-        if args.profile == "eds" and i == len(eds_pushes) - 1:
+        if (args.profile == "eds" and i == len(eds_pushes) - 1
+                or args.profile == "eds_first" and i == 0):
             profile.enable()
         times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
-    profile.disable()
+        profile.disable()
     for i, messages in enumerate(one_pushes):
         if args.profile == "eds_one" and i == len(one_pushes) - 1:
             profile.enable()
@@ -128,10 +152,19 @@ def main() -> int:
     take(ENDPOINTS, "held", [*eds_pushes[-1], *many_endpoints])
     held = time.perf_counter() - start
     profile.disable()
+    n = args.pushes
+    eds_cpu = cpus["eds"][1:]  # after the setup's assignment
+    print(f"eds: first push {times['eds'][0] * 1000:.1f} ms, CPU {eds_cpu[0] * 1000:.1f} ms")
+    cpu_of = {"eds": eds_cpu[:n], "eds_one": eds_cpu[n:2 * n], "rds": cpus["rds"][1:n + 1]}
     for kind, values in times.items():
+        cpu = cpu_of[kind]
         print(f"{kind}: median {statistics.median(values) * 1000:.1f} ms over {len(values)}"
-              f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f})")
+              f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f});"
+              f" CPU median {statistics.median(cpu) * 1000:.1f} ms, max {max(cpu) * 1000:.1f}")
     print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
+    frozen = gc.get_freeze_count()
+    gc.unfreeze()
+    print(f"frozen: {frozen} objects; unreachable once unfrozen (held for nothing): {gc.collect()}")
     runtime.close_sockets()
     if args.profile:
         pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)

@@ -10,7 +10,7 @@ import pytest
 from mosn.config import ConfigError, validate
 from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address
-from mosn.observability.stats import StatsStore
+from mosn.observability.stats import HOST_STATS, StatsStore
 from mosn.plugins import PluginHost
 from mosn.upstream.cluster import FAILED_ACTIVE_HC, ClusterManager, Host
 from mosn.upstream.dns import TYPE_A, decode_answer, encode_query
@@ -62,8 +62,44 @@ def test_host_slots_cost_stats_only_once_taken():
     c = cm.get("c")
     c.set_hosts([*c.hosts, host("10.0.0.3")])  # one slot more: one host's stats more
     assert len(store.names) == registered + len(c.hosts[-1].stats.indices)
-    assert not any("#3." in name or "#999." in name for name in store.names)
+    names = [store.name(i) for i in range(len(store.names))]
+    assert not any("#3." in name or "#999." in name for name in names)
     assert store.snapshot()["cluster.c.host.10.0.0.3:80.cx_total"] == 0
+
+
+def test_an_endpoint_update_makes_hosts_only_for_entries_it_did_not_have():
+    cm, _ = manager()
+    c = cm.get("c")
+    a, b = c.config.hosts
+    kept = c.hosts[0]
+    assert cm.add_or_update(c.config.model_copy(update={"hosts": [a]})) == "updated"
+    assert c.hosts == [kept]
+    # the same entry object (an endpoint whose bytes did not change) is the same host
+    hosts = c.listed_hosts(c.config.model_copy(update={"hosts": [a, b]}))
+    assert hosts[0] is kept and hosts[1] is not kept
+    assert c.listed_hosts(c.config.model_copy(update={"hosts": [a.model_copy()]}))[0] is not kept
+
+
+def test_a_slot_scope_is_one_block_named_when_read():
+    store = StatsStore()
+    store.allocate(1)
+    scope = store.slot_scopes("cluster.c.host", HOST_STATS, 4)[2]
+    assert store.name(scope.cx_active) == "cluster.c.host#2.cx_active"
+    # a cluster replaced under the same name: its slot 2 is the same stats
+    again = store.slot_scopes("cluster.c.host", HOST_STATS, 4)[2]
+    assert again.indices == scope.indices
+    store.label(again, "cluster.c.host.10.0.0.1:80")
+    store.values[again.rq_total] += 3  # type: ignore[index]
+    store.values[again.cx_active] += 1  # type: ignore[index]
+    shown = store.snapshot()
+    assert shown["cluster.c.host.10.0.0.1:80.rq_total"] == 3
+    assert shown["cluster.c.host.10.0.0.1:80.cx_active"] == 1
+    assert not any("#" in name for name in shown)
+    assert not any("#" in name for name in store.export_counters())
+    store.zero_gauges()
+    assert store.values[again.cx_active] == 0 and store.values[again.rq_total] == 3  # type: ignore[index]
+    store.label(again, None)
+    assert not any(".host." in name for name in store.snapshot())
 
 
 def test_host_slots_are_all_registered_before_workers_fork():
@@ -73,7 +109,7 @@ def test_host_slots_are_all_registered_before_workers_fork():
     cm = ClusterManager(config, PLUGINS, store)
     store.allocate(2)  # two workers: no stat can be registered once they run
     per_host = len(cm.get("c").hosts[0].stats.indices)
-    assert sum(".host#" in name for name in store.names) == 50 * per_host
+    assert sum(".host#" in store.name(i) for i in range(len(store.names))) == 50 * per_host
 
 
 def test_set_hosts_beyond_max_hosts_keeps_the_first():

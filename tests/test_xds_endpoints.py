@@ -4,6 +4,7 @@ connects)."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 from envoy.service.discovery.v3 import discovery_pb2
@@ -88,3 +89,23 @@ def test_an_endpoint_push_keeps_the_hosts_that_remain_and_a_bad_one_changes_noth
                       "load_balancing_weight: a host weight is at least 1"]
     assert served.hosts() == after
     assert client.snapshot.versions[ENDPOINTS.url] == "2"
+
+
+def test_the_first_config_with_each_kind_of_resource_is_frozen():
+    served = Served()
+    client = Subscriber(Composer({}, served.plugins, served).offer)
+    frozen_before = gc.get_freeze_count()
+    try:
+        assert push(client, CLUSTERS, "1", [eds_cluster(9080, "hosts.default.svc.cluster.local")]) == []
+        after_clusters = gc.get_freeze_count()
+        assert after_clusters > frozen_before  # what the first clusters built, kept from full passes
+        assert push(client, ENDPOINTS, "1", [assignment(NAME, {"a": ["10.1.0.1:80"]})]) == []
+        after_endpoints = gc.get_freeze_count()
+        assert after_endpoints > after_clusters
+        # later pushes of kinds frozen before are not: what they replace can be collected
+        assert push(client, ENDPOINTS, "2", [assignment(NAME, {"a": ["10.1.0.2:80"]})]) == []
+        assert gc.get_freeze_count() <= after_endpoints
+        assert sorted(served.hosts()) == ["10.1.0.2:80"]
+    finally:
+        if not frozen_before:
+            gc.unfreeze()

@@ -14,6 +14,7 @@ workers (a rate limit's token buckets), not a sum of per-worker parts.
 
 from __future__ import annotations
 
+import itertools
 import mmap
 import multiprocessing
 import weakref
@@ -164,6 +165,23 @@ class Scope:
             setattr(self, name.replace(".", "_"), index)
         self.shown: str | None = prefix
         """The prefix its stats are shown under (a host slot's owner); None: hidden."""
+        self.block: _Block | None = None
+        """Its stats' block, when registered as one (:meth:`block`)."""
+
+    @classmethod
+    def block(cls, store: "StatsStore", prefix: str, names: tuple[str, ...],
+              attributes: tuple[str, ...]) -> "Scope":
+        """A scope whose stats are one block (:meth:`StatsStore.register_block`);
+        ``attributes``: ``names`` as attribute names. A host slot's stats are made when
+        a host first takes the slot: a thousand slots at once in an endpoint push."""
+        scope = cls.__new__(cls)
+        scope.prefix = prefix
+        indices = store.register_block(prefix, names)
+        scope.indices = dict(zip(names, indices))
+        scope.__dict__.update(zip(attributes, indices))
+        scope.shown = prefix
+        scope.block = store.block_of(indices)
+        return scope
 
 
 class SlotScopes(Sequence[Scope]):
@@ -175,6 +193,7 @@ class SlotScopes(Sequence[Scope]):
         self._store = store
         self._prefix = prefix
         self._names = tuple(names)
+        self._attributes = tuple(name.replace(".", "_") for name in self._names)
         self._scopes: list[Scope | None] = [None] * count
 
     def __len__(self) -> int:
@@ -187,7 +206,8 @@ class SlotScopes(Sequence[Scope]):
         if scope is None:
             if i < 0:
                 i += len(self._scopes)
-            scope = self._scopes[i] = Scope(self._store, f"{self._prefix}#{i}", self._names)
+            scope = self._scopes[i] = Scope.block(self._store, f"{self._prefix}#{i}",
+                                                  self._names, self._attributes)
             self._store.hide(scope)
             self._store.fresh.add(scope)
         return scope
@@ -195,6 +215,22 @@ class SlotScopes(Sequence[Scope]):
     def register_all(self) -> None:
         for i in range(len(self._scopes)):
             self[i]
+
+
+class _Block:
+    """Stats registered together (:meth:`StatsStore.register_block`), named when read."""
+
+    __slots__ = ("prefix", "names", "base", "scope")
+
+    def __init__(self, prefix: str, names: tuple[str, ...], base: int) -> None:
+        self.prefix = prefix
+        self.names = names
+        self.base = base
+        self.scope: Scope | None = None
+        """The scope its stats are shown by (the last one labelled); None: hidden."""
+
+    def name(self, index: int) -> str:
+        return f"{self.prefix}.{self.names[index - self.base]}"
 
 
 class SharedCells:
@@ -216,7 +252,9 @@ class SharedCells:
 
 class StatsStore:
     def __init__(self) -> None:
-        self.names: list[str] = []
+        self.names: list[str | _Block] = []
+        """Each index's name, or the block that names it (:meth:`name`)."""
+        self._blocks: dict[str, _Block] = {}
         self._shared: list[SharedCells] = []
         self._shared_size = 0
         self._index: dict[str, int] = {}
@@ -256,6 +294,29 @@ class StatsStore:
             self._index[name] = len(self.names)
             self.names.append(name)
         return self._index[name]
+
+    def register_block(self, prefix: str, names: tuple[str, ...]) -> range:
+        """Stats ``prefix.NAME`` for each of ``names``, at consecutive indices (the
+        same ones again for a prefix registered before). Their names are made when
+        they are read, not here: no string or index entry per stat."""
+        block = self._blocks.get(prefix)
+        if block is not None:
+            return range(block.base, block.base + len(block.names))
+        start = len(self.names)
+        if self._mem is not None and (self._rows > 1 or start + len(names) > self._width):
+            raise RuntimeError(f"stats {prefix!r} registered after the store was allocated "
+                               "for workers (or past its growth room)")
+        block = self._blocks[prefix] = _Block(prefix, names, start)
+        self.names.extend(itertools.repeat(block, len(names)))
+        return range(start, start + len(names))
+
+    def block_of(self, indices: range) -> "_Block":
+        return self.names[indices.start]  # type: ignore[return-value]
+
+    def name(self, index: int) -> str:
+        """The registered name of the stat at ``index``."""
+        name = self.names[index]
+        return name if type(name) is str else name.name(index)
 
     def shared_cells(self, name: str, count: int) -> SharedCells:
         """``count`` cells shared by every process, registered now (before
@@ -331,8 +392,10 @@ class StatsStore:
 
     def hide(self, scope: Scope) -> None:
         scope.shown = None
-        for index in scope.indices.values():
-            self._display[index] = scope
+        if scope.block is not None:
+            scope.block.scope = scope
+        else:
+            self._display.update(dict.fromkeys(scope.indices.values(), scope))
 
     def label(self, scope: Scope, prefix: str | None, from_now: bool = True) -> None:
         """Show ``scope``'s stats as ``prefix.NAME`` (None: hide them). A scope that
@@ -343,7 +406,9 @@ class StatsStore:
         scope.shown = prefix
         display = self._display
         indices = scope.indices
-        if indices and display.get(next(iter(indices.values()))) is not scope:
+        if scope.block is not None:
+            scope.block.scope = scope
+        elif indices and display.get(next(iter(indices.values()))) is not scope:
             for index in indices.values():
                 display[index] = scope
         if prefix is None:
@@ -407,7 +472,7 @@ class StatsStore:
         slot ``#i`` may belong to another host in the new config."""
         theirs = old._index
         pairs = {i: theirs[name] for i, name in enumerate(self.names)
-                 if name in theirs and "#" not in name}
+                 if type(name) is str and name in theirs and "#" not in name}
         self._previous.append((old, pairs))
 
     def release(self, old: "StatsStore") -> None:
@@ -426,7 +491,7 @@ class StatsStore:
         count closes with the process) and host slots (a slot may be another host's in
         the new process) are left out."""
         return {name: self.total(i) for i, name in enumerate(self.names)
-                if "#" not in name and not is_gauge(name)}
+                if type(name) is str and "#" not in name and not is_gauge(name)}
 
     def carry(self, counters: dict[str, int]) -> None:
         """Continue the counters another process counted (:meth:`export_counters` of
@@ -449,8 +514,8 @@ class StatsStore:
         """Set this process's gauges to 0 (a runtime that stopped, so its parent row
         does not add to the gauges of the one that replaced it)."""
         assert self.values is not None
-        for i, name in enumerate(self.names):
-            if is_gauge(name):
+        for i in range(len(self.names)):
+            if is_gauge(self.name(i)):
                 self.values[i] = 0
 
     def snapshot(self) -> dict[str, int]:
@@ -470,17 +535,18 @@ class StatsStore:
         for old, pairs in self._previous:
             for ours, theirs in pairs.items():
                 totals[ours] += old.total(theirs)
-        if not self._display:
-            return dict(zip(self.names, totals))
         display, baseline = self._display, self._baseline
         out = {}
         for i, name in enumerate(self.names):
-            if i in display:
+            if type(name) is not str:  # a block: shown by its scope's owner
+                scope = name.scope
+                if scope is not None and scope.shown is not None:
+                    out[f"{scope.shown}.{name.names[i - name.base]}"] = totals[i] - baseline.get(i, 0)
+            elif i in display:
                 scope = display[i]
                 if scope is None or scope.shown is None:
                     continue
-                shown = f"{scope.shown}{self.names[i][len(scope.prefix):]}"
-                out[shown] = totals[i] - baseline.get(i, 0)
+                out[f"{scope.shown}{name[len(scope.prefix):]}"] = totals[i] - baseline.get(i, 0)
             else:
                 out[name] = totals[i]
         return out

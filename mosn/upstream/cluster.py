@@ -266,6 +266,9 @@ class Cluster:
                 f"cluster.{config.name}", stat_names(self.tls.cipher_names())))
         self.controls_health = False
         """This process runs the health checks: it resets a reused slot's health."""
+        self._made: dict[int, tuple[Any, Host]] = {}
+        """id of a host entry -> (the entry, the host made from it), of the last
+        :meth:`listed_hosts` (the entries are held, so their ids stay theirs)."""
         self._started = False
         if config.outlier_detection is not None:
             from mosn.upstream.outlier import OutlierDetector
@@ -333,6 +336,28 @@ class Cluster:
                 callback(removed)
         for changed in self.on_hosts_changed:
             changed(self)
+
+    def listed_hosts(self, config: ClusterConfig) -> list[Host]:
+        """The hosts of a listed cluster's new entries (an xDS endpoint update): an
+        entry that is the same object as one the present hosts were made from (an
+        endpoint whose bytes did not change) gives that host again, not a new one.
+        Call :meth:`made_from` once the host set is replaced."""
+        made = self._made
+        hosts = []
+        for entry in config.hosts:
+            known = made.get(id(entry))
+            hosts.append(known[1] if known is not None and known[0] is entry
+                         and known[1].slot >= 0 else host_of(entry))
+        return hosts
+
+    def made_from(self, config: ClusterConfig, hosts: list[Host]) -> None:
+        """Remember which host each entry of ``config`` is, after :meth:`set_hosts`
+        took ``hosts`` (made by :meth:`listed_hosts`): a host it did not take (one of
+        the same address was kept) is the kept one."""
+        if any(h.slot < 0 for h in hosts):
+            present = {h.address: h for h in self.hosts}
+            hosts = [present.get(h.address, h) if h.slot < 0 else h for h in hosts]
+        self._made = {id(entry): (entry, host) for entry, host in zip(config.hosts, hosts)}
 
     def _take_slot(self, host: Host) -> bool:
         if 0 <= host.slot < self.slots:
@@ -493,7 +518,9 @@ class ClusterManager:
                 # Only the endpoints changed (an xDS endpoint update): the hosts that
                 # remain keep their connections, health and stats.
                 old.config = config
-                self.update_hosts(config.name, static_hosts(config, None))  # type: ignore[arg-type]
+                hosts = old.listed_hosts(config)
+                self.update_hosts(config.name, hosts)
+                old.made_from(config, hosts)
                 return "updated"
             self._retire(old)
         cluster = self.clusters[config.name] = self._build(config, None)
@@ -608,11 +635,13 @@ def _host_dict(host: Host) -> dict[str, Any]:
 
 
 def static_hosts(config: ClusterConfig, context: BuildContext) -> list[Host]:
-    return [
-        Host(h.address, weight=h.weight, hostname=h.hostname, metadata=h.lb_metadata,
-             tls_disable=h.tls_disable)
-        for h in config.hosts
-    ]
+    return [host_of(h) for h in config.hosts]
+
+
+def host_of(entry: Any) -> Host:
+    """The host a config's host entry (``HostConfig``) describes."""
+    return Host(entry.address, weight=entry.weight, hostname=entry.hostname,
+                metadata=entry.lb_metadata, tls_disable=entry.tls_disable)
 
 
 LISTED_TYPES = ("SIMPLE", "STATIC")

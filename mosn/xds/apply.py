@@ -8,6 +8,7 @@ routes from RDS). Errors come back naming the resource they came from.
 
 from __future__ import annotations
 
+import gc
 import logging
 from pathlib import Path
 from typing import Any, Callable
@@ -41,6 +42,8 @@ class Composer:
         (a dict, shared while its bytes stay the same) -> (that dict, its validated
         model), of the config serving. (A cluster's hosts need none: the translation
         makes them as models, checked as it reads them.)"""
+        self._frozen: set[str] = set()
+        """The kinds of resource (type URLs) of the configs frozen (:func:`gc.freeze`)."""
 
     def offer(self, candidate: Snapshot) -> list[str]:
         composed = candidate.compose(self.static)
@@ -60,6 +63,16 @@ class Composer:
             return [f"mosn could not apply it: {exc}"]
         self.loaded, self.warming = loaded, composed.warming
         self._remember(composed, loaded, routers)
+        held = {url for url, accepted in candidate.resources.items() if accepted}
+        if not held <= self._frozen:
+            # The first config with each kind of resource is the rest of the start
+            # (mosn start froze what it built before the control plane answered): it
+            # and the modules the control plane loaded live as long as the process,
+            # kept out of the collector's full passes, which would otherwise pause
+            # the next pushes. At most once per kind: what a later push replaces and
+            # leaves in reference cycles is freed only if it was not frozen.
+            gc.freeze()
+            self._frozen |= held
         for line in composed.warming:
             log.info("xDS: warming: %s", line)
         return []
