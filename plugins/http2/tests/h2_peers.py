@@ -38,6 +38,14 @@ class ScriptedUpstream:
     ``/goaway-refused``     the first time, GOAWAY naming the stream before it (so this
                             one was never processed, RFC 9113 6.8), the connection left
                             open; then as ``/refused``
+    ``/held``               not answered on the first connection (an application still at
+                            work on it); 200 "held" on the others
+    ``/goaway-cut``         what hypercorn does when a connection reaches its
+                            ``keep_alive_max_requests``: headers, then GOAWAY naming the
+                            highest stream received, and nothing more on any stream (its
+                            h2 state machine, closed by its own GOAWAY, refuses to send
+                            the body); the next frame received is answered with GOAWAY
+                            PROTOCOL_ERROR and the connection closed
     """
 
     def __init__(self) -> None:
@@ -81,6 +89,7 @@ class ScriptedUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        number = self.connections
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         conn.initiate_connection()
         writer.write(conn.data_to_send())
@@ -89,6 +98,8 @@ class ScriptedUpstream:
         request_trailers: dict[int, asyncio.Future[list[Any]]] = {}
         request_bodies: dict[int, bytearray] = {}
         request_ended: dict[int, asyncio.Event] = {}
+        cut = False
+        """``/goaway-cut`` ended the connection: nothing more is answered."""
 
         def flush() -> None:
             data = conn.data_to_send()
@@ -96,10 +107,22 @@ class ScriptedUpstream:
                 writer.write(data)
 
         async def respond(stream_id: int, path: str) -> None:
+            nonlocal cut
             body = b"z" * (4 * BODY_CHUNK)
             if path == "/slow":
                 await asyncio.sleep(0.3)
-            if path in ("/ok", "/slow"):
+            if cut:
+                return
+            if path == "/goaway-cut":
+                conn.send_headers(stream_id, [(":status", "200")])
+                flush()  # raw bytes: see /goaway below
+                writer.write(GoAwayFrame(
+                    0, last_stream_id=conn.highest_inbound_stream_id).serialize())
+                cut = True
+                return
+            if path == "/held" and number == 1:
+                return
+            if path in ("/ok", "/slow", "/held"):
                 text = path[1:].encode()
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
@@ -174,6 +197,10 @@ class ScriptedUpstream:
 
         try:
             while data := await reader.read(65536):
+                if cut:
+                    writer.write(GoAwayFrame(0, last_stream_id=conn.highest_inbound_stream_id,
+                                             error_code=1).serialize())  # PROTOCOL_ERROR
+                    break
                 try:
                     events = conn.receive_data(data)
                 except Exception:

@@ -251,6 +251,34 @@ def test_unprocessed_request_is_sent_again(h2_proxy, path):
         assert stats["cluster.backend.upstream_rq_retry"] == 0
 
 
+def test_upstream_goaway_cutting_begun_response(h2_proxy):
+    """What hypercorn does at its ``keep_alive_max_requests`` with responses in flight
+    (``/goaway-cut``): a response's headers, GOAWAY naming every stream it received,
+    then neither that response's body nor any other (``/held``, received before, had
+    no answer yet); the connection closes on the next frame it reads (the PING mosn
+    sends after a GOAWAY). The begun response cannot be completed: its stream is reset
+    downstream, not sent again. The GET with no answer yet is sent again on a new
+    connection and succeeds. The same on both engines."""
+    with ScriptedUpstream() as upstream:
+        port, mosn = h2_proxy(upstream.port)
+        client = RawClient(port)
+        try:
+            waiting = client.request("/held")
+            wait_until(lambda: upstream.requests_received == ["/held"])
+            cut = client.request("/goaway-cut")
+            client.pump(lambda: client.done(waiting, cut))
+        finally:
+            client.close()
+        assert client.results[cut].status == 200 and client.results[cut].reset is not None
+        assert not client.results[cut].body
+        assert client.results[waiting].ended and client.results[waiting].body == b"held"
+        assert upstream.requests_received == ["/held", "/goaway-cut", "/held"]
+        assert upstream.connections == 2
+        stats = mosn.wait_stat("cluster.backend.upstream_rq_rx_reset", 2)
+        assert stats["cluster.backend.upstream_rq_replay"] == 1  # the unanswered GET
+        assert stats["listener.h2.downstream_rq_tx_reset"] == 1
+
+
 ROTATE_EVERY = 100
 """Requests hypercorn serves on a connection before its GOAWAY, in the test below."""
 
