@@ -38,8 +38,11 @@ class ScriptedUpstream:
     ``/goaway-refused``     the first time, GOAWAY naming the stream before it (so this
                             one was never processed, RFC 9113 6.8), the connection left
                             open; then as ``/refused``
-    ``/held``               not answered on the first connection (an application still at
-                            work on it); 200 "held" on the others
+    ``/goaway-close``       headers, GOAWAY naming this stream, a body of BODY_CHUNK
+                            bytes that ends it, and the connection closed: all in one
+                            write, so a peer reads them at once, then the end of input
+    ``/held``               not answered the first time (an application still at work on
+                            it); 200 "held" the next times
     ``/goaway-cut``         what hypercorn does when a connection reaches its
                             ``keep_alive_max_requests``: headers, then GOAWAY naming the
                             highest stream received, and nothing more on any stream (its
@@ -89,7 +92,6 @@ class ScriptedUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        number = self.connections
         conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False))
         conn.initiate_connection()
         writer.write(conn.data_to_send())
@@ -113,6 +115,14 @@ class ScriptedUpstream:
                 await asyncio.sleep(0.3)
             if cut:
                 return
+            if path == "/goaway-close":
+                conn.send_headers(stream_id, [(":status", "200")])
+                head = conn.data_to_send()
+                conn.send_data(stream_id, b"c" * BODY_CHUNK, end_stream=True)
+                writer.write(head + GoAwayFrame(0, last_stream_id=stream_id).serialize()
+                             + conn.data_to_send())
+                writer.close()
+                return
             if path == "/goaway-cut":
                 conn.send_headers(stream_id, [(":status", "200")])
                 flush()  # raw bytes: see /goaway below
@@ -120,7 +130,7 @@ class ScriptedUpstream:
                     0, last_stream_id=conn.highest_inbound_stream_id).serialize())
                 cut = True
                 return
-            if path == "/held" and number == 1:
+            if path == "/held" and self.requests_received.count(path) == 1:
                 return
             if path in ("/ok", "/slow", "/held"):
                 text = path[1:].encode()

@@ -26,7 +26,7 @@ from h2_fixtures import (  # noqa: F401 (pytest fixtures)
     h2_upstream,
     start_upstream,
 )
-from h2_peers import RawClient, ScriptedUpstream
+from h2_peers import BODY_CHUNK, RawClient, ScriptedUpstream
 from mosn.testing.process import stop_process
 from mosn_http2 import PREFACE
 
@@ -251,29 +251,35 @@ def test_unprocessed_request_is_sent_again(h2_proxy, path):
         assert stats["cluster.backend.upstream_rq_retry"] == 0
 
 
-def test_upstream_goaway_cutting_begun_response(h2_proxy):
-    """What hypercorn does at its ``keep_alive_max_requests`` with responses in flight
-    (``/goaway-cut``): a response's headers, GOAWAY naming every stream it received,
-    then neither that response's body nor any other (``/held``, received before, had
-    no answer yet); the connection closes on the next frame it reads (the PING mosn
-    sends after a GOAWAY). The begun response cannot be completed: its stream is reset
-    downstream, not sent again. The GET with no answer yet is sent again on a new
-    connection and succeeds. The same on both engines."""
+def test_upstream_goaway_then_end_of_input(h2_proxy):
+    """An upstream's GOAWAY followed at once by the end of the connection.
+    ``/goaway-close``: a response's headers, GOAWAY, the rest of the response and the
+    close, read together: the response is complete. ``/goaway-cut``, what hypercorn does
+    at its ``keep_alive_max_requests`` with responses in flight: a response's headers,
+    GOAWAY naming every stream it received, then neither that response's body nor any
+    other (``/held``, received before, had no answer yet); the connection closes on the
+    next frame it reads (the PING mosn sends after a GOAWAY). The begun response cannot
+    be completed: its stream is reset downstream, not sent again; the GET with no answer
+    yet is sent again on a new connection and succeeds. The same on both engines."""
     with ScriptedUpstream() as upstream:
         port, mosn = h2_proxy(upstream.port)
         client = RawClient(port)
         try:
+            whole = client.request("/goaway-close")
+            client.pump(lambda: client.done(whole))
             waiting = client.request("/held")
-            wait_until(lambda: upstream.requests_received == ["/held"])
+            wait_until(lambda: upstream.requests_received[-1:] == ["/held"])
             cut = client.request("/goaway-cut")
             client.pump(lambda: client.done(waiting, cut))
         finally:
             client.close()
-        assert client.results[cut].status == 200 and client.results[cut].reset is not None
-        assert not client.results[cut].body
-        assert client.results[waiting].ended and client.results[waiting].body == b"held"
-        assert upstream.requests_received == ["/held", "/goaway-cut", "/held"]
-        assert upstream.connections == 2
+        results = client.results
+        assert results[whole].ended and results[whole].body == b"c" * BODY_CHUNK
+        assert results[cut].status == 200 and results[cut].reset is not None
+        assert not results[cut].body
+        assert results[waiting].ended and results[waiting].body == b"held"
+        assert upstream.requests_received == ["/goaway-close", "/held", "/goaway-cut", "/held"]
+        assert upstream.connections == 3
         stats = mosn.wait_stat("cluster.backend.upstream_rq_rx_reset", 2)
         assert stats["cluster.backend.upstream_rq_replay"] == 1  # the unanswered GET
         assert stats["listener.h2.downstream_rq_tx_reset"] == 1
