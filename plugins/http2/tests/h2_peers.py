@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,11 +39,15 @@ class ScriptedUpstream:
     ``/goaway-refused``     the first time, GOAWAY naming the stream before it (so this
                             one was never processed, RFC 9113 6.8), the connection left
                             open; then as ``/refused``
-    ``/goaway-close``       headers, GOAWAY naming this stream, a body of BODY_CHUNK
-                            bytes that ends it, and the connection closed: all in one
-                            write, so a peer reads them at once, then the end of input
+    ``/goaway-close``       once the peer acknowledged the SETTINGS (so the close is a
+                            FIN, not a reset for a frame left unread): headers, GOAWAY
+                            naming this stream, a body of BODY_CHUNK bytes that ends
+                            it, and the connection closed, all in one write, so a peer
+                            reads them at once, then the end of input
     ``/held``               not answered the first time (an application still at work on
                             it); 200 "held" the next times
+    ``/reset-connection``   the first time, the connection reset (RST) with no answer and
+                            no GOAWAY; 200 "again" the next times
     ``/goaway-cut``         what hypercorn does when a connection reaches its
                             ``keep_alive_max_requests``: headers, then GOAWAY naming the
                             highest stream received, and nothing more on any stream (its
@@ -101,6 +106,7 @@ class ScriptedUpstream:
         request_bodies: dict[int, bytearray] = {}
         request_ended: dict[int, asyncio.Event] = {}
         cut = False
+        settings_acknowledged = asyncio.Event()
         """``/goaway-cut`` ended the connection: nothing more is answered."""
 
         def flush() -> None:
@@ -115,7 +121,15 @@ class ScriptedUpstream:
                 await asyncio.sleep(0.3)
             if cut:
                 return
+            if path == "/reset-connection":
+                if self.requests_received.count(path) == 1:
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                path = "/again"
             if path == "/goaway-close":
+                await settings_acknowledged.wait()
                 conn.send_headers(stream_id, [(":status", "200")])
                 head = conn.data_to_send()
                 conn.send_data(stream_id, b"c" * BODY_CHUNK, end_stream=True)
@@ -132,7 +146,7 @@ class ScriptedUpstream:
                 return
             if path == "/held" and self.requests_received.count(path) == 1:
                 return
-            if path in ("/ok", "/slow", "/held"):
+            if path in ("/ok", "/slow", "/held", "/again"):
                 text = path[1:].encode()
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
@@ -227,6 +241,8 @@ class ScriptedUpstream:
                         request_trailers.setdefault(
                             event.stream_id, asyncio.get_running_loop().create_future(),
                         ).set_result(event.headers)
+                    elif isinstance(event, h2.events.SettingsAcknowledged):
+                        settings_acknowledged.set()
                     elif isinstance(event, h2.events.StreamReset):
                         self.resets_received.append(event.stream_id)
                     elif isinstance(event, h2.events.DataReceived):

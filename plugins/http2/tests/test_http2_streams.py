@@ -251,8 +251,8 @@ def test_unprocessed_request_is_sent_again(h2_proxy, path):
         assert stats["cluster.backend.upstream_rq_retry"] == 0
 
 
-def test_upstream_goaway_then_end_of_input(h2_proxy):
-    """An upstream's GOAWAY followed at once by the end of the connection.
+def test_upstream_connection_ending_under_streams(h2_proxy):
+    """An upstream connection that ends with streams open, on both engines.
     ``/goaway-close``: a response's headers, GOAWAY, the rest of the response and the
     close, read together: the response is complete. ``/goaway-cut``, what hypercorn does
     at its ``keep_alive_max_requests`` with responses in flight: a response's headers,
@@ -260,7 +260,10 @@ def test_upstream_goaway_then_end_of_input(h2_proxy):
     other (``/held``, received before, had no answer yet); the connection closes on the
     next frame it reads (the PING mosn sends after a GOAWAY). The begun response cannot
     be completed: its stream is reset downstream, not sent again; the GET with no answer
-    yet is sent again on a new connection and succeeds. The same on both engines."""
+    yet is sent again on a new connection and succeeds. ``/reset-connection``: the
+    connection reset with no GOAWAY (as when mosn's write fails on a connection the
+    upstream reset, and the event loop closes it with the GOAWAY unread): the GET is
+    sent again too."""
     with ScriptedUpstream() as upstream:
         port, mosn = h2_proxy(upstream.port)
         client = RawClient(port)
@@ -271,6 +274,8 @@ def test_upstream_goaway_then_end_of_input(h2_proxy):
             wait_until(lambda: upstream.requests_received[-1:] == ["/held"])
             cut = client.request("/goaway-cut")
             client.pump(lambda: client.done(waiting, cut))
+            reset = client.request("/reset-connection")
+            client.pump(lambda: client.done(reset))
         finally:
             client.close()
         results = client.results
@@ -278,10 +283,12 @@ def test_upstream_goaway_then_end_of_input(h2_proxy):
         assert results[cut].status == 200 and results[cut].reset is not None
         assert not results[cut].body
         assert results[waiting].ended and results[waiting].body == b"held"
-        assert upstream.requests_received == ["/goaway-close", "/held", "/goaway-cut", "/held"]
-        assert upstream.connections == 3
-        stats = mosn.wait_stat("cluster.backend.upstream_rq_rx_reset", 2)
-        assert stats["cluster.backend.upstream_rq_replay"] == 1  # the unanswered GET
+        assert results[reset].ended and results[reset].body == b"again"
+        assert upstream.requests_received == ["/goaway-close", "/held", "/goaway-cut", "/held",
+                                              "/reset-connection", "/reset-connection"]
+        assert upstream.connections == 4
+        stats = mosn.wait_stat("cluster.backend.upstream_rq_rx_reset", 3)
+        assert stats["cluster.backend.upstream_rq_replay"] == 2  # the unanswered GETs
         assert stats["listener.h2.downstream_rq_tx_reset"] == 1
 
 
