@@ -106,8 +106,8 @@ class ScriptedUpstream:
         request_bodies: dict[int, bytearray] = {}
         request_ended: dict[int, asyncio.Event] = {}
         cut = False
-        settings_acknowledged = asyncio.Event()
         """``/goaway-cut`` ended the connection: nothing more is answered."""
+        settings_acknowledged = asyncio.Event()
 
         def flush() -> None:
             data = conn.data_to_send()
