@@ -1029,14 +1029,16 @@ class ClientConnection(_Codec):
         held, self._awaiting_settings = self._awaiting_settings, []
         for s, _, _ in held:
             self._drop(s, _REFUSED)  # never sent
-        if reason is not _TERMINATED or not self._going_away:
+        if reason is not _TERMINATED:
             super()._drop_all(reason)
             return
-        # The connection closed after the upstream's GOAWAY with streams it named
-        # still open (hypercorn closes at once after its GOAWAY): those with no
-        # response yet may or may not have been processed, as on an HTTP/1.1
-        # connection closed under a request (RFC 9113 8.7: only an idempotent request
-        # may be sent again).
+        # The connection ended with streams open: after the upstream's GOAWAY
+        # (hypercorn closes at once after its GOAWAY), or with a GOAWAY never read (a
+        # write that fails on a connection the upstream reset makes the event loop
+        # close it with what the upstream sent before still unread), or with none.
+        # Those with no response yet may or may not have been processed, as on an
+        # HTTP/1.1 connection closed under a request (RFC 9113 8.7: only an idempotent
+        # request may be sent again).
         for s in list(self.streams.values()):
             self._drop(s, _TERMINATED if s.answered else StreamResetReason.CLOSED_BEFORE_RESPONSE)
 

@@ -25,9 +25,6 @@ ENGINES = [
 ]
 """Every Http2 test runs on both engines (test_native_engine_built checks the native
 one is there wherever it can be built)."""
-ENGINES_PYTHON_LONG = [ENGINES[0], pytest.param(PYTHON, marks=pytest.mark.long)]
-"""Both engines, the Python one only with ``-m long``: for a test that fails on it now
-and then, a known defect (docs/http2.md says which), kept out of CI until it is fixed."""
 
 
 @pytest.fixture(scope="module", params=ENGINES)

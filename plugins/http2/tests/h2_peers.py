@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,21 @@ class ScriptedUpstream:
     ``/goaway-refused``     the first time, GOAWAY naming the stream before it (so this
                             one was never processed, RFC 9113 6.8), the connection left
                             open; then as ``/refused``
+    ``/goaway-close``       once the peer acknowledged the SETTINGS (so the close is a
+                            FIN, not a reset for a frame left unread): headers, GOAWAY
+                            naming this stream, a body of BODY_CHUNK bytes that ends
+                            it, and the connection closed, all in one write, so a peer
+                            reads them at once, then the end of input
+    ``/held``               not answered the first time (an application still at work on
+                            it); 200 "held" the next times
+    ``/reset-connection``   the first time, the connection reset (RST) with no answer and
+                            no GOAWAY; 200 "again" the next times
+    ``/goaway-cut``         what hypercorn does when a connection reaches its
+                            ``keep_alive_max_requests``: headers, then GOAWAY naming the
+                            highest stream received, and nothing more on any stream (its
+                            h2 state machine, closed by its own GOAWAY, refuses to send
+                            the body); the next frame received is answered with GOAWAY
+                            PROTOCOL_ERROR and the connection closed
     """
 
     def __init__(self) -> None:
@@ -89,6 +105,9 @@ class ScriptedUpstream:
         request_trailers: dict[int, asyncio.Future[list[Any]]] = {}
         request_bodies: dict[int, bytearray] = {}
         request_ended: dict[int, asyncio.Event] = {}
+        cut = False
+        """``/goaway-cut`` ended the connection: nothing more is answered."""
+        settings_acknowledged = asyncio.Event()
 
         def flush() -> None:
             data = conn.data_to_send()
@@ -96,10 +115,38 @@ class ScriptedUpstream:
                 writer.write(data)
 
         async def respond(stream_id: int, path: str) -> None:
+            nonlocal cut
             body = b"z" * (4 * BODY_CHUNK)
             if path == "/slow":
                 await asyncio.sleep(0.3)
-            if path in ("/ok", "/slow"):
+            if cut:
+                return
+            if path == "/reset-connection":
+                if self.requests_received.count(path) == 1:
+                    writer.get_extra_info("socket").setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    writer.transport.abort()
+                    return
+                path = "/again"
+            if path == "/goaway-close":
+                await settings_acknowledged.wait()
+                conn.send_headers(stream_id, [(":status", "200")])
+                head = conn.data_to_send()
+                conn.send_data(stream_id, b"c" * BODY_CHUNK, end_stream=True)
+                writer.write(head + GoAwayFrame(0, last_stream_id=stream_id).serialize()
+                             + conn.data_to_send())
+                writer.close()
+                return
+            if path == "/goaway-cut":
+                conn.send_headers(stream_id, [(":status", "200")])
+                flush()  # raw bytes: see /goaway below
+                writer.write(GoAwayFrame(
+                    0, last_stream_id=conn.highest_inbound_stream_id).serialize())
+                cut = True
+                return
+            if path == "/held" and self.requests_received.count(path) == 1:
+                return
+            if path in ("/ok", "/slow", "/held", "/again"):
                 text = path[1:].encode()
                 conn.send_headers(stream_id, [(":status", "200"),
                                               ("content-length", str(len(text)))])
@@ -174,6 +221,10 @@ class ScriptedUpstream:
 
         try:
             while data := await reader.read(65536):
+                if cut:
+                    writer.write(GoAwayFrame(0, last_stream_id=conn.highest_inbound_stream_id,
+                                             error_code=1).serialize())  # PROTOCOL_ERROR
+                    break
                 try:
                     events = conn.receive_data(data)
                 except Exception:
@@ -190,6 +241,8 @@ class ScriptedUpstream:
                         request_trailers.setdefault(
                             event.stream_id, asyncio.get_running_loop().create_future(),
                         ).set_result(event.headers)
+                    elif isinstance(event, h2.events.SettingsAcknowledged):
+                        settings_acknowledged.set()
                     elif isinstance(event, h2.events.StreamReset):
                         self.resets_received.append(event.stream_id)
                     elif isinstance(event, h2.events.DataReceived):
