@@ -540,7 +540,7 @@ class DownstreamStream:
             hook(self, upstream)
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
-            upstream.try_timer = self.ctx.loop().call_later(
+            upstream.try_timer = self.conn.loop.call_later(
                 policy.per_try_timeout, self._on_timeout, True)
         upstream.pending = pool.new_stream(upstream, upstream)
         if self.request_complete and self._timer is None and not self.done:
@@ -754,7 +754,7 @@ class DownstreamStream:
         if old is not None:
             old.detach()
         delay = random.uniform(0, RETRY_BACKOFF_BASE * (2 ** (attempt - 1)))
-        self.ctx.loop().call_later(delay, self._do_retry)
+        self.conn.loop.call_later(delay, self._do_retry)
         return True
 
     def _do_retry(self) -> None:
@@ -776,7 +776,9 @@ class DownstreamStream:
         if asked and asked < timeout:
             timeout = asked
         if timeout != math.inf and not self.upgrade:  # inf: the route's timeout is disabled
-            self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
+            # The connection's loop, not asyncio.get_running_loop(): on CPython 3.11
+            # that checks the process id with a getpid system call on every call.
+            self._timer = self.conn.loop.call_later(timeout, self._on_timeout, False)
 
     def _on_timeout(self, per_try: bool) -> None:
         if self.done:
