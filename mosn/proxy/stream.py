@@ -117,6 +117,11 @@ def request_id() -> str:
 
 def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
     items = headers.items()
+    for k, _ in items:
+        if k in HOP_BY_HOP:
+            break
+    else:  # no connection-specific field, so no ``connection`` naming others either
+        return
     named = {name.strip().lower() for k, v in items if k == "connection" for name in v.split(",")}
     drop = HOP_BY_HOP | named
     if keep_upgrade:
@@ -126,6 +131,27 @@ def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
         # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
         headers._items = [(k, v) for k, v in items
                           if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+
+
+_FORWARDING_FIELDS = frozenset({
+    "x-request-id", "x-forwarded-for", "x-forwarded-proto", "grpc-timeout"})
+"""The request fields the proxy reads or adds to before routing."""
+_NO_FIELDS: frozenset[str] = frozenset()
+
+
+def _forwarding_fields(headers: Headers, stop_at: frozenset[str] = HOP_BY_HOP,
+                       ) -> dict[str, str] | None:
+    """One pass over a request's fields: the first value of each of
+    ``_FORWARDING_FIELDS`` present, or None at a field of ``stop_at`` (a
+    connection-specific one: those are stripped before anything is read)."""
+    seen: dict[str, str] = {}
+    for k, v in headers.items():
+        if k in _FORWARDING_FIELDS:
+            if k not in seen:
+                seen[k] = v
+        elif k in stop_at:
+            return None
+    return seen
 
 
 def strip_forbidden_length(head: ResponseHead) -> None:
@@ -323,16 +349,24 @@ class DownstreamStream:
             head.path, action = normalize(head.path, ctx.normalize_path, ctx.merge_slashes,
                                           ctx.escaped_slashes)
         headers = head.headers
-        self.upgrade = "upgrade" in headers
-        strip_hop_by_hop(headers, self.upgrade)
-        if "x-request-id" not in headers:
+        seen = _forwarding_fields(headers)
+        if seen is None:  # a connection-specific field: stripped first, then looked at again
+            self.upgrade = "upgrade" in headers
+            strip_hop_by_hop(headers, self.upgrade)
+            seen = _forwarding_fields(headers, _NO_FIELDS)
+            assert seen is not None
+        if "x-request-id" not in seen:
             headers.add("x-request-id", request_id())
         peer = self.conn.remote_address
         if isinstance(peer, tuple):
-            xff = headers.get("x-forwarded-for")
-            headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
-        headers.setdefault("x-forwarded-proto", head.scheme)
-        grpc_timeout = headers.get("grpc-timeout")
+            xff = seen.get("x-forwarded-for")
+            if xff is None:
+                headers.add("x-forwarded-for", peer[0])
+            else:  # every earlier one replaced by one at the end, as ``set`` does
+                headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
+        if "x-forwarded-proto" not in seen:
+            headers.add("x-forwarded-proto", head.scheme)
+        grpc_timeout = seen.get("grpc-timeout")
         if grpc_timeout is not None and head.timeout is None:
             head.timeout = grpc.parse_timeout(grpc_timeout)
         return action
