@@ -117,20 +117,33 @@ def request_id() -> str:
 
 def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
     items = headers.items()
-    for k, _ in items:
+    found = False
+    named: set[str] | None = None  # what ``connection`` names beyond HOP_BY_HOP
+    for k, v in items:
         if k in HOP_BY_HOP:
-            break
-    else:  # no connection-specific field, so no ``connection`` naming others either
+            found = True
+            if k == "connection":
+                for name in v.split(","):
+                    name = name.strip().lower()
+                    if name not in HOP_BY_HOP:
+                        if named is None:
+                            named = set()
+                        named.add(name)
+    if not found:  # no connection-specific field, so no ``connection`` naming others either
         return
-    named = {name.strip().lower() for k, v in items if k == "connection" for name in v.split(",")}
-    drop = HOP_BY_HOP | named
+    drop = HOP_BY_HOP if named is None else HOP_BY_HOP | named
     if keep_upgrade:
-        drop = drop - {"connection", "upgrade"}
-    if any(k in drop for k, _ in items):
-        # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
-        # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
-        headers._items = [(k, v) for k, v in items
-                          if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+        drop = drop - _UPGRADE_FIELDS
+        if not any(k in drop for k, _ in items):
+            return
+    # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
+    # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
+    headers._items = [(k, v) for k, v in items
+                      if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+
+
+_UPGRADE_FIELDS = frozenset({"connection", "upgrade"})
+"""Kept on a request that asks for an upgrade: the upstream is asked for it too."""
 
 
 _FORWARDING_FIELDS = frozenset({
