@@ -169,7 +169,10 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", render("http-haproxy.cfg", workdir, **ports)]
-    if name == "mosn" or name.startswith("mosn@"):
+    if name == "mosn" or name in MOSN_TREES:
+        if name in MOSN_TREES:  # its own config path, so its own upgrade socket: with the
+            workdir = workdir / name  # same one it would take over from the mosn before it
+            workdir.mkdir()
         config = render("http-mosn.yaml", workdir, **ports, admin_port=free_port(), routes=mosn_routes())
         command = [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
         if name in MOSN_TREES:  # the same environment, mosn and mosn_http1 from that tree first
