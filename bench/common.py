@@ -387,7 +387,8 @@ def summarise(by_peer: dict[str, list[dict]], counts: tuple[str, ...]) -> dict:
     for name, runs in by_peer.items():
         results[name] = median_of([{k: v for k, v in r.items() if k not in counts} for r in runs])
         results[name] |= {key: sum(r[key] for r in runs) for key in counts}
-        results[name]["rounds"] = {key: [r[key] for r in runs] for key in ("req_per_s", "others_cpu_pct")}
+        results[name]["rounds"] = {key: [r[key] for r in runs] for key in ("req_per_s", "others_cpu_pct", "cpu_us_per_req")
+                                    if key in runs[0]}
         print(f"  {name:<8} req/s by round: {' '.join(str(r['req_per_s']) for r in runs)}")
     return results
 

@@ -1,6 +1,7 @@
 """HTTP/1.1 reverse proxy benchmark: mosn side by side with nginx, envoy, haproxy and no proxy.
 
     python bench/http.py [--duration S] [--only direct,nginx,...] [--rounds N] [--json FILE]
+                         [--mosn-tree LABEL=DIR ...]
 
 The backend is nginx with one worker answering every request with a fixed 6-byte
 body from memory (`return 200 "hello\\n"`), keep-alive connections never closed for
@@ -49,6 +50,14 @@ A peer with any non-2xx response or socket error is flagged: "!" after its name,
 note saying how many, and no ratios, since its figures are not those of requests
 served. Before any load, each peer must answer `GET /` with 200 and the backend's
 body, or it is reported as failed and dropped.
+
+--mosn-tree LABEL=DIR (repeatable) adds a peer "mosn@LABEL": mosn with its benchmark
+config, its core and HTTP/1 plugin imported from the source tree DIR (for instance a
+`git archive` of another commit) instead of this one, the rest of the environment the
+same. Measured in the same run and rounds as mosn, it is the A/B comparison of two
+builds on a shared machine; each round's CPU per request is kept in the JSON
+("rounds"), so the ratio can be read round by round, and mosn@LABEL / mosn is
+printed.
 
 Ratios are mosn / nginx, mosn / envoy and mosn / haproxy for every figure (higher
 is better for req/s, lower for the rest), and each peer / direct for req/s and
@@ -108,6 +117,8 @@ from common import (
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
+MOSN_TREES: dict[str, Path] = {}
+"""Peers "mosn@LABEL" of --mosn-tree: the source tree each imports mosn from."""
 PROXIES = PEERS[1:]
 
 CONNECTIONS = 50  # wrk -c: keep-alive connections
@@ -158,9 +169,16 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", render("http-haproxy.cfg", workdir, **ports)]
-    if name == "mosn":
+    if name == "mosn" or name in MOSN_TREES:
+        if name in MOSN_TREES:  # its own config path, so its own upgrade socket: with the
+            workdir = workdir / name  # same one it would take over from the mosn before it
+            workdir.mkdir()
         config = render("http-mosn.yaml", workdir, **ports, admin_port=free_port(), routes=mosn_routes())
-        return [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
+        command = [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
+        if name in MOSN_TREES:  # the same environment, mosn and mosn_http1 from that tree first
+            tree = MOSN_TREES[name]
+            command = ["env", f"PYTHONPATH={tree}:{tree / 'plugins' / 'http1'}", *command]
+        return command
     raise ValueError(name)
 
 
@@ -279,8 +297,17 @@ PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     peer_arguments(parser, PEERS, ROUNDS)
+    parser.add_argument("--mosn-tree", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run mosn imported from the source tree DIR, as peer mosn@LABEL")
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
+    for spec in args.mosn_tree:
+        label, _, tree = spec.partition("=")
+        if not label or not (Path(tree) / "mosn" / "__init__.py").is_file():
+            parser.error(f"--mosn-tree {spec}: not LABEL=DIR with DIR holding mosn/__init__.py")
+        MOSN_TREES[f"mosn@{label}"] = Path(tree).resolve()
+    wanted += MOSN_TREES
+    pairs = PAIRS + [(name, "mosn", FIGURES) for name in MOSN_TREES]
     window = whole_seconds(args, "wrk")
     cpus = proxy_and_load_cpus()
     raise_fd_limit()
@@ -290,9 +317,10 @@ def main() -> int:
     if isinstance(results, int):
         return results
 
-    versions = {name: version(name) for name in ("wrk", "nginx", *results) if name != "direct"}
+    versions = {name: version(name) for name in ("wrk", "nginx", *results)
+                if name != "direct" and name not in MOSN_TREES}
     bad = flagged(results)
-    ratio = ratios(results, bad, PAIRS)
+    ratio = ratios(results, bad, pairs)
     print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
           f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
           f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import socket
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from contextlib import closing
 from typing import Any, Iterator
@@ -174,6 +176,20 @@ def test_header_rules_at_every_level_and_forwarding_headers(proxy):
     assert seen["x-forwarded-for"] == "10.1.1.1, 127.0.0.1"
     assert uuid.UUID(seen["x-request-id"])
     assert r.headers["x-resp"] == "r"
+    # With no connection-specific field (httpx sends one, http.client does not): the
+    # first x-forwarded-for extended and the others dropped, the client's id and proto kept.
+    where = urllib.parse.urlsplit(url)
+    conn = http.client.HTTPConnection(where.hostname, where.port, timeout=10)
+    conn.putrequest("GET", "/echo")
+    for name, value in (("x-forwarded-for", "10.0.0.1"), ("x-forwarded-for", "10.0.0.2"),
+                        ("x-request-id", "given"), ("x-forwarded-proto", "https")):
+        conn.putheader(name, value)
+    conn.endheaders()
+    fields = json.loads(conn.getresponse().read())["headers"]
+    conn.close()
+    assert [(k, v) for k, v in fields if k.startswith("x-")] == [
+        ("x-request-id", "given"), ("x-forwarded-proto", "https"),
+        ("x-forwarded-for", "10.0.0.1, 127.0.0.1"), ("x-level", "route"), ("x-router", "main")]
 
 
 # -- replies from the proxy ------------------------------------------------------------

@@ -117,15 +117,54 @@ def request_id() -> str:
 
 def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
     items = headers.items()
-    named = {name.strip().lower() for k, v in items if k == "connection" for name in v.split(",")}
-    drop = HOP_BY_HOP | named
+    found = False
+    named: set[str] | None = None  # what ``connection`` names beyond HOP_BY_HOP
+    for k, v in items:
+        if k in HOP_BY_HOP:
+            found = True
+            if k == "connection":
+                for name in v.split(","):
+                    name = name.strip().lower()
+                    if name not in HOP_BY_HOP:
+                        if named is None:
+                            named = set()
+                        named.add(name)
+    if not found:  # no connection-specific field, so no ``connection`` naming others either
+        return
+    drop = HOP_BY_HOP if named is None else HOP_BY_HOP | named
     if keep_upgrade:
-        drop = drop - {"connection", "upgrade"}
-    if any(k in drop for k, _ in items):
-        # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
-        # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
-        headers._items = [(k, v) for k, v in items
-                          if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+        drop = drop - _UPGRADE_FIELDS
+        if not any(k in drop for k, _ in items):
+            return
+    # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
+    # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
+    headers._items = [(k, v) for k, v in items
+                      if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+
+
+_UPGRADE_FIELDS = frozenset({"connection", "upgrade"})
+"""Kept on a request that asks for an upgrade: the upstream is asked for it too."""
+
+
+_FORWARDING_FIELDS = frozenset({
+    "x-request-id", "x-forwarded-for", "x-forwarded-proto", "grpc-timeout"})
+"""The request fields the proxy reads or adds to before routing."""
+_NO_FIELDS: frozenset[str] = frozenset()
+
+
+def _forwarding_fields(headers: Headers, stop_at: frozenset[str] = HOP_BY_HOP,
+                       ) -> dict[str, str] | None:
+    """One pass over a request's fields: the first value of each of
+    ``_FORWARDING_FIELDS`` present, or None at a field of ``stop_at`` (a
+    connection-specific one: those are stripped before anything is read)."""
+    seen: dict[str, str] = {}
+    for k, v in headers.items():
+        if k in _FORWARDING_FIELDS:
+            if k not in seen:
+                seen[k] = v
+        elif k in stop_at:
+            return None
+    return seen
 
 
 def strip_forbidden_length(head: ResponseHead) -> None:
@@ -323,16 +362,24 @@ class DownstreamStream:
             head.path, action = normalize(head.path, ctx.normalize_path, ctx.merge_slashes,
                                           ctx.escaped_slashes)
         headers = head.headers
-        self.upgrade = "upgrade" in headers
-        strip_hop_by_hop(headers, self.upgrade)
-        if "x-request-id" not in headers:
+        seen = _forwarding_fields(headers)
+        if seen is None:  # a connection-specific field: stripped first, then looked at again
+            self.upgrade = "upgrade" in headers
+            strip_hop_by_hop(headers, self.upgrade)
+            seen = _forwarding_fields(headers, _NO_FIELDS)
+            assert seen is not None
+        if "x-request-id" not in seen:
             headers.add("x-request-id", request_id())
         peer = self.conn.remote_address
         if isinstance(peer, tuple):
-            xff = headers.get("x-forwarded-for")
-            headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
-        headers.setdefault("x-forwarded-proto", head.scheme)
-        grpc_timeout = headers.get("grpc-timeout")
+            xff = seen.get("x-forwarded-for")
+            if xff is None:
+                headers.add("x-forwarded-for", peer[0])
+            else:  # every earlier one replaced by one at the end, as ``set`` does
+                headers.set("x-forwarded-for", f"{xff}, {peer[0]}" if xff else peer[0])
+        if "x-forwarded-proto" not in seen:
+            headers.add("x-forwarded-proto", head.scheme)
+        grpc_timeout = seen.get("grpc-timeout")
         if grpc_timeout is not None and head.timeout is None:
             head.timeout = grpc.parse_timeout(grpc_timeout)
         return action
@@ -540,7 +587,7 @@ class DownstreamStream:
             hook(self, upstream)
         policy = self.route.retry_policy
         if policy is not None and policy.per_try_timeout and not self.upgrade:
-            upstream.try_timer = self.ctx.loop().call_later(
+            upstream.try_timer = self.conn.loop.call_later(
                 policy.per_try_timeout, self._on_timeout, True)
         upstream.pending = pool.new_stream(upstream, upstream)
         if self.request_complete and self._timer is None and not self.done:
@@ -754,7 +801,7 @@ class DownstreamStream:
         if old is not None:
             old.detach()
         delay = random.uniform(0, RETRY_BACKOFF_BASE * (2 ** (attempt - 1)))
-        self.ctx.loop().call_later(delay, self._do_retry)
+        self.conn.loop.call_later(delay, self._do_retry)
         return True
 
     def _do_retry(self) -> None:
@@ -776,7 +823,9 @@ class DownstreamStream:
         if asked and asked < timeout:
             timeout = asked
         if timeout != math.inf and not self.upgrade:  # inf: the route's timeout is disabled
-            self._timer = self.ctx.loop().call_later(timeout, self._on_timeout, False)
+            # The connection's loop, not asyncio.get_running_loop(): on CPython 3.11
+            # that checks the process id with a getpid system call on every call.
+            self._timer = self.conn.loop.call_later(timeout, self._on_timeout, False)
 
     def _on_timeout(self, per_try: bool) -> None:
         if self.done:
