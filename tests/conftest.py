@@ -25,6 +25,25 @@ Mosn = MosnProcess
 stop = stop_process
 
 
+SLOW_FILES = (
+    "tests/test_upgrade.py", "tests/test_xds_proxy.py", "tests/test_plugins_tutorial.py",
+    "tests/test_plugin_new.py", "tests/test_soak.py", "tests/test_tls.py",
+    "tests/test_conformance_kit.py", "tests/test_plugins.py", "tests/test_mock_client.py",
+    "plugins/xprotocol/tests/test_xprotocol_mesh.py",
+    "plugins/xprotocol/tests/test_xprotocol_tunnel.py",
+    "plugins/http2/tests/test_http2_streams.py", "plugins/dubbo/tests/test_dubbo_zookeeper.py",
+    "tests/test_kit_upstream.py", "tests/test_upstream_e2e.py", "tests/test_http_proxy.py",
+)
+"""The files that take minutes, slowest first. A parallel run (scripts/test: a file
+whole on one worker) hands them out first, so none starts last and runs on alone."""
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if hasattr(config, "workerinput"):  # a pytest-xdist worker: its order is the queue's
+        rank = {name: i for i, name in enumerate(SLOW_FILES)}
+        items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
+
+
 @pytest.fixture
 def echo_server() -> Iterator[int]:
     """The example echo upstream on a free port; yields the port."""

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from conftest import ROOT, Mosn, free_port
+from mosn.testing import pip_install_target
 
 TRIGGER = "boom"
 """What makes the faulty codecs raise (tests/plugins/faulty)."""
@@ -29,9 +29,7 @@ READ_TIMEOUT = 10.0
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     target = tmp_path_factory.mktemp("site-faulty")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(target),
-                    str(ROOT / "tests" / "plugins" / "faulty")], check=True, capture_output=True)
+    pip_install_target(ROOT / "tests" / "plugins" / "faulty", target)
     return target
 
 

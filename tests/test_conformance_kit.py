@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
+from mosn.testing import pip_install_target
 
 MINIRPC = ROOT / "tests" / "plugins" / "minirpc"
 
@@ -214,9 +215,7 @@ def test_the_fixtures_run_mosn_and_a_mock_server(tmp_path: Path) -> None:
     """A plugin author's test using only the kit's fixtures (no conftest): mosn with
     the minirpc plugin installed, a mock minirpc backend, requests through mosn."""
     site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(site), str(MINIRPC)],
-                   check=True, capture_output=True)
+    pip_install_target(MINIRPC, site)
     (tmp_path / "test_fixtures.py").write_text(FIXTURE_TESTS)
     proc = run_pytest(tmp_path, "-q", "test_fixtures.py", pythonpath=str(site))
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from conftest import ROOT, free_port, tcp_proxy_config, wait_for_port
+from mosn.testing import pip_install_target
 
 PLUGINS = ROOT / "tests" / "plugins"
 
@@ -24,11 +25,7 @@ def site(tmp_path_factory) -> dict[str, Path]:
     dirs = {}
     for name in ("hello", "broken", "clash"):
         target = tmp_path_factory.mktemp(f"site-{name}")
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-             "--target", str(target), str(PLUGINS / name)],
-            check=True, capture_output=True,
-        )
+        pip_install_target(PLUGINS / name, target)
         dirs[name] = target
     return dirs
 

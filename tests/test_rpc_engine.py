@@ -16,6 +16,7 @@ from typing import Any, Iterator
 import pytest
 
 from conftest import ROOT, Mosn, free_port, stop, wait_for_port
+from mosn.testing import pip_install_target
 
 SITE: Path
 
@@ -23,9 +24,7 @@ SITE: Path
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Path]:
     target = tmp_path_factory.mktemp("site-minirpc")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
-                    "--no-build-isolation", "--target", str(target),
-                    str(ROOT / "tests" / "plugins" / "minirpc")], check=True, capture_output=True)
+    pip_install_target(ROOT / "tests" / "plugins" / "minirpc", target)
     sys.path.insert(0, str(target))
     yield target
     sys.path.remove(str(target))

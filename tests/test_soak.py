@@ -17,9 +17,10 @@ from mosn.testing import ensure_node_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 SOAK = ROOT / "bench" / "soak.py"
-DURATION = 35
+DURATION = 50
 """Seconds of traffic: each kind of upstream loses one host, then one kind all of them
-(an event every EVENT_EVERY + DOWN_FOR seconds), then traffic runs on recovered hosts."""
+(an event every EVENT_EVERY + DOWN_FOR seconds, up to 9 s where the upstreams restart
+slowly beside other tests), then traffic runs on recovered hosts."""
 EVENT_EVERY = 3
 """Seconds between the end of an event and the next (an event takes DOWN_FOR)."""
 DOWN_FOR = 2

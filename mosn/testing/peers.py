@@ -13,12 +13,17 @@ a client process prints one JSON object a line, one per call (:func:`json_lines`
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import hashlib
 import json
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +48,18 @@ def node_missing() -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def install_lock(target: str | Path) -> Iterator[None]:
+    """Held while installing into ``target`` (a directory, or any name for a shared
+    install): test processes run side by side (pytest-xdist workers, or two test runs)
+    install it once, one at a time; the others wait here, then find it installed.
+    The lock is a file in the temporary directory, named after ``target``."""
+    key = hashlib.sha256(str(target).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"mosn-install-{key}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
 def ensure_node_modules(peers: Path) -> None:
     """``npm ci`` in ``peers`` unless its node_modules matches the lock file already;
     the calling test is skipped (saying why) where Node.js or npm is missing."""
@@ -51,10 +68,11 @@ def ensure_node_modules(peers: Path) -> None:
         import pytest
 
         pytest.skip(f"Node.js peers: {reason}")
-    if (peers / "node_modules" / ".package-lock.json").exists():
-        return
-    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peers, check=True,
-                   timeout=INSTALL_TIMEOUT, stdout=subprocess.DEVNULL)
+    with install_lock(peers.resolve()):
+        if (peers / "node_modules" / ".package-lock.json").exists():
+            return
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=peers, check=True,
+                       timeout=INSTALL_TIMEOUT, stdout=subprocess.DEVNULL)
 
 
 def ensure_venv(venv: Path, requirements: Path) -> Path:
@@ -62,13 +80,25 @@ def ensure_venv(venv: Path, requirements: Path) -> Path:
     (once: a file ``installed`` in the venv marks it done)."""
     python = venv / "bin" / "python"
     ready = venv / "installed"
-    if not ready.exists():
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)],
-                       check=True, timeout=INSTALL_TIMEOUT)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
-                        "-r", str(requirements)], check=True, timeout=INSTALL_TIMEOUT)
-        ready.write_text("ok\n")
+    with install_lock(venv.resolve()):
+        if not ready.exists():
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)],
+                           check=True, timeout=INSTALL_TIMEOUT)
+            subprocess.run([str(python), "-m", "pip", "install", "-q",
+                            "--disable-pip-version-check", "-r", str(requirements)],
+                           check=True, timeout=INSTALL_TIMEOUT)
+            ready.write_text("ok\n")
     return python
+
+
+def pip_install_target(source: Path, target: Path) -> None:
+    """``pip install --no-deps --target target source``: a plugin installed into a
+    directory of its own. pip builds in ``source`` (its build/ and egg-info), so two
+    test processes installing one source take turns."""
+    with install_lock(source.resolve()):
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                        "--no-build-isolation", "--target", str(target), str(source)],
+                       check=True, capture_output=True, timeout=INSTALL_TIMEOUT)
 
 
 def node_package_version(peers: Path, name: str) -> str:

@@ -31,6 +31,16 @@ if TYPE_CHECKING:
 # pytest run in an environment where mosn is installed, and should cost nothing there.
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """In a pytest-xdist worker (``pytest -n N``), ``free_port`` draws from the
+    worker's own range of ports, so two workers never start servers on one port."""
+    worker = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
+    if worker is not None:
+        from mosn.testing.process import share_ports
+
+        share_ports(int(worker["workercount"]), int(worker["workerid"].removeprefix("gw")))
+
+
 @pytest.fixture
 def start_mosn(tmp_path: Path) -> Iterator[Callable[..., MosnProcess]]:
     """Start mosn on a config; every mosn started is stopped after the test."""

@@ -43,12 +43,52 @@ one port."""
 _given: deque[int] = deque(maxlen=RECENT_PORTS)
 
 
+WORKER_PORTS_FROM = 10000
+"""Lowest port of the ranges :func:`free_port` gives pytest-xdist workers. The kernel
+hands every process the same free ports, so two workers could each be given one and
+both start a server on it; each worker draws instead from a range of its own between
+here and the kernel's ephemeral ports (which no outgoing connection takes meanwhile)."""
+EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+_ports = range(0)  # this process's own range of ports; empty: the kernel's choice
+_cursor = os.getpid()  # where in the range to start: two runs side by side differ
+
+
+def share_ports(count: int, index: int) -> None:
+    """Make :func:`free_port` draw from range ``index`` of ``count`` (one per worker of
+    a parallel test run; mosn's pytest plugin calls this in each pytest-xdist worker)."""
+    global _ports
+    try:
+        ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral = 32768  # Linux's default
+    size = (ephemeral - WORKER_PORTS_FROM) // max(count, 1)
+    if size < RECENT_PORTS:
+        return  # too few to share out: the kernel's choice, as in a run of one process
+    _ports = range(WORKER_PORTS_FROM + index * size, WORKER_PORTS_FROM + (index + 1) * size)
+
+
+def _candidates() -> Iterator[int]:
+    """Ports to try: once round this process's own range, then the kernel's choice (0)."""
+    global _cursor
+    for _ in _ports:
+        _cursor += 1
+        yield _ports[_cursor % len(_ports)]
+    while True:
+        yield 0
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on right now (the kernel's choice), and not one this
-    process was given lately."""
+    """A TCP port nothing listens on right now, and not one this process was given
+    lately: the kernel's choice, or in a pytest-xdist worker the next free one of the
+    worker's own range (:func:`share_ports`)."""
+    candidates = _candidates()
     while True:
         with socket.socket() as s:
-            s.bind((host, 0))
+            try:
+                s.bind((host, next(candidates)))
+            except OSError:
+                continue
             port = s.getsockname()[1]
         if port not in _given:
             _given.append(port)

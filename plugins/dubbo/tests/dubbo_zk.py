@@ -12,6 +12,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from mosn.testing import install_lock
+
 ZOOKEEPER_JAR = Path("/usr/share/java/zookeeper.jar")
 ZOOKEEPER_CONF = Path("/etc/zookeeper/conf")
 """Debian's log4j settings (the class path needs them)."""
@@ -28,11 +30,13 @@ def zookeeper_missing() -> str | None:
     if not ZOOKEEPER_JAR.exists():
         if os.geteuid() != 0:
             return "the zookeeper package is not installed (apt-get install zookeeper)"
-        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-        subprocess.run(["apt-get", "update", "-qq"], check=False, timeout=INSTALL_TIMEOUT,
-                       env=env, stdout=subprocess.DEVNULL)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "zookeeper"], check=False,
-                       timeout=INSTALL_TIMEOUT, env=env, stdout=subprocess.DEVNULL)
+        with install_lock(ZOOKEEPER_JAR):  # another test process may be installing it
+            if not ZOOKEEPER_JAR.exists():
+                env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+                subprocess.run(["apt-get", "update", "-qq"], check=False,
+                               timeout=INSTALL_TIMEOUT, env=env, stdout=subprocess.DEVNULL)
+                subprocess.run(["apt-get", "install", "-y", "-qq", "zookeeper"], check=False,
+                               timeout=INSTALL_TIMEOUT, env=env, stdout=subprocess.DEVNULL)
         if not ZOOKEEPER_JAR.exists():
             return "apt-get install zookeeper failed"
     if shutil.which("java") is None:

@@ -188,6 +188,16 @@ def wait_for_hosts(mosn: Any, *ports: int) -> None:
         time.sleep(0.1)
 
 
+def served_by(mosn: Any, port: int) -> None:
+    """Return once the provider on ``port`` answered a request through mosn."""
+    stat = f"cluster.echo.host.127.0.0.1:{port}.rq_total"
+    deadline = time.monotonic() + UPDATE_TIMEOUT
+    while not mosn.stats().get(stat):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no request reached 127.0.0.1:{port}:\n{mosn.output()}")
+        time.sleep(0.1)
+
+
 def whoami(port: int, n: int = 6, **fields: Any) -> set[str]:
     return {r.get("result", r.get("error")) for r in
             calls("sofa", port, [{"method": "whoami", **fields}] * n)}
@@ -202,10 +212,10 @@ def test_providers_come_and_go_while_traffic_flows(
     mosn = start_mosn(zk_config(port, zookeeper))
     assert cluster_hosts(mosn) == {f"127.0.0.1:{a}"}  # read while the config loaded
     traffic = start_traffic("sofa", port, [{"method": "whoami"}], repeat=400, interval_ms=10)
-    time.sleep(1.0)
+    served_by(mosn, a)  # the consumer is calling (it starts slowly on a busy machine)
     registry.register(b)
     wait_for_hosts(mosn, a, b)
-    time.sleep(1.0)
+    served_by(mosn, b)
     registry.unregister(path_a)
     wait_for_hosts(mosn, b)
     time.sleep(1.0)
