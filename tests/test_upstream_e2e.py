@@ -173,12 +173,16 @@ def cluster(name: str, backends: list[Backend], **extra: Any) -> dict[str, Any]:
 
 
 def load(url: str, seconds: float, concurrency: int, path: str = "/",
-         headers: Callable[[int], dict[str, str]] | None = None) -> list[tuple[int, str, float]]:
-    """``concurrency`` clients sending requests for ``seconds``: (status, upstream, latency)."""
+         headers: Callable[[int], dict[str, str]] | None = None,
+         at_least: int = 0, into: list[tuple[int, str, float]] | None = None,
+         ) -> list[tuple[int, str, float]]:
+    """``concurrency`` clients sending requests for ``seconds``, and on until ``at_least``
+    requests are answered (a busy machine serves fewer in the time): (status, upstream,
+    latency) of each, appended to ``into`` as they come if it is given."""
     async def client(i: int, results: list[tuple[int, str, float]], deadline: float) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=10) as c:
             n = 0
-            while time.monotonic() < deadline:
+            while time.monotonic() < deadline or len(results) < at_least:
                 start = time.monotonic()
                 r = await c.get(path, headers=headers(i * 100000 + n) if headers else None)
                 n += 1
@@ -186,7 +190,7 @@ def load(url: str, seconds: float, concurrency: int, path: str = "/",
                                 time.monotonic() - start))
 
     async def run() -> list[tuple[int, str, float]]:
-        results: list[tuple[int, str, float]] = []
+        results = [] if into is None else into
         deadline = time.monotonic() + seconds
         await asyncio.gather(*(client(i, results, deadline) for i in range(concurrency)))
         return results
@@ -218,7 +222,7 @@ def test_least_request_prefers_the_idle_host_under_skewed_latency(start_mosn, lo
     fast = Backend(loop_thread, "fast").start()
     port = free_port()
     start_mosn(http_config(port, [cluster("c", [slow, fast], lb_type="LB_LEAST_REQUEST")]))
-    results = load(f"http://127.0.0.1:{port}", 2.0, 8)
+    results = load(f"http://127.0.0.1:{port}", 2.0, 8, at_least=100)
     assert all(status == 200 for status, _, _ in results)
     served = Counter(name for _, name, _ in results)
     # Round robin would send half; two-choice least request sends the slow host a
@@ -537,14 +541,17 @@ def test_strict_dns_host_set_changes_under_load_lose_no_request(start_mosn, loop
     assert set(hosts_of(mosn, "svc")) == {f"127.0.0.2:{backend_port}", f"127.0.0.3:{backend_port}"}
 
     phases = [["127.0.0.3", "127.0.0.4"], ["127.0.0.4"], ["127.0.0.2", "127.0.0.4"]]
-    results: list[tuple[int, str, float]] = []
-    loader = threading.Thread(target=lambda: results.extend(load(url, 4.0, 8)))
+    results: list[tuple[int, str, float]] = []  # appended to as answers come
+    per_phase = 60
+    loader = threading.Thread(target=lambda: load(
+        url, 4.0, 8, at_least=per_phase * (len(phases) + 1), into=results))
     loader.start()
-    for addresses in phases:
+    for n, addresses in enumerate(phases, 1):
         time.sleep(1.0)
+        wait_until(lambda: len(results) >= per_phase * n, 60)  # a busy machine serves fewer
         dns.addresses = addresses
     loader.join()
-    assert len(results) > 200
+    assert len(results) >= per_phase * (len(phases) + 1)
     assert Counter(status for status, _, _ in results) == {200: len(results)}
     # Every phase's hosts were used, and the last phase's only at the end.
     assert {name for _, name, _ in results} == set(backends)
