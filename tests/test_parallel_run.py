@@ -21,22 +21,21 @@ CHILD_TIMEOUT = 60.0
 """Seconds for a child process to start on a loaded machine."""
 
 
-def test_free_port_draws_from_this_workers_range_and_skips_a_busy_port(monkeypatch):
-    monkeypatch.setattr(process, "_ports", range(0))
-    process.share_ports(4, 2)
-    own = process._ports
+def test_free_port_draws_from_this_workers_range_and_skips_a_busy_port():
+    own = process.worker_ports(4, 2)
     assert len(own) >= process.RECENT_PORTS
-    others = [range(0)] * 4
-    for index in (0, 1, 3):
-        process.share_ports(4, index)
-        others[index] = process._ports
-    process._ports = own
-    assert all(set(own).isdisjoint(r) for i, r in enumerate(others) if i != 2)
+    others = [process.worker_ports(4, index) for index in (0, 1, 3)]
+    assert all(set(own).isdisjoint(r) for r in others)
 
-    busy = own[(process._cursor + 1) % len(own)]  # the next one it would try
-    with socket.create_server(("127.0.0.1", busy)):
-        ports = [free_port() for _ in range(20)]
-    assert all(p in own for p in ports) and len(set(ports)) == 20
+    before = process.use_ports(own)
+    try:
+        drawn = free_port()
+        busy = own[(own.index(drawn) + 1) % len(own)]  # the next one it would try
+        with socket.create_server(("127.0.0.1", busy)):
+            ports = [free_port() for _ in range(20)]
+    finally:
+        process.use_ports(before)
+    assert all(p in own for p in [drawn, *ports]) and len({drawn, *ports}) == 21
     assert busy not in ports
 
 

@@ -36,9 +36,10 @@ def pytest_configure(config: pytest.Config) -> None:
     worker's own range of ports, so two workers never start servers on one port."""
     worker = getattr(config, "workerinput", None)  # set by pytest-xdist in its workers
     if worker is not None:
-        from mosn.testing.process import share_ports
+        from mosn.testing.process import use_ports, worker_ports
 
-        share_ports(int(worker["workercount"]), int(worker["workerid"].removeprefix("gw")))
+        index = int(worker["workerid"].removeprefix("gw"))
+        use_ports(worker_ports(int(worker["workercount"]), index))
 
 
 @pytest.fixture

@@ -54,18 +54,26 @@ _ports = range(0)  # this process's own range of ports; empty: the kernel's choi
 _cursor = os.getpid()  # where in the range to start: two runs side by side differ
 
 
-def share_ports(count: int, index: int) -> None:
-    """Make :func:`free_port` draw from range ``index`` of ``count`` (one per worker of
-    a parallel test run; mosn's pytest plugin calls this in each pytest-xdist worker)."""
-    global _ports
+def worker_ports(count: int, index: int) -> range:
+    """Range ``index`` of ``count`` shared out between here and the kernel's ephemeral
+    ports; empty (the kernel's choice) when each would be too small."""
     try:
         ephemeral = int(EPHEMERAL_RANGE.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral = 32768  # Linux's default
     size = (ephemeral - WORKER_PORTS_FROM) // max(count, 1)
     if size < RECENT_PORTS:
-        return  # too few to share out: the kernel's choice, as in a run of one process
-    _ports = range(WORKER_PORTS_FROM + index * size, WORKER_PORTS_FROM + (index + 1) * size)
+        return range(0)
+    return range(WORKER_PORTS_FROM + index * size, WORKER_PORTS_FROM + (index + 1) * size)
+
+
+def use_ports(ports: range) -> range:
+    """Make :func:`free_port` draw from ``ports`` (empty: the kernel's choice); the range
+    it drew from before. mosn's pytest plugin gives each pytest-xdist worker
+    ``worker_ports(workers, index)``."""
+    global _ports
+    before, _ports = _ports, ports
+    return before
 
 
 def _candidates() -> Iterator[int]:
@@ -81,7 +89,7 @@ def _candidates() -> Iterator[int]:
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port nothing listens on right now, and not one this process was given
     lately: the kernel's choice, or in a pytest-xdist worker the next free one of the
-    worker's own range (:func:`share_ports`)."""
+    worker's own range (:func:`use_ports`)."""
     candidates = _candidates()
     while True:
         with socket.socket() as s:
