@@ -138,8 +138,7 @@ def strip_hop_by_hop(headers: Headers, keep_upgrade: bool) -> None:
             return
     # ``te: trailers`` says the client takes trailers, which gRPC needs end to end
     # over HTTP/2 (the one ``te`` HTTP/2 allows, RFC 9113 8.2.2): kept, as Envoy does.
-    headers._items = [(k, v) for k, v in items
-                      if k not in drop or (k == "te" and v.strip().lower() == "trailers")]
+    headers.retain(lambda k, v: k not in drop or (k == "te" and v.strip().lower() == "trailers"))
 
 
 _UPGRADE_FIELDS = frozenset({"connection", "upgrade"})

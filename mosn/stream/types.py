@@ -81,6 +81,10 @@ class Headers:
     def remove(self, name: str) -> None:
         self._items = [(k, v) for k, v in self._items if k != name]
 
+    def retain(self, keep: Callable[[str, str], bool]) -> None:
+        """Keep only the fields ``keep(name, value)`` is true for, in their order."""
+        self._items = [(k, v) for k, v in self._items if keep(k, v)]
+
     def setdefault(self, name: str, value: str) -> str:
         current = self.get(name)
         if current is None:

@@ -717,8 +717,7 @@ class ServerConnection(ReadFilter, ConnectionCallbacks):
             return
         conn.add_read_filter(self)
         conn.add_callbacks(self)
-        head.headers._items = [(k, v) for k, v in head.headers.items()
-                               if k not in ("upgrade", "connection")]
+        head.headers.retain(lambda k, _: k not in ("upgrade", "connection"))
         s = ServerStream(self, head.method, False, False, False)
         s.head = head
         s.request_done = True
