@@ -160,7 +160,8 @@ def main() -> int:
         cpu = cpu_of[kind]
         print(f"{kind}: median {statistics.median(values) * 1000:.1f} ms over {len(values)}"
               f" (min {min(values) * 1000:.1f}, max {max(values) * 1000:.1f});"
-              f" CPU median {statistics.median(cpu) * 1000:.1f} ms, max {max(cpu) * 1000:.1f}")
+              f" CPU median {statistics.median(cpu) * 1000:.1f} ms, min {min(cpu) * 1000:.1f},"
+              f" max {max(cpu) * 1000:.1f}")
     print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
     frozen = gc.get_freeze_count()
     gc.unfreeze()

@@ -56,6 +56,22 @@ def test_set_hosts_keeps_known_hosts_and_reuses_slots():
     assert store.snapshot()["cluster.c.host.10.0.0.4:80.rq_total"] == 0
 
 
+def test_a_reused_slot_shows_its_new_hosts_counters_and_the_gauges_it_inherits():
+    cm, store = manager(max_hosts=2)
+    c = cm.get("c")
+    gone = c.hosts[1]
+    store.values[gone.stats.rq_total] += 4  # type: ignore[index, union-attr]
+    store.values[gone.stats.cx_active] += 1  # a connection still open  # type: ignore[index, union-attr]
+    c.set_hosts([c.hosts[0], host("10.0.0.3")])
+    new = c.hosts[1]
+    assert new.stats is gone.stats  # the one free slot
+    shown = "cluster.c.host.10.0.0.3:80."
+    stats = store.snapshot()
+    assert stats[shown + "rq_total"] == 0 and stats[shown + "cx_active"] == 1
+    store.values[new.stats.rq_total] += 2  # type: ignore[index, union-attr]
+    assert store.snapshot()[shown + "rq_total"] == 2
+
+
 def test_host_slots_cost_stats_only_once_taken():
     cm, store = manager(max_hosts=1000)
     registered = len(store.names)

@@ -220,7 +220,7 @@ class SlotScopes(Sequence[Scope]):
 class _Block:
     """Stats registered together (:meth:`StatsStore.register_block`), named when read."""
 
-    __slots__ = ("prefix", "names", "base", "scope")
+    __slots__ = ("prefix", "names", "base", "scope", "baseline")
 
     def __init__(self, prefix: str, names: tuple[str, ...], base: int) -> None:
         self.prefix = prefix
@@ -228,6 +228,9 @@ class _Block:
         self.base = base
         self.scope: Scope | None = None
         """The scope its stats are shown by (the last one labelled); None: hidden."""
+        self.baseline: list[int] | None = None
+        """What each stat had counted before its scope's owner (gauges 0), subtracted
+        when shown; None: nothing."""
 
     def name(self, index: int) -> str:
         return f"{self.prefix}.{self.names[index - self.base]}"
@@ -268,7 +271,9 @@ class StatsStore:
         """Relabelled stats (host slots): shown under their scope's ``shown`` prefix
         (one attribute to change when a slot changes owner); None hides a stat."""
         self._baseline: dict[int, int] = {}
-        """Counts a reused slot had before its current owner; subtracted when shown."""
+        """Counts a reused slot had before its current owner; subtracted when shown
+        (a block's are its own: :attr:`_Block.baseline`)."""
+        self._gauge_offsets: dict[tuple[str, ...], tuple[int, ...]] = {}
         self.histograms: dict[str, Histogram] = {}
         self._carried: dict[int, int] = {}
         """Counts a config reload carried over from the stores before this one."""
@@ -404,11 +409,24 @@ class StatsStore:
         owner's connections are gone). ``from_now=False``: a slot that never had
         another owner, shown with everything it counted."""
         scope.shown = prefix
+        block = scope.block
+        if block is not None:
+            # A host slot: its owner changes by one attribute, and its baseline is one
+            # read of the block's row (an endpoint push relabels a thousand at once).
+            block.scope = scope
+            if prefix is None:
+                return
+            if not from_now or self._mem is None or scope in self.fresh:
+                self.fresh.discard(scope)  # registered since: nothing counted yet
+                return
+            counts = self._block_totals(block)
+            for offset in self._gauges_of(block.names):
+                counts[offset] = 0
+            block.baseline = counts if any(counts) else None
+            return
         display = self._display
         indices = scope.indices
-        if scope.block is not None:
-            scope.block.scope = scope
-        elif indices and display.get(next(iter(indices.values()))) is not scope:
+        if indices and display.get(next(iter(indices.values()))) is not scope:
             for index in indices.values():
                 display[index] = scope
         if prefix is None:
@@ -421,6 +439,23 @@ class StatsStore:
         for index, total in zip(counted, self.totals(counted)):
             if total or index in baseline:
                 baseline[index] = total
+
+    def _gauges_of(self, names: tuple[str, ...]) -> tuple[int, ...]:
+        """The offsets of the gauges among a block's ``names`` (the same tuple for
+        every slot of a cluster: worked out once)."""
+        found = self._gauge_offsets.get(names)
+        if found is None:
+            found = self._gauge_offsets[names] = tuple(
+                i for i, name in enumerate(names) if name in GAUGES)
+        return found
+
+    def _block_totals(self, block: _Block) -> list[int]:
+        start = block.base
+        stop = start + len(block.names)
+        if self._rows == 1 and not self._carried and not self._previous:
+            assert self.values is not None
+            return self.values[start:stop].tolist()  # one process: its row is every row
+        return self.totals(range(start, stop))
 
     def allocate(self, rows: int) -> None:
         """Make the shared mapping for ``rows`` workers; call before forking."""
@@ -541,7 +576,9 @@ class StatsStore:
             if type(name) is not str:  # a block: shown by its scope's owner
                 scope = name.scope
                 if scope is not None and scope.shown is not None:
-                    out[f"{scope.shown}.{name.names[i - name.base]}"] = totals[i] - baseline.get(i, 0)
+                    before = name.baseline
+                    out[f"{scope.shown}.{name.names[i - name.base]}"] = (
+                        totals[i] - before[i - name.base] if before is not None else totals[i])
             elif i in display:
                 scope = display[i]
                 if scope is None or scope.shown is None:

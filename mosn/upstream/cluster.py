@@ -292,39 +292,46 @@ class Cluster:
         for h in hosts:
             wanted.setdefault(h.address, h)
         removed = [h for a, h in current.items() if a not in wanted]
+        store, free_slots, outlier = self.store, self._free_slots, self.outlier
         for h in removed:
-            self._free_slots.append(h.slot)
+            free_slots.append(h.slot)
             h.slot = -1  # a late verdict about it must not land on the slot's next host
-            if h.outlier is not None and self.outlier is not None:
-                self.outlier.forget(h)
-            self.store.label(h.stats, None)  # type: ignore[arg-type]
+            if h.outlier is not None and outlier is not None:
+                outlier.forget(h)
+            store.label(h.stats, None)  # type: ignore[arg-type]
         result: list[Host] = []
         added: list[Host] = []
         now = time.monotonic()
         shown = f"cluster.{self.name}.host."
+        tls, slots, host_stats = self.tls, self.slots, self._host_stats
+        health_flags, base = self.health.flags, self.slot_base
         for address, h in wanted.items():
             old = current.get(address)
             if old is not None:
-                old.weight, old.hostname, old.metadata = h.weight, h.hostname, h.metadata
-                old.tls_disable = h.tls_disable
-                old.tls = None if h.tls_disable else self.tls
+                if old is not h:  # the same host again (an unchanged endpoint): as it is
+                    old.weight, old.hostname, old.metadata = h.weight, h.hostname, h.metadata
+                    old.tls_disable = h.tls_disable
+                    old.tls = None if h.tls_disable else tls
                 result.append(old)
                 continue
-            h.tls = None if h.tls_disable else self.tls
-            if not self._take_slot(h):
-                log.error("cluster %s: no free host slot for %s (max_hosts is %d); not added",
-                          self.name, address, self.slots)
-                continue
-            h.stats = self._host_stats[h.slot]
-            self.store.label(h.stats, shown + str(address))
+            h.tls = None if h.tls_disable else tls
+            if 0 <= h.slot < slots or not free_slots:
+                if not self._take_slot(h):
+                    log.error("cluster %s: no free host slot for %s (max_hosts is %d); "
+                              "not added", self.name, address, slots)
+                    continue
+            else:
+                h.slot = free_slots.popleft()
+            h.stats = host_stats[h.slot]
+            store.label(h.stats, shown + str(address))
             if self.controls_health:
-                self.health.set(self.slot_base + h.slot, 0)  # new hosts start healthy
-            h.health_flags = self.health.flags[self.slot_base + h.slot] & FAILED_ACTIVE_HC
+                self.health.set(base + h.slot, 0)  # new hosts start healthy
+            h.health_flags = health_flags[base + h.slot] & FAILED_ACTIVE_HC
             h.healthy = h.health_flags == 0
             if self._started:
                 h.healthy_since = now
-            if self.outlier is not None:
-                self.outlier.track(h)
+            if outlier is not None:
+                outlier.track(h)
             result.append(h)
             added.append(h)
         self.hosts = result
