@@ -351,10 +351,11 @@ class Cluster:
         Call :meth:`made_from` once the host set is replaced."""
         made = self._made
         hosts = []
+        append = hosts.append
         for entry in config.hosts:
             known = made.get(id(entry))
-            hosts.append(known[1] if known is not None and known[0] is entry
-                         and known[1].slot >= 0 else host_of(entry))
+            append(known[1] if known is not None and known[0] is entry
+                   and known[1].slot >= 0 else host_of(entry))
         return hosts
 
     def made_from(self, config: ClusterConfig, hosts: list[Host]) -> None:
@@ -647,8 +648,9 @@ def static_hosts(config: ClusterConfig, context: BuildContext) -> list[Host]:
 
 def host_of(entry: Any) -> Host:
     """The host a config's host entry (``HostConfig``) describes."""
-    return Host(entry.address, weight=entry.weight, hostname=entry.hostname,
-                metadata=entry.lb_metadata, tls_disable=entry.tls_disable)
+    metadata = entry.lb_metadata if entry.metadata else {}  # most entries have none
+    return Host(entry.address, entry.weight, entry.hostname, metadata,
+                tls_disable=entry.tls_disable)
 
 
 LISTED_TYPES = ("SIMPLE", "STATIC")
