@@ -220,12 +220,15 @@ class SlotScopes(Sequence[Scope]):
 class _Block:
     """Stats registered together (:meth:`StatsStore.register_block`), named when read."""
 
-    __slots__ = ("prefix", "names", "base", "scope", "baseline")
+    __slots__ = ("prefix", "names", "base", "gauges", "scope", "baseline")
 
-    def __init__(self, prefix: str, names: tuple[str, ...], base: int) -> None:
+    def __init__(self, prefix: str, names: tuple[str, ...], base: int,
+                 gauges: tuple[int, ...]) -> None:
         self.prefix = prefix
         self.names = names
         self.base = base
+        self.gauges = gauges
+        """The offsets of the gauges among ``names``."""
         self.scope: Scope | None = None
         """The scope its stats are shown by (the last one labelled); None: hidden."""
         self.baseline: list[int] | None = None
@@ -311,7 +314,7 @@ class StatsStore:
         if self._mem is not None and (self._rows > 1 or start + len(names) > self._width):
             raise RuntimeError(f"stats {prefix!r} registered after the store was allocated "
                                "for workers (or past its growth room)")
-        block = self._blocks[prefix] = _Block(prefix, names, start)
+        block = self._blocks[prefix] = _Block(prefix, names, start, self._gauges_of(names))
         self.names.extend(itertools.repeat(block, len(names)))
         return range(start, start + len(names))
 
@@ -420,7 +423,7 @@ class StatsStore:
                 self.fresh.discard(scope)  # registered since: nothing counted yet
                 return
             counts = self._block_totals(block)
-            for offset in self._gauges_of(block.names):
+            for offset in block.gauges:
                 counts[offset] = 0
             block.baseline = counts if any(counts) else None
             return
@@ -441,7 +444,7 @@ class StatsStore:
                 baseline[index] = total
 
     def _gauges_of(self, names: tuple[str, ...]) -> tuple[int, ...]:
-        """The offsets of the gauges among a block's ``names`` (the same tuple for
+        """The offsets of the gauges among a block's ``names`` (the same names for
         every slot of a cluster: worked out once)."""
         found = self._gauge_offsets.get(names)
         if found is None:

@@ -280,7 +280,10 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
         for j, lb in enumerate(group.lb_endpoints):
             key = b""
             if cache is not None:
-                key = lb.SerializeToString(deterministic=True)
+                # Its bytes as they come: the same bytes are the same endpoint (a map
+                # serialized in another order only misses the cache); the cheapest key
+                # there is (some 0.4 us, against some 2.6 us to read the fields that matter).
+                key = lb.SerializeToString()
                 host = cache.get(key)
                 if host is not None:
                     append(host)
