@@ -253,3 +253,26 @@ def test_request_round_robin_starts_every_request_at_the_first_host():
     hs[1].set_health_flag(1, True)
     assert lb.choose_host(exclude={hs[0]}) is hs[2]
     assert lb.choose_host(exclude={hs[0], hs[2]}) is None
+
+
+class _Looked(set):
+    """An exclusion set that counts the hosts a pick looked at."""
+
+    looked = 0
+
+    def __contains__(self, host: object) -> bool:
+        self.looked += 1
+        return super().__contains__(host)
+
+
+def test_weighted_round_robin_of_equal_weights_picks_in_turn_without_a_pass_over_every_host():
+    hs = hosts(*[1] * 1000)
+    lb = WeightedRoundRobin(hs)
+    excluded = _Looked({hs[1]})
+    hs[2].healthy = False
+    assert [lb.choose_host(excluded) for _ in range(3)] == [hs[0], hs[3], hs[4]]
+    assert excluded.looked <= 6  # each pick looks at the hosts it passes, not all 1,000
+    # unequal weights: the smooth order, over every host
+    weighted = WeightedRoundRobin(hosts(3, 1))
+    assert [str(weighted.choose_host()) for _ in range(4)] == [
+        "10.0.0.1:80", "10.0.0.1:80", "10.0.0.2:80", "10.0.0.1:80"]

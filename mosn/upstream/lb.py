@@ -134,14 +134,25 @@ class Random:
 class WeightedRoundRobin:
     """Smooth weighted round robin (nginx's): over any run of sum(weights) picks each
     host is chosen exactly ``weight`` times, spread out rather than in bursts. With
-    ``slow_start``, a ramping host counts with its reduced weight."""
+    ``slow_start``, a ramping host counts with its reduced weight.
+
+    Hosts of one weight and no slow start are taken in turn (:class:`RoundRobin`,
+    what the smooth order is then), a pick in constant time instead of a pass over
+    every host: Envoy's round robin also drops to unweighted picks when all weights
+    are equal (``EdfLoadBalancerBase``). Weights change only with a new host set,
+    which builds a new balancer."""
 
     def __init__(self, hosts: Sequence[Host], config: Any = None) -> None:
         self.hosts = list(hosts)
         self._current = [0.0] * len(self.hosts)
         self._slow_start = slow_start_of(config)
+        self._in_turn: RoundRobin | None = None
+        if self._slow_start is None and len({h.weight for h in self.hosts}) <= 1:
+            self._in_turn = RoundRobin(self.hosts)
 
     def choose_host(self, exclude: Collection[Host] = (), context: Any = None) -> Host | None:
+        if self._in_turn is not None:
+            return self._in_turn.choose_host(exclude)
         best, total = -1, 0.0
         current = self._current
         slow_start = self._slow_start
