@@ -3,7 +3,7 @@
 ``bench/control_plane.py`` pushes, and each push is timed and profiled.
 
     .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds_first|eds|eds_one|rds|held]
-        [--top 25] [--fresh] [--gc]
+        [--top 25] [--fresh] [--gc] [--stages]
 
 Push kinds: ``eds`` (all 1,000 endpoints of a cluster move, between two sets of
 addresses; ``--fresh``: to addresses no push had before; the first push meets new
@@ -11,14 +11,16 @@ addresses either way: ``eds_first``), ``eds_one`` (one of them changes), ``rds``
 route of 1,000 changes), ``held`` (500 clusters of 20). Printed: per push kind, the
 median wall and CPU time of taking a response (translate, compose, validate, apply);
 with ``--gc`` each push with the garbage collector's passes in it; with ``--profile``,
-cProfile's top functions of one push; at the end, the objects frozen and how many of
-them were garbage held for nothing.
+cProfile's top functions of one push; with ``--stages``, the median CPU time of each
+stage of an endpoint push (no profiler: each stage's functions timed as they run); at
+the end, the objects frozen and how many of them were garbage held for nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import functools
 import gc
 import pstats
 import statistics
@@ -34,9 +36,14 @@ from envoy.service.discovery.v3 import discovery_pb2  # noqa: E402
 
 from control_plane import endpoints, eds_cluster, listener, routes  # noqa: E402
 from common import free_port  # noqa: E402
+import mosn.xds.apply  # noqa: E402
+import mosn.xds.client  # noqa: E402
+import mosn.xds.cluster  # noqa: E402
 from mosn.config.loader import load  # noqa: E402
 from mosn.server import Runtime  # noqa: E402
 from mosn.upgrade.managers import apply_in_place  # noqa: E402
+from mosn.upstream.cluster import Cluster  # noqa: E402
+from mosn.xds.snapshot import Snapshot  # noqa: E402
 from mosn.xds.apply import Composer  # noqa: E402
 from mosn.xds.client import Subscriber  # noqa: E402
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, ResourceType  # noqa: E402
@@ -47,6 +54,34 @@ def response(kind: ResourceType, version: str, messages: list) -> discovery_pb2.
     for m in messages:
         out.resources.add().Pack(m)
     return out
+
+
+STAGES = (  # (stage, the object holding the function, its name); nested ones are inside the one before
+    ("unpack (protobuf parse)", mosn.xds.client, "unpack"),
+    ("translate endpoints", mosn.xds.cluster, "assignment_hosts"),
+    ("compose", Snapshot, "compose"),
+    ("validate", mosn.xds.apply, "validate"),
+    ("hosts for new entries", Cluster, "listed_hosts"),
+    ("host set (with the LB)", Cluster, "set_hosts"),
+    ("  of it: LB rebuild", Cluster, "rebuild_lb"),
+    ("remember entries", Cluster, "made_from"),
+)
+
+
+def time_stages(spent: dict[str, float]) -> None:
+    """Wrap each stage's function so that its CPU time adds to ``spent``."""
+    for stage, owner, name in STAGES:
+        original = getattr(owner, name)
+
+        @functools.wraps(original)
+        def timed(*args, _original=original, _stage=stage, **kwargs):
+            start = time.process_time()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                spent[_stage] = spent.get(_stage, 0.0) + time.process_time() - start
+
+        setattr(owner, name, timed)
 
 
 def main() -> int:
@@ -61,7 +96,13 @@ def main() -> int:
     parser.add_argument("--sort", default="cumulative", help="the profile's order (pstats keys)")
     parser.add_argument("--fresh", action="store_true")
     parser.add_argument("--gc", action="store_true", help="print each push with its collector passes")
+    parser.add_argument("--stages", action="store_true",
+                        help="print the median CPU time of each stage of an endpoint push")
     args = parser.parse_args()
+    spent: dict[str, float] = {}
+    stages: dict[str, list[dict[str, float]]] = {}  # push kind -> each push's stages
+    if args.stages:
+        time_stages(spent)
     work = Path(tempfile.mkdtemp(prefix="xds-push-"))
     path = work / "mosn.yaml"
     path.write_text(yaml.safe_dump({
@@ -96,13 +137,18 @@ def main() -> int:
 
     gc.callbacks.append(watch)
 
-    def take(kind: ResourceType, version: str, messages: list) -> float:
+    def take(kind: ResourceType, version: str, messages: list, label: str = "") -> float:
         collections.clear()
+        spent.clear()
         start, cpu = time.perf_counter(), time.process_time()
         errors = client.take_sotw(response(kind, version, messages))
         assert not errors, errors
         took = time.perf_counter() - start
         cpus.setdefault(kind.short, []).append(time.process_time() - cpu)
+        if label:
+            spent["all (CPU)"] = cpus[kind.short][-1]
+            spent["  of it: collector passes (wall)"] = sum(t for _, t in collections)
+            stages.setdefault(label, []).append(dict(spent))
         if args.gc and collections:
             passes = ", ".join(f"gen{g} {t * 1000:.1f} ms" for g, t in collections)
             print(f"  {kind.short} {version}: {took * 1000:.1f} ms; frozen {gc.get_freeze_count()}; collections: {passes}")
@@ -133,12 +179,12 @@ def main() -> int:
         if (args.profile == "eds" and i == len(eds_pushes) - 1
                 or args.profile == "eds_first" and i == 0):
             profile.enable()
-        times["eds"].append(take(ENDPOINTS, f"e{i}", messages))
+        times["eds"].append(take(ENDPOINTS, f"e{i}", messages, "eds" if i else "eds_first"))
         profile.disable()
     for i, messages in enumerate(one_pushes):
         if args.profile == "eds_one" and i == len(one_pushes) - 1:
             profile.enable()
-        times["eds_one"].append(take(ENDPOINTS, f"o{i}", messages))
+        times["eds_one"].append(take(ENDPOINTS, f"o{i}", messages, "eds_one"))
     profile.disable()
     for i, messages in enumerate(rds_pushes):
         if args.profile == "rds" and i == len(rds_pushes) - 1:
@@ -163,6 +209,14 @@ def main() -> int:
               f" CPU median {statistics.median(cpu) * 1000:.1f} ms, min {min(cpu) * 1000:.1f},"
               f" max {max(cpu) * 1000:.1f}")
     print(f"held ({args.held} endpoints, {args.clusters} clusters): {held * 1000:.0f} ms")
+    if args.stages:
+        print("CPU ms per endpoint push, by stage (median over the pushes of each kind):")
+        names = [stage for stage, _, _ in STAGES] + ["all (CPU)", "  of it: collector passes (wall)"]
+        print(f"  {'stage':34}" + "".join(f"{kind:>11}" for kind in stages))
+        for stage in names:
+            row = [statistics.median(push.get(stage, 0.0) for push in pushes) * 1000
+                   for pushes in stages.values()]
+            print(f"  {stage:34}" + "".join(f"{v:11.2f}" for v in row))
     frozen = gc.get_freeze_count()
     gc.unfreeze()
     print(f"frozen: {frozen} objects; unreachable once unfrozen (held for nothing): {gc.collect()}")
