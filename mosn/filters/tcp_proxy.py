@@ -34,7 +34,7 @@ from mosn.network.filter import (
 )
 from mosn.observability.accesslog import AccessLog, ConnectionRecord
 from mosn.plugins import BuildContext, Extension, hookimpl
-from mosn.proxy.stream import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
+from mosn.proxy.stream_info import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
 from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
 from mosn.upstream.lb import LbContext
 
