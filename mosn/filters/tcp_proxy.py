@@ -398,3 +398,7 @@ def build(config: TcpProxyConfig, context: BuildContext) -> Any:
 def mosn_network_filters() -> list[Extension]:
     return [Extension("tcp_proxy", build, TcpProxyConfig,
                       description="forward each connection's bytes to a cluster")]
+
+
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "LoggedSession", "Session", "StreamRoute", "TcpProxy",
+           "TcpProxyConfig", "WeightedCluster", "WeightedClusters", "build"]
