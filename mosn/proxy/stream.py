@@ -126,6 +126,7 @@ class DownstreamStream:
         self._retry_state: RetryState | None = None
         """Made when the route has a retry policy."""
         self._tried: list[Host] | None = None
+        """The hosts tried, once a try failed and another may follow."""
         self._timer: Any = None
         self._read_disabled = False
         self._shadows: list[ShadowRequest] | None = None
@@ -432,9 +433,7 @@ class DownstreamStream:
     def _send_upstream(self) -> None:
         cluster, host, route = self.cluster, self.host, self.route
         assert cluster is not None and host is not None and route is not None
-        if self._tried is None:
-            self._tried = [host]
-        else:
+        if self._tried is not None:
             self._tried.append(host)
         if cluster.max_requests and cluster.store.total(
                 cluster.more.upstream_rq_active) >= cluster.max_requests:
@@ -609,10 +608,7 @@ class DownstreamStream:
             return False
         self._replays += 1
         self.cluster.count(self.cluster.more.upstream_rq_replay)
-        old = self.upstream
-        self.upstream = None
-        if old is not None:
-            old.detach()
+        self._another_try()
         self._rewind_body()
         self._send_upstream()
         return True
@@ -625,12 +621,18 @@ class DownstreamStream:
         delay = retry.backoff(condition, self.cluster, self.response_flags)
         if delay is None:
             return False
+        self._another_try()
+        self.conn.loop.call_later(delay, self._do_retry)
+        return True
+
+    def _another_try(self) -> None:
+        """The try in flight is given up for another: its host is remembered as tried."""
+        if self._tried is None and self.host is not None:
+            self._tried = [self.host]
         old = self.upstream
         self.upstream = None
         if old is not None:
             old.detach()
-        self.conn.loop.call_later(delay, self._do_retry)
-        return True
 
     def _do_retry(self) -> None:
         if self.done:
