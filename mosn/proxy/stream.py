@@ -18,6 +18,7 @@ policy, no mirror list without mirrors, no body buffers for a request without a 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -700,9 +701,9 @@ class DownstreamStream:
     def _mirror_to(self, cluster: Cluster, host: Host) -> None:
         head = self.request
         assert head is not None and self.route is not None
-        shadow_head = RequestHead(head.method, head.path, shadow_authority(head.authority),
-                                  head.scheme, head.headers.copy(), head.version,
-                                  frame=head.frame)  # an RPC copy is the same frame
+        # The same head (an RPC request's frame too) with its own headers and authority.
+        shadow_head = dataclasses.replace(head, authority=shadow_authority(head.authority),
+                                          headers=head.headers.copy(), timeout=None)
         shadow = ShadowRequest(shadow_head, self.request_complete)
         pool = self.ctx.pool(cluster, host, self.ctx.upstream_protocol(self.route, self.protocol))
         shadow.pending = pool.new_stream(shadow, shadow)
