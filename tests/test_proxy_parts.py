@@ -10,8 +10,10 @@ from types import SimpleNamespace
 
 from mosn.proxy import FRAME_SEMANTICS, HTTP_SEMANTICS, ProtocolSemantics
 from mosn.proxy.local_reply import local_reply
+from mosn.proxy.observer import ObserverHooks
 from mosn.proxy.retry import RetryState, replayable
 from mosn.proxy.semantics import semantics_of
+from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_info import RETRY_LIMIT_EXCEEDED
 from mosn.router import RetryPolicy
 from mosn.rpc.engine import rpc_protocol
@@ -83,3 +85,19 @@ def test_replays_only_what_the_upstream_did_not_process() -> None:
     assert replayable(StreamResetReason.CLOSED_BEFORE_RESPONSE, get)
     assert not replayable(StreamResetReason.CLOSED_BEFORE_RESPONSE, post)
     assert not replayable(StreamResetReason.REMOTE_RESET, get)
+
+
+def test_a_stream_makes_only_what_its_route_uses() -> None:
+    """A proxy with no stream filters gives its streams no filter manager, and a stream
+    starts with no retry state, no mirror list and no body buffers (they come with a
+    retry policy, a mirror, a body)."""
+    def stream(filters: tuple) -> DownstreamStream:
+        ctx = SimpleNamespace(stream_filters=filters, max_request_bytes=None,
+                              observers=ObserverHooks(()), streams=None)
+        return DownstreamStream(ctx, SimpleNamespace(), None, "Http1", HTTP_SEMANTICS)
+
+    plain = stream(())
+    assert plain._filter_manager is None
+    assert (plain._retry_state, plain._shadows, plain._body, plain._retry_body,
+            plain._tried) == (None, None, None, None, None)
+    assert stream((lambda: object(),))._filter_manager is not None
