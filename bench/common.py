@@ -196,6 +196,14 @@ def interrupted(signum, frame):
 
 # --- setup -------------------------------------------------------------------
 
+def tree_pythonpath(tree: Path) -> str:
+    """PYTHONPATH that runs mosn from the source tree ``tree``: its core and every plugin
+    of it ahead of the installed ones (every plugin, since each loads and imports the
+    core, which must be that tree's)."""
+    plugins = sorted(p for p in (tree / "plugins").iterdir() if any(p.glob("mosn_*")))
+    return ":".join(map(str, [tree, *plugins]))
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

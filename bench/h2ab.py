@@ -5,7 +5,7 @@
 BEFORE and AFTER are git revisions of this repository (AFTER: the work tree as it
 is, uncommitted changes included); BEFORE is exported with `git archive` into a
 temporary directory. Two mosn processes, one per tree (PYTHONPATH puts the tree's
-mosn and plugins/http2 ahead of the installed ones), run bench/peers/h2-mosn.yaml on
+mosn and its plugins ahead of the installed ones), run bench/peers/h2-mosn.yaml on
 CPU 0 in front of one nghttpd on CPU 1; h2load (-c10 -m10, as bench/h2.py) runs
 --seconds at a time against each in turn, --runs times each, the order swapped every
 run. Printed: each tree's proxy CPU us per request per run and their median, and the
@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BIN, ROOT, Peer, Processes, free_port, render
+from common import BIN, ROOT, Peer, Processes, free_port, render, tree_pythonpath
 from h2 import BODY, PATH, run_h2load, wait_listening, wait_ready
 
 WARMUP = 1  # seconds of h2load per mosn before the first run
@@ -68,7 +68,7 @@ def main() -> int:
                 (work / f"mosn{n}").mkdir()
                 config = render("h2-mosn.yaml", work / f"mosn{n}", listen=listen, backend_port=backend_port,
                                 admin_port=free_port())
-                os.environ["PYTHONPATH"] = f"{tree}:{tree / 'plugins' / 'http2'}"
+                os.environ["PYTHONPATH"] = tree_pythonpath(tree)
                 proxy = procs.start(f"mosn{n}", [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"],
                                     cpus[0])
                 peers[label] = Peer(label, listen, proxy)

@@ -52,7 +52,7 @@ served. Before any load, each peer must answer `GET /` with 200 and the backend'
 body, or it is reported as failed and dropped.
 
 --mosn-tree LABEL=DIR (repeatable) adds a peer "mosn@LABEL": mosn with its benchmark
-config, its core and HTTP/1 plugin imported from the source tree DIR (for instance a
+config, its core and plugins imported from the source tree DIR (for instance a
 `git archive` of another commit) instead of this one, the rest of the environment the
 same. Measured in the same run and rounds as mosn, it is the A/B comparison of two
 builds on a shared machine; each round's CPU per request is kept in the JSON
@@ -114,6 +114,7 @@ from common import (
     whole_seconds,
     with_cpu,
     write_json,
+    tree_pythonpath,
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
@@ -175,9 +176,8 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
             workdir.mkdir()
         config = render("http-mosn.yaml", workdir, **ports, admin_port=free_port(), routes=mosn_routes())
         command = [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
-        if name in MOSN_TREES:  # the same environment, mosn and mosn_http1 from that tree first
-            tree = MOSN_TREES[name]
-            command = ["env", f"PYTHONPATH={tree}:{tree / 'plugins' / 'http1'}", *command]
+        if name in MOSN_TREES:  # the same environment, mosn and its plugins from that tree first
+            command = ["env", f"PYTHONPATH={tree_pythonpath(MOSN_TREES[name])}", *command]
         return command
     raise ValueError(name)
 

@@ -25,7 +25,8 @@ from mosn.config.models import OpenTelemetryConfig
 from mosn.config.types import Address
 from mosn.observability.accesslog import DEFAULT_FORMAT, AccessLogs
 from mosn.proxy.observer import ObserverHooks
-from mosn.proxy.stream import DownstreamStream, UpstreamRequest
+from mosn.proxy.stream import DownstreamStream
+from mosn.proxy.upstream_request import UpstreamRequest
 from mosn.stream.types import Headers, RequestHead, ResponseHead
 from mosn.upstream.cluster import Host
 

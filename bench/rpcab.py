@@ -5,8 +5,8 @@ path costs.
 
 BEFORE and AFTER are git revisions of this repository (AFTER: the work tree as it is,
 uncommitted changes included); BEFORE is exported with `git archive` into a temporary
-directory. Two mosn processes, one per tree (PYTHONPATH puts the tree's mosn and the
-protocol's plugin ahead of the installed ones), run bench/peers/rpc-mosn.yaml on CPU 0
+directory. Two mosn processes, one per tree (PYTHONPATH puts the tree's mosn and its
+plugins ahead of the installed ones), run bench/peers/rpc-mosn.yaml on CPU 0
 in front of bench/rpcgen.c's server on CPU 1; rpcgen's ping-pong clients (50
 connections, a 1 KiB request each, as bench/rpc.py) run --seconds at a time against
 each in turn, --runs times each, the order swapped every run. Printed: each tree's
@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import BIN, ROOT, Processes, free_port, proxy_and_load_cpus, render
+from common import BIN, ROOT, Processes, free_port, proxy_and_load_cpus, render, tree_pythonpath
 from h2ab import export
 from rpc import PROTOCOLS, Generator, load_codec, routed_service, templates, wait_ready
 
@@ -40,7 +40,6 @@ async def measure(args: argparse.Namespace, work: Path, procs: Processes) -> dic
     request, response, _, _ = templates(codec, work)
     gen = await Generator.start(Generator.build(work), load_cpu, args.protocol, request, response)
     try:
-        plugin = PROTOCOLS[args.protocol].plugin
         peers = {}
         for n, (label, tree) in enumerate(trees.items()):
             listen = free_port()
@@ -48,7 +47,7 @@ async def measure(args: argparse.Namespace, work: Path, procs: Processes) -> dic
             config = render("rpc-mosn.yaml", work / f"mosn{n}", listen=listen,
                             server_port=gen.server_port, admin_port=free_port(),
                             protocol=codec.name, service=routed_service(codec))
-            os.environ["PYTHONPATH"] = f"{tree}:{tree / 'plugins' / plugin}"
+            os.environ["PYTHONPATH"] = tree_pythonpath(tree)
             proxy = procs.start(f"mosn{n}", [str(BIN / "mosn"), "start", "-c", config,
                                              "--workers", "1"], proxy_cpu)
             peers[label] = (listen, proxy)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from mosn.proxy import grpc
-from mosn.proxy.stream import strip_hop_by_hop
+from mosn.proxy.http import strip_hop_by_hop
 from mosn.stream.types import Headers
 
 

@@ -485,7 +485,7 @@ def test_1_gib_upload_and_download_with_bounded_memory(proxy):
 
 
 def test_request_ids_are_version_4_uuids_and_differ_per_worker(start_mosn, upstreams):
-    from mosn.proxy.stream import request_id
+    from mosn.proxy.http import request_id
 
     ids = {request_id() for _ in range(1000)}
     assert len(ids) == 1000

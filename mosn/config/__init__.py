@@ -3,6 +3,7 @@
 from mosn.config.base import Empty, ExtraKey, Unsupported
 from mosn.config.loader import ConfigError, LoadedConfig, dump, load, read_file, validate
 from mosn.config.models import (
+    MAX_HOST_WEIGHT,
     ClusterConfig,
     FilterConfig,
     HostConfig,
@@ -14,6 +15,7 @@ from mosn.config.routers import RouterConfiguration
 from mosn.config.types import Address, Duration, parse_address, parse_duration
 
 __all__ = [
+    "MAX_HOST_WEIGHT",
     "Address",
     "ClusterConfig",
     "ConfigError",

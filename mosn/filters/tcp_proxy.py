@@ -34,7 +34,7 @@ from mosn.network.filter import (
 )
 from mosn.observability.accesslog import AccessLog, ConnectionRecord
 from mosn.plugins import BuildContext, Extension, hookimpl
-from mosn.proxy.stream import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
+from mosn.proxy.stream_info import NO_HEALTHY_UPSTREAM, UPSTREAM_CONNECTION_FAILURE
 from mosn.upstream.cluster import Cluster, ClusterManager, Host, UpstreamConnection
 from mosn.upstream.lb import LbContext
 
@@ -398,3 +398,7 @@ def build(config: TcpProxyConfig, context: BuildContext) -> Any:
 def mosn_network_filters() -> list[Extension]:
     return [Extension("tcp_proxy", build, TcpProxyConfig,
                       description="forward each connection's bytes to a cluster")]
+
+
+__all__ = ["DEFAULT_IDLE_TIMEOUT", "LoggedSession", "Session", "StreamRoute", "TcpProxy",
+           "TcpProxyConfig", "WeightedCluster", "WeightedClusters", "build"]

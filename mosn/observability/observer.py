@@ -30,10 +30,11 @@ from mosn.observability.stats import (
     StatsStore,
 )
 from mosn.proxy.observer import LISTENER_EVENTS, StreamObserver
-from mosn.proxy.stream import STREAM_FILTER_ERROR
+from mosn.proxy.stream_info import STREAM_FILTER_ERROR
 
 if TYPE_CHECKING:
-    from mosn.proxy.stream import DownstreamStream, UpstreamRequest
+    from mosn.proxy.stream import DownstreamStream
+    from mosn.proxy.upstream_request import UpstreamRequest
 
 _BOUNDS = HISTOGRAM_BUCKETS_MS
 _HOST_CLASS = ("", "rq_1xx", "rq_2xx", "rq_3xx", "rq_4xx", "rq_5xx")

@@ -39,7 +39,8 @@ from mosn.proxy.observer import StreamObserver
 if TYPE_CHECKING:
     from mosn.config.models import OpenTelemetryConfig
     from mosn.observability.stats import StatsStore
-    from mosn.proxy.stream import DownstreamStream, UpstreamRequest
+    from mosn.proxy.stream import DownstreamStream
+    from mosn.proxy.upstream_request import UpstreamRequest
 
 log = logging.getLogger("mosn.tracing")
 

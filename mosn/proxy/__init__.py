@@ -1,7 +1,10 @@
-"""The L7 proxy: the ``proxy`` network filter, downstream streams, stream filters."""
+"""The L7 proxy: the ``proxy`` network filter, downstream streams, stream filters, and
+what a protocol tells the proxy about its streams."""
 
 from mosn.proxy.config import ProxyConfig
+from mosn.proxy.http import HTTP_SEMANTICS, HttpSemantics
 from mosn.proxy.observer import StreamObserver
+from mosn.proxy.semantics import FRAME_SEMANTICS, ProtocolSemantics
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import (
     LB_METADATA_NAMESPACE,
@@ -10,6 +13,8 @@ from mosn.proxy.stream_filter import (
     StreamFilter,
     route_filter_config,
 )
+from mosn.proxy.upstream_request import UpstreamRequest
 
-__all__ = ["LB_METADATA_NAMESPACE", "DownstreamStream", "FilterStatus", "Phase", "ProxyConfig",
-           "StreamFilter", "StreamObserver", "route_filter_config"]
+__all__ = ["FRAME_SEMANTICS", "HTTP_SEMANTICS", "LB_METADATA_NAMESPACE", "DownstreamStream",
+           "FilterStatus", "HttpSemantics", "Phase", "ProtocolSemantics", "ProxyConfig",
+           "StreamFilter", "StreamObserver", "UpstreamRequest", "route_filter_config"]

@@ -31,6 +31,7 @@ from mosn.proxy.observer import (
     REQUEST_HEADERS_TIMEOUT,
     ObserverHooks,
 )
+from mosn.proxy.semantics import ProtocolSemantics, semantics_of
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_filter import StreamFilter
 from mosn.router import Route
@@ -65,6 +66,9 @@ class ProxyContext:
             else:
                 protocol = GuardedProtocol(protocol, errors)
             self.protocols[name] = protocol
+        self.semantics: dict[str, ProtocolSemantics] = {
+            name: semantics_of(p) for name, p in self.protocols.items()}
+        """What each protocol says about its streams, by protocol name."""
         self._offer_upgrades()
         self.by_alpn: dict[str, Protocol] = {
             p.alpn: p for p in self.protocols.values() if getattr(p, "alpn", "")}
@@ -197,16 +201,17 @@ class DownstreamCallbacks:
     ``ServerCallbacks`` contract of :mod:`mosn.stream.types`): called with a new
     stream it returns the stream's :class:`DownstreamStream`."""
 
-    __slots__ = ("ctx", "conn", "protocol", "request_headers_timeout")
+    __slots__ = ("ctx", "conn", "protocol", "semantics", "request_headers_timeout")
 
     def __init__(self, ctx: ProxyContext, conn: Connection, protocol: str) -> None:
         self.ctx = ctx
         self.conn = conn
         self.protocol = protocol
+        self.semantics = ctx.semantics[protocol]
         self.request_headers_timeout = ctx.request_headers_timeout
 
     def __call__(self, stream: Any) -> DownstreamStream:
-        return DownstreamStream(self.ctx, self.conn, stream, self.protocol)
+        return DownstreamStream(self.ctx, self.conn, stream, self.protocol, self.semantics)
 
     def on_request_headers_timeout(self) -> None:
         log.debug("%s: a request head from %s took over %gs (request_headers_timeout)",

@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Iterable
 
 if TYPE_CHECKING:
-    from mosn.proxy.stream import DownstreamStream, UpstreamRequest
+    from mosn.proxy.stream import DownstreamStream
+    from mosn.proxy.upstream_request import UpstreamRequest
 
 
 # Listener events (``on_listener_event``), named by their stats (Envoy's names).

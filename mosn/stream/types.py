@@ -337,6 +337,11 @@ class Protocol(TypingProtocol):
     the connection untouched); a protocol that can hand one over has an ``upgrades``
     dict, which the proxy fills with a hand-over per token. A protocol offered on TLS
     by ALPN names its protocol id in ``alpn`` (``"h2"``).
+
+    Optional, for the proxy: ``semantics``, a ``mosn.proxy.ProtocolSemantics`` saying
+    what the proxy does differently for this protocol's requests and replies (HTTP's
+    path normalization, forwarding fields and local replies); without it the
+    protocol's heads are opaque frames, forwarded as they are.
     """
 
     name: str

@@ -19,3 +19,5 @@ pytestmark = pytest.mark.skipif(
     reason="mosn loads installed plugins only: pip install -e . first")
 """
 """What a test module through a real mosn starts with: it waits for the install."""
+
+__all__ = ["INSTALL", "INSTALLED_ONLY"]

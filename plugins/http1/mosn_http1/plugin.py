@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from mosn.plugins import Extension, hookimpl
+from mosn.proxy.http import HTTP_SEMANTICS
 from mosn.stream.types import MatchResult, NewStream
 from mosn_http1 import matcher
 from mosn_http1.codec import ClientConnection, ServerConnection, TakeOver
@@ -22,6 +23,9 @@ class Http1Protocol:
     alpn = "http/1.1"
     """The TLS ALPN protocol id (RFC 9112): offered by a TLS upstream connection
     made for this protocol, and what ``downstream_protocol: Auto`` serves with it."""
+    semantics = HTTP_SEMANTICS
+    """HTTP's, for the proxy: paths normalized, forwarding fields, text local replies
+    (gRPC statuses to a gRPC call), connection-specific fields dropped."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME

@@ -10,6 +10,7 @@ import dataclasses
 import logging
 
 from mosn.plugins import Extension, hookimpl
+from mosn.proxy.http import HTTP_SEMANTICS
 from mosn.stream.types import MatchResult, NewStream, RequestHead
 from mosn_http2 import matcher
 from mosn_http2.codec import ClientConnection, ServerConnection
@@ -36,6 +37,8 @@ class Http2Protocol:
     ``server``; a TLS upstream connection made for this protocol offers it."""
     upgrade_token = "h2c"
     """The HTTP/1.1 ``Upgrade`` token that switches a connection to this protocol."""
+    semantics = HTTP_SEMANTICS
+    """HTTP's, for the proxy (gRPC's local replies are trailers-only gRPC statuses)."""
 
     def __init__(self, limits: Limits = Limits()) -> None:
         self.name = PROTOCOL_NAME

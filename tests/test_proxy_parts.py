@@ -1,0 +1,103 @@
+"""The proxy's parts as pure logic: what each protocol says about its streams (the
+proxy has no branch of its own on the protocol), local replies in each protocol's
+shape, and the retry state's decisions. The end-to-end behaviour of each is tested
+through a real mosn in test_http_proxy.py, test_l7_replay.py, test_grpc.py and the
+RPC plugins' e2e tests."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from mosn.proxy import FRAME_SEMANTICS, HTTP_SEMANTICS, ProtocolSemantics
+from mosn.proxy.local_reply import local_reply
+from mosn.proxy.observer import ObserverHooks
+from mosn.proxy.retry import RetryState, replayable
+from mosn.proxy.semantics import semantics_of
+from mosn.proxy.stream import DownstreamStream
+from mosn.proxy.stream_info import RETRY_LIMIT_EXCEEDED
+from mosn.router import RetryPolicy
+from mosn.rpc.engine import rpc_protocol
+from mosn.stream import Headers, RequestHead, ResponseHead, StreamResetReason
+from mosn_http1.plugin import Http1Protocol
+from mosn_http2.plugin import Http2Protocol
+from mosn_sofarpc.codec import BoltCodec
+
+
+def test_each_protocol_names_its_semantics() -> None:
+    assert semantics_of(Http1Protocol()) is HTTP_SEMANTICS
+    assert semantics_of(Http2Protocol()) is HTTP_SEMANTICS
+    assert semantics_of(rpc_protocol(BoltCodec())) is FRAME_SEMANTICS
+    assert isinstance(HTTP_SEMANTICS, ProtocolSemantics)
+
+
+def test_local_replies_take_the_protocol_shape() -> None:
+    plain = RequestHead("GET", "/", headers=Headers([("accept", "*/*")]))
+    head, body = local_reply(HTTP_SEMANTICS, plain, True, 503, b"no healthy upstream\n",
+                             None, "text/plain", None)
+    assert (head.status, body) == (503, b"no healthy upstream\n")
+    assert head.headers.get("content-length") == str(len(body))
+    call = RequestHead("POST", "/pkg.Svc/M", headers=Headers([("content-type",
+                                                                "application/grpc")]))
+    head, body = local_reply(HTTP_SEMANTICS, call, False, 504, b"upstream request timeout\n",
+                             None, "text/plain", 4)
+    assert (head.status, body) == (200, b"")
+    assert head.headers.get("grpc-status") == "4"
+    assert head.headers.get("connection") == "close"  # the request was not read whole
+    rpc = RequestHead("", "", frame=object())
+    head, body = local_reply(FRAME_SEMANTICS, rpc, True, 404, b"no route\n", None,
+                             "text/plain", None)
+    assert (head.status, body) == (404, b"no route\n")  # the RPC engine maps it
+
+
+def test_http_responses_lose_connection_fields_and_frames_do_not() -> None:
+    def response() -> ResponseHead:
+        return ResponseHead(204, Headers([("connection", "x-a"), ("x-a", "1"),
+                                          ("content-length", "0"), ("x-b", "2")]))
+    http = response()
+    HTTP_SEMANTICS.prepare_response(http)
+    assert http.headers.items() == [("x-b", "2")]
+    frame = response()
+    FRAME_SEMANTICS.prepare_response(frame)
+    assert frame.headers == response().headers
+    assert HTTP_SEMANTICS.opens_tunnel(ResponseHead(101))
+    assert not FRAME_SEMANTICS.opens_tunnel(ResponseHead(101))
+    assert FRAME_SEMANTICS.head_bytes(ResponseHead(200, frame=SimpleNamespace(data=b"12345"))) == 5
+
+
+def test_retry_state_follows_the_policy() -> None:
+    policy = RetryPolicy(frozenset({"gateway-error"}), 1, None, frozenset({409}))
+    retry = RetryState(policy, policy.num_retries)
+    assert retry.condition_for(409) == "retriable-status-codes"
+    assert retry.condition_for(503) == "gateway-error"
+    assert retry.condition_for(500) == "5xx"
+    assert retry.condition_for(200) == ""
+    flags: list[str] = []
+    assert retry.backoff("5xx", None, flags) is None  # not covered by gateway-error
+    delay = retry.backoff("connect-failure", None, flags)
+    assert delay is not None and delay >= 0
+    assert retry.backoff("reset", None, flags) is None  # no try left
+    assert flags == [RETRY_LIMIT_EXCEEDED]
+
+
+def test_replays_only_what_the_upstream_did_not_process() -> None:
+    get, post = RequestHead("GET", "/"), RequestHead("POST", "/")
+    assert replayable(StreamResetReason.REFUSED_STREAM, post)
+    assert replayable(StreamResetReason.CLOSED_BEFORE_RESPONSE, get)
+    assert not replayable(StreamResetReason.CLOSED_BEFORE_RESPONSE, post)
+    assert not replayable(StreamResetReason.REMOTE_RESET, get)
+
+
+def test_a_stream_makes_only_what_its_route_uses() -> None:
+    """A proxy with no stream filters gives its streams no filter manager, and a stream
+    starts with no retry state, no mirror list and no body buffers (they come with a
+    retry policy, a mirror, a body)."""
+    def stream(filters: tuple) -> DownstreamStream:
+        ctx = SimpleNamespace(stream_filters=filters, max_request_bytes=None,
+                              observers=ObserverHooks(()), streams=None)
+        return DownstreamStream(ctx, SimpleNamespace(), None, "Http1", HTTP_SEMANTICS)
+
+    plain = stream(())
+    assert plain._filter_manager is None
+    assert (plain._retry_state, plain._shadows, plain._body, plain._retry_body,
+            plain._tried) == (None, None, None, None, None)
+    assert stream((lambda: object(),))._filter_manager is not None
