@@ -37,14 +37,15 @@ class FeedLoop(ReadFilter, ConnectionCallbacks):
                 self._feed(unparsed.pop(0))
         finally:
             self._parsing = False
-        self._after_reads()
+        if self._after_reads_due:
+            self._after_reads()
         return _STOP
 
     def _feed(self, data: bytes) -> None:
         raise NotImplementedError
 
     def _after_reads(self) -> None:
-        """Called when every read so far is handled."""
+        """Called when every read so far is handled, if ``_after_reads_due``."""
 
 
 class StreamIO:

@@ -19,7 +19,7 @@ from mosn_http1.adapter import FeedLoop, StreamIO
 from mosn_http1.config import Limits
 from mosn_http1.events import END, TUNNEL, ResponseStart, Upgraded
 from mosn_http1.readers import ResponseReader
-from mosn_http1.state import DONE, IDLE, sending
+from mosn_http1.state import DONE, IDLE
 from mosn_http1.writers import RequestWriter
 
 _FLUSH = CloseType.FLUSH_WRITE
@@ -65,12 +65,13 @@ class ClientStream(RequestWriter, StreamIO):
         codec._reader.expect(self.method, self.upgrade)
         if end_stream:
             codec.conn.write(data)
-            self._request_end()
+            if codec._tunnel:
+                self._request_end()
         else:
             self._cork(codec.conn, data)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
-        if self.dead or not sending(self.request):
+        if self.dead or not IDLE < self.request < DONE:  # sending a body
             return
         out = self.write_data(data, end_stream)
         if out:
@@ -83,7 +84,7 @@ class ClientStream(RequestWriter, StreamIO):
             self._request_end()
 
     def send_trailers(self, trailers: Headers) -> None:
-        if self.dead or not sending(self.request):
+        if self.dead or not IDLE < self.request < DONE:  # sending a body
             return
         out = self.write_trailers(trailers)
         if out:
@@ -130,7 +131,8 @@ class ClientConnection(FeedLoop):
 
     __slots__ = (
         "conn", "on_idle", "_reader", "_stream", "_keep_alive", "_closed", "_above",
-        "_tunnel", "_response_ended", "_parsing", "_unparsed", "_idle", "_reused",
+        "_tunnel", "_response_ended", "_parsing", "_unparsed", "_after_reads_due",
+        "_reused",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -147,7 +149,8 @@ class ClientConnection(FeedLoop):
         self._response_ended = False
         self._parsing = False
         self._unparsed: list[bytes] = []
-        self._idle = False
+        self._after_reads_due = False
+        """A response ended while reads were handled: the pool hears of it after."""
         self._reused = False
         """A response was complete on this connection before the current request."""
         conn.add_read_filter(self)
@@ -171,14 +174,8 @@ class ClientConnection(FeedLoop):
 
     # -- ReadFilter ---------------------------------------------------------------------
 
-    def on_data(self, data: bytes) -> Any:
-        if self._stream is not None:
-            self._stream.answered = True
-        return FeedLoop.on_data(self, data)
-
     def _after_reads(self) -> None:
-        if self._idle:
-            self._became_idle()
+        self._became_idle()
 
     def on_eof(self) -> bool:
         self._keep_alive = False
@@ -238,10 +235,12 @@ class ClientConnection(FeedLoop):
     # -- reading: the reader's events ---------------------------------------------------
 
     def _feed(self, data: bytes) -> None:
+        s = self._stream
+        if s is not None:
+            s.answered = True
         if self._closed:
             return
         if self._tunnel:
-            s = self._stream
             if s is not None and data:
                 s.handler.on_data(data, False)
             return
@@ -317,12 +316,12 @@ class ClientConnection(FeedLoop):
             self._keep_alive = False
         self._detach(s)
         self._reused = True
-        self._idle = True
+        self._after_reads_due = True
         if not self._parsing:
             self._became_idle()
 
     def _became_idle(self) -> None:
-        self._idle = False
+        self._after_reads_due = False
         self.on_idle()
         if not self.reusable() and self._stream is None:
             self._close(_FLUSH)
@@ -331,7 +330,8 @@ class ClientConnection(FeedLoop):
         s.dead = True
         if self._stream is s:
             self._stream = None
-        s._release_reads(self.conn)
+        if s.disabled:
+            s._release_reads(self.conn)
 
     def _reset(self, s: ClientStream, reason: StreamResetReason) -> None:
         self._keep_alive = False

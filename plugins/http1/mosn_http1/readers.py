@@ -36,6 +36,19 @@ _FRAMING_FIELDS = frozenset({"transfer-encoding", "content-length"})
 FIELD_OVERHEAD = 4
 """Bytes a field costs beyond its name and value (``: `` and CRLF): what the head
 limit counts, so the field count is bounded by it before the head completes."""
+FIELD_NAME_CACHE_LIMIT = 1024
+"""Field names remembered as lower-case text (a deployment's clients send a few dozen
+distinct ones; a client sending random names cannot grow it past this)."""
+
+_FIELD_NAMES: dict[bytes, str] = {}
+
+
+def field_name(name: bytes) -> str:
+    """A field name as the codec keeps it: lower-case text of the wire's bytes."""
+    text = name.decode("latin-1").lower()
+    if len(_FIELD_NAMES) < FIELD_NAME_CACHE_LIMIT:
+        _FIELD_NAMES[name] = text
+    return text
 
 
 class _Stop(Exception):
@@ -53,7 +66,7 @@ class _Reader:
 
     __slots__ = ("_parser", "_events", "_fields", "_head_bytes", "_partial", "in_head",
                  "_begun", "_max_head", "_max_fields", "stopped", "_codings", "_error_status",
-                 "_head_status", "_last")
+                 "_head_status", "_last", "_fresh")
 
     def __init__(self, max_head: int, limits: Limits, error_status: int,
                  head_status: int) -> None:
@@ -75,6 +88,8 @@ class _Reader:
         """The status of a head over the size limit."""
         self._last = False
         """The message read last closes the connection: nothing after it is read."""
+        self._fresh = False
+        """The next message needs a new parser (after a response to HEAD)."""
 
     def feed(self, data: bytes) -> list:
         """The events ``data`` completes, in order."""
@@ -103,6 +118,11 @@ class _Reader:
             else:
                 self._fail(self._error_status, exc)
             return events
+        if self._fresh:
+            # llhttp does not know the request was HEAD and would wait for the body
+            # the head announces: the next response gets a new parser.
+            self._fresh = False
+            self._parser = httptools.HttpResponseParser(self)
         if self.in_head and self._begun == begun:
             # httptools keeps a header line that spans reads to itself; a read that
             # fell wholly inside one head counts against the limit here.
@@ -115,31 +135,6 @@ class _Reader:
         self.stopped = True
         self.in_head = False
         self._events.append(ProtocolError(status, reason))
-
-    def _begin(self) -> None:
-        self._head_bytes = 0
-        self._partial = 0
-        self.in_head = True
-        self._begun += 1
-        self._codings = None
-
-    def _field(self, name: bytes, value: bytes, too_large: str, status: int) -> tuple[str, str]:
-        # The count is checked once the head is complete: until then the byte limit
-        # bounds it (every field costs at least FIELD_OVERHEAD bytes).
-        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
-        if size > self._max_head:
-            raise CodecError(too_large, status)
-        self._head_bytes = size
-        return name.decode("latin-1").lower(), value.decode("latin-1")
-
-    def _head_fields(self, too_many: str, status: int) -> list[tuple[str, str]]:
-        fields = self._fields
-        if len(fields) > self._max_fields:
-            raise CodecError(too_many, status)
-        self._fields = []  # trailers, if any, come next
-        self._head_bytes = 0
-        self.in_head = False
-        return fields
 
     def on_body(self, body: bytes) -> None:
         self._events.append(body)
@@ -173,7 +168,10 @@ class RequestReader(_Reader):
     def on_message_begin(self) -> None:
         if self._last:
             raise _Stop  # the previous request closes the connection
-        self._begin()
+        self._head_bytes = self._partial = 0
+        self.in_head = True
+        self._begun += 1
+        self._codings = None
 
     def on_url(self, url: bytes) -> None:
         self._url += url  # may come in pieces, one per read
@@ -182,7 +180,14 @@ class RequestReader(_Reader):
             raise CodecError("request line too long", 431)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        k, v = self._field(name, value, "request headers too large", 431)
+        # The count is checked once the head is complete: until then the byte limit
+        # bounds it (every field costs at least FIELD_OVERHEAD bytes).
+        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
+        if size > self._max_head:
+            raise CodecError("request headers too large", 431)
+        self._head_bytes = size
+        k = _FIELD_NAMES.get(name) or field_name(name)
+        v = value.decode("latin-1")
         if k in _SPECIAL_FIELDS and self.in_head:
             if k == "host":
                 if self._authority is not None:
@@ -205,7 +210,12 @@ class RequestReader(_Reader):
             raise CodecError(f"HTTP/{version} is not HTTP/1", 505)
         raw_method = parser.get_method()
         method = KNOWN_METHODS.get(raw_method) or raw_method.decode("latin-1")
-        fields = self._head_fields("too many request headers", 431)
+        fields = self._fields
+        if len(fields) > self._max_fields:
+            raise CodecError("too many request headers", 431)
+        self._fields = []  # trailers, if any, come next
+        self._head_bytes = 0
+        self.in_head = False
         target, host = self._url.decode("latin-1"), self._authority
         path, authority = origin_form(method, target, host, version)
         self._url = b""
@@ -230,7 +240,7 @@ class ResponseReader(_Reader):
     framing depends on the request's method (RFC 9112 6.3)."""
 
     __slots__ = ("_reason", "_interim", "_has_length", "_method", "_upgrade", "_waiting",
-                 "_fresh", "spurious_body", "_tunnel")
+                 "spurious_body", "_tunnel")
 
     def __init__(self, limits: Limits = Limits()) -> None:
         super().__init__(limits.max_response_head_bytes, limits, 502, 502)
@@ -241,7 +251,6 @@ class ResponseReader(_Reader):
         self._method = ""
         self._upgrade = False
         self._waiting = False
-        self._fresh = False
         self._tunnel = False
         self.spurious_body = False
         """Body bytes came where none belongs (after a response that has none): the
@@ -253,21 +262,15 @@ class ResponseReader(_Reader):
         self._upgrade = upgrade
         self._waiting = True
 
-    def feed(self, data: bytes) -> list:
-        events = _Reader.feed(self, data)
-        if self._fresh:
-            # llhttp does not know the request was HEAD and would wait for the body
-            # the head announces: the next response gets a new parser.
-            self._fresh = False
-            self._parser = httptools.HttpResponseParser(self)
-        return events
-
     # -- httptools callbacks --------------------------------------------------------
 
     def on_message_begin(self) -> None:
         if not self._waiting:
             raise CodecError("a response with no request", 502)
-        self._begin()
+        self._head_bytes = self._partial = 0
+        self.in_head = True
+        self._begun += 1
+        self._codings = None
         self._reason = b""
         self._has_length = False
 
@@ -278,7 +281,12 @@ class ResponseReader(_Reader):
             raise CodecError("status line too long", 502)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        k, v = self._field(name, value, "response headers too large", 502)
+        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
+        if size > self._max_head:
+            raise CodecError("response headers too large", 502)
+        self._head_bytes = size
+        k = _FIELD_NAMES.get(name) or field_name(name)
+        v = value.decode("latin-1")
         if k in _FRAMING_FIELDS and self.in_head:
             if k == "content-length":
                 self._has_length = True
@@ -291,7 +299,12 @@ class ResponseReader(_Reader):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        fields = self._head_fields("too many response headers", 502)
+        fields = self._fields
+        if len(fields) > self._max_fields:
+            raise CodecError("too many response headers", 502)
+        self._fields = []
+        self._head_bytes = 0
+        self.in_head = False
         if status < 200 and status != 101:
             self._interim = True  # 100 Continue, 103 Early Hints: not the response
             return

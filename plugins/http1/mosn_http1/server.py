@@ -47,7 +47,6 @@ from mosn_http1.state import (
     SWITCH,
     SWITCHED_PROTOCOL,
     advance,
-    sending,
 )
 from mosn_http1.state import END as END_INPUT
 from mosn_http1.writers import ResponseWriter
@@ -115,14 +114,17 @@ class ServerStream(ResponseWriter, StreamIO):
         if end_stream or tunnel or codec._active is not self:
             self._write(data)
         else:
-            self._cork(codec.conn, data)
+            # The body follows, most often within this same call from the proxy:
+            # one write for both (flushed on the next loop turn if it does not).
+            self.corked = data
+            codec.conn.loop.call_soon(self._uncork)
         if tunnel:
             codec._open_tunnel(self)
         if end_stream:
             codec._response_done(self)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
-        if self.dead or not sending(self.response):
+        if self.dead or not IDLE < self.response < DONE:  # sending a body
             return
         out = self.write_data(data, end_stream)
         if out:
@@ -131,7 +133,7 @@ class ServerStream(ResponseWriter, StreamIO):
             self.codec._response_done(self)
 
     def send_trailers(self, trailers: Headers) -> None:
-        if self.dead or not sending(self.response):
+        if self.dead or not IDLE < self.response < DONE:  # sending a body
             return
         out = self.write_trailers(trailers)
         if out:
@@ -162,7 +164,10 @@ class ServerStream(ResponseWriter, StreamIO):
     def _write(self, data: bytes) -> None:
         codec = self.codec
         if codec._active is self:
-            self._write_uncorked(codec.conn, data)
+            if self.corked is None:
+                codec.conn.write(data)
+            else:
+                self._write_uncorked(codec.conn, data)
             return
         # An earlier response is still being sent: keep this one for its turn.
         if self.held is None:
@@ -191,7 +196,7 @@ class ServerConnection(FeedLoop):
         "_max_held", "_streams", "_active", "_current", "_deferred", "_reading",
         "_parsing", "_unparsed", "_paused", "_above", "_going_away", "_closed", "_tunnel",
         "_tunnel_open", "_tunnel_buffer", "_upgrades", "_switch", "_head_timeout",
-        "_head_timer", "_slow_head", "_reparse", "_migrating",
+        "_head_timer", "_slow_head", "_reparse", "_migrating", "_after_reads_due",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -237,6 +242,8 @@ class ServerConnection(FeedLoop):
         self._slow_head = False
         """A read left the current request head incomplete."""
         self._migrating: Callable[[], None] | None = None
+        self._after_reads_due = False
+        """A migration waits for its safe point."""
         conn.add_read_filter(self)
         conn.add_callbacks(self)
 
@@ -249,17 +256,20 @@ class ServerConnection(FeedLoop):
                 or self._switch is not None:
             return False
         self._migrating = at_safe_point
+        self._after_reads_due = True
         self._after_reads()
         return True
 
     def resume_after_migration(self) -> None:
         self._migrating = None
+        self._after_reads_due = False
 
     def _after_reads(self) -> None:
         if self._migrating is not None and self._current is None \
                 and not self._reader.in_head and not self._streams and not self._deferred \
                 and not self._unparsed and not self._parsing and self._reading:
             at_safe_point, self._migrating = self._migrating, None
+            self._after_reads_due = False
             at_safe_point()
 
     # -- ServerCodec ----------------------------------------------------------------------
@@ -441,7 +451,7 @@ class ServerConnection(FeedLoop):
         if s.upgrade:
             self._tunnel = s
             return
-        s.request = advance(CLIENT, s.request, END_INPUT)
+        s.request = DONE  # the table's SEND_BODY --END--> DONE
         if s.head is not None and trailers is None:
             self._dispatch(s, True)
             return
@@ -682,7 +692,8 @@ class ServerConnection(FeedLoop):
         """The stream is over for the codec: undo the read disables it still holds."""
         if not s.released:
             s.released = True
-            s._release_reads(self.conn)
+            if s.disabled:
+                s._release_reads(self.conn)
 
     def _watermark(self, s: ServerStream) -> None:
         above = (self._above and s is self._active) or s.held_bytes > self._max_held

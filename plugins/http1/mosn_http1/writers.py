@@ -25,12 +25,17 @@ from mosn_http1.state import (
     INTERIM,
     SERVER,
     SWITCH,
+    TABLE,
     advance,
 )
 
 IDENTITY, CHUNKED, NO_BODY = 0, 1, 2
 """How a body is written: as it is (a length, or the connection's close, ends it),
 in chunks, or not at all."""
+_REQUEST = TABLE[CLIENT]
+_RESPONSE = TABLE[SERVER]
+# The writers look the next state up in these rows themselves (``advance`` is called
+# only to refuse): one call fewer on the path every message takes.
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 """Methods whose empty request still gets ``content-length: 0`` (RFC 9110 8.6: a
 server may answer 411 to one without it)."""
@@ -95,13 +100,16 @@ class ResponseWriter:
                 lines.append("connection: close\r\n")
         elif self.http10 and connection is None:
             lines.append("connection: keep-alive\r\n")
-        self.response = advance(SERVER, self.response,
-                                SWITCH if tunnel else HEAD_END if end_stream else HEAD)
+        event = SWITCH if tunnel else HEAD_END if end_stream else HEAD
+        state = _RESPONSE[self.response][event]
+        self.response = state if state >= 0 else advance(SERVER, self.response, event)
         return frames.head(frames.status_line(status, head.reason), lines)
 
     def write_data(self, data: bytes, end_stream: bool) -> bytes:
         """The bytes of body ``data`` (the last ones with ``end_stream``)."""
-        self.response = advance(SERVER, self.response, END if end_stream else DATA)
+        event = END if end_stream else DATA
+        state = _RESPONSE[self.response][event]
+        self.response = state if state >= 0 else advance(SERVER, self.response, event)
         framing = self.framing
         if framing == IDENTITY:
             return data
@@ -155,11 +163,15 @@ class RequestWriter:
         elif not has_length and not self.upgrade:
             self.chunked = True
             lines.append("transfer-encoding: chunked\r\n")
-        self.request = advance(CLIENT, self.request, HEAD_END if end_stream else HEAD)
+        event = HEAD_END if end_stream else HEAD
+        state = _REQUEST[self.request][event]
+        self.request = state if state >= 0 else advance(CLIENT, self.request, event)
         return frames.head(f"{method} {head.path or '/'} HTTP/1.1\r\n", lines)
 
     def write_data(self, data: bytes, end_stream: bool) -> bytes:
-        self.request = advance(CLIENT, self.request, END if end_stream else DATA)
+        event = END if end_stream else DATA
+        state = _REQUEST[self.request][event]
+        self.request = state if state >= 0 else advance(CLIENT, self.request, event)
         return frames.chunk(data, end_stream) if self.chunked else data
 
     def write_trailers(self, trailers: Headers) -> bytes:
