@@ -66,10 +66,13 @@ class _Reader:
 
     __slots__ = ("_parser", "_events", "_fields", "_head_bytes", "_partial", "in_head",
                  "_begun", "_max_head", "_max_fields", "stopped", "_codings", "_error_status",
-                 "_head_status", "_last", "_fresh")
+                 "_head_status", "_last", "_fresh", "_too_large", "_special_fields")
 
     def __init__(self, max_head: int, limits: Limits, error_status: int,
-                 head_status: int) -> None:
+                 head_status: int, too_large: str, special_fields: frozenset[str]) -> None:
+        self._too_large = too_large
+        self._special_fields = special_fields
+        """Fields of a head the reader takes note of (framing, Host, Expect)."""
         self._events: list = []
         self._fields: list[tuple[str, str]] = []
         self._head_bytes = 0
@@ -136,6 +139,24 @@ class _Reader:
         self.in_head = False
         self._events.append(ProtocolError(status, reason))
 
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The count is checked once the head is complete: until then the byte limit
+        # bounds it (every field costs at least FIELD_OVERHEAD bytes).
+        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
+        if size > self._max_head:
+            raise CodecError(self._too_large, self._head_status)
+        self._head_bytes = size
+        k = _FIELD_NAMES.get(name) or field_name(name)
+        v = value.decode("latin-1")
+        if k in self._special_fields and self.in_head and not self._special(k, v):
+            return
+        self._fields.append((k, v))
+
+    def _special(self, k: str, v: str) -> bool:
+        """A field of ``_special_fields`` in a head: taken note of; False if it is
+        taken out of the head's fields."""
+        raise NotImplementedError
+
     def on_body(self, body: bytes) -> None:
         self._events.append(body)
 
@@ -156,7 +177,8 @@ class RequestReader(_Reader):
     __slots__ = ("_url", "_authority", "_expect", "_scheme")
 
     def __init__(self, limits: Limits = Limits(), scheme: str = "http") -> None:
-        super().__init__(limits.max_request_head_bytes, limits, 400, 431)
+        super().__init__(limits.max_request_head_bytes, limits, 400, 431,
+                         "request headers too large", _SPECIAL_FIELDS)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._authority: str | None = None
@@ -179,29 +201,20 @@ class RequestReader(_Reader):
         if self._head_bytes > self._max_head:
             raise CodecError("request line too long", 431)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The count is checked once the head is complete: until then the byte limit
-        # bounds it (every field costs at least FIELD_OVERHEAD bytes).
-        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
-        if size > self._max_head:
-            raise CodecError("request headers too large", 431)
-        self._head_bytes = size
-        k = _FIELD_NAMES.get(name) or field_name(name)
-        v = value.decode("latin-1")
-        if k in _SPECIAL_FIELDS and self.in_head:
-            if k == "host":
-                if self._authority is not None:
-                    raise CodecError("more than one Host")  # RFC 9112 3.2
-                self._authority = v
-                return
-            if k == "transfer-encoding":
-                if self._codings is None:
-                    self._codings = []
-                self._codings.append(v)
-            elif v.lower() == "100-continue":
-                self._expect = True
-                return
-        self._fields.append((k, v))
+    def _special(self, k: str, v: str) -> bool:
+        if k == "host":
+            if self._authority is not None:
+                raise CodecError("more than one Host")  # RFC 9112 3.2
+            self._authority = v
+            return False
+        if k == "transfer-encoding":
+            if self._codings is None:
+                self._codings = []
+            self._codings.append(v)
+        elif v.lower() == "100-continue":
+            self._expect = True
+            return False
+        return True
 
     def on_headers_complete(self) -> None:
         parser = self._parser
@@ -243,7 +256,8 @@ class ResponseReader(_Reader):
                  "spurious_body", "_tunnel")
 
     def __init__(self, limits: Limits = Limits()) -> None:
-        super().__init__(limits.max_response_head_bytes, limits, 502, 502)
+        super().__init__(limits.max_response_head_bytes, limits, 502, 502,
+                         "response headers too large", _FRAMING_FIELDS)
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
         self._interim = False
@@ -280,21 +294,14 @@ class ResponseReader(_Reader):
         if self._head_bytes > self._max_head:
             raise CodecError("status line too long", 502)
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
-        if size > self._max_head:
-            raise CodecError("response headers too large", 502)
-        self._head_bytes = size
-        k = _FIELD_NAMES.get(name) or field_name(name)
-        v = value.decode("latin-1")
-        if k in _FRAMING_FIELDS and self.in_head:
-            if k == "content-length":
-                self._has_length = True
-            elif self._codings is None:
-                self._codings = [v]
-            else:
-                self._codings.append(v)
-        self._fields.append((k, v))
+    def _special(self, k: str, v: str) -> bool:
+        if k == "content-length":
+            self._has_length = True
+        elif self._codings is None:
+            self._codings = [v]
+        else:
+            self._codings.append(v)
+        return True
 
     def on_headers_complete(self) -> None:
         parser = self._parser
