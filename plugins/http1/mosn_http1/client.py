@@ -174,9 +174,6 @@ class ClientConnection(FeedLoop):
 
     # -- ReadFilter ---------------------------------------------------------------------
 
-    def _after_reads(self) -> None:
-        self._became_idle()
-
     def on_eof(self) -> bool:
         self._keep_alive = False
         s = self._stream
@@ -257,7 +254,19 @@ class ClientConnection(FeedLoop):
                             continue
                     s.handler.on_data(event, False)
             elif kind is ResponseStart:
-                self._response_start(s, event)
+                if s is None:
+                    self._protocol_error("a response with no request")
+                    return
+                head = s.response_head = event.head
+                if not event.keep_alive:
+                    s.keep_alive = False
+                if event.body == TUNNEL:
+                    self._tunnel = True
+                    s.keep_alive = False
+                    s.handler.on_headers(head, False)
+                else:
+                    s.close_delimited = event.close_delimited
+                    s.pending = head
             elif event is END or kind is Headers:
                 if s is not None and s.response_head is not None:
                     self._message_end(s, None if event is END else event)
@@ -274,21 +283,6 @@ class ClientConnection(FeedLoop):
         if s is not None and s.pending is not None:
             head, s.pending = s.pending, None
             s.handler.on_headers(head, False)  # the body is on its way
-
-    def _response_start(self, s: ClientStream | None, event: ResponseStart) -> None:
-        if s is None:
-            self._protocol_error("a response with no request")
-            return
-        head = s.response_head = event.head
-        if not event.keep_alive:
-            s.keep_alive = False
-        if event.body == TUNNEL:
-            self._tunnel = True
-            s.keep_alive = False
-            s.handler.on_headers(head, False)
-        else:
-            s.close_delimited = event.close_delimited
-            s.pending = head
 
     def _message_end(self, s: ClientStream, trailers: Headers | None) -> None:
         if self._tunnel:
@@ -318,13 +312,15 @@ class ClientConnection(FeedLoop):
         self._reused = True
         self._after_reads_due = True
         if not self._parsing:
-            self._became_idle()
+            self._after_reads()
 
-    def _became_idle(self) -> None:
+    def _after_reads(self) -> None:
+        """The response ended: the pool hears the connection is idle (after the reads
+        being handled, if any)."""
         self._after_reads_due = False
         self.on_idle()
-        if not self.reusable() and self._stream is None:
-            self._close(_FLUSH)
+        if self._stream is None and (not self._keep_alive or self._closed):
+            self._close(_FLUSH)  # not reusable()
 
     def _detach(self, s: ClientStream) -> None:
         s.dead = True

@@ -160,11 +160,11 @@ class _Reader:
     def on_body(self, body: bytes) -> None:
         self._events.append(body)
 
-    def _end(self, status: int) -> None:
+    def on_message_complete(self) -> None:
         trailers = self._fields
         if trailers:
             if len(trailers) > self._max_fields:
-                raise CodecError("too many trailer fields", status)
+                raise CodecError("too many trailer fields", self._head_status)
             self._fields = []
             self._events.append(Headers(trailers))  # the end, with trailers
         else:
@@ -230,7 +230,10 @@ class RequestReader(_Reader):
         self._head_bytes = 0
         self.in_head = False
         target, host = self._url.decode("latin-1"), self._authority
-        path, authority = origin_form(method, target, host, version)
+        if target[:1] == "/" and host is not None:
+            path, authority = target, host  # origin-form with a Host: most requests
+        else:
+            path, authority = origin_form(method, target, host, version)
         self._url = b""
         self._authority = None
         if self._codings is not None:
@@ -242,9 +245,6 @@ class RequestReader(_Reader):
         self._events.append(RequestStart(
             RequestHead(method, path, authority, self._scheme, Headers(fields), version),
             keep_alive, parser.should_upgrade(), expect, target, host))
-
-    def on_message_complete(self) -> None:
-        self._end(431)
 
 
 class ResponseReader(_Reader):
@@ -348,4 +348,4 @@ class ResponseReader(_Reader):
         if not self._waiting or self._tunnel:
             return
         self._waiting = False
-        self._end(502)
+        _Reader.on_message_complete(self)

@@ -661,7 +661,10 @@ class ServerConnection(FeedLoop):
             # Its turn is over before anything else runs: releasing it may deliver held
             # bytes or an EOF at once, and this stream must not be "done" again then.
             self._active = None
-            self._release(s)
+            if s.disabled:
+                self._release(s)
+            else:
+                s.released = True
             request_done = s.request == DONE
             if s is self._tunnel and self._tunnel_open and not request_done and not s.dead:
                 # The upstream side of the tunnel ended: half-close, read on to EOF.

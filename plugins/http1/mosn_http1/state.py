@@ -96,12 +96,3 @@ def advance(role: int, state: int, event: int) -> int:
                          f"in state {STATE_NAMES[state]}")
     return nxt
 
-
-def allowed(role: int, state: int, event: int) -> bool:
-    """Whether the table has ``event`` in ``state`` for ``role``."""
-    return TABLE[role][state][event] >= 0
-
-
-def sending(state: int) -> bool:
-    """The head is sent and the half is not over: body bytes may follow."""
-    return IDLE < state < DONE
