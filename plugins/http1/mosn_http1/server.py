@@ -366,17 +366,23 @@ class ServerConnection(FeedLoop):
             return
         reader = self._reader
         for event in reader.feed(data):
+            # In the order of how often they come; END and trailers are taken even
+            # when reading stopped (they end the request being read).
             kind = type(event)
-            if event is END:
+            if kind is RequestStart:
+                if not self._reading:
+                    return  # going away, closing, or the last request was read
+                self._request_start(event)
+            elif event is END:
                 self._request_end(None)
+            elif kind is bytes:
+                if not self._reading:
+                    return
+                self._body(event)
             elif kind is Headers:
                 self._request_end(event)
             elif not self._reading:
-                return  # going away, closing, or the last request was read
-            elif kind is bytes:
-                self._body(event)
-            elif kind is RequestStart:
-                self._request_start(event)
+                return
             elif kind is Upgraded:
                 self._upgraded(event.rest)
                 return
