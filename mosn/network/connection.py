@@ -116,6 +116,27 @@ class Connection(asyncio.Protocol):
     def add_callbacks(self, cb: ConnectionCallbacks) -> None:
         self.callbacks.append(cb)
 
+    def hand_over(self, codec: Any, take_over: Callable[[], bool]) -> bool:
+        """Hand the connection from ``codec`` (installed as a read filter and as
+        callbacks) to another: ``codec`` is taken off, then ``take_over()`` installs
+        the other with ``add_read_filter``/``add_callbacks`` and says whether it took
+        the connection. If it did not, ``codec`` is put back where it was. An HTTP/1.1
+        upgrade to a protocol the proxy speaks (``h2c``) is made so."""
+        filters, callbacks = self.read_filters, self.callbacks
+        at_filter = filters.index(codec) if codec in filters else None
+        at_callbacks = callbacks.index(codec) if codec in callbacks else None
+        if at_filter is not None:
+            del filters[at_filter]
+        if at_callbacks is not None:
+            del callbacks[at_callbacks]
+        if take_over():
+            return True
+        if at_filter is not None:
+            self.read_filters.insert(at_filter, codec)
+        if at_callbacks is not None:
+            self.callbacks.insert(at_callbacks, codec)
+        return False
+
     @property
     def remote_address(self) -> Any:
         return self.transport.get_extra_info("peername") if self.transport else None

@@ -32,6 +32,15 @@ class FakeConnection:
     def add_callbacks(self, cb: Any) -> None:
         self.callbacks.append(cb)
 
+    def hand_over(self, codec: Any, take_over: Any) -> bool:
+        self.read_filters.remove(codec)
+        self.callbacks.remove(codec)
+        if take_over():
+            return True
+        self.read_filters.append(codec)
+        self.callbacks.append(codec)
+        return False
+
     def write(self, data: bytes) -> None:
         if self.closed is None:
             self.writes.append(bytes(data))
