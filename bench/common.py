@@ -239,6 +239,17 @@ def pip_install(packages: list[str]) -> bool:
     return True
 
 
+MOSN_PURE = "mosn-pure"
+"""The peer that is mosn on its pure-Python twins (MOSN_NO_EXTENSIONS=1, docs/extensions.md),
+from the same install as the compiled "mosn"."""
+MOSNS = ("mosn", MOSN_PURE)
+
+
+def pure_python(argv: list[str]) -> list[str]:
+    """A mosn command line run with every compiled module's pure-Python twin."""
+    return ["env", "MOSN_NO_EXTENSIONS=1", *argv]
+
+
 def install_mosn(plugins: tuple[str, ...] = ()) -> str | None:
     """Install mosn editable from this repository, with these plugins (plugins/NAME), unless
     they are installed; return None when mosn can run, else why it cannot."""
