@@ -32,6 +32,7 @@ __all__ = [
     "built_modules",
     "extensions_enabled",
     "loaded_compiled",
+    "source_of",
 ]
 
 NO_EXTENSIONS_VARIABLE = "MOSN_NO_EXTENSIONS"
@@ -111,6 +112,19 @@ def loaded_compiled() -> list[str]:
     return sorted(name for name, module in list(sys.modules.items())
                   if _is_project_module(name)
                   and (getattr(module, "__file__", None) or "").endswith(suffixes))
+
+
+def source_of(module) -> str | None:
+    """The text of a module's ``.py`` source: its own, or for a compiled build the
+    ``.py`` twin beside it (``inspect.getsource`` finds none for an extension);
+    None where there is neither."""
+    file = getattr(module, "__file__", None) or ""
+    if file.endswith(tuple(importlib.machinery.EXTENSION_SUFFIXES)):
+        file = os.path.join(os.path.dirname(file), module.__name__.rpartition(".")[2] + ".py")
+    if not file.endswith(".py") or not os.path.isfile(file):
+        return None
+    with open(file, encoding="utf-8") as f:
+        return f.read()
 
 
 def _package_dirs() -> list[str]:
