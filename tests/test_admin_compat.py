@@ -11,6 +11,7 @@ import pytest
 
 from conftest import free_port, tcp_proxy_config
 from mosn import __version__
+from mosn.extensions import build_description
 
 
 @pytest.fixture
@@ -42,6 +43,7 @@ def test_mosn_env_answers_asked_keys_and_hides_secrets(mosn):
 def test_envoy_server_info_and_runtime(mosn):
     info = mosn.admin("/server_info").json()
     assert (info["version"], info["state"]) == (__version__, "LIVE")
+    assert info["build"] == build_description()  # compiled or pure Python, and why
     assert info["command_line_options"]["config_path"] == str(mosn.config_path)
     assert mosn.admin("/runtime").json() == {"layers": [], "entries": {}}
 

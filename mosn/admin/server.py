@@ -42,6 +42,7 @@ from mosn.admin.redact import Redactor, json_pieces
 from mosn.admin.stat_names import StatNames
 from mosn.config import LoadedConfig, dump
 from mosn.config.tls import contexts as tls_contexts
+from mosn.extensions import build_description
 from mosn.network.listener import ACCEPT_RETRY_DELAY
 from mosn.observability.ratelimit import RateLimitedLog
 from mosn.observability.stats import StatsStore
@@ -340,7 +341,7 @@ class Admin(HttpApi):
         """Envoy's ``/server_info`` (its fields that mosn has)."""
         state = "DRAINING" if self.draining else "LIVE"
         uptime = int(time.time() - self.started)
-        return _json({"version": __version__, "state": state,
+        return _json({"version": __version__, "build": build_description(), "state": state,
                       "uptime_current_epoch": f"{uptime}s",
                       "uptime_all_epochs": f"{uptime}s",
                       "command_line_options": {"config_path": self.loaded.source}})

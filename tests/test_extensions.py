@@ -1,0 +1,151 @@
+"""The compiled build and its one switch back to pure Python (mosn/extensions.py,
+mosn/build.py): every module listed under ``[tool.mosn] compile`` runs compiled where it
+was built and from its ``.py`` under ``MOSN_NO_EXTENSIONS=1``, in the same install;
+``mosn version`` says which; a wheel built without a C compiler is pure Python with a
+note, one built with a compiler carries the extension modules."""
+
+from __future__ import annotations
+
+import importlib.machinery
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+EXTENSION_SUFFIXES = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+MOSN = Path(sys.executable).with_name("mosn")
+# Building a wheel: pip's own start-up and setuptools' metadata, and for the compiled
+# one a C compile of two Cython modules on a loaded 2-core machine.
+WHEEL_TIMEOUT = 300
+# A fresh interpreter importing mosn and every plugin's compiled modules.
+IMPORT_TIMEOUT = 120
+
+
+def _listed(project: Path) -> list[str]:
+    with open(project / "pyproject.toml", "rb") as f:
+        return tomllib.load(f).get("tool", {}).get("mosn", {}).get("compile", [])
+
+
+DISTRIBUTIONS = [ROOT] + sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
+LISTED = {name: project for project in DISTRIBUTIONS for name in _listed(project)}
+
+REPORT = """
+import json, sys
+for name in sys.argv[1:]:
+    __import__(name)
+from mosn.extensions import build_description, loaded_compiled
+print(json.dumps({"files": {n: sys.modules[n].__file__ for n in sys.argv[1:]},
+                  "compiled": loaded_compiled(), "build": build_description()}))
+"""
+
+
+def _imported(env_switch: str | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k != "MOSN_NO_EXTENSIONS"}
+    if env_switch is not None:
+        env["MOSN_NO_EXTENSIONS"] = env_switch
+    done = subprocess.run([sys.executable, "-c", REPORT, *LISTED], env=env, capture_output=True,
+                          text=True, timeout=IMPORT_TIMEOUT, check=True)
+    return json.loads(done.stdout)
+
+
+def _mosn_version(env_switch: str | None) -> str:
+    env = {k: v for k, v in os.environ.items() if k != "MOSN_NO_EXTENSIONS"}
+    if env_switch is not None:
+        env["MOSN_NO_EXTENSIONS"] = env_switch
+    return subprocess.run([str(MOSN), "version"], env=env, capture_output=True, text=True,
+                          timeout=IMPORT_TIMEOUT, check=True).stdout
+
+
+def _built(name: str) -> bool:
+    source = LISTED[name].joinpath(*name.split(".")).with_suffix(".py")
+    return any(source.with_suffix(suffix).exists() for suffix in EXTENSION_SUFFIXES)
+
+
+def test_every_listed_module_exists_as_a_py_source():
+    assert "mosn.proxy.stream" in LISTED and "mosn_http1.codec" in LISTED
+    for name, project in LISTED.items():
+        assert project.joinpath(*name.split(".")).with_suffix(".py").is_file(), name
+
+
+def test_compiled_where_built_and_pure_under_the_switch_in_the_same_install():
+    if shutil.which("cc"):  # a compiler here: a listed module left pure is a failed build
+        assert [name for name in LISTED if not _built(name)] == []
+    compiled = _imported(None)
+    for name, file in compiled["files"].items():
+        assert file.endswith(EXTENSION_SUFFIXES) == _built(name), (name, file)
+    assert sorted(compiled["compiled"]) == sorted(n for n in LISTED if _built(n))
+
+    pure = _imported("1")
+    assert all(file.endswith(".py") for file in pure["files"].values()), pure["files"]
+    assert pure["compiled"] == []  # nothing of the project, listed or not, runs compiled
+    assert pure["build"].startswith("pure Python")
+
+    if any(_built(name) for name in LISTED):
+        assert compiled["build"].startswith("compiled (")
+        assert "compiled (" in _mosn_version(None)
+        assert "pure Python (MOSN_NO_EXTENSIONS=1" in _mosn_version("1")
+
+
+def _wheel(project: Path, out: Path, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation",
+                           "--no-cache-dir", "--disable-pip-version-check", "-w", str(out), str(project)],
+                          env=env, capture_output=True, text=True, timeout=WHEEL_TIMEOUT)
+
+
+def test_a_wheel_built_without_a_c_compiler_installs_and_runs_pure_with_a_note(tmp_path):
+    env = {**os.environ, "CC": "/bin/false", "LDSHARED": "/bin/false"}
+    done = _wheel(ROOT, tmp_path / "dist", env)
+    assert done.returncode == 0, done.stderr
+    assert "its pure-Python twin runs instead" in done.stdout + done.stderr
+    wheel, = (tmp_path / "dist").glob("mosn-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mosn/proxy/stream.py" in names
+    assert not [n for n in names if n.endswith(EXTENSION_SUFFIXES)]
+
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
+                    "--target", str(target), str(wheel)], check=True, capture_output=True,
+                   timeout=WHEEL_TIMEOUT)
+    run = subprocess.run([sys.executable, "-c", "import mosn.proxy.stream as s; print(s.__file__)"],
+                         env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=IMPORT_TIMEOUT, check=True)
+    assert run.stdout.strip() == str(target / "mosn" / "proxy" / "stream.py")
+
+
+PROBE_PYPROJECT = """
+[project]
+name = "mosn-probe"
+version = "0"
+
+[tool.setuptools]
+packages = ["mosn_probe"]
+
+[tool.mosn]
+compile = ["mosn_probe.hot"]
+"""
+
+
+@pytest.mark.skipif(not shutil.which("cc"), reason="no C compiler here")
+def test_a_wheel_built_with_a_c_compiler_carries_the_extension_modules(tmp_path):
+    # A one-module distribution built as every plugin is (plugins/setup_plugin.py): the
+    # listed modules of the real ones are checked compiled in this install above; a
+    # wheel of those is minutes of C on a 2-core machine.
+    project = tmp_path / "probe"
+    (project / "mosn_probe").mkdir(parents=True)
+    (project / "pyproject.toml").write_text(PROBE_PYPROJECT)
+    (project / "setup.py").write_text((ROOT / "plugins" / "setup_plugin.py").read_text())
+    (project / "mosn_probe" / "__init__.py").write_text("import mosn.extensions  # noqa: F401\n")
+    (project / "mosn_probe" / "hot.py").write_text("def twice(x):\n    return 2 * x\n")
+    done = _wheel(project, tmp_path / "dist", {**os.environ, "CFLAGS": "-O0 -g0"})
+    assert done.returncode == 0, done.stderr
+    wheel, = (tmp_path / "dist").glob("mosn_probe-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "mosn_probe/hot.py" in names
+    assert [n for n in names if n.startswith("mosn_probe/hot.") and n.endswith(EXTENSION_SUFFIXES)], names
