@@ -69,7 +69,7 @@ def _built(name: str) -> bool:
 
 
 def test_every_listed_module_exists_as_a_py_source():
-    assert "mosn.proxy.stream" in LISTED and "mosn_http1.codec" in LISTED
+    assert "mosn.stream.types" in LISTED and "mosn_http1.frames" in LISTED
     for name, project in LISTED.items():
         assert project.joinpath(*name.split(".")).with_suffix(".py").is_file(), name
 
@@ -106,17 +106,17 @@ def test_a_wheel_built_without_a_c_compiler_installs_and_runs_pure_with_a_note(t
     assert "its pure-Python twin runs instead" in done.stdout + done.stderr
     wheel, = (tmp_path / "dist").glob("mosn-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
-    assert "mosn/proxy/stream.py" in names
+    assert "mosn/stream/types.py" in names
     assert not [n for n in names if n.endswith(EXTENSION_SUFFIXES)]
 
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--disable-pip-version-check",
                     "--target", str(target), str(wheel)], check=True, capture_output=True,
                    timeout=WHEEL_TIMEOUT)
-    run = subprocess.run([sys.executable, "-c", "import mosn.proxy.stream as s; print(s.__file__)"],
+    run = subprocess.run([sys.executable, "-c", "import mosn.stream.types as s; print(s.__file__)"],
                          env={**os.environ, "PYTHONPATH": str(target)}, cwd=tmp_path, capture_output=True,
                          text=True, timeout=IMPORT_TIMEOUT, check=True)
-    assert run.stdout.strip() == str(target / "mosn" / "proxy" / "stream.py")
+    assert run.stdout.strip() == str(target / "mosn" / "stream" / "types.py")
 
 
 PROBE_PYPROJECT = """
