@@ -15,6 +15,7 @@ from mosn.proxy.retry import RetryState, replayable
 from mosn.proxy.semantics import semantics_of
 from mosn.proxy.stream import DownstreamStream
 from mosn.proxy.stream_info import RETRY_LIMIT_EXCEEDED
+from mosn.proxy.upstream_request import UpstreamRequest
 from mosn.router import RetryPolicy
 from mosn.rpc.engine import rpc_protocol
 from mosn.stream import Headers, RequestHead, ResponseHead, StreamResetReason
@@ -101,3 +102,21 @@ def test_a_stream_makes_only_what_its_route_uses() -> None:
     assert (plain._retry_state, plain._shadows, plain._body, plain._retry_body,
             plain._tried) == (None, None, None, None, None)
     assert stream((lambda: object(),))._filter_manager is not None
+
+
+def test_an_ended_try_lets_go_of_its_client_stream() -> None:
+    """The client stream's handler is the try: once the try has ended and is detached
+    it drops the stream, so neither holds the other past the request."""
+    cluster = SimpleNamespace(store=SimpleNamespace(values=[0] * 3), more=SimpleNamespace(
+        upstream_rq_total=0, upstream_rq_active=1, upstream_rq_retry_active=2))
+    host = SimpleNamespace(active_requests=0, response_times=None, outlier=None,
+                           stats=SimpleNamespace(rq_total=0, rq_active=1, rq_error=2))
+    downstream = SimpleNamespace(observers=ObserverHooks(()),
+                                 on_upstream_ready=lambda try_: None,
+                                 on_upstream_headers=lambda try_, head, end: None)
+    try_ = UpstreamRequest(downstream, cluster, host)  # type: ignore[arg-type]
+    client_stream = SimpleNamespace(handler=try_)
+    try_.on_pool_ready(client_stream, object())  # type: ignore[arg-type]
+    try_.on_headers(ResponseHead(200, Headers()), True)
+    try_.detach()
+    assert try_.stream is None and try_.downstream is None and host.active_requests == 0

@@ -184,6 +184,10 @@ class UpstreamRequest:
         """Stop reporting to the downstream (it ended, or this try was replaced)."""
         self.release()
         self.downstream = None
+        if self.ended:
+            # The client stream's handler is this try: let go of it, so neither holds
+            # the other and both are freed by reference counting, not the collector.
+            self.stream = None
         if self.try_timer is not None:
             self.try_timer.cancel()
             self.try_timer = None

@@ -676,6 +676,10 @@ class ServerConnection(FeedLoop):
                 # The upstream side of the tunnel ended: half-close, read on to EOF.
                 self.conn.write_eof()
                 return
+            # Over for the codec: the handler (the proxy's stream, which holds this
+            # one) hears nothing more; dropping it lets both be freed by reference
+            # counting rather than left to the garbage collector.
+            s.handler = None
             if s.close_after or not request_done or (
                     not streams and not self._reading and self._current is None):
                 # Closing after what was written; the streams behind this one (if any)

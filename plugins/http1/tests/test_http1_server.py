@@ -3,6 +3,9 @@ calls in, bytes out."""
 
 from __future__ import annotations
 
+import gc
+import weakref
+
 import pytest
 
 from mosn.network.filter import CloseType, ConnectionEvent
@@ -36,6 +39,24 @@ def test_request_head():
     assert (head.method, head.path, head.authority, head.version, head.scheme) == (
         "GET", "/a?b=1", "example.com", "1.1", "http")
     assert head.headers.items() == [("x-foo", "Bar")]  # lower-cased names, no Host
+
+
+def test_a_finished_exchange_leaves_no_cycle_with_its_handler():
+    """The proxy's stream holds the codec's stream it answers on; once the exchange is
+    over the codec lets go of the handler, so both are freed by reference counting
+    (a cycle per request would be left to the garbage collector)."""
+    srv = Server()
+    srv.conn.receive(GET)
+    [h] = srv.handlers
+    answer(h)
+    gone = weakref.ref(h)
+    srv.handlers.clear()
+    gc.disable()
+    try:
+        del h
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def test_request_split_across_reads():
