@@ -75,7 +75,7 @@ class FilterManager:
             try:
                 status = f.on_request(stream)
             except Exception:
-                stream._filter_failed(f, "on_request")
+                stream.filter_failed(f, "on_request")
                 return False
             if status is _STOP or stream.done:
                 return False
@@ -88,7 +88,7 @@ class FilterManager:
             try:
                 f.on_response(stream, head)
             except Exception:
-                stream._filter_failed(f, "on_response")
+                stream.filter_failed(f, "on_response")
                 return False
         return True
 

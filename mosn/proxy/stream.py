@@ -753,7 +753,7 @@ class DownstreamStream:
         self.server_stream.reset(reason)
         self._finish(reset_upstream=reset_upstream)
 
-    def _filter_failed(self, f: StreamFilter, where: str) -> None:
+    def filter_failed(self, f: StreamFilter, where: str) -> None:
         """A stream filter raised: the client gets a 500 (an RPC client, its protocol's
         error reply), no filter runs again on this stream, and the stream is flagged
         (counted per listener and protocol as ``downstream_rq_filter_error``)."""
