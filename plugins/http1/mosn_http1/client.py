@@ -17,7 +17,7 @@ from mosn.stream.types import (
 )
 from mosn_http1.adapter import FeedLoop, StreamIO
 from mosn_http1.config import Limits
-from mosn_http1.events import END, TUNNEL, ResponseStart, Upgraded
+from mosn_http1.handlers import TUNNEL
 from mosn_http1.readers import ResponseReader
 from mosn_http1.state import DONE, IDLE
 from mosn_http1.writers import RequestWriter
@@ -31,7 +31,7 @@ class ClientStream(RequestWriter, StreamIO):
     """One request sent on an upstream connection, and its response coming back."""
 
     __slots__ = (
-        "codec", "handler", "corked", "pending", "response_head", "close_delimited",
+        "codec", "handler", "corked", "response_head", "close_delimited",
         "disabled", "dead", "answered",
     )
 
@@ -40,8 +40,6 @@ class ClientStream(RequestWriter, StreamIO):
         self.codec = codec
         self.handler = handler
         self.corked: bytes | None = None
-        self.pending: ResponseHead | None = None
-        """The response head until its end_stream is known."""
         self.response_head: ResponseHead | None = None
         self.close_delimited = False
         """The response body ends when the connection does (RFC 9112 6.3), as read
@@ -138,7 +136,7 @@ class ClientConnection(FeedLoop):
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
         self.conn = conn
         self.on_idle = on_idle
-        self._reader = ResponseReader(limits)
+        self._reader = ResponseReader(self, limits)
         self._stream: ClientStream | None = None
         self._keep_alive = True
         """False once either side said close, or the connection's state is unclear."""
@@ -186,14 +184,9 @@ class ClientConnection(FeedLoop):
                 self._detach(s)
                 return False
             return True  # the request's side of the tunnel may still be writing
-        head = s.pending or s.response_head
-        if head is not None and s.close_delimited:
+        if s.response_head is not None and s.close_delimited:
             # A body delimited by the connection's close (RFC 9112 6.3): complete.
-            if s.pending is not None:
-                s.pending = None
-                s.handler.on_headers(head, True)
-            else:
-                s.handler.on_data(b"", True)
+            s.handler.on_data(b"", True)
             self._response_end(s)
         else:
             self._reset(s, self._closed_under(s))
@@ -229,7 +222,7 @@ class ClientConnection(FeedLoop):
         if self._stream is not None:
             self._stream.handler.on_below_write_buffer_low_watermark()
 
-    # -- reading: the reader's events ---------------------------------------------------
+    # -- reading: the reader's calls (mosn_http1.handlers.ResponseHandler) -------------
 
     def _feed(self, data: bytes) -> None:
         s = self._stream
@@ -242,62 +235,57 @@ class ClientConnection(FeedLoop):
                 s.handler.on_data(data, False)
             return
         reader = self._reader
-        for event in reader.feed(data):
-            s = self._stream
-            kind = type(event)
-            if kind is bytes:
-                if s is not None and s.response_head is not None:
-                    if s.pending is not None:
-                        head, s.pending = s.pending, None
-                        s.handler.on_headers(head, False)
-                        if self._stream is not s:
-                            continue
-                    s.handler.on_data(event, False)
-            elif kind is ResponseStart:
-                if s is None:
-                    self._protocol_error("a response with no request")
-                    return
-                head = s.response_head = event.head
-                if not event.keep_alive:
-                    s.keep_alive = False
-                if event.body == TUNNEL:
-                    self._tunnel = True
-                    s.keep_alive = False
-                    s.handler.on_headers(head, False)
-                else:
-                    s.close_delimited = event.close_delimited
-                    s.pending = head
-            elif event is END or kind is Headers:
-                if s is not None and s.response_head is not None:
-                    self._message_end(s, None if event is END else event)
-            elif kind is Upgraded:
-                if event.rest and s is not None:
-                    s.handler.on_data(event.rest, False)
-                return
-            else:
-                self._protocol_error(event.reason)
-                return
+        reader.feed(data)
         if reader.spurious_body:
             self._keep_alive = False  # a body where none belongs (after a HEAD response)
-        s = self._stream
-        if s is not None and s.pending is not None:
-            head, s.pending = s.pending, None
-            s.handler.on_headers(head, False)  # the body is on its way
 
-    def _message_end(self, s: ClientStream, trailers: Headers | None) -> None:
-        if self._tunnel:
+    # What comes after the connection closed is ignored (the reader finishes the
+    # bytes of the read it was given).
+
+    def on_response(self, head: ResponseHead, end_stream: bool, keep_alive: bool,
+                    body: int, close_delimited: bool) -> None:
+        if self._closed:
             return
-        head, s.pending = s.pending, None
-        if head is not None:
-            s.handler.on_headers(head, trailers is None)
-            if self._stream is not s or trailers is None:
-                self._response_end(s)
-                return
+        s = self._stream
+        if s is None:
+            self._protocol_error("a response with no request")
+            return
+        s.response_head = head
+        if not keep_alive:
+            s.keep_alive = False
+        if body == TUNNEL:
+            self._tunnel = True
+            s.keep_alive = False
+            s.handler.on_headers(head, False)
+            return
+        s.close_delimited = close_delimited
+        s.handler.on_headers(head, end_stream)
+        if end_stream:
+            self._response_end(s)
+
+    def on_body(self, data: bytes) -> None:
+        s = self._stream
+        if s is not None and not self._closed and s.response_head is not None:
+            s.handler.on_data(data, False)
+
+    def on_end(self, trailers: Headers | None) -> None:
+        s = self._stream
+        if s is None or self._closed or s.response_head is None or self._tunnel:
+            return
         if trailers is not None:
             s.handler.on_trailers(trailers)
         else:
             s.handler.on_data(b"", True)
         self._response_end(s)
+
+    def on_upgraded(self, rest: bytes) -> None:
+        s = self._stream
+        if rest and s is not None and not self._closed:
+            s.handler.on_data(rest, False)
+
+    def on_error(self, status: int, reason: object) -> None:
+        if not self._closed:
+            self._protocol_error(reason)
 
     # -- internal -------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
 """HTTP/1 stream connections: the codec as a sans-IO core and two thin adapters.
 
-The core takes bytes and gives events, takes messages and gives bytes, and has no
+The core takes bytes and calls a handler, takes messages and gives bytes, and has no
 socket, transport, connection or loop in it:
 
 - :mod:`mosn_http1.state`: the state table of each half of an exchange, by role
   (client: the request; server: the response); every transition goes through it.
 - :mod:`mosn_http1.readers`: ``RequestReader`` and ``ResponseReader`` on httptools
-  (llhttp): bytes in, :mod:`mosn_http1.events` out, with the size limits and the
-  framing checks (RFC 9112) and the status each error is answered with.
+  (llhttp): bytes in, calls of a :mod:`mosn_http1.handlers` handler out (the
+  adapters are the handlers), with the size limits and the framing checks (RFC 9112)
+  and the status each error is answered with.
 - :mod:`mosn_http1.writers`: ``ResponseWriter`` and ``RequestWriter``: the framing
   decisions (length, chunked, until close, none), keep-alive, ``connection`` fields.
 - :mod:`mosn_http1.frames`: the bytes of heads, chunks, trailers, error replies.

@@ -1,11 +1,11 @@
-"""HTTP/1 readers on httptools (llhttp): bytes in, events out (h11's ``_readers.py``
-role). No socket, transport, connection or loop here: a reader is fed what was read
-and returns the :mod:`mosn_http1.events` it completes, checking the size limits and
-the framing rules the codec enforces (RFC 9112) on the way.
+"""HTTP/1 readers on httptools (llhttp): bytes in, handler calls out (h11's
+``_readers.py`` role). No socket, transport, connection or loop here: a reader is fed
+what was read and calls its handler (:mod:`mosn_http1.handlers`) for what the bytes
+complete, checking the size limits and the framing rules the codec enforces (RFC
+9112) on the way.
 
-A reader stops for good at a :class:`~mosn_http1.events.ProtocolError` or an
-:class:`~mosn_http1.events.Upgraded` (and a request reader after a request that
-closes the connection): later ``feed`` calls return nothing.
+A reader stops for good after ``on_error`` or ``on_upgraded`` (and a request reader
+after a request that closes the connection): later ``feed`` calls do nothing.
 """
 
 from __future__ import annotations
@@ -14,16 +14,7 @@ import httptools
 
 from mosn.stream.types import CodecError, Headers, RequestHead, ResponseHead
 from mosn_http1.config import Limits
-from mosn_http1.events import (
-    BODY,
-    END,
-    NO_BODY,
-    TUNNEL,
-    ProtocolError,
-    RequestStart,
-    ResponseStart,
-    Upgraded,
-)
+from mosn_http1.handlers import BODY, NO_BODY, TUNNEL, RequestHandler, ResponseHandler
 from mosn_http1.target import check_transfer_coding, origin_form
 
 KNOWN_METHODS = {m: m.decode() for m in (
@@ -64,16 +55,20 @@ def _reraise(exc: httptools.HttpParserCallbackError) -> None:
 class _Reader:
     """What both readers share: the feed loop, the head size accounting, the end."""
 
-    __slots__ = ("_parser", "_events", "_fields", "_head_bytes", "_partial", "in_head",
-                 "_begun", "_max_head", "_max_fields", "stopped", "_codings", "_error_status",
-                 "_head_status", "_last", "_fresh", "_too_large", "_special_fields")
+    __slots__ = ("_parser", "_handler", "_pending", "_fields", "_head_bytes", "_partial",
+                 "in_head", "_begun", "_max_head", "_max_fields", "stopped", "_codings",
+                 "_error_status", "_head_status", "_last", "_fresh", "_too_large",
+                 "_special_fields")
 
-    def __init__(self, max_head: int, limits: Limits, error_status: int,
+    def __init__(self, handler: object, max_head: int, limits: Limits, error_status: int,
                  head_status: int, too_large: str, special_fields: frozenset[str]) -> None:
+        self._handler = handler
         self._too_large = too_large
         self._special_fields = special_fields
         """Fields of a head the reader takes note of (framing, Host, Expect)."""
-        self._events: list = []
+        self._pending: tuple | None = None
+        """A head held back until it is known whether its message ends with it: the
+        handler's head call's arguments but ``end_stream``."""
         self._fields: list[tuple[str, str]] = []
         self._head_bytes = 0
         self._partial = 0
@@ -94,11 +89,10 @@ class _Reader:
         self._fresh = False
         """The next message needs a new parser (after a response to HEAD)."""
 
-    def feed(self, data: bytes) -> list:
-        """The events ``data`` completes, in order."""
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``, calling the handler for what it completes, in order."""
         if self.stopped:
-            return []
-        events = self._events = []
+            return
         begun = self._begun
         try:
             try:
@@ -107,20 +101,22 @@ class _Reader:
                 _reraise(exc)
         except httptools.HttpParserUpgrade as exc:
             self.stopped = True
-            events.append(Upgraded(data[exc.args[0]:]))
-            return events
+            self._handler.on_upgraded(data[exc.args[0]:])
+            return
         except _Stop:
             self.stopped = True
-            return events
+            return
         except CodecError as exc:
             self._fail(exc.status, exc)
-            return events
+            return
         except httptools.HttpParserError as exc:
             if self._last:
                 self.stopped = True  # bytes after the last message: not read
             else:
                 self._fail(self._error_status, exc)
-            return events
+            return
+        if self._pending is not None:
+            self._head(False)  # the rest of the message comes in later reads
         if self._fresh:
             # llhttp does not know the request was HEAD and would wait for the body
             # the head announces: the next response gets a new parser.
@@ -132,12 +128,16 @@ class _Reader:
             self._partial += len(data)
             if self._partial > self._max_head:
                 self._fail(self._head_status, "a head over the size limit")
-        return events
 
     def _fail(self, status: int, reason: object) -> None:
         self.stopped = True
         self.in_head = False
-        self._events.append(ProtocolError(status, reason))
+        self._pending = None  # its message never completes
+        self._handler.on_error(status, reason)
+
+    def _head(self, end_stream: bool) -> None:
+        """Hand the head held back to the handler."""
+        raise NotImplementedError
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The count is checked once the head is complete: until then the byte limit
@@ -158,32 +158,51 @@ class _Reader:
         raise NotImplementedError
 
     def on_body(self, body: bytes) -> None:
-        self._events.append(body)
+        if self._pending is not None:
+            self._head(False)
+        self._handler.on_body(body)
 
-    def on_message_complete(self) -> None:
+    def _end(self) -> None:
+        """The message is complete: its head, or its end (with trailers, if any)."""
         trailers = self._fields
         if trailers:
             if len(trailers) > self._max_fields:
                 raise CodecError("too many trailer fields", self._head_status)
             self._fields = []
-            self._events.append(Headers(trailers))  # the end, with trailers
+            if self._pending is not None:
+                self._head(False)
+            self._handler.on_end(Headers(trailers))
+        elif self._pending is not None:
+            self._head(True)  # the head was the whole message: one call
         else:
-            self._events.append(END)
+            self._handler.on_end(None)
 
 
 class RequestReader(_Reader):
-    """Reads the requests of a downstream connection (the server role's reader)."""
+    """Reads the requests of a downstream connection (the server role's reader),
+    calling a :class:`~mosn_http1.handlers.RequestHandler`."""
 
-    __slots__ = ("_url", "_authority", "_expect", "_scheme")
+    __slots__ = ("_url", "_authority", "_expect", "_scheme", "target", "host")
 
-    def __init__(self, limits: Limits = Limits(), scheme: str = "http") -> None:
-        super().__init__(limits.max_request_head_bytes, limits, 400, 431,
+    def __init__(self, handler: RequestHandler, limits: Limits = Limits(),
+                 scheme: str = "http") -> None:
+        super().__init__(handler, limits.max_request_head_bytes, limits, 400, 431,
                          "request headers too large", _SPECIAL_FIELDS)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._authority: str | None = None
         self._expect = False
         self._scheme = scheme
+        self.target = ""
+        """The target of the last request head, as it came (before origin-form)."""
+        self.host: str | None = None
+        """The ``Host`` field of the last request head as it came (the head's
+        authority may differ)."""
+
+    def _head(self, end_stream: bool) -> None:
+        head, keep_alive, expect = self._pending
+        self._pending = None
+        self._handler.on_request(head, end_stream, keep_alive, False, expect)
 
     # -- httptools callbacks --------------------------------------------------------
 
@@ -229,7 +248,8 @@ class RequestReader(_Reader):
         self._fields = []  # trailers, if any, come next
         self._head_bytes = 0
         self.in_head = False
-        target, host = self._url.decode("latin-1"), self._authority
+        target = self.target = self._url.decode("latin-1")
+        host = self.host = self._authority
         if target[:1] == "/" and host is not None:
             path, authority = target, host  # origin-form with a Host: most requests
         else:
@@ -241,22 +261,31 @@ class RequestReader(_Reader):
         keep_alive = parser.should_keep_alive()
         if not keep_alive:
             self._last = True
-        expect, self._expect = self._expect, False
-        self._events.append(RequestStart(
-            RequestHead(method, path, authority, self._scheme, Headers(fields), version),
-            keep_alive, parser.should_upgrade(), expect, target, host))
+        expect = self._expect
+        if expect:
+            self._expect = False
+        head = RequestHead(method, path, authority, self._scheme, Headers(fields), version)
+        if parser.should_upgrade():
+            # Never held back: what follows its head is the tunnel's, not a body.
+            self._handler.on_request(head, False, keep_alive, True, expect)
+        else:
+            self._pending = (head, keep_alive, expect)
+
+    def on_message_complete(self) -> None:
+        self._end()
 
 
 class ResponseReader(_Reader):
-    """Reads the responses of an upstream connection (the client role's reader). It
-    is told of each request sent (:meth:`expect`): a response needs one, and its
-    framing depends on the request's method (RFC 9112 6.3)."""
+    """Reads the responses of an upstream connection (the client role's reader),
+    calling a :class:`~mosn_http1.handlers.ResponseHandler`. It is told of each
+    request sent (:meth:`expect`): a response needs one, and its framing depends on
+    the request's method (RFC 9112 6.3)."""
 
     __slots__ = ("_reason", "_interim", "_has_length", "_method", "_upgrade", "_waiting",
                  "spurious_body", "_tunnel")
 
-    def __init__(self, limits: Limits = Limits()) -> None:
-        super().__init__(limits.max_response_head_bytes, limits, 502, 502,
+    def __init__(self, handler: ResponseHandler, limits: Limits = Limits()) -> None:
+        super().__init__(handler, limits.max_response_head_bytes, limits, 502, 502,
                          "response headers too large", _FRAMING_FIELDS)
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
@@ -275,6 +304,11 @@ class ResponseReader(_Reader):
         self._method = method
         self._upgrade = upgrade
         self._waiting = True
+
+    def _head(self, end_stream: bool) -> None:
+        head, keep_alive, close_delimited = self._pending
+        self._pending = None
+        self._handler.on_response(head, end_stream, keep_alive, BODY, close_delimited)
 
     # -- httptools callbacks --------------------------------------------------------
 
@@ -322,24 +356,24 @@ class ResponseReader(_Reader):
             if not self._upgrade:
                 raise CodecError("an upgrade nobody asked for", 502)
             self._tunnel = True
-            self._events.append(ResponseStart(head, False, TUNNEL, False))
+            self._handler.on_response(head, False, False, TUNNEL, False)
         elif method == "HEAD" or status in NO_BODY_STATUSES:
             self._fresh = method == "HEAD"
             self._waiting = False
-            self._events.append(ResponseStart(head, keep_alive, NO_BODY, False))
-            self._events.append(END)
+            self._handler.on_response(head, True, keep_alive, NO_BODY, False)
         else:
             codings = self._codings
             if codings is not None:
                 check_transfer_coding(codings, "1.1")  # what the codec can read exactly
-            self._events.append(ResponseStart(
-                head, keep_alive, BODY, codings is None and not self._has_length))
+            self._pending = (head, keep_alive, codings is None and not self._has_length)
 
     def on_body(self, body: bytes) -> None:
         if not self._waiting:
             self.spurious_body = True  # a body where none belongs (after a HEAD response)
             return
-        self._events.append(body)
+        if self._pending is not None:
+            self._head(False)
+        self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
@@ -348,4 +382,4 @@ class ResponseReader(_Reader):
         if not self._waiting or self._tunnel:
             return
         self._waiting = False
-        _Reader.on_message_complete(self)
+        self._end()

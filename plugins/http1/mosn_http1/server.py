@@ -33,7 +33,6 @@ from mosn.stream.types import (
 from mosn_http1 import frames
 from mosn_http1.adapter import FeedLoop, StreamIO
 from mosn_http1.config import Limits
-from mosn_http1.events import END, RequestStart, Upgraded
 from mosn_http1.readers import RequestReader
 from mosn_http1.state import (
     CLIENT,
@@ -214,7 +213,7 @@ class ServerConnection(FeedLoop):
         tls = transport is not None and transport.get_extra_info("sslcontext") is not None
         self._scheme = "https" if tls else "http"
         self._limits = limits
-        self._reader = RequestReader(limits, self._scheme)
+        self._reader = RequestReader(self, limits, self._scheme)
         self._max_pipelined = limits.max_pipelined_requests
         self._max_held = limits.max_held_response_bytes
         self._streams: deque[ServerStream] = deque()
@@ -356,7 +355,7 @@ class ServerConnection(FeedLoop):
         if self._active is not None:
             self._watermark(self._active)
 
-    # -- reading: the reader's events ---------------------------------------------------
+    # -- reading: the reader's calls (mosn_http1.handlers.RequestHandler) --------------
 
     def _feed(self, data: bytes) -> None:
         if self._tunnel is not None:
@@ -365,33 +364,7 @@ class ServerConnection(FeedLoop):
         if not self._reading:
             return
         reader = self._reader
-        for event in reader.feed(data):
-            # In the order of how often they come; END and trailers are taken even
-            # when reading stopped (they end the request being read).
-            kind = type(event)
-            if kind is RequestStart:
-                if not self._reading:
-                    return  # going away, closing, or the last request was read
-                self._request_start(event)
-            elif event is END:
-                self._request_end(None)
-            elif kind is bytes:
-                if not self._reading:
-                    return
-                self._body(event)
-            elif kind is Headers:
-                self._request_end(event)
-            elif not self._reading:
-                return
-            elif kind is Upgraded:
-                self._upgraded(event.rest)
-                return
-            else:
-                self._client_broke(event.status, event.reason)
-                return
-        s = self._current
-        if s is not None and s.head is not None:
-            self._dispatch(s, False)  # the body is on its way
+        reader.feed(data)
         if reader.in_head and not self._slow_head and self._reading:
             self._slow_head = True
             # Its bytes are no activity for the connection's idle timeout, and from now
@@ -400,15 +373,19 @@ class ServerConnection(FeedLoop):
             if self._head_timeout:
                 self._time_head()
 
-    def _request_start(self, event: RequestStart) -> None:
+    # What comes after reading stopped (going away, closing, the last request read)
+    # is ignored, but a request's end: it ends the request being read.
+
+    def on_request(self, head: RequestHead, end_stream: bool, keep_alive: bool,
+                   upgrade: bool, expect_continue: bool) -> None:
+        if not self._reading:
+            return
         if self._slow_head:
             self._slow_head = False
             self.conn.count_reads_as_activity(True)
             if self._head_timer is not None:
                 self._head_timer.cancel()
                 self._head_timer = None
-        head = event.head
-        upgrade = event.upgrade
         if upgrade and self._upgrades:
             fields = head.headers.items()
             take_over = self._upgrade_to(fields)
@@ -420,34 +397,43 @@ class ServerConnection(FeedLoop):
                 # comes first): the offer is ignored, as RFC 9110 7.8 lets a server do.
                 # The reader stops at an upgrade request's head, so the request is read
                 # again without the offer once it stops (see _read_again).
-                self._reparse = (f"{head.method} {event.target} HTTP/{head.version}\r\n",
+                reader = self._reader
+                self._reparse = (f"{head.method} {reader.target} HTTP/{head.version}\r\n",
                                  [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS],
-                                 event.host)
+                                 reader.host)
                 return
-        s = ServerStream(self, head.method, head.version == "1.0", event.keep_alive, upgrade)
-        s.head = head
-        s.request = SEND_BODY
+        s = ServerStream(self, head.method, head.version == "1.0", keep_alive, upgrade)
         streams = self._streams
         streams.append(s)
         if self._active is None:
             self._active = s
-        self._current = s
-        if event.expect_continue and not s.http10:
+        if expect_continue and not s.http10:
             s._write(frames.CONTINUE)  # Envoy's default: the proxy answers it itself
-        if upgrade:
-            self._dispatch(s, False)  # the request's body is the tunnel, ended by EOF
+        s.head = head
+        if end_stream:
+            # The head is the whole request (the table's IDLE --HEAD_END--> DONE).
+            s.request = DONE
+            if not keep_alive or self._going_away:
+                self._reading = False  # no request may follow this one
+            self._dispatch(s, True)
+            return
+        s.request = SEND_BODY
+        self._current = s
+        self._dispatch(s, False)  # the body (or an upgrade's tunnel) is on its way
 
-    def _body(self, body: bytes) -> None:
+    def on_body(self, data: bytes) -> None:
+        if not self._reading:
+            return
         s = self._current
-        if s.head is not None:
-            self._dispatch(s, False)
+        if s is None:
+            return  # the request's stream was dropped (reset, or a hand-over's request)
         handler = s.handler
         if handler is not None:
-            handler.on_data(body, False)
+            handler.on_data(data, False)
         elif s.backlog is not None:
-            s.backlog.append((_DATA, body, False))
+            s.backlog.append((_DATA, data, False))
 
-    def _request_end(self, trailers: Headers | None) -> None:
+    def on_end(self, trailers: Headers | None) -> None:
         s = self._current
         if s is None:
             return
@@ -458,15 +444,31 @@ class ServerConnection(FeedLoop):
             self._tunnel = s
             return
         s.request = DONE  # the table's SEND_BODY --END--> DONE
-        if s.head is not None and trailers is None:
-            self._dispatch(s, True)
-            return
-        if s.head is not None:
-            self._dispatch(s, False)
         if trailers is not None:
             self._deliver(s, _TRAILERS, trailers, True)
         else:
             self._deliver(s, _DATA, b"", True)
+
+    def on_upgraded(self, rest: bytes) -> None:
+        """The reader stopped at an upgrade request: hand the connection over, read
+        the request again without the offer, or carry the rest as the tunnel's."""
+        if not self._reading:
+            return
+        if self._switch is not None:
+            self._switch_protocol(rest)
+        elif self._reparse is not None:
+            self._read_again(rest)
+        else:
+            self._tunnel_data(rest)
+
+    def on_error(self, status: int, reason: object) -> None:
+        """The client broke the protocol: counted, and answered with ``status``."""
+        if not self._reading:
+            return
+        report = getattr(self.new_stream, "on_protocol_error", None)
+        if report is not None:
+            report(reason)
+        self._protocol_error(status)
 
     def _time_head(self) -> None:
         self._head_timer = self.conn.loop.call_later(self._head_timeout, self._head_expired)
@@ -507,16 +509,6 @@ class ServerConnection(FeedLoop):
         return any(token.strip().lower() in self._upgrades
                    for name, value in fields if name == "upgrade" for token in value.split(","))
 
-    def _upgraded(self, rest: bytes) -> None:
-        """The reader stopped at an upgrade request: hand the connection over, read
-        the request again without the offer, or carry the rest as the tunnel's."""
-        if self._switch is not None:
-            self._switch_protocol(rest)
-        elif self._reparse is not None:
-            self._read_again(rest)
-        else:
-            self._tunnel_data(rest)
-
     def _read_again(self, rest: bytes) -> None:
         """Read the request whose upgrade offer was ignored again, without the offer,
         with its body and whatever follows it (``rest``), with a new reader."""
@@ -526,7 +518,7 @@ class ServerConnection(FeedLoop):
         self._unparsed.clear()
         host_field = [f"host: {host}\r\n"] if host is not None else []
         head = frames.head(line, host_field + [f"{name}: {value}\r\n" for name, value in fields])
-        self._reader = RequestReader(self._limits, self._scheme)
+        self._reader = RequestReader(self, self._limits, self._scheme)
         self._feed(head + rest)
 
     def _switch_protocol(self, rest: bytes) -> None:
@@ -551,13 +543,6 @@ class ServerConnection(FeedLoop):
         self._dispatch(s, True)
 
     # -- errors -------------------------------------------------------------------------
-
-    def _client_broke(self, status: int, reason: object) -> None:
-        """The client broke the protocol: counted, and answered with ``status``."""
-        report = getattr(self.new_stream, "on_protocol_error", None)
-        if report is not None:
-            report(reason)
-        self._protocol_error(status)
 
     def _protocol_error(self, status: int) -> None:
         """Answer what could not be read with ``status`` (after the responses before
