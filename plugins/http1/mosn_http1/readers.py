@@ -55,15 +55,13 @@ def _reraise(exc: httptools.HttpParserCallbackError) -> None:
 class _Reader:
     """What both readers share: the feed loop, the head size accounting, the end."""
 
-    __slots__ = ("_parser", "_handler", "_pending", "_fields", "_head_bytes", "_partial",
-                 "in_head", "_begun", "_max_head", "_max_fields", "stopped", "_codings",
-                 "_error_status", "_head_status", "_last", "_fresh", "_too_large",
-                 "_special_fields")
 
     def __init__(self, handler: object, max_head: int, limits: Limits, error_status: int,
-                 head_status: int, too_large: str, special_fields: frozenset[str]) -> None:
+                 head_status: int, too_large: str, too_many: str,
+                 special_fields: frozenset[str]) -> None:
         self._handler = handler
         self._too_large = too_large
+        self._too_many = too_many
         self._special_fields = special_fields
         """Fields of a head the reader takes note of (framing, Host, Expect)."""
         self._pending: tuple | None = None
@@ -122,12 +120,13 @@ class _Reader:
             # the head announces: the next response gets a new parser.
             self._fresh = False
             self._parser = httptools.HttpResponseParser(self)
-        if self.in_head and self._begun == begun:
-            # httptools keeps a header line that spans reads to itself; a read that
-            # fell wholly inside one head counts against the limit here.
-            self._partial += len(data)
-            if self._partial > self._max_head:
-                self._fail(self._head_status, "a head over the size limit")
+        if self.in_head:
+            if self._begun == begun:
+                # httptools keeps a header line that spans reads to itself; a read that
+                # fell wholly inside one head counts against the limit here.
+                self._partial += len(data)
+            if self._partial > self._max_head or self._head_bytes > self._max_head:
+                self._fail(self._head_status, self._too_large)
 
     def _fail(self, status: int, reason: object) -> None:
         self.stopped = True
@@ -139,13 +138,24 @@ class _Reader:
         """Hand the head held back to the handler."""
         raise NotImplementedError
 
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # The count is checked once the head is complete: until then the byte limit
-        # bounds it (every field costs at least FIELD_OVERHEAD bytes).
-        size = self._head_bytes + len(name) + len(value) + FIELD_OVERHEAD
-        if size > self._max_head:
+    def _head_complete(self) -> list[tuple[str, str]]:
+        """The fields of the head just read, within the limits; trailers come next."""
+        fields = self._fields
+        if self._head_bytes > self._max_head:
             raise CodecError(self._too_large, self._head_status)
-        self._head_bytes = size
+        if len(fields) > self._max_fields:
+            raise CodecError(self._too_many, self._head_status)
+        self._fields = []
+        self._head_bytes = 0
+        self.in_head = False
+        return fields
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        # The size is checked at the end of each read and when the head completes:
+        # a read's fields are slices of it, so the read's size bounds what comes in
+        # between. The count is checked once the head is complete (every field costs
+        # at least FIELD_OVERHEAD bytes of the size).
+        self._head_bytes += len(name) + len(value) + FIELD_OVERHEAD
         k = _FIELD_NAMES.get(name) or field_name(name)
         v = value.decode("latin-1")
         if k in self._special_fields and self.in_head and not self._special(k, v):
@@ -182,12 +192,12 @@ class RequestReader(_Reader):
     """Reads the requests of a downstream connection (the server role's reader),
     calling a :class:`~mosn_http1.handlers.RequestHandler`."""
 
-    __slots__ = ("_url", "_authority", "_expect", "_scheme", "target", "host")
 
     def __init__(self, handler: RequestHandler, limits: Limits = Limits(),
                  scheme: str = "http") -> None:
         super().__init__(handler, limits.max_request_head_bytes, limits, 400, 431,
-                         "request headers too large", _SPECIAL_FIELDS)
+                         "request head too large", "too many request headers",
+                         _SPECIAL_FIELDS)
         self._parser = httptools.HttpRequestParser(self)
         self._url = b""
         self._authority: str | None = None
@@ -217,8 +227,6 @@ class RequestReader(_Reader):
     def on_url(self, url: bytes) -> None:
         self._url += url  # may come in pieces, one per read
         self._head_bytes += len(url)
-        if self._head_bytes > self._max_head:
-            raise CodecError("request line too long", 431)
 
     def _special(self, k: str, v: str) -> bool:
         if k == "host":
@@ -242,12 +250,7 @@ class RequestReader(_Reader):
             raise CodecError(f"HTTP/{version} is not HTTP/1", 505)
         raw_method = parser.get_method()
         method = KNOWN_METHODS.get(raw_method) or raw_method.decode("latin-1")
-        fields = self._fields
-        if len(fields) > self._max_fields:
-            raise CodecError("too many request headers", 431)
-        self._fields = []  # trailers, if any, come next
-        self._head_bytes = 0
-        self.in_head = False
+        fields = self._head_complete()
         target = self.target = self._url.decode("latin-1")
         host = self.host = self._authority
         if target[:1] == "/" and host is not None:
@@ -281,12 +284,11 @@ class ResponseReader(_Reader):
     request sent (:meth:`expect`): a response needs one, and its framing depends on
     the request's method (RFC 9112 6.3)."""
 
-    __slots__ = ("_reason", "_interim", "_has_length", "_method", "_upgrade", "_waiting",
-                 "spurious_body", "_tunnel")
 
     def __init__(self, handler: ResponseHandler, limits: Limits = Limits()) -> None:
         super().__init__(handler, limits.max_response_head_bytes, limits, 502, 502,
-                         "response headers too large", _FRAMING_FIELDS)
+                         "response head too large", "too many response headers",
+                         _FRAMING_FIELDS)
         self._parser = httptools.HttpResponseParser(self)
         self._reason = b""
         self._interim = False
@@ -325,8 +327,6 @@ class ResponseReader(_Reader):
     def on_status(self, reason: bytes) -> None:
         self._reason += reason
         self._head_bytes += len(reason)
-        if self._head_bytes > self._max_head:
-            raise CodecError("status line too long", 502)
 
     def _special(self, k: str, v: str) -> bool:
         if k == "content-length":
@@ -340,12 +340,7 @@ class ResponseReader(_Reader):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        fields = self._fields
-        if len(fields) > self._max_fields:
-            raise CodecError("too many response headers", 502)
-        self._fields = []
-        self._head_bytes = 0
-        self.in_head = False
+        fields = self._head_complete()
         if status < 200 and status != 101:
             self._interim = True  # 100 Continue, 103 Early Hints: not the response
             return

@@ -31,7 +31,7 @@ from mosn.stream.types import (
     StreamResetReason,
 )
 from mosn_http1 import frames
-from mosn_http1.adapter import FeedLoop, StreamIO
+from mosn_http1.adapter import CORK_JOIN_LIMIT, FeedLoop, StreamIO
 from mosn_http1.config import Limits
 from mosn_http1.readers import RequestReader
 from mosn_http1.state import (
@@ -69,8 +69,8 @@ class ServerStream(ResponseWriter, StreamIO):
     """One request of a downstream connection and the way to answer it."""
 
     __slots__ = (
-        "codec", "handler", "head", "backlog", "request", "corked", "held", "held_bytes",
-        "above", "disabled", "dead", "released",
+        "codec", "handler", "backlog", "request", "corked", "held", "held_bytes", "above",
+        "disabled", "dead", "released",
     )
 
     def __init__(self, codec: "ServerConnection", method: str, http10: bool,
@@ -78,8 +78,6 @@ class ServerStream(ResponseWriter, StreamIO):
         ResponseWriter.__init__(self, method, http10, keep_alive, upgrade)
         self.codec = codec
         self.handler: RequestHandler | None = None
-        self.head: RequestHead | None = None
-        """The head until it is handed to the handler (then the end_stream is known)."""
         self.backlog: list[tuple[int, Any, bool]] | None = None
         self.request = IDLE
         """The request's state (``CLIENT`` role): ``DONE`` once read in full."""
@@ -163,10 +161,14 @@ class ServerStream(ResponseWriter, StreamIO):
     def _write(self, data: bytes) -> None:
         codec = self.codec
         if codec._active is self:
-            if self.corked is None:
-                codec.conn.write(data)
-            else:
-                self._write_uncorked(codec.conn, data)
+            corked = self.corked
+            if corked is not None:  # the head held back for this body
+                self.corked = None
+                if len(data) <= CORK_JOIN_LIMIT:
+                    data = corked + data
+                else:
+                    codec.conn.write(corked)
+            codec.conn.write(data)
             return
         # An earlier response is still being sent: keep this one for its turn.
         if self.held is None:
@@ -409,17 +411,16 @@ class ServerConnection(FeedLoop):
             self._active = s
         if expect_continue and not s.http10:
             s._write(frames.CONTINUE)  # Envoy's default: the proxy answers it itself
-        s.head = head
         if end_stream:
             # The head is the whole request (the table's IDLE --HEAD_END--> DONE).
             s.request = DONE
             if not keep_alive or self._going_away:
                 self._reading = False  # no request may follow this one
-            self._dispatch(s, True)
+            self._dispatch(s, head, True)
             return
         s.request = SEND_BODY
         self._current = s
-        self._dispatch(s, False)  # the body (or an upgrade's tunnel) is on its way
+        self._dispatch(s, head, False)  # the body (or an upgrade's tunnel) is on its way
 
     def on_body(self, data: bytes) -> None:
         if not self._reading:
@@ -536,11 +537,10 @@ class ServerConnection(FeedLoop):
             return
         head.headers.retain(lambda k, _: k not in ("upgrade", "connection"))
         s = ServerStream(self, head.method, False, False, False)
-        s.head = head
         s.request = advance(CLIENT, IDLE, HEAD_END)
         self._streams.append(s)
         self._active = s
-        self._dispatch(s, True)
+        self._dispatch(s, head, True)
 
     # -- errors -------------------------------------------------------------------------
 
@@ -573,7 +573,6 @@ class ServerConnection(FeedLoop):
         handler = s.handler
         s.dead = True
         s.handler = None
-        s.head = None
         s.close_after = True
         if s.backlog is not None:
             s.backlog = None
@@ -585,9 +584,7 @@ class ServerConnection(FeedLoop):
 
     # -- handing requests to the proxy ---------------------------------------------------
 
-    def _dispatch(self, s: ServerStream, end_stream: bool) -> None:
-        head = s.head
-        s.head = None
+    def _dispatch(self, s: ServerStream, head: RequestHead, end_stream: bool) -> None:
         # Every stream in _streams but the deferred ones is with the proxy, s included.
         if self._deferred or len(self._streams) > self._max_pipelined:
             # Enough requests are with the proxy: this one waits, and so does reading.
