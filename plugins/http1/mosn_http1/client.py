@@ -263,9 +263,15 @@ class ClientConnection(FeedLoop):
         if end_stream:
             self._response_end(s)
 
-    def on_body(self, data: bytes) -> None:
+    def on_body(self, data: bytes, end_stream: bool) -> None:
         s = self._stream
-        if s is not None and not self._closed and s.response_head is not None:
+        if s is None or self._closed or s.response_head is None:
+            return
+        if end_stream:
+            if not self._tunnel:
+                s.handler.on_data(data, True)
+                self._response_end(s)
+        else:
             s.handler.on_data(data, False)
 
     def on_end(self, trailers: Headers | None) -> None:

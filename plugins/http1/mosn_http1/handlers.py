@@ -6,20 +6,24 @@ order, with no list of events in between:
 
 - ``on_request`` / ``on_response``: a message's head. ``end_stream`` True: the head
   is the whole message (a GET with no body, a response to HEAD, a 204 or 304, a
-  ``content-length: 0``): no ``on_end`` follows; this is the one call of most
-  messages. The reader holds a head back until it knows whether the message ends
+  ``content-length: 0``): nothing of it follows; this is the one call of most
+  requests. The reader holds a head back until it knows whether the message ends
   with it: until the message's end or first body bytes in the same ``feed``, or the
   end of that ``feed`` (then ``end_stream`` is False and the rest follows in later
   reads).
-- ``on_body``: body bytes, as they came.
-- ``on_end``: the message is complete; ``trailers`` is the trailer section of a
-  chunked body (a :class:`~mosn.stream.types.Headers`), or None.
+- ``on_body``: body bytes, as they came; ``end_stream`` True: the message ends with
+  them (no ``on_end`` follows). The last body bytes of a ``feed`` are held back the
+  same way, so a body read whole is one call.
+- ``on_end``: the message is complete with no body bytes to carry it; ``trailers`` is
+  the trailer section of a chunked body (a :class:`~mosn.stream.types.Headers`), or
+  None.
 - ``on_upgraded``: the parser stopped at an upgrade (or ``CONNECT``) message; ``rest``
   is what followed it, raw bytes; nothing more is parsed. An upgrade's head is never
-  held back (its body, if any, is the tunnel's), so its ``on_end`` comes first.
+  held back (its body, if any, is the tunnel's); its end comes first.
 - ``on_error``: the peer broke the protocol; ``status`` is the reply a server gives
   (a client resets the stream), ``reason`` what was wrong; nothing more is parsed. A
-  head held back when the error came is dropped: its message never completes.
+  head or body bytes held back when the error came are dropped: their message never
+  completes.
 
 A handler method may stop caring (the adapter stopped reading): the reader goes on
 with the bytes of that ``feed`` and the handler ignores what it does not want.
@@ -38,12 +42,12 @@ bytes do."""
 
 
 class _Common(Protocol):
-    def on_body(self, data: bytes) -> None:
-        """Body bytes of the message being read."""
+    def on_body(self, data: bytes, end_stream: bool) -> None:
+        """Body bytes of the message being read; the last ones with ``end_stream``."""
 
     def on_end(self, trailers: Headers | None) -> None:
-        """The message is complete, with the trailer section of a chunked body if it
-        had one."""
+        """The message is complete (its last bytes were not body bytes), with the
+        trailer section of a chunked body if it had one."""
 
     def on_upgraded(self, rest: bytes) -> None:
         """The parser stopped at an upgrade; ``rest`` followed the message."""

@@ -3,7 +3,7 @@
 # own methods are C calls. httptools calls the ``on_*`` methods as Python methods.
 
 cdef class _Reader:
-    cdef object _parser, _handler, _pending, _fields, _codings
+    cdef object _parser, _handler, _pending, _held, _fields, _codings
     cdef object _too_large, _too_many, _special_fields
     cdef Py_ssize_t _head_bytes, _partial, _begun, _max_head, _max_fields
     cdef int _error_status, _head_status
@@ -12,7 +12,6 @@ cdef class _Reader:
 
     cpdef _fail(self, int status, object reason)
     cpdef _head(self, bint end_stream)
-    cpdef list _head_complete(self)
     cpdef bint _special(self, str k, str v) except -1
     cpdef _end(self)
 

@@ -67,6 +67,8 @@ class _Reader:
         self._pending: tuple | None = None
         """A head held back until it is known whether its message ends with it: the
         handler's head call's arguments but ``end_stream``."""
+        self._held: bytes | None = None
+        """The last body bytes of a read, held back for the same reason."""
         self._fields: list[tuple[str, str]] = []
         self._head_bytes = 0
         self._partial = 0
@@ -115,6 +117,9 @@ class _Reader:
             return
         if self._pending is not None:
             self._head(False)  # the rest of the message comes in later reads
+        if self._held is not None:
+            held, self._held = self._held, None
+            self._handler.on_body(held, False)
         if self._fresh:
             # llhttp does not know the request was HEAD and would wait for the body
             # the head announces: the next response gets a new parser.
@@ -131,24 +136,12 @@ class _Reader:
     def _fail(self, status: int, reason: object) -> None:
         self.stopped = True
         self.in_head = False
-        self._pending = None  # its message never completes
+        self._pending = self._held = None  # its message never completes
         self._handler.on_error(status, reason)
 
     def _head(self, end_stream: bool) -> None:
         """Hand the head held back to the handler."""
         raise NotImplementedError
-
-    def _head_complete(self) -> list[tuple[str, str]]:
-        """The fields of the head just read, within the limits; trailers come next."""
-        fields = self._fields
-        if self._head_bytes > self._max_head:
-            raise CodecError(self._too_large, self._head_status)
-        if len(fields) > self._max_fields:
-            raise CodecError(self._too_many, self._head_status)
-        self._fields = []
-        self._head_bytes = 0
-        self.in_head = False
-        return fields
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # The size is checked at the end of each read and when the head completes:
@@ -168,12 +161,17 @@ class _Reader:
         raise NotImplementedError
 
     def on_body(self, body: bytes) -> None:
-        if self._pending is not None:
+        held = self._held
+        self._held = body
+        if held is not None:
+            self._handler.on_body(held, False)
+        elif self._pending is not None:
             self._head(False)
-        self._handler.on_body(body)
 
     def _end(self) -> None:
-        """The message is complete: its head, or its end (with trailers, if any)."""
+        """The message is complete: its head, its last body bytes, or its end (with
+        trailers, if any): one call."""
+        held = self._held
         trailers = self._fields
         if trailers:
             if len(trailers) > self._max_fields:
@@ -181,9 +179,15 @@ class _Reader:
             self._fields = []
             if self._pending is not None:
                 self._head(False)
+            if held is not None:
+                self._held = None
+                self._handler.on_body(held, False)
             self._handler.on_end(Headers(trailers))
+        elif held is not None:
+            self._held = None
+            self._handler.on_body(held, True)
         elif self._pending is not None:
-            self._head(True)  # the head was the whole message: one call
+            self._head(True)  # the head was the whole message
         else:
             self._handler.on_end(None)
 
@@ -250,7 +254,14 @@ class RequestReader(_Reader):
             raise CodecError(f"HTTP/{version} is not HTTP/1", 505)
         raw_method = parser.get_method()
         method = KNOWN_METHODS.get(raw_method) or raw_method.decode("latin-1")
-        fields = self._head_complete()
+        fields = self._fields
+        if self._head_bytes > self._max_head:
+            raise CodecError(self._too_large, self._head_status)
+        if len(fields) > self._max_fields:
+            raise CodecError(self._too_many, self._head_status)
+        self._fields = []  # trailers, if any, come next
+        self._head_bytes = 0
+        self.in_head = False
         target = self.target = self._url.decode("latin-1")
         host = self.host = self._authority
         if target[:1] == "/" and host is not None:
@@ -275,7 +286,14 @@ class RequestReader(_Reader):
             self._pending = (head, keep_alive, expect)
 
     def on_message_complete(self) -> None:
-        self._end()
+        pending = self._pending
+        if pending is not None and not self._fields:
+            # The head was the whole request (most requests): one call.
+            self._pending = None
+            head, keep_alive, expect = pending
+            self._handler.on_request(head, True, keep_alive, False, expect)
+        else:
+            self._end()
 
 
 class ResponseReader(_Reader):
@@ -340,7 +358,14 @@ class ResponseReader(_Reader):
     def on_headers_complete(self) -> None:
         parser = self._parser
         status = parser.get_status_code()
-        fields = self._head_complete()
+        fields = self._fields
+        if self._head_bytes > self._max_head:
+            raise CodecError(self._too_large, self._head_status)
+        if len(fields) > self._max_fields:
+            raise CodecError(self._too_many, self._head_status)
+        self._fields = []  # trailers, if any, come next
+        self._head_bytes = 0
+        self.in_head = False
         if status < 200 and status != 101:
             self._interim = True  # 100 Continue, 103 Early Hints: not the response
             return
@@ -366,9 +391,12 @@ class ResponseReader(_Reader):
         if not self._waiting:
             self.spurious_body = True  # a body where none belongs (after a HEAD response)
             return
-        if self._pending is not None:
+        held = self._held
+        self._held = body
+        if held is not None:
+            self._handler.on_body(held, False)
+        elif self._pending is not None:
             self._head(False)
-        self._handler.on_body(body)
 
     def on_message_complete(self) -> None:
         if self._interim:

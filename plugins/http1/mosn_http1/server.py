@@ -422,7 +422,10 @@ class ServerConnection(FeedLoop):
         self._current = s
         self._dispatch(s, head, False)  # the body (or an upgrade's tunnel) is on its way
 
-    def on_body(self, data: bytes) -> None:
+    def on_body(self, data: bytes, end_stream: bool) -> None:
+        if end_stream:
+            self._request_done(data, None)
+            return
         if not self._reading:
             return
         s = self._current
@@ -435,6 +438,11 @@ class ServerConnection(FeedLoop):
             s.backlog.append((_DATA, data, False))
 
     def on_end(self, trailers: Headers | None) -> None:
+        self._request_done(b"", trailers)
+
+    def _request_done(self, data: bytes, trailers: Headers | None) -> None:
+        """The request being read is complete: its last body bytes (``data``, maybe
+        empty) or its trailers end it."""
         s = self._current
         if s is None:
             return
@@ -442,13 +450,16 @@ class ServerConnection(FeedLoop):
         if not s.keep_alive or self._going_away:
             self._reading = False  # no request may follow this one
         if s.upgrade:
+            # The request's body is the tunnel's (ended by EOF): its end is none.
             self._tunnel = s
+            if data:
+                self._deliver(s, _DATA, data, False)
             return
         s.request = DONE  # the table's SEND_BODY --END--> DONE
         if trailers is not None:
             self._deliver(s, _TRAILERS, trailers, True)
         else:
-            self._deliver(s, _DATA, b"", True)
+            self._deliver(s, _DATA, data, True)
 
     def on_upgraded(self, rest: bytes) -> None:
         """The reader stopped at an upgrade request: hand the connection over, read

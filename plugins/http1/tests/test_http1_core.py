@@ -51,6 +51,8 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list = []
         self.heads: list = []
+        self.ends: list[bool] = []
+        """``end_stream`` of each ``on_body``."""
         self.role = CLIENT
         self.state = DONE
 
@@ -78,13 +80,17 @@ class Recorder:
         self.calls.append(("response", head.status, head.reason, head.headers.items(),
                            keep_alive, body, close_delimited, end_stream))
 
-    def on_body(self, data: bytes) -> None:
+    def on_body(self, data: bytes, end_stream: bool) -> None:
         self.state = advance(self.role, self.state, DATA)
+        self.ends.append(end_stream)
         calls = self.calls
         if calls and type(calls[-1]) is bytes:
             calls[-1] += data  # pieces of one body, joined: splits compare equal
         else:
             calls.append(data)
+        if end_stream:  # noted as the end it also is
+            self.state = advance(self.role, self.state, END_INPUT)
+            calls.append(END)
 
     def on_end(self, trailers: Headers | None) -> None:
         self.state = advance(self.role, self.state, END_INPUT)
@@ -212,9 +218,13 @@ def test_a_head_is_held_to_the_end_of_its_read_then_the_body_follows():
     wire = b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\n"
     assert [c[-1] for c in read_all(reader, rec, wire)] == [False]  # end_stream
     assert read_all(reader, rec, b"ok") == [b"ok", END]
+    assert rec.ends == [True]  # the last body bytes carry the end: no on_end
     reader, rec = request_reader()
     calls = read_all(reader, rec, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 0\r\n\r\n")
     assert len(calls) == 1 and calls[0][-1] is True
+    reader, rec = request_reader()
+    calls = read_all(reader, rec, b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nok")
+    assert calls[1:] == [b"ok", END] and rec.ends == [True]  # head, then body and end
 
 
 def test_the_reader_stops_after_a_request_that_closes_the_connection():
@@ -318,7 +328,7 @@ def test_a_switch_nobody_asked_for_is_an_error_and_an_asked_one_a_tunnel():
 def test_the_recorder_refuses_calls_out_of_the_tables_order():
     rec = Recorder()
     with pytest.raises(StateError):
-        rec.on_body(b"x")  # data with no head
+        rec.on_body(b"x", False)  # data with no head
     rec.on_request(RequestHead("GET", "/", "h", "http", Headers()), True, True, False, False)
     with pytest.raises(StateError):
         rec.on_end(None)  # a head that ended its message has no end after it

@@ -74,7 +74,8 @@ def test_body_chunks_passed_on_as_they_come():
     assert h.events[1:] == [("data", b"abc", False)]  # not held for the rest
     srv.conn.receive(b"defg")
     srv.conn.receive(b"hij")
-    assert h.kinds() == ["headers", "data", "data", "data", "data"]
+    assert h.kinds() == ["headers", "data", "data", "data"]  # the last one ends it
+    assert h.events[-1] == ("data", b"hij", True)
     assert h.body == b"abcdefghij" and h.ended
 
 
@@ -96,12 +97,18 @@ def test_chunked_request_decoded_with_trailers():
     assert h.events[-1] == ("trailers", Headers([("x-checksum", "42")]))
 
 
-def test_chunked_request_without_trailers_ends_with_empty_data():
+def test_chunked_request_without_trailers_ends_with_its_last_data_or_empty_data():
     srv = Server()
     srv.conn.receive(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"3\r\nabc\r\n0\r\n\r\n")
     [h] = srv.handlers
-    assert h.events[-1] == ("data", b"", True)
+    assert h.events[1:] == [("data", b"abc", True)]  # read whole: one call ends it
+    srv = Server()
+    srv.conn.receive(b"POST /c HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"3\r\nabc\r\n")
+    srv.conn.receive(b"0\r\n\r\n")
+    [h] = srv.handlers
+    assert h.events[1:] == [("data", b"abc", False), ("data", b"", True)]
 
 
 def test_keep_alive_serves_requests_one_after_another():
@@ -283,7 +290,7 @@ def test_deferred_request_body_is_replayed():
     srv.conn.receive(GET + b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc")
     answer(srv.handlers[0])
     h = srv.handlers[1]
-    assert h.kinds() == ["headers", "data", "data"] and h.body == b"abc" and h.ended
+    assert h.kinds() == ["headers", "data"] and h.body == b"abc" and h.ended
 
 
 # -- 100-continue, HTTP/1.0, Connection: close --------------------------------------
