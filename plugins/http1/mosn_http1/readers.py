@@ -405,4 +405,10 @@ class ResponseReader(_Reader):
         if not self._waiting or self._tunnel:
             return
         self._waiting = False
-        self._end()
+        held = self._held
+        if held is not None and not self._fields:
+            # A body read whole (most responses): its bytes and the end, one call.
+            self._held = None
+            self._handler.on_body(held, True)
+        else:
+            self._end()

@@ -74,12 +74,12 @@ class ServerStream(ResponseWriter, StreamIO):
     )
 
     def __init__(self, codec: "ServerConnection", method: str, http10: bool,
-                 keep_alive: bool, upgrade: bool) -> None:
+                 keep_alive: bool, upgrade: bool, request: int = IDLE) -> None:
         ResponseWriter.__init__(self, method, http10, keep_alive, upgrade)
         self.codec = codec
         self.handler: RequestHandler | None = None
         self.backlog: list[tuple[int, Any, bool]] | None = None
-        self.request = IDLE
+        self.request = request
         """The request's state (``CLIENT`` role): ``DONE`` once read in full."""
         self.corked: bytes | None = None
         self.held: list[bytes] | None = None
@@ -99,9 +99,7 @@ class ServerStream(ResponseWriter, StreamIO):
         if self.dead or self.response != IDLE:
             return
         codec = self.codec
-        streams = codec._streams
-        data = self.write_head(head, end_stream,
-                               codec._going_away and bool(streams) and streams[-1] is self)
+        data = self.write_head(head, end_stream, codec._going_away and codec._is_last(self))
         response = self.response
         if response == IDLE:  # an interim response
             if data:
@@ -404,21 +402,20 @@ class ServerConnection(FeedLoop):
                                  [f for f in fields if f[0] not in UPGRADE_OFFER_FIELDS],
                                  reader.host)
                 return
-        s = ServerStream(self, head.method, head.version == "1.0", keep_alive, upgrade)
-        streams = self._streams
-        streams.append(s)
+        # The request's state: the table's IDLE --HEAD_END--> DONE for a head that is
+        # the whole request, IDLE --HEAD--> SEND_BODY for one whose body follows.
+        s = ServerStream(self, head.method, head.version == "1.0", keep_alive, upgrade,
+                         DONE if end_stream else SEND_BODY)
+        self._streams.append(s)
         if self._active is None:
             self._active = s
         if expect_continue and not s.http10:
             s._write(frames.CONTINUE)  # Envoy's default: the proxy answers it itself
         if end_stream:
-            # The head is the whole request (the table's IDLE --HEAD_END--> DONE).
-            s.request = DONE
             if not keep_alive or self._going_away:
                 self._reading = False  # no request may follow this one
             self._dispatch(s, head, True)
             return
-        s.request = SEND_BODY
         self._current = s
         self._dispatch(s, head, False)  # the body (or an upgrade's tunnel) is on its way
 
@@ -710,6 +707,11 @@ class ServerConnection(FeedLoop):
                 handler.on_above_write_buffer_high_watermark()
             else:
                 handler.on_below_write_buffer_low_watermark()
+
+    def _is_last(self, s: ServerStream) -> bool:
+        """``s`` is the last request read (going away: none follows it)."""
+        streams = self._streams
+        return bool(streams) and streams[-1] is s
 
     def _close(self) -> None:
         self._reading = False
