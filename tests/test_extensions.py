@@ -149,3 +149,67 @@ def test_a_wheel_built_with_a_c_compiler_carries_the_extension_modules(tmp_path)
     names = zipfile.ZipFile(wheel).namelist()
     assert "mosn_probe/hot.py" in names
     assert [n for n in names if n.startswith("mosn_probe/hot.") and n.endswith(EXTENSION_SUFFIXES)], names
+
+
+TYPED = [name for name, project in LISTED.items()
+         if project.joinpath(*name.split(".")).with_suffix(".pxd").exists()]
+
+
+def test_typed_modules_are_extension_types_compiled_and_slots_classes_pure():
+    """A module with an augmenting .pxd: compiled, its declared classes are extension
+    types whose attributes are C fields (no __dict__); pure (this same test under
+    MOSN_NO_EXTENSIONS=1, scripts/test), the same classes with __slots__."""
+    from mosn.build import pxd_mismatches
+    from mosn.proxy.stream import DownstreamStream
+
+    assert "mosn.proxy.stream" in TYPED
+    for name in TYPED:
+        assert pxd_mismatches(LISTED[name].joinpath(*name.split(".")).with_suffix(".py")) == []
+    module = sys.modules[DownstreamStream.__module__]
+    compiled = module.__file__.endswith(EXTENSION_SUFFIXES)
+    assert compiled == (_built("mosn.proxy.stream") and os.environ.get("MOSN_NO_EXTENSIONS", "")
+                        in ("", "0"))
+    kind = type(DownstreamStream.__dict__["done"]).__name__
+    assert kind == ("getset_descriptor" if compiled else "member_descriptor")
+
+
+MISMATCHED = {
+    "class gone": ("class Other:\n    __slots__ = ('a',)\n",
+                   "cdef class Hot:\n    cdef public object a\n",
+                   "cdef class Hot is not a class of hot.py"),
+    "slot added": ("class Hot:\n    __slots__ = ('a', 'b')\n",
+                   "cdef class Hot:\n    cdef public object a\n",
+                   "Hot.b is in __slots__ but not declared"),
+    "slot gone": ("class Hot:\n    __slots__ = ('a',)\n",
+                  "cdef class Hot:\n    cdef public object a\n    cdef readonly int b\n",
+                  "Hot.b is declared but not in __slots__"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHED))
+def test_a_pxd_whose_module_changed_shape_fails_the_build(tmp_path, monkeypatch, case):
+    from mosn.build import TypedModuleError, cython_extensions
+
+    source, pxd, reason = MISMATCHED[case]
+    (tmp_path / "pyproject.toml").write_text(PROBE_PYPROJECT)
+    (tmp_path / "mosn_probe").mkdir()
+    (tmp_path / "mosn_probe" / "hot.py").write_text(source)
+    (tmp_path / "mosn_probe" / "hot.pxd").write_text(pxd)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypedModuleError, match=reason):
+        cython_extensions(tmp_path, "mosn-probe")
+
+
+def test_a_typed_module_cython_refuses_fails_the_build_not_pure(tmp_path, monkeypatch):
+    pytest.importorskip("Cython")
+    from mosn.build import TypedModuleError, cython_extensions
+
+    source = "class Hot:\n    __slots__ = ('a',)\n\n    def twice(self):\n        return 2 * self.a\n"
+    (tmp_path / "mosn_probe").mkdir()
+    (tmp_path / "pyproject.toml").write_text(PROBE_PYPROJECT)
+    (tmp_path / "mosn_probe" / "hot.py").write_text(source)
+    (tmp_path / "mosn_probe" / "hot.pxd").write_text(  # a signature the .py does not have
+        "cdef class Hot:\n    cdef public object a\n    cpdef twice(self, int times)\n")
+    monkeypatch.chdir(tmp_path)  # (the same module without a .pxd compiles: the wheel above)
+    with pytest.raises(TypedModuleError, match="mosn_probe.hot .typed by its .pxd. refused"):
+        cython_extensions(tmp_path, "mosn-probe")
