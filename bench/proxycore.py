@@ -15,8 +15,9 @@ stream at once (an idle connection kept alive). Each round runs --n requests in 
 child process per build, the order turned every round: ``compiled`` (every listed
 module compiled), ``untyped`` (the same, but the typed modules, those with a ``.pxd``
 beside them, run from their ``.py``: the build before they were typed) and ``pure``
-(``MOSN_NO_EXTENSIONS=1``); the figure is the child's thread CPU time per request, its median over
-the rounds. A thread's CPU time is what the machine's other load disturbs least, so
+(``MOSN_NO_EXTENSIONS=1``). To measure a typed module, list it under ``[tool.mosn]
+compile`` and reinstall (docs/extensions.md). The figure is the child's thread CPU
+time per request, its median over the rounds. A thread's CPU time is what the machine's other load disturbs least, so
 two builds compare in the same run even on a busy machine (give ``uptime`` beside).
 """
 
@@ -64,12 +65,15 @@ class _FromSource:
 
 
 def typed_modules() -> list[str]:
-    """The core's listed modules typed by a .pxd beside them."""
-    import tomllib
+    """The core's modules typed by a .pxd beside them and built (compiled): listed under
+    ``[tool.mosn] compile`` when installed. None: ``untyped`` is ``compiled`` again."""
+    import importlib.machinery
 
-    with open(ROOT / "pyproject.toml", "rb") as f:
-        listed = tomllib.load(f)["tool"]["mosn"]["compile"]
-    return [m for m in listed if ROOT.joinpath(*m.split(".")).with_suffix(".pxd").exists()]
+    typed = []
+    for pxd in sorted((ROOT / "mosn").glob("**/*.pxd")):
+        if any(pxd.with_suffix(suffix).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES):
+            typed.append(".".join(pxd.relative_to(ROOT).with_suffix("").parts))
+    return typed
 
 
 def child(n: int, untyped: bool) -> float:
@@ -200,7 +204,8 @@ def main() -> None:
               "compiled/untyped": median["compiled"] / median["untyped"],
               "untyped/pure": median["untyped"] / median["pure"]}
     print("  " + "   ".join(f"{k} {v:.2f}" for k, v in ratios.items()))
-    print("  typed modules: " + ", ".join(typed_modules()))
+    print("  typed modules compiled: " + (", ".join(typed_modules()) or "none (add one to the "
+                                                "list and reinstall to measure it)"))
     if args.json:
         Path(args.json).write_text(json.dumps({"us_per_request": figures, "ratios": ratios}))
 
