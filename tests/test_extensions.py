@@ -132,6 +132,23 @@ compile = ["mosn_probe.hot"]
 """
 
 
+TYPED_PROBE = """
+class Hot:
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    def twice(self):
+        return 2 * self.a
+"""
+TYPED_PROBE_PXD = "cdef class Hot:\n    cdef public object a\n    cpdef twice(self)\n"
+TYPED_PROBE_CHECK = """
+import mosn_probe.hot as m
+print(type(m.Hot.__dict__["a"]).__name__, m.Hot(3).twice())
+"""
+
+
 @pytest.mark.skipif(not shutil.which("cc"), reason="no C compiler here")
 def test_a_wheel_built_with_a_c_compiler_carries_the_extension_modules(tmp_path):
     # A one-module distribution built as every plugin is (plugins/setup_plugin.py): the
@@ -142,10 +159,80 @@ def test_a_wheel_built_with_a_c_compiler_carries_the_extension_modules(tmp_path)
     (project / "pyproject.toml").write_text(PROBE_PYPROJECT)
     (project / "setup.py").write_text((ROOT / "plugins" / "setup_plugin.py").read_text())
     (project / "mosn_probe" / "__init__.py").write_text("import mosn.extensions  # noqa: F401\n")
-    (project / "mosn_probe" / "hot.py").write_text("def twice(x):\n    return 2 * x\n")
+    (project / "mosn_probe" / "hot.py").write_text(TYPED_PROBE)
+    (project / "mosn_probe" / "hot.pxd").write_text(TYPED_PROBE_PXD)
     done = _wheel(project, tmp_path / "dist", {**os.environ, "CFLAGS": "-O0 -g0"})
     assert done.returncode == 0, done.stderr
     wheel, = (tmp_path / "dist").glob("mosn_probe-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "mosn_probe/hot.py" in names
     assert [n for n in names if n.startswith("mosn_probe/hot.") and n.endswith(EXTENSION_SUFFIXES)], names
+
+    # The .pxd made Hot an extension type with C fields; the switch runs the .py's
+    # __slots__ class, with the same behaviour.
+    zipfile.ZipFile(wheel).extractall(tmp_path / "site")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    for switch, kind in ((None, "getset_descriptor"), ("1", "member_descriptor")):
+        env.pop("MOSN_NO_EXTENSIONS", None)
+        if switch:
+            env["MOSN_NO_EXTENSIONS"] = switch
+        run = subprocess.run([sys.executable, "-c", TYPED_PROBE_CHECK], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=IMPORT_TIMEOUT, check=True)
+        assert run.stdout.split() == [kind, "6"], (switch, run.stdout, run.stderr)
+
+
+PXDS = sorted(p for root in DISTRIBUTIONS for package in root.glob("mosn*") if package.is_dir()
+              for p in package.glob("**/*.pxd"))
+
+
+def test_every_pxd_matches_its_module():
+    """A typed module's .pxd (listed or not yet) declares exactly its classes' __slots__:
+    one left behind by a change to its .py would fail the build once listed."""
+    from mosn.build import pxd_mismatches
+
+    assert ROOT / "mosn" / "proxy" / "stream.pxd" in PXDS
+    for pxd in PXDS:
+        assert pxd.with_suffix(".py").exists(), pxd
+        assert pxd_mismatches(pxd.with_suffix(".py")) == []
+
+
+MISMATCHED = {
+    "class gone": ("class Other:\n    __slots__ = ('a',)\n",
+                   "cdef class Hot:\n    cdef public object a\n",
+                   "cdef class Hot is not a class of hot.py"),
+    "slot added": ("class Hot:\n    __slots__ = ('a', 'b')\n",
+                   "cdef class Hot:\n    cdef public object a\n",
+                   "Hot.b is in __slots__ but not declared"),
+    "slot gone": ("class Hot:\n    __slots__ = ('a',)\n",
+                  "cdef class Hot:\n    cdef public object a\n    cdef readonly int b\n",
+                  "Hot.b is declared but not in __slots__"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISMATCHED))
+def test_a_pxd_whose_module_changed_shape_fails_the_build(tmp_path, monkeypatch, case):
+    from mosn.build import TypedModuleError, cython_extensions
+
+    source, pxd, reason = MISMATCHED[case]
+    (tmp_path / "pyproject.toml").write_text(PROBE_PYPROJECT)
+    (tmp_path / "mosn_probe").mkdir()
+    (tmp_path / "mosn_probe" / "hot.py").write_text(source)
+    (tmp_path / "mosn_probe" / "hot.pxd").write_text(pxd)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(TypedModuleError, match=reason):
+        cython_extensions(tmp_path, "mosn-probe")
+
+
+def test_a_typed_module_cython_refuses_fails_the_build_not_pure(tmp_path, monkeypatch):
+    pytest.importorskip("Cython")
+    from mosn.build import TypedModuleError, cython_extensions
+
+    source = "class Hot:\n    __slots__ = ('a',)\n\n    def twice(self):\n        return 2 * self.a\n"
+    (tmp_path / "mosn_probe").mkdir()
+    (tmp_path / "pyproject.toml").write_text(PROBE_PYPROJECT)
+    (tmp_path / "mosn_probe" / "hot.py").write_text(source)
+    (tmp_path / "mosn_probe" / "hot.pxd").write_text(  # a signature the .py does not have
+        "cdef class Hot:\n    cdef public object a\n    cpdef twice(self, int times)\n")
+    monkeypatch.chdir(tmp_path)  # (the same module without a .pxd compiles: the wheel above)
+    with pytest.raises(TypedModuleError, match="mosn_probe.hot .typed by its .pxd. refused"):
+        cython_extensions(tmp_path, "mosn-probe")
