@@ -410,3 +410,81 @@ def test_holds_hundreds_of_eds_clusters(start_mosn, plane, upstreams):
     stats = mosn.admin("/stats?format=json", timeout=120).json()["stats"]  # 100,000 of them
     assert stats["xds.eds.update_rejected"] == 0
     assert sum(1 for name in stats if name.endswith(".upstream_cx_total")) >= 301
+
+
+RATINGS = service("ratings")
+
+
+def _worker_of(mosn_pid: int, listen_port: int, client_port: int) -> int | None:
+    """The worker of the mosn ``mosn_pid`` that holds the server end of the connection
+    from ``client_port`` to ``listen_port`` (read from /proc), or None."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == listen_port and \
+                int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{fields[9]}]")
+    children = Path(f"/proc/{mosn_pid}/task/{mosn_pid}/children").read_text().split()
+    for pid in map(int, children):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+def test_workers_follow_the_parent_subscription(start_mosn, plane, upstreams):
+    """``--workers 2`` under a control plane: the parent subscribes; each worker serves
+    the first snapshot, follows a push of a new cluster, route and endpoints, stays on
+    it when the next push is NACKed, and the new cluster's stats are the sum of both
+    workers' (registered after the fork, at the same index in every process)."""
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane), "--workers", "2")
+    wait_until(lambda: get(port).status_code == 200)
+    # One kept-alive connection held by each worker (fresh ones until both have one).
+    by_worker: dict[int, httpx.Client] = {}
+    deadline = time.monotonic() + FOLLOW
+    with contextlib.ExitStack() as stack:
+        while len(by_worker) < 2:
+            assert time.monotonic() < deadline, f"one worker took every connection: {by_worker}"
+            client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                                      timeout=5))
+            assert client.get("/").headers["x-upstream"] == "v1"
+            conn = client._transport._pool.connections[0]  # noqa: SLF001 (its socket)
+            sock = conn._connection._network_stream.get_extra_info("socket")  # noqa: SLF001
+            worker = _worker_of(mosn.proc.pid, port, sock.getsockname()[1])
+            if worker is not None and worker not in by_worker:
+                by_worker[worker] = client
+        clients = list(by_worker.values())
+
+        ratings = outbound(9080, RATINGS)
+        new = snapshot(port, upstreams, cluster=ratings)
+        new += [message(CLUSTERS, eds_cluster(9080, RATINGS, lb_policy="ROUND_ROBIN")),
+                message(ENDPOINTS, assignment(ratings, {"zone-a": [
+                    f"127.0.0.1:{upstreams['v2']}"]}))]
+        plane.set("2", new)
+        plane.acked(ROUTES.url, "2")
+        # The parent ACKs once it serves the push; each worker follows right after.
+        for client in clients:
+            wait_until(lambda client=client: client.get("/").headers["x-upstream"] == "v2")
+        sent = 0
+        for client in clients:  # from then on, only the new answer
+            for _ in range(5):
+                assert client.get("/").headers["x-upstream"] == "v2"
+                sent += 1
+        stats = mosn.stats()
+        assert stats[f"cluster.{ratings}.upstream_rq_total"] >= sent + 2
+        assert stats["server.worker_stats_diverged"] == 0
+        assert stats["server.worker_xds_apply_failed"] == 0
+
+        bad = snapshot(port, upstreams, regex="/api/v[0-9+(")  # back to reviews, refused
+        bad += new[4:]
+        plane.set("3", bad)
+        assert "invalid regex" in plane.nacked(ROUTES.url).error
+        for client in clients:
+            assert client.get("/").headers["x-upstream"] == "v2"
+        after = mosn.stats()
+        assert after["xds.rds.update_rejected"] >= 1
+        assert after[f"cluster.{ratings}.upstream_rq_total"] == \
+            stats[f"cluster.{ratings}.upstream_rq_total"] + len(clients)

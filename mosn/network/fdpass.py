@@ -55,15 +55,7 @@ class FdChannel:
         self._fds.clear()
         self.sock.close()
 
-    # -- framing --------------------------------------------------------------------------
-
-    @staticmethod
-    def _frame(message: dict[str, Any], fds: Iterable[int], blob: bytes) -> tuple[bytes, list[int]]:
-        body = json.dumps(message).encode()
-        fds = list(fds)
-        if len(fds) > MAX_FDS_PER_MESSAGE or len(body) > MAX_JSON or len(blob) > MAX_BLOB:
-            raise ValueError("message too large for the upgrade channel")
-        return HEADER.pack(len(body), len(blob), len(fds)) + body + blob, fds
+    # -- reading --------------------------------------------------------------------------
 
     def _parse(self) -> Message | None:
         buf = self._buffer
@@ -99,8 +91,8 @@ class FdChannel:
     # -- blocking (before the event loop runs) ----------------------------------------------
 
     def send_now(self, message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"") -> None:
-        data, fds = self._frame(message, fds, blob)
-        sent = self.sock.sendmsg([data], _rights(fds))
+        data, fds = frame(message, fds, blob)
+        sent = self.sock.sendmsg([data], rights(fds))
         if sent < len(data):
             self.sock.sendall(data[sent:])
 
@@ -115,18 +107,18 @@ class FdChannel:
     # -- on the event loop -------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"") -> None:
-        data, fds = self._frame(message, fds, blob)
+        data, fds = frame(message, fds, blob)
         view = memoryview(data)
-        rights = _rights(fds)
+        ancillary = rights(fds)
         while view:
             try:
-                sent = self.sock.sendmsg([view], rights)
+                sent = self.sock.sendmsg([view], ancillary)
             except BlockingIOError:
                 await self._ready(writable=True)
                 continue
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from None
-            rights = []
+            ancillary = []
             view = view[sent:]
 
     async def receive(self) -> Message:
@@ -160,7 +152,20 @@ class FdChannel:
             (loop.remove_writer if writable else loop.remove_reader)(fd)
 
 
-def _rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+def frame(message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"",
+          ) -> tuple[bytes, list[int]]:
+    """One message's bytes and the descriptors to send with its first bytes (for a
+    sender of its own, such as the parent's non-blocking channel to each worker).
+    Raises ValueError past the limits."""
+    body = json.dumps(message).encode()
+    fds = list(fds)
+    if len(fds) > MAX_FDS_PER_MESSAGE or len(body) > MAX_JSON or len(blob) > MAX_BLOB:
+        raise ValueError("message too large for the channel")
+    return HEADER.pack(len(body), len(blob), len(fds)) + body + blob, fds
+
+
+def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """``sendmsg``'s ancillary data carrying ``fds``."""
     if not fds:
         return []
     return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]
