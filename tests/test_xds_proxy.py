@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -433,48 +434,65 @@ def _worker_of(mosn_pid: int, listen_port: int, client_port: int) -> int | None:
     return None
 
 
+def _one_per_worker(mosn: MosnProcess, port: int, stack: contextlib.ExitStack,
+                    ) -> dict[int, httpx.Client]:
+    """A kept-alive connection to ``port`` held by each of mosn's two workers (fresh
+    ones until both have one), by worker pid."""
+    by_worker: dict[int, httpx.Client] = {}
+    deadline = time.monotonic() + FOLLOW
+    while len(by_worker) < 2:
+        assert time.monotonic() < deadline, f"one worker took every connection: {by_worker}"
+        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                                  timeout=5))
+        client.get("/")
+        conn = client._transport._pool.connections[0]  # noqa: SLF001 (its socket)
+        sock = conn._connection._network_stream.get_extra_info("socket")  # noqa: SLF001
+        worker = _worker_of(mosn.proc.pid, port, sock.getsockname()[1])
+        if worker is not None and worker not in by_worker:
+            by_worker[worker] = client
+    return by_worker
+
+
+def _upstreams_seen(clients: Any) -> set[str]:
+    return {client.get("/").headers["x-upstream"] for client in clients}
+
+
 def test_workers_follow_the_parent_subscription(start_mosn, plane, upstreams):
     """``--workers 2`` under a control plane: the parent subscribes; each worker serves
-    the first snapshot, follows a push of a new cluster, route and endpoints, stays on
-    it when the next push is NACKed, and the new cluster's stats are the sum of both
-    workers' (registered after the fork, at the same index in every process)."""
-    port = free_port()
+    the first snapshot, follows a push of a new cluster, route, endpoints and listener
+    (its socket bound by the parent), stays on it when the next push is NACKed; the new
+    cluster's stats are the sum of both workers' (registered after the fork, at the
+    same index in every process); a reload's new workers start from the snapshot
+    accepted last, with the control plane away."""
+    port, port2 = free_port(), free_port()
     plane.set("1", snapshot(port, upstreams))
     mosn = start_mosn(bootstrap(plane), "--workers", "2")
     wait_until(lambda: get(port).status_code == 200)
-    # One kept-alive connection held by each worker (fresh ones until both have one).
-    by_worker: dict[int, httpx.Client] = {}
-    deadline = time.monotonic() + FOLLOW
     with contextlib.ExitStack() as stack:
-        while len(by_worker) < 2:
-            assert time.monotonic() < deadline, f"one worker took every connection: {by_worker}"
-            client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                                                      timeout=5))
-            assert client.get("/").headers["x-upstream"] == "v1"
-            conn = client._transport._pool.connections[0]  # noqa: SLF001 (its socket)
-            sock = conn._connection._network_stream.get_extra_info("socket")  # noqa: SLF001
-            worker = _worker_of(mosn.proc.pid, port, sock.getsockname()[1])
-            if worker is not None and worker not in by_worker:
-                by_worker[worker] = client
-        clients = list(by_worker.values())
+        clients = list(_one_per_worker(mosn, port, stack).values())
+        assert _upstreams_seen(clients) == {"v1"}
 
         ratings = outbound(9080, RATINGS)
         new = snapshot(port, upstreams, cluster=ratings)
         new += [message(CLUSTERS, eds_cluster(9080, RATINGS, lb_policy="ROUND_ROBIN")),
                 message(ENDPOINTS, assignment(ratings, {"zone-a": [
-                    f"127.0.0.1:{upstreams['v2']}"]}))]
+                    f"127.0.0.1:{upstreams['v2']}"]})),
+                message(LISTENERS, http_listener(port2, "9080", address="127.0.0.1",
+                                                 bind=True))]
         plane.set("2", new)
         plane.acked(ROUTES.url, "2")
         # The parent ACKs once it serves the push; each worker follows right after.
         for client in clients:
             wait_until(lambda client=client: client.get("/").headers["x-upstream"] == "v2")
-        sent = 0
-        for client in clients:  # from then on, only the new answer
-            for _ in range(5):
-                assert client.get("/").headers["x-upstream"] == "v2"
-                sent += 1
+        sent = len(clients)
+        for _ in range(5):  # from then on, only the new answer
+            assert _upstreams_seen(clients) == {"v2"}
+            sent += len(clients)
+        on_port2 = _one_per_worker(mosn, port2, stack)  # the listener added: both serve it
+        assert _upstreams_seen(on_port2.values()) == {"v2"}
+        sent += 2 + len(on_port2)
         stats = mosn.stats()
-        assert stats[f"cluster.{ratings}.upstream_rq_total"] >= sent + 2
+        assert stats[f"cluster.{ratings}.upstream_rq_total"] >= sent
         assert stats["server.worker_stats_diverged"] == 0
         assert stats["server.worker_xds_apply_failed"] == 0
 
@@ -482,9 +500,17 @@ def test_workers_follow_the_parent_subscription(start_mosn, plane, upstreams):
         bad += new[4:]
         plane.set("3", bad)
         assert "invalid regex" in plane.nacked(ROUTES.url).error
-        for client in clients:
-            assert client.get("/").headers["x-upstream"] == "v2"
+        assert _upstreams_seen(clients) == {"v2"}
         after = mosn.stats()
         assert after["xds.rds.update_rejected"] >= 1
         assert after[f"cluster.{ratings}.upstream_rq_total"] == \
             stats[f"cluster.{ratings}.upstream_rq_total"] + len(clients)
+        workers = set(on_port2)
+
+    plane.stop()  # what the next workers serve can only come from the parent
+    os.kill(mosn.proc.pid, signal.SIGHUP)
+    mosn.wait_stat("server.reload_success", 1, timeout=FOLLOW)
+    with contextlib.ExitStack() as stack:
+        reloaded = _one_per_worker(mosn, port2, stack)
+        assert not set(reloaded) & workers
+        assert _upstreams_seen(reloaded.values()) == {"v2"}

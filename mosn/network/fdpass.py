@@ -1,8 +1,10 @@
 """Messages with file descriptors over a Unix domain socket (``SCM_RIGHTS``).
 
-The channel an upgrade talks over (:mod:`mosn.upgrade.handover`): each message is a
-JSON object, optionally with descriptors (listening sockets, a migrated connection's
-socket) and a blob of bytes (a migrated connection's unprocessed bytes). On the wire:
+The channel an upgrade talks over (:mod:`mosn.upgrade.handover`), and the one from a
+parent to each of its workers (host sets, control plane snapshots with the sockets of
+new listeners): each message is a JSON object, optionally with descriptors (listening
+sockets, a migrated connection's socket) and a blob of bytes (a migrated connection's
+unprocessed bytes, a snapshot's packed resources). On the wire:
 a header (JSON length, blob length, descriptor count), the JSON, the blob; the
 descriptors ride with the header's bytes, so by the time a header is read whole its
 descriptors have arrived.
@@ -24,10 +26,12 @@ MAX_FDS_PER_MESSAGE = 253
 """Descriptors in one message: Linux's SCM_MAX_FD (measured: 253 pass, 254 fail with
 EINVAL); more go in several messages."""
 MAX_JSON = 16 * 1024 * 1024
-"""Bytes of one message's JSON (the counters of a large config fit)."""
+"""Bytes of one message's JSON (the counters of a large config fit, and a host set of
+the largest cluster, 65,536 hosts: some 7.4 MB)."""
 MAX_BLOB = 64 * 1024 * 1024
 """Bytes of one message's blob (a connection's unprocessed bytes are bounded by its
-buffer limit, well below this)."""
+buffer limit, well below this; a control plane snapshot of 10,000 endpoints packs to
+some 290 KB)."""
 RECEIVE_CHUNK = 256 * 1024
 """Bytes asked of one ``recvmsg``."""
 UPGRADE_BACKLOG = 8
