@@ -48,8 +48,8 @@ from mosn.admin.server import Admin, set_log_levels
 from mosn.config import ConfigError, LoadedConfig, load
 from mosn.config.loader import admin_exposure, read_file
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
-from mosn.network.filter import CloseType
 from mosn.network import fdpass
+from mosn.network.filter import CloseType
 from mosn.network.listener import bind
 from mosn.network.overload import OverloadManager
 from mosn.observability.runtime import Observability

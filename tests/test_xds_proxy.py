@@ -179,7 +179,11 @@ def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstre
     assert mosn.stats()["control_plane.connected_state"] == 1
 
 
-def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path):
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.long)])
+def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path,
+                                                                    workers):
+    """With ``--workers 2`` in the new process (as long as the one-process case: not
+    in CI), its parent serves them before the fork: the workers start with them."""
     port = free_port()
     plane.set("1", snapshot(port, upstreams, names=("v2",)))
     config = bootstrap(plane)
@@ -189,7 +193,7 @@ def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstr
         wait_until(lambda: get(port).headers["x-upstream"] == "v2")
         cp_port = plane.port
         plane.stop()  # the new process can only have the resources from the old one
-        new = MosnProcess(config, tmp_path, wait=False)
+        new = MosnProcess(config, tmp_path, ["--workers", workers], wait=False)
         old.proc.wait(timeout=60)  # the old one exits once the new one serves
         new.wait_ready()
         assert "serving the control plane's resources handed over" in new.output()
