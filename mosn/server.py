@@ -983,10 +983,11 @@ class Supervisor:
         next generation before its workers fork (they start from them), and follow
         the control plane there from now on. Returns why it cannot, or ""."""
         plane = self.runtime.control_plane
+        static = plane.static if plane is not None else self.runtime.loaded
+        if new.loaded.config.dynamic_resources != static.config.dynamic_resources:
+            return "dynamic_resources changed (a new mosn subscribes anew: an upgrade)"
         if plane is None:
             return ""
-        if new.loaded.config.dynamic_resources != plane.static.config.dynamic_resources:
-            return "dynamic_resources changed (a new mosn subscribes anew: an upgrade)"
         composer = plane.composer
         before = composer.static
         composer.static = read_file(new.loaded.source)
