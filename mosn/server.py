@@ -829,8 +829,9 @@ class Generation:
 
 
 class Supervisor:
-    """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP, upgrades. A new process takes the
+    """The parent with workers: admin API, health checks and discovery, the control
+    plane's one subscription (each snapshot served here, then sent to the workers),
+    worker watch, signal forwarding, config reload on SIGHUP, upgrades. A new process takes the
     listening sockets here and each worker's connections from the worker
     (``takeover``: the process this one replaces; its workers, if it has any, hand
     theirs to these workers, one each; a single process drains its own)."""
