@@ -621,7 +621,7 @@ async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
                 return
             try:
                 if "xds" in message:
-                    _follow_snapshot(runtime, follower, message, socks, blob)
+                    follow_snapshot(runtime, follower, message, socks, blob)
                 elif "log_levels" in message:
                     set_log_levels(message["log_levels"])
                 else:
@@ -632,7 +632,7 @@ async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
         channel.close()
 
 
-def _follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
+def follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
                      socks: list[socket.socket], blob: bytes) -> None:
     """A worker serves the control plane's snapshot the parent served, on the
     listening sockets the parent bound for it (docs/xds.md, "Workers")."""
