@@ -959,9 +959,16 @@ class Supervisor:
         """Serve a config the control plane's resources make, in this process (its
         health checks, admin API and stats follow it)."""
         runtime = self.runtime
-        with runtime.store.in_step():
-            _apply_resources(runtime, loaded)
-        self.admin.switch(loaded, runtime.store, runtime.clusters)
+        clusters = runtime.clusters
+        # The workers take the endpoints from the snapshot (as the hosts of their own
+        # apply), not as host sets this apply would send them first.
+        publishers, clusters.publishers = clusters.publishers, []
+        try:
+            with runtime.store.in_step():
+                _apply_resources(runtime, loaded)
+        finally:
+            clusters.publishers = publishers
+        self.admin.switch(loaded, runtime.store, clusters)
 
     def send_snapshot(self, snapshot: Any) -> None:
         """Send the workers a snapshot this process serves, with the listening sockets
