@@ -80,6 +80,7 @@ def main() -> int:
         if not errors:
             start = time.process_time()
             header, blob = outbox.delta(candidate)
+            outbox.sent = candidate
             cpu["pack"].append(time.process_time() - start)
             sent.append(len(blob))
             for key, sock in parent.listener_manager.sockets.items():  # sent with the message

@@ -620,11 +620,12 @@ async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
             except fdpass.ChannelClosed:
                 return
             try:
+                _adopt_sockets(runtime, message.get("sockets", ()), socks)
                 if "xds" in message:
-                    follow_snapshot(runtime, follower, message, socks, blob)
+                    follow_snapshot(runtime, follower, message, blob)
                 elif "log_levels" in message:
                     set_log_levels(message["log_levels"])
-                else:
+                elif "hosts" in message:
                     runtime.clusters.apply(message)
             except Exception:
                 log.exception("worker %d: a message from the parent failed", os.getpid())
@@ -632,16 +633,21 @@ async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
         channel.close()
 
 
-def follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
-                     socks: list[socket.socket], blob: bytes) -> None:
-    """A worker serves the control plane's snapshot the parent served, on the
-    listening sockets the parent bound for it (docs/xds.md, "Workers")."""
+def _adopt_sockets(runtime: Runtime, keys: list[str], socks: list[socket.socket]) -> None:
+    """A worker takes the listening sockets the parent bound for the listeners of a
+    snapshot (sent before it), by key."""
     sockets = runtime.listener_manager.sockets
-    for key, sock in zip(message.get("sockets", ()), socks):
+    for key, sock in zip(keys, socks):
         if key in sockets and sockets[key].fileno() >= 0:
             sock.close()
         else:
             sockets[key] = sock
+
+
+def follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
+                    blob: bytes) -> None:
+    """A worker serves the control plane's snapshot the parent served, on the
+    listening sockets the parent sent it (docs/xds.md, "Workers")."""
     store = runtime.store
     assert follower is not None and store.values is not None
     with store.in_step():
@@ -675,18 +681,22 @@ class WorkerChannel:
     def send(self, message: dict[str, Any], blob: bytes = b"",
              sockets: dict[str, socket.socket] | None = None) -> None:
         """Send ``message`` (and ``blob``); ``sockets``: listening sockets by key, the
-        ones the worker does not have yet go with it (``message["sockets"]`` names
-        them). Raises ValueError past the channel's limits (nothing is sent)."""
+        ones the worker does not have yet go first (messages naming them in
+        ``"sockets"``, as many descriptors each as one message carries). Raises
+        ValueError past the channel's limits (then nothing is sent)."""
         if self.sock.fileno() < 0:
             return
-        new = {key: s for key, s in (sockets or {}).items()
-               if s not in self.known and s.fileno() >= 0}
-        if new:
-            message = {**message, "sockets": list(new)}
-        data, _ = fdpass.frame(message, [s.fileno() for s in new.values()], blob)
-        # Copies of the descriptors: the socket may close here before the worker has it.
-        self.queue.append((memoryview(data), [os.dup(s.fileno()) for s in new.values()]))
-        self.known.update(new.values())
+        data, _ = fdpass.frame(message, (), blob)
+        new = [(key, s) for key, s in (sockets or {}).items()
+               if s not in self.known and s.fileno() >= 0]
+        for start in range(0, len(new), fdpass.MAX_FDS_PER_MESSAGE):
+            part = new[start:start + fdpass.MAX_FDS_PER_MESSAGE]
+            framed, _ = fdpass.frame({"sockets": [key for key, _ in part]},
+                                     [s.fileno() for _, s in part])
+            # Copies of the descriptors: a socket may close here before it is sent.
+            self.queue.append((memoryview(framed), [os.dup(s.fileno()) for _, s in part]))
+            self.known.update(s for _, s in part)
+        self.queue.append((memoryview(data), []))
         self._flush()
 
     def _flush(self) -> None:
@@ -977,14 +987,17 @@ class Supervisor:
         runtime = self.runtime
         header, blob = self.outbox.delta(snapshot)
         message = {"xds": header, "stats": len(runtime.store.names)}
-        for channel in self.current.channels:
-            try:
+        try:
+            for channel in self.current.channels:
                 channel.send(message, blob, runtime.listener_manager.sockets)
-            except (ValueError, OSError) as exc:
-                runtime.store.values[  # type: ignore[index]
-                    runtime.server_stats.worker_xds_apply_failed] += 1
-                log.error("a worker cannot be sent the control plane's resources (%s); "
-                          "it serves what it served before", exc)
+        except ValueError as exc:  # the same size for every worker: none was sent it
+            runtime.store.values[  # type: ignore[index]
+                runtime.server_stats.worker_xds_apply_failed] += len(self.current.channels)
+            log.error("the workers cannot be sent the control plane's resources (%s); "
+                      "they serve what they served before, the next push sends these "
+                      "changes again", exc)
+            return
+        self.outbox.sent = snapshot
 
     def _resources_for(self, new: Runtime) -> str:
         """A reload under a control plane: serve the resources accepted last on the

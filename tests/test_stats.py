@@ -246,9 +246,9 @@ def test_a_worker_whose_stats_differ_from_the_parents_says_so(tmp_path):
         runtime.store.allocate(3)
         runtime.store.use_row(0)
         same = len(runtime.store.names)
-        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same}, [], b"")
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same}, b"")
         assert runtime.store.snapshot()["server.worker_stats_diverged"] == 0
-        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14}, [], b"")
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14}, b"")
         assert runtime.store.snapshot()["server.worker_stats_diverged"] == 1
     finally:
         runtime.close_sockets()

@@ -29,7 +29,7 @@ class Outbox:
     def delta(self, snapshot: Snapshot) -> tuple[dict[str, Any], bytes]:
         """``snapshot`` as what changed since :attr:`sent` (resources by identity:
         the client keeps an accepted resource's object while it does not change),
-        packed; from now on the workers hold it."""
+        packed. Once it is sent, :attr:`sent` becomes ``snapshot``."""
         changed = Snapshot()
         removed: list[list[str]] = []
         for url, items in snapshot.resources.items():
@@ -42,7 +42,6 @@ class Outbox:
         changed.versions = dict(snapshot.versions)
         header, blob = pack(changed)
         header["removed"] = removed
-        self.sent = snapshot
         return header, blob
 
 
