@@ -1001,8 +1001,9 @@ class Supervisor:
 
     def _resources_for(self, new: Runtime) -> str:
         """A reload under a control plane: serve the resources accepted last on the
-        next generation before its workers fork (they start from them), and follow
-        the control plane there from now on. Returns why it cannot, or ""."""
+        next generation before its workers fork (they start from them); the control
+        plane follows it once they did (:meth:`_follow_reload`). Returns why it
+        cannot, or ""."""
         plane = self.runtime.control_plane
         static = plane.static if plane is not None else self.runtime.loaded
         if new.loaded.config.dynamic_resources != static.config.dynamic_resources:
@@ -1020,11 +1021,24 @@ class Supervisor:
         if errors:
             composer.static = before
             return "; ".join(errors)
-        plane.static = new.loaded
-        new.xds_stats = plane.client.stats = importlib.import_module(
-            "mosn.xds.stats").XdsStats(new.store)
+        new.xds_stats = importlib.import_module("mosn.xds.stats").XdsStats(new.store)
         new.control_plane = plane
         return ""
+
+    def _follow_reload(self, new: Runtime, static: LoadedConfig) -> None:
+        """The control plane goes on for the generation a reload started (``static``:
+        its config file): its stats, its next reload, what its workers hold."""
+        plane = new.control_plane
+        if plane is None:
+            return
+        old = self.runtime.xds_stats
+        if old is not None:  # the stream stays up (the gauge of the old store goes to 0)
+            new.xds_stats.connected(bool(self.runtime.store.values[  # type: ignore[index]
+                old.connected_index]))
+        plane.client.stats = new.xds_stats
+        plane.static = static
+        if self.outbox is not None:
+            self.outbox.sent = plane.client.snapshot
 
     async def watch(self) -> None:
         """Follow the workers; one that exits unexpectedly stops every worker."""
@@ -1116,10 +1130,6 @@ class Supervisor:
                         "needs a restart)", _sockname(runtime.admin_sock))
         new.store.allocate(self.worker_count + 1)
         new.store.follow(runtime.store)
-        if new.xds_stats is not None and runtime.xds_stats is not None:
-            # The stream stays up over a reload (the gauge of the old store goes to 0).
-            new.xds_stats.connected(bool(runtime.store.values[  # type: ignore[index]
-                runtime.xds_stats.connected_index]))
         kept = {id(s) for s in new.listener_sockets().values()}
         gone = tuple(lst.sock for lst in runtime.listeners
                      if lst.sock is not None and id(lst.sock) not in kept)
@@ -1131,9 +1141,12 @@ class Supervisor:
                 tuple(handover.worker_socket_path(self.run_dir, pid) for pid in old.workers))
         except OSError:
             log.exception("config reload failed, still serving the old config")
+            if plane is not None:
+                plane.composer.static = read_file(plane.static.source)
             new.close_sockets()
             self._reload_failed()
             return
+        self._follow_reload(new, loaded)
         self.alive.update(workers)
         # From here the new workers accept on the same sockets; each old one hands
         # its connections over to its successor and exits (one whose successor did
@@ -1144,8 +1157,6 @@ class Supervisor:
         runtime.store.zero_gauges()
         self.current = Generation(new, workers, channels)
         self._publish()
-        if self.outbox is not None:  # the new workers hold what was served before the fork
-            self.outbox.sent = new.control_plane.client.snapshot
         admin.switch(new.loaded, new.store, new.clusters)
         self.control = await self.tg.start(_control, new)
         new.store.values[new.server_stats.reload_success] += 1  # type: ignore[index]
