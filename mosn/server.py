@@ -8,7 +8,8 @@ With ``--workers N``, the parent forks N workers that inherit the bound sockets 
 the shared stats, and keeps the admin API, the active health checks and host
 discovery for itself (with a stats row of its own); with one worker the single
 process does all of it. The workers follow health through shared memory and get
-host-set changes over a socket pair per worker (one JSON line per change).
+host-set changes and the control plane's snapshots over a socket pair per worker
+(:class:`WorkerChannel`: docs/xds.md, "Workers").
 
 Signals: the first SIGTERM or SIGINT stops accepting and lets open connections finish
 for up to ``graceful_timeout``; a second one closes them at once. SIGHUP (and
@@ -28,13 +29,14 @@ import ctypes
 import functools
 import gc
 import importlib
-import json
 import logging
 import os
 import resource
 import signal
 import socket
 import sys
+import weakref
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,8 +46,9 @@ import anyio.abc
 from mosn import __version__
 from mosn.admin.server import Admin, set_log_levels
 from mosn.config import ConfigError, LoadedConfig, load
-from mosn.config.loader import admin_exposure
+from mosn.config.loader import admin_exposure, read_file
 from mosn.config.models import DEFAULT_GRACEFUL_TIMEOUT, FilterConfig
+from mosn.network import fdpass
 from mosn.network.filter import CloseType
 from mosn.network.listener import bind
 from mosn.network.overload import OverloadManager
@@ -72,9 +75,6 @@ WORKER_POLL_INTERVAL = 0.2
 WORKER_EXIT_MARGIN = 5.0
 """Seconds past ``graceful_timeout`` an upgrade waits for draining workers to exit
 (they close what is left at ``graceful_timeout``) before it hands over the stats."""
-MAX_CONTROL_MESSAGE = 64 * 1024 * 1024
-"""Bytes of one host-set message from the parent to a worker (a cluster of thousands
-of hosts with metadata fits)."""
 _PR_SET_PDEATHSIG = 1
 
 
@@ -114,6 +114,9 @@ class Runtime:
     control_plane: Any = None
     """The xDS client and composer (``mosn.xds.control.ControlPlane``) under
     ``dynamic_resources``: an upgrade hands its accepted resources over."""
+    xds_stats: Any = None
+    """The control plane's stats (``mosn.xds.stats.XdsStats``), registered before the
+    store is allocated for workers."""
 
     def __post_init__(self) -> None:
         config, plugins = self.loaded.config, self.loaded.plugins
@@ -204,9 +207,6 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     """Serve until a signal (or until a new process took over); returns the process
     exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""
     raise_fd_limit()
-    if workers > 1 and loaded.config.dynamic_resources is not None:
-        raise StartError("dynamic_resources: a control plane drives one process for now "
-                         "(run without --workers; docs/xds.md)")
     if workers > 1 and loaded.config.extends:
         raise StartError("extends: an extension adds clusters and routes to one process "
                          "for now (run without --workers; docs/compat.md)")
@@ -235,6 +235,8 @@ def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
                                                  runtime.admin_sock,
                                                  *(runtime.metrics_socks or ()))})
         log.info("upgrade: taking over from mosn %d", takeover.old_pid)
+    if workers > 1 and loaded.config.dynamic_resources is not None:
+        _prepare_control_plane(runtime)
     runtime.store.allocate(workers + 1 if workers > 1 else 1)  # the parent's row last
     admin = Admin(loaded, runtime.store, runtime.clusters, runtime.metrics_socks or ())
     pid_file = loaded.config.pid
@@ -542,8 +544,9 @@ def _serve_handed_resources(runtime: Runtime, handed: tuple[dict[str, Any], byte
         log.error("upgrade: the control plane's resources handed over do not load here "
                   "(%s); subscribing without them", exc)
         return
+    runtime.xds_stats = stats.XdsStats(runtime.store)
     plane = control.ControlPlane(static, functools.partial(_apply_resources, runtime),
-                                 stats.XdsStats(runtime.store), snapshot)
+                                 runtime.xds_stats, snapshot)
     errors = plane.serve_snapshot()
     if errors:
         log.error("upgrade: the control plane's resources handed over cannot be served "
@@ -554,6 +557,16 @@ def _serve_handed_resources(runtime: Runtime, handed: tuple[dict[str, Any], byte
     log.info("upgrade: serving the control plane's resources handed over (%s)",
              ", ".join(f"{url.rpartition('.')[2]} {version}"
                        for url, version in snapshot.versions.items()))
+
+
+def _prepare_control_plane(runtime: Runtime) -> None:
+    """Before a parent with workers forks them: the control plane's stats registered
+    (they must be in every row), and its modules loaded, so that the workers share
+    them instead of each importing them at its first snapshot."""
+    importlib.import_module("mosn.xds.control")
+    importlib.import_module("mosn.xds.workers")
+    if runtime.xds_stats is None:
+        runtime.xds_stats = importlib.import_module("mosn.xds.stats").XdsStats(runtime.store)
 
 
 async def _control_plane(runtime: Runtime, admin: Admin) -> None:
@@ -590,65 +603,142 @@ async def _drain(runtime: Runtime, scope: anyio.CancelScope) -> None:
 
 
 async def _follow_parent(runtime: Runtime, control: socket.socket) -> None:
-    """A worker: apply the host sets and log levels the parent sends."""
-    reader, writer = await asyncio.open_connection(sock=control, limit=MAX_CONTROL_MESSAGE)
+    """A worker: apply the host sets, log levels and control plane snapshots the
+    parent sends."""
+    control.setblocking(False)
+    channel = fdpass.FdChannel(control)
+    follower = None
+    if runtime.loaded.config.dynamic_resources is not None:
+        follower = importlib.import_module("mosn.xds.workers").Follower.start(
+            runtime.loaded, functools.partial(_apply_resources, runtime),
+            runtime.control_plane)
+        runtime.control_plane = None  # the parent's: this worker hands none over
     try:
-        while line := await reader.readline():
+        while True:
             try:
-                message = json.loads(line)
-                if "log_levels" in message:
+                message, socks, blob = await channel.receive()
+            except fdpass.ChannelClosed:
+                return
+            try:
+                _adopt_sockets(runtime, message.get("sockets", ()), socks)
+                if "xds" in message:
+                    follow_snapshot(runtime, follower, message, blob)
+                elif "log_levels" in message:
                     set_log_levels(message["log_levels"])
-                else:
+                elif "hosts" in message:
                     runtime.clusters.apply(message)
             except Exception:
                 log.exception("worker %d: a message from the parent failed", os.getpid())
     finally:
-        writer.close()
+        channel.close()
+
+
+def _adopt_sockets(runtime: Runtime, keys: list[str], socks: list[socket.socket]) -> None:
+    """A worker takes the listening sockets the parent bound for the listeners of a
+    snapshot (sent before it), by key."""
+    sockets = runtime.listener_manager.sockets
+    for key, sock in zip(keys, socks):
+        if key in sockets and sockets[key].fileno() >= 0:
+            sock.close()
+        else:
+            sockets[key] = sock
+
+
+def follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
+                    blob: bytes) -> None:
+    """A worker serves the control plane's snapshot the parent served, on the
+    listening sockets the parent sent it (docs/xds.md, "Workers")."""
+    store = runtime.store
+    assert follower is not None and store.values is not None
+    with store.in_step():
+        errors = follower.offer(message["xds"], blob)
+    if errors:
+        store.values[runtime.server_stats.worker_xds_apply_failed] += 1
+        log.error("worker %d: cannot serve the control plane's resources the parent "
+                  "serves (%s); still serving what it served before", os.getpid(),
+                  "; ".join(errors))
+    if len(store.names) != message["stats"]:
+        store.values[runtime.server_stats.worker_stats_diverged] += 1
+        log.error("worker %d: %d stats registered here and %d in the parent: the stats "
+                  "registered from now on do not line up (restart mosn)", os.getpid(),
+                  len(store.names), message["stats"])
 
 
 class WorkerChannel:
-    """The parent's end of one worker's socket pair: JSON lines, never blocking the
-    parent (what the socket does not take now is sent when it can)."""
+    """The parent's end of one worker's socket pair: messages framed as the upgrade
+    channel frames them (:mod:`mosn.network.fdpass`: JSON, a blob, descriptors),
+    never blocking the parent (what the socket does not take now is sent when it
+    can). ``sockets``: the listening sockets the worker has (inherited)."""
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, sockets: Any = ()) -> None:
         self.sock = sock
         sock.setblocking(False)
-        self.buffer = bytearray()
+        self.queue: deque[tuple[memoryview, list[int]]] = deque()
+        """Messages not yet sent whole, and the descriptors to send with the first."""
+        self.known: weakref.WeakSet[socket.socket] = weakref.WeakSet(sockets)
         self._waiting = False
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], blob: bytes = b"",
+             sockets: dict[str, socket.socket] | None = None) -> None:
+        """Send ``message`` (and ``blob``); ``sockets``: listening sockets by key, the
+        ones the worker does not have yet go first (messages naming them in
+        ``"sockets"``, as many descriptors each as one message carries). Raises
+        ValueError past the channel's limits (then nothing is sent)."""
         if self.sock.fileno() < 0:
             return
-        self.buffer += json.dumps(message).encode() + b"\n"
+        data, _ = fdpass.frame(message, (), blob)
+        new = [(key, s) for key, s in (sockets or {}).items()
+               if s not in self.known and s.fileno() >= 0]
+        for start in range(0, len(new), fdpass.MAX_FDS_PER_MESSAGE):
+            part = new[start:start + fdpass.MAX_FDS_PER_MESSAGE]
+            framed, _ = fdpass.frame({"sockets": [key for key, _ in part]},
+                                     [s.fileno() for _, s in part])
+            # Copies of the descriptors: a socket may close here before it is sent.
+            self.queue.append((memoryview(framed), [os.dup(s.fileno()) for _, s in part]))
+            self.known.update(s for _, s in part)
+        self.queue.append((memoryview(data), []))
         self._flush()
 
     def _flush(self) -> None:
-        try:
-            sent = self.sock.send(self.buffer)
-        except BlockingIOError:
-            sent = 0
-        except OSError:  # the worker is gone
-            self.buffer.clear()
-            self.sock.close()
-            return
-        del self.buffer[:sent]
+        while self.queue:
+            data, fds = self.queue[0]
+            try:
+                sent = self.sock.sendmsg([data], fdpass.rights(fds))
+            except BlockingIOError:
+                break
+            except OSError:  # the worker is gone
+                self._drop()
+                self.sock.close()
+                return
+            for fd in fds:
+                os.close(fd)
+            if sent < len(data):
+                self.queue[0] = (data[sent:], [])
+                break
+            self.queue.popleft()
         loop = asyncio.get_running_loop()
-        if self.buffer and not self._waiting:
+        if self.queue and not self._waiting:
             self._waiting = True
             loop.add_writer(self.sock.fileno(), self._writable)
-        elif not self.buffer and self._waiting:
+        elif not self.queue and self._waiting:
             self._waiting = False
             loop.remove_writer(self.sock.fileno())
 
     def _writable(self) -> None:
         self._flush()
 
+    def _drop(self) -> None:
+        for _, fds in self.queue:
+            for fd in fds:
+                os.close(fd)
+        self.queue.clear()
+
     def close(self) -> None:
         """The worker is gone (its runtime was replaced by a reload)."""
         if self._waiting and self.sock.fileno() >= 0:
             asyncio.get_running_loop().remove_writer(self.sock.fileno())
         self._waiting = False
-        self.buffer.clear()
+        self._drop()
         self.sock.close()
 
 
@@ -677,7 +767,8 @@ def _start_workers(runtime: Runtime, workers: int, inherited: tuple[socket.socke
     for _, theirs in pairs:
         theirs.close()
     runtime.store.use_row(workers)
-    return children, [WorkerChannel(ours) for ours, _ in pairs]
+    inherited_listeners = list(runtime.listener_manager.sockets.values())
+    return children, [WorkerChannel(ours, inherited_listeners) for ours, _ in pairs]
 
 
 def _fork_worker(runtime: Runtime, index: int,
@@ -748,8 +839,9 @@ class Generation:
 
 
 class Supervisor:
-    """The parent with workers: admin API, health checks and discovery, worker watch,
-    signal forwarding, config reload on SIGHUP, upgrades. A new process takes the
+    """The parent with workers: admin API, health checks and discovery, the control
+    plane's one subscription (each snapshot served here, then sent to the workers),
+    worker watch, signal forwarding, config reload on SIGHUP, upgrades. A new process takes the
     listening sockets here and each worker's connections from the worker
     (``takeover``: the process this one replaces; its workers, if it has any, hand
     theirs to these workers, one each; a single process drains its own)."""
@@ -770,6 +862,9 @@ class Supervisor:
         self.exit_code = 0
         self.tg: anyio.abc.TaskGroup | None = None
         self.control: anyio.CancelScope | None = None
+        self.outbox: Any = None
+        """What the current workers were sent of the control plane's snapshots
+        (``mosn.xds.workers.Outbox``), under ``dynamic_resources``."""
         self._publish()
 
     @property
@@ -821,6 +916,8 @@ class Supervisor:
             admin_api = AdminApi(admin, self.runtime.admin_sock, self.tg)
             admin_api.pause(False)
             self.control = await self.tg.start(_control, self.runtime)
+            if self.runtime.loaded.config.dynamic_resources is not None:
+                self.tg.start_soon(self.follow_control_plane)
             self.tg.start_soon(self.watch)
             if self.run_dir:
                 self.tg.start_soon(self.upgrades, admin_api)
@@ -848,6 +945,100 @@ class Supervisor:
                                 lst.sock.close()
                     self.forward(signal.SIGTERM)  # a second signal stops them at once
         return self.exit_code
+
+    # -- under a control plane (docs/xds.md, "Workers") ---------------------------------
+
+    async def follow_control_plane(self) -> None:
+        """The one subscription of a parent with workers: each snapshot is served here
+        first (a NACK stays one), then sent to the workers, and ACKed."""
+        control = await anyio.to_thread.run_sync(importlib.import_module, "mosn.xds.control")
+        runtime = self.runtime
+        plane = runtime.control_plane
+        if plane is None:
+            plane = control.ControlPlane(runtime.loaded, self.serve_resources,
+                                         runtime.xds_stats)
+            runtime.control_plane = plane
+        else:  # the resources an upgrade handed over serve since before the fork
+            plane.composer.serve = self.serve_resources
+        self.outbox = importlib.import_module("mosn.xds.workers").Outbox(plane.client.snapshot)
+        plane.accepted.append(self.send_snapshot)
+        self.admin.control_plane = plane
+        await plane.run()
+
+    def serve_resources(self, loaded: LoadedConfig) -> None:
+        """Serve a config the control plane's resources make, in this process (its
+        health checks, admin API and stats follow it)."""
+        runtime = self.runtime
+        clusters = runtime.clusters
+        # The workers take the endpoints from the snapshot (as the hosts of their own
+        # apply), not as host sets this apply would send them first.
+        publishers, clusters.publishers = clusters.publishers, []
+        try:
+            with runtime.store.in_step():
+                _apply_resources(runtime, loaded)
+        finally:
+            clusters.publishers = publishers
+        self.admin.switch(loaded, runtime.store, clusters)
+
+    def send_snapshot(self, snapshot: Any) -> None:
+        """Send the workers a snapshot this process serves, with the listening sockets
+        they do not have yet, and the number of stats registered here (a worker whose
+        count differs says so)."""
+        runtime = self.runtime
+        header, blob = self.outbox.delta(snapshot)
+        message = {"xds": header, "stats": len(runtime.store.names)}
+        try:
+            for channel in self.current.channels:
+                channel.send(message, blob, runtime.listener_manager.sockets)
+        except ValueError as exc:  # the same size for every worker: none was sent it
+            runtime.store.values[  # type: ignore[index]
+                runtime.server_stats.worker_xds_apply_failed] += len(self.current.channels)
+            log.error("the workers cannot be sent the control plane's resources (%s); "
+                      "they serve what they served before, the next push sends these "
+                      "changes again", exc)
+            return
+        self.outbox.sent = snapshot
+
+    def _resources_for(self, new: Runtime) -> str:
+        """A reload under a control plane: serve the resources accepted last on the
+        next generation before its workers fork (they start from them); the control
+        plane follows it once they did (:meth:`_follow_reload`). Returns why it
+        cannot, or ""."""
+        plane = self.runtime.control_plane
+        static = plane.static if plane is not None else self.runtime.loaded
+        if new.loaded.config.dynamic_resources != static.config.dynamic_resources:
+            return "dynamic_resources changed (a new mosn subscribes anew: an upgrade)"
+        if plane is None:
+            return ""
+        composer = plane.composer
+        before = composer.static
+        composer.static = read_file(new.loaded.source)
+        composer.serve = functools.partial(_apply_resources, new)
+        try:
+            errors = composer.offer(plane.client.snapshot)
+        finally:
+            composer.serve = self.serve_resources
+        if errors:
+            composer.static = before
+            return "; ".join(errors)
+        new.xds_stats = importlib.import_module("mosn.xds.stats").XdsStats(new.store)
+        new.control_plane = plane
+        return ""
+
+    def _follow_reload(self, new: Runtime, static: LoadedConfig) -> None:
+        """The control plane goes on for the generation a reload started (``static``:
+        its config file): its stats, its next reload, what its workers hold."""
+        plane = new.control_plane
+        if plane is None:
+            return
+        old = self.runtime.xds_stats
+        if old is not None:  # the stream stays up (the gauge of the old store goes to 0)
+            new.xds_stats.connected(bool(self.runtime.store.values[  # type: ignore[index]
+                old.connected_index]))
+        plane.client.stats = new.xds_stats
+        plane.static = static
+        if self.outbox is not None:
+            self.outbox.sent = plane.client.snapshot
 
     async def watch(self) -> None:
         """Follow the workers; one that exits unexpectedly stops every worker."""
@@ -909,8 +1100,9 @@ class Supervisor:
         sockets; each old worker hands its connections over to its successor."""
         assert self.tg is not None and self.control is not None
         runtime, admin = self.runtime, self.admin
+        plane = runtime.control_plane  # its resources are not in the file
         try:
-            loaded = load(runtime.loaded.source)
+            loaded = load(plane.static.source if plane is not None else runtime.loaded.source)
         except ConfigError as exc:
             for line in exc.errors:
                 log.error("config reload refused, still serving the old config: %s", line)
@@ -925,6 +1117,12 @@ class Supervisor:
             return
         except Exception:
             log.exception("config reload failed, still serving the old config")
+            self._reload_failed()
+            return
+        refused = self._resources_for(new)
+        if refused:
+            log.error("config reload refused, still serving the old config: %s", refused)
+            new.close_sockets()
             self._reload_failed()
             return
         if str(loaded.config.admin.bind) != str(runtime.loaded.config.admin.bind):
@@ -943,9 +1141,12 @@ class Supervisor:
                 tuple(handover.worker_socket_path(self.run_dir, pid) for pid in old.workers))
         except OSError:
             log.exception("config reload failed, still serving the old config")
+            if plane is not None:
+                plane.composer.static = read_file(plane.static.source)
             new.close_sockets()
             self._reload_failed()
             return
+        self._follow_reload(new, loaded)
         self.alive.update(workers)
         # From here the new workers accept on the same sockets; each old one hands
         # its connections over to its successor and exits (one whose successor did
@@ -956,7 +1157,7 @@ class Supervisor:
         runtime.store.zero_gauges()
         self.current = Generation(new, workers, channels)
         self._publish()
-        admin.switch(loaded, new.store, new.clusters)
+        admin.switch(new.loaded, new.store, new.clusters)
         self.control = await self.tg.start(_control, new)
         new.store.values[new.server_stats.reload_success] += 1  # type: ignore[index]
         for lst in new.listeners:

@@ -13,12 +13,15 @@ from typing import Any, Iterator
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, free_port, tcp_proxy_config
 from test_tcp_proxy import echo_once
 from test_upstream_e2e import http_config as one_listener_http_config
-from mosn.observability.stats import HISTOGRAM_BUCKETS_MS
+from mosn.config import load
+from mosn.observability.stats import HISTOGRAM_BUCKETS_MS, StatsStore
+from mosn.server import Runtime, follow_snapshot
 from mosn.testing.process import serving
 
 HTTP_UPSTREAM = ROOT / "examples" / "http_upstream.py"
@@ -202,3 +205,50 @@ def test_client_gone_before_the_response_is_a_rx_reset(start_mosn, http_upstream
     assert stats["listener.http.downstream_rq_active"] == 0
     assert stats["listener.http.downstream_rq_tx_reset"] == 0
     assert sum(stats[f"listener.http.downstream_rq_{k}xx"] for k in range(1, 6)) == 0
+
+
+def test_a_store_for_workers_takes_new_stats_in_a_step_and_sums_their_rows():
+    """Stats registered after the fork (what a control plane's push adds): refused
+    outside a step, which every process takes alike; slot scopes registered at once;
+    every row summed."""
+    store = StatsStore()
+    store.register("server.reload_success")
+    store.allocate(3)  # two workers and the parent
+    with pytest.raises(RuntimeError, match="outside a step"):
+        store.register("cluster.new.upstream_rq_total")
+    with store.in_step():
+        index = store.register("cluster.new.upstream_rq_total")
+        slots = store.slot_scopes("cluster.new.host", ("rq_total", "cx_active"), 4)
+    assert len(store.names) == 2 + 4 * 2  # each slot's stats already there
+    for row, count in ((0, 2), (1, 3), (2, 0)):
+        store.use_row(row)
+        store.values[index] += count
+        store.values[slots[1].rq_total] += count
+    store.label(slots[1], "cluster.new.host.127.0.0.1:8080")
+    stats = store.snapshot()
+    assert stats["cluster.new.upstream_rq_total"] == 5
+    assert stats["cluster.new.host.127.0.0.1:8080.rq_total"] == 5
+
+
+def test_a_worker_whose_stats_differ_from_the_parents_says_so(tmp_path):
+    """The parent sends its count of stats with each snapshot; a worker that has
+    another count after serving it logs it and counts it (``follower`` stands in for
+    the control plane part: the check is this test's subject)."""
+
+    class Served:
+        def offer(self, header: dict[str, Any], blob: bytes) -> list[str]:
+            return []
+
+    path = tmp_path / "mosn.yaml"
+    path.write_text(yaml.safe_dump(tcp_proxy_config(free_port(), ["127.0.0.1:1"])))
+    runtime = Runtime(load(path))
+    try:
+        runtime.store.allocate(3)
+        runtime.store.use_row(0)
+        same = len(runtime.store.names)
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same}, b"")
+        assert runtime.store.snapshot()["server.worker_stats_diverged"] == 0
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14}, b"")
+        assert runtime.store.snapshot()["server.worker_stats_diverged"] == 1
+    finally:
+        runtime.close_sockets()

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
+import signal
 
 import pytest
 import yaml
 
 from mosn.config import ConfigError, validate
-from mosn.testing.process import free_port
 
 ENVOY_BOOTSTRAP = """
 node:
@@ -81,12 +80,16 @@ def test_bad_bootstrap_is_refused_with_its_path(text, error):
         error.replace("Value error, ", "")]
 
 
-def test_workers_with_a_control_plane_are_refused_at_start(tmp_path):
-    config = {**yaml.safe_load(ENVOY_BOOTSTRAP), **XDS_CLUSTER, "admin": {"address": {
-        "socket_address": {"address": "127.0.0.1", "port_value": free_port()}}}}
-    path = tmp_path / "mosn.yaml"
-    path.write_text(yaml.safe_dump(config))
-    done = subprocess.run([sys.executable, "-m", "mosn", "start", "-c", str(path),
-                           "--workers", "2"], capture_output=True, text=True, timeout=120)
-    assert done.returncode != 0
-    assert "a control plane drives one process for now" in done.stdout + done.stderr
+def test_a_reload_with_workers_that_changes_the_control_plane_is_refused(start_mosn):
+    """A parent with workers holds one subscription, which a reload keeps: a config
+    whose ``dynamic_resources`` changed is refused with why, the old one serving."""
+    config = {**yaml.safe_load(ENVOY_BOOTSTRAP), **XDS_CLUSTER}
+    mosn = start_mosn(config, "--workers", "2")
+    changed = yaml.safe_load(mosn.config_path.read_text())
+    changed["dynamic_resources"]["ads_config"]["api_type"] = "DELTA_GRPC"
+    mosn.config_path.write_text(yaml.safe_dump(changed))
+    os.kill(mosn.proc.pid, signal.SIGHUP)
+    assert mosn.wait_stat("server.reload_failed", 1)["server.reload_failed"] == 1
+    assert "config reload refused, still serving the old config: dynamic_resources " \
+        "changed" in mosn.output()
+    assert mosn.admin("/ready").status_code == 200

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -178,7 +179,11 @@ def test_traffic_flows_while_the_control_plane_is_away(start_mosn, plane, upstre
     assert mosn.stats()["control_plane.connected_state"] == 1
 
 
-def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path):
+@pytest.mark.parametrize("workers", ["1", pytest.param("2", marks=pytest.mark.long)])
+def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstreams, tmp_path,
+                                                                    workers):
+    """With ``--workers 2`` in the new process (as long as the one-process case: not
+    in CI), its parent serves them before the fork: the workers start with them."""
     port = free_port()
     plane.set("1", snapshot(port, upstreams, names=("v2",)))
     config = bootstrap(plane)
@@ -188,7 +193,7 @@ def test_an_upgrade_hands_the_accepted_resources_to_the_new_process(plane, upstr
         wait_until(lambda: get(port).headers["x-upstream"] == "v2")
         cp_port = plane.port
         plane.stop()  # the new process can only have the resources from the old one
-        new = MosnProcess(config, tmp_path, wait=False)
+        new = MosnProcess(config, tmp_path, ["--workers", workers], wait=False)
         old.proc.wait(timeout=60)  # the old one exits once the new one serves
         new.wait_ready()
         assert "serving the control plane's resources handed over" in new.output()
@@ -410,3 +415,112 @@ def test_holds_hundreds_of_eds_clusters(start_mosn, plane, upstreams):
     stats = mosn.admin("/stats?format=json", timeout=120).json()["stats"]  # 100,000 of them
     assert stats["xds.eds.update_rejected"] == 0
     assert sum(1 for name in stats if name.endswith(".upstream_cx_total")) >= 301
+
+
+RATINGS = service("ratings")
+
+
+def _worker_of(mosn_pid: int, listen_port: int, client_port: int) -> int | None:
+    """The worker of the mosn ``mosn_pid`` that holds the server end of the connection
+    from ``client_port`` to ``listen_port`` (read from /proc), or None."""
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1], fields[2]
+        if int(local.split(":")[1], 16) == listen_port and \
+                int(remote.split(":")[1], 16) == client_port:
+            inodes.add(f"socket:[{fields[9]}]")
+    children = Path(f"/proc/{mosn_pid}/task/{mosn_pid}/children").read_text().split()
+    for pid in map(int, children):
+        with contextlib.suppress(OSError):
+            if any(os.readlink(fd) in inodes for fd in Path(f"/proc/{pid}/fd").iterdir()):
+                return pid
+    return None
+
+
+def _one_per_worker(mosn: MosnProcess, port: int, stack: contextlib.ExitStack,
+                    ) -> dict[int, httpx.Client]:
+    """A kept-alive connection to ``port`` held by each of mosn's two workers (fresh
+    ones until both have one), by worker pid."""
+    by_worker: dict[int, httpx.Client] = {}
+    deadline = time.monotonic() + FOLLOW
+    while len(by_worker) < 2:
+        assert time.monotonic() < deadline, f"one worker took every connection: {by_worker}"
+        client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                                  timeout=5))
+        client.get("/")
+        conn = client._transport._pool.connections[0]  # noqa: SLF001 (its socket)
+        sock = conn._connection._network_stream.get_extra_info("socket")  # noqa: SLF001
+        worker = _worker_of(mosn.proc.pid, port, sock.getsockname()[1])
+        if worker is not None and worker not in by_worker:
+            by_worker[worker] = client
+    return by_worker
+
+
+def _upstreams_seen(clients: Any) -> set[str]:
+    return {client.get("/").headers["x-upstream"] for client in clients}
+
+
+def test_workers_follow_the_parent_subscription(start_mosn, plane, upstreams):
+    """``--workers 2`` under a control plane: the parent subscribes; each worker serves
+    the first snapshot, follows a push of a new cluster, route, endpoints and listener
+    (its socket bound by the parent), stays on it when the next push is NACKed; the new
+    cluster's stats are the sum of both workers' (registered after the fork, at the
+    same index in every process); a reload's new workers start from the snapshot
+    accepted last, with the control plane away."""
+    port, port2 = free_port(), free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane), "--workers", "2")
+    wait_until(lambda: get(port).status_code == 200)
+    with contextlib.ExitStack() as stack:
+        clients = list(_one_per_worker(mosn, port, stack).values())
+        assert _upstreams_seen(clients) == {"v1"}
+
+        ratings = outbound(9080, RATINGS)
+        new = snapshot(port, upstreams, cluster=ratings)
+        new += [message(CLUSTERS, eds_cluster(9080, RATINGS, lb_policy="ROUND_ROBIN")),
+                message(ENDPOINTS, assignment(ratings, {"zone-a": [
+                    f"127.0.0.1:{upstreams['v2']}"]})),
+                message(LISTENERS, http_listener(port2, "9080", address="127.0.0.1",
+                                                 bind=True))]
+        plane.set("2", new)
+        plane.acked(ROUTES.url, "2")
+        plane.acked(ENDPOINTS.url, "2")
+        # The parent ACKs once it serves the push; each worker follows right after
+        # (meanwhile a worker may answer 503: the control plane sends the route before
+        # the new cluster's endpoints, and a route to a warming cluster answers 503).
+        for client in clients:
+            wait_until(lambda client=client: client.get("/").headers.get("x-upstream") == "v2")
+        sent = len(clients)
+        for _ in range(5):  # from then on, only the new answer
+            assert _upstreams_seen(clients) == {"v2"}
+            sent += len(clients)
+        on_port2 = _one_per_worker(mosn, port2, stack)  # the listener added: both serve it
+        assert _upstreams_seen(on_port2.values()) == {"v2"}
+        sent += 2 + len(on_port2)
+        stats = mosn.stats()
+        assert stats[f"cluster.{ratings}.upstream_rq_total"] >= sent
+        assert stats["server.worker_stats_diverged"] == 0
+        assert stats["server.worker_xds_apply_failed"] == 0
+
+        bad = snapshot(port, upstreams, regex="/api/v[0-9+(")  # back to reviews, refused
+        bad += new[4:]
+        plane.set("3", bad)
+        assert "invalid regex" in plane.nacked(ROUTES.url).error
+        assert _upstreams_seen(clients) == {"v2"}
+        after = mosn.stats()
+        assert after["xds.rds.update_rejected"] >= 1
+        assert after[f"cluster.{ratings}.upstream_rq_total"] == \
+            stats[f"cluster.{ratings}.upstream_rq_total"] + len(clients)
+        workers = set(on_port2)
+
+    plane.stop()  # what the next workers serve can only come from the parent
+    for reloads in (1, 2):  # the second reads the file the first one left in place
+        os.kill(mosn.proc.pid, signal.SIGHUP)
+        assert mosn.wait_stat("server.reload_success", reloads,
+                              timeout=FOLLOW)["server.reload_success"] == reloads
+        with contextlib.ExitStack() as stack:
+            reloaded = _one_per_worker(mosn, port2, stack)
+            assert not set(reloaded) & workers
+            assert _upstreams_seen(reloaded.values()) == {"v2"}
+            workers = set(reloaded)

@@ -1,8 +1,10 @@
 """Messages with file descriptors over a Unix domain socket (``SCM_RIGHTS``).
 
-The channel an upgrade talks over (:mod:`mosn.upgrade.handover`): each message is a
-JSON object, optionally with descriptors (listening sockets, a migrated connection's
-socket) and a blob of bytes (a migrated connection's unprocessed bytes). On the wire:
+The channel an upgrade talks over (:mod:`mosn.upgrade.handover`), and the one from a
+parent to each of its workers (host sets, control plane snapshots with the sockets of
+new listeners): each message is a JSON object, optionally with descriptors (listening
+sockets, a migrated connection's socket) and a blob of bytes (a migrated connection's
+unprocessed bytes, a snapshot's packed resources). On the wire:
 a header (JSON length, blob length, descriptor count), the JSON, the blob; the
 descriptors ride with the header's bytes, so by the time a header is read whole its
 descriptors have arrived.
@@ -24,10 +26,12 @@ MAX_FDS_PER_MESSAGE = 253
 """Descriptors in one message: Linux's SCM_MAX_FD (measured: 253 pass, 254 fail with
 EINVAL); more go in several messages."""
 MAX_JSON = 16 * 1024 * 1024
-"""Bytes of one message's JSON (the counters of a large config fit)."""
+"""Bytes of one message's JSON (the counters of a large config fit, and a host set of
+the largest cluster, 65,536 hosts: some 7.4 MB)."""
 MAX_BLOB = 64 * 1024 * 1024
 """Bytes of one message's blob (a connection's unprocessed bytes are bounded by its
-buffer limit, well below this)."""
+buffer limit, well below this; a control plane snapshot of 10,000 endpoints packs to
+some 290 KB)."""
 RECEIVE_CHUNK = 256 * 1024
 """Bytes asked of one ``recvmsg``."""
 UPGRADE_BACKLOG = 8
@@ -55,15 +59,7 @@ class FdChannel:
         self._fds.clear()
         self.sock.close()
 
-    # -- framing --------------------------------------------------------------------------
-
-    @staticmethod
-    def _frame(message: dict[str, Any], fds: Iterable[int], blob: bytes) -> tuple[bytes, list[int]]:
-        body = json.dumps(message).encode()
-        fds = list(fds)
-        if len(fds) > MAX_FDS_PER_MESSAGE or len(body) > MAX_JSON or len(blob) > MAX_BLOB:
-            raise ValueError("message too large for the upgrade channel")
-        return HEADER.pack(len(body), len(blob), len(fds)) + body + blob, fds
+    # -- reading --------------------------------------------------------------------------
 
     def _parse(self) -> Message | None:
         buf = self._buffer
@@ -99,8 +95,8 @@ class FdChannel:
     # -- blocking (before the event loop runs) ----------------------------------------------
 
     def send_now(self, message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"") -> None:
-        data, fds = self._frame(message, fds, blob)
-        sent = self.sock.sendmsg([data], _rights(fds))
+        data, fds = frame(message, fds, blob)
+        sent = self.sock.sendmsg([data], rights(fds))
         if sent < len(data):
             self.sock.sendall(data[sent:])
 
@@ -115,18 +111,18 @@ class FdChannel:
     # -- on the event loop -------------------------------------------------------------------
 
     async def send(self, message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"") -> None:
-        data, fds = self._frame(message, fds, blob)
+        data, fds = frame(message, fds, blob)
         view = memoryview(data)
-        rights = _rights(fds)
+        ancillary = rights(fds)
         while view:
             try:
-                sent = self.sock.sendmsg([view], rights)
+                sent = self.sock.sendmsg([view], ancillary)
             except BlockingIOError:
                 await self._ready(writable=True)
                 continue
             except OSError as exc:
                 raise ChannelClosed(str(exc)) from None
-            rights = []
+            ancillary = []
             view = view[sent:]
 
     async def receive(self) -> Message:
@@ -160,7 +156,20 @@ class FdChannel:
             (loop.remove_writer if writable else loop.remove_reader)(fd)
 
 
-def _rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+def frame(message: dict[str, Any], fds: Iterable[int] = (), blob: bytes = b"",
+          ) -> tuple[bytes, list[int]]:
+    """One message's bytes and the descriptors to send with its first bytes (for a
+    sender of its own, such as the parent's non-blocking channel to each worker).
+    Raises ValueError past the limits."""
+    body = json.dumps(message).encode()
+    fds = list(fds)
+    if len(fds) > MAX_FDS_PER_MESSAGE or len(body) > MAX_JSON or len(blob) > MAX_BLOB:
+        raise ValueError("message too large for the channel")
+    return HEADER.pack(len(body), len(blob), len(fds)) + body + blob, fds
+
+
+def rights(fds: list[int]) -> list[tuple[int, int, bytes]]:
+    """``sendmsg``'s ancillary data carrying ``fds``."""
     if not fds:
         return []
     return [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())]

@@ -1,6 +1,7 @@
 """Counters, gauges and histograms in shared memory, one row per worker process.
 
-Every stat is registered by name before the workers start; each then has a fixed
+Every stat is registered by name before the workers start, or later by every process
+alike (:meth:`StatsStore.in_step`: what a control plane adds); each then has a fixed
 index (a histogram is a run of counters, one per bucket, and their sum). The values
 live in one anonymous shared mapping (``mmap``, inherited over ``fork``) holding a
 row of signed 64-bit integers per worker: a worker only ever writes its own row, so
@@ -14,11 +15,12 @@ workers (a rate limit's token buckets), not a sum of per-worker parts.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import mmap
 import multiprocessing
 import weakref
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 LISTENER_STATS = (
     "downstream_cx_total",
@@ -110,15 +112,20 @@ DOWNSTREAM_RQ_STATS = (
 (``protocol.<name>.``), counted by :class:`mosn.observability.observer.StatsObserver`."""
 SERVER_STATS = ("reload_success", "reload_failed", "reload_in_place", "upgrade_success",
                 "upgrade_failed", "connections_migrated", "connections_drained",
-                "connections_migration_failed", "connections_tls_drained")
+                "connections_migration_failed", "connections_tls_drained",
+                "worker_xds_apply_failed", "worker_stats_diverged")
 """The process's own stats (``server.``): config reloads (SIGHUP, the admin API) by
-outcome and by path, upgrades (a new process taking over) by outcome, and what became
-of the connections an upgrade handed over or drained (docs/upgrade.md)."""
+outcome and by path, upgrades (a new process taking over) by outcome, what became
+of the connections an upgrade handed over or drained (docs/upgrade.md), and, with
+workers under a control plane, a worker that could not serve what the parent accepted
+or whose stats no longer line up with the parent's (docs/xds.md, "Workers")."""
 STATS_GROWTH_ROOM = 1 << 21
-"""Stats a one-process store can register after it is allocated (listeners and
-clusters added at run time by a reload or the control plane: 500 clusters of a few
-dozen host slots take some 200,000); the room is address space only until used (an
-anonymous mapping's pages are made on first touch): 16 MiB of it."""
+"""Stats a store can register after it is allocated (listeners and clusters added at
+run time by a reload or the control plane: 500 clusters of a few dozen host slots take
+some 200,000), in every row; the room is address space only until used (an anonymous
+mapping's pages are made on first touch): 16 MiB of it per row, so 48 MiB of address
+space for two workers and the parent, of which only the pages of registered stats
+that counted are memory."""
 GAUGES = frozenset({
     "downstream_cx_active", "upstream_cx_active", "cx_active", "upstream_cx_connecting",
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
@@ -187,7 +194,8 @@ class Scope:
 class SlotScopes(Sequence[Scope]):
     """A cluster's host slot scopes, each registered when first used: a slot no host
     has taken costs no stats. A store allocated for workers registers every one first
-    (its stats cannot grow once forked)."""
+    (at its allocation, or when made in a step): a slot a worker first used on its
+    own would take a different index in each process."""
 
     def __init__(self, store: "StatsStore", prefix: str, names: Iterable[str], count: int) -> None:
         self._store = store
@@ -293,12 +301,31 @@ class StatsStore:
         an owner of slot scopes whose names workers discover (gRPC services) labels
         them here, in the process that reads."""
         self._hidden_histograms: set[str] = set()
+        self._in_step = False
+        """In :meth:`in_step`: a store with several rows takes new stats."""
+
+    @contextlib.contextmanager
+    def in_step(self) -> Iterator[None]:
+        """Register stats in a store allocated for workers: every process (the parent
+        and each worker) registers the same names in the same order here (each applies
+        the same control plane snapshots in the same order), so a name has the same
+        index in every row. Outside it such a store refuses new stats (a name only one
+        process registered would count in another's slot)."""
+        self._in_step = True
+        try:
+            yield
+        finally:
+            self._in_step = False
+
+    def _has_room(self, count: int) -> bool:
+        """Whether ``count`` more stats can be registered after :meth:`allocate`."""
+        return (self._rows == 1 or self._in_step) and len(self.names) + count <= self._width
 
     def register(self, name: str) -> int:
         if name not in self._index:
-            if self._mem is not None and (self._rows > 1 or len(self.names) >= self._width):
+            if self._mem is not None and not self._has_room(1):
                 raise RuntimeError(f"stat {name!r} registered after the store was allocated "
-                                   "for workers (or past its growth room)")
+                                   "for workers outside a step (or past its growth room)")
             self._index[name] = len(self.names)
             self.names.append(name)
         return self._index[name]
@@ -311,9 +338,9 @@ class StatsStore:
         if block is not None:
             return range(block.base, block.base + len(block.names))
         start = len(self.names)
-        if self._mem is not None and (self._rows > 1 or start + len(names) > self._width):
+        if self._mem is not None and not self._has_room(len(names)):
             raise RuntimeError(f"stats {prefix!r} registered after the store was allocated "
-                               "for workers (or past its growth room)")
+                               "for workers outside a step (or past its growth room)")
         block = self._blocks[prefix] = _Block(prefix, names, start, self._gauges_of(names))
         self.names.extend(itertools.repeat(block, len(names)))
         return range(start, start + len(names))
@@ -396,6 +423,8 @@ class StatsStore:
         scopes = SlotScopes(self, prefix, names, count)
         if self._mem is None:
             self._lazy.add(scopes)
+        elif self._rows > 1:
+            scopes.register_all()  # now, in the step every process takes alike
         return scopes
 
     def hide(self, scope: Scope) -> None:
@@ -467,7 +496,7 @@ class StatsStore:
                 scopes.register_all()
         self._lazy.clear()
         self._rows = rows
-        self._width = len(self.names) + (STATS_GROWTH_ROOM if rows == 1 else 0)
+        self._width = len(self.names) + STATS_GROWTH_ROOM
         stats = rows * self._width * 8
         size = max(8, stats + self._shared_size * 8)
         self._mem = mmap.mmap(-1, size)

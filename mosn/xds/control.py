@@ -35,8 +35,16 @@ class ControlPlane:
         """The config file as loaded (without the control plane's resources)."""
         self.composer = Composer(read_file(loaded.source), loaded.plugins, apply,
                                  Path(loaded.source).parent)
-        self.client: Subscriber = build_client(loaded.config, self.composer.offer, stats,
-                                               snapshot)
+        self.accepted: list[Callable[[Snapshot], None]] = []
+        """Called with each snapshot served (a parent with workers sends it on)."""
+        self.client: Subscriber = build_client(loaded.config, self.offer, stats, snapshot)
+
+    def offer(self, candidate: Snapshot) -> list[str]:
+        errors = self.composer.offer(candidate)
+        if not errors:
+            for accepted in self.accepted:
+                accepted(candidate)
+        return errors
 
     def serve_snapshot(self) -> list[str]:
         """Serve the resources the client holds (handed over) before it subscribes:
