@@ -1017,9 +1017,9 @@ class _ClientCodec(_Codec):
             super()._drop_all(reason)
             return
         # The connection ended with streams open: after the upstream's GOAWAY
-        # (hypercorn closes at once after its GOAWAY), or with a GOAWAY never read (a
-        # write that fails on a connection the upstream reset makes the event loop
-        # close it with what the upstream sent before still unread), or with none.
+        # (hypercorn closes at once after its GOAWAY), or with a GOAWAY never read (on
+        # TLS, a write that fails on a connection the upstream reset makes the event
+        # loop close it with what the upstream sent before still unread), or with none.
         # Those with no response yet may or may not have been processed, as on an
         # HTTP/1.1 connection closed under a request (RFC 9113 8.7: only an idempotent
         # request may be sent again).
