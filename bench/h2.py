@@ -22,6 +22,9 @@ proxy is pinned to CPU 0. The peers (configs in bench/peers/h2-*):
             http-reuse always.
   mosn      --workers 1; the proxy network filter with downstream_protocol Http2
             and upstream_protocol Http2, one route, no stream filter.
+  mosn-pure the same mosn from the same install on its pure-Python twins
+            (MOSN_NO_EXTENSIONS=1): the Http2 plugin then runs its pure-Python
+            engine (h2), as everywhere without extensions (docs/extensions.md).
 
 --mode grpc: unary gRPC calls (a 7-byte message echoed) from bench/grpcpeer.py's
 grpcio client (10 channels, each its own HTTP/2 connection, 10 calls in flight on
@@ -88,6 +91,8 @@ from common import (
     install_envoy,
     install_mosn,
     is_installed,
+    MOSN_PURE,
+    MOSNS,
     nginx_command,
     Peer,
     peer_arguments,
@@ -95,6 +100,7 @@ from common import (
     print_notes,
     print_results,
     print_versions,
+    pure_python,
     Processes,
     proxy_and_load_cpus,
     raise_fd_limit,
@@ -112,7 +118,7 @@ from common import (
     write_json,
 )
 
-PEERS = ("direct", "envoy", "nginx", "haproxy", "mosn")
+PEERS = ("direct", "envoy", "nginx", "haproxy", "mosn", MOSN_PURE)
 PROXIES = PEERS[1:]
 
 CLIENTS = 10  # h2load -c: h2c connections (grpc: channels)
@@ -150,8 +156,8 @@ def install(wanted: list[str], mode: str) -> dict[str, str]:
             missing[peer] = f"{peer} not installed (apt-get install {peer} failed)"
     if "envoy" in wanted and (reason := install_envoy()):
         missing["envoy"] = reason
-    if "mosn" in wanted and (reason := install_mosn(("http2",))):
-        missing["mosn"] = reason
+    if set(MOSNS) & set(wanted) and (reason := install_mosn(("http2",))):
+        missing.update({name: reason for name in MOSNS})
     return missing
 
 
@@ -164,6 +170,9 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int, mode:
                 "--disable-hot-restart", "--log-level", "warn"]
     if name == "haproxy":
         return ["haproxy", "-db", "-f", render("h2-haproxy.cfg", workdir, **ports)]
+    if name == MOSN_PURE:  # its own config path, so its own upgrade socket
+        (workdir / name).mkdir()
+        return pure_python(peer_command("mosn", workdir / name, listen, backend_port, mode))
     if name == "mosn":
         config = render("h2-mosn.yaml", workdir, **ports, admin_port=free_port())
         return [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
@@ -320,7 +329,8 @@ COLUMNS = (  # (key, heading, format)
 )
 FIGURES = ("req_per_s", "p50_us", "p99_us", "cpu_us_per_req")
 VS_DIRECT = ("req_per_s", "p50_us", "p99_us")
-PAIRS = [("mosn", peer, FIGURES) for peer in ("envoy", "nginx", "haproxy")]
+PAIRS = [(mosn, peer, FIGURES) for mosn in MOSNS for peer in ("envoy", "nginx", "haproxy")]
+PAIRS += [("mosn", MOSN_PURE, FIGURES)]
 PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 TARGET_CPU_US = 25  # mosn's proxy CPU per h2c request (Envoy's: about 15)
 TARGET_GRPC_CPU_US = 50  # mosn's proxy CPU per unary gRPC call (Envoy's: about 53)

@@ -33,6 +33,10 @@ def _listed(project: Path) -> list[str]:
         return tomllib.load(f).get("tool", {}).get("mosn", {}).get("compile", [])
 
 
+NATIVE_ONLY = {"mosn_http2._nghttp2"}
+"""Extension modules of the project with no .py twin (the Http2 plugin's cffi engine):
+imported with the compiled modules, whatever the switch, and no part of the Cython build."""
+
 DISTRIBUTIONS = [ROOT] + sorted(p for p in (ROOT / "plugins").iterdir() if (p / "pyproject.toml").exists())
 LISTED = {name: project for project in DISTRIBUTIONS for name in _listed(project)}
 
@@ -80,11 +84,11 @@ def test_compiled_where_built_and_pure_under_the_switch_in_the_same_install():
     compiled = _imported(None)
     for name, file in compiled["files"].items():
         assert file.endswith(EXTENSION_SUFFIXES) == _built(name), (name, file)
-    assert sorted(compiled["compiled"]) == sorted(n for n in LISTED if _built(n))
+    assert sorted(set(compiled["compiled"]) - NATIVE_ONLY) == sorted(n for n in LISTED if _built(n))
 
     pure = _imported("1")
     assert all(file.endswith(".py") for file in pure["files"].values()), pure["files"]
-    assert pure["compiled"] == []  # nothing of the project, listed or not, runs compiled
+    assert set(pure["compiled"]) <= NATIVE_ONLY  # nothing of the project, listed or not, runs compiled
     assert pure["build"].startswith("pure Python")
 
     if any(_built(name) for name in LISTED):

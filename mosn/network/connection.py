@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import os
 import socket
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -55,6 +56,11 @@ IDLE_CHECKS_PER_TIMEOUT = 4
 """Idle checks per idle timeout: cheaper than re-arming a timer on every read; an
 idle connection is closed between 1x and 1.25x its timeout."""
 
+UNREAD_LIMIT = 256 * 1024
+"""Bytes read from a socket the peer reset under a write, before the close (see
+``_read_unread``): the last frames a peer sends before it resets (an HTTP/2 GOAWAY, a
+response's end) take a few KiB; more is not waited for."""
+_PEER_RESET = (ConnectionResetError, BrokenPipeError)
 _STOP = FilterStatus.STOP
 _ids = itertools.count(1)
 _NO_STATS = memoryview(bytearray(16)).cast("q")
@@ -221,11 +227,36 @@ class Connection(asyncio.Protocol):
             self._idle_handle.cancel()
         if self._close_timer:
             self._close_timer.cancel()
+        if isinstance(exc, _PEER_RESET) and self.tls is None and not self._local_close:
+            self._read_unread()
         self.close_error = exc
         if self._stage is not None:
             self._stage.on_lost()
         self._raise_close(ConnectionEvent.LOCAL_CLOSE if self._local_close
                           else ConnectionEvent.REMOTE_CLOSE)
+
+    def _read_unread(self) -> None:
+        """The peer reset the connection and a write found out first: the event loop
+        (uvloop and asyncio alike) closes the connection on the write's error without
+        reading what the peer sent before its reset, which the socket still holds (an
+        HTTP/2 upstream's GOAWAY naming the requests it never processed, so they can be
+        sent again). Read it now, without blocking, and hand it to the read filters
+        before the close. (Plaintext only: a TLS stage is not fed after its peer reset.)"""
+        sock = self.transport.get_extra_info("socket") if self.transport is not None else None
+        try:
+            fd = sock.fileno() if sock is not None else -1
+        except OSError:
+            return
+        left = UNREAD_LIMIT
+        while fd >= 0 and left > 0 and not self.closed and not self._local_close:
+            try:
+                data = os.read(fd, left)
+            except OSError:  # nothing more (EAGAIN), or the reset itself
+                return
+            if not data:
+                return
+            left -= len(data)
+            self.data_received(data)
 
     # -- using --------------------------------------------------------------------------
 

@@ -127,10 +127,8 @@ def _ignore(sid: int, end: bool, value: Any) -> None:
 
 class _Stream:
     """What both kinds of stream share: the ends of its two halves, the reader's
-    pauses, and the buffer watermark."""
-
-    __slots__ = ("codec", "id", "handler", "end_queued", "remote_done", "disabled",
-                 "above", "told", "closed")
+    pauses, and the buffer watermark. (Its attributes and those of the classes below
+    are declared in codec.pxd: C fields of extension types in the compiled build.)"""
 
     def __init__(self, codec: "_Codec", handler: Any) -> None:
         self.codec = codec
@@ -204,13 +202,10 @@ class _Stream:
                 handler.on_below_write_buffer_low_watermark()
 
 
-class _Codec(ReadFilter, ConnectionCallbacks):
-    """What both codecs share: an engine on a connection, reading, flushing, timers."""
-
-    __slots__ = ("conn", "limits", "engine", "streams", "_handlers", "_receiving",
-                 "_scheduled", "_above", "_closed", "_held", "_going_away", "_reads",
-                 "_ping_reads", "_pings", "_ping_acks", "_keepalive_timer", "_idle_timer",
-                 "_idle_since")
+class _Codec:
+    """What both codecs share: an engine on a connection, reading, flushing, timers.
+    The connection's filter and callbacks interfaces are added by the public classes
+    at the end (an extension type has no Python base)."""
 
     client_side = False
 
@@ -536,8 +531,6 @@ class _Codec(ReadFilter, ConnectionCallbacks):
 class ServerStream(_Stream):
     """One request stream of a downstream connection and the way to answer it."""
 
-    __slots__ = ("headers_sent", "tunnel")
-
     def __init__(self, codec: "ServerConnection", stream_id: int) -> None:
         # _Stream.__init__'s fields, set here: one call less per request.
         self.codec = codec
@@ -574,12 +567,8 @@ class ServerStream(_Stream):
         return f"<http2.ServerStream {self.id} closed={self.closed}>"
 
 
-class ServerConnection(_Codec):
-    """The server codec of one downstream connection (``Protocol.server``)."""
-
-    __slots__ = ("new_stream", "_scheme", "_opened", "_premature", "_read_paused", "_preface",
-                 "_head_timeout", "_heads", "_head_sid", "_head_timer", "_head_stalled",
-                 "_drain_ping", "_drain_timer")
+class _ServerCodec(_Codec):
+    """The server codec (``ServerConnection`` below)."""
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
                  limits: Limits = Limits(), upgrade: tuple[RequestHead, bytes] | None = None,
@@ -884,8 +873,6 @@ class ServerConnection(_Codec):
 class ClientStream(_Stream):
     """One request sent on an upstream connection, and its response coming back."""
 
-    __slots__ = ("headers_only", "upgrade", "answered")
-
     def __init__(self, codec: "ClientConnection", handler: ResponseHandler) -> None:
         # _Stream.__init__'s fields, set here: one call less per request.
         self.codec = codec
@@ -932,11 +919,8 @@ class ClientStream(_Stream):
         return f"<http2.ClientStream {self.id} closed={self.closed}>"
 
 
-class ClientConnection(_Codec):
-    """The client codec of one upstream connection (``Protocol.client``)."""
-
-    __slots__ = ("on_idle", "_active", "_peer_max", "_connect_protocol", "_settings_received",
-                 "_awaiting_settings")
+class _ClientCodec(_Codec):
+    """The client codec (``ClientConnection`` below)."""
 
     client_side = True
     multiplexed = True
@@ -1033,9 +1017,9 @@ class ClientConnection(_Codec):
             super()._drop_all(reason)
             return
         # The connection ended with streams open: after the upstream's GOAWAY
-        # (hypercorn closes at once after its GOAWAY), or with a GOAWAY never read (a
-        # write that fails on a connection the upstream reset makes the event loop
-        # close it with what the upstream sent before still unread), or with none.
+        # (hypercorn closes at once after its GOAWAY), or with a GOAWAY never read (on
+        # TLS, a write that fails on a connection the upstream reset makes the event
+        # loop close it with what the upstream sent before still unread), or with none.
         # Those with no response yet may or may not have been processed, as on an
         # HTTP/1.1 connection closed under a request (RFC 9113 8.7: only an idempotent
         # request may be sent again).
@@ -1067,3 +1051,15 @@ class ClientConnection(_Codec):
         self._closed = True
         self._stop_timers()
         self.conn.close(_FLUSH)
+
+
+class ServerConnection(_ServerCodec, ReadFilter, ConnectionCallbacks):
+    """The server codec of one downstream connection (``Protocol.server``)."""
+
+    __slots__ = ()
+
+
+class ClientConnection(_ClientCodec, ReadFilter, ConnectionCallbacks):
+    """The client codec of one upstream connection (``Protocol.client``)."""
+
+    __slots__ = ()

@@ -67,7 +67,7 @@ def _blob(pseudo: Sequence[str], items: list[tuple[str, str]]) -> tuple[bytes, i
 
 
 class Nghttp2Engine:
-    __slots__ = ("_h",)
+    # No __slots__: engine_nghttp2.pxd declares its attribute (a C field when compiled).
 
     def __init__(self, client: bool, limits: Limits, upgrade: bytes | None = None,
                  upgrade_head: bool = False) -> None:
@@ -123,12 +123,14 @@ class Nghttp2Engine:
         while pos < n:
             kind, end, sid, value = unpack(buf, pos)
             pos += _EVENT_SIZE
-            if kind <= DATA:  # a header block or body bytes follow
-                start, pos = pos, pos + value
-                if kind == DATA:
-                    value = buf[start:pos]
-                else:
-                    value = buf[start:pos].decode("latin-1").split("\0") if pos > start else []
+            if kind == DATA:  # body bytes follow
+                start = pos
+                pos += value
+                value = buf[start:pos]
+            elif kind < DATA:  # a header block follows
+                start = pos
+                pos += value
+                value = buf[start:pos].decode("latin-1").split("\0") if pos > start else []
             handlers[kind](sid, end, value)
 
     def request(self, pseudo: list[str], items: list[tuple[str, str]], end_stream: bool) -> int:

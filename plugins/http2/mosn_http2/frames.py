@@ -139,7 +139,7 @@ def request_head(fields: Fields, scheme: str) -> RequestHead:
         raise MalformedFields("no :scheme, or no or an empty :path")  # 8.3.1
     elif protocol and method != "CONNECT":
         raise MalformedFields(":protocol without CONNECT")  # RFC 8441 4
-    regular = list(zip(fields[5::2], fields[6::2]))
+    regular: Iterable[tuple[str, str]] = zip(fields[5::2], fields[6::2])
     host = ""
     if "host" in fields or "cookie" in fields:  # (a value equal to either costs a pass)
         kept, cookies = [], []
@@ -190,7 +190,7 @@ def response_head(fields: Fields) -> ResponseHead:
     status = _STATUS_CODES.get(fields[0])
     if status is None:
         raise MalformedFields(f"no or an invalid :status {fields[0]!r}")  # RFC 9110 15
-    return ResponseHead(status, Headers(list(zip(fields[1::2], fields[2::2]))))
+    return ResponseHead(status, Headers(zip(fields[1::2], fields[2::2])))
 
 
 def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
@@ -210,7 +210,7 @@ def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
 
 def trailers(fields: Fields) -> Headers:
     """Received trailers (the engines refuse a pseudo-header field in them, RFC 9113 8.1)."""
-    return Headers(list(zip(fields[0::2], fields[1::2])))
+    return Headers(zip(fields[0::2], fields[1::2]))
 
 
 # -- blocks to send -------------------------------------------------------------------
