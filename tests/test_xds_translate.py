@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 
 from mosn.config.models import HostConfig
-from mosn.xds.cluster import cluster, load_assignment
+from mosn.config.types import Address
+from mosn.xds.cluster import (
+    ASSIGNMENT_OUTLINE,
+    assignment_hosts,
+    cluster,
+    hosts_by_listed_fields,
+    load_assignment,
+)
 from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
@@ -209,6 +216,54 @@ def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
     other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
     back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
     assert first[0] is other[0] is back[0]
+
+
+def test_an_assignment_within_the_outline_reads_as_one_outside_it():
+    # Every kind of endpoint the direct read takes or hands back to lb_endpoint: the
+    # same entries as the field-by-field read of each message's set fields.
+    heavy, named, six, sick, tagged = (endpoint("10.0.0.1:80", 7), endpoint("10.0.0.2:80"),
+                                       endpoint("10.0.0.3:80"), endpoint("10.0.0.4:80", health="DRAINING"),
+                                       endpoint("10.0.0.5:80"))
+    named["endpoint"]["hostname"] = "a.svc"
+    six["endpoint"]["address"]["socket_address"]["address"] = "fe80::2"
+    tagged["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"}}}
+    data = assignment("outlined", {"zone-a": [heavy, named], "zone-b": [six, sick, tagged]})
+    plain = message(ENDPOINTS, data)
+    assert ASSIGNMENT_OUTLINE.parse(plain) is not None
+    outlined = assignment_hosts(plain, "", [])
+    assert outlined == hosts_by_listed_fields(plain, "", [], None)
+    assert dumped(outlined) == [{"address": "10.0.0.1:80", "weight": 7},
+                                {"address": "10.0.0.2:80", "hostname": "a.svc"},
+                                {"address": "[fe80::2]:80"},
+                                {"address": "10.0.0.5:80",
+                                 "metadata": {"filter_metadata": {"mosn.lb": {"version": "v2"}}}}]
+
+
+@pytest.mark.parametrize("where, value", [
+    (("endpoint", "address", "socket_address", "resolver_name"), "dns"),
+    (("endpoint", "health_check_config", "port_value"), 81),
+    (("endpoint_name",), "ep"),
+])
+def test_a_field_outside_the_outline_at_any_depth_is_seen(where, value):
+    ep = endpoint("10.0.0.1:80")
+    if where[0] == "endpoint_name":
+        ep = {"endpoint_name": value}
+    else:
+        inner = ep
+        for key in where[:-1]:
+            inner = inner.setdefault(key, {})
+        inner[where[-1]] = value
+    assert ASSIGNMENT_OUTLINE.parse(message(ENDPOINTS, assignment("c", {"": [ep]}))) is None
+
+
+def test_a_checked_host_entry_is_the_validated_one():
+    made = HostConfig.checked(Address("10.0.0.1", 80), "a.svc", 3, {"k": "v"})
+    validated = HostConfig.model_validate({"address": "10.0.0.1:80", "hostname": "a.svc",
+                                           "weight": 3, "metadata": {"k": "v"}})
+    assert made == validated
+    assert made.model_dump() == validated.model_dump()
+    assert HostConfig.checked(Address("10.0.0.1", 80)).model_dump(exclude_defaults=True) == {
+        "address": "10.0.0.1:80"}
 
 
 def test_a_static_clusters_inline_assignment_is_read_like_eds():
