@@ -266,9 +266,10 @@ class Cluster:
                 f"cluster.{config.name}", stat_names(self.tls.cipher_names())))
         self.controls_health = False
         """This process runs the health checks: it resets a reused slot's health."""
-        self._made: dict[int, tuple[Any, Host]] = {}
-        """id of a host entry -> (the entry, the host made from it), of the last
-        :meth:`listed_hosts` (the entries are held, so their ids stay theirs)."""
+        self._made: dict[int, Host] = {}
+        """id of a host entry -> the host made from it, of the last :meth:`made_from`."""
+        self._made_entries: list[Any] = []
+        """Those entries, held: while they live no other object has their ids."""
         self._started = False
         if config.outlier_detection is not None:
             from mosn.upstream.outlier import OutlierDetector
@@ -349,13 +350,12 @@ class Cluster:
         entry that is the same object as one the present hosts were made from (an
         endpoint whose bytes did not change) gives that host again, not a new one.
         Call :meth:`made_from` once the host set is replaced."""
-        made = self._made
+        get = self._made.get
         hosts = []
         append = hosts.append
         for entry in config.hosts:
-            known = made.get(id(entry))
-            append(known[1] if known is not None and known[0] is entry
-                   and known[1].slot >= 0 else host_of(entry))
+            known = get(id(entry))
+            append(known if known is not None and known.slot >= 0 else host_of(entry))
         return hosts
 
     def made_from(self, config: ClusterConfig, hosts: list[Host]) -> None:
@@ -365,7 +365,8 @@ class Cluster:
         if any(h.slot < 0 for h in hosts):
             present = {h.address: h for h in self.hosts}
             hosts = [present.get(h.address, h) if h.slot < 0 else h for h in hosts]
-        self._made = {id(entry): (entry, host) for entry, host in zip(config.hosts, hosts)}
+        self._made = dict(zip(map(id, config.hosts), hosts))
+        self._made_entries = config.hosts
 
     def _take_slot(self, host: Host) -> bool:
         if 0 <= host.slot < self.slots:
