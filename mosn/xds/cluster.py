@@ -271,38 +271,38 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
     """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
     ``cache``: endpoint translations by their bytes (taken as they were, and kept).
 
-    An assignment that sets no field outside what mosn reads
-    (:data:`ASSIGNMENT_OUTLINE`, one check of the whole message in protobuf's own code)
-    has its endpoints read attribute by attribute, without listing each message's set
-    fields; an endpoint there that is refused or carries metadata, and every endpoint
-    of any other assignment, is read by :func:`lb_endpoint`, which names each field
-    mosn cannot honour (some 5 us an endpoint against 10-15 us on this machine)."""
-    outlined = ASSIGNMENT_OUTLINE.parse(message)
-    if outlined is None:
-        return hosts_by_listed_fields(message, at, errors, cache)
+    An endpoint's bytes are its key in the cache and what :func:`plain_endpoint`
+    reads it from when they set nothing outside :data:`ENDPOINT_OUTLINE` (one check in
+    protobuf's own code); any other endpoint is read by :func:`lb_endpoint`, which
+    names each field mosn cannot honour."""
+    unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
     append = hosts.append
     get = cache.get if cache is not None else None
-    for i, group in enumerate(outlined.endpoints):
-        if group.priority:  # the locality and its weight: used only by locality-weighted LB
-            errors.append(f"{at}.endpoints[{i}].priority: mosn has one priority (0)" if at
-                          else f"endpoints[{i}].priority: mosn has one priority (0)")
+    own: list[str] = []  # an endpoint's errors, by paths within it
+    for i, group in enumerate(message.endpoints):
+        path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
+        unsupported(group, _LOCALITY, path, errors)  # locality and its weight: used
+        if group.priority:                            # only by locality-weighted LB
+            errors.append(f"{path}.priority: mosn has one priority (0)")
         for j, lb in enumerate(group.lb_endpoints):
-            key = b""
+            # Its bytes as they come: the same bytes are the same endpoint (a map
+            # serialized in another order only misses the cache); the cheapest key
+            # there is (some 0.4 us, against some 2.6 us to read the fields that matter).
+            key = lb.SerializeToString()
             if get is not None:
-                key = lb.SerializeToString()  # as lb_endpoint's callers key it: the same bytes
                 host = get(key)
                 if host is not None:
                     append(host)
                     continue
-            host = _plain_endpoint(lb)
+            host = plain_endpoint(key)
             if host is _REREAD:
-                original = message.endpoints[i].lb_endpoints[j]
-                own: list[str] = []
-                host = lb_endpoint(original, own)
-                if own:
-                    path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
+                host = lb_endpoint(lb, own)
+                if own:  # the endpoint's path is written only for an error
                     errors += [f"{path}.lb_endpoints[{j}].{line}" for line in own]
+                    own.clear()
+                    if host is not None:
+                        append(host)
                     continue
             if host is not None:
                 if cache is not None:
@@ -311,18 +311,21 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
     return hosts
 
 
-def _plain_endpoint(lb: Any) -> Any:
-    """An outlined endpoint (:data:`ASSIGNMENT_OUTLINE`) as a host entry; None: one
-    Envoy sends no traffic to; :data:`_REREAD`: one to read through :func:`lb_endpoint`
-    (it has metadata, or something there is refused and the error names its field)."""
-    if lb.metadata or not lb.HasField("endpoint"):
+def plain_endpoint(data: bytes) -> Any:
+    """An ``LbEndpoint``'s bytes as a host entry, read field by field when they set
+    nothing outside :data:`ENDPOINT_OUTLINE`: some 5 us against 10-15 us for
+    :func:`lb_endpoint` on this machine (no sub-message's set fields listed, no
+    pydantic copy). None: an endpoint Envoy sends no traffic to; :data:`_REREAD`: one
+    for :func:`lb_endpoint` (a field outside the outline, metadata, or something
+    refused, whose error names its field)."""
+    lb = ENDPOINT_OUTLINE.read(data)
+    if lb is None or lb.metadata:
         return _REREAD
     weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
     endpoint = lb.endpoint
     socket = endpoint.address.socket_address
-    host, port = socket.address, socket.port_value
-    if (not 1 <= weight <= MAX_HOST_WEIGHT or not host or port > MAX_PORT
-            or socket.protocol != TCP or not endpoint.HasField("address")):
+    host, port = socket.address, socket.port_value  # no address: "" (refused below)
+    if not 1 <= weight <= MAX_HOST_WEIGHT or not host or port > MAX_PORT or socket.protocol != TCP:
         return _REREAD
     if ":" in host:
         try:
@@ -332,41 +335,6 @@ def _plain_endpoint(lb: Any) -> Any:
     if lb.health_status not in _SERVING:
         return None
     return HostConfig.checked(Address(host, port), endpoint.hostname, weight)
-
-
-def hosts_by_listed_fields(message: endpoint_pb2.ClusterLoadAssignment, at: str,
-                  errors: list[str], cache: PartCache | None) -> list[HostConfig]:
-    """:func:`assignment_hosts` of an assignment with a field outside the outline: each
-    message's set fields listed, each one mosn does not read named in an error."""
-    unsupported(message, _ASSIGNMENT, at, errors)
-    hosts = []
-    append = hosts.append
-    own: list[str] = []  # an endpoint's errors, by paths within it
-    for i, group in enumerate(message.endpoints):
-        path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
-        unsupported(group, _LOCALITY, path, errors)  # locality and its weight: used
-        if group.priority:                            # only by locality-weighted LB
-            errors.append(f"{path}.priority: mosn has one priority (0)")
-        for j, lb in enumerate(group.lb_endpoints):
-            key = b""
-            if cache is not None:
-                # Its bytes as they come: the same bytes are the same endpoint (a map
-                # serialized in another order only misses the cache); the cheapest key
-                # there is (some 0.4 us, against some 2.6 us to read the fields that matter).
-                key = lb.SerializeToString()
-                host = cache.get(key)
-                if host is not None:
-                    append(host)
-                    continue
-            host = lb_endpoint(lb, own)
-            if own:  # the endpoint's path is written only for an error
-                errors += [f"{path}.lb_endpoints[{j}].{line}" for line in own]
-                own.clear()
-            elif cache is not None and host is not None:
-                cache.keep(key, host)
-            if host is not None:
-                append(host)
-    return hosts
 
 
 def lb_endpoint(lb: endpoint_pb2.LbEndpoint, errors: list[str]) -> HostConfig | None:
@@ -479,14 +447,10 @@ _PORT_FIELD, = field_numbers(address_pb2.SocketAddress, "port_value")
 _PROTOCOL_FIELD, = field_numbers(address_pb2.SocketAddress, "protocol")
 TCP = address_pb2.SocketAddress.TCP
 _METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
-ASSIGNMENT_OUTLINE = Outline(endpoint_pb2.ClusterLoadAssignment, {
-    "cluster_name": None,
-    "endpoints": {"locality": OPAQUE, "load_balancing_weight": OPAQUE, "priority": None,
-                  "lb_endpoints": {
-                      "health_status": None, "metadata": OPAQUE,
-                      "load_balancing_weight": {"value": None},
-                      "endpoint": {"hostname": None, "address": {"socket_address": {
-                          "protocol": None, "address": None, "port_value": None}}}}}})
-"""What a ClusterLoadAssignment's translation reads (:func:`assignment_hosts`)."""
+ENDPOINT_OUTLINE = Outline(endpoint_components_pb2.LbEndpoint, {
+    "health_status": None, "metadata": OPAQUE, "load_balancing_weight": {"value": None},
+    "endpoint": {"hostname": None, "address": {"socket_address": {
+        "protocol": None, "address": None, "port_value": None}}}})
+"""What :func:`plain_endpoint` reads of an ``LbEndpoint``."""
 _REREAD = object()
 _SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)

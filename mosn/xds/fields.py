@@ -223,10 +223,9 @@ class Outline:
                 made.type_name = f".{package}.{inner_name}"
         return name
 
-    def parse(self, message: Message) -> Message | None:
-        """``message`` as the cut-down type, or None when it sets a field (at any
-        depth) outside the outline, or a field read at its default value."""
-        data = message.SerializeToString()
+    def read(self, data: bytes) -> Message | None:
+        """A message's bytes as the cut-down type, or None when they set a field (at
+        any depth) outside the outline (or one taken as bytes, empty)."""
         outlined = self.type.FromString(data)
         outlined.DiscardUnknownFields()  # the fields outside the outline, at every depth
         return outlined if outlined.ByteSize() == len(data) else None
