@@ -6,7 +6,7 @@ import pytest
 
 from mosn.config.models import HostConfig
 from mosn.config.types import Address
-from mosn.xds.cluster import ENDPOINT_OUTLINE, cluster, lb_endpoint, load_assignment, plain_endpoint
+from mosn.xds.cluster import cluster, load_assignment
 from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
@@ -210,48 +210,6 @@ def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
     other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
     back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
     assert first[0] is other[0] is back[0]
-
-
-def test_an_endpoint_within_the_outline_reads_as_one_outside_it():
-    # Every kind of endpoint the direct read takes or hands back to lb_endpoint: the
-    # same entry as the read that lists each message's set fields.
-    heavy, named, six, sick, tagged = (endpoint("10.0.0.1:80", 7), endpoint("10.0.0.2:80"),
-                                       endpoint("10.0.0.3:80"),
-                                       endpoint("10.0.0.4:80", health="DRAINING"),
-                                       endpoint("10.0.0.5:80"))
-    named["endpoint"]["hostname"] = "a.svc"
-    six["endpoint"]["address"]["socket_address"]["address"] = "fe80::2"
-    tagged["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"}}}
-    data = assignment("outlined", {"zone-a": [heavy, named], "zone-b": [six, sick, tagged]})
-    lbs = [lb for group in message(ENDPOINTS, data).endpoints for lb in group.lb_endpoints]
-    direct = [plain_endpoint(lb.SerializeToString()) for lb in lbs]
-    assert direct[:4] == [lb_endpoint(lb, []) for lb in lbs[:4]]
-    assert dumped(direct[:3]) == [{"address": "10.0.0.1:80", "weight": 7},
-                                  {"address": "10.0.0.2:80", "hostname": "a.svc"},
-                                  {"address": "[fe80::2]:80"}]
-    assert direct[3] is None  # draining: no traffic
-    assert not isinstance(direct[4], HostConfig)  # metadata: left to lb_endpoint
-
-
-@pytest.mark.parametrize("where, value", [
-    (("endpoint", "address", "socket_address", "resolver_name"), "dns"),
-    (("endpoint", "health_check_config", "port_value"), 81),
-    (("endpoint", "address"), {"pipe": {"path": "/tmp/x"}}),
-    (("endpoint_name",), "ep"),
-])
-def test_a_field_outside_the_outline_at_any_depth_is_seen(where, value):
-    ep = endpoint("10.0.0.1:80")
-    assert ENDPOINT_OUTLINE.read(message(ENDPOINTS, assignment("c", {"": [ep]}))
-                                 .endpoints[0].lb_endpoints[0].SerializeToString()) is not None
-    if where[0] == "endpoint_name":
-        ep = {"endpoint_name": value}
-    else:
-        inner = ep
-        for key in where[:-1]:
-            inner = inner.setdefault(key, {})
-        inner[where[-1]] = value
-    lb = message(ENDPOINTS, assignment("c", {"": [ep]})).endpoints[0].lb_endpoints[0]
-    assert ENDPOINT_OUTLINE.read(lb.SerializeToString()) is None
 
 
 def test_a_checked_host_entry_is_the_validated_one():

@@ -23,9 +23,7 @@ from google.protobuf.json_format import MessageToDict
 from mosn.config.models import MAX_HOST_WEIGHT, HostConfig
 from mosn.config.types import Address
 from mosn.xds.fields import (
-    OPAQUE,
     Fields,
-    Outline,
     PartCache,
     Refused,
     ads_source,
@@ -269,16 +267,10 @@ ENDPOINTS = PartCache(ENDPOINT_CACHE_SIZE)
 def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
                      errors: list[str], cache: PartCache | None = None) -> list[HostConfig]:
     """The hosts of an assignment at ``at`` in its resource; its errors to ``errors``.
-    ``cache``: endpoint translations by their bytes (taken as they were, and kept).
-
-    An endpoint's bytes are its key in the cache and what :func:`plain_endpoint`
-    reads it from when they set nothing outside :data:`ENDPOINT_OUTLINE` (one check in
-    protobuf's own code); any other endpoint is read by :func:`lb_endpoint`, which
-    names each field mosn cannot honour."""
+    ``cache``: endpoint translations by their bytes (taken as they were, and kept)."""
     unsupported(message, _ASSIGNMENT, at, errors)
     hosts = []
     append = hosts.append
-    get = cache.get if cache is not None else None
     own: list[str] = []  # an endpoint's errors, by paths within it
     for i, group in enumerate(message.endpoints):
         path = f"{at}.endpoints[{i}]" if at else f"endpoints[{i}]"
@@ -286,55 +278,25 @@ def assignment_hosts(message: endpoint_pb2.ClusterLoadAssignment, at: str,
         if group.priority:                            # only by locality-weighted LB
             errors.append(f"{path}.priority: mosn has one priority (0)")
         for j, lb in enumerate(group.lb_endpoints):
-            # Its bytes as they come: the same bytes are the same endpoint (a map
-            # serialized in another order only misses the cache); the cheapest key
-            # there is (some 0.4 us, against some 2.6 us to read the fields that matter).
-            key = lb.SerializeToString()
-            if get is not None:
-                host = get(key)
+            key = b""
+            if cache is not None:
+                # Its bytes as they come: the same bytes are the same endpoint (a map
+                # serialized in another order only misses the cache); the cheapest key
+                # there is (some 0.4 us, against some 2.6 us to read the fields that matter).
+                key = lb.SerializeToString()
+                host = cache.get(key)
                 if host is not None:
                     append(host)
                     continue
-            host = plain_endpoint(key)
-            if host is _REREAD:
-                host = lb_endpoint(lb, own)
-                if own:  # the endpoint's path is written only for an error
-                    errors += [f"{path}.lb_endpoints[{j}].{line}" for line in own]
-                    own.clear()
-                    if host is not None:
-                        append(host)
-                    continue
+            host = lb_endpoint(lb, own)
+            if own:  # the endpoint's path is written only for an error
+                errors += [f"{path}.lb_endpoints[{j}].{line}" for line in own]
+                own.clear()
+            elif cache is not None and host is not None:
+                cache.keep(key, host)
             if host is not None:
-                if cache is not None:
-                    cache.keep(key, host)
                 append(host)
     return hosts
-
-
-def plain_endpoint(data: bytes) -> Any:
-    """An ``LbEndpoint``'s bytes as a host entry, read field by field when they set
-    nothing outside :data:`ENDPOINT_OUTLINE`: some 5 us against 10-15 us for
-    :func:`lb_endpoint` on this machine (no sub-message's set fields listed, no
-    pydantic copy). None: an endpoint Envoy sends no traffic to; :data:`_REREAD`: one
-    for :func:`lb_endpoint` (a field outside the outline, metadata, or something
-    refused, whose error names its field)."""
-    lb = ENDPOINT_OUTLINE.read(data)
-    if lb is None or lb.metadata:
-        return _REREAD
-    weight = lb.load_balancing_weight.value if lb.HasField("load_balancing_weight") else 1
-    endpoint = lb.endpoint
-    socket = endpoint.address.socket_address
-    host, port = socket.address, socket.port_value  # no address: "" (refused below)
-    if not 1 <= weight <= MAX_HOST_WEIGHT or not host or port > MAX_PORT or socket.protocol != TCP:
-        return _REREAD
-    if ":" in host:
-        try:
-            ipaddress.IPv6Address(host)
-        except ValueError:
-            return _REREAD
-    if lb.health_status not in _SERVING:
-        return None
-    return HostConfig.checked(Address(host, port), endpoint.hostname, weight)
 
 
 def lb_endpoint(lb: endpoint_pb2.LbEndpoint, errors: list[str]) -> HostConfig | None:
@@ -447,10 +409,4 @@ _PORT_FIELD, = field_numbers(address_pb2.SocketAddress, "port_value")
 _PROTOCOL_FIELD, = field_numbers(address_pb2.SocketAddress, "protocol")
 TCP = address_pb2.SocketAddress.TCP
 _METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
-ENDPOINT_OUTLINE = Outline(endpoint_components_pb2.LbEndpoint, {
-    "health_status": None, "metadata": OPAQUE, "load_balancing_weight": {"value": None},
-    "endpoint": {"hostname": None, "address": {"socket_address": {
-        "protocol": None, "address": None, "port_value": None}}}})
-"""What :func:`plain_endpoint` reads of an ``LbEndpoint``."""
-_REREAD = object()
 _SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)

@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.any_pb2 import Any as AnyMessage
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import DecodeError, Message
@@ -178,57 +177,6 @@ def unsupported(message: Message, read: frozenset[int], path: str, errors: list[
         if field.number not in read:
             errors.append(f"{path}.{field.name}: field not supported by mosn" if path
                           else f"{field.name}: field not supported by mosn")
-
-
-OPAQUE = "opaque"
-"""An :class:`Outline` field whose content is taken whole (read from the message itself)."""
-
-
-class Outline:
-    """A message type cut down to the fields a direct translator reads: a message
-    whose bytes parse into it with nothing left over sets no other field, anywhere in
-    it, and its translation can read fields without listing each sub-message's set
-    fields (``ListFields``) to name the ones mosn cannot honour.
-
-    ``read`` maps each field read to None (a scalar or enum, taken as it is),
-    :data:`OPAQUE` (a sub-message taken whole, as bytes) or the same kind of map for a
-    sub-message read in turn. Built once, as a message type of a pool of its own."""
-
-    def __init__(self, message: type[Message], read: dict[str, Any]) -> None:
-        package = f"mosn.outline.{message.DESCRIPTOR.name}"
-        proto = descriptor_pb2.FileDescriptorProto(name=f"{package.replace('.', '/')}.proto",
-                                                   package=package, syntax="proto3")
-        root = self._add(proto, package, message.DESCRIPTOR, read)
-        pool = descriptor_pool.DescriptorPool()
-        pool.Add(proto)
-        self.type: type[Message] = message_factory.GetMessageClass(
-            pool.FindMessageTypeByName(f"{package}.{root}"))
-        """The cut-down message type (its fields keep their names and numbers)."""
-
-    def _add(self, proto: Any, package: str, descriptor: Any, read: dict[str, Any]) -> str:
-        name = f"M{len(proto.message_type)}"
-        out = proto.message_type.add(name=name)
-        types = descriptor_pb2.FieldDescriptorProto
-        for field_name, inner in read.items():
-            field = descriptor.fields_by_name[field_name]
-            made = out.field.add(name=field.name, number=field.number, type=field.type,
-                                 label=types.LABEL_REPEATED if field.is_repeated
-                                 else types.LABEL_OPTIONAL)
-            if field.type == field.TYPE_ENUM:
-                made.type = types.TYPE_INT32  # its number, whatever its name
-            elif inner == OPAQUE:
-                made.type = types.TYPE_BYTES
-            elif field.type == field.TYPE_MESSAGE:
-                inner_name = self._add(proto, package, field.message_type, inner)
-                made.type_name = f".{package}.{inner_name}"
-        return name
-
-    def read(self, data: bytes) -> Message | None:
-        """A message's bytes as the cut-down type, or None when they set a field (at
-        any depth) outside the outline (or one taken as bytes, empty)."""
-        outlined = self.type.FromString(data)
-        outlined.DiscardUnknownFields()  # the fields outside the outline, at every depth
-        return outlined if outlined.ByteSize() == len(data) else None
 
 
 def ads_source(f: Fields | None, what: str) -> None:
