@@ -302,3 +302,18 @@ def test_health_checker_contract_and_thresholds():
     assert stats["cluster.c.health_check.network_failure"] == 1  # the slow one
     assert stats["cluster.c.health_check.failure"] == 4
     assert stats["cluster.c.health_check.healthy"] == 2
+
+
+def test_a_host_set_that_moves_every_host_then_keeps_some():
+    cm, store = manager(max_hosts=6)
+    c = cm.get("c")
+    old = list(c.hosts)
+    moved = [host("10.0.1.1"), host("10.0.1.2")]
+    c.set_hosts(moved)  # every present host leaves
+    assert c.hosts == moved and all(h.slot == -1 for h in old)
+    c.set_hosts([host("10.0.1.2"), host("10.0.1.3")])  # one stays: the same host
+    assert c.hosts[0] is moved[1] and c.hosts[1].address == Address("10.0.1.3", 80)
+    assert moved[0].slot == -1 and moved[1].slot >= 0
+    c.hosts = [moved[1]]  # replaced from outside: the next set reads it
+    c.set_hosts([host("10.0.1.2")])
+    assert c.hosts == [moved[1]]

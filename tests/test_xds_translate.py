@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mosn.config.models import HostConfig
+from mosn.config.types import Address
 from mosn.xds.cluster import cluster, load_assignment
 from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
@@ -209,6 +210,16 @@ def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
     other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
     back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
     assert first[0] is other[0] is back[0]
+
+
+def test_a_checked_host_entry_is_the_validated_one():
+    made = HostConfig.checked(Address("10.0.0.1", 80), "a.svc", 3, {"k": "v"})
+    validated = HostConfig.model_validate({"address": "10.0.0.1:80", "hostname": "a.svc",
+                                           "weight": 3, "metadata": {"k": "v"}})
+    assert made == validated
+    assert made.model_dump() == validated.model_dump()
+    assert HostConfig.checked(Address("10.0.0.1", 80)).model_dump(exclude_defaults=True) == {
+        "address": "10.0.0.1:80"}
 
 
 def test_a_static_clusters_inline_assignment_is_read_like_eds():

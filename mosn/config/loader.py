@@ -278,7 +278,7 @@ def _check_per_filter_configs(config: MosnConfig, plugins: PluginHost) -> list[s
         for i, vh in enumerate(router.virtual_hosts):
             places = [(f"{rpath}.virtual_hosts[{i}]", vh.per_filter_config)]
             places += [(f"{rpath}.virtual_hosts[{i}].routers[{j}]", r.per_filter_config)
-                       for j, r in enumerate(vh.routers)]
+                       for j, r in enumerate(vh.routers) if r.per_filter_config]
             for where, entries in places:
                 for name, raw in entries.items():
                     path = f"{where}.per_filter_config.{name}"

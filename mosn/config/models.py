@@ -370,10 +370,32 @@ class HostConfig(Model):
     """MOSN's ``{"filter_metadata": {"mosn.lb": {...}}}``; also a plain mapping."""
     tls_disable: bool = False
 
+    @classmethod
+    def checked(cls, address: Address, hostname: str = "", weight: int = 1,
+                metadata: dict[str, Any] | None = None) -> HostConfig:
+        """An entry whose fields its maker checked as validation checks them (an xDS
+        endpoint, read field by field), made as ``model_construct`` makes one (the
+        attributes it sets, set here) without its pass over every field and its
+        defaults: some 1.5 us on the benchmark machine, against some 3 us for a
+        ``model_copy`` of one entry and 5-9 us for ``model_construct``; an endpoint
+        push makes thousands."""
+        entry = cls.__new__(cls)
+        setattr_ = object.__setattr__  # pydantic's own __setattr__ would validate
+        setattr_(entry, "__dict__", {"address": address, "hostname": hostname, "weight": weight,
+                                     "metadata": {} if metadata is None else metadata,
+                                     "tls_disable": False})
+        setattr_(entry, "__pydantic_fields_set__", set(_HOST_FIELDS))
+        setattr_(entry, "__pydantic_extra__", {})
+        setattr_(entry, "__pydantic_private__", None)
+        return entry
+
     @property
     def lb_metadata(self) -> dict[str, Any]:
         nested = self.metadata.get("filter_metadata", {}).get("mosn.lb")
         return dict(nested) if isinstance(nested, dict) else dict(self.metadata)
+
+
+_HOST_FIELDS = frozenset(HostConfig.model_fields)
 
 
 class ThresholdsConfig(Model):

@@ -182,12 +182,15 @@ class Scope:
         ``attributes``: ``names`` as attribute names. A host slot's stats are made when
         a host first takes the slot: a thousand slots at once in an endpoint push."""
         scope = cls.__new__(cls)
-        scope.prefix = prefix
-        indices = store.register_block(prefix, names)
-        scope.indices = dict(zip(names, indices))
-        scope.__dict__.update(zip(attributes, indices))
-        scope.shown = prefix
-        scope.block = store.block_of(indices)
+        block = store.register_block(prefix, names)
+        indices = range(block.base, block.base + len(names))
+        attrs = scope.__dict__
+        attrs.update(zip(attributes, indices))
+        attrs["prefix"] = prefix
+        attrs["indices"] = dict(zip(names, indices))
+        attrs["shown"] = prefix
+        attrs["block"] = block
+        block.scope = scope
         return scope
 
 
@@ -216,8 +219,8 @@ class SlotScopes(Sequence[Scope]):
                 i += len(self._scopes)
             scope = self._scopes[i] = Scope.block(self._store, f"{self._prefix}#{i}",
                                                   self._names, self._attributes)
-            self._store.hide(scope)
-            self._store.fresh.add(scope)
+            scope.shown = None  # hidden until a host takes the slot
+            scope.block.fresh = True  # its next label takes no baseline
         return scope
 
     def register_all(self) -> None:
@@ -228,7 +231,7 @@ class SlotScopes(Sequence[Scope]):
 class _Block:
     """Stats registered together (:meth:`StatsStore.register_block`), named when read."""
 
-    __slots__ = ("prefix", "names", "base", "gauges", "scope", "baseline")
+    __slots__ = ("prefix", "names", "base", "gauges", "scope", "baseline", "fresh")
 
     def __init__(self, prefix: str, names: tuple[str, ...], base: int,
                  gauges: tuple[int, ...]) -> None:
@@ -242,6 +245,9 @@ class _Block:
         self.baseline: list[int] | None = None
         """What each stat had counted before its scope's owner (gauges 0), subtracted
         when shown; None: nothing."""
+        self.fresh = True
+        """Registered and not yet labelled: its stats have counted nothing, so
+        labelling it needs no baseline."""
 
     def name(self, index: int) -> str:
         return f"{self.prefix}.{self.names[index - self.base]}"
@@ -288,9 +294,6 @@ class StatsStore:
         self.histograms: dict[str, Histogram] = {}
         self._carried: dict[int, int] = {}
         """Counts a config reload carried over from the stores before this one."""
-        self.fresh: weakref.WeakSet[Scope] = weakref.WeakSet()
-        """Slot scopes registered after :meth:`allocate` and not yet labelled: their
-        stats have counted nothing, so labelling them needs no baseline."""
         self._lazy: weakref.WeakSet[SlotScopes] = weakref.WeakSet()
         """Slot scopes not all registered, made before :meth:`allocate`."""
         self._previous: list[tuple[StatsStore, dict[int, int]]] = []
@@ -330,23 +333,20 @@ class StatsStore:
             self.names.append(name)
         return self._index[name]
 
-    def register_block(self, prefix: str, names: tuple[str, ...]) -> range:
-        """Stats ``prefix.NAME`` for each of ``names``, at consecutive indices (the
-        same ones again for a prefix registered before). Their names are made when
-        they are read, not here: no string or index entry per stat."""
+    def register_block(self, prefix: str, names: tuple[str, ...]) -> "_Block":
+        """Stats ``prefix.NAME`` for each of ``names``, at consecutive indices from the
+        block's ``base`` (the same block again for a prefix registered before). Their
+        names are made when they are read, not here: no string or index entry per stat."""
         block = self._blocks.get(prefix)
         if block is not None:
-            return range(block.base, block.base + len(block.names))
+            return block
         start = len(self.names)
         if self._mem is not None and not self._has_room(len(names)):
             raise RuntimeError(f"stats {prefix!r} registered after the store was allocated "
                                "for workers outside a step (or past its growth room)")
         block = self._blocks[prefix] = _Block(prefix, names, start, self._gauges_of(names))
         self.names.extend(itertools.repeat(block, len(names)))
-        return range(start, start + len(names))
-
-    def block_of(self, indices: range) -> "_Block":
-        return self.names[indices.start]  # type: ignore[return-value]
+        return block
 
     def name(self, index: int) -> str:
         """The registered name of the stat at ``index``."""
@@ -448,8 +448,8 @@ class StatsStore:
             block.scope = scope
             if prefix is None:
                 return
-            if not from_now or self._mem is None or scope in self.fresh:
-                self.fresh.discard(scope)  # registered since: nothing counted yet
+            if not from_now or self._mem is None or block.fresh:
+                block.fresh = False
                 return
             counts = self._block_totals(block)
             for offset in block.gauges:
@@ -463,8 +463,7 @@ class StatsStore:
                 display[index] = scope
         if prefix is None:
             return
-        if not from_now or self._mem is None or scope in self.fresh:
-            self.fresh.discard(scope)  # registered since: nothing counted yet
+        if not from_now or self._mem is None:
             return
         counted = [index for name, index in scope.indices.items() if name not in GAUGES]
         baseline = self._baseline

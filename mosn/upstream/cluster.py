@@ -266,9 +266,12 @@ class Cluster:
                 f"cluster.{config.name}", stat_names(self.tls.cipher_names())))
         self.controls_health = False
         """This process runs the health checks: it resets a reused slot's health."""
-        self._made: dict[int, tuple[Any, Host]] = {}
-        """id of a host entry -> (the entry, the host made from it), of the last
-        :meth:`listed_hosts` (the entries are held, so their ids stay theirs)."""
+        self._by_address: tuple[list[Host], dict[Address, Host]] = (self.hosts, {})
+        """:attr:`hosts` (as set by :meth:`set_hosts`) by address."""
+        self._made: dict[int, Host] = {}
+        """id of a host entry -> the host made from it, of the last :meth:`made_from`."""
+        self._made_entries: list[Any] = []
+        """Those entries, held: while they live no other object has their ids."""
         self._started = False
         if config.outlier_detection is not None:
             from mosn.upstream.outlier import OutlierDetector
@@ -287,11 +290,20 @@ class Cluster:
         gives its slot back and its connection pools drain: requests already on it
         finish, new ones go to the remaining hosts. The load balancer is rebuilt.
         """
-        current = {h.address: h for h in self.hosts}
+        listed, current = self._by_address
+        if listed is not self.hosts:  # the host list was replaced from outside
+            current = {h.address: h for h in self.hosts}
         wanted: dict[Address, Host] = {}
         for h in hosts:
             wanted.setdefault(h.address, h)
-        removed = [h for a, h in current.items() if a not in wanted]
+        # An address's hash is a Python call (some 0.5 us): set() of a dict and a set's
+        # difference with one reuse the hashes the dicts hold. When every present host
+        # leaves (an endpoint push that moves them all), no new host is a present one.
+        leaving = set(current).difference(wanted)
+        if len(leaving) == len(current):
+            removed, current = list(current.values()), {}
+        else:
+            removed = [h for a, h in current.items() if a in leaving]
         store, free_slots, outlier = self.store, self._free_slots, self.outlier
         for h in removed:
             free_slots.append(h.slot)
@@ -305,8 +317,9 @@ class Cluster:
         shown = f"cluster.{self.name}.host."
         tls, slots, host_stats = self.tls, self.slots, self._host_stats
         health_flags, base = self.health.flags, self.slot_base
+        get = current.get
         for address, h in wanted.items():
-            old = current.get(address)
+            old = get(address) if current else None
             if old is not None:
                 if old is not h:  # the same host again (an unchanged endpoint): as it is
                     old.weight, old.hostname, old.metadata = h.weight, h.hostname, h.metadata
@@ -335,6 +348,8 @@ class Cluster:
             result.append(h)
             added.append(h)
         self.hosts = result
+        self._by_address = (result, wanted if len(result) == len(wanted) and not current
+                            else {h.address: h for h in result})
         self.rebuild_lb()
         if self._started and self.store.values is not None and (added or removed):
             self.store.values[self.more.membership_change] += 1
@@ -349,13 +364,12 @@ class Cluster:
         entry that is the same object as one the present hosts were made from (an
         endpoint whose bytes did not change) gives that host again, not a new one.
         Call :meth:`made_from` once the host set is replaced."""
-        made = self._made
+        get = self._made.get
         hosts = []
         append = hosts.append
         for entry in config.hosts:
-            known = made.get(id(entry))
-            append(known[1] if known is not None and known[0] is entry
-                   and known[1].slot >= 0 else host_of(entry))
+            known = get(id(entry))
+            append(known if known is not None and known.slot >= 0 else host_of(entry))
         return hosts
 
     def made_from(self, config: ClusterConfig, hosts: list[Host]) -> None:
@@ -365,7 +379,8 @@ class Cluster:
         if any(h.slot < 0 for h in hosts):
             present = {h.address: h for h in self.hosts}
             hosts = [present.get(h.address, h) if h.slot < 0 else h for h in hosts]
-        self._made = {id(entry): (entry, host) for entry, host in zip(config.hosts, hosts)}
+        self._made = dict(zip(map(id, config.hosts), hosts))
+        self._made_entries = config.hosts
 
     def _take_slot(self, host: Host) -> bool:
         if 0 <= host.slot < self.slots:

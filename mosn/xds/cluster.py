@@ -340,14 +340,8 @@ def lb_endpoint(lb: endpoint_pb2.LbEndpoint, errors: list[str]) -> HostConfig | 
     if host_address is None or lb.health_status not in _SERVING:
         return None
     # Checked above as HostConfig's fields check (address, weight bounds): made
-    # without validating again, as a config file's hosts are made by validation; a
-    # copy of one made once (a plain endpoint only differs in its address) costs a
-    # third of making each field by field.
-    hostname = endpoint.hostname
-    if hostname or weight != 1 or metadata:
-        return _PLAIN_HOST.model_copy(update={"address": host_address, "hostname": hostname,
-                                              "weight": weight, "metadata": metadata})
-    return _PLAIN_HOST.model_copy(update={"address": host_address})
+    # without validating again, as a config file's hosts are made by validation.
+    return HostConfig.checked(host_address, endpoint.hostname, weight, metadata)
 
 
 def lb_metadata(metadata: base_pb2.Metadata, path: str, errors: list[str]) -> dict[str, Any]:
@@ -415,7 +409,4 @@ _PORT_FIELD, = field_numbers(address_pb2.SocketAddress, "port_value")
 _PROTOCOL_FIELD, = field_numbers(address_pb2.SocketAddress, "protocol")
 TCP = address_pb2.SocketAddress.TCP
 _METADATA = field_numbers(base_pb2.Metadata, "filter_metadata", "typed_filter_metadata")
-_PLAIN_HOST = HostConfig.model_construct(address=Address("", 0), hostname="", weight=1,
-                                         metadata={}, tls_disable=False)
-"""What an endpoint with an address and nothing else is, but for the address."""
 _SERVING = frozenset(health_check_pb2.HealthStatus.Value(name) for name in SERVING)
