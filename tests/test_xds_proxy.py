@@ -448,9 +448,9 @@ def _one_per_worker(mosn: MosnProcess, port: int, stack: contextlib.ExitStack,
         assert time.monotonic() < deadline, f"one worker took every connection: {by_worker}"
         client = stack.enter_context(httpx.Client(base_url=f"http://127.0.0.1:{port}",
                                                   timeout=5))
-        client.get("/")
-        conn = client._transport._pool.connections[0]  # noqa: SLF001 (its socket)
-        sock = conn._connection._network_stream.get_extra_info("socket")  # noqa: SLF001
+        # httpx's documented "network_stream" response extension: the connection's socket.
+        stream = client.get("/").extensions["network_stream"]
+        sock = stream.get_extra_info("socket")
         worker = _worker_of(mosn.proc.pid, port, sock.getsockname()[1])
         if worker is not None and worker not in by_worker:
             by_worker[worker] = client
