@@ -84,6 +84,20 @@ def time_stages(spent: dict[str, float]) -> None:
         setattr(owner, name, timed)
 
 
+def load_bootstrap(prefix: str):
+    """A config file naming a control plane (never reached: pushes are fed in process),
+    loaded as `mosn start` loads it."""
+    path = Path(tempfile.mkdtemp(prefix=prefix)) / "mosn.yaml"
+    path.write_text(yaml.safe_dump({
+        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
+        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "grpc_services": [
+            {"envoy_grpc": {"cluster_name": "xds"}}]}, "cds_config": {"ads": {}},
+            "lds_config": {"ads": {}}},
+        "cluster_manager": {"clusters": [{"name": "xds", "type": "STATIC",
+                                          "hosts": [{"address": "127.0.0.1:1"}]}]}}))
+    return load(path)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--pushes", type=int, default=5)
@@ -103,16 +117,9 @@ def main() -> int:
     stages: dict[str, list[dict[str, float]]] = {}  # push kind -> each push's stages
     if args.stages:
         time_stages(spent)
-    work = Path(tempfile.mkdtemp(prefix="xds-push-"))
-    path = work / "mosn.yaml"
-    path.write_text(yaml.safe_dump({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
-        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "grpc_services": [
-            {"envoy_grpc": {"cluster_name": "xds"}}]}, "cds_config": {"ads": {}},
-            "lds_config": {"ads": {}}},
-        "cluster_manager": {"clusters": [{"name": "xds", "type": "STATIC",
-                                          "hosts": [{"address": "127.0.0.1:1"}]}]}}))
-    loaded = load(path)
+    loaded = load_bootstrap("xds-push-")
+    path = Path(loaded.source)
+    work = path.parent
     runtime = Runtime(loaded)
     runtime.store.allocate(1)  # as `mosn start` does: a host slot taken again is labelled from now
     gc.freeze()  # as `mosn start` does once it serves: what is built by now skips full passes

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +28,6 @@ import yaml  # noqa: E402
 
 from common import free_port  # noqa: E402
 from control_plane import endpoints, eds_cluster, listener, routes  # noqa: E402
-from mosn.config.loader import load  # noqa: E402
 from mosn.network.fdpass import MAX_BLOB  # noqa: E402
 from mosn.server import Runtime  # noqa: E402
 from mosn.upgrade.managers import apply_in_place  # noqa: E402
@@ -38,7 +36,7 @@ from mosn.xds.client import Subscriber  # noqa: E402
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, ResourceType  # noqa: E402
 from mosn.xds.snapshot import pack  # noqa: E402
 from mosn.xds.workers import Follower, Outbox  # noqa: E402
-from xds_push import response  # noqa: E402
+from xds_push import load_bootstrap, response  # noqa: E402
 
 
 def main() -> int:
@@ -48,16 +46,9 @@ def main() -> int:
     parser.add_argument("--routes", type=int, default=1000)
     parser.add_argument("--held", type=int, default=10_000)
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="xds-workers-"))
-    path = work / "mosn.yaml"
-    path.write_text(yaml.safe_dump({
-        "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": free_port()}}},
-        "dynamic_resources": {"ads_config": {"api_type": "GRPC", "grpc_services": [
-            {"envoy_grpc": {"cluster_name": "xds"}}]}, "cds_config": {"ads": {}},
-            "lds_config": {"ads": {}}},
-        "cluster_manager": {"clusters": [{"name": "xds", "type": "STATIC",
-                                          "hosts": [{"address": "127.0.0.1:1"}]}]}}))
-    loaded = load(path)
+    loaded = load_bootstrap("xds-workers-")
+    path = Path(loaded.source)
+    work = path.parent
     parent = Runtime(loaded)
     worker = Runtime(loaded, admin_sock=parent.admin_sock)
     for runtime in (parent, worker):
