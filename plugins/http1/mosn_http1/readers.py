@@ -391,12 +391,7 @@ class ResponseReader(_Reader):
         if not self._waiting:
             self.spurious_body = True  # a body where none belongs (after a HEAD response)
             return
-        held = self._held
-        self._held = body
-        if held is not None:
-            self._handler.on_body(held, False)
-        elif self._pending is not None:
-            self._head(False)
+        super().on_body(body)
 
     def on_message_complete(self) -> None:
         if self._interim:
