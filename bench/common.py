@@ -9,6 +9,7 @@ import argparse
 import importlib.metadata
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -187,6 +188,24 @@ def run_load(argv: list[str], cpu: int, timeout: float, proxy_pid: int | None,
         raise RuntimeError(f"{Path(argv[0]).name} exited with status {done.returncode}: {output[-200:]}")
     return LoadRun(done.stdout, window.elapsed, window.proxy, round(load * 100 / window.elapsed),
                    window.others_pct)
+
+
+def parse_h2load(out: str, log: Path) -> dict:
+    """The figures of one h2load run and its --log-file (see the module docstring)."""
+    rate = re.search(r"^finished in [\d.]+\w*, ([\d.]+) req/s", out, re.MULTILINE)
+    counts = re.search(r"^requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out,
+                       re.MULTILINE)
+    statuses = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.MULTILINE)
+    if not rate or not counts or not statuses:
+        raise RuntimeError(f"h2load printed no figures: {out.strip()[-200:]!r}")
+    # --log-file: start time (us since the epoch), status, time to the response's end (us).
+    times = sorted(int(line.rsplit("\t", 1)[1]) for line in log.read_text().splitlines() if line.count("\t") == 2)
+    if not times:
+        raise RuntimeError("no request completed")
+    quantiles = statistics.quantiles(times, n=100, method="inclusive")
+    return {"req_per_s": round(float(rate[1])), "p50_us": round(quantiles[49], 1), "p99_us": round(quantiles[98], 1),
+            "requests": int(counts[1]), "non_2xx": sum(map(int, statuses.groups()[1:])),
+            "failed": int(counts[3])}
 
 
 def interrupted(signum, frame):
@@ -527,8 +546,32 @@ def write_json(path: Path | None, **parts) -> None:
         path.write_text(json.dumps(parts, indent=2) + "\n")
 
 
+HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+"""On a virtual machine with the haltpoll idle driver: how long an idle CPU polls for work
+before it halts. At 0 it halts at once, and every write that wakes a process on it costs
+the writer an inter-processor interrupt (a VM exit; "Function call interrupts" in
+/proc/interrupts). A proxy slow enough to let the load side fall idle between its
+answers pays one per write, the fast ones almost none: on this machine that put about
+30 µs into mosn's HTTP/1.1 CPU per request and nothing into Envoy's (docs/benchmarks.md,
+"Idle CPUs that halt at once")."""
+
+
+def halt_poll_ns() -> int | None:
+    """The haltpoll idle driver's polling time (see HALT_POLL), or None without it."""
+    try:
+        return int(HALT_POLL.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def print_notes(results: dict, bad: dict, load_cpu: int, load_side: str) -> None:
-    """Notes under a table: flagged peers, a saturated load side, noisy rounds."""
+    """Notes under a table: flagged peers, a saturated load side, noisy rounds, idle CPUs
+    that halt at once."""
+    if halt_poll_ns() == 0:
+        print(f"note: idle CPUs halt at once ({HALT_POLL} is 0): a write that wakes the idle load "
+              "side costs the writer an inter-processor interrupt, which inflates the CPU per "
+              "request of the slower peers; `echo 200000 >` that file (root) makes idle CPUs "
+              "poll for 200 µs first")
     for name, why in bad.items():
         print(f"note: {name} is flagged: {why}; its figures are not of requests served, and it has no ratios")
     for name, row in results.items():

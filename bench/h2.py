@@ -74,16 +74,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from common import (
+    parse_h2load,
     BIN,
     FIGURE_COLUMNS,
     apt_install,
@@ -237,24 +236,6 @@ def wait_listening(procs: Processes, proc: subprocess.Popen, port: int) -> None:
 
 
 # --- load --------------------------------------------------------------------
-
-def parse_h2load(out: str, log: Path) -> dict:
-    """The figures of one h2load run and its --log-file (see the module docstring)."""
-    rate = re.search(r"^finished in [\d.]+\w*, ([\d.]+) req/s", out, re.MULTILINE)
-    counts = re.search(r"^requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, (\d+) failed", out,
-                       re.MULTILINE)
-    statuses = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.MULTILINE)
-    if not rate or not counts or not statuses:
-        raise RuntimeError(f"h2load printed no figures: {out.strip()[-200:]!r}")
-    # --log-file: start time (us since the epoch), status, time to the response's end (us).
-    times = sorted(int(line.rsplit("\t", 1)[1]) for line in log.read_text().splitlines() if line.count("\t") == 2)
-    if not times:
-        raise RuntimeError("no request completed")
-    quantiles = statistics.quantiles(times, n=100, method="inclusive")
-    return {"req_per_s": round(float(rate[1])), "p50_us": round(quantiles[49], 1), "p99_us": round(quantiles[98], 1),
-            "requests": int(counts[1]), "non_2xx": sum(map(int, statuses.groups()[1:])),
-            "failed": int(counts[3])}
-
 
 def run_h2load(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pids: list[int],
                workdir: Path) -> dict:

@@ -1,7 +1,7 @@
 """HTTP/1.1 reverse proxy benchmark: mosn side by side with nginx, envoy, haproxy and no proxy.
 
     python bench/http.py [--duration S] [--only direct,nginx,...] [--rounds N] [--json FILE]
-                         [--mosn-tree LABEL=DIR ...]
+                         [--mosn-tree LABEL=DIR ...] [--rate REQ_PER_S]
 
 The backend is nginx with one worker answering every request with a fixed 6-byte
 body from memory (`return 200 "hello\\n"`), keep-alive connections never closed for
@@ -61,6 +61,15 @@ builds on a shared machine; each round's CPU per request is kept in the JSON
 ("rounds"), so the ratio can be read round by round, and mosn@LABEL / mosn is
 printed.
 
+--rate R offers every peer the same fixed load instead of wrk's closed loop: h2load
+(`h2load --h1 -c50 -t1 --rps R/50`, the same 50 keep-alive connections, each sending
+R/50 requests a second whatever the answers; p50/p99 from its --log-file). Under wrk
+a faster proxy keeps wrk and the backend busy, a slower one lets them sleep between
+responses, and on a virtual machine waking a sleeping process on the other CPU costs
+the writer an inter-processor interrupt (counted as "Function call interrupts" in
+/proc/interrupts): that cost lands in the CPU per request of the slower proxies only.
+At one rate below every peer's ceiling, each peer meets the same sleeping load side.
+
 Ratios are mosn / nginx, mosn / envoy and mosn / haproxy for every figure (higher
 is better for req/s, lower for the rest), and each peer / direct for req/s and
 latency. Notes under the table flag a peer whose windows had CPU 1 (wrk plus the
@@ -89,6 +98,7 @@ import time
 from pathlib import Path
 
 from common import (
+    parse_h2load,
     BIN,
     FIGURE_COLUMNS,
     apt_install,
@@ -141,14 +151,17 @@ COUNTS = ("requests", "non_2xx", "socket_errors")  # summed over rounds; the oth
 
 # --- setup -------------------------------------------------------------------
 
-def install(wanted: list[str]) -> dict[str, str]:
+def install(wanted: list[str], rate: int | None = None) -> dict[str, str]:
     """Install what the wanted peers need; return {peer: reason} for those that cannot run.
-    The backend (nginx) and wrk are needed by every peer."""
-    debs = [deb for deb in ("nginx", "wrk", "haproxy")
-            if not shutil.which(deb) and (deb != "haproxy" or deb in wanted)]
+    The backend (nginx) and the load generator (wrk, or h2load for --rate) are needed by
+    every peer."""
+    generator = ("h2load", "nghttp2-client") if rate else ("wrk", "wrk")
+    debs = [deb for program, deb in (("nginx", "nginx"), generator, ("haproxy", "haproxy"))
+            if not shutil.which(program) and (deb != "haproxy" or deb in wanted)]
     apt_install(debs)
-    if not shutil.which("nginx") or not shutil.which("wrk"):
-        return {peer: "nginx (the backend) or wrk not installed (apt-get install failed)" for peer in wanted}
+    if not shutil.which("nginx") or not shutil.which(generator[0]):
+        return {peer: f"nginx (the backend) or {generator[0]} not installed (apt-get install failed)"
+                for peer in wanted}
     missing = {}
     if "haproxy" in wanted and not shutil.which("haproxy"):
         missing["haproxy"] = "haproxy not installed (apt-get install haproxy failed)"
@@ -257,6 +270,20 @@ def run_wrk(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pi
     return with_cpu(result, run, proxy_pid)
 
 
+def run_rate(port: int, seconds: int, cpu: int, proxy_pid: int | None, backend_pid: int,
+             rate: int, workdir: Path) -> dict:
+    """One h2load run offering ``rate`` requests a second over CONNECTIONS connections (see
+    --rate in the module docstring), its figures as run_wrk's."""
+    log = workdir / "h2load-h1.tsv"
+    log.unlink(missing_ok=True)  # h2load appends to its log file
+    argv = ["h2load", "--h1", f"-c{CONNECTIONS}", f"-t{THREADS}", f"--rps={rate / CONNECTIONS:g}",
+            f"-D{seconds}", f"--log-file={log}", f"http://127.0.0.1:{port}/"]
+    run = run_load(argv, cpu, seconds + WRK_GRACE, proxy_pid, [backend_pid])
+    result = parse_h2load(run.output, log)
+    result["socket_errors"] = result.pop("failed")
+    return with_cpu(result, run, proxy_pid)
+
+
 def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, window: int,
             command=peer_command) -> dict:
     """Every wanted peer measured (see the module docstring); command(name, workdir, listen
@@ -268,13 +295,20 @@ def measure(args, wanted: list[str], skipped: dict, procs: Processes, cpus, wind
     peers = start_peers([name for name in wanted if name not in skipped], procs, backend_port,
                         lambda name, listen: command(name, procs.logs, listen, backend_port), cpus[0])
 
+    rate = getattr(args, "rate", None)
+
+    def load(peer: Peer, seconds: int, pid: int | None) -> dict:
+        if rate:
+            return run_rate(peer.port, seconds, cpus[1], pid, backend.pid, rate, procs.logs)
+        return run_wrk(peer.port, seconds, cpus[1], pid, backend.pid)
+
     def prepare(peer: Peer) -> None:
         if peer.proxy:
             wait_ready(procs, peer.proxy, peer.port)
-        run_wrk(peer.port, WARMUP, cpus[1], None, backend.pid)
+        load(peer, WARMUP, None)
 
     def run(peer: Peer, pid: int | None) -> dict:
-        return run_wrk(peer.port, window, cpus[1], pid, backend.pid)
+        return load(peer, window, pid)
 
     print(f"warming up each peer, then {args.rounds} rounds of {window} s per peer ...", flush=True)
     return summarise(take_turns(peers, procs, [backend], skipped, args.rounds, prepare, run), COUNTS)
@@ -308,6 +342,8 @@ def main() -> int:
     peer_arguments(parser, PEERS, ROUNDS)
     parser.add_argument("--mosn-tree", action="append", default=[], metavar="LABEL=DIR",
                         help="also run mosn imported from the source tree DIR, as peer mosn@LABEL")
+    parser.add_argument("--rate", type=int, metavar="REQ_PER_S",
+                        help="offer this fixed load with h2load --h1 instead of wrk's closed loop")
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
     for spec in args.mosn_tree:
@@ -320,7 +356,7 @@ def main() -> int:
     window = whole_seconds(args, "wrk")
     cpus = proxy_and_load_cpus()
     raise_fd_limit()
-    skipped = install(wanted)
+    skipped = install(wanted, args.rate)
     results = run_measure(wanted, skipped, cpus[1],
                           lambda procs: measure(args, wanted, skipped, procs, cpus, window))
     if isinstance(results, int):
@@ -330,15 +366,16 @@ def main() -> int:
                 if name != "direct" and name not in MOSN_TREES}
     bad = flagged(results)
     ratio = ratios(results, bad, pairs)
-    print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; wrk ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
+    load = f"h2load --h1 at {args.rate} req/s" if args.rate else "wrk"
+    print(f"\nHTTP/1.1 proxy on CPU {cpus[0]}; {load} ({THREADS} thread, {CONNECTIONS} keep-alive connections) "
           f"and the nginx backend ({len(BODY)} B body) on CPU {cpus[1]}; {args.duration:g} s per peer in "
           f"{args.rounds} rounds; mosn: {DECOY_ROUTES + 1} routes (the last matches), fault filter\n")
     print_results(results, bad, ratio, COLUMNS, len(FIGURES))
-    print_notes(results, bad, cpus[1], "wrk and the backend")
+    print_notes(results, bad, cpus[1], f"{load} and the backend")
     print_versions(versions, skipped)
     setup = {"duration_s": args.duration, "rounds": args.rounds, "window_s": window, "warmup_s": WARMUP,
              "proxy_cpu": cpus[0], "load_cpu": cpus[1], "wrk_threads": THREADS,
-             "connections": CONNECTIONS, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
+             "connections": CONNECTIONS, "rate": args.rate, "body_bytes": len(BODY), "mosn_routes": DECOY_ROUTES + 1,
              "versions": versions}
     write_json(args.json, setup=setup, results=results, ratios=ratio, flagged=bad, skipped=skipped)
     return 0 if results and not bad else 1
