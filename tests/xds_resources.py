@@ -197,6 +197,40 @@ def virtual_outbound(port: int, address: str = "0.0.0.0") -> dict[str, Any]:
     }
 
 
+def virtual_inbound(port: int, chains: list[dict[str, Any]]) -> dict[str, Any]:
+    """Istio's ``virtualInbound``: takes the connections redirected into the pod, picks
+    a filter chain by their original destination port, else passes them through."""
+    passthrough = {"name": "virtualInbound-catchall-tcp", "filters": [{
+        "name": "envoy.filters.network.tcp_proxy",
+        "typed_config": {"@type": TCP_PROXY, "stat_prefix": "InboundPassthroughClusterIpv4",
+                         "cluster": "InboundPassthroughClusterIpv4"}}]}
+    return {
+        "name": "virtualInbound",
+        "address": {"socket_address": {"address": "0.0.0.0", "port_value": port}},
+        "traffic_direction": "INBOUND",
+        "listener_filters": [{"name": "envoy.filters.listener.original_dst",
+                              "typed_config": {"@type": ORIGINAL_DST}}],
+        "filter_chains": [*chains, passthrough],
+    }
+
+
+def inbound_http_chain(port: int) -> dict[str, Any]:
+    """The chain of ``virtualInbound`` for the workload's HTTP port: its own inline route
+    to the ``inbound|PORT||`` cluster."""
+    cluster = f"inbound|{port}||"
+    manager = {
+        "@type": HCM, "stat_prefix": f"inbound_0.0.0.0_{port}", "codec_type": "AUTO",
+        "route_config": {"name": cluster, "validate_clusters": False, "virtual_hosts": [{
+            "name": f"inbound|http|{port}", "domains": ["*"],
+            "routes": [{"name": "default", "match": {"prefix": "/"},
+                        "route": {"cluster": cluster, "timeout": "0s"}}]}]},
+        "http_filters": [{"name": "envoy.filters.http.router", "typed_config": {"@type": ROUTER}}],
+    }
+    return {"name": f"0.0.0.0_{port}", "filter_chain_match": {"destination_port": port},
+            "filters": [{"name": "envoy.filters.network.http_connection_manager",
+                         "typed_config": manager}]}
+
+
 def tls_secret(name: str, cert: str, key: str) -> dict[str, Any]:
     return {"name": name, "tls_certificate": {
         "certificate_chain": {"inline_string": cert}, "private_key": {"inline_string": key}}}
