@@ -144,10 +144,10 @@ def test_a_mosn_field_mosn_does_not_run_is_refused(mutate, expected):
 def test_per_filter_config_of_a_filter_without_per_route_config_is_refused():
     raw = bolt_proxy({})
     vhost = raw["servers"][0]["routers"][0]["virtual_hosts"][0]
-    vhost["routers"][0]["per_filter_config"] = {"fault": {}}
+    vhost["routers"][0]["per_filter_config"] = {"payload_limit": {}}
     assert errors_of(raw) == [
-        "servers[0].routers[0].virtual_hosts[0].routers[0].per_filter_config.fault: "
-        "the fault filter takes no per-route config"]
+        "servers[0].routers[0].virtual_hosts[0].routers[0].per_filter_config.payload_limit: "
+        "the payload_limit filter takes no per-route config"]
 
 
 def test_a_misspelt_key_in_a_per_route_filter_config_is_an_error_with_its_path():

@@ -222,6 +222,17 @@ def test_fault_filter_aborts_and_delays(proxy):
     assert httpx.get(url + "/").status_code == 200
 
 
+def test_a_routes_fault_config_replaces_the_filters_own(proxy):
+    aborted = dict(to("blue", "/aborted"), per_filter_config={"fault": {
+        "abort": {"status": 503}}})
+    spared = dict(to("blue", "/spared"), per_filter_config={"fault": {}})
+    url, _ = proxy(routes=[aborted, spared, to("blue")], stream_filters=[
+        {"type": "fault", "config": {"abort": {"status": 418}}}])
+    assert httpx.get(url + "/aborted").status_code == 503
+    assert httpx.get(url + "/spared").status_code == 200  # an empty config: no fault
+    assert httpx.get(url + "/other").status_code == 418
+
+
 # -- upstream failures -----------------------------------------------------------------
 
 

@@ -301,13 +301,13 @@ def test_per_route_configs_are_checked() -> None:
     routes = [{"match": {"prefix": "/a"}, "route": {"cluster_name": "up"},
                "per_filter_config": {"local_ratelimit": {"token_bucket": {"max_tokens": -1,
                                                                           "fill_interval": "1s"}},
-                                     "fault": {"abort": {"status": 503}},
+                                     "payload_limit": {"max_entity_size": 10},
                                      "no_such_filter": {}}}]
     errors = refused(proxy_config(1, 2, routes=routes))
     where = "servers[0].routers[0].virtual_hosts[0].routers[0].per_filter_config"
     assert any(e.startswith(f"{where}.local_ratelimit.token_bucket.max_tokens")
                for e in errors), errors
-    assert f"{where}.fault: the fault filter takes no per-route config" in errors
+    assert f"{where}.payload_limit: the payload_limit filter takes no per-route config" in errors
     assert any(e.startswith(f"{where}.no_such_filter: unknown stream filter") for e in errors)
 
 

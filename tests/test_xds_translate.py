@@ -13,11 +13,18 @@ from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.xds.route import route_configuration
 from mosn.xds.tls import fill_secrets, secret
 from xds_resources import (
+    FAULT,
+    LOCAL_RATELIMIT,
+    RBAC,
+    RBAC_PER_ROUTE,
+    ROUTER_FILTER,
     assignment,
     ca_secret,
     eds_cluster,
     endpoint,
+    http_filter,
     http_listener,
+    inbound_http_chain,
     message,
     outbound,
     passthrough_cluster,
@@ -27,6 +34,7 @@ from xds_resources import (
     static_cluster,
     tls_secret,
     virtual_host,
+    virtual_inbound,
     virtual_outbound,
 )
 
@@ -392,6 +400,244 @@ def test_unsupported_listener_and_manager_fields_are_named():
     assert "Listener '0.0.0.0_9080': default_filter_chain: field not supported by mosn" in errors
     assert ("Listener '0.0.0.0_9080': filter_chains[0].filters[0].typed_config.use_remote_address: "
             "field not supported by mosn") in errors
+
+
+# -- HTTP filters and their per-route configs ------------------------------------------------
+
+HCM_FILTERS = "Listener '0.0.0.0_9080': filter_chains[0].filters[0].typed_config.http_filters"
+
+
+def stream_filters(*filters: dict) -> list[dict]:
+    data = http_listener(9080, http_filters=[*filters, ROUTER_FILTER])
+    return listener(message(LISTENERS, data)).listener.get("stream_filters", [])
+
+
+def filter_errors(*filters: dict) -> list[str]:
+    return refused(listener, message(LISTENERS, http_listener(
+        9080, http_filters=[*filters, ROUTER_FILTER])))
+
+
+def istio_fault(**config) -> dict:
+    """What istiod writes for a VirtualService's fault: delay and abort with a percentage."""
+    return http_filter("fault", FAULT, **config)
+
+
+def test_fault_rbac_and_local_rate_limit_become_the_listeners_stream_filters_in_order():
+    policies = {"ns[default]-policy[deny-admin]-rule[0]": {
+        "permissions": [{"and_rules": {"rules": [{"url_path": {"path": {"prefix": "/admin"}}}]}}],
+        "principals": [{"and_ids": {"ids": [{"direct_remote_ip": {
+            "address_prefix": "10.0.0.0", "prefix_len": 8}}]}}]}}
+    filters = stream_filters(
+        istio_fault(),
+        http_filter("rbac", RBAC, rules={"action": "DENY", "policies": policies}),
+        http_filter("local_ratelimit", LOCAL_RATELIMIT, stat_prefix="http_local_rate_limiter",
+                    token_bucket={"max_tokens": 10, "tokens_per_fill": 5, "fill_interval": "1s"},
+                    filter_enabled={"default_value": {"numerator": 100}, "runtime_key": "on"},
+                    status={"code": "TooManyRequests"}))
+    assert [f["type"] for f in filters] == ["fault", "rbac", "local_ratelimit"]
+    assert filters[0]["config"] == {}  # istiod's: the faults are per route
+    assert filters[1]["config"] == {"rules": {"action": "DENY", "policies": policies}}
+    assert filters[2]["config"] == {
+        "stat_prefix": "http_local_rate_limiter", "status": {"code": "TooManyRequests"},
+        "token_bucket": {"max_tokens": 10, "tokens_per_fill": 5, "fill_interval": "1s"},
+        "filter_enabled": {"default_value": {"numerator": 100}, "runtime_key": "on"},
+        # Envoy's defaults, which are not mosn's: 0% enforced, UNAVAILABLE for gRPC
+        "filter_enforced": {"default_value": {"numerator": 0}},
+        "rate_limited_as_resource_exhausted": False}
+
+
+def test_a_listener_with_the_router_alone_has_no_stream_filters():
+    assert stream_filters() == []
+
+
+def test_fault_delay_abort_headers_and_cluster():
+    [fault] = stream_filters(istio_fault(
+        delay={"fixed_delay": "0.5s", "percentage": {"numerator": 250_000, "denominator": "MILLION"}},
+        abort={"http_status": 503, "percentage": {"numerator": 100}},
+        headers=[{"name": "x-fault", "string_match": {"exact": "yes"}}],
+        upstream_cluster="outbound|9080||reviews", abort_percent_runtime="fault.abort",
+        disable_downstream_cluster_stats=True))
+    assert fault["config"] == {
+        "delay": {"fixed_delay": "0.5s", "percentage": 25},
+        "abort": {"status": 503, "percentage": 100},
+        "upstream_cluster": "outbound|9080||reviews",
+        "headers": [{"name": "x-fault", "value": "yes"}]}
+
+
+def test_a_fault_without_a_percentage_is_injected_in_none_of_the_requests():
+    [fault] = stream_filters(istio_fault(abort={"http_status": 500}))
+    assert fault["config"] == {"abort": {"status": 500, "percentage": 0}}  # Envoy's 0%
+
+
+def test_a_percentage_above_its_denominator_is_every_request():
+    [fault] = stream_filters(istio_fault(abort={"http_status": 500, "percentage": {
+        "numerator": 150}}))
+    assert fault["config"]["abort"]["percentage"] == 100
+
+
+def test_a_fault_percentage_mosn_cannot_say_in_whole_percents_is_refused():
+    errors = filter_errors(istio_fault(
+        delay={"fixed_delay": "1s", "percentage": {"numerator": 1, "denominator": "TEN_THOUSAND"}},
+        abort={"http_status": 503, "percentage": {"numerator": 12_345, "denominator": "MILLION"}}))
+    assert errors == [
+        f"{HCM_FILTERS}[0].typed_config.delay.percentage: mosn's fault filter takes a whole "
+        "percent (1/10000 is not)",
+        f"{HCM_FILTERS}[0].typed_config.abort.percentage: mosn's fault filter takes a whole "
+        "percent (12345/1000000 is not)"]
+
+
+def test_fault_fields_mosn_cannot_honour_are_named():
+    errors = filter_errors(istio_fault(
+        delay={"header_delay": {}, "percentage": {"numerator": 10}},
+        abort={"grpc_status": 14},
+        downstream_nodes=["frontend"], max_active_faults=10,
+        response_rate_limit={"fixed_limit": {"limit_kbps": 1}},
+        filter_metadata={"fields": {"k": {"string_value": "v"}}}))
+    at = f"{HCM_FILTERS}[0].typed_config"
+    assert sorted(errors) == sorted([
+        f"{at}.delay.header_delay: mosn's fault delay takes fixed_delay only",
+        f"{at}.abort.grpc_status: mosn's fault abort takes http_status only",
+        f"{at}.downstream_nodes: mosn does not read x-envoy-downstream-service-node",
+        f"{at}.max_active_faults: mosn does not limit the faults active at once",
+        f"{at}.response_rate_limit: mosn's fault filter does not slow responses",
+        f"{at}.filter_metadata: mosn's fault filter sets no dynamic metadata"])
+
+
+def test_a_fault_without_its_delay_or_status_is_refused():
+    errors = filter_errors(istio_fault(delay={"percentage": {"numerator": 1}},
+                                       abort={"percentage": {"numerator": 1}}))
+    at = f"{HCM_FILTERS}[0].typed_config"
+    assert errors == [f"{at}.delay: a fault delay needs fixed_delay",
+                      f"{at}.abort: a fault abort needs http_status"]
+
+
+def test_rbac_fields_mosn_cannot_honour_are_named():
+    errors = filter_errors(http_filter("rbac", RBAC, rules={"policies": {"p": {
+        "permissions": [{"destination_port_range": {"start": 1, "end": 2}}],
+        "principals": [{"any": True}],
+        "condition": {"const_expr": {"bool_value": True}}}}}, track_per_rule_stats=True))
+    at = f"{HCM_FILTERS}[0].typed_config"
+    assert sorted(errors) == [
+        f"{at}.rules.policies.p.condition: field not supported by mosn",
+        f"{at}.rules.policies.p.permissions[0].destination_port_range: field not supported by mosn",
+        f"{at}.track_per_rule_stats: field not supported by mosn"]
+
+
+def test_an_rbac_cidr_range_without_a_length_is_a_slash_zero_as_in_envoy():
+    [rbac] = stream_filters(http_filter("rbac", RBAC, rules={"policies": {"p": {
+        "permissions": [{"any": True}],
+        "principals": [{"remote_ip": {"address_prefix": "10.1.2.3"}}]}}}))
+    principal = rbac["config"]["rules"]["policies"]["p"]["principals"][0]
+    assert principal == {"remote_ip": {"address_prefix": "10.1.2.3", "prefix_len": 0}}
+
+
+def test_local_rate_limit_fields_mosn_cannot_honour_are_named():
+    errors = filter_errors(http_filter(
+        "local_ratelimit", LOCAL_RATELIMIT, stat_prefix="rl",
+        token_bucket={"max_tokens": 1, "fill_interval": "1s"},
+        local_cluster_rate_limit={}, max_dynamic_descriptors=5))
+    at = f"{HCM_FILTERS}[0].typed_config"
+    assert sorted(errors) == [
+        f"{at}.local_cluster_rate_limit: field not supported by mosn",
+        f"{at}.max_dynamic_descriptors: field not supported by mosn"]
+    errors = filter_errors(http_filter(
+        "local_ratelimit", LOCAL_RATELIMIT, stat_prefix="rl",
+        token_bucket={"max_tokens": 1, "fill_interval": "1s"},
+        descriptors=[{"entries": [{"key": "k", "value": "v"}],
+                      "token_bucket": {"max_tokens": 1, "fill_interval": "1s"}}]))
+    assert errors == [f"{at}.descriptors: field not supported by mosn"]
+
+
+def test_a_local_rate_limit_without_a_bucket_is_refused():
+    errors = filter_errors(http_filter("local_ratelimit", LOCAL_RATELIMIT, stat_prefix="rl"))
+    assert errors == [f"{HCM_FILTERS}[0].typed_config.token_bucket: Field required"]
+
+
+def test_the_router_is_the_last_http_filter():
+    data = http_listener(9080, http_filters=[ROUTER_FILTER, istio_fault()])
+    errors = refused(listener, message(LISTENERS, data))
+    assert sorted(errors) == [f"{HCM_FILTERS}[0]: the router is the last http filter",
+                              f"{HCM_FILTERS}[1]: the last http filter is the router"]
+
+
+def test_two_filters_of_one_type_are_refused():
+    errors = filter_errors(istio_fault(), istio_fault(abort={"http_status": 500}))
+    assert errors == [f"{HCM_FILTERS}[1]: mosn runs one fault filter in a connection manager "
+                      "(its per-route configs are keyed by its type)"]
+
+
+def test_a_filter_disabled_until_a_route_enables_it_is_refused():
+    flt = istio_fault()
+    flt["disabled"] = True
+    assert filter_errors(flt) == [
+        f"{HCM_FILTERS}[0].disabled: mosn runs every http filter on every route (enabling "
+        "one per route is not supported)"]
+
+
+def test_the_connection_managers_of_a_listener_need_the_same_http_filters():
+    plain, faulty = inbound_http_chain(9080), inbound_http_chain(9090)
+    faulty["filters"][0]["typed_config"]["http_filters"] = [istio_fault(), ROUTER_FILTER]
+    errors = refused(listener, message(LISTENERS, virtual_inbound(15006, [plain, faulty])))
+    assert errors == [
+        "Listener 'virtualInbound': filter_chains[1].filters[0].typed_config: mosn's stream "
+        "filters are the listener's: its connection managers need the same http filters "
+        "(filter_chains[0].filters[0].typed_config has others)"]
+    faulty["filters"][0]["typed_config"]["http_filters"] = [istio_fault(), ROUTER_FILTER]
+    plain["filters"][0]["typed_config"]["http_filters"] = [istio_fault(), ROUTER_FILTER]
+    same = listener(message(LISTENERS, virtual_inbound(15006, [plain, faulty])))
+    assert [f["type"] for f in same.listener["stream_filters"]] == ["fault"]
+
+
+def test_per_route_configs_are_keyed_by_the_filter_type():
+    fault = {"@type": FAULT, "abort": {"http_status": 503, "percentage": {"numerator": 50}}}
+    ratelimit = {"@type": LOCAL_RATELIMIT, "stat_prefix": "route",
+                 "token_bucket": {"max_tokens": 1, "fill_interval": "60s"}}
+    rbac_off = {"@type": RBAC_PER_ROUTE}
+    rbac_own = {"@type": RBAC_PER_ROUTE, "rbac": {"rules": {"action": "DENY", "policies": {
+        "p": {"permissions": [{"any": True}], "principals": [{"any": True}]}}}}}
+    rc = route_configuration(message(ROUTES, route_config("r", [{
+        "name": "vh", "domains": ["*"],
+        "typed_per_filter_config": {"envoy.filters.http.rbac": rbac_off},
+        "routes": [
+            {"match": {"prefix": "/ratings"}, "route": {"cluster": "c"}, "typed_per_filter_config": {
+                "envoy.filters.http.fault": fault, "envoy.filters.http.local_ratelimit": ratelimit,
+                "envoy.filters.http.rbac": rbac_own}},
+            {"match": {"prefix": "/"}, "route": {"cluster": "c"}}]}])))
+    vh = rc["virtual_hosts"][0]
+    assert vh["per_filter_config"] == {"rbac": {}}
+    ratings, default = vh["routers"]
+    assert ratings["per_filter_config"] == {
+        "fault": {"abort": {"status": 503, "percentage": 50}},
+        "local_ratelimit": {
+            "stat_prefix": "route", "token_bucket": {"max_tokens": 1, "fill_interval": "60s"},
+            "filter_enabled": {"default_value": {"numerator": 0}},
+            "filter_enforced": {"default_value": {"numerator": 0}},
+            "rate_limited_as_resource_exhausted": False},
+        "rbac": {"rbac": {"rules": {"action": "DENY", "policies": {
+            "p": {"permissions": [{"any": True}], "principals": [{"any": True}]}}}}}}
+    assert "per_filter_config" not in default
+
+
+def test_per_route_configs_mosn_cannot_take_are_named():
+    from envoy.extensions.filters.http.cors.v3 import cors_pb2  # noqa: F401 - registers the type
+
+    rc = route_config("r", [{"name": "vh", "domains": ["*"], "routes": [
+        {"match": {"prefix": "/"}, "route": {"cluster": "c"}, "typed_per_filter_config": {
+            "envoy.filters.http.cors": {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy"},
+            "envoy.filters.http.fault": {"@type": FAULT, "abort": {"http_status": 503, "percentage": {
+                "numerator": 1, "denominator": "TEN_THOUSAND"}}},
+            "my-fault": {"@type": FAULT}}}]}])
+    errors = refused(route_configuration, message(ROUTES, rc))
+    at = "RouteConfiguration 'r': virtual_hosts[0].routes[0].typed_per_filter_config"
+    assert len(errors) == 3, errors
+    assert errors[0].startswith(
+        f"{at}['envoy.filters.http.cors']: type 'envoy.extensions.filters.http.cors.v3.CorsPolicy'"
+        " is not supported by mosn (supported here: ")
+    assert errors[1] == (f"{at}['envoy.filters.http.fault'].abort.percentage: mosn's fault filter "
+                         "takes a whole percent (1/10000 is not)")
+    assert errors[2] == (f"{at}['my-fault']: a second fault config (mosn keys per-route configs "
+                         "by the filter's type)")
 
 
 def test_mosn_proxy_for_rpc_through_a_typed_struct():

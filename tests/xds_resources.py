@@ -24,6 +24,11 @@ TLS = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3"
 HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
        "HttpConnectionManager")
 ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+FAULT = "type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault"
+RBAC = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC"
+RBAC_PER_ROUTE = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBACPerRoute"
+LOCAL_RATELIMIT = ("type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3."
+                   "LocalRateLimit")
 TCP_PROXY = "type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
 ORIGINAL_DST = "type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst"
 HTTP_OPTIONS = "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -153,6 +158,14 @@ def route(match: dict[str, Any], cluster: str = "", **action: Any) -> dict[str, 
         act["cluster"] = cluster
     act.update(action)
     return {"name": "default", "match": match, "route": act}
+
+
+def http_filter(name: str, type_url: str, **config: Any) -> dict[str, Any]:
+    """An entry of ``http_filters``: Istio names them ``envoy.filters.http.<kind>``."""
+    return {"name": f"envoy.filters.http.{name}", "typed_config": {"@type": type_url, **config}}
+
+
+ROUTER_FILTER = http_filter("router", ROUTER)
 
 
 def http_listener(port: int, route_name: str = "", *, inline: dict[str, Any] | None = None,

@@ -3,20 +3,23 @@ Envoy's fault filter), for testing how services cope with a failing dependency.
 
 Runs after routing, so ``upstream_cluster`` can limit it to one cluster; ``headers``
 limit it to matching requests. A delayed request is held, then goes on; an aborted
-one is answered with ``abort.status`` at once.
+one is answered with ``abort.status`` at once. A route's (or its virtual host's)
+``per_filter_config.fault`` replaces the filter's own config for that route, as
+Envoy's per-route ``HTTPFault`` does.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 from pydantic import Field
 
 from mosn.config.base import Model
 from mosn.config.routers import HeaderMatcherConfig
 from mosn.config.types import Duration
+from mosn.filters.common import PerRoute
 from mosn.network.filter import FilterStatus
 from mosn.plugins import BuildContext, Extension, hookimpl
 from mosn.proxy.stream_filter import Phase, StreamFilter
@@ -37,16 +40,22 @@ class AbortConfig(Model):
 
 
 class FaultConfig(Model):
+    per_route: ClassVar[type[Model]]
+    """A route's config is a whole one: it replaces the filter's own (Envoy's rule)."""
+
     delay: DelayConfig | None = None
     abort: AbortConfig | None = None
     upstream_cluster: str = ""
     headers: list[HeaderMatcherConfig] = Field(default_factory=list)
 
 
-class Fault(StreamFilter):
-    """Stateless: one instance serves every stream of a listener."""
+FaultConfig.per_route = FaultConfig
 
-    phase = Phase.AFTER_ROUTE
+
+class Injection:
+    """One config's faults: the filter's own, or a route's."""
+
+    __slots__ = ("delay", "abort", "cluster", "matchers")
 
     def __init__(self, config: FaultConfig) -> None:
         self.delay = config.delay
@@ -81,6 +90,19 @@ class Fault(StreamFilter):
 
 def _chosen(percentage: int) -> bool:
     return percentage >= 100 or random.random() * 100 < percentage
+
+
+class Fault(StreamFilter):
+    """Stateless: one instance serves every stream of a listener."""
+
+    phase = Phase.AFTER_ROUTE
+
+    def __init__(self, config: FaultConfig) -> None:
+        self.routes: PerRoute[Injection] = PerRoute(
+            "fault", FaultConfig, lambda per, _: Injection(per), Injection(config))
+
+    def on_request(self, stream: Any) -> FilterStatus:
+        return self.routes.get(stream).on_request(stream)
 
 
 def build(config: FaultConfig, context: BuildContext) -> Callable[[], StreamFilter]:

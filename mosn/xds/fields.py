@@ -117,10 +117,27 @@ class Fields:
         self._read.add(name)
         if not self.message.HasField(name):
             return None
-        packed: AnyMessage = getattr(self.message, name)
+        return self._unpack(getattr(self.message, name), self._at(name), types)
+
+    def typed_map(self, name: str,
+                  types: dict[str, type[Message]]) -> dict[str, tuple[str, Fields]]:
+        """A ``map<string, google.protobuf.Any>`` (``typed_per_filter_config``): each
+        value unpacked as :meth:`typed` unpacks one, with its type's full name, by key
+        (in key order); a value of another type is an error."""
+        self._read.add(name)
+        items = getattr(self.message, name)
+        out: dict[str, tuple[str, Fields]] = {}
+        for key in sorted(items):
+            packed: AnyMessage = items[key]
+            inner = self._unpack(packed, f"{self._at(name)}[{key!r}]", types)
+            if inner is not None:
+                out[key] = (packed.type_url.rpartition("/")[2], inner)
+        return out
+
+    def _unpack(self, packed: AnyMessage, path: str,
+                types: dict[str, type[Message]]) -> Fields | None:
         type_name = packed.type_url.rpartition("/")[2]
         cls = types.get(type_name)
-        path = self._at(name)
         if cls is None:
             self.errors.append(f"{path}: type {type_name!r} is not supported by mosn"
                                f" (supported here: {', '.join(sorted(types)) or 'none'})")

@@ -1,7 +1,7 @@
 """``Listener`` (LDS) into a MOSN listener, with its inline route configurations.
 
 Network filters: Envoy's ``http_connection_manager`` becomes mosn's ``proxy`` filter
-(its routes by RDS name or inline), ``tcp_proxy`` mosn's ``tcp_proxy``, and a
+(its routes by RDS name or inline; its HTTP filters the listener's stream filters), ``tcp_proxy`` mosn's ``tcp_proxy``, and a
 ``TypedStruct`` whose ``type_url`` names a mosn network filter (``mosn.proxy``:
 bolt, Dubbo and declared codecs) is that filter with the struct as its config.
 """
@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from envoy.config.listener.v3 import listener_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.original_dst.v3 import original_dst_pb2
 from envoy.extensions.filters.listener.proxy_protocol.v3 import proxy_protocol_pb2
@@ -25,6 +24,7 @@ from google.protobuf.json_format import MessageToDict
 from xds.type.v3 import typed_struct_pb2
 
 from mosn.xds.fields import Fields, ads_source, translate
+from mosn.xds.http_filters import http_filters
 from mosn.xds.route import router_config
 from mosn.xds.tls import DOWNSTREAM, transport_socket
 
@@ -35,7 +35,6 @@ NETWORK_FILTERS = {HCM: hcm_pb2.HttpConnectionManager, TCP_PROXY: tcp_proxy_pb2.
                    TYPED_STRUCT: typed_struct_pb2.TypedStruct}
 MOSN_FILTER_PREFIX = "mosn."
 """A TypedStruct's ``type_url`` ``mosn.NAME`` is mosn's network filter NAME."""
-HTTP_FILTERS = {"envoy.extensions.filters.http.router.v3.Router": router_pb2.Router}
 LISTENER_FILTERS = {
     "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector":
         ("tls_inspector", tls_inspector_pb2.TlsInspector),
@@ -64,6 +63,8 @@ class TranslatedListener:
     """Route configurations given inline."""
     route_names: list[str] = field(default_factory=list)
     """Route configurations to fetch by RDS."""
+    stream_filters: list[tuple[str, list[dict[str, Any]]]] = field(default_factory=list)
+    """Each connection manager's HTTP filters as stream filters, by its path."""
 
 
 def listener(message: listener_pb2.Listener) -> TranslatedListener:
@@ -97,6 +98,14 @@ def _listener(f: Fields) -> TranslatedListener:
     out["filter_chains"] = [filter_chain(c, name, result) for c in f.children("filter_chains")]
     if not out["filter_chains"]:
         f.error("a listener needs a filter chain", "filter_chains")
+    if result.stream_filters:
+        first_path, first = result.stream_filters[0]
+        for path, filters in result.stream_filters[1:]:
+            if filters != first:
+                f.error(f"mosn's stream filters are the listener's: its connection managers "
+                        f"need the same http filters ({first_path} has others)", path)
+        if first:
+            out["stream_filters"] = first
     return result
 
 
@@ -221,18 +230,7 @@ def http_connection_manager(f: Fields, listener_name: str,
         if kind is not None:
             f.refuse(kind, "mosn takes rds or route_config")
         f.error("an http_connection_manager needs rds or route_config")
-    filters = f.children("http_filters")
-    for i, hf in enumerate(filters):
-        hf.accept("name")
-        router = hf.typed("typed_config", HTTP_FILTERS)
-        if router is None and not hf.has("typed_config"):
-            hf.error("an http filter needs its typed_config (mosn takes the router)")
-        elif router is not None and i != len(filters) - 1:
-            hf.error("the router is the last http filter")
-        if hf.scalar("is_optional"):
-            hf.accept("is_optional")
-    if not filters:
-        f.error("an http_connection_manager needs the router http filter", "http_filters")
+    result.stream_filters.append((f.path, http_filters(f)))
     out["normalize_path"] = bool(f.wrapped("normalize_path", False))
     out["merge_slashes"] = bool(f.scalar("merge_slashes"))
     out["path_with_escaped_slashes_action"] = ESCAPED_SLASHES[

@@ -9,16 +9,16 @@ in it is refused.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from envoy.config.route.v3 import route_pb2
 
 from mosn.xds.fields import Fields, PartCache, translate
+from mosn.xds.http_filters import per_filter_configs
+from mosn.xds.matchers import anchored, header_matcher, regex, string_matcher, whole_percent
 
 REDIRECT_CODES = {"MOVED_PERMANENTLY": 301, "FOUND": 302, "SEE_OTHER": 303,
                   "TEMPORARY_REDIRECT": 307, "PERMANENT_REDIRECT": 308}
-PERCENT_DENOMINATORS = {"HUNDRED": 100, "TEN_THOUSAND": 10_000, "MILLION": 1_000_000}
 LB_METADATA = "envoy.lb"  # Envoy's filter_metadata key of subset load balancing
 APPEND_ACTIONS = {"APPEND_IF_EXISTS_OR_ADD": True, "OVERWRITE_IF_EXISTS_OR_ADD": False}
 """Envoy's ``append_action`` values mosn's ``append`` can say (``ADD_IF_ABSENT`` it cannot)."""
@@ -63,6 +63,9 @@ def virtual_host(f: Fields) -> dict[str, Any]:
     out: dict[str, Any] = {"name": f.scalar("name"), "domains": list(f.scalar("domains"))}
     out.update(header_mutations(f))
     out["routers"] = [ROUTES.part(f, m, path, route) for m, path in f.parts("routes")]
+    configs = per_filter_configs(f)
+    if configs:
+        out["per_filter_config"] = configs
     return out
 
 
@@ -94,6 +97,9 @@ def route(f: Fields) -> dict[str, Any]:
     if kind != "route" and any(f.has(n) for n in HEADER_FIELDS):
         header_mutations(f)
         f.error("header mutations on a redirect or direct response are not supported by mosn")
+    configs = per_filter_configs(f)
+    if configs:
+        out["per_filter_config"] = configs
     return out
 
 
@@ -121,82 +127,6 @@ def route_match(f: Fields | None) -> dict[str, Any]:
     queries = [query_matcher(q) for q in f.children("query_parameters")]
     if queries:
         out["query_parameters"] = queries
-    return out
-
-
-def regex(f: Fields) -> str:
-    """A ``RegexMatcher``'s pattern (its engine, RE2, is what Python's re stands in for)."""
-    f.accept("google_re2")
-    return f.scalar("regex")
-
-
-def anchored(pattern: str) -> str:
-    """Envoy's ``safe_regex`` matches the whole value; mosn's router regex searches."""
-    return f"^(?:{pattern})$"
-
-
-def string_match_regex(f: Fields) -> str:
-    """A ``StringMatcher`` as one regex over the whole value."""
-    kind = f.which("match_pattern")
-    flags = "(?i)" if f.scalar("ignore_case") else ""
-    if kind == "exact":
-        body = re.escape(f.scalar("exact"))
-    elif kind == "prefix":
-        body = re.escape(f.scalar("prefix")) + ".*"
-    elif kind == "suffix":
-        body = ".*" + re.escape(f.scalar("suffix"))
-    elif kind == "contains":
-        body = ".*" + re.escape(f.scalar("contains")) + ".*"
-    elif kind == "safe_regex":
-        body = regex(f.child("safe_regex"))  # type: ignore[arg-type]
-    else:
-        if kind is not None:
-            f.refuse(kind, "this string match is not supported by mosn")
-        else:
-            f.error("a string matcher needs one of exact, prefix, suffix, contains, safe_regex")
-        return ""
-    return f"{flags}^(?:{body})$"
-
-
-def string_matcher(f: Fields) -> dict[str, Any]:
-    """A ``StringMatcher`` in mosn's own StringMatcher shape."""
-    kind = f.which("match_pattern")
-    out: dict[str, Any] = {"ignore_case": f.scalar("ignore_case")}
-    if kind == "safe_regex":
-        out["safe_regex"] = {"regex": regex(f.child("safe_regex"))}  # type: ignore[arg-type]
-    elif kind in ("exact", "prefix", "suffix", "contains"):
-        out[kind] = f.scalar(kind)
-    elif kind is not None:
-        f.refuse(kind, "this string match is not supported by mosn")
-    return out
-
-
-def header_matcher(f: Fields) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": f.scalar("name")}
-    if f.scalar("invert_match"):
-        out["invert_match"] = True
-    kind = f.which("header_match_specifier")
-    if kind == "exact_match":
-        out["value"] = f.scalar("exact_match")
-    elif kind in ("prefix_match", "suffix_match", "contains_match"):
-        value = re.escape(f.scalar(kind))
-        out["value"] = {"prefix_match": f"^{value}", "suffix_match": f"{value}$",
-                        "contains_match": value}[kind]
-        out["regex"] = True
-    elif kind == "safe_regex_match":
-        out["value"], out["regex"] = anchored(regex(f.child(kind))), True  # type: ignore[arg-type]
-    elif kind == "string_match":
-        sub = f.child(kind)
-        assert sub is not None
-        if sub.which("match_pattern") == "exact" and not sub.has("ignore_case"):
-            out["value"] = sub.scalar("exact")
-            sub.accept("ignore_case")
-        else:
-            out["value"], out["regex"] = string_match_regex(sub), True
-    elif kind == "present_match":
-        out["present_match"] = f.scalar("present_match")
-    elif kind is not None:
-        f.refuse(kind, "this header match is not supported by mosn")
     return out
 
 
@@ -327,11 +257,7 @@ def mirror_policy(f: Fields) -> dict[str, Any]:
         fraction.accept("runtime_key")  # mosn has no runtime: the default value holds
         value = fraction.child("default_value")
         if value is not None:
-            per = PERCENT_DENOMINATORS[value.enum("denominator")]
-            numerator = value.scalar("numerator")
-            if (numerator * 100) % per:
-                value.error("mosn mirrors a whole percent of requests")
-            out["percent"] = numerator * 100 // per
+            out["percent"] = whole_percent(value, "mosn mirrors a whole percent of requests")
     return out
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from mosn.xds.fields import Fields, ads_source, translate
-from mosn.xds.route import string_matcher
+from mosn.xds.matchers import string_matcher
 
 TLS_SOCKET = "envoy.extensions.transport_sockets.tls.v3"
 DOWNSTREAM = {f"{TLS_SOCKET}.DownstreamTlsContext": tls_pb2.DownstreamTlsContext}
