@@ -22,8 +22,13 @@ from mosn.testing.process import free_port, serving
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
 from mosn.testing.control_plane import ControlPlane
 from xds_resources import (
+    FAULT,
+    RBAC,
+    RBAC_PER_ROUTE,
+    ROUTER_FILTER,
     assignment,
     eds_cluster,
+    http_filter,
     http_listener,
     message,
     outbound,
@@ -89,8 +94,29 @@ ROUTE_TABLE: list[dict[str, Any]] = [
                                  "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}],
      "request_headers_to_remove": ["x-secret"],
      "response_headers_to_add": [{"header": {"key": "x-served", "value": "proxy"}}]},
+    {"match": {"prefix": "/fault/"}, "route": to("v2"), "typed_per_filter_config": {
+        "envoy.filters.http.fault": {"@type": FAULT, "abort": {
+            "http_status": 503, "percentage": {"numerator": 1_000_000, "denominator": "MILLION"}}}}},
+    {"match": {"prefix": "/fault-if/"}, "route": to("v2"), "typed_per_filter_config": {
+        "envoy.filters.http.fault": {"@type": FAULT, "abort": {
+            "http_status": 418, "percentage": {"numerator": 100}},
+            "headers": [{"name": "x-fault", "string_match": {"exact": "yes"}}]}}},
+    {"match": {"prefix": "/fault-never/"}, "route": to("v2"), "typed_per_filter_config": {
+        "envoy.filters.http.fault": {"@type": FAULT, "abort": {"http_status": 500}}}},
+    {"match": {"prefix": "/denied/open/"}, "route": to("v3"), "typed_per_filter_config": {
+        "envoy.filters.http.rbac": {"@type": RBAC_PER_ROUTE}}},  # no rules: RBAC off here
     {"match": {"prefix": "/"}, "route": to("v1")},
 ]
+RBAC_RULES = {"action": "DENY", "policies": {
+    "admin-paths": {"permissions": [{"url_path": {"path": {"prefix": "/denied/"}}}],
+                    "principals": [{"any": True}]},
+    "blocked-user": {"permissions": [{"any": True}],
+                     "principals": [{"header": {"name": "x-user",
+                                                "string_match": {"exact": "mallory"}}}]}}}
+RBAC_DENIED = "RBAC: access denied"
+HTTP_FILTERS = [http_filter("fault", FAULT), http_filter("rbac", RBAC, rules=RBAC_RULES),
+                ROUTER_FILTER]
+"""istiod's order: the fault filter (its faults per route), then RBAC, then the router."""
 
 REQUESTS: list[tuple[str, str, dict[str, str]]] = [
     # (name, path, headers)
@@ -123,6 +149,14 @@ REQUESTS: list[tuple[str, str, dict[str, str]]] = [
     ("direct response", "/health", {}),
     ("header mutations", "/mutate/x", {"x-secret": "s", "x-added": "client"}),
     ("default route", "/anything", {}),
+    ("fault abort on one route", "/fault/x", {}),
+    ("fault abort gated by a header", "/fault-if/x", {"x-fault": "yes"}),
+    ("fault gate not met", "/fault-if/x", {"x-fault": "no"}),
+    ("fault without a percentage", "/fault-never/x", {}),
+    ("rbac deny by path", "/denied/x", {}),
+    ("rbac deny by header", "/exact", {"x-user": "mallory"}),
+    ("rbac allow", "/exact", {"x-user": "alice"}),
+    ("rbac off for one route", "/denied/open/x", {}),
     ("other virtual host", "/exact", {"host": "ratings"}),
 ]
 
@@ -134,7 +168,8 @@ def snapshot(port: int, upstreams: dict[str, int]) -> list[Any]:
             {"match": {"prefix": "/"}, "direct_response": {"status": 200, "body": {
                 "inline_string": "ratings\n"}}}]}]}
     return [
-        message(LISTENERS, http_listener(port, address="127.0.0.1", bind=True, inline=inline)),
+        message(LISTENERS, http_listener(port, address="127.0.0.1", bind=True, inline=inline,
+                                         http_filters=HTTP_FILTERS)),
         *(message(CLUSTERS, static_cluster(name, [f"127.0.0.1:{p}"])) for name, p in upstreams.items()),
         message(CLUSTERS, eds_cluster(9080, REVIEWS, lb_policy="ROUND_ROBIN")),
         message(ENDPOINTS, assignment(EDS, {"zone-a": [f"127.0.0.1:{upstreams['v3']}"]})),
@@ -156,6 +191,8 @@ def observe(response: httpx.Response, port: int) -> dict[str, Any]:
                     added=headers.get("x-added"), secret=headers.get("x-secret"))
     elif response.headers.get("x-upstream") is None:
         seen["body"] = response.text if response.status_code < 500 else ""
+        if seen["body"].startswith(RBAC_DENIED):
+            seen["body"] = RBAC_DENIED  # mosn names the DENY policy after it (docs/filters.md)
     if "x-served" in response.headers:
         seen["served"] = response.headers["x-served"]
     return seen
@@ -258,5 +295,13 @@ def test_the_same_snapshot_routes_the_same_in_envoy_and_mosn(start_mosn, upstrea
                                        for name, (e, m) in different.items())
     # and the table means something: each kind of outcome is in it
     statuses = {seen["status"] for name, seen in envoy_seen.items() if name != "weighted"}
-    assert {200, 218, 307, 503, 504} <= statuses
+    assert {200, 218, 307, 403, 418, 503, 504} <= statuses
     assert envoy_seen["weighted"] == ["v2", "v3"]
+    assert {name: envoy_seen[name]["status"] for name in (
+        "fault abort on one route", "fault abort gated by a header", "fault gate not met",
+        "fault without a percentage", "rbac deny by path", "rbac deny by header", "rbac allow",
+        "rbac off for one route")} == {
+        "fault abort on one route": 503, "fault abort gated by a header": 418,
+        "fault gate not met": 200, "fault without a percentage": 200,  # Envoy's 0%
+        "rbac deny by path": 403, "rbac deny by header": 403, "rbac allow": 200,
+        "rbac off for one route": 200}

@@ -27,6 +27,8 @@ from mosn.router.match import HeaderMatcher
 
 DELAY_INJECTED = "DI"
 FAULT_INJECTED = "FI"
+ABORT_BODY = "fault filter abort"
+"""Envoy's body for an aborted request."""
 
 
 class DelayConfig(Model):
@@ -83,7 +85,7 @@ class Injection:
     def _maybe_abort(self, stream: Any) -> FilterStatus:
         if self.abort is not None and _chosen(self.abort.percentage):
             stream.response_flags.append(FAULT_INJECTED)
-            stream.send_local_reply(self.abort.status, "fault filter abort\n")
+            stream.send_local_reply(self.abort.status, ABORT_BODY)
             return FilterStatus.STOP
         return FilterStatus.CONTINUE
 
