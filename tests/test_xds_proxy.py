@@ -26,9 +26,13 @@ from mosn.testing.certs import CertificateAuthority
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
 from mosn.testing.control_plane import ControlPlane
 from xds_resources import (
+    LOCAL_RATELIMIT,
+    RBAC,
+    ROUTER_FILTER,
     assignment,
     ca_secret,
     eds_cluster,
+    http_filter,
     http_listener,
     message,
     outbound,
@@ -524,3 +528,42 @@ def test_workers_follow_the_parent_subscription(start_mosn, plane, upstreams):
             assert not set(reloaded) & workers
             assert _upstreams_seen(reloaded.values()) == {"v2"}
             workers = set(reloaded)
+
+
+DENY_ADMIN = http_filter("rbac", RBAC, rules={"action": "DENY", "policies": {"admin": {
+    "permissions": [{"url_path": {"path": {"prefix": "/admin"}}}],
+    "principals": [{"any": True}]}}})
+LIMIT = http_filter("local_ratelimit", LOCAL_RATELIMIT, stat_prefix="rl",
+                    token_bucket={"max_tokens": 1, "fill_interval": "60s"},
+                    filter_enabled={"default_value": {"numerator": 100}},
+                    filter_enforced={"default_value": {"numerator": 100}})
+
+
+def with_http_filters(resources: list[Any], port: int, *filters: dict[str, Any]) -> list[Any]:
+    """``resources`` with their listener's HTTP filters before the router."""
+    return [message(LISTENERS, http_listener(port, "9080", address="127.0.0.1", bind=True,
+                                             http_filters=[*filters, ROUTER_FILTER])),
+            *resources[1:]]
+
+
+def test_workers_take_pushed_http_filters_but_not_a_local_rate_limit(start_mosn, plane,
+                                                                     upstreams):
+    """Under ``--workers 2`` a pushed RBAC filter serves in every worker; a local rate
+    limit is NACKed (its buckets are shared cells made before the fork), and the
+    listener the workers serve stays the one before."""
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane), "--workers", "2")
+    wait_until(lambda: get(port).status_code == 200)
+    plane.set("2", with_http_filters(snapshot(port, upstreams), port, DENY_ADMIN))
+    plane.acked(LISTENERS.url, "2")
+    with contextlib.ExitStack() as stack:
+        clients = list(_one_per_worker(mosn, port, stack).values())
+        for client in clients:
+            wait_until(lambda client=client: client.get("/admin").status_code == 403)
+        plane.set("3", with_http_filters(snapshot(port, upstreams), port, DENY_ADMIN, LIMIT))
+        nack = plane.nacked(LISTENERS.url)
+        assert "mosn could not apply it" in nack.error, nack.error
+        for client in clients:
+            assert [client.get("/").status_code for _ in range(3)] == [200] * 3  # no limit
+            assert client.get("/admin").status_code == 403
