@@ -1,10 +1,9 @@
 """``RouteConfiguration`` (RDS, or inline in a listener) into MOSN's ``routers`` shape.
 
-Envoy's matchers map onto mosn's router (:mod:`mosn.config.routers`): a
-``safe_regex`` matches the whole path or value in Envoy, so it is anchored here
-(mosn's ``regex`` searches); prefix, suffix and contains header matches become
-escaped regexes. Python's ``re`` stands in for RE2: a pattern that does not compile
-in it is refused.
+Envoy's matchers map onto mosn's router (:mod:`mosn.config.routers`) through
+:mod:`mosn.xds.matchers`; Python's ``re`` stands in for RE2: a pattern that does not
+compile in it is refused. ``typed_per_filter_config`` becomes ``per_filter_config``
+(:mod:`mosn.xds.http_filters`).
 """
 
 from __future__ import annotations
