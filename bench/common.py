@@ -486,6 +486,29 @@ def wanted_peers(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return wanted
 
 
+def mosn_tree_argument(parser: argparse.ArgumentParser) -> None:
+    """--mosn-tree LABEL=DIR (repeatable): a peer "mosn@LABEL", mosn imported from the
+    source tree DIR (another commit's `git archive`, or a copy of a built work tree)."""
+    parser.add_argument("--mosn-tree", action="append", default=[], metavar="LABEL=DIR",
+                        help="also run mosn imported from the source tree DIR, as peer mosn@LABEL")
+
+
+def mosn_trees(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict[str, Path]:
+    """{peer name "mosn@LABEL": its tree} of --mosn-tree; refuses a DIR without mosn."""
+    trees = {}
+    for spec in args.mosn_tree:
+        label, _, tree = spec.partition("=")
+        if not label or not (Path(tree) / "mosn" / "__init__.py").is_file():
+            parser.error(f"--mosn-tree {spec}: not LABEL=DIR with DIR holding mosn/__init__.py")
+        trees[f"mosn@{label}"] = Path(tree).resolve()
+    return trees
+
+
+def in_tree(command: list[str], tree: Path) -> list[str]:
+    """``command`` in the same environment, with mosn and its plugins from ``tree`` first."""
+    return ["env", f"PYTHONPATH={tree_pythonpath(tree)}", *command]
+
+
 def whole_seconds(args: argparse.Namespace, load_generator: str) -> int:
     """Seconds per round, whole (the load generator takes no less); --duration is set
     to match, with a warning when it changes."""

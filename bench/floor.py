@@ -3,7 +3,7 @@
     python bench/floor.py http [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py tcp  [--duration S] [--rounds N] [--only PEERS] [--json FILE]
     python bench/floor.py h2   [--duration S] [--rounds N] [--only PEERS] [--json FILE]
-    python bench/floor.py profile PEER [--h2] [--seconds S] [--rate HZ] [--syscalls S]
+    python bench/floor.py profile PEER [--h2 | --grpc] [--seconds S] [--rate HZ] [--syscalls S]
                                        [--json FILE] [--raw FILE]
 
 How little CPU per request can any proxy built on Python 3.11 + uvloop + httptools
@@ -36,7 +36,7 @@ average (median of its rounds' ends) because the machine is shared. Printed besi
 each: the proxy's CPU per request over Envoy's, haproxy's (and nginx's).
 
 `profile PEER` (mosn or any forwarder above) runs the HTTP/1.1 load (with --h2, the h2c
-load and mosn's h2c config) against that one peer while py-spy samples it (`py-spy
+load and mosn's h2c config; with --grpc, bench/h2.py --mode grpc's grpcio calls) against that one peer while py-spy samples it (`py-spy
 record --native -f raw`), then splits the samples by where the proxy was: each sample
 goes to the innermost frame that names a part (a
 system call wrapper in libc, uvloop, httptools, or a Python module of mosn by package:
@@ -351,12 +351,22 @@ def profile(args) -> int:
     skipped: dict[str, str] = {}
 
     def measure(procs: Processes) -> dict:
-        install = (lambda peers: h2_bench.install(peers, "h2")) if args.h2 else http_bench.install
+        mode = "grpc" if args.grpc else "h2"
+        install = (lambda peers: h2_bench.install(peers, mode)) if args.h2 or args.grpc else http_bench.install
         skipped.update(prepare([args.peer], procs.logs, install))
         if skipped:
             return {}
         backend_port, listen = free_port(), free_port()
-        if args.h2:
+        if args.grpc:
+            backend = procs.start("backend", [sys.executable, str(h2_bench.GRPCPEER), "server", str(backend_port)],
+                                  cpus[1])
+            h2_bench.wait_listening(procs, backend, backend_port)
+            proxy = procs.start(args.peer, h2_command(args.peer, procs.logs, listen, backend_port, mode), cpus[0])
+            h2_bench.wait_ready(procs, proxy, listen, mode)
+
+            def load(seconds: int, pid: int | None) -> dict:
+                return h2_bench.run_grpc(listen, seconds, cpus[1], pid, [backend.pid])
+        elif args.h2:
             docroot = procs.logs / "htdocs"
             docroot.mkdir()
             (docroot / h2_bench.PATH.lstrip("/")).write_bytes(h2_bench.BODY)
@@ -405,7 +415,8 @@ def profile(args) -> int:
         return result or 1
     cpu_us = result["wrk"]["cpu_us_per_req"]
     total = sum(result["parts"].values())
-    load = "h2load (-c 10 -m 10)" if args.h2 else f"wrk ({http_bench.CONNECTIONS} connections)"
+    load = ("grpcio (10 channels x 10 calls)" if args.grpc else "h2load (-c 10 -m 10)" if args.h2
+            else f"wrk ({http_bench.CONNECTIONS} connections)")
     print(f"\n{args.peer} under {load} for {args.seconds} s with py-spy "
           f"at {args.rate} Hz: {result['wrk']['req_per_s']} req/s, {cpu_us} CPU us/req (with py-spy "
           f"attached), {total} samples, load average {result['wrk']['load_avg']:.2f}\n")
@@ -464,6 +475,8 @@ def main() -> int:
     sub = tests.add_parser("profile", help="py-spy over one HTTP peer under wrk")
     sub.add_argument("peer", choices=("mosn", "py-pass", "py-l7", "cy-pass", "cy-l7", "py-h2c"))
     sub.add_argument("--h2", action="store_true", help="h2load and nghttpd (bench/h2.py's load) instead of wrk")
+    sub.add_argument("--grpc", action="store_true",
+                     help="grpcio calls and server (bench/h2.py --mode grpc's load) instead of wrk")
     sub.add_argument("--seconds", type=int, default=PROFILE_SECONDS)
     sub.add_argument("--rate", type=int, default=PROFILE_RATE)
     sub.add_argument("--json", type=Path, help="also write the counts to this file")

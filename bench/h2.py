@@ -34,6 +34,12 @@ server are much slower than h2load and nghttpd: here the load side caps every pe
 rate, and the question is what a proxy costs a Python gRPC service: compare the CPU
 per call (target: mosn <= 50 us, Envoy's about 53).
 
+--mosn-tree LABEL=DIR (repeatable) adds a peer "mosn@LABEL": mosn as above, its core
+and plugins imported from the source tree DIR (another commit's `git archive`, or a
+copy of a built work tree, compiled modules included) instead of this one; measured in
+the same rounds as mosn, it is the A/B comparison of two builds on a shared machine,
+and mosn@LABEL / mosn is printed.
+
 All peers are measured in the same run: started together (an idle proxy costs the
 others nothing), each checked (a request answered 200 with the backend's body; in
 grpc mode a call answered OK with its message) and warmed with WARMUP seconds of
@@ -115,10 +121,15 @@ from common import (
     whole_seconds,
     with_cpu,
     write_json,
+    in_tree,
+    mosn_tree_argument,
+    mosn_trees,
 )
 
 PEERS = ("direct", "envoy", "nginx", "haproxy", "mosn", MOSN_PURE)
 PROXIES = PEERS[1:]
+MOSN_TREES: dict[str, Path] = {}
+"""Peers "mosn@LABEL" of --mosn-tree: the source tree each imports mosn from."""
 
 CLIENTS = 10  # h2load -c: h2c connections (grpc: channels)
 STREAMS = 10  # h2load -m: streams in flight per connection (grpc: calls per channel)
@@ -172,9 +183,13 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int, mode:
     if name == MOSN_PURE:  # its own config path, so its own upgrade socket
         (workdir / name).mkdir()
         return pure_python(peer_command("mosn", workdir / name, listen, backend_port, mode))
-    if name == "mosn":
+    if name == "mosn" or name in MOSN_TREES:
+        if name in MOSN_TREES:  # its own config path, so its own upgrade socket
+            workdir = workdir / name
+            workdir.mkdir()
         config = render("h2-mosn.yaml", workdir, **ports, admin_port=free_port())
-        return [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
+        command = [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
+        return in_tree(command, MOSN_TREES[name]) if name in MOSN_TREES else command
     raise ValueError(name)
 
 
@@ -338,8 +353,12 @@ def main() -> int:
     parser.add_argument("--mode", choices=("h2", "grpc"), default="h2",
                         help="h2load GET over h2c (default), or grpcio unary calls")
     peer_arguments(parser, PEERS, ROUNDS)
+    mosn_tree_argument(parser)
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
+    MOSN_TREES.update(mosn_trees(parser, args))
+    wanted += MOSN_TREES
+    pairs = PAIRS + [(name, "mosn", FIGURES) for name in MOSN_TREES]
     window = whole_seconds(args, "h2load")
     cpus = proxy_and_load_cpus()
     raise_fd_limit()
@@ -350,9 +369,10 @@ def main() -> int:
         return results
 
     tools = ("h2load", "nghttpd") if args.mode == "h2" else ("grpcio",)
-    versions = {name: version(name) for name in (*tools, *results) if name != "direct"}
+    versions = {name: version(name) for name in (*tools, *results)
+                if name != "direct" and name not in MOSN_TREES}
     bad = flagged(results)
-    ratio = ratios(results, bad, PAIRS)
+    ratio = ratios(results, bad, pairs)
     goal = target(args.mode, results, bad)
     if args.mode == "h2":
         print(f"\nHTTP/2 proxy on CPU {cpus[0]}; h2load ({THREADS} thread, {CLIENTS} h2c connections x {STREAMS} "

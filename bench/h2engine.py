@@ -1,6 +1,7 @@
 """The Http2 codecs' own CPU per request, without the proxy, the network or the event loop.
 
     python bench/h2engine.py [--requests N] [--rounds R] [--engine nghttp2|python|both]
+                             [--shape get|grpc]
 
 What a proxied HTTP/2 request costs mosn in its Http2 codecs and engine is one request
 through a client codec (the upstream side: the request sent, the response read) and
@@ -9,7 +10,9 @@ sent). Here a ClientConnection and a ServerConnection talk to each other through
 in-memory connections in this process: the client codec sends requests shaped like
 h2load's through the proxy (10 in flight, as bench/h2.py's -m 10), the server codec's
 handler answers each with bench/h2.py's 6-byte body and the response fields nghttpd
-sends, and the bytes each side writes are handed to the other once per turn of a
+sends (``--shape grpc``: unary calls shaped like bench/grpcpeer.py's through the proxy,
+the request's 7-byte message in a DATA frame, the answer headers, the message echoed
+and trailers with grpc-status, as grpcio's server sends them), and the bytes each side writes are handed to the other once per turn of a
 stand-in loop, as a real loop batches them. CPU time (time.process_time) over N
 requests, per request, for each engine, over R rounds (the minimum is the figure least
 touched by other work on the machine; the median is printed too): the share of
@@ -44,6 +47,17 @@ RESPONSE_FIELDS = [("server", "nghttpd nghttp2/1.52.0"), ("content-length", "6")
                    ("date", "Sun, 06 Dec 2026 23:00:00 GMT"),
                    ("last-modified", "Sun, 06 Dec 2026 22:00:00 GMT")]
 """What nghttpd answers with bench/h2.py's file."""
+GRPC_PATH = "/bench.Echo/Call"  # bench/grpcpeer.py's method
+GRPC_MESSAGE = b"\x00\x00\x00\x00\x07\x0a\x05hello"  # its 7-byte message, length-prefixed
+GRPC_REQUEST_FIELDS = [("content-type", "application/grpc"), ("te", "trailers"),
+                       ("grpc-accept-encoding", "identity,deflate,gzip"),
+                       ("user-agent", "grpc-python-asyncio/1.85.3 grpc-c/52.0.0 (linux; chttp2)"),
+                       ("x-forwarded-for", "127.0.0.1"), ("x-forwarded-proto", "http")]
+"""What mosn forwards of a grpcio call (x-request-id is added per call)."""
+GRPC_RESPONSE_FIELDS = [("content-type", "application/grpc"),
+                        ("grpc-accept-encoding", "identity,deflate,gzip")]
+GRPC_TRAILERS = [("grpc-status", "0")]
+"""What grpcio's server answers a unary call with."""
 
 
 class Loop:
@@ -142,20 +156,43 @@ class Upstream(Handler):
         self.stream.send_data(BODY, True)
 
 
+class GrpcUpstream(Upstream):
+    """The server codec's handler for --shape grpc: once the call's message is in,
+    answers it as grpcio's server does."""
+
+    __slots__ = ()
+
+    def on_headers(self, head: RequestHead, end_stream: bool) -> None:
+        pass
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        if end_stream:
+            stream = self.stream
+            stream.send_headers(ResponseHead(200, Headers(list(GRPC_RESPONSE_FIELDS))), False)
+            stream.send_data(GRPC_MESSAGE, False)
+            stream.send_trailers(Headers(list(GRPC_TRAILERS)))
+
+
 class Client:
     """The client codec's side: keeps IN_FLIGHT requests going, counts responses."""
 
-    def __init__(self, codec: ClientConnection) -> None:
+    def __init__(self, codec: ClientConnection, grpc: bool = False) -> None:
         self.codec = codec
+        self.grpc = grpc
         self.done = 0
         self.sent = 0
         self.total = 0
 
     def start(self) -> None:
-        handler = Response(self)
-        stream = self.codec.new_stream(handler)
-        headers = Headers([*REQUEST_FIELDS, ("x-request-id", f"{self.sent:036d}")])
-        stream.send_headers(RequestHead("GET", "/index.html", "127.0.0.1:3000", "http", headers, "2"), True)
+        if self.grpc:
+            stream = self.codec.new_stream(GrpcResponse(self))
+            headers = Headers([*GRPC_REQUEST_FIELDS, ("x-request-id", f"{self.sent:036d}")])
+            stream.send_headers(RequestHead("POST", GRPC_PATH, "127.0.0.1:3000", "http", headers, "2"), False)
+            stream.send_data(GRPC_MESSAGE, True)
+        else:
+            stream = self.codec.new_stream(Response(self))
+            headers = Headers([*REQUEST_FIELDS, ("x-request-id", f"{self.sent:036d}")])
+            stream.send_headers(RequestHead("GET", "/index.html", "127.0.0.1:3000", "http", headers, "2"), True)
         self.sent += 1
 
 
@@ -176,14 +213,30 @@ class Response(Handler):
                 client.start()
 
 
-def run(engine: str, requests: int) -> float:
-    """CPU us per request through both codecs on ``engine``."""
+class GrpcResponse(Response):
+    """A call's answer: it ends with its trailers."""
+
+    __slots__ = ()
+
+    def on_data(self, data: bytes, end_stream: bool) -> None:
+        pass
+
+    def on_trailers(self, trailers: Any) -> None:
+        assert trailers.get("grpc-status") == "0"
+        client = self.client
+        client.done += 1
+        if client.sent < client.total:
+            client.start()
+
+
+def run(engine: str, requests: int, grpc: bool = False) -> float:
+    """CPU us per request (``grpc``: per unary call) through both codecs on ``engine``."""
     loop = Loop()
     a, b = Pipe(loop), Pipe(loop)
     a.peer, b.peer = b, a
     limits = Limits(engine=engine)
-    ServerConnection(b, Upstream, limits)
-    client = Client(ClientConnection(a, lambda: None, limits))
+    ServerConnection(b, GrpcUpstream if grpc else Upstream, limits)
+    client = Client(ClientConnection(a, lambda: None, limits), grpc)
     client.total = requests
     started = time.process_time()
     for _ in range(min(IN_FLIGHT, requests)):
@@ -201,15 +254,18 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--engine", choices=(NATIVE, PYTHON, "both"), default="both")
+    parser.add_argument("--shape", choices=("get", "grpc"), default="get",
+                        help="h2load's GETs (bench/h2.py) or unary gRPC calls (its --mode grpc)")
     args = parser.parse_args()
+    grpc = args.shape == "grpc"
     engines = [NATIVE, PYTHON] if args.engine == "both" else [args.engine]
     if NATIVE in engines and (reason := native_error()) is not None:
         print(f"nghttp2 engine skipped: {reason}")
         engines.remove(NATIVE)
     for engine in engines:
-        run(engine, 1000)  # warm up
-        figures = [run(engine, args.requests) for _ in range(args.rounds)]
-        print(f"{engine:8} CPU us per request (client + server codec): min {min(figures):.1f}, "
+        run(engine, 1000, grpc)  # warm up
+        figures = [run(engine, args.requests, grpc) for _ in range(args.rounds)]
+        print(f"{engine:8} CPU us per {'call' if grpc else 'request'} (client + server codec): min {min(figures):.1f}, "
               f"median {statistics.median(figures):.1f}  (rounds: {' '.join(f'{f:.1f}' for f in figures)})")
     return 0
 

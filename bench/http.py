@@ -129,7 +129,9 @@ from common import (
     whole_seconds,
     with_cpu,
     write_json,
-    tree_pythonpath,
+    in_tree,
+    mosn_tree_argument,
+    mosn_trees,
 )
 
 PEERS = ("direct", "nginx", "envoy", "haproxy", "mosn", MOSN_PURE)
@@ -197,8 +199,8 @@ def peer_command(name: str, workdir: Path, listen: int, backend_port: int) -> li
             workdir.mkdir()
         config = render("http-mosn.yaml", workdir, **ports, admin_port=free_port(), routes=mosn_routes())
         command = [str(BIN / "mosn"), "start", "-c", config, "--workers", "1"]
-        if name in MOSN_TREES:  # the same environment, mosn and its plugins from that tree first
-            command = ["env", f"PYTHONPATH={tree_pythonpath(MOSN_TREES[name])}", *command]
+        if name in MOSN_TREES:
+            command = in_tree(command, MOSN_TREES[name])
         return command
     raise ValueError(name)
 
@@ -340,17 +342,12 @@ PAIRS += [(peer, "direct", VS_DIRECT) for peer in PROXIES]
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     peer_arguments(parser, PEERS, ROUNDS)
-    parser.add_argument("--mosn-tree", action="append", default=[], metavar="LABEL=DIR",
-                        help="also run mosn imported from the source tree DIR, as peer mosn@LABEL")
+    mosn_tree_argument(parser)
     parser.add_argument("--rate", type=int, metavar="REQ_PER_S",
                         help="offer this fixed load with h2load --h1 instead of wrk's closed loop")
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
-    for spec in args.mosn_tree:
-        label, _, tree = spec.partition("=")
-        if not label or not (Path(tree) / "mosn" / "__init__.py").is_file():
-            parser.error(f"--mosn-tree {spec}: not LABEL=DIR with DIR holding mosn/__init__.py")
-        MOSN_TREES[f"mosn@{label}"] = Path(tree).resolve()
+    MOSN_TREES.update(mosn_trees(parser, args))
     wanted += MOSN_TREES
     pairs = PAIRS + [(name, "mosn", FIGURES) for name in MOSN_TREES]
     window = whole_seconds(args, "wrk")

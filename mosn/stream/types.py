@@ -30,6 +30,17 @@ class Headers:
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
         self._items: list[tuple[str, str]] = list(items)
 
+    @classmethod
+    def from_flat(cls, fields: list[str], start: int = 0) -> "Headers":
+        """Headers from field text laid out flat, ``[name, value, name, value, ...]``,
+        from index ``start`` on: how a codec that collects a block's fields in one
+        pass (the HTTP/2 engines, their pseudo-header fields first) hands them over,
+        without pairing them itself. Names are taken as they are (lower-case).
+        ValueError if a name has no value."""
+        if (len(fields) - start) & 1:
+            raise ValueError(f"a name without a value in a flat field list: {fields[-1]!r}")
+        return cls(zip(fields[start::2], fields[start + 1::2]))
+
     def get(self, name: str, default: str | None = None) -> str | None:
         for k, v in self._items:
             if k == name:

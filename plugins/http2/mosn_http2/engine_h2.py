@@ -31,6 +31,7 @@ from h2.config import H2Configuration
 from h2.connection import H2Connection
 from h2.exceptions import ProtocolError
 from h2.settings import SettingCodes, Settings
+from hpack import NeverIndexedHeaderTuple
 from hyperframe.frame import GoAwayFrame
 
 from mosn_http2 import frames
@@ -614,9 +615,12 @@ class H2Engine:
 
 def _block(pseudo: Any, items: list[tuple[str, str]]) -> frames.HeaderList:
     """A block to send as h2 takes it: pseudo-header fields, then the regular ones
-    HTTP/2 allows."""
+    HTTP/2 allows (the per-request ones never indexed, ``frames.PER_REQUEST_FIELDS``)."""
     wire = frames.wire_bytes
-    return frames.pairs(pseudo) + [(wire(n), wire(v)) for n, v in frames.regular_fields(items)]
+    per_request = frames.PER_REQUEST_FIELDS
+    return frames.pairs(pseudo) + [
+        NeverIndexedHeaderTuple(wire(n), wire(v)) if n in per_request else (wire(n), wire(v))
+        for n, v in frames.regular_fields(items)]
 
 
 _EVENTS: dict[type, Any] = {

@@ -10,8 +10,8 @@
  * bytes not yet acknowledged for a paused reader.
  *
  * Event record: type (1 byte), end_stream (1), padding (2), stream id (4),
- * value (4, host order), then `value` payload bytes for the types that carry
- * one (header blocks and DATA). A header block is NUL-separated text, which
+ * value (4; both little-endian, which Python reads byte by byte), then `value`
+ * payload bytes for the types that carry one (header blocks and DATA). A header block is NUL-separated text, which
  * nghttp2's HTTP messaging checks make safe (no field it passes on holds a NUL,
  * RFC 9113 8.2.1): a request's :method, :scheme, :authority, :path and :protocol
  * (empty when absent), or a response's :status, then the regular fields, name and
@@ -129,14 +129,25 @@ static void buf_free(buf_t *b) {
   b->len = b->cap = 0;
 }
 
+static void put_le32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+  p[2] = (uint8_t)(v >> 16);
+  p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t get_le32(const uint8_t *p) {
+  return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
 static int event(mosn_h2 *h, int type, int end, int32_t sid, uint32_t value,
                  const uint8_t *payload, size_t n) {
   uint8_t head[EV_HEADER_SIZE] = {0};
   h->last_event = h->ev.len;
   head[0] = (uint8_t)type;
   head[1] = (uint8_t)end;
-  memcpy(head + 4, &sid, 4);
-  memcpy(head + 8, &value, 4);
+  put_le32(head + 4, (uint32_t)sid);
+  put_le32(head + 8, value);
   if (buf_reserve(&h->ev, EV_HEADER_SIZE + n) != 0) {
     return -1;
   }
@@ -231,6 +242,17 @@ static int connection_specific(const uint8_t *name, size_t namelen, const uint8_
   return 0;
 }
 
+/* A field whose value is new on every request (the proxy's x-request-id, a
+   trace's traceparent): sent as a literal never indexed (RFC 7541 6.2.3, the one
+   literal form nghttp2 lets a caller ask for), so it does not push the fields
+   that do repeat out of the peer's dynamic table, and neither side spends an
+   insertion and an eviction on it. nghttp2 leaves :path, content-length, etag
+   and the like out of the table on its own. */
+static int per_request(const uint8_t *name, size_t namelen) {
+  return (namelen == 12 && memcmp(name, "x-request-id", 12) == 0) ||
+         (namelen == 11 && memcmp(name, "traceparent", 11) == 0);
+}
+
 /* A field blob ("name\0value\0name\0value", `n` fields) as nghttp2's list,
    connection-specific fields left out; the fields kept. */
 static size_t parse_fields(const uint8_t *blob, size_t len, size_t n, nghttp2_nv *nva) {
@@ -250,7 +272,8 @@ static size_t parse_fields(const uint8_t *blob, size_t len, size_t n, nghttp2_nv
     }
     nva[kept].value = (uint8_t *)p;
     nva[kept].valuelen = (size_t)(z - p);
-    nva[kept].flags = NGHTTP2_NV_FLAG_NONE;
+    nva[kept].flags = per_request(nva[kept].name, nva[kept].namelen) ? NGHTTP2_NV_FLAG_NO_INDEX
+                                                                      : NGHTTP2_NV_FLAG_NONE;
     p = (z < end) ? z + 1 : end;
     if (!connection_specific(nva[kept].name, nva[kept].namelen, nva[kept].value, nva[kept].valuelen)) {
       kept++;
@@ -510,10 +533,8 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
       /* Set on the last event if it is this stream's DATA (what was just read,
          or, with an empty last frame, what came before it: the same to Python). */
       uint8_t *last = h->ev.data + h->last_event;
-      int32_t last_sid;
-      uint32_t last_len;
-      memcpy(&last_sid, last + 4, 4);
-      memcpy(&last_len, last + 8, 4);
+      int32_t last_sid = (int32_t)get_le32(last + 4);
+      uint32_t last_len = get_le32(last + 8);
       if (last[0] == EV_DATA && last_sid == sid &&
           h->last_event + EV_HEADER_SIZE + last_len == h->ev.len) {
         last[1] = 1;

@@ -6,7 +6,7 @@ there."""
 
 from __future__ import annotations
 
-import struct
+from itertools import chain
 from typing import TYPE_CHECKING, Sequence
 
 from mosn_http2._nghttp2 import ffi, lib
@@ -23,10 +23,8 @@ from mosn_http2.wire import (
 if TYPE_CHECKING:
     from mosn_http2.config import Limits
 
-_EVENT = struct.Struct("=B?xxiI")
-"""An event's header (engine_nghttp2.c): type, end_stream, padding, stream id, value."""
-_EVENT_SIZE = _EVENT.size
-_unpack = _EVENT.unpack_from
+_EVENT_SIZE = 12
+"""Bytes of an event's header (engine_nghttp2.c's EV_HEADER_SIZE)."""
 _ERR_FLOODED = -904
 """nghttp2's NGHTTP2_ERR_FLOODED: the peer makes it queue answers it does not read."""
 
@@ -43,18 +41,16 @@ _STATUS = {code: str(code) for code in range(100, 600)}
 
 
 _join = "\0".join
+_flat = chain.from_iterable
 
 
 def _blob(pseudo: Sequence[str], items: list[tuple[str, str]]) -> tuple[bytes, int]:
     """A field block to send as the C layer takes it ("name\\0value\\0...",
     pseudo-header fields first) and its number of fields."""
     n = (len(pseudo) >> 1) + len(items)
-    if not items:
-        text = _join(pseudo)
-    elif pseudo:
-        text = _join(pseudo) + "\0" + _join(map(_join, items))
-    else:
-        text = _join(map(_join, items))
+    flat = list(pseudo)
+    flat += _flat(items)
+    text = _join(flat)  # one join, no string per field
     try:
         blob = text.encode("latin-1")
     except UnicodeEncodeError:
@@ -118,20 +114,29 @@ class Nghttp2Engine:
         ev = self._h.ev
         buf = ffi.buffer(ev.data, n)[:]
         ev.len = 0
-        unpack = _unpack
+        p = buf  # its bytes through a C pointer in the compiled build (engine_nghttp2.pxd)
         pos = 0
         while pos < n:
-            kind, end, sid, value = unpack(buf, pos)
+            # An event's header (engine_nghttp2.c): type, end_stream, padding, stream
+            # id and value, little-endian.
+            kind = p[pos]
+            end = p[pos + 1] != 0
+            sid = p[pos + 7]  # (in a 64-bit C integer before it is shifted)
+            sid = sid << 24 | p[pos + 6] << 16 | p[pos + 5] << 8 | p[pos + 4]
+            size = p[pos + 11]
+            size = size << 24 | p[pos + 10] << 16 | p[pos + 9] << 8 | p[pos + 8]
             pos += _EVENT_SIZE
             if kind == DATA:  # body bytes follow
                 start = pos
-                pos += value
-                value = buf[start:pos]
+                pos += size
+                handlers[kind](sid, end, buf[start:pos])
             elif kind < DATA:  # a header block follows
                 start = pos
-                pos += value
-                value = buf[start:pos].decode("latin-1").split("\0") if pos > start else []
-            handlers[kind](sid, end, value)
+                pos += size
+                handlers[kind](sid, end, buf[start:pos].decode("latin-1").split("\0")
+                               if pos > start else [])
+            else:
+                handlers[kind](sid, end, size)
 
     def request(self, pseudo: list[str], items: list[tuple[str, str]], end_stream: bool) -> int:
         blob, n = _blob(pseudo, items)

@@ -43,6 +43,11 @@ CONNECTION_SPECIFIC = frozenset({
 })
 """Fields HTTP/2 forbids (RFC 9113 8.2.2), plus ``host`` (carried as ``:authority``,
 8.3.1) and ``http2-settings`` (only meaningful on an HTTP/1.1 upgrade request)."""
+PER_REQUEST_FIELDS = frozenset({"x-request-id", "traceparent"})
+"""Fields whose value is new on every request (the proxy's request id, a trace's
+parent): sent as literals never indexed (RFC 7541 6.2.3), so they do not push the
+fields that repeat out of the peer's HPACK table, nor cost an insertion and an
+eviction on both sides (engine_nghttp2.c's ``per_request`` names the same)."""
 TE_TRAILERS = "trailers"
 """The one ``te`` value HTTP/2 allows (RFC 9113 8.2.2); gRPC requires it."""
 VERSION = "2"
@@ -139,11 +144,10 @@ def request_head(fields: Fields, scheme: str) -> RequestHead:
         raise MalformedFields("no :scheme, or no or an empty :path")  # 8.3.1
     elif protocol and method != "CONNECT":
         raise MalformedFields(":protocol without CONNECT")  # RFC 8441 4
-    regular: Iterable[tuple[str, str]] = zip(fields[5::2], fields[6::2])
     host = ""
     if "host" in fields or "cookie" in fields:  # (a value equal to either costs a pass)
         kept, cookies = [], []
-        for name, value in regular:
+        for name, value in zip(fields[5::2], fields[6::2]):
             if name == "host":
                 host = value  # 8.3.1: :authority wins when both are there
             elif name == "cookie":
@@ -153,12 +157,13 @@ def request_head(fields: Fields, scheme: str) -> RequestHead:
         if cookies:
             # 8.2.3: split cookie fields are joined with "; " before any HTTP/1 hop.
             kept.append(("cookie", "; ".join(cookies)))
-        regular = kept
+        headers = Headers(kept)
         if authority and host and authority != host:
             raise MalformedFields(":authority and host differ")  # 8.3.1
+    else:
+        headers = Headers.from_flat(fields, 5)
     if not authority and not host:
         raise MalformedFields("no :authority and no host")
-    headers = Headers(regular)
     if protocol:
         method = _upgrade_request(headers, protocol)
     return RequestHead(method, path, authority or host, pseudo_scheme or scheme, headers, VERSION)
@@ -190,7 +195,7 @@ def response_head(fields: Fields) -> ResponseHead:
     status = _STATUS_CODES.get(fields[0])
     if status is None:
         raise MalformedFields(f"no or an invalid :status {fields[0]!r}")  # RFC 9110 15
-    return ResponseHead(status, Headers(zip(fields[1::2], fields[2::2])))
+    return ResponseHead(status, Headers.from_flat(fields, 1))
 
 
 def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
@@ -210,7 +215,7 @@ def upgraded_response(head: ResponseHead, request: RequestHead) -> ResponseHead:
 
 def trailers(fields: Fields) -> Headers:
     """Received trailers (the engines refuse a pseudo-header field in them, RFC 9113 8.1)."""
-    return Headers(zip(fields[0::2], fields[1::2]))
+    return Headers.from_flat(fields)
 
 
 # -- blocks to send -------------------------------------------------------------------

@@ -12,14 +12,10 @@ Sans-IO: bytes in, a stream id out.
 
 from __future__ import annotations
 
-import struct
-
 PREFACE_SIZE = 24
 """Bytes of the client connection preface before the first frame (RFC 9113 3.4)."""
 FRAME_HEADER_SIZE = 9
 """Length (3), type, flags, stream id (4) (RFC 9113 4.1)."""
-_FRAME_HEADER = struct.Struct(">HBBBL")
-"""Length (24 bits, split 16 + 8), type, flags, stream id."""
 HEADERS = 0x1
 CONTINUATION = 0x9
 END_HEADERS = 0x4
@@ -55,7 +51,8 @@ class HeaderBlockWatch:
     def feed(self, data: bytes) -> int:
         """Take the next bytes read; the stream whose header block is open after them,
         or 0 (a frame header not all in yet counts for no stream)."""
-        n = len(data)
+        buf = data if type(data) is bytes else bytes(data)
+        n = len(buf)
         skip = self._skip
         if skip:
             if skip > n:
@@ -64,30 +61,33 @@ class HeaderBlockWatch:
             self._skip = 0
             self._frame_end()
         if self._header:
-            data = self._header + data[skip:]
+            buf = self._header + buf[skip:]
             self._header = b""
-            i, n = 0, len(data)
+            i, n = 0, len(buf)
         else:
             i = skip
-        unpack = _FRAME_HEADER.unpack_from
+        p = buf  # its bytes through a C pointer in the compiled build (heads.pxd)
         while i + FRAME_HEADER_SIZE <= n:
-            high, low, kind, flags, sid = unpack(data, i)
-            length = (high << 8) | low
+            # Length (24 bits), type, flags, stream id (RFC 9113 4.1).
+            length = p[i] << 16 | p[i + 1] << 8 | p[i + 2]
+            kind = p[i + 3]
             if kind == HEADERS or (kind == CONTINUATION and self._block_sid):
-                sid &= 0x7FFFFFFF
+                sid = p[i + 5] & 0x7F
+                sid = sid << 24 | p[i + 6] << 16 | p[i + 7] << 8 | p[i + 8]
                 if sid > self.highest and kind == HEADERS:
                     self.highest = sid
                     if self._refusing:
                         self.refused += 1
                 self._block_sid = sid
-                self._block_ends = bool(flags & END_HEADERS)
+                self._block_ends = bool(p[i + 4] & END_HEADERS)
             i += FRAME_HEADER_SIZE + length
             if i > n:
                 self._skip = i - n  # the read ends inside this frame's payload
                 return self._block_sid
-            self._frame_end()
+            if self._block_ends:
+                self._frame_end()
         if i < n:
-            self._header = bytes(data[i:])
+            self._header = buf[i:]
         return self._block_sid
 
     def _frame_end(self) -> None:

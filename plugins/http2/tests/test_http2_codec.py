@@ -10,7 +10,7 @@ import h2.connection
 import h2.events
 import h2.settings
 import pytest
-from hpack import Encoder
+from hpack import Decoder, Encoder, NeverIndexedHeaderTuple
 from hyperframe.frame import (
     DataFrame,
     GoAwayFrame,
@@ -460,6 +460,24 @@ def test_http1_request_answered_505():
     conn.feed(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
     assert conn.take().startswith(b"HTTP/1.1 505 HTTP Version Not Supported\r\n")
     assert conn.closed
+
+
+def test_per_request_ids_are_sent_never_indexed(limits):
+    """x-request-id and traceparent, new on every request, go as literals never indexed
+    (RFC 7541 6.2.3), so they do not push the fields that repeat out of the upstream's
+    HPACK table; the others are indexed as usual."""
+    conn = MemoryConnection()
+    codec = ClientConnection(conn, lambda: None, limits)
+    fields = [("user-agent", "test/1"), ("x-request-id", "7" * 36),
+              ("traceparent", "00-" + "1" * 32 + "-" + "2" * 16 + "-01")]
+    codec.new_stream(Recorder()).send_headers(RequestHead("GET", "/", "a", headers=Headers(fields)), True)
+    data = conn.take()
+    assert data.startswith(PREFACE)
+    block = next(p for kind, _, _, p in _frames(data[len(PREFACE):]) if kind == HEADERS)
+    sent = Decoder().decode(block, raw=False)
+    never = {f[0] for f in sent if isinstance(f, NeverIndexedHeaderTuple)}
+    assert never == {"x-request-id", "traceparent"}
+    assert [f for f in sent if not f[0].startswith(":")] == fields
 
 
 def test_goaway_streams_above_last_id_are_refused(limits):
