@@ -583,8 +583,8 @@ def test_workers_follow_the_health_checks_of_a_pushed_cluster(start_mosn, plane,
     plane.set("1", snapshot(port, upstreams))
     mosn = start_mosn(bootstrap(plane), "--workers", "2")
     wait_until(lambda: get(port).status_code == 200)
-    with contextlib.ExitStack() as stack:
-        a, b = (stack.enter_context(_checked_upstream(name)) for name in ("a", "b"))
+    with contextlib.ExitStack() as upstream_stack:
+        a, b = (upstream_stack.enter_context(_checked_upstream(name)) for name in ("a", "b"))
         b.sick = True
         ratings = outbound(9080, RATINGS)
         check = {"timeout": "1s", "interval": "0.2s", "unhealthy_threshold": 1,
@@ -595,26 +595,29 @@ def test_workers_follow_the_health_checks_of_a_pushed_cluster(start_mosn, plane,
         hosts = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]
         plane.set("2", [*pushed, message(ENDPOINTS, assignment(ratings, {"zone-a": hosts}))])
         plane.acked(ENDPOINTS.url, "2")
-        clients = list(_one_per_worker(mosn, port, stack).values())
-        _only(clients, {"a"})
-        a.sick, b.sick = True, False
-        _only(clients, {"b"})
+        with contextlib.ExitStack() as stack:
+            held = _one_per_worker(mosn, port, stack)
+            clients = list(held.values())
+            _only(clients, {"a"})
+            a.sick, b.sick = True, False
+            _only(clients, {"b"})
 
-        # A third host joins (a uvicorn upstream: healthy); a stays failed meanwhile.
-        hosts.append(f"127.0.0.1:{upstreams['v3']}")
-        plane.set("3", [*pushed, message(ENDPOINTS, assignment(ratings, {"zone-a": hosts}))])
-        plane.acked(ENDPOINTS.url, "3")
-        for client in clients:
-            wait_until(lambda client=client: client.get("/").headers["x-upstream"] == "v3")
-        _only(clients, {"b", "v3"})
-        assert mosn.stats()["server.worker_health_diverged"] == 0
-        workers = set(_one_per_worker(mosn, port, stack))
+            # A third host joins (a uvicorn upstream: healthy); a stays failed meanwhile.
+            hosts.append(f"127.0.0.1:{upstreams['v3']}")
+            plane.set("3", [*pushed, message(ENDPOINTS, assignment(ratings,
+                                                                    {"zone-a": hosts}))])
+            plane.acked(ENDPOINTS.url, "3")
+            for client in clients:
+                wait_until(lambda client=client: client.get("/").headers["x-upstream"] == "v3")
+            _only(clients, {"b", "v3"})
+            assert mosn.stats()["server.worker_health_diverged"] == 0
 
+        plane.stop()  # the new workers' clusters can only come from the parent
         os.kill(mosn.proc.pid, signal.SIGHUP)
         assert mosn.wait_stat("server.reload_success", 1,
                               timeout=FOLLOW)["server.reload_success"] == 1
-        reloaded = wait_until(lambda: (  # once the old workers no longer accept
-            (found := _one_per_worker(mosn, port, stack)) and not set(found) & workers
-            and found))
-        a.sick, b.sick = False, True
-        _only(reloaded.values(), {"a", "v3"})
+        with contextlib.ExitStack() as stack:
+            reloaded = _one_per_worker(mosn, port, stack)
+            assert not set(reloaded) & set(held)
+            a.sick, b.sick = False, True
+            _only(reloaded.values(), {"a", "v3"})
