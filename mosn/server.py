@@ -662,6 +662,12 @@ def follow_snapshot(runtime: Runtime, follower: Any, message: dict[str, Any],
         log.error("worker %d: %d stats registered here and %d in the parent: the stats "
                   "registered from now on do not line up (restart mosn)", os.getpid(),
                   len(store.names), message["stats"])
+    if runtime.clusters.health.taken != message["health"]:
+        store.values[runtime.server_stats.worker_health_diverged] += 1
+        log.error("worker %d: %d host slots of shared health taken here and %d in the "
+                  "parent: the clusters added from now on may follow another's health "
+                  "(restart mosn)", os.getpid(), runtime.clusters.health.taken,
+                  message["health"])
 
 
 class WorkerChannel:
@@ -796,6 +802,7 @@ def _fork_worker(runtime: Runtime, index: int,
             if i != index:
                 theirs.close()
         runtime.store.use_row(index)
+        runtime.clusters.follows_health = True  # the parent runs the health checks
         takeover = None
         if predecessor:
             try:
@@ -986,7 +993,8 @@ class Supervisor:
         count differs says so)."""
         runtime = self.runtime
         header, blob = self.outbox.delta(snapshot)
-        message = {"xds": header, "stats": len(runtime.store.names)}
+        message = {"xds": header, "stats": len(runtime.store.names),
+                   "health": runtime.clusters.health.taken}
         try:
             for channel in self.current.channels:
                 channel.send(message, blob, runtime.listener_manager.sockets)

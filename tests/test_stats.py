@@ -231,9 +231,10 @@ def test_a_store_for_workers_takes_new_stats_in_a_step_and_sums_their_rows():
 
 
 def test_a_worker_whose_stats_differ_from_the_parents_says_so(tmp_path):
-    """The parent sends its count of stats with each snapshot; a worker that has
-    another count after serving it logs it and counts it (``follower`` stands in for
-    the control plane part: the check is this test's subject)."""
+    """The parent sends its count of stats (and of host slots of shared health taken)
+    with each snapshot; a worker that has another count after serving it logs it and
+    counts it (``follower`` stands in for the control plane part: the check is this
+    test's subject)."""
 
     class Served:
         def offer(self, header: dict[str, Any], blob: bytes) -> list[str]:
@@ -245,10 +246,15 @@ def test_a_worker_whose_stats_differ_from_the_parents_says_so(tmp_path):
     try:
         runtime.store.allocate(3)
         runtime.store.use_row(0)
-        same = len(runtime.store.names)
-        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same}, b"")
+        same, taken = len(runtime.store.names), runtime.clusters.health.taken
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same, "health": taken}, b"")
         assert runtime.store.snapshot()["server.worker_stats_diverged"] == 0
-        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14}, b"")
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14, "health": taken},
+                        b"")
         assert runtime.store.snapshot()["server.worker_stats_diverged"] == 1
+        assert runtime.store.snapshot()["server.worker_health_diverged"] == 0
+        follow_snapshot(runtime, Served(), {"xds": {}, "stats": same + 14, "health": taken + 64},
+                        b"")
+        assert runtime.store.snapshot()["server.worker_health_diverged"] == 1
     finally:
         runtime.close_sockets()

@@ -12,7 +12,7 @@ from mosn.config.models import ClusterConfig, MosnConfig
 from mosn.config.types import Address
 from mosn.observability.stats import HOST_STATS, StatsStore
 from mosn.plugins import PluginHost
-from mosn.upstream.cluster import FAILED_ACTIVE_HC, ClusterManager, Host
+from mosn.upstream.cluster import FAILED_ACTIVE_HC, ClusterManager, Host, SharedHealth
 from mosn.upstream.dns import TYPE_A, decode_answer, encode_query
 from mosn.upstream.outlier import OutlierDetector
 
@@ -147,6 +147,54 @@ def test_shared_health_reaches_other_processes_hosts():
     c.health.set(c.slot_base + c.hosts[1].slot, 0)
     cm.sync_health()
     assert c.hosts[1].healthy and c.hosts[1].healthy_since > 0
+
+
+def test_shared_health_ranges_are_given_back_and_taken_again():
+    health = SharedHealth(4, room=12)
+    assert [health.take(4, clear=True), health.take(4, clear=True),
+            health.take(4, clear=True), health.take(4, clear=True)] == [0, 4, 8, 12]
+    assert health.take(1, clear=True) is None  # the room is used up
+    health.give(4, 4)
+    health.give(8, 4)  # merged with the one before: one range of 8
+    assert health.taken == 8
+    assert health.take(6, clear=True) == 4
+    health.give(12, 4)
+    health.give(4, 6)
+    assert health.taken == 4 and health.take(12, clear=True) == 4  # all after 4 again
+
+
+def test_a_reused_range_is_cleared_by_the_process_that_writes_health_only():
+    health = SharedHealth(0, room=8)
+    start = health.take(8, clear=True)
+    health.set(start + 3, FAILED_ACTIVE_HC)
+    health.give(start, 8)
+    generation = health.generation
+    assert health.take(8, clear=False) == start  # a worker's take: the writer's bytes
+    assert health.flags[start + 3] == FAILED_ACTIVE_HC
+    health.give(start, 8)
+    assert health.take(8, clear=True) == start  # the writer's: healthy again, and told
+    assert health.flags[start + 3] == 0 and health.generation > generation
+
+
+def test_clusters_added_while_serving_share_the_managers_health():
+    """A cluster added (an xDS push, a reload in place) takes its host slots' health in
+    the manager's shared health, after the file's; a removed one gives them back, and
+    the next cluster takes them: workers find every cluster's bytes where the parent's
+    checks write them."""
+    cm, _ = manager(max_hosts=4)
+    added = ClusterConfig.model_validate({"name": "d", "max_hosts": 8,
+                                          "hosts": [{"address": "10.0.0.3:80"}]})
+    cm.add_or_update(added)
+    d = cm.get("d")
+    assert d.health is cm.health and d.slot_base == 4
+    cm.health.set(d.slot_base + d.hosts[0].slot, FAILED_ACTIVE_HC)
+    cm.sync_health()
+    assert not d.hosts[0].healthy
+    cm.remove("d")
+    cm.add_or_update(added.model_copy(update={"name": "e"}))
+    e = cm.get("e")
+    assert e.slot_base == 4 and e.hosts[0].healthy  # a cleared range
+    assert cm.health.taken == 12
 
 
 def test_host_sets_travel_with_their_slots():

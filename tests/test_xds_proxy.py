@@ -12,7 +12,9 @@ import signal
 import ssl
 import subprocess
 import sys
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -567,3 +569,98 @@ def test_workers_take_pushed_http_filters_but_not_a_local_rate_limit(start_mosn,
         for client in clients:
             assert [client.get("/").status_code for _ in range(3)] == [200] * 3  # no limit
             assert client.get("/admin").status_code == 403
+
+
+class _CheckedUpstream(BaseHTTPRequestHandler):
+    """Answers every path 200 with ``x-upstream: NAME``, but its health check path
+    ``/healthz`` 503 while the server is ``sick``: a host that fails its check and
+    would still serve a request sent to it."""
+
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        server: Any = self.server
+        status = 503 if self.path == "/healthz" and server.sick else 200
+        self.send_response(status)
+        self.send_header("x-upstream", server.name)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _checked_upstream(name: str) -> Iterator[Any]:
+    server: Any = ThreadingHTTPServer(("127.0.0.1", 0), _CheckedUpstream)
+    server.daemon_threads = True
+    server.name, server.sick, server.port = name, False, server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _only(clients: Any, names: set[str]) -> None:
+    """Each client (one per worker) reaches only the upstreams ``names``: six answers in
+    a row from them (a worker balancing round robin over a host it should not would
+    answer from it every other time), then six more."""
+    for client in clients:
+        wait_until(lambda client=client: all(
+            client.get("/").headers.get("x-upstream") in names for _ in range(6)))
+    for client in clients:
+        assert {client.get("/").headers.get("x-upstream") for _ in range(6)} <= names
+
+
+def test_workers_follow_the_health_checks_of_a_pushed_cluster(start_mosn, plane, upstreams):
+    """``--workers 2``: a push adds a cluster with an HTTP health check over two hosts,
+    one of which fails it (and would still answer): through each worker, requests
+    reach only the other (the parent runs the check; each worker reads its verdicts
+    from the shared health, where the cluster took a range after the fork). When the
+    hosts swap, both workers follow; an endpoint update keeps the health of the hosts
+    that stay; a reload's new workers follow too."""
+    port = free_port()
+    plane.set("1", snapshot(port, upstreams))
+    mosn = start_mosn(bootstrap(plane), "--workers", "2")
+    wait_until(lambda: get(port).status_code == 200)
+    with contextlib.ExitStack() as upstream_stack:
+        a, b = (upstream_stack.enter_context(_checked_upstream(name)) for name in ("a", "b"))
+        b.sick = True
+        ratings = outbound(9080, RATINGS)
+        check = {"timeout": "1s", "interval": "0.2s", "unhealthy_threshold": 1,
+                 "healthy_threshold": 1, "http_health_check": {"path": "/healthz"}}
+        pushed = snapshot(port, upstreams, cluster=ratings) + [
+            message(CLUSTERS, eds_cluster(9080, RATINGS, lb_policy="ROUND_ROBIN",
+                                          health_checks=[check]))]
+        hosts = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]
+        plane.set("2", [*pushed, message(ENDPOINTS, assignment(ratings, {"zone-a": hosts}))])
+        plane.acked(ENDPOINTS.url, "2")
+        with contextlib.ExitStack() as stack:
+            held = _one_per_worker(mosn, port, stack)
+            clients = list(held.values())
+            _only(clients, {"a"})
+            a.sick, b.sick = True, False
+            _only(clients, {"b"})
+
+            # A third host joins (a uvicorn upstream: healthy); a stays failed meanwhile.
+            hosts.append(f"127.0.0.1:{upstreams['v3']}")
+            plane.set("3", [*pushed, message(ENDPOINTS, assignment(ratings,
+                                                                    {"zone-a": hosts}))])
+            plane.acked(ENDPOINTS.url, "3")
+            for client in clients:
+                wait_until(lambda client=client: client.get("/").headers["x-upstream"] == "v3")
+            _only(clients, {"b", "v3"})
+            assert mosn.stats()["server.worker_health_diverged"] == 0
+
+        plane.stop()  # the new workers' clusters can only come from the parent
+        os.kill(mosn.proc.pid, signal.SIGHUP)
+        assert mosn.wait_stat("server.reload_success", 1,
+                              timeout=FOLLOW)["server.reload_success"] == 1
+        with contextlib.ExitStack() as stack:
+            reloaded = _one_per_worker(mosn, port, stack)
+            assert not set(reloaded) & set(held)
+            a.sick, b.sick = False, True
+            _only(reloaded.values(), {"a", "v3"})

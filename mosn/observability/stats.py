@@ -113,12 +113,13 @@ DOWNSTREAM_RQ_STATS = (
 SERVER_STATS = ("reload_success", "reload_failed", "reload_in_place", "upgrade_success",
                 "upgrade_failed", "connections_migrated", "connections_drained",
                 "connections_migration_failed", "connections_tls_drained",
-                "worker_xds_apply_failed", "worker_stats_diverged")
+                "worker_xds_apply_failed", "worker_stats_diverged", "worker_health_diverged")
 """The process's own stats (``server.``): config reloads (SIGHUP, the admin API) by
 outcome and by path, upgrades (a new process taking over) by outcome, what became
 of the connections an upgrade handed over or drained (docs/upgrade.md), and, with
 workers under a control plane, a worker that could not serve what the parent accepted
-or whose stats no longer line up with the parent's (docs/xds.md, "Workers")."""
+or whose stats or shared health no longer line up with the parent's (docs/xds.md,
+"Workers")."""
 STATS_GROWTH_ROOM = 1 << 21
 """Stats a store can register after it is allocated (listeners and clusters added at
 run time by a reload or the control plane: 500 clusters of a few dozen host slots take

@@ -9,12 +9,16 @@ Each cluster reserves ``max_hosts`` host *slots* before the workers are forked: 
 row of stats per slot in the shared stats and a health byte per slot in
 :class:`SharedHealth`. A host takes a free slot when it joins and gives it back when it
 leaves, so hosts discovered later (DNS now, registries and xDS later) have shared
-stats and shared health like the configured ones.
+stats and shared health like the configured ones. Clusters added later (a reload
+applied in place, the control plane) take their slots' health bytes from room kept in
+the same memory, in the order every process applies the changes (docs/xds.md,
+"Workers").
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import functools
 import inspect
@@ -54,6 +58,11 @@ installed; the bound keeps a plugin that makes classes on the fly from growing i
 HEALTH_SYNC_INTERVAL = 0.1
 """Seconds between a worker's looks at the shared health bytes (a single generation
 word is read; the bytes only when it changed)."""
+HEALTH_GROWTH_ROOM = 1 << 20
+"""Health bytes (host slots) kept after the file's clusters for clusters added while
+mosn serves: more host slots than the stats' room (``STATS_GROWTH_ROOM``) can give new
+clusters, with room to spare for ranges split by clusters that came and went. Address
+space only until used (an anonymous mapping's pages are made on first touch): 1 MiB."""
 
 
 @dataclass(eq=False, slots=True)
@@ -105,21 +114,71 @@ class SharedHealth:
     """One byte of health flags per host slot, in shared memory made before the fork:
     written by the process that runs the active health checks (the parent when there
     are workers), read by every worker. A generation word tells readers that
-    something changed, so a worker's periodic look is one read."""
+    something changed, so a worker's periodic look is one read.
 
-    def __init__(self, slots: int) -> None:
-        self._mem = mmap.mmap(-1, 8 + max(1, slots))
+    A cluster takes a range of ``slots`` bytes (:meth:`take`) and gives it back when it
+    leaves (:meth:`give`); ``room`` more bytes serve clusters added after the fork.
+    Every process takes and gives the same ranges in the same order (each applies the
+    same changes in the same order, as the stats store registers them,
+    :meth:`mosn.observability.stats.StatsStore.in_step`), so a cluster's bytes are at
+    the same place in each."""
+
+    def __init__(self, slots: int, room: int = 0) -> None:
+        self._mem = mmap.mmap(-1, 8 + max(1, slots + room))
         self._generation = memoryview(self._mem)[:8].cast("q")
         self.flags = memoryview(self._mem)[8:]
+        self._end = 0
+        """Bytes up to here are taken, but for the ranges in :attr:`_free`."""
+        self._free: list[tuple[int, int]] = []
+        """Ranges given back, (start, length), in order and never adjacent."""
 
     @property
     def generation(self) -> int:
         return self._generation[0]
 
+    @property
+    def taken(self) -> int:
+        """Bytes taken now (processes that took the same ranges agree on it)."""
+        return self._end - sum(length for _, length in self._free)
+
     def set(self, slot: int, flags: int) -> None:
         if self.flags[slot] != flags:
             self.flags[slot] = flags
             self._generation[0] += 1  # after the byte: a reader seeing it sees the byte
+
+    def take(self, slots: int, clear: bool) -> int | None:
+        """The start of a range of ``slots`` bytes (the first given back that fits, else
+        after the last), or None when none is left. ``clear``: this process writes the
+        health (it sets a reused range healthy; a worker must not: one that follows
+        late would clear what the writer set since)."""
+        for i, (start, length) in enumerate(self._free):
+            if length >= slots:
+                if length == slots:
+                    del self._free[i]
+                else:
+                    self._free[i] = (start + slots, length - slots)
+                break
+        else:
+            if self._end + slots > len(self.flags):
+                return None
+            start = self._end  # past the end may have been taken before, too
+            self._end += slots
+        if clear and self.flags[start:start + slots].tobytes().count(0) != slots:
+            self.flags[start:start + slots] = bytes(slots)
+            self._generation[0] += 1
+        return start
+
+    def give(self, start: int, slots: int) -> None:
+        """A range :meth:`take` gave, back (its cluster left)."""
+        free = self._free
+        i = bisect.bisect(free, (start, slots))
+        free.insert(i, (start, slots))
+        if i + 1 < len(free) and start + slots == free[i + 1][0]:
+            free[i] = (start, slots + free.pop(i + 1)[1])
+        if i > 0 and free[i - 1][0] + free[i - 1][1] == start:
+            free[i - 1] = (free[i - 1][0], free[i - 1][1] + free.pop(i)[1])
+        if free[-1][0] + free[-1][1] == self._end:
+            self._end = free.pop()[0]
 
 
 class UpstreamConnection(ClientConnection):
@@ -483,8 +542,9 @@ class ClusterManager:
     looked up by name for each request, so a change applies to the next request;
     a replaced or removed cluster's connection pools drain (requests on them finish).
 
-    Clusters added at run time have their own health memory: the in-place path is
-    for one process (with workers a reload starts new ones, docs/upgrade.md)."""
+    Every cluster's hosts have their health bytes in :attr:`health`; one added while
+    mosn serves takes a range of its room (:class:`SharedHealth`), so the workers
+    follow the health checks of a cluster the control plane adds."""
 
     def __init__(self, config: MosnConfig, plugins: PluginHost, store: StatsStore) -> None:
         self.clusters: dict[str, Cluster] = {}
@@ -493,19 +553,21 @@ class ClusterManager:
         self.discovery: dict[str, Any] = {}
         """Cluster name -> its cluster type's discovery object (hosts that change)."""
         slots = sum(cc.host_slots for cc in config.cluster_manager.clusters)
-        self.health = SharedHealth(slots)
+        self.health = SharedHealth(slots, HEALTH_GROWTH_ROOM)
+        self.follows_health = False
+        """Another process runs the health checks (a worker's): this one only reads."""
+        self._health_wanted: asyncio.Event | None = None
+        """Set when a cluster with a health check is added to a worker that follows."""
         self._last_generation = -1
         self._context = BuildContext(host=plugins, stats=store)
         self._control: anyio.abc.TaskGroup | None = None
         self._control_scopes: dict[str, anyio.CancelScope] = {}
-        base = 0
         for cc in config.cluster_manager.clusters:
-            self.clusters[cc.name] = self._build(cc, self.health, base)
-            base += cc.host_slots
+            self.clusters[cc.name] = self._build(cc)
         self.publishers: list[Callable[[dict[str, Any]], None]] = []
         """Where host-set changes go besides this process (the workers' channels)."""
 
-    def _build(self, cc: ClusterConfig, health: SharedHealth | None, base: int = 0) -> Cluster:
+    def _build(self, cc: ClusterConfig) -> Cluster:
         ctype = self.plugins.get("cluster_type", cc.type)
         assert ctype is not None, "the loader checks cluster types"
         made = ctype.factory(cc, self._context)
@@ -515,7 +577,12 @@ class ClusterManager:
         else:
             hosts = list(made.hosts)
             self.discovery[cc.name] = made
-        return Cluster(cc, hosts, self.plugins, self.store, health, base)
+        base = self.health.take(cc.host_slots, clear=not self.follows_health)
+        if base is None:
+            log.error("cluster %s: no room left for the health of its %d host slots; "
+                      "workers do not follow its health checks", cc.name, cc.host_slots)
+            return Cluster(cc, hosts, self.plugins, self.store)
+        return Cluster(cc, hosts, self.plugins, self.store, self.health, base)
 
     def get(self, name: str) -> Cluster | None:
         return self.clusters.get(name)
@@ -546,7 +613,9 @@ class ClusterManager:
                 old.made_from(config, hosts)
                 return "updated"
             self._retire(old)
-        cluster = self.clusters[config.name] = self._build(config, None)
+        cluster = self.clusters[config.name] = self._build(config)
+        if config.health_check and self._health_wanted is not None:
+            self._health_wanted.set()
         if self._control is not None:
             self._start_control(cluster)
         cluster.start_worker()
@@ -567,6 +636,8 @@ class ClusterManager:
         if scope is not None:
             scope.cancel()
         old.set_hosts([])  # the pools drain; the host slots' stats are unlabelled first
+        if old.health is self.health:
+            self.health.give(old.slot_base, old.slots)
 
     # -- once per process tree: health checks and discovery --------------------------------
 
@@ -638,8 +709,12 @@ class ClusterManager:
         process runs the health checks, following their results."""
         for cluster in self.clusters.values():
             cluster.start_worker()
-        if not follow_health or not any(c.config.health_check for c in self.clusters.values()):
+        if not follow_health:
             return
+        if not any(c.config.health_check for c in self.clusters.values()):
+            # Until the control plane adds a cluster with a health check.
+            self._health_wanted = asyncio.Event()
+            await self._health_wanted.wait()
         while True:
             self.sync_health()
             await asyncio.sleep(HEALTH_SYNC_INTERVAL)
