@@ -163,6 +163,7 @@ def _start(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"mosn start: {exc}", file=sys.stderr)
         return 2
+    server.without_grpc_fork_handlers()
     loaded = _load(args.config)
     if loaded is None:
         return 1

@@ -203,6 +203,20 @@ def raise_fd_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+GRPC_FORK_SUPPORT = "GRPC_ENABLE_FORK_SUPPORT"
+"""gRPC's switch for its fork handlers (see :func:`without_grpc_fork_handlers`)."""
+
+
+def without_grpc_fork_handlers() -> None:
+    """Turn gRPC's fork handlers off unless the environment says otherwise; call it
+    before anything imports gRPC (a config with ``dynamic_resources`` does, as it
+    loads). When on, they run in every fork: a reload forks new workers while the
+    parent's channel to the control plane streams, the handlers skip their work
+    ("Other threads are currently calling into gRPC") and the child then crashed in
+    them, about one reload in three. The workers never use the parent's channel."""
+    os.environ.setdefault(GRPC_FORK_SUPPORT, "false")
+
+
 def run(loaded: LoadedConfig, workers: int = 1, run_directory: str = "") -> int:
     """Serve until a signal (or until a new process took over); returns the process
     exit code. ``run_directory``: where the upgrade socket lives (``--run-dir``)."""

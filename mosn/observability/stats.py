@@ -132,6 +132,7 @@ GAUGES = frozenset({
     "upstream_rq_active", "upstream_rq_pending_active", "upstream_rq_retry_active",
     "health_check.healthy", "outlier_detection.ejections_active", "rq_active",
     "outlier_ejected", "downstream_rq_active", "buffered_bytes", "active",
+    "connected_state", "version",  # the control plane's: Envoy's gauges too
 })
 HISTOGRAM_BUCKETS_MS = (0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000,
                         30000, 60000, 300000, 600000, 1800000, 3600000)
