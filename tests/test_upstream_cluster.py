@@ -45,15 +45,18 @@ def test_set_hosts_keeps_known_hosts_and_reuses_slots():
     kept, new = c.hosts
     assert kept is first and kept.weight == 7 and kept.active_requests == 5
     assert removed == [[second]]
-    assert new.slot == 2 and new.healthy_since > 0  # a new host ramps (slow start)
+    # The freed slot is taken before the unused one; its old counts are not the new host's.
+    assert new.slot == second_slot and second.slot == -1
+    assert new.healthy_since > 0  # a new host ramps (slow start)
     stats = store.snapshot()
     assert "cluster.c.host.10.0.0.3:80.cx_total" in stats
     assert "cluster.c.host.10.0.0.2:80.cx_total" not in stats
-    # The freed slot is taken next; its old counts are not the new host's.
-    store.values[second.stats.rq_total] += 4  # type: ignore[index, union-attr]
-    c.set_hosts([*c.hosts, host("10.0.0.4")])
-    assert c.hosts[-1].slot == second_slot and second.slot == -1
+    store.values[new.stats.rq_total] += 4  # type: ignore[index, union-attr]
+    c.set_hosts([kept, host("10.0.0.4")])
+    assert c.hosts[-1].slot == second_slot and new.slot == -1
     assert store.snapshot()["cluster.c.host.10.0.0.4:80.rq_total"] == 0
+    c.set_hosts([*c.hosts, host("10.0.0.5")])  # no slot given back: an unused one
+    assert c.hosts[-1].slot == 2
 
 
 def test_a_reused_slot_shows_its_new_hosts_counters_and_the_gauges_it_inherits():
@@ -81,6 +84,9 @@ def test_host_slots_cost_stats_only_once_taken():
     names = [store.name(i) for i in range(len(store.names))]
     assert not any("#3." in name or "#999." in name for name in names)
     assert store.snapshot()["cluster.c.host.10.0.0.3:80.cx_total"] == 0
+    registered = len(store.names)
+    c.set_hosts([host(f"10.0.1.{i}") for i in range(1, 4)])  # every host moves
+    assert len(store.names) == registered  # the three slots given back are taken again
 
 
 def test_an_endpoint_update_makes_hosts_only_for_entries_it_did_not_have():
@@ -205,7 +211,7 @@ def test_host_sets_travel_with_their_slots():
     control.update_hosts("c", [host("10.0.0.2"), host("10.0.0.9")])
     worker.apply(sent[0])
     assert [(str(h), h.slot) for h in worker.get("c").hosts] == \
-        [(str(h), h.slot) for h in control.get("c").hosts] == [("10.0.0.2:80", 1), ("10.0.0.9:80", 2)]
+        [(str(h), h.slot) for h in control.get("c").hosts] == [("10.0.0.2:80", 1), ("10.0.0.9:80", 0)]
 
 
 def test_consecutive_gateway_failures_and_max_ejection_percent():

@@ -13,6 +13,7 @@ from mosn.config.loader import LoadedConfig
 from mosn.observability.stats import StatsStore
 from mosn.plugins import PluginHost
 from mosn.upstream.cluster import ClusterManager
+import mosn.xds.client
 from mosn.xds.apply import Composer
 from mosn.xds.client import Subscriber
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, ResourceType
@@ -109,3 +110,26 @@ def test_the_first_config_with_each_kind_of_resource_is_frozen():
     finally:
         if not frozen_before:
             gc.unfreeze()
+
+
+def test_a_response_with_the_bytes_serving_is_not_decoded_again(monkeypatch):
+    served = Served()
+    client = Subscriber(Composer({}, served.plugins, served).offer)
+    cluster = eds_cluster(9080, "hosts.default.svc.cluster.local")
+    assert push(client, CLUSTERS, "1", [cluster]) == []
+    assert push(client, ENDPOINTS, "1", [assignment(NAME, {"a": ["10.1.0.1:80"]})]) == []
+    decoded: list[str] = []
+    real = mosn.xds.client.unpack
+    monkeypatch.setattr(mosn.xds.client, "unpack",
+                        lambda kind, packed: decoded.append(kind.short) or real(kind, packed))
+    # A state-of-the-world push repeats every type: the same bytes, a new version.
+    assert push(client, CLUSTERS, "2", [cluster]) == []
+    assert push(client, ENDPOINTS, "2", [assignment(NAME, {"a": ["10.1.0.1:80"]})]) == []
+    assert decoded == [] and client.snapshot.versions[ENDPOINTS.url] == "2"
+    # Other bytes are decoded; a refused response leaves the bytes serving as they were.
+    bad = endpoint("10.1.0.2:80", 0)
+    bad["load_balancing_weight"] = 0
+    assert push(client, ENDPOINTS, "3", [assignment(NAME, {"a": [bad]})]) != []
+    assert push(client, ENDPOINTS, "4", [assignment(NAME, {"a": ["10.1.0.1:80"]})]) == []
+    assert decoded == ["eds"] and client.snapshot.versions[ENDPOINTS.url] == "4"
+    assert sorted(served.hosts()) == ["10.1.0.1:80"]

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pytest
+from envoy.config.endpoint.v3 import endpoint_components_pb2
+from google.protobuf import json_format
 
 from mosn.config.models import HostConfig
 from mosn.config.types import Address
-from mosn.xds.cluster import cluster, load_assignment
+from mosn.xds.cluster import cluster, lb_endpoint, load_assignment, plain_endpoint
 from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
@@ -218,6 +220,33 @@ def test_an_endpoint_seen_before_in_any_assignment_is_the_same_entry():
     other = load_assignment(message(ENDPOINTS, assignment("two", {"": ["10.9.0.1:80"]})))
     back = load_assignment(message(ENDPOINTS, assignment("one", {"": ["10.9.0.1:80"]})))
     assert first[0] is other[0] is back[0]
+
+
+def test_a_plain_endpoint_read_from_its_bytes_is_the_entry_its_fields_make():
+    plain = [endpoint(f"10.0.0.1:{port}") for port in (1, 80, 127, 128, 16383, 16384, 65535)]
+    plain += [endpoint("reviews.default.svc.cluster.local:9080"), endpoint("a-b.c:80")]
+    other = [endpoint("10.0.0.1:80", weight=7), endpoint("10.0.0.1:80", health="HEALTHY"),
+             endpoint("10.0.0.1:80", health="UNHEALTHY"), endpoint("10.0.0.1:0"),
+             endpoint("10.0.0.1:70000"), endpoint("fe80::1:80"), endpoint("a_b:80"),
+             endpoint(("a" * 130) + ":80"), endpoint(":80")]
+    named = endpoint("10.0.0.1:80")
+    named["endpoint"]["hostname"] = "a.svc"
+    tagged = endpoint("10.0.0.1:80")
+    tagged["metadata"] = {"filter_metadata": {"envoy.lb": {"version": "v2"}}}
+    udp = endpoint("10.0.0.1:80")
+    udp["endpoint"]["address"]["socket_address"]["protocol"] = "UDP"
+    other += [named, tagged, udp, endpoint("10.0.0.1:80", weight=1), {"endpoint_name": "x"}]
+    for data in plain:
+        lb = json_format.ParseDict(data, endpoint_components_pb2.LbEndpoint())
+        errors: list[str] = []
+        read = plain_endpoint(lb.SerializeToString())
+        assert read is not None and read == lb_endpoint(lb, errors) and not errors
+    for data in other:
+        lb = json_format.ParseDict(data, endpoint_components_pb2.LbEndpoint())
+        assert plain_endpoint(lb.SerializeToString()) is None, data
+    bytes_ = json_format.ParseDict(plain[1], endpoint_components_pb2.LbEndpoint()).SerializeToString()
+    assert plain_endpoint(bytes_ + bytes_) is None  # two endpoints' bytes are no endpoint
+    assert plain_endpoint(bytes_[:-1]) is None
 
 
 def test_a_checked_host_entry_is_the_validated_one():

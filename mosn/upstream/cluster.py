@@ -304,7 +304,12 @@ class Cluster:
         self.health = health if health is not None else SharedHealth(self.slots)
         self.slot_base = slot_base
         self._host_stats = store.slot_scopes(f"cluster.{config.name}.host", HOST_STATS, self.slots)
-        self._free_slots: collections.deque[int] = collections.deque(range(self.slots))
+        self._free_slots: collections.deque[int] = collections.deque()
+        """Slots hosts gave back, the oldest first: taken before unused ones, as their
+        stats are registered (a first take registers a slot's 14; an endpoint push that
+        moves 1,000 hosts takes the 1,000 slots they leave)."""
+        self._unused: collections.deque[int] = collections.deque(range(self.slots))
+        """Slots no host has taken yet."""
         self.hosts: list[Host] = []
         self.lb: Any = None
         self.lb_uses_downstream = False
@@ -443,14 +448,17 @@ class Cluster:
 
     def _take_slot(self, host: Host) -> bool:
         if 0 <= host.slot < self.slots:
-            try:
-                self._free_slots.remove(host.slot)
-            except ValueError:
-                return False
-            return True
-        if not self._free_slots:
+            for free in (self._free_slots, self._unused):
+                try:
+                    free.remove(host.slot)
+                except ValueError:
+                    continue
+                return True
             return False
-        host.slot = self._free_slots.popleft()
+        free = self._free_slots or self._unused
+        if not free:
+            return False
+        host.slot = free.popleft()
         return True
 
     def rebuild_lb(self) -> None:

@@ -87,6 +87,9 @@ class Subscriber:
         self.stats = stats
         self.snapshot = snapshot or Snapshot()
         self.connected = asyncio.Event()
+        self._served: dict[str, list[tuple[str, bytes]]] = {}
+        """Type URL -> the resources (type and bytes) of the state-of-the-world
+        response serving now: the same bytes again are the same resources."""
 
     def _set_connected(self, up: bool) -> None:
         if up == self.connected.is_set():
@@ -105,6 +108,13 @@ class Subscriber:
         errors: list[str] = []
         if kind is None or kind not in self.types:
             return [f"mosn did not subscribe to {response.type_url!r}"]
+        served = [(packed.type_url, packed.value) for packed in response.resources]
+        if served == self._served.get(kind.url):
+            # A state-of-the-world push repeats every type: the resources serving,
+            # byte for byte, are not decoded again (a route table of thousands of
+            # routes is some 0.5 ms to decode and compare).
+            self._same_again(kind, response.version_info)
+            return []
         for packed in response.resources:
             try:
                 message = unpack(kind, packed)
@@ -118,8 +128,11 @@ class Subscriber:
         if errors:
             self._refused(kind, response.version_info, errors)
             return errors
-        return self._take(kind, updates, set(), kind.wildcard, response.version_info,
-                          {name: response.version_info for name in updates})
+        errors = self._take(kind, updates, set(), kind.wildcard, response.version_info,
+                            {name: response.version_info for name in updates})
+        if not errors:
+            self._served[kind.url] = served
+        return errors
 
     def _refused(self, kind: ResourceType, version: str, errors: list[str]) -> None:
         if self.stats is not None:
@@ -127,6 +140,14 @@ class Subscriber:
             self.stats.rejected(kind.short)
         log.warning("xDS: %s version %s refused: %s", kind.short.upper(), version,
                     "; ".join(errors))
+
+    def _same_again(self, kind: ResourceType, version: str) -> None:
+        """The resources serving came again as ``version``: it is the version now."""
+        self.snapshot = self.snapshot.copy()
+        self.snapshot.versions[kind.url] = version
+        if self.stats is not None:
+            self.stats.attempt(kind.short)
+            self.stats.success(kind.short, version)
 
     def _take(self, kind: ResourceType, updates: dict[str, Any], removed: set[str],
               replace: bool, version: str, versions: dict[str, str]) -> list[str]:
@@ -140,11 +161,7 @@ class Subscriber:
                 and (not replace or set(updates) == set(current))):
             # The same resources again (a state-of-the-world push repeats every
             # type): nothing to translate or apply; the version moves on.
-            self.snapshot = self.snapshot.copy()
-            self.snapshot.versions[kind.url] = version
-            if self.stats is not None:
-                self.stats.attempt(kind.short)
-                self.stats.success(kind.short, version)
+            self._same_again(kind, version)
             return []
         for name, message in updates.items():
             try:
