@@ -9,7 +9,6 @@ it, the loop); the reading and writing rules are the sans-IO core's
 from __future__ import annotations
 
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from mosn.network.filter import ConnectionCallbacks, FilterStatus, ReadFilter
 
@@ -17,41 +16,6 @@ _STOP = FilterStatus.STOP
 CORK_JOIN_LIMIT = 16 * 1024
 """A head waiting for its body is joined with a first chunk up to this size into one
 write (a copy is cheaper than a second send syscall); a larger chunk goes on its own."""
-
-
-class Reads:
-    """The HTTP/1 reads being handled on one loop, and the heads held back meanwhile.
-
-    A stream holds a head back to send it with its body's first bytes in one write;
-    most often the body follows within the same read (an upstream's response read
-    whole: the proxy sends the head, then the body, from that read). What is still
-    held when the outermost read being handled ends is written then, so no callback
-    is scheduled for each response; a head held outside any read (from a timer's
-    callback) is written on the loop's next turn. One per loop, so per thread."""
-
-    __slots__ = ("depth", "corked")
-
-    def __init__(self) -> None:
-        self.depth = 0
-        """Reads being handled (nested: a handler's resume may deliver held bytes)."""
-        self.corked: list[Any] = []
-        """Streams that held a head back during them."""
-
-    def flush(self) -> None:
-        corked, self.corked = self.corked, []
-        for stream in corked:
-            stream._uncork()
-
-
-_READS: WeakKeyDictionary[Any, Reads] = WeakKeyDictionary()
-
-
-def reads_of(loop: Any) -> Reads:
-    """The loop's :class:`Reads` (looked up once per connection, not per read)."""
-    reads = _READS.get(loop)
-    if reads is None:
-        reads = _READS[loop] = Reads()
-    return reads
 
 
 class FeedLoop(ReadFilter, ConnectionCallbacks):
@@ -66,8 +30,6 @@ class FeedLoop(ReadFilter, ConnectionCallbacks):
             self._unparsed.append(data)
             return _STOP
         self._parsing = True
-        reads = self._reads
-        reads.depth += 1
         try:
             self._feed(data)
             unparsed = self._unparsed
@@ -75,9 +37,6 @@ class FeedLoop(ReadFilter, ConnectionCallbacks):
                 self._feed(unparsed.pop(0))
         finally:
             self._parsing = False
-            reads.depth -= 1
-            if not reads.depth and reads.corked:
-                reads.flush()
         if self._after_reads_due:
             self._after_reads()
         return _STOP
@@ -106,15 +65,11 @@ class StreamIO:
                 conn.write(corked)
         conn.write(data)
 
-    def _cork(self, reads: Reads, conn: Any, data: bytes) -> None:
+    def _cork(self, conn: Any, data: bytes) -> None:
         """Hold a head for the body that most often follows within the same call
-        from the proxy; written at the end of the read being handled if it does not
-        (:class:`Reads`), or on the loop's next turn outside a read."""
+        from the proxy; flushed on the next loop turn if it does not."""
         self.corked = data
-        if reads.depth:
-            reads.corked.append(self)
-        else:
-            conn.loop.call_soon(self._uncork)
+        conn.loop.call_soon(self._uncork)
 
     def _read_disable(self, conn: Any, disable: bool) -> None:
         """Counted, so a stream only releases what it asked for."""

@@ -15,7 +15,7 @@ from mosn.stream.types import (
     ResponseHead,
     StreamResetReason,
 )
-from mosn_http1.adapter import FeedLoop, StreamIO, reads_of
+from mosn_http1.adapter import FeedLoop, StreamIO
 from mosn_http1.config import Limits
 from mosn_http1.handlers import TUNNEL
 from mosn_http1.readers import ResponseReader
@@ -66,7 +66,7 @@ class ClientStream(RequestWriter, StreamIO):
             if codec._tunnel:
                 self._request_end()
         else:
-            self._cork(codec._reads, codec.conn, data)
+            self._cork(codec.conn, data)
 
     def send_data(self, data: bytes, end_stream: bool) -> None:
         if self.dead or not IDLE < self.request < DONE:  # sending a body
@@ -130,7 +130,7 @@ class ClientConnection(FeedLoop):
     __slots__ = (
         "conn", "on_idle", "_reader", "_stream", "_keep_alive", "_closed", "_above",
         "_tunnel", "_response_ended", "_parsing", "_unparsed", "_after_reads_due",
-        "_reused", "_reads",
+        "_reused",
     )
 
     def __init__(self, conn: Any, on_idle: Callable[[], None], limits: Limits = Limits()) -> None:
@@ -147,7 +147,6 @@ class ClientConnection(FeedLoop):
         self._response_ended = False
         self._parsing = False
         self._unparsed: list[bytes] = []
-        self._reads = reads_of(conn.loop)
         self._after_reads_due = False
         """A response ended while reads were handled: the pool hears of it after."""
         self._reused = False

@@ -31,7 +31,7 @@ from mosn.stream.types import (
     StreamResetReason,
 )
 from mosn_http1 import frames
-from mosn_http1.adapter import CORK_JOIN_LIMIT, FeedLoop, StreamIO, reads_of
+from mosn_http1.adapter import CORK_JOIN_LIMIT, FeedLoop, StreamIO
 from mosn_http1.config import Limits
 from mosn_http1.readers import RequestReader
 from mosn_http1.state import (
@@ -110,8 +110,9 @@ class ServerStream(ResponseWriter, StreamIO):
             self._write(data)
         else:
             # The body follows, most often within this same call from the proxy:
-            # one write for both (flushed after the read being handled if it does not).
-            self._cork(codec._reads, codec.conn, data)
+            # one write for both (flushed on the next loop turn if it does not).
+            self.corked = data
+            codec.conn.loop.call_soon(self._uncork)
         if tunnel:
             codec._open_tunnel(self)
         if end_stream:
@@ -195,7 +196,6 @@ class ServerConnection(FeedLoop):
         "_parsing", "_unparsed", "_paused", "_above", "_going_away", "_closed", "_tunnel",
         "_tunnel_open", "_tunnel_buffer", "_upgrades", "_switch", "_head_timeout",
         "_head_timer", "_slow_head", "_reparse", "_migrating", "_after_reads_due",
-        "_reads",
     )
 
     def __init__(self, conn: Any, new_stream: Callable[[ServerStream], RequestHandler],
@@ -227,7 +227,6 @@ class ServerConnection(FeedLoop):
         self._reading = True
         self._parsing = False
         self._unparsed: list[bytes] = []
-        self._reads = reads_of(conn.loop)
         self._paused = False
         self._above = False
         self._going_away = False

@@ -9,11 +9,10 @@ import weakref
 import pytest
 
 from mosn.network.filter import CloseType, ConnectionEvent
-from mosn.stream.types import Headers, RequestHead, ResponseHead, StreamResetReason
-from mosn.testing.streams import Recorder
+from mosn.stream.types import Headers, ResponseHead, StreamResetReason
 
-from http1_fakes import FakeConnection, Server
-from mosn_http1 import ClientConnection, Limits
+from http1_fakes import Server
+from mosn_http1 import Limits
 
 GET = b"GET /a?b=1 HTTP/1.1\r\nHost: example.com\r\nX-Foo: Bar\r\n\r\n"
 
@@ -146,28 +145,6 @@ def test_response_head_without_body_yet_goes_out_on_the_next_loop_turn():
     assert srv.conn.take() == b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
     stream.send_data(b"abc", True)
     assert srv.conn.writes == [b"3\r\nabc\r\n0\r\n\r\n"]
-
-
-def test_a_head_held_during_an_upstream_read_goes_out_when_that_read_ends():
-    """The proxy's way: a response read from upstream is answered downstream from
-    within that read. A head held back for its body is written as the read ends when
-    no body came in it, with no callback scheduled for a later loop turn."""
-    srv = Server()
-    srv.conn.receive(GET)
-    downstream = srv.handlers[0].stream
-
-    class Relay(Recorder):
-        def on_headers(self, head, end_stream):
-            super().on_headers(head, end_stream)
-            downstream.send_headers(ResponseHead(200), end_stream)
-
-    up = FakeConnection()
-    up.loop = srv.conn.loop  # one loop for both sides, as in the proxy
-    client = ClientConnection(up, lambda: None)
-    client.new_stream(Relay()).send_headers(RequestHead("GET", "/", "a"), True)
-    up.receive(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n")  # its body comes later
-    assert srv.conn.take() == b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
-    assert srv.conn.loop.soon == []
 
 
 def test_large_first_chunk_is_not_copied_onto_the_head():
