@@ -92,6 +92,7 @@ def child(n: int, untyped: bool) -> float:
     from mosn.proxy.http import HTTP_SEMANTICS
     from mosn.proxy.observer import ObserverHooks
     from mosn.proxy.stream import DownstreamStream
+    from mosn.proxy.deadlines import Deadlines
     from mosn.proxy.stream_filter import StreamFilter
     from mosn.router import Routers, parse_routers
     from mosn.stream.types import Headers, RequestHead, ResponseHead
@@ -137,7 +138,7 @@ def child(n: int, untyped: bool) -> float:
     protocol = SimpleNamespace(name="Http1")
     ctx = SimpleNamespace(
         stream_filters=[Idle], max_request_bytes=None, observers=ObserverHooks(()),
-        streams=None, route_table=Routers(parse_routers(ROUTERS))["web"], clusters=clusters,
+        streams=None, deadlines=Deadlines(), route_table=Routers(parse_routers(ROUTERS))["web"], clusters=clusters,
         timeout=route_timeout(0), normalize_path=True, merge_slashes=False,
         escaped_slashes="KEEP_UNCHANGED", semantics={"Http1": HTTP_SEMANTICS},
         upstream_protocol=lambda route, name: protocol, pool=lambda c, h, p: pool)

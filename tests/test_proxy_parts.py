@@ -9,6 +9,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from mosn.proxy import FRAME_SEMANTICS, HTTP_SEMANTICS, ProtocolSemantics
+from mosn.proxy.deadlines import Deadlines
 from mosn.proxy.local_reply import local_reply
 from mosn.proxy.observer import ObserverHooks
 from mosn.proxy.retry import RetryState, replayable
@@ -120,3 +121,93 @@ def test_an_ended_try_lets_go_of_its_client_stream() -> None:
     try_.on_headers(ResponseHead(200, Headers()), True)
     try_.detach()
     assert try_.stream is None and try_.downstream is None and host.active_requests == 0
+
+
+class _Clock:
+    """A loop's ``time``/``call_at``/``is_closed`` with a clock the test moves: the
+    timer armed last is the one that fires."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.armed: list[tuple[float, object]] = []  # (when, callback), cancelled taken out
+
+    def time(self) -> float:
+        return self.now
+
+    def is_closed(self) -> bool:
+        return False
+
+    def call_at(self, when: float, callback):
+        entry = (when, callback)
+        self.armed.append(entry)
+        return SimpleNamespace(cancel=lambda: self.armed.remove(entry))
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock on, firing every timer due on the way, in time order."""
+        end = self.now + seconds
+        while self.armed and min(self.armed)[0] <= end:
+            entry = min(self.armed, key=lambda e: e[0])
+            self.armed.remove(entry)
+            self.now = max(self.now, entry[0])
+            entry[1]()
+        self.now = end
+
+
+class _Timed:
+    def __init__(self, name: str, fired: list[str]) -> None:
+        self.name, self.fired = name, fired
+
+    def on_deadline(self) -> None:
+        self.fired.append(self.name)
+
+
+def test_route_timeouts_share_one_timer() -> None:
+    """Every stream's deadline is met, however they were added and discarded, with one
+    timer armed at a time; a stream discarded in time never hears of it."""
+    clock, deadlines, fired = _Clock(), Deadlines(), []
+    a, b, c, d = (_Timed(n, fired) for n in "abcd")
+    deadlines.add(clock, a, 5.0)
+    clock.advance(1.0)
+    deadlines.add(clock, b, 5.0)   # later than the armed timer: no new one
+    assert len(clock.armed) == 1
+    deadlines.add(clock, c, 2.0)   # earlier: the timer moves to it
+    assert len(clock.armed) == 1 and clock.armed[0][0] == 103.0
+    deadlines.discard(c)
+    clock.advance(2.5)             # c's deadline passed, discarded: nothing fires
+    assert fired == [] and len(deadlines) == 2
+    clock.advance(1.0)             # 104.5: nothing is due before a's 105
+    assert fired == []
+    deadlines.add(clock, d, 0.25)  # earlier than a: the timer moves to it
+    clock.advance(0.25)            # 104.75: d only
+    assert fired == ["d"]
+    deadlines.discard(b)
+    clock.advance(0.25)            # 105: a
+    assert fired == ["d", "a"] and len(deadlines) == 0 and clock.armed == []
+    deadlines.add(clock, b, 1.0)   # after it all fired, a timer is armed again
+    clock.advance(1.0)
+    assert fired == ["d", "a", "b"]
+
+
+def test_a_timeout_may_add_streams_and_one_failing_stops_no_other() -> None:
+    clock, deadlines, fired = _Clock(), Deadlines(), []
+
+    class Broken:
+        def on_deadline(self) -> None:
+            raise RuntimeError("a bug in one stream")
+
+    late = _Timed("late", fired)
+
+    class Chained(_Timed):
+        def on_deadline(self) -> None:
+            super().on_deadline()
+            deadlines.add(clock, late, 10.0)  # armed for later than what is left
+
+    deadlines.add(clock, Broken(), 1.0)
+    deadlines.add(clock, Chained("chained", fired), 1.0)
+    deadlines.add(clock, _Timed("next", fired), 2.0)
+    clock.advance(1.0)
+    assert fired == ["chained"]
+    clock.advance(1.0)  # "next" is still timed, though "late" armed the timer for 11 s
+    assert fired == ["chained", "next"]
+    clock.advance(9.0)
+    assert fired == ["chained", "next", "late"]

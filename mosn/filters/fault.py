@@ -69,8 +69,9 @@ class Injection:
         if self.cluster and (stream.cluster is None or stream.cluster.name != self.cluster):
             return FilterStatus.CONTINUE
         head = stream.request
-        if not all(m.matches(head.headers, head.method) for m in self.matchers):
-            return FilterStatus.CONTINUE
+        for m in self.matchers:  # a loop, not all() over a generator made per request
+            if not m.matches(head.headers, head.method):
+                return FilterStatus.CONTINUE
         if self.delay is not None and _chosen(self.delay.percentage):
             stream.response_flags.append(DELAY_INJECTED)
             asyncio.get_running_loop().call_later(

@@ -81,6 +81,7 @@ class Connection(asyncio.Protocol):
         self.id = next(_ids)
         self.loop = loop
         self.transport: asyncio.Transport | None = None
+        self._peer: Any = None
         self.read_filters: list[ReadFilter] = []
         self.write_filters: list[WriteFilter] = []
         self.callbacks: list[ConnectionCallbacks] = []
@@ -145,7 +146,12 @@ class Connection(asyncio.Protocol):
 
     @property
     def remote_address(self) -> Any:
-        return self.transport.get_extra_info("peername") if self.transport else None
+        peer = self._peer
+        if peer is None and self.transport is not None:
+            # Kept: the loop builds the address anew on every ask (uvloop converts the
+            # socket address each time), and the proxy asks on every request.
+            peer = self._peer = self.transport.get_extra_info("peername")
+        return peer
 
     @property
     def local_address(self) -> Any:

@@ -24,6 +24,7 @@ from mosn.network.filter import (
 )
 from mosn.plugins import BuildContext, Extension, PluginHost, hookimpl
 from mosn.proxy.config import AUTO, ProxyConfig
+from mosn.proxy.deadlines import Deadlines
 from mosn.proxy.guard import GuardedProtocol
 from mosn.proxy.observer import (
     MAX_CONNECTION_DURATION,
@@ -96,6 +97,8 @@ class ProxyContext:
             set() if self.stream_idle_timeout else None
         """The streams in flight, swept for idle ones (None: no stream idle timeout)."""
         self._sweep: asyncio.TimerHandle | None = None
+        self.deadlines = Deadlines()
+        """The route timeouts of the streams in flight, on one timer."""
         self.stream_filters: list[Callable[[], StreamFilter]] = list(context.stream_filters)
         self.observers = ObserverHooks(context.observers)
         self._pools: dict[tuple[Any, str], ConnectionPool] = {}

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from mosn.network.tls import WithTlsVariables
 from mosn.proxy import grpc
+from mosn.proxy.deadlines import Deadlines
 from mosn.proxy.filter_manager import FilterManager, make_filters
 from mosn.proxy.local_reply import FAILURE_BODY, local_reply
 from mosn.proxy.retry import (
@@ -128,7 +129,8 @@ class DownstreamStream:
         """Made when the route has a retry policy."""
         self._tried: list[Host] | None = None
         """The hosts tried, once a try failed and another may follow."""
-        self._timer: Any = None
+        self._timer: Deadlines | None = None
+        """What times the route timeout (the proxy's deadlines), once it runs."""
         self._read_disabled = False
         self._shadows: list[ShadowRequest] | None = None
         self._trailers: Headers | None = None
@@ -526,7 +528,7 @@ class DownstreamStream:
         semantics = self.semantics
         self.bytes_sent += semantics.head_bytes(head)
         if self._timer is not None and semantics.opens_tunnel(head):
-            self._timer.cancel()  # a tunnel has no response end to wait for
+            self._timer.discard(self)  # a tunnel has no response end to wait for
             self._timer = None
         self.response_code = head.status
         self.response_headers = head.headers
@@ -651,9 +653,16 @@ class DownstreamStream:
         if asked and asked < timeout:
             timeout = asked
         if timeout != math.inf and not self.upgrade:  # inf: the route's timeout is disabled
-            # The connection's loop, not asyncio.get_running_loop(): on CPython 3.11
-            # that checks the process id with a getpid system call on every call.
-            self._timer = self.conn.loop.call_later(timeout, self._on_timeout, False)
+            # One timer for all of the proxy's streams, not a handle per request
+            # (mosn.proxy.deadlines). The connection's loop, not
+            # asyncio.get_running_loop(): on CPython 3.11 that checks the process id
+            # with a getpid system call on every call.
+            deadlines = self._timer = self.ctx.deadlines
+            deadlines.add(self.conn.loop, self, timeout)
+
+    def on_deadline(self) -> None:
+        """The route timeout expired (:class:`mosn.proxy.deadlines.Deadlines`)."""
+        self._on_timeout(False)
 
     def _on_timeout(self, per_try: bool) -> None:
         if self.done:
@@ -773,7 +782,7 @@ class DownstreamStream:
         if self._retry_state is not None:  # a retry never started gives its count back
             self._retry_state.release(self.cluster)
         if self._timer is not None:
-            self._timer.cancel()
+            self._timer.discard(self)
             self._timer = None
         upstream = self.upstream
         if upstream is not None:

@@ -145,9 +145,9 @@ class PoolClient(ConnectionCallbacks):
             return self.streams < self.pool.max_streams_per_connection
         return self.streams == 0
 
-    def attach(self, request: PendingRequest) -> None:
+    def attach(self, handler: ResponseHandler, callbacks: PoolCallbacks) -> None:
         self.streams += 1
-        request.callbacks.on_pool_ready(self.codec.new_stream(request.handler), self)
+        callbacks.on_pool_ready(self.codec.new_stream(handler), self)
 
 
 class ConnectionPool:
@@ -186,7 +186,6 @@ class ConnectionPool:
         """Calls ``callbacks.on_pool_ready`` now (and returns None) or later (and
         returns the pending request, to cancel); ``on_pool_failure`` on overflow or when
         no connection can be made."""
-        request = PendingRequest(self, handler, callbacks)
         ready = self.ready
         while ready and len(self.clients) - self.connecting >= self.connections_per_host:
             client = ready.pop()
@@ -196,7 +195,7 @@ class ConnectionPool:
                         and client.streams + 1 < self.max_streams_per_connection:
                     client.ready = True
                     ready.appendleft(client)  # round robin over the connections
-                client.attach(request)
+                client.attach(handler, callbacks)  # no PendingRequest: nothing waits
                 return None
         cluster = self.cluster
         limit = getattr(cluster, "max_pending_requests", 0)
@@ -206,6 +205,7 @@ class ConnectionPool:
                 cluster.count(cluster.more.upstream_rq_pending_overflow)
             callbacks.on_pool_failure(StreamResetReason.OVERFLOW)
             return None
+        request = PendingRequest(self, handler, callbacks)
         self.pending.append(request)
         if self._values is not None:
             self._values[self._pending_index] += 1
@@ -254,7 +254,8 @@ class ConnectionPool:
             return
         while self.pending and client.has_capacity():
             self.pending_done(1)
-            client.attach(self.pending.popleft())
+            request = self.pending.popleft()
+            client.attach(request.handler, request.callbacks)
         if self.draining:
             if client.streams == 0:
                 client.conn.close(CloseType.FLUSH_WRITE)
