@@ -196,6 +196,18 @@ def interrupted(signum, frame):
 
 # --- setup -------------------------------------------------------------------
 
+def mosn_trees(parser: argparse.ArgumentParser, specs: list[str]) -> dict[str, Path]:
+    """The peers "mosn@LABEL" of a harness's --mosn-tree LABEL=DIR options, each with its
+    source tree; refuses a spec that is not LABEL=DIR with DIR holding mosn/__init__.py."""
+    trees = {}
+    for spec in specs:
+        label, _, tree = spec.partition("=")
+        if not label or not (Path(tree) / "mosn" / "__init__.py").is_file():
+            parser.error(f"--mosn-tree {spec}: not LABEL=DIR with DIR holding mosn/__init__.py")
+        trees[f"mosn@{label}"] = Path(tree).resolve()
+    return trees
+
+
 def tree_pythonpath(tree: Path) -> str:
     """PYTHONPATH that runs mosn from the source tree ``tree``: its core and every plugin
     of it ahead of the installed ones (every plugin, since each loads and imports the

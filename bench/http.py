@@ -119,6 +119,7 @@ from common import (
     whole_seconds,
     with_cpu,
     write_json,
+    mosn_trees,
     tree_pythonpath,
 )
 
@@ -310,11 +311,7 @@ def main() -> int:
                         help="also run mosn imported from the source tree DIR, as peer mosn@LABEL")
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
-    for spec in args.mosn_tree:
-        label, _, tree = spec.partition("=")
-        if not label or not (Path(tree) / "mosn" / "__init__.py").is_file():
-            parser.error(f"--mosn-tree {spec}: not LABEL=DIR with DIR holding mosn/__init__.py")
-        MOSN_TREES[f"mosn@{label}"] = Path(tree).resolve()
+    MOSN_TREES.update(mosn_trees(parser, args.mosn_tree))
     wanted += MOSN_TREES
     pairs = PAIRS + [(name, "mosn", FIGURES) for name in MOSN_TREES]
     window = whole_seconds(args, "wrk")
