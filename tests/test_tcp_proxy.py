@@ -485,8 +485,8 @@ async def _until(condition: Any, what: str) -> None:
 
 def test_a_connected_pair_is_spliced_and_a_new_filter_ends_the_splice():
     """Once the upstream is connected the pair forwards from the read callback itself
-    (spliced), counting every byte; a write filter added later ends the splice both
-    ways, and the filter sees the next bytes."""
+    (spliced), counting every byte (stats read while it is spliced are exact); a write
+    filter added later ends the splice both ways, and the filter sees the next bytes."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -510,6 +510,11 @@ def test_a_connected_pair_is_spliced_and_a_new_filter_ends_the_splice():
         assert upstream is not None and upstream.spliced is downstream
         assert upstream.remote_address[1] == echo_port
         assert not downstream.splice(upstream, *downstream.read_filters, *upstream.read_filters)
+        stats = store.snapshot()  # a spliced pair's counts, exact when read
+        assert stats["listener.t.downstream_cx_rx_bytes_total"] == 3
+        assert stats["listener.t.downstream_cx_tx_bytes_total"] == 3
+        assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == 3
+        assert stats["cluster.backend.upstream_cx_rx_bytes_total"] == 3
 
         tap = _Tap()
         downstream.add_write_filter(tap)

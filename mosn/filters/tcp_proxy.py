@@ -316,8 +316,9 @@ class Session(ReadFilter, ConnectionCallbacks):
                 if migrated[1]:
                     self.downstream.write(migrated[1])  # read from upstream, not yet written
             self.downstream.read_disable(False)
-            if self.splices:
-                self.downstream.splice(self.upstream, self, self._upstream_side)  # type: ignore[arg-type]
+            upstream = self.upstream
+            if self.splices and upstream is not None:
+                self.downstream.splice(upstream, self, self._upstream_side)
         elif event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
             outlier = self.upstream.host.outlier  # type: ignore[union-attr]
             if outlier is not None:
