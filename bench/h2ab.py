@@ -30,7 +30,11 @@ WARMUP = 1  # seconds of h2load per mosn before the first run
 
 
 def export(revision: str, into: Path) -> Path:
-    """The tree of revision, exported under into."""
+    """The tree of revision, exported under into; a revision that is a directory
+    holding mosn/__init__.py (another checkout, with its compiled modules built or
+    not) is that tree itself."""
+    if (Path(revision) / "mosn" / "__init__.py").is_file():
+        return Path(revision).resolve()
     tree = into / "tree"
     tree.mkdir()
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision], capture_output=True, check=True)

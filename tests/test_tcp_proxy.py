@@ -12,10 +12,22 @@ import threading
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from conftest import free_port, tcp_proxy_config
+from mosn.config.models import MosnConfig
+from mosn.config.types import Address
+from mosn.filters.tcp_proxy import TcpProxy, TcpProxyConfig
+from mosn.network import Listener, WriteFilter, bind
+from mosn.network.filter_chain import FilterChain
+from mosn.observability.stats import LISTENER_STATS, StatsStore
+from mosn.plugins import PluginHost
+from mosn.upstream.cluster import ClusterManager
+
+DEADLINE = 10.0
+"""Seconds an in-process test waits for a condition before failing."""
 
 
 def echo_once(port: int, payload: bytes, timeout: float = 5) -> bytes:
@@ -444,3 +456,100 @@ def test_routes_pick_the_cluster_by_destination_port(start_mosn, echo_server):
     stats = mosn.wait_stat("listener.other.downstream_cx_active", 0)
     assert stats["cluster.routed.upstream_cx_total"] == 1
     assert stats["cluster.fallback.upstream_cx_total"] == 1
+
+
+class _Echo(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[attr-defined]
+
+
+class _Tap(WriteFilter):
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+
+    def on_write(self, data: bytes) -> bytes:
+        self.seen.append(data)
+        return data
+
+
+async def _until(condition: Any, what: str) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not after {DEADLINE}s: {what}")
+        await asyncio.sleep(0.01)
+
+
+def test_a_connected_pair_is_spliced_and_a_new_filter_ends_the_splice():
+    """Once the upstream is connected the pair forwards from the read callback itself
+    (spliced), counting every byte (stats read while it is spliced are exact); a write
+    filter added later ends the splice both ways, and the filter sees the next bytes."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        echo = await loop.create_server(_Echo, "127.0.0.1", 0)
+        echo_port = echo.sockets[0].getsockname()[1]
+        store = StatsStore()
+        clusters = ClusterManager(MosnConfig.model_validate({"cluster_manager": {"clusters": [
+            {"name": "backend", "hosts": [{"address": f"127.0.0.1:{echo_port}"}]}]}}),
+            PluginHost(autoload=False).load(), store)
+        scope = store.scope("listener.t", LISTENER_STATS)
+        store.allocate(1)
+        proxy = TcpProxy(TcpProxyConfig(cluster="backend"), clusters)
+        listener = Listener("t", bind(Address("127.0.0.1", 0)), store, scope,
+                            [FilterChain("0", proxy.install)])
+        await listener.start()
+        reader, writer = await asyncio.open_connection(*listener.sock.getsockname())
+        writer.write(b"one")
+        assert await reader.readexactly(3) == b"one"
+        (downstream,) = listener.connections
+        upstream = downstream.spliced
+        assert upstream is not None and upstream.spliced is downstream
+        assert upstream.remote_address[1] == echo_port
+        assert not downstream.splice(upstream, *downstream.read_filters, *upstream.read_filters)
+        stats = store.snapshot()  # a spliced pair's counts, exact when read
+        assert stats["listener.t.downstream_cx_rx_bytes_total"] == 3
+        assert stats["listener.t.downstream_cx_tx_bytes_total"] == 3
+        assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == 3
+        assert stats["cluster.backend.upstream_cx_rx_bytes_total"] == 3
+
+        tap = _Tap()
+        downstream.add_write_filter(tap)
+        assert downstream.spliced is None and upstream.spliced is None
+        writer.write(b"two")
+        assert await reader.readexactly(3) == b"two"
+        assert tap.seen == [b"two"]
+        stats = store.snapshot()
+        assert stats["listener.t.downstream_cx_rx_bytes_total"] == 6
+        assert stats["listener.t.downstream_cx_tx_bytes_total"] == 6
+        assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == 6
+        assert stats["cluster.backend.upstream_cx_rx_bytes_total"] == 6
+
+        writer.close()
+        await _until(lambda: upstream.closed and not listener.connections, "the pair closed")
+        listener.stop_accepting()
+        echo.close()
+
+    asyncio.run(main())
+
+
+def test_an_open_pairs_bytes_are_in_the_stats_as_they_pass(start_mosn, echo_server):
+    """The byte stats of a (spliced) pair are live: read while the pair is open, they
+    count what it has forwarded so far."""
+    port = free_port()
+    mosn = start_mosn(tcp_proxy_config(port, [f"127.0.0.1:{echo_server}"]))
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        for n in range(1, 4):
+            s.sendall(b"x" * 1000)
+            got = b""
+            while len(got) < 1000:
+                got += s.recv(1000 - len(got))
+            stats = mosn.wait_stat("listener.proxy.downstream_cx_tx_bytes_total", 1000 * n)
+            assert stats["listener.proxy.downstream_cx_active"] == 1
+            assert stats["listener.proxy.downstream_cx_rx_bytes_total"] == 1000 * n
+            assert stats["listener.proxy.downstream_cx_tx_bytes_total"] == 1000 * n
+            assert stats["cluster.backend.upstream_cx_tx_bytes_total"] == 1000 * n
+            assert stats["cluster.backend.upstream_cx_rx_bytes_total"] == 1000 * n

@@ -11,6 +11,12 @@ Each proxied pair counts as an active request on its host (for ``LB_LEAST_REQUES
 the cluster's ``max_connections`` circuit breaker closes a new client at once when
 it is full (``upstream_cx_overflow``); connect failures and successes feed the
 cluster's outlier detection.
+
+Once the upstream is connected, the two connections are spliced
+(``Connection.splice``): each read is written to the other side from the read
+callback itself, with the same stats, idle timeout, buffer budget and backpressure,
+and none of the session's calls per read. A session with access logs is not spliced
+(it counts its own bytes per read).
 """
 
 from __future__ import annotations
@@ -199,6 +205,9 @@ class Session(ReadFilter, ConnectionCallbacks):
 
     __slots__ = ("proxy", "downstream", "upstream", "cluster", "tried", "_upstream_side", "host")
 
+    splices = True
+    """Whether the pair is spliced once connected (``on_data`` only writes on)."""
+
     def __init__(self, proxy: TcpProxy, downstream: Connection) -> None:
         self.proxy = proxy
         self.downstream = downstream
@@ -307,6 +316,9 @@ class Session(ReadFilter, ConnectionCallbacks):
                 if migrated[1]:
                     self.downstream.write(migrated[1])  # read from upstream, not yet written
             self.downstream.read_disable(False)
+            upstream = self.upstream
+            if self.splices and upstream is not None:
+                self.downstream.splice(upstream, self, self._upstream_side)
         elif event is ConnectionEvent.CONNECT_FAILED or event is ConnectionEvent.CONNECT_TIMEOUT:
             outlier = self.upstream.host.outlier  # type: ignore[union-attr]
             if outlier is not None:
@@ -323,6 +335,8 @@ class LoggedSession(Session):
     TCP proxy sessions too). Sessions of listeners without logs pay nothing."""
 
     __slots__ = ("record",)
+
+    splices = False
 
     def __init__(self, proxy: TcpProxy, downstream: Connection) -> None:
         super().__init__(proxy, downstream)

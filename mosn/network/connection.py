@@ -16,6 +16,16 @@ Between the transport and the read filters a connection may have a *stage*: the
 listener filters reading the first bytes (:mod:`mosn.network.listener_filter`), then
 TLS (:mod:`mosn.network.tls`), which turns ciphertext into plaintext on the way in and
 back on the way out. A plaintext connection has none and pays one test per read.
+
+Two connections that only pass bytes to each other (``tcp_proxy``'s pair) can be
+*spliced* (``splice``): each read is then written to the other's transport from
+``data_received`` itself, as the least forwarder on uvloop does, with the same byte
+stats, idle-timeout activity and buffer budget as ``write``, and no call through the
+read filters or the write path. Any change to either connection (a filter or stage
+added, a half-close, a close) ends the splice, and the filters see every byte again.
+A spliced read counts its bytes in plain ints on the two connections, written to the
+stats store when the splice ends, every ``SPLICE_FLUSH_INTERVAL`` and whenever the
+process reads its stats (``flush_spliced_bytes``, a refresher of the listener's store).
 """
 
 from __future__ import annotations
@@ -62,7 +72,34 @@ UNREAD_LIMIT = 256 * 1024
 response's end) take a few KiB; more is not waited for."""
 _PEER_RESET = (ConnectionResetError, BrokenPipeError)
 _STOP = FilterStatus.STOP
+SPLICE_FLUSH_INTERVAL = 0.5
+"""Seconds between writes of the spliced pairs' byte counts to the stats store. Adding
+to a shared-memory stat cell on every read cost about 1 us per ping-pong round trip
+(two cells per read) against a plain int; the process's own stats reads flush first,
+so they are exact, and a worker's parent sees the counts at most this late."""
 _ids = itertools.count(1)
+_spliced: set["Connection"] = set()
+"""This process's spliced connections (their byte counts flushed together)."""
+_flush: list[Any] = [None, None]
+"""The loop and the timer handle of the periodic flush, while one is armed."""
+
+
+def flush_spliced_bytes() -> None:
+    """Write every spliced connection's byte counts to the stats store now."""
+    for conn in _spliced:
+        conn.flush_bytes()
+
+
+def _periodic_flush() -> None:
+    _flush[1] = None
+    flush_spliced_bytes()
+    _arm_flush(_flush[0])
+
+
+def _arm_flush(loop: asyncio.AbstractEventLoop) -> None:
+    if _spliced and (_flush[1] is None or _flush[0] is not loop) and not loop.is_closed():
+        _flush[0] = loop
+        _flush[1] = loop.call_later(SPLICE_FLUSH_INTERVAL, _periodic_flush)
 _NO_STATS = memoryview(bytearray(16)).cast("q")
 
 
@@ -111,13 +148,20 @@ class Connection(asyncio.Protocol):
         identity), or None for plaintext."""
         self._stage: Any = None
         self._intake: Callable[[bytes], bytes] | None = None
+        self._sink: Connection | None = None
+        """The spliced peer (``splice``): what is read here is written there."""
+        self._rx_unflushed = 0
+        self._tx_unflushed = 0
+        """Bytes read and written while spliced, not yet in the stats store."""
 
     # -- building -----------------------------------------------------------------------
 
     def add_read_filter(self, f: ReadFilter) -> None:
+        self.unsplice()
         self.read_filters.append(f)
 
     def add_write_filter(self, f: WriteFilter) -> None:
+        self.unsplice()
         self.write_filters.append(f)
 
     def add_callbacks(self, cb: ConnectionCallbacks) -> None:
@@ -129,6 +173,7 @@ class Connection(asyncio.Protocol):
         the other with ``add_read_filter``/``add_callbacks`` and says whether it took
         the connection. If it did not, ``codec`` is put back where it was. An HTTP/1.1
         upgrade to a protocol the proxy speaks (``h2c``) is made so."""
+        self.unsplice()
         filters, callbacks = self.read_filters, self.callbacks
         at_filter = filters.index(codec) if codec in filters else None
         at_callbacks = callbacks.index(codec) if codec in callbacks else None
@@ -166,6 +211,20 @@ class Connection(asyncio.Protocol):
             transport.pause_reading()  # type: ignore[attr-defined]
 
     def data_received(self, data: bytes) -> None:
+        sink = self._sink
+        if sink is not None and not self._read_disabled:
+            # Spliced: what the read filter's ``write`` to the peer would do, here.
+            n = len(data)
+            self._active = True
+            self._rx_unflushed += n
+            sink._active = True
+            sink._tx_unflushed += n
+            transport = sink.transport
+            transport.write(data)  # type: ignore[union-attr]
+            size = transport.get_write_buffer_size()  # type: ignore[union-attr]
+            if size != sink._write_buffered:
+                sink._account_write(size)
+            return
         if self._reads_are_activity:
             self._active = True
         self._stats[self._rx] += len(data)
@@ -229,6 +288,7 @@ class Connection(asyncio.Protocol):
             cb.on_below_write_buffer_low_watermark()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.unsplice()
         if self._idle_handle:
             self._idle_handle.cancel()
         if self._close_timer:
@@ -284,6 +344,59 @@ class Connection(asyncio.Protocol):
         size = transport.get_write_buffer_size()  # type: ignore[union-attr]
         if size != self._write_buffered:
             self._account_write(size)
+
+    # -- splicing two connections ------------------------------------------------------
+
+    def splice(self, peer: Connection, own: ReadFilter, peers: ReadFilter) -> bool:
+        """Join this connection and ``peer`` both ways: from now on a read on either is
+        written to the other's transport straight from ``data_received``, counted as
+        ``write`` counts it (byte stats, activity, the buffer budget) but past the read
+        filters and the write path. The caller vouches that ``own`` (this connection's
+        read filter) and ``peers`` (``peer``'s) do nothing with a chunk but ``write``
+        it to the other connection; the rest is checked here: each has that filter as
+        its only read filter, neither has write filters, a stage (listener filters,
+        TLS) or a half-close sent, both count reads as activity and are open. False
+        (nothing changed) when one of those does not hold. Reading disabled still
+        holds what is read; any later change to either connection ends the splice
+        (``unsplice``), and their filters see every byte from then on."""
+        if peer is self or self._sink is not None or peer._sink is not None:
+            return False
+        for conn, only in ((self, own), (peer, peers)):
+            filters = conn.read_filters
+            if (len(filters) != 1 or filters[0] is not only or conn.write_filters
+                    or conn._stage is not None or conn.tls is not None or conn._eof_sent
+                    or not conn._reads_are_activity or conn.transport is None
+                    or conn.closing):
+                return False
+        self._sink = peer
+        peer._sink = self
+        _spliced.add(self)
+        _spliced.add(peer)
+        _arm_flush(self.loop)
+        return True
+
+    @property
+    def spliced(self) -> Connection | None:
+        """The connection this one is spliced to (``splice``), or None."""
+        return self._sink
+
+    def unsplice(self) -> None:
+        """End the splice (both ways): reads go through the read filters again."""
+        peer = self._sink
+        if peer is not None:
+            self._sink = peer._sink = None
+            for conn in (self, peer):
+                conn.flush_bytes()
+                _spliced.discard(conn)
+
+    def flush_bytes(self) -> None:
+        """Write the byte counts of spliced reads and writes to the stats store."""
+        if self._rx_unflushed:
+            self._stats[self._rx] += self._rx_unflushed
+            self._rx_unflushed = 0
+        if self._tx_unflushed:
+            self._stats[self._tx] += self._tx_unflushed
+            self._tx_unflushed = 0
 
     # -- the buffer budget --------------------------------------------------------------
 
@@ -375,6 +488,7 @@ class Connection(asyncio.Protocol):
         """Pass every byte read through ``stage.receive`` (it returns what the read
         filters get) until the next ``set_stage``; ``stage.on_eof()`` (True: close)
         and ``stage.on_lost()`` are told of the end. None: no stage."""
+        self.unsplice()
         self._stage = stage
         self._intake = stage.receive if stage is not None else None
 
@@ -406,6 +520,7 @@ class Connection(asyncio.Protocol):
         """Half-close: nothing more will be written (the peer reads EOF)."""
         if self.closed or self._local_close or self._eof_sent:
             return
+        self.unsplice()
         self._eof_sent = True
         if self._eof_received or not self.transport.can_write_eof():  # type: ignore[union-attr]
             self.close(CloseType.FLUSH_WRITE)
@@ -445,6 +560,7 @@ class Connection(asyncio.Protocol):
     def close(self, how: CloseType = CloseType.FLUSH_WRITE) -> None:
         if self.closed or self._local_close:
             return
+        self.unsplice()
         if how is CloseType.FLUSH_WRITE and self.tls is not None and not self._eof_sent:
             self.tls.close_notify()
         self._local_close = True
@@ -487,6 +603,8 @@ class Connection(asyncio.Protocol):
         """Whether bytes read keep the idle timeout off (they do unless told). An L7
         codec turns this off while a request head is incomplete: a client trickling
         a head byte by byte does not hold an otherwise idle connection open."""
+        if not count:
+            self.unsplice()
         self._reads_are_activity = count
 
     def on_idle_timeout(self) -> None:
@@ -516,6 +634,7 @@ class Connection(asyncio.Protocol):
     def detach(self) -> None:
         """Another process continues this connection on its own descriptor: close this
         process's one without a word to the peer (the socket lives on over there)."""
+        self.unsplice()
         self._local_close = True
         self._held.clear()
         transport = self.transport
@@ -527,6 +646,7 @@ class Connection(asyncio.Protocol):
     def _raise_close(self, event: ConnectionEvent) -> None:
         if self.closed:
             return
+        self.unsplice()
         self.closed = True
         self.close_event = event
         self.on_closed(event)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterable
 
 from mosn.config.models import DEFAULT_LISTENER_FILTERS_TIMEOUT
 from mosn.config.types import Address
-from mosn.network.connection import DEFAULT_BUFFER_LIMIT, Connection
+from mosn.network.connection import DEFAULT_BUFFER_LIMIT, Connection, flush_spliced_bytes
 from mosn.network.filter import ConnectionEvent, FilterStatus, ListenerFilter, ListenerFilterError
 from mosn.network.filter_chain import FilterChain, FilterChainSelector
 from mosn.network.interception import plain_ip, redirected_destination, set_transparent
@@ -267,6 +267,8 @@ class Listener:
         self.sock = sock
         self.address = address
         self.store = store
+        if flush_spliced_bytes not in store.refreshers:  # tcp_proxy's pairs count in ints
+            store.refreshers.append(flush_spliced_bytes)
         self.stats = stats
         self.chains = chains
         self.selector = FilterChainSelector(chains)

@@ -74,6 +74,9 @@ _SWITCH_OFFSET_V2 = 11
 _CODEC_OFFSET = {PROTOCOL_CODE_V1: 9, PROTOCOL_CODE_V2: 10}
 _REQUEST_ID_OFFSET = {PROTOCOL_CODE_V1: V1_REQUEST.request_id_offset,
                       PROTOCOL_CODE_V2: V2_REQUEST.request_id_offset}
+_RESPONSE_TYPE = int(CmdType.RESPONSE)
+_REQUEST_TYPE = int(CmdType.REQUEST)
+"""Plain ints: compared on every frame decoded (an enum member is a slower lookup)."""
 _REQUEST_KINDS = {CmdCode.HEARTBEAT: FrameKind.HEARTBEAT, CmdCode.GOAWAY: FrameKind.GOAWAY}
 _RESPONSE_KINDS = {CmdCode.HEARTBEAT: FrameKind.HEARTBEAT_REPLY,
                    CmdCode.RESPONSE: FrameKind.RESPONSE}
@@ -115,11 +118,13 @@ class _SofaRpcCodec:
         cmd_type = buffer[type_offset]
         if cmd_type not in _CMD_TYPES:
             raise FrameError(f"bolt: unknown command type {cmd_type}")
-        layout = LAYOUTS[protocol, cmd_type != CmdType.RESPONSE]
-        if available < layout.size:
+        response = cmd_type == _RESPONSE_TYPE
+        layout = LAYOUTS[protocol, not response].struct
+        fixed = layout.size
+        if available < fixed:
             return None
 
-        fields = layout.struct.unpack_from(buffer)
+        fields = layout.unpack_from(buffer)
         if protocol == PROTOCOL_CODE_V1:
             (_, _, cmd_code, _, request_id, _, timeout_or_status, class_len, header_len,
              content_len) = fields
@@ -131,12 +136,12 @@ class _SofaRpcCodec:
                 raise self._error(buffer, cmd_type, f"bolt v2: unknown protocol version {ver1}")
             crc = has_crc(ver1, switch)
 
-        codes = RESPONSE_CMD_CODES if cmd_type == CmdType.RESPONSE else REQUEST_CMD_CODES
+        codes = RESPONSE_CMD_CODES if response else REQUEST_CMD_CODES
         if cmd_code not in codes:
             raise self._error(buffer, cmd_type,
                               f"bolt: command code {cmd_code} in a frame of type {cmd_type}")
 
-        header_end = layout.size + class_len
+        header_end = fixed + class_len
         map_end = header_end + header_len
         body_end = map_end + content_len
         size = body_end + CRC_SIZE if crc else body_end
@@ -151,20 +156,23 @@ class _SofaRpcCodec:
             (expected,) = _U32.unpack_from(data, body_end)
             if crc32(memoryview(data)[:body_end]) != expected:
                 raise self._error(buffer, cmd_type, "bolt v2: CRC32 check failed")
-        try:
-            headers = decode_header_map(memoryview(data)[header_end:map_end])
-        except HeaderMapError as e:
-            raise self._error(buffer, cmd_type, f"bolt: {e}") from None
+        headers: dict[str, str] = {}
+        if header_len:
+            try:
+                headers = decode_header_map(memoryview(data)[header_end:map_end])
+            except HeaderMapError as e:
+                raise self._error(buffer, cmd_type, f"bolt: {e}") from None
         del buffer[:size]
 
-        _add_routing_keys(headers, data[layout.size:header_end])
-        if cmd_type == CmdType.RESPONSE:
+        if headers or class_len:
+            _add_routing_keys(headers, data[fixed:header_end])
+        if response:
             return Frame(_RESPONSE_KINDS[cmd_code], request_id, data, headers,
-                         status=timeout_or_status)
+                         timeout_or_status, None)
         kind = _REQUEST_KINDS.get(cmd_code) or (
-            FrameKind.REQUEST if cmd_type == CmdType.REQUEST else FrameKind.ONEWAY)
+            FrameKind.REQUEST if cmd_type == _REQUEST_TYPE else FrameKind.ONEWAY)
         timeout = timeout_or_status / 1000 if timeout_or_status > 0 else None  # -1: none
-        return Frame(kind, request_id, data, headers, timeout=timeout)
+        return Frame(kind, request_id, data, headers, 0, timeout)
 
     def _error(self, buffer: bytearray, cmd_type: int, message: str) -> FrameError:
         """A malformed frame whose header was read: a two-way request is answered
