@@ -8,7 +8,7 @@
   to its ACK, and its resident memory once it holds them.
 
     .venv/bin/python bench/control_plane.py [--pushes 40] [--peers mosn,envoy] [--fresh]
-        [--change all|one] [--json out.json]
+        [--change all|one] [--mosn-tree LABEL=DIR] [--json out.json]
 
 Every endpoint of the 1,000 is a distinct loopback address (127.1.x.y) at the port of
 one upstream listening on all of them, so traffic reaches whichever the proxy picks.
@@ -24,6 +24,10 @@ is applied). Traffic cannot time it: one endpoint of 1,000 gets one request in 1
 under round robin, and a heavier weight does not help either, as Envoy's weighted
 round robin (earliest deadline first) serves a heavy endpoint in bursts once per
 cycle of the whole set.
+
+``--mosn-tree LABEL=DIR`` (repeatable) adds a peer "mosn@LABEL": mosn imported from the
+source tree DIR (another commit's tree), measured in the same run after mosn, its
+ratio to Envoy printed beside mosn's.
 """
 
 from __future__ import annotations
@@ -49,7 +53,20 @@ from typing import Any, Iterator
 import yaml
 from google.protobuf import json_format
 
-from common import BIN, ROOT, Processes, cpu_seconds, free_port, install_envoy, rss_kib, table, write_json
+from common import (
+    BIN,
+    ROOT,
+    Processes,
+    cpu_seconds,
+    free_port,
+    in_tree,
+    install_envoy,
+    mosn_tree_argument,
+    mosn_trees,
+    rss_kib,
+    table,
+    write_json,
+)
 from mosn.testing.control_plane import ControlPlane
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES
 
@@ -61,6 +78,8 @@ ROUTER = "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
 HCM = ("type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3."
        "HttpConnectionManager")
 ADS = {"ads": {}, "resource_api_version": "V3"}
+MOSN_TREES: dict[str, Path] = {}
+"""Peers "mosn@LABEL" of --mosn-tree: the source tree each imports mosn from."""
 
 
 def loopback(i: int) -> str:
@@ -178,6 +197,8 @@ def proxy(name: str, procs: Processes, workdir: Path, plane: ControlPlane,
         path = workdir / "mosn.yaml"
         path.write_text(yaml.safe_dump(config))
         argv = [sys.executable, "-m", "mosn", "start", "-c", str(path), "--log-level", "WARN"]
+        if name in MOSN_TREES:
+            argv = in_tree(argv, MOSN_TREES[name])
     proc = procs.start(name, argv, cpu=0)
     try:
         yield proc
@@ -270,7 +291,12 @@ def main() -> int:
                         help="what an endpoint push changes: all 1,000 endpoints (timed to "
                              "traffic), or one (timed to the proxy's ACK)")
     parser.add_argument("--json", type=Path)
+    mosn_tree_argument(parser)
     args = parser.parse_args()
+    MOSN_TREES.update(mosn_trees(parser, args))
+    peers = args.peers.split(",")
+    at = peers.index("mosn") + 1 if "mosn" in peers else len(peers)
+    peers[at:at] = MOSN_TREES
     envoy = None
     if "envoy" in args.peers:
         missing = install_envoy()
@@ -295,15 +321,18 @@ def main() -> int:
                     if time.monotonic() > deadline:
                         raise RuntimeError("the upstreams did not start")
                     time.sleep(0.1)
-            for name in args.peers.split(","):
+            for name in peers:
                 results[name] = measure(name, args, procs, workdir, upstreams, envoy)
         finally:
             procs.stop_all()
     print(table(results, "proxy", COLUMNS))
-    if "mosn" in results and "envoy" in results:
-        results["mosn/envoy"] = {key: results["mosn"][key] / results["envoy"][key]
-                                 for key, _, _ in COLUMNS if results["envoy"][key]}
-        print(table({"mosn/envoy": results["mosn/envoy"]}, "ratio", COLUMNS, "{:.2f}x"))
+    if "envoy" in results:
+        ratios = {f"{name}/envoy": {key: results[name][key] / results["envoy"][key]
+                                    for key, _, _ in COLUMNS if results["envoy"][key]}
+                  for name in ["mosn", *MOSN_TREES] if name in results}
+        if ratios:
+            results.update(ratios)
+            print(table(ratios, "ratio", COLUMNS, "{:.2f}x"))
     write_json(args.json, results=results,
                args={k: v for k, v in vars(args).items() if k != "json"})
     return 0

@@ -3,7 +3,7 @@
 ``bench/control_plane.py`` pushes, and each push is timed and profiled.
 
     .venv/bin/python -P bench/xds_push.py [--pushes 5] [--profile eds_first|eds|eds_one|rds|held]
-        [--top 25] [--fresh] [--gc] [--stages]
+        [--top 25] [--fresh] [--gc] [--stages] [--census]
 
 Push kinds: ``eds`` (all 1,000 endpoints of a cluster move, between two sets of
 addresses; ``--fresh``: to addresses no push had before; the first push meets new
@@ -12,16 +12,20 @@ route of 1,000 changes), ``held`` (500 clusters of 20). Printed: per push kind, 
 median wall and CPU time of taking a response (translate, compose, validate, apply);
 with ``--gc`` each push with the garbage collector's passes in it; with ``--profile``,
 cProfile's top functions of one push; with ``--stages``, the median CPU time of each
-stage of an endpoint push (no profiler: each stage's functions timed as they run); at
-the end, the objects frozen and how many of them were garbage held for nothing.
+stage of an endpoint push (no profiler: each stage's functions timed as they run); with
+``--census``, the resident memory along the endpoint pushes and after them the objects a
+full collector pass walks (every object tracked and not frozen) by type; at the end, the objects frozen and how many of
+them were garbage held for nothing.
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import collections as counting
 import functools
 import gc
+import os
 import pstats
 import statistics
 import sys
@@ -35,7 +39,7 @@ import yaml  # noqa: E402
 from envoy.service.discovery.v3 import discovery_pb2  # noqa: E402
 
 from control_plane import endpoints, eds_cluster, listener, routes  # noqa: E402
-from common import free_port  # noqa: E402
+from common import free_port, rss_kib  # noqa: E402
 import mosn.xds.apply  # noqa: E402
 import mosn.xds.client  # noqa: E402
 import mosn.xds.cluster  # noqa: E402
@@ -112,6 +116,8 @@ def main() -> int:
     parser.add_argument("--gc", action="store_true", help="print each push with its collector passes")
     parser.add_argument("--stages", action="store_true",
                         help="print the median CPU time of each stage of an endpoint push")
+    parser.add_argument("--census", action="store_true",
+                        help="print what a full collector pass walks after the endpoint pushes")
     args = parser.parse_args()
     spent: dict[str, float] = {}
     stages: dict[str, list[dict[str, float]]] = {}  # push kind -> each push's stages
@@ -182,12 +188,22 @@ def main() -> int:
                       for c in range(args.clusters)]
     times: dict[str, list[float]] = {"eds": [], "eds_one": [], "rds": []}
     profile = cProfile.Profile()
+    rss = []  # KiB resident after each endpoint push
     for i, messages in enumerate(eds_pushes):
         if (args.profile == "eds" and i == len(eds_pushes) - 1
                 or args.profile == "eds_first" and i == 0):
             profile.enable()
         times["eds"].append(take(ENDPOINTS, f"e{i}", messages, "eds" if i else "eds_first"))
         profile.disable()
+        if args.census:
+            rss.append(rss_kib(os.getpid()))
+    if args.census:
+        gc.collect()  # what stays: what every full pass from now on walks
+        walked = counting.Counter(type(o).__qualname__ for o in gc.get_objects())
+        marks = sorted({0, len(rss) // 4, len(rss) // 2, 3 * len(rss) // 4, len(rss) - 1})
+        print("resident MiB after endpoint push " + ", ".join(f"{i + 1}: {rss[i] / 1024:.1f}" for i in marks))
+        print(f"after the endpoint pushes a full pass walks {walked.total()} objects: "
+              + ", ".join(f"{name} {n}" for name, n in walked.most_common(12)))
     for i, messages in enumerate(one_pushes):
         if args.profile == "eds_one" and i == len(one_pushes) - 1:
             profile.enable()

@@ -9,7 +9,8 @@ step, in ms: from the control plane's ``set`` returning to mosn taking the assig
 (the bench control plane's gRPC send, mosn's receive, the cluster and listener
 responses before it), taking it (translate, validate, apply: wall and CPU), the route
 response after it, the first request picking a host after it, and that request's
-answer reaching the bench; with the collector's passes in the push.
+answer reaching the bench; with the collector's passes in the push; then each full
+pass (generation 2) between a push and its answer.
 """
 
 from __future__ import annotations
@@ -53,6 +54,11 @@ def _traced_bench() -> None:
     control_plane.measure = measure
 
 
+FULL_PASSES: list[tuple[str, str, float]] = []
+"""(push, where, ms) of each full pass (generation 2) from a push to its answer: in
+taking the assignment, or after it."""
+
+
 def breakdown(mosn: list[tuple]) -> dict[str, float]:
     until = next((t for t, kind, *what in EVENTS if kind == "proxy" and what[0] != "mosn"),
                  float("inf"))
@@ -80,6 +86,9 @@ def breakdown(mosn: list[tuple]) -> dict[str, float]:
                 began = e
             elif e[2] == "gc_stop" and began and taken[0] <= began[0] <= done[0]:
                 passes.append((e[3], e[0] - began[0]))
+            if e[2] == "gc_stop" and began and e[3] == 2 and began[0] <= answered[-1]:
+                where = "taking it" if taken[0] <= began[0] <= done[0] else "around it"
+                FULL_PASSES.append((version, where, (e[0] - began[0]) * 1000))
         row = {"to mosn taking the assignment": taken[0] - start,
                "taking it (wall)": done[0] - taken[0],
                "taking it (CPU)": done[1] - taken[1],
@@ -106,6 +115,8 @@ def main() -> int:
     print("mosn's endpoint pushes, median ms of each step:")
     for name, value in breakdown([tuple(e) for e in mosn]).items():
         print(f"  {name:34} {value:8.2f}")
+    print(f"full collector passes from a push to its answer: {len(FULL_PASSES)}"
+          + "".join(f"; {v} {where} {ms:.1f} ms" for v, where, ms in FULL_PASSES))
     return code
 
 

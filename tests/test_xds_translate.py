@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from envoy.config.endpoint.v3 import endpoint_components_pb2
 from google.protobuf import json_format
 
 from mosn.config.models import HostConfig
 from mosn.config.types import Address
-from mosn.xds.cluster import cluster, lb_endpoint, load_assignment, plain_endpoint
+from mosn.xds.cluster import (
+    ENDPOINT_CACHE_SIZE,
+    ENDPOINTS as ENDPOINT_CACHE,
+    cluster,
+    lb_endpoint,
+    load_assignment,
+    plain_endpoint,
+)
 from mosn.xds.fields import PartCache, Refused
 from mosn.xds.listener import listener
 from mosn.xds.resources import CLUSTERS, ENDPOINTS, LISTENERS, ROUTES, SECRETS
@@ -728,6 +737,19 @@ def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_ch
     assert all(a is b for a, b in zip(first[:19], second[:19]))  # taken as they were
     assert str(second[19].address) == "10.0.1.1:80" and second[19] is not first[19]
     assert [str(h.address) for h in second] == addresses
+
+
+def test_assignments_of_new_endpoints_leave_at_most_the_cache_size_of_host_entries():
+    gc.collect()
+    before = sum(isinstance(o, HostConfig) for o in gc.get_objects())
+    for push in range(3):  # 3,000 endpoints never seen: the cache keeps the newest
+        addresses = [f"10.{push}.{i // 250}.{i % 250}:80" for i in range(1000)]
+        hosts = load_assignment(message(ENDPOINTS, assignment("fresh", {"": addresses})))
+    assert [str(h.address) for h in hosts] == addresses
+    del hosts
+    gc.collect()
+    kept = sum(isinstance(o, HostConfig) for o in gc.get_objects()) - before
+    assert len(ENDPOINT_CACHE) == ENDPOINT_CACHE_SIZE and kept <= ENDPOINT_CACHE_SIZE
 
 
 def test_the_translation_cache_lets_the_oldest_go_first_once_full():
