@@ -64,9 +64,10 @@ def breakdown(mosn: list[tuple]) -> dict[str, float]:
                  float("inf"))
     pushes = [(t, what[0]) for t, kind, *what in EVENTS
               if kind == "set" and what[0][:1] == "e" and what[0][1:].isdigit() and t < until]
+    sets = [t for t, kind, *what in EVENTS if kind == "set"]
     steps: dict[str, list[float]] = {}
-    for i, (start, version) in enumerate(pushes):
-        end = pushes[i + 1][0] if i + 1 < len(pushes) else until
+    for start, version in pushes:
+        end = min(next((t for t in sets if t > start), until), until)  # the next push of any kind
         mine = [e for e in mosn if start <= e[0] < end]
 
         def at(kind: str, *what: str) -> tuple | None:

@@ -742,7 +742,7 @@ def test_the_next_version_of_an_assignment_translates_only_the_endpoints_that_ch
 def test_assignments_of_new_endpoints_leave_at_most_the_cache_size_of_host_entries():
     gc.collect()
     before = sum(isinstance(o, HostConfig) for o in gc.get_objects())
-    for push in range(3):  # 3,000 endpoints never seen: the cache keeps the newest
+    for push in range(ENDPOINT_CACHE_SIZE // 1000 + 2):  # more endpoints never seen than it keeps
         addresses = [f"10.{push}.{i // 250}.{i % 250}:80" for i in range(1000)]
         hosts = load_assignment(message(ENDPOINTS, assignment("fresh", {"": addresses})))
     assert [str(h.address) for h in hosts] == addresses

@@ -258,13 +258,14 @@ def load_assignment(message: endpoint_pb2.ClusterLoadAssignment) -> list[HostCon
     return hosts
 
 
-ENDPOINT_CACHE_SIZE = 2_000
+ENDPOINT_CACHE_SIZE = 4_000
 """Endpoints whose translations are kept by their bytes, the oldest going first: twice
-a cluster of 1,000, so a push moving every endpoint of it to another set and back
-again translates none twice. Not more: a host entry is three objects (the model, its
-field dict, its address) that the garbage collector's full passes walk while it is
-kept, and a pass lands in whichever push's allocations trip it; 20,000 entries made
-those passes 5-9 ms against 1 ms (docs/benchmarks.md, "Control plane (xDS)"). An
+the two sets of a cluster of 1,000 moving between them, so such a push translates
+none twice (the oldest going first, a cache just the size of what comes back
+would miss every endpoint in turn). Not more: a host entry is three objects (the
+model, its field dict, its address) that the garbage collector's full passes walk
+while it is kept, and a pass lands in whichever push's allocations trip it; 20,000
+entries made those passes 4-11 ms (docs/benchmarks.md, "Control plane (xDS)"). An
 endpoint older than that is read again from its bytes (some 2 us)."""
 ENDPOINTS = PartCache(ENDPOINT_CACHE_SIZE)
 
