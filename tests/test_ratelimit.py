@@ -5,6 +5,7 @@ checked by counts: every bucket here fills once an hour, so within a test exactl
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 import time
@@ -17,8 +18,11 @@ import pytest
 from grpc_echo import SERVICE, grpc_echo
 from http_scripted import proxy_config
 from mosn.config import ConfigError, validate
+from mosn.config.routers import RouterConfiguration
 from mosn.filters.buckets import BucketTable, TokenBucket
+from mosn.filters.common import route_config_identity
 from mosn.observability.stats import StatsStore
+from mosn.router.table import RouteTable
 from mosn.testing import FilterCase, HttpBackend, StreamFilterConformance, free_port
 
 SAMPLES = Path(__file__).parent / "data" / "mosn_samples"
@@ -188,6 +192,31 @@ def test_workers_share_one_exact_bucket(start, backend) -> None:
     statuses = [curl(port)[0] for _ in range(40)]
     assert statuses.count(200) == 5 and statuses.count(429) == 35
     assert backend.requests - before == 5
+
+
+def test_a_routes_bucket_is_keyed_by_its_place_not_its_objects() -> None:
+    """Each worker translates a pushed route into objects of its own: the identity a
+    route's bucket is keyed by is the same for the same route of two translations of
+    one config, apart for two routes with equal limits, and one for the routes of a
+    virtual host that carries the limit."""
+    def to(prefix: str, **extra: Any) -> dict[str, Any]:
+        return {"match": {"prefix": prefix}, "route": {"cluster_name": "up"}, **extra}
+    def own() -> dict[str, Any]:
+        return {"per_filter_config": {"local_ratelimit": bucket(2)}}
+    config = {"router_config_name": "r", "virtual_hosts": [
+        {"name": "a", "domains": ["a"], "routers": [to("/x", **own()), to("/y", **own())]},
+        {"name": "b", "domains": ["b"], "routers": [to("/x"), to("/y")], **own()}]}
+
+    def identities() -> list[int]:
+        table = RouteTable(RouterConfiguration.model_validate(copy.deepcopy(config)))
+        return [route_config_identity("local_ratelimit", r,
+                                      r.per_filter_config["local_ratelimit"])
+                for host in table.virtual_hosts for r in host.routes]
+
+    first = identities()
+    assert identities() == first
+    assert len(set(first[:3])) == 3
+    assert first[2] == first[3]
 
 
 # -- gRPC with grpcio ----------------------------------------------------------------------------

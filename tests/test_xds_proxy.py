@@ -571,6 +571,55 @@ def test_workers_take_pushed_http_filters_but_not_a_local_rate_limit(start_mosn,
             assert client.get("/admin").status_code == 403
 
 
+def _limited(prefix: str) -> dict[str, Any]:
+    """A route to reviews with its own local rate limit: 2 requests a minute."""
+    limited = route({"prefix": prefix}, CLUSTER)
+    limited["name"] = prefix
+    limited["typed_per_filter_config"] = {"envoy.filters.http.local_ratelimit": {
+        "@type": LOCAL_RATELIMIT, "stat_prefix": "route",
+        "token_bucket": {"max_tokens": 2, "fill_interval": "60s"},
+        "filter_enabled": {"default_value": {"numerator": 100}},
+        "filter_enforced": {"default_value": {"numerator": 100}}}}
+    return limited
+
+
+def test_workers_count_a_pushed_routes_own_rate_limit_once(plane, upstreams, tmp_path):
+    """A listener with a local rate limit filter served before the fork (handed over
+    by an upgrade to a mosn with ``--workers 2``), then a push of two routes with
+    equal limits of their own (2 a minute): across both workers each route lets 2
+    requests through, not 2 per worker, and neither takes the other's tokens."""
+    port = free_port()
+    # The listener's own limit is off (Envoy's 0% filter_enabled): only the routes' count.
+    quiet = http_filter("local_ratelimit", LOCAL_RATELIMIT, stat_prefix="rl",
+                        token_bucket={"max_tokens": 1, "fill_interval": "60s"})
+    first = with_http_filters(snapshot(port, upstreams), port, quiet)
+    plane.set("1", first)
+    config = bootstrap(plane)
+    old = MosnProcess(config, tmp_path)
+    new = None
+    try:
+        wait_until(lambda: get(port).status_code == 200)
+        new = MosnProcess(config, tmp_path, ["--workers", "2"], wait=False)
+        old.proc.wait(timeout=60)  # the old one exits once the new one serves
+        new.wait_ready()
+        ready = {"name": "ready", "match": {"prefix": "/ready"},
+                 "direct_response": {"status": 204}}
+        plane.set("2", [*first[:3], message(ROUTES, route_configuration("9080", [
+            {"name": "all", "domains": ["*"], "routes": [
+                ready, _limited("/a"), _limited("/b"), route({"prefix": "/"}, CLUSTER)]}]))])
+        with contextlib.ExitStack() as stack:
+            clients = list(_one_per_worker(new, port, stack).values())
+            for client in clients:  # the push reached this worker
+                wait_until(lambda client=client: client.get("/ready").status_code == 204)
+            for path in ("/a", "/b"):
+                codes = [client.get(path).status_code for _ in range(3) for client in clients]
+                assert sorted(codes) == [200, 200, 429, 429, 429, 429], (path, codes)
+    finally:
+        old.stop()
+        if new is not None:
+            new.stop()
+
+
 class _CheckedUpstream(BaseHTTPRequestHandler):
     """Answers every path 200 with ``x-upstream: NAME``, but its health check path
     ``/healthz`` 503 while the server is ``sick``: a host that fails its check and

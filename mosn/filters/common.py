@@ -5,7 +5,9 @@ templates (the access log's variables), and per-route configs built once.
 
 from __future__ import annotations
 
+import hashlib
 import http
+import json
 import random
 import re
 from typing import Any, Callable, Generic, Literal, TypeVar
@@ -13,7 +15,6 @@ from typing import Any, Callable, Generic, Literal, TypeVar
 from pydantic import BaseModel, Field, model_validator
 
 from mosn.config.base import Empty, Model
-from mosn.proxy.stream_filter import route_filter_config
 from mosn.variables import Template, check_template
 
 T = TypeVar("T")
@@ -248,33 +249,67 @@ class FilterStats:
 class PerRoute(Generic[T]):
     """A filter's per-route configs (``per_filter_config.<name>``), each validated by
     ``model`` and built by ``build(parsed, identity)`` the first time a request of its
-    route comes; the listener's own when the route has none. ``identity`` is the same
-    number in every worker (the raw config was read before the workers forked), for
-    state shared between them."""
+    route comes; the listener's own when the route has none.
 
-    __slots__ = ("name", "model", "build", "default", "_built")
+    ``shared``: what is built keys state shared between the workers (a rate limit's
+    buckets), so ``identity`` is :func:`route_config_identity`, the same number in every
+    worker for the same place of the config, whenever each worker took it (a route
+    pushed after the fork is translated in each worker, into objects of its own).
+    Otherwise ``identity`` is the raw config's ``id()``, this process's alone."""
+
+    __slots__ = ("name", "model", "build", "default", "shared", "_built")
 
     def __init__(self, name: str, model: type[BaseModel], build: Callable[[Any, int], T],
-                 default: T) -> None:
+                 default: T, shared: bool = False) -> None:
         self.name = name
         self.model = model
         self.build = build
         self.default = default
-        self._built: dict[int, tuple[Any, T]] = {}
+        self.shared = shared
+        self._built: dict[Any, tuple[Any, T]] = {}
 
     def get(self, stream: Any) -> T:
-        raw = route_filter_config(stream, self.name)
+        route = stream.route
+        if route is None:
+            return self.default
+        raw = route.per_filter_config.get(self.name)
         if raw is None:
             return self.default
-        found = self._built.get(id(raw))
+        # Shared: one raw config may sit in several virtual hosts (the xDS translation
+        # reuses the translation of a route sent twice), each its own place.
+        key = (id(raw), route.virtual_host.name) if self.shared else id(raw)
+        found = self._built.get(key)
         if found is None or found[0] is not raw:
-            found = self._built[id(raw)] = (raw, self.build(self.model.model_validate(raw),
-                                                                   id(raw)))
+            identity = route_config_identity(self.name, route, raw) if self.shared else id(raw)
+            found = self._built[key] = (raw, self.build(self.model.model_validate(raw),
+                                                        identity))
         return found[1]
+
+
+def route_config_identity(name: str, route: Any, raw: Any) -> int:
+    """A signed 64-bit digest of where the ``per_filter_config.<name>`` entry ``raw`` of
+    ``route`` sits and what it says: its virtual host (by name, else by domains) and,
+    for a route's own entry, the whole route (its match tells two routes with equal
+    settings apart: each has its own bucket, as each route's config has in Envoy). The
+    same in every process for the same config, whichever route of a virtual host
+    asked first; hashlib, since ``hash()`` of a string differs between processes not
+    forked from one another."""
+    host = route.virtual_host
+    where: Any = host.name or host.config.domains
+    if host.per_filter_config.get(name) is raw:
+        place = ["virtual_host", where, raw]
+    else:  # the first route of the virtual host holding it (a YAML alias may share it)
+        own = next((r for r in host.config.routers if r.per_filter_config.get(name) is raw),
+                   None)
+        place = ["route", where, own.model_dump(mode="json") if own is not None else raw]
+    text = json.dumps([name, place], sort_keys=True, separators=(",", ":"), default=str)
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 __all__ = ["ALWAYS", "FilterStats", "FractionalPercent", "HeaderMatcher", "KeyTemplate", "ProtoModel",
            "PseudoHeaders",
            "RegexMatcher",
            "StringMatcher", "header_values", "PerRoute", "RuntimeFractionalPercent",
+           "route_config_identity",
            "exactly_one", "key_template", "status_code"]

@@ -137,7 +137,10 @@ class RateLimiter:
         self.table = BucketTable(context.stats, f"{name}.buckets")
         self.stats = FilterStats(context.stats, f"{stat_prefix}.http_local_rate_limit", STATS)
         self.count = self.stats.count
-        self.routes: PerRoute[Limit | None] = PerRoute(name, model, build, default)
+        # A route's limit counts once across workers: its bucket keys by the
+        # route's place, not by an object each worker made.
+        self.routes: PerRoute[Limit | None] = PerRoute(name, model, build, default,
+                                                       shared=True)
 
 
 class LocalRateLimit(StreamFilter):
