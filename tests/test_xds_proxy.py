@@ -604,11 +604,16 @@ def test_workers_count_a_pushed_routes_own_rate_limit_once(plane, upstreams, tmp
         new.wait_ready()
         ready = {"name": "ready", "match": {"prefix": "/ready"},
                  "direct_response": {"status": 204}}
-        plane.set("2", [*first[:3], message(ROUTES, route_configuration("9080", [
-            {"name": "all", "domains": ["*"], "routes": [
-                ready, _limited("/a"), _limited("/b"), route({"prefix": "/"}, CLUSTER)]}]))])
         with contextlib.ExitStack() as stack:
             clients = list(_one_per_worker(new, port, stack).values())
+            # Forked workers doing the same work allocate at the same addresses: one
+            # serves more first, so that each translates the push into objects of
+            # its own (as it would under real traffic).
+            for i in range(30):
+                clients[0].get(f"/{i}", headers={f"x-{i}": "v" * i})
+            plane.set("2", [*first[:3], message(ROUTES, route_configuration("9080", [
+                {"name": "all", "domains": ["*"], "routes": [
+                    ready, _limited("/a"), _limited("/b"), route({"prefix": "/"}, CLUSTER)]}]))])
             for client in clients:  # the push reached this worker
                 wait_until(lambda client=client: client.get("/ready").status_code == 204)
             for path in ("/a", "/b"):
